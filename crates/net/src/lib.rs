@@ -1,0 +1,23 @@
+//! Socket plumbing that every sokkel server and client shares.
+//!
+//! This crate sits below the protocol crates (`sokkel-echo`, and later SMTP and POP3):
+//! it turns what a user typed (`host:port`, `[::1]:port`) into socket addresses, resolves
+//! host names to *every* address they have, connects by trying those addresses in turn,
+//! binds listeners with the options a server wants (dual stack, address reuse, a deep
+//! backlog), raises the open-file limit so thousands of connections fit, and turns
+//! Ctrl-C and SIGTERM into one shutdown future.
+#![warn(missing_docs)]
+
+mod addr;
+mod connect;
+mod error;
+mod limits;
+mod listen;
+mod shutdown;
+
+pub use addr::{HostPort, ResolveOverride};
+pub use connect::{ConnectAttempt, connect_any};
+pub use error::NetError;
+pub use limits::raise_open_file_limit;
+pub use listen::{DEFAULT_BACKLOG, bind_tcp, bind_udp};
+pub use shutdown::shutdown_signal;

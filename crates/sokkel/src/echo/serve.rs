@@ -1,0 +1,115 @@
+//! `sokkel echo serve`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use sokkel_echo::report::StdoutReport;
+use sokkel_echo::server::{ServerConfig, serve};
+use sokkel_net::{DEFAULT_BACKLOG, HostPort, NetError};
+
+use crate::cli::ServeArgs;
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let threads = args
+        .threads
+        .map(usize::from)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let runtime = super::runtime(threads)?;
+    runtime.block_on(serve_until_stopped(args))
+}
+
+async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let fd_limit = sokkel_net::raise_open_file_limit();
+    if u64::from(args.max_conns) + 64 > fd_limit {
+        tracing::warn!(
+            "--max-conns {} is above the open-file limit of {fd_limit}; raise it with ulimit -n",
+            args.max_conns
+        );
+    }
+    let addrs = listen_addresses(&args.listen).await?;
+    let (mut tcp, mut udp) = (Vec::new(), Vec::new());
+    for addr in &addrs {
+        if !args.udp_only {
+            let listener = sokkel_net::bind_tcp(*addr, DEFAULT_BACKLOG).map_err(explain_bind)?;
+            println!("listening on tcp {}", listener.local_addr()?);
+            tcp.push(listener);
+        }
+        if args.udp || args.udp_only {
+            // With port 0, UDP takes the port TCP was given, so both share one address.
+            let addr = match tcp.last() {
+                Some(listener) if addr.port() == 0 => listener.local_addr()?,
+                _ => *addr,
+            };
+            let socket = sokkel_net::bind_udp(addr).map_err(explain_bind)?;
+            println!("listening on udp {}", socket.local_addr()?);
+            udp.push(socket);
+        }
+    }
+    tracing::info!(
+        framing = %args.framing.framing,
+        max_conns = args.max_conns,
+        "echo server ready; Ctrl-C stops it"
+    );
+    let config = ServerConfig {
+        framing: args.framing.framing,
+        max_frame: args.framing.max_frame,
+        max_conns: args.max_conns,
+        idle_timeout: args.idle_timeout,
+        shutdown_grace: args.shutdown_timeout,
+    };
+    let report = Arc::new(StdoutReport {
+        messages: !args.quiet,
+    });
+    let summary = serve(config, tcp, udp, report, sokkel_net::shutdown_signal())
+        .await
+        .context("the echo server failed")?;
+    if summary.cut_off > 0 {
+        tracing::warn!(
+            open = summary.cut_off,
+            "stopped with connections still open after the grace period"
+        );
+    }
+    tracing::info!(connections = summary.connections, "stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn listen_addresses(inputs: &[String]) -> anyhow::Result<Vec<SocketAddr>> {
+    let mut addrs = Vec::new();
+    for input in inputs {
+        let host_port = HostPort::parse(input, None)
+            .with_context(|| "--listen takes host:port, e.g. 127.0.0.1:10000 or [::]:10000")?;
+        for addr in host_port.resolve(&[]).await? {
+            if !addrs.contains(&addr) {
+                addrs.push(addr);
+            }
+        }
+    }
+    if addrs.is_empty() {
+        bail!("no address to listen on; give one with --listen 127.0.0.1:10000");
+    }
+    Ok(addrs)
+}
+
+/// Adds what to do next to the two bind failures users meet most.
+fn explain_bind(err: NetError) -> anyhow::Error {
+    let hint = match &err {
+        NetError::Bind { addr, source } => match source.kind() {
+            std::io::ErrorKind::AddrInUse => Some(format!(
+                "; pick another port, e.g. --listen {}",
+                SocketAddr::new(addr.ip(), addr.port().wrapping_add(1).max(1024))
+            )),
+            std::io::ErrorKind::PermissionDenied if addr.port() < 1024 => Some(format!(
+                "; use a port of 1024 or above, e.g. --listen {}",
+                SocketAddr::new(addr.ip(), 10000)
+            )),
+            _ => None,
+        },
+        _ => None,
+    };
+    match hint {
+        Some(hint) => anyhow::anyhow!("{err}{hint}"),
+        None => err.into(),
+    }
+}
