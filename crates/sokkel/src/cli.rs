@@ -9,7 +9,8 @@ use sokkel_net::{HostPort, ResolveOverride};
 
 use crate::units::{parse_duration, parse_size};
 
-/// Network tools from the course, grown up: an echo server, client and load generator.
+/// Network tools from the course, grown up: an echo server, client and load generator,
+/// and a local mail catcher that keeps every message it is sent.
 #[derive(Debug, Parser)]
 #[command(name = "sokkel", version, propagate_version = true)]
 #[command(
@@ -25,6 +26,133 @@ pub enum Command {
     /// Echo over TCP and UDP: a server, an interactive client and a load generator.
     #[command(subcommand)]
     Echo(EchoCommand),
+    /// Mail: a local catcher that keeps every message sent to it, and commands to read it.
+    #[command(subcommand)]
+    Mail(MailCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MailCommand {
+    /// Run the mail catcher: accept every message over SMTP, relay none, keep them all.
+    #[command(
+        after_help = "Examples:\n  sokkel mail serve                          SMTP on 127.0.0.1:1025, mail kept in the data directory\n  sokkel mail serve --ephemeral              a throwaway store, removed at exit\n  sokkel mail serve --smtp [::1]:2525 --db ./mail.db\n\nThen send to it, e.g. from Python:\n  smtplib.SMTP('localhost', 1025).sendmail('a@example.com', 'b@example.com', 'Subject: hi\\r\\n\\r\\nhello')\n\nA message gets its 250 only once it is committed and synced to disk."
+    )]
+    Serve(MailServeArgs),
+    /// List caught messages, newest first.
+    #[command(after_help = "Examples:\n  sokkel mail list\n  sokkel mail list --limit 5 --json")]
+    List(ListArgs),
+    /// Show one message: headers and text, or its raw bytes, HTML or envelope.
+    #[command(
+        after_help = "Examples:\n  sokkel mail show latest\n  sokkel mail show 42 --raw > message.eml\n  sokkel mail show latest --envelope"
+    )]
+    Show(ShowArgs),
+    /// Delete messages by id, or all of them.
+    #[command(after_help = "Examples:\n  sokkel mail delete 41 42\n  sokkel mail delete --all")]
+    Delete(DeleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// The mail store (default: sokkel/mail.db in the platform data directory).
+    #[arg(long, value_name = "PATH", env = "SOKKEL_DB")]
+    pub db: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct MailServeArgs {
+    /// Address for SMTP (repeatable): host:port, [::1]:port, [::]:port.
+    #[arg(
+        long = "smtp",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:1025",
+        env = "SOKKEL_SMTP_LISTEN",
+        value_delimiter = ','
+    )]
+    pub smtp: Vec<String>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Keep mail in a temporary store that is removed at exit.
+    #[arg(long, env = "SOKKEL_EPHEMERAL", conflicts_with = "db")]
+    pub ephemeral: bool,
+    /// The name the server gives in its greeting (default: this machine's host name).
+    #[arg(long, value_name = "NAME", env = "SOKKEL_HOSTNAME")]
+    pub hostname: Option<String>,
+    /// The largest message accepted.
+    #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = parse_size, env = "SOKKEL_MAX_MESSAGE_SIZE")]
+    pub max_message_size: usize,
+    /// Recipients per message (RFC 5321 asks for at least 100).
+    #[arg(long, value_name = "N", default_value_t = 1000, env = "SOKKEL_MAX_RECIPIENTS", value_parser = clap::value_parser!(u32).range(100..))]
+    pub max_recipients: u32,
+    /// The longest command line, CRLF included (RFC 5321 asks for at least 512).
+    #[arg(long, value_name = "BYTES", default_value_t = 2048, env = "SOKKEL_MAX_LINE", value_parser = clap::value_parser!(u32).range(512..=1_048_576))]
+    pub max_line: u32,
+    /// SMTP sessions at once; more are told 421 and closed.
+    #[arg(long, value_name = "N", default_value_t = 1000, env = "SOKKEL_SMTP_MAX_CONNS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_conns: u32,
+    /// Protocol errors in one session before it is closed with 421.
+    #[arg(long, value_name = "N", default_value_t = 20, env = "SOKKEL_MAX_ERRORS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_errors: u32,
+    /// How long a client may take to send its next command (RFC 5321: 5 minutes).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration, env = "SOKKEL_COMMAND_TIMEOUT")]
+    pub command_timeout: Duration,
+    /// How long a client may pause inside a message (RFC 5321: 3 minutes).
+    #[arg(long, value_name = "DURATION", default_value = "3m", value_parser = parse_duration, env = "SOKKEL_DATA_TIMEOUT")]
+    pub data_timeout: Duration,
+    /// On Ctrl-C or SIGTERM, how long a client in the middle of a message may take to finish it.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, env = "SOKKEL_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Duration,
+    /// Messages with bare LF line endings: accept (store, and flag them) or reject (550 5.5.2).
+    #[arg(long, value_name = "POLICY", default_value = "accept", value_parser = ["accept", "reject"], env = "SOKKEL_BARE_LF")]
+    pub bare_lf: String,
+    /// Refuse new mail with 451 once the store reaches this size.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, env = "SOKKEL_MAX_STORE_SIZE")]
+    pub max_store_size: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// How many messages to list.
+    #[arg(long, short = 'n', value_name = "N", default_value_t = 20)]
+    pub limit: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The message id, or `latest`.
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// Print the exact bytes received.
+    #[arg(long, group = "part")]
+    pub raw: bool,
+    /// Print the HTML part.
+    #[arg(long, group = "part")]
+    pub html: bool,
+    /// Print the SMTP envelope.
+    #[arg(long, group = "part")]
+    pub envelope: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Message ids.
+    #[arg(
+        value_name = "ID",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub ids: Vec<String>,
+    /// Delete every message.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Subcommand)]

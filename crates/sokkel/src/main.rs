@@ -3,6 +3,9 @@
 
 mod cli;
 mod echo;
+mod hints;
+mod mail;
+mod timefmt;
 mod units;
 
 use std::io::IsTerminal;
@@ -17,6 +20,7 @@ fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Echo(echo) => echo::run(echo),
+        Command::Mail(mail) => mail::run(mail),
     };
     match result {
         Ok(code) => code,
@@ -31,8 +35,11 @@ fn main() -> ExitCode {
 /// Diagnostics go to stderr; `RUST_LOG` overrides the default of `info` for sokkel.
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("warn,sokkel=info,sokkel_echo=info,sokkel_net=info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(
+            "warn,sokkel=info,sokkel_echo=info,sokkel_net=info,sokkel_smtp=info,sokkel_store=info",
+        )
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

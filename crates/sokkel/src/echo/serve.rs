@@ -7,9 +7,10 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use sokkel_echo::report::StdoutReport;
 use sokkel_echo::server::{ServerConfig, serve};
-use sokkel_net::{DEFAULT_BACKLOG, HostPort, NetError};
+use sokkel_net::{DEFAULT_BACKLOG, HostPort};
 
 use crate::cli::ServeArgs;
+use crate::hints::explain_bind;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let threads = args
@@ -32,7 +33,8 @@ async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let (mut tcp, mut udp) = (Vec::new(), Vec::new());
     for addr in &addrs {
         if !args.udp_only {
-            let listener = sokkel_net::bind_tcp(*addr, DEFAULT_BACKLOG).map_err(explain_bind)?;
+            let listener = sokkel_net::bind_tcp(*addr, DEFAULT_BACKLOG)
+                .map_err(|err| explain_bind(err, "--listen", 10000))?;
             println!("listening on tcp {}", listener.local_addr()?);
             tcp.push(listener);
         }
@@ -42,7 +44,8 @@ async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 Some(listener) if addr.port() == 0 => listener.local_addr()?,
                 _ => *addr,
             };
-            let socket = sokkel_net::bind_udp(addr).map_err(explain_bind)?;
+            let socket =
+                sokkel_net::bind_udp(addr).map_err(|err| explain_bind(err, "--listen", 10000))?;
             println!("listening on udp {}", socket.local_addr()?);
             udp.push(socket);
         }
@@ -90,26 +93,4 @@ async fn listen_addresses(inputs: &[String]) -> anyhow::Result<Vec<SocketAddr>> 
         bail!("no address to listen on; give one with --listen 127.0.0.1:10000");
     }
     Ok(addrs)
-}
-
-/// Adds what to do next to the two bind failures users meet most.
-fn explain_bind(err: NetError) -> anyhow::Error {
-    let hint = match &err {
-        NetError::Bind { addr, source } => match source.kind() {
-            std::io::ErrorKind::AddrInUse => Some(format!(
-                "; pick another port, e.g. --listen {}",
-                SocketAddr::new(addr.ip(), addr.port().wrapping_add(1).max(1024))
-            )),
-            std::io::ErrorKind::PermissionDenied if addr.port() < 1024 => Some(format!(
-                "; use a port of 1024 or above, e.g. --listen {}",
-                SocketAddr::new(addr.ip(), 10000)
-            )),
-            _ => None,
-        },
-        _ => None,
-    };
-    match hint {
-        Some(hint) => anyhow::anyhow!("{err}{hint}"),
-        None => err.into(),
-    }
 }

@@ -1,0 +1,11 @@
+//! SMTP for sokkel: the catcher's server side.
+//!
+//! - [`server::session`]: the session core, a state machine fed with bytes that hands
+//!   back replies and finished messages. No sockets, no clock, no store.
+//! - [`server::shell`]: the tokio shell that owns the sockets, applies timeouts and
+//!   limits, and hands finished messages to a [`sokkel_store::Deliver`] sink.
+//! - [`reply`]: reply codes and how they are written on the wire.
+#![warn(missing_docs)]
+
+pub mod reply;
+pub mod server;

@@ -1,0 +1,486 @@
+//! Table tests of the session core: exact replies, pipelining, DATA and BDAT edge
+//! cases, limits, and SMTP smuggling attempts.
+
+use super::*;
+
+/// Plays a client's writes into a session the way the shell does and returns what the
+/// server wrote (greeting included), the messages it delivered, and whether it closed.
+struct Run {
+    out: String,
+    messages: Vec<Received>,
+    closed: bool,
+}
+
+fn run_with(config: SessionConfig, writes: &[&[u8]]) -> Run {
+    let mut session = Session::new(Arc::new(config));
+    let mut out = Vec::new();
+    session.greeting(&mut out);
+    let mut buffer = Vec::new();
+    let mut messages = Vec::new();
+    let mut closed = false;
+    'writes: for write in writes {
+        buffer.extend_from_slice(write);
+        loop {
+            let (consumed, step) = session.advance(&buffer, &mut out);
+            buffer.drain(..consumed);
+            match step {
+                Step::NeedMore => break,
+                Step::Deliver(message) => {
+                    messages.push(message);
+                    session.delivered(Delivery::Stored(messages.len().to_string()), &mut out);
+                }
+                Step::Close => {
+                    closed = true;
+                    break 'writes;
+                }
+            }
+        }
+    }
+    Run {
+        out: String::from_utf8_lossy(&out).into_owned(),
+        messages,
+        closed,
+    }
+}
+
+fn run(writes: &[&[u8]]) -> Run {
+    run_with(SessionConfig::default(), writes)
+}
+
+/// The reply codes in order, greeting included; multi-line replies count once.
+fn codes(out: &str) -> Vec<u16> {
+    out.lines()
+        .filter(|line| line.as_bytes().get(3) == Some(&b' '))
+        .map(|line| line[..3].parse().expect("a reply code"))
+        .collect()
+}
+
+const EHLO: &[u8] = b"EHLO client.test\r\n";
+const ENVELOPE: &[u8] = b"EHLO client.test\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n";
+
+#[test]
+fn greeting_and_ehlo_advertise_the_extensions() {
+    let r = run(&[EHLO]);
+    assert_eq!(
+        r.out,
+        "220 localhost ESMTP sokkel mail catcher\r\n\
+         250-localhost greets client.test\r\n\
+         250-PIPELINING\r\n\
+         250-SIZE 33554432\r\n\
+         250-8BITMIME\r\n\
+         250-SMTPUTF8\r\n\
+         250-ENHANCEDSTATUSCODES\r\n\
+         250 CHUNKING\r\n"
+    );
+}
+
+#[test]
+fn every_command_in_every_state() {
+    // (writes, expected reply codes after the greeting)
+    let cases: &[(&[u8], &[u16])] = &[
+        // Before HELO/EHLO
+        (b"MAIL FROM:<a@x.test>\r\n", &[503]),
+        (b"RCPT TO:<a@x.test>\r\n", &[503]),
+        (b"DATA\r\n", &[503]),
+        (b"BDAT 0 LAST\r\n", &[503]),
+        (
+            b"RSET\r\nNOOP\r\nVRFY bob\r\nHELP\r\n",
+            &[250, 250, 252, 214],
+        ),
+        (b"QUIT\r\n", &[221]),
+        // HELO / EHLO arguments
+        (b"HELO\r\n", &[501]),
+        (b"EHLO\r\n", &[501]),
+        (b"HELO old.client\r\n", &[250]),
+        (b"ehlo lower.case\r\n", &[250]),
+        // Transaction order
+        (b"EHLO c\r\nRCPT TO:<b@y.test>\r\n", &[250, 503]),
+        (
+            b"EHLO c\r\nMAIL FROM:<a@x.test>\r\nDATA\r\n",
+            &[250, 250, 503],
+        ),
+        (
+            b"EHLO c\r\nMAIL FROM:<a@x.test>\r\nMAIL FROM:<a@x.test>\r\n",
+            &[250, 250, 503],
+        ),
+        (
+            b"EHLO c\r\nMAIL FROM:<a@x.test>\r\nRSET\r\nRCPT TO:<b@y.test>\r\n",
+            &[250, 250, 250, 503],
+        ),
+        (
+            b"EHLO c\r\nMAIL FROM:<a@x.test>\r\nEHLO c\r\nRCPT TO:<b@y.test>\r\n",
+            &[250, 250, 250, 503],
+        ),
+        // Arguments
+        (b"EHLO c\r\nMAIL FROM:a@x.test\r\n", &[250, 501]),
+        (b"EHLO c\r\nMAIL TO:<a@x.test>\r\n", &[250, 501]),
+        (b"EHLO c\r\nMAIL FROM:<a@x.test>XYZ\r\n", &[250, 501]),
+        (b"EHLO c\r\nMAIL FROM: <a@x.test>\r\n", &[250, 250]),
+        (b"EHLO c\r\nMAIL FROM:<>\r\n", &[250, 250]),
+        (
+            b"EHLO c\r\nMAIL FROM:<a@x.test> SIZE=100 BODY=8BITMIME\r\n",
+            &[250, 250],
+        ),
+        (b"EHLO c\r\nMAIL FROM:<a@x.test> SIZE=abc\r\n", &[250, 501]),
+        (
+            b"EHLO c\r\nMAIL FROM:<a@x.test> BODY=BINARYMIME\r\n",
+            &[250, 501],
+        ),
+        (b"EHLO c\r\nMAIL FROM:<a@x.test> FOO=BAR\r\n", &[250, 555]),
+        (b"HELO c\r\nMAIL FROM:<a@x.test> SIZE=10\r\n", &[250, 555]),
+        (b"EHLO c\r\nMAIL FROM:<no-at-sign>\r\n", &[250, 501]),
+        (
+            b"EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<>\r\n",
+            &[250, 250, 501],
+        ),
+        (
+            b"EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<Postmaster>\r\n",
+            &[250, 250, 250],
+        ),
+        (
+            b"EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<@relay.test:b@y.test>\r\n",
+            &[250, 250, 250],
+        ),
+        (
+            b"EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test> NOTIFY=NEVER\r\n",
+            &[250, 250, 555],
+        ),
+        (
+            b"EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<\"john doe\"@y.test>\r\n",
+            &[250, 250, 250],
+        ),
+        (
+            b"EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b..c@y.test>\r\n",
+            &[250, 250, 501],
+        ),
+        (
+            b"EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@-y.test>\r\n",
+            &[250, 250, 501],
+        ),
+        (
+            b"EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@[127.0.0.1]>\r\n",
+            &[250, 250, 250],
+        ),
+        (
+            b"EHLO c\r\nDATA x\r\nRSET x\r\nVRFY\r\n",
+            &[250, 501, 501, 501],
+        ),
+        // SMTPUTF8
+        ("EHLO c\r\nMAIL FROM:<å@x.test>\r\n".as_bytes(), &[250, 553]),
+        (
+            "EHLO c\r\nMAIL FROM:<å@x.test> SMTPUTF8\r\nRCPT TO:<ø@y.test>\r\n".as_bytes(),
+            &[250, 250, 250],
+        ),
+        // Unknown and unimplemented
+        (b"FOO\r\n", &[500]),
+        (b"\r\n", &[500]),
+        (b"EXPN list\r\nSTARTTLS\r\n", &[502, 502]),
+        (b"NOOP\n", &[500]),
+        (b"NOOP \xff\r\n", &[500]),
+    ];
+    for (writes, want) in cases {
+        let r = run(&[writes]);
+        let got = codes(&r.out);
+        assert_eq!(
+            &got[1..],
+            *want,
+            "for {:?}:\n{}",
+            String::from_utf8_lossy(writes),
+            r.out
+        );
+    }
+}
+
+#[test]
+fn size_declared_over_the_limit_is_refused_at_mail() {
+    let config = SessionConfig {
+        max_message_size: 1000,
+        ..SessionConfig::default()
+    };
+    let r = run_with(
+        config,
+        &[b"EHLO c\r\nMAIL FROM:<a@x.test> SIZE=1001\r\nMAIL FROM:<a@x.test> SIZE=1000\r\n"],
+    );
+    assert_eq!(&codes(&r.out)[1..], &[250, 552, 250]);
+    assert!(r.out.contains("552 5.3.4"), "{}", r.out);
+}
+
+#[test]
+fn a_pipelined_transaction_gets_every_reply_in_order() {
+    let r = run(&[
+        b"EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nRCPT TO:<c@y.test>\r\nDATA\r\n",
+        b"Subject: hi\r\n\r\nbody\r\n.\r\nMAIL FROM:<>\r\nRCPT TO:<d@y.test>\r\nDATA\r\n",
+        b"second\r\n.\r\nQUIT\r\n",
+    ]);
+    assert_eq!(
+        codes(&r.out),
+        [220, 250, 250, 250, 250, 354, 250, 250, 250, 354, 250, 221]
+    );
+    assert!(r.out.contains("250 2.0.0 Ok: queued as 1\r\n"));
+    assert!(r.out.contains("250 2.0.0 Ok: queued as 2\r\n"));
+    assert!(r.closed);
+    assert_eq!(r.messages.len(), 2);
+    let first = &r.messages[0];
+    assert_eq!(first.mail_from, "a@x.test");
+    assert_eq!(first.rcpt_to, ["b@y.test", "c@y.test"]);
+    assert_eq!(first.helo, "c");
+    assert_eq!(first.data, b"Subject: hi\r\n\r\nbody\r\n");
+    assert_eq!(r.messages[1].mail_from, "");
+    assert_eq!(r.messages[1].data, b"second\r\n");
+}
+
+#[test]
+fn dot_unstuffing_and_the_end_of_data_across_every_split() {
+    let stream: &[u8] = b"EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\n\
+        ..leading dot\r\n.\r\n\
+        ...two\r\nmiddle . dot\r\n.x\r\n\r\n.\r\nNOOP\r\n";
+    let want_data: &[u8] = b".leading dot\r\n";
+    for cut in 0..stream.len() {
+        let r = run(&[&stream[..cut], &stream[cut..]]);
+        assert_eq!(r.messages.len(), 1, "cut at {cut}");
+        assert_eq!(r.messages[0].data, want_data, "cut at {cut}");
+    }
+    // A message that ends with a line holding a lone dot after unstuffing.
+    let r = run(&[ENVELOPE, b"DATA\r\n..\r\n...\r\n.\r\n"]);
+    assert_eq!(r.messages[0].data, b".\r\n..\r\n");
+    // An empty message.
+    let r = run(&[ENVELOPE, b"DATA\r\n.\r\n"]);
+    assert_eq!(r.messages[0].data, b"");
+}
+
+#[test]
+fn byte_by_byte_input_gives_the_same_result() {
+    let stream: &[u8] = b"EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\nline\r\n..dot\r\n.\r\nQUIT\r\n";
+    let whole = run(&[stream]);
+    let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+    let split = run(&bytes);
+    assert_eq!(whole.out, split.out);
+    assert_eq!(whole.messages, split.messages);
+    assert_eq!(split.messages[0].data, b"line\r\n.dot\r\n");
+}
+
+/// Every smuggling sequence: none ends DATA, none starts a second transaction, and a
+/// command smuggled after it is never executed.
+#[test]
+fn smuggling_sequences_are_content() {
+    let sequences: &[&[u8]] = &[
+        b"\n.\n", b"\n.\r\n", b"\r\n.\n", b"\r.\r", b"\r.\r\n", b"\r\n.\r",
+    ];
+    for seq in sequences {
+        let mut content = b"Subject: smuggle\r\n\r\nbody".to_vec();
+        content.extend_from_slice(seq);
+        content.extend_from_slice(
+            b"MAIL FROM:<evil@x.test>\r\nRCPT TO:<victim@y.test>\r\nDATA\r\nsmuggled\r\n",
+        );
+        let mut stream = ENVELOPE.to_vec();
+        stream.extend_from_slice(b"DATA\r\n");
+        stream.extend_from_slice(&content);
+        stream.extend_from_slice(b".\r\nQUIT\r\n");
+        let r = run(&[&stream]);
+        let shown = String::from_utf8_lossy(seq);
+        assert_eq!(
+            r.messages.len(),
+            1,
+            "{shown:?} ended DATA early:\n{}",
+            r.out
+        );
+        assert_eq!(
+            codes(&r.out),
+            [220, 250, 250, 250, 354, 250, 221],
+            "{shown:?}:\n{}",
+            r.out
+        );
+        let data = &r.messages[0].data;
+        assert!(
+            data.windows(b"MAIL FROM:<evil".len())
+                .any(|w| w == b"MAIL FROM:<evil"),
+            "{shown:?}: the smuggled command must stay content"
+        );
+        let bare_lf = seq.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r') || seq[0] == b'\n';
+        assert_eq!(r.messages[0].bare_lf, bare_lf, "{shown:?}");
+    }
+}
+
+#[test]
+fn bare_lf_reject_refuses_and_runs_nothing_pipelined_after() {
+    let config = SessionConfig {
+        bare_lf: BareLf::Reject,
+        ..SessionConfig::default()
+    };
+    let mut stream = ENVELOPE.to_vec();
+    stream.extend_from_slice(b"DATA\r\nSubject: x\n\nbody\r\n.\r\nMAIL FROM:<next@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\nsecond\r\n.\r\n");
+    let r = run_with(config.clone(), &[&stream]);
+    assert!(r.messages.is_empty());
+    assert!(r.closed);
+    assert_eq!(codes(&r.out), [220, 250, 250, 250, 354, 550]);
+    assert!(r.out.contains("550 5.5.2"), "{}", r.out);
+    // A clean message passes in reject mode.
+    let r = run_with(config, &[ENVELOPE, b"DATA\r\nok\r\n.\r\n"]);
+    assert_eq!(r.messages.len(), 1);
+    assert!(!r.messages[0].bare_lf);
+}
+
+#[test]
+fn bare_lf_accept_stores_and_records_it() {
+    let r = run(&[ENVELOPE, b"DATA\r\nSubject: x\n\nbody\r\n.\r\n"]);
+    assert_eq!(r.messages.len(), 1);
+    assert!(r.messages[0].bare_lf);
+    assert_eq!(r.messages[0].data, b"Subject: x\n\nbody\r\n");
+    // A CRLF split over two writes is not a bare LF.
+    let r = run(&[ENVELOPE, b"DATA\r\nline\r", b"\nnext\r\n.\r\n"]);
+    assert!(!r.messages[0].bare_lf);
+}
+
+#[test]
+fn message_size_limit_exact_and_one_over() {
+    let config = SessionConfig {
+        max_message_size: 10,
+        ..SessionConfig::default()
+    };
+    let exact = run_with(config.clone(), &[ENVELOPE, b"DATA\r\n12345678\r\n.\r\n"]);
+    assert_eq!(exact.messages.len(), 1);
+    assert_eq!(exact.messages[0].data.len(), 10);
+    let over = run_with(
+        config.clone(),
+        &[ENVELOPE, b"DATA\r\n123456789\r\n.\r\nNOOP\r\n"],
+    );
+    assert!(over.messages.is_empty());
+    assert_eq!(&codes(&over.out)[4..], [354, 552, 250]);
+    // BDAT: the same limit, refused before the chunk is kept.
+    let bdat = run_with(config.clone(), &[ENVELOPE, b"BDAT 10 LAST\r\n0123456789"]);
+    assert_eq!(bdat.messages.len(), 1);
+    let bdat = run_with(
+        config,
+        &[
+            ENVELOPE,
+            b"BDAT 11 LAST\r\n0123456789ANOOP\r\nBDAT 1 LAST\r\nx",
+        ],
+    );
+    assert!(bdat.messages.is_empty());
+    assert_eq!(&codes(&bdat.out)[4..], [552, 250, 503]);
+}
+
+#[test]
+fn recipients_limit() {
+    let config = SessionConfig {
+        max_recipients: 100,
+        ..SessionConfig::default()
+    };
+    let mut stream = b"EHLO c\r\nMAIL FROM:<a@x.test>\r\n".to_vec();
+    for i in 0..102 {
+        stream.extend_from_slice(format!("RCPT TO:<r{i}@y.test>\r\n").as_bytes());
+    }
+    stream.extend_from_slice(b"DATA\r\nx\r\n.\r\n");
+    let r = run_with(config, &[&stream]);
+    let codes = codes(&r.out);
+    assert_eq!(codes.iter().filter(|&&c| c == 452).count(), 2);
+    assert!(r.out.contains("452 4.5.3"));
+    assert_eq!(r.messages[0].rcpt_to.len(), 100);
+}
+
+#[test]
+fn bdat_chunks_are_joined_and_replied_per_chunk() {
+    let r = run(&[
+        ENVELOPE,
+        b"BDAT 5\r\nhel",
+        b"lo",
+        b"BDAT 7\r\n, world",
+        b"BDAT 0 LAST\r\nQUIT\r\n",
+    ]);
+    assert_eq!(codes(&r.out), [220, 250, 250, 250, 250, 250, 250, 221]);
+    assert!(r.out.contains("250 2.0.0 5 octets received"), "{}", r.out);
+    assert_eq!(r.messages[0].data, b"hello, world");
+    // BDAT content is raw: no dot-unstuffing, and CRLF.CRLF does not end it.
+    let r = run(&[ENVELOPE, b"BDAT 9 LAST\r\n..\r\n.\r\n..QUIT\r\n"]);
+    assert_eq!(r.messages[0].data, b"..\r\n.\r\n..");
+    assert!(r.closed);
+    // DATA after BDAT in one transaction is out of sequence; BDAT without MAIL is
+    // refused after its bytes are read, so they are not taken for commands.
+    let r = run(&[ENVELOPE, b"BDAT 2\r\nabDATA\r\n"]);
+    assert_eq!(&codes(&r.out)[4..], [250, 503]);
+    let r = run(&[b"EHLO c\r\nBDAT 6\r\nQUIT\r\nNOOP\r\n"]);
+    assert_eq!(&codes(&r.out)[1..], [250, 503, 250]);
+    assert!(!r.closed);
+    let r = run(&[b"EHLO c\r\nBDAT x\r\nBDAT 1 FIRST\r\n"]);
+    assert_eq!(&codes(&r.out)[1..], [250, 501, 501]);
+}
+
+#[test]
+fn overlong_command_lines_are_refused_and_skipped() {
+    let config = SessionConfig {
+        max_line_length: 64,
+        ..SessionConfig::default()
+    };
+    let long = [b"NOOP ".as_slice(), &[b'a'; 200], b"\r\nNOOP\r\n"].concat();
+    let r = run_with(config.clone(), &[&long]);
+    assert_eq!(&codes(&r.out)[1..], [500, 250]);
+    assert!(r.out.contains("500 5.5.6"), "{}", r.out);
+    // The same, arriving in small pieces.
+    let pieces: Vec<&[u8]> = long.chunks(7).collect();
+    let r = run_with(config.clone(), &pieces);
+    assert_eq!(&codes(&r.out)[1..], [500, 250]);
+    // Exactly at the limit is fine.
+    let exact = [b"NOOP ".as_slice(), &[b'a'; 57], b"\r\n"].concat();
+    assert_eq!(exact.len(), 64);
+    let r = run_with(config, &[&exact]);
+    assert_eq!(&codes(&r.out)[1..], [250]);
+}
+
+#[test]
+fn too_many_errors_close_with_421() {
+    let config = SessionConfig {
+        max_errors: 3,
+        ..SessionConfig::default()
+    };
+    let r = run_with(config, &[b"FOO\r\nBAR\r\nBAZ\r\nNOOP\r\n"]);
+    assert_eq!(&codes(&r.out)[1..], [500, 500, 500, 421]);
+    assert!(r.closed);
+    assert!(
+        r.out
+            .ends_with("421 4.7.0 localhost Too many errors, closing connection\r\n")
+    );
+}
+
+#[test]
+fn failed_storage_answers_451_and_the_session_goes_on() {
+    let mut session = Session::new(Arc::new(SessionConfig::default()));
+    let mut out = Vec::new();
+    let input = [ENVELOPE, b"DATA\r\nx\r\n.\r\nNOOP\r\n"].concat();
+    let (consumed, step) = session.advance(&input, &mut out);
+    assert!(matches!(step, Step::Deliver(_)));
+    session.delivered(Delivery::Failed, &mut out);
+    let (_, step) = session.advance(&input[consumed..], &mut out);
+    assert_eq!(step, Step::NeedMore);
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("451 4.3.0"), "{out}");
+    assert!(out.ends_with("250 2.0.0 Ok\r\n"), "{out}");
+}
+
+#[test]
+fn timeout_and_shutdown_replies() {
+    let mut session = Session::new(Arc::new(SessionConfig::default()));
+    let mut out = Vec::new();
+    session.timed_out(&mut out);
+    assert!(session.is_closed());
+    assert_eq!(
+        out,
+        b"421 4.4.2 localhost Error: timeout exceeded, closing connection\r\n"
+    );
+    let mut session = Session::new(Arc::new(SessionConfig::default()));
+    let mut out = Vec::new();
+    session.shutting_down(&mut out);
+    assert_eq!(
+        out,
+        b"421 4.3.2 localhost Service shutting down, closing connection\r\n"
+    );
+    assert_eq!(session.advance(b"NOOP\r\n", &mut out), (6, Step::Close));
+}
+
+#[test]
+fn receiving_content_is_reported_for_the_data_timeout() {
+    let mut session = Session::new(Arc::new(SessionConfig::default()));
+    let mut out = Vec::new();
+    let (_, step) = session.advance(&[ENVELOPE, b"DATA\r\npartial"].concat(), &mut out);
+    assert_eq!(step, Step::NeedMore);
+    assert!(session.receiving_content());
+}

@@ -1,0 +1,250 @@
+//! The SMTP server shell: sockets, timeouts, limits and delivery around the core.
+//!
+//! One task per connection. The task reads whatever arrived into its input buffer,
+//! lets the [`Session`] consume it, writes the replies when it has to wait for more
+//! input (so pipelined replies go out together, RFC 2920), and hands finished messages
+//! to the [`Deliver`] sink. The 250 after DATA is written only after `deliver`
+//! returned, which for the SQLite store means the message is committed and synced.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use sokkel_store::{Deliver, Envelope, NewMessage};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
+
+use super::session::{Delivery, Session, SessionConfig, Step};
+
+/// How the server behaves beyond one session's rules.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The rules every session follows.
+    pub session: Arc<SessionConfig>,
+    /// Sessions at once; more are told 421 and closed.
+    pub max_conns: u32,
+    /// How long a client may take to send its next command (RFC 5321 section
+    /// 4.5.3.2.7 suggests 5 minutes).
+    pub command_timeout: Duration,
+    /// How long a client may pause inside message content (RFC 5321 suggests 3
+    /// minutes per data block).
+    pub data_timeout: Duration,
+    /// After a shutdown signal, how long a client in the middle of a message may take
+    /// to finish it.
+    pub shutdown_grace: Duration,
+}
+
+/// What a server run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeSummary {
+    /// Sessions accepted over the run.
+    pub sessions: u64,
+    /// Sessions still open when the shutdown grace ran out.
+    pub cut_off: u32,
+}
+
+struct Shared<D> {
+    config: ServerConfig,
+    sink: Arc<D>,
+    slots: Arc<Semaphore>,
+    accepted: AtomicU64,
+}
+
+/// Serves SMTP on already-bound, non-blocking listeners until `shutdown` completes;
+/// then stops accepting, tells idle clients 421, lets clients in the middle of a
+/// message finish it within the grace period, and returns.
+pub async fn serve<D: Deliver>(
+    config: ServerConfig,
+    listeners: Vec<std::net::TcpListener>,
+    sink: Arc<D>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<ServeSummary> {
+    let shared = Arc::new(Shared {
+        slots: Arc::new(Semaphore::new(config.max_conns as usize)),
+        config,
+        sink,
+        accepted: AtomicU64::new(0),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut loops = Vec::new();
+    for listener in listeners {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        loops.push(tokio::spawn(accept_loop(
+            listener,
+            shared.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    for task in loops {
+        let _ = task.await;
+    }
+    let max = shared.config.max_conns;
+    let grace = shared.config.shutdown_grace + Duration::from_secs(1);
+    let cut_off = match tokio::time::timeout(grace, shared.slots.acquire_many(max)).await {
+        Ok(_) => 0,
+        Err(_) => max - shared.slots.available_permits() as u32,
+    };
+    Ok(ServeSummary {
+        sessions: shared.accepted.load(Ordering::Relaxed),
+        cut_off,
+    })
+}
+
+async fn accept_loop<D: Deliver>(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared<D>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.changed() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (mut stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::ConnectionAborted
+                        | io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(err) => {
+                tracing::warn!(%err, "accept failed; retrying in 100 ms");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max = shared.config.max_conns, "refusing connection: too many sessions");
+            let host = &shared.config.session.hostname;
+            let busy = format!("421 4.7.0 {host} Too many connections; try again later\r\n");
+            tokio::spawn(async move {
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(5), stream.write_all(busy.as_bytes()))
+                        .await;
+            });
+            continue;
+        };
+        shared.accepted.fetch_add(1, Ordering::Relaxed);
+        let shared = shared.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            if let Err(err) = run_session(stream, peer, &shared, stop).await {
+                tracing::debug!(%peer, %err, "session ended with an error");
+            }
+        });
+    }
+}
+
+async fn run_session<D: Deliver>(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared<D>,
+    mut stop: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let config = &shared.config;
+    let mut session = Session::new(config.session.clone());
+    let mut input: Vec<u8> = Vec::with_capacity(4096);
+    let mut out: Vec<u8> = Vec::with_capacity(512);
+    session.greeting(&mut out);
+    let mut stopping_at: Option<Instant> = None;
+    loop {
+        let (consumed, step) = session.advance(&input, &mut out);
+        input.drain(..consumed);
+        match step {
+            Step::Deliver(received) => {
+                let message = NewMessage {
+                    envelope: Envelope {
+                        mail_from: received.mail_from,
+                        rcpt_to: received.rcpt_to,
+                        helo: received.helo,
+                        client_addr: peer,
+                        bare_lf: received.bare_lf,
+                        smtputf8: received.smtputf8,
+                        tls: None,
+                        auth_user: None,
+                    },
+                    received_at: SystemTime::now(),
+                    raw: received.data,
+                };
+                let outcome = match shared.sink.deliver(message).await {
+                    Ok(id) => Delivery::Stored(id.to_string()),
+                    Err(err) => {
+                        tracing::error!(%peer, %err, "storing a message failed; the client was told 451");
+                        Delivery::Failed
+                    }
+                };
+                session.delivered(outcome, &mut out);
+                continue;
+            }
+            Step::Close => {
+                write_out(&mut stream, &mut out, config.command_timeout).await?;
+                let _ = stream.shutdown().await;
+                return Ok(());
+            }
+            Step::NeedMore => {}
+        }
+        if stopping_at.is_some() && !session.receiving_content() {
+            session.shutting_down(&mut out);
+            continue;
+        }
+        write_out(&mut stream, &mut out, config.command_timeout).await?;
+
+        let wait = if session.receiving_content() {
+            config.data_timeout
+        } else {
+            config.command_timeout
+        };
+        let mut deadline = Instant::now() + wait;
+        if let Some(at) = stopping_at {
+            deadline = deadline.min(at);
+        }
+        input.reserve(8192);
+        tokio::select! {
+            biased;
+            read = stream.read_buf(&mut input) => match read {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(err) => return Err(err),
+            },
+            () = tokio::time::sleep_until(deadline) => {
+                if stopping_at.is_some_and(|at| Instant::now() >= at) {
+                    session.shutting_down(&mut out);
+                } else {
+                    tracing::debug!(%peer, "client timed out");
+                    session.timed_out(&mut out);
+                }
+            }
+            _ = stop.changed(), if stopping_at.is_none() => {
+                stopping_at = Some(Instant::now() + config.shutdown_grace);
+            }
+        }
+    }
+}
+
+async fn write_out(stream: &mut TcpStream, out: &mut Vec<u8>, timeout: Duration) -> io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    tokio::time::timeout(timeout, stream.write_all(out))
+        .await
+        .map_err(|_| {
+            io::Error::new(io::ErrorKind::TimedOut, "client did not read its replies")
+        })??;
+    out.clear();
+    Ok(())
+}

@@ -1,0 +1,43 @@
+//! `sokkel mail serve | list | show | delete`.
+
+mod read;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use sokkel_store::{Store, StoreOptions};
+
+use crate::cli::{MailCommand, StoreArgs};
+
+pub fn run(command: MailCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        MailCommand::Serve(args) => serve::run(args),
+        MailCommand::List(args) => read::list(args),
+        MailCommand::Show(args) => read::show(args),
+        MailCommand::Delete(args) => read::delete(args),
+    }
+}
+
+/// Where the store is: `--db`, `SOKKEL_DB`, or the platform default.
+fn store_path(args: &StoreArgs) -> anyhow::Result<PathBuf> {
+    match &args.db {
+        Some(path) => Ok(path.clone()),
+        None => Store::default_path()
+            .context("cannot tell where the platform keeps application data; pass --db PATH"),
+    }
+}
+
+/// Opens an existing store for the reading commands; never creates one.
+fn open_existing(args: &StoreArgs) -> anyhow::Result<Store> {
+    let path = store_path(args)?;
+    if !path.exists() {
+        bail!(
+            "no mail store at {}; start `sokkel mail serve` first, or pass --db PATH",
+            path.display()
+        );
+    }
+    Store::open(&path, StoreOptions::default())
+        .with_context(|| format!("cannot open the mail store {}", path.display()))
+}

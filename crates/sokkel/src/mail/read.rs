@@ -1,0 +1,258 @@
+//! `sokkel mail list | show | delete`: read the store, also while a server writes it.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use sokkel_store::{Address, ListQuery, MessageId, Store, StoredMessage, Summary, mime};
+
+use crate::cli::{DeleteArgs, ListArgs, ShowArgs};
+use crate::timefmt::utc;
+
+pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
+    let store = super::open_existing(&args.store)?;
+    let messages = store.list(&ListQuery {
+        limit: args.limit,
+        offset: 0,
+    })?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let rows: Vec<_> = messages.iter().map(summary_json).collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if messages.is_empty() {
+        writeln!(out, "no messages in {}", store.path().display())?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let id_width = messages
+        .iter()
+        .map(|m| m.id.to_string().len())
+        .max()
+        .unwrap_or(2)
+        .max(2);
+    writeln!(
+        out,
+        "{:>id_width$}  {:19}  {:28}  {:28}  {:30}  {:>9}",
+        "ID", "RECEIVED (UTC)", "FROM", "TO", "SUBJECT", "SIZE"
+    )?;
+    for m in &messages {
+        let from = m
+            .from
+            .as_ref()
+            .map_or(m.mail_from.as_str(), |a| a.address.as_str());
+        let to = m.to.first().map_or_else(
+            || m.rcpt_to.first().cloned().unwrap_or_default(),
+            |a| a.address.clone(),
+        );
+        let more = m.to.len().max(m.rcpt_to.len()).saturating_sub(1);
+        let to = if more > 0 {
+            format!("{to} +{more}")
+        } else {
+            to
+        };
+        let mark = if m.read { ' ' } else { '*' };
+        writeln!(
+            out,
+            "{:>id_width$}{mark} {:19}  {:28}  {:28}  {:30}  {:>9}",
+            m.id,
+            utc(m.received_at, false),
+            cut(if from.is_empty() { "<>" } else { from }, 28),
+            cut(&to, 28),
+            cut(&m.subject, 30),
+            size(m.size),
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let store = super::open_existing(&args.store)?;
+    let id = resolve_id(&store, &args.id)?;
+    let message = store
+        .get(id)?
+        .with_context(|| format!("no message {id}; `sokkel mail list` shows the ids"))?;
+    let mut out = std::io::stdout().lock();
+    if args.raw {
+        out.write_all(&message.raw)?;
+    } else if args.html {
+        let html = mime::parse(&message.raw)
+            .html
+            .with_context(|| format!("message {id} has no HTML part"))?;
+        writeln!(out, "{html}")?;
+    } else if args.envelope {
+        write_envelope(&mut out, &message)?;
+    } else {
+        write_message(&mut out, &message)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
+    let store = super::open_existing(&args.store)?;
+    if args.all {
+        let n = store.delete_all()?;
+        println!("deleted {n} message{}", if n == 1 { "" } else { "s" });
+        return Ok(ExitCode::SUCCESS);
+    }
+    let ids = args
+        .ids
+        .iter()
+        .map(|id| resolve_id(&store, id))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let deleted = store.delete(&ids)?;
+    println!(
+        "deleted {deleted} message{}",
+        if deleted == 1 { "" } else { "s" }
+    );
+    if deleted < ids.len() as u64 {
+        eprintln!(
+            "sokkel: {} of the ids given were not in the store",
+            ids.len() as u64 - deleted
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn resolve_id(store: &Store, id: &str) -> anyhow::Result<MessageId> {
+    if id.eq_ignore_ascii_case("latest") {
+        return store.latest()?.context("the store holds no messages yet");
+    }
+    match id.parse::<MessageId>() {
+        Ok(id) if id.0 > 0 => Ok(id),
+        _ => bail!("{id:?} is not a message id; use a number from `sokkel mail list`, or `latest`"),
+    }
+}
+
+fn write_message(out: &mut impl Write, message: &StoredMessage) -> anyhow::Result<()> {
+    let s = &message.summary;
+    let parsed = mime::parse(&message.raw);
+    writeln!(out, "ID:       {}", s.id)?;
+    writeln!(
+        out,
+        "Received: {} UTC from {} (HELO {})",
+        utc(s.received_at, false),
+        message.envelope.client_addr,
+        message.envelope.helo
+    )?;
+    const SHOWN: &[&str] = &[
+        "From",
+        "To",
+        "Cc",
+        "Reply-To",
+        "Subject",
+        "Date",
+        "Message-ID",
+    ];
+    for name in SHOWN {
+        for (header, value) in parsed
+            .headers
+            .iter()
+            .filter(|(h, _)| h.eq_ignore_ascii_case(name))
+        {
+            writeln!(out, "{:<9} {value}", format!("{header}:"))?;
+        }
+    }
+    for a in &parsed.attachments {
+        writeln!(
+            out,
+            "Attached: {} ({}, {})",
+            a.file_name,
+            a.content_type,
+            size(a.size as u64)
+        )?;
+    }
+    if s.bare_lf {
+        writeln!(
+            out,
+            "Note:     the client ended lines with bare LF, not CRLF (RFC 5321 asks for CRLF)"
+        )?;
+    }
+    if !s.parsed {
+        writeln!(
+            out,
+            "Note:     this message does not parse as RFC 5322; `--raw` shows its bytes"
+        )?;
+    }
+    writeln!(out)?;
+    match (&parsed.text, &parsed.html) {
+        (Some(text), _) => writeln!(out, "{}", text.trim_end())?,
+        (None, Some(_)) => writeln!(out, "(HTML only; see --html)")?,
+        (None, None) => writeln!(out, "(no text body)")?,
+    }
+    Ok(())
+}
+
+fn write_envelope(out: &mut impl Write, message: &StoredMessage) -> anyhow::Result<()> {
+    let e = &message.envelope;
+    writeln!(out, "MAIL FROM: <{}>", e.mail_from)?;
+    for rcpt in &e.rcpt_to {
+        writeln!(out, "RCPT TO:   <{rcpt}>")?;
+    }
+    writeln!(out, "Client:    {} (HELO {})", e.client_addr, e.helo)?;
+    writeln!(out, "Received:  {}", utc(message.summary.received_at, true))?;
+    writeln!(out, "Size:      {} bytes", message.summary.size)?;
+    match &e.tls {
+        Some(tls) => writeln!(out, "TLS:       {} {}", tls.version, tls.cipher)?,
+        None => writeln!(out, "TLS:       no")?,
+    }
+    if let Some(user) = &e.auth_user {
+        writeln!(out, "AUTH:      {user}")?;
+    }
+    writeln!(out, "SMTPUTF8:  {}", if e.smtputf8 { "yes" } else { "no" })?;
+    writeln!(
+        out,
+        "Bare LF:   {}",
+        if e.bare_lf {
+            "yes (the client sent bare line feeds)"
+        } else {
+            "no"
+        }
+    )?;
+    Ok(())
+}
+
+fn summary_json(m: &Summary) -> serde_json::Value {
+    let addr = |a: &Address| serde_json::json!({ "name": a.name, "address": a.address });
+    serde_json::json!({
+        "id": m.id,
+        "received": utc(m.received_at, true),
+        "mail_from": m.mail_from,
+        "rcpt_to": m.rcpt_to,
+        "from": m.from.as_ref().map(addr),
+        "to": m.to.iter().map(addr).collect::<Vec<_>>(),
+        "cc": m.cc.iter().map(addr).collect::<Vec<_>>(),
+        "subject": m.subject,
+        "date": m.date,
+        "message_id": m.message_id,
+        "size": m.size,
+        "attachments": m.attachments,
+        "snippet": m.snippet,
+        "read": m.read,
+        "bare_lf": m.bare_lf,
+    })
+}
+
+/// Cuts `text` to `width` characters, marking the cut, and drops control characters
+/// so a hostile subject cannot move the cursor.
+fn cut(text: &str, width: usize) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if clean.chars().count() <= width {
+        return clean;
+    }
+    let mut cut: String = clean.chars().take(width - 1).collect();
+    cut.push('…');
+    cut
+}
+
+fn size(bytes: u64) -> String {
+    match bytes {
+        b if b < 1024 => format!("{b} B"),
+        b if b < 1024 * 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+    }
+}

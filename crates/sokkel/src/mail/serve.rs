@@ -1,0 +1,158 @@
+//! `sokkel mail serve`: the catcher.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use sokkel_net::{DEFAULT_BACKLOG, HostPort};
+use sokkel_smtp::server::session::{BareLf, SessionConfig};
+use sokkel_smtp::server::shell::{ServerConfig, serve};
+use sokkel_store::{Store, StoreEvent, StoreOptions};
+
+use crate::cli::MailServeArgs;
+
+pub fn run(args: MailServeArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve_until_stopped(args))
+}
+
+async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
+    sokkel_net::raise_open_file_limit();
+    // Bind first: a port in use is the most likely mistake, and it should not leave
+    // a new store behind.
+    let mut listeners = Vec::new();
+    for addr in listen_addresses(&args.smtp).await? {
+        let listener = sokkel_net::bind_tcp(addr, DEFAULT_BACKLOG)
+            .map_err(|err| crate::hints::explain_bind(err, "--smtp", 1025))?;
+        listeners.push(listener);
+    }
+
+    let ephemeral = if args.ephemeral {
+        Some(
+            tempfile::Builder::new()
+                .prefix("sokkel-")
+                .tempdir()
+                .context("cannot create a temporary store")?,
+        )
+    } else {
+        None
+    };
+    let path = match &ephemeral {
+        Some(dir) => dir.path().join("mail.db"),
+        None => super::store_path(&args.store)?,
+    };
+    let options = StoreOptions {
+        max_size: args.max_store_size.map(|s| s as u64),
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&path, options)
+        .with_context(|| format!("cannot open the mail store {}", path.display()))?;
+
+    for listener in &listeners {
+        println!("listening on smtp {}", listener.local_addr()?);
+    }
+    let kept = if ephemeral.is_some() {
+        " (temporary, removed at exit)"
+    } else {
+        ""
+    };
+    println!("mail is kept in {}{kept}", path.display());
+    tokio::spawn(log_new_messages(store.clone()));
+
+    let hostname = args.hostname.clone().unwrap_or_else(host_name);
+    let session = SessionConfig {
+        hostname,
+        max_message_size: args.max_message_size,
+        max_recipients: args.max_recipients as usize,
+        max_line_length: args.max_line as usize,
+        max_errors: args.max_errors,
+        bare_lf: if args.bare_lf == "reject" {
+            BareLf::Reject
+        } else {
+            BareLf::Accept
+        },
+    };
+    let config = ServerConfig {
+        session: Arc::new(session),
+        max_conns: args.max_conns,
+        command_timeout: args.command_timeout,
+        data_timeout: args.data_timeout,
+        shutdown_grace: args.shutdown_timeout,
+    };
+    tracing::info!("mail catcher ready; it relays nothing. Ctrl-C stops it");
+    let summary = serve(
+        config,
+        listeners,
+        Arc::new(store),
+        sokkel_net::shutdown_signal(),
+    )
+    .await
+    .context("the SMTP server failed")?;
+    if summary.cut_off > 0 {
+        tracing::warn!(
+            open = summary.cut_off,
+            "stopped with sessions still open after the grace period"
+        );
+    }
+    tracing::info!(sessions = summary.sessions, "stopped");
+    drop(ephemeral);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One log line per stored message: who, to whom, what, how big, and its id.
+async fn log_new_messages(store: Store) {
+    let mut events = store.subscribe();
+    loop {
+        match events.recv().await {
+            Ok(StoreEvent::New(m)) => {
+                let to = m.rcpt_to.join(", ");
+                tracing::info!(
+                    "message {} from <{}> to {to}: {:?}, {} bytes{}",
+                    m.id,
+                    m.mail_from,
+                    m.subject,
+                    m.size,
+                    if m.bare_lf {
+                        " (bare LF line endings)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::debug!(skipped = n, "message log fell behind");
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+async fn listen_addresses(inputs: &[String]) -> anyhow::Result<Vec<SocketAddr>> {
+    let mut addrs = Vec::new();
+    for input in inputs {
+        let host_port = HostPort::parse(input, None)
+            .context("--smtp takes host:port, e.g. 127.0.0.1:1025 or [::1]:1025")?;
+        for addr in host_port.resolve(&[]).await? {
+            if !addrs.contains(&addr) {
+                addrs.push(addr);
+            }
+        }
+    }
+    if addrs.is_empty() {
+        bail!("no address to listen on; give one with --smtp 127.0.0.1:1025");
+    }
+    Ok(addrs)
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty() && name.is_ascii() && !name.contains(char::is_whitespace))
+        .unwrap_or_else(|| "localhost".to_owned())
+}

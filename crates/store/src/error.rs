@@ -1,0 +1,75 @@
+//! What can go wrong in the store, sorted by what a caller does about it.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rusqlite::ErrorCode;
+
+/// An error from the store.
+///
+/// Every variant is transient from SMTP's point of view (`451 4.3.0`): the message
+/// was not stored, and nothing of it was. The error is `Clone` because one failed
+/// group commit answers every delivery in the batch with the same error.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store reached its size limit ([`crate::StoreOptions::max_size`]) or the
+    /// disk is full. Deleting messages makes room again.
+    #[error("the mail store is full; delete messages to make room")]
+    Full,
+    /// Another process held the database locked for longer than the busy timeout.
+    #[error("the mail store is locked by another process; try again")]
+    Busy,
+    /// A file system operation around the database failed, such as creating its
+    /// directory.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What the store was doing.
+        action: &'static str,
+        /// The path it was doing it to.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: Arc<io::Error>,
+    },
+    /// Any other SQLite failure: an I/O error while writing, a corrupt file, a
+    /// file that is not a database.
+    #[error("mail store database error: {0}")]
+    Database(#[source] Arc<rusqlite::Error>),
+    /// The database was written by a newer sokkel whose schema this one does not
+    /// know; opening it could damage it.
+    #[error(
+        "the mail store has schema version {found}, newer than the {supported} this sokkel knows; upgrade sokkel"
+    )]
+    TooNew {
+        /// The version found in the file.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// The store's writer thread is gone (it panicked, or the process is shutting
+    /// down), so nothing more can be delivered through this handle.
+    #[error("the mail store is closed")]
+    Closed,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        match error.sqlite_error_code() {
+            Some(ErrorCode::DiskFull) => StoreError::Full,
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy,
+            _ => StoreError::Database(Arc::new(error)),
+        }
+    }
+}
+
+impl StoreError {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        StoreError::Io {
+            action,
+            path: path.into(),
+            source: Arc::new(source),
+        }
+    }
+}

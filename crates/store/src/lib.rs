@@ -1,0 +1,210 @@
+//! The mail store: where every message the catcher accepts is kept.
+//!
+//! It sits at the end of the SMTP data flow and at the start of every reader:
+//!
+//! ```text
+//! smtp shell ──deliver()──▶ writer thread: batch → one SQLite transaction → fsync ──▶ id
+//!                                   │
+//!                                   └──StoreEvent::New──▶ web / pop3 / CLI readers
+//! CLI, web, pop3 ──list() / get() / delete()──▶ pool of reader connections (WAL)
+//! ```
+//!
+//! - [`Store`] is a cheap `Clone` handle over one SQLite file in WAL mode with
+//!   `synchronous=FULL`. [`Deliver::deliver`] returns only once the message is
+//!   committed and synced, so the SMTP 250 after DATA is a promise that survives
+//!   `kill -9` and power loss. Deliveries from many sessions share one commit
+//!   (group commit, see [`StoreOptions::max_batch`]).
+//! - Queries ([`Store::list`], [`Store::get`], ...) are synchronous: async callers run
+//!   them under `spawn_blocking`, the CLI calls them directly, even while a server
+//!   process writes to the same file.
+//! - [`mime`] turns raw bytes into headers, bodies and attachments for display.
+//! - [`Deliver`] is the small trait the SMTP shell hands finished messages to, so
+//!   SMTP tests can use an in-memory sink and another store can replace this one.
+#![warn(missing_docs)]
+
+mod error;
+pub mod mime;
+mod paths;
+mod schema;
+mod store;
+mod writer;
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::num::ParseIntError;
+use std::str::FromStr;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+pub use error::StoreError;
+pub use store::{MessageCounts, Store, StoreEvent, StoreOptions, WriterStats};
+
+/// The store's id of a message: positive, assigned at delivery, never reused, even
+/// after the message (or every message) is deleted, so POP3 UIDs stay stable.
+///
+/// Written and parsed as the plain decimal number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MessageId(pub i64);
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl FromStr for MessageId {
+    type Err = ParseIntError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(MessageId)
+    }
+}
+
+/// The TLS parameters of the connection a message arrived on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsInfo {
+    /// The protocol version, e.g. `TLSv1.3`.
+    pub version: String,
+    /// The negotiated cipher suite, e.g. `TLS13_AES_256_GCM_SHA384`.
+    pub cipher: String,
+}
+
+/// What the SMTP conversation said about a message, as opposed to its headers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The reverse-path without angle brackets; empty for the null sender `<>`.
+    pub mail_from: String,
+    /// Every accepted forward-path, in order, without angle brackets.
+    pub rcpt_to: Vec<String>,
+    /// The name the client gave in HELO or EHLO.
+    pub helo: String,
+    /// The client's address and port.
+    pub client_addr: SocketAddr,
+    /// The client ended lines with a bare LF instead of CRLF.
+    pub bare_lf: bool,
+    /// The client asked for SMTPUTF8.
+    pub smtputf8: bool,
+    /// The TLS parameters, if the session used TLS.
+    pub tls: Option<TlsInfo>,
+    /// The user the client authenticated as, if it did.
+    pub auth_user: Option<String>,
+}
+
+/// A finished message on its way into the store.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// What SMTP knows about the message.
+    pub envelope: Envelope,
+    /// When the server finished receiving it.
+    pub received_at: SystemTime,
+    /// The message exactly as received (dot-unstuffed), headers and body.
+    pub raw: Vec<u8>,
+}
+
+impl fmt::Debug for NewMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewMessage")
+            .field("envelope", &self.envelope)
+            .field("received_at", &self.received_at)
+            .field("raw_len", &self.raw.len())
+            .finish()
+    }
+}
+
+/// A mailbox from a header such as From or To.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    /// The display name, decoded; empty if there is none.
+    pub name: String,
+    /// The address itself, e.g. `jane@example.com`; may be empty for a group name.
+    pub address: String,
+}
+
+/// What a message list shows about a message: envelope basics and parsed headers,
+/// without the body. Computed once at delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// The store's id.
+    pub id: MessageId,
+    /// When the server finished receiving it (millisecond precision).
+    pub received_at: SystemTime,
+    /// The envelope sender; empty for the null sender.
+    pub mail_from: String,
+    /// The envelope recipients.
+    pub rcpt_to: Vec<String>,
+    /// The first address of the From header.
+    pub from: Option<Address>,
+    /// The To header's addresses.
+    pub to: Vec<Address>,
+    /// The Cc header's addresses.
+    pub cc: Vec<Address>,
+    /// The Reply-To header's addresses.
+    pub reply_to: Vec<Address>,
+    /// The Subject header, decoded; empty if there is none.
+    pub subject: String,
+    /// The Date header as RFC 3339, if it parsed.
+    pub date: Option<String>,
+    /// The Message-ID header without angle brackets.
+    pub message_id: Option<String>,
+    /// The size of the raw message in bytes.
+    pub size: u64,
+    /// How many parts are attachments proper (inline parts such as `cid:` images
+    /// are not counted; [`mime::parse`] lists both).
+    pub attachments: u32,
+    /// About 200 characters of the text body (or the HTML body without tags), with
+    /// runs of whitespace collapsed to one space.
+    pub snippet: String,
+    /// Whether a reader marked it read.
+    pub read: bool,
+    /// The client sent bare LF line endings.
+    pub bare_lf: bool,
+    /// Whether the bytes parsed as a message with headers. When false, the header
+    /// fields above are empty, but the message is stored and listed all the same.
+    pub parsed: bool,
+}
+
+/// One message as stored: its summary, its envelope and its exact bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// What a list shows.
+    pub summary: Summary,
+    /// What SMTP said.
+    pub envelope: Envelope,
+    /// The message exactly as received.
+    pub raw: Vec<u8>,
+}
+
+/// Which page of the message list to return, newest first. The default is the
+/// newest 50.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListQuery {
+    /// At most this many messages.
+    pub limit: usize,
+    /// Skip this many of the newest messages first.
+    pub offset: usize,
+}
+
+impl Default for ListQuery {
+    fn default() -> Self {
+        ListQuery {
+            limit: 50,
+            offset: 0,
+        }
+    }
+}
+
+/// What the SMTP shell hands finished messages to.
+///
+/// [`Store`] implements it; SMTP tests use an in-memory sink. The returned future
+/// resolves only once the message is durably stored: an `Ok` is the promise behind
+/// the SMTP `250` after DATA, an `Err` becomes a transient `451`.
+pub trait Deliver: Send + Sync + 'static {
+    /// Store `message` and return its id once it is durable.
+    fn deliver(
+        &self,
+        message: NewMessage,
+    ) -> impl Future<Output = Result<MessageId, StoreError>> + Send;
+}

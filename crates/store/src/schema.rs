@@ -1,0 +1,83 @@
+//! The database schema and its migrations.
+//!
+//! `PRAGMA user_version` holds how many entries of [`MIGRATIONS`] a file has had
+//! applied. Opening a store applies the missing ones, each in its own
+//! `BEGIN IMMEDIATE` transaction, so two processes opening a fresh file at once
+//! cannot both migrate it. A later change (the full-text search table, say) is one
+//! more entry at the end; entries already released are never edited.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::StoreError;
+
+/// Each entry moves the schema from version `index` to `index + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: messages and their bytes. The summary columns are what a list shows,
+    // filled at delivery; the bytes live in `raw` so listing never reads bodies.
+    // AUTOINCREMENT keeps ids from being reused after deletes (POP3 UIDs).
+    // `received_at` is milliseconds since the Unix epoch; JSON columns hold arrays
+    // of strings (`rcpt_to`) or of {"name", "address"} objects.
+    // The index on `read` serves both counts: SQLite counts rows over the smallest
+    // index, and unread messages are a range of it.
+    r#"
+    CREATE TABLE messages (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        received_at   INTEGER NOT NULL,
+        mail_from     TEXT    NOT NULL,
+        rcpt_to       TEXT    NOT NULL,
+        helo          TEXT    NOT NULL,
+        client_addr   TEXT    NOT NULL,
+        bare_lf       INTEGER NOT NULL,
+        smtputf8      INTEGER NOT NULL,
+        tls_version   TEXT,
+        tls_cipher    TEXT,
+        auth_user     TEXT,
+        size          INTEGER NOT NULL,
+        parsed        INTEGER NOT NULL,
+        subject       TEXT    NOT NULL,
+        from_name     TEXT,
+        from_addr     TEXT,
+        to_list       TEXT    NOT NULL,
+        cc_list       TEXT    NOT NULL,
+        reply_to_list TEXT    NOT NULL,
+        date          TEXT,
+        message_id    TEXT,
+        attachments   INTEGER NOT NULL,
+        snippet       TEXT    NOT NULL,
+        read          INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    CREATE INDEX messages_read ON messages(read);
+    CREATE TABLE raw (
+        id   INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+        data BLOB NOT NULL
+    ) STRICT;
+    "#,
+];
+
+/// The schema version this build writes.
+pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Bring the database to [`VERSION`], or refuse a file from a newer build.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        if version > VERSION {
+            return Err(StoreError::TooNew {
+                found: version,
+                supported: VERSION,
+            });
+        }
+        let Some(migration) = MIGRATIONS.get(version as usize) else {
+            return Ok(());
+        };
+        tracing::info!(
+            from = version,
+            to = version + 1,
+            "migrating mail store schema"
+        );
+        tx.execute_batch(migration)?;
+        tx.pragma_update(None, "user_version", version + 1)?;
+        tx.commit()?;
+    }
+}

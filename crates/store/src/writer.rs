@@ -1,0 +1,198 @@
+//! The writer thread and its group commit.
+//!
+//! Every delivery goes through one thread that owns one connection. It blocks for
+//! the first request, takes whatever else is already queued (up to a batch cap),
+//! writes them all in one `BEGIN IMMEDIATE ... COMMIT`, and then answers every
+//! waiter. With `synchronous=FULL` the commit is one fsync, so durability costs one
+//! sync per batch rather than one per message, and the more sessions deliver at
+//! once, the bigger the batches get.
+//!
+//! ```text
+//! deliver ─┐                      ┌─▶ Ok(id)  (every waiter, after COMMIT returned)
+//! deliver ─┼─▶ channel ─▶ batch ──┤
+//! deliver ─┘                      └─▶ Err(e)  (every waiter, after ROLLBACK)
+//! ```
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, TransactionBehavior};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::mime::Digest;
+use crate::store::{StoreEvent, WriterStats, insert_message, summary_of};
+use crate::{MessageId, NewMessage, StoreError};
+
+/// A batch stops growing once it holds this many bytes of messages, so one commit
+/// does not have to write (and hold in memory) an unbounded amount.
+const MAX_BATCH_BYTES: usize = 64 << 20;
+
+/// One delivery waiting for its commit.
+struct WriteRequest {
+    message: NewMessage,
+    digest: Digest,
+    reply: oneshot::Sender<Result<MessageId, StoreError>>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    transactions: AtomicU64,
+    messages: AtomicU64,
+    failed_transactions: AtomicU64,
+}
+
+/// The handle to the writer thread. Dropping it lets the thread finish the batch
+/// it is writing and waits for it to close its connection.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    requests: Option<mpsc::Sender<WriteRequest>>,
+    thread: Option<JoinHandle<()>>,
+    counters: Arc<Counters>,
+}
+
+impl Writer {
+    /// Start the writer thread on `conn`, which must already have the schema.
+    pub(crate) fn spawn(
+        path: &Path,
+        conn: Connection,
+        max_batch: usize,
+        events: broadcast::Sender<StoreEvent>,
+    ) -> Result<Writer, StoreError> {
+        let max_batch = max_batch.max(1);
+        // Senders wait (asynchronously) when this many are queued: backpressure
+        // instead of an unbounded pile of message bytes in memory.
+        let (requests, receiver) = mpsc::channel(max_batch);
+        let counters = Arc::new(Counters::default());
+        let thread_counters = Arc::clone(&counters);
+        let thread = std::thread::Builder::new()
+            .name("sokkel-store-writer".into())
+            .spawn(move || run(conn, receiver, max_batch, &thread_counters, &events))
+            .map_err(|error| StoreError::io("starting the writer thread for", path, error))?;
+        Ok(Writer {
+            requests: Some(requests),
+            thread: Some(thread),
+            counters,
+        })
+    }
+
+    /// Queue `message` for the next group commit and wait until it is durable.
+    pub(crate) async fn submit(
+        &self,
+        message: NewMessage,
+        digest: Digest,
+    ) -> Result<MessageId, StoreError> {
+        let requests = self.requests.as_ref().ok_or(StoreError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        let request = WriteRequest {
+            message,
+            digest,
+            reply,
+        };
+        requests
+            .send(request)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub(crate) fn stats(&self) -> WriterStats {
+        WriterStats {
+            transactions: self.counters.transactions.load(Ordering::Relaxed),
+            messages: self.counters.messages.load(Ordering::Relaxed),
+            failed_transactions: self.counters.failed_transactions.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread's loop once it has written what is
+        // still queued (deliveries whose waiters went away), so nothing is lost.
+        self.requests = None;
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the mail store writer thread panicked");
+        }
+    }
+}
+
+fn run(
+    mut conn: Connection,
+    mut requests: mpsc::Receiver<WriteRequest>,
+    max_batch: usize,
+    counters: &Counters,
+    events: &broadcast::Sender<StoreEvent>,
+) {
+    let mut batch = Vec::with_capacity(max_batch);
+    while let Some(first) = requests.blocking_recv() {
+        let mut bytes = first.message.raw.len();
+        batch.push(first);
+        while batch.len() < max_batch && bytes < MAX_BATCH_BYTES {
+            let Ok(next) = requests.try_recv() else {
+                break;
+            };
+            bytes += next.message.raw.len();
+            batch.push(next);
+        }
+        group_commit(&mut conn, &mut batch, bytes, counters, events);
+    }
+}
+
+/// Write `batch` in one transaction and answer every waiter in it.
+fn group_commit(
+    conn: &mut Connection,
+    batch: &mut Vec<WriteRequest>,
+    bytes: usize,
+    counters: &Counters,
+    events: &broadcast::Sender<StoreEvent>,
+) {
+    let messages = batch.len();
+    match insert_batch(conn, batch) {
+        Ok(ids) => {
+            counters.transactions.fetch_add(1, Ordering::Relaxed);
+            counters
+                .messages
+                .fetch_add(messages as u64, Ordering::Relaxed);
+            tracing::debug!(messages, bytes, "group commit");
+            let notify = events.receiver_count() > 0;
+            for (request, id) in batch.drain(..).zip(ids) {
+                let WriteRequest {
+                    message,
+                    digest,
+                    reply,
+                } = request;
+                // The waiter may be gone (its client hung up); the message is
+                // stored all the same.
+                let _ = reply.send(Ok(id));
+                if notify {
+                    let summary = Arc::new(summary_of(id, &message, digest));
+                    let _ = events.send(StoreEvent::New(summary));
+                }
+            }
+        }
+        Err(error) => {
+            counters.failed_transactions.fetch_add(1, Ordering::Relaxed);
+            let error = StoreError::from(error);
+            tracing::warn!(%error, messages, bytes, "group commit failed; batch rolled back");
+            for request in batch.drain(..) {
+                let _ = request.reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+/// Insert every message of `batch`, all or nothing. On error the transaction is
+/// rolled back when it drops (SQLite may already have rolled it back itself, as it
+/// does on `SQLITE_FULL`), and the connection is ready for the next batch.
+fn insert_batch(conn: &mut Connection, batch: &[WriteRequest]) -> rusqlite::Result<Vec<MessageId>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let ids = batch
+        .iter()
+        .map(|request| insert_message(&tx, &request.message, &request.digest))
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    tx.commit()?;
+    Ok(ids)
+}
