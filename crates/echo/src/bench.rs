@@ -189,9 +189,7 @@ pub async fn run(
         let Ok(outcome) = task.await else { continue };
         round_trips += outcome.round_trips;
         let _ = histogram.add(&outcome.histogram);
-        if let Some(err) = outcome.error {
-            errors.push(err.to_string());
-        }
+        errors.extend(outcome.error_samples);
     }
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
     let us = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
@@ -281,14 +279,25 @@ fn stamp(payload: &mut [u8], seq: u64) {
 struct Outcome {
     round_trips: u64,
     histogram: Histogram<u64>,
-    error: Option<EchoError>,
+    /// The first few errors of this connection, in words.
+    error_samples: Vec<String>,
+}
+
+impl Outcome {
+    /// Counts an error and keeps its words if there is room.
+    fn error(&mut self, run: &Run, err: EchoError) {
+        run.progress.errors.fetch_add(1, Ordering::Relaxed);
+        if self.error_samples.len() < ERROR_SAMPLES {
+            self.error_samples.push(err.to_string());
+        }
+    }
 }
 
 async fn connection(run: Arc<Run>, link: Link, id: u64) -> Outcome {
     let mut outcome = Outcome {
         round_trips: 0,
         histogram: new_histogram(),
-        error: None,
+        error_samples: Vec::new(),
     };
     run.start.wait().await;
     let config = &run.config;
@@ -321,17 +330,12 @@ async fn connection(run: Arc<Run>, link: Link, id: u64) -> Outcome {
                     socket.send(&payload).await.map_err(EchoError::Send)?;
                     // A lost datagram is an error, but not the end of this socket.
                     match tokio::time::timeout(timeout, socket.recv(&mut reply)).await {
-                        Ok(Ok(n)) => {
-                            if check(&payload, &reply[..n]).is_ok() {
-                                record(&run, &mut outcome, sent);
-                            } else {
-                                run.progress.errors.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
+                        Ok(Ok(n)) => match check(&payload, &reply[..n]) {
+                            Ok(()) => record(&run, &mut outcome, sent),
+                            Err(err) => outcome.error(&run, err),
+                        },
                         Ok(Err(err)) => return Err(EchoError::Receive(err)),
-                        Err(_) => {
-                            run.progress.errors.fetch_add(1, Ordering::Relaxed);
-                        }
+                        Err(_) => outcome.error(&run, EchoError::Timeout(timeout)),
                     }
                 }
             }
@@ -340,8 +344,7 @@ async fn connection(run: Arc<Run>, link: Link, id: u64) -> Outcome {
     }
     .await;
     if let Err(err) = result {
-        run.progress.errors.fetch_add(1, Ordering::Relaxed);
-        outcome.error = Some(err);
+        outcome.error(&run, err);
     }
     outcome
 }

@@ -87,8 +87,13 @@ fn progress_bar(
 }
 
 fn print_report(r: &BenchReport) {
+    let conns = if r.connections == 1 {
+        "connection"
+    } else {
+        "connections"
+    };
     println!(
-        "{} {}: {} connections, {}-byte messages, {} framing, {:.2} s",
+        "{} {}: {} {conns}, {}-byte messages, {} framing, {:.2} s",
         r.transport, r.target, r.connections, r.message_size, r.framing, r.elapsed_secs
     );
     println!(
@@ -97,13 +102,17 @@ fn print_report(r: &BenchReport) {
     );
     println!("  throughput   {:.2} MB/s each way", r.mb_per_sec);
     let l = &r.latency_us;
-    println!(
-        "  latency      p50 {}  p90 {}  p99 {}  max {}",
-        micros(l.p50),
-        micros(l.p90),
-        micros(l.p99),
-        micros(l.max)
-    );
+    if r.round_trips == 0 {
+        println!("  latency      none measured");
+    } else {
+        println!(
+            "  latency      p50 {}  p90 {}  p99 {}  max {}",
+            micros(l.p50),
+            micros(l.p90),
+            micros(l.p99),
+            micros(l.max)
+        );
+    }
     println!("  errors       {}", r.errors);
     for sample in &r.error_samples {
         println!("    {sample}");

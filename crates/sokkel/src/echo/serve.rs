@@ -22,6 +22,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let stop = sokkel_net::shutdown_signal();
     let fd_limit = sokkel_net::raise_open_file_limit();
     if u64::from(args.max_conns) + 64 > fd_limit {
         tracing::warn!(
@@ -65,7 +66,7 @@ async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let report = Arc::new(StdoutReport {
         messages: !args.quiet,
     });
-    let summary = serve(config, tcp, udp, report, sokkel_net::shutdown_signal())
+    let summary = serve(config, tcp, udp, report, stop)
         .await
         .context("the echo server failed")?;
     if summary.cut_off > 0 {

@@ -151,7 +151,12 @@ fn write_message(out: &mut impl Write, message: &StoredMessage) -> anyhow::Resul
             .iter()
             .filter(|(h, _)| h.eq_ignore_ascii_case(name))
         {
-            writeln!(out, "{:<9} {value}", format!("{header}:"))?;
+            writeln!(
+                out,
+                "{:<9} {}",
+                format!("{header}:"),
+                printable(value, false)
+            )?;
         }
     }
     for a in &parsed.attachments {
@@ -177,7 +182,7 @@ fn write_message(out: &mut impl Write, message: &StoredMessage) -> anyhow::Resul
     }
     writeln!(out)?;
     match (&parsed.text, &parsed.html) {
-        (Some(text), _) => writeln!(out, "{}", text.trim_end())?,
+        (Some(text), _) => writeln!(out, "{}", printable(text.trim_end(), true))?,
         (None, Some(_)) => writeln!(out, "(HTML only; see --html)")?,
         (None, None) => writeln!(out, "(no text body)")?,
     }
@@ -232,6 +237,23 @@ fn summary_json(m: &Summary) -> serde_json::Value {
         "read": m.read,
         "bare_lf": m.bare_lf,
     })
+}
+
+/// Replaces control characters (terminal escapes above all) with U+FFFD, keeping
+/// line breaks and tabs when `multiline`: what a sender wrote must not be able to
+/// drive the reader's terminal.
+fn printable(text: &str, multiline: bool) -> std::borrow::Cow<'_, str> {
+    let keep = |c: char| !c.is_control() || (multiline && (c == '\n' || c == '\t'));
+    if text.chars().all(keep) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let cleaned = text.chars().filter_map(|c| match c {
+        // CRLF line ends read as LF; a lone CR could overwrite what was printed.
+        '\r' if multiline => None,
+        c if keep(c) => Some(c),
+        _ => Some('\u{fffd}'),
+    });
+    std::borrow::Cow::Owned(cleaned.collect())
 }
 
 /// Cuts `text` to `width` characters, marking the cut, and drops control characters

@@ -21,6 +21,7 @@ pub fn run(args: MailServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
+    let stop = sokkel_net::shutdown_signal();
     sokkel_net::raise_open_file_limit();
     // Bind first: a port in use is the most likely mistake, and it should not leave
     // a new store behind.
@@ -88,7 +89,7 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
         config,
         listeners,
         Arc::new(store),
-        sokkel_net::shutdown_signal(),
+        stop,
     )
     .await
     .context("the SMTP server failed")?;
