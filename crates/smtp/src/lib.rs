@@ -5,7 +5,9 @@
 //! - [`server::shell`]: the tokio shell that owns the sockets, applies timeouts and
 //!   limits, and hands finished messages to a [`sokkel_store::Deliver`] sink.
 //! - [`reply`]: reply codes and how they are written on the wire.
+//! - [`client`]: the client that sends mail, with STARTTLS, AUTH and pipelining.
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod reply;
 pub mod server;

@@ -21,6 +21,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Echo over TCP and UDP: a server, an interactive client and a load generator.
@@ -29,8 +31,14 @@ pub enum Command {
     /// Mail: a local catcher that keeps every message sent to it, and commands to read it.
     #[command(subcommand)]
     Mail(MailCommand),
+    /// Read a message on stdin and send it, as sendmail does (server: SOKKEL_SMTP_SERVER).
+    #[command(
+        after_help = "Examples:\n  printf 'To: you@example.com\\nSubject: hi\\n\\nhello\\n' | sokkel sendmail -t\n  sokkel sendmail -i -f me@example.com you@example.com < message.eml\n\nPoint PHP at it with sendmail_path = \"/path/to/sokkel sendmail -t -i\", or link it as\n`sendmail`: called by that name, sokkel acts as this command.\n\nExit codes are those of `sokkel mail send`."
+    )]
+    Sendmail(SendmailArgs),
 }
 
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum MailCommand {
     /// Run the mail catcher: accept every message over SMTP, relay none, keep them all.
@@ -49,6 +57,156 @@ pub enum MailCommand {
     /// Delete messages by id, or all of them.
     #[command(after_help = "Examples:\n  sokkel mail delete 41 42\n  sokkel mail delete --all")]
     Delete(DeleteArgs),
+    /// Send a message over SMTP, like swaks: TLS, AUTH, attachments, a transcript with -v.
+    #[command(after_help = SEND_HELP)]
+    Send(SendArgs),
+    /// Write a message interactively (or from piped answers) and send it.
+    #[command(
+        after_help = "Asks From (remembering the last one), To, Cc, Subject, the body (end it with a line\nholding a single '.' or with Ctrl-D) and attachments, shows a summary and asks whether\nto send, edit or cancel. Takes the same connection options as `mail send`.\n\nExamples:\n  sokkel mail compose\n  sokkel mail compose --server smtp.example.com:587 --tls starttls --user me"
+    )]
+    Compose(ComposeArgs),
+}
+
+const SEND_HELP: &str = "Examples:
+  sokkel mail send --to you@example.com --subject hi --body 'hello'
+  sokkel mail send --to a@x.test,b@x.test --attach report.pdf --html-file body.html < body.txt
+  sokkel mail send --server smtp.example.com:587 --tls starttls --user me --to you@example.com -v
+  sokkel mail send --data message.eml --to you@example.com
+  sokkel mail send --to you@example.com --dry-run
+
+The password comes from SOKKEL_SMTP_PASSWORD or a prompt, never from the command line.
+
+Exit codes:
+   0  sent to every recipient
+   1  another error (unreadable file, bad option value ...)
+   2  usage error
+   3  sent, but some recipients were refused
+  20  connecting failed          21  the greeting was refused or never came
+  22  EHLO/HELO refused           23  MAIL FROM refused (or the message is over the server's SIZE)
+  24  no recipient accepted       25  DATA refused
+  26  refused after the final dot 28  AUTH failed
+  29  TLS failed";
+
+#[derive(Debug, Args, Clone)]
+pub struct ConnectionArgs {
+    /// The SMTP server: host[:port] or [v6]:port (default port 1025, or 465 with --tls implicit).
+    #[arg(
+        long,
+        value_name = "HOST[:PORT]",
+        default_value = "localhost",
+        env = "SOKKEL_SMTP_SERVER"
+    )]
+    pub server: String,
+    /// none, starttls (required), starttls-if-offered, or implicit (SMTPS).
+    #[arg(long, value_name = "MODE", default_value = "none", value_parser = ["none", "starttls", "starttls-if-offered", "implicit"], env = "SOKKEL_SMTP_TLS")]
+    pub tls: String,
+    /// Trust the CA certificates in this PEM file instead of the system's.
+    #[arg(long, value_name = "FILE", env = "SOKKEL_SMTP_CA")]
+    pub ca: Option<std::path::PathBuf>,
+    /// Accept any server certificate (for local catchers with self-signed ones).
+    #[arg(long, env = "SOKKEL_SMTP_INSECURE")]
+    pub insecure: bool,
+    /// Log in as this user; the password comes from SOKKEL_SMTP_PASSWORD or a prompt.
+    #[arg(long, value_name = "USER", env = "SOKKEL_SMTP_USER")]
+    pub user: Option<String>,
+    /// AUTH mechanism: plain, login, or auto (PLAIN if offered, else LOGIN).
+    #[arg(long, value_name = "MECHANISM", default_value = "auto", value_parser = ["plain", "login", "auto"], env = "SOKKEL_SMTP_AUTH")]
+    pub auth: String,
+    /// The name to give in EHLO (default: this machine's host name).
+    #[arg(long, value_name = "NAME", env = "SOKKEL_SMTP_EHLO")]
+    pub ehlo: Option<String>,
+    /// The longest wait for the connection, each reply and each write.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, env = "SOKKEL_SMTP_TIMEOUT")]
+    pub timeout: Duration,
+    /// Print the SMTP transcript on stderr; -vv also prints the message content.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Recipient (repeatable, or comma-separated).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        value_delimiter = ',',
+        required_unless_present = "data"
+    )]
+    pub to: Vec<String>,
+    /// Copy recipient (repeatable, or comma-separated).
+    #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+    pub cc: Vec<String>,
+    /// Blind copy recipient: gets the message, appears in no header.
+    #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+    pub bcc: Vec<String>,
+    /// Sender (default: you at this machine's host name). `Name <addr>` sets a display name.
+    #[arg(long, value_name = "ADDR", env = "SOKKEL_SMTP_FROM")]
+    pub from: Option<String>,
+    /// Subject line (UTF-8 is fine).
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub subject: String,
+    /// The text body (default: read from stdin when it is not a terminal).
+    #[arg(long, value_name = "TEXT", conflicts_with_all = ["body_file", "data"])]
+    pub body: Option<String>,
+    /// Read the text body from this file.
+    #[arg(long, value_name = "FILE", conflicts_with = "data")]
+    pub body_file: Option<std::path::PathBuf>,
+    /// An HTML alternative to the text body.
+    #[arg(long, value_name = "FILE", conflicts_with = "data")]
+    pub html_file: Option<std::path::PathBuf>,
+    /// Attach a file (repeatable); its type comes from its name.
+    #[arg(long, value_name = "FILE", conflicts_with = "data")]
+    pub attach: Vec<std::path::PathBuf>,
+    /// An extra header, 'Name: value' (repeatable).
+    #[arg(long, value_name = "HEADER", conflicts_with = "data")]
+    pub header: Vec<String>,
+    /// Send this ready-made message as it is (recipients from --to/--cc/--bcc, or its headers).
+    #[arg(long, value_name = "FILE")]
+    pub data: Option<std::path::PathBuf>,
+    /// Print the message that would be sent, and send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Send the message this many times over one connection (for load tests).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub repeat: u32,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ComposeArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
+/// `sokkel sendmail`: the classic sendmail command line that PHP's mail(), cron and
+/// git send-email call.
+#[derive(Debug, Args)]
+pub struct SendmailArgs {
+    /// Take recipients from the To, Cc and Bcc headers (and strip Bcc).
+    #[arg(short = 't')]
+    pub from_headers: bool,
+    /// The envelope sender.
+    #[arg(short = 'f', value_name = "FROM")]
+    pub from: Option<String>,
+    /// A line with a single '.' does not end the message.
+    #[arg(short = 'i')]
+    pub ignore_dots: bool,
+    /// sendmail options (-oi is -i; others are accepted and ignored).
+    #[arg(short = 'o', value_name = "OPTION")]
+    pub options: Vec<String>,
+    /// The sender's full name (accepted for compatibility).
+    #[arg(short = 'F', value_name = "NAME")]
+    pub full_name: Option<String>,
+    /// Body type (accepted for compatibility).
+    #[arg(short = 'B', value_name = "TYPE")]
+    pub body_type: Option<String>,
+    /// Print the SMTP transcript on stderr.
+    #[arg(short = 'v', action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Recipients.
+    #[arg(value_name = "RECIPIENT")]
+    pub recipients: Vec<String>,
 }
 
 #[derive(Debug, Args)]

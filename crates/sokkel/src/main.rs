@@ -16,11 +16,20 @@ use clap::Parser;
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Linked or copied as `sendmail`, sokkel is the sendmail command.
+    let called_as = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name().map(|n| n.to_owned()));
+    if called_as.is_some_and(|name| name == "sendmail") {
+        args.insert(1, "sendmail".into());
+    }
+    let cli = Cli::parse_from(args);
     init_logging();
     let result = match cli.command {
         Command::Echo(echo) => echo::run(echo),
         Command::Mail(mail) => mail::run(mail),
+        Command::Sendmail(args) => mail::sendmail::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,9 @@
 //! `sokkel mail serve | list | show | delete`.
 
+mod compose;
 mod read;
+mod send;
+pub mod sendmail;
 mod serve;
 
 use std::path::PathBuf;
@@ -17,6 +20,8 @@ pub fn run(command: MailCommand) -> anyhow::Result<ExitCode> {
         MailCommand::List(args) => read::list(args),
         MailCommand::Show(args) => read::show(args),
         MailCommand::Delete(args) => read::delete(args),
+        MailCommand::Send(args) => send::run(args),
+        MailCommand::Compose(args) => compose::run(args),
     }
 }
 

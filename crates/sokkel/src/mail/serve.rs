@@ -85,14 +85,9 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
         shutdown_grace: args.shutdown_timeout,
     };
     tracing::info!("mail catcher ready; it relays nothing. Ctrl-C stops it");
-    let summary = serve(
-        config,
-        listeners,
-        Arc::new(store),
-        stop,
-    )
-    .await
-    .context("the SMTP server failed")?;
+    let summary = serve(config, listeners, Arc::new(store), stop)
+        .await
+        .context("the SMTP server failed")?;
     if summary.cut_off > 0 {
         tracing::warn!(
             open = summary.cut_off,

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# SMTP ingest benchmark: sokkel's catcher (storing every message durably) against
+# Postfix's smtp-sink (stores nothing) and aiosmtpd (stores nothing), all fed by
+# Postfix's smtp-source in the same run.
+#
+#   bash bench/smtp.sh            (from the repo root; a few minutes with the defaults)
+#
+# Needs cargo, python3, /usr/sbin/smtp-source and smtp-sink (apt-get install -y postfix)
+# and aiosmtpd (pip install aiosmtpd); installs nothing, fails if one is missing.
+# Loopback only; every server started here is stopped when this script exits.
+#
+# Settings (environment):
+#   SMTP_BENCH_SESSIONS=20      parallel smtp-source sessions
+#   SMTP_BENCH_MESSAGES=20000   messages per run
+#   SMTP_BENCH_SIZE=4096        message size in bytes
+#   SMTP_BENCH_SERVERS="sokkel smtp-sink aiosmtpd"
+#   SMTP_BENCH_LIST_FILL=100000 messages in the store for the `mail list` timing (0: skip)
+#   SMTP_BENCH_SOKKEL=PATH      use this sokkel binary instead of building the work tree
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+SESSIONS=${SMTP_BENCH_SESSIONS:-20}
+MESSAGES=${SMTP_BENCH_MESSAGES:-20000}
+SIZE=${SMTP_BENCH_SIZE:-4096}
+SERVERS=${SMTP_BENCH_SERVERS:-sokkel smtp-sink aiosmtpd}
+LIST_FILL=${SMTP_BENCH_LIST_FILL:-100000}
+SOURCE=/usr/sbin/smtp-source
+SINK=/usr/sbin/smtp-sink
+
+die() { echo "smtp.sh: $*" >&2; exit 1; }
+[ -x "$SOURCE" ] && [ -x "$SINK" ] || die "smtp-source/smtp-sink missing: apt-get install -y postfix"
+python3 -c 'import aiosmtpd' 2>/dev/null || die "aiosmtpd missing: pip install aiosmtpd"
+while IFS= read -r var; do unset "$var"; done < <(compgen -e | grep '^SOKKEL_' || true)
+
+if [ -n "${SMTP_BENCH_SOKKEL:-}" ]; then
+    SOKKEL=$SMTP_BENCH_SOKKEL
+else
+    cargo build --release -q -p sokkel
+    SOKKEL=target/release/sokkel
+fi
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_listening() {  # port
+    for _ in $(seq 100); do
+        python3 - "$1" <<'PY' 2>/dev/null && return 0
+import socket, sys
+socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.2).close()
+PY
+        sleep 0.1
+    done
+    die "nothing listens on port $1"
+}
+
+count_stored() {  # db
+    python3 - "$1" <<'PY'
+import sqlite3, sys
+print(sqlite3.connect(sys.argv[1]).execute("select count(*) from messages").fetchone()[0])
+PY
+}
+
+start_server() {  # name port -> sets SERVER_PID
+    local name=$1 port=$2
+    case $name in
+        sokkel)
+            "$SOKKEL" mail serve --smtp "127.0.0.1:$port" --db "$WORK/mail.db" \
+                >"$WORK/sokkel.out" 2>"$WORK/sokkel.err" &
+            ;;
+        smtp-sink)
+            # 256: listen backlog. -u: smtp-sink refuses to run as root otherwise.
+            "$SINK" -u nobody "127.0.0.1:$port" 256 >/dev/null 2>&1 &
+            ;;
+        aiosmtpd)
+            python3 -m aiosmtpd -n -l "127.0.0.1:$port" >/dev/null 2>&1 &
+            ;;
+        *) die "unknown server $name" ;;
+    esac
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    wait_listening "$port"
+}
+
+# Runs smtp-source; prints messages per second.
+run_source() {  # port extra-flags...
+    local port=$1; shift
+    local start end
+    start=$(date +%s.%N)
+    "$SOURCE" "$@" -s "$SESSIONS" -m "$MESSAGES" -l "$SIZE" \
+        -f from@bench.test -t to@bench.test "127.0.0.1:$port" >"$WORK/source.out" 2>&1 \
+        || { cat "$WORK/source.out" >&2; die "smtp-source failed"; }
+    end=$(date +%s.%N)
+    python3 -c "print(f'{$MESSAGES / ($end - $start):.0f}')"
+}
+
+declare -A RATE
+SOKKEL_RSS="n/a"
+for server in $SERVERS; do
+    port=$(free_port)
+    start_server "$server" "$port"
+    RATE[$server,new]=$(run_source "$port")
+    RATE[$server,reused]=$(run_source "$port" -d)
+    if [ "$server" = sokkel ]; then
+        stored=$(count_stored "$WORK/mail.db")
+        [ "$stored" -eq $((2 * MESSAGES)) ] || die "sokkel stored $stored of $((2 * MESSAGES)) messages"
+        SOKKEL_RSS=$(awk '/VmHWM/ {printf "%.1f MB", $2/1024}' "/proc/$SERVER_PID/status")
+        if [ "$LIST_FILL" -gt 0 ]; then
+            while [ "$(count_stored "$WORK/mail.db")" -lt "$LIST_FILL" ]; do
+                run_source "$port" -d >/dev/null
+            done
+            SOKKEL_RSS_FILL=$(awk '/VmHWM/ {printf "%.1f MB", $2/1024}' "/proc/$SERVER_PID/status")
+            LIST_MS=$(python3 - "$SOKKEL" "$WORK/mail.db" <<'PY'
+import subprocess, sys, time
+times = []
+for _ in range(20):
+    t = time.perf_counter()
+    subprocess.run([sys.argv[1], "mail", "list", "--limit", "50", "--db", sys.argv[2]],
+                   check=True, stdout=subprocess.DEVNULL)
+    times.append((time.perf_counter() - t) * 1000)
+times.sort()
+print(f"median {times[len(times)//2]:.1f} ms, max {times[-1]:.1f} ms")
+PY
+)
+            LIST_COUNT=$(count_stored "$WORK/mail.db")
+        fi
+    fi
+    kill -TERM "$SERVER_PID"
+    wait "$SERVER_PID" 2>/dev/null || true
+done
+
+echo
+echo "smtp-source -s $SESSIONS -m $MESSAGES -l $SIZE, $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)"
+echo
+echo "| server | new connection per message (msg/s) | reused connections, -d (msg/s) | stores |"
+echo "|---|---:|---:|---|"
+for server in $SERVERS; do
+    case $server in sokkel) stores="durably (SQLite, fsync before 250)" ;; *) stores="nothing" ;; esac
+    echo "| $server | ${RATE[$server,new]} | ${RATE[$server,reused]} | $stores |"
+done
+if [[ " $SERVERS " == *" sokkel "* && " $SERVERS " == *" smtp-sink "* ]]; then
+    echo
+    python3 -c "print(f'sokkel / smtp-sink: new connections {${RATE[sokkel,new]}/${RATE[smtp-sink,new]}:.2f}x, reused {${RATE[sokkel,reused]}/${RATE[smtp-sink,reused]}:.2f}x')"
+fi
+echo "sokkel peak RSS after $((2 * MESSAGES)) messages: $SOKKEL_RSS"
+if [ -n "${LIST_MS:-}" ]; then
+    echo "sokkel peak RSS after filling to $LIST_COUNT messages: $SOKKEL_RSS_FILL"
+    echo "sokkel mail list --limit 50 with $LIST_COUNT messages stored (whole process, 20 runs): $LIST_MS"
+fi
