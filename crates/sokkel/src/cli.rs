@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use sokkel_echo::Framing;
 use sokkel_net::{HostPort, ResolveOverride};
 
-use crate::units::{parse_duration, parse_size};
+use crate::units::{parse_duration, parse_size, parse_size_at_least, parse_timeout};
 
 /// Network tools from the course, grown up: an echo server, client and load generator,
 /// and a local mail catcher that keeps every message it is sent.
@@ -116,7 +116,7 @@ pub struct ConnectionArgs {
     #[arg(long, value_name = "NAME", env = "SOKKEL_SMTP_EHLO")]
     pub ehlo: Option<String>,
     /// The longest wait for the connection, each reply and each write.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, env = "SOKKEL_SMTP_TIMEOUT")]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout, env = "SOKKEL_SMTP_TIMEOUT")]
     pub timeout: Duration,
     /// Print the SMTP transcript on stderr; -vv also prints the message content.
     #[arg(short, long, action = clap::ArgAction::Count)]
@@ -236,7 +236,7 @@ pub struct MailServeArgs {
     #[arg(long, value_name = "NAME", env = "SOKKEL_HOSTNAME")]
     pub hostname: Option<String>,
     /// The largest message accepted.
-    #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = parse_size, env = "SOKKEL_MAX_MESSAGE_SIZE")]
+    #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = |s: &str| parse_size_at_least(s, 1), env = "SOKKEL_MAX_MESSAGE_SIZE")]
     pub max_message_size: usize,
     /// Recipients per message (RFC 5321 asks for at least 100).
     #[arg(long, value_name = "N", default_value_t = 1000, env = "SOKKEL_MAX_RECIPIENTS", value_parser = clap::value_parser!(u32).range(100..))]
@@ -251,10 +251,10 @@ pub struct MailServeArgs {
     #[arg(long, value_name = "N", default_value_t = 20, env = "SOKKEL_MAX_ERRORS", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_errors: u32,
     /// How long a client may take to send its next command (RFC 5321: 5 minutes).
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration, env = "SOKKEL_COMMAND_TIMEOUT")]
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_timeout, env = "SOKKEL_COMMAND_TIMEOUT")]
     pub command_timeout: Duration,
     /// How long a client may pause inside a message (RFC 5321: 3 minutes).
-    #[arg(long, value_name = "DURATION", default_value = "3m", value_parser = parse_duration, env = "SOKKEL_DATA_TIMEOUT")]
+    #[arg(long, value_name = "DURATION", default_value = "3m", value_parser = parse_timeout, env = "SOKKEL_DATA_TIMEOUT")]
     pub data_timeout: Duration,
     /// On Ctrl-C or SIGTERM, how long a client in the middle of a message may take to finish it.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, env = "SOKKEL_SHUTDOWN_TIMEOUT")]
@@ -263,7 +263,7 @@ pub struct MailServeArgs {
     #[arg(long, value_name = "POLICY", default_value = "accept", value_parser = ["accept", "reject"], env = "SOKKEL_BARE_LF")]
     pub bare_lf: String,
     /// Refuse new mail with 451 once the store reaches this size.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size, env = "SOKKEL_MAX_STORE_SIZE")]
+    #[arg(long, value_name = "SIZE", value_parser = |s: &str| parse_size_at_least(s, 64 << 10), env = "SOKKEL_MAX_STORE_SIZE")]
     pub max_store_size: Option<usize>,
 }
 
@@ -272,8 +272,8 @@ pub struct ListArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     /// How many messages to list.
-    #[arg(long, short = 'n', value_name = "N", default_value_t = 20)]
-    pub limit: usize,
+    #[arg(long, short = 'n', value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: u32,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -355,7 +355,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 10_000, env = "SOKKEL_ECHO_MAX_CONNS", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_conns: u32,
     /// Close a connection after this long without traffic.
-    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = parse_duration, env = "SOKKEL_ECHO_IDLE_TIMEOUT")]
+    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = parse_timeout, env = "SOKKEL_ECHO_IDLE_TIMEOUT")]
     pub idle_timeout: Duration,
     /// On Ctrl-C or SIGTERM, how long open connections may take to finish their message.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, env = "SOKKEL_ECHO_SHUTDOWN_TIMEOUT")]
@@ -405,7 +405,7 @@ pub struct Target {
     #[arg(long, env = "SOKKEL_ECHO_UDP")]
     pub udp: bool,
     /// How long to wait for a connection or a reply.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, env = "SOKKEL_ECHO_TIMEOUT")]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_timeout, env = "SOKKEL_ECHO_TIMEOUT")]
     pub timeout: Duration,
     /// Use these addresses for HOST:PORT instead of asking DNS, in this order (as curl's --resolve).
     #[arg(long, value_name = "HOST:PORT:ADDR[,ADDR]", value_parser = parse_resolve)]

@@ -26,6 +26,15 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("{input:?} is out of range"))
 }
 
+/// Like [`parse_duration`], but zero is refused: a zero timeout would end every
+/// session before it starts.
+pub fn parse_timeout(input: &str) -> Result<Duration, String> {
+    match parse_duration(input)? {
+        d if d.is_zero() => Err(format!("{input:?}: a timeout must be longer than zero")),
+        d => Ok(d),
+    }
+}
+
 /// Parses `4096`, `64KiB`, `64k`, `1MiB`, `1M` (units are powers of 1024).
 pub fn parse_size(input: &str) -> Result<usize, String> {
     let s = input.trim();
@@ -50,6 +59,14 @@ pub fn parse_size(input: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{input:?} is too large"))
 }
 
+/// A size of at least `min` bytes, for limits where a tiny value makes no sense.
+pub fn parse_size_at_least(input: &str, min: usize) -> Result<usize, String> {
+    match parse_size(input)? {
+        n if n < min => Err(format!("{input:?} is too small; at least {min} bytes")),
+        n => Ok(n),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,6 +80,8 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5 years").is_err());
         assert!(parse_duration("-1s").is_err());
+        assert!(parse_timeout("0s").is_err());
+        assert_eq!(parse_timeout("1ms"), Ok(Duration::from_millis(1)));
     }
 
     #[test]
@@ -72,5 +91,7 @@ mod tests {
         assert_eq!(parse_size("1M"), Ok(1 << 20));
         assert!(parse_size("lots").is_err());
         assert!(parse_size("1.5M").is_err());
+        assert!(parse_size_at_least("0", 1).is_err());
+        assert_eq!(parse_size_at_least("1KiB", 1024), Ok(1024));
     }
 }

@@ -146,7 +146,14 @@ impl Store {
         }
 
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        let writer = Writer::spawn(path, conn, options.max_batch, events.clone())?;
+        let checkpoint_conn = open_connection(path, &options, false)?;
+        let writer = Writer::spawn(
+            path,
+            conn,
+            checkpoint_conn,
+            options.max_batch,
+            events.clone(),
+        )?;
         Ok(Store {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),

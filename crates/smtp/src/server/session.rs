@@ -557,6 +557,17 @@ impl Session {
                         );
                     }
                     Ok(_) => {}
+                    // All digits but beyond u64: certainly over the limit.
+                    Err(_) if !size.is_empty() && size.bytes().all(|b| b.is_ascii_digit()) => {
+                        let max = self.config.max_message_size;
+                        return Reply::new(
+                            552,
+                            "5.3.4",
+                            format!(
+                                "Message size exceeds fixed maximum message size ({max} bytes)"
+                            ),
+                        );
+                    }
                     Err(_) => return Reply::new(501, "5.5.4", "Syntax: SIZE=<number of bytes>"),
                 },
                 ("BODY", Some(body))

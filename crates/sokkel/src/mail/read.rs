@@ -12,7 +12,7 @@ use crate::timefmt::utc;
 pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let store = super::open_existing(&args.store)?;
     let messages = store.list(&ListQuery {
-        limit: args.limit,
+        limit: args.limit as usize,
         offset: 0,
     })?;
     let mut out = std::io::stdout().lock();
