@@ -12,15 +12,14 @@ use std::future::Future;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
+use sokkel_net::server::{Accepted, ConnectionLimit, StopSignal, accept_loop, stop_switch};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
 use crate::framing::{FrameError, Framing};
@@ -63,8 +62,6 @@ pub struct ServeSummary {
 struct Shared {
     config: ServerConfig,
     report: Arc<dyn Report>,
-    slots: Arc<Semaphore>,
-    accepted: AtomicU64,
 }
 
 /// Serves echo on already-bound listeners until `shutdown` completes, then stops
@@ -79,90 +76,56 @@ pub async fn serve(
     report: Arc<dyn Report>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<ServeSummary> {
-    let shared = Arc::new(Shared {
-        slots: Arc::new(Semaphore::new(config.max_conns as usize)),
-        config,
-        report,
-        accepted: AtomicU64::new(0),
-    });
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let limit = ConnectionLimit::new(config.max_conns);
+    let shared = Arc::new(Shared { config, report });
+    let (stopper, stop) = stop_switch();
     let mut loops = Vec::new();
     for listener in tcp {
         let listener = tokio::net::TcpListener::from_std(listener)?;
+        let (shared, conn_stop) = (shared.clone(), stop.clone());
+        let handle = move |accepted| serve_tcp(accepted, shared.clone(), conn_stop.clone());
         loops.push(tokio::spawn(accept_loop(
             listener,
-            shared.clone(),
-            stop_rx.clone(),
+            limit.clone(),
+            stop.clone(),
+            handle,
         )));
     }
     for socket in udp {
         let socket = tokio::net::UdpSocket::from_std(socket)?;
-        loops.push(tokio::spawn(udp_loop(
-            socket,
-            shared.clone(),
-            stop_rx.clone(),
-        )));
+        loops.push(tokio::spawn(udp_loop(socket, shared.clone(), stop.clone())));
     }
     shutdown.await;
     tracing::info!("shutting down: no new connections; open ones finish their message");
-    let _ = stop_tx.send(true);
+    stopper.stop();
     for task in loops {
         let _ = task.await;
     }
-    // Every open connection holds one slot: when all slots are back, all are done.
-    let max = shared.config.max_conns;
-    let all_back = shared.slots.acquire_many(max);
-    let grace = shared.config.shutdown_grace + Duration::from_millis(500);
-    let cut_off = match tokio::time::timeout(grace, all_back).await {
-        Ok(_) => 0,
-        Err(_) => max - shared.slots.available_permits() as u32,
-    };
+    let cut_off = limit
+        .drain(shared.config.shutdown_grace + Duration::from_millis(500))
+        .await;
     Ok(ServeSummary {
-        connections: shared.accepted.load(Ordering::Relaxed),
+        connections: limit.admitted(),
         cut_off,
     })
 }
 
-async fn accept_loop(
-    listener: tokio::net::TcpListener,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = stop.changed() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(err) if is_per_connection(&err) => continue,
-            Err(err) => {
-                // Out of file descriptors or memory: back off instead of spinning.
-                tracing::warn!(%err, "accept failed; retrying in 100 ms");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
+async fn serve_tcp(accepted: Accepted, shared: Arc<Shared>, stop: StopSignal) {
+    let (stream, peer, slot) = match accepted {
+        Accepted::Admitted(stream, peer, slot) => (stream, peer, slot),
+        Accepted::Refused(stream, peer) => {
             shared
                 .report
                 .refused(peer, shared.config.max_conns as usize);
             drop(stream);
-            continue;
-        };
-        shared.accepted.fetch_add(1, Ordering::Relaxed);
-        let shared = shared.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let local = stream.local_addr().unwrap_or(peer);
-            let _ = stream.set_nodelay(true);
-            shared.report.connected(peer, local);
-            let conn = Connection::new(stream, peer);
-            conn.run(&shared, stop).await;
-        });
-    }
+            return;
+        }
+    };
+    let local = stream.local_addr().unwrap_or(peer);
+    let _ = stream.set_nodelay(true);
+    shared.report.connected(peer, local);
+    Connection::new(stream, peer).run(&shared, stop).await;
+    drop(slot);
 }
 
 fn is_retry(err: &io::Error) -> bool {
@@ -172,26 +135,12 @@ fn is_retry(err: &io::Error) -> bool {
     )
 }
 
-fn is_per_connection(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
-            | io::ErrorKind::WouldBlock
-    )
-}
-
-async fn udp_loop(
-    socket: tokio::net::UdpSocket,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn udp_loop(socket: tokio::net::UdpSocket, shared: Arc<Shared>, mut stop: StopSignal) {
     let mut buf = vec![0u8; 65_536];
     loop {
         let received = tokio::select! {
             biased;
-            _ = stop.changed() => return,
+            () = stop.stopped() => return,
             received = socket.recv_from(&mut buf) => received,
         };
         let (n, peer) = match received {
@@ -276,7 +225,7 @@ impl Connection {
         Connection { stream, state }
     }
 
-    async fn run(mut self, shared: &Shared, mut stop: watch::Receiver<bool>) {
+    async fn run(mut self, shared: &Shared, mut stop: StopSignal) {
         let started = Instant::now();
         let idle = shared.config.idle_timeout;
         let mut last_activity = started;
@@ -343,7 +292,7 @@ impl Connection {
                     let next = last_activity + idle;
                     sleep.as_mut().reset(stopping_at.map_or(next, |at| at.min(next)));
                 }
-                _ = stop.changed(), if stopping_at.is_none() => {
+                () = stop.stopped(), if stopping_at.is_none() => {
                     let at = Instant::now() + shared.config.shutdown_grace;
                     stopping_at = Some(at);
                     if at < sleep.deadline() {

@@ -4,8 +4,9 @@
 //! it turns what a user typed (`host:port`, `[::1]:port`) into socket addresses, resolves
 //! host names to *every* address they have, connects by trying those addresses in turn,
 //! binds listeners with the options a server wants (dual stack, address reuse, a deep
-//! backlog), raises the open-file limit so thousands of connections fit, and turns
-//! Ctrl-C and SIGTERM into one shutdown future.
+//! backlog), raises the open-file limit so thousands of connections fit, turns
+//! Ctrl-C and SIGTERM into one shutdown future, and runs the accept loop with its
+//! connection cap and graceful stop ([`server`]).
 #![warn(missing_docs)]
 
 mod addr;
@@ -13,6 +14,7 @@ mod connect;
 mod error;
 mod limits;
 mod listen;
+pub mod server;
 mod shutdown;
 
 pub use addr::{HostPort, ResolveOverride};

@@ -10,13 +10,12 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
+use sokkel_net::server::{Accepted, ConnectionLimit, StopSignal, accept_loop, stop_switch};
 use sokkel_store::{Deliver, Envelope, NewMessage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
 use super::session::{Delivery, Session, SessionConfig, Step};
@@ -51,8 +50,6 @@ pub struct ServeSummary {
 struct Shared<D> {
     config: ServerConfig,
     sink: Arc<D>,
-    slots: Arc<Semaphore>,
-    accepted: AtomicU64,
 }
 
 /// Serves SMTP on already-bound, non-blocking listeners until `shutdown` completes;
@@ -64,89 +61,54 @@ pub async fn serve<D: Deliver>(
     sink: Arc<D>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<ServeSummary> {
-    let shared = Arc::new(Shared {
-        slots: Arc::new(Semaphore::new(config.max_conns as usize)),
-        config,
-        sink,
-        accepted: AtomicU64::new(0),
-    });
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let limit = ConnectionLimit::new(config.max_conns);
+    let shared = Arc::new(Shared { config, sink });
+    let (stopper, stop) = stop_switch();
     let mut loops = Vec::new();
     for listener in listeners {
         let listener = tokio::net::TcpListener::from_std(listener)?;
+        let (shared, conn_stop) = (shared.clone(), stop.clone());
+        let handle = move |accepted| serve_connection(accepted, shared.clone(), conn_stop.clone());
         loops.push(tokio::spawn(accept_loop(
             listener,
-            shared.clone(),
-            stop_rx.clone(),
+            limit.clone(),
+            stop.clone(),
+            handle,
         )));
     }
     shutdown.await;
-    let _ = stop_tx.send(true);
+    stopper.stop();
     for task in loops {
         let _ = task.await;
     }
-    let max = shared.config.max_conns;
-    let grace = shared.config.shutdown_grace + Duration::from_secs(1);
-    let cut_off = match tokio::time::timeout(grace, shared.slots.acquire_many(max)).await {
-        Ok(_) => 0,
-        Err(_) => max - shared.slots.available_permits() as u32,
-    };
+    let cut_off = limit
+        .drain(shared.config.shutdown_grace + Duration::from_secs(1))
+        .await;
     Ok(ServeSummary {
-        sessions: shared.accepted.load(Ordering::Relaxed),
+        sessions: limit.admitted(),
         cut_off,
     })
 }
 
-async fn accept_loop<D: Deliver>(
-    listener: tokio::net::TcpListener,
+async fn serve_connection<D: Deliver>(
+    accepted: Accepted,
     shared: Arc<Shared<D>>,
-    mut stop: watch::Receiver<bool>,
+    stop: StopSignal,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = stop.changed() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (mut stream, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    io::ErrorKind::ConnectionAborted
-                        | io::ErrorKind::ConnectionReset
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue;
-            }
-            Err(err) => {
-                tracing::warn!(%err, "accept failed; retrying in 100 ms");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, max = shared.config.max_conns, "refusing connection: too many sessions");
-            let host = &shared.config.session.hostname;
-            let busy = format!("421 4.7.0 {host} Too many connections; try again later\r\n");
-            tokio::spawn(async move {
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(5), stream.write_all(busy.as_bytes()))
-                        .await;
-            });
-            continue;
-        };
-        shared.accepted.fetch_add(1, Ordering::Relaxed);
-        let shared = shared.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
+    match accepted {
+        Accepted::Admitted(stream, peer, slot) => {
             if let Err(err) = run_session(stream, peer, &shared, stop).await {
                 tracing::debug!(%peer, %err, "session ended with an error");
             }
-        });
+            drop(slot);
+        }
+        Accepted::Refused(mut stream, peer) => {
+            tracing::warn!(%peer, max = shared.config.max_conns, "refusing connection: too many sessions");
+            let host = &shared.config.session.hostname;
+            let busy = format!("421 4.7.0 {host} Too many connections; try again later\r\n");
+            let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(busy.as_bytes()))
+                .await;
+        }
     }
 }
 
@@ -154,7 +116,7 @@ async fn run_session<D: Deliver>(
     mut stream: TcpStream,
     peer: SocketAddr,
     shared: &Shared<D>,
-    mut stop: watch::Receiver<bool>,
+    mut stop: StopSignal,
 ) -> io::Result<()> {
     let config = &shared.config;
     let mut session = Session::new(config.session.clone());
@@ -192,9 +154,9 @@ async fn run_session<D: Deliver>(
                 continue;
             }
             Step::Close => {
-                write_out(&mut stream, &mut out, config.command_timeout).await?;
-                let _ = stream.shutdown().await;
-                return Ok(());
+                // Dropping the socket closes it; the client has usually hung up
+                // after 221 already, so a shutdown() first would only fail.
+                return write_out(&mut stream, &mut out, config.command_timeout).await;
             }
             Step::NeedMore => {}
         }
@@ -229,7 +191,7 @@ async fn run_session<D: Deliver>(
                     session.timed_out(&mut out);
                 }
             }
-            _ = stop.changed(), if stopping_at.is_none() => {
+            () = stop.stopped(), if stopping_at.is_none() => {
                 stopping_at = Some(Instant::now() + config.shutdown_grace);
             }
         }

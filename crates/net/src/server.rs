@@ -1,0 +1,152 @@
+//! The skeleton every sokkel TCP server shares: accept, cap, stop, drain.
+//!
+//! ```text
+//! Stopper::stop() ──▶ every accept_loop returns; every StopSignal fires
+//! accept_loop: accept ─▶ admitted (a slot is free) ─▶ the server's handler
+//!                     └▶ refused  (all slots taken) ─▶ the server's refusal
+//! ConnectionLimit::drain(grace): waits until every admitted connection is done
+//! ```
+//!
+//! A connection holds its [`Slot`] for as long as it lives, so "all slots free again"
+//! means "every connection finished": that is how shutdown knows when to exit.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+
+/// The cap on connections served at once.
+#[derive(Debug)]
+pub struct ConnectionLimit {
+    slots: Arc<Semaphore>,
+    max: u32,
+    admitted: AtomicU64,
+}
+
+/// One admitted connection's place under the cap; dropping it frees the place.
+#[derive(Debug)]
+pub struct Slot(#[allow(dead_code)] OwnedSemaphorePermit);
+
+impl ConnectionLimit {
+    /// A cap of `max` connections at once.
+    pub fn new(max: u32) -> Arc<Self> {
+        Arc::new(ConnectionLimit {
+            slots: Arc::new(Semaphore::new(max as usize)),
+            max,
+            admitted: AtomicU64::new(0),
+        })
+    }
+
+    /// The cap.
+    pub fn max(&self) -> u32 {
+        self.max
+    }
+
+    /// Connections admitted so far.
+    pub fn admitted(&self) -> u64 {
+        self.admitted.load(Ordering::Relaxed)
+    }
+
+    fn try_admit(&self) -> Option<Slot> {
+        let permit = self.slots.clone().try_acquire_owned().ok()?;
+        self.admitted.fetch_add(1, Ordering::Relaxed);
+        Some(Slot(permit))
+    }
+
+    /// Waits up to `grace` for every admitted connection to finish; returns how
+    /// many were still open when it gave up.
+    pub async fn drain(&self, grace: Duration) -> u32 {
+        match tokio::time::timeout(grace, self.slots.acquire_many(self.max)).await {
+            Ok(_) => 0,
+            Err(_) => self.max - self.slots.available_permits() as u32,
+        }
+    }
+}
+
+/// Tells every accept loop and connection that the server is stopping.
+#[derive(Debug)]
+pub struct Stopper(watch::Sender<bool>);
+
+/// Fires once the server is stopping. Cheap to clone, one per connection.
+#[derive(Debug, Clone)]
+pub struct StopSignal(watch::Receiver<bool>);
+
+/// A new stop switch and the signal it drives.
+pub fn stop_switch() -> (Stopper, StopSignal) {
+    let (tx, rx) = watch::channel(false);
+    (Stopper(tx), StopSignal(rx))
+}
+
+impl Stopper {
+    /// Stops the server: accept loops return, connections see their signal.
+    pub fn stop(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+impl StopSignal {
+    /// Completes when the server is stopping (at once if it already is).
+    pub async fn stopped(&mut self) {
+        // An error means the Stopper is gone, which also means stop.
+        let _ = self.0.wait_for(|stopping| *stopping).await;
+    }
+}
+
+/// What the accept loop hands the server for each connection.
+#[derive(Debug)]
+pub enum Accepted {
+    /// Under the cap: serve it, holding the slot until it is done.
+    Admitted(TcpStream, SocketAddr, Slot),
+    /// Over the cap: tell the peer, or just close it.
+    Refused(TcpStream, SocketAddr),
+}
+
+/// Accepts connections on `listener` until `stop` fires, handing each to `handle`.
+/// Errors that concern one connection only are skipped; running out of file
+/// descriptors or memory makes it back off for 100 ms instead of spinning.
+pub async fn accept_loop<H, F>(
+    listener: TcpListener,
+    limit: Arc<ConnectionLimit>,
+    mut stop: StopSignal,
+    mut handle: H,
+) where
+    H: FnMut(Accepted) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = stop.stopped() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(err) if is_per_connection(&err) => continue,
+            Err(err) => {
+                tracing::warn!(%err, "accept failed; retrying in 100 ms");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let accepted = match limit.try_admit() {
+            Some(slot) => Accepted::Admitted(stream, peer, slot),
+            None => Accepted::Refused(stream, peer),
+        };
+        tokio::spawn(handle(accepted));
+    }
+}
+
+fn is_per_connection(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+    )
+}
