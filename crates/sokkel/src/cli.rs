@@ -126,18 +126,13 @@ pub struct ConnectionArgs {
 #[derive(Debug, Args)]
 pub struct SendArgs {
     /// Recipient (repeatable, or comma-separated).
-    #[arg(
-        long,
-        value_name = "ADDR",
-        value_delimiter = ',',
-        required_unless_present = "data"
-    )]
+    #[arg(long, value_name = "ADDR", required_unless_present = "data")]
     pub to: Vec<String>,
     /// Copy recipient (repeatable, or comma-separated).
-    #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+    #[arg(long, value_name = "ADDR")]
     pub cc: Vec<String>,
     /// Blind copy recipient: gets the message, appears in no header.
-    #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+    #[arg(long, value_name = "ADDR")]
     pub bcc: Vec<String>,
     /// Sender (default: you at this machine's host name). `Name <addr>` sets a display name.
     #[arg(long, value_name = "ADDR", env = "SOKKEL_SMTP_FROM")]

@@ -431,8 +431,9 @@ impl<T: Transcript> SmtpClient<T> {
             .map_err(|_| ClientError::new(Stage::Tls, FailureKind::Timeout(self.config.timeout)))?
             .map_err(|e| {
                 tls_error(format!(
-                    "TLS handshake with {} failed: {e}",
-                    self.config.server
+                    "TLS handshake with {} failed: {}",
+                    self.config.server,
+                    super::tls::explain(&e)
                 ))
             })?;
         self.stream = Stream::Tls(Box::new(tls));
@@ -536,7 +537,12 @@ impl<T: Transcript> SmtpClient<T> {
         envelope: &Envelope,
         message: &[u8],
     ) -> Result<SendReport, ClientError> {
-        let content = normalise_line_endings(message);
+        // What goes on the wire after 354, less dot-stuffing and the final dot: the
+        // number SIZE= declares (RFC 1870), so the last line gets its CRLF here.
+        let mut content = normalise_line_endings(message);
+        if !content.is_empty() && !content.ends_with(b"\r\n") {
+            content.extend_from_slice(b"\r\n");
+        }
         if let Some(limit) = self.caps.size.filter(|&n| n > 0)
             && content.len() as u64 > limit
         {
@@ -597,37 +603,32 @@ impl<T: Transcript> SmtpClient<T> {
                 break;
             }
             let reply = if pipelined {
-                self.read_reply(Stage::Rcpt).await?
+                self.read_reply(Stage::Rcpt).await
             } else {
-                self.command(Stage::Rcpt, line).await?
+                self.command(Stage::Rcpt, line).await
             };
+            // A server that refused MAIL (or every RCPT so far) with 421 and hung up:
+            // its refusal is the news, not the closed connection after it.
+            let reply = reply
+                .map_err(|err| earlier_failure(&mail_reply, &accepted, &refused).unwrap_or(err))?;
             if reply.is_positive() {
                 accepted.push(to.clone());
             } else {
                 refused.push((to.clone(), reply));
             }
         }
-        let data_reply = if pipelined {
-            Some(self.read_reply(Stage::Data).await?)
-        } else if mail_reply.is_positive() && !accepted.is_empty() {
-            Some(self.command(Stage::Data, "DATA").await?)
-        } else {
-            None
-        };
-        let failure = if !mail_reply.is_positive() {
-            Some(ClientError::new(
-                Stage::Mail,
-                FailureKind::Refused(mail_reply),
-            ))
-        } else if accepted.is_empty() {
-            let reply = refused.first().map(|(_, r)| r.clone());
-            Some(ClientError::new(
-                Stage::Rcpt,
-                reply.map_or(FailureKind::Closed, FailureKind::Refused),
-            ))
-        } else {
-            None
-        };
+        let data_reply =
+            if pipelined {
+                let reply = self.read_reply(Stage::Data).await;
+                Some(reply.map_err(|err| {
+                    earlier_failure(&mail_reply, &accepted, &refused).unwrap_or(err)
+                })?)
+            } else if mail_reply.is_positive() && !accepted.is_empty() {
+                Some(self.command(Stage::Data, "DATA").await?)
+            } else {
+                None
+            };
+        let failure = earlier_failure(&mail_reply, &accepted, &refused);
         match (failure, data_reply) {
             (Some(failure), Some(reply)) if reply.code == 354 => {
                 // The server wants content it will throw away: end it at once, then
@@ -731,6 +732,28 @@ impl<T: Transcript> SmtpClient<T> {
                 return Err(ClientError::new(stage, FailureKind::Closed));
             }
         }
+    }
+}
+
+/// The refusal that stops the transaction, judged from the replies so far: MAIL
+/// refused, or every recipient so far refused (the first refusal is reported).
+fn earlier_failure(
+    mail_reply: &ServerReply,
+    accepted: &[String],
+    refused: &[(String, ServerReply)],
+) -> Option<ClientError> {
+    if !mail_reply.is_positive() {
+        return Some(ClientError::new(
+            Stage::Mail,
+            FailureKind::Refused(mail_reply.clone()),
+        ));
+    }
+    match refused.first() {
+        Some((_, reply)) if accepted.is_empty() => Some(ClientError::new(
+            Stage::Rcpt,
+            FailureKind::Refused(reply.clone()),
+        )),
+        _ => None,
     }
 }
 

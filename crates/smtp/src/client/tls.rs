@@ -3,11 +3,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
 /// Why TLS could not be set up before connecting.
 #[derive(Debug, thiserror::Error)]
@@ -32,8 +33,13 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// A client configuration that trusts the system's roots plus `ca_file`, or, with
-/// `insecure`, any certificate at all (for local catchers with self-signed ones).
+/// A client configuration that trusts the certificates in `ca_file` (instead of the
+/// system's roots), or the system's roots when no file is given, or, with `insecure`,
+/// any certificate at all (for local catchers with self-signed ones).
+///
+/// A certificate listed in `ca_file` is also trusted when the server presents it
+/// itself: that is how a self-signed certificate is pinned, and `openssl req -x509`
+/// marks those as CAs, which plain WebPKI validation refuses as a server certificate.
 pub fn client_config(
     ca_file: Option<&Path>,
     insecure: bool,
@@ -49,6 +55,7 @@ pub fn client_config(
         return Ok(Arc::new(config));
     }
     let mut roots = rustls::RootCertStore::empty();
+    let mut pinned = Vec::new();
     if let Some(path) = ca_file {
         let ca_error = |reason: String| TlsSetupError::CaFile {
             path: path.display().to_string(),
@@ -62,7 +69,10 @@ pub fn client_config(
             return Err(ca_error("it holds no PEM certificate".into()));
         }
         for cert in certs {
-            roots.add(cert).map_err(|e| ca_error(e.to_string()))?;
+            roots
+                .add(cert.clone())
+                .map_err(|e| ca_error(e.to_string()))?;
+            pinned.push(cert);
         }
     } else {
         let native = rustls_native_certs::load_native_certs();
@@ -73,9 +83,108 @@ pub fn client_config(
             return Err(TlsSetupError::NoRoots);
         }
     }
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| TlsSetupError::Config(rustls::Error::General(e.to_string())))?;
+    let verifier = Arc::new(PinnedOrWebPki { pinned, webpki });
     Ok(Arc::new(
-        builder.with_root_certificates(roots).with_no_client_auth(),
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth(),
     ))
+}
+
+/// Why a TLS handshake failed, in words a user can act on.
+pub fn explain(err: &std::io::Error) -> String {
+    let Some(tls) = err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    else {
+        return err.to_string();
+    };
+    match tls {
+        rustls::Error::InvalidCertificate(cert) => match cert {
+            CertificateError::UnknownIssuer => {
+                "the server's certificate is not signed by a CA we trust \
+                 (give its CA with --ca FILE, or --insecure for a local catcher)"
+                    .into()
+            }
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                "the server's certificate is not valid for this server name \
+                 (connect by the name it was issued for)"
+                    .into()
+            }
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                "the server's certificate has expired".into()
+            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "the server's certificate is not valid yet (check the clock)".into()
+            }
+            CertificateError::BadSignature => "the server's certificate has a bad signature".into(),
+            CertificateError::Revoked => "the server's certificate has been revoked".into(),
+            other => format!("the server's certificate was refused ({other:?})"),
+        },
+        rustls::Error::AlertReceived(alert) => {
+            format!("the server refused the handshake ({alert:?})")
+        }
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
+            "the server does not speak TLS there (a plain-text port? try --tls starttls or none)"
+                .into()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Trusts a certificate listed in `--ca` when the server presents that very
+/// certificate; everything else goes through WebPKI validation with the same roots.
+#[derive(Debug)]
+struct PinnedOrWebPki {
+    pinned: Vec<CertificateDer<'static>>,
+    webpki: Arc<WebPkiServerVerifier>,
+}
+
+impl ServerCertVerifier for PinnedOrWebPki {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if self
+            .pinned
+            .iter()
+            .any(|pin| pin.as_ref() == end_entity.as_ref())
+        {
+            return Ok(ServerCertVerified::assertion());
+        }
+        self.webpki
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
 }
 
 /// `--insecure`: accepts whatever certificate the server shows, but still checks that

@@ -51,6 +51,32 @@ impl Mailbox {
         })
     }
 
+    /// A comma-separated list; commas inside quotes or angle brackets do not split
+    /// (`"O'Brien, Seán" <sean@x.test>, b@x.test` is two mailboxes).
+    pub fn parse_list(input: &str) -> anyhow::Result<Vec<Mailbox>> {
+        let mut parts = Vec::new();
+        let (mut quoted, mut angle, mut start) = (false, false, 0);
+        for (i, c) in input.char_indices() {
+            match c {
+                '"' => quoted = !quoted,
+                '<' if !quoted => angle = true,
+                '>' if !quoted => angle = false,
+                ',' if !quoted && !angle => {
+                    parts.push(&input[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        parts.push(&input[start..]);
+        parts
+            .into_iter()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(Mailbox::parse)
+            .collect()
+    }
+
     fn to_header(&self) -> MailAddress<'static> {
         MailAddress::new_address(self.name.clone(), self.address.clone())
     }
@@ -252,10 +278,12 @@ pub fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
 
 async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     let from = Mailbox::parse(&args.from.clone().unwrap_or_else(default_from))?;
-    let parse_all = |list: &[String]| {
-        list.iter()
-            .map(|a| Mailbox::parse(a))
-            .collect::<anyhow::Result<Vec<_>>>()
+    let parse_all = |list: &[String]| -> anyhow::Result<Vec<Mailbox>> {
+        let mut all = Vec::new();
+        for arg in list {
+            all.extend(Mailbox::parse_list(arg)?);
+        }
+        Ok(all)
     };
     let (to, cc, bcc) = (
         parse_all(&args.to)?,
@@ -484,6 +512,10 @@ mod tests {
         assert_eq!(Mailbox::parse(" a@b.c ").unwrap().address, "a@b.c");
         assert!(Mailbox::parse("not an address").is_err());
         assert!(Mailbox::parse("").is_err());
+        let list = Mailbox::parse_list("\"O'Brien, Seán\" <sean@x.test>, b@x.test,").unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].name.as_deref(), Some("O'Brien, Seán"));
+        assert_eq!(list[1].address, "b@x.test");
     }
 
     #[test]

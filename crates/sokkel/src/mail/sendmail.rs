@@ -38,8 +38,8 @@ pub fn run(args: SendmailArgs) -> anyhow::Result<ExitCode> {
     let mut recipients = Vec::new();
     for r in &args.recipients {
         // sendmail takes "a@x, b@y" as well as separate arguments.
-        for part in r.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            recipients.push(Mailbox::parse(part)?.address);
+        for mailbox in Mailbox::parse_list(r)? {
+            recipients.push(mailbox.address);
         }
     }
     let mut message = input;
