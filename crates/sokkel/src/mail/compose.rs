@@ -191,7 +191,7 @@ fn ask_mailboxes(
         if answer.is_empty() && optional {
             return Ok(Some(answer));
         }
-        match parse_list(&answer) {
+        match Mailbox::parse_list(&answer) {
             Ok(list) if list.is_empty() => eprintln!("an address is needed here"),
             Ok(list) if single && list.len() > 1 => eprintln!("one address here, please"),
             Ok(_) => return Ok(Some(answer)),
@@ -202,14 +202,6 @@ fn ask_mailboxes(
             anyhow::bail!("{prompt}{answer:?} is not usable");
         }
     }
-}
-
-fn parse_list(text: &str) -> anyhow::Result<Vec<Mailbox>> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(Mailbox::parse)
-        .collect()
 }
 
 fn print_summary(draft: &Draft) {
@@ -234,8 +226,8 @@ fn print_summary(draft: &Draft) {
 
 async fn send(args: &ComposeArgs, draft: &Draft) -> anyhow::Result<ExitCode> {
     let from = Mailbox::parse(&draft.from)?;
-    let to = parse_list(&draft.to)?;
-    let cc = parse_list(&draft.cc)?;
+    let to = Mailbox::parse_list(&draft.to)?;
+    let cc = Mailbox::parse_list(&draft.cc)?;
     let mut attachments = Vec::new();
     for path in &draft.attachments {
         let bytes =
