@@ -260,6 +260,9 @@ pub struct MailServeArgs {
     /// Refuse new mail with 451 once the store reaches this size.
     #[arg(long, value_name = "SIZE", value_parser = |s: &str| parse_size_at_least(s, 64 << 10), env = "SOKKEL_MAX_STORE_SIZE")]
     pub max_store_size: Option<usize>,
+    /// Threads for the network side (the store always writes on a thread of its own).
+    #[arg(long, value_name = "N", default_value_t = 1, env = "SOKKEL_MAIL_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: u16,
 }
 
 #[derive(Debug, Args)]

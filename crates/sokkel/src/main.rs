@@ -5,6 +5,7 @@ mod cli;
 mod echo;
 mod hints;
 mod mail;
+mod runtime;
 mod timefmt;
 mod units;
 

@@ -12,7 +12,7 @@ use sokkel_echo::bench::{BenchConfig, BenchProgress, BenchReport, BenchStop};
 use crate::cli::BenchArgs;
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let runtime = super::runtime(usize::from(args.threads))?;
+    let runtime = crate::runtime::runtime(usize::from(args.threads))?;
     let report = runtime.block_on(async {
         sokkel_net::raise_open_file_limit();
         let addrs = args.target.addr.resolve(&args.target.resolve).await?;

@@ -12,7 +12,7 @@ use sokkel_echo::display::render;
 use crate::cli::{ClientArgs, Target};
 
 pub fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
-    let runtime = super::single_thread_runtime()?;
+    let runtime = crate::runtime::single_thread_runtime()?;
     let (client, server) = runtime.block_on(connect(&args))?;
     if std::io::stdin().is_terminal() {
         interactive(&runtime, client, &server, &args)

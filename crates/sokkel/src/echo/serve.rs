@@ -17,7 +17,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .threads
         .map(usize::from)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let runtime = super::runtime(threads)?;
+    let runtime = crate::runtime::runtime(threads)?;
     runtime.block_on(serve_until_stopped(args))
 }
 

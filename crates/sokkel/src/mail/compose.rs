@@ -113,10 +113,7 @@ pub fn run(args: ComposeArgs) -> anyhow::Result<ExitCode> {
         }
         let _ = std::fs::write(path, &draft.from);
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::runtime::single_thread_runtime()?;
     runtime.block_on(send(&args, &draft))
 }
 

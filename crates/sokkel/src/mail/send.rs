@@ -269,10 +269,7 @@ fn failed(err: &ClientError) -> ExitCode {
 }
 
 pub fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::runtime::single_thread_runtime()?;
     runtime.block_on(send(args))
 }
 

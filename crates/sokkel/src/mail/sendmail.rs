@@ -58,10 +58,7 @@ pub fn run(args: SendmailArgs) -> anyhow::Result<ExitCode> {
     }
     let message = add_missing_headers(message, &sender);
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::runtime::single_thread_runtime()?;
     runtime.block_on(async {
         let config = client_config(&connection).await?;
         let envelope = Envelope {

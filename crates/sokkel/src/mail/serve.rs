@@ -13,10 +13,7 @@ use sokkel_store::{Store, StoreEvent, StoreOptions};
 use crate::cli::MailServeArgs;
 
 pub fn run(args: MailServeArgs) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::runtime::runtime(usize::from(args.threads))?;
     runtime.block_on(serve_until_stopped(args))
 }
 
