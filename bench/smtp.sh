@@ -13,7 +13,7 @@
 #   SMTP_BENCH_SESSIONS=20      parallel smtp-source sessions
 #   SMTP_BENCH_MESSAGES=20000   messages per run
 #   SMTP_BENCH_SIZE=4096        message size in bytes
-#   SMTP_BENCH_SERVERS="sokkel smtp-sink aiosmtpd"
+#   SMTP_BENCH_SERVERS="sokkel sokkel-t2 smtp-sink aiosmtpd"   (sokkel-t2: --threads 2)
 #   SMTP_BENCH_LIST_FILL=100000 messages in the store for the `mail list` timing (0: skip)
 #   SMTP_BENCH_SOKKEL=PATH      use this sokkel binary instead of building the work tree
 set -euo pipefail
@@ -22,7 +22,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SESSIONS=${SMTP_BENCH_SESSIONS:-20}
 MESSAGES=${SMTP_BENCH_MESSAGES:-20000}
 SIZE=${SMTP_BENCH_SIZE:-4096}
-SERVERS=${SMTP_BENCH_SERVERS:-sokkel smtp-sink aiosmtpd}
+SERVERS=${SMTP_BENCH_SERVERS:-sokkel sokkel-t2 smtp-sink aiosmtpd}
 LIST_FILL=${SMTP_BENCH_LIST_FILL:-100000}
 SOURCE=/usr/sbin/smtp-source
 SINK=/usr/sbin/smtp-sink
@@ -73,9 +73,12 @@ PY
 start_server() {  # name port -> sets SERVER_PID
     local name=$1 port=$2
     case $name in
-        sokkel)
-            "$SOKKEL" mail serve --smtp "127.0.0.1:$port" --db "$WORK/mail.db" \
-                >"$WORK/sokkel.out" 2>"$WORK/sokkel.err" &
+        sokkel | sokkel-t2)
+            local threads=1
+            [ "$name" = sokkel-t2 ] && threads=2
+            DB="$WORK/$name.db"
+            "$SOKKEL" mail serve --smtp "127.0.0.1:$port" --db "$DB" --threads "$threads" \
+                >"$WORK/$name.out" 2>"$WORK/$name.err" &
             ;;
         smtp-sink)
             # 256: listen backlog. -u: smtp-sink refuses to run as root otherwise.
@@ -103,23 +106,22 @@ run_source() {  # port extra-flags...
     python3 -c "print(f'{$MESSAGES / ($end - $start):.0f}')"
 }
 
-declare -A RATE
-SOKKEL_RSS="n/a"
+declare -A RATE RSS
 for server in $SERVERS; do
     port=$(free_port)
     start_server "$server" "$port"
     RATE[$server,new]=$(run_source "$port")
     RATE[$server,reused]=$(run_source "$port" -d)
-    if [ "$server" = sokkel ]; then
-        stored=$(count_stored "$WORK/mail.db")
+    if [[ $server == sokkel* ]]; then
+        stored=$(count_stored "$DB")
         [ "$stored" -eq $((2 * MESSAGES)) ] || die "sokkel stored $stored of $((2 * MESSAGES)) messages"
-        SOKKEL_RSS=$(awk '/VmHWM/ {printf "%.1f MB", $2/1024}' "/proc/$SERVER_PID/status")
-        if [ "$LIST_FILL" -gt 0 ]; then
-            while [ "$(count_stored "$WORK/mail.db")" -lt "$LIST_FILL" ]; do
+        RSS[$server]=$(awk '/VmHWM/ {printf "%.1f MB", $2/1024}' "/proc/$SERVER_PID/status")
+        if [ "$server" = sokkel ] && [ "$LIST_FILL" -gt 0 ]; then
+            while [ "$(count_stored "$DB")" -lt "$LIST_FILL" ]; do
                 run_source "$port" -d >/dev/null
             done
             SOKKEL_RSS_FILL=$(awk '/VmHWM/ {printf "%.1f MB", $2/1024}' "/proc/$SERVER_PID/status")
-            LIST_MS=$(python3 - "$SOKKEL" "$WORK/mail.db" <<'PY'
+            LIST_MS=$(python3 - "$SOKKEL" "$DB" <<'PY'
 import subprocess, sys, time
 times = []
 for _ in range(20):
@@ -131,7 +133,7 @@ times.sort()
 print(f"median {times[len(times)//2]:.1f} ms, max {times[-1]:.1f} ms")
 PY
 )
-            LIST_COUNT=$(count_stored "$WORK/mail.db")
+            LIST_COUNT=$(count_stored "$DB")
         fi
     fi
     kill -TERM "$SERVER_PID"
@@ -144,14 +146,19 @@ echo
 echo "| server | new connection per message (msg/s) | reused connections, -d (msg/s) | stores |"
 echo "|---|---:|---:|---|"
 for server in $SERVERS; do
-    case $server in sokkel) stores="durably (SQLite, fsync before 250)" ;; *) stores="nothing" ;; esac
+    case $server in sokkel*) stores="durably (SQLite, fsync before 250)" ;; *) stores="nothing" ;; esac
     echo "| $server | ${RATE[$server,new]} | ${RATE[$server,reused]} | $stores |"
 done
 if [[ " $SERVERS " == *" sokkel "* && " $SERVERS " == *" smtp-sink "* ]]; then
     echo
-    python3 -c "print(f'sokkel / smtp-sink: new connections {${RATE[sokkel,new]}/${RATE[smtp-sink,new]}:.2f}x, reused {${RATE[sokkel,reused]}/${RATE[smtp-sink,reused]}:.2f}x')"
+    for s in $SERVERS; do
+        [[ $s == sokkel* ]] || continue
+        python3 -c "print(f'$s / smtp-sink: new connections {${RATE[$s,new]}/${RATE[smtp-sink,new]}:.2f}x, reused {${RATE[$s,reused]}/${RATE[smtp-sink,reused]}:.2f}x')"
+    done
 fi
-echo "sokkel peak RSS after $((2 * MESSAGES)) messages: $SOKKEL_RSS"
+for server in $SERVERS; do
+    [ -n "${RSS[$server]:-}" ] && echo "$server peak RSS after $((2 * MESSAGES)) messages: ${RSS[$server]}"
+done
 if [ -n "${LIST_MS:-}" ]; then
     echo "sokkel peak RSS after filling to $LIST_COUNT messages: $SOKKEL_RSS_FILL"
     echo "sokkel mail list --limit 50 with $LIST_COUNT messages stored (whole process, 20 runs): $LIST_MS"

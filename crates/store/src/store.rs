@@ -146,14 +146,7 @@ impl Store {
         }
 
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        let checkpoint_conn = open_connection(path, &options, false)?;
-        let writer = Writer::spawn(
-            path,
-            conn,
-            checkpoint_conn,
-            options.max_batch,
-            events.clone(),
-        )?;
+        let writer = Writer::spawn(path, conn, options.max_batch, events.clone())?;
         Ok(Store {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),

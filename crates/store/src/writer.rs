@@ -16,9 +16,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -30,9 +28,6 @@ use crate::{MessageId, NewMessage, StoreError};
 /// A batch stops growing once it holds this many bytes of messages, so one commit
 /// does not have to write (and hold in memory) an unbounded amount.
 const MAX_BATCH_BYTES: usize = 64 << 20;
-
-/// How long the checkpointer gathers commits before it checkpoints them together.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
 /// One delivery waiting for its commit.
 struct WriteRequest {
@@ -54,32 +49,17 @@ struct Counters {
 pub(crate) struct Writer {
     requests: Option<mpsc::Sender<WriteRequest>>,
     thread: Option<JoinHandle<()>>,
-    checkpointer: Option<JoinHandle<()>>,
     counters: Arc<Counters>,
 }
 
 impl Writer {
-    /// Start the writer thread on `conn`, which must already have the schema, and
-    /// the checkpointer thread on `checkpoint_conn`.
-    ///
-    /// SQLite's automatic checkpoint runs inside the commit that crosses the WAL
-    /// size threshold, so one unlucky batch of waiters would also wait for the
-    /// database file to be written and synced. Here the writer only appends to the
-    /// WAL; the other thread moves WAL pages into the database file, at most every
-    /// [`CHECKPOINT_EVERY`], without blocking commits (a PASSIVE checkpoint).
+    /// Start the writer thread on `conn`, which must already have the schema.
     pub(crate) fn spawn(
         path: &Path,
         conn: Connection,
-        checkpoint_conn: Connection,
         max_batch: usize,
         events: broadcast::Sender<StoreEvent>,
     ) -> Result<Writer, StoreError> {
-        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        let (ticks, tick_receiver) = std::sync::mpsc::sync_channel(1);
-        let checkpointer = std::thread::Builder::new()
-            .name("sokkel-store-checkpoint".into())
-            .spawn(move || checkpoint_loop(&checkpoint_conn, &tick_receiver))
-            .map_err(|error| StoreError::io("starting the checkpoint thread for", path, error))?;
         let max_batch = max_batch.max(1);
         // Senders wait (asynchronously) when this many are queued: backpressure
         // instead of an unbounded pile of message bytes in memory.
@@ -88,12 +68,11 @@ impl Writer {
         let thread_counters = Arc::clone(&counters);
         let thread = std::thread::Builder::new()
             .name("sokkel-store-writer".into())
-            .spawn(move || run(conn, receiver, max_batch, &thread_counters, &events, &ticks))
+            .spawn(move || run(conn, receiver, max_batch, &thread_counters, &events))
             .map_err(|error| StoreError::io("starting the writer thread for", path, error))?;
         Ok(Writer {
             requests: Some(requests),
             thread: Some(thread),
-            checkpointer: Some(checkpointer),
             counters,
         })
     }
@@ -137,13 +116,6 @@ impl Drop for Writer {
         {
             tracing::error!("the mail store writer thread panicked");
         }
-        // The writer's end of the tick channel is gone now: the checkpointer does a
-        // last checkpoint and stops.
-        if let Some(thread) = self.checkpointer.take()
-            && thread.join().is_err()
-        {
-            tracing::error!("the mail store checkpoint thread panicked");
-        }
     }
 }
 
@@ -153,7 +125,6 @@ fn run(
     max_batch: usize,
     counters: &Counters,
     events: &broadcast::Sender<StoreEvent>,
-    ticks: &SyncSender<()>,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     while let Some(first) = requests.blocking_recv() {
@@ -167,33 +138,6 @@ fn run(
             batch.push(next);
         }
         group_commit(&mut conn, &mut batch, bytes, counters, events);
-        // A tick already waiting covers this commit too.
-        if let Err(TrySendError::Disconnected(())) = ticks.try_send(()) {
-            tracing::warn!("the checkpoint thread is gone; the WAL file will only grow");
-        }
-    }
-}
-
-/// Checkpoints the WAL after commits, gathering those of [`CHECKPOINT_EVERY`].
-fn checkpoint_loop(conn: &Connection, ticks: &Receiver<()>) {
-    while let Ok(()) = ticks.recv() {
-        // Let more commits land, then move them all in one checkpoint.
-        match ticks.recv_timeout(CHECKPOINT_EVERY) {
-            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
-        }
-        checkpoint(conn);
-    }
-    checkpoint(conn);
-}
-
-fn checkpoint(conn: &Connection) {
-    let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-        Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
-    });
-    match result {
-        Ok((frames, done)) => tracing::trace!(frames, done, "checkpoint"),
-        Err(error) => tracing::debug!(%error, "checkpoint failed; the next one will retry"),
     }
 }
 
