@@ -232,6 +232,10 @@ impl Connection {
         let mut stopping_at: Option<Instant> = None;
         let sleep = tokio::time::sleep(idle);
         tokio::pin!(sleep);
+        // Made once, not per message: waiting on the stop signal registers a waiter,
+        // which is not free on the hot path.
+        let stopped = stop.stopped();
+        tokio::pin!(stopped);
         let ending = loop {
             let state = &mut self.state;
             let flushing = state.sent < state.outbox.len();
@@ -292,7 +296,7 @@ impl Connection {
                     let next = last_activity + idle;
                     sleep.as_mut().reset(stopping_at.map_or(next, |at| at.min(next)));
                 }
-                () = stop.stopped(), if stopping_at.is_none() => {
+                () = &mut stopped, if stopping_at.is_none() => {
                     let at = Instant::now() + shared.config.shutdown_grace;
                     stopping_at = Some(at);
                     if at < sleep.deadline() {

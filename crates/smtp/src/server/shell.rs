@@ -124,6 +124,8 @@ async fn run_session<D: Deliver>(
     let mut out: Vec<u8> = Vec::with_capacity(512);
     session.greeting(&mut out);
     let mut stopping_at: Option<Instant> = None;
+    let stopped = stop.stopped();
+    tokio::pin!(stopped);
     loop {
         let (consumed, step) = session.advance(&input, &mut out);
         input.drain(..consumed);
@@ -191,7 +193,7 @@ async fn run_session<D: Deliver>(
                     session.timed_out(&mut out);
                 }
             }
-            () = stop.stopped(), if stopping_at.is_none() => {
+            () = &mut stopped, if stopping_at.is_none() => {
                 stopping_at = Some(Instant::now() + config.shutdown_grace);
             }
         }
