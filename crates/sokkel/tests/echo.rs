@@ -5,19 +5,20 @@
 //!
 //! Interop with ncat and socat lives in `echo_interop.rs`.
 
+mod common;
 mod support;
 
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::{Finished, PROMPT, free_tcp_port, require_program, run, run_sokkel, sigterm};
 use serde_json::Value;
 use support::{
-    Closed, PROMPT, Server, assert_echo, assert_nothing_arrives, connect, finish_sending,
-    free_tcp_port, read_exactly, read_until_closed, require_program, run, run_sokkel, send_sigterm,
-    udp_socket_for,
+    Closed, Server, assert_echo, assert_nothing_arrives, connect, finish_sending, is_timeout,
+    read_exactly, read_until_closed, udp_socket_for,
 };
 
 const V4: &str = "127.0.0.1:0";
@@ -464,7 +465,7 @@ fn sigterm_lets_a_partial_frame_finish_then_closes_and_exits_zero() {
     let between_peer = between_frames.local_addr().unwrap();
     assert_echo(&mut between_frames, b"\0\0\0\x02hi");
 
-    send_sigterm(server.pid());
+    sigterm(server.pid());
 
     assert_eq!(
         read_until_closed(&mut between_frames, Duration::from_secs(3)),
@@ -527,7 +528,7 @@ fn sigterm_cuts_off_an_unfinished_frame_after_the_shutdown_timeout() {
     leave_a_partial_length_frame(&mut stream);
 
     let signalled = Instant::now();
-    send_sigterm(server.pid());
+    sigterm(server.pid());
     assert_eq!(
         read_until_closed(&mut stream, Duration::from_secs(6)),
         Closed::Eof(Vec::new())
@@ -550,7 +551,7 @@ fn sigterm_cuts_off_an_unfinished_frame_after_the_shutdown_timeout() {
 fn sigterm_right_after_the_listening_line_still_exits_zero() {
     for attempt in 1..=20 {
         let mut server = Server::start(&["--listen", V4]);
-        send_sigterm(server.pid());
+        sigterm(server.pid());
         let status = server.wait_exit(Duration::from_secs(10));
         assert_eq!(
             status.code(),
@@ -569,19 +570,23 @@ fn port_in_use_is_one_line_with_a_hint_and_a_nonzero_exit() {
         b"",
         RUN_LIMIT,
     );
-    assert!(!done.status.success(), "{}", done.output());
+    assert!(!done.status.success(), "{}", done.describe());
     let lines: Vec<&str> = done
         .stderr
         .lines()
         .filter(|l| !l.trim().is_empty())
         .collect();
-    assert_eq!(lines.len(), 1, "one line on stderr:\n{}", done.output());
+    assert_eq!(lines.len(), 1, "one line on stderr:\n{}", done.describe());
     let line = lines[0];
     for needle in ["already in use", "--listen", &addr.to_string()] {
         assert!(line.contains(needle), "stderr lacks {needle:?}: {line:?}");
     }
-    assert!(!done.stderr.contains("panicked"), "{}", done.output());
-    assert!(!done.stdout.contains("listening on"), "{}", done.output());
+    assert!(!done.stderr.contains("panicked"), "{}", done.describe());
+    assert!(
+        !done.stdout_text().contains("listening on"),
+        "{}",
+        done.describe()
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -598,8 +603,8 @@ fn client_falls_through_a_refusing_address_to_the_next_one() {
         b"hi\n",
         RUN_LIMIT,
     );
-    assert!(done.status.success(), "{}", done.output());
-    assert_eq!(done.stdout, "hi\n", "{}", done.output());
+    assert!(done.status.success(), "{}", done.describe());
+    assert_eq!(done.stdout_text(), "hi\n", "{}", done.describe());
     server
         .stdout
         .expect_line_where("about a 127.0.0.1 peer sending hi", |l| {
@@ -625,17 +630,17 @@ fn client_lists_every_address_it_tried_when_none_accepts() {
         b"hi\n",
         RUN_LIMIT,
     );
-    assert!(!done.status.success(), "{}", done.output());
+    assert!(!done.status.success(), "{}", done.describe());
     for addr in [format!("127.0.0.2:{port}"), format!("127.0.0.1:{port}")] {
         assert!(
             done.stderr.contains(&addr),
             "stderr lacks {addr}:\n{}",
-            done.output()
+            done.describe()
         );
     }
-    assert!(done.stderr.contains("refused"), "{}", done.output());
-    assert!(!done.stderr.contains("panicked"), "{}", done.output());
-    assert_eq!(done.stdout, "", "nothing on stdout");
+    assert!(done.stderr.contains("refused"), "{}", done.describe());
+    assert!(!done.stderr.contains("panicked"), "{}", done.describe());
+    assert_eq!(done.stdout_text(), "", "nothing on stdout");
 }
 
 /// Pipes `input` through `sokkel echo client --framing MODE` to a server in the same
@@ -648,8 +653,12 @@ fn check_piped_client(mode: &str, input: &str, want: &str, logged: Option<&[&str
         input.as_bytes(),
         RUN_LIMIT,
     );
-    assert!(done.status.success(), "{mode}: {}", done.output());
-    assert_eq!(done.stdout, want, "{mode}: stdout of the piped client");
+    assert!(done.status.success(), "{mode}: {}", done.describe());
+    assert_eq!(
+        done.stdout_text(),
+        want,
+        "{mode}: stdout of the piped client"
+    );
 
     let connected = server.stdout.expect_line_where("connected", |l| {
         l.starts_with("tcp ") && l.contains(" connected to ")
@@ -720,8 +729,8 @@ fn piped_client_over_udp_sends_one_datagram_per_line() {
         b"one\ntwo\n",
         RUN_LIMIT,
     );
-    assert!(done.status.success(), "{}", done.output());
-    assert_eq!(done.stdout, "one\ntwo\n");
+    assert!(done.status.success(), "{}", done.describe());
+    assert_eq!(done.stdout_text(), "one\ntwo\n");
     let lines = server
         .stdout
         .wait_until(PROMPT, |lines| {
@@ -752,14 +761,18 @@ fn client_gives_up_when_a_tcp_reply_never_comes() {
         b"hi\n",
         RUN_LIMIT,
     );
-    assert!(!done.status.success(), "{}", done.output());
-    assert!(done.stderr.contains("no reply within"), "{}", done.output());
+    assert!(!done.status.success(), "{}", done.describe());
+    assert!(
+        done.stderr.contains("no reply within"),
+        "{}",
+        done.describe()
+    );
     assert!(
         done.elapsed >= Duration::from_millis(900),
         "gave up after {:?}",
         done.elapsed
     );
-    assert_eq!(done.stdout, "");
+    assert_eq!(done.stdout_text(), "");
     holder.join().unwrap();
 }
 
@@ -779,20 +792,24 @@ fn client_gives_up_when_a_udp_reply_never_comes() {
         b"hi\n",
         RUN_LIMIT,
     );
-    assert!(!done.status.success(), "{}", done.output());
-    assert!(done.stderr.contains("no reply within"), "{}", done.output());
-    assert_eq!(done.stdout, "");
+    assert!(!done.status.success(), "{}", done.describe());
+    assert!(
+        done.stderr.contains("no reply within"),
+        "{}",
+        done.describe()
+    );
+    assert_eq!(done.stdout_text(), "");
 }
 
 // ---------------------------------------------------------------------------------------
 // The load generator.
 
-fn bench_json(args: &[&str]) -> (support::Finished, Value) {
+fn bench_json(args: &[&str]) -> (Finished, Value) {
     let mut full = vec!["echo", "bench", "--json", "--timeout", "5s"];
     full.extend_from_slice(args);
     let done = run_sokkel(&full, b"", RUN_LIMIT);
-    let report = serde_json::from_str(&done.stdout)
-        .unwrap_or_else(|e| panic!("bench --json printed no JSON ({e}):\n{}", done.output()));
+    let report = serde_json::from_str(&done.stdout_text())
+        .unwrap_or_else(|e| panic!("bench --json printed no JSON ({e}):\n{}", done.describe()));
     (done, report)
 }
 
@@ -832,7 +849,7 @@ fn bench_over_tcp_verifies_exactly_the_requested_round_trips() {
     let server = Server::start(&["--listen", V4, "--quiet"]);
     let addr = server.tcp_addr().to_string();
     let (done, report) = bench_json(&[&addr, "--requests", "2000", "--conns", "10"]);
-    assert!(done.status.success(), "{}", done.output());
+    assert!(done.status.success(), "{}", done.describe());
     check_clean_bench_report(&report, "tcp", "raw", 2000);
     assert_eq!(report["connections"], 10);
     assert_eq!(report["message_size"], 64);
@@ -854,7 +871,7 @@ fn bench_with_length_framing_against_a_length_framing_server() {
         "--size",
         "1000",
     ]);
-    assert!(done.status.success(), "{}", done.output());
+    assert!(done.status.success(), "{}", done.describe());
     check_clean_bench_report(&report, "tcp", "length", 500);
     assert_eq!(report["message_size"], 1000);
 }
@@ -864,7 +881,7 @@ fn bench_over_udp_verifies_exactly_the_requested_round_trips() {
     let server = Server::start(&["--listen", V4, "--udp", "--quiet"]);
     let addr = server.udp_addr().to_string();
     let (done, report) = bench_json(&[&addr, "--udp", "--requests", "200", "--conns", "2"]);
-    assert!(done.status.success(), "{}", done.output());
+    assert!(done.status.success(), "{}", done.describe());
     check_clean_bench_report(&report, "udp", "datagram", 200);
 }
 
@@ -889,7 +906,7 @@ fn bench_counts_a_corrupted_echo_as_an_error_and_exits_nonzero() {
     assert!(
         !done.status.success(),
         "a corrupted echo must fail the run:\n{}",
-        done.output()
+        done.describe()
     );
     assert_eq!(report["round_trips"], 0, "{report:#}");
     assert!(
@@ -942,11 +959,8 @@ fn max_conns_turns_away_the_third_connection_and_keeps_the_first_two() {
 // ---------------------------------------------------------------------------------------
 // The course's own Python client.
 
-fn course_client(args: &[String]) -> support::Finished {
-    require_program(
-        "python3",
-        "the course's client is Python; install python3 (apt-get install -y python3)",
-    );
+fn course_client(args: &[String]) -> Finished {
+    require_program("python3", "python3");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/course_client.py");
     let mut command = Command::new("python3");
     command.arg(script).args(args);
@@ -967,8 +981,9 @@ fn course_python_client_gets_its_echo_and_leaves_cleanly() {
     let mut args = vec!["plain".to_owned(), "127.0.0.1".to_owned(), port];
     args.extend(messages.iter().map(|m| hex(m)));
     let done = course_client(&args);
-    assert!(done.status.success(), "{}", done.output());
-    let replies: Vec<&str> = done.stdout.lines().collect();
+    assert!(done.status.success(), "{}", done.describe());
+    let stdout = done.stdout_text();
+    let replies: Vec<&str> = stdout.lines().collect();
     let want: Vec<String> = messages.iter().map(|m| hex(m)).collect();
     assert_eq!(replies, want, "{}", done.stderr);
 
@@ -1000,8 +1015,9 @@ fn course_python_ascii_length_client_reads_its_header_with_int() {
         ];
         args.extend(messages.iter().map(|m| hex(m)));
         let done = course_client(&args);
-        assert!(done.status.success(), "pad {pad:?}: {}", done.output());
-        let replies: Vec<&str> = done.stdout.lines().collect();
+        assert!(done.status.success(), "pad {pad:?}: {}", done.describe());
+        let stdout = done.stdout_text();
+        let replies: Vec<&str> = stdout.lines().collect();
         let want: Vec<String> = messages.iter().map(|m| hex(m)).collect();
         assert_eq!(replies, want, "pad {pad:?}: {}", done.stderr);
     }
@@ -1020,4 +1036,41 @@ fn course_python_ascii_length_client_reads_its_header_with_int() {
             lines.join("\n")
         );
     }
+}
+
+/// A peer that sends without ever reading its echo fills its socket buffers; the
+/// server must stop reading from it (not buffer without bound, not block) and go on
+/// serving everyone else at full speed.
+#[test]
+fn a_peer_that_never_reads_its_echo_stalls_no_one_else() {
+    let server = Server::start(&["--listen", "127.0.0.1:0", "--quiet"]);
+    let addr = server.tcp_addr();
+    let mut hog = connect(addr);
+    hog.set_write_timeout(Some(Duration::from_millis(500)))
+        .expect("write timeout");
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut pushed = 0usize;
+    // Bounded: at most 256 MiB, and it stops as soon as a write blocks for 0.5 s,
+    // which happens once both directions' buffers are full.
+    while pushed < 256 << 20 {
+        match hog.write(&chunk) {
+            Ok(n) => pushed += n,
+            Err(err) if is_timeout(&err) => break,
+            Err(err) => panic!("the server dropped the hog instead of pushing back: {err}"),
+        }
+    }
+    assert!(
+        pushed < 256 << 20,
+        "the server kept reading {pushed} bytes it could not echo"
+    );
+    // Meanwhile another peer gets every echo, promptly.
+    let mut other = connect(addr);
+    for i in 0..200 {
+        assert_echo(&mut other, format!("message {i}\n").as_bytes());
+    }
+    // And the hog still gets its echo once it reads again.
+    let mut echoed = vec![0u8; chunk.len()];
+    hog.set_read_timeout(Some(PROMPT)).expect("read timeout");
+    hog.read_exact(&mut echoed).expect("the hog's echo");
+    assert!(echoed.iter().all(|&b| b == b'x'));
 }

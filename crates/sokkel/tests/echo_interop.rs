@@ -5,6 +5,7 @@
 //! `.ci/run` installs both and runs `cargo test -- --ignored`. A missing program fails
 //! the test, it never skips it.
 
+mod common;
 mod support;
 
 use std::net::{SocketAddr, UdpSocket};
@@ -12,10 +13,10 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::{free_tcp_port, free_udp_port, require_program, run, run_sokkel};
 use serde_json::Value;
-use support::{Peer, Server, require_program, run, run_sokkel, wait_until_listening};
+use support::{Peer, Server, wait_until_listening};
 
-const INSTALL: &str = "run .ci/run, or apt-get install -y ncat socat";
 const RUN_LIMIT: Duration = Duration::from_secs(30);
 
 /// Which reference echo server to start.
@@ -31,11 +32,11 @@ fn start_reference(reference: Reference, udp: bool) -> (Peer, SocketAddr) {
         Reference::Ncat => "ncat",
         Reference::Socat => "socat",
     };
-    require_program(program, INSTALL);
+    require_program(program, program);
     let port = if udp {
-        support::free_udp_port()
+        free_udp_port()
     } else {
-        support::free_tcp_port()
+        free_tcp_port()
     };
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let port = port.to_string();
@@ -125,10 +126,10 @@ fn client_gets_every_line_back(addr: SocketAddr, udp: bool, peer: &Peer) {
     assert!(
         done.status.success(),
         "{}\npeer stderr:\n{}",
-        done.output(),
+        done.describe(),
         peer.stderr.text()
     );
-    assert_eq!(done.stdout, input, "{}", done.output());
+    assert_eq!(done.stdout_text(), input, "{}", done.describe());
 }
 
 fn bench_verifies_every_round_trip(addr: SocketAddr, udp: bool, conns: &str, peer: &Peer) {
@@ -149,12 +150,12 @@ fn bench_verifies_every_round_trip(addr: SocketAddr, udp: bool, conns: &str, pee
         args.push("--udp");
     }
     let done = run_sokkel(&args, b"", RUN_LIMIT);
-    let report: Value = serde_json::from_str(&done.stdout)
-        .unwrap_or_else(|e| panic!("no JSON from bench ({e}):\n{}", done.output()));
+    let report: Value = serde_json::from_str(&done.stdout_text())
+        .unwrap_or_else(|e| panic!("no JSON from bench ({e}):\n{}", done.describe()));
     assert!(
         done.status.success(),
         "{}\npeer stderr:\n{}",
-        done.output(),
+        done.describe(),
         peer.stderr.text()
     );
     assert_eq!(report["round_trips"], 500, "{report:#}");
@@ -205,8 +206,8 @@ fn sokkel_client_and_bench_against_socat_udp_echo() {
 #[test]
 #[ignore = "interop: needs ncat and socat; .ci/run installs them and runs cargo test -- --ignored"]
 fn ncat_and_socat_clients_get_their_echo_from_sokkel_serve() {
-    require_program("ncat", INSTALL);
-    require_program("socat", INSTALL);
+    require_program("ncat", "ncat");
+    require_program("socat", "socat");
     let server = Server::start(&["--listen", "127.0.0.1:0"]);
     let addr = server.tcp_addr();
     let input = b"hello from a client nobody here wrote\nsecond line\n";
@@ -217,12 +218,12 @@ fn ncat_and_socat_clients_get_their_echo_from_sokkel_serve() {
     socat.args(["-", &format!("TCP:{addr}")]);
     for (name, command) in [("ncat", ncat), ("socat", socat)] {
         let done = run(command, input, RUN_LIMIT);
-        assert!(done.status.success(), "{name}: {}", done.output());
+        assert!(done.status.success(), "{name}: {}", done.describe());
         assert_eq!(
-            done.stdout.as_bytes(),
+            done.stdout_text().as_bytes(),
             input,
             "{name} got back: {}",
-            done.output()
+            done.describe()
         );
     }
     // Both closed their sending side at EOF, and the server saw two normal leaves.

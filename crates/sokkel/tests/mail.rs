@@ -6,6 +6,7 @@
 //! Needs only Rust and python3. Interop with swaks and Postfix's smtp-source lives in
 //! `mail_interop.rs`.
 
+mod common;
 mod mail_support;
 
 use std::net::TcpListener;
@@ -13,10 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::{Finished, PROMPT, run, sigint, sigterm, sokkel_command, spawn_collected};
 use mail_support::{
-    Acked, COMMAND_LIMIT, Catcher, Ended, HOST, LineLog, PROMPT, Reaped, SenderEnd, Smtp,
-    assert_all_kept, contains, dot_stuff, ehlo_reply, greeting, ids, integrity_check, join_senders,
-    list_json, mail_cli, message, python3, queued_id, show, sigint, sigterm, sokkel, start_senders,
+    Acked, COMMAND_LIMIT, Catcher, Ended, HOST, SenderEnd, Smtp, assert_all_kept, contains,
+    dot_stuff, ehlo_reply, greeting, ids, integrity_check, join_senders, list_json, mail_cli,
+    message, python3, queued_id, show, start_senders,
 };
 
 const DEFAULT_SIZE: usize = 32 << 20;
@@ -697,9 +699,12 @@ fn bare_lf_accept_stores_the_message_and_flags_it() {
     );
     assert_eq!(catcher.only_message()["bare_lf"], true);
     assert!(
-        catcher.stderr.wait_for(PROMPT, |lines| lines
-            .iter()
-            .any(|l| l.contains(&format!("message {id} ")))),
+        catcher
+            .stderr
+            .wait_until(PROMPT, |lines| lines
+                .iter()
+                .any(|l| l.contains(&format!("message {id} "))))
+            .is_some(),
         "no log line for message {id}:\n{}",
         catcher.stderr.text()
     );
@@ -906,9 +911,8 @@ fn a_message_unfinished_after_the_shutdown_timeout_is_cut_off_and_not_stored() {
 
 #[test]
 fn sigint_stops_an_ephemeral_catcher_and_removes_its_store() {
-    let mut command = sokkel();
-    command
-        .args([
+    let (mut process, stdout, stderr) = spawn_collected(
+        sokkel_command().args([
             "mail",
             "serve",
             "--smtp",
@@ -916,23 +920,17 @@ fn sigint_stops_an_ephemeral_catcher_and_removes_its_store() {
             "--ephemeral",
             "--hostname",
             HOST,
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = command
-        .spawn()
-        .expect("cannot start sokkel mail serve --ephemeral");
-    let stdout = LineLog::follow(child.stdout.take().unwrap());
-    let stderr = LineLog::follow(child.stderr.take().unwrap());
-    let mut process = Reaped::new(child, "sokkel mail serve --ephemeral");
+        ]),
+        "sokkel mail serve --ephemeral",
+    );
     let announced = |lines: &[String]| lines.iter().any(|l| l.starts_with("mail is kept in "));
     assert!(
-        stdout.wait_for(PROMPT, announced),
+        stdout.wait_until(PROMPT, announced).is_some(),
         "stdout:\n{}\nstderr:\n{}",
         stdout.text(),
         stderr.text()
     );
-    let lines = stdout.lines();
+    let lines = stdout.snapshot();
     let addr: std::net::SocketAddr = lines
         .iter()
         .find_map(|l| l.strip_prefix("listening on smtp "))
@@ -1166,7 +1164,8 @@ fn the_course_smtplib_code_delivers_and_mail_show_latest_shows_it() {
     assert!(
         catcher
             .stderr
-            .wait_for(PROMPT, |lines| lines.iter().any(|l| l.ends_with(&log))),
+            .wait_until(PROMPT, |lines| lines.iter().any(|l| l.ends_with(&log)))
+            .is_some(),
         "no log line ending {log:?}:\n{}",
         catcher.stderr.text()
     );
@@ -1302,7 +1301,7 @@ fn list_show_and_delete_work_while_the_server_runs() {
 
 /// A failing reading command: non-zero, one line on stderr that names the problem,
 /// nothing on stdout, no panic.
-fn assert_one_error_line(out: &mail_support::Finished, what: &str) {
+fn assert_one_error_line(out: &Finished, what: &str) {
     assert!(
         !out.status.success(),
         "{what} succeeded: {}",
@@ -1354,11 +1353,11 @@ fn a_port_in_use_is_one_line_naming_smtp_and_leaves_no_store() {
     let addr = taken.local_addr().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("mail.db");
-    let mut command = sokkel();
+    let mut command = sokkel_command();
     command
         .args(["mail", "serve", "--smtp", &addr, "--db"])
         .arg(&db);
-    let out = mail_support::run(command, b"", COMMAND_LIMIT);
+    let out = run(command, b"", COMMAND_LIMIT);
     assert!(!out.status.success(), "{}", out.describe());
     let lines: Vec<&str> = out
         .stderr
@@ -1382,7 +1381,7 @@ fn listens_on_ipv4_and_ipv6_at_once() {
     assert!(
         catcher
             .stdout
-            .lines()
+            .snapshot()
             .contains(&format!("mail is kept in {}", catcher.db.display()))
     );
     for (n, addr) in catcher.smtp.iter().enumerate() {

@@ -6,6 +6,7 @@
 //! These need swaks and postfix installed; `.ci/run` installs them and runs
 //! `cargo test -- --ignored`. A missing peer fails the test with an install hint.
 
+mod common;
 mod mail_support;
 
 use std::process::{Command, Stdio};
@@ -13,10 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::{ChildGuard, Finished, require_program, run, sigterm};
 use mail_support::{
-    Acked, COMMAND_LIMIT, Catcher, Finished, Reaped, SenderEnd, assert_all_kept, ids,
-    integrity_check, join_senders, list_json, program_path, python3, require_program, run, sigterm,
-    start_senders,
+    Acked, COMMAND_LIMIT, Catcher, SenderEnd, assert_all_kept, ids, integrity_check, join_senders,
+    list_json, python3, start_senders,
 };
 
 /// How long one smtp-source run of a few thousand messages may take before the test
@@ -36,8 +37,8 @@ fn swaks(catcher: &Catcher, extra: &[&str]) -> Finished {
 }
 
 fn smtp_source(catcher: &Catcher, extra: &[&str]) -> Command {
-    require_program("smtp-source", "postfix");
-    let mut command = Command::new(program_path("smtp-source"));
+    let program = require_program("smtp-source", "postfix");
+    let mut command = Command::new(program);
     command
         .args(extra)
         .args(["-f", "from@x.test", "-t", "to@x.test"])
@@ -196,7 +197,7 @@ fn sigkill_under_smtp_source_load_loses_no_acknowledged_message() {
     load.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let mut load = Reaped::new(
+    let mut load = ChildGuard::new(
         load.spawn().expect("cannot start smtp-source"),
         "smtp-source",
     );

@@ -8,11 +8,13 @@
 //! Needs only Rust and python3. The tests against peers nobody here wrote are in
 //! `send_interop.rs`.
 
+mod common;
 mod send_support;
 
+use common::free_tcp_port;
 use send_support::{
-    Catcher, Outcome, Reply, Script, ScriptedServer, assert_only_crlf, closed_port, find,
-    parse_message, sokkel, tempdir,
+    Catcher, Outcome, Reply, Script, ScriptedServer, assert_only_crlf, find, parse_message, sokkel,
+    tempdir,
 };
 
 /// `sokkel mail send` to `server`, greeting as client.test, from me@x.test unless the
@@ -69,7 +71,7 @@ fn saw(received: &send_support::Received, prefix: &str) -> bool {
 
 #[test]
 fn connection_refused_exits_20() {
-    let port = closed_port();
+    let port = free_tcp_port();
     let out = send(&format!("127.0.0.1:{port}"), &["--to", "a@x.test"]);
     out.expect_code(20);
     let failure = out.failure();
@@ -1553,7 +1555,10 @@ fn sendmail_without_recipients_fails() {
 #[test]
 fn sendmail_exit_codes_are_those_of_mail_send() {
     let out = sokkel(["sendmail", "-i", "a@x.test"])
-        .env("SOKKEL_SMTP_SERVER", format!("127.0.0.1:{}", closed_port()))
+        .env(
+            "SOKKEL_SMTP_SERVER",
+            format!("127.0.0.1:{}", free_tcp_port()),
+        )
         .stdin("Subject: s\n\nhi\n")
         .run();
     out.expect_code(20);
@@ -1570,7 +1575,7 @@ fn invoked_as_sendmail_through_a_symlink() {
     let catcher = Catcher::start();
     let dir = tempdir();
     let link = dir.path().join("sendmail");
-    std::os::unix::fs::symlink(send_support::SOKKEL, &link).unwrap();
+    std::os::unix::fs::symlink(common::SOKKEL, &link).unwrap();
     let out = send_support::run_program(&link, ["-t", "-oi"])
         .env("SOKKEL_SMTP_SERVER", catcher.server())
         .stdin("To: a@x.test\nSubject: symlinked\n\nhi\n")
@@ -1790,7 +1795,7 @@ fn compose_reports_a_refusal_in_plain_words() {
         )
     );
     let out = compose(
-        &format!("127.0.0.1:{}", closed_port()),
+        &format!("127.0.0.1:{}", free_tcp_port()),
         home.path(),
         "me@x.test\na@x.test\n\ns\nbody\n.\n\ns\n",
     );

@@ -6,10 +6,12 @@
 //! Every test is `#[ignore]`d: `.ci/run` installs the peers and runs
 //! `cargo test -- --ignored`. A missing peer fails the test with what to install.
 
+mod common;
 mod send_support;
 
+use common::SOKKEL;
 use send_support::{
-    Aiosmtpd, AiosmtpdOptions, Catcher, Cert, Outcome, SOKKEL, SmtpSink, StarttlsInjector, Tmux,
+    Aiosmtpd, AiosmtpdOptions, Catcher, Cert, Outcome, SmtpSink, StarttlsInjector, Tmux,
     assert_only_crlf, parse_message, sokkel, tempdir,
 };
 

@@ -3,7 +3,7 @@
 //! in raw bytes, read the store back through `sokkel mail list | show | delete`, and run
 //! the peers nobody here wrote (python3, swaks, smtp-source).
 //!
-//! Every process started here is owned by a [`Reaped`], which kills and waits for it
+//! Every process started here is owned by a `common::ChildGuard`, which kills and waits for it
 //! when dropped, so a failing test leaves nothing running. Every read and every wait
 //! has a deadline, so a server that stops answering fails the test instead of hanging it.
 
@@ -13,256 +13,24 @@
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+use std::process::{Command, ExitStatus};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tempfile::TempDir;
 
-/// The binary under test.
-pub const SOKKEL: &str = env!("CARGO_BIN_EXE_sokkel");
+use crate::common::{ChildGuard, Finished, Lines, PROMPT, run, sokkel_command, spawn_collected};
 
 /// The greeting name every test server is started with, so replies are exact.
 pub const HOST: &str = "test.local";
-
-/// How long a test waits for anything that should happen at once on loopback.
-pub const PROMPT: Duration = Duration::from_secs(5);
 
 /// How long a short command (`sokkel mail list`, python3 -c ...) may take.
 pub const COMMAND_LIMIT: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------------------
-// Processes
-
-/// A child process that is killed and reaped when dropped, whether the test passed or
-/// panicked.
-#[derive(Debug)]
-pub struct Reaped {
-    child: Child,
-    what: String,
-}
-
-impl Reaped {
-    pub fn new(child: Child, what: impl Into<String>) -> Self {
-        Reaped {
-            child,
-            what: what.into(),
-        }
-    }
-
-    pub fn id(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The exit status once the process has exited, or `None` after `timeout` (the
-    /// process then stays running for `Drop` to kill).
-    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return Some(status),
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
-                Ok(None) => return None,
-                Err(err) => panic!("cannot wait for {}: {err}", self.what),
-            }
-        }
-    }
-
-    /// SIGKILL, as a crash or the OOM killer would; waits until the process is gone.
-    pub fn kill_hard(&mut self) -> ExitStatus {
-        let _ = self.child.kill();
-        self.child
-            .wait()
-            .unwrap_or_else(|err| panic!("cannot reap {}: {err}", self.what))
-    }
-}
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-/// Sends SIGTERM, as `kill` or a service manager would.
-pub fn sigterm(pid: u32) {
-    signal(pid, "TERM");
-}
-
-/// Sends SIGINT, as Ctrl-C in a terminal would.
-pub fn sigint(pid: u32) {
-    signal(pid, "INT");
-}
-
-fn signal(pid: u32, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &pid.to_string()])
-        .status()
-        .expect("cannot run kill");
-    assert!(status.success(), "kill -{name} {pid} failed: {status}");
-}
-
-/// A `sokkel` command with no `SOKKEL_*` or `RUST_LOG` settings inherited from the
-/// environment of whoever runs the tests, so flags and defaults are what the test says.
-pub fn sokkel() -> Command {
-    let mut command = Command::new(SOKKEL);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("SOKKEL_") {
-            command.env_remove(name);
-        }
-    }
-    command.env_remove("RUST_LOG").stdin(Stdio::null());
-    command
-}
-
-/// The lines a child writes to a pipe, gathered by a thread as they come.
-#[derive(Debug, Clone, Default)]
-pub struct LineLog {
-    shared: Arc<(Mutex<Gathered>, Condvar)>,
-}
-
-#[derive(Debug, Default)]
-struct Gathered {
-    lines: Vec<String>,
-    closed: bool,
-}
-
-impl LineLog {
-    pub fn follow(pipe: impl Read + Send + 'static) -> LineLog {
-        let log = LineLog::default();
-        let sink = log.clone();
-        thread::spawn(move || {
-            let mut reader = BufReader::new(pipe);
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                let n = reader.read_until(b'\n', &mut line).unwrap_or(0);
-                let (lock, changed) = &*sink.shared;
-                let mut state = lock.lock().unwrap_or_else(|e| e.into_inner());
-                if n == 0 {
-                    state.closed = true;
-                    changed.notify_all();
-                    return;
-                }
-                let text = String::from_utf8_lossy(&line);
-                state
-                    .lines
-                    .push(text.trim_end_matches(['\r', '\n']).to_owned());
-                changed.notify_all();
-            }
-        });
-        log
-    }
-
-    pub fn lines(&self) -> Vec<String> {
-        let (lock, _) = &*self.shared;
-        lock.lock().unwrap_or_else(|e| e.into_inner()).lines.clone()
-    }
-
-    pub fn text(&self) -> String {
-        self.lines().join("\n")
-    }
-
-    /// Waits until `done` holds for the lines so far (or the pipe closed, or `timeout`
-    /// passed) and returns whether it held.
-    pub fn wait_for(&self, timeout: Duration, done: impl Fn(&[String]) -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
-        let (lock, changed) = &*self.shared;
-        let mut state = lock.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if done(&state.lines) {
-                return true;
-            }
-            let now = Instant::now();
-            if state.closed || now >= deadline {
-                return false;
-            }
-            state = changed
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-    }
-}
-
-/// A finished command.
-#[derive(Debug)]
-pub struct Finished {
-    pub status: ExitStatus,
-    pub stdout: Vec<u8>,
-    pub stderr: String,
-}
-
-impl Finished {
-    pub fn stdout_text(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-
-    /// Everything it printed, for failure messages.
-    pub fn describe(&self) -> String {
-        format!(
-            "{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.status,
-            self.stdout_text(),
-            self.stderr
-        )
-    }
-
-    /// Panics, showing the output, unless the command exited 0.
-    pub fn assert_success(self, what: &str) -> Finished {
-        assert!(self.status.success(), "{what} failed: {}", self.describe());
-        self
-    }
-}
-
-/// Runs `command` to completion with `stdin` fed to it, killing it after `timeout`.
-pub fn run(mut command: Command, stdin: &[u8], timeout: Duration) -> Finished {
-    let what = format!("{command:?}");
-    command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(err) if err.kind() == ErrorKind::NotFound => {
-            panic!("{what}: program not found ({err}); install it (see .ci/run)")
-        }
-        Err(err) => panic!("cannot start {what}: {err}"),
-    };
-    let mut input = child.stdin.take().expect("stdin is piped");
-    let stdin = stdin.to_vec();
-    let feeder = thread::spawn(move || {
-        let _ = input.write_all(&stdin);
-    });
-    let stdout = read_to_end_in_background(child.stdout.take().expect("stdout is piped"));
-    let stderr = read_to_end_in_background(child.stderr.take().expect("stderr is piped"));
-    let mut child = Reaped::new(child, what.clone());
-    let Some(status) = child.wait_timeout(timeout) else {
-        child.kill_hard();
-        panic!(
-            "{what} did not finish within {timeout:?}; stderr so far:\n{}",
-            String::from_utf8_lossy(&stderr.join().unwrap_or_default())
-        );
-    };
-    let _ = feeder.join();
-    Finished {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned(),
-    }
-}
-
-fn read_to_end_in_background(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
-    thread::spawn(move || {
-        let mut all = Vec::new();
-        let _ = pipe.read_to_end(&mut all);
-        all
-    })
-}
+// Short commands
 
 /// Runs a Python program with python3, which every machine these tests run on has: a
 /// missing python3 fails the test rather than skipping it.
@@ -272,41 +40,15 @@ pub fn python3(program: &str, args: &[&str], timeout: Duration) -> Finished {
     run(command, b"", timeout)
 }
 
-/// Panics with an install hint unless `program` can be run.
-pub fn require_program(program: &str, package: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|path| {
-            std::env::split_paths(&path)
-                .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
-                .any(|dir| dir.join(program).is_file())
-        })
-        .unwrap_or(false);
-    assert!(
-        found,
-        "{program} is not installed; this interop test needs it: \
-         `apt-get install -y {package}` (.ci/run installs it)"
-    );
-}
-
-/// The path of `program`, searching PATH and the sbin directories Postfix uses.
-pub fn program_path(program: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| panic!("{program} is not installed (.ci/run installs it)"))
-}
-
 // ---------------------------------------------------------------------------------------
 // The catcher
 
 /// A running `sokkel mail serve`.
 #[derive(Debug)]
 pub struct Catcher {
-    process: Reaped,
-    pub stdout: LineLog,
-    pub stderr: LineLog,
+    process: ChildGuard,
+    pub stdout: Lines,
+    pub stderr: Lines,
     /// The SMTP addresses it announced, in the order of the `--smtp` flags.
     pub smtp: Vec<SocketAddr>,
     pub db: PathBuf,
@@ -343,23 +85,20 @@ impl Catcher {
         args.extend(extra.iter().map(|a| a.to_string()));
         let expected = listeners.max(1);
 
-        let mut command = sokkel();
-        command
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("cannot start sokkel mail serve");
-        let stdout = LineLog::follow(child.stdout.take().expect("stdout is piped"));
-        let stderr = LineLog::follow(child.stderr.take().expect("stderr is piped"));
-        let process = Reaped::new(child, format!("sokkel {}", args.join(" ")));
-        let ready = stdout.wait_for(PROMPT, |lines| {
-            lines.iter().any(|l| l.starts_with("mail is kept in "))
-                && lines
-                    .iter()
-                    .filter(|l| l.starts_with("listening on smtp "))
-                    .count()
-                    >= expected
-        });
+        let (process, stdout, stderr) = spawn_collected(
+            sokkel_command().args(&args),
+            format!("sokkel {}", args.join(" ")),
+        );
+        let ready = stdout
+            .wait_until(PROMPT, |lines| {
+                lines.iter().any(|l| l.starts_with("mail is kept in "))
+                    && lines
+                        .iter()
+                        .filter(|l| l.starts_with("listening on smtp "))
+                        .count()
+                        >= expected
+            })
+            .is_some();
         assert!(
             ready,
             "sokkel mail serve did not announce {expected} listener(s) and its store within \
@@ -367,7 +106,7 @@ impl Catcher {
             stdout.text(),
             stderr.text()
         );
-        let lines = stdout.lines();
+        let lines = stdout.snapshot();
         let smtp = lines
             .iter()
             .filter_map(|l| l.strip_prefix("listening on smtp "))
@@ -445,7 +184,7 @@ impl Catcher {
 
 /// `sokkel mail ARGS --db DB`.
 pub fn mail_cli(db: &Path, args: &[&str]) -> Finished {
-    let mut command = sokkel();
+    let mut command = sokkel_command();
     command.arg("mail").args(args).arg("--db").arg(db);
     run(command, b"", COMMAND_LIMIT)
 }

@@ -11,22 +11,24 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The binary under test, built by cargo for this test run.
-pub const SOKKEL: &str = env!("CARGO_BIN_EXE_sokkel");
+use crate::common::{
+    ChildGuard, SOKKEL, free_tcp_port, require_program, run, sokkel_command, spawn_collected,
+    without_sokkel_env,
+};
 
-/// How long a test waits for something that should happen at once on loopback.
+/// How long a test waits for something that should happen at once on loopback (longer
+/// than `common::PROMPT`: the Python peers are slow to start).
 pub const PROMPT: Duration = Duration::from_secs(10);
 
 /// The longest any one command may run before the test gives up on it.
@@ -40,120 +42,8 @@ pub fn support_file(name: &str) -> PathBuf {
 }
 
 // ---------------------------------------------------------------------------------
-// Processes
+// Running commands
 // ---------------------------------------------------------------------------------
-
-/// A child process that is killed and reaped when dropped, so that no test leaves a
-/// server behind, whether it passes or panics.
-#[derive(Debug)]
-pub struct ChildGuard {
-    child: Child,
-    what: String,
-}
-
-impl ChildGuard {
-    pub fn new(child: Child, what: impl Into<String>) -> Self {
-        ChildGuard {
-            child,
-            what: what.into(),
-        }
-    }
-
-    pub fn id(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The exit status if the process has exited by `timeout`; `None` leaves it
-    /// running for `Drop` to kill.
-    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return Some(status),
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
-                Ok(None) => return None,
-                Err(err) => panic!("cannot wait for {}: {err}", self.what),
-            }
-        }
-    }
-
-    /// Whether the process is still running.
-    pub fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-/// Reads a pipe to its end on a thread; `join` returns everything read.
-struct PipeReader(thread::JoinHandle<Vec<u8>>);
-
-impl PipeReader {
-    fn start(mut pipe: impl Read + Send + 'static) -> Self {
-        PipeReader(thread::spawn(move || {
-            let mut out = Vec::new();
-            let _ = pipe.read_to_end(&mut out);
-            out
-        }))
-    }
-
-    fn join(self) -> Vec<u8> {
-        self.0.join().unwrap_or_default()
-    }
-}
-
-/// Sends each line a pipe carries to a channel, so a test can wait for one with a
-/// deadline. The thread ends when the pipe closes.
-fn lines_of(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut reader = BufReader::new(pipe);
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            match reader.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {
-                    let text = String::from_utf8_lossy(&line).trim_end().to_owned();
-                    // The receiver may be gone; the pipe is still drained.
-                    let _ = tx.send(text);
-                }
-            }
-        }
-    });
-    rx
-}
-
-/// Waits for the first line `pick` accepts; panics with every line seen otherwise.
-fn wait_for_line<T>(
-    lines: &mpsc::Receiver<String>,
-    what: &str,
-    mut pick: impl FnMut(&str) -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + PROMPT;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) => {
-                if let Some(found) = pick(&line) {
-                    return found;
-                }
-                seen.push(line);
-            }
-            Err(_) => {
-                panic!("{what} did not say it was ready within {PROMPT:?}; it printed {seen:#?}")
-            }
-        }
-    }
-}
 
 /// What a finished command did.
 #[derive(Debug)]
@@ -246,12 +136,7 @@ pub fn run_program<S: AsRef<std::ffi::OsStr>>(
         shown.push_str(&arg.as_ref().to_string_lossy());
         command.arg(arg);
     }
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("SOKKEL_") {
-            command.env_remove(name);
-        }
-    }
-    command.env_remove("RUST_LOG");
+    without_sokkel_env(&mut command);
     Run {
         command,
         stdin: Vec::new(),
@@ -276,34 +161,13 @@ impl Run {
     }
 
     /// Runs to the end (at most [`RUN_LIMIT`]) and collects the output.
-    pub fn run(mut self) -> Outcome {
-        let child = self
-            .command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start `{}`: {e}", self.shown));
-        let mut child = ChildGuard::new(child, self.shown.clone());
-        let stdout = PipeReader::start(child.child.stdout.take().expect("piped stdout"));
-        let stderr = PipeReader::start(child.child.stderr.take().expect("piped stderr"));
-        let mut stdin = child.child.stdin.take().expect("piped stdin");
-        let input = std::mem::take(&mut self.stdin);
-        // A writer thread: the child may exit before reading it all (a broken pipe
-        // here is fine), and a big stdin must not deadlock against a full stdout.
-        let writer = thread::spawn(move || {
-            let _ = stdin.write_all(&input);
-        });
-        let Some(status) = child.wait_timeout(RUN_LIMIT) else {
-            drop(child);
-            panic!("`{}` did not finish within {RUN_LIMIT:?}", self.shown);
-        };
-        let _ = writer.join();
+    pub fn run(self) -> Outcome {
+        let finished = run(self.command, &self.stdin, RUN_LIMIT);
         Outcome {
             command: self.shown,
-            code: status.code(),
-            stdout: String::from_utf8_lossy(&stdout.join()).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr.join()).into_owned(),
+            code: finished.status.code(),
+            stdout: finished.stdout_text(),
+            stderr: finished.stderr,
         }
     }
 }
@@ -363,32 +227,21 @@ impl Catcher {
     pub fn start_on(listen: &str) -> Catcher {
         let dir = tempdir();
         let db = dir.path().join("mail.db");
-        let mut command = Command::new(SOKKEL);
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("SOKKEL_") {
-                command.env_remove(name);
-            }
-        }
-        let child = command
-            .args([
-                "mail",
-                "serve",
-                "--hostname",
-                "catcher.test",
-                "--smtp",
-                listen,
-            ])
-            .arg("--db")
-            .arg(&db)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot start sokkel mail serve");
-        let mut child = ChildGuard::new(child, "sokkel mail serve");
-        let stdout = lines_of(child.child.stdout.take().expect("piped stdout"));
-        PipeReader::start(child.child.stderr.take().expect("piped stderr"));
-        let addr = wait_for_line(&stdout, "sokkel mail serve", |line| {
+        let (child, stdout, _stderr) = spawn_collected(
+            sokkel_command()
+                .args([
+                    "mail",
+                    "serve",
+                    "--hostname",
+                    "catcher.test",
+                    "--smtp",
+                    listen,
+                ])
+                .arg("--db")
+                .arg(&db),
+            "sokkel mail serve",
+        );
+        let addr = stdout.expect_map(PROMPT, "where sokkel mail serve listens", |line| {
             line.strip_prefix("listening on smtp ")
                 .and_then(|a| a.trim().parse::<SocketAddr>().ok())
         });
@@ -445,8 +298,7 @@ impl Catcher {
 
     /// The exact bytes stored for message `id` (`latest` works too).
     pub fn raw(&self, id: &str) -> Vec<u8> {
-        let mut command = Command::new(SOKKEL);
-        let out = command
+        let out = sokkel_command()
             .args(["mail", "show", id, "--raw", "--db"])
             .arg(&self.db)
             .output()
@@ -983,34 +835,9 @@ fn serve_one(
     }
 }
 
-/// A 127.0.0.1 port nothing listens on (bound, then released).
-pub fn closed_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local address").port()
-}
-
 // ---------------------------------------------------------------------------------
 // Interop peers
 // ---------------------------------------------------------------------------------
-
-/// Where `program` is installed, looking in PATH and the sbin directories Postfix
-/// uses; panics with what to install when it is missing.
-#[track_caller]
-pub fn require_program(program: &str, package: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs = std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from));
-    for dir in dirs {
-        let candidate = dir.join(program);
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!(
-        "interop peer missing: `{program}` is not installed. Install it with \
-         `apt-get install -y {package}` (.ci/run installs it)."
-    );
-}
 
 /// Panics with what to install unless Python's aiosmtpd can be imported.
 #[track_caller]
@@ -1133,16 +960,8 @@ impl Aiosmtpd {
         if let Some((user, password)) = options.login {
             command.args(["--user", user, "--password", password]);
         }
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot start python3 aiosmtpd_server.py");
-        let mut child = ChildGuard::new(child, "aiosmtpd_server.py");
-        let stdout = lines_of(child.child.stdout.take().expect("piped stdout"));
-        PipeReader::start(child.child.stderr.take().expect("piped stderr"));
-        let port = wait_for_line(&stdout, "aiosmtpd_server.py", |line| {
+        let (child, stdout, _stderr) = spawn_collected(&mut command, "python3 aiosmtpd_server.py");
+        let port = stdout.expect_map(PROMPT, "where aiosmtpd_server.py listens", |line| {
             line.strip_prefix("listening on ")
                 .and_then(|p| p.trim().parse().ok())
         });
@@ -1208,7 +1027,7 @@ impl Aiosmtpd {
 /// when the process dies at once (the port was taken between the check and the bind).
 fn start_on_free_port(what: &str, mut spawn: impl FnMut(u16) -> Child) -> (ChildGuard, u16) {
     for _ in 0..5 {
-        let port = closed_port();
+        let port = free_tcp_port();
         let mut child = ChildGuard::new(spawn(port), what);
         let deadline = Instant::now() + PROMPT;
         while Instant::now() < deadline && child.running() {
@@ -1431,20 +1250,15 @@ impl StarttlsInjector {
     pub fn start(cert: &Cert) -> StarttlsInjector {
         let dir = tempdir();
         let out = dir.path().join("log.json");
-        let child = Command::new("python3")
-            .arg(support_file("starttls_injector.py"))
-            .arg(&cert.cert)
-            .arg(&cert.key)
-            .arg(&out)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot start python3 starttls_injector.py");
-        let mut child = ChildGuard::new(child, "starttls_injector.py");
-        let stdout = lines_of(child.child.stdout.take().expect("piped stdout"));
-        PipeReader::start(child.child.stderr.take().expect("piped stderr"));
-        let port = wait_for_line(&stdout, "starttls_injector.py", |line| {
+        let (child, stdout, _stderr) = spawn_collected(
+            Command::new("python3")
+                .arg(support_file("starttls_injector.py"))
+                .arg(&cert.cert)
+                .arg(&cert.key)
+                .arg(&out),
+            "python3 starttls_injector.py",
+        );
+        let port = stdout.expect_map(PROMPT, "where starttls_injector.py listens", |line| {
             line.strip_prefix("listening on ")
                 .and_then(|p| p.trim().parse().ok())
         });

@@ -3,170 +3,18 @@
 //! sure every process started is killed and reaped, even when a test panics.
 //!
 //! Every wait here has a deadline, so a broken binary fails a test instead of hanging it.
+//! The process plumbing (child guards, collected output lines, `run`) is in `common`.
 
 // Each test crate (`echo`, `echo_interop`) uses a different part of this module.
 #![allow(dead_code)]
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
+use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// The binary under test, built by cargo for this test run.
-pub const SOKKEL: &str = env!("CARGO_BIN_EXE_sokkel");
-
-/// How long a test waits for anything that should happen at once on loopback.
-pub const PROMPT: Duration = Duration::from_secs(5);
-
-/// A child process that is killed and reaped when dropped, so that no test leaves a
-/// server behind, whether it passes or panics.
-#[derive(Debug)]
-pub struct ChildGuard {
-    child: Child,
-    what: String,
-}
-
-impl ChildGuard {
-    pub fn new(child: Child, what: impl Into<String>) -> Self {
-        ChildGuard {
-            child,
-            what: what.into(),
-        }
-    }
-
-    pub fn id(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The exit status if the process has exited by `timeout`, else `None` (the
-    /// process is left running for `Drop` to kill).
-    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return Some(status),
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
-                Ok(None) => return None,
-                Err(err) => panic!("cannot wait for {}: {err}", self.what),
-            }
-        }
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-/// Sends SIGTERM to a process, as `kill -TERM` or a service manager would.
-pub fn send_sigterm(pid: u32) {
-    let status = Command::new("sh")
-        .args(["-c", "kill -TERM \"$1\"", "sh", &pid.to_string()])
-        .status()
-        .expect("cannot run sh to send SIGTERM");
-    assert!(status.success(), "kill -TERM {pid} failed: {status}");
-}
-
-/// The lines a child writes to one of its pipes, collected by a thread as they come so
-/// a test can wait for a particular one.
-#[derive(Debug, Clone, Default)]
-pub struct Lines {
-    shared: Arc<(Mutex<LinesState>, Condvar)>,
-}
-
-#[derive(Debug, Default)]
-struct LinesState {
-    lines: Vec<String>,
-    closed: bool,
-}
-
-impl Lines {
-    /// Starts a thread that reads `pipe` line by line until it closes.
-    pub fn collect(pipe: impl Read + Send + 'static) -> Lines {
-        let lines = Lines::default();
-        let sink = lines.clone();
-        thread::spawn(move || {
-            let mut reader = BufReader::new(pipe);
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                let n = reader.read_until(b'\n', &mut buf).unwrap_or(0);
-                let (lock, changed) = &*sink.shared;
-                let mut state = lock.lock().unwrap_or_else(|e| e.into_inner());
-                if n == 0 {
-                    state.closed = true;
-                    changed.notify_all();
-                    return;
-                }
-                if buf.last() == Some(&b'\n') {
-                    buf.pop();
-                }
-                state.lines.push(String::from_utf8_lossy(&buf).into_owned());
-                changed.notify_all();
-            }
-        });
-        lines
-    }
-
-    /// Every line so far.
-    pub fn snapshot(&self) -> Vec<String> {
-        let (lock, _) = &*self.shared;
-        lock.lock().unwrap_or_else(|e| e.into_inner()).lines.clone()
-    }
-
-    /// Everything so far, one line each, for failure messages.
-    pub fn text(&self) -> String {
-        self.snapshot().join("\n")
-    }
-
-    /// Waits until `done` holds for the lines so far; returns them. `None` on timeout.
-    pub fn wait_until(
-        &self,
-        timeout: Duration,
-        done: impl Fn(&[String]) -> bool,
-    ) -> Option<Vec<String>> {
-        let deadline = Instant::now() + timeout;
-        let (lock, changed) = &*self.shared;
-        let mut state = lock.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if done(&state.lines) {
-                return Some(state.lines.clone());
-            }
-            let now = Instant::now();
-            if state.closed || now >= deadline {
-                return None;
-            }
-            state = changed
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-    }
-
-    /// Waits for a line equal to `want`; panics, showing every line, if none comes.
-    pub fn expect_line(&self, want: &str) {
-        if self
-            .wait_until(PROMPT, |lines| lines.iter().any(|l| l == want))
-            .is_none()
-        {
-            panic!("no line {want:?} within {PROMPT:?}; got:\n{}", self.text());
-        }
-    }
-
-    /// Waits for a line for which `matches` holds and returns it; panics if none comes.
-    pub fn expect_line_where(&self, what: &str, matches: impl Fn(&str) -> bool) -> String {
-        match self.wait_until(PROMPT, |lines| lines.iter().any(|l| matches(l))) {
-            Some(lines) => lines.into_iter().find(|l| matches(l)).unwrap_or_default(),
-            None => panic!("no line {what} within {PROMPT:?}; got:\n{}", self.text()),
-        }
-    }
-}
+use crate::common::{ChildGuard, Lines, PROMPT, sokkel_command, spawn_collected};
 
 /// A running `sokkel echo serve`, with the addresses it announced.
 #[derive(Debug)]
@@ -183,17 +31,10 @@ impl Server {
     /// line for every socket it should open. Give `--listen` with port 0.
     pub fn start(args: &[&str]) -> Server {
         let expected = expected_listen_lines(args);
-        let mut command = sokkel_command();
-        command
-            .args(["echo", "serve"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("cannot start sokkel echo serve");
-        let stdout = Lines::collect(child.stdout.take().expect("stdout is piped"));
-        let stderr = Lines::collect(child.stderr.take().expect("stderr is piped"));
-        let child = ChildGuard::new(child, format!("sokkel echo serve {}", args.join(" ")));
+        let (child, stdout, stderr) = spawn_collected(
+            sokkel_command().args(["echo", "serve"]).args(args),
+            format!("sokkel echo serve {}", args.join(" ")),
+        );
         let announced = stdout.wait_until(PROMPT, |lines| {
             lines
                 .iter()
@@ -312,93 +153,6 @@ fn expected_listen_lines(args: &[&str]) -> usize {
     }
     let transports = if args.contains(&"--udp") { 2 } else { 1 };
     addresses.max(1) * transports
-}
-
-/// A `sokkel` command with no `SOKKEL_*` or `RUST_LOG` settings leaking in from the
-/// environment of whoever runs the tests.
-pub fn sokkel_command() -> Command {
-    let mut command = Command::new(SOKKEL);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("SOKKEL_") {
-            command.env_remove(name);
-        }
-    }
-    command.env_remove("RUST_LOG");
-    command
-}
-
-/// What a finished `sokkel` run printed.
-#[derive(Debug)]
-pub struct Finished {
-    pub status: ExitStatus,
-    pub stdout: String,
-    pub stderr: String,
-    pub elapsed: Duration,
-}
-
-impl Finished {
-    /// Stdout and stderr, for assertion messages.
-    pub fn output(&self) -> String {
-        format!(
-            "exit: {}\nstdout:\n{}\nstderr:\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs `sokkel ARGS` with `stdin` piped in and waits for it to exit; kills it and
-/// panics if it takes longer than `timeout`.
-pub fn run_sokkel(args: &[&str], stdin: &[u8], timeout: Duration) -> Finished {
-    let mut command = sokkel_command();
-    command.args(args);
-    run(command, stdin, timeout)
-}
-
-/// Runs `command` with `stdin` piped in and waits for it to exit; kills it and panics
-/// if it takes longer than `timeout`.
-pub fn run(mut command: Command, stdin: &[u8], timeout: Duration) -> Finished {
-    let what = format!("{command:?}");
-    let started = Instant::now();
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    let mut input = child.stdin.take().expect("stdin is piped");
-    let stdin = stdin.to_vec();
-    // The child may exit without reading everything; a broken pipe here is fine.
-    let writer = thread::spawn(move || {
-        let _ = input.write_all(&stdin);
-    });
-    let stdout = read_all_in_background(child.stdout.take().expect("stdout is piped"));
-    let stderr = read_all_in_background(child.stderr.take().expect("stderr is piped"));
-    let mut guard = ChildGuard::new(child, what.clone());
-    let status = guard.wait_timeout(timeout);
-    let elapsed = started.elapsed();
-    drop(guard);
-    let _ = writer.join();
-    let stdout = String::from_utf8_lossy(&stdout.join().unwrap_or_default()).into_owned();
-    let stderr = String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned();
-    match status {
-        Some(status) => Finished {
-            status,
-            stdout,
-            stderr,
-            elapsed,
-        },
-        None => {
-            panic!("{what} did not finish within {timeout:?}\nstdout:\n{stdout}\nstderr:\n{stderr}")
-        }
-    }
-}
-
-fn read_all_in_background(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
-    thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = pipe.read_to_end(&mut out);
-        out
-    })
 }
 
 /// Connects with Nagle off and read/write timeouts, so no read in a test blocks forever.
@@ -526,19 +280,6 @@ pub fn udp_socket_for(server: SocketAddr) -> UdpSocket {
     socket
 }
 
-/// A TCP port nothing listens on right now (bound, read and released). For programs
-/// that cannot be told to pick their own port.
-pub fn free_tcp_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local address").port()
-}
-
-/// A UDP port nothing is bound to right now.
-pub fn free_udp_port() -> u16 {
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    socket.local_addr().expect("local address").port()
-}
-
 /// Connects until something accepts on `addr`; panics if nothing does within `timeout`.
 pub fn wait_until_listening(addr: SocketAddr, timeout: Duration) {
     let deadline = Instant::now() + timeout;
@@ -551,16 +292,6 @@ pub fn wait_until_listening(addr: SocketAddr, timeout: Duration) {
             Err(_) => thread::sleep(Duration::from_millis(20)),
         }
     }
-}
-
-/// Fails the test, with what to do, when a program a test needs is not installed.
-pub fn require_program(name: &str, install: &str) {
-    let found = Command::new("sh")
-        .args(["-c", "command -v \"$1\"", "sh", name])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(found, "{name} is not installed; {install}");
 }
 
 /// A program nobody here wrote (ncat, socat) running as an echo peer. Such servers
