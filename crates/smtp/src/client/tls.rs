@@ -47,7 +47,11 @@ pub fn client_config(
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?;
     if insecure {
-        let verifier = Arc::new(AcceptAnyCertificate(provider()));
+        let verifier = Arc::new(ServerVerifier {
+            pinned: Vec::new(),
+            webpki: None,
+            provider: provider(),
+        });
         let config = builder
             .dangerous()
             .with_custom_certificate_verifier(verifier)
@@ -86,7 +90,11 @@ pub fn client_config(
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
         .build()
         .map_err(|e| TlsSetupError::Config(rustls::Error::General(e.to_string())))?;
-    let verifier = Arc::new(PinnedOrWebPki { pinned, webpki });
+    let verifier = Arc::new(ServerVerifier {
+        pinned,
+        webpki: Some(webpki),
+        provider: provider(),
+    });
     Ok(Arc::new(
         builder
             .dangerous()
@@ -136,15 +144,22 @@ pub fn explain(err: &std::io::Error) -> String {
     }
 }
 
-/// Trusts a certificate listed in `--ca` when the server presents that very
-/// certificate; everything else goes through WebPKI validation with the same roots.
+/// Decides whether to trust the server's certificate:
+///
+/// - `--insecure`: any certificate (no `webpki`);
+/// - a certificate listed in `--ca`, presented by the server itself: pinned, trusted;
+/// - anything else: WebPKI validation against the roots.
+///
+/// In every case the handshake signatures are checked, so the connection is
+/// encrypted to whoever holds the certificate's key.
 #[derive(Debug)]
-struct PinnedOrWebPki {
+struct ServerVerifier {
     pinned: Vec<CertificateDer<'static>>,
-    webpki: Arc<WebPkiServerVerifier>,
+    webpki: Option<Arc<WebPkiServerVerifier>>,
+    provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for PinnedOrWebPki {
+impl ServerCertVerifier for ServerVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -153,55 +168,20 @@ impl ServerCertVerifier for PinnedOrWebPki {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if self
+        let pinned = self
             .pinned
             .iter()
-            .any(|pin| pin.as_ref() == end_entity.as_ref())
-        {
-            return Ok(ServerCertVerified::assertion());
+            .any(|pin| pin.as_ref() == end_entity.as_ref());
+        match &self.webpki {
+            Some(webpki) if !pinned => webpki.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            ),
+            _ => Ok(ServerCertVerified::assertion()),
         }
-        self.webpki
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.webpki.supported_verify_schemes()
-    }
-}
-
-/// `--insecure`: accepts whatever certificate the server shows, but still checks that
-/// the handshake is signed by it, so the connection is at least encrypted end to end.
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -214,7 +194,7 @@ impl ServerCertVerifier for AcceptAnyCertificate {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -228,11 +208,13 @@ impl ServerCertVerifier for AcceptAnyCertificate {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
