@@ -1,4 +1,4 @@
-//! Advice added to errors users meet often, naming the flag that fixes them.
+//! What servers tell the user at start, and advice added to errors users meet often.
 
 use std::net::SocketAddr;
 
@@ -25,4 +25,15 @@ pub fn explain_bind(err: NetError, flag: &str, usual_port: u16) -> anyhow::Error
         Some(hint) => anyhow::anyhow!("{err}{hint}"),
         None => err.into(),
     }
+}
+
+/// Prints a line a server announces at start (where it listens, where it keeps
+/// data). A reader that went away must not stop the server, so errors are ignored.
+pub fn announce(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out
+        .write_fmt(line)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
 }

@@ -1,6 +1,6 @@
 //! `sokkel echo bench`: the load generator's command line and report.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -38,10 +38,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
         anyhow::Ok(report?)
     })?;
+    let mut out = std::io::stdout().lock();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print_report(&report);
+        print_report(&mut out, &report)?;
     }
     Ok(if report.errors == 0 {
         ExitCode::SUCCESS
@@ -86,37 +87,41 @@ fn progress_bar(
     }))
 }
 
-fn print_report(r: &BenchReport) {
+fn print_report(out: &mut impl Write, r: &BenchReport) -> std::io::Result<()> {
     let conns = if r.connections == 1 {
         "connection"
     } else {
         "connections"
     };
-    println!(
+    writeln!(
+        out,
         "{} {}: {} {conns}, {}-byte messages, {} framing, {:.2} s",
         r.transport, r.target, r.connections, r.message_size, r.framing, r.elapsed_secs
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  round trips  {} verified, {:.0}/s",
         r.round_trips, r.round_trips_per_sec
-    );
-    println!("  throughput   {:.2} MB/s each way", r.mb_per_sec);
+    )?;
+    writeln!(out, "  throughput   {:.2} MB/s each way", r.mb_per_sec)?;
     let l = &r.latency_us;
     if r.round_trips == 0 {
-        println!("  latency      none measured");
+        writeln!(out, "  latency      none measured")?;
     } else {
-        println!(
+        writeln!(
+            out,
             "  latency      p50 {}  p90 {}  p99 {}  max {}",
             micros(l.p50),
             micros(l.p90),
             micros(l.p99),
             micros(l.max)
-        );
+        )?;
     }
-    println!("  errors       {}", r.errors);
+    writeln!(out, "  errors       {}", r.errors)?;
     for sample in &r.error_samples {
-        println!("    {sample}");
+        writeln!(out, "    {sample}")?;
     }
+    Ok(())
 }
 
 fn micros(us: f64) -> String {

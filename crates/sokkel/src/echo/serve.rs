@@ -10,6 +10,7 @@ use sokkel_echo::server::{ServerConfig, serve};
 use sokkel_net::{DEFAULT_BACKLOG, HostPort};
 
 use crate::cli::ServeArgs;
+use crate::hints::announce;
 use crate::hints::explain_bind;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -36,7 +37,7 @@ async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<ExitCode> {
         if !args.udp_only {
             let listener = sokkel_net::bind_tcp(*addr, DEFAULT_BACKLOG)
                 .map_err(|err| explain_bind(err, "--listen", 10000))?;
-            println!("listening on tcp {}", listener.local_addr()?);
+            announce(format_args!("listening on tcp {}", listener.local_addr()?));
             tcp.push(listener);
         }
         if args.udp || args.udp_only {
@@ -47,7 +48,7 @@ async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<ExitCode> {
             };
             let socket =
                 sokkel_net::bind_udp(addr).map_err(|err| explain_bind(err, "--listen", 10000))?;
-            println!("listening on udp {}", socket.local_addr()?);
+            announce(format_args!("listening on udp {}", socket.local_addr()?));
             udp.push(socket);
         }
     }

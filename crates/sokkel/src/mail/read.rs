@@ -92,7 +92,11 @@ pub fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
     let store = super::open_existing(&args.store)?;
     if args.all {
         let n = store.delete_all()?;
-        println!("deleted {n} message{}", if n == 1 { "" } else { "s" });
+        writeln!(
+            std::io::stdout(),
+            "deleted {n} message{}",
+            if n == 1 { "" } else { "s" }
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     let ids = args
@@ -101,10 +105,11 @@ pub fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
         .map(|id| resolve_id(&store, id))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let deleted = store.delete(&ids)?;
-    println!(
+    writeln!(
+        std::io::stdout(),
         "deleted {deleted} message{}",
         if deleted == 1 { "" } else { "s" }
-    );
+    )?;
     if deleted < ids.len() as u64 {
         eprintln!(
             "sokkel: {} of the ids given were not in the store",

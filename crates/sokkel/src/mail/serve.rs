@@ -11,6 +11,7 @@ use sokkel_smtp::server::shell::{ServerConfig, serve};
 use sokkel_store::{Store, StoreEvent, StoreOptions};
 
 use crate::cli::MailServeArgs;
+use crate::hints::announce;
 
 pub fn run(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = crate::runtime::runtime(usize::from(args.threads))?;
@@ -51,14 +52,14 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot open the mail store {}", path.display()))?;
 
     for listener in &listeners {
-        println!("listening on smtp {}", listener.local_addr()?);
+        announce(format_args!("listening on smtp {}", listener.local_addr()?));
     }
     let kept = if ephemeral.is_some() {
         " (temporary, removed at exit)"
     } else {
         ""
     };
-    println!("mail is kept in {}{kept}", path.display());
+    announce(format_args!("mail is kept in {}{kept}", path.display()));
     tokio::spawn(log_new_messages(store.clone()));
 
     let hostname = args.hostname.clone().unwrap_or_else(host_name);
