@@ -62,7 +62,7 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     announce(format_args!("mail is kept in {}{kept}", path.display()));
     tokio::spawn(log_new_messages(store.clone()));
 
-    let hostname = args.hostname.clone().unwrap_or_else(host_name);
+    let hostname = args.hostname.clone().unwrap_or_else(super::send::host_name);
     let session = SessionConfig {
         hostname,
         max_message_size: args.max_message_size,
@@ -141,12 +141,4 @@ async fn listen_addresses(inputs: &[String]) -> anyhow::Result<Vec<SocketAddr>> 
         bail!("no address to listen on; give one with --smtp 127.0.0.1:1025");
     }
     Ok(addrs)
-}
-
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty() && name.is_ascii() && !name.contains(char::is_whitespace))
-        .unwrap_or_else(|| "localhost".to_owned())
 }
