@@ -14,7 +14,7 @@ use crate::units::{parse_duration, parse_size, parse_size_at_least, parse_timeou
 #[derive(Debug, Parser)]
 #[command(name = "sokkel", version, propagate_version = true)]
 #[command(
-    after_help = "Examples:\n  sokkel echo serve\n  sokkel echo client 127.0.0.1:10000\n  sokkel echo bench 127.0.0.1:10000 --conns 50 --duration 10s\n\nLogs go to stderr; set RUST_LOG=debug for more."
+    after_help = "Examples:\n  sokkel mail serve                       catch mail on 127.0.0.1:1025\n  sokkel mail list\n  sokkel mail show latest\n  sokkel mail send --to you@example.com --subject hi --body hello\n  sokkel echo serve\n  sokkel echo client 127.0.0.1:10000\n  sokkel echo bench 127.0.0.1:10000 --conns 50 --duration 10s\n\nLogs go to stderr; set RUST_LOG=debug for more."
 )]
 pub struct Cli {
     #[command(subcommand)]
