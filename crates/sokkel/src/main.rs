@@ -4,6 +4,7 @@
 mod cli;
 mod echo;
 mod hints;
+mod listen;
 mod mail;
 mod runtime;
 mod timefmt;

@@ -545,31 +545,25 @@ impl Session {
                 None => (param, None),
             };
             match (name.to_ascii_uppercase().as_str(), value) {
-                ("SIZE", Some(size)) => match size.parse::<u64>() {
-                    Ok(size) if size > self.config.max_message_size as u64 => {
+                ("SIZE", Some(size)) => {
+                    // All digits but beyond u64 is certainly over the limit too.
+                    let over = match size.parse::<u64>() {
+                        Ok(size) => size > self.config.max_message_size as u64,
+                        Err(_) if !size.is_empty() && size.bytes().all(|b| b.is_ascii_digit()) => {
+                            true
+                        }
+                        Err(_) => {
+                            return Reply::new(501, "5.5.4", "Syntax: SIZE=<number of bytes>");
+                        }
+                    };
+                    if over {
                         let max = self.config.max_message_size;
-                        return Reply::new(
-                            552,
-                            "5.3.4",
-                            format!(
-                                "Message size exceeds fixed maximum message size ({max} bytes)"
-                            ),
+                        let text = format!(
+                            "Message size exceeds fixed maximum message size ({max} bytes)"
                         );
+                        return Reply::new(552, "5.3.4", text);
                     }
-                    Ok(_) => {}
-                    // All digits but beyond u64: certainly over the limit.
-                    Err(_) if !size.is_empty() && size.bytes().all(|b| b.is_ascii_digit()) => {
-                        let max = self.config.max_message_size;
-                        return Reply::new(
-                            552,
-                            "5.3.4",
-                            format!(
-                                "Message size exceeds fixed maximum message size ({max} bytes)"
-                            ),
-                        );
-                    }
-                    Err(_) => return Reply::new(501, "5.5.4", "Syntax: SIZE=<number of bytes>"),
-                },
+                }
                 ("BODY", Some(body))
                     if body.eq_ignore_ascii_case("7BIT")
                         || body.eq_ignore_ascii_case("8BITMIME") => {}

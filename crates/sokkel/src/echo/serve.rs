@@ -1,17 +1,16 @@
 //! `sokkel echo serve`.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use sokkel_echo::report::StdoutReport;
 use sokkel_echo::server::{ServerConfig, serve};
-use sokkel_net::{DEFAULT_BACKLOG, HostPort};
+use sokkel_net::DEFAULT_BACKLOG;
 
 use crate::cli::ServeArgs;
 use crate::hints::announce;
-use crate::hints::explain_bind;
+use crate::listen::{explain_bind, listen_addresses};
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let threads = args
@@ -31,7 +30,7 @@ async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<ExitCode> {
             args.max_conns
         );
     }
-    let addrs = listen_addresses(&args.listen).await?;
+    let addrs = listen_addresses(&args.listen, "--listen", "127.0.0.1:10000").await?;
     let (mut tcp, mut udp) = (Vec::new(), Vec::new());
     for addr in &addrs {
         if !args.udp_only {
@@ -78,21 +77,4 @@ async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     tracing::info!(connections = summary.connections, "stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-async fn listen_addresses(inputs: &[String]) -> anyhow::Result<Vec<SocketAddr>> {
-    let mut addrs = Vec::new();
-    for input in inputs {
-        let host_port = HostPort::parse(input, None)
-            .with_context(|| "--listen takes host:port, e.g. 127.0.0.1:10000 or [::]:10000")?;
-        for addr in host_port.resolve(&[]).await? {
-            if !addrs.contains(&addr) {
-                addrs.push(addr);
-            }
-        }
-    }
-    if addrs.is_empty() {
-        bail!("no address to listen on; give one with --listen 127.0.0.1:10000");
-    }
-    Ok(addrs)
 }

@@ -1,17 +1,17 @@
 //! `sokkel mail serve`: the catcher.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
-use sokkel_net::{DEFAULT_BACKLOG, HostPort};
+use anyhow::Context;
+use sokkel_net::DEFAULT_BACKLOG;
 use sokkel_smtp::server::session::{BareLf, SessionConfig};
 use sokkel_smtp::server::shell::{ServerConfig, serve};
 use sokkel_store::{Store, StoreEvent, StoreOptions};
 
 use crate::cli::MailServeArgs;
 use crate::hints::announce;
+use crate::listen::{explain_bind, listen_addresses};
 
 pub fn run(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = crate::runtime::runtime(usize::from(args.threads))?;
@@ -24,9 +24,9 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     // Bind first: a port in use is the most likely mistake, and it should not leave
     // a new store behind.
     let mut listeners = Vec::new();
-    for addr in listen_addresses(&args.smtp).await? {
+    for addr in listen_addresses(&args.smtp, "--smtp", "127.0.0.1:1025").await? {
         let listener = sokkel_net::bind_tcp(addr, DEFAULT_BACKLOG)
-            .map_err(|err| crate::hints::explain_bind(err, "--smtp", 1025))?;
+            .map_err(|err| explain_bind(err, "--smtp", 1025))?;
         listeners.push(listener);
     }
 
@@ -124,21 +124,4 @@ async fn log_new_messages(store: Store) {
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
     }
-}
-
-async fn listen_addresses(inputs: &[String]) -> anyhow::Result<Vec<SocketAddr>> {
-    let mut addrs = Vec::new();
-    for input in inputs {
-        let host_port = HostPort::parse(input, None)
-            .context("--smtp takes host:port, e.g. 127.0.0.1:1025 or [::1]:1025")?;
-        for addr in host_port.resolve(&[]).await? {
-            if !addrs.contains(&addr) {
-                addrs.push(addr);
-            }
-        }
-    }
-    if addrs.is_empty() {
-        bail!("no address to listen on; give one with --smtp 127.0.0.1:1025");
-    }
-    Ok(addrs)
 }
