@@ -118,15 +118,12 @@ impl Paging {
         })
     }
 
-    pub(crate) fn list_query(&self) -> Result<ListQuery, ApiError> {
-        if self.before.is_some() {
-            // Waits for the store's cursor paging (branch `search`).
-            return Err(ApiError::BadRequest("`before` is not supported yet".into()));
-        }
-        Ok(ListQuery {
+    pub(crate) fn list_query(&self) -> ListQuery {
+        ListQuery {
             limit: self.limit,
             offset: self.start,
-        })
+            before: self.before,
+        }
     }
 }
 
@@ -147,7 +144,7 @@ pub(crate) async fn list(
     let paging = Paging::from_query(&query_map(query)?)?;
     let page = blocking(&state, move |store| {
         let counts = store.count()?;
-        let messages = store.list(&paging.list_query()?)?;
+        let messages = store.list(&paging.list_query())?;
         Ok(MessagesJson::new(
             counts,
             counts.total,
@@ -196,7 +193,7 @@ fn parse_ids(ids: &[String]) -> Result<Vec<MessageId>, ApiError> {
         .collect()
 }
 
-fn ok() -> Response {
+pub(crate) fn ok() -> Response {
     text(StatusCode::OK, "ok".to_string())
 }
 
@@ -237,7 +234,7 @@ pub(crate) async fn set_read(
     }
     blocking(&state, move |store| {
         if !search.is_empty() {
-            Err(ApiError::BadRequest("`Search` is not supported yet".into()))
+            crate::search::set_read_matching(store, &search, read)
         } else if ids.is_empty() {
             set_read_all(store, read)
         } else {
@@ -252,16 +249,17 @@ pub(crate) async fn set_read(
 /// Marks every message, a page of ids at a time so memory stays flat however
 /// big the mailbox is.
 fn set_read_all(store: &Store, read: bool) -> Result<(), ApiError> {
-    let mut offset = 0;
+    let mut before = None;
     loop {
         let page = store.list(&ListQuery {
             limit: MAX_PAGE,
-            offset,
+            offset: 0,
+            before,
         })?;
-        if page.is_empty() {
+        let Some(last) = page.last() else {
             return Ok(());
-        }
-        offset += page.len();
+        };
+        before = Some(last.id);
         let ids: Vec<MessageId> = page
             .iter()
             .filter(|summary| summary.read != read)

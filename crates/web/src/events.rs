@@ -113,7 +113,11 @@ fn frames_for(event: &StoreEvent) -> Vec<Frame> {
                 )
             })
             .collect(),
-        StoreEvent::Deleted(_) | StoreEvent::ReadChanged(..) | StoreEvent::DeletedAll => {
+        // Another process (`sokkel mail delete`, say) changed the store: reload.
+        StoreEvent::Deleted(_)
+        | StoreEvent::ReadChanged(..)
+        | StoreEvent::DeletedAll
+        | StoreEvent::Changed => {
             vec![prune()]
         }
     }

@@ -27,6 +27,7 @@ mod events;
 mod guard;
 mod json;
 mod openapi;
+mod search;
 mod serve;
 mod timefmt;
 mod ui;
@@ -200,6 +201,8 @@ fn route_table() -> RouteTable {
         .add(Method::GET, "/api/v1/message/{ID}/headers", api::headers)
         .add(Method::GET, "/api/v1/message/{ID}/envelope", api::envelope)
         .add(Method::GET, "/api/v1/message/{ID}/part/{PartID}", api::part)
+        .add(Method::GET, "/api/v1/search", search::search)
+        .add(Method::DELETE, "/api/v1/search", search::delete)
         .add(Method::GET, "/api/v1/openapi.json", openapi::document)
         .add(Method::GET, "/api/v1/swagger.json", openapi::document)
 }
