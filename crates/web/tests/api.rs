@@ -461,13 +461,22 @@ async fn search_lists_and_deletes_matches() {
     assert_eq!(left["messages"][0]["Subject"], "Hello");
 }
 
+/// Method, URI, body, Content-Type, expected status.
+type Case<'a> = (
+    Method,
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    StatusCode,
+);
+
 /// Every mistake a user can make gets a 4xx and a one-line text/plain reason.
 #[tokio::test]
 async fn user_mistakes_get_4xx_never_500() {
     let (_dir, store) = store_with(&[MIXED]);
     let router = router(&store);
     let big = format!("{{\"IDs\": [\"{}\"]}}", "1".repeat(2 << 20));
-    let cases: &[(Method, &str, Option<&str>, Option<&str>, StatusCode)] = &[
+    let cases: &[Case<'_>] = &[
         (
             Method::GET,
             "/api/v1/message/999",
