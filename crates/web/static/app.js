@@ -291,14 +291,26 @@ function showMessage(m, envelope) {
   $("panel-headers").replaceChildren();
   $("tab-html").disabled = !m.HTML;
   $("remote-bar").hidden = !m.HTML;
-  $("html-frame").removeAttribute("src");
+  newFrame(null);
   showTab(m.HTML ? "html" : "text");
+}
+
+// A new frame for every document, so a message's frame never has the history
+// (or the process) of another message's.
+function newFrame(src) {
+  const frame = document.createElement("iframe");
+  frame.id = "html-frame";
+  frame.title = "HTML body";
+  frame.setAttribute("sandbox", "allow-popups allow-popups-to-escape-sandbox");
+  frame.setAttribute("referrerpolicy", "no-referrer");
+  if (src) frame.src = src;
+  $("html-frame").replaceWith(frame);
 }
 
 function frameHtml(remote) {
   const m = state.message;
   if (!m || !m.HTML) return;
-  $("html-frame").src = `/view/${m.ID}.html${remote ? "?remote=1" : ""}`;
+  newFrame(`/view/${m.ID}.html${remote ? "?remote=1" : ""}`);
   $("remote-bar").hidden = remote;
 }
 
@@ -333,7 +345,7 @@ function closeMessage() {
   state.current = null;
   state.message = null;
   $("view").hidden = true;
-  $("html-frame").removeAttribute("src");
+  newFrame(null);
   document.body.classList.remove("reading");
   for (const li of $("list").querySelectorAll("li.current")) li.classList.remove("current");
 }
