@@ -43,7 +43,7 @@ pub enum Command {
 pub enum MailCommand {
     /// Run the mail catcher: accept every message over SMTP, relay none, keep them all.
     #[command(
-        after_help = "Examples:\n  sokkel mail serve                          SMTP on 127.0.0.1:1025, mail kept in the data directory\n  sokkel mail serve --ephemeral              a throwaway store, removed at exit\n  sokkel mail serve --smtp [::1]:2525 --db ./mail.db\n\nThen send to it, e.g. from Python:\n  smtplib.SMTP('localhost', 1025).sendmail('a@example.com', 'b@example.com', 'Subject: hi\\r\\n\\r\\nhello')\n\nA message gets its 250 only once it is committed and synced to disk."
+        after_help = "Examples:\n  sokkel mail serve                          SMTP on 127.0.0.1:1025, web page and API on http://127.0.0.1:8025/\n  sokkel mail serve --ephemeral              a throwaway store, removed at exit\n  sokkel mail serve --smtp [::1]:2525 --db ./mail.db\n  sokkel mail serve --http 127.0.0.1:8026    the web page on another port; --no-http for none\n\nThen send to it, e.g. from Python:\n  smtplib.SMTP('localhost', 1025).sendmail('a@example.com', 'b@example.com', 'Subject: hi\\r\\n\\r\\nhello')\n\nA message gets its 250 only once it is committed and synced to disk."
     )]
     Serve(MailServeArgs),
     /// List caught messages, newest first.
@@ -222,6 +222,18 @@ pub struct MailServeArgs {
         value_delimiter = ','
     )]
     pub smtp: Vec<String>,
+    /// Address for the web page and API (repeatable): host:port, [::1]:port.
+    #[arg(
+        long = "http",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8025",
+        env = "SOKKEL_HTTP_LISTEN",
+        value_delimiter = ','
+    )]
+    pub http: Vec<String>,
+    /// Serve no web page and no API, only SMTP.
+    #[arg(long, env = "SOKKEL_NO_HTTP")]
+    pub no_http: bool,
     #[command(flatten)]
     pub store: StoreArgs,
     /// Keep mail in a temporary store that is removed at exit.

@@ -918,6 +918,7 @@ fn sigint_stops_an_ephemeral_catcher_and_removes_its_store() {
             "--smtp",
             "127.0.0.1:0",
             "--ephemeral",
+            "--no-http",
             "--hostname",
             HOST,
         ]),
@@ -1355,7 +1356,7 @@ fn a_port_in_use_is_one_line_naming_smtp_and_leaves_no_store() {
     let db = dir.path().join("mail.db");
     let mut command = sokkel_command();
     command
-        .args(["mail", "serve", "--smtp", &addr, "--db"])
+        .args(["mail", "serve", "--no-http", "--smtp", &addr, "--db"])
         .arg(&db);
     let out = run(command, b"", COMMAND_LIMIT);
     assert!(!out.status.success(), "{}", out.describe());

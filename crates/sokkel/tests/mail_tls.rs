@@ -337,7 +337,14 @@ with smtplib.SMTP_SSL("127.0.0.1", int(sys.argv[1]), timeout=20,
 /// `mail serve` with these flags must fail at start with exactly one line on stderr
 /// containing `want`, and listen on nothing.
 fn refuses_to_start(extra: &[&str], want: &str) {
-    let mut args = vec!["mail", "serve", "--ephemeral", "--smtp", "127.0.0.1:0"];
+    let mut args = vec![
+        "mail",
+        "serve",
+        "--ephemeral",
+        "--smtp",
+        "127.0.0.1:0",
+        "--no-http",
+    ];
     args.extend_from_slice(extra);
     let done = run_sokkel(&args, b"", COMMAND_LIMIT);
     assert!(!done.status.success(), "{}", done.describe());

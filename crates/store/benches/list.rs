@@ -87,6 +87,7 @@ fn main() {
             .list(&ListQuery {
                 limit: 50,
                 offset: 0,
+                before: None,
             })
             .unwrap();
         let counts = store.count().unwrap();
@@ -98,12 +99,14 @@ fn main() {
     let newest = ListQuery {
         limit: 50,
         offset: 0,
+        before: None,
     };
     let (min, median) = time(200, || store.list(&newest).unwrap());
     println!("list 50 newest: min {min:.2?}, median {median:.2?}");
     let deep = ListQuery {
         limit: 50,
         offset: total / 2,
+        before: None,
     };
     let (min, median) = time(50, || store.list(&deep).unwrap());
     println!(

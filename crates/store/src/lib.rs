@@ -17,15 +17,20 @@
 //! - Queries ([`Store::list`], [`Store::get`], ...) are synchronous: async callers run
 //!   them under `spawn_blocking`, the CLI calls them directly, even while a server
 //!   process writes to the same file.
+//! - [`SearchQuery`] parses the search language of the web page and API;
+//!   [`Store::search`] answers it from an FTS5 index kept in the same transactions
+//!   as the messages.
 //! - [`mime`] turns raw bytes into headers, bodies and attachments for display.
 //! - [`Deliver`] is the small trait the SMTP shell hands finished messages to, so
 //!   SMTP tests can use an in-memory sink and another store can replace this one.
 #![warn(missing_docs)]
 
+mod changes;
 mod error;
 pub mod mime;
 mod paths;
 mod schema;
+mod search;
 mod store;
 mod writer;
 
@@ -39,6 +44,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 pub use error::StoreError;
+pub use search::{MAX_QUERY_BYTES, MAX_TERMS, SearchError, SearchPage, SearchQuery};
 pub use store::{MessageCounts, Store, StoreEvent, StoreOptions, WriterStats};
 
 /// The store's id of a message: positive, assigned at delivery, never reused, even
@@ -177,14 +183,21 @@ pub struct StoredMessage {
     pub raw: Vec<u8>,
 }
 
-/// Which page of the message list to return, newest first. The default is the
-/// newest 50.
+/// Which page of the message list (or of search results) to return, newest
+/// first. The default is the newest 50.
+///
+/// For paging through a long list, pass the id of the last message of the page
+/// shown as `before` of the next one: the store seeks straight to it, so page
+/// 2,000 is as fast as page 1, and messages arriving meanwhile do not shift the
+/// pages. `offset` has to walk past every skipped message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListQuery {
     /// At most this many messages.
     pub limit: usize,
-    /// Skip this many of the newest messages first.
+    /// Skip this many of the newest messages first (after `before` applies).
     pub offset: usize,
+    /// Only messages with an id below this one.
+    pub before: Option<MessageId>,
 }
 
 impl Default for ListQuery {
@@ -192,6 +205,7 @@ impl Default for ListQuery {
         ListQuery {
             limit: 50,
             offset: 0,
+            before: None,
         }
     }
 }

@@ -211,6 +211,10 @@ pub(crate) struct Digest {
     pub message_id: Option<String>,
     pub attachments: u32,
     pub snippet: String,
+    /// What the search index gets of the body: the text parts (or the HTML parts
+    /// as text when there is no text part) and attachment file names, at most
+    /// [`MAX_INDEXED_TEXT`] bytes.
+    pub body_text: String,
 }
 
 /// Summarize `raw` for the message list. Bytes that are not a message give an
@@ -261,7 +265,61 @@ fn try_digest(raw: &[u8]) -> Option<Digest> {
         message_id: message.message_id().map(str::to_string),
         attachments: u32::try_from(attachments).unwrap_or(u32::MAX),
         snippet: snippet(&message),
+        body_text: body_text(&message),
     })
+}
+
+/// How many bytes of body text a message contributes to the search index. A word
+/// beyond it is not found; the cap keeps a huge message from stalling the writer
+/// thread, which indexes inside the delivery's transaction.
+pub(crate) const MAX_INDEXED_TEXT: usize = 64 << 10;
+
+/// How much of an HTML body is converted to text for the index; the conversion
+/// of more could not add to the [`MAX_INDEXED_TEXT`] bytes kept anyway (tags and
+/// markup make HTML several times longer than its text).
+const MAX_INDEXED_HTML: usize = 4 * MAX_INDEXED_TEXT;
+
+fn body_text(message: &Message<'_>) -> String {
+    let mut text = String::new();
+    let bodies = if message.text_body.is_empty() {
+        &message.html_body
+    } else {
+        &message.text_body
+    };
+    for &index in bodies {
+        match message.part(index).map(|part| &part.body) {
+            Some(PartType::Text(body)) => push_capped(&mut text, body),
+            Some(PartType::Html(html)) => {
+                push_capped(&mut text, &html_to_text(prefix(html, MAX_INDEXED_HTML)));
+            }
+            _ => continue,
+        }
+        push_capped(&mut text, "\n");
+    }
+    for &index in &message.attachments {
+        if let Some(name) = message.part(index).and_then(|part| part.attachment_name()) {
+            push_capped(&mut text, name);
+            push_capped(&mut text, "\n");
+        }
+    }
+    text
+}
+
+/// Append as much of `more` as fits in [`MAX_INDEXED_TEXT`], ending on a
+/// character boundary.
+fn push_capped(text: &mut String, more: &str) {
+    let room = MAX_INDEXED_TEXT.saturating_sub(text.len());
+    text.push_str(prefix(more, room));
+}
+
+/// The longest start of `text` of at most `max` bytes that ends on a character
+/// boundary.
+fn prefix(text: &str, max: usize) -> &str {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 fn to_address(addr: &Addr<'_>) -> Option<Address> {
@@ -328,6 +386,32 @@ mod tests {
         for (input, max, expected) in cases {
             assert_eq!(collapse_whitespace(input, max), expected, "{input:?} {max}");
         }
+    }
+
+    #[test]
+    fn indexed_body_text_is_capped_on_a_character_boundary() {
+        let mut text = "é".repeat(MAX_INDEXED_TEXT);
+        text.insert(0, 'x');
+        let mut capped = String::new();
+        push_capped(&mut capped, &text);
+        assert!(capped.len() <= MAX_INDEXED_TEXT);
+        assert!(capped.len() > MAX_INDEXED_TEXT - 2);
+        push_capped(&mut capped, "more");
+        assert!(!capped.ends_with("more"));
+    }
+
+    #[test]
+    fn indexed_body_text_has_text_html_and_file_names() {
+        let raw = b"From: a@x.test\r\nSubject: s\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/html\r\n\r\n<p>Hello <b>there</b></p>\r\n\
+--b\r\nContent-Type: application/pdf\r\n\
+Content-Disposition: attachment; filename=\"invoice-42.pdf\"\r\n\r\nJVBER\r\n\
+--b--\r\n";
+        let text = digest(raw).body_text;
+        assert!(text.contains("Hello there"), "{text:?}");
+        assert!(text.contains("invoice-42.pdf"), "{text:?}");
+        assert!(!text.contains("<p>"), "{text:?}");
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! `PRAGMA user_version` holds how many entries of [`MIGRATIONS`] a file has had
 //! applied. Opening a store applies the missing ones, each in its own
 //! `BEGIN IMMEDIATE` transaction, so two processes opening a fresh file at once
-//! cannot both migrate it. A later change (the full-text search table, say) is one
-//! more entry at the end; entries already released are never edited.
+//! cannot both migrate it. A later change is one more entry at the end; entries
+//! already released are never edited.
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -51,6 +51,36 @@ const MIGRATIONS: &[&str] = &[
         id   INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
         data BLOB NOT NULL
     ) STRICT;
+    "#,
+    // 2: full-text search and change tracking.
+    // `search` is contentless (content=''): it keeps only the index, not a second
+    // copy of the body text; its rowid is the message id. contentless_delete lets
+    // a row be deleted by rowid alone, which the trigger does for every deleted
+    // message, whichever statement deletes it. Columns: subject; sender (From and
+    // the envelope sender); recipients (To, Cc and the envelope recipients); body
+    // (text, capped at delivery). unicode61 folds case and diacritics.
+    // `store_state` is one row: `change_seq` counts committed changes, so a
+    // process can tell another process's changes from its own (changes.rs);
+    // messages with ids below `unindexed_below` were stored before this
+    // migration and are indexed right after it, in batches (store.rs).
+    // `messages_received_at` serves the before:/after: filters.
+    r#"
+    CREATE VIRTUAL TABLE search USING fts5(
+        subject, sender, recipients, body,
+        content = '', contentless_delete = 1,
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER messages_unindex AFTER DELETE ON messages BEGIN
+        DELETE FROM search WHERE rowid = old.id;
+    END;
+    CREATE INDEX messages_received_at ON messages(received_at);
+    CREATE TABLE store_state (
+        id              INTEGER PRIMARY KEY CHECK (id = 1),
+        change_seq      INTEGER NOT NULL,
+        unindexed_below INTEGER NOT NULL
+    ) STRICT;
+    INSERT INTO store_state (id, change_seq, unindexed_below)
+        VALUES (1, 0, (SELECT coalesce(max(id), 0) + 1 FROM messages));
     "#,
 ];
 

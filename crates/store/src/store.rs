@@ -5,15 +5,19 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::types::Type;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::types::{Type, Value};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params, params_from_iter,
+};
 use tokio::sync::broadcast;
 
+use crate::changes::{ChangeLog, Watcher};
 use crate::mime::{self, Digest};
+use crate::search::SqlParts;
 use crate::writer::Writer;
 use crate::{
-    Address, Deliver, Envelope, ListQuery, MessageId, NewMessage, StoreError, StoredMessage,
-    Summary, TlsInfo, paths, schema,
+    Address, Deliver, Envelope, ListQuery, MessageId, NewMessage, SearchPage, SearchQuery,
+    StoreError, StoredMessage, Summary, TlsInfo, paths, schema,
 };
 
 /// How long any connection waits for another one (in this process or another) to
@@ -32,6 +36,12 @@ const INLINE_PARSE_LIMIT: usize = 256 << 10;
 /// How many events a slow subscriber may fall behind before it sees
 /// `RecvError::Lagged` and should reload.
 const EVENT_CAPACITY: usize = 1024;
+
+/// Messages stored before the search index existed are indexed this many at a
+/// time (or [`BACKFILL_BATCH_BYTES`]), one transaction each, so other processes
+/// get the write lock in between.
+const BACKFILL_BATCH: usize = 256;
+const BACKFILL_BATCH_BYTES: usize = 16 << 20;
 
 /// How [`Store::open`] sets up the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +85,9 @@ pub struct WriterStats {
 }
 
 /// A change to the store, announced to subscribers ([`Store::subscribe`]) after it
-/// is committed. Only changes made through this process's handles are announced.
+/// is committed. Changes made through this process's handles are announced one by
+/// one; changes by other processes (the CLI deleting while a server runs) as
+/// [`StoreEvent::Changed`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreEvent {
     /// A message was delivered (or imported). Shared, because every subscriber
@@ -87,6 +99,10 @@ pub enum StoreEvent {
     DeletedAll,
     /// These messages were marked read (`true`) or unread (`false`).
     ReadChanged(Vec<MessageId>, bool),
+    /// Another process changed the store (delivered, deleted, marked messages):
+    /// whatever a subscriber shows may be stale, so it should query again. Sent
+    /// within about a second of the other process's commit.
+    Changed,
 }
 
 /// The mail store: a cheap `Clone` handle to one SQLite file.
@@ -105,6 +121,9 @@ struct Inner {
     options: StoreOptions,
     readers: Mutex<Vec<Connection>>,
     events: broadcast::Sender<StoreEvent>,
+    changes: Arc<ChangeLog>,
+    /// Started by the first [`Store::subscribe`]; stops when the last handle drops.
+    watcher: Mutex<Option<Watcher>>,
     writer: Writer,
 }
 
@@ -144,15 +163,25 @@ impl Store {
         if created {
             sync_parent_dir(path);
         }
+        index_older_messages(&mut conn)?;
 
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        let writer = Writer::spawn(path, conn, options.max_batch, events.clone())?;
+        let changes = Arc::new(ChangeLog::default());
+        let writer = Writer::spawn(
+            path,
+            conn,
+            options.max_batch,
+            events.clone(),
+            Arc::clone(&changes),
+        )?;
         Ok(Store {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 options,
                 readers: Mutex::new(Vec::new()),
                 events,
+                changes,
+                watcher: Mutex::new(None),
                 writer,
             }),
         })
@@ -173,16 +202,49 @@ impl Store {
 
     /// A page of message summaries, newest first.
     pub fn list(&self, query: &ListQuery) -> Result<Vec<Summary>, StoreError> {
+        self.with_connection(|conn| Ok(page_matching(conn, &SqlParts::default(), query)?))
+    }
+
+    /// A page of the messages that match `query`, newest first, and how many match
+    /// in all. An empty query matches every message. Count and page come from one
+    /// read transaction, so they agree.
+    pub fn search(&self, query: &SearchQuery, page: &ListQuery) -> Result<SearchPage, StoreError> {
+        let parts = query.to_sql();
         self.with_connection(|conn| {
-            let mut statement = conn.prepare_cached(&format!(
-                "SELECT {SUMMARY_COLUMNS} FROM messages AS m ORDER BY m.id DESC LIMIT ?1 OFFSET ?2"
-            ))?;
-            let rows = statement.query_map(
-                params![to_i64(query.limit), to_i64(query.offset)],
-                summary_from_row,
-            )?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            let tx = conn.transaction()?;
+            let matches = count_matching(&tx, &parts)?;
+            let messages = page_matching(&tx, &parts, page)?;
+            tx.commit()?;
+            Ok(SearchPage { matches, messages })
         })
+    }
+
+    /// Delete every message that matches `query`; returns how many. Announced as
+    /// [`StoreEvent::Deleted`] with their ids. An empty query matches every
+    /// message, as in [`Store::search`], so it deletes them all: a caller taking a
+    /// query from a user should refuse an empty one.
+    pub fn delete_matching(&self, query: &SearchQuery) -> Result<u64, StoreError> {
+        let parts = query.to_sql();
+        let deleted = self.with_connection(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let ids = ids_matching(&tx, &parts)?;
+            {
+                let mut statement = tx.prepare_cached("DELETE FROM messages WHERE id = ?1")?;
+                for id in &ids {
+                    statement.execute([id.0])?;
+                }
+            }
+            let seq = next_seq_if(&tx, !ids.is_empty())?;
+            tx.commit()?;
+            Ok((ids, seq))
+        });
+        let (deleted, seq) = deleted?;
+        self.inner.changes.committed_if(seq);
+        let count = deleted.len() as u64;
+        if !deleted.is_empty() {
+            let _ = self.inner.events.send(StoreEvent::Deleted(deleted));
+        }
+        Ok(count)
     }
 
     /// How many messages there are, and how many of them are unread.
@@ -249,9 +311,12 @@ impl Store {
                     }
                 }
             }
+            let seq = next_seq_if(&tx, !deleted.is_empty())?;
             tx.commit()?;
-            Ok(deleted)
-        })?;
+            Ok((deleted, seq))
+        });
+        let (deleted, seq) = deleted?;
+        self.inner.changes.committed_if(seq);
         let count = deleted.len() as u64;
         if !deleted.is_empty() {
             let _ = self.inner.events.send(StoreEvent::Deleted(deleted));
@@ -264,12 +329,17 @@ impl Store {
     pub fn delete_all(&self) -> Result<u64, StoreError> {
         let deleted = self.with_connection(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            // Emptying `raw` first spares the cascade a lookup per message.
+            // Emptying `raw` first spares the cascade a lookup per message, and
+            // emptying the index first leaves the trigger nothing to look up.
             tx.execute("DELETE FROM raw", [])?;
+            tx.execute("INSERT INTO search (search) VALUES ('delete-all')", [])?;
             let deleted = tx.execute("DELETE FROM messages", [])?;
+            let seq = next_seq_if(&tx, deleted > 0)?;
             tx.commit()?;
-            Ok(deleted as u64)
-        })?;
+            Ok((deleted as u64, seq))
+        });
+        let (deleted, seq) = deleted?;
+        self.inner.changes.committed_if(seq);
         if deleted > 0 {
             let _ = self.inner.events.send(StoreEvent::DeletedAll);
         }
@@ -290,9 +360,12 @@ impl Store {
                     }
                 }
             }
+            let seq = next_seq_if(&tx, !changed.is_empty())?;
             tx.commit()?;
-            Ok(changed)
-        })?;
+            Ok((changed, seq))
+        });
+        let (changed, seq) = changed?;
+        self.inner.changes.committed_if(seq);
         let count = changed.len() as u64;
         if !changed.is_empty() {
             let _ = self
@@ -303,10 +376,39 @@ impl Store {
         Ok(count)
     }
 
-    /// Announcements of changes made through this process's handles, sent after
-    /// they are committed. Events sent while nobody subscribes are dropped.
+    /// Announcements of changes, sent after they are committed: each change made
+    /// through this process's handles, and [`StoreEvent::Changed`] when another
+    /// process changed the file. Events sent while nobody subscribes are dropped.
+    ///
+    /// The first call starts a thread that watches the file for other processes'
+    /// changes (a cheap poll a few times a second); it stops when the last handle
+    /// to this store drops.
     pub fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
-        self.inner.events.subscribe()
+        let receiver = self.inner.events.subscribe();
+        let mut watcher = self
+            .inner
+            .watcher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if watcher.is_none() {
+            let started =
+                open_connection(&self.inner.path, &self.inner.options, false).and_then(|conn| {
+                    Watcher::spawn(
+                        &self.inner.path,
+                        conn,
+                        Arc::clone(&self.inner.changes),
+                        self.inner.events.clone(),
+                    )
+                });
+            match started {
+                Ok(started) => *watcher = Some(started),
+                Err(error) => tracing::warn!(
+                    %error,
+                    "cannot watch the mail store for other processes' changes"
+                ),
+            }
+        }
+        receiver
     }
 
     /// What the group-commit writer has done since this store was opened.
@@ -323,16 +425,18 @@ impl Store {
             .iter()
             .map(|message| mime::digest(&message.raw))
             .collect();
-        let ids = self.with_connection(|conn| {
+        let (ids, seq) = self.with_connection(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let ids = messages
                 .iter()
                 .zip(&digests)
                 .map(|(message, digest)| insert_message(&tx, message, digest))
                 .collect::<rusqlite::Result<Vec<_>>>()?;
+            let seq = next_seq_if(&tx, !ids.is_empty())?;
             tx.commit()?;
-            Ok(ids)
+            Ok((ids, seq))
         })?;
+        self.inner.changes.committed_if(seq);
         if self.inner.events.receiver_count() > 0 {
             for ((id, message), digest) in ids.iter().zip(&messages).zip(digests) {
                 let _ = self
@@ -467,7 +571,206 @@ pub(crate) fn insert_message(
     let id = conn.last_insert_rowid();
     conn.prepare_cached("INSERT INTO raw (id, data) VALUES (?1, ?2)")?
         .execute(params![id, message.raw])?;
+    index_message(conn, id, &envelope.mail_from, &envelope.rcpt_to, digest)?;
     Ok(MessageId(id))
+}
+
+/// Add message `id` to the search index; the caller owns the transaction.
+fn index_message(
+    conn: &Connection,
+    id: i64,
+    mail_from: &str,
+    rcpt_to: &[String],
+    digest: &Digest,
+) -> rusqlite::Result<()> {
+    let mut sender = String::new();
+    push_addresses(&mut sender, digest.from.iter());
+    sender.push_str(mail_from);
+    let mut recipients = rcpt_to.join(" ");
+    recipients.push(' ');
+    push_addresses(&mut recipients, digest.to.iter().chain(&digest.cc));
+    conn.prepare_cached(
+        "INSERT INTO search (rowid, subject, sender, recipients, body)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        id,
+        digest.subject,
+        sender,
+        recipients,
+        digest.body_text
+    ])?;
+    Ok(())
+}
+
+fn push_addresses<'a>(text: &mut String, addresses: impl Iterator<Item = &'a Address>) {
+    for address in addresses {
+        text.push_str(&address.name);
+        text.push(' ');
+        text.push_str(&address.address);
+        text.push(' ');
+    }
+}
+
+/// Give the change in `conn`'s open write transaction its number, if it changed
+/// anything.
+pub(crate) fn next_seq_if(conn: &Connection, changed: bool) -> rusqlite::Result<Option<i64>> {
+    changed.then(|| ChangeLog::next_seq(conn)).transpose()
+}
+
+/// Index the messages stored before the search index existed (a store from a
+/// build without it), newest first, in batches of their own transactions. Two
+/// processes opening the file at once share the work rather than repeat it.
+fn index_older_messages(conn: &mut Connection) -> Result<(), StoreError> {
+    let mut below = unindexed_below(conn)?;
+    if below <= 1 {
+        return Ok(());
+    }
+    let pending: i64 = conn.query_row(
+        "SELECT count(*) FROM messages WHERE id < ?1",
+        [below],
+        |row| row.get(0),
+    )?;
+    tracing::info!(messages = pending, "indexing stored messages for search");
+    while below > 1 {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        below = unindexed_below(&tx)?;
+        let mut next_below = 0;
+        {
+            let mut statement = tx.prepare_cached(
+                "SELECT m.id, m.mail_from, m.rcpt_to, r.data
+                 FROM messages AS m JOIN raw AS r ON r.id = m.id
+                 WHERE m.id < ?1 ORDER BY m.id DESC",
+            )?;
+            let mut rows = statement.query([below])?;
+            let (mut count, mut bytes) = (0, 0);
+            while count < BACKFILL_BATCH && bytes < BACKFILL_BATCH_BYTES {
+                let Some(row) = rows.next()? else {
+                    break;
+                };
+                let id: i64 = row.get(0)?;
+                let rcpt_to: Vec<String> = from_json(row, 2)?;
+                let raw = row.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?;
+                index_message(
+                    &tx,
+                    id,
+                    &row.get::<_, String>(1)?,
+                    &rcpt_to,
+                    &mime::digest(raw),
+                )?;
+                next_below = id;
+                count += 1;
+                bytes += raw.len();
+            }
+        }
+        tx.execute("UPDATE store_state SET unindexed_below = ?1", [next_below])?;
+        ChangeLog::next_seq(&tx)?;
+        tx.commit()?;
+        below = next_below;
+    }
+    tracing::info!("search index complete");
+    Ok(())
+}
+
+fn unindexed_below(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT unindexed_below FROM store_state")?
+        .query_row([], |row| row.get(0))
+}
+
+/// `WHERE` clauses and their parameters for the messages that match `parts`,
+/// below `before`. With words to look up, the query is driven by the `search`
+/// table, aliased so, joined to `messages AS m`.
+fn matching_clauses(parts: &SqlParts, before: Option<MessageId>) -> (Vec<String>, Vec<Value>) {
+    let mut clauses = Vec::new();
+    let mut params = Vec::new();
+    if let Some(expression) = &parts.fts_match {
+        clauses.push("search MATCH ?".to_string());
+        params.push(Value::Text(expression.clone()));
+    }
+    if let Some(before) = before {
+        // On the FTS table's rowid, FTS5 seeks to the cursor itself.
+        let column = if parts.fts_match.is_some() {
+            "search.rowid"
+        } else {
+            "m.id"
+        };
+        clauses.push(format!("{column} < ?"));
+        params.push(Value::Integer(before.0));
+    }
+    clauses.extend(parts.conditions.iter().cloned());
+    params.extend(parts.params.iter().cloned());
+    if clauses.is_empty() {
+        clauses.push("1".into());
+    }
+    (clauses, params)
+}
+
+/// The `FROM` part: the FTS table first when there are words, so that FTS5 walks
+/// its matches newest first and the `LIMIT` stops it early.
+fn matching_from(parts: &SqlParts) -> &'static str {
+    if parts.fts_match.is_some() {
+        "search CROSS JOIN messages AS m ON m.id = search.rowid"
+    } else {
+        "messages AS m"
+    }
+}
+
+fn order_column(parts: &SqlParts) -> &'static str {
+    if parts.fts_match.is_some() {
+        "search.rowid"
+    } else {
+        "m.id"
+    }
+}
+
+fn page_matching(
+    conn: &Connection,
+    parts: &SqlParts,
+    page: &ListQuery,
+) -> rusqlite::Result<Vec<Summary>> {
+    let (clauses, mut params) = matching_clauses(parts, page.before);
+    params.push(Value::Integer(to_i64(page.limit)));
+    params.push(Value::Integer(to_i64(page.offset)));
+    let sql = format!(
+        "SELECT {SUMMARY_COLUMNS} FROM {} WHERE {} ORDER BY {} DESC LIMIT ? OFFSET ?",
+        matching_from(parts),
+        clauses.join(" AND "),
+        order_column(parts),
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let rows = statement.query_map(params_from_iter(params), summary_from_row)?;
+    rows.collect()
+}
+
+fn count_matching(conn: &Connection, parts: &SqlParts) -> rusqlite::Result<u64> {
+    let (clauses, params) = matching_clauses(parts, None);
+    // Every message has exactly one index row, so words alone are counted in the
+    // index without touching `messages`.
+    let from = if parts.conditions.is_empty() && parts.fts_match.is_some() {
+        "search"
+    } else {
+        matching_from(parts)
+    };
+    let sql = format!(
+        "SELECT count(*) FROM {from} WHERE {}",
+        clauses.join(" AND ")
+    );
+    let count: i64 = conn
+        .prepare_cached(&sql)?
+        .query_row(params_from_iter(params), |row| row.get(0))?;
+    Ok(count as u64)
+}
+
+fn ids_matching(conn: &Connection, parts: &SqlParts) -> rusqlite::Result<Vec<MessageId>> {
+    let (clauses, params) = matching_clauses(parts, None);
+    let sql = format!(
+        "SELECT m.id FROM {} WHERE {} ORDER BY m.id",
+        matching_from(parts),
+        clauses.join(" AND "),
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let ids = statement.query_map(params_from_iter(params), |row| row.get(0).map(MessageId))?;
+    ids.collect()
 }
 
 /// The summary a list would show for `message` once stored as `id`.

@@ -21,8 +21,9 @@ use std::thread::JoinHandle;
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::changes::ChangeLog;
 use crate::mime::Digest;
-use crate::store::{StoreEvent, WriterStats, insert_message, summary_of};
+use crate::store::{StoreEvent, WriterStats, insert_message, next_seq_if, summary_of};
 use crate::{MessageId, NewMessage, StoreError};
 
 /// A batch stops growing once it holds this many bytes of messages, so one commit
@@ -59,6 +60,7 @@ impl Writer {
         conn: Connection,
         max_batch: usize,
         events: broadcast::Sender<StoreEvent>,
+        changes: Arc<ChangeLog>,
     ) -> Result<Writer, StoreError> {
         let max_batch = max_batch.max(1);
         // Senders wait (asynchronously) when this many are queued: backpressure
@@ -68,7 +70,14 @@ impl Writer {
         let thread_counters = Arc::clone(&counters);
         let thread = std::thread::Builder::new()
             .name("sokkel-store-writer".into())
-            .spawn(move || run(conn, receiver, max_batch, &thread_counters, &events))
+            .spawn(move || {
+                let announce = Announce {
+                    counters: &thread_counters,
+                    events: &events,
+                    changes: &changes,
+                };
+                run(conn, receiver, max_batch, &announce);
+            })
             .map_err(|error| StoreError::io("starting the writer thread for", path, error))?;
         Ok(Writer {
             requests: Some(requests),
@@ -119,12 +128,18 @@ impl Drop for Writer {
     }
 }
 
+/// Where the writer tells what it committed.
+struct Announce<'a> {
+    counters: &'a Counters,
+    events: &'a broadcast::Sender<StoreEvent>,
+    changes: &'a ChangeLog,
+}
+
 fn run(
     mut conn: Connection,
     mut requests: mpsc::Receiver<WriteRequest>,
     max_batch: usize,
-    counters: &Counters,
-    events: &broadcast::Sender<StoreEvent>,
+    announce: &Announce<'_>,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     while let Some(first) = requests.blocking_recv() {
@@ -137,7 +152,7 @@ fn run(
             bytes += next.message.raw.len();
             batch.push(next);
         }
-        group_commit(&mut conn, &mut batch, bytes, counters, events);
+        group_commit(&mut conn, &mut batch, bytes, announce);
     }
 }
 
@@ -146,12 +161,17 @@ fn group_commit(
     conn: &mut Connection,
     batch: &mut Vec<WriteRequest>,
     bytes: usize,
-    counters: &Counters,
-    events: &broadcast::Sender<StoreEvent>,
+    announce: &Announce<'_>,
 ) {
+    let Announce {
+        counters,
+        events,
+        changes,
+    } = announce;
     let messages = batch.len();
     match insert_batch(conn, batch) {
-        Ok(ids) => {
+        Ok((ids, seq)) => {
+            changes.committed_if(seq);
             counters.transactions.fetch_add(1, Ordering::Relaxed);
             counters
                 .messages
@@ -187,12 +207,16 @@ fn group_commit(
 /// Insert every message of `batch`, all or nothing. On error the transaction is
 /// rolled back when it drops (SQLite may already have rolled it back itself, as it
 /// does on `SQLITE_FULL`), and the connection is ready for the next batch.
-fn insert_batch(conn: &mut Connection, batch: &[WriteRequest]) -> rusqlite::Result<Vec<MessageId>> {
+fn insert_batch(
+    conn: &mut Connection,
+    batch: &[WriteRequest],
+) -> rusqlite::Result<(Vec<MessageId>, Option<i64>)> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let ids = batch
         .iter()
         .map(|request| insert_message(&tx, &request.message, &request.digest))
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    let seq = next_seq_if(&tx, !ids.is_empty())?;
     tx.commit()?;
-    Ok(ids)
+    Ok((ids, seq))
 }

@@ -47,7 +47,11 @@ fn open(path: &Path) -> Store {
 
 fn subjects(store: &Store, limit: usize, offset: usize) -> Vec<String> {
     store
-        .list(&ListQuery { limit, offset })
+        .list(&ListQuery {
+            limit,
+            offset,
+            before: None,
+        })
         .unwrap()
         .into_iter()
         .map(|summary| summary.subject)
@@ -413,6 +417,7 @@ async fn a_message_that_does_not_parse_is_stored_and_listed() {
             .list(&ListQuery {
                 limit: 1,
                 offset: 0,
+                before: None,
             })
             .unwrap();
         assert_eq!(listed.len(), 1);

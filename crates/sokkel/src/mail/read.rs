@@ -14,6 +14,7 @@ pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let messages = store.list(&ListQuery {
         limit: args.limit as usize,
         offset: 0,
+        before: None,
     })?;
     let mut out = std::io::stdout().lock();
     if args.json {

@@ -8,6 +8,7 @@ use sokkel_net::DEFAULT_BACKLOG;
 use sokkel_smtp::server::session::{BareLf, SessionConfig};
 use sokkel_smtp::server::shell::{Listeners, ServerConfig, serve};
 use sokkel_store::{Store, StoreEvent, StoreOptions};
+use sokkel_web::{AppState, HostPolicy, WebConfig};
 
 use crate::cli::MailServeArgs;
 use crate::hints::announce;
@@ -44,6 +45,14 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
             .map_err(|err| explain_bind(err, "--smtps", 1465))?;
         listeners.smtps.push(listener);
     }
+    let mut http_listeners = Vec::new();
+    if !args.no_http {
+        for addr in listen_addresses(&args.http, "--http", "127.0.0.1:8025").await? {
+            let listener = sokkel_net::bind_tcp(addr, DEFAULT_BACKLOG)
+                .map_err(|err| explain_bind(err, "--http", 8025))?;
+            http_listeners.push(listener);
+        }
+    }
 
     let ephemeral = if args.ephemeral {
         Some(
@@ -72,6 +81,12 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     for listener in &listeners.smtps {
         announce(format_args!(
             "listening on smtps {}",
+            listener.local_addr()?
+        ));
+    }
+    for listener in &http_listeners {
+        announce(format_args!(
+            "listening on http http://{}/",
             listener.local_addr()?
         ));
     }
@@ -111,10 +126,50 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
         credentials: security.credentials.clone(),
         auth_failure_delay: args.security.auth_failure_delay,
     };
+    // One stop signal for both servers.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut stop_rx = stop_rx.clone();
+        async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let web = if http_listeners.is_empty() {
+        None
+    } else {
+        let loopback_only = http_listeners
+            .iter()
+            .all(|l| l.local_addr().is_ok_and(|a| a.ip().is_loopback()));
+        let web_config = WebConfig {
+            host_policy: if loopback_only {
+                HostPolicy::Loopback
+            } else {
+                HostPolicy::Any
+            },
+            ..WebConfig::default()
+        };
+        let state = AppState::new(store.clone(), web_config);
+        Some(tokio::spawn(sokkel_web::serve(
+            http_listeners,
+            state,
+            stopped(),
+            args.shutdown_timeout,
+        )))
+    };
+    tokio::spawn(async move {
+        stop.await;
+        let _ = stop_tx.send(true);
+    });
     tracing::info!("mail catcher ready; it relays nothing. Ctrl-C stops it");
-    let summary = serve(config, listeners, Arc::new(store), stop)
+    let summary = serve(config, listeners, Arc::new(store), stopped())
         .await
         .context("the SMTP server failed")?;
+    if let Some(web) = web {
+        match web.await {
+            Ok(result) => result.context("the web server failed")?,
+            Err(error) => tracing::warn!(%error, "the web server task failed"),
+        }
+    }
     if summary.cut_off > 0 {
         tracing::warn!(
             open = summary.cut_off,

@@ -78,6 +78,10 @@ impl Catcher {
         if listeners == 0 {
             args.extend(["--smtp".into(), "127.0.0.1:0".into()]);
         }
+        // The web server is tested on its own; its default port must not clash.
+        if !extra.contains(&"--http") {
+            args.push("--no-http".into());
+        }
         if !extra.contains(&"--hostname") {
             args.extend(["--hostname".into(), HOST.into()]);
         }

@@ -232,6 +232,7 @@ impl Catcher {
                 .args([
                     "mail",
                     "serve",
+                    "--no-http",
                     "--hostname",
                     "catcher.test",
                     "--smtp",

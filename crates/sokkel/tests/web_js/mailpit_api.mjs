@@ -1,0 +1,55 @@
+// The npm client test suites use against Mailpit, pointed at sokkel:
+// node mailpit_api.mjs BASE_URL. Two messages were sent before; prints "ok".
+import assert from "node:assert/strict";
+import { MailpitClient } from "mailpit-api";
+
+const mailpit = new MailpitClient(process.argv[2]);
+
+const info = await mailpit.getInfo();
+assert.equal(info.Messages, 2);
+assert.equal(typeof info.Version, "string");
+
+const list = await mailpit.listMessages();
+assert.equal(list.total, 2);
+assert.equal(list.unread, 2);
+assert.equal(list.messages.length, 2);
+const [newest, oldest] = list.messages;
+assert.equal(newest.Subject, "Portal fluid invoice");
+assert.equal(newest.From.Address, "rick@example.com");
+assert.equal(newest.To[0].Name, "Morty");
+assert.equal(newest.Attachments, 1);
+assert.ok(!Number.isNaN(Date.parse(newest.Created)));
+
+const message = await mailpit.getMessageSummary(newest.ID);
+assert.equal(message.ID, newest.ID);
+assert.match(message.Text, /invoice is attached/);
+assert.match(message.HTML, /<b>Morty<\/b>/);
+assert.equal(message.Attachments[0].FileName, "fluid.bin");
+const blob = await mailpit.getMessageAttachment(newest.ID, message.Attachments[0].PartID);
+const bytes = Buffer.from(await blob.arrayBuffer());
+assert.equal(bytes.length, 1024);
+assert.equal(bytes[255], 255);
+
+const headers = await mailpit.getMessageHeaders(newest.ID);
+assert.deepEqual(headers.Subject, ["Portal fluid invoice"]);
+const source = await mailpit.getMessageSource(newest.ID);
+assert.match(source, /Subject: Portal fluid invoice/);
+const latest = await mailpit.getMessageSummary();
+assert.equal(latest.ID, newest.ID);
+
+const found = await mailpit.searchMessages({ query: "subject:harmless" });
+assert.equal(found.messages_count, 1);
+assert.equal(found.messages[0].ID, oldest.ID);
+
+assert.equal((await mailpit.setReadStatus({ IDs: [oldest.ID], Read: true })).trim(), "ok");
+assert.equal((await mailpit.listMessages()).unread, 0, "both read now");
+await mailpit.setReadStatus({ IDs: [oldest.ID], Read: false });
+assert.equal((await mailpit.listMessages()).unread, 1);
+
+await mailpit.deleteMessagesBySearch({ query: "subject:harmless" });
+assert.equal((await mailpit.listMessages()).total, 1);
+await mailpit.deleteMessages({ IDs: [newest.ID] });
+assert.equal((await mailpit.listMessages()).total, 0);
+
+await assert.rejects(mailpit.getMessageSummary("999"), /404/);
+console.log("ok");

@@ -1,0 +1,601 @@
+//! The `/api/v1` handlers: Mailpit's paths, parameters and answers.
+//!
+//! Every handler validates its input first (a bad ID, parameter or body is a 400
+//! with a message that says what to send instead), then does its store work in
+//! `spawn_blocking`, then shapes the answer with [`crate::json`].
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use mail_parser::{HeaderValue as MailHeaderValue, MessageParser};
+use serde::Deserialize;
+use sokkel_store::{Address, ListQuery, MessageId, Store, StoredMessage, mime};
+
+use crate::error::text;
+use crate::json::{BodyParts, EnvelopeJson, InfoJson, MessageJson, MessagesJson, RuntimeStatsJson};
+use crate::{ApiError, AppState, MAX_PAGE};
+
+/// Runs blocking store work off the async workers.
+pub(crate) async fn blocking<T, F>(state: &AppState, work: F) -> Result<T, ApiError>
+where
+    F: FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    let store = state.store().clone();
+    tokio::task::spawn_blocking(move || work(&store))
+        .await
+        .map_err(|_| ApiError::ShuttingDown)?
+}
+
+/// A message named in a path: a store id, or `latest` for the newest message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MessageRef {
+    Id(MessageId),
+    Latest,
+}
+
+impl MessageRef {
+    pub(crate) fn parse(input: &str) -> Result<MessageRef, ApiError> {
+        if input == "latest" {
+            return Ok(MessageRef::Latest);
+        }
+        match input.parse::<i64>() {
+            Ok(id) if id > 0 && input.bytes().all(|b| b.is_ascii_digit()) => {
+                Ok(MessageRef::Id(MessageId(id)))
+            }
+            _ => Err(ApiError::BadRequest(format!(
+                "message ID must be a positive number or `latest`, not {input:?}"
+            ))),
+        }
+    }
+
+    /// The id this names, or 404 if there are no messages at all.
+    pub(crate) fn resolve(self, store: &Store) -> Result<MessageId, ApiError> {
+        match self {
+            MessageRef::Id(id) => Ok(id),
+            MessageRef::Latest => store
+                .latest()?
+                .ok_or_else(|| ApiError::NotFound("there are no messages".to_string())),
+        }
+    }
+}
+
+fn not_found_message(id: MessageId) -> ApiError {
+    ApiError::NotFound(format!("message {id} not found"))
+}
+
+/// One message with everything, or 404.
+fn load(store: &Store, reference: MessageRef) -> Result<StoredMessage, ApiError> {
+    let id = reference.resolve(store)?;
+    store.get(id)?.ok_or_else(|| not_found_message(id))
+}
+
+/// The query parameters of a list or search, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Paging {
+    pub start: usize,
+    pub limit: usize,
+    pub before: Option<MessageId>,
+}
+
+impl Paging {
+    /// `start` (default 0), `limit` (default 50, at most [`MAX_PAGE`]) and sokkel's
+    /// `before` cursor: only messages with a smaller ID, so that paging through a
+    /// big mailbox while mail arrives neither repeats nor skips messages.
+    pub(crate) fn from_query(query: &BTreeMap<String, String>) -> Result<Paging, ApiError> {
+        let number = |name: &str| -> Result<Option<u64>, ApiError> {
+            match query.get(name).map(|value| value.trim()) {
+                None | Some("") => Ok(None),
+                Some(value) => value.parse::<u64>().map(Some).map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "`{name}` takes a whole number of 0 or more, not {value:?}"
+                    ))
+                }),
+            }
+        };
+        let start = number("start")?.unwrap_or(0);
+        let limit = number("limit")?.unwrap_or(50);
+        let before = match query.get("before").map(|value| value.trim()) {
+            None | Some("") => None,
+            Some(value) => match MessageRef::parse(value) {
+                Ok(MessageRef::Id(id)) => Some(id),
+                _ => {
+                    return Err(ApiError::BadRequest(format!(
+                        "`before` takes a message ID (list the messages older than it), not {value:?}"
+                    )));
+                }
+            },
+        };
+        Ok(Paging {
+            start: usize::try_from(start).unwrap_or(usize::MAX),
+            limit: usize::try_from(limit).unwrap_or(usize::MAX).min(MAX_PAGE),
+            before,
+        })
+    }
+
+    pub(crate) fn list_query(&self) -> ListQuery {
+        ListQuery {
+            limit: self.limit,
+            offset: self.start,
+            before: self.before,
+        }
+    }
+}
+
+/// Turns axum's query rejection into a 400 with our wording.
+pub(crate) fn query_map(
+    query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    query
+        .map(|Query(map)| map)
+        .map_err(|_| ApiError::BadRequest("the query string is not valid URL encoding".into()))
+}
+
+/// `GET /api/v1/messages?start=&limit=&before=`: a page of summaries, newest first.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let paging = Paging::from_query(&query_map(query)?)?;
+    let page = blocking(&state, move |store| {
+        let counts = store.count()?;
+        let messages = store.list(&paging.list_query())?;
+        Ok(MessagesJson::new(
+            counts,
+            counts.total,
+            Some(counts.unread),
+            paging.start,
+            &messages,
+        ))
+    })
+    .await?;
+    Ok(Json(page).into_response())
+}
+
+/// The body of `PUT` and `DELETE /api/v1/messages`.
+#[derive(Debug, Default, Deserialize)]
+struct IdsBody {
+    #[serde(rename = "IDs", default)]
+    ids: Vec<String>,
+    #[serde(rename = "Read", default)]
+    read: bool,
+    #[serde(rename = "Search", default)]
+    search: String,
+}
+
+/// Parses a JSON body whatever its Content-Type, as Mailpit does (curl's `-d`
+/// sends a form type). An empty body is an empty request. Cross-site pages cannot
+/// abuse this: PUT and DELETE need a CORS preflight that sokkel never grants.
+fn parse_ids_body(body: &Bytes) -> Result<IdsBody, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(IdsBody::default());
+    }
+    serde_json::from_slice(body).map_err(|error| {
+        ApiError::BadRequest(format!(
+            "the body must be JSON like {{\"IDs\": [\"1\", \"2\"]}}: {error}"
+        ))
+    })
+}
+
+fn parse_ids(ids: &[String]) -> Result<Vec<MessageId>, ApiError> {
+    ids.iter()
+        .map(|id| match MessageRef::parse(id)? {
+            MessageRef::Id(id) => Ok(id),
+            MessageRef::Latest => Err(ApiError::BadRequest(
+                "`latest` is not allowed in IDs; name messages by their ID".into(),
+            )),
+        })
+        .collect()
+}
+
+pub(crate) fn ok() -> Response {
+    text(StatusCode::OK, "ok".to_string())
+}
+
+/// `DELETE /api/v1/messages` with `{"IDs": [...]}`; no body or no IDs deletes
+/// every message. Unknown IDs are ignored, as Mailpit does.
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request = parse_ids_body(&body)?;
+    let ids = parse_ids(&request.ids)?;
+    blocking(&state, move |store| {
+        if ids.is_empty() {
+            store.delete_all()?;
+        } else {
+            store.delete(&ids)?;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(ok())
+}
+
+/// `PUT /api/v1/messages` with `{"IDs": [...], "Read": true|false}`; with no IDs
+/// (and no `Search`) it marks every message.
+pub(crate) async fn set_read(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request = parse_ids_body(&body)?;
+    let ids = parse_ids(&request.ids)?;
+    let read = request.read;
+    let search = request.search.trim().to_string();
+    if !ids.is_empty() && !search.is_empty() {
+        return Err(ApiError::BadRequest(
+            "give either IDs or Search, not both".into(),
+        ));
+    }
+    blocking(&state, move |store| {
+        if !search.is_empty() {
+            crate::search::set_read_matching(store, &search, read)
+        } else if ids.is_empty() {
+            set_read_all(store, read)
+        } else {
+            store.set_read(&ids, read)?;
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(ok())
+}
+
+/// Marks every message, a page of ids at a time so memory stays flat however
+/// big the mailbox is.
+fn set_read_all(store: &Store, read: bool) -> Result<(), ApiError> {
+    let mut before = None;
+    loop {
+        let page = store.list(&ListQuery {
+            limit: MAX_PAGE,
+            offset: 0,
+            before,
+        })?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        before = Some(last.id);
+        let ids: Vec<MessageId> = page
+            .iter()
+            .filter(|summary| summary.read != read)
+            .map(|summary| summary.id)
+            .collect();
+        if !ids.is_empty() {
+            store.set_read(&ids, read)?;
+        }
+    }
+}
+
+/// `GET /api/v1/message/{ID}`: the whole message, parsed; marks it read.
+pub(crate) async fn message(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let reference = MessageRef::parse(&id)?;
+    let message = blocking(&state, move |store| {
+        let mut message = load(store, reference)?;
+        if !message.summary.read {
+            store.set_read(&[message.summary.id], true)?;
+            message.summary.read = true;
+        }
+        let body = body_parts(&message);
+        Ok(MessageJson::new(&message, body))
+    })
+    .await?;
+    Ok(Json(message).into_response())
+}
+
+fn body_parts(message: &StoredMessage) -> BodyParts {
+    let parsed = mime::parse(&message.raw);
+    let (bcc, return_path) = match MessageParser::default().parse(&message.raw) {
+        Some(mail) => {
+            let bcc = mail
+                .bcc()
+                .map(|list| {
+                    list.iter()
+                        .map(|addr| Address {
+                            name: addr.name().unwrap_or_default().to_string(),
+                            address: addr.address().unwrap_or_default().to_string(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let return_path = match mail.return_path() {
+                MailHeaderValue::Text(text) => Some(text.to_string()),
+                MailHeaderValue::TextList(list) => list.first().map(|text| text.to_string()),
+                _ => None,
+            };
+            (bcc, return_path)
+        }
+        None => (Vec::new(), None),
+    };
+    let text_from_html = match (&parsed.text, &parsed.html) {
+        (None, Some(html)) => Some(mail_parser::decoders::html::html_to_text(html)),
+        _ => None,
+    };
+    BodyParts {
+        // Without a Return-Path header the envelope sender is the return path.
+        return_path: return_path
+            .map(|path| path.trim_matches(['<', '>', ' ']).to_string())
+            .unwrap_or_else(|| message.envelope.mail_from.clone()),
+        parsed,
+        bcc,
+        text_from_html,
+    }
+}
+
+/// Query parameters of `/raw`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawParams {
+    #[serde(default)]
+    dl: Option<String>,
+}
+
+/// `GET /api/v1/message/{ID}/raw`: the exact bytes received; `?dl=1` as a
+/// download named `ID.eml`.
+pub(crate) async fn raw(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<RawParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let download = query.ok().and_then(|Query(params)| params.dl).as_deref() == Some("1");
+    let reference = MessageRef::parse(&id)?;
+    let (id, raw) = blocking(&state, move |store| {
+        let id = reference.resolve(store)?;
+        let raw = store.raw(id)?.ok_or_else(|| not_found_message(id))?;
+        Ok((id, raw))
+    })
+    .await?;
+    let mut response = raw.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if download {
+        headers.insert(
+            header::CONTENT_DISPOSITION,
+            content_disposition("attachment", &format!("{id}.eml")),
+        );
+    }
+    Ok(response)
+}
+
+/// `GET /api/v1/message/{ID}/headers`: every header field, as Mailpit's map of
+/// canonical names to lists of values.
+pub(crate) async fn headers(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let reference = MessageRef::parse(&id)?;
+    let headers = blocking(&state, move |store| {
+        let id = reference.resolve(store)?;
+        let raw = store.raw(id)?.ok_or_else(|| not_found_message(id))?;
+        Ok(crate::json::headers(&mime::parse(&raw)))
+    })
+    .await?;
+    Ok(Json(headers).into_response())
+}
+
+/// `GET /api/v1/message/{ID}/envelope` (sokkel's own): what SMTP said.
+pub(crate) async fn envelope(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let reference = MessageRef::parse(&id)?;
+    let envelope = blocking(&state, move |store| {
+        Ok(EnvelopeJson::from(&load(store, reference)?))
+    })
+    .await?;
+    Ok(Json(envelope).into_response())
+}
+
+/// Media types a browser would run or render as a page of sokkel's origin; they
+/// are sent as downloads, never inline.
+const ACTIVE_TYPES: &[&str] = &[
+    "text/html",
+    "text/xml",
+    "application/xhtml+xml",
+    "image/svg+xml",
+    "application/xml",
+    "text/xsl",
+    "application/javascript",
+    "text/javascript",
+];
+
+/// `GET /api/v1/message/{ID}/part/{PartID}`: one attachment or inline part,
+/// decoded, with its type. Types a browser would execute come as downloads.
+pub(crate) async fn part(
+    State(state): State<AppState>,
+    Path((id, part_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let reference = MessageRef::parse(&id)?;
+    if part_id.is_empty() || !part_id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::BadRequest(format!(
+            "part ID must be a number from the message's Attachments or Inline, not {part_id:?}"
+        )));
+    }
+    let (info, bytes) = blocking(&state, move |store| {
+        let id = reference.resolve(store)?;
+        let raw = store.raw(id)?.ok_or_else(|| not_found_message(id))?;
+        mime::part(&raw, &part_id)
+            .ok_or_else(|| ApiError::NotFound(format!("message {id} has no part {part_id}")))
+    })
+    .await?;
+    let active = ACTIVE_TYPES.contains(&info.content_type.as_str());
+    let (content_type, disposition) = if active {
+        ("application/octet-stream".to_string(), "attachment")
+    } else if info.content_type.starts_with("text/") {
+        (format!("{}; charset=utf-8", info.content_type), "inline")
+    } else {
+        (info.content_type.clone(), "inline")
+    };
+    let mut response = bytes.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&content_type)
+            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        content_disposition(disposition, &info.file_name),
+    );
+    // Opened on its own, a part still runs nothing and loads nothing.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; img-src data:; style-src 'unsafe-inline'; sandbox",
+        ),
+    );
+    Ok(response)
+}
+
+/// `inline; filename="a.pdf"; filename*=UTF-8''a.pdf` (RFC 6266): a plain
+/// ASCII fallback name and the exact name percent-encoded.
+pub(crate) fn content_disposition(kind: &str, file_name: &str) -> HeaderValue {
+    let fallback: String = file_name
+        .chars()
+        .map(|ch| {
+            if ch.is_ascii_graphic() && ch != '"' && ch != '\\' && ch != '%' {
+                ch
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut encoded = String::new();
+    for byte in file_name.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    HeaderValue::from_str(&format!(
+        "{kind}; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
+    ))
+    .unwrap_or(HeaderValue::from_static("attachment"))
+}
+
+/// `GET /api/v1/info`: version, database and counts (Mailpit's AppInformation).
+pub(crate) async fn info(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let uptime = state.inner.started.elapsed().as_secs();
+    let version = state.config().version.clone();
+    let info = blocking(&state, move |store| {
+        let counts = store.count()?;
+        let path = store.path();
+        let size = |path: &std::path::Path| std::fs::metadata(path).map_or(0, |meta| meta.len());
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        Ok(InfoJson {
+            version,
+            latest_version: String::new(),
+            database: path.display().to_string(),
+            database_size: size(path) + size(std::path::Path::new(&wal)),
+            messages: counts.total,
+            unread: counts.unread,
+            tags: BTreeMap::new(),
+            runtime_stats: RuntimeStatsJson {
+                uptime,
+                memory: resident_memory(),
+                smtp_accepted: store.writer_stats().messages,
+            },
+        })
+    })
+    .await?;
+    Ok(Json(info).into_response())
+}
+
+/// This process's resident set size in bytes, from `/proc` on Linux; 0 elsewhere.
+fn resident_memory() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|value| {
+                    value
+                        .trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Any path the router does not know.
+pub(crate) async fn not_found(uri: Uri) -> Response {
+    text(
+        StatusCode::NOT_FOUND,
+        format!("404 page not found: {}", uri.path()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn paging_defaults_caps_and_errors() {
+        let page = Paging::from_query(&query(&[])).unwrap();
+        assert_eq!((page.start, page.limit, page.before), (0, 50, None));
+        let page = Paging::from_query(&query(&[("limit", "100000"), ("start", "7")])).unwrap();
+        assert_eq!((page.start, page.limit), (7, MAX_PAGE));
+        let page = Paging::from_query(&query(&[("before", "42")])).unwrap();
+        assert_eq!(page.before, Some(MessageId(42)));
+        let huge = Paging::from_query(&query(&[("start", "18446744073709551615")])).unwrap();
+        assert_eq!(huge.start, usize::MAX);
+        for bad in [
+            ("start", "-1"),
+            ("limit", "ten"),
+            ("start", "99999999999999999999999"),
+            ("before", "yesterday"),
+            ("before", "0"),
+        ] {
+            assert!(
+                matches!(
+                    Paging::from_query(&query(&[bad])),
+                    Err(ApiError::BadRequest(_))
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn message_refs() {
+        assert_eq!(MessageRef::parse("latest").unwrap(), MessageRef::Latest);
+        assert_eq!(
+            MessageRef::parse("12").unwrap(),
+            MessageRef::Id(MessageId(12))
+        );
+        for bad in ["", "0", "-3", "+3", "abc", "1e3", "99999999999999999999"] {
+            assert!(MessageRef::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn content_disposition_escapes_names() {
+        let value = content_disposition("attachment", "rapport \"Q3\" ø.pdf");
+        assert_eq!(
+            value.to_str().unwrap(),
+            "attachment; filename=\"rapport__Q3___.pdf\"; filename*=UTF-8''rapport%20%22Q3%22%20%C3%B8.pdf"
+        );
+    }
+}

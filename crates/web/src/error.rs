@@ -1,0 +1,83 @@
+//! What can go wrong, and the one place each error becomes an HTTP answer.
+//!
+//! Mailpit answers errors as `text/plain` with a 4xx status and a one-line
+//! message; clients written for it only look at the status. sokkel does the same,
+//! with messages that say what to change. Failures of the store are logged and
+//! answered with a plain 500 (or 503 when the database is busy), never with
+//! details a user cannot act on.
+
+use std::io;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use sokkel_store::StoreError;
+
+/// An error answering one request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The request is malformed: a bad query parameter, body or ID (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The message or part does not exist (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is refused as a matter of policy, e.g. a foreign `Host` (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The server is at a limit and the client may retry later (503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The store failed (500, or 503 if it was busy).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A blocking task could not finish (the runtime is shutting down) (503).
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, message),
+            ApiError::NotFound(message) => (StatusCode::NOT_FOUND, message),
+            ApiError::Forbidden(message) => (StatusCode::FORBIDDEN, message),
+            ApiError::Unavailable(message) => (StatusCode::SERVICE_UNAVAILABLE, message),
+            ApiError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, self.to_string()),
+            ApiError::Store(StoreError::Busy) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                StoreError::Busy.to_string(),
+            ),
+            ApiError::Store(error) => {
+                tracing::error!(%error, "web request failed in the store");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error; the server log has the details".to_string(),
+                )
+            }
+        };
+        text(status, message)
+    }
+}
+
+/// A `text/plain` answer with a trailing newline, as curl users expect.
+pub(crate) fn text(status: StatusCode, mut message: String) -> Response {
+    if !message.ends_with('\n') {
+        message.push('\n');
+    }
+    let mut response = (status, message).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// An error starting or running the web server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WebError {
+    /// A listener could not be handed to the async runtime.
+    #[error("cannot use the HTTP listener: {0}")]
+    Listener(#[source] io::Error),
+}

@@ -1,0 +1,136 @@
+//! Middleware every request passes: the `Host` check against DNS rebinding, and
+//! the security headers every answer carries.
+//!
+//! DNS rebinding: a page on `evil.example` makes its name resolve to 127.0.0.1,
+//! and the victim's browser then sends `Host: evil.example:8025` to sokkel, with
+//! the page allowed to read the answers (same origin, as far as the browser
+//! knows). Refusing foreign `Host` names while sokkel listens on loopback only
+//! closes that hole; a listener on another address answers any host.
+
+use std::net::IpAddr;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::{ApiError, AppState, HostPolicy};
+
+/// Refuses requests for foreign host names with 403 under [`HostPolicy::Loopback`].
+pub(crate) async fn check_host(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if state.config().host_policy == HostPolicy::Loopback
+        && let Some(host) = request.headers().get(header::HOST)
+        && !host.to_str().is_ok_and(is_loopback_host)
+    {
+        return ApiError::Forbidden(
+            "sokkel answers only requests for localhost, 127.0.0.1 or [::1] while it listens \
+             on loopback; open it by one of those names"
+                .to_string(),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// `localhost`, `*.localhost`, or a loopback IP, each with or without a port.
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        // [::1]:8025
+        Some(rest) => match rest.split_once(']') {
+            Some((inside, after))
+                if after.is_empty() || after.strip_prefix(':').is_some_and(is_port) =>
+            {
+                inside
+            }
+            _ => return false,
+        },
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if is_port(port) => name,
+            Some(_) => return false,
+            None => host,
+        },
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    if name == "localhost" || name.ends_with(".localhost") {
+        return true;
+    }
+    name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn is_port(text: &str) -> bool {
+    text.bytes().all(|b| b.is_ascii_digit()) && text.parse::<u16>().is_ok()
+}
+
+/// The page's own policy: its scripts and styles come from sokkel only, message
+/// HTML appears only in frames sokkel serves, and nobody may frame the page.
+pub(crate) const APP_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data:; connect-src 'self'; frame-src 'self'; form-action 'none'; \
+    base-uri 'none'; frame-ancestors 'none'";
+
+/// The policy for answers that are not pages (JSON, text, downloads).
+const DATA_CSP: &str = "default-src 'none'; frame-ancestors 'none'; sandbox";
+
+/// Adds `X-Content-Type-Options`, `Referrer-Policy` and a default
+/// Content-Security-Policy to every answer that does not set its own.
+pub(crate) async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers: &mut HeaderMap = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers
+        .entry(header::REFERRER_POLICY)
+        .or_insert(HeaderValue::from_static("no-referrer"));
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(DATA_CSP));
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        response
+            .headers_mut()
+            .remove(header::CONTENT_SECURITY_POLICY);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        let allowed = [
+            "localhost",
+            "localhost:8025",
+            "LOCALHOST.",
+            "app.localhost:80",
+            "127.0.0.1",
+            "127.0.0.1:8025",
+            "127.1.2.3:1",
+            "[::1]",
+            "[::1]:8025",
+        ];
+        for host in allowed {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        let refused = [
+            "evil.example",
+            "evil.example:8025",
+            "localhost.evil.example",
+            "10.0.0.1:8025",
+            "[::2]:8025",
+            "[::1]x",
+            "127.0.0.1:port",
+            "127.0.0.1:99999",
+            "",
+            "[::1",
+        ];
+        for host in refused {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The catcher's web side: a Mailpit-compatible REST API under `/api/v1`, live
+//! events over a WebSocket at `/api/events`, and a web page embedded in the binary.
+//!
+//! It sits on top of the store, next to SMTP:
+//!
+//! ```text
+//! browser / test suite ──HTTP──▶ app(state): Router ──spawn_blocking──▶ Store queries
+//!                                     │
+//!   WebSocket /api/events ◀── hub ◀── Store::subscribe() (new, delete, read changes)
+//! ```
+//!
+//! - [`app`] builds the router; tests drive it without a socket through tower's
+//!   `oneshot`. [`serve`] runs it on already-bound listeners with a cap on
+//!   connections and a graceful stop.
+//! - The JSON shapes, paths, parameters and plain-text errors follow Mailpit's
+//!   `/api/v1`, so clients written for Mailpit (such as the npm package
+//!   `mailpit-api`) work unchanged. IDs are the store's decimal ids as strings.
+//! - Every store call blocks on SQLite, so handlers run them in `spawn_blocking`.
+//! - Requests whose `Host` is not a loopback name are refused while sokkel listens
+//!   on loopback only ([`HostPolicy`]): that stops DNS-rebinding pages from reading
+//!   caught mail through a victim's browser.
+#![warn(missing_docs)]
+
+mod api;
+mod error;
+mod events;
+mod guard;
+mod json;
+mod openapi;
+mod search;
+mod serve;
+mod timefmt;
+mod ui;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{MethodFilter, on};
+use sokkel_store::Store;
+use tokio::sync::watch;
+
+pub use error::{ApiError, WebError};
+pub use serve::serve;
+
+/// The largest request body accepted (JSON lists of IDs); more is answered 413.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// The most messages one list or search page returns; a larger `limit` is cut to it.
+pub const MAX_PAGE: usize = 1000;
+
+/// Which `Host` headers the server answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPolicy {
+    /// Only `localhost` (and names under `.localhost`), `127.0.0.1` and other
+    /// loopback IPs, with any port, and requests without a `Host` header. The
+    /// right choice whenever every listening address is a loopback address.
+    Loopback,
+    /// Any host: the user chose to listen on a non-loopback address.
+    Any,
+}
+
+/// How the web side behaves.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// Which `Host` headers to answer.
+    pub host_policy: HostPolicy,
+    /// The version reported by `/api/v1/info` and in `stats` events.
+    pub version: String,
+    /// WebSocket clients at once; more are answered 503.
+    pub max_websockets: usize,
+    /// The most connections served at once by [`serve`]; more wait to be accepted.
+    pub max_connections: usize,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            host_policy: HostPolicy::Loopback,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            max_websockets: 128,
+            max_connections: 512,
+        }
+    }
+}
+
+/// What every handler shares: the store, the configuration and the event hub.
+/// A cheap `Clone` handle.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    config: WebConfig,
+    started: Instant,
+    hub: events::Hub,
+    websockets: Arc<tokio::sync::Semaphore>,
+    stop: watch::Sender<bool>,
+}
+
+impl AppState {
+    /// State for a web server over `store`.
+    pub fn new(store: Store, config: WebConfig) -> AppState {
+        let websockets = Arc::new(tokio::sync::Semaphore::new(config.max_websockets));
+        AppState {
+            inner: Arc::new(Inner {
+                hub: events::Hub::new(store.clone(), config.version.clone()),
+                store,
+                config,
+                started: Instant::now(),
+                websockets,
+                stop: watch::channel(false).0,
+            }),
+        }
+    }
+
+    /// The store this state serves.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &WebConfig {
+        &self.inner.config
+    }
+
+    /// Tells long-lived responses (WebSockets) to end, so a graceful stop does
+    /// not wait for browsers to close their tabs.
+    pub fn stop(&self) {
+        self.inner.stop.send_replace(true);
+    }
+
+    fn stopped(&self) -> watch::Receiver<bool> {
+        self.inner.stop.subscribe()
+    }
+}
+
+/// The router with every route sokkel serves, its limits and its guards.
+pub fn app(state: AppState) -> Router {
+    let table = route_table();
+    table
+        .router
+        .fallback(api::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(guard::security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::check_host,
+        ))
+        .with_state(state)
+}
+
+/// Every `(method, path)` the router serves, in the order they were added, with
+/// paths as in the OpenAPI description (`/api/v1/message/{ID}`).
+pub fn routes() -> Vec<(Method, &'static str)> {
+    route_table().routes
+}
+
+/// The router and the list of what it serves, built together so that they cannot
+/// disagree.
+struct RouteTable {
+    router: Router<AppState>,
+    routes: Vec<(Method, &'static str)>,
+}
+
+impl RouteTable {
+    fn add<H, T>(mut self, method: Method, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).expect("a standard method");
+        self.router = self.router.route(path, on(filter, handler));
+        self.routes.push((method, path));
+        self
+    }
+}
+
+fn route_table() -> RouteTable {
+    let table = RouteTable {
+        router: Router::new(),
+        routes: Vec::new(),
+    };
+    table
+        .add(Method::GET, "/", ui::index)
+        .add(Method::GET, "/static/{file}", ui::asset)
+        .add(Method::GET, "/view/{file}", ui::view)
+        .add(Method::GET, "/api/events", events::websocket)
+        .add(Method::GET, "/api/v1/info", api::info)
+        .add(Method::GET, "/api/v1/messages", api::list)
+        .add(Method::PUT, "/api/v1/messages", api::set_read)
+        .add(Method::DELETE, "/api/v1/messages", api::delete)
+        .add(Method::GET, "/api/v1/message/{ID}", api::message)
+        .add(Method::GET, "/api/v1/message/{ID}/raw", api::raw)
+        .add(Method::GET, "/api/v1/message/{ID}/headers", api::headers)
+        .add(Method::GET, "/api/v1/message/{ID}/envelope", api::envelope)
+        .add(Method::GET, "/api/v1/message/{ID}/part/{PartID}", api::part)
+        .add(Method::GET, "/api/v1/search", search::search)
+        .add(Method::DELETE, "/api/v1/search", search::delete)
+        .add(Method::GET, "/api/v1/openapi.json", openapi::document)
+        .add(Method::GET, "/api/v1/swagger.json", openapi::document)
+}

@@ -1,0 +1,120 @@
+//! `/api/v1/search` and the `Search` field of `PUT /api/v1/messages`: the store's
+//! full-text search behind Mailpit's parameters.
+//!
+//! The syntax (free text, `from:`, `to:`, `subject:`, `is:read`, `is:unread`,
+//! `has:attachment`, `before:`, `after:`, quoted phrases, `-` to negate) is parsed
+//! by the store; a query it refuses is a 400 carrying the store's one-line reason.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use sokkel_store::{ListQuery, MessageId, SearchQuery, Store};
+
+use crate::api::{Paging, blocking, ok, query_map};
+use crate::json::MessagesJson;
+use crate::{ApiError, AppState, MAX_PAGE};
+
+/// The `query` parameter, parsed; Mailpit's wording when it is missing.
+fn parse_query(query: &BTreeMap<String, String>) -> Result<(String, SearchQuery), ApiError> {
+    let text = query.get("query").map(|q| q.trim()).unwrap_or_default();
+    if text.is_empty() {
+        return Err(ApiError::BadRequest("Error: no search query".into()));
+    }
+    let parsed = parse_text(text)?;
+    Ok((text.to_string(), parsed))
+}
+
+fn parse_text(text: &str) -> Result<SearchQuery, ApiError> {
+    SearchQuery::parse(text).map_err(|error| ApiError::BadRequest(error.to_string()))
+}
+
+/// `GET /api/v1/search?query=&start=&limit=&before=`: a page of matches, newest
+/// first, with how many match in all (`messages_count`) and how many of those
+/// are unread (`messages_unread`).
+pub(crate) async fn search(
+    State(state): State<AppState>,
+    query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let query = query_map(query)?;
+    let paging = Paging::from_query(&query)?;
+    let (text, parsed) = parse_query(&query)?;
+    // The unread count is the same search with one more condition; put first, so
+    // that the last word of the text stays a prefix as the user typed it.
+    let unread_query = SearchQuery::parse(&format!("is:unread {text}")).ok();
+    let page = blocking(&state, move |store| {
+        let counts = store.count()?;
+        let page = store.search(&parsed, &paging.list_query())?;
+        let unread = match unread_query {
+            Some(query) => Some(
+                store
+                    .search(
+                        &query,
+                        &ListQuery {
+                            limit: 0,
+                            ..ListQuery::default()
+                        },
+                    )?
+                    .matches,
+            ),
+            None => None,
+        };
+        Ok(MessagesJson::new(
+            counts,
+            page.matches,
+            unread,
+            paging.start,
+            &page.messages,
+        ))
+    })
+    .await?;
+    Ok(Json(page).into_response())
+}
+
+/// `DELETE /api/v1/search?query=`: deletes every match. A query that matches
+/// everything is refused; `DELETE /api/v1/messages` says that plainly.
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let (_, parsed) = parse_query(&query_map(query)?)?;
+    if parsed.is_empty() {
+        return Err(ApiError::BadRequest(
+            "this search matches every message; to delete them all, use DELETE /api/v1/messages"
+                .into(),
+        ));
+    }
+    blocking(&state, move |store| Ok(store.delete_matching(&parsed)?)).await?;
+    Ok(ok())
+}
+
+/// Marks every message matching `text`, a page of ids at a time.
+pub(crate) fn set_read_matching(store: &Store, text: &str, read: bool) -> Result<(), ApiError> {
+    let query = parse_text(text)?;
+    let mut before: Option<MessageId> = None;
+    loop {
+        let page = store.search(
+            &query,
+            &ListQuery {
+                limit: MAX_PAGE,
+                offset: 0,
+                before,
+            },
+        )?;
+        let Some(last) = page.messages.last() else {
+            return Ok(());
+        };
+        before = Some(last.id);
+        let ids: Vec<MessageId> = page
+            .messages
+            .iter()
+            .filter(|summary| summary.read != read)
+            .map(|summary| summary.id)
+            .collect();
+        if !ids.is_empty() {
+            store.set_read(&ids, read)?;
+        }
+    }
+}

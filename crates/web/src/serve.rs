@@ -1,0 +1,138 @@
+//! Running the router on sockets: one accept loop per listener, a cap on
+//! connections, and a graceful stop that does not wait for open WebSockets.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::serve::Listener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+
+use crate::{AppState, WebError, app};
+
+/// Serves [`app`] on `listeners` (already bound, so the caller reports bind
+/// errors in its own words) until `shutdown` completes. Then it stops accepting,
+/// closes WebSockets, and gives requests in flight up to `grace` to finish.
+pub async fn serve(
+    listeners: Vec<std::net::TcpListener>,
+    state: AppState,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> Result<(), WebError> {
+    let slots = Arc::new(Semaphore::new(state.config().max_connections.max(1)));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut servers = Vec::new();
+    for listener in listeners {
+        listener.set_nonblocking(true).map_err(WebError::Listener)?;
+        let listener = CappedListener {
+            inner: TcpListener::from_std(listener).map_err(WebError::Listener)?,
+            slots: slots.clone(),
+        };
+        let mut stop = stop_rx.clone();
+        let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        });
+        servers.push(tokio::spawn(async move { server.await }));
+    }
+    shutdown.await;
+    state.stop();
+    let _ = stop_tx.send(true);
+    let drain = async {
+        for server in &mut servers {
+            if let Ok(Err(error)) = server.await {
+                tracing::warn!(%error, "the HTTP server stopped with an error");
+            }
+        }
+    };
+    if tokio::time::timeout(grace, drain).await.is_err() {
+        tracing::warn!("HTTP requests still open after the grace period; closing them");
+        for server in servers {
+            server.abort();
+        }
+    }
+    Ok(())
+}
+
+/// A TCP listener that accepts a connection only while one of `slots` is free;
+/// the connection holds its slot until it closes.
+struct CappedListener {
+    inner: TcpListener,
+    slots: Arc<Semaphore>,
+}
+
+impl Listener for CappedListener {
+    type Io = CappedStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        // Waiting here leaves further clients in the kernel's backlog, which is
+        // the gentlest way to say "busy" to a browser.
+        // The semaphore is never closed, so this always gets a slot.
+        let slot = self.slots.clone().acquire_owned().await.ok();
+        let (stream, addr) = Listener::accept(&mut self.inner).await;
+        let _ = stream.set_nodelay(true);
+        (
+            CappedStream {
+                stream,
+                _slot: slot,
+            },
+            addr,
+        )
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connection and its place under the cap.
+struct CappedStream {
+    stream: TcpStream,
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
+impl AsyncRead for CappedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for CappedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
