@@ -1,0 +1,18 @@
+//! POP3 for sokkel: mail readers (mutt, s-nail, fetchmail, Thunderbird) fetch what
+//! the catcher caught.
+//!
+//! ```text
+//! client ──TCP/TLS──▶ shell ──bytes──▶ session core ──Step──▶ shell ──▶ store
+//!                                                    Login: credentials, maildrop()
+//!                                                    Retrieve: raw(id), streamed
+//!                                                    Update: delete(ids) at QUIT
+//! ```
+//!
+//! - [`session`]: the session core (RFC 1939, RFC 2449 CAPA and response codes,
+//!   RFC 2595 STLS, RFC 5034 AUTH PLAIN), a state machine fed with bytes that hands
+//!   back responses and requests. No sockets, no clock, no store.
+//! - [`body`]: a message as a dot-stuffed multi-line response, written in chunks.
+#![warn(missing_docs)]
+
+pub mod body;
+pub mod session;
