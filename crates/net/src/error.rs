@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use crate::connect::ConnectAttempt;
 
@@ -47,6 +48,22 @@ pub enum NetError {
         target: String,
         /// Every address tried, in order, with why it failed.
         attempts: Vec<ConnectAttempt>,
+    },
+    /// A certificate or key could not be loaded or made.
+    #[error("cannot use {what}: {reason}")]
+    Tls {
+        /// Which file (or pair of files) it was about.
+        what: String,
+        /// What is wrong, phrased for the user.
+        reason: String,
+    },
+    /// The file of users and passwords could not be read or is malformed.
+    #[error("cannot use {} as auth file: {reason}", .path.display())]
+    AuthFile {
+        /// The file given.
+        path: PathBuf,
+        /// What is wrong; names the line where that helps.
+        reason: String,
     },
 }
 

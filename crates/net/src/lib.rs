@@ -10,12 +10,14 @@
 #![warn(missing_docs)]
 
 mod addr;
+pub mod auth;
 mod connect;
 mod error;
 mod limits;
 mod listen;
 pub mod server;
 mod shutdown;
+pub mod tls;
 
 pub use addr::{HostPort, ResolveOverride};
 pub use connect::{ConnectAttempt, connect_any};
