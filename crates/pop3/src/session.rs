@@ -24,7 +24,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use base64::Engine;
+use sokkel_net::auth::decode_sasl_plain;
 use sokkel_store::MessageId;
 
 use crate::body::{DotStuffed, top_length};
@@ -605,9 +605,11 @@ impl Session {
             err(out, "authentication cancelled");
             return None;
         }
+        // The authorization identity is ignored, as SMTP AUTH does: a catcher has no
+        // one to act on behalf of.
         match decode_sasl_plain(response) {
-            Some((user, password)) => Some(self.login(user, password)),
-            None => {
+            Ok((user, password)) => Some(self.login(user, password)),
+            Err(_) => {
                 self.error(
                     out,
                     "[AUTH] invalid PLAIN response: base64 of authzid NUL user NUL password",
@@ -747,26 +749,6 @@ impl Line<'_> {
             other => other,
         }
     }
-}
-
-/// RFC 4616 PLAIN: base64 of `authzid NUL authcid NUL passwd`. Returns the user and
-/// password; an authzid other than empty or the user itself is refused, since
-/// sokkel has no one to act on behalf of. `=` is an empty response (RFC 5034).
-fn decode_sasl_plain(response: &str) -> Option<(String, String)> {
-    let bytes = if response == "=" {
-        Vec::new()
-    } else {
-        base64::engine::general_purpose::STANDARD
-            .decode(response)
-            .ok()?
-    };
-    let text = String::from_utf8(bytes).ok()?;
-    let mut parts = text.split('\0');
-    let (authzid, user, password) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || user.is_empty() || !(authzid.is_empty() || authzid == user) {
-        return None;
-    }
-    Some((user.to_owned(), password.to_owned()))
 }
 
 /// A message number or line count: decimal digits only (no sign, no spaces), and
