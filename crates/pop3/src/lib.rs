@@ -12,7 +12,15 @@
 //!   RFC 2595 STLS, RFC 5034 AUTH PLAIN), a state machine fed with bytes that hands
 //!   back responses and requests. No sockets, no clock, no store.
 //! - [`body`]: a message as a dot-stuffed multi-line response, written in chunks.
+//! - [`serve`]: the tokio shell that owns the sockets and TLS, applies timeouts and
+//!   limits, checks logins against [`sokkel_net::auth::Credentials`] and reads and
+//!   deletes mail in the [`sokkel_store::Store`].
 #![warn(missing_docs)]
 
 pub mod body;
+mod error;
 pub mod session;
+mod shell;
+
+pub use error::Pop3Error;
+pub use shell::{Pop3Config, Pop3Summary, serve};

@@ -379,6 +379,22 @@ impl Session {
         }
     }
 
+    /// The store failed to read the message from [`Step::Retrieve`]. The client may
+    /// try again.
+    pub fn transfer_failed(&mut self, out: &mut Vec<u8>) {
+        if let State::Transaction { pending, .. } = &mut self.state
+            && let Some(retrieve) = pending.take()
+        {
+            err(
+                out,
+                &format!(
+                    "[SYS/TEMP] cannot read message {}; try again later",
+                    retrieve.number
+                ),
+            );
+        }
+    }
+
     /// How the deletions from [`Step::Update`] went: `Ok` with how many messages
     /// were deleted, or `Err` if the store failed. Appends the goodbye and ends the
     /// session.

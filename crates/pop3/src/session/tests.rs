@@ -720,3 +720,28 @@ fn a_login_never_shows_its_password_in_debug_output() {
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(shown.contains("morty"));
 }
+
+#[test]
+fn a_message_the_store_cannot_read_is_an_error_and_the_session_goes_on() {
+    let mut session = Session::new(
+        Arc::new(SessionConfig::default()),
+        Peer {
+            tls: false,
+            loopback: true,
+        },
+    );
+    let mut out = Vec::new();
+    session.advance(LOGIN, &mut out);
+    session.logged_in(vec![(MessageId(5), 10)], &mut out);
+    out.clear();
+    let (consumed, step) = session.advance(b"RETR 1\r\nSTAT\r\n", &mut out);
+    assert_eq!(consumed, 8);
+    assert!(matches!(step, Step::Retrieve(_)));
+    assert_eq!(session.advance(b"STAT\r\n", &mut out), (0, Step::NeedMore));
+    session.transfer_failed(&mut out);
+    assert_eq!(session.advance(b"STAT\r\n", &mut out), (6, Step::NeedMore));
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "-ERR [SYS/TEMP] cannot read message 1; try again later\r\n+OK 1 10\r\n"
+    );
+}
