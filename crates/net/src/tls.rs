@@ -189,8 +189,8 @@ impl ServerStream {
         matches!(self, ServerStream::Tls(_))
     }
 
-    /// The negotiated protocol version (`TLSv1.3`) and cipher suite
-    /// (`TLS13_AES_256_GCM_SHA384`), once TLS is up.
+    /// The negotiated protocol version (`TLSv1.3`) and cipher suite by its IANA
+    /// name (`TLS_AES_256_GCM_SHA384`), once TLS is up.
     pub fn tls_params(&self) -> Option<(String, String)> {
         let ServerStream::Tls(tls) = self else {
             return None;
@@ -202,10 +202,15 @@ impl ServerStream {
             other => format!("{other:?}"),
         };
         let cipher = conn.negotiated_cipher_suite()?.suite();
-        let cipher = cipher
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("{cipher:?}"));
+        // rustls says TLS13_AES_256_GCM_SHA384 where the IANA registry (and OpenSSL,
+        // and so most clients' logs) says TLS_AES_256_GCM_SHA384.
+        let cipher = match cipher.as_str() {
+            Some(name) => match name.strip_prefix("TLS13_") {
+                Some(rest) => format!("TLS_{rest}"),
+                None => name.to_string(),
+            },
+            None => format!("{cipher:?}"),
+        };
         Some((version, cipher))
     }
 

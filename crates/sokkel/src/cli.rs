@@ -263,6 +263,59 @@ pub struct MailServeArgs {
     /// Threads for the network side (the store always writes on a thread of its own).
     #[arg(long, value_name = "N", default_value_t = 1, env = "SOKKEL_MAIL_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: u16,
+    #[command(flatten)]
+    pub security: SecurityArgs,
+}
+
+/// TLS and AUTH for the catcher's SMTP (and POP3) listeners.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "TLS and AUTH")]
+pub struct SecurityArgs {
+    /// Address for SMTPS, TLS from the first byte (repeatable); needs a certificate.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "SOKKEL_SMTPS_LISTEN",
+        value_delimiter = ','
+    )]
+    pub smtps: Vec<String>,
+    /// The certificate chain (PEM) for STARTTLS and SMTPS; with --tls-key.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "SOKKEL_TLS_CERT",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "SOKKEL_TLS_KEY",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Make a self-signed certificate at start and print its fingerprint.
+    #[arg(long, env = "SOKKEL_TLS_SELF_SIGNED", conflicts_with = "tls_cert")]
+    pub tls_self_signed: bool,
+    /// Refuse MAIL with 530 until the client has used STARTTLS.
+    #[arg(long, env = "SOKKEL_REQUIRE_TLS")]
+    pub require_tls: bool,
+    /// Users who may log in: lines of user:password (clear, bcrypt or argon2 hash).
+    #[arg(long, value_name = "FILE", env = "SOKKEL_AUTH_FILE")]
+    pub auth_file: Option<std::path::PathBuf>,
+    /// Accept any user name and password (for apps that insist on logging in).
+    #[arg(long, env = "SOKKEL_AUTH_ACCEPT_ANY", conflicts_with = "auth_file")]
+    pub auth_accept_any: bool,
+    /// Offer AUTH on connections without TLS too (passwords then cross in clear text).
+    #[arg(long, env = "SOKKEL_ALLOW_INSECURE_AUTH")]
+    pub allow_insecure_auth: bool,
+    /// How long a client waits after wrong credentials.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration, env = "SOKKEL_AUTH_FAILURE_DELAY")]
+    pub auth_failure_delay: Duration,
+    /// Failed logins in one session before it is closed.
+    #[arg(long, value_name = "N", default_value_t = 3, env = "SOKKEL_MAX_AUTH_FAILURES", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_auth_failures: u32,
 }
 
 #[derive(Debug, Args)]

@@ -68,7 +68,7 @@ impl FromStr for MessageId {
 pub struct TlsInfo {
     /// The protocol version, e.g. `TLSv1.3`.
     pub version: String,
-    /// The negotiated cipher suite, e.g. `TLS13_AES_256_GCM_SHA384`.
+    /// The negotiated cipher suite by its IANA name, e.g. `TLS_AES_256_GCM_SHA384`.
     pub cipher: String,
 }
 

@@ -21,6 +21,12 @@
 //! C: ...content... <CR><LF>.<CR><LF>     -> Step::Deliver; the shell stores the message
 //! S: 250 2.0.0 Ok: queued as 42           <- Session::delivered
 //! ```
+//!
+//! STARTTLS (RFC 3207) and AUTH (RFC 4954) are decided here too, but carried out
+//! by the shell: [`Step::StartTls`] asks it to discard whatever the client pipelined
+//! behind the command and perform the handshake, after which the session starts
+//! over ([`Session::tls_started`]); [`Step::Authenticate`] hands it a user name and
+//! password to check, and [`Session::authenticated`] takes the verdict.
 
 use std::sync::Arc;
 
@@ -51,6 +57,17 @@ pub struct SessionConfig {
     pub max_errors: u32,
     /// What to do with bare line feeds in message content.
     pub bare_lf: BareLf,
+    /// The shell can perform a TLS handshake: offer STARTTLS.
+    pub starttls: bool,
+    /// Refuse MAIL with 530 until the session uses TLS.
+    pub require_tls: bool,
+    /// The shell can check credentials: offer AUTH PLAIN and LOGIN (under TLS only,
+    /// unless `allow_insecure_auth`).
+    pub auth: bool,
+    /// Offer AUTH on connections without TLS as well.
+    pub allow_insecure_auth: bool,
+    /// Failed AUTH attempts before the session is closed with 421.
+    pub max_auth_failures: u32,
 }
 
 impl Default for SessionConfig {
@@ -62,6 +79,11 @@ impl Default for SessionConfig {
             max_line_length: 2048,
             max_errors: 20,
             bare_lf: BareLf::Accept,
+            starttls: false,
+            require_tls: false,
+            auth: false,
+            allow_insecure_auth: false,
+            max_auth_failures: 3,
         }
     }
 }
@@ -79,6 +101,8 @@ pub struct Received {
     pub smtputf8: bool,
     /// Whether the content held line feeds not preceded by a carriage return.
     pub bare_lf: bool,
+    /// The user the client authenticated as, if it did.
+    pub auth_user: Option<String>,
     /// The content, dot-unstuffed (DATA) or with the chunks joined (BDAT).
     pub data: Vec<u8>,
 }
@@ -93,6 +117,33 @@ pub enum Step {
     Deliver(Received),
     /// Flush the replies, then close the connection; unconsumed input is discarded.
     Close,
+    /// Flush the replies (the 220 to STARTTLS), discard every byte of unconsumed
+    /// input (a client must not pipeline behind STARTTLS, and what it did pipeline
+    /// was sent in clear text: CVE-2011-0411), perform the TLS handshake, then call
+    /// [`Session::tls_started`]. If the handshake fails, close the connection.
+    StartTls,
+    /// Check these credentials (off the async threads: hashes are slow), then call
+    /// [`Session::authenticated`]. The password must not be logged.
+    Authenticate(Credentials),
+}
+
+/// A user name and password from AUTH, for the shell to check. Its `Debug` does not
+/// show the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The user name (RFC 4616's authentication identity).
+    pub user: String,
+    /// The password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 /// How storing a message turned out, for [`Session::delivered`].
@@ -120,8 +171,26 @@ enum State {
     },
     /// A message was handed to the shell; waiting for [`Session::delivered`].
     Delivering,
+    /// STARTTLS was accepted; waiting for [`Session::tls_started`]. Input is
+    /// discarded meanwhile.
+    TlsPending,
+    /// AUTH sent a 334 challenge and waits for the client's line.
+    AuthResponse(AuthStage),
+    /// Credentials were handed to the shell; waiting for [`Session::authenticated`].
+    Authenticating(String),
     /// The session is over.
     Closed,
+}
+
+/// Which line an AUTH exchange waits for.
+#[derive(Debug)]
+enum AuthStage {
+    /// PLAIN without an initial response: the whole base64 message.
+    Plain,
+    /// LOGIN: the user name.
+    LoginUser,
+    /// LOGIN: the password for this user.
+    LoginPassword(String),
 }
 
 /// Where the DATA scanner stands between two inputs.
@@ -156,6 +225,12 @@ pub struct Session {
     errors: u32,
     /// The rest of an overlong command line is being skipped.
     skipping_line: bool,
+    /// The connection uses TLS (after STARTTLS, or implicitly).
+    tls: bool,
+    /// The user the client authenticated as.
+    auth_user: Option<String>,
+    /// Failed AUTH attempts so far.
+    auth_failures: u32,
 }
 
 enum Line<'a> {
@@ -182,7 +257,71 @@ impl Session {
             tx: None,
             errors: 0,
             skipping_line: false,
+            tls: false,
+            auth_user: None,
+            auth_failures: 0,
         }
+    }
+
+    /// A session on a connection that is TLS from the start (SMTPS, RFC 8314):
+    /// STARTTLS is not offered and AUTH is.
+    pub fn new_tls(config: Arc<SessionConfig>) -> Self {
+        Session {
+            tls: true,
+            ..Session::new(config)
+        }
+    }
+
+    /// The TLS handshake after [`Step::StartTls`] succeeded. The session starts over
+    /// as RFC 3207 requires: the client must send EHLO again, and everything it said
+    /// before (the EHLO name, a half-built transaction) is forgotten.
+    pub fn tls_started(&mut self) {
+        self.tls = true;
+        self.helo = None;
+        self.tx = None;
+        self.auth_user = None;
+        self.skipping_line = false;
+        self.state = State::Command;
+    }
+
+    /// Says whether the credentials from [`Step::Authenticate`] were right, and
+    /// appends the reply. Too many failures end the session with 421.
+    pub fn authenticated(&mut self, ok: bool, out: &mut Vec<u8>) {
+        let user = match std::mem::replace(&mut self.state, State::Command) {
+            State::Authenticating(user) => user,
+            other => {
+                // Not waiting for a verdict: nothing to do.
+                self.state = other;
+                return;
+            }
+        };
+        if ok {
+            self.auth_user = Some(user);
+            Reply::new(235, "2.7.0", "Authentication successful").write_to(out);
+            return;
+        }
+        self.auth_failures += 1;
+        Reply::new(535, "5.7.8", "Authentication credentials invalid").write_to(out);
+        if self.auth_failures >= self.config.max_auth_failures {
+            let host = &self.config.hostname;
+            Reply::new(
+                421,
+                "4.7.0",
+                format!("{host} Too many failed authentication attempts, closing connection"),
+            )
+            .write_to(out);
+            self.state = State::Closed;
+        }
+    }
+
+    /// Whether the connection uses TLS, as far as the session knows.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// Whether AUTH may be used on this connection now.
+    fn auth_offered(&self) -> bool {
+        self.config.auth && (self.tls || self.config.allow_insecure_auth)
     }
 
     /// Appends the 220 greeting.
@@ -239,7 +378,29 @@ impl Session {
             let rest = &input[pos..];
             match &mut self.state {
                 State::Closed => return (input.len(), Step::Close),
-                State::Delivering => return (pos, Step::NeedMore),
+                State::Delivering | State::Authenticating(_) => return (pos, Step::NeedMore),
+                // Bytes sent between STARTTLS and the handshake are never commands.
+                State::TlsPending => return (input.len(), Step::NeedMore),
+                State::AuthResponse(_) => match self.next_line(rest) {
+                    Line::Incomplete => return (pos, Step::NeedMore),
+                    Line::Overlong { consumed, ended } => {
+                        pos += consumed;
+                        if ended {
+                            self.state = State::Command;
+                            let reply = Reply::new(500, "5.5.6", "Authentication line too long");
+                            self.reply(reply, out);
+                        } else {
+                            return (pos, Step::NeedMore);
+                        }
+                    }
+                    Line::Complete { consumed, text, .. } => {
+                        pos += consumed;
+                        let text = String::from_utf8_lossy(text).into_owned();
+                        if let Some(step) = self.auth_response(&text, out) {
+                            return (pos, step);
+                        }
+                    }
+                },
                 State::Command => match self.next_line(rest) {
                     Line::Incomplete => return (pos, Step::NeedMore),
                     Line::Overlong { consumed, ended } => {
@@ -355,6 +516,146 @@ impl Session {
         self.reply(reply, out);
     }
 
+    /// The client's answer to a 334 challenge.
+    fn auth_response(&mut self, line: &str, out: &mut Vec<u8>) -> Option<Step> {
+        let State::AuthResponse(stage) = std::mem::replace(&mut self.state, State::Command) else {
+            return None;
+        };
+        if line == "*" {
+            self.reply(Reply::new(501, "5.7.0", "Authentication cancelled"), out);
+            return None;
+        }
+        let step = match stage {
+            AuthStage::Plain => sokkel_net::auth::decode_sasl_plain(line)
+                .map(|(user, password)| self.check(user, password)),
+            AuthStage::LoginUser => sokkel_net::auth::decode_sasl_text(line).map(|user| {
+                self.state = State::AuthResponse(AuthStage::LoginPassword(user));
+                // "Password:"
+                Reply::new(334, "", "UGFzc3dvcmQ6").write_to(out);
+                None
+            }),
+            AuthStage::LoginPassword(user) => {
+                sokkel_net::auth::decode_sasl_text(line).map(|password| self.check(user, password))
+            }
+        };
+        match step {
+            Ok(step) => step,
+            Err(error) => {
+                self.reply(
+                    Reply::new(501, "5.5.2", format!("Cannot decode: {error}")),
+                    out,
+                );
+                None
+            }
+        }
+    }
+
+    /// Hands credentials to the shell.
+    fn check(&mut self, user: String, password: String) -> Option<Step> {
+        self.state = State::Authenticating(user.clone());
+        Some(Step::Authenticate(Credentials { user, password }))
+    }
+
+    /// AUTH mechanism [initial-response] (RFC 4954).
+    fn auth(&mut self, arg: &str, out: &mut Vec<u8>) -> Option<Step> {
+        let refuse = |code, enhanced, text: &str| Some(Reply::new(code, enhanced, text));
+        let refusal = if !self.config.auth {
+            refuse(502, "5.5.1", "AUTH is not enabled on this server")
+        } else if !self.auth_offered() {
+            refuse(
+                538,
+                "5.7.11",
+                "Encryption required for requested authentication mechanism; use STARTTLS first",
+            )
+        } else if !matches!(self.helo, Some((_, true))) {
+            refuse(503, "5.5.1", "Send EHLO first")
+        } else if self.auth_user.is_some() {
+            refuse(503, "5.5.1", "Already authenticated")
+        } else if self.tx.is_some() {
+            refuse(
+                503,
+                "5.5.1",
+                "AUTH is not allowed during a mail transaction",
+            )
+        } else {
+            None
+        };
+        if let Some(reply) = refusal {
+            self.reply(reply, out);
+            return None;
+        }
+        let (mechanism, initial) = match arg.split_once(' ') {
+            Some((mechanism, initial)) => (mechanism, Some(initial.trim())),
+            None => (arg, None),
+        };
+        match (mechanism.to_ascii_uppercase().as_str(), initial) {
+            ("PLAIN", None) => {
+                self.state = State::AuthResponse(AuthStage::Plain);
+                Reply::new(334, "", "").write_to(out);
+                None
+            }
+            ("LOGIN", None) => {
+                self.state = State::AuthResponse(AuthStage::LoginUser);
+                // "Username:"
+                Reply::new(334, "", "VXNlcm5hbWU6").write_to(out);
+                None
+            }
+            // "=" is an empty initial response (RFC 4954 section 4).
+            ("PLAIN" | "LOGIN", Some("=")) | ("PLAIN" | "LOGIN", Some("*")) => {
+                self.reply(Reply::new(501, "5.7.0", "Authentication cancelled"), out);
+                None
+            }
+            ("PLAIN" | "LOGIN", Some(initial)) => {
+                let stage = if mechanism.eq_ignore_ascii_case("PLAIN") {
+                    AuthStage::Plain
+                } else {
+                    AuthStage::LoginUser
+                };
+                self.state = State::AuthResponse(stage);
+                self.auth_response(initial, out)
+            }
+            ("", _) => {
+                self.reply(
+                    Reply::new(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]"),
+                    out,
+                );
+                None
+            }
+            _ => {
+                self.reply(
+                    Reply::new(
+                        504,
+                        "5.5.4",
+                        "Unrecognized authentication type; use PLAIN or LOGIN",
+                    ),
+                    out,
+                );
+                None
+            }
+        }
+    }
+
+    /// STARTTLS (RFC 3207).
+    fn starttls(&mut self, arg: &str, out: &mut Vec<u8>) -> Option<Step> {
+        let reply = if !self.config.starttls {
+            Reply::new(
+                502,
+                "5.5.1",
+                "STARTTLS is not enabled on this server (see --tls-cert or --tls-self-signed)",
+            )
+        } else if self.tls {
+            Reply::new(503, "5.5.1", "TLS is already active")
+        } else if !arg.is_empty() {
+            Reply::new(501, "5.5.4", "Syntax: STARTTLS (no arguments)")
+        } else {
+            Reply::new(220, "2.0.0", "Ready to start TLS").write_to(out);
+            self.state = State::TlsPending;
+            return Some(Step::StartTls);
+        };
+        self.reply(reply, out);
+        None
+    }
+
     fn next_line<'a>(&mut self, rest: &'a [u8]) -> Line<'a> {
         let max = self.config.max_line_length;
         if self.skipping_line {
@@ -458,6 +759,8 @@ impl Session {
                     return None;
                 }
             },
+            "STARTTLS" => return self.starttls(arg, out),
+            "AUTH" => return self.auth(arg, out),
             "RSET" if arg.is_empty() => {
                 self.tx = None;
                 Reply::new(250, "2.0.0", "Ok")
@@ -479,15 +782,13 @@ impl Session {
             "HELP" => Reply::new(
                 214,
                 "2.0.0",
-                "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP; this server catches every message and relays none",
+                "Commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP; this server catches every message and relays none",
             ),
-            "EXPN" | "TURN" | "ETRN" | "SEND" | "SOML" | "SAML" | "STARTTLS" | "AUTH" => {
-                Reply::new(
-                    502,
-                    "5.5.1",
-                    format!("{} is not implemented here", verb.to_ascii_uppercase()),
-                )
-            }
+            "EXPN" | "TURN" | "ETRN" | "SEND" | "SOML" | "SAML" => Reply::new(
+                502,
+                "5.5.1",
+                format!("{} is not implemented here", verb.to_ascii_uppercase()),
+            ),
             "" => Reply::new(500, "5.5.2", "Syntax error: empty command"),
             _ => Reply::new(500, "5.5.2", "Syntax error: command unrecognized"),
         };
@@ -508,7 +809,7 @@ impl Session {
         if !extended {
             return Reply::new(250, "", greeting);
         }
-        let lines = vec![
+        let mut lines = vec![
             greeting,
             "PIPELINING".into(),
             format!("SIZE {}", self.config.max_message_size),
@@ -517,6 +818,12 @@ impl Session {
             "ENHANCEDSTATUSCODES".into(),
             "CHUNKING".into(),
         ];
+        if self.config.starttls && !self.tls {
+            lines.push("STARTTLS".into());
+        }
+        if self.auth_offered() && self.auth_user.is_none() {
+            lines.push("AUTH PLAIN LOGIN".into());
+        }
         Reply {
             code: 250,
             enhanced: "",
@@ -530,6 +837,9 @@ impl Session {
         };
         if self.tx.is_some() {
             return Reply::new(503, "5.5.1", "Nested MAIL command");
+        }
+        if self.config.require_tls && !self.tls {
+            return Reply::new(530, "5.7.0", "Must issue a STARTTLS command first");
         }
         let (path, params) = match parse_path(arg, "FROM:") {
             Ok(parts) => parts,
@@ -706,6 +1016,7 @@ impl Session {
             rcpt_to: tx.rcpt_to,
             smtputf8: tx.smtputf8,
             bare_lf: tx.bare_lf,
+            auth_user: self.auth_user.clone(),
             data: tx.data,
         }))
     }

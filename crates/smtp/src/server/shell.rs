@@ -5,6 +5,11 @@
 //! input (so pipelined replies go out together, RFC 2920), and hands finished messages
 //! to the [`Deliver`] sink. The 250 after DATA is written only after `deliver`
 //! returned, which for the SQLite store means the message is committed and synced.
+//!
+//! It also carries out what the core decides about TLS and AUTH: the STARTTLS
+//! handshake (throwing away anything the client pipelined behind the command),
+//! implicit TLS on SMTPS listeners, and checking credentials on tokio's blocking
+//! pool, with a delay after each failure.
 
 use std::future::Future;
 use std::io;
@@ -12,13 +17,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use sokkel_net::auth::Credentials;
 use sokkel_net::server::{Accepted, ConnectionLimit, StopSignal, accept_loop, stop_switch};
-use sokkel_store::{Deliver, Envelope, NewMessage};
+use sokkel_net::tls::{ServerStream, ServerTls};
+use sokkel_store::{Deliver, Envelope, NewMessage, TlsInfo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::session::{Delivery, Session, SessionConfig, Step};
+
+/// The longest a TLS handshake may take, however long the command timeout is: a
+/// client that connects to the SMTPS port and says nothing should not hold a session
+/// slot for minutes.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How the server behaves beyond one session's rules.
 #[derive(Debug, Clone)]
@@ -36,6 +47,22 @@ pub struct ServerConfig {
     /// After a shutdown signal, how long a client in the middle of a message may take
     /// to finish it.
     pub shutdown_grace: Duration,
+    /// The certificate for STARTTLS and SMTPS; `None` offers neither. Set
+    /// `session.starttls` to match.
+    pub tls: Option<ServerTls>,
+    /// Who may log in; `None` offers no AUTH. Set `session.auth` to match.
+    pub credentials: Option<Credentials>,
+    /// How long a client waits after wrong credentials before it may try again.
+    pub auth_failure_delay: Duration,
+}
+
+/// The listening sockets, already bound.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// Plain SMTP, with STARTTLS when TLS is configured.
+    pub smtp: Vec<std::net::TcpListener>,
+    /// SMTPS: TLS from the first byte (RFC 8314). Needs [`ServerConfig::tls`].
+    pub smtps: Vec<std::net::TcpListener>,
 }
 
 /// What a server run did.
@@ -57,18 +84,28 @@ struct Shared<D> {
 /// message finish it within the grace period, and returns.
 pub async fn serve<D: Deliver>(
     config: ServerConfig,
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Listeners,
     sink: Arc<D>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<ServeSummary> {
+    if !listeners.smtps.is_empty() && config.tls.is_none() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "an SMTPS listener needs a TLS certificate",
+        ));
+    }
     let limit = ConnectionLimit::new(config.max_conns);
     let shared = Arc::new(Shared { config, sink });
     let (stopper, stop) = stop_switch();
     let mut loops = Vec::new();
-    for listener in listeners {
+    let tagged = (listeners.smtp.into_iter().map(|l| (l, false)))
+        .chain(listeners.smtps.into_iter().map(|l| (l, true)));
+    for (listener, implicit_tls) in tagged {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let (shared, conn_stop) = (shared.clone(), stop.clone());
-        let handle = move |accepted| serve_connection(accepted, shared.clone(), conn_stop.clone());
+        let handle = move |accepted| {
+            serve_connection(accepted, implicit_tls, shared.clone(), conn_stop.clone())
+        };
         loops.push(tokio::spawn(accept_loop(
             listener,
             limit.clone(),
@@ -92,34 +129,72 @@ pub async fn serve<D: Deliver>(
 
 async fn serve_connection<D: Deliver>(
     accepted: Accepted,
+    implicit_tls: bool,
     shared: Arc<Shared<D>>,
     stop: StopSignal,
 ) {
     match accepted {
         Accepted::Admitted(stream, peer, slot) => {
-            if let Err(err) = run_session(stream, peer, &shared, stop).await {
+            let session = if implicit_tls {
+                handshake(ServerStream::Plain(stream), &shared.config)
+                    .await
+                    .map(|stream| (stream, Session::new_tls(shared.config.session.clone())))
+            } else {
+                Ok((
+                    ServerStream::Plain(stream),
+                    Session::new(shared.config.session.clone()),
+                ))
+            };
+            let result = match session {
+                Ok((stream, session)) => run_session(stream, session, peer, &shared, stop).await,
+                Err(err) => Err(err),
+            };
+            if let Err(err) = result {
                 tracing::debug!(%peer, %err, "session ended with an error");
             }
             drop(slot);
         }
-        Accepted::Refused(mut stream, peer) => {
+        Accepted::Refused(stream, peer) => {
             tracing::warn!(%peer, max = shared.config.max_conns, "refusing connection: too many sessions");
             let host = &shared.config.session.hostname;
             let busy = format!("421 4.7.0 {host} Too many connections; try again later\r\n");
+            let mut stream = ServerStream::Plain(stream);
+            if implicit_tls {
+                // A TLS client cannot read a clear-text reply; say it inside TLS if
+                // the handshake is quick, else just close.
+                match handshake(stream, &shared.config).await {
+                    Ok(tls) => stream = tls,
+                    Err(_) => return,
+                }
+            }
             let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(busy.as_bytes()))
                 .await;
         }
     }
 }
 
+/// The server side of the TLS handshake, bounded in time.
+async fn handshake(stream: ServerStream, config: &ServerConfig) -> io::Result<ServerStream> {
+    let Some(tls) = &config.tls else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "TLS is not configured",
+        ));
+    };
+    let timeout = config.command_timeout.min(HANDSHAKE_TIMEOUT);
+    tokio::time::timeout(timeout, stream.accept_tls(&tls.acceptor()))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))?
+}
+
 async fn run_session<D: Deliver>(
-    mut stream: TcpStream,
+    mut stream: ServerStream,
+    mut session: Session,
     peer: SocketAddr,
     shared: &Shared<D>,
     mut stop: StopSignal,
 ) -> io::Result<()> {
     let config = &shared.config;
-    let mut session = Session::new(config.session.clone());
     let mut input: Vec<u8> = Vec::with_capacity(4096);
     let mut out: Vec<u8> = Vec::with_capacity(512);
     session.greeting(&mut out);
@@ -139,8 +214,10 @@ async fn run_session<D: Deliver>(
                         client_addr: peer,
                         bare_lf: received.bare_lf,
                         smtputf8: received.smtputf8,
-                        tls: None,
-                        auth_user: None,
+                        tls: stream
+                            .tls_params()
+                            .map(|(version, cipher)| TlsInfo { version, cipher }),
+                        auth_user: received.auth_user,
                     },
                     received_at: SystemTime::now(),
                     raw: received.data,
@@ -159,6 +236,25 @@ async fn run_session<D: Deliver>(
                 // Dropping the socket closes it; the client has usually hung up
                 // after 221 already, so a shutdown() first would only fail.
                 return write_out(&mut stream, &mut out, config.command_timeout).await;
+            }
+            Step::StartTls => {
+                write_out(&mut stream, &mut out, config.command_timeout).await?;
+                // Sent in clear text before the handshake: never commands.
+                input.clear();
+                stream = handshake(stream, config).await?;
+                session.tls_started();
+                continue;
+            }
+            Step::Authenticate(given) => {
+                let ok = check_credentials(config, given).await;
+                if !ok {
+                    tracing::info!(%peer, "authentication failed");
+                    // Flush what came before, then make a password guesser wait.
+                    write_out(&mut stream, &mut out, config.command_timeout).await?;
+                    tokio::time::sleep(config.auth_failure_delay).await;
+                }
+                session.authenticated(ok, &mut out);
+                continue;
             }
             Step::NeedMore => {}
         }
@@ -200,7 +296,21 @@ async fn run_session<D: Deliver>(
     }
 }
 
-async fn write_out(stream: &mut TcpStream, out: &mut Vec<u8>, timeout: Duration) -> io::Result<()> {
+/// Checks credentials on the blocking pool (bcrypt and Argon2 are slow on purpose).
+async fn check_credentials(config: &ServerConfig, given: super::session::Credentials) -> bool {
+    let Some(credentials) = config.credentials.clone() else {
+        return false;
+    };
+    tokio::task::spawn_blocking(move || credentials.verify(&given.user, &given.password))
+        .await
+        .unwrap_or(false)
+}
+
+async fn write_out(
+    stream: &mut ServerStream,
+    out: &mut Vec<u8>,
+    timeout: Duration,
+) -> io::Result<()> {
     if out.is_empty() {
         return Ok(());
     }

@@ -2,6 +2,7 @@
 
 mod compose;
 mod read;
+mod security;
 mod send;
 pub mod sendmail;
 mod serve;

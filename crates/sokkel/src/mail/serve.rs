@@ -6,12 +6,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use sokkel_net::DEFAULT_BACKLOG;
 use sokkel_smtp::server::session::{BareLf, SessionConfig};
-use sokkel_smtp::server::shell::{ServerConfig, serve};
+use sokkel_smtp::server::shell::{Listeners, ServerConfig, serve};
 use sokkel_store::{Store, StoreEvent, StoreOptions};
 
 use crate::cli::MailServeArgs;
 use crate::hints::announce;
 use crate::listen::{explain_bind, listen_addresses};
+use crate::mail::security::Security;
 
 pub fn run(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = crate::runtime::runtime(usize::from(args.threads))?;
@@ -23,11 +24,25 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     sokkel_net::raise_open_file_limit();
     // Bind first: a port in use is the most likely mistake, and it should not leave
     // a new store behind.
-    let mut listeners = Vec::new();
-    for addr in listen_addresses(&args.smtp, "--smtp", "127.0.0.1:1025").await? {
+    let hostname = args.hostname.clone().unwrap_or_else(super::send::host_name);
+    let smtp_addrs = listen_addresses(&args.smtp, "--smtp", "127.0.0.1:1025").await?;
+    let smtps_addrs = if args.security.smtps.is_empty() {
+        Vec::new()
+    } else {
+        listen_addresses(&args.security.smtps, "--smtps", "127.0.0.1:1465").await?
+    };
+    let all_addrs: Vec<_> = smtp_addrs.iter().chain(&smtps_addrs).copied().collect();
+    let security = Security::from_args(&args.security, &hostname, &all_addrs)?;
+    let mut listeners = Listeners::default();
+    for addr in smtp_addrs {
         let listener = sokkel_net::bind_tcp(addr, DEFAULT_BACKLOG)
             .map_err(|err| explain_bind(err, "--smtp", 1025))?;
-        listeners.push(listener);
+        listeners.smtp.push(listener);
+    }
+    for addr in smtps_addrs {
+        let listener = sokkel_net::bind_tcp(addr, DEFAULT_BACKLOG)
+            .map_err(|err| explain_bind(err, "--smtps", 1465))?;
+        listeners.smtps.push(listener);
     }
 
     let ephemeral = if args.ephemeral {
@@ -51,9 +66,16 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     let store = Store::open(&path, options)
         .with_context(|| format!("cannot open the mail store {}", path.display()))?;
 
-    for listener in &listeners {
+    for listener in &listeners.smtp {
         announce(format_args!("listening on smtp {}", listener.local_addr()?));
     }
+    for listener in &listeners.smtps {
+        announce(format_args!(
+            "listening on smtps {}",
+            listener.local_addr()?
+        ));
+    }
+    security.announce(&args.security);
     let kept = if ephemeral.is_some() {
         " (temporary, removed at exit)"
     } else {
@@ -62,7 +84,6 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     announce(format_args!("mail is kept in {}{kept}", path.display()));
     tokio::spawn(log_new_messages(store.clone()));
 
-    let hostname = args.hostname.clone().unwrap_or_else(super::send::host_name);
     let session = SessionConfig {
         hostname,
         max_message_size: args.max_message_size,
@@ -74,6 +95,11 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
         } else {
             BareLf::Accept
         },
+        starttls: security.tls.is_some(),
+        require_tls: args.security.require_tls,
+        auth: security.credentials.is_some(),
+        allow_insecure_auth: args.security.allow_insecure_auth,
+        max_auth_failures: args.security.max_auth_failures,
     };
     let config = ServerConfig {
         session: Arc::new(session),
@@ -81,6 +107,9 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
         command_timeout: args.command_timeout,
         data_timeout: args.data_timeout,
         shutdown_grace: args.shutdown_timeout,
+        tls: security.tls.clone(),
+        credentials: security.credentials.clone(),
+        auth_failure_delay: args.security.auth_failure_delay,
     };
     tracing::info!("mail catcher ready; it relays nothing. Ctrl-C stops it");
     let summary = serve(config, listeners, Arc::new(store), stop)

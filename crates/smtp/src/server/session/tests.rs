@@ -33,6 +33,17 @@ fn run_with(config: SessionConfig, writes: &[&[u8]]) -> Run {
                     closed = true;
                     break 'writes;
                 }
+                Step::StartTls => {
+                    // As the shell does: drop what was pipelined, then "handshake".
+                    out.extend_from_slice(b"<TLS>\r\n");
+                    buffer.clear();
+                    session.tls_started();
+                    break;
+                }
+                Step::Authenticate(given) => {
+                    let ok = given.user == "user" && given.password == "secret";
+                    session.authenticated(ok, &mut out);
+                }
             }
         }
     }
@@ -483,4 +494,258 @@ fn receiving_content_is_reported_for_the_data_timeout() {
     let (_, step) = session.advance(&[ENVELOPE, b"DATA\r\npartial"].concat(), &mut out);
     assert_eq!(step, Step::NeedMore);
     assert!(session.receiving_content());
+}
+
+fn tls_config() -> SessionConfig {
+    SessionConfig {
+        starttls: true,
+        auth: true,
+        ..SessionConfig::default()
+    }
+}
+
+/// base64 of a PLAIN message for `user` and `password`.
+fn plain(user: &str, password: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"))
+}
+
+fn b64(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+#[test]
+fn starttls_and_auth_are_advertised_only_when_they_can_be_used() {
+    let r = run_with(tls_config(), &[EHLO, b"STARTTLS\r\n", EHLO]);
+    let (before, after) = r.out.split_once("<TLS>").unwrap();
+    assert!(before.contains("250 STARTTLS\r\n"), "{before}");
+    assert!(
+        !before.contains("AUTH"),
+        "AUTH offered before TLS: {before}"
+    );
+    assert!(
+        before.contains("220 2.0.0 Ready to start TLS\r\n"),
+        "{before}"
+    );
+    assert!(!after.contains("STARTTLS"), "{after}");
+    assert!(after.contains("250 AUTH PLAIN LOGIN\r\n"), "{after}");
+
+    let insecure = SessionConfig {
+        allow_insecure_auth: true,
+        ..tls_config()
+    };
+    assert!(run_with(insecure, &[EHLO]).out.contains("AUTH PLAIN LOGIN"));
+    let plain_server = run(&[EHLO]).out;
+    assert!(!plain_server.contains("STARTTLS") && !plain_server.contains("AUTH"));
+}
+
+#[test]
+fn commands_pipelined_behind_starttls_are_never_executed() {
+    // One write: STARTTLS and a MAIL the attacker hopes runs inside the TLS session.
+    let r = run_with(
+        tls_config(),
+        &[
+            EHLO,
+            b"STARTTLS\r\nMAIL FROM:<evil@x.test>\r\n",
+            b"RCPT TO:<b@y.test>\r\n",
+        ],
+    );
+    let after = r.out.split_once("<TLS>").unwrap().1;
+    // The RCPT finds no transaction (the MAIL was discarded) and no EHLO yet.
+    assert_eq!(codes(after), vec![503], "{after}");
+
+    // Defence in depth: a shell that forgot to discard still gets nothing executed.
+    let mut session = Session::new(Arc::new(tls_config()));
+    let mut out = Vec::new();
+    let input = b"EHLO c\r\nSTARTTLS\r\nMAIL FROM:<evil@x.test>\r\n";
+    let (consumed, step) = session.advance(input, &mut out);
+    assert_eq!(step, Step::StartTls);
+    let rest = &input[consumed..];
+    assert_eq!(rest, b"MAIL FROM:<evil@x.test>\r\n");
+    out.clear();
+    assert_eq!(
+        session.advance(rest, &mut out),
+        (rest.len(), Step::NeedMore)
+    );
+    assert!(out.is_empty());
+    session.tls_started();
+    session.advance(b"EHLO c\r\nRCPT TO:<b@y.test>\r\n", &mut out);
+    assert!(String::from_utf8_lossy(&out).ends_with("503 5.5.1 Need MAIL before RCPT\r\n"));
+}
+
+#[test]
+fn starttls_refusals() {
+    let cases: &[(SessionConfig, &[u8], &str)] = &[
+        (SessionConfig::default(), b"STARTTLS\r\n", "502 5.5.1"),
+        (tls_config(), b"STARTTLS now\r\n", "501 5.5.4"),
+    ];
+    for (config, command, want) in cases {
+        let r = run_with(config.clone(), &[EHLO, command]);
+        assert!(r.out.lines().last().unwrap().starts_with(want), "{}", r.out);
+    }
+    let r = run_with(tls_config(), &[EHLO, b"STARTTLS\r\n", b"STARTTLS\r\n"]);
+    assert!(
+        r.out.ends_with("503 5.5.1 TLS is already active\r\n"),
+        "{}",
+        r.out
+    );
+}
+
+#[test]
+fn require_tls_refuses_mail_until_starttls() {
+    let config = SessionConfig {
+        require_tls: true,
+        ..tls_config()
+    };
+    let r = run_with(config, &[ENVELOPE, b"STARTTLS\r\n", ENVELOPE]);
+    let (before, after) = r.out.split_once("<TLS>").unwrap();
+    assert!(
+        before.contains("530 5.7.0 Must issue a STARTTLS command first"),
+        "{before}"
+    );
+    assert_eq!(codes(after), vec![250, 250, 250], "{after}");
+}
+
+fn after_tls(writes: &[&[u8]]) -> Run {
+    let mut all: Vec<&[u8]> = vec![b"STARTTLS\r\n", EHLO];
+    all.extend_from_slice(writes);
+    let mut r = run_with(tls_config(), &all);
+    r.out = r.out.split_once("<TLS>").unwrap().1.to_string();
+    r
+}
+
+#[test]
+fn auth_plain_and_login_in_every_form() {
+    let ok_plain = format!("AUTH PLAIN {}\r\n", plain("user", "secret"));
+    let r = after_tls(&[
+        ok_plain.as_bytes(),
+        b"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\nhi\r\n.\r\n",
+    ]);
+    assert!(
+        r.out.contains("235 2.7.0 Authentication successful\r\n"),
+        "{}",
+        r.out
+    );
+    assert_eq!(r.messages[0].auth_user.as_deref(), Some("user"));
+
+    // PLAIN with the credentials after a 334 continuation.
+    let cont = format!("{}\r\n", plain("user", "secret"));
+    let r = after_tls(&[b"AUTH PLAIN\r\n", cont.as_bytes()]);
+    assert!(
+        r.out
+            .ends_with("334 \r\n235 2.7.0 Authentication successful\r\n"),
+        "{}",
+        r.out
+    );
+
+    // LOGIN: user name, then password, each after its own 334.
+    let (user, password) = (
+        format!("{}\r\n", b64("user")),
+        format!("{}\r\n", b64("secret")),
+    );
+    let r = after_tls(&[b"auth login\r\n", user.as_bytes(), password.as_bytes()]);
+    assert!(
+        r.out.ends_with(
+            "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n235 2.7.0 Authentication successful\r\n"
+        ),
+        "{}",
+        r.out
+    );
+    // LOGIN with the user name as initial response.
+    let first = format!("AUTH LOGIN {}\r\n", b64("user"));
+    let r = after_tls(&[first.as_bytes(), password.as_bytes()]);
+    assert!(
+        r.out
+            .ends_with("334 UGFzc3dvcmQ6\r\n235 2.7.0 Authentication successful\r\n"),
+        "{}",
+        r.out
+    );
+
+    // No envelope user without AUTH.
+    let r = after_tls(&[b"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\nhi\r\n.\r\n"]);
+    assert_eq!(r.messages[0].auth_user, None);
+}
+
+#[test]
+fn auth_refusals_and_mistakes() {
+    let cancel: &[&[u8]] = &[b"AUTH PLAIN\r\n", b"*\r\n"];
+    let r = after_tls(cancel);
+    assert!(
+        r.out.ends_with("501 5.7.0 Authentication cancelled\r\n"),
+        "{}",
+        r.out
+    );
+    let r = after_tls(&[b"AUTH PLAIN !!notbase64\r\n"]);
+    assert!(
+        r.out
+            .ends_with("501 5.5.2 Cannot decode: the credentials are not valid base64\r\n"),
+        "{}",
+        r.out
+    );
+    let r = after_tls(&[b"AUTH CRAM-MD5\r\n"]);
+    assert!(
+        r.out
+            .ends_with("504 5.5.4 Unrecognized authentication type; use PLAIN or LOGIN\r\n"),
+        "{}",
+        r.out
+    );
+    let ok = format!("AUTH PLAIN {}\r\n", plain("user", "secret"));
+    let r = after_tls(&[ok.as_bytes(), ok.as_bytes()]);
+    assert!(
+        r.out.ends_with("503 5.5.1 Already authenticated\r\n"),
+        "{}",
+        r.out
+    );
+    let r = after_tls(&[b"MAIL FROM:<a@x.test>\r\n", ok.as_bytes()]);
+    assert!(
+        r.out
+            .ends_with("503 5.5.1 AUTH is not allowed during a mail transaction\r\n"),
+        "{}",
+        r.out
+    );
+
+    // Before TLS: refused as RFC 4954 says, without reading a password.
+    let r = run_with(tls_config(), &[EHLO, ok.as_bytes()]);
+    assert!(r.out.ends_with("538 5.7.11 Encryption required for requested authentication mechanism; use STARTTLS first\r\n"), "{}", r.out);
+    // No credentials configured at all.
+    let r = run(&[EHLO, ok.as_bytes()]);
+    assert!(
+        r.out
+            .ends_with("502 5.5.1 AUTH is not enabled on this server\r\n"),
+        "{}",
+        r.out
+    );
+}
+
+#[test]
+fn wrong_passwords_get_535_and_too_many_close_the_session() {
+    let wrong = format!("AUTH PLAIN {}\r\n", plain("user", "guess"));
+    let r = after_tls(&[wrong.as_bytes(), wrong.as_bytes()]);
+    assert_eq!(codes(&r.out), vec![250, 535, 535], "{}", r.out);
+    assert!(!r.closed);
+    let r = after_tls(&[
+        wrong.as_bytes(),
+        wrong.as_bytes(),
+        wrong.as_bytes(),
+        b"NOOP\r\n",
+    ]);
+    assert_eq!(codes(&r.out), vec![250, 535, 535, 535, 421], "{}", r.out);
+    assert!(r.closed);
+    // A right password after a wrong one still works.
+    let right = format!("AUTH PLAIN {}\r\n", plain("user", "secret"));
+    let r = after_tls(&[wrong.as_bytes(), right.as_bytes()]);
+    assert_eq!(codes(&r.out), vec![250, 535, 235], "{}", r.out);
+}
+
+#[test]
+fn implicit_tls_sessions_offer_auth_and_not_starttls() {
+    let mut session = Session::new_tls(Arc::new(tls_config()));
+    let mut out = Vec::new();
+    session.advance(EHLO, &mut out);
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.contains("AUTH PLAIN LOGIN") && !out.contains("STARTTLS"),
+        "{out}"
+    );
 }
