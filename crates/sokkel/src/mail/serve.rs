@@ -12,6 +12,7 @@ use sokkel_store::{Store, StoreEvent, StoreOptions};
 use crate::cli::MailServeArgs;
 use crate::hints::announce;
 use crate::listen::{explain_bind, listen_addresses};
+use crate::mail::pop3::Pop3Listeners;
 use crate::mail::security::Security;
 
 pub fn run(args: MailServeArgs) -> anyhow::Result<ExitCode> {
@@ -31,7 +32,14 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     } else {
         listen_addresses(&args.security.smtps, "--smtps", "127.0.0.1:1465").await?
     };
-    let all_addrs: Vec<_> = smtp_addrs.iter().chain(&smtps_addrs).copied().collect();
+    let pop3_addrs = Pop3Listeners::addresses(&args.pop3).await?;
+    let all_addrs: Vec<_> = smtp_addrs
+        .iter()
+        .chain(&smtps_addrs)
+        .chain(&pop3_addrs.0)
+        .chain(&pop3_addrs.1)
+        .copied()
+        .collect();
     let security = Security::from_args(&args.security, &hostname, &all_addrs)?;
     let mut listeners = Listeners::default();
     for addr in smtp_addrs {
@@ -44,6 +52,7 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
             .map_err(|err| explain_bind(err, "--smtps", 1465))?;
         listeners.smtps.push(listener);
     }
+    let pop3 = Pop3Listeners::bind(pop3_addrs, &security)?;
 
     let ephemeral = if args.ephemeral {
         Some(
@@ -75,6 +84,7 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
             listener.local_addr()?
         ));
     }
+    pop3.announce()?;
     security.announce(&args.security);
     let kept = if ephemeral.is_some() {
         " (temporary, removed at exit)"
@@ -85,7 +95,7 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     tokio::spawn(log_new_messages(store.clone()));
 
     let session = SessionConfig {
-        hostname,
+        hostname: hostname.clone(),
         max_message_size: args.max_message_size,
         max_recipients: args.max_recipients as usize,
         max_line_length: args.max_line as usize,
@@ -112,9 +122,39 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
         auth_failure_delay: args.security.auth_failure_delay,
     };
     tracing::info!("mail catcher ready; it relays nothing. Ctrl-C stops it");
-    let summary = serve(config, listeners, Arc::new(store), stop)
+    // One Ctrl-C stops both servers.
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        stop.await;
+        let _ = stopping.send(true);
+    });
+    let stop = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stopping| *stopping).await;
+    };
+    let smtp = async {
+        serve(
+            config,
+            listeners,
+            Arc::new(store.clone()),
+            stop(stopped.clone()),
+        )
         .await
-        .context("the SMTP server failed")?;
+        .context("the SMTP server failed")
+    };
+    let pop3 = pop3.serve(
+        &args,
+        hostname,
+        &security,
+        store.clone(),
+        stop(stopped.clone()),
+    );
+    let (summary, pop3_summary) = tokio::try_join!(smtp, pop3)?;
+    if let Some(pop3) = pop3_summary.filter(|pop3| pop3.cut_off > 0) {
+        tracing::warn!(
+            open = pop3.cut_off,
+            "stopped with POP3 sessions still open after the grace period"
+        );
+    }
     if summary.cut_off > 0 {
         tracing::warn!(
             open = summary.cut_off,
