@@ -9,7 +9,7 @@
 //! pipelined commands (RFC 2449) get their responses in order.
 //!
 //! ```text
-//! S: +OK sokkel POP3 ready <1234.5678@host>      AUTHORIZATION
+//! S: +OK sokkel POP3 ready on host              AUTHORIZATION
 //! C: USER morty / PASS secret                    -> Step::Login; the shell checks it
 //! S: +OK morty has 2 messages (320 octets)       <- Session::logged_in  TRANSACTION
 //! C: RETR 1                                      -> Step::Retrieve; the shell reads it
@@ -224,11 +224,14 @@ impl Session {
         }
     }
 
-    /// Appends the greeting. `stamp` makes it unique per connection, in the form RFC
-    /// 1939 gives for APOP (`<process-ID.clock@hostname>`); sokkel has no APOP, so it
-    /// only tells sessions apart in a transcript.
-    pub fn greeting(&self, stamp: &str, out: &mut Vec<u8>) {
-        ok(out, &format!("sokkel POP3 ready {stamp}"));
+    /// Appends the greeting. It carries no `<...>` timestamp: RFC 1939 section 7
+    /// makes that the sign of APOP support, and clients such as s-nail then insist
+    /// on APOP, which sokkel does not offer.
+    pub fn greeting(&self, out: &mut Vec<u8>) {
+        ok(
+            out,
+            &format!("sokkel POP3 ready on {}", self.config.hostname),
+        );
     }
 
     /// The user who logged in (or whose login the shell is checking).

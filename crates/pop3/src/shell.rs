@@ -12,7 +12,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sokkel_net::auth::Credentials;
 use sokkel_net::server::{Accepted, ConnectionLimit, StopSignal, accept_loop, stop_switch};
@@ -223,7 +223,7 @@ async fn run_session(
     let mut input: Vec<u8> = Vec::with_capacity(4096);
     let mut out: Vec<u8> = Vec::with_capacity(1024);
     let mut read = ReadMarks::default();
-    session.greeting(&greeting_stamp(&config.hostname), &mut out);
+    session.greeting(&mut out);
     let mut stopping = false;
     let stopped = stop.stopped();
     tokio::pin!(stopped);
@@ -425,14 +425,6 @@ impl ReadMarks {
             Err(err) => tracing::warn!(%err, "marking messages read after pop3 RETR panicked"),
         }
     }
-}
-
-/// `<process-ID.clock@hostname>`, the form RFC 1939 gives the greeting's stamp.
-fn greeting_stamp(hostname: &str) -> String {
-    let clock = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_nanos());
-    format!("<{}.{clock}@{hostname}>", std::process::id())
 }
 
 async fn write_out<S: AsyncWrite + Unpin>(

@@ -3,8 +3,7 @@
 
 use super::*;
 
-const STAMP: &str = "<1.2@test.local>";
-const GREETING: &str = "+OK sokkel POP3 ready <1.2@test.local>\r\n";
+const GREETING: &str = "+OK sokkel POP3 ready on localhost\r\n";
 const LOGIN: &[u8] = b"USER morty\r\nPASS secret\r\n";
 
 /// What the played shell saw and did.
@@ -53,7 +52,7 @@ impl Shell {
         let mut session = Session::new(Arc::new(self.config.clone()), self.peer);
         let mut run = Run::default();
         let mut out = Vec::new();
-        session.greeting(STAMP, &mut out);
+        session.greeting(&mut out);
         let mut buffer = Vec::new();
         'writes: for write in writes {
             buffer.extend_from_slice(write);
