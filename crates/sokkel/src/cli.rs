@@ -277,6 +277,43 @@ pub struct MailServeArgs {
     pub threads: u16,
     #[command(flatten)]
     pub security: SecurityArgs,
+    #[command(flatten)]
+    pub pop3: Pop3Args,
+}
+
+/// POP3, so mail readers can fetch what the catcher caught.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "POP3")]
+pub struct Pop3Args {
+    /// Address for POP3 (repeatable); logins use --auth-file, or any login without one.
+    #[arg(
+        long = "pop3",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:1110",
+        env = "SOKKEL_POP3_LISTEN",
+        value_delimiter = ','
+    )]
+    pub pop3: Vec<String>,
+    /// Address for POP3S, TLS from the first byte (repeatable); needs a certificate.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "SOKKEL_POP3S_LISTEN",
+        value_delimiter = ','
+    )]
+    pub pop3s: Vec<String>,
+    /// Serve no POP3 at all.
+    #[arg(long, env = "SOKKEL_NO_POP3", conflicts_with = "pop3s")]
+    pub no_pop3: bool,
+    /// Show each login only the mail sent to it (a login without @ sees its name at any domain).
+    #[arg(long, env = "SOKKEL_POP3_PER_RECIPIENT")]
+    pub pop3_per_recipient: bool,
+    /// POP3 sessions at once; more are told -ERR [SYS/TEMP] and closed.
+    #[arg(long, value_name = "N", default_value_t = 100, env = "SOKKEL_POP3_MAX_SESSIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub pop3_max_sessions: u32,
+    /// How long a POP3 client may stay silent before it is logged out (RFC 1939: 10 minutes or more).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_timeout, env = "SOKKEL_POP3_TIMEOUT")]
+    pub pop3_timeout: Duration,
 }
 
 /// TLS and AUTH for the catcher's SMTP (and POP3) listeners.

@@ -473,6 +473,39 @@ impl Store {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// The messages a POP3 login sees, oldest first, with their sizes in bytes.
+    /// POP3 numbers them 1..n in this order; the id is the message's UID.
+    ///
+    /// `None` lists every message. `Some(recipient)` lists only messages with that
+    /// address among their envelope recipients, compared without regard to case:
+    /// an address with an `@` must match a recipient whole; a bare name without an
+    /// `@` (a login such as `morty`) matches every recipient with that local part,
+    /// whatever its domain, since a catcher sees mail for domains it does not own.
+    pub fn maildrop(&self, recipient: Option<&str>) -> Result<Vec<(MessageId, u64)>, StoreError> {
+        self.with_connection(|conn| {
+            let Some(recipient) = recipient else {
+                let mut statement =
+                    conn.prepare_cached("SELECT id, size FROM messages ORDER BY id")?;
+                let rows = statement.query_map([], |row| {
+                    Ok((MessageId(row.get(0)?), row.get::<_, i64>(1)? as u64))
+                })?;
+                return Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?);
+            };
+            let wanted = recipient.to_lowercase();
+            let mut statement =
+                conn.prepare_cached("SELECT id, size, rcpt_to FROM messages ORDER BY id")?;
+            let mut rows = statement.query([])?;
+            let mut drop = Vec::new();
+            while let Some(row) = rows.next()? {
+                let rcpt_to: Vec<String> = from_json(row, 2)?;
+                if rcpt_to.iter().any(|to| recipient_matches(to, &wanted)) {
+                    drop.push((MessageId(row.get(0)?), row.get::<_, i64>(1)? as u64));
+                }
+            }
+            Ok(drop)
+        })
+    }
 }
 
 /// Parses the message for its summary (on tokio's blocking pool if it is large,
@@ -915,4 +948,16 @@ fn unique(ids: &[MessageId]) -> Vec<MessageId> {
     ids.sort_unstable();
     ids.dedup();
     ids
+}
+
+/// Whether envelope recipient `to` is the mailbox `wanted` (already lowercase) as
+/// [`Store::maildrop`] defines it.
+fn recipient_matches(to: &str, wanted: &str) -> bool {
+    let to = to.to_lowercase();
+    if wanted.contains('@') {
+        to == wanted
+    } else {
+        to.rsplit_once('@')
+            .is_some_and(|(local, _)| local == wanted)
+    }
 }

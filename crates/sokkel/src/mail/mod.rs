@@ -1,6 +1,7 @@
 //! `sokkel mail serve | list | show | delete`.
 
 mod compose;
+mod pop3;
 mod read;
 mod security;
 mod send;

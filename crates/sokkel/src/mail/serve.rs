@@ -13,6 +13,7 @@ use sokkel_web::{AppState, HostPolicy, WebConfig};
 use crate::cli::MailServeArgs;
 use crate::hints::announce;
 use crate::listen::{explain_bind, listen_addresses};
+use crate::mail::pop3::Pop3Listeners;
 use crate::mail::security::Security;
 
 pub fn run(args: MailServeArgs) -> anyhow::Result<ExitCode> {
@@ -32,7 +33,14 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     } else {
         listen_addresses(&args.security.smtps, "--smtps", "127.0.0.1:1465").await?
     };
-    let all_addrs: Vec<_> = smtp_addrs.iter().chain(&smtps_addrs).copied().collect();
+    let pop3_addrs = Pop3Listeners::addresses(&args.pop3).await?;
+    let all_addrs: Vec<_> = smtp_addrs
+        .iter()
+        .chain(&smtps_addrs)
+        .chain(&pop3_addrs.0)
+        .chain(&pop3_addrs.1)
+        .copied()
+        .collect();
     let security = Security::from_args(&args.security, &hostname, &all_addrs)?;
     let mut listeners = Listeners::default();
     for addr in smtp_addrs {
@@ -53,6 +61,7 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
             http_listeners.push(listener);
         }
     }
+    let pop3 = Pop3Listeners::bind(pop3_addrs, &security)?;
 
     let ephemeral = if args.ephemeral {
         Some(
@@ -90,6 +99,7 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
             listener.local_addr()?
         ));
     }
+    pop3.announce()?;
     security.announce(&args.security);
     let kept = if ephemeral.is_some() {
         " (temporary, removed at exit)"
@@ -100,7 +110,7 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     tokio::spawn(log_new_messages(store.clone()));
 
     let session = SessionConfig {
-        hostname,
+        hostname: hostname.clone(),
         max_message_size: args.max_message_size,
         max_recipients: args.max_recipients as usize,
         max_line_length: args.max_line as usize,
@@ -161,14 +171,24 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
         let _ = stop_tx.send(true);
     });
     tracing::info!("mail catcher ready; it relays nothing. Ctrl-C stops it");
-    let summary = serve(config, listeners, Arc::new(store), stopped())
-        .await
-        .context("the SMTP server failed")?;
+    let smtp = async {
+        serve(config, listeners, Arc::new(store.clone()), stopped())
+            .await
+            .context("the SMTP server failed")
+    };
+    let pop3 = pop3.serve(&args, hostname, &security, store.clone(), stopped());
+    let (summary, pop3_summary) = tokio::try_join!(smtp, pop3)?;
     if let Some(web) = web {
         match web.await {
             Ok(result) => result.context("the web server failed")?,
             Err(error) => tracing::warn!(%error, "the web server task failed"),
         }
+    }
+    if let Some(pop3) = pop3_summary.filter(|pop3| pop3.cut_off > 0) {
+        tracing::warn!(
+            open = pop3.cut_off,
+            "stopped with POP3 sessions still open after the grace period"
+        );
     }
     if summary.cut_off > 0 {
         tracing::warn!(

@@ -132,10 +132,14 @@ pub fn without_sokkel_env(command: &mut Command) -> &mut Command {
 }
 
 /// A `sokkel` command with a clean environment (see [`without_sokkel_env`]) and stdin
-/// from /dev/null unless the caller says otherwise.
+/// from /dev/null unless the caller says otherwise. `mail serve` listens for POP3 on
+/// a port of its own choosing (not the default 1110, which parallel tests would
+/// fight over) unless the test names `--pop3` or `--no-pop3`.
 pub fn sokkel_command() -> Command {
     let mut command = Command::new(SOKKEL);
-    without_sokkel_env(&mut command).stdin(Stdio::null());
+    without_sokkel_env(&mut command)
+        .env("SOKKEL_POP3_LISTEN", "127.0.0.1:0")
+        .stdin(Stdio::null());
     command
 }
 

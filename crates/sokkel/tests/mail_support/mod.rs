@@ -51,6 +51,8 @@ pub struct Catcher {
     pub stderr: Lines,
     /// The SMTP addresses it announced, in the order of the `--smtp` flags.
     pub smtp: Vec<SocketAddr>,
+    /// The POP3 addresses it announced (port 0 unless the test names `--pop3`).
+    pub pop3: Vec<SocketAddr>,
     pub db: PathBuf,
     // Dropped after `process` (fields drop in order), so the store outlives the server.
     _dir: Option<TempDir>,
@@ -82,6 +84,16 @@ impl Catcher {
         if !extra.contains(&"--http") {
             args.push("--no-http".into());
         }
+        // Never the default POP3 port: tests run in parallel.
+        let pop3_listeners = if extra.contains(&"--no-pop3") {
+            0
+        } else {
+            let named = extra.iter().filter(|a| **a == "--pop3").count();
+            if named == 0 {
+                args.extend(["--pop3".into(), "127.0.0.1:0".into()]);
+            }
+            named.max(1)
+        };
         if !extra.contains(&"--hostname") {
             args.extend(["--hostname".into(), HOST.into()]);
         }
@@ -101,6 +113,11 @@ impl Catcher {
                         .filter(|l| l.starts_with("listening on smtp "))
                         .count()
                         >= expected
+                    && lines
+                        .iter()
+                        .filter(|l| l.starts_with("listening on pop3 "))
+                        .count()
+                        >= pop3_listeners
             })
             .is_some();
         assert!(
@@ -119,11 +136,20 @@ impl Catcher {
                     .unwrap_or_else(|e| panic!("bad address in {a:?}: {e}"))
             })
             .collect();
+        let pop3 = lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("listening on pop3 "))
+            .map(|a| {
+                a.parse::<SocketAddr>()
+                    .unwrap_or_else(|e| panic!("bad address in {a:?}: {e}"))
+            })
+            .collect();
         Catcher {
             process,
             stdout,
             stderr,
             smtp,
+            pop3,
             db: db.to_owned(),
             _dir: None,
         }

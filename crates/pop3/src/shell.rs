@@ -1,0 +1,445 @@
+//! The POP3 server shell: sockets, TLS, timeouts, limits and the store around the
+//! core.
+//!
+//! One task per connection. The task reads whatever arrived into its input buffer,
+//! lets the [`Session`] consume it, and does what the session asks: check a login
+//! (off the async workers, since password hashes are slow on purpose) and open the
+//! maildrop, stream a message from the store, upgrade to TLS, or delete at QUIT.
+//! Responses are written when the session has to wait for more input, so pipelined
+//! commands get theirs together and in order (RFC 2449).
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sokkel_net::auth::Credentials;
+use sokkel_net::server::{Accepted, ConnectionLimit, StopSignal, accept_loop, stop_switch};
+use sokkel_net::tls::{ServerStream, ServerTls};
+use sokkel_store::{MessageId, Store};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+
+use crate::Pop3Error;
+use crate::session::{Login, Peer, Retrieve, Session, SessionConfig, Step};
+
+/// How much of a message goes into one write: large enough to keep the socket
+/// busy, small enough that a slow reader holds back only this much at a time.
+const CHUNK: usize = 64 << 10;
+
+/// How the POP3 server behaves.
+#[derive(Debug, Clone)]
+pub struct Pop3Config {
+    /// The name the server gives in its greeting.
+    pub hostname: String,
+    /// Sessions at once; more are told `-ERR [SYS/TEMP]` and closed.
+    pub max_sessions: u32,
+    /// How long a client may stay silent before it is logged out, and how long it
+    /// may take to read a response or finish a TLS handshake. RFC 1939 section 3
+    /// asks for at least 10 minutes.
+    pub command_timeout: Duration,
+    /// How long a wrong password waits before its `-ERR`, to slow down guessing.
+    pub failed_auth_delay: Duration,
+    /// Wrong logins before the session is closed.
+    pub max_auth_failures: u32,
+    /// Unknown or malformed commands before the session is closed.
+    pub max_errors: u32,
+    /// The longest command line, CRLF included.
+    pub max_line_length: usize,
+    /// Show a login only the mail whose envelope recipients include it (see
+    /// [`Store::maildrop`] for what a login without `@` sees); otherwise every
+    /// login sees every message.
+    pub per_recipient: bool,
+    /// Allow plain-text logins from peers that are not on loopback without TLS.
+    pub allow_insecure_auth: bool,
+    /// After a shutdown signal, how long a session in the middle of sending a
+    /// message or deleting may take to finish.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Pop3Config {
+    fn default() -> Self {
+        Pop3Config {
+            hostname: "localhost".into(),
+            max_sessions: 100,
+            command_timeout: Duration::from_secs(600),
+            failed_auth_delay: Duration::from_secs(1),
+            max_auth_failures: 3,
+            max_errors: 20,
+            max_line_length: 1024,
+            per_recipient: false,
+            allow_insecure_auth: false,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What a server run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pop3Summary {
+    /// Sessions accepted over the run.
+    pub sessions: u64,
+    /// Sessions still open when the shutdown grace ran out.
+    pub cut_off: u32,
+}
+
+struct Shared {
+    config: Pop3Config,
+    session: Arc<SessionConfig>,
+    tls: Option<TlsAcceptor>,
+    credentials: Credentials,
+    store: Store,
+}
+
+/// Serves POP3 on already-bound, non-blocking listeners until `shutdown`
+/// completes: `plain` listeners speak clear text (with STLS when `tls` is given),
+/// `implicit_tls` listeners start with the TLS handshake (POP3S, RFC 8314). Logins
+/// are checked against `credentials`; mail comes from, and is deleted in, `store`.
+/// On shutdown it stops accepting, tells idle clients `-ERR [SYS/TEMP]`, lets
+/// sessions busy sending a message finish within the grace period, and returns.
+pub async fn serve(
+    config: Pop3Config,
+    plain: Vec<std::net::TcpListener>,
+    implicit_tls: Vec<std::net::TcpListener>,
+    tls: Option<ServerTls>,
+    credentials: Credentials,
+    store: Store,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Pop3Summary, Pop3Error> {
+    if !implicit_tls.is_empty() && tls.is_none() {
+        return Err(Pop3Error::NoCertificate);
+    }
+    let session = Arc::new(SessionConfig {
+        hostname: config.hostname.clone(),
+        max_line_length: config.max_line_length,
+        max_auth_failures: config.max_auth_failures,
+        max_errors: config.max_errors,
+        tls_available: tls.is_some(),
+        allow_insecure_auth: config.allow_insecure_auth,
+    });
+    let limit = ConnectionLimit::new(config.max_sessions);
+    let grace = config.shutdown_grace;
+    let shared = Arc::new(Shared {
+        config,
+        session,
+        tls: tls.as_ref().map(ServerTls::acceptor),
+        credentials,
+        store,
+    });
+    let (stopper, stop) = stop_switch();
+    let listeners = plain
+        .into_iter()
+        .map(|l| (l, false))
+        .chain(implicit_tls.into_iter().map(|l| (l, true)));
+    let mut loops = Vec::new();
+    for (listener, implicit) in listeners {
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(Pop3Error::Listener)?;
+        let (shared, conn_stop) = (shared.clone(), stop.clone());
+        let handle =
+            move |accepted| serve_connection(accepted, implicit, shared.clone(), conn_stop.clone());
+        loops.push(tokio::spawn(accept_loop(
+            listener,
+            limit.clone(),
+            stop.clone(),
+            handle,
+        )));
+    }
+    shutdown.await;
+    stopper.stop();
+    for task in loops {
+        let _ = task.await;
+    }
+    let cut_off = limit.drain(grace + Duration::from_secs(1)).await;
+    Ok(Pop3Summary {
+        sessions: limit.admitted(),
+        cut_off,
+    })
+}
+
+async fn serve_connection(
+    accepted: Accepted,
+    implicit: bool,
+    shared: Arc<Shared>,
+    stop: StopSignal,
+) {
+    match accepted {
+        Accepted::Admitted(tcp, peer, slot) => {
+            let timeout = shared.config.command_timeout;
+            let stream = match (implicit, &shared.tls) {
+                (true, Some(acceptor)) => {
+                    match tokio::time::timeout(
+                        timeout,
+                        ServerStream::Plain(tcp).accept_tls(acceptor),
+                    )
+                    .await
+                    {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(err)) => {
+                            tracing::debug!(%peer, %err, "pop3s TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "pop3s TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+                _ => ServerStream::Plain(tcp),
+            };
+            if let Err(err) = run_session(stream, peer, &shared, stop).await {
+                tracing::debug!(%peer, %err, "pop3 session ended with an error");
+            }
+            drop(slot);
+        }
+        Accepted::Refused(mut tcp, peer) => {
+            tracing::warn!(%peer, max = shared.config.max_sessions, "refusing pop3 connection: too many sessions");
+            // A client of the implicit-TLS port cannot read clear text; it just
+            // sees the connection close.
+            if !implicit {
+                let busy = b"-ERR [SYS/TEMP] too many sessions; try again later\r\n";
+                let _ = tokio::time::timeout(Duration::from_secs(5), tcp.write_all(busy)).await;
+            }
+        }
+    }
+}
+
+async fn run_session(
+    mut stream: ServerStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    mut stop: StopSignal,
+) -> io::Result<()> {
+    let config = &shared.config;
+    let timeout = config.command_timeout;
+    let mut session = Session::new(
+        shared.session.clone(),
+        Peer {
+            tls: stream.is_tls(),
+            loopback: peer.ip().to_canonical().is_loopback(),
+        },
+    );
+    let mut input: Vec<u8> = Vec::with_capacity(4096);
+    let mut out: Vec<u8> = Vec::with_capacity(1024);
+    let mut read = ReadMarks::default();
+    session.greeting(&mut out);
+    let mut stopping = false;
+    let stopped = stop.stopped();
+    tokio::pin!(stopped);
+    let result = loop {
+        let (consumed, step) = session.advance(&input, &mut out);
+        input.drain(..consumed);
+        match step {
+            Step::NeedMore => {}
+            Step::Login(login) => {
+                log_in(&mut session, login, peer, shared, &mut out).await;
+                continue;
+            }
+            Step::Retrieve(retrieve) => {
+                write_out(&mut stream, &mut out, timeout).await?;
+                send_message(&mut session, retrieve, &mut stream, shared, &mut out).await?;
+                if retrieve.top_lines.is_none() {
+                    read.retrieved.push(retrieve.id);
+                }
+                continue;
+            }
+            Step::StartTls => {
+                write_out(&mut stream, &mut out, timeout).await?;
+                // The session consumed everything buffered: nothing the client sent
+                // in clear text after STLS is read as a command.
+                input.clear();
+                let Some(acceptor) = &shared.tls else {
+                    return Ok(());
+                };
+                stream = tokio::time::timeout(timeout, stream.accept_tls(acceptor))
+                    .await
+                    .map_err(|_| {
+                        io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
+                    })??;
+                session.tls_started();
+                continue;
+            }
+            Step::Update(ids) => {
+                update(&mut session, ids, &mut read, peer, shared, &mut out).await;
+                continue;
+            }
+            Step::Close => {
+                let written = write_out(&mut stream, &mut out, timeout).await;
+                // Best effort: a TLS close_notify, or a FIN for clear text.
+                let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+                break written;
+            }
+        }
+        if stopping {
+            session.shutting_down(&mut out);
+            continue;
+        }
+        if let Err(err) = write_out(&mut stream, &mut out, timeout).await {
+            break Err(err);
+        }
+        input.reserve(4096);
+        let deadline = Instant::now() + timeout;
+        tokio::select! {
+            biased;
+            got = stream.read_buf(&mut input) => match got {
+                Ok(0) => break Ok(()),
+                Ok(_) => {}
+                Err(err) => break Err(err),
+            },
+            () = tokio::time::sleep_until(deadline) => {
+                tracing::debug!(%peer, "pop3 client timed out");
+                session.timed_out(&mut out);
+            }
+            () = &mut stopped, if !stopping => stopping = true,
+        }
+    };
+    read.mark(&shared.store).await;
+    result
+}
+
+/// Checks a login off the async workers; on success opens the maildrop, on failure
+/// waits the failed-login delay first.
+async fn log_in(
+    session: &mut Session,
+    login: Login,
+    peer: SocketAddr,
+    shared: &Shared,
+    out: &mut Vec<u8>,
+) {
+    let credentials = shared.credentials.clone();
+    let Login { user, password } = login;
+    let checked_user = user.clone();
+    let right = tokio::task::spawn_blocking(move || credentials.verify(&checked_user, &password))
+        .await
+        .unwrap_or(false);
+    if !right {
+        tracing::warn!(%peer, user, "pop3 login failed");
+        tokio::time::sleep(shared.config.failed_auth_delay).await;
+        session.login_failed(out);
+        return;
+    }
+    let store = shared.store.clone();
+    let recipient = shared.config.per_recipient.then(|| user.clone());
+    let maildrop = tokio::task::spawn_blocking(move || store.maildrop(recipient.as_deref())).await;
+    match maildrop {
+        Ok(Ok(maildrop)) => {
+            tracing::info!(%peer, user, messages = maildrop.len(), "pop3 login");
+            session.logged_in(maildrop, out);
+        }
+        Ok(Err(err)) => {
+            tracing::error!(%peer, user, %err, "cannot open the pop3 maildrop");
+            session.maildrop_unavailable(out);
+        }
+        Err(err) => {
+            tracing::error!(%peer, user, %err, "opening the pop3 maildrop panicked");
+            session.maildrop_unavailable(out);
+        }
+    }
+}
+
+/// Reads the message and writes the RETR or TOP response a chunk at a time, each
+/// chunk written before the next is made, so a slow reader holds back the work.
+async fn send_message<S: AsyncWrite + Unpin>(
+    session: &mut Session,
+    retrieve: Retrieve,
+    stream: &mut S,
+    shared: &Shared,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    let store = shared.store.clone();
+    let id = retrieve.id;
+    let raw = match tokio::task::spawn_blocking(move || store.raw(id)).await {
+        Ok(Ok(raw)) => raw,
+        Ok(Err(err)) => {
+            tracing::error!(%id, %err, "cannot read a message for pop3");
+            session.transfer_failed(out);
+            return Ok(());
+        }
+        Err(err) => {
+            tracing::error!(%id, %err, "reading a message for pop3 panicked");
+            session.transfer_failed(out);
+            return Ok(());
+        }
+    };
+    let timeout = shared.config.command_timeout;
+    if let Some(mut body) = session.transfer(raw.as_deref(), out) {
+        loop {
+            let done = body.write_next(out, CHUNK);
+            write_out(stream, out, timeout).await?;
+            if done {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The UPDATE state: deletes what the client marked, then says goodbye.
+async fn update(
+    session: &mut Session,
+    ids: Vec<MessageId>,
+    read: &mut ReadMarks,
+    peer: SocketAddr,
+    shared: &Shared,
+    out: &mut Vec<u8>,
+) {
+    read.retrieved.retain(|id| !ids.contains(id));
+    let store = shared.store.clone();
+    let marked = ids.len();
+    let deleted = tokio::task::spawn_blocking(move || store.delete(&ids)).await;
+    let user = session.user().unwrap_or_default().to_owned();
+    match deleted {
+        Ok(Ok(count)) => {
+            tracing::info!(%peer, user, marked, deleted = count, "pop3 deleted messages at QUIT");
+            session.updated(Ok(count), out);
+        }
+        Ok(Err(err)) => {
+            tracing::error!(%peer, user, %err, "pop3 could not delete messages at QUIT");
+            session.updated(Err(()), out);
+        }
+        Err(err) => {
+            tracing::error!(%peer, user, %err, "pop3 deleting at QUIT panicked");
+            session.updated(Err(()), out);
+        }
+    }
+}
+
+/// The messages a session retrieved whole, to be marked read in the store when it
+/// ends, in one transaction rather than one per RETR.
+#[derive(Debug, Default)]
+struct ReadMarks {
+    retrieved: Vec<MessageId>,
+}
+
+impl ReadMarks {
+    async fn mark(self, store: &Store) {
+        if self.retrieved.is_empty() {
+            return;
+        }
+        let store = store.clone();
+        let ids = self.retrieved;
+        match tokio::task::spawn_blocking(move || store.set_read(&ids, true)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => tracing::warn!(%err, "cannot mark messages read after pop3 RETR"),
+            Err(err) => tracing::warn!(%err, "marking messages read after pop3 RETR panicked"),
+        }
+    }
+}
+
+async fn write_out<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    out: &mut Vec<u8>,
+    timeout: Duration,
+) -> io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    tokio::time::timeout(timeout, stream.write_all(out))
+        .await
+        .map_err(|_| {
+            io::Error::new(io::ErrorKind::TimedOut, "client did not read its responses")
+        })??;
+    out.clear();
+    Ok(())
+}
