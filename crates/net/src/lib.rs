@@ -14,6 +14,7 @@ pub mod auth;
 mod connect;
 mod error;
 mod limits;
+pub mod lines;
 mod listen;
 pub mod server;
 mod shutdown;

@@ -25,6 +25,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use sokkel_net::auth::decode_sasl_plain;
+use sokkel_net::lines::{Line, LineSplitter};
 use sokkel_store::MessageId;
 
 use crate::body::{DotStuffed, top_length};
@@ -187,21 +188,8 @@ pub struct Session {
     user: Option<String>,
     auth_failures: u32,
     errors: u32,
-    /// The rest of an overlong command line is being skipped.
-    skipping_line: bool,
-}
-
-enum Line<'a> {
-    Incomplete,
-    Complete {
-        consumed: usize,
-        text: &'a [u8],
-    },
-    /// Skipped bytes of an overlong line; `ended` when its line feed was seen.
-    Overlong {
-        consumed: usize,
-        ended: bool,
-    },
+    /// Splits command lines, skipping overlong ones.
+    lines: LineSplitter,
 }
 
 /// What one command line asks of the shell, if anything.
@@ -213,6 +201,7 @@ impl Session {
     /// A new session; send [`Session::greeting`] first.
     pub fn new(config: Arc<SessionConfig>, peer: Peer) -> Self {
         Session {
+            lines: LineSplitter::new(config.max_line_length),
             config,
             state: State::Authorization { user: None },
             tls: peer.tls,
@@ -220,7 +209,6 @@ impl Session {
             user: None,
             auth_failures: 0,
             errors: 0,
-            skipping_line: false,
         }
     }
 
@@ -273,7 +261,7 @@ impl Session {
                 } => return (pos, Step::NeedMore),
                 _ => {}
             }
-            match self.next_line(&input[pos..]) {
+            match self.lines.next(&input[pos..]) {
                 Line::Incomplete => return (pos, Step::NeedMore),
                 Line::Overlong { consumed, ended } => {
                     pos += consumed;
@@ -283,7 +271,7 @@ impl Session {
                     let max = self.config.max_line_length;
                     self.error(out, &format!("line too long (max {max} octets)"));
                 }
-                Line::Complete { consumed, text } => {
+                Line::Complete { consumed, text, .. } => {
                     pos += consumed;
                     match self.line(text, out) {
                         // Whatever the client pipelined after STLS is discarded, so
@@ -424,42 +412,6 @@ impl Session {
         self.tls = true;
         self.user = None;
         self.state = State::Authorization { user: None };
-    }
-
-    fn next_line<'a>(&mut self, rest: &'a [u8]) -> Line<'a> {
-        let max = self.config.max_line_length;
-        if self.skipping_line {
-            return match memchr::memchr(b'\n', rest) {
-                Some(at) => {
-                    self.skipping_line = false;
-                    Line::Overlong {
-                        consumed: at + 1,
-                        ended: true,
-                    }
-                }
-                None => Line::Overlong {
-                    consumed: rest.len(),
-                    ended: false,
-                },
-            };
-        }
-        match memchr::memchr(b'\n', &rest[..rest.len().min(max)]) {
-            Some(at) => {
-                // CRLF is the rule; a bare LF is taken too, for people typing into
-                // netcat.
-                let text = &rest[..at];
-                let text = text.strip_suffix(b"\r").unwrap_or(text);
-                Line::Complete {
-                    consumed: at + 1,
-                    text,
-                }
-            }
-            None if rest.len() >= max => {
-                self.skipping_line = true;
-                self.next_line(&rest[max..]).grow(max)
-            }
-            None => Line::Incomplete,
-        }
     }
 
     /// Handles one complete line.
@@ -753,19 +705,6 @@ impl Session {
             self.state = State::Closed;
         } else {
             err(out, message);
-        }
-    }
-}
-
-impl Line<'_> {
-    /// The same line seen from `skipped` bytes earlier.
-    fn grow(self, skipped: usize) -> Self {
-        match self {
-            Line::Overlong { consumed, ended } => Line::Overlong {
-                consumed: consumed + skipped,
-                ended,
-            },
-            other => other,
         }
     }
 }

@@ -30,6 +30,8 @@
 
 use std::sync::Arc;
 
+use sokkel_net::lines::{Line, LineSplitter};
+
 use crate::reply::Reply;
 
 /// What to do with messages that contain bare line feeds.
@@ -223,8 +225,8 @@ pub struct Session {
     helo: Option<(String, bool)>,
     tx: Option<Transaction>,
     errors: u32,
-    /// The rest of an overlong command line is being skipped.
-    skipping_line: bool,
+    /// Splits command lines, skipping overlong ones.
+    lines: LineSplitter,
     /// The connection uses TLS (after STARTTLS, or implicitly).
     tls: bool,
     /// The user the client authenticated as.
@@ -233,30 +235,16 @@ pub struct Session {
     auth_failures: u32,
 }
 
-enum Line<'a> {
-    Incomplete,
-    Complete {
-        consumed: usize,
-        text: &'a [u8],
-        crlf: bool,
-    },
-    /// Skipped bytes of an overlong line; `ended` when its line feed was seen.
-    Overlong {
-        consumed: usize,
-        ended: bool,
-    },
-}
-
 impl Session {
     /// A new session; send [`Session::greeting`] first.
     pub fn new(config: Arc<SessionConfig>) -> Self {
         Session {
+            lines: LineSplitter::new(config.max_line_length),
             config,
             state: State::Command,
             helo: None,
             tx: None,
             errors: 0,
-            skipping_line: false,
             tls: false,
             auth_user: None,
             auth_failures: 0,
@@ -280,7 +268,7 @@ impl Session {
         self.helo = None;
         self.tx = None;
         self.auth_user = None;
-        self.skipping_line = false;
+        self.lines.reset();
         self.state = State::Command;
     }
 
@@ -381,7 +369,7 @@ impl Session {
                 State::Delivering | State::Authenticating(_) => return (pos, Step::NeedMore),
                 // Bytes sent between STARTTLS and the handshake are never commands.
                 State::TlsPending => return (input.len(), Step::NeedMore),
-                State::AuthResponse(_) => match self.next_line(rest) {
+                State::AuthResponse(_) => match self.lines.next(rest) {
                     Line::Incomplete => return (pos, Step::NeedMore),
                     Line::Overlong { consumed, ended } => {
                         pos += consumed;
@@ -401,7 +389,7 @@ impl Session {
                         }
                     }
                 },
-                State::Command => match self.next_line(rest) {
+                State::Command => match self.lines.next(rest) {
                     Line::Incomplete => return (pos, Step::NeedMore),
                     Line::Overlong { consumed, ended } => {
                         pos += consumed;
@@ -654,58 +642,6 @@ impl Session {
         };
         self.reply(reply, out);
         None
-    }
-
-    fn next_line<'a>(&mut self, rest: &'a [u8]) -> Line<'a> {
-        let max = self.config.max_line_length;
-        if self.skipping_line {
-            return match memchr::memchr(b'\n', rest) {
-                Some(at) => {
-                    self.skipping_line = false;
-                    Line::Overlong {
-                        consumed: at + 1,
-                        ended: true,
-                    }
-                }
-                None => Line::Overlong {
-                    consumed: rest.len(),
-                    ended: false,
-                },
-            };
-        }
-        let window = &rest[..rest.len().min(max)];
-        match memchr::memchr(b'\n', window) {
-            Some(at) => {
-                let crlf = at > 0 && rest[at - 1] == b'\r';
-                let text = &rest[..if crlf { at - 1 } else { at }];
-                Line::Complete {
-                    consumed: at + 1,
-                    text,
-                    crlf,
-                }
-            }
-            None if rest.len() >= max => {
-                self.skipping_line = true;
-                self.next_line_overlong(rest, max)
-            }
-            None => Line::Incomplete,
-        }
-    }
-
-    fn next_line_overlong<'a>(&mut self, rest: &'a [u8], max: usize) -> Line<'a> {
-        match memchr::memchr(b'\n', &rest[max..]) {
-            Some(at) => {
-                self.skipping_line = false;
-                Line::Overlong {
-                    consumed: max + at + 1,
-                    ended: true,
-                }
-            }
-            None => Line::Overlong {
-                consumed: rest.len(),
-                ended: false,
-            },
-        }
     }
 
     /// Appends `reply`, counting protocol errors; past the limit, adds a 421 and closes.
