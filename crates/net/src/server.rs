@@ -150,3 +150,27 @@ fn is_per_connection(err: &io::Error) -> bool {
             | io::ErrorKind::WouldBlock
     )
 }
+
+/// Writes all of `out` to a client and empties it, or fails with `TimedOut` if the
+/// client does not read it within `timeout` (a peer that never reads must not hold
+/// a session forever). Nothing to write is no write at all.
+pub async fn flush_within<S: tokio::io::AsyncWrite + Unpin>(
+    stream: &mut S,
+    out: &mut Vec<u8>,
+    timeout: std::time::Duration,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    if out.is_empty() {
+        return Ok(());
+    }
+    tokio::time::timeout(timeout, stream.write_all(out))
+        .await
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client did not read what was sent to it",
+            )
+        })??;
+    out.clear();
+    Ok(())
+}

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sokkel_net::auth::Credentials;
-use sokkel_net::server::{Accepted, ConnectionLimit, StopSignal, accept_loop, stop_switch};
+use sokkel_net::server::{
+    Accepted, ConnectionLimit, StopSignal, accept_loop, flush_within, stop_switch,
+};
 use sokkel_net::tls::{ServerStream, ServerTls};
 use sokkel_store::{MessageId, Store};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -237,7 +239,7 @@ async fn run_session(
                 continue;
             }
             Step::Retrieve(retrieve) => {
-                write_out(&mut stream, &mut out, timeout).await?;
+                flush_within(&mut stream, &mut out, timeout).await?;
                 send_message(&mut session, retrieve, &mut stream, shared, &mut out).await?;
                 if retrieve.top_lines.is_none() {
                     read.retrieved.push(retrieve.id);
@@ -245,7 +247,7 @@ async fn run_session(
                 continue;
             }
             Step::StartTls => {
-                write_out(&mut stream, &mut out, timeout).await?;
+                flush_within(&mut stream, &mut out, timeout).await?;
                 // The session consumed everything buffered: nothing the client sent
                 // in clear text after STLS is read as a command.
                 input.clear();
@@ -265,7 +267,7 @@ async fn run_session(
                 continue;
             }
             Step::Close => {
-                let written = write_out(&mut stream, &mut out, timeout).await;
+                let written = flush_within(&mut stream, &mut out, timeout).await;
                 // Best effort: a TLS close_notify, or a FIN for clear text.
                 let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
                 break written;
@@ -275,7 +277,7 @@ async fn run_session(
             session.shutting_down(&mut out);
             continue;
         }
-        if let Err(err) = write_out(&mut stream, &mut out, timeout).await {
+        if let Err(err) = flush_within(&mut stream, &mut out, timeout).await {
             break Err(err);
         }
         input.reserve(4096);
@@ -366,7 +368,7 @@ async fn send_message<S: AsyncWrite + Unpin>(
     if let Some(mut body) = session.transfer(raw.as_deref(), out) {
         loop {
             let done = body.write_next(out, CHUNK);
-            write_out(stream, out, timeout).await?;
+            flush_within(stream, out, timeout).await?;
             if done {
                 break;
             }
@@ -425,21 +427,4 @@ impl ReadMarks {
             Err(err) => tracing::warn!(%err, "marking messages read after pop3 RETR panicked"),
         }
     }
-}
-
-async fn write_out<S: AsyncWrite + Unpin>(
-    stream: &mut S,
-    out: &mut Vec<u8>,
-    timeout: Duration,
-) -> io::Result<()> {
-    if out.is_empty() {
-        return Ok(());
-    }
-    tokio::time::timeout(timeout, stream.write_all(out))
-        .await
-        .map_err(|_| {
-            io::Error::new(io::ErrorKind::TimedOut, "client did not read its responses")
-        })??;
-    out.clear();
-    Ok(())
 }

@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use sokkel_net::auth::Credentials;
-use sokkel_net::server::{Accepted, ConnectionLimit, StopSignal, accept_loop, stop_switch};
+use sokkel_net::server::{
+    Accepted, ConnectionLimit, StopSignal, accept_loop, flush_within, stop_switch,
+};
 use sokkel_net::tls::{ServerStream, ServerTls};
 use sokkel_store::{Deliver, Envelope, NewMessage, TlsInfo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -235,10 +237,10 @@ async fn run_session<D: Deliver>(
             Step::Close => {
                 // Dropping the socket closes it; the client has usually hung up
                 // after 221 already, so a shutdown() first would only fail.
-                return write_out(&mut stream, &mut out, config.command_timeout).await;
+                return flush_within(&mut stream, &mut out, config.command_timeout).await;
             }
             Step::StartTls => {
-                write_out(&mut stream, &mut out, config.command_timeout).await?;
+                flush_within(&mut stream, &mut out, config.command_timeout).await?;
                 // Sent in clear text before the handshake: never commands.
                 input.clear();
                 stream = handshake(stream, config).await?;
@@ -250,7 +252,7 @@ async fn run_session<D: Deliver>(
                 if !ok {
                     tracing::info!(%peer, "authentication failed");
                     // Flush what came before, then make a password guesser wait.
-                    write_out(&mut stream, &mut out, config.command_timeout).await?;
+                    flush_within(&mut stream, &mut out, config.command_timeout).await?;
                     tokio::time::sleep(config.auth_failure_delay).await;
                 }
                 session.authenticated(ok, &mut out);
@@ -262,7 +264,7 @@ async fn run_session<D: Deliver>(
             session.shutting_down(&mut out);
             continue;
         }
-        write_out(&mut stream, &mut out, config.command_timeout).await?;
+        flush_within(&mut stream, &mut out, config.command_timeout).await?;
 
         let wait = if session.receiving_content() {
             config.data_timeout
@@ -304,21 +306,4 @@ async fn check_credentials(config: &ServerConfig, given: super::session::Credent
     tokio::task::spawn_blocking(move || credentials.verify(&given.user, &given.password))
         .await
         .unwrap_or(false)
-}
-
-async fn write_out(
-    stream: &mut ServerStream,
-    out: &mut Vec<u8>,
-    timeout: Duration,
-) -> io::Result<()> {
-    if out.is_empty() {
-        return Ok(());
-    }
-    tokio::time::timeout(timeout, stream.write_all(out))
-        .await
-        .map_err(|_| {
-            io::Error::new(io::ErrorKind::TimedOut, "client did not read its replies")
-        })??;
-    out.clear();
-    Ok(())
 }
