@@ -7,7 +7,6 @@ mod hints;
 mod listen;
 mod mail;
 mod runtime;
-mod timefmt;
 mod units;
 
 use std::io::IsTerminal;

@@ -32,6 +32,7 @@ mod paths;
 mod schema;
 mod search;
 mod store;
+pub mod time;
 mod writer;
 
 use std::fmt;

@@ -32,6 +32,7 @@ use std::fmt::Write as _;
 use rusqlite::types::Value;
 
 use crate::Summary;
+use crate::time::days_from_civil;
 
 /// The longest search text accepted, in bytes.
 pub const MAX_QUERY_BYTES: usize = 1000;
@@ -492,18 +493,6 @@ fn parse_date(text: &str) -> Option<i64> {
     (1..=month_days)
         .contains(&day)
         .then(|| days_from_civil(year, month, day))
-}
-
-/// Howard Hinnant's days_from_civil: days since 1970-01-01 in the proleptic
-/// Gregorian calendar.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_from_march = (month + 9) % 12;
-    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
 }
 
 #[cfg(test)]

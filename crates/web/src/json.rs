@@ -11,7 +11,7 @@ use serde::Serialize;
 use sokkel_store::mime::{AttachmentInfo, ParsedMessage};
 use sokkel_store::{Address, MessageCounts, StoredMessage, Summary};
 
-use crate::timefmt::rfc3339_millis;
+use sokkel_store::time::rfc3339_millis;
 
 /// A mailbox as Mailpit writes it: `{"Name": "...", "Address": "..."}`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

@@ -29,7 +29,6 @@ mod json;
 mod openapi;
 mod search;
 mod serve;
-mod timefmt;
 mod ui;
 
 use std::sync::Arc;

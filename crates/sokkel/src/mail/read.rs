@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use sokkel_store::{Address, ListQuery, MessageId, Store, StoredMessage, Summary, mime};
 
 use crate::cli::{DeleteArgs, ListArgs, ShowArgs};
-use crate::timefmt::utc;
+use sokkel_store::time::utc;
 
 pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let store = super::open_existing(&args.store)?;
