@@ -27,6 +27,13 @@ const browser = await chromium.launch({
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   page.setDefaultTimeout(30000);
+  // Each fetch of the plain list's first page is a (re)load: the page reloads when the
+  // server tells it that it fell behind the event stream ("prune").
+  let listLoads = 0;
+  page.on("request", (request) => {
+    const url = new URL(request.url());
+    if (url.pathname === "/api/v1/messages" && !url.searchParams.has("before")) listLoads += 1;
+  });
   await page.goto(base);
   await page.waitForSelector("#live.on");
   await page.evaluate(() => { window.sameDocument = true; });
@@ -49,7 +56,8 @@ try {
   }
   if (!(await page.evaluate(() => window.sameDocument))) throw new Error("the page reloaded");
   const rows = await page.evaluate(() => document.querySelectorAll("#list li").length);
-  console.log(`live ok: first row ${JSON.stringify(newest)}, ${rows} rows in the page`);
+  console.log(`live ok: first row ${JSON.stringify(newest)}, ${rows} rows in the page, ` +
+    `${listLoads - 1} reload(s) of the list after falling behind`);
 } finally {
   await browser.close();
 }
