@@ -66,6 +66,9 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+# Signals end the script through `exit`, so the EXIT trap runs for them too.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # Starts a command in a process group of its own (so it and its children can be
 # killed together), under `timeout` as a last resort; sets STARTED_PID.
