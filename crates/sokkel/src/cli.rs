@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 use sokkel_echo::Framing;
 use sokkel_net::{HostPort, ResolveOverride};
@@ -104,7 +105,7 @@ pub struct ConnectionArgs {
     #[arg(long, value_name = "FILE", env = "SOKKEL_SMTP_CA")]
     pub ca: Option<std::path::PathBuf>,
     /// Accept any server certificate (for local catchers with self-signed ones).
-    #[arg(long, env = "SOKKEL_SMTP_INSECURE")]
+    #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_SMTP_INSECURE")]
     pub insecure: bool,
     /// Log in as this user; the password comes from SOKKEL_SMTP_PASSWORD or a prompt.
     #[arg(long, value_name = "USER", env = "SOKKEL_SMTP_USER")]
@@ -232,12 +233,12 @@ pub struct MailServeArgs {
     )]
     pub http: Vec<String>,
     /// Serve no web page and no API, only SMTP.
-    #[arg(long, env = "SOKKEL_NO_HTTP")]
+    #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_NO_HTTP")]
     pub no_http: bool,
     #[command(flatten)]
     pub store: StoreArgs,
     /// Keep mail in a temporary store that is removed at exit.
-    #[arg(long, env = "SOKKEL_EPHEMERAL", conflicts_with = "db")]
+    #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_EPHEMERAL", conflicts_with = "db")]
     pub ephemeral: bool,
     /// The name the server gives in its greeting (default: this machine's host name).
     #[arg(long, value_name = "NAME", env = "SOKKEL_HOSTNAME")]
@@ -303,10 +304,10 @@ pub struct Pop3Args {
     )]
     pub pop3s: Vec<String>,
     /// Serve no POP3 at all.
-    #[arg(long, env = "SOKKEL_NO_POP3", conflicts_with = "pop3s")]
+    #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_NO_POP3", conflicts_with = "pop3s")]
     pub no_pop3: bool,
     /// Show each login only the mail sent to it (a login without @ sees its name at any domain).
-    #[arg(long, env = "SOKKEL_POP3_PER_RECIPIENT")]
+    #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_POP3_PER_RECIPIENT")]
     pub pop3_per_recipient: bool,
     /// POP3 sessions at once; more are told -ERR [SYS/TEMP] and closed.
     #[arg(long, value_name = "N", default_value_t = 100, env = "SOKKEL_POP3_MAX_SESSIONS", value_parser = clap::value_parser!(u32).range(1..))]
@@ -345,19 +346,19 @@ pub struct SecurityArgs {
     )]
     pub tls_key: Option<std::path::PathBuf>,
     /// Make a self-signed certificate at start and print its fingerprint.
-    #[arg(long, env = "SOKKEL_TLS_SELF_SIGNED", conflicts_with = "tls_cert")]
+    #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_TLS_SELF_SIGNED", conflicts_with = "tls_cert")]
     pub tls_self_signed: bool,
     /// Refuse MAIL with 530 until the client has used STARTTLS.
-    #[arg(long, env = "SOKKEL_REQUIRE_TLS")]
+    #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_REQUIRE_TLS")]
     pub require_tls: bool,
     /// Users who may log in: lines of user:password (clear, bcrypt or argon2 hash).
     #[arg(long, value_name = "FILE", env = "SOKKEL_AUTH_FILE")]
     pub auth_file: Option<std::path::PathBuf>,
     /// Accept any user name and password (for apps that insist on logging in).
-    #[arg(long, env = "SOKKEL_AUTH_ACCEPT_ANY", conflicts_with = "auth_file")]
+    #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_AUTH_ACCEPT_ANY", conflicts_with = "auth_file")]
     pub auth_accept_any: bool,
     /// Offer AUTH on connections without TLS too (passwords then cross in clear text).
-    #[arg(long, env = "SOKKEL_ALLOW_INSECURE_AUTH")]
+    #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_ALLOW_INSECURE_AUTH")]
     pub allow_insecure_auth: bool,
     /// How long a client waits after wrong credentials.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration, env = "SOKKEL_AUTH_FAILURE_DELAY")]
@@ -444,10 +445,10 @@ pub struct ServeArgs {
     )]
     pub listen: Vec<String>,
     /// Serve UDP on the same addresses as well.
-    #[arg(long, env = "SOKKEL_ECHO_UDP", conflicts_with = "udp_only")]
+    #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_ECHO_UDP", conflicts_with = "udp_only")]
     pub udp: bool,
     /// Serve UDP only.
-    #[arg(long, env = "SOKKEL_ECHO_UDP_ONLY")]
+    #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_ECHO_UDP_ONLY")]
     pub udp_only: bool,
     #[command(flatten)]
     pub framing: FramingArgs<RawDefault>,
@@ -461,7 +462,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, env = "SOKKEL_ECHO_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Duration,
     /// Do not print a line per message (connects and leaves are still printed).
-    #[arg(long, short, env = "SOKKEL_ECHO_QUIET")]
+    #[arg(value_parser = BoolishValueParser::new(), long, short, env = "SOKKEL_ECHO_QUIET")]
     pub quiet: bool,
     /// Worker threads (default: one per CPU core).
     #[arg(long, value_name = "N", env = "SOKKEL_ECHO_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
@@ -502,7 +503,7 @@ pub struct Target {
     #[arg(value_name = "ADDR", value_parser = parse_host_port)]
     pub addr: HostPort,
     /// Use UDP instead of TCP.
-    #[arg(long, env = "SOKKEL_ECHO_UDP")]
+    #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_ECHO_UDP")]
     pub udp: bool,
     /// How long to wait for a connection or a reply.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_timeout, env = "SOKKEL_ECHO_TIMEOUT")]
@@ -539,7 +540,7 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub framing: FramingArgs<RawDefault>,
     /// Print the report as JSON.
-    #[arg(long, env = "SOKKEL_BENCH_JSON")]
+    #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_BENCH_JSON")]
     pub json: bool,
     /// Threads generating load.
     #[arg(long, value_name = "N", default_value_t = 1, env = "SOKKEL_BENCH_THREADS", value_parser = clap::value_parser!(u16).range(1..))]

@@ -912,17 +912,13 @@ fn a_message_unfinished_after_the_shutdown_timeout_is_cut_off_and_not_stored() {
 #[test]
 fn sigint_stops_an_ephemeral_catcher_and_removes_its_store() {
     let (mut process, stdout, stderr) = spawn_collected(
-        sokkel_command().args([
-            "mail",
-            "serve",
-            "--smtp",
-            "127.0.0.1:0",
-            "--ephemeral",
-            "--no-http",
-            "--hostname",
-            HOST,
-        ]),
-        "sokkel mail serve --ephemeral",
+        // Boolean flags from the environment take 1 and yes, as shells and
+        // container files write them, not only true.
+        sokkel_command()
+            .args(["mail", "serve", "--smtp", "127.0.0.1:0", "--hostname", HOST])
+            .env("SOKKEL_EPHEMERAL", "1")
+            .env("SOKKEL_NO_HTTP", "yes"),
+        "SOKKEL_EPHEMERAL=1 SOKKEL_NO_HTTP=yes sokkel mail serve",
     );
     let announced = |lines: &[String]| lines.iter().any(|l| l.starts_with("mail is kept in "));
     assert!(
@@ -932,6 +928,7 @@ fn sigint_stops_an_ephemeral_catcher_and_removes_its_store() {
         stderr.text()
     );
     let lines = stdout.snapshot();
+    assert!(!lines.iter().any(|l| l.contains("http")), "{lines:?}");
     let addr: std::net::SocketAddr = lines
         .iter()
         .find_map(|l| l.strip_prefix("listening on smtp "))
