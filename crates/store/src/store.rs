@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::types::{Type, Value};
@@ -24,9 +24,11 @@ use crate::{
 /// release the write lock before giving up with [`StoreError::Busy`].
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Idle reader connections kept open for reuse; more are opened under load and
-/// closed afterwards.
-const MAX_IDLE_READERS: usize = 4;
+/// Connections for queries and deletes, opened on demand and kept for reuse. More
+/// callers than this wait for one to come free: every connection has its own page
+/// cache, so an unbounded number under load (the web API hit by many clients) costs
+/// memory, and a fresh connection starts with a cold cache anyway.
+const MAX_READERS: usize = 8;
 
 /// Messages bigger than this are parsed on tokio's blocking pool instead of the
 /// async worker that delivers them, so one huge message cannot stall other
@@ -116,10 +118,18 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
+/// The reader connections: those not in use, and how many exist in all.
+#[derive(Default)]
+struct ReaderPool {
+    idle: Vec<Connection>,
+    open: usize,
+}
+
 struct Inner {
     path: PathBuf,
     options: StoreOptions,
-    readers: Mutex<Vec<Connection>>,
+    readers: Mutex<ReaderPool>,
+    reader_freed: Condvar,
     events: broadcast::Sender<StoreEvent>,
     changes: Arc<ChangeLog>,
     /// Started by the first [`Store::subscribe`]; stops when the last handle drops.
@@ -178,7 +188,8 @@ impl Store {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 options,
-                readers: Mutex::new(Vec::new()),
+                readers: Mutex::new(ReaderPool::default()),
+                reader_freed: Condvar::new(),
                 events,
                 changes,
                 watcher: Mutex::new(None),
@@ -448,26 +459,61 @@ impl Store {
         Ok(ids)
     }
 
-    /// Run `work` on a pooled connection, opening one if none is idle.
+    /// Run `work` on a pooled connection: an idle one, a new one while fewer than
+    /// [`MAX_READERS`] are open, or else the next one another caller returns.
     fn with_connection<T>(
         &self,
         work: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let idle = self.lock_readers().pop();
+        let mut pool = self.lock_readers();
+        let idle = loop {
+            if let Some(conn) = pool.idle.pop() {
+                break Some(conn);
+            }
+            if pool.open < MAX_READERS {
+                pool.open += 1;
+                break None;
+            }
+            pool = self
+                .inner
+                .reader_freed
+                .wait(pool)
+                .unwrap_or_else(PoisonError::into_inner);
+        };
+        drop(pool);
         let mut conn = match idle {
             Some(conn) => conn,
-            None => open_connection(&self.inner.path, &self.inner.options, false)?,
+            None => match open_connection(&self.inner.path, &self.inner.options, false) {
+                Ok(conn) => conn,
+                Err(error) => {
+                    self.lock_readers().open -= 1;
+                    self.inner.reader_freed.notify_one();
+                    return Err(error);
+                }
+            },
         };
-        let result = work(&mut conn);
-        let mut readers = self.lock_readers();
-        if readers.len() < MAX_IDLE_READERS {
-            readers.push(conn);
+        // If `work` panics the connection is dropped with the unwinding, and its
+        // place in the pool must be given back all the same.
+        struct Lent<'a>(&'a Store, Option<Connection>);
+        impl Drop for Lent<'_> {
+            fn drop(&mut self) {
+                let mut pool = self.0.lock_readers();
+                match self.1.take() {
+                    Some(conn) => pool.idle.push(conn),
+                    None => pool.open -= 1,
+                }
+                drop(pool);
+                self.0.inner.reader_freed.notify_one();
+            }
         }
+        let mut lent = Lent(self, None);
+        let result = work(&mut conn);
+        lent.1 = Some(conn);
         result
     }
 
-    fn lock_readers(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
-        // A panic while the lock was held cannot leave the Vec half-changed.
+    fn lock_readers(&self) -> std::sync::MutexGuard<'_, ReaderPool> {
+        // A panic while the lock was held cannot leave the pool half-changed.
         self.inner
             .readers
             .lock()
@@ -965,6 +1011,35 @@ fn recipient_matches(to: &str, wanted: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Many threads querying at once share at most MAX_READERS connections, and
+    /// every one of them gets its answer.
+    #[test]
+    fn concurrent_queries_share_a_bounded_pool() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = Store::open(&dir.path().join("mail.db"), StoreOptions::default()).unwrap();
+        let threads: Vec<_> = (0..32)
+            .map(|_| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..20 {
+                        store.list(&ListQuery::default()).unwrap();
+                        store.count().unwrap();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let pool = store.lock_readers();
+        assert!(
+            pool.open <= MAX_READERS && pool.open >= 1,
+            "{} open",
+            pool.open
+        );
+        assert_eq!(pool.idle.len(), pool.open);
+    }
 
     /// The query plan of a page of `query`, one line per step.
     fn plan(store: &Store, query: &str, before: Option<i64>) -> String {
