@@ -69,10 +69,15 @@ impl ChangeLog {
     fn foreign_between(&self, from: i64, to: i64) -> bool {
         let mut guard = self.lock();
         let own = guard.get_or_insert_with(BTreeSet::new);
-        if to <= from {
+        if to < from {
             // The counter went back: the file was replaced by another one.
             own.clear();
             return true;
+        }
+        if to == from {
+            // A commit that changed no message (the search index catching up) is
+            // nobody's news.
+            return false;
         }
         let own_count = own.range(from + 1..=to).count() as i64;
         *own = own.split_off(&(to + 1));

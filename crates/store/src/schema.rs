@@ -82,6 +82,16 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO store_state (id, change_seq, unindexed_below)
         VALUES (1, 0, (SELECT coalesce(max(id), 0) + 1 FROM messages));
     "#,
+    // 3: messages the writer has stored but not yet indexed. The writer indexes
+    // them in batches of their own, after answering the waiting clients, so the
+    // tokenizer does not sit between a message and its 250; an id stays here
+    // until its index row is committed, so nothing is left unindexed by a crash.
+    r#"
+    CREATE TABLE unindexed (id INTEGER PRIMARY KEY) STRICT;
+    CREATE TRIGGER messages_unqueue AFTER DELETE ON messages BEGIN
+        DELETE FROM unindexed WHERE id = old.id;
+    END;
+    "#,
 ];
 
 /// The schema version this build writes.

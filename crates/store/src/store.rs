@@ -174,6 +174,11 @@ impl Store {
             sync_parent_dir(path);
         }
         index_older_messages(&mut conn)?;
+        // Best effort: a store at its size limit must still open (to be read and
+        // emptied) even if there is no room for the index rows.
+        if let Err(error) = index_unindexed(&mut conn) {
+            tracing::warn!(%error, "could not index every stored message for search");
+        }
 
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let changes = Arc::new(ChangeLog::default());
@@ -441,7 +446,7 @@ impl Store {
             let ids = messages
                 .iter()
                 .zip(&digests)
-                .map(|(message, digest)| insert_message(&tx, message, digest))
+                .map(|(message, digest)| insert_message(&tx, message, digest, Indexing::Now))
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let seq = next_seq_if(&tx, !ids.is_empty())?;
             tx.commit()?;
@@ -615,11 +620,23 @@ const INSERT_MESSAGE: &str = "INSERT INTO messages (
     ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
         ?18, ?19, ?20, ?21, ?22)";
 
+/// When a new message goes into the search index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Indexing {
+    /// In the same transaction (bulk imports).
+    Now,
+    /// Later, by the writer thread in a batch of its own ([`index_pending`]); until
+    /// then the message's id waits in the `unindexed` table, so a crash in between
+    /// only delays its indexing to the next open.
+    Deferred,
+}
+
 /// Insert one message and its bytes; the caller owns the transaction.
 pub(crate) fn insert_message(
     conn: &Connection,
     message: &NewMessage,
     digest: &Digest,
+    indexing: Indexing,
 ) -> rusqlite::Result<MessageId> {
     let envelope = &message.envelope;
     let from = digest.from.as_ref();
@@ -650,36 +667,122 @@ pub(crate) fn insert_message(
     let id = conn.last_insert_rowid();
     conn.prepare_cached("INSERT INTO raw (id, data) VALUES (?1, ?2)")?
         .execute(params![id, message.raw])?;
-    index_message(conn, id, &envelope.mail_from, &envelope.rcpt_to, digest)?;
+    match indexing {
+        Indexing::Now => {
+            let text = IndexText::new(&envelope.mail_from, &envelope.rcpt_to, digest);
+            index_message(conn, id, &text)?;
+        }
+        Indexing::Deferred => {
+            conn.prepare_cached("INSERT INTO unindexed (id) VALUES (?1)")?
+                .execute([id])?;
+        }
+    }
     Ok(MessageId(id))
 }
 
+/// What the search index gets of one message, column by column.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct IndexText {
+    subject: String,
+    sender: String,
+    recipients: String,
+    body: String,
+}
+
+impl IndexText {
+    pub(crate) fn new(mail_from: &str, rcpt_to: &[String], digest: &Digest) -> IndexText {
+        let mut sender = String::new();
+        push_addresses(&mut sender, digest.from.iter());
+        sender.push_str(mail_from);
+        let mut recipients = rcpt_to.join(" ");
+        recipients.push(' ');
+        push_addresses(&mut recipients, digest.to.iter().chain(&digest.cc));
+        IndexText {
+            subject: digest.subject.clone(),
+            sender,
+            recipients,
+            body: digest.body_text.clone(),
+        }
+    }
+
+    /// The bytes this holds, to bound how much waits for indexing.
+    pub(crate) fn len(&self) -> usize {
+        self.subject.len() + self.sender.len() + self.recipients.len() + self.body.len()
+    }
+}
+
 /// Add message `id` to the search index; the caller owns the transaction.
-fn index_message(
-    conn: &Connection,
-    id: i64,
-    mail_from: &str,
-    rcpt_to: &[String],
-    digest: &Digest,
-) -> rusqlite::Result<()> {
-    let mut sender = String::new();
-    push_addresses(&mut sender, digest.from.iter());
-    sender.push_str(mail_from);
-    let mut recipients = rcpt_to.join(" ");
-    recipients.push(' ');
-    push_addresses(&mut recipients, digest.to.iter().chain(&digest.cc));
+fn index_message(conn: &Connection, id: i64, text: &IndexText) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO search (rowid, subject, sender, recipients, body)
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![
         id,
-        digest.subject,
-        sender,
-        recipients,
-        digest.body_text
+        text.subject,
+        text.sender,
+        text.recipients,
+        text.body
     ])?;
     Ok(())
+}
+
+/// Index messages the writer stored with [`Indexing::Deferred`], in one
+/// transaction. A message deleted meanwhile (its id gone from `unindexed`) is
+/// skipped, and so is one another process already indexed. The transaction is
+/// committed without waiting for the disk (`synchronous=NORMAL`): losing it in a
+/// power cut loses nothing but this work, which the next open redoes from
+/// `unindexed`, and the next message commit syncs it anyway.
+pub(crate) fn index_pending(
+    conn: &mut Connection,
+    pending: &[(i64, IndexText)],
+) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let result = (|| {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut dequeue = tx.prepare_cached("DELETE FROM unindexed WHERE id = ?1")?;
+            for (id, text) in pending {
+                if dequeue.execute([id])? == 1 {
+                    index_message(&tx, *id, text)?;
+                }
+            }
+        }
+        tx.commit()
+    })();
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    result
+}
+
+/// Index what a writer left in `unindexed` when its process ended before it got to
+/// it (killed, or the machine went down), in batches.
+fn index_unindexed(conn: &mut Connection) -> Result<(), StoreError> {
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut done = 0;
+        {
+            let mut statement = tx.prepare_cached(
+                "SELECT u.id, m.mail_from, m.rcpt_to, r.data
+                 FROM unindexed AS u JOIN messages AS m ON m.id = u.id JOIN raw AS r ON r.id = u.id
+                 ORDER BY u.id LIMIT ?1",
+            )?;
+            let mut rows = statement.query([to_i64(BACKFILL_BATCH)])?;
+            let mut dequeue = tx.prepare_cached("DELETE FROM unindexed WHERE id = ?1")?;
+            while let Some(row) = rows.next()? {
+                let id: i64 = row.get(0)?;
+                let rcpt_to: Vec<String> = from_json(row, 2)?;
+                let raw = row.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?;
+                let text = IndexText::new(&row.get::<_, String>(1)?, &rcpt_to, &mime::digest(raw));
+                index_message(&tx, id, &text)?;
+                dequeue.execute([id])?;
+                done += 1;
+            }
+        }
+        tx.commit()?;
+        if done < BACKFILL_BATCH {
+            return Ok(());
+        }
+    }
 }
 
 fn push_addresses<'a>(text: &mut String, addresses: impl Iterator<Item = &'a Address>) {
@@ -730,13 +833,8 @@ fn index_older_messages(conn: &mut Connection) -> Result<(), StoreError> {
                 let id: i64 = row.get(0)?;
                 let rcpt_to: Vec<String> = from_json(row, 2)?;
                 let raw = row.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?;
-                index_message(
-                    &tx,
-                    id,
-                    &row.get::<_, String>(1)?,
-                    &rcpt_to,
-                    &mime::digest(raw),
-                )?;
+                let text = IndexText::new(&row.get::<_, String>(1)?, &rcpt_to, &mime::digest(raw));
+                index_message(&tx, id, &text)?;
                 next_below = id;
                 count += 1;
                 bytes += raw.len();

@@ -23,12 +23,21 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::changes::ChangeLog;
 use crate::mime::Digest;
-use crate::store::{StoreEvent, WriterStats, insert_message, next_seq_if, summary_of};
+use crate::store::{
+    IndexText, Indexing, StoreEvent, WriterStats, index_pending, insert_message, next_seq_if,
+    summary_of,
+};
 use crate::{MessageId, NewMessage, StoreError};
 
 /// A batch stops growing once it holds this many bytes of messages, so one commit
 /// does not have to write (and hold in memory) an unbounded amount.
 const MAX_BATCH_BYTES: usize = 64 << 20;
+
+/// Stored messages wait for the search index until the writer has nothing else to
+/// do, or until this many (or [`MAX_INDEX_BYTES`] of text) are waiting: under a
+/// steady stream of mail search lags by at most one such batch.
+const MAX_INDEX_BATCH: usize = 512;
+const MAX_INDEX_BYTES: usize = 16 << 20;
 
 /// One delivery waiting for its commit.
 struct WriteRequest {
@@ -142,7 +151,25 @@ fn run(
     announce: &Announce<'_>,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
-    while let Some(first) = requests.blocking_recv() {
+    let mut unindexed = Unindexed::default();
+    loop {
+        // Index when idle: only when no delivery is waiting, so the tokenizer
+        // never delays a 250.
+        let next = if unindexed.pending.is_empty() {
+            requests.blocking_recv()
+        } else {
+            match requests.try_recv() {
+                Ok(request) => Some(request),
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    unindexed.index(&mut conn);
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+            }
+        };
+        let Some(first) = next else {
+            break;
+        };
         let mut bytes = first.message.raw.len();
         batch.push(first);
         while batch.len() < max_batch && bytes < MAX_BATCH_BYTES {
@@ -152,7 +179,46 @@ fn run(
             bytes += next.message.raw.len();
             batch.push(next);
         }
-        group_commit(&mut conn, &mut batch, bytes, announce);
+        group_commit(&mut conn, &mut batch, bytes, announce, &mut unindexed);
+        if unindexed.full() {
+            unindexed.index(&mut conn);
+        }
+    }
+    unindexed.index(&mut conn);
+}
+
+/// Messages committed but not yet in the search index.
+#[derive(Default)]
+struct Unindexed {
+    pending: Vec<(i64, IndexText)>,
+    bytes: usize,
+}
+
+impl Unindexed {
+    fn push(&mut self, id: MessageId, text: IndexText) {
+        self.bytes += text.len();
+        self.pending.push((id.0, text));
+    }
+
+    fn full(&self) -> bool {
+        self.pending.len() >= MAX_INDEX_BATCH || self.bytes >= MAX_INDEX_BYTES
+    }
+
+    /// Index everything pending. On failure the ids stay in the `unindexed` table
+    /// and the next open of the store indexes them.
+    fn index(&mut self, conn: &mut rusqlite::Connection) {
+        if self.pending.is_empty() {
+            return;
+        }
+        if let Err(error) = index_pending(conn, &self.pending) {
+            tracing::warn!(
+                %error,
+                messages = self.pending.len(),
+                "indexing messages for search failed; they are indexed when the store is next opened"
+            );
+        }
+        self.pending.clear();
+        self.bytes = 0;
     }
 }
 
@@ -162,6 +228,7 @@ fn group_commit(
     batch: &mut Vec<WriteRequest>,
     bytes: usize,
     announce: &Announce<'_>,
+    unindexed: &mut Unindexed,
 ) {
     let Announce {
         counters,
@@ -187,6 +254,12 @@ fn group_commit(
                 // The waiter may be gone (its client hung up); the message is
                 // stored all the same.
                 let _ = reply.send(Ok(id));
+                let text = IndexText::new(
+                    &message.envelope.mail_from,
+                    &message.envelope.rcpt_to,
+                    &digest,
+                );
+                unindexed.push(id, text);
                 if notify {
                     let summary = Arc::new(summary_of(id, &message, digest));
                     let _ = events.send(StoreEvent::New(summary));
@@ -214,7 +287,7 @@ fn insert_batch(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let ids = batch
         .iter()
-        .map(|request| insert_message(&tx, &request.message, &request.digest))
+        .map(|request| insert_message(&tx, &request.message, &request.digest, Indexing::Deferred))
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let seq = next_seq_if(&tx, !ids.is_empty())?;
     tx.commit()?;

@@ -370,7 +370,8 @@ async fn the_index_keeps_in_step_with_deletes_and_deliveries() {
     assert_eq!(index_rows(store.path()), 0);
     assert!(subjects_of(&store, "invoice").is_empty());
 
-    // Delivered through the writer thread: searchable as soon as it is acknowledged.
+    // Delivered through the writer thread: searchable once the writer has had a
+    // moment with nothing to deliver (it indexes after answering, not before).
     let id = store
         .deliver(
             Mail {
@@ -382,8 +383,32 @@ async fn the_index_keeps_in_step_with_deletes_and_deliveries() {
         .await
         .unwrap();
     assert_eq!(id, MessageId(9));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while subjects_of(&store, "invoice").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "never indexed");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     assert_eq!(subjects_of(&store, "invoice"), ["Invoice again"]);
     assert_eq!(index_rows(store.path()), 1);
+
+    // A writer killed between storing and indexing leaves the id in `unindexed`
+    // (here faked by hand): the next open indexes it.
+    let path = store.path().to_path_buf();
+    drop(store);
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("DELETE FROM search WHERE rowid = 9; INSERT INTO unindexed VALUES (9);")
+            .unwrap();
+    }
+    assert_eq!(index_rows(&path), 0);
+    let store = Store::open(&path, StoreOptions::default()).unwrap();
+    assert_eq!(subjects_of(&store, "invoice"), ["Invoice again"]);
+    assert_eq!(index_rows(&path), 1);
+    let left: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT count(*) FROM unindexed", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(left, 0);
 }
 
 /// The schema of the first release, exactly, so an upgrade is tested against the
