@@ -265,16 +265,14 @@ impl Store {
 
     /// How many messages there are, and how many of them are unread.
     pub fn count(&self) -> Result<MessageCounts, StoreError> {
+        // Kept up to date by triggers on `messages` (schema migration 4).
         self.with_connection(|conn| {
-            let total: i64 =
-                conn.query_row("SELECT count(*) FROM messages", [], |row| row.get(0))?;
-            let unread: i64 =
-                conn.query_row("SELECT count(*) FROM messages WHERE read = 0", [], |row| {
-                    row.get(0)
-                })?;
+            let (total, unread): (i64, i64) = conn
+                .prepare_cached("SELECT total, unread FROM store_state")?
+                .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
             Ok(MessageCounts {
-                total: total as u64,
-                unread: unread as u64,
+                total: total.max(0) as u64,
+                unread: unread.max(0) as u64,
             })
         })
     }

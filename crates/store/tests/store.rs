@@ -585,3 +585,51 @@ Content-Transfer-Encoding: base64\r\n\
 \r\n\
 JVBERi0xLjQK\r\n\
 --outer--\r\n";
+
+/// The counts every web page shows are kept by triggers, not counted: check them
+/// against real counts through every kind of change, and across reopening.
+#[tokio::test]
+async fn counts_stay_exact_through_every_change() {
+    let dir = TempDir::new().unwrap();
+    let path = db_path(&dir);
+    let store = open(&path);
+    let real = |path: &Path| {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        let total: i64 = conn
+            .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+            .unwrap();
+        let unread: i64 = conn
+            .query_row("SELECT count(*) FROM messages WHERE read = 0", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        MessageCounts {
+            total: total as u64,
+            unread: unread as u64,
+        }
+    };
+    let check = |store: &Store, want: (u64, u64)| {
+        let counts = store.count().unwrap();
+        assert_eq!((counts.total, counts.unread), want);
+        assert_eq!(counts, real(store.path()));
+    };
+    check(&store, (0, 0));
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(store.deliver(message(&format!("m{n}"))).await.unwrap());
+    }
+    ids.extend(store.import(vec![message("i1"), message("i2")]).unwrap());
+    check(&store, (7, 7));
+    store.set_read(&ids[..3], true).unwrap();
+    store.set_read(&ids[..1], true).unwrap();
+    check(&store, (7, 4));
+    store.set_read(&ids[..1], false).unwrap();
+    check(&store, (7, 5));
+    store.delete(&[ids[1], ids[5]]).unwrap();
+    check(&store, (5, 4));
+    drop(store);
+    let store = open(&path);
+    check(&store, (5, 4));
+    store.delete_all().unwrap();
+    check(&store, (0, 0));
+}
