@@ -130,11 +130,16 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         let Some(migration) = MIGRATIONS.get(version as usize) else {
             return Ok(());
         };
-        tracing::info!(
-            from = version,
-            to = version + 1,
-            "migrating mail store schema"
-        );
+        // A new file goes through every step; only an upgrade is worth a line.
+        if version > 0 {
+            tracing::info!(
+                from = version,
+                to = version + 1,
+                "migrating mail store schema"
+            );
+        } else {
+            tracing::debug!(to = version + 1, "creating mail store schema");
+        }
         tx.execute_batch(migration)?;
         tx.pragma_update(None, "user_version", version + 1)?;
         tx.commit()?;
