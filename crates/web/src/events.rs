@@ -195,9 +195,11 @@ pub(crate) async fn websocket(
     };
     let frames = state.inner.hub.subscribe();
     let stopped = state.stopped();
+    // Often enough that the connection's idle timeout never closes a live page.
+    let ping_every = (state.config().idle_timeout / 3).max(Duration::from_millis(100));
     upgrade
         .max_message_size(MAX_CLIENT_FRAME)
-        .on_upgrade(move |socket| client(socket, frames, stopped, permit))
+        .on_upgrade(move |socket| client(socket, frames, stopped, ping_every, permit))
 }
 
 /// No `Origin` (not a browser), or one whose host is the `Host` asked for.
@@ -218,10 +220,18 @@ async fn client(
     mut socket: WebSocket,
     mut frames: broadcast::Receiver<Frame>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
+    ping_every: Duration,
     _permit: OwnedSemaphorePermit,
 ) {
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     loop {
         tokio::select! {
+            _ = ping.tick() => {
+                // The browser's pong is what keeps the connection from looking idle.
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            }
             incoming = socket.recv() => match incoming {
                 // Pings are answered by the library; text from clients is ignored.
                 Some(Ok(Message::Close(_)) | Err(_)) | None => return,

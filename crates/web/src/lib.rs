@@ -73,6 +73,10 @@ pub struct WebConfig {
     pub max_websockets: usize,
     /// The most connections served at once by [`serve`]; more wait to be accepted.
     pub max_connections: usize,
+    /// A connection that sends nothing for this long is closed, so idle or
+    /// stalled clients cannot hold the connection slots forever. WebSocket clients
+    /// stay: the server pings them at a third of this.
+    pub idle_timeout: std::time::Duration,
 }
 
 impl Default for WebConfig {
@@ -82,6 +86,7 @@ impl Default for WebConfig {
             version: env!("CARGO_PKG_VERSION").to_string(),
             max_websockets: 128,
             max_connections: 512,
+            idle_timeout: std::time::Duration::from_secs(120),
         }
     }
 }

@@ -33,6 +33,7 @@ pub async fn serve(
         let listener = CappedListener {
             inner: TcpListener::from_std(listener).map_err(WebError::Listener)?,
             slots: slots.clone(),
+            idle_timeout: state.config().idle_timeout,
         };
         let mut stop = stop_rx.clone();
         let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(async move {
@@ -64,6 +65,7 @@ pub async fn serve(
 struct CappedListener {
     inner: TcpListener,
     slots: Arc<Semaphore>,
+    idle_timeout: Duration,
 }
 
 impl Listener for CappedListener {
@@ -81,6 +83,8 @@ impl Listener for CappedListener {
             CappedStream {
                 stream,
                 _slot: slot,
+                idle_timeout: self.idle_timeout,
+                idle: Box::pin(tokio::time::sleep(self.idle_timeout)),
             },
             addr,
         )
@@ -91,10 +95,14 @@ impl Listener for CappedListener {
     }
 }
 
-/// A connection and its place under the cap.
+/// A connection, its place under the cap, and how long it may stay silent.
 struct CappedStream {
     stream: TcpStream,
     _slot: Option<OwnedSemaphorePermit>,
+    idle_timeout: Duration,
+    /// Fires when the client has sent nothing for `idle_timeout`; every read that
+    /// brings bytes pushes it back.
+    idle: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl AsyncRead for CappedStream {
@@ -103,7 +111,23 @@ impl AsyncRead for CappedStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let before = buf.filled().len();
+        match Pin::new(&mut self.stream).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                if buf.filled().len() > before {
+                    let deadline = tokio::time::Instant::now() + self.idle_timeout;
+                    self.idle.as_mut().reset(deadline);
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => match self.idle.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the HTTP client sent nothing for too long",
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
     }
 }
 
@@ -113,7 +137,15 @@ impl AsyncWrite for CappedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let result = Pin::new(&mut self.stream).poll_write(cx, buf);
+        if let Poll::Ready(Ok(written)) = result
+            && written > 0
+        {
+            // A client reading a long download is not idle.
+            let deadline = tokio::time::Instant::now() + self.idle_timeout;
+            self.idle.as_mut().reset(deadline);
+        }
+        result
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

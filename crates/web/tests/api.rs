@@ -946,3 +946,54 @@ async fn real_socket_and_websocket_new_event() {
         .unwrap()
         .unwrap();
 }
+
+/// A client that connects and says nothing loses its connection after the idle
+/// timeout, so stalled clients cannot hold every slot; an open page's WebSocket,
+/// answering the server's pings, stays.
+#[tokio::test]
+async fn silent_connections_are_closed_but_websockets_are_kept_alive() {
+    use tokio::io::AsyncReadExt;
+    let (_dir, store) = store_with(&[]);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let idle = Duration::from_millis(300);
+    let config = WebConfig {
+        idle_timeout: idle,
+        ..WebConfig::default()
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(sokkel_web::serve(
+        vec![listener],
+        AppState::new(store, config),
+        async move {
+            let _ = stop_rx.await;
+        },
+        Duration::from_secs(5),
+    ));
+
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut byte))
+        .await
+        .expect("the server closes a silent connection");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut socket, _) =
+        tokio_tungstenite::client_async(format!("ws://{addr}/api/events"), stream)
+            .await
+            .unwrap();
+    // Reading lets tungstenite answer pings; for ten idle periods only pings come.
+    let until = tokio::time::Instant::now() + idle * 10;
+    let mut pings = 0;
+    while let Ok(frame) = tokio::time::timeout_at(until, socket.next()).await {
+        match frame.expect("the WebSocket stays open").unwrap() {
+            tokio_tungstenite::tungstenite::Message::Ping(_) => pings += 1,
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+    assert!(pings >= 5, "{pings} pings in ten idle periods");
+
+    let _ = stop_tx.send(());
+    server.await.unwrap().unwrap();
+}
