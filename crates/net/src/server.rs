@@ -141,6 +141,58 @@ pub async fn accept_loop<H, F>(
     }
 }
 
+/// What [`serve_tcp`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Served {
+    /// Connections admitted over the run.
+    pub admitted: u64,
+    /// Connections still open when the grace period ran out.
+    pub cut_off: u32,
+}
+
+/// A whole TCP server's life: an accept loop on every listener (each tagged with a
+/// value its handler gets back, such as "this port is implicit TLS") under one cap
+/// of `max_conns`, until `shutdown` completes; then no more accepts, every
+/// connection's [`StopSignal`] fires, and admitted connections get `grace` to
+/// finish.
+pub async fn serve_tcp<T, H, F>(
+    listeners: Vec<(std::net::TcpListener, T)>,
+    max_conns: u32,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+    handle: H,
+) -> io::Result<Served>
+where
+    T: Copy + Send + 'static,
+    H: Fn(Accepted, T, StopSignal) -> F + Clone + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let limit = ConnectionLimit::new(max_conns);
+    let (stopper, stop) = stop_switch();
+    let mut loops = Vec::new();
+    for (listener, tag) in listeners {
+        let listener = TcpListener::from_std(listener)?;
+        let (handle, conn_stop) = (handle.clone(), stop.clone());
+        let per_connection = move |accepted| handle(accepted, tag, conn_stop.clone());
+        loops.push(tokio::spawn(accept_loop(
+            listener,
+            limit.clone(),
+            stop.clone(),
+            per_connection,
+        )));
+    }
+    shutdown.await;
+    stopper.stop();
+    for task in loops {
+        let _ = task.await;
+    }
+    let cut_off = limit.drain(grace).await;
+    Ok(Served {
+        admitted: limit.admitted(),
+        cut_off,
+    })
+}
+
 fn is_per_connection(err: &io::Error) -> bool {
     matches!(
         err.kind(),

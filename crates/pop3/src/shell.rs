@@ -15,9 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sokkel_net::auth::Credentials;
-use sokkel_net::server::{
-    Accepted, ConnectionLimit, StopSignal, accept_loop, flush_within, stop_switch,
-};
+use sokkel_net::server::{Accepted, StopSignal, flush_within, serve_tcp};
 use sokkel_net::tls::{ServerStream, ServerTls};
 use sokkel_store::{MessageId, Store};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -121,8 +119,8 @@ pub async fn serve(
         tls_available: tls.is_some(),
         allow_insecure_auth: config.allow_insecure_auth,
     });
-    let limit = ConnectionLimit::new(config.max_sessions);
-    let grace = config.shutdown_grace;
+    let max_sessions = config.max_sessions;
+    let grace = config.shutdown_grace + Duration::from_secs(1);
     let shared = Arc::new(Shared {
         config,
         session,
@@ -130,33 +128,19 @@ pub async fn serve(
         credentials,
         store,
     });
-    let (stopper, stop) = stop_switch();
     let listeners = plain
         .into_iter()
         .map(|l| (l, false))
-        .chain(implicit_tls.into_iter().map(|l| (l, true)));
-    let mut loops = Vec::new();
-    for (listener, implicit) in listeners {
-        let listener = tokio::net::TcpListener::from_std(listener).map_err(Pop3Error::Listener)?;
-        let (shared, conn_stop) = (shared.clone(), stop.clone());
-        let handle =
-            move |accepted| serve_connection(accepted, implicit, shared.clone(), conn_stop.clone());
-        loops.push(tokio::spawn(accept_loop(
-            listener,
-            limit.clone(),
-            stop.clone(),
-            handle,
-        )));
-    }
-    shutdown.await;
-    stopper.stop();
-    for task in loops {
-        let _ = task.await;
-    }
-    let cut_off = limit.drain(grace + Duration::from_secs(1)).await;
+        .chain(implicit_tls.into_iter().map(|l| (l, true)))
+        .collect();
+    let handle =
+        move |accepted, implicit, stop| serve_connection(accepted, implicit, shared.clone(), stop);
+    let served = serve_tcp(listeners, max_sessions, shutdown, grace, handle)
+        .await
+        .map_err(Pop3Error::Listener)?;
     Ok(Pop3Summary {
-        sessions: limit.admitted(),
-        cut_off,
+        sessions: served.admitted,
+        cut_off: served.cut_off,
     })
 }
 

@@ -18,9 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use sokkel_net::auth::Credentials;
-use sokkel_net::server::{
-    Accepted, ConnectionLimit, StopSignal, accept_loop, flush_within, stop_switch,
-};
+use sokkel_net::server::{Accepted, StopSignal, flush_within, serve_tcp};
 use sokkel_net::tls::{ServerStream, ServerTls};
 use sokkel_store::{Deliver, Envelope, NewMessage, TlsInfo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -96,36 +94,19 @@ pub async fn serve<D: Deliver>(
             "an SMTPS listener needs a TLS certificate",
         ));
     }
-    let limit = ConnectionLimit::new(config.max_conns);
+    let grace = config.shutdown_grace + Duration::from_secs(1);
+    let max_conns = config.max_conns;
     let shared = Arc::new(Shared { config, sink });
-    let (stopper, stop) = stop_switch();
-    let mut loops = Vec::new();
     let tagged = (listeners.smtp.into_iter().map(|l| (l, false)))
-        .chain(listeners.smtps.into_iter().map(|l| (l, true)));
-    for (listener, implicit_tls) in tagged {
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        let (shared, conn_stop) = (shared.clone(), stop.clone());
-        let handle = move |accepted| {
-            serve_connection(accepted, implicit_tls, shared.clone(), conn_stop.clone())
-        };
-        loops.push(tokio::spawn(accept_loop(
-            listener,
-            limit.clone(),
-            stop.clone(),
-            handle,
-        )));
-    }
-    shutdown.await;
-    stopper.stop();
-    for task in loops {
-        let _ = task.await;
-    }
-    let cut_off = limit
-        .drain(shared.config.shutdown_grace + Duration::from_secs(1))
-        .await;
+        .chain(listeners.smtps.into_iter().map(|l| (l, true)))
+        .collect();
+    let handle = move |accepted, implicit_tls, stop| {
+        serve_connection(accepted, implicit_tls, shared.clone(), stop)
+    };
+    let served = serve_tcp(tagged, max_conns, shutdown, grace, handle).await?;
     Ok(ServeSummary {
-        sessions: limit.admitted(),
-        cut_off,
+        sessions: served.admitted,
+        cut_off: served.cut_off,
     })
 }
 
