@@ -529,3 +529,28 @@ fn swaks_wrong_passwords_are_refused_with_535() {
     assert_eq!(done.status.code(), Some(28), "{}", done.describe());
     assert!(catcher.list().is_empty());
 }
+
+#[test]
+fn smtps_connections_over_the_cap_are_closed_without_a_handshake() {
+    let (catcher, _dir) = secure_catcher(&["--max-conns", "1"]);
+    let smtps = smtps_addr(&catcher);
+    let program = r#"
+import socket, ssl, sys
+port = int(sys.argv[1])
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+first = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10))
+print("first:", first.recv(100).decode().split()[0])
+second = socket.create_connection(("127.0.0.1", port), timeout=10)
+second.sendall(b"\x16\x03\x01\x00\x05hello")  # the start of a ClientHello
+try:
+    data = second.recv(100)
+    print("second:", "closed" if data == b"" else repr(data))
+except ConnectionResetError:
+    print("second: closed")  # closed with our bytes unread: a reset
+"#;
+    let out = python3(program, &[&smtps.port().to_string()], COMMAND_LIMIT)
+        .assert_success("two SMTPS connections under --max-conns 1")
+        .stdout_text();
+    assert!(out.contains("first: 220"), "{out}");
+    assert!(out.contains("second: closed"), "{out}");
+}

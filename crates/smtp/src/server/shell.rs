@@ -141,17 +141,15 @@ async fn serve_connection<D: Deliver>(
             tracing::warn!(%peer, max = shared.config.max_conns, "refusing connection: too many sessions");
             let host = &shared.config.session.hostname;
             let busy = format!("421 4.7.0 {host} Too many connections; try again later\r\n");
-            let mut stream = ServerStream::Plain(stream);
-            if implicit_tls {
-                // A TLS client cannot read a clear-text reply; say it inside TLS if
-                // the handshake is quick, else just close.
-                match handshake(stream, &shared.config).await {
-                    Ok(tls) => stream = tls,
-                    Err(_) => return,
-                }
+            // A client of the SMTPS port cannot read a clear-text reply, and a TLS
+            // handshake for every connection over the cap would hand a flood the
+            // CPU the cap is there to protect: it just sees the connection close.
+            if !implicit_tls {
+                let mut stream = stream;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(5), stream.write_all(busy.as_bytes()))
+                        .await;
             }
-            let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(busy.as_bytes()))
-                .await;
         }
     }
 }
