@@ -213,14 +213,6 @@ impl ServerStream {
         };
         Some((version, cipher))
     }
-
-    /// The underlying TCP socket.
-    pub fn tcp(&self) -> &TcpStream {
-        match self {
-            ServerStream::Plain(tcp) => tcp,
-            ServerStream::Tls(tls) => tls.get_ref().0,
-        }
-    }
 }
 
 impl AsyncRead for ServerStream {

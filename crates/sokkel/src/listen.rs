@@ -29,6 +29,22 @@ pub async fn listen_addresses(
     Ok(addrs)
 }
 
+/// Binds every address for `flag`, in order; the first failure is explained as
+/// [`explain_bind`] does and nothing stays bound.
+pub fn bind_all(
+    addrs: Vec<SocketAddr>,
+    flag: &str,
+    usual_port: u16,
+) -> anyhow::Result<Vec<std::net::TcpListener>> {
+    addrs
+        .into_iter()
+        .map(|addr| {
+            sokkel_net::bind_tcp(addr, sokkel_net::DEFAULT_BACKLOG)
+                .map_err(|err| explain_bind(err, flag, usual_port))
+        })
+        .collect()
+}
+
 /// Adds what to do next to the two bind failures users meet most; `flag` is the
 /// option that names the address and `usual_port` its unprivileged default.
 pub fn explain_bind(err: NetError, flag: &str, usual_port: u16) -> anyhow::Error {

@@ -302,11 +302,6 @@ impl Session {
         }
     }
 
-    /// Whether the connection uses TLS, as far as the session knows.
-    pub fn is_tls(&self) -> bool {
-        self.tls
-    }
-
     /// Whether AUTH may be used on this connection now.
     fn auth_offered(&self) -> bool {
         self.config.auth && (self.tls || self.config.allow_insecure_auth)

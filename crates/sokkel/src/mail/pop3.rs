@@ -4,14 +4,13 @@ use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 
 use anyhow::{Context, bail};
-use sokkel_net::DEFAULT_BACKLOG;
 use sokkel_net::auth::Credentials;
 use sokkel_pop3::{Pop3Config, Pop3Summary};
 use sokkel_store::Store;
 
 use crate::cli::{MailServeArgs, Pop3Args};
 use crate::hints::announce;
-use crate::listen::{explain_bind, listen_addresses};
+use crate::listen::{bind_all, listen_addresses};
 use crate::mail::security::Security;
 
 /// The POP3 and POP3S listeners, bound before the store opens so a port in use is
@@ -47,18 +46,9 @@ impl Pop3Listeners {
                 "--pop3s needs a certificate: add --tls-cert FILE --tls-key FILE, or --tls-self-signed"
             );
         }
-        let bind = |addr, flag, port| {
-            sokkel_net::bind_tcp(addr, DEFAULT_BACKLOG).map_err(|err| explain_bind(err, flag, port))
-        };
         Ok(Pop3Listeners {
-            plain: plain
-                .into_iter()
-                .map(|addr| bind(addr, "--pop3", 1110))
-                .collect::<anyhow::Result<_>>()?,
-            implicit_tls: implicit
-                .into_iter()
-                .map(|addr| bind(addr, "--pop3s", 1995))
-                .collect::<anyhow::Result<_>>()?,
+            plain: bind_all(plain, "--pop3", 1110)?,
+            implicit_tls: bind_all(implicit, "--pop3s", 1995)?,
         })
     }
 

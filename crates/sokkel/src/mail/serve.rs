@@ -4,7 +4,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use sokkel_net::DEFAULT_BACKLOG;
 use sokkel_smtp::server::session::{BareLf, SessionConfig};
 use sokkel_smtp::server::shell::{Listeners, ServerConfig, serve};
 use sokkel_store::{Store, StoreEvent, StoreOptions};
@@ -12,7 +11,7 @@ use sokkel_web::{AppState, HostPolicy, WebConfig};
 
 use crate::cli::MailServeArgs;
 use crate::hints::announce;
-use crate::listen::{explain_bind, listen_addresses};
+use crate::listen::{bind_all, listen_addresses};
 use crate::mail::pop3::Pop3Listeners;
 use crate::mail::security::Security;
 
@@ -42,25 +41,16 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
         .copied()
         .collect();
     let security = Security::from_args(&args.security, &hostname, &all_addrs)?;
-    let mut listeners = Listeners::default();
-    for addr in smtp_addrs {
-        let listener = sokkel_net::bind_tcp(addr, DEFAULT_BACKLOG)
-            .map_err(|err| explain_bind(err, "--smtp", 1025))?;
-        listeners.smtp.push(listener);
-    }
-    for addr in smtps_addrs {
-        let listener = sokkel_net::bind_tcp(addr, DEFAULT_BACKLOG)
-            .map_err(|err| explain_bind(err, "--smtps", 1465))?;
-        listeners.smtps.push(listener);
-    }
-    let mut http_listeners = Vec::new();
-    if !args.no_http {
-        for addr in listen_addresses(&args.http, "--http", "127.0.0.1:8025").await? {
-            let listener = sokkel_net::bind_tcp(addr, DEFAULT_BACKLOG)
-                .map_err(|err| explain_bind(err, "--http", 8025))?;
-            http_listeners.push(listener);
-        }
-    }
+    let listeners = Listeners {
+        smtp: bind_all(smtp_addrs, "--smtp", 1025)?,
+        smtps: bind_all(smtps_addrs, "--smtps", 1465)?,
+    };
+    let http_listeners = if args.no_http {
+        Vec::new()
+    } else {
+        let addrs = listen_addresses(&args.http, "--http", "127.0.0.1:8025").await?;
+        bind_all(addrs, "--http", 8025)?
+    };
     let pop3 = Pop3Listeners::bind(pop3_addrs, &security)?;
 
     let ephemeral = if args.ephemeral {
