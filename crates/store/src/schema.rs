@@ -118,6 +118,8 @@ pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Bring the database to [`VERSION`], or refuse a file from a newer build.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    // The version the file had when this call first looked.
+    let mut started_at = None;
     loop {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
@@ -131,7 +133,8 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             return Ok(());
         };
         // A new file goes through every step; only an upgrade is worth a line.
-        if version > 0 {
+        let fresh = *started_at.get_or_insert(version) == 0;
+        if !fresh {
             tracing::info!(
                 from = version,
                 to = version + 1,
