@@ -203,6 +203,55 @@ fn is_per_connection(err: &io::Error) -> bool {
     )
 }
 
+/// "The client must say something by then", for a session that waits for input
+/// over and over: one tokio timer for the whole session, moved only when a nearer
+/// deadline comes up or when it fires before the deadline set since. Arming a fresh
+/// timer for every wait would register it in tokio's timer wheel each time, which
+/// often wakes the runtime's driver (an eventfd write and an extra epoll round)
+/// several times per message.
+#[derive(Debug)]
+pub struct IdleTimer {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    deadline: tokio::time::Instant,
+    horizon: Duration,
+}
+
+impl IdleTimer {
+    /// A timer for waits of at least `horizon` (the shortest timeout the session
+    /// uses), first set to `horizon` from now.
+    pub fn new(horizon: Duration) -> IdleTimer {
+        let deadline = tokio::time::Instant::now() + horizon;
+        IdleTimer {
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            deadline,
+            horizon,
+        }
+    }
+
+    /// The next wait ends at `deadline`.
+    pub fn set(&mut self, deadline: tokio::time::Instant) {
+        self.deadline = deadline;
+        if deadline < self.sleep.deadline() {
+            self.sleep.as_mut().reset(deadline);
+        }
+    }
+
+    /// Completes once the deadline last [`set`](IdleTimer::set) has passed.
+    /// Cancel-safe: dropping it (because input came first) loses nothing.
+    pub async fn expired(&mut self) {
+        loop {
+            self.sleep.as_mut().await;
+            let now = tokio::time::Instant::now();
+            if now >= self.deadline {
+                self.sleep.as_mut().reset(now + self.horizon);
+                return;
+            }
+            // Armed for an earlier wait that has since ended.
+            self.sleep.as_mut().reset(self.deadline);
+        }
+    }
+}
+
 /// Writes all of `out` to a client and empties it, or fails with `TimedOut` if the
 /// client does not read it within `timeout` (a peer that never reads must not hold
 /// a session forever). Nothing to write is no write at all.

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sokkel_net::auth::Credentials;
-use sokkel_net::server::{Accepted, StopSignal, flush_within, serve_tcp};
+use sokkel_net::server::{Accepted, IdleTimer, StopSignal, flush_within, serve_tcp};
 use sokkel_net::tls::{ServerStream, ServerTls};
 use sokkel_store::{MessageId, Store};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -213,6 +213,7 @@ async fn run_session(
     let mut stopping = false;
     let stopped = stop.stopped();
     tokio::pin!(stopped);
+    let mut timer = IdleTimer::new(timeout);
     let result = loop {
         let (consumed, step) = session.advance(&input, &mut out);
         input.drain(..consumed);
@@ -265,7 +266,7 @@ async fn run_session(
             break Err(err);
         }
         input.reserve(4096);
-        let deadline = Instant::now() + timeout;
+        timer.set(Instant::now() + timeout);
         tokio::select! {
             biased;
             got = stream.read_buf(&mut input) => match got {
@@ -273,7 +274,7 @@ async fn run_session(
                 Ok(_) => {}
                 Err(err) => break Err(err),
             },
-            () = tokio::time::sleep_until(deadline) => {
+            () = timer.expired() => {
                 tracing::debug!(%peer, "pop3 client timed out");
                 session.timed_out(&mut out);
             }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use sokkel_net::auth::Credentials;
-use sokkel_net::server::{Accepted, StopSignal, flush_within, serve_tcp};
+use sokkel_net::server::{Accepted, IdleTimer, StopSignal, flush_within, serve_tcp};
 use sokkel_net::tls::{ServerStream, ServerTls};
 use sokkel_store::{Deliver, Envelope, NewMessage, TlsInfo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -182,13 +182,7 @@ async fn run_session<D: Deliver>(
     let mut stopping_at: Option<Instant> = None;
     let stopped = stop.stopped();
     tokio::pin!(stopped);
-    // One timer for the whole session, moved only when it fires early or a nearer
-    // deadline comes up: arming a fresh timer for every command would touch
-    // tokio's timer wheel (and often wake the runtime's driver) seven times per
-    // message.
-    let horizon = config.command_timeout.min(config.data_timeout);
-    let timer = tokio::time::sleep(horizon);
-    tokio::pin!(timer);
+    let mut timer = IdleTimer::new(config.command_timeout.min(config.data_timeout));
     loop {
         let (consumed, step) = session.advance(&input, &mut out);
         input.drain(..consumed);
@@ -261,38 +255,25 @@ async fn run_session<D: Deliver>(
         if let Some(at) = stopping_at {
             deadline = deadline.min(at);
         }
-        if deadline < timer.deadline() {
-            timer.as_mut().reset(deadline);
-        }
+        timer.set(deadline);
         input.reserve(8192);
-        // Loops only when the timer fired early (see above), never past `deadline`.
-        loop {
-            tokio::select! {
-                biased;
-                read = stream.read_buf(&mut input) => match read {
-                    Ok(0) => return Ok(()),
-                    Ok(_) => break,
-                    Err(err) => return Err(err),
-                },
-                () = &mut timer => {
-                    let now = Instant::now();
-                    if now < deadline {
-                        timer.as_mut().reset(deadline);
-                        continue;
-                    }
-                    timer.as_mut().reset(now + horizon);
-                    if stopping_at.is_some_and(|at| now >= at) {
-                        session.shutting_down(&mut out);
-                    } else {
-                        tracing::debug!(%peer, "client timed out");
-                        session.timed_out(&mut out);
-                    }
-                    break;
+        tokio::select! {
+            biased;
+            read = stream.read_buf(&mut input) => match read {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(err) => return Err(err),
+            },
+            () = timer.expired() => {
+                if stopping_at.is_some_and(|at| Instant::now() >= at) {
+                    session.shutting_down(&mut out);
+                } else {
+                    tracing::debug!(%peer, "client timed out");
+                    session.timed_out(&mut out);
                 }
-                () = &mut stopped, if stopping_at.is_none() => {
-                    stopping_at = Some(Instant::now() + config.shutdown_grace);
-                    break;
-                }
+            }
+            () = &mut stopped, if stopping_at.is_none() => {
+                stopping_at = Some(Instant::now() + config.shutdown_grace);
             }
         }
     }
