@@ -29,6 +29,10 @@ import time
 import urllib.request
 
 MiB = 1 << 20
+# The address the connection floods come from, and the one the well-behaved clients use:
+# two addresses of the loopback range (Linux answers on all of 127.0.0.0/8), so a
+# per-address share can tell them apart.
+ATTACKER = "127.0.0.3"
 
 
 # ---------------------------------------------------------------------------------------
@@ -317,15 +321,15 @@ def pop3_stat(addr):
 
 
 def smtp_trickle(sokkel, clients=200, victims=10):
-    """`clients` sessions each send one byte a second of an endless command; the cap is
-    `clients` and the command timeout 3 s. Then `victims` real clients from another
-    address try to deliver."""
+    """`clients` sessions from one address each send one byte a second of an endless
+    command; the cap is `clients` and the command timeout 3 s. Then `victims` real
+    clients from another address try to deliver."""
     c = Catcher(sokkel, ["--max-conns", str(clients), "--command-timeout", "3s"])
     try:
         socks = []
         for _ in range(clients):
             try:
-                s, _ = smtp_session(c.smtp, timeout=5)
+                s, _ = smtp_session(c.smtp, source=ATTACKER, timeout=5)
                 socks.append(s)
             except OSError:
                 break
@@ -363,7 +367,7 @@ def http_slowloris(sokkel, clients=600, requests=27, seconds=15):
         socks = []
         for _ in range(clients):
             try:
-                s = socket.create_connection(c.http, timeout=5)
+                s = socket.create_connection(c.http, timeout=5, source_address=(ATTACKER, 0))
                 s.send(b"GET / HTTP/1.1\r\n")
                 socks.append(s)
             except OSError:
