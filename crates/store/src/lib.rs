@@ -23,12 +23,15 @@
 //! - [`mime`] turns raw bytes into headers, bodies and attachments for display.
 //! - [`Deliver`] is the small trait the SMTP shell hands finished messages to, so
 //!   SMTP tests can use an in-memory sink and another store can replace this one.
+//! - [`repeated`] keeps an error that repeats on every retry to one log line per
+//!   interval, with its count.
 #![warn(missing_docs)]
 
 mod changes;
 mod error;
 pub mod mime;
 mod paths;
+pub mod repeated;
 mod schema;
 mod search;
 mod store;
