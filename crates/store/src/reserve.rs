@@ -6,8 +6,8 @@
 //! filled the disk could not be emptied through sokkel at all.
 //!
 //! So the store keeps [`RESERVE_BYTES`] of the disk for itself in a file next to
-//! the database, `mail.db-reserve`, written with real blocks (zeros written out
-//! and synced, not a sparse file). Deliveries never touch it: when the disk
+//! the database, `mail.db-reserve`, written with real blocks (zeros written out,
+//! not a sparse file). Deliveries never touch it: when the disk
 //! fills, they fail with [`crate::StoreError::Full`] as before. When a *delete*
 //! fails that way, the store removes the reserve and tries again, with the
 //! freed blocks to write its WAL into:
@@ -50,9 +50,18 @@ impl Reserve {
         }
     }
 
-    /// Whether the reserve is there, whole.
+    /// Whether the reserve is there, whole, with its blocks.
     pub(crate) fn is_held(&self) -> bool {
-        std::fs::metadata(&self.path).is_ok_and(|meta| meta.len() == RESERVE_BYTES)
+        std::fs::metadata(&self.path).is_ok_and(|meta| {
+            #[cfg(unix)]
+            let allocated = {
+                use std::os::unix::fs::MetadataExt;
+                meta.blocks().saturating_mul(512) >= RESERVE_BYTES
+            };
+            #[cfg(not(unix))]
+            let allocated = true;
+            meta.len() == RESERVE_BYTES && allocated
+        })
     }
 
     /// Make sure the reserve exists, writing it if it is missing or short. Best
@@ -103,18 +112,36 @@ impl Reserve {
             .create(true)
             .truncate(true)
             .open(&self.path)?;
-        // Zeros written out, not `set_len`: a sparse file holds no blocks, and
-        // removing it would free nothing.
-        let zeros = vec![0u8; 64 << 10];
+        // Bytes written out, not `set_len`: a sparse file holds no blocks, and
+        // removing it would free nothing. Not zeros either, nor anything that
+        // compresses: file systems that compress (btrfs, ZFS) store those in
+        // next to no blocks.
+        let noise = noise(1 << 20);
         let mut left = RESERVE_BYTES;
         while left > 0 {
-            let n = left.min(zeros.len() as u64) as usize;
-            file.write_all(&zeros[..n])?;
+            let n = left.min(noise.len() as u64) as usize;
+            file.write_all(&noise[..n])?;
             left -= n as u64;
         }
-        // Blocks a file system only promised at write time are allocated by now.
-        file.sync_all()
+        // No fsync: the file system takes the blocks (or answers ENOSPC) when the
+        // write returns, which is what the reserve is for. A crash may lose the
+        // file's blocks; `is_held` then sees it short and it is written again.
+        file.flush()
     }
+}
+
+/// `len` bytes that do not compress (xorshift64), the same every time.
+fn noise(len: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut bytes = Vec::with_capacity(len + 8);
+    while bytes.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        bytes.extend_from_slice(&state.to_le_bytes());
+    }
+    bytes.truncate(len);
+    bytes
 }
 
 #[cfg(test)]
