@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime};
 use sokkel_net::auth::Credentials;
 use sokkel_net::server::{Accepted, IdleTimer, StopSignal, flush_within, serve_tcp};
 use sokkel_net::tls::{ServerStream, ServerTls};
+use sokkel_store::repeated::{REPEAT_INTERVAL, RepeatedLog};
 use sokkel_store::{Deliver, Envelope, NewMessage, TlsInfo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
@@ -207,7 +208,13 @@ async fn run_session<D: Deliver>(
                 let outcome = match shared.sink.deliver(message).await {
                     Ok(id) => Delivery::Stored(id.to_string()),
                     Err(err) => {
-                        tracing::error!(%peer, %err, "storing a message failed; the client was told 451");
+                        // A client retrying against a full store fails the same way
+                        // thousands of times: one line per interval, with the count.
+                        static STORE_FAILED: RepeatedLog = RepeatedLog::new(REPEAT_INTERVAL);
+                        let repeat = STORE_FAILED.occurrence(&err.to_string());
+                        if repeat.should_log() {
+                            tracing::error!(%peer, %err, "storing a message failed; the client was told 451{repeat}");
+                        }
                         Delivery::Failed
                     }
                 };
