@@ -6,8 +6,8 @@
 //! filled the disk could not be emptied through sokkel at all.
 //!
 //! So the store keeps [`RESERVE_BYTES`] of the disk for itself in a file next to
-//! the database, `mail.db-reserve`, written with real blocks (zeros written out,
-//! not a sparse file). Deliveries never touch it: when the disk
+//! the database, `mail.db-reserve`, written with real blocks (bytes that do not
+//! compress, written out: not a sparse file). Deliveries never touch it: when the disk
 //! fills, they fail with [`crate::StoreError::Full`] as before. When a *delete*
 //! fails that way, the store removes the reserve and tries again, with the
 //! freed blocks to write its WAL into:
@@ -22,7 +22,7 @@
 //! The reserve is written again, best effort, whenever a store is opened or a
 //! delete succeeds while it is missing; on a disk still full that attempt fails
 //! and leaves nothing behind. Any process that opens the store (the server, the
-//! CLI) manages the same file; two writing it at once write the same zeros.
+//! CLI) manages the same file; two writing it at once write the same bytes.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
