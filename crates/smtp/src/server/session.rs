@@ -208,6 +208,20 @@ struct DataScan {
     line_start: bool,
 }
 
+/// Content beyond this size goes into one buffer of [`LARGE_BUFFER`] bytes instead
+/// of one that doubles as it grows (past it, it grows by remapping, still a
+/// mapping of its own).
+const LARGE_CONTENT: usize = 1 << 20;
+
+/// Why large content gets a buffer this big at once: glibc serves an allocation
+/// above its largest mmap threshold (32 MiB on 64-bit) from a mapping of its own,
+/// which goes back to the system the moment it is freed, and whose untouched pages
+/// cost nothing. A buffer doubling through 2, 4, 8, 16 MiB would instead come from
+/// the heap (glibc raises its threshold each time such a buffer is freed), where
+/// freed holes stay resident: 100 clients holding large messages left the process
+/// at their high-water mark long after they left.
+const LARGE_BUFFER: usize = 33 << 20;
+
 #[derive(Debug, Default)]
 struct Transaction {
     mail_from: String,
@@ -351,7 +365,7 @@ impl Session {
     /// Bytes held for the message in progress (what the shell reserves from the
     /// server's budget for messages in flight).
     pub fn content_held(&self) -> usize {
-        self.tx.as_ref().map_or(0, |tx| tx.data.capacity())
+        self.tx.as_ref().map_or(0, Transaction::held)
     }
 
     /// Tells the session whether the server's budget for messages in flight is
@@ -500,7 +514,7 @@ impl Session {
                     if refusal.is_none()
                         && let Some(tx) = self.tx.as_mut()
                     {
-                        tx.push_chunk(&rest[..take]);
+                        tx.push_chunk(&rest[..take], self.config.max_message_size);
                     }
                     if *remaining > 0 {
                         return (pos, Step::NeedMore);
@@ -1047,17 +1061,31 @@ impl Transaction {
         if self.over_budget {
             return;
         }
-        if self.too_big || self.data.len() + bytes.len() > max {
+        let len = self.data.len() + bytes.len();
+        if self.too_big || len > max {
             self.too_big = true;
             self.data = Vec::new();
-        } else {
-            self.data.extend_from_slice(bytes);
+            return;
         }
+        if len > LARGE_CONTENT && self.data.capacity() < LARGE_BUFFER {
+            self.data.reserve_exact(LARGE_BUFFER - self.data.len());
+        }
+        self.data.extend_from_slice(bytes);
     }
 
     /// A BDAT chunk: its size was checked before it was read.
-    fn push_chunk(&mut self, bytes: &[u8]) {
-        self.push(bytes, usize::MAX);
+    fn push_chunk(&mut self, bytes: &[u8], max: usize) {
+        self.push(bytes, max);
+    }
+
+    /// The bytes this transaction's content holds in memory: its buffer, or for a
+    /// large one (see [`LARGE_BUFFER`]) the pages written so far.
+    fn held(&self) -> usize {
+        if self.data.capacity() >= LARGE_BUFFER {
+            self.data.len()
+        } else {
+            self.data.capacity()
+        }
     }
 }
 

@@ -219,12 +219,11 @@ async fn run_session<D: Deliver>(
         let (consumed, step) = session.advance(&input, &mut out);
         input.drain(..consumed);
         line.update(session.lines_ended());
-        // A message being stored still holds its bytes until `deliver` returns.
-        let delivering = match &step {
-            Step::Deliver(received) => received.data.capacity(),
-            _ => 0,
-        };
-        if !reserved.resize(session.content_held() + delivering) {
+        if let Step::Deliver(received) = &step {
+            // Handed over whole, it holds its bytes until `deliver` returns; if the
+            // last bytes do not fit, it keeps what was reserved for the rest.
+            let _ = reserved.resize(received.data.len());
+        } else if !reserved.resize(session.content_held()) {
             tracing::debug!(%peer, "dropping a message: the budget for messages in flight is spent");
             session.out_of_memory();
             reserved.resize(session.content_held());

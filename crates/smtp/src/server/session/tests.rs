@@ -900,3 +900,22 @@ fn a_message_that_outgrows_the_budget_is_dropped_and_refused_at_its_end() {
     assert_eq!(step, Step::NeedMore);
     assert_eq!(codes(&String::from_utf8_lossy(&out)), [452, 250]);
 }
+
+#[test]
+fn a_large_message_is_counted_by_the_bytes_it_holds() {
+    // Issue #11: past 1 MiB the content gets one buffer of its own mapping (freed
+    // straight back to the system); the budget counts the bytes written into it,
+    // not the room reserved.
+    let mut session = Session::new(Arc::new(SessionConfig::default()));
+    let mut out = Vec::new();
+    session.advance(ENVELOPE, &mut out);
+    session.advance(b"DATA\r\n", &mut out);
+    let line = [b"x".repeat(1022), b"\r\n".to_vec()].concat();
+    for _ in 0..2048 {
+        session.advance(&line, &mut out);
+    }
+    assert_eq!(session.content_held(), 2 << 20);
+    let (_, step) = session.advance(b".\r\n", &mut out);
+    assert!(matches!(step, Step::Deliver(m) if m.data.len() == 2 << 20));
+    assert_eq!(session.content_held(), 0);
+}
