@@ -388,9 +388,32 @@ fn clients_holding_huge_unfinished_messages_hit_the_budget_and_small_mail_still_
         "RSS grew by {} MiB",
         mib(peak.saturating_sub(before))
     );
-    // Ending them: the ones that fit are stored, the others get 452 4.3.1.
-    let mut refused = 0;
-    let mut stored = 0;
+    // They leave without finishing: what their sessions held goes back to the
+    // system, not just to the allocator.
+    drop(holders);
+    thread::sleep(Duration::from_secs(1));
+    let (after, _) = memory(catcher.pid());
+    eprintln!(
+        "inflight budget: RSS {} MiB once they left (peak {} MiB)",
+        mib(after),
+        mib(peak)
+    );
+    assert!(
+        after.saturating_sub(before) < peak.saturating_sub(before) / 2,
+        "RSS {} MiB after, {} MiB at the peak, {} MiB before",
+        mib(after),
+        mib(peak),
+        mib(before)
+    );
+    // Four more: the ones that fit are stored, the others were dropped as they
+    // outgrew the budget and get 452 4.3.1 at their final dot.
+    let holders: Vec<Smtp> = thread::scope(|scope| {
+        let senders: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| unfinished_data(addr, 20 << 20)))
+            .collect();
+        senders.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    let (mut stored, mut refused) = (0, 0);
     for mut holder in holders {
         holder.send(b".\r\n");
         let reply = holder.reply();
@@ -403,22 +426,9 @@ fn clients_holding_huge_unfinished_messages_hit_the_budget_and_small_mail_still_
         holder.quit();
     }
     eprintln!("inflight budget: {stored} stored, {refused} refused with 452 4.3.1");
-    assert!(refused >= 10, "{refused} refused");
-    assert!(stored >= 1, "{stored} stored");
-    thread::sleep(Duration::from_secs(1));
-    let (after, _) = memory(catcher.pid());
-    eprintln!(
-        "inflight budget: RSS {} MiB once they left (peak {} MiB)",
-        mib(after),
-        mib(peak)
-    );
-    // The memory is given back to the system, not just to the allocator.
     assert!(
-        after.saturating_sub(before) < peak.saturating_sub(before) / 2,
-        "RSS {} MiB after, {} MiB at the peak, {} MiB before",
-        mib(after),
-        mib(peak),
-        mib(before)
+        stored >= 1 && refused >= 1,
+        "{stored} stored, {refused} refused"
     );
 }
 
