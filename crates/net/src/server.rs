@@ -594,3 +594,72 @@ impl Drop for Reservation {
         self.budget.give_back(self.held);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_grouped_by_ipv4_address_and_ipv6_slash_64_with_loopback_exempt() {
+        let group = |s: &str| address_group(s.parse().unwrap());
+        assert_eq!(group("127.0.0.1"), None);
+        assert_eq!(group("::1"), None);
+        assert_eq!(group("::ffff:127.0.0.1"), None);
+        assert_eq!(group("127.0.0.2"), Some("127.0.0.2".parse().unwrap()));
+        assert_eq!(
+            group("::ffff:192.0.2.7"),
+            Some("192.0.2.7".parse().unwrap())
+        );
+        assert_eq!(
+            group("2001:db8:1:2:aaaa::1"),
+            group("2001:db8:1:2:bbbb::9"),
+            "one /64"
+        );
+        assert_ne!(group("2001:db8:1:2::1"), group("2001:db8:1:3::1"));
+    }
+
+    #[test]
+    fn shares_are_a_percentage_of_the_cap_at_least_one() {
+        assert_eq!(address_share(1000, 25), 250);
+        assert_eq!(address_share(8, 1), 1);
+        assert_eq!(address_share(512, 100), 512);
+        assert_eq!(address_share(3, 200), 3);
+    }
+
+    #[tokio::test]
+    async fn an_address_over_its_share_is_refused_and_a_freed_slot_is_its_again() {
+        let limit = ConnectionLimit::with_share(4, 2);
+        let remote: IpAddr = "192.0.2.7".parse().unwrap();
+        let first = limit.try_admit(remote).unwrap();
+        let _second = limit.try_admit(remote).unwrap();
+        assert_eq!(limit.try_admit(remote).unwrap_err(), Refusal::AddressShare);
+        let _elsewhere = limit.try_admit("192.0.2.8".parse().unwrap()).unwrap();
+        let _local = limit.try_admit(Ipv6Addr::LOCALHOST.into()).unwrap();
+        assert_eq!(limit.try_admit(remote).unwrap_err(), Refusal::Full);
+        drop(first);
+        assert!(limit.try_admit(remote).is_ok());
+        assert_eq!(limit.refused(), 2);
+    }
+
+    #[test]
+    fn reservations_take_and_give_back_and_large_ones_leave_an_eighth() {
+        let budget = MemoryBudget::new(8 << 20);
+        let mut small = Reservation::new(budget.clone());
+        assert!(small.resize(1 << 20));
+        let mut large = Reservation::new(budget.clone());
+        // 1 MiB + 6 MiB = 7 MiB, leaving exactly the eighth.
+        assert!(large.resize(6 << 20));
+        assert!(
+            !large.resize((6 << 20) + 1),
+            "into the eighth kept for small ones"
+        );
+        let mut another = Reservation::new(budget.clone());
+        assert!(another.resize(1 << 20), "a small one may use it");
+        assert_eq!(budget.available(), 0);
+        drop(large);
+        assert_eq!(budget.available(), 6 << 20);
+        assert!(small.resize(0));
+        drop(another);
+        assert_eq!(budget.available(), 8 << 20);
+    }
+}
