@@ -1,10 +1,11 @@
-//! Hostile clients against the real binary (issue #11): what a hostile or careless
-//! client can do to `sokkel mail serve`, measured as a user would notice it. One
-//! module per part of the issue.
+//! Hostile clients against the real binary (issue #11): what a careless or hostile
+//! client can do to `sokkel mail serve`, measured as a user would notice it, and what
+//! a well-behaved client still gets meanwhile. One module per part of the issue.
 
 mod common;
 mod mail_support;
 
 mod hostile {
+    pub mod connections;
     pub mod full_store;
 }

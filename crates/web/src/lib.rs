@@ -43,7 +43,7 @@ use sokkel_store::Store;
 use tokio::sync::watch;
 
 pub use error::{ApiError, WebError};
-pub use serve::serve;
+pub use serve::{ServeLimits, serve, serve_with};
 
 /// The largest request body accepted (JSON lists of IDs); more is answered 413.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
