@@ -287,6 +287,21 @@ pub(crate) fn digest(raw: &[u8]) -> Digest {
         .unwrap_or_default()
 }
 
+/// The list summary of `raw` without [`digest`]'s panic guard, for the
+/// `mime_summary` fuzz target (a panic is what it looks for): `None` when the
+/// bytes are no message, else the attachment count, the snippet's length in
+/// characters and the indexed text's length in bytes. Not an API.
+#[doc(hidden)]
+pub fn fuzz_summary(raw: &[u8]) -> Option<(u32, usize, usize)> {
+    try_digest(raw).map(|digest| {
+        (
+            digest.attachments,
+            digest.snippet.chars().count(),
+            digest.body_text.len(),
+        )
+    })
+}
+
 fn try_digest(raw: &[u8]) -> Option<Digest> {
     let walked = walk::walk(raw)?;
     let message = &walked.message;
