@@ -11,16 +11,33 @@
 //! for the same bytes, which is all a link from a message view to a download needs.
 //! Parts inside an attached message (`message/rfc822`) are not numbered: the
 //! attached message is one part, downloadable as a whole.
+//!
+//! Any bytes can arrive, so taking them apart is bounded (issue #11): a container
+//! nested deeper than [`MAX_DEPTH`] and everything after the first [`MAX_PARTS`]
+//! parts are kept as opaque parts, listed and downloadable like any other (see
+//! [`AttachmentInfo`] for their type and name); no step recurses as deep as the
+//! input nests, and the work is linear in the message size. The `walk` submodule
+//! says how.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use mail_parser::{
-    Addr, Header, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders, PartType,
+    Addr, Header, HeaderValue, Message, MessagePart, MimeHeaders, PartType,
     decoders::html::html_to_text, parsers::MessageStream,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::Address;
+
+mod walk;
+
+pub use walk::{MAX_DEPTH, MAX_PARTS};
+use walk::{Opaque, Walked};
+
+/// The longest [`AttachmentInfo::file_name`] in bytes; a longer name the sender
+/// gave is cut on a character boundary, keeping a short extension. File systems
+/// take 255 bytes, and the name goes into a download's `Content-Disposition`.
+pub const MAX_FILE_NAME_BYTES: usize = 255;
 
 /// A message taken apart for display.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,9 +61,16 @@ pub struct AttachmentInfo {
     /// The part's id, for [`part`].
     pub part_id: String,
     /// The file name the sender gave (Content-Disposition `filename` or
-    /// Content-Type `name`), or `part-<id>` with an extension guessed from the type.
+    /// Content-Type `name`, at most [`MAX_FILE_NAME_BYTES`]), or `part-<id>` with an
+    /// extension guessed from the type.
     pub file_name: String,
     /// The media type without parameters, lowercase, e.g. `application/pdf`.
+    ///
+    /// A container nested deeper than [`MAX_DEPTH`] is `message/rfc822`, named
+    /// `part-<id>.eml`: its header block and body as sent, which a mail program
+    /// opens as a message. What follows the first [`MAX_PARTS`] parts is
+    /// `application/octet-stream`, named `part-<id>-rest.bin`: the rest of the
+    /// message as sent.
     pub content_type: String,
     /// The Content-ID without angle brackets, which HTML refers to as `cid:...`.
     pub content_id: Option<String>,
@@ -60,25 +84,26 @@ pub struct AttachmentInfo {
 /// Take `raw` apart. Never fails: bytes that are not a message give a value with
 /// no headers and no bodies.
 pub fn parse(raw: &[u8]) -> ParsedMessage {
-    let Some(message) = MessageParser::default().parse(raw) else {
+    let Some(walked) = walk::walk(raw) else {
         return ParsedMessage::default();
     };
-    let text = join_bodies(&message, &message.text_body, |body| match body {
+    let message = &walked.message;
+    let text = join_bodies(message, &message.text_body, |body| match body {
         PartType::Text(text) => Some(text.as_ref()),
         _ => None,
     });
-    let html = join_bodies(&message, &message.html_body, |body| match body {
+    let html = join_bodies(message, &message.html_body, |body| match body {
         PartType::Html(html) => Some(html.as_ref()),
         _ => None,
     });
     ParsedMessage {
-        headers: headers(&message),
+        headers: headers(message),
         text,
         html,
         attachments: message
             .attachments
             .iter()
-            .filter_map(|&index| attachment_info(&message, index))
+            .filter_map(|&index| attachment_info(&walked, index))
             .collect(),
     }
 }
@@ -89,9 +114,9 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
 /// it is a multipart container.
 pub fn part(raw: &[u8], part_id: &str) -> Option<(AttachmentInfo, Vec<u8>)> {
     let index: u32 = part_id.parse().ok()?;
-    let message = MessageParser::default().parse(raw)?;
-    let info = attachment_info(&message, index)?;
-    let bytes = message.part(index)?.contents().to_vec();
+    let walked = walk::walk(raw)?;
+    let info = attachment_info(&walked, index)?;
+    let bytes = walked.message.part(index)?.contents().to_vec();
     Some((info, bytes))
 }
 
@@ -141,17 +166,34 @@ fn field_name<'r>(raw: &'r [u8], header: &Header<'_>) -> Option<&'r str> {
     valid.then(|| std::str::from_utf8(name).ok()).flatten()
 }
 
-fn attachment_info(message: &Message<'_>, index: u32) -> Option<AttachmentInfo> {
-    let part = message.part(index)?;
+fn attachment_info(walked: &Walked<'_>, index: u32) -> Option<AttachmentInfo> {
+    let part = walked.message.part(index)?;
     if matches!(part.body, PartType::Multipart(_)) {
         return None;
+    }
+    if let Some(opaque) = walked.opaque(index) {
+        let (content_type, file_name) = match opaque {
+            Opaque::TooDeep => (
+                "message/rfc822",
+                fallback_file_name(index, "message/rfc822"),
+            ),
+            Opaque::TooMany => ("application/octet-stream", format!("part-{index}-rest.bin")),
+        };
+        return Some(AttachmentInfo {
+            part_id: index.to_string(),
+            file_name,
+            content_type: content_type.to_string(),
+            content_id: None,
+            size: part.len(),
+            inline: false,
+        });
     }
     let content_type = media_type(part);
     let disposition_inline = part
         .content_disposition()
         .is_some_and(|disposition| disposition.ctype().eq_ignore_ascii_case("inline"));
     let file_name = match part.attachment_name() {
-        Some(name) if !name.trim().is_empty() => name.to_string(),
+        Some(name) if !name.trim().is_empty() => cap_file_name(name),
         _ => fallback_file_name(index, &content_type),
     };
     Some(AttachmentInfo {
@@ -195,6 +237,24 @@ fn fallback_file_name(index: u32, content_type: &str) -> String {
     }
 }
 
+/// `name`, cut to at most [`MAX_FILE_NAME_BYTES`] on a character boundary. A
+/// short extension (up to 16 bytes after the last dot) is kept, so the file still
+/// opens with the right program.
+fn cap_file_name(name: &str) -> String {
+    if name.len() <= MAX_FILE_NAME_BYTES {
+        return name.to_string();
+    }
+    match name.rsplit_once('.') {
+        Some((stem, extension))
+            if !stem.is_empty() && !extension.is_empty() && extension.len() <= 16 =>
+        {
+            let stem = prefix(stem, MAX_FILE_NAME_BYTES - extension.len() - 1);
+            format!("{stem}.{extension}")
+        }
+        _ => prefix(name, MAX_FILE_NAME_BYTES).to_string(),
+    }
+}
+
 /// How many characters of body text a summary keeps.
 const SNIPPET_CHARS: usize = 200;
 
@@ -227,8 +287,24 @@ pub(crate) fn digest(raw: &[u8]) -> Digest {
         .unwrap_or_default()
 }
 
+/// The list summary of `raw` without [`digest`]'s panic guard, for the
+/// `mime_summary` fuzz target (a panic is what it looks for): `None` when the
+/// bytes are no message, else the attachment count, the snippet's length in
+/// characters and the indexed text's length in bytes. Not an API.
+#[doc(hidden)]
+pub fn fuzz_summary(raw: &[u8]) -> Option<(u32, usize, usize)> {
+    try_digest(raw).map(|digest| {
+        (
+            digest.attachments,
+            digest.snippet.chars().count(),
+            digest.body_text.len(),
+        )
+    })
+}
+
 fn try_digest(raw: &[u8]) -> Option<Digest> {
-    let message = MessageParser::default().parse(raw)?;
+    let walked = walk::walk(raw)?;
+    let message = &walked.message;
     let raw = message.raw_message();
     if !message
         .root_part()
@@ -246,7 +322,7 @@ fn try_digest(raw: &[u8]) -> Option<Digest> {
     let attachments = message
         .attachments
         .iter()
-        .filter_map(|&index| attachment_info(&message, index))
+        .filter_map(|&index| attachment_info(&walked, index))
         .filter(|info| !info.inline)
         .count();
     Some(Digest {
@@ -264,8 +340,8 @@ fn try_digest(raw: &[u8]) -> Option<Digest> {
             .map(|date| date.to_rfc3339()),
         message_id: message.message_id().map(str::to_string),
         attachments: u32::try_from(attachments).unwrap_or(u32::MAX),
-        snippet: snippet(&message),
-        body_text: body_text(&message),
+        snippet: snippet(message),
+        body_text: body_text(&walked),
     })
 }
 
@@ -279,7 +355,8 @@ pub(crate) const MAX_INDEXED_TEXT: usize = 64 << 10;
 /// markup make HTML several times longer than its text).
 const MAX_INDEXED_HTML: usize = 4 * MAX_INDEXED_TEXT;
 
-fn body_text(message: &Message<'_>) -> String {
+fn body_text(walked: &Walked<'_>) -> String {
+    let message = &walked.message;
     let mut text = String::new();
     let bodies = if message.text_body.is_empty() {
         &message.html_body
@@ -297,6 +374,9 @@ fn body_text(message: &Message<'_>) -> String {
         push_capped(&mut text, "\n");
     }
     for &index in &message.attachments {
+        if walked.opaque(index).is_some() {
+            continue;
+        }
         if let Some(name) = message.part(index).and_then(|part| part.attachment_name()) {
             push_capped(&mut text, name);
             push_capped(&mut text, "\n");
@@ -337,7 +417,10 @@ fn snippet(message: &Message<'_>) -> String {
     };
     match message.part(*index).map(|part| &part.body) {
         Some(PartType::Text(text)) => collapse_whitespace(text, SNIPPET_CHARS),
-        Some(PartType::Html(html)) => collapse_whitespace(&html_to_text(html), SNIPPET_CHARS),
+        Some(PartType::Html(html)) => {
+            // The start of the HTML is enough for the start of its text.
+            collapse_whitespace(&html_to_text(prefix(html, MAX_INDEXED_HTML)), SNIPPET_CHARS)
+        }
         _ => String::new(),
     }
 }
@@ -367,6 +450,9 @@ fn collapse_whitespace(text: &str, max_chars: usize) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod hostile;
 
 #[cfg(test)]
 mod tests {

@@ -12,7 +12,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use mail_parser::{HeaderValue as MailHeaderValue, MessageParser};
+use mail_parser::{HeaderName, HeaderValue as MailHeaderValue, MessageParser};
 use serde::Deserialize;
 use sokkel_store::{Address, ListQuery, MessageId, Store, StoredMessage, mime};
 
@@ -292,7 +292,13 @@ pub(crate) async fn message(
 
 fn body_parts(message: &StoredMessage) -> BodyParts {
     let parsed = mime::parse(&message.raw);
-    let (bcc, return_path) = match MessageParser::default().parse(&message.raw) {
+    // Only the top header block, and only the two fields read here: a full parse
+    // builds a tree as deep as the message nests, whose drop overflowed the stack
+    // (issue #11).
+    let header_parser = MessageParser::new()
+        .header_address(HeaderName::Bcc)
+        .header_id(HeaderName::ReturnPath);
+    let (bcc, return_path) = match header_parser.parse_headers(&message.raw) {
         Some(mail) => {
             let bcc = mail
                 .bcc()
