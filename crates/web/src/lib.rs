@@ -18,7 +18,18 @@
 //! - Every store call blocks on SQLite, so handlers run them in `spawn_blocking`.
 //! - Requests whose `Host` is not a loopback name are refused while sokkel listens
 //!   on loopback only ([`HostPolicy`]): that stops DNS-rebinding pages from reading
-//!   caught mail through a victim's browser.
+//!   caught mail through a victim's browser. Requests that change something (any
+//!   method but GET, HEAD, OPTIONS) with an `Origin` other than the server's own
+//!   are refused with 403, so a foreign page cannot delete mail through the
+//!   browser whatever content type it sends.
+//! - Every answer is bounded (issue #11): list summaries carry at most 50
+//!   addresses per field with their counts (`ToCount`, ...) and cut strings
+//!   (`sokkel_store::SUMMARY_*`); the full message view at most
+//!   [`MESSAGE_ADDRESSES`] per field and [`MESSAGE_BODY_BYTES`] of Text and of
+//!   HTML; `/raw` streams the message a chunk at a time with backpressure;
+//!   headers built from message content are capped ([`MAX_HEADER_FILE_NAME`]);
+//!   at most [`MAX_PARSES`] messages are parsed for an answer at once; and a
+//!   WebSocket client more than [`CLIENT_BACKLOG_BYTES`] behind is dropped.
 #![warn(missing_docs)]
 
 mod api;
@@ -42,7 +53,10 @@ use axum::routing::{MethodFilter, on};
 use sokkel_store::Store;
 use tokio::sync::watch;
 
+pub use api::{MAX_HEADER_CONTENT_TYPE, MAX_HEADER_FILE_NAME};
 pub use error::{ApiError, WebError};
+pub use events::CLIENT_BACKLOG_BYTES;
+pub use json::{MESSAGE_ADDRESSES, MESSAGE_BODY_BYTES};
 pub use serve::serve;
 
 /// The largest request body accepted (JSON lists of IDs); more is answered 413.
@@ -50,6 +64,11 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// The most messages one list or search page returns; a larger `limit` is cut to it.
 pub const MAX_PAGE: usize = 1000;
+
+/// The most messages parsed at once to answer requests (the full message view,
+/// `/headers`, parts and `/view`): parsing a 32 MiB message takes several times
+/// its size in memory, so more requests wait their turn instead.
+pub const MAX_PARSES: usize = 4;
 
 /// Which `Host` headers the server answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +124,7 @@ struct Inner {
     started: Instant,
     hub: events::Hub,
     websockets: Arc<tokio::sync::Semaphore>,
+    parses: Arc<tokio::sync::Semaphore>,
     stop: watch::Sender<bool>,
 }
 
@@ -119,6 +139,7 @@ impl AppState {
                 config,
                 started: Instant::now(),
                 websockets,
+                parses: Arc::new(tokio::sync::Semaphore::new(MAX_PARSES)),
                 stop: watch::channel(false).0,
             }),
         }
@@ -143,6 +164,20 @@ impl AppState {
     fn stopped(&self) -> watch::Receiver<bool> {
         self.inner.stop.subscribe()
     }
+
+    /// How many WebSocket clients were dropped since the server started for
+    /// falling more than [`CLIENT_BACKLOG_BYTES`] behind (they stopped reading).
+    pub fn websocket_drops(&self) -> u64 {
+        self.inner.hub.dropped()
+    }
+
+    /// A turn to parse a message for an answer (at most [`MAX_PARSES`] at once).
+    async fn parse_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        Arc::clone(&self.inner.parses)
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::ShuttingDown)
+    }
 }
 
 /// The router with every route sokkel serves, its limits and its guards.
@@ -152,6 +187,7 @@ pub fn app(state: AppState) -> Router {
         .router
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(guard::check_origin))
         .layer(axum::middleware::from_fn(guard::security_headers))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

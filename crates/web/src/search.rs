@@ -7,13 +7,12 @@
 
 use std::collections::BTreeMap;
 
-use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use sokkel_store::{ListQuery, MessageId, SearchQuery, Store};
 
-use crate::api::{Paging, blocking, ok, query_map};
+use crate::api::{Paging, blocking, json_bytes, json_response, ok, query_map};
 use crate::json::MessagesJson;
 use crate::{ApiError, AppState, MAX_PAGE};
 
@@ -61,7 +60,7 @@ pub(crate) async fn search(
             ),
             None => None,
         };
-        Ok(MessagesJson::new(
+        json_bytes(&MessagesJson::new(
             counts,
             page.matches,
             unread,
@@ -70,7 +69,7 @@ pub(crate) async fn search(
         ))
     })
     .await?;
-    Ok(Json(page).into_response())
+    Ok(json_response(page))
 }
 
 /// `DELETE /api/v1/search?query=`: deletes every match. A query that matches

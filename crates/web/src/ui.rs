@@ -124,6 +124,7 @@ pub(crate) async fn view(
         }
     };
     let reference = MessageRef::parse(id)?;
+    let parsing = state.parse_permit().await?;
     let (id, parsed) = blocking(&state, move |store| {
         let id = reference.resolve(store)?;
         let raw = store
@@ -132,6 +133,7 @@ pub(crate) async fn view(
         Ok((id, mime::parse(&raw)))
     })
     .await?;
+    drop(parsing);
     if !html {
         let text = parsed.text.unwrap_or_default();
         return Ok(crate::error::text(StatusCode::OK, text));
