@@ -1082,7 +1082,8 @@ fn summary_from_row(row: &Row<'_>, read: Read) -> rusqlite::Result<Summary> {
         message_id: text_column(row, 11, read)?,
         size: row.get::<_, i64>(12)? as u64,
         attachments: row.get(13)?,
-        snippet: row.get(14)?,
+        // At most 200 characters since the first release; cut all the same.
+        snippet: text_column(row, 14, read)?.unwrap_or_default(),
         read: row.get(15)?,
         bare_lf: row.get(16)?,
         parsed: row.get(17)?,

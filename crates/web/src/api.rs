@@ -5,6 +5,7 @@
 //! `spawn_blocking`, then shapes the answer with [`crate::json`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -156,7 +157,7 @@ pub(crate) async fn list(
         ))
     })
     .await?;
-    Ok(json_response(page))
+    json_response(&state, page)
 }
 
 /// `value` as JSON, serialized where the data is (on the blocking pool), so the
@@ -165,21 +166,61 @@ pub(crate) fn json_bytes<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ApiE
     serde_json::to_vec(value).map_err(|error| ApiError::Internal(error.to_string()))
 }
 
-/// A JSON answer from bytes [`json_bytes`] made.
-pub(crate) fn json_response(bytes: Vec<u8>) -> Response {
-    let mut response = bytes.into_response();
+/// A JSON answer from bytes [`json_bytes`] made, counted against the
+/// [`crate::WebConfig::max_buffered_bytes`] budget.
+pub(crate) fn json_response(state: &AppState, bytes: Vec<u8>) -> Result<Response, ApiError> {
+    let mut response = buffered(state, bytes.into())?.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    response
+    Ok(response)
+}
+
+/// The budget's unit: answers smaller than this are not counted.
+const BUFFERED_UNIT: usize = 64 << 10;
+
+/// The body of an answer built in memory (JSON, a decoded part, a document),
+/// sent in slices of [`RAW_CHUNK_BYTES`]. From [`BUFFERED_UNIT`] up it holds its
+/// size of the [`crate::WebConfig::max_buffered_bytes`] budget until its last slice is
+/// taken or the client goes away; when the budget is spent, the answer is a 503
+/// and the client may retry. So clients that stop reading hold a bounded total.
+pub(crate) fn buffered(state: &AppState, bytes: Bytes) -> Result<Body, ApiError> {
+    if bytes.len() < BUFFERED_UNIT {
+        return Ok(Body::from(bytes));
+    }
+    // An answer bigger than the whole budget (a huge --max-message-size) waits
+    // for all of it rather than never fitting.
+    let units = bytes
+        .len()
+        .div_ceil(BUFFERED_UNIT)
+        .min((state.config().max_buffered_bytes / BUFFERED_UNIT).max(1));
+    let units = u32::try_from(units).unwrap_or(u32::MAX);
+    let share = Arc::clone(&state.inner.buffered)
+        .try_acquire_many_owned(units)
+        .map_err(|_| {
+            ApiError::Unavailable(
+                "too many large answers are waiting for their clients to read them; try again"
+                    .into(),
+            )
+        })?;
+    let slices =
+        futures_util::stream::unfold((bytes, Some(share)), |(mut rest, share)| async move {
+            if rest.is_empty() {
+                // `share` is released here, with the stream's state.
+                return None;
+            }
+            let slice = rest.split_to(rest.len().min(RAW_CHUNK_BYTES));
+            Some((Ok::<_, std::convert::Infallible>(slice), (rest, share)))
+        });
+    Ok(Body::from_stream(slices))
 }
 
 /// The body of `PUT` and `DELETE /api/v1/messages`.
 #[derive(Debug, Default, Deserialize)]
-struct IdsBody {
+pub(crate) struct IdsBody {
     #[serde(rename = "IDs", default)]
-    ids: Vec<String>,
+    pub(crate) ids: Vec<String>,
     #[serde(rename = "Read", default)]
     read: bool,
     #[serde(rename = "Search", default)]
@@ -189,7 +230,7 @@ struct IdsBody {
 /// Parses a JSON body whatever its Content-Type, as Mailpit does (curl's `-d`
 /// sends a form type). An empty body is an empty request. Cross-site pages cannot
 /// abuse this: PUT and DELETE need a CORS preflight that sokkel never grants.
-fn parse_ids_body(body: &Bytes) -> Result<IdsBody, ApiError> {
+pub(crate) fn parse_ids_body(body: &Bytes) -> Result<IdsBody, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(IdsBody::default());
     }
@@ -200,7 +241,7 @@ fn parse_ids_body(body: &Bytes) -> Result<IdsBody, ApiError> {
     })
 }
 
-fn parse_ids(ids: &[String]) -> Result<Vec<MessageId>, ApiError> {
+pub(crate) fn parse_ids(ids: &[String]) -> Result<Vec<MessageId>, ApiError> {
     ids.iter()
         .map(|id| match MessageRef::parse(id)? {
             MessageRef::Id(id) => Ok(id),
@@ -308,7 +349,7 @@ pub(crate) async fn message(
         json_bytes(&MessageJson::new(&message, &body))
     })
     .await?;
-    Ok(json_response(message))
+    json_response(&state, message)
 }
 
 /// The first [`crate::json::MESSAGE_ADDRESSES`] of a header's addresses, and
@@ -479,7 +520,7 @@ pub(crate) async fn headers(
         json_bytes(&crate::json::headers(&mime::parse(&raw)))
     })
     .await?;
-    Ok(json_response(headers))
+    json_response(&state, headers)
 }
 
 /// `GET /api/v1/message/{ID}/envelope` (sokkel's own): what SMTP said.
@@ -537,8 +578,10 @@ pub(crate) async fn part(
     } else {
         (info.content_type.clone(), "inline")
     };
-    let mut response = bytes.into_response();
+    let length = bytes.len();
+    let mut response = buffered(&state, bytes.into())?.into_response();
     let headers = response.headers_mut();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     headers.insert(
         header::CONTENT_TYPE,
         Some(content_type)

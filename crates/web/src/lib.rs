@@ -28,13 +28,17 @@
 //!   [`MESSAGE_ADDRESSES`] per field and [`MESSAGE_BODY_BYTES`] of Text and of
 //!   HTML; `/raw` streams the message a chunk at a time with backpressure;
 //!   headers built from message content are capped ([`MAX_HEADER_FILE_NAME`]);
-//!   at most [`MAX_PARSES`] messages are parsed for an answer at once; and a
-//!   WebSocket client more than [`CLIENT_BACKLOG_BYTES`] behind is dropped.
+//!   at most [`MAX_PARSES`] messages are parsed for an answer at once, and at
+//!   most [`WebConfig::max_buffered_bytes`] of answers built in memory wait for slow
+//!   clients; and a WebSocket client more than [`CLIENT_BACKLOG_BYTES`] behind is
+//!   dropped.
 #![warn(missing_docs)]
 
 mod api;
 mod error;
 mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 mod guard;
 mod json;
 mod openapi;
@@ -70,6 +74,14 @@ pub const MAX_PAGE: usize = 1000;
 /// its size in memory, so more requests wait their turn instead.
 pub const MAX_PARSES: usize = 4;
 
+/// The default of [`WebConfig::max_buffered_bytes`]: the most bytes of answers
+/// built in memory (list pages, the full message view, decoded parts,
+/// `/headers`, `/view`) that may wait for their clients to read them, all
+/// together; answers under 64 KiB are not counted. Past it a large answer is a
+/// 503 to retry, so clients that stop reading cannot make the server hold more.
+/// `/raw` is streamed and needs none of it.
+pub const MAX_BUFFERED_BYTES: usize = 256 << 20;
+
 /// Which `Host` headers the server answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostPolicy {
@@ -96,6 +108,9 @@ pub struct WebConfig {
     /// stalled clients cannot hold the connection slots forever. WebSocket clients
     /// stay: the server pings them at a third of this.
     pub idle_timeout: std::time::Duration,
+    /// The most bytes of answers built in memory that may wait for slow clients
+    /// at once; default [`MAX_BUFFERED_BYTES`].
+    pub max_buffered_bytes: usize,
 }
 
 impl Default for WebConfig {
@@ -106,6 +121,7 @@ impl Default for WebConfig {
             max_websockets: 128,
             max_connections: 512,
             idle_timeout: std::time::Duration::from_secs(120),
+            max_buffered_bytes: MAX_BUFFERED_BYTES,
         }
     }
 }
@@ -125,6 +141,8 @@ struct Inner {
     hub: events::Hub,
     websockets: Arc<tokio::sync::Semaphore>,
     parses: Arc<tokio::sync::Semaphore>,
+    /// [`WebConfig::max_buffered_bytes`] in units of 64 KiB.
+    buffered: Arc<tokio::sync::Semaphore>,
     stop: watch::Sender<bool>,
 }
 
@@ -132,6 +150,9 @@ impl AppState {
     /// State for a web server over `store`.
     pub fn new(store: Store, config: WebConfig) -> AppState {
         let websockets = Arc::new(tokio::sync::Semaphore::new(config.max_websockets));
+        let buffered = Arc::new(tokio::sync::Semaphore::new(
+            (config.max_buffered_bytes >> 16).max(1),
+        ));
         AppState {
             inner: Arc::new(Inner {
                 hub: events::Hub::new(store.clone(), config.version.clone()),
@@ -140,6 +161,7 @@ impl AppState {
                 started: Instant::now(),
                 websockets,
                 parses: Arc::new(tokio::sync::Semaphore::new(MAX_PARSES)),
+                buffered,
                 stop: watch::channel(false).0,
             }),
         }

@@ -17,7 +17,9 @@ use crate::json::MessagesJson;
 use crate::{ApiError, AppState, MAX_PAGE};
 
 /// The `query` parameter, parsed; Mailpit's wording when it is missing.
-fn parse_query(query: &BTreeMap<String, String>) -> Result<(String, SearchQuery), ApiError> {
+pub(crate) fn parse_query(
+    query: &BTreeMap<String, String>,
+) -> Result<(String, SearchQuery), ApiError> {
     let text = query.get("query").map(|q| q.trim()).unwrap_or_default();
     if text.is_empty() {
         return Err(ApiError::BadRequest("Error: no search query".into()));
@@ -69,7 +71,7 @@ pub(crate) async fn search(
         ))
     })
     .await?;
-    Ok(json_response(page))
+    json_response(&state, page)
 }
 
 /// `DELETE /api/v1/search?query=`: deletes every match. A query that matches

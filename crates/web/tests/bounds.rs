@@ -451,3 +451,45 @@ async fn a_websocket_client_that_stops_reading_is_dropped_and_counted() {
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+// Issue #11: answers built in memory (a decoded part, the message view) wait for
+// slow clients within one budget; past it a large answer is a 503, not more
+// memory, and the budget comes back when a client goes away.
+#[tokio::test]
+async fn answers_waiting_for_slow_clients_share_a_bounded_budget() {
+    let (_dir, store) = store();
+    let payload = "QUJD".repeat(200_000); // 600,000 bytes decoded
+    let raw = format!(
+        "From: a@example.com\r\nSubject: pdf\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
+         --b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=a.pdf\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{payload}\r\n--b--\r\n"
+    );
+    store.import(vec![new_message(raw.into_bytes())]).unwrap();
+    let router = app(AppState::new(
+        store.clone(),
+        WebConfig {
+            max_buffered_bytes: 1 << 20,
+            ..WebConfig::default()
+        },
+    ));
+    let (_, body) = call(&router, get("/api/v1/message/1")).await;
+    let message: Value = serde_json::from_slice(&body).unwrap();
+    let part = format!(
+        "/api/v1/message/1/part/{}",
+        message["Attachments"][0]["PartID"].as_str().unwrap()
+    );
+    // A client that does not read: its answer holds 600 KB of the 1 MiB budget.
+    let stalled = router.clone().oneshot(get(&part)).await.unwrap();
+    assert_eq!(stalled.status(), StatusCode::OK);
+    let (status, body) = call(&router, get(&part)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(String::from_utf8(body).unwrap().contains("try again"));
+    // Small answers are not held up.
+    let (status, _) = call(&router, get("/api/v1/messages")).await;
+    assert_eq!(status, StatusCode::OK);
+    drop(stalled);
+    let (status, body) = call(&router, get(&part)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.len(), 600_000);
+}
