@@ -51,7 +51,8 @@ pub use error::StoreError;
 pub use search::{MAX_QUERY_BYTES, MAX_TERMS, SearchError, SearchPage, SearchQuery};
 pub use store::{MessageCounts, Store, StoreEvent, StoreOptions, WriterStats};
 pub use summary::{
-    SUMMARY_ADDRESS_BYTES, SUMMARY_ADDRESSES, SUMMARY_FIELD_BYTES, SUMMARY_TEXT_BYTES, cut,
+    SUMMARY_ADDRESS_BYTES, SUMMARY_ADDRESSES, SUMMARY_FIELD_BYTES, SUMMARY_RECIPIENT_BYTES,
+    SUMMARY_TEXT_BYTES, cut,
 };
 
 /// The store's id of a message: positive, assigned at delivery, never reused, even
@@ -153,8 +154,8 @@ pub struct Summary {
     pub received_at: SystemTime,
     /// The envelope sender; empty for the null sender.
     pub mail_from: String,
-    /// The envelope recipients (in a listed summary, the first
-    /// [`SUMMARY_ADDRESSES`]; [`Store::get`] has them all).
+    /// The envelope recipients (in a listed summary, those that fit in
+    /// [`SUMMARY_RECIPIENT_BYTES`]; [`Store::get`] has them all).
     pub rcpt_to: Vec<String>,
     /// The first address of the From header.
     pub from: Option<Address>,

@@ -16,9 +16,8 @@ use crate::mime::{self, Digest};
 use crate::search::SqlParts;
 use crate::writer::Writer;
 use crate::{
-    Address, Deliver, Envelope, ListQuery, MessageId, NewMessage, SUMMARY_ADDRESSES,
-    SUMMARY_TEXT_BYTES, SearchPage, SearchQuery, StoreError, StoredMessage, Summary, TlsInfo,
-    paths, schema, summary,
+    Address, Deliver, Envelope, ListQuery, MessageId, NewMessage, SUMMARY_TEXT_BYTES, SearchPage,
+    SearchQuery, StoreError, StoredMessage, Summary, TlsInfo, paths, schema, summary,
 };
 
 /// How long any connection waits for another one (in this process or another) to
@@ -978,12 +977,7 @@ pub(crate) fn summary_of(id: MessageId, message: &NewMessage, digest: Digest) ->
         // Stored with millisecond precision; announce what a reader will read.
         received_at: from_millis(to_millis(message.received_at)),
         mail_from: message.envelope.mail_from.clone(),
-        rcpt_to: summary::listed_recipients(
-            (message.envelope.rcpt_to.iter())
-                .take(SUMMARY_ADDRESSES)
-                .cloned()
-                .collect(),
-        ),
+        rcpt_to: summary::listed_recipients(message.envelope.rcpt_to.clone()),
         from: digest.from.map(listed_from),
         to,
         to_count,

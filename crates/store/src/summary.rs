@@ -9,7 +9,9 @@
 //!   fields say how many the header has in all;
 //! - each name and address in those lists: [`SUMMARY_ADDRESS_BYTES`];
 //! - Subject, Message-ID, the From name and address: [`SUMMARY_TEXT_BYTES`];
-//! - envelope recipients: at most [`SUMMARY_ADDRESSES`] (SMTP caps their length).
+//! - envelope recipients: those that fit in [`SUMMARY_RECIPIENT_BYTES`], each
+//!   cut to [`SUMMARY_ADDRESS_BYTES`] (with the defaults of `--max-recipients`
+//!   and `--max-line` that is all of them unless they are very long).
 //!
 //! Lengths are counted as serde_json writes the text into a JSON string (a
 //! control character takes six bytes), so the bound holds for the answer as well
@@ -30,6 +32,10 @@ pub const SUMMARY_FIELD_BYTES: usize = 4096;
 
 /// A name or an address in a summary's lists is cut to this many bytes.
 pub const SUMMARY_ADDRESS_BYTES: usize = 256;
+
+/// The most bytes of envelope recipients (as JSON text) a listed summary
+/// carries; the recipients that do not fit are left out.
+pub const SUMMARY_RECIPIENT_BYTES: usize = 16 << 10;
 
 /// A listed summary's Subject, Message-ID, and From name and address are cut to
 /// this many bytes.
@@ -113,14 +119,16 @@ pub(crate) fn listed(list: Vec<Address>) -> Vec<Address> {
 }
 
 /// The envelope recipients a listed summary carries.
-pub(crate) fn listed_recipients(mut rcpt_to: Vec<String>) -> Vec<String> {
-    rcpt_to.truncate(SUMMARY_ADDRESSES);
-    for recipient in &mut rcpt_to {
-        if recipient.len() > SUMMARY_ADDRESS_BYTES {
-            *recipient = cut_string(std::mem::take(recipient), SUMMARY_ADDRESS_BYTES);
-        }
-    }
+pub(crate) fn listed_recipients(rcpt_to: Vec<String>) -> Vec<String> {
+    let mut used = 0;
     rcpt_to
+        .into_iter()
+        .map(|recipient| cut_string(recipient, SUMMARY_ADDRESS_BYTES))
+        .take_while(|recipient| {
+            used += json_text_len(recipient);
+            used <= SUMMARY_RECIPIENT_BYTES
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -168,7 +176,12 @@ mod tests {
         assert_eq!(cut.len(), SUMMARY_FIELD_BYTES / (2 * SUMMARY_ADDRESS_BYTES));
 
         let recipients = listed_recipients(vec!["r".repeat(1000); 1000]);
-        assert_eq!(recipients.len(), SUMMARY_ADDRESSES);
+        assert_eq!(
+            recipients.len(),
+            SUMMARY_RECIPIENT_BYTES / SUMMARY_ADDRESS_BYTES
+        );
         assert_eq!(recipients[0].len(), SUMMARY_ADDRESS_BYTES);
+        let usual: Vec<String> = (0..150).map(|n| format!("r{n}@y.test")).collect();
+        assert_eq!(listed_recipients(usual.clone()), usual);
     }
 }
