@@ -237,7 +237,9 @@ fn push_flag(parts: &mut SqlParts, flag: Flag, negated: bool) {
 
 /// One term as an FTS5 phrase: a string (FTS5 tokenizes it as it tokenized the
 /// indexed text, so punctuation inside becomes word breaks), its column filter,
-/// and `*` for a prefix.
+/// and `*` for a prefix. A NUL would end FTS5's reading of the expression
+/// ("unterminated string", a 500 for the user: issue #11, found by the
+/// `web_query` fuzz target); it is a word break like any control character.
 fn fts_phrase(term: &TextTerm) -> String {
     let mut phrase = String::new();
     if let Some(column) = term.column {
@@ -245,7 +247,7 @@ fn fts_phrase(term: &TextTerm) -> String {
         phrase.push_str(" : ");
     }
     phrase.push('"');
-    phrase.push_str(&term.text.replace('"', "\"\""));
+    phrase.push_str(&term.text.replace('"', "\"\"").replace('\0', " "));
     phrase.push('"');
     if term.prefix {
         phrase.push_str(" *");
@@ -751,6 +753,13 @@ mod tests {
             negated: false,
         };
         assert_eq!(fts_phrase(&term), "\"a\"\" OR \"\"b\"");
+        let nul = TextTerm {
+            column: None,
+            text: "\0abc\0".into(),
+            prefix: true,
+            negated: false,
+        };
+        assert_eq!(fts_phrase(&nul), "\" abc \" *");
     }
 
     #[test]

@@ -144,3 +144,24 @@ fn migration_caps_old_address_lists_and_keeps_every_message() {
     assert_eq!(names, expected, "the first addresses, in order");
     assert_eq!(store.raw(MessageId(1)).unwrap().unwrap(), many_to(120));
 }
+
+// Issue #11: found by the `web_query` fuzz target. A NUL in a search ended
+// FTS5's reading of the expression: "unterminated string", a 500.
+#[test]
+fn searches_with_control_characters_are_answered() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir.path().join("mail.db"));
+    store.import(vec![message(many_to(3))]).unwrap();
+    for text in [
+        "\0",
+        "\0lnucosed wor* (a OR b) NOT c",
+        "sub\0ject:x",
+        "\"a\0b\"",
+        "\u{1}\u{7f}",
+    ] {
+        let query = SearchQuery::parse(text).unwrap();
+        store
+            .search(&query, &ListQuery::default())
+            .unwrap_or_else(|error| panic!("{text:?}: {error}"));
+    }
+}
