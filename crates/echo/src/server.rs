@@ -17,7 +17,7 @@ use std::time::Duration;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-use sokkel_net::server::{Accepted, ConnectionLimit, StopSignal, accept_loop, stop_switch};
+use sokkel_net::server::{Accepted, ConnectionLimit, Slot, StopSignal, accept_loop, stop_switch};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -124,8 +124,7 @@ async fn serve_tcp(accepted: Accepted, shared: Arc<Shared>, stop: StopSignal) {
     let local = stream.local_addr().unwrap_or(peer);
     let _ = stream.set_nodelay(true);
     shared.report.connected(peer, local);
-    Connection::new(stream, peer).run(&shared, stop).await;
-    drop(slot);
+    Connection::new(stream, peer).run(&shared, stop, slot).await;
 }
 
 fn is_retry(err: &io::Error) -> bool {
@@ -225,7 +224,9 @@ impl Connection {
         Connection { stream, state }
     }
 
-    async fn run(mut self, shared: &Shared, mut stop: StopSignal) {
+    /// Serves the connection until it ends; its `slot` under the cap is freed before
+    /// the end is reported, so whoever reads that line can count on the free slot.
+    async fn run(mut self, shared: &Shared, mut stop: StopSignal, slot: Slot) {
         let started = Instant::now();
         let idle = shared.config.idle_timeout;
         let mut last_activity = started;
@@ -312,6 +313,7 @@ impl Connection {
         if ending == Ending::Left && !self.state.inbox.is_empty() {
             tracing::debug!(peer = %self.state.peer, bytes = self.state.inbox.len(), "peer left mid-frame");
         }
+        drop(slot);
         let s = &self.state;
         shared.report.left(
             s.peer,

@@ -31,6 +31,7 @@ pub enum Line<'a> {
 pub struct LineSplitter {
     max: usize,
     skipping: bool,
+    ended: u64,
 }
 
 impl LineSplitter {
@@ -39,12 +40,20 @@ impl LineSplitter {
         LineSplitter {
             max: max.max(2),
             skipping: false,
+            ended: 0,
         }
     }
 
     /// Forgets a half-skipped overlong line (after a TLS upgrade, say).
     pub fn reset(&mut self) {
         self.skipping = false;
+    }
+
+    /// How many lines (whole or overlong) have ended so far: a shell's
+    /// [`UnitDeadline`](crate::server::UnitDeadline) restarts when it moves, so a
+    /// line trickled a byte at a time still has to end within one timeout.
+    pub fn ended(&self) -> u64 {
+        self.ended
     }
 
     /// The next line at the front of `rest`.
@@ -56,6 +65,7 @@ impl LineSplitter {
         match memchr::memchr(b'\n', window) {
             Some(at) => {
                 let crlf = at > 0 && rest[at - 1] == b'\r';
+                self.ended += 1;
                 Line::Complete {
                     consumed: at + 1,
                     text: &rest[..if crlf { at - 1 } else { at }],
@@ -75,6 +85,7 @@ impl LineSplitter {
         match memchr::memchr(b'\n', &rest[from..]) {
             Some(at) => {
                 self.skipping = false;
+                self.ended += 1;
                 Line::Overlong {
                     consumed: from + at + 1,
                     ended: true,

@@ -10,35 +10,111 @@
 //! A connection holds its [`Slot`] for as long as it lives, so "all slots free again"
 //! means "every connection finished": that is how shutdown knows when to exit.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
-/// The cap on connections served at once.
+/// How often, at most, refused connections are logged: a flood of them gives one
+/// line with a count per period, not a line each.
+const REFUSAL_LOG_PERIOD: Duration = Duration::from_secs(10);
+
+/// The default share of a connection cap that one client address may hold, in
+/// percent: a quarter, so that at least four busy addresses are needed to fill it.
+pub const DEFAULT_ADDRESS_SHARE_PERCENT: u32 = 25;
+
+/// The cap on connections served at once, and on how many of them one client
+/// address may hold.
+///
+/// The per-address share groups IPv4 clients by their full address and IPv6
+/// clients by their /64 prefix (one host usually has a whole /64 to pick addresses
+/// from). The host's own loopback addresses, `127.0.0.1` and `::1`, are exempt:
+/// on a developer's machine every client (the app under test, a benchmark, the
+/// browser) comes from them, so a share would only shrink the cap without making
+/// anything fairer. Other loopback addresses (`127.0.0.2`, ...) are treated like
+/// any remote address.
 #[derive(Debug)]
 pub struct ConnectionLimit {
     slots: Arc<Semaphore>,
     max: u32,
+    per_address: u32,
+    held: Mutex<HashMap<IpAddr, u32>>,
     admitted: AtomicU64,
+    refusals: RefusalLog,
 }
 
 /// One admitted connection's place under the cap; dropping it frees the place.
 #[derive(Debug)]
-pub struct Slot(#[allow(dead_code)] OwnedSemaphorePermit);
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    /// The limit and address group this slot counts against, if it is counted.
+    group: Option<(Arc<ConnectionLimit>, IpAddr)>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some((limit, group)) = self.group.take() {
+            limit.release_group(group);
+        }
+    }
+}
+
+/// A free place under the cap, taken before a connection is accepted (see
+/// [`ConnectionLimit::room`]).
+#[derive(Debug)]
+pub struct Room(OwnedSemaphorePermit);
+
+/// Why a connection was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Every slot is taken.
+    Full,
+    /// The client's address already holds its share of the slots.
+    AddressShare,
+}
+
+/// The share of `max` that `percent` makes: at least 1, at most `max`.
+pub fn address_share(max: u32, percent: u32) -> u32 {
+    let share = u64::from(max) * u64::from(percent.min(100)) / 100;
+    (share as u32).clamp(1, max.max(1))
+}
+
+/// The group an address counts against for the per-address share, or `None` for
+/// the exempt loopback addresses (see [`ConnectionLimit`]).
+pub fn address_group(ip: IpAddr) -> Option<IpAddr> {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) if v4 == std::net::Ipv4Addr::LOCALHOST => None,
+        IpAddr::V4(v4) => Some(IpAddr::V4(v4)),
+        IpAddr::V6(v6) if v6 == Ipv6Addr::LOCALHOST => None,
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            Some(IpAddr::V6(Ipv6Addr::from(prefix)))
+        }
+    }
+}
 
 impl ConnectionLimit {
-    /// A cap of `max` connections at once.
+    /// A cap of `max` connections at once, with no per-address share.
     pub fn new(max: u32) -> Arc<Self> {
+        ConnectionLimit::with_share(max, max)
+    }
+
+    /// A cap of `max` connections at once, of which one client address may hold
+    /// `per_address` (see [`address_share`]).
+    pub fn with_share(max: u32, per_address: u32) -> Arc<Self> {
         Arc::new(ConnectionLimit {
             slots: Arc::new(Semaphore::new(max as usize)),
             max,
+            per_address: per_address.clamp(1, max.max(1)),
+            held: Mutex::new(HashMap::new()),
             admitted: AtomicU64::new(0),
+            refusals: RefusalLog::default(),
         })
     }
 
@@ -47,15 +123,73 @@ impl ConnectionLimit {
         self.max
     }
 
+    /// How many connections one client address may hold.
+    pub fn per_address(&self) -> u32 {
+        self.per_address
+    }
+
     /// Connections admitted so far.
     pub fn admitted(&self) -> u64 {
         self.admitted.load(Ordering::Relaxed)
     }
 
-    fn try_admit(&self) -> Option<Slot> {
-        let permit = self.slots.clone().try_acquire_owned().ok()?;
+    /// Admits a connection from `peer` if a slot is free and its address is under
+    /// its share; a refusal is counted and logged (once per period, with a count).
+    pub fn try_admit(self: &Arc<Self>, peer: IpAddr) -> Result<Slot, Refusal> {
+        match self.slots.clone().try_acquire_owned() {
+            Ok(permit) => self.admit_in(Room(permit), peer),
+            Err(_) => {
+                self.refusals.refused(Refusal::Full, self);
+                Err(Refusal::Full)
+            }
+        }
+    }
+
+    /// Waits for a free slot, for a server that would rather leave new clients in
+    /// the kernel's backlog than refuse them; then [`admit_in`](Self::admit_in).
+    pub async fn room(&self) -> Room {
+        // The semaphore is never closed.
+        let permit = self.slots.clone().acquire_owned().await;
+        Room(permit.expect("the connection semaphore is never closed"))
+    }
+
+    /// Admits a connection from `peer` into a slot taken with [`room`](Self::room),
+    /// unless its address already holds its share.
+    pub fn admit_in(self: &Arc<Self>, room: Room, peer: IpAddr) -> Result<Slot, Refusal> {
+        let group = match address_group(peer) {
+            Some(group) if self.per_address < self.max => {
+                let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+                let count = held.entry(group).or_insert(0);
+                if *count >= self.per_address {
+                    drop(held);
+                    self.refusals.refused(Refusal::AddressShare, self);
+                    return Err(Refusal::AddressShare);
+                }
+                *count += 1;
+                Some((self.clone(), group))
+            }
+            _ => None,
+        };
         self.admitted.fetch_add(1, Ordering::Relaxed);
-        Some(Slot(permit))
+        Ok(Slot {
+            _permit: room.0,
+            group,
+        })
+    }
+
+    fn release_group(&self, group: IpAddr) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = held.get_mut(&group) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&group);
+            }
+        }
+    }
+
+    /// Connections refused so far, for either reason.
+    pub fn refused(&self) -> u64 {
+        self.refusals.total.load(Ordering::Relaxed)
     }
 
     /// Waits up to `grace` for every admitted connection to finish; returns how
@@ -65,6 +199,40 @@ impl ConnectionLimit {
             Ok(_) => 0,
             Err(_) => self.max - self.slots.available_permits() as u32,
         }
+    }
+}
+
+/// Counts refused connections and logs them at most once per
+/// [`REFUSAL_LOG_PERIOD`]: the first refusal at once, then one line with the count
+/// of those since.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    total: AtomicU64,
+    pending: Mutex<(u64, u64, Option<std::time::Instant>)>,
+}
+
+impl RefusalLog {
+    fn refused(&self, why: Refusal, limit: &ConnectionLimit) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let (full, share, last) = &mut *pending;
+        match why {
+            Refusal::Full => *full += 1,
+            Refusal::AddressShare => *share += 1,
+        }
+        let now = std::time::Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < REFUSAL_LOG_PERIOD) {
+            return;
+        }
+        tracing::warn!(
+            all_slots_taken = *full,
+            address_over_its_share = *share,
+            max = limit.max,
+            per_address = limit.per_address,
+            "refused connections since the last report (every {} s at most)",
+            REFUSAL_LOG_PERIOD.as_secs()
+        );
+        *pending = (0, 0, Some(now));
     }
 }
 
@@ -102,7 +270,8 @@ impl StopSignal {
 pub enum Accepted {
     /// Under the cap: serve it, holding the slot until it is done.
     Admitted(TcpStream, SocketAddr, Slot),
-    /// Over the cap: tell the peer, or just close it.
+    /// Over the cap, or over its address's share of it: tell the peer, or just
+    /// close it. The refusal is already counted and logged.
     Refused(TcpStream, SocketAddr),
 }
 
@@ -133,9 +302,9 @@ pub async fn accept_loop<H, F>(
                 continue;
             }
         };
-        let accepted = match limit.try_admit() {
-            Some(slot) => Accepted::Admitted(stream, peer, slot),
-            None => Accepted::Refused(stream, peer),
+        let accepted = match limit.try_admit(peer.ip()) {
+            Ok(slot) => Accepted::Admitted(stream, peer, slot),
+            Err(_) => Accepted::Refused(stream, peer),
         };
         tokio::spawn(handle(accepted));
     }
@@ -151,13 +320,13 @@ pub struct Served {
 }
 
 /// A whole TCP server's life: an accept loop on every listener (each tagged with a
-/// value its handler gets back, such as "this port is implicit TLS") under one cap
-/// of `max_conns`, until `shutdown` completes; then no more accepts, every
+/// value its handler gets back, such as "this port is implicit TLS") under one
+/// `limit`, until `shutdown` completes; then no more accepts, every
 /// connection's [`StopSignal`] fires, and admitted connections get `grace` to
 /// finish.
 pub async fn serve_tcp<T, H, F>(
     listeners: Vec<(std::net::TcpListener, T)>,
-    max_conns: u32,
+    limit: Arc<ConnectionLimit>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
     handle: H,
@@ -167,7 +336,6 @@ where
     H: Fn(Accepted, T, StopSignal) -> F + Clone + Send + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
-    let limit = ConnectionLimit::new(max_conns);
     let (stopper, stop) = stop_switch();
     let mut loops = Vec::new();
     for (listener, tag) in listeners {
@@ -274,4 +442,224 @@ pub async fn flush_within<S: tokio::io::AsyncWrite + Unpin>(
         })??;
     out.clear();
     Ok(())
+}
+
+/// How much output a session core may leave unsent before it stops consuming the
+/// client's commands. A core checks [`output_backed_up`] before each command and,
+/// once it is true, hands back a "flush first" step; the shell writes the output
+/// (waiting for the client to read it) and only then feeds the core again, without
+/// reading more input meanwhile. So a client that pipelines commands and never reads
+/// the answers holds at most this much plus one answer, not an answer per command
+/// it sent.
+pub const PENDING_OUTPUT_LIMIT: usize = 64 << 10;
+
+/// Whether `out` holds enough unsent output that the core should stop consuming
+/// commands until the shell has flushed it (see [`PENDING_OUTPUT_LIMIT`]).
+pub fn output_backed_up(out: &[u8]) -> bool {
+    out.len() >= PENDING_OUTPUT_LIMIT
+}
+
+/// A deadline for a whole unit of input (a command line, a header block, a
+/// message), not for each byte: it starts when the previous unit ended and moves
+/// only when the core reports that another unit ended. A client trickling one byte
+/// at a time gets no more time than one sending the line at once.
+///
+/// The core counts the units it finished (for line protocols:
+/// [`LineSplitter::ended`](crate::lines::LineSplitter::ended)); the shell passes
+/// that count after every step and waits until [`deadline`](Self::deadline).
+#[derive(Debug, Clone, Copy)]
+pub struct UnitDeadline {
+    started: tokio::time::Instant,
+    ended: u64,
+}
+
+impl UnitDeadline {
+    /// A unit that starts now, the core having finished `ended` units so far.
+    pub fn new(ended: u64) -> UnitDeadline {
+        UnitDeadline {
+            started: tokio::time::Instant::now(),
+            ended,
+        }
+    }
+
+    /// Takes the core's count of finished units: if it moved, the next unit starts now.
+    pub fn update(&mut self, ended: u64) {
+        if ended != self.ended {
+            self.ended = ended;
+            self.started = tokio::time::Instant::now();
+        }
+    }
+
+    /// Starts the next unit now, whatever the count says (after a reply the client
+    /// had to wait for, say).
+    pub fn restart(&mut self) {
+        self.started = tokio::time::Instant::now();
+    }
+
+    /// When the unit must be complete, given how long a whole unit may take.
+    pub fn deadline(&self, timeout: Duration) -> tokio::time::Instant {
+        self.started + timeout
+    }
+}
+
+/// A server-wide cap on bytes held for messages in flight (SMTP DATA and BDAT
+/// content, later IMAP APPEND literals): each session reserves what its message
+/// holds as it grows and gives it back when the message is stored or dropped. A
+/// message that cannot get its bytes is refused, and the server keeps serving
+/// everyone else, instead of growing until the system kills it.
+///
+/// An eighth of the budget is kept for messages of up to [`SMALL_MESSAGE`] bytes:
+/// a few clients sending (or holding) huge messages can take the rest, but the
+/// ordinary small mail of everyone else still gets through.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl MemoryBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Arc<MemoryBudget> {
+        Arc::new(MemoryBudget {
+            limit,
+            used: AtomicUsize::new(0),
+        })
+    }
+
+    /// The budget.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Bytes not reserved by anyone now.
+    pub fn available(&self) -> usize {
+        self.limit.saturating_sub(self.used.load(Ordering::Relaxed))
+    }
+
+    /// Takes `bytes` if that leaves at least `keep` bytes free.
+    fn try_take(&self, bytes: usize, keep: usize) -> bool {
+        let ceiling = self.limit.saturating_sub(keep);
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |used| {
+                used.checked_add(bytes).filter(|&total| total <= ceiling)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
+/// Messages up to this size may use all of a [`MemoryBudget`]; larger ones leave
+/// an eighth of it free.
+pub const SMALL_MESSAGE: usize = 1 << 20;
+
+/// One session's share of a [`MemoryBudget`]; dropping it gives the share back.
+#[derive(Debug)]
+pub struct Reservation {
+    budget: Arc<MemoryBudget>,
+    held: usize,
+}
+
+impl Reservation {
+    /// Nothing reserved yet.
+    pub fn new(budget: Arc<MemoryBudget>) -> Reservation {
+        Reservation { budget, held: 0 }
+    }
+
+    /// Makes the reservation `bytes`: gives back what is no longer needed, or takes
+    /// more. Returns false, changing nothing, if the budget cannot cover it.
+    pub fn resize(&mut self, bytes: usize) -> bool {
+        if bytes > self.held {
+            // Beyond a small message, leave the share kept for small ones.
+            let keep = if bytes > SMALL_MESSAGE {
+                self.budget.limit / 8
+            } else {
+                0
+            };
+            if !self.budget.try_take(bytes - self.held, keep) {
+                return false;
+            }
+        } else {
+            self.budget.give_back(self.held - bytes);
+        }
+        self.held = bytes;
+        true
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.budget.give_back(self.held);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_grouped_by_ipv4_address_and_ipv6_slash_64_with_loopback_exempt() {
+        let group = |s: &str| address_group(s.parse().unwrap());
+        assert_eq!(group("127.0.0.1"), None);
+        assert_eq!(group("::1"), None);
+        assert_eq!(group("::ffff:127.0.0.1"), None);
+        assert_eq!(group("127.0.0.2"), Some("127.0.0.2".parse().unwrap()));
+        assert_eq!(
+            group("::ffff:192.0.2.7"),
+            Some("192.0.2.7".parse().unwrap())
+        );
+        assert_eq!(
+            group("2001:db8:1:2:aaaa::1"),
+            group("2001:db8:1:2:bbbb::9"),
+            "one /64"
+        );
+        assert_ne!(group("2001:db8:1:2::1"), group("2001:db8:1:3::1"));
+    }
+
+    #[test]
+    fn shares_are_a_percentage_of_the_cap_at_least_one() {
+        assert_eq!(address_share(1000, 25), 250);
+        assert_eq!(address_share(8, 1), 1);
+        assert_eq!(address_share(512, 100), 512);
+        assert_eq!(address_share(3, 200), 3);
+    }
+
+    #[tokio::test]
+    async fn an_address_over_its_share_is_refused_and_a_freed_slot_is_its_again() {
+        let limit = ConnectionLimit::with_share(4, 2);
+        let remote: IpAddr = "192.0.2.7".parse().unwrap();
+        let first = limit.try_admit(remote).unwrap();
+        let _second = limit.try_admit(remote).unwrap();
+        assert_eq!(limit.try_admit(remote).unwrap_err(), Refusal::AddressShare);
+        let _elsewhere = limit.try_admit("192.0.2.8".parse().unwrap()).unwrap();
+        let _local = limit.try_admit(Ipv6Addr::LOCALHOST.into()).unwrap();
+        assert_eq!(limit.try_admit(remote).unwrap_err(), Refusal::Full);
+        drop(first);
+        assert!(limit.try_admit(remote).is_ok());
+        assert_eq!(limit.refused(), 2);
+    }
+
+    #[test]
+    fn reservations_take_and_give_back_and_large_ones_leave_an_eighth() {
+        let budget = MemoryBudget::new(8 << 20);
+        let mut small = Reservation::new(budget.clone());
+        assert!(small.resize(1 << 20));
+        let mut large = Reservation::new(budget.clone());
+        // 1 MiB + 6 MiB = 7 MiB, leaving exactly the eighth.
+        assert!(large.resize(6 << 20));
+        assert!(
+            !large.resize((6 << 20) + 1),
+            "into the eighth kept for small ones"
+        );
+        let mut another = Reservation::new(budget.clone());
+        assert!(another.resize(1 << 20), "a small one may use it");
+        assert_eq!(budget.available(), 0);
+        drop(large);
+        assert_eq!(budget.available(), 6 << 20);
+        assert!(small.resize(0));
+        drop(another);
+        assert_eq!(budget.available(), 8 << 20);
+    }
 }

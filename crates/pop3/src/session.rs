@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use sokkel_net::auth::decode_sasl_plain;
 use sokkel_net::lines::{Line, LineSplitter};
+use sokkel_net::server::output_backed_up;
 use sokkel_store::MessageId;
 
 use crate::body::{DotStuffed, top_length};
@@ -117,6 +118,11 @@ pub enum Step {
     Update(Vec<MessageId>),
     /// Flush the responses, then close the connection.
     Close,
+    /// Flush the responses (the client must read them), then call
+    /// [`Session::advance`] again with the input kept, before reading more: the
+    /// unsent output reached [`sokkel_net::server::PENDING_OUTPUT_LIMIT`], and
+    /// pipelined commands wait until the client has read what came before.
+    Flush,
 }
 
 #[derive(Debug)]
@@ -232,6 +238,12 @@ impl Session {
         matches!(self.state, State::Closed)
     }
 
+    /// How many command lines have ended so far, for the shell's whole-line
+    /// deadline ([`sokkel_net::server::UnitDeadline`]).
+    pub fn lines_ended(&self) -> u64 {
+        self.lines.ended()
+    }
+
     /// Appends the response for a client that stayed silent too long, and ends the
     /// session without deleting anything (RFC 1939 section 3, autologout timer).
     pub fn timed_out(&mut self, out: &mut Vec<u8>) {
@@ -260,6 +272,9 @@ impl Session {
                     pending: Some(_), ..
                 } => return (pos, Step::NeedMore),
                 _ => {}
+            }
+            if output_backed_up(out) {
+                return (pos, Step::Flush);
             }
             match self.lines.next(&input[pos..]) {
                 Line::Incomplete => return (pos, Step::NeedMore),

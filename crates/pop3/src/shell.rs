@@ -15,11 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sokkel_net::auth::Credentials;
-use sokkel_net::server::{Accepted, IdleTimer, StopSignal, flush_within, serve_tcp};
+use sokkel_net::server::{
+    Accepted, ConnectionLimit, IdleTimer, StopSignal, UnitDeadline, flush_within, serve_tcp,
+};
 use sokkel_net::tls::{ServerStream, ServerTls};
 use sokkel_store::{MessageId, Store};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::Pop3Error;
@@ -36,9 +37,14 @@ pub struct Pop3Config {
     pub hostname: String,
     /// Sessions at once; more are told `-ERR [SYS/TEMP]` and closed.
     pub max_sessions: u32,
-    /// How long a client may stay silent before it is logged out, and how long it
-    /// may take to read a response or finish a TLS handshake. RFC 1939 section 3
-    /// asks for at least 10 minutes.
+    /// Sessions one client address may hold at once (see
+    /// [`ConnectionLimit`] for how addresses are grouped and which are exempt);
+    /// more are told `-ERR [SYS/TEMP]` and closed.
+    pub max_sessions_per_address: u32,
+    /// How long a client may take to send a whole command line (counted from the
+    /// end of the previous one, however the bytes trickle in), and how long it may
+    /// take to read a response or finish a TLS handshake. RFC 1939 section 3 asks
+    /// for an autologout timer of at least 10 minutes.
     pub command_timeout: Duration,
     /// How long a wrong password waits before its `-ERR`, to slow down guessing.
     pub failed_auth_delay: Duration,
@@ -64,6 +70,7 @@ impl Default for Pop3Config {
         Pop3Config {
             hostname: "localhost".into(),
             max_sessions: 100,
+            max_sessions_per_address: 25,
             command_timeout: Duration::from_secs(600),
             failed_auth_delay: Duration::from_secs(1),
             max_auth_failures: 3,
@@ -119,7 +126,7 @@ pub async fn serve(
         tls_available: tls.is_some(),
         allow_insecure_auth: config.allow_insecure_auth,
     });
-    let max_sessions = config.max_sessions;
+    let limit = ConnectionLimit::with_share(config.max_sessions, config.max_sessions_per_address);
     let grace = config.shutdown_grace + Duration::from_secs(1);
     let shared = Arc::new(Shared {
         config,
@@ -135,7 +142,7 @@ pub async fn serve(
         .collect();
     let handle =
         move |accepted, implicit, stop| serve_connection(accepted, implicit, shared.clone(), stop);
-    let served = serve_tcp(listeners, max_sessions, shutdown, grace, handle)
+    let served = serve_tcp(listeners, limit, shutdown, grace, handle)
         .await
         .map_err(Pop3Error::Listener)?;
     Ok(Pop3Summary {
@@ -179,9 +186,8 @@ async fn serve_connection(
             }
             drop(slot);
         }
-        Accepted::Refused(mut tcp, peer) => {
-            tracing::warn!(%peer, max = shared.config.max_sessions, "refusing pop3 connection: too many sessions");
-            // A client of the implicit-TLS port cannot read clear text; it just
+        Accepted::Refused(mut tcp, _peer) => {
+            // Counted and logged by the connection limit. A client of the implicit-TLS port cannot read clear text; it just
             // sees the connection close.
             if !implicit {
                 let busy = b"-ERR [SYS/TEMP] too many sessions; try again later\r\n";
@@ -214,13 +220,23 @@ async fn run_session(
     let stopped = stop.stopped();
     tokio::pin!(stopped);
     let mut timer = IdleTimer::new(timeout);
+    // The command timeout runs for a whole line, not from the last byte.
+    let mut line = UnitDeadline::new(session.lines_ended());
     let result = loop {
         let (consumed, step) = session.advance(&input, &mut out);
         input.drain(..consumed);
+        line.update(session.lines_ended());
         match step {
             Step::NeedMore => {}
+            Step::Flush => {
+                // The client reads what it asked for before it may ask for more.
+                flush_within(&mut stream, &mut out, timeout).await?;
+                line.restart();
+                continue;
+            }
             Step::Login(login) => {
                 log_in(&mut session, login, peer, shared, &mut out).await;
+                line.restart();
                 continue;
             }
             Step::Retrieve(retrieve) => {
@@ -229,6 +245,7 @@ async fn run_session(
                 if retrieve.top_lines.is_none() {
                     read.retrieved.push(retrieve.id);
                 }
+                line.restart();
                 continue;
             }
             Step::StartTls => {
@@ -245,6 +262,7 @@ async fn run_session(
                         io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
                     })??;
                 session.tls_started();
+                line.restart();
                 continue;
             }
             Step::Update(ids) => {
@@ -266,7 +284,7 @@ async fn run_session(
             break Err(err);
         }
         input.reserve(4096);
-        timer.set(Instant::now() + timeout);
+        timer.set(line.deadline(timeout));
         tokio::select! {
             biased;
             got = stream.read_buf(&mut input) => match got {

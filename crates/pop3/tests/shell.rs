@@ -726,3 +726,71 @@ async fn implicit_tls_without_a_certificate_is_a_clear_error() {
     .unwrap_err();
     assert!(err.to_string().contains("needs a certificate"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_trickled_a_byte_at_a_time_is_logged_out_at_the_whole_line_deadline() {
+    // Issue #11: the timeout used to restart on every byte, so a byte now and then
+    // kept a session open for ever.
+    let store = TestStore::new();
+    let config = Pop3Config {
+        command_timeout: Duration::from_millis(600),
+        ..test_config()
+    };
+    let server = Server::start(config, &store.store);
+    let mut client = server.client().await;
+    let started = tokio::time::Instant::now();
+    // 20 bytes at 100 ms each: the line would take 2 s.
+    for &byte in b"NOOP NOOP NOOP NOOP\n" {
+        if client.stream.get_mut().write_all(&[byte]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if started.elapsed() > Duration::from_millis(1500) {
+            break;
+        }
+    }
+    assert_eq!(
+        client.line().await,
+        "-ERR autologout: idle for too long, nothing deleted"
+    );
+    client.expect_closed().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_take_every_session() {
+    // Issue #11: a per-address share of the cap. 127.0.0.2 stands for a remote
+    // host (127.0.0.1 and ::1 are exempt).
+    let store = TestStore::new();
+    let config = Pop3Config {
+        max_sessions: 8,
+        max_sessions_per_address: 2,
+        ..test_config()
+    };
+    let server = Server::start(config, &store.store);
+    let connect_from = |source: [u8; 4]| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from((source, 0))).unwrap();
+        Client::new(socket.connect(server.plain).await.unwrap())
+    };
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut client = connect_from([127, 0, 0, 2]).await;
+        assert!(client.line().await.starts_with("+OK "));
+        held.push(client);
+    }
+    let mut third = connect_from([127, 0, 0, 2]).await;
+    assert_eq!(
+        third.line().await,
+        "-ERR [SYS/TEMP] too many sessions; try again later"
+    );
+    third.expect_closed().await;
+    let mut elsewhere = connect_from([127, 0, 0, 3]).await;
+    assert!(elsewhere.line().await.starts_with("+OK "));
+    assert_eq!(
+        elsewhere.command("CAPA").await,
+        "+OK capability list follows"
+    );
+    drop((held, elsewhere));
+    server.stop().await;
+}

@@ -255,15 +255,30 @@ pub struct MailServeArgs {
     /// SMTP sessions at once; more are told 421 and closed.
     #[arg(long, value_name = "N", default_value_t = 1000, env = "SOKKEL_SMTP_MAX_CONNS", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_conns: u32,
+    /// The share of each connection cap (SMTP, POP3, HTTP) one client address may hold, in percent; 127.0.0.1 and ::1 are exempt.
+    #[arg(long, value_name = "PERCENT", default_value_t = sokkel_net::server::DEFAULT_ADDRESS_SHARE_PERCENT, env = "SOKKEL_PER_ADDRESS_SHARE", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub per_address_share: u32,
+    /// Bytes all SMTP sessions together may hold for messages in flight; over it, DATA gets 452 4.3.1.
+    #[arg(long, value_name = "SIZE", default_value = "512MiB", value_parser = |s: &str| parse_size_at_least(s, 1 << 20), env = "SOKKEL_MAX_INFLIGHT_MEMORY")]
+    pub max_inflight_memory: usize,
     /// Protocol errors in one session before it is closed with 421.
     #[arg(long, value_name = "N", default_value_t = 20, env = "SOKKEL_MAX_ERRORS", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_errors: u32,
-    /// How long a client may take to send its next command (RFC 5321: 5 minutes).
+    /// How long a client may take to send a whole command line, however slowly the bytes come (RFC 5321: 5 minutes).
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_timeout, env = "SOKKEL_COMMAND_TIMEOUT")]
     pub command_timeout: Duration,
     /// How long a client may pause inside a message (RFC 5321: 3 minutes).
     #[arg(long, value_name = "DURATION", default_value = "3m", value_parser = parse_timeout, env = "SOKKEL_DATA_TIMEOUT")]
     pub data_timeout: Duration,
+    /// How long a whole message (DATA, or BDAT chunks up to LAST) may take to arrive.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_timeout, env = "SOKKEL_DATA_TOTAL_TIMEOUT")]
+    pub data_total_timeout: Duration,
+    /// How long an HTTP client may take to send a request's whole header block (also the keep-alive idle limit).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout, env = "SOKKEL_HTTP_HEADER_TIMEOUT")]
+    pub http_header_timeout: Duration,
+    /// How long an HTTP client may take to send a request's whole body.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_timeout, env = "SOKKEL_HTTP_BODY_TIMEOUT")]
+    pub http_body_timeout: Duration,
     /// On Ctrl-C or SIGTERM, how long a client in the middle of a message may take to finish it.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, env = "SOKKEL_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Duration,
@@ -312,7 +327,7 @@ pub struct Pop3Args {
     /// POP3 sessions at once; more are told -ERR [SYS/TEMP] and closed.
     #[arg(long, value_name = "N", default_value_t = 100, env = "SOKKEL_POP3_MAX_SESSIONS", value_parser = clap::value_parser!(u32).range(1..))]
     pub pop3_max_sessions: u32,
-    /// How long a POP3 client may stay silent before it is logged out (RFC 1939: 10 minutes or more).
+    /// How long a POP3 client may take to send a whole command line before it is logged out (RFC 1939: 10 minutes or more).
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_timeout, env = "SOKKEL_POP3_TIMEOUT")]
     pub pop3_timeout: Duration,
 }

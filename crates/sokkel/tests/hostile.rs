@@ -1,10 +1,12 @@
-//! Hostile clients against the real binary (issue #11): each module is one part of
-//! the issue, measuring what a user would notice (the server still answers, its
-//! peak RSS from /proc, a well-behaved client still served).
+//! Hostile clients against the real binary (issue #11): what a careless or hostile
+//! client can do to `sokkel mail serve`, measured as a user would notice it, and what
+//! a well-behaved client still gets meanwhile. One module per part of the issue.
 
 mod common;
 mod mail_support;
 
 mod hostile {
+    pub mod connections;
+    pub mod full_store;
     pub mod web;
 }

@@ -65,6 +65,20 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 impl StoreError {
+    /// Whether this may have been the disk running out of room: SQLite says
+    /// `SQLITE_FULL` for a write that hit `ENOSPC`, and may say it could not open
+    /// or extend a file (the WAL index) for the same reason.
+    pub(crate) fn may_be_disk_full(&self) -> bool {
+        match self {
+            StoreError::Full | StoreError::Io { .. } => true,
+            StoreError::Database(error) => matches!(
+                error.sqlite_error_code(),
+                Some(ErrorCode::SystemIoFailure | ErrorCode::CannotOpen)
+            ),
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         StoreError::Io {
             action,

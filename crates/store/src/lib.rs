@@ -23,6 +23,11 @@
 //! - [`mime`] turns raw bytes into headers, bodies and attachments for display.
 //! - [`Deliver`] is the small trait the SMTP shell hands finished messages to, so
 //!   SMTP tests can use an in-memory sink and another store can replace this one.
+//! - A full store can always be emptied: the size limit holds new messages only,
+//!   and a reserve file next to the database (`mail.db-reserve`, 8 MiB) is given
+//!   back to a full disk so that deletes can write their WAL (see [`Store`]).
+//! - [`repeated`] keeps an error that repeats on every retry to one log line per
+//!   interval, with its count.
 #![warn(missing_docs)]
 
 mod blob;
@@ -30,6 +35,8 @@ mod changes;
 mod error;
 pub mod mime;
 mod paths;
+pub mod repeated;
+mod reserve;
 mod schema;
 mod search;
 mod store;

@@ -13,6 +13,7 @@ use tokio::sync::broadcast;
 
 use crate::changes::{ChangeLog, Watcher};
 use crate::mime::{self, Digest};
+use crate::reserve::{RESERVE_BYTES, Reserve};
 use crate::search::SqlParts;
 use crate::writer::Writer;
 use crate::{
@@ -34,6 +35,17 @@ const MAX_READERS: usize = 8;
 /// async worker that delivers them, so one huge message cannot stall other
 /// sessions.
 const INLINE_PARSE_LIMIT: usize = 256 << 10;
+
+/// A delete of many messages commits this many at a time, so that one
+/// transaction's WAL fits the disk reserve on a full disk with room to spare:
+/// 256 deletes spread over a store of 20,000 messages (every message on pages of
+/// its own) wrote 3.4 MiB of WAL, 256 neighbours 173 KiB. Deleting 100,000 by id
+/// costs some 800 commits.
+const DELETE_BATCH: usize = 128;
+
+/// How long the clean-up after emptying the store waits for other connections
+/// (readers finishing, the writer committing) before it gives up for this time.
+const COMPACT_BUSY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How many events a slow subscriber may fall behind before it sees
 /// `RecvError::Lagged` and should reload.
@@ -113,6 +125,16 @@ pub enum StoreEvent {
 /// deletes are synchronous and block on SQLite: from async code, call them inside
 /// `tokio::task::spawn_blocking`. Several processes may open the same file at
 /// once (the server writing, the CLI listing and deleting).
+///
+/// A full store can always be emptied. The size limit
+/// ([`StoreOptions::max_size`]) holds new messages only: deletes run on
+/// connections without it. On a full disk, the store keeps a few MiB of it in a
+/// reserve file next to the database (`mail.db-reserve`) that deletes give back
+/// to the disk when they would otherwise fail, and a delete then proceeds in
+/// small transactions that reuse the same WAL blocks. What deleting gives back:
+/// deleted messages' pages are free inside the file for new mail at once (the
+/// file keeps its size); once a delete leaves the store empty, the file and its
+/// WAL shrink to almost nothing and the disk gets the space back.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -134,6 +156,8 @@ struct Inner {
     changes: Arc<ChangeLog>,
     /// Started by the first [`Store::subscribe`]; stops when the last handle drops.
     watcher: Mutex<Option<Watcher>>,
+    /// Disk the store keeps for deleting on a full disk.
+    reserve: Reserve,
     writer: Writer,
 }
 
@@ -157,28 +181,23 @@ impl Store {
                 .map_err(|error| StoreError::io("creating the directory", parent, error))?;
         }
         let created = !path.exists();
-        let mut conn = open_connection(path, &options, true)?;
-        // WAL lets readers in other processes work while the writer commits, and
-        // with synchronous=FULL a returned COMMIT has been fsynced.
-        let journal_mode: String =
-            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
-        if !journal_mode.eq_ignore_ascii_case("wal") {
-            tracing::warn!(
-                path = %path.display(),
-                journal_mode,
-                "the mail store could not switch to WAL mode; readers will wait for writers"
-            );
-        }
-        schema::migrate(&mut conn)?;
-        if created {
-            sync_parent_dir(path);
-        }
-        index_older_messages(&mut conn)?;
-        // Best effort: a store at its size limit must still open (to be read and
-        // emptied) even if there is no room for the index rows.
-        if let Err(error) = index_unindexed(&mut conn) {
-            tracing::warn!(%error, "could not index every stored message for search");
-        }
+        let reserve = Reserve::of(path);
+        // On a full disk even opening may need a block (the `-shm` file, a
+        // rolled-back journal); the reserve is there so that the store can be
+        // opened and emptied.
+        let conn = match open_writer_connection(path, created) {
+            Err(error) if error.may_be_disk_full() && reserve.release() => {
+                warn_reserve_released(path);
+                open_writer_connection(path, created)?
+            }
+            result => result?,
+        };
+        reserve.ensure();
+        // The size limit applies to new messages only, so it is set on the
+        // writer's connection alone, after the schema is in place: a store at its
+        // limit still opens, and deletes (on the other connections) never fail
+        // for want of a page.
+        cap_pages(&conn, options.max_size)?;
 
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let changes = Arc::new(ChangeLog::default());
@@ -198,6 +217,7 @@ impl Store {
                 events,
                 changes,
                 watcher: Mutex::new(None),
+                reserve,
                 writer,
             }),
         })
@@ -241,28 +261,13 @@ impl Store {
     /// [`StoreEvent::Deleted`] with their ids. An empty query matches every
     /// message, as in [`Store::search`], so it deletes them all: a caller taking a
     /// query from a user should refuse an empty one.
+    ///
+    /// The matches are looked up first and then deleted as [`Store::delete`]
+    /// deletes, so this works on a full store too.
     pub fn delete_matching(&self, query: &SearchQuery) -> Result<u64, StoreError> {
         let parts = query.to_sql();
-        let deleted = self.with_connection(|conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let ids = ids_matching(&tx, &parts)?;
-            {
-                let mut statement = tx.prepare_cached("DELETE FROM messages WHERE id = ?1")?;
-                for id in &ids {
-                    statement.execute([id.0])?;
-                }
-            }
-            let seq = next_seq_if(&tx, !ids.is_empty())?;
-            tx.commit()?;
-            Ok((ids, seq))
-        });
-        let (deleted, seq) = deleted?;
-        self.inner.changes.committed_if(seq);
-        let count = deleted.len() as u64;
-        if !deleted.is_empty() {
-            let _ = self.inner.events.send(StoreEvent::Deleted(deleted));
-        }
-        Ok(count)
+        let ids = self.with_connection(|conn| Ok(ids_matching(conn, &parts)?))?;
+        self.delete(&ids)
     }
 
     /// How many messages there are, and how many of them are unread.
@@ -315,35 +320,29 @@ impl Store {
     }
 
     /// Delete these messages; returns how many existed and were deleted.
+    ///
+    /// Deleting works on a full store: the size limit holds new messages only,
+    /// and on a full disk the store gives up its disk reserve to make room (see
+    /// [`Store`]). The ids are deleted 128 at a time, each batch in a
+    /// transaction of its own, announced as [`StoreEvent::Deleted`] once
+    /// committed, so that what one transaction writes stays small; an error stops
+    /// the delete with the batches before it done.
     pub fn delete(&self, ids: &[MessageId]) -> Result<u64, StoreError> {
-        let deleted = self.with_connection(|conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut deleted = Vec::new();
-            {
-                let mut statement = tx.prepare_cached("DELETE FROM messages WHERE id = ?1")?;
-                for id in unique(ids) {
-                    if statement.execute([id.0])? > 0 {
-                        deleted.push(id);
-                    }
-                }
-            }
-            let seq = next_seq_if(&tx, !deleted.is_empty())?;
-            tx.commit()?;
-            Ok((deleted, seq))
-        });
-        let (deleted, seq) = deleted?;
-        self.inner.changes.committed_if(seq);
-        let count = deleted.len() as u64;
-        if !deleted.is_empty() {
-            let _ = self.inner.events.send(StoreEvent::Deleted(deleted));
+        let mut room = Room::default();
+        let mut count = 0;
+        for batch in unique(ids).chunks(DELETE_BATCH) {
+            count += self.delete_batch(batch, &mut room)?;
         }
+        self.after_delete(count);
         Ok(count)
     }
 
     /// Delete every message; returns how many there were. Ids are still never
-    /// reused afterwards.
+    /// reused afterwards. Once the store is empty, the space its file took goes
+    /// back to the disk.
     pub fn delete_all(&self) -> Result<u64, StoreError> {
-        let deleted = self.with_connection(|conn| {
+        let mut room = Room::default();
+        let all = self.with_room(&mut room, |conn, _tight| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             // Emptying `raw` first spares the cascade a lookup per message, and
             // emptying the index first leaves the trigger nothing to look up.
@@ -354,12 +353,123 @@ impl Store {
             tx.commit()?;
             Ok((deleted as u64, seq))
         });
-        let (deleted, seq) = deleted?;
-        self.inner.changes.committed_if(seq);
-        if deleted > 0 {
-            let _ = self.inner.events.send(StoreEvent::DeletedAll);
-        }
+        let deleted = match all {
+            Ok((deleted, seq)) => {
+                self.inner.changes.committed_if(seq);
+                if deleted > 0 {
+                    let _ = self.inner.events.send(StoreEvent::DeletedAll);
+                }
+                deleted
+            }
+            // One transaction for everything writes about as much WAL as the
+            // table of messages is big; on a full disk that does not fit even
+            // with the reserve, a batch at a time does.
+            Err(StoreError::Full) => {
+                let ids = self.with_connection(|conn| {
+                    let mut statement = conn.prepare("SELECT id FROM messages ORDER BY id")?;
+                    let ids = statement.query_map([], |row| row.get(0).map(MessageId))?;
+                    Ok(ids.collect::<rusqlite::Result<Vec<_>>>()?)
+                })?;
+                let mut count = 0;
+                for batch in ids.chunks(DELETE_BATCH) {
+                    count += self.delete_batch(batch, &mut room)?;
+                }
+                count
+            }
+            Err(error) => return Err(error),
+        };
+        self.after_delete(deleted);
         Ok(deleted)
+    }
+
+    /// Delete the messages `ids` (no repeats) in one transaction and announce
+    /// those that existed; returns how many did.
+    fn delete_batch(&self, ids: &[MessageId], room: &mut Room) -> Result<u64, StoreError> {
+        let (deleted, seq) = self.with_room(room, |conn, tight| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if tight {
+                // Past a share of deleted rows, FTS5 rewrites a whole level of
+                // the index in the transaction that crosses it (`deletemerge`):
+                // megabytes of WAL for a few deletes. On a full disk that waits
+                // for a transaction that has the room; the setting is read when
+                // the index flushes, so it is off only for this one.
+                set_delete_merge(&tx, 0)?;
+            }
+            let mut deleted = Vec::new();
+            {
+                let mut statement = tx.prepare_cached("DELETE FROM messages WHERE id = ?1")?;
+                for id in ids {
+                    if statement.execute([id.0])? > 0 {
+                        deleted.push(*id);
+                    }
+                }
+            }
+            if tight {
+                set_delete_merge(&tx, FTS5_DELETE_MERGE)?;
+            }
+            let seq = next_seq_if(&tx, !deleted.is_empty())?;
+            tx.commit()?;
+            Ok((deleted, seq))
+        })?;
+        self.inner.changes.committed_if(seq);
+        let count = deleted.len() as u64;
+        if !deleted.is_empty() {
+            let _ = self.inner.events.send(StoreEvent::Deleted(deleted));
+        }
+        Ok(count)
+    }
+
+    /// Run the delete transaction `work` on a pooled connection, making room for
+    /// it on a full disk: when it fails with [`StoreError::Full`], release the
+    /// disk reserve, let the WAL start over from its beginning, and run it once
+    /// more, telling it (`tight`) to write as little as it can. From then on
+    /// every delete transaction of this call is tight and followed by such a
+    /// restart, so the WAL reuses the same blocks instead of growing until
+    /// SQLite's automatic checkpoint.
+    fn with_room<T>(
+        &self,
+        room: &mut Room,
+        mut work: impl FnMut(&mut Connection, bool) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.with_connection(|conn| {
+            let result = match work(conn, room.tight) {
+                Err(StoreError::Full) if !room.tight => {
+                    room.tight = true;
+                    if self.inner.reserve.release() {
+                        warn_reserve_released(&self.inner.path);
+                    }
+                    restart_wal(conn);
+                    work(conn, true)
+                }
+                result => result,
+            };
+            if room.tight && result.is_ok() {
+                restart_wal(conn);
+            }
+            result
+        })
+    }
+
+    /// After a delete: if it left the store empty, give the file's space back to
+    /// the disk; then write the disk reserve again if it is missing. Best effort
+    /// both: the delete itself has succeeded.
+    fn after_delete(&self, deleted: u64) {
+        if deleted > 0 {
+            let compacted = self.with_connection(|conn| {
+                let empty: bool =
+                    conn.query_row("SELECT NOT EXISTS (SELECT 1 FROM messages)", [], |row| {
+                        row.get(0)
+                    })?;
+                if empty {
+                    compact(conn);
+                }
+                Ok(())
+            });
+            if let Err(error) = compacted {
+                tracing::debug!(%error, "could not compact the emptied mail store");
+            }
+        }
+        self.inner.reserve.ensure();
     }
 
     /// Mark these messages read or unread; returns how many of them exist.
@@ -407,15 +517,14 @@ impl Store {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if watcher.is_none() {
-            let started =
-                open_connection(&self.inner.path, &self.inner.options, false).and_then(|conn| {
-                    Watcher::spawn(
-                        &self.inner.path,
-                        conn,
-                        Arc::clone(&self.inner.changes),
-                        self.inner.events.clone(),
-                    )
-                });
+            let started = open_connection(&self.inner.path, false).and_then(|conn| {
+                Watcher::spawn(
+                    &self.inner.path,
+                    conn,
+                    Arc::clone(&self.inner.changes),
+                    self.inner.events.clone(),
+                )
+            });
             match started {
                 Ok(started) => *watcher = Some(started),
                 Err(error) => tracing::warn!(
@@ -442,15 +551,22 @@ impl Store {
             .map(|message| mime::digest(&message.raw))
             .collect();
         let (ids, seq) = self.with_connection(|conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let ids = messages
-                .iter()
-                .zip(&digests)
-                .map(|(message, digest)| insert_message(&tx, message, digest, Indexing::Now))
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let seq = next_seq_if(&tx, !ids.is_empty())?;
-            tx.commit()?;
-            Ok((ids, seq))
+            // New messages, so held to the size limit, which pooled connections
+            // otherwise do not have (deletes must not fail for want of a page).
+            cap_pages(conn, self.inner.options.max_size)?;
+            let imported = (|| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let ids = messages
+                    .iter()
+                    .zip(&digests)
+                    .map(|(message, digest)| insert_message(&tx, message, digest, Indexing::Now))
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let seq = next_seq_if(&tx, !ids.is_empty())?;
+                tx.commit()?;
+                Ok((ids, seq))
+            })();
+            cap_pages(conn, None)?;
+            imported
         })?;
         self.inner.changes.committed_if(seq);
         if self.inner.events.receiver_count() > 0 {
@@ -488,7 +604,7 @@ impl Store {
         drop(pool);
         let mut conn = match idle {
             Some(conn) => conn,
-            None => match open_connection(&self.inner.path, &self.inner.options, false) {
+            None => match open_connection(&self.inner.path, false) {
                 Ok(conn) => conn,
                 Err(error) => {
                     self.lock_readers().open -= 1;
@@ -579,14 +695,39 @@ impl Deliver for Store {
     }
 }
 
+/// Open the connection the writer thread will own, bringing the schema up to date
+/// and indexing what an earlier process left unindexed.
+fn open_writer_connection(path: &Path, created: bool) -> Result<Connection, StoreError> {
+    let mut conn = open_connection(path, true)?;
+    // WAL lets readers in other processes work while the writer commits, and
+    // with synchronous=FULL a returned COMMIT has been fsynced.
+    let journal_mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !journal_mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(
+            path = %path.display(),
+            journal_mode,
+            "the mail store could not switch to WAL mode; readers will wait for writers"
+        );
+    }
+    schema::migrate(&mut conn)?;
+    if created {
+        sync_parent_dir(path);
+    }
+    index_older_messages(&mut conn)?;
+    // Best effort: a store at its size limit must still open (to be read and
+    // emptied) even if there is no room for the index rows.
+    if let Err(error) = index_unindexed(&mut conn) {
+        tracing::warn!(%error, "could not index every stored message for search");
+    }
+    Ok(conn)
+}
+
 /// Open one connection with the settings every connection needs: the busy
 /// timeout, full sync on commit (a per-connection setting in SQLite), foreign keys
-/// for the `raw` cascade, the WAL size limit, and the store's size limit.
-fn open_connection(
-    path: &Path,
-    options: &StoreOptions,
-    create: bool,
-) -> Result<Connection, StoreError> {
+/// for the `raw` cascade, and the WAL size limit. The store's size limit is not
+/// among them: only connections that add messages get it ([`cap_pages`]).
+fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> {
     // No SQLITE_OPEN_URI: the path is a path, even if it starts with "file:".
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     if create {
@@ -599,12 +740,88 @@ fn open_connection(
     // Whichever connection checkpoints truncates the WAL file to this afterwards,
     // so it does not stay at its high-water mark after a big batch.
     conn.pragma_update(None, "journal_size_limit", 64_i64 << 20)?;
-    if let Some(max_size) = options.max_size {
-        let page_size: i64 = conn.pragma_query_value(None, "page_size", |row| row.get(0))?;
-        let pages = (max_size / page_size.max(1) as u64).max(1);
-        conn.pragma_update(None, "max_page_count", to_i64(pages))?;
-    }
     Ok(conn)
+}
+
+/// SQLite's own ceiling on a database's pages, which `max_page_count` is reset
+/// to when a connection is to write without the store's limit.
+const SQLITE_MAX_PAGE_COUNT: i64 = 0xffff_fffe;
+
+/// Hold `conn` to the store's size limit (`PRAGMA max_page_count`), or lift the
+/// limit with `None`. Only the connections that add messages are held to it;
+/// SQLite keeps a limit below the file's current size at that size.
+fn cap_pages(conn: &Connection, max_size: Option<u64>) -> rusqlite::Result<()> {
+    let pages = match max_size {
+        Some(max_size) => {
+            let page_size: i64 = conn.pragma_query_value(None, "page_size", |row| row.get(0))?;
+            to_i64((max_size / page_size.max(1) as u64).max(1))
+        }
+        None => SQLITE_MAX_PAGE_COUNT,
+    };
+    conn.pragma_update(None, "max_page_count", pages)
+}
+
+/// FTS5's default `deletemerge` (SQLite's `FTS5_DEFAULT_DELETE_AUTOMERGE`), which
+/// [`set_delete_merge`] puts back.
+const FTS5_DELETE_MERGE: i64 = 10;
+
+/// Set the share (in percent) of deleted rows at which FTS5 rewrites a level of
+/// the search index, 0 for never. Setting it first writes out what the index
+/// holds in memory, under the setting before.
+fn set_delete_merge(conn: &Connection, percent: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached("INSERT INTO search (search, rank) VALUES ('deletemerge', ?1)")?
+        .execute([percent])?;
+    Ok(())
+}
+
+/// Whether a delete has had to make room on a full disk (see [`Store::delete`]).
+#[derive(Debug, Default)]
+struct Room {
+    tight: bool,
+}
+
+/// Copy what the WAL holds into the database and have the next transaction
+/// write the WAL from its beginning again, so it reuses blocks it already has.
+/// Best effort: readers still on old pages make it wait up to the busy timeout
+/// and then leave the WAL as it is.
+fn restart_wal(conn: &Connection) {
+    match conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| {
+        row.get::<_, i64>(0)
+    }) {
+        Ok(0) => {}
+        Ok(_) => tracing::debug!("the mail store's WAL could not start over: readers are busy"),
+        Err(error) => tracing::debug!(%error, "checkpointing the mail store's WAL failed"),
+    }
+}
+
+/// Give an empty store's space back to the disk: fold the WAL into the database
+/// and truncate it, rebuild the file (`VACUUM`: cheap, there are no messages to
+/// copy; the schema, the id counter and the settings stay), and truncate again so
+/// the smaller file is what stays. The rebuild happens in memory, so it needs no
+/// temporary file on a disk that may be full.
+fn compact(conn: &Connection) {
+    let steps = || -> rusqlite::Result<()> {
+        conn.busy_timeout(COMPACT_BUSY_TIMEOUT)?;
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        let vacuumed = conn.execute_batch("VACUUM");
+        conn.pragma_update(None, "temp_store", "DEFAULT")?;
+        vacuumed?;
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    };
+    let result = steps();
+    if let Err(error) = conn.busy_timeout(BUSY_TIMEOUT).and(result) {
+        tracing::debug!(%error, "could not give the emptied mail store's space back to the disk");
+    }
+}
+
+fn warn_reserve_released(path: &Path) {
+    tracing::warn!(
+        path = %path.display(),
+        reserve_mib = RESERVE_BYTES >> 20,
+        "the disk holding the mail store is full; released its disk reserve so that messages can be deleted"
+    );
 }
 
 /// The columns [`summary_from_row`] reads, in its order, from `messages AS m`.

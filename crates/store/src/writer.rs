@@ -23,6 +23,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::changes::ChangeLog;
 use crate::mime::Digest;
+use crate::repeated::{REPEAT_INTERVAL, RepeatedLog};
 use crate::store::{
     IndexText, Indexing, StoreEvent, WriterStats, index_pending, insert_message, next_seq_if,
     summary_of,
@@ -80,10 +81,12 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("sokkel-store-writer".into())
             .spawn(move || {
+                let failures = RepeatedLog::new(REPEAT_INTERVAL);
                 let announce = Announce {
                     counters: &thread_counters,
                     events: &events,
                     changes: &changes,
+                    failures: &failures,
                 };
                 run(conn, receiver, max_batch, &announce);
             })
@@ -142,6 +145,9 @@ struct Announce<'a> {
     counters: &'a Counters,
     events: &'a broadcast::Sender<StoreEvent>,
     changes: &'a ChangeLog,
+    /// A store that stays full fails every batch the same way; one line per
+    /// interval says so, with the count.
+    failures: &'a RepeatedLog,
 }
 
 fn run(
@@ -161,7 +167,7 @@ fn run(
             match requests.try_recv() {
                 Ok(request) => Some(request),
                 Err(mpsc::error::TryRecvError::Empty) => {
-                    unindexed.index(&mut conn);
+                    unindexed.index(&mut conn, announce.failures);
                     continue;
                 }
                 Err(mpsc::error::TryRecvError::Disconnected) => None,
@@ -181,10 +187,10 @@ fn run(
         }
         group_commit(&mut conn, &mut batch, bytes, announce, &mut unindexed);
         if unindexed.full() {
-            unindexed.index(&mut conn);
+            unindexed.index(&mut conn, announce.failures);
         }
     }
-    unindexed.index(&mut conn);
+    unindexed.index(&mut conn, announce.failures);
 }
 
 /// Messages committed but not yet in the search index.
@@ -206,16 +212,19 @@ impl Unindexed {
 
     /// Index everything pending. On failure the ids stay in the `unindexed` table
     /// and the next open of the store indexes them.
-    fn index(&mut self, conn: &mut rusqlite::Connection) {
+    fn index(&mut self, conn: &mut rusqlite::Connection, failures: &RepeatedLog) {
         if self.pending.is_empty() {
             return;
         }
         if let Err(error) = index_pending(conn, &self.pending) {
-            tracing::warn!(
-                %error,
-                messages = self.pending.len(),
-                "indexing messages for search failed; they are indexed when the store is next opened"
-            );
+            let repeat = failures.occurrence(&error.to_string());
+            if repeat.should_log() {
+                tracing::warn!(
+                    %error,
+                    messages = self.pending.len(),
+                    "indexing messages for search failed; they are indexed when the store is next opened{repeat}"
+                );
+            }
         }
         self.pending.clear();
         self.bytes = 0;
@@ -234,6 +243,7 @@ fn group_commit(
         counters,
         events,
         changes,
+        failures,
     } = announce;
     let messages = batch.len();
     match insert_batch(conn, batch) {
@@ -269,7 +279,10 @@ fn group_commit(
         Err(error) => {
             counters.failed_transactions.fetch_add(1, Ordering::Relaxed);
             let error = StoreError::from(error);
-            tracing::warn!(%error, messages, bytes, "group commit failed; batch rolled back");
+            let repeat = failures.occurrence(&error.to_string());
+            if repeat.should_log() {
+                tracing::warn!(%error, messages, bytes, "group commit failed; batch rolled back{repeat}");
+            }
             for request in batch.drain(..) {
                 let _ = request.reply.send(Err(error.clone()));
             }

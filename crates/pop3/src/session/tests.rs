@@ -95,6 +95,8 @@ impl Shell {
                         run.closed = true;
                         break 'writes;
                     }
+                    // The output stays in `out`: the played client reads it at the end.
+                    Step::Flush => panic!("a test's responses never reach the output bound"),
                 }
             }
         }
@@ -743,4 +745,61 @@ fn a_message_the_store_cannot_read_is_an_error_and_the_session_goes_on() {
         String::from_utf8(out).unwrap(),
         "-ERR [SYS/TEMP] cannot read message 1; try again later\r\n+OK 1 10\r\n"
     );
+}
+
+#[test]
+fn pipelined_commands_wait_while_the_responses_are_backed_up() {
+    // Issue #11: one 4 KiB write of pipelined LISTs over a big maildrop, never
+    // read, made the server buffer tens of megabytes. The session stops consuming
+    // commands once the unsent output passes the bound, and answers the rest only
+    // after the shell has flushed it.
+    let mut session = Session::new(Arc::new(SessionConfig::default()), Shell::new().peer);
+    let mut out = Vec::new();
+    let (_, step) = session.advance(LOGIN, &mut out);
+    assert!(matches!(step, Step::Login(_)));
+    let maildrop = (0..5000).map(|i| (MessageId(i + 1), 1000)).collect();
+    session.logged_in(maildrop, &mut out);
+    out.clear();
+    let input = b"LIST\r\n".repeat(700);
+    let (consumed, step) = session.advance(&input, &mut out);
+    assert_eq!(step, Step::Flush);
+    let one_list = 5000 * b"5000 1000\r\n".len() + 64;
+    let limit = sokkel_net::server::PENDING_OUTPUT_LIMIT;
+    assert!(out.len() < limit + one_list, "{} bytes", out.len());
+    assert!(consumed < 100, "consumed {consumed} bytes of commands");
+    // Flushed: it goes on where it stopped; every LIST is answered exactly once.
+    let mut answered = out.windows(3).filter(|w| w == b"+OK").count();
+    let mut pos = consumed;
+    loop {
+        out.clear();
+        let (consumed, step) = session.advance(&input[pos..], &mut out);
+        pos += consumed;
+        answered += out.windows(3).filter(|w| w == b"+OK").count();
+        assert!(out.len() < limit + one_list);
+        match step {
+            Step::Flush => {}
+            Step::NeedMore => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(pos, input.len());
+    assert_eq!(answered, 700);
+}
+
+#[test]
+fn lines_ended_moves_only_when_a_whole_line_has_come() {
+    // Issue #11: the shell's autologout deadline restarts when this count moves,
+    // so a command trickled a byte at a time gets no more time than a whole one.
+    let mut session = Session::new(Arc::new(SessionConfig::default()), Shell::new().peer);
+    let mut out = Vec::new();
+    let mut buffer = Vec::new();
+    for &byte in b"CAPA\r" {
+        buffer.push(byte);
+        let (consumed, _) = session.advance(&buffer, &mut out);
+        buffer.drain(..consumed);
+        assert_eq!(session.lines_ended(), 0);
+    }
+    buffer.push(b'\n');
+    session.advance(&buffer, &mut out);
+    assert_eq!(session.lines_ended(), 1);
 }

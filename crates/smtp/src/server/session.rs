@@ -31,6 +31,7 @@
 use std::sync::Arc;
 
 use sokkel_net::lines::{Line, LineSplitter};
+use sokkel_net::server::output_backed_up;
 
 use crate::reply::Reply;
 
@@ -127,6 +128,11 @@ pub enum Step {
     /// Check these credentials (off the async threads: hashes are slow), then call
     /// [`Session::authenticated`]. The password must not be logged.
     Authenticate(Credentials),
+    /// Flush the replies (the client must read them), then call
+    /// [`Session::advance`] again with the input kept, before reading more: the
+    /// unsent replies reached [`sokkel_net::server::PENDING_OUTPUT_LIMIT`], and
+    /// pipelined commands (RFC 2920) wait until the client has read what came before.
+    Flush,
 }
 
 /// A user name and password from AUTH, for the shell to check. Its `Debug` does not
@@ -202,6 +208,20 @@ struct DataScan {
     line_start: bool,
 }
 
+/// Content beyond this size goes into one buffer of [`LARGE_BUFFER`] bytes instead
+/// of one that doubles as it grows (past it, it grows by remapping, still a
+/// mapping of its own).
+const LARGE_CONTENT: usize = 1 << 20;
+
+/// Why large content gets a buffer this big at once: glibc serves an allocation
+/// above its largest mmap threshold (32 MiB on 64-bit) from a mapping of its own,
+/// which goes back to the system the moment it is freed, and whose untouched pages
+/// cost nothing. A buffer doubling through 2, 4, 8, 16 MiB would instead come from
+/// the heap (glibc raises its threshold each time such a buffer is freed), where
+/// freed holes stay resident: 100 clients holding large messages left the process
+/// at their high-water mark long after they left.
+const LARGE_BUFFER: usize = 33 << 20;
+
 #[derive(Debug, Default)]
 struct Transaction {
     mail_from: String,
@@ -212,6 +232,9 @@ struct Transaction {
     /// The last content byte was a CR (a CRLF may straddle two inputs).
     last_cr: bool,
     too_big: bool,
+    /// The server's budget for messages in flight could not hold this one: its
+    /// content is dropped as it comes and it gets 452 4.3.1 at its end.
+    over_budget: bool,
     /// BDAT chunks were sent: DATA is no longer allowed in this transaction.
     chunking: bool,
 }
@@ -233,6 +256,9 @@ pub struct Session {
     auth_user: Option<String>,
     /// Failed AUTH attempts so far.
     auth_failures: u32,
+    /// The server's budget for messages in flight is spent: new DATA and BDAT get
+    /// 452 4.3.1 (set by the shell with [`Session::set_memory_low`]).
+    memory_low: bool,
 }
 
 impl Session {
@@ -248,6 +274,7 @@ impl Session {
             tls: false,
             auth_user: None,
             auth_failures: 0,
+            memory_low: false,
         }
     }
 
@@ -323,6 +350,40 @@ impl Session {
         matches!(self.state, State::Data(_) | State::Bdat { .. })
     }
 
+    /// Whether a message is on its way: DATA content, or BDAT chunks until LAST
+    /// (the shell's deadline for a whole transfer runs meanwhile).
+    pub fn transferring(&self) -> bool {
+        self.receiving_content() || self.tx.as_ref().is_some_and(|tx| tx.chunking)
+    }
+
+    /// How many command lines have ended so far, for the shell's whole-line
+    /// deadline ([`sokkel_net::server::UnitDeadline`]).
+    pub fn lines_ended(&self) -> u64 {
+        self.lines.ended()
+    }
+
+    /// Bytes held for the message in progress (what the shell reserves from the
+    /// server's budget for messages in flight).
+    pub fn content_held(&self) -> usize {
+        self.tx.as_ref().map_or(0, Transaction::held)
+    }
+
+    /// Tells the session whether the server's budget for messages in flight is
+    /// spent: while it is, DATA and BDAT get `452 4.3.1 Insufficient system
+    /// storage` (RFC 3463) and the session stays usable.
+    pub fn set_memory_low(&mut self, low: bool) {
+        self.memory_low = low;
+    }
+
+    /// The budget could not cover the message in progress: its content is dropped
+    /// (now and as it keeps coming) and it gets 452 4.3.1 at its end.
+    pub fn out_of_memory(&mut self) {
+        if let Some(tx) = self.tx.as_mut() {
+            tx.over_budget = true;
+            tx.data = Vec::new();
+        }
+    }
+
     /// Whether the session has ended.
     pub fn is_closed(&self) -> bool {
         matches!(self.state, State::Closed)
@@ -364,6 +425,9 @@ impl Session {
                 State::Delivering | State::Authenticating(_) => return (pos, Step::NeedMore),
                 // Bytes sent between STARTTLS and the handshake are never commands.
                 State::TlsPending => return (input.len(), Step::NeedMore),
+                State::AuthResponse(_) | State::Command if output_backed_up(out) => {
+                    return (pos, Step::Flush);
+                }
                 State::AuthResponse(_) => match self.lines.next(rest) {
                     Line::Incomplete => return (pos, Step::NeedMore),
                     Line::Overlong { consumed, ended } => {
@@ -450,7 +514,7 @@ impl Session {
                     if refusal.is_none()
                         && let Some(tx) = self.tx.as_mut()
                     {
-                        tx.push_chunk(&rest[..take]);
+                        tx.push_chunk(&rest[..take], self.config.max_message_size);
                     }
                     if *remaining > 0 {
                         return (pos, Step::NeedMore);
@@ -462,6 +526,11 @@ impl Session {
                             self.tx = None;
                         }
                         self.reply(reply, out);
+                    } else if self.tx.as_ref().is_some_and(|tx| tx.over_budget) {
+                        if last {
+                            self.tx = None;
+                        }
+                        self.reply(insufficient_storage(), out);
                     } else if last {
                         if let Some(step) = self.finish_message(out) {
                             return (pos, step);
@@ -865,6 +934,7 @@ impl Session {
             None => Reply::new(503, "5.5.1", "Need MAIL command"),
             Some(tx) if tx.rcpt_to.is_empty() => Reply::new(503, "5.5.1", "Need RCPT command"),
             Some(tx) if tx.chunking => Reply::new(503, "5.5.1", "DATA is not allowed after BDAT"),
+            Some(_) if self.memory_low => insufficient_storage(),
             Some(_) => {
                 self.state = State::Data(DataScan { line_start: true });
                 Reply::new(354, "", "End data with <CR><LF>.<CR><LF>")
@@ -897,6 +967,17 @@ impl Session {
                 "5.3.4",
                 format!("Message too big for this server (max {max} bytes)"),
             )),
+            // A chunk of a message dropped for want of memory is read, dropped and
+            // refused with 452 4.3.1. RFC 3030: after a 4xx to a chunk the client
+            // sends no more of them; if it does, they are dropped the same way, so
+            // no message is stored with a hole.
+            Some(tx) if tx.over_budget => None,
+            Some(tx) if self.memory_low && !tx.chunking => {
+                tx.chunking = true;
+                tx.over_budget = true;
+                tx.data = Vec::new();
+                None
+            }
             Some(tx) => {
                 tx.chunking = true;
                 None
@@ -915,6 +996,10 @@ impl Session {
     fn finish_message(&mut self, out: &mut Vec<u8>) -> Option<Step> {
         let tx = self.tx.take()?;
         self.state = State::Command;
+        if tx.over_budget {
+            self.reply(insufficient_storage(), out);
+            return None;
+        }
         if tx.too_big {
             let max = self.config.max_message_size;
             self.reply(
@@ -973,17 +1058,34 @@ impl Transaction {
         }
         prev_cr = bytes[bytes.len() - 1] == b'\r';
         self.last_cr = prev_cr;
-        if self.too_big || self.data.len() + bytes.len() > max {
+        if self.over_budget {
+            return;
+        }
+        let len = self.data.len() + bytes.len();
+        if self.too_big || len > max {
             self.too_big = true;
             self.data = Vec::new();
-        } else {
-            self.data.extend_from_slice(bytes);
+            return;
         }
+        if len > LARGE_CONTENT && self.data.capacity() < LARGE_BUFFER {
+            self.data.reserve_exact(LARGE_BUFFER - self.data.len());
+        }
+        self.data.extend_from_slice(bytes);
     }
 
     /// A BDAT chunk: its size was checked before it was read.
-    fn push_chunk(&mut self, bytes: &[u8]) {
-        self.push(bytes, usize::MAX);
+    fn push_chunk(&mut self, bytes: &[u8], max: usize) {
+        self.push(bytes, max);
+    }
+
+    /// The bytes this transaction's content holds in memory: its buffer, or for a
+    /// large one (see [`LARGE_BUFFER`]) the pages written so far.
+    fn held(&self) -> usize {
+        if self.data.capacity() >= LARGE_BUFFER {
+            self.data.len()
+        } else {
+            self.data.capacity()
+        }
     }
 }
 
@@ -1026,6 +1128,16 @@ impl DataScan {
         }
         (pos, false)
     }
+}
+
+/// The reply to a message the server has no memory for now (RFC 3463: 4.3.1
+/// "mail system full"); the client should try again later.
+fn insufficient_storage() -> Reply {
+    Reply::new(
+        452,
+        "4.3.1",
+        "Insufficient system storage: too many messages in flight; try again later",
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

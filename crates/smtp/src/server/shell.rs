@@ -18,8 +18,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use sokkel_net::auth::Credentials;
-use sokkel_net::server::{Accepted, IdleTimer, StopSignal, flush_within, serve_tcp};
+use sokkel_net::server::{
+    Accepted, ConnectionLimit, IdleTimer, MemoryBudget, Reservation, StopSignal, UnitDeadline,
+    flush_within, serve_tcp,
+};
 use sokkel_net::tls::{ServerStream, ServerTls};
+use sokkel_store::repeated::{REPEAT_INTERVAL, RepeatedLog};
 use sokkel_store::{Deliver, Envelope, NewMessage, TlsInfo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
@@ -31,6 +35,10 @@ use super::session::{Delivery, Session, SessionConfig, Step};
 /// slot for minutes.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Below this much free budget for messages in flight, new DATA and BDAT get
+/// 452 4.3.1: a message needs at least a read buffer's worth to get anywhere.
+const MEMORY_LOW_WATER: usize = 64 << 10;
+
 /// How the server behaves beyond one session's rules.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -38,12 +46,25 @@ pub struct ServerConfig {
     pub session: Arc<SessionConfig>,
     /// Sessions at once; more are told 421 and closed.
     pub max_conns: u32,
-    /// How long a client may take to send its next command (RFC 5321 section
+    /// Sessions one client address may hold at once (see [`ConnectionLimit`] for
+    /// how addresses are grouped and which are exempt); more are told 421.
+    pub max_conns_per_address: u32,
+    /// How long a client may take to send a whole command line, counted from the
+    /// end of the previous one however the bytes trickle in (RFC 5321 section
     /// 4.5.3.2.7 suggests 5 minutes).
     pub command_timeout: Duration,
     /// How long a client may pause inside message content (RFC 5321 suggests 3
     /// minutes per data block).
     pub data_timeout: Duration,
+    /// How long a whole message may take to arrive: DATA from its 354 to the final
+    /// dot, BDAT from the first chunk to the last. RFC 5321 section 4.5.3.2 only
+    /// bounds each pause ([`data_timeout`](Self::data_timeout)); without this, a
+    /// client sending a byte every few minutes would hold its session for ever.
+    pub data_total_timeout: Duration,
+    /// Bytes all sessions together may hold for messages in flight; a new message
+    /// over it gets 452 4.3.1, one that outgrows it is dropped and gets 452 4.3.1
+    /// at its end.
+    pub max_inflight_memory: usize,
     /// After a shutdown signal, how long a client in the middle of a message may take
     /// to finish it.
     pub shutdown_grace: Duration,
@@ -77,6 +98,7 @@ pub struct ServeSummary {
 struct Shared<D> {
     config: ServerConfig,
     sink: Arc<D>,
+    budget: Arc<MemoryBudget>,
 }
 
 /// Serves SMTP on already-bound, non-blocking listeners until `shutdown` completes;
@@ -95,15 +117,20 @@ pub async fn serve<D: Deliver>(
         ));
     }
     let grace = config.shutdown_grace + Duration::from_secs(1);
-    let max_conns = config.max_conns;
-    let shared = Arc::new(Shared { config, sink });
+    let limit = ConnectionLimit::with_share(config.max_conns, config.max_conns_per_address);
+    let budget = MemoryBudget::new(config.max_inflight_memory);
+    let shared = Arc::new(Shared {
+        config,
+        sink,
+        budget,
+    });
     let tagged = (listeners.smtp.into_iter().map(|l| (l, false)))
         .chain(listeners.smtps.into_iter().map(|l| (l, true)))
         .collect();
     let handle = move |accepted, implicit_tls, stop| {
         serve_connection(accepted, implicit_tls, shared.clone(), stop)
     };
-    let served = serve_tcp(tagged, max_conns, shutdown, grace, handle).await?;
+    let served = serve_tcp(tagged, limit, shutdown, grace, handle).await?;
     Ok(ServeSummary {
         sessions: served.admitted,
         cut_off: served.cut_off,
@@ -137,8 +164,8 @@ async fn serve_connection<D: Deliver>(
             }
             drop(slot);
         }
-        Accepted::Refused(stream, peer) => {
-            tracing::warn!(%peer, max = shared.config.max_conns, "refusing connection: too many sessions");
+        Accepted::Refused(stream, _peer) => {
+            // Counted and logged by the connection limit.
             let host = &shared.config.session.hostname;
             let busy = format!("421 4.7.0 {host} Too many connections; try again later\r\n");
             // A client of the SMTPS port cannot read a clear-text reply, and a TLS
@@ -183,9 +210,25 @@ async fn run_session<D: Deliver>(
     let stopped = stop.stopped();
     tokio::pin!(stopped);
     let mut timer = IdleTimer::new(config.command_timeout.min(config.data_timeout));
+    // The command timeout runs for a whole line, not from the last byte; the whole
+    // message has its own deadline on top of the per-pause data timeout.
+    let mut line = UnitDeadline::new(session.lines_ended());
+    let mut transfer_started: Option<Instant> = None;
+    let mut reserved = Reservation::new(shared.budget.clone());
     loop {
+        session.set_memory_low(shared.budget.available() < MEMORY_LOW_WATER);
         let (consumed, step) = session.advance(&input, &mut out);
         input.drain(..consumed);
+        line.update(session.lines_ended());
+        if let Step::Deliver(received) = &step {
+            // Handed over whole, it holds its bytes until `deliver` returns; if the
+            // last bytes do not fit, it keeps what was reserved for the rest.
+            let _ = reserved.resize(received.data.len());
+        } else if !reserved.resize(session.content_held()) {
+            tracing::debug!(%peer, "dropping a message: the budget for messages in flight is spent");
+            session.out_of_memory();
+            reserved.resize(session.content_held());
+        }
         match step {
             Step::Deliver(received) => {
                 let message = NewMessage {
@@ -207,11 +250,25 @@ async fn run_session<D: Deliver>(
                 let outcome = match shared.sink.deliver(message).await {
                     Ok(id) => Delivery::Stored(id.to_string()),
                     Err(err) => {
-                        tracing::error!(%peer, %err, "storing a message failed; the client was told 451");
+                        // A client retrying against a full store fails the same way
+                        // thousands of times: one line per interval, with the count.
+                        static STORE_FAILED: RepeatedLog = RepeatedLog::new(REPEAT_INTERVAL);
+                        let repeat = STORE_FAILED.occurrence(&err.to_string());
+                        if repeat.should_log() {
+                            tracing::error!(%peer, %err, "storing a message failed; the client was told 451{repeat}");
+                        }
                         Delivery::Failed
                     }
                 };
                 session.delivered(outcome, &mut out);
+                reserved.resize(session.content_held());
+                line.restart();
+                continue;
+            }
+            Step::Flush => {
+                // The client reads the replies to what it pipelined before more.
+                flush_within(&mut stream, &mut out, config.command_timeout).await?;
+                line.restart();
                 continue;
             }
             Step::Close => {
@@ -225,6 +282,7 @@ async fn run_session<D: Deliver>(
                 input.clear();
                 stream = handshake(stream, config).await?;
                 session.tls_started();
+                line.restart();
                 continue;
             }
             Step::Authenticate(given) => {
@@ -236,6 +294,7 @@ async fn run_session<D: Deliver>(
                     tokio::time::sleep(config.auth_failure_delay).await;
                 }
                 session.authenticated(ok, &mut out);
+                line.restart();
                 continue;
             }
             Step::NeedMore => {}
@@ -246,12 +305,20 @@ async fn run_session<D: Deliver>(
         }
         flush_within(&mut stream, &mut out, config.command_timeout).await?;
 
-        let wait = if session.receiving_content() {
-            config.data_timeout
+        let now = Instant::now();
+        let mut deadline = if session.receiving_content() {
+            // The next command line starts once the content is over.
+            line.restart();
+            now + config.data_timeout
         } else {
-            config.command_timeout
+            line.deadline(config.command_timeout)
         };
-        let mut deadline = Instant::now() + wait;
+        if session.transferring() {
+            deadline =
+                deadline.min(*transfer_started.get_or_insert(now) + config.data_total_timeout);
+        } else {
+            transfer_started = None;
+        }
         if let Some(at) = stopping_at {
             deadline = deadline.min(at);
         }

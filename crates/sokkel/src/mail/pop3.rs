@@ -5,6 +5,7 @@ use std::net::{SocketAddr, TcpListener};
 
 use anyhow::{Context, bail};
 use sokkel_net::auth::Credentials;
+use sokkel_net::server::address_share;
 use sokkel_pop3::{Pop3Config, Pop3Summary};
 use sokkel_store::Store;
 
@@ -94,6 +95,10 @@ impl Pop3Listeners {
         let config = Pop3Config {
             hostname,
             max_sessions: args.pop3.pop3_max_sessions,
+            max_sessions_per_address: address_share(
+                args.pop3.pop3_max_sessions,
+                args.per_address_share,
+            ),
             command_timeout: args.pop3.pop3_timeout,
             failed_auth_delay: args.security.auth_failure_delay,
             max_auth_failures: args.security.max_auth_failures,

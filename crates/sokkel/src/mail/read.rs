@@ -1,10 +1,13 @@
 //! `sokkel mail list | show | delete`: read the store, also while a server writes it.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
-use sokkel_store::{Address, ListQuery, MessageId, Store, StoredMessage, Summary, mime};
+use anyhow::{Context, anyhow, bail};
+use sokkel_store::{
+    Address, ListQuery, MessageId, Store, StoreError, StoredMessage, Summary, mime,
+};
 
 use crate::cli::{DeleteArgs, ListArgs, ShowArgs};
 use sokkel_store::time::utc;
@@ -91,27 +94,29 @@ pub fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
 
 pub fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
     let store = super::open_existing(&args.store)?;
-    if args.all {
-        let n = store.delete_all()?;
-        writeln!(
-            std::io::stdout(),
-            "deleted {n} message{}",
-            if n == 1 { "" } else { "s" }
-        )?;
-        return Ok(ExitCode::SUCCESS);
+    let ids = if args.all {
+        None
+    } else {
+        let ids = args
+            .ids
+            .iter()
+            .map(|id| resolve_id(&store, id))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Some(ids)
+    };
+    let deleted = match &ids {
+        None => store.delete_all(),
+        Some(ids) => store.delete(ids),
     }
-    let ids = args
-        .ids
-        .iter()
-        .map(|id| resolve_id(&store, id))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let deleted = store.delete(&ids)?;
+    .map_err(|error| cannot_delete(store.path(), error))?;
     writeln!(
         std::io::stdout(),
         "deleted {deleted} message{}",
         if deleted == 1 { "" } else { "s" }
     )?;
-    if deleted < ids.len() as u64 {
+    if let Some(ids) = ids
+        && deleted < ids.len() as u64
+    {
         eprintln!(
             "sokkel: {} of the ids given were not in the store",
             ids.len() as u64 - deleted
@@ -119,6 +124,29 @@ pub fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a failed delete tells the user. A store at its size limit always deletes
+/// (the limit holds new messages only), and on a full disk the store first gives
+/// up its reserve; `Full` here means the disk is full beyond what that made up
+/// for.
+fn cannot_delete(db: &Path, error: StoreError) -> anyhow::Error {
+    match error {
+        StoreError::Full => {
+            let dir = db
+                .parent()
+                .filter(|dir| !dir.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            anyhow!(
+                "cannot delete: the disk holding {} is full, and deleting needs a few MB \
+                 for SQLite's journal; free some space on it (`df {}` shows how much) and \
+                 run this again",
+                db.display(),
+                dir.display()
+            )
+        }
+        error => anyhow::Error::new(error).context("cannot delete"),
+    }
 }
 
 fn resolve_id(store: &Store, id: &str) -> anyhow::Result<MessageId> {
@@ -282,5 +310,29 @@ fn size(bytes: u64) -> String {
         b if b < 1024 => format!("{b} B"),
         b if b < 1024 * 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
         b => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue #11: a delete that fails on a full disk says so and what to do, in
+    /// one line, instead of the store's "delete messages to make room".
+    #[test]
+    fn a_delete_on_a_full_disk_says_to_free_space() {
+        let error = cannot_delete(Path::new("/data/sokkel/mail.db"), StoreError::Full);
+        let line = format!("{error:#}");
+        assert_eq!(
+            line,
+            "cannot delete: the disk holding /data/sokkel/mail.db is full, and deleting \
+             needs a few MB for SQLite's journal; free some space on it (`df /data/sokkel` \
+             shows how much) and run this again"
+        );
+        let error = cannot_delete(Path::new("mail.db"), StoreError::Busy);
+        assert_eq!(
+            format!("{error:#}"),
+            "cannot delete: the mail store is locked by another process; try again"
+        );
     }
 }

@@ -4,10 +4,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use sokkel_net::server::address_share;
 use sokkel_smtp::server::session::{BareLf, SessionConfig};
 use sokkel_smtp::server::shell::{Listeners, ServerConfig, serve};
 use sokkel_store::{Store, StoreEvent, StoreOptions};
-use sokkel_web::{AppState, HostPolicy, WebConfig};
+use sokkel_web::{AppState, HostPolicy, ServeLimits, WebConfig};
 
 use crate::cli::MailServeArgs;
 use crate::hints::announce;
@@ -119,8 +120,11 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     let config = ServerConfig {
         session: Arc::new(session),
         max_conns: args.max_conns,
+        max_conns_per_address: address_share(args.max_conns, args.per_address_share),
         command_timeout: args.command_timeout,
         data_timeout: args.data_timeout,
+        data_total_timeout: args.data_total_timeout,
+        max_inflight_memory: args.max_inflight_memory,
         shutdown_grace: args.shutdown_timeout,
         tls: security.tls.clone(),
         credentials: security.credentials.clone(),
@@ -148,10 +152,18 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
             },
             ..WebConfig::default()
         };
+        let max_connections = u32::try_from(web_config.max_connections).unwrap_or(u32::MAX);
+        let limits = ServeLimits {
+            max_connections_per_address: address_share(max_connections, args.per_address_share)
+                as usize,
+            header_timeout: args.http_header_timeout,
+            body_timeout: args.http_body_timeout,
+        };
         let state = AppState::new(store.clone(), web_config);
-        Some(tokio::spawn(sokkel_web::serve(
+        Some(tokio::spawn(sokkel_web::serve_with(
             http_listeners,
             state,
+            limits,
             stopped(),
             args.shutdown_timeout,
         )))

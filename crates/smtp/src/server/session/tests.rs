@@ -44,6 +44,8 @@ fn run_with(config: SessionConfig, writes: &[&[u8]]) -> Run {
                     let ok = given.user == "user" && given.password == "secret";
                     session.authenticated(ok, &mut out);
                 }
+                // The output stays in `out`: the played client reads it all at the end.
+                Step::Flush => panic!("a test's replies never reach the output bound"),
             }
         }
     }
@@ -748,4 +750,172 @@ fn implicit_tls_sessions_offer_auth_and_not_starttls() {
         out.contains("AUTH PLAIN LOGIN") && !out.contains("STARTTLS"),
         "{out}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue #11: backpressure, whole-line deadlines, the budget for messages in flight
+
+/// Feeds `input` until the session wants more, "flushing" (discarding) the output
+/// whenever it asks; returns the reply codes written and how many flushes it asked.
+fn advance_all(session: &mut Session, input: &[u8]) -> (Vec<u16>, usize) {
+    let mut out = Vec::new();
+    let mut written = Vec::new();
+    let mut pos = 0;
+    let mut flushes = 0;
+    loop {
+        let (consumed, step) = session.advance(&input[pos..], &mut out);
+        pos += consumed;
+        match step {
+            Step::Flush => {
+                assert!(
+                    out.len() < sokkel_net::server::PENDING_OUTPUT_LIMIT + 1024,
+                    "at most one reply past the bound: {}",
+                    out.len()
+                );
+                flushes += 1;
+                written.append(&mut out);
+            }
+            Step::NeedMore => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    written.append(&mut out);
+    (codes(&String::from_utf8_lossy(&written)), flushes)
+}
+
+#[test]
+fn pipelined_commands_wait_while_the_replies_are_backed_up() {
+    // Issue #11: a client that pipelines commands and never reads the replies must
+    // not make the session buffer a reply for every command it sent.
+    let mut session = Session::new(Arc::new(SessionConfig::default()));
+    let input = b"HELP\r\n".repeat(5000);
+    let mut out = Vec::new();
+    let (consumed, step) = session.advance(&input, &mut out);
+    assert_eq!(step, Step::Flush);
+    assert!(consumed < input.len(), "it stopped consuming commands");
+    assert!(out.len() >= sokkel_net::server::PENDING_OUTPUT_LIMIT);
+    // Once the client has read them, the rest is answered: every command once.
+    let (codes, flushes) = advance_all(&mut session, &input[consumed..]);
+    assert!(flushes >= 5, "{flushes} flushes");
+    let answered = codes.len() + out.iter().filter(|&&b| b == b'\n').count();
+    assert_eq!(answered, 5000);
+}
+
+#[test]
+fn lines_ended_moves_only_when_a_whole_line_has_come() {
+    // Issue #11: the shell's command deadline restarts when this count moves, so a
+    // line trickled a byte at a time gets no more time than a whole one.
+    let mut session = Session::new(Arc::new(SessionConfig {
+        max_line_length: 512,
+        ..SessionConfig::default()
+    }));
+    let mut out = Vec::new();
+    let mut buffer = Vec::new();
+    for &byte in b"NOOP\r" {
+        buffer.push(byte);
+        let (consumed, _) = session.advance(&buffer, &mut out);
+        buffer.drain(..consumed);
+        assert_eq!(session.lines_ended(), 0);
+    }
+    buffer.push(b'\n');
+    session.advance(&buffer, &mut out);
+    assert_eq!(session.lines_ended(), 1);
+    // An overlong line is consumed as it comes but has not ended until its LF.
+    for _ in 0..10 {
+        session.advance(&[b'x'; 100], &mut out);
+    }
+    assert_eq!(session.lines_ended(), 1);
+    session.advance(b"\r\n", &mut out);
+    assert_eq!(session.lines_ended(), 2);
+}
+
+#[test]
+fn transferring_covers_data_and_every_bdat_chunk_up_to_last() {
+    // Issue #11: the shell's deadline for a whole message runs while this is true.
+    let mut session = Session::new(Arc::new(SessionConfig::default()));
+    let mut out = Vec::new();
+    session.advance(ENVELOPE, &mut out);
+    assert!(!session.transferring());
+    session.advance(b"BDAT 3\r\nabc", &mut out);
+    assert!(session.transferring(), "between two chunks");
+    let (_, step) = session.advance(b"BDAT 1 LAST\r\nd", &mut out);
+    assert!(matches!(step, Step::Deliver(_)));
+    session.delivered(Delivery::Stored("1".into()), &mut out);
+    assert!(!session.transferring());
+    session.advance(
+        b"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\nx",
+        &mut out,
+    );
+    assert!(session.transferring());
+}
+
+#[test]
+fn data_and_bdat_get_452_4_3_1_while_memory_is_low_and_the_session_goes_on() {
+    // Issue #11: a new message when the budget for messages in flight is spent.
+    let mut session = Session::new(Arc::new(SessionConfig::default()));
+    let mut out = Vec::new();
+    session.advance(ENVELOPE, &mut out);
+    session.set_memory_low(true);
+    out.clear();
+    session.advance(b"DATA\r\n", &mut out);
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "452 4.3.1 Insufficient system storage: too many messages in flight; try again later\r\n"
+    );
+    // BDAT: the chunk is read and dropped, then refused; the LAST chunk too.
+    out.clear();
+    session.advance(b"BDAT 5\r\nhello", &mut out);
+    session.set_memory_low(false);
+    let (_, step) = session.advance(b"BDAT 5 LAST\r\nworld", &mut out);
+    assert_eq!(step, Step::NeedMore, "nothing with a hole is delivered");
+    assert_eq!(codes(&String::from_utf8_lossy(&out)), [452, 452]);
+    // Memory is back: the same session delivers the next message.
+    out.clear();
+    let (_, step) = session.advance(
+        b"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\nhi\r\n.\r\n",
+        &mut out,
+    );
+    assert!(matches!(step, Step::Deliver(m) if m.data == b"hi\r\n"));
+}
+
+#[test]
+fn a_message_that_outgrows_the_budget_is_dropped_and_refused_at_its_end() {
+    // Issue #11: the shell could not reserve what the message holds.
+    let mut session = Session::new(Arc::new(SessionConfig::default()));
+    let mut out = Vec::new();
+    session.advance(ENVELOPE, &mut out);
+    session.advance(b"DATA\r\n", &mut out);
+    session.advance(&b"0123456789abcde\r\n".repeat(1000), &mut out);
+    assert!(session.content_held() >= 17_000);
+    session.out_of_memory();
+    assert_eq!(
+        session.content_held(),
+        0,
+        "the content is given back at once"
+    );
+    session.advance(&b"more\r\n".repeat(100), &mut out);
+    assert_eq!(session.content_held(), 0, "and what follows is not kept");
+    out.clear();
+    let (_, step) = session.advance(b".\r\nNOOP\r\n", &mut out);
+    assert_eq!(step, Step::NeedMore);
+    assert_eq!(codes(&String::from_utf8_lossy(&out)), [452, 250]);
+}
+
+#[test]
+fn a_large_message_is_counted_by_the_bytes_it_holds() {
+    // Issue #11: past 1 MiB the content gets one buffer of its own mapping (freed
+    // straight back to the system); the budget counts the bytes written into it,
+    // not the room reserved.
+    let mut session = Session::new(Arc::new(SessionConfig::default()));
+    let mut out = Vec::new();
+    session.advance(ENVELOPE, &mut out);
+    session.advance(b"DATA\r\n", &mut out);
+    let line = [b"x".repeat(1022), b"\r\n".to_vec()].concat();
+    for _ in 0..2048 {
+        session.advance(&line, &mut out);
+    }
+    assert_eq!(session.content_held(), 2 << 20);
+    let (_, step) = session.advance(b".\r\n", &mut out);
+    assert!(matches!(step, Step::Deliver(m) if m.data.len() == 2 << 20));
+    assert_eq!(session.content_held(), 0);
 }
