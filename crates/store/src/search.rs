@@ -404,7 +404,13 @@ fn flag_term((flag, inverted): (Flag, bool), negated: bool) -> Term {
 }
 
 fn echo(value: &str) -> String {
-    value.chars().take(MAX_ECHO_CHARS).collect()
+    // A quoted value may hold a line break (`is:"a<LF>b"`); the message must
+    // stay one line (issue #11, found by the `web_query` fuzz target).
+    value
+        .chars()
+        .take(MAX_ECHO_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// Milliseconds since the Unix epoch of `YYYY-MM-DD` (the start of that UTC day,
@@ -649,6 +655,10 @@ mod tests {
                 "\"is:\" takes read or unread, not \"starred\"",
             ),
             ("has:pdf", "\"has:\" takes attachment, not \"pdf\""),
+            (
+                "is:\"r\nea\u{0}d\"",
+                "\"is:\" takes read or unread, not \"r ea d\"",
+            ),
             ("\"quarterly report", "unclosed quote"),
             ("subject:\"quarterly", "unclosed quote"),
         ];
