@@ -11,4 +11,5 @@ mod hostile {
     pub mod connections;
     pub mod full_store;
     pub mod mime;
+    pub mod web;
 }

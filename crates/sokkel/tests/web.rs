@@ -212,17 +212,20 @@ fn smtplib_mail_is_listed_by_the_api_with_mailpit_field_names() {
             "Attachments",
             "Bcc",
             "Cc",
+            "CcCount",
             "Created",
             "From",
             "ID",
             "MessageID",
             "Read",
             "ReplyTo",
+            "ReplyToCount",
             "Size",
             "Snippet",
             "Subject",
             "Tags",
-            "To"
+            "To",
+            "ToCount"
         ],
         "{summary}"
     );

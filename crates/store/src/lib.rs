@@ -30,6 +30,7 @@
 //!   interval, with its count.
 #![warn(missing_docs)]
 
+mod blob;
 mod changes;
 mod error;
 pub mod mime;
@@ -39,6 +40,7 @@ mod reserve;
 mod schema;
 mod search;
 mod store;
+mod summary;
 pub mod time;
 mod writer;
 
@@ -51,9 +53,14 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+pub use blob::RAW_CHUNK_BYTES;
 pub use error::StoreError;
 pub use search::{MAX_QUERY_BYTES, MAX_TERMS, SearchError, SearchPage, SearchQuery};
 pub use store::{MessageCounts, Store, StoreEvent, StoreOptions, WriterStats};
+pub use summary::{
+    SUMMARY_ADDRESS_BYTES, SUMMARY_ADDRESSES, SUMMARY_FIELD_BYTES, SUMMARY_RECIPIENT_BYTES,
+    SUMMARY_TEXT_BYTES, cut,
+};
 
 /// The store's id of a message: positive, assigned at delivery, never reused, even
 /// after the message (or every message) is deleted, so POP3 UIDs stay stable.
@@ -139,6 +146,13 @@ pub struct Address {
 
 /// What a message list shows about a message: envelope basics and parsed headers,
 /// without the body. Computed once at delivery.
+///
+/// Every field is bounded: a summary holds at most [`SUMMARY_ADDRESSES`]
+/// addresses per list, and a summary read for a list ([`Store::list`],
+/// [`Store::search`], [`StoreEvent::New`]) is cut further as the `summary`
+/// module's documentation says (at most [`SUMMARY_FIELD_BYTES`] of addresses per
+/// list, [`SUMMARY_TEXT_BYTES`] of Subject). The `*_count` fields say how many
+/// addresses the header has in all.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
     /// The store's id.
@@ -147,17 +161,25 @@ pub struct Summary {
     pub received_at: SystemTime,
     /// The envelope sender; empty for the null sender.
     pub mail_from: String,
-    /// The envelope recipients.
+    /// The envelope recipients (in a listed summary, those that fit in
+    /// [`SUMMARY_RECIPIENT_BYTES`]; [`Store::get`] has them all).
     pub rcpt_to: Vec<String>,
     /// The first address of the From header.
     pub from: Option<Address>,
-    /// The To header's addresses.
+    /// The first of the To header's addresses.
     pub to: Vec<Address>,
-    /// The Cc header's addresses.
+    /// How many addresses the To header has.
+    pub to_count: u64,
+    /// The first of the Cc header's addresses.
     pub cc: Vec<Address>,
-    /// The Reply-To header's addresses.
+    /// How many addresses the Cc header has.
+    pub cc_count: u64,
+    /// The first of the Reply-To header's addresses.
     pub reply_to: Vec<Address>,
-    /// The Subject header, decoded; empty if there is none.
+    /// How many addresses the Reply-To header has.
+    pub reply_to_count: u64,
+    /// The Subject header, decoded; empty if there is none. Cut to
+    /// [`SUMMARY_TEXT_BYTES`] in a listed summary.
     pub subject: String,
     /// The Date header as RFC 3339, if it parsed.
     pub date: Option<String>,

@@ -111,6 +111,33 @@ const MIGRATIONS: &[&str] = &[
         UPDATE store_state SET unread = unread + (new.read = 0) - (old.read = 0);
     END;
     "#,
+    // 5: bounded summaries (issue #11). A list page reads up to 1,000 rows, and a
+    // message may have 20,000 To addresses, so the list columns keep only the
+    // first 50 addresses (summary.rs, SUMMARY_ADDRESSES) and the `*_count`
+    // columns how many the header has; NULL means the list holds them all. The
+    // complete lists stay in the raw message. Only the rows over the cap are
+    // rewritten; json_each walks an array in order, and the subquery's order is
+    // the order json_group_array sees.
+    r#"
+    ALTER TABLE messages ADD COLUMN to_count INTEGER;
+    ALTER TABLE messages ADD COLUMN cc_count INTEGER;
+    ALTER TABLE messages ADD COLUMN reply_to_count INTEGER;
+    UPDATE messages SET
+        to_count = json_array_length(to_list),
+        to_list = (SELECT json_group_array(json(value))
+                   FROM (SELECT value FROM json_each(messages.to_list) ORDER BY key LIMIT 50))
+        WHERE json_array_length(to_list) > 50;
+    UPDATE messages SET
+        cc_count = json_array_length(cc_list),
+        cc_list = (SELECT json_group_array(json(value))
+                   FROM (SELECT value FROM json_each(messages.cc_list) ORDER BY key LIMIT 50))
+        WHERE json_array_length(cc_list) > 50;
+    UPDATE messages SET
+        reply_to_count = json_array_length(reply_to_list),
+        reply_to_list = (SELECT json_group_array(json(value))
+                   FROM (SELECT value FROM json_each(messages.reply_to_list) ORDER BY key LIMIT 50))
+        WHERE json_array_length(reply_to_list) > 50;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -237,7 +237,9 @@ fn push_flag(parts: &mut SqlParts, flag: Flag, negated: bool) {
 
 /// One term as an FTS5 phrase: a string (FTS5 tokenizes it as it tokenized the
 /// indexed text, so punctuation inside becomes word breaks), its column filter,
-/// and `*` for a prefix.
+/// and `*` for a prefix. A NUL would end FTS5's reading of the expression
+/// ("unterminated string", a 500 for the user: issue #11, found by the
+/// `web_query` fuzz target); it is a word break like any control character.
 fn fts_phrase(term: &TextTerm) -> String {
     let mut phrase = String::new();
     if let Some(column) = term.column {
@@ -245,7 +247,7 @@ fn fts_phrase(term: &TextTerm) -> String {
         phrase.push_str(" : ");
     }
     phrase.push('"');
-    phrase.push_str(&term.text.replace('"', "\"\""));
+    phrase.push_str(&term.text.replace('"', "\"\"").replace('\0', " "));
     phrase.push('"');
     if term.prefix {
         phrase.push_str(" *");
@@ -402,7 +404,13 @@ fn flag_term((flag, inverted): (Flag, bool), negated: bool) -> Term {
 }
 
 fn echo(value: &str) -> String {
-    value.chars().take(MAX_ECHO_CHARS).collect()
+    // A quoted value may hold a line break (`is:"a<LF>b"`); the message must
+    // stay one line (issue #11, found by the `web_query` fuzz target).
+    value
+        .chars()
+        .take(MAX_ECHO_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// Milliseconds since the Unix epoch of `YYYY-MM-DD` (the start of that UTC day,
@@ -647,6 +655,10 @@ mod tests {
                 "\"is:\" takes read or unread, not \"starred\"",
             ),
             ("has:pdf", "\"has:\" takes attachment, not \"pdf\""),
+            (
+                "is:\"r\nea\u{0}d\"",
+                "\"is:\" takes read or unread, not \"r ea d\"",
+            ),
             ("\"quarterly report", "unclosed quote"),
             ("subject:\"quarterly", "unclosed quote"),
         ];
@@ -751,6 +763,13 @@ mod tests {
             negated: false,
         };
         assert_eq!(fts_phrase(&term), "\"a\"\" OR \"\"b\"");
+        let nul = TextTerm {
+            column: None,
+            text: "\0abc\0".into(),
+            prefix: true,
+            negated: false,
+        };
+        assert_eq!(fts_phrase(&nul), "\" abc \" *");
     }
 
     #[test]

@@ -17,8 +17,8 @@ use crate::reserve::{RESERVE_BYTES, Reserve};
 use crate::search::SqlParts;
 use crate::writer::Writer;
 use crate::{
-    Address, Deliver, Envelope, ListQuery, MessageId, NewMessage, SearchPage, SearchQuery,
-    StoreError, StoredMessage, Summary, TlsInfo, paths, schema,
+    Address, Deliver, Envelope, ListQuery, MessageId, NewMessage, SUMMARY_TEXT_BYTES, SearchPage,
+    SearchQuery, StoreError, StoredMessage, Summary, TlsInfo, paths, schema, summary,
 };
 
 /// How long any connection waits for another one (in this process or another) to
@@ -237,6 +237,8 @@ impl Store {
     }
 
     /// A page of message summaries, newest first.
+    /// Each summary is bounded as the `summary` module says (at most
+    /// [`crate::SUMMARY_ADDRESSES`] addresses per field, with their counts).
     pub fn list(&self, query: &ListQuery) -> Result<Vec<Summary>, StoreError> {
         self.with_connection(|conn| Ok(page_matching(conn, &SqlParts::default(), query)?))
     }
@@ -580,7 +582,7 @@ impl Store {
 
     /// Run `work` on a pooled connection: an idle one, a new one while fewer than
     /// [`MAX_READERS`] are open, or else the next one another caller returns.
-    fn with_connection<T>(
+    pub(crate) fn with_connection<T>(
         &self,
         work: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
@@ -825,15 +827,17 @@ fn warn_reserve_released(path: &Path) {
 /// The columns [`summary_from_row`] reads, in its order, from `messages AS m`.
 const SUMMARY_COLUMNS: &str = "m.id, m.received_at, m.mail_from, m.rcpt_to, m.from_name, \
     m.from_addr, m.to_list, m.cc_list, m.reply_to_list, m.subject, m.date, m.message_id, \
-    m.size, m.attachments, m.snippet, m.read, m.bare_lf, m.parsed";
-const SUMMARY_COLUMN_COUNT: usize = 18;
+    m.size, m.attachments, m.snippet, m.read, m.bare_lf, m.parsed, m.to_count, m.cc_count, \
+    m.reply_to_count";
+const SUMMARY_COLUMN_COUNT: usize = 21;
 
 const INSERT_MESSAGE: &str = "INSERT INTO messages (
         received_at, mail_from, rcpt_to, helo, client_addr, bare_lf, smtputf8,
         tls_version, tls_cipher, auth_user, size, parsed, subject, from_name, from_addr,
-        to_list, cc_list, reply_to_list, date, message_id, attachments, snippet
+        to_list, cc_list, reply_to_list, date, message_id, attachments, snippet,
+        to_count, cc_count, reply_to_count
     ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-        ?18, ?19, ?20, ?21, ?22)";
+        ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)";
 
 /// When a new message goes into the search index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -855,6 +859,13 @@ pub(crate) fn insert_message(
 ) -> rusqlite::Result<MessageId> {
     let envelope = &message.envelope;
     let from = digest.from.as_ref();
+    // At most SUMMARY_ADDRESSES per list, and the count only when it says more
+    // (schema migration 5).
+    let (to, to_count) = summary::stored_list(&digest.to);
+    let (cc, cc_count) = summary::stored_list(&digest.cc);
+    let (reply_to, reply_to_count) = summary::stored_list(&digest.reply_to);
+    let count_if_cut =
+        |list: &[Address], count: u64| (count > list.len() as u64).then_some(to_i64(count));
     conn.prepare_cached(INSERT_MESSAGE)?.execute(params![
         to_millis(message.received_at),
         envelope.mail_from,
@@ -871,13 +882,16 @@ pub(crate) fn insert_message(
         digest.subject,
         from.map(|from| &from.name),
         from.map(|from| &from.address),
-        to_json(&digest.to)?,
-        to_json(&digest.cc)?,
-        to_json(&digest.reply_to)?,
+        to_json(&to)?,
+        to_json(&cc)?,
+        to_json(&reply_to)?,
         digest.date,
         digest.message_id,
         digest.attachments,
         digest.snippet,
+        count_if_cut(&to, to_count),
+        count_if_cut(&cc, cc_count),
+        count_if_cut(&reply_to, reply_to_count),
     ])?;
     let id = conn.last_insert_rowid();
     conn.prepare_cached("INSERT INTO raw (id, data) VALUES (?1, ?2)")?
@@ -1130,7 +1144,7 @@ fn page_matching(
         order_column(parts),
     );
     let mut statement = conn.prepare_cached(&sql)?;
-    let rows = statement.query_map(params_from_iter(params), summary_from_row)?;
+    let rows = statement.query_map(params_from_iter(params), listed_summary_from_row)?;
     rows.collect()
 }
 
@@ -1165,21 +1179,34 @@ fn ids_matching(conn: &Connection, parts: &SqlParts) -> rusqlite::Result<Vec<Mes
     ids.collect()
 }
 
-/// The summary a list would show for `message` once stored as `id`.
+/// The summary a list would show for `message` once stored as `id`, bounded as
+/// a listed summary is.
 pub(crate) fn summary_of(id: MessageId, message: &NewMessage, digest: Digest) -> Summary {
+    let listed = |list: &[Address]| {
+        let (stored, count) = summary::stored_list(list);
+        (summary::listed(stored), count)
+    };
+    let (to, to_count) = listed(&digest.to);
+    let (cc, cc_count) = listed(&digest.cc);
+    let (reply_to, reply_to_count) = listed(&digest.reply_to);
     Summary {
         id,
         // Stored with millisecond precision; announce what a reader will read.
         received_at: from_millis(to_millis(message.received_at)),
         mail_from: message.envelope.mail_from.clone(),
-        rcpt_to: message.envelope.rcpt_to.clone(),
-        from: digest.from,
-        to: digest.to,
-        cc: digest.cc,
-        reply_to: digest.reply_to,
-        subject: digest.subject,
+        rcpt_to: summary::listed_recipients(message.envelope.rcpt_to.clone()),
+        from: digest.from.map(listed_from),
+        to,
+        to_count,
+        cc,
+        cc_count,
+        reply_to,
+        reply_to_count,
+        subject: summary::cut_string(digest.subject, SUMMARY_TEXT_BYTES),
         date: digest.date,
-        message_id: digest.message_id,
+        message_id: digest
+            .message_id
+            .map(|id| summary::cut_string(id, SUMMARY_TEXT_BYTES)),
         size: message.raw.len() as u64,
         attachments: digest.attachments,
         snippet: digest.snippet,
@@ -1189,9 +1216,40 @@ pub(crate) fn summary_of(id: MessageId, message: &NewMessage, digest: Digest) ->
     }
 }
 
-fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<Summary> {
-    let from_name: Option<String> = row.get(4)?;
-    let from_addr: Option<String> = row.get(5)?;
+fn listed_from(from: Address) -> Address {
+    Address {
+        name: summary::cut_string(from.name, SUMMARY_TEXT_BYTES),
+        address: summary::cut_string(from.address, SUMMARY_TEXT_BYTES),
+    }
+}
+
+/// How much of a row [`summary_from_row`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// A summary for a list: every field bounded (summary.rs).
+    Listed,
+    /// The summary of one message on its own: every string whole, every
+    /// envelope recipient, the address lists as stored.
+    Whole,
+}
+
+/// A text column, cut in place for a listed summary so that a huge value is not
+/// copied first.
+fn text_column(row: &Row<'_>, index: usize, read: Read) -> rusqlite::Result<Option<String>> {
+    let value = row.get_ref(index)?;
+    if value == rusqlite::types::ValueRef::Null {
+        return Ok(None);
+    }
+    let text = value.as_str()?;
+    Ok(Some(match read {
+        Read::Listed => summary::cut(text, SUMMARY_TEXT_BYTES).to_string(),
+        Read::Whole => text.to_string(),
+    }))
+}
+
+fn summary_from_row(row: &Row<'_>, read: Read) -> rusqlite::Result<Summary> {
+    let from_name = text_column(row, 4, read)?;
+    let from_addr = text_column(row, 5, read)?;
     let from = match (from_name, from_addr) {
         (None, None) => None,
         (name, address) => Some(Address {
@@ -1199,29 +1257,56 @@ fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<Summary> {
             address: address.unwrap_or_default(),
         }),
     };
+    let rcpt_to: Vec<String> = from_json(row, 3)?;
+    // The stored lists hold at most SUMMARY_ADDRESSES; a NULL count means that
+    // the list is the whole header.
+    let list = |index: usize| -> rusqlite::Result<(Vec<Address>, u64)> {
+        let list: Vec<Address> = from_json(row, index)?;
+        let count = row
+            .get::<_, Option<i64>>(index + 12)?
+            .map_or(list.len() as u64, |count| count.max(0) as u64);
+        Ok(match read {
+            Read::Listed => (summary::listed(list), count),
+            Read::Whole => (list, count),
+        })
+    };
+    let (to, to_count) = list(6)?;
+    let (cc, cc_count) = list(7)?;
+    let (reply_to, reply_to_count) = list(8)?;
     Ok(Summary {
         id: MessageId(row.get(0)?),
         received_at: from_millis(row.get(1)?),
         mail_from: row.get(2)?,
-        rcpt_to: from_json(row, 3)?,
+        rcpt_to: match read {
+            Read::Listed => summary::listed_recipients(rcpt_to),
+            Read::Whole => rcpt_to,
+        },
         from,
-        to: from_json(row, 6)?,
-        cc: from_json(row, 7)?,
-        reply_to: from_json(row, 8)?,
-        subject: row.get(9)?,
+        to,
+        to_count,
+        cc,
+        cc_count,
+        reply_to,
+        reply_to_count,
+        subject: text_column(row, 9, read)?.unwrap_or_default(),
         date: row.get(10)?,
-        message_id: row.get(11)?,
+        message_id: text_column(row, 11, read)?,
         size: row.get::<_, i64>(12)? as u64,
         attachments: row.get(13)?,
-        snippet: row.get(14)?,
+        // At most 200 characters since the first release; cut all the same.
+        snippet: text_column(row, 14, read)?.unwrap_or_default(),
         read: row.get(15)?,
         bare_lf: row.get(16)?,
         parsed: row.get(17)?,
     })
 }
 
+fn listed_summary_from_row(row: &Row<'_>) -> rusqlite::Result<Summary> {
+    summary_from_row(row, Read::Listed)
+}
+
 fn stored_message_from_row(row: &Row<'_>) -> rusqlite::Result<StoredMessage> {
-    let summary = summary_from_row(row)?;
+    let summary = summary_from_row(row, Read::Whole)?;
     let n = SUMMARY_COLUMN_COUNT;
     let client_addr: String = row.get(n + 1)?;
     let client_addr = client_addr.parse().map_err(|error| {
@@ -1254,8 +1339,8 @@ fn to_json<T: serde::Serialize>(value: &T) -> rusqlite::Result<String> {
 }
 
 fn from_json<T: serde::de::DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
-    let json: String = row.get(index)?;
-    serde_json::from_str(&json).map_err(|error| {
+    let json = row.get_ref(index)?.as_str()?;
+    serde_json::from_str(json).map_err(|error| {
         rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(error))
     })
 }

@@ -5,19 +5,22 @@
 //! `spawn_blocking`, then shapes the answer with [`crate::json`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use mail_parser::{HeaderName, HeaderValue as MailHeaderValue, MessageParser};
 use serde::Deserialize;
-use sokkel_store::{Address, ListQuery, MessageId, Store, StoredMessage, mime};
+use sokkel_store::{Address, ListQuery, MessageId, RAW_CHUNK_BYTES, Store, StoredMessage, mime};
 
 use crate::error::text;
-use crate::json::{BodyParts, EnvelopeJson, InfoJson, MessageJson, MessagesJson, RuntimeStatsJson};
+use crate::json::{
+    AddressList, BodyParts, EnvelopeJson, InfoJson, MessageJson, MessagesJson, RuntimeStatsJson,
+};
 use crate::{ApiError, AppState, MAX_PAGE};
 
 /// Runs blocking store work off the async workers.
@@ -145,7 +148,7 @@ pub(crate) async fn list(
     let page = blocking(&state, move |store| {
         let counts = store.count()?;
         let messages = store.list(&paging.list_query())?;
-        Ok(MessagesJson::new(
+        json_bytes(&MessagesJson::new(
             counts,
             counts.total,
             Some(counts.unread),
@@ -154,14 +157,70 @@ pub(crate) async fn list(
         ))
     })
     .await?;
-    Ok(Json(page).into_response())
+    json_response(&state, page)
+}
+
+/// `value` as JSON, serialized where the data is (on the blocking pool), so the
+/// borrowed shapes of [`crate::json`] need no copies.
+pub(crate) fn json_bytes<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(value).map_err(|error| ApiError::Internal(error.to_string()))
+}
+
+/// A JSON answer from bytes [`json_bytes`] made, counted against the
+/// [`crate::WebConfig::max_buffered_bytes`] budget.
+pub(crate) fn json_response(state: &AppState, bytes: Vec<u8>) -> Result<Response, ApiError> {
+    let mut response = buffered(state, bytes.into())?.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+/// The budget's unit: answers smaller than this are not counted.
+const BUFFERED_UNIT: usize = 64 << 10;
+
+/// The body of an answer built in memory (JSON, a decoded part, a document),
+/// sent in slices of [`RAW_CHUNK_BYTES`]. From [`BUFFERED_UNIT`] up it holds its
+/// size of the [`crate::WebConfig::max_buffered_bytes`] budget until its last slice is
+/// taken or the client goes away; when the budget is spent, the answer is a 503
+/// and the client may retry. So clients that stop reading hold a bounded total.
+pub(crate) fn buffered(state: &AppState, bytes: Bytes) -> Result<Body, ApiError> {
+    if bytes.len() < BUFFERED_UNIT {
+        return Ok(Body::from(bytes));
+    }
+    // An answer bigger than the whole budget (a huge --max-message-size) waits
+    // for all of it rather than never fitting.
+    let units = bytes
+        .len()
+        .div_ceil(BUFFERED_UNIT)
+        .min((state.config().max_buffered_bytes / BUFFERED_UNIT).max(1));
+    let units = u32::try_from(units).unwrap_or(u32::MAX);
+    let share = Arc::clone(&state.inner.buffered)
+        .try_acquire_many_owned(units)
+        .map_err(|_| {
+            ApiError::Unavailable(
+                "too many large answers are waiting for their clients to read them; try again"
+                    .into(),
+            )
+        })?;
+    let slices =
+        futures_util::stream::unfold((bytes, Some(share)), |(mut rest, share)| async move {
+            if rest.is_empty() {
+                // `share` is released here, with the stream's state.
+                return None;
+            }
+            let slice = rest.split_to(rest.len().min(RAW_CHUNK_BYTES));
+            Some((Ok::<_, std::convert::Infallible>(slice), (rest, share)))
+        });
+    Ok(Body::from_stream(slices))
 }
 
 /// The body of `PUT` and `DELETE /api/v1/messages`.
 #[derive(Debug, Default, Deserialize)]
-struct IdsBody {
+pub(crate) struct IdsBody {
     #[serde(rename = "IDs", default)]
-    ids: Vec<String>,
+    pub(crate) ids: Vec<String>,
     #[serde(rename = "Read", default)]
     read: bool,
     #[serde(rename = "Search", default)]
@@ -171,7 +230,7 @@ struct IdsBody {
 /// Parses a JSON body whatever its Content-Type, as Mailpit does (curl's `-d`
 /// sends a form type). An empty body is an empty request. Cross-site pages cannot
 /// abuse this: PUT and DELETE need a CORS preflight that sokkel never grants.
-fn parse_ids_body(body: &Bytes) -> Result<IdsBody, ApiError> {
+pub(crate) fn parse_ids_body(body: &Bytes) -> Result<IdsBody, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(IdsBody::default());
     }
@@ -182,7 +241,7 @@ fn parse_ids_body(body: &Bytes) -> Result<IdsBody, ApiError> {
     })
 }
 
-fn parse_ids(ids: &[String]) -> Result<Vec<MessageId>, ApiError> {
+pub(crate) fn parse_ids(ids: &[String]) -> Result<Vec<MessageId>, ApiError> {
     ids.iter()
         .map(|id| match MessageRef::parse(id)? {
             MessageRef::Id(id) => Ok(id),
@@ -271,12 +330,15 @@ fn set_read_all(store: &Store, read: bool) -> Result<(), ApiError> {
     }
 }
 
-/// `GET /api/v1/message/{ID}`: the whole message, parsed; marks it read.
+/// `GET /api/v1/message/{ID}`: the whole message, parsed; marks it read. Its
+/// size is bounded by [`crate::json::MESSAGE_ADDRESSES`] and
+/// [`crate::json::MESSAGE_BODY_BYTES`].
 pub(crate) async fn message(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let reference = MessageRef::parse(&id)?;
+    let _parsing = state.parse_permit().await?;
     let message = blocking(&state, move |store| {
         let mut message = load(store, reference)?;
         if !message.summary.read {
@@ -284,44 +346,68 @@ pub(crate) async fn message(
             message.summary.read = true;
         }
         let body = body_parts(&message);
-        Ok(MessageJson::new(&message, body))
+        json_bytes(&MessageJson::new(&message, &body))
     })
     .await?;
-    Ok(Json(message).into_response())
+    json_response(&state, message)
+}
+
+/// The first [`crate::json::MESSAGE_ADDRESSES`] of a header's addresses, and
+/// how many it has. Empty entries (a group's end) are left out, as in the store's
+/// summaries.
+fn address_list(list: Option<&mail_parser::Address<'_>>) -> AddressList {
+    let mut first = Vec::new();
+    let mut count = 0;
+    for addr in list.into_iter().flat_map(|list| list.iter()) {
+        let name = addr.name().unwrap_or_default();
+        let address = addr.address().unwrap_or_default();
+        if name.is_empty() && address.is_empty() {
+            continue;
+        }
+        count += 1;
+        if first.len() < crate::json::MESSAGE_ADDRESSES {
+            first.push(Address {
+                name: name.to_string(),
+                address: address.to_string(),
+            });
+        }
+    }
+    AddressList { first, count }
 }
 
 fn body_parts(message: &StoredMessage) -> BodyParts {
     let parsed = mime::parse(&message.raw);
-    // Only the top header block, and only the two fields read here: a full parse
+    let mut to = AddressList::default();
+    let mut cc = AddressList::default();
+    let mut bcc = AddressList::default();
+    let mut reply_to = AddressList::default();
+    let mut return_path = None;
+    // Only the top header block, and only the fields read here: a full parse
     // builds a tree as deep as the message nests, whose drop overflowed the stack
     // (issue #11).
     let header_parser = MessageParser::new()
+        .header_address(HeaderName::To)
+        .header_address(HeaderName::Cc)
         .header_address(HeaderName::Bcc)
+        .header_address(HeaderName::ReplyTo)
         .header_id(HeaderName::ReturnPath);
-    let (bcc, return_path) = match header_parser.parse_headers(&message.raw) {
-        Some(mail) => {
-            let bcc = mail
-                .bcc()
-                .map(|list| {
-                    list.iter()
-                        .map(|addr| Address {
-                            name: addr.name().unwrap_or_default().to_string(),
-                            address: addr.address().unwrap_or_default().to_string(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let return_path = match mail.return_path() {
-                MailHeaderValue::Text(text) => Some(text.to_string()),
-                MailHeaderValue::TextList(list) => list.first().map(|text| text.to_string()),
-                _ => None,
-            };
-            (bcc, return_path)
-        }
-        None => (Vec::new(), None),
-    };
+    if let Some(mail) = header_parser.parse_headers(&message.raw) {
+        to = address_list(mail.to());
+        cc = address_list(mail.cc());
+        bcc = address_list(mail.bcc());
+        reply_to = address_list(mail.reply_to());
+        return_path = match mail.return_path() {
+            MailHeaderValue::Text(text) => Some(text.to_string()),
+            MailHeaderValue::TextList(list) => list.first().map(|text| text.to_string()),
+            _ => None,
+        };
+    }
+    // The view keeps MESSAGE_BODY_BYTES of text; converting more HTML than a
+    // few times that could not add to it.
     let text_from_html = match (&parsed.text, &parsed.html) {
-        (None, Some(html)) => Some(mail_parser::decoders::html::html_to_text(html)),
+        (None, Some(html)) => Some(mail_parser::decoders::html::html_to_text(
+            crate::json::prefix(html, 4 * crate::json::MESSAGE_BODY_BYTES),
+        )),
         _ => None,
     };
     BodyParts {
@@ -330,7 +416,10 @@ fn body_parts(message: &StoredMessage) -> BodyParts {
             .map(|path| path.trim_matches(['<', '>', ' ']).to_string())
             .unwrap_or_else(|| message.envelope.mail_from.clone()),
         parsed,
+        to,
+        cc,
         bcc,
+        reply_to,
         text_from_html,
     }
 }
@@ -344,6 +433,12 @@ pub(crate) struct RawParams {
 
 /// `GET /api/v1/message/{ID}/raw`: the exact bytes received; `?dl=1` as a
 /// download named `ID.eml`.
+///
+/// Streamed from the store [`RAW_CHUNK_BYTES`] at a time, each chunk read only
+/// when the connection has sent the one before: a client that stops reading
+/// holds one chunk and the socket buffers, not the message. A message deleted
+/// during the download ends it early (the connection closes short of the
+/// announced `Content-Length`, so the client sees an incomplete transfer).
 pub(crate) async fn raw(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -351,14 +446,16 @@ pub(crate) async fn raw(
 ) -> Result<Response, ApiError> {
     let download = query.ok().and_then(|Query(params)| params.dl).as_deref() == Some("1");
     let reference = MessageRef::parse(&id)?;
-    let (id, raw) = blocking(&state, move |store| {
+    let (id, len) = blocking(&state, move |store| {
         let id = reference.resolve(store)?;
-        let raw = store.raw(id)?.ok_or_else(|| not_found_message(id))?;
-        Ok((id, raw))
+        let len = store.raw_len(id)?.ok_or_else(|| not_found_message(id))?;
+        Ok((id, len))
     })
     .await?;
-    let mut response = raw.into_response();
+    let mut response =
+        Body::from_stream(raw_chunks(state.store().clone(), id, len)).into_response();
     let headers = response.headers_mut();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -372,6 +469,52 @@ pub(crate) async fn raw(
     Ok(response)
 }
 
+/// Why a download ended early.
+#[derive(Debug, thiserror::Error)]
+enum Interrupted {
+    #[error("message {0} was deleted during its download")]
+    Deleted(MessageId),
+    #[error("reading message {0} failed: {1}")]
+    Store(MessageId, String),
+}
+
+/// The raw bytes of message `id` (`len` of them) as a stream of chunks, each read
+/// on the blocking pool when the previous one has been taken.
+fn raw_chunks(
+    store: Store,
+    id: MessageId,
+    len: u64,
+) -> impl futures_util::Stream<Item = Result<Bytes, Interrupted>> + Send + 'static {
+    futures_util::stream::try_unfold(0_u64, move |offset| {
+        let store = store.clone();
+        async move {
+            if offset >= len {
+                return Ok(None);
+            }
+            let want = usize::try_from(len - offset)
+                .unwrap_or(usize::MAX)
+                .min(RAW_CHUNK_BYTES);
+            let chunk = tokio::task::spawn_blocking(move || store.raw_chunk(id, offset, want))
+                .await
+                .map_err(|error| Interrupted::Store(id, error.to_string()))?;
+            match chunk {
+                Ok(Some(chunk)) if !chunk.is_empty() => {
+                    let next = offset + chunk.len() as u64;
+                    Ok(Some((Bytes::from(chunk), next)))
+                }
+                Ok(_) => {
+                    tracing::debug!(%id, offset, "message deleted during its download");
+                    Err(Interrupted::Deleted(id))
+                }
+                Err(error) => {
+                    tracing::warn!(%id, %error, "reading a message for download failed");
+                    Err(Interrupted::Store(id, error.to_string()))
+                }
+            }
+        }
+    })
+}
+
 /// `GET /api/v1/message/{ID}/headers`: every header field, as Mailpit's map of
 /// canonical names to lists of values.
 pub(crate) async fn headers(
@@ -379,13 +522,14 @@ pub(crate) async fn headers(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let reference = MessageRef::parse(&id)?;
+    let _parsing = state.parse_permit().await?;
     let headers = blocking(&state, move |store| {
         let id = reference.resolve(store)?;
         let raw = store.raw(id)?.ok_or_else(|| not_found_message(id))?;
-        Ok(crate::json::headers(&mime::parse(&raw)))
+        json_bytes(&crate::json::headers(&mime::parse(&raw)))
     })
     .await?;
-    Ok(Json(headers).into_response())
+    json_response(&state, headers)
 }
 
 /// `GET /api/v1/message/{ID}/envelope` (sokkel's own): what SMTP said.
@@ -426,6 +570,7 @@ pub(crate) async fn part(
             "part ID must be a number from the message's Attachments or Inline, not {part_id:?}"
         )));
     }
+    let parsing = state.parse_permit().await?;
     let (info, bytes) = blocking(&state, move |store| {
         let id = reference.resolve(store)?;
         let raw = store.raw(id)?.ok_or_else(|| not_found_message(id))?;
@@ -433,6 +578,7 @@ pub(crate) async fn part(
             .ok_or_else(|| ApiError::NotFound(format!("message {id} has no part {part_id}")))
     })
     .await?;
+    drop(parsing);
     let active = ACTIVE_TYPES.contains(&info.content_type.as_str());
     let (content_type, disposition) = if active {
         ("application/octet-stream".to_string(), "attachment")
@@ -441,11 +587,15 @@ pub(crate) async fn part(
     } else {
         (info.content_type.clone(), "inline")
     };
-    let mut response = bytes.into_response();
+    let length = bytes.len();
+    let mut response = buffered(&state, bytes.into())?.into_response();
     let headers = response.headers_mut();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     headers.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_str(&content_type)
+        Some(content_type)
+            .filter(|value| value.len() <= MAX_HEADER_CONTENT_TYPE)
+            .and_then(|value| HeaderValue::from_str(&value).ok())
             .unwrap_or(HeaderValue::from_static("application/octet-stream")),
     );
     headers.insert(
@@ -462,9 +612,37 @@ pub(crate) async fn part(
     Ok(response)
 }
 
+/// A part's media type longer than this (RFC 6838 allows 127 characters for
+/// each of type and subtype) is sent as `application/octet-stream`.
+pub const MAX_HEADER_CONTENT_TYPE: usize = 255;
+
+/// The most bytes of a file name a `Content-Disposition` header carries; a
+/// longer name is cut on a character boundary, keeping an extension of up to 16
+/// bytes. With the ASCII fallback and the percent-encoding (three bytes for
+/// each byte of the name) the header stays under 1 KiB, which every client
+/// accepts.
+pub const MAX_HEADER_FILE_NAME: usize = 200;
+
+/// The name `file_name` is sent as: itself, or cut to [`MAX_HEADER_FILE_NAME`].
+fn header_file_name(file_name: &str) -> std::borrow::Cow<'_, str> {
+    if file_name.len() <= MAX_HEADER_FILE_NAME {
+        return file_name.into();
+    }
+    let extension = file_name
+        .rfind('.')
+        .map(|dot| &file_name[dot..])
+        .filter(|extension| extension.len() > 1 && extension.len() <= 16)
+        .unwrap_or_default();
+    let stem = &file_name[..file_name.len() - extension.len()];
+    let stem = crate::json::prefix(stem, MAX_HEADER_FILE_NAME - extension.len());
+    format!("{stem}{extension}").into()
+}
+
 /// `inline; filename="a.pdf"; filename*=UTF-8''a.pdf` (RFC 6266): a plain
-/// ASCII fallback name and the exact name percent-encoded.
+/// ASCII fallback name and the exact name percent-encoded, the name cut to
+/// [`MAX_HEADER_FILE_NAME`] bytes.
 pub(crate) fn content_disposition(kind: &str, file_name: &str) -> HeaderValue {
+    let file_name = header_file_name(file_name);
     let fallback: String = file_name
         .chars()
         .map(|ch| {
@@ -493,6 +671,7 @@ pub(crate) fn content_disposition(kind: &str, file_name: &str) -> HeaderValue {
 pub(crate) async fn info(State(state): State<AppState>) -> Result<Response, ApiError> {
     let uptime = state.inner.started.elapsed().as_secs();
     let version = state.config().version.clone();
+    let websockets_dropped = state.websocket_drops();
     let info = blocking(&state, move |store| {
         let counts = store.count()?;
         let path = store.path();
@@ -511,6 +690,7 @@ pub(crate) async fn info(State(state): State<AppState>) -> Result<Response, ApiE
                 uptime,
                 memory: resident_memory(),
                 smtp_accepted: store.writer_stats().messages,
+                websockets_dropped,
             },
         })
     })
@@ -594,6 +774,35 @@ mod tests {
         for bad in ["", "0", "-3", "+3", "abc", "1e3", "99999999999999999999"] {
             assert!(MessageRef::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    // Issue #11: an RFC 2231 name in 50,000 pieces made a 578 KB header that
+    // curl and Python refuse.
+    #[test]
+    fn content_disposition_is_capped_and_keeps_the_extension() {
+        let long = format!("{}.pdf", "ø".repeat(300_000));
+        let value = content_disposition("attachment", &long);
+        let text = value.to_str().unwrap();
+        assert!(text.len() < 1024, "{}", text.len());
+        assert!(text.starts_with("attachment; filename=\""), "{text}");
+        assert!(text.ends_with(".pdf"), "{text}");
+        // The encoded name is whole characters: %C3%B8 pairs, never half of one.
+        let encoded = text.split("UTF-8''").nth(1).unwrap();
+        assert_eq!(encoded.trim_end_matches(".pdf").len() % 6, 0, "{encoded}");
+        let no_extension = "x".repeat(10_000);
+        let value = content_disposition("inline", &no_extension);
+        assert_eq!(
+            value.to_str().unwrap(),
+            format!(
+                "inline; filename=\"{0}\"; filename*=UTF-8''{0}",
+                "x".repeat(MAX_HEADER_FILE_NAME)
+            )
+        );
+        let short = content_disposition("inline", "a.b");
+        assert_eq!(
+            short.to_str().unwrap(),
+            "inline; filename=\"a.b\"; filename*=UTF-8''a.b"
+        );
     }
 
     #[test]

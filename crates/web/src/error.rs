@@ -2,9 +2,10 @@
 //!
 //! Mailpit answers errors as `text/plain` with a 4xx status and a one-line
 //! message; clients written for it only look at the status. sokkel does the same,
-//! with messages that say what to change. Failures of the store are logged and
-//! answered with a plain 500 (or 503 when the database is busy), never with
-//! details a user cannot act on.
+//! with messages that say what to change. Store errors a user can act on say so:
+//! a full store is 507 Insufficient Storage ("delete messages to make room"), a
+//! busy or closed one 503. Other failures of the store are logged and answered
+//! with a plain 500, never with details a user cannot act on.
 
 use std::io;
 
@@ -34,6 +35,9 @@ pub enum ApiError {
     /// A blocking task could not finish (the runtime is shutting down) (503).
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// A bug: an answer could not be built (500; logged).
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl IntoResponse for ApiError {
@@ -44,10 +48,19 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(message) => (StatusCode::FORBIDDEN, message),
             ApiError::Unavailable(message) => (StatusCode::SERVICE_UNAVAILABLE, message),
             ApiError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, self.to_string()),
-            ApiError::Store(StoreError::Busy) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                StoreError::Busy.to_string(),
-            ),
+            ApiError::Store(error @ StoreError::Full) => {
+                (StatusCode::INSUFFICIENT_STORAGE, error.to_string())
+            }
+            ApiError::Store(error @ (StoreError::Busy | StoreError::Closed)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+            }
+            ApiError::Internal(error) => {
+                tracing::error!(%error, "web request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error; the server log has the details".to_string(),
+                )
+            }
             ApiError::Store(error) => {
                 tracing::error!(%error, "web request failed in the store");
                 (

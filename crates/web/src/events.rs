@@ -1,7 +1,7 @@
 //! Live events over a WebSocket at `/api/events`, in Mailpit's frames.
 //!
 //! ```text
-//! Store::subscribe() ──▶ hub task ──JSON frames──▶ broadcast ──▶ one task per client
+//! Store::subscribe() ──▶ hub task ──JSON frames──▶ one queue per client ──▶ one task per client
 //!                          └── at most 4 times a second: {"Type":"stats",...}
 //! ```
 //!
@@ -9,21 +9,31 @@
 //! `{"Type":"delete","Data":{"ID":"7"}}`, `{"Type":"update","Data":{"ID":"7",
 //! "Read":true}}`, `{"Type":"stats","Data":{"Total":..,"Unread":..,"Version":..}}`,
 //! and `{"Type":"prune","Data":null}` when a client should reload its list: after
-//! "delete all", after changes too many to send one by one, or when it fell
-//! behind. The hub turns each store event into JSON once, however many clients
-//! listen.
+//! "delete all", after changes too many to send one by one, or when the hub fell
+//! behind the store. The hub turns each store event into JSON once, however many
+//! clients listen.
+//!
+//! Every frame is bounded: a `new` frame carries the store's bounded summary (see
+//! [`crate::json::MessageSummaryJson`]). Every client's queue is bounded in bytes
+//! ([`CLIENT_BACKLOG_BYTES`]): a client that stops reading is dropped once its
+//! unsent frames pass it, the drop is logged and counted ([`Hub::dropped`],
+//! `WebSocketsDropped` in `/api/v1/info`), and the page reconnects and reloads.
+//! Frames are shared between the queues, so all clients together hold at most
+//! about one backlog's worth of distinct frames.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use sokkel_store::{Store, StoreEvent};
-use tokio::sync::{OwnedSemaphorePermit, broadcast};
+use tokio::sync::{Notify, OwnedSemaphorePermit, broadcast};
 use tokio::time::Instant;
 
 use crate::json::{EventJson, IdJson, MessageSummaryJson, ReadJson, StatsJson};
@@ -32,8 +42,10 @@ use crate::{ApiError, AppState};
 /// One JSON text frame, shared by every client.
 type Frame = Arc<str>;
 
-/// Frames a slow client may fall behind by before it is told to reload.
-const CLIENT_BACKLOG: usize = 1024;
+/// The most bytes of frames waiting to be sent to one client. A client further
+/// behind has stopped reading (a live page reads within milliseconds); it is
+/// dropped rather than let its queue grow.
+pub const CLIENT_BACKLOG_BYTES: usize = 1 << 20;
 
 /// More ids than this in one change are announced as `prune` (reload), not one
 /// frame each, as Mailpit does.
@@ -51,7 +63,128 @@ const MAX_CLIENT_FRAME: usize = 4096;
 pub(crate) struct Hub {
     store: Store,
     version: String,
-    frames: OnceLock<broadcast::Sender<Frame>>,
+    started: OnceLock<()>,
+    clients: Arc<Clients>,
+}
+
+/// The queues of the connected clients, and how many were dropped.
+#[derive(Debug, Default)]
+struct Clients {
+    queues: Mutex<Vec<Arc<ClientQueue>>>,
+    dropped: AtomicU64,
+}
+
+impl Clients {
+    /// Queues `frame` for every client, dropping those it would put over
+    /// [`CLIENT_BACKLOG_BYTES`] and forgetting those that are gone.
+    fn send(&self, frame: &Frame) {
+        let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        queues.retain(|queue| match queue.push(frame) {
+            Push::Queued => true,
+            Push::Gone => false,
+            Push::Overflow => {
+                let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(
+                    backlog_bytes = CLIENT_BACKLOG_BYTES,
+                    dropped,
+                    "dropped a WebSocket client that stopped reading its events"
+                );
+                false
+            }
+        });
+    }
+}
+
+/// What [`ClientQueue::push`] did.
+enum Push {
+    Queued,
+    /// The client's task has ended.
+    Gone,
+    /// The frame would have put the client over its backlog: it is closed now.
+    Overflow,
+}
+
+/// The frames waiting for one client.
+#[derive(Debug, Default)]
+struct ClientQueue {
+    state: Mutex<QueueState>,
+    changed: Notify,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    frames: VecDeque<Frame>,
+    bytes: usize,
+    closed: bool,
+}
+
+impl ClientQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn push(&self, frame: &Frame) -> Push {
+        let mut state = self.lock();
+        if state.closed {
+            return Push::Gone;
+        }
+        if state.bytes + frame.len() > CLIENT_BACKLOG_BYTES {
+            state.closed = true;
+            state.frames = VecDeque::new();
+            state.bytes = 0;
+            drop(state);
+            self.changed.notify_one();
+            return Push::Overflow;
+        }
+        state.bytes += frame.len();
+        state.frames.push_back(Arc::clone(frame));
+        drop(state);
+        self.changed.notify_one();
+        Push::Queued
+    }
+
+    /// The next frame to send; `Err` once the queue is closed.
+    fn pop(&self) -> Result<Option<Frame>, Closed> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(Closed);
+        }
+        let frame = state.frames.pop_front();
+        if let Some(frame) = &frame {
+            state.bytes -= frame.len();
+        }
+        Ok(frame)
+    }
+
+    fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        state.frames = VecDeque::new();
+        state.bytes = 0;
+    }
+
+    /// Completes once the hub closed the queue.
+    async fn closed(&self) {
+        loop {
+            let changed = self.changed.notified();
+            if self.lock().closed {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+/// The queue was closed: the client fell too far behind.
+struct Closed;
+
+/// Closes a client's queue when its task ends, however it ends.
+struct Subscription(Arc<ClientQueue>);
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 impl Hub {
@@ -59,26 +192,36 @@ impl Hub {
         Hub {
             store,
             version,
-            frames: OnceLock::new(),
+            started: OnceLock::new(),
+            clients: Arc::default(),
         }
     }
 
-    /// Frames from now on. Must be called inside the tokio runtime.
-    fn subscribe(&self) -> broadcast::Receiver<Frame> {
-        self.frames
-            .get_or_init(|| {
-                let (sender, _) = broadcast::channel(CLIENT_BACKLOG);
-                // Subscribed here, before the task runs, so nothing is missed.
-                let events = self.store.subscribe();
-                tokio::spawn(run_hub(
-                    self.store.clone(),
-                    self.version.clone(),
-                    events,
-                    sender.clone(),
-                ));
-                sender
-            })
-            .subscribe()
+    /// A queue of the frames from now on. Must be called inside the tokio runtime.
+    fn subscribe(&self) -> Subscription {
+        self.started.get_or_init(|| {
+            // Subscribed here, before the task runs, so nothing is missed.
+            let events = self.store.subscribe();
+            tokio::spawn(run_hub(
+                self.store.clone(),
+                self.version.clone(),
+                events,
+                Arc::clone(&self.clients),
+            ));
+        });
+        let queue = Arc::new(ClientQueue::default());
+        self.clients
+            .queues
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::clone(&queue));
+        Subscription(queue)
+    }
+
+    /// How many WebSocket clients were dropped for falling more than
+    /// [`CLIENT_BACKLOG_BYTES`] behind, since the server started.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.clients.dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -127,7 +270,7 @@ async fn run_hub(
     store: Store,
     version: String,
     mut events: broadcast::Receiver<StoreEvent>,
-    frames: broadcast::Sender<Frame>,
+    clients: Arc<Clients>,
 ) {
     let mut stats_due: Option<Instant> = None;
     loop {
@@ -137,12 +280,10 @@ async fn run_hub(
                 match event {
                     Ok(event) => {
                         for frame in frames_for(&event) {
-                            let _ = frames.send(frame);
+                            clients.send(&frame);
                         }
                     }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        let _ = frames.send(prune());
-                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => clients.send(&prune()),
                     Err(broadcast::error::RecvError::Closed) => return,
                 }
                 stats_due.get_or_insert_with(|| Instant::now() + STATS_INTERVAL);
@@ -157,7 +298,7 @@ async fn run_hub(
                             unread: counts.unread,
                             version: version.clone(),
                         };
-                        let _ = frames.send(frame("stats", stats));
+                        clients.send(&frame("stats", stats));
                     }
                     Ok(Err(error)) => tracing::warn!(%error, "cannot count messages for the web page"),
                     Err(_) => return,
@@ -186,50 +327,59 @@ pub(crate) async fn websocket(
             .into_response();
         }
     };
-    if !same_origin(&headers) {
+    if !crate::guard::same_origin(&headers) {
         return ApiError::Forbidden("WebSocket from another origin refused".into()).into_response();
     }
     let Ok(permit) = state.inner.websockets.clone().try_acquire_owned() else {
         return ApiError::Unavailable("too many WebSocket clients; try again later".into())
             .into_response();
     };
-    let frames = state.inner.hub.subscribe();
+    let queue = state.inner.hub.subscribe();
     let stopped = state.stopped();
     // Often enough that the connection's idle timeout never closes a live page.
     let ping_every = (state.config().idle_timeout / 3).max(Duration::from_millis(100));
     upgrade
         .max_message_size(MAX_CLIENT_FRAME)
-        .on_upgrade(move |socket| client(socket, frames, stopped, ping_every, permit))
-}
-
-/// No `Origin` (not a browser), or one whose host is the `Host` asked for.
-fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return true;
-    };
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let origin_host = origin
-        .to_str()
-        .ok()
-        .and_then(|origin| origin.split_once("://"))
-        .map(|(_, rest)| rest.trim_end_matches('/'));
-    matches!((origin_host, host), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b))
+        .on_upgrade(move |socket| client(socket, queue, stopped, ping_every, permit))
 }
 
 async fn client(
     mut socket: WebSocket,
-    mut frames: broadcast::Receiver<Frame>,
+    queue: Subscription,
     mut stopped: tokio::sync::watch::Receiver<bool>,
     ping_every: Duration,
     _permit: OwnedSemaphorePermit,
 ) {
+    let queue = &queue.0;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     loop {
+        // Send what is queued; a client that stops reading blocks here until the
+        // hub closes its queue for falling too far behind.
+        match queue.pop() {
+            Err(Closed) => return,
+            Ok(Some(frame)) => {
+                tokio::select! {
+                    sent = socket.send(Message::Text(frame.as_ref().into())) => {
+                        if sent.is_err() {
+                            return;
+                        }
+                    }
+                    () = queue.closed() => return,
+                }
+                continue;
+            }
+            Ok(None) => {}
+        }
         tokio::select! {
             _ = ping.tick() => {
                 // The browser's pong is what keeps the connection from looking idle.
-                if socket.send(Message::Ping(Default::default())).await.is_err() {
-                    return;
+                tokio::select! {
+                    sent = socket.send(Message::Ping(Default::default())) => {
+                        if sent.is_err() {
+                            return;
+                        }
+                    }
+                    () = queue.closed() => return,
                 }
             }
             incoming = socket.recv() => match incoming {
@@ -237,16 +387,7 @@ async fn client(
                 Some(Ok(Message::Close(_)) | Err(_)) | None => return,
                 Some(Ok(_)) => {}
             },
-            frame = frames.recv() => {
-                let frame = match frame {
-                    Ok(frame) => frame,
-                    Err(broadcast::error::RecvError::Lagged(_)) => prune(),
-                    Err(broadcast::error::RecvError::Closed) => return,
-                };
-                if socket.send(Message::Text(frame.as_ref().into())).await.is_err() {
-                    return;
-                }
-            }
+            () = queue.changed.notified() => {}
             () = until_stopped(&mut stopped) => {
                 let _ = socket.send(Message::Close(None)).await;
                 return;
@@ -264,8 +405,35 @@ async fn until_stopped(stopped: &mut tokio::sync::watch::Receiver<bool>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
     use sokkel_store::MessageId;
+
+    #[test]
+    fn a_client_past_its_backlog_is_dropped_and_counted() {
+        let clients = Clients::default();
+        let (slow, fast) = (
+            Arc::new(ClientQueue::default()),
+            Arc::new(ClientQueue::default()),
+        );
+        clients.queues.lock().unwrap().push(Arc::clone(&slow));
+        clients.queues.lock().unwrap().push(Arc::clone(&fast));
+        let frame: Frame = "x".repeat(CLIENT_BACKLOG_BYTES / 4).into();
+        for _ in 0..4 {
+            clients.send(&frame);
+            assert!(fast.pop().ok().flatten().is_some());
+        }
+        assert_eq!(clients.dropped.load(Ordering::Relaxed), 0);
+        clients.send(&frame);
+        assert_eq!(clients.dropped.load(Ordering::Relaxed), 1);
+        assert!(slow.pop().is_err(), "the slow client's queue is closed");
+        assert_eq!(slow.lock().bytes, 0, "and its frames are released");
+        assert!(fast.pop().ok().flatten().is_some(), "the fast one goes on");
+        assert_eq!(clients.queues.lock().unwrap().len(), 1);
+        // A client whose task ended is forgotten without counting as a drop.
+        fast.close();
+        clients.send(&frame);
+        assert!(clients.queues.lock().unwrap().is_empty());
+        assert_eq!(clients.dropped.load(Ordering::Relaxed), 1);
+    }
 
     #[test]
     fn frames_follow_mailpit() {
@@ -286,27 +454,5 @@ mod tests {
         assert_eq!(all[0].as_ref(), r#"{"Type":"prune","Data":null}"#);
         let many = (1..=500).map(MessageId).collect();
         assert_eq!(frames_for(&StoreEvent::Deleted(many)).len(), 1);
-    }
-
-    #[test]
-    fn origin_must_match_host() {
-        let headers = |origin: Option<&'static str>, host: &'static str| {
-            let mut map = HeaderMap::new();
-            map.insert(header::HOST, HeaderValue::from_static(host));
-            if let Some(origin) = origin {
-                map.insert(header::ORIGIN, HeaderValue::from_static(origin));
-            }
-            map
-        };
-        assert!(same_origin(&headers(None, "127.0.0.1:8025")));
-        assert!(same_origin(&headers(
-            Some("http://127.0.0.1:8025"),
-            "127.0.0.1:8025"
-        )));
-        assert!(!same_origin(&headers(
-            Some("http://evil.example"),
-            "127.0.0.1:8025"
-        )));
-        assert!(!same_origin(&headers(Some("null"), "127.0.0.1:8025")));
     }
 }

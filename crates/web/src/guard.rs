@@ -1,5 +1,6 @@
-//! Middleware every request passes: the `Host` check against DNS rebinding, and
-//! the security headers every answer carries.
+//! Middleware every request passes: the `Host` check against DNS rebinding, the
+//! `Origin` check against foreign pages changing things, and the security
+//! headers every answer carries.
 //!
 //! DNS rebinding: a page on `evil.example` makes its name resolve to 127.0.0.1,
 //! and the victim's browser then sends `Host: evil.example:8025` to sokkel, with
@@ -10,7 +11,7 @@
 use std::net::IpAddr;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -34,6 +35,47 @@ pub(crate) async fn check_host(
         .into_response();
     }
     next.run(request).await
+}
+
+/// Refuses a request that may change something (any method but GET, HEAD and
+/// OPTIONS) with 403 when it carries an `Origin` other than the server's own,
+/// whatever its content type.
+///
+/// A page elsewhere can make the browser send a "simple" cross-origin request
+/// (a `text/plain` POST, say) without asking first; only the browser's
+/// preflight stops a DELETE, and sokkel does not rely on the browser. Browsers
+/// send `Origin` with every such request; `Origin: null` (sandboxed frames,
+/// `file:` pages) counts as foreign. Requests without `Origin` (curl, scripts,
+/// Mailpit clients) are not browsers' and pass.
+pub(crate) async fn check_origin(request: Request, next: Next) -> Response {
+    let safe = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    if !safe && !same_origin(request.headers()) {
+        return ApiError::Forbidden(format!(
+            "{} from another origin refused: sokkel accepts changes only from its own page \
+             or from clients that send no Origin",
+            request.method()
+        ))
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// No `Origin` (not a browser), or one whose host and port are the `Host` the
+/// request was sent to.
+pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|origin| origin.split_once("://"))
+        .map(|(_, rest)| rest.trim_end_matches('/'));
+    matches!((origin_host, host), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b))
 }
 
 /// `localhost`, `*.localhost`, or a loopback IP, each with or without a port.
@@ -100,6 +142,39 @@ pub(crate) async fn security_headers(request: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origin_must_match_host() {
+        let headers = |origin: Option<&'static str>, host: &'static str| {
+            let mut map = HeaderMap::new();
+            map.insert(header::HOST, HeaderValue::from_static(host));
+            if let Some(origin) = origin {
+                map.insert(header::ORIGIN, HeaderValue::from_static(origin));
+            }
+            map
+        };
+        assert!(same_origin(&headers(None, "127.0.0.1:8025")));
+        assert!(same_origin(&headers(
+            Some("http://127.0.0.1:8025"),
+            "127.0.0.1:8025"
+        )));
+        assert!(same_origin(&headers(
+            Some("https://LOCALHOST:8025/"),
+            "localhost:8025"
+        )));
+        for foreign in [
+            "http://evil.example",
+            "http://127.0.0.1:8026",
+            "http://localhost:8025",
+            "null",
+            "",
+        ] {
+            assert!(
+                !same_origin(&headers(Some(foreign), "127.0.0.1:8025")),
+                "{foreign}"
+            );
+        }
+    }
 
     #[test]
     fn loopback_hosts() {

@@ -16,73 +16,82 @@ use sokkel_store::time::rfc3339_millis;
 /// A mailbox as Mailpit writes it: `{"Name": "...", "Address": "..."}`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
-pub(crate) struct AddressJson {
-    pub name: String,
-    pub address: String,
+pub(crate) struct AddressJson<'a> {
+    pub name: &'a str,
+    pub address: &'a str,
 }
 
-impl From<&Address> for AddressJson {
-    fn from(address: &Address) -> Self {
+impl<'a> From<&'a Address> for AddressJson<'a> {
+    fn from(address: &'a Address) -> Self {
         AddressJson {
-            name: address.name.clone(),
-            address: address.address.clone(),
+            name: &address.name,
+            address: &address.address,
         }
     }
 }
 
-fn addresses(list: &[Address]) -> Vec<AddressJson> {
+fn addresses(list: &[Address]) -> Vec<AddressJson<'_>> {
     list.iter().map(AddressJson::from).collect()
 }
 
-/// One row of a message list (Mailpit's `MessageSummary`).
+/// One row of a message list (Mailpit's `MessageSummary`), borrowed from the
+/// store's summary, which bounds every field (sokkel_store's `SUMMARY_*`
+/// limits): at most 50 addresses and 4 KiB of them per list, with the header's
+/// total in `ToCount`, `CcCount` and `ReplyToCount`, which Mailpit lacks.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub(crate) struct MessageSummaryJson {
+pub(crate) struct MessageSummaryJson<'a> {
     #[serde(rename = "ID")]
     pub id: String,
     #[serde(rename = "MessageID")]
-    pub message_id: String,
+    pub message_id: &'a str,
     pub read: bool,
     /// `null` when the message has no From header, as in Mailpit.
-    pub from: Option<AddressJson>,
-    pub to: Vec<AddressJson>,
-    pub cc: Vec<AddressJson>,
+    pub from: Option<AddressJson<'a>>,
+    pub to: Vec<AddressJson<'a>>,
+    pub to_count: u64,
+    pub cc: Vec<AddressJson<'a>>,
+    pub cc_count: u64,
     /// Always empty: a Bcc header rarely survives sending, and the list does not
     /// parse bodies to look for one. The full message has it.
-    pub bcc: Vec<AddressJson>,
-    pub reply_to: Vec<AddressJson>,
-    pub subject: String,
+    pub bcc: [AddressJson<'a>; 0],
+    pub reply_to: Vec<AddressJson<'a>>,
+    pub reply_to_count: u64,
+    pub subject: &'a str,
     pub created: String,
-    pub tags: Vec<String>,
+    pub tags: [String; 0],
     pub size: u64,
     pub attachments: u32,
-    pub snippet: String,
+    pub snippet: &'a str,
 }
 
-impl From<&Summary> for MessageSummaryJson {
-    fn from(summary: &Summary) -> Self {
+impl<'a> From<&'a Summary> for MessageSummaryJson<'a> {
+    fn from(summary: &'a Summary) -> Self {
         MessageSummaryJson {
             id: summary.id.to_string(),
-            message_id: summary.message_id.clone().unwrap_or_default(),
+            message_id: summary.message_id.as_deref().unwrap_or_default(),
             read: summary.read,
             from: summary.from.as_ref().map(AddressJson::from),
             to: addresses(&summary.to),
+            to_count: summary.to_count,
             cc: addresses(&summary.cc),
-            bcc: Vec::new(),
+            cc_count: summary.cc_count,
+            bcc: [],
             reply_to: addresses(&summary.reply_to),
-            subject: summary.subject.clone(),
+            reply_to_count: summary.reply_to_count,
+            subject: &summary.subject,
             created: rfc3339_millis(summary.received_at),
-            tags: Vec::new(),
+            tags: [],
             size: summary.size,
             attachments: summary.attachments,
-            snippet: summary.snippet.clone(),
+            snippet: &summary.snippet,
         }
     }
 }
 
 /// A page of messages (Mailpit's `MessagesSummary`), for lists and searches.
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct MessagesJson {
+pub(crate) struct MessagesJson<'a> {
     /// Every message in the mailbox.
     pub total: u64,
     /// Every unread message in the mailbox.
@@ -97,16 +106,16 @@ pub(crate) struct MessagesJson {
     /// The offset this page starts at.
     pub start: usize,
     pub tags: Vec<String>,
-    pub messages: Vec<MessageSummaryJson>,
+    pub messages: Vec<MessageSummaryJson<'a>>,
 }
 
-impl MessagesJson {
+impl<'a> MessagesJson<'a> {
     pub(crate) fn new(
         counts: MessageCounts,
         matches: u64,
         matches_unread: Option<u64>,
         start: usize,
-        page: &[Summary],
+        page: &'a [Summary],
     ) -> Self {
         MessagesJson {
             total: counts.total,
@@ -156,46 +165,77 @@ pub(crate) struct ListUnsubscribeJson {
     pub header_post: String,
 }
 
-/// One message with its bodies (Mailpit's `Message`).
+/// The most addresses the full message view (`/api/v1/message/{ID}`) carries in
+/// each of To, Cc, Bcc and Reply-To; `ToCount` (and so on) says how many the
+/// header has. `/raw` and `/headers` have every one.
+pub const MESSAGE_ADDRESSES: usize = 1000;
+
+/// The full message view's `Text` and `HTML` are cut to this many bytes each (on
+/// a character boundary); `/raw`, the parts and `/view/{ID}.html` have them whole.
+pub const MESSAGE_BODY_BYTES: usize = 2 << 20;
+
+/// One message with its bodies (Mailpit's `Message`), bounded by
+/// [`MESSAGE_ADDRESSES`] and [`MESSAGE_BODY_BYTES`].
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub(crate) struct MessageJson {
+pub(crate) struct MessageJson<'a> {
     #[serde(rename = "ID")]
     pub id: String,
     #[serde(rename = "MessageID")]
-    pub message_id: String,
-    pub from: Option<AddressJson>,
-    pub to: Vec<AddressJson>,
-    pub cc: Vec<AddressJson>,
-    pub bcc: Vec<AddressJson>,
-    pub reply_to: Vec<AddressJson>,
-    pub return_path: String,
-    pub subject: String,
+    pub message_id: &'a str,
+    pub from: Option<AddressJson<'a>>,
+    pub to: Vec<AddressJson<'a>>,
+    pub to_count: u64,
+    pub cc: Vec<AddressJson<'a>>,
+    pub cc_count: u64,
+    pub bcc: Vec<AddressJson<'a>>,
+    pub bcc_count: u64,
+    pub reply_to: Vec<AddressJson<'a>>,
+    pub reply_to_count: u64,
+    pub return_path: &'a str,
+    pub subject: &'a str,
     pub list_unsubscribe: ListUnsubscribeJson,
     /// The Date header if it parsed, else when the message arrived.
     pub date: String,
     pub tags: Vec<String>,
     /// The user the client authenticated as; absent when it did not.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub username: String,
-    pub text: String,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub username: &'a str,
+    pub text: &'a str,
     #[serde(rename = "HTML")]
-    pub html: String,
+    pub html: &'a str,
     pub size: u64,
     pub inline: Vec<AttachmentJson>,
     pub attachments: Vec<AttachmentJson>,
 }
 
+/// The addresses of one header field, read from the raw bytes: the first
+/// [`MESSAGE_ADDRESSES`] and how many there are.
+#[derive(Debug, Default)]
+pub(crate) struct AddressList {
+    pub first: Vec<Address>,
+    pub count: u64,
+}
+
+impl AddressList {
+    fn json(&self) -> Vec<AddressJson<'_>> {
+        addresses(&self.first)
+    }
+}
+
 /// What the body of a message adds to its summary, read from the raw bytes.
 pub(crate) struct BodyParts {
     pub parsed: ParsedMessage,
-    pub bcc: Vec<Address>,
+    pub to: AddressList,
+    pub cc: AddressList,
+    pub bcc: AddressList,
+    pub reply_to: AddressList,
     pub return_path: String,
     pub text_from_html: Option<String>,
 }
 
-impl MessageJson {
-    pub(crate) fn new(message: &StoredMessage, body: BodyParts) -> Self {
+impl<'a> MessageJson<'a> {
+    pub(crate) fn new(message: &'a StoredMessage, body: &'a BodyParts) -> Self {
         let summary = &message.summary;
         let header = |name: &str| {
             body.parsed
@@ -215,35 +255,53 @@ impl MessageJson {
         };
         let (inline, attachments): (Vec<_>, Vec<_>) =
             body.parsed.attachments.iter().partition(|info| info.inline);
+        let text = body
+            .parsed
+            .text
+            .as_deref()
+            .or(body.text_from_html.as_deref())
+            .unwrap_or_default();
         MessageJson {
             id: summary.id.to_string(),
-            message_id: summary.message_id.clone().unwrap_or_default(),
+            message_id: summary.message_id.as_deref().unwrap_or_default(),
             from: summary.from.as_ref().map(AddressJson::from),
-            to: addresses(&summary.to),
-            cc: addresses(&summary.cc),
-            bcc: addresses(&body.bcc),
-            reply_to: addresses(&summary.reply_to),
-            return_path: body.return_path,
-            subject: summary.subject.clone(),
+            to: body.to.json(),
+            to_count: body.to.count,
+            cc: body.cc.json(),
+            cc_count: body.cc.count,
+            bcc: body.bcc.json(),
+            bcc_count: body.bcc.count,
+            reply_to: body.reply_to.json(),
+            reply_to_count: body.reply_to.count,
+            return_path: &body.return_path,
+            subject: &summary.subject,
             list_unsubscribe,
             date: summary
                 .date
                 .clone()
                 .unwrap_or_else(|| rfc3339_millis(summary.received_at)),
             tags: Vec::new(),
-            username: message.envelope.auth_user.clone().unwrap_or_default(),
-            text: body
-                .parsed
-                .text
-                .clone()
-                .or(body.text_from_html)
-                .unwrap_or_default(),
-            html: body.parsed.html.clone().unwrap_or_default(),
+            username: message.envelope.auth_user.as_deref().unwrap_or_default(),
+            text: prefix(text, MESSAGE_BODY_BYTES),
+            html: prefix(
+                body.parsed.html.as_deref().unwrap_or_default(),
+                MESSAGE_BODY_BYTES,
+            ),
             size: summary.size,
             inline: inline.into_iter().map(AttachmentJson::from).collect(),
             attachments: attachments.into_iter().map(AttachmentJson::from).collect(),
         }
     }
+}
+
+/// The longest start of `text` of at most `max` bytes that ends on a character
+/// boundary.
+pub(crate) fn prefix(text: &str, max: usize) -> &str {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// The `<...>` items of a header such as List-Unsubscribe.
@@ -362,6 +420,9 @@ pub(crate) struct RuntimeStatsJson {
     /// Messages this process stored through SMTP.
     #[serde(rename = "SMTPAccepted")]
     pub smtp_accepted: u64,
+    /// WebSocket clients dropped for falling too far behind (sokkel's own).
+    #[serde(rename = "WebSocketsDropped")]
+    pub websockets_dropped: u64,
 }
 
 /// A WebSocket frame: `{"Type": "new", "Data": ...}`.

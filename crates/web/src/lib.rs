@@ -18,12 +18,27 @@
 //! - Every store call blocks on SQLite, so handlers run them in `spawn_blocking`.
 //! - Requests whose `Host` is not a loopback name are refused while sokkel listens
 //!   on loopback only ([`HostPolicy`]): that stops DNS-rebinding pages from reading
-//!   caught mail through a victim's browser.
+//!   caught mail through a victim's browser. Requests that change something (any
+//!   method but GET, HEAD, OPTIONS) with an `Origin` other than the server's own
+//!   are refused with 403, so a foreign page cannot delete mail through the
+//!   browser whatever content type it sends.
+//! - Every answer is bounded (issue #11): list summaries carry at most 50
+//!   addresses per field with their counts (`ToCount`, ...) and cut strings
+//!   (`sokkel_store::SUMMARY_*`); the full message view at most
+//!   [`MESSAGE_ADDRESSES`] per field and [`MESSAGE_BODY_BYTES`] of Text and of
+//!   HTML; `/raw` streams the message a chunk at a time with backpressure;
+//!   headers built from message content are capped ([`MAX_HEADER_FILE_NAME`]);
+//!   at most [`MAX_PARSES`] messages are parsed for an answer at once, and at
+//!   most [`WebConfig::max_buffered_bytes`] of answers built in memory wait for slow
+//!   clients; and a WebSocket client more than [`CLIENT_BACKLOG_BYTES`] behind is
+//!   dropped.
 #![warn(missing_docs)]
 
 mod api;
 mod error;
 mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 mod guard;
 mod json;
 mod openapi;
@@ -42,7 +57,10 @@ use axum::routing::{MethodFilter, on};
 use sokkel_store::Store;
 use tokio::sync::watch;
 
+pub use api::{MAX_HEADER_CONTENT_TYPE, MAX_HEADER_FILE_NAME};
 pub use error::{ApiError, WebError};
+pub use events::CLIENT_BACKLOG_BYTES;
+pub use json::{MESSAGE_ADDRESSES, MESSAGE_BODY_BYTES};
 pub use serve::{ServeLimits, serve, serve_with};
 
 /// The largest request body accepted (JSON lists of IDs); more is answered 413.
@@ -50,6 +68,19 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// The most messages one list or search page returns; a larger `limit` is cut to it.
 pub const MAX_PAGE: usize = 1000;
+
+/// The most messages parsed at once to answer requests (the full message view,
+/// `/headers`, parts and `/view`): parsing a 32 MiB message takes several times
+/// its size in memory, so more requests wait their turn instead.
+pub const MAX_PARSES: usize = 4;
+
+/// The default of [`WebConfig::max_buffered_bytes`]: the most bytes of answers
+/// built in memory (list pages, the full message view, decoded parts,
+/// `/headers`, `/view`) that may wait for their clients to read them, all
+/// together; answers under 64 KiB are not counted. Past it a large answer is a
+/// 503 to retry, so clients that stop reading cannot make the server hold more.
+/// `/raw` is streamed and needs none of it.
+pub const MAX_BUFFERED_BYTES: usize = 256 << 20;
 
 /// Which `Host` headers the server answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +108,9 @@ pub struct WebConfig {
     /// stalled clients cannot hold the connection slots forever. WebSocket clients
     /// stay: the server pings them at a third of this.
     pub idle_timeout: std::time::Duration,
+    /// The most bytes of answers built in memory that may wait for slow clients
+    /// at once; default [`MAX_BUFFERED_BYTES`].
+    pub max_buffered_bytes: usize,
 }
 
 impl Default for WebConfig {
@@ -87,6 +121,7 @@ impl Default for WebConfig {
             max_websockets: 128,
             max_connections: 512,
             idle_timeout: std::time::Duration::from_secs(120),
+            max_buffered_bytes: MAX_BUFFERED_BYTES,
         }
     }
 }
@@ -105,6 +140,9 @@ struct Inner {
     started: Instant,
     hub: events::Hub,
     websockets: Arc<tokio::sync::Semaphore>,
+    parses: Arc<tokio::sync::Semaphore>,
+    /// [`WebConfig::max_buffered_bytes`] in units of 64 KiB.
+    buffered: Arc<tokio::sync::Semaphore>,
     stop: watch::Sender<bool>,
 }
 
@@ -112,6 +150,9 @@ impl AppState {
     /// State for a web server over `store`.
     pub fn new(store: Store, config: WebConfig) -> AppState {
         let websockets = Arc::new(tokio::sync::Semaphore::new(config.max_websockets));
+        let buffered = Arc::new(tokio::sync::Semaphore::new(
+            (config.max_buffered_bytes >> 16).max(1),
+        ));
         AppState {
             inner: Arc::new(Inner {
                 hub: events::Hub::new(store.clone(), config.version.clone()),
@@ -119,6 +160,8 @@ impl AppState {
                 config,
                 started: Instant::now(),
                 websockets,
+                parses: Arc::new(tokio::sync::Semaphore::new(MAX_PARSES)),
+                buffered,
                 stop: watch::channel(false).0,
             }),
         }
@@ -143,6 +186,20 @@ impl AppState {
     fn stopped(&self) -> watch::Receiver<bool> {
         self.inner.stop.subscribe()
     }
+
+    /// How many WebSocket clients were dropped since the server started for
+    /// falling more than [`CLIENT_BACKLOG_BYTES`] behind (they stopped reading).
+    pub fn websocket_drops(&self) -> u64 {
+        self.inner.hub.dropped()
+    }
+
+    /// A turn to parse a message for an answer (at most [`MAX_PARSES`] at once).
+    async fn parse_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        Arc::clone(&self.inner.parses)
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::ShuttingDown)
+    }
 }
 
 /// The router with every route sokkel serves, its limits and its guards.
@@ -152,6 +209,7 @@ pub fn app(state: AppState) -> Router {
         .router
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(guard::check_origin))
         .layer(axum::middleware::from_fn(guard::security_headers))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -7,18 +7,19 @@
 
 use std::collections::BTreeMap;
 
-use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use sokkel_store::{ListQuery, MessageId, SearchQuery, Store};
 
-use crate::api::{Paging, blocking, ok, query_map};
+use crate::api::{Paging, blocking, json_bytes, json_response, ok, query_map};
 use crate::json::MessagesJson;
 use crate::{ApiError, AppState, MAX_PAGE};
 
 /// The `query` parameter, parsed; Mailpit's wording when it is missing.
-fn parse_query(query: &BTreeMap<String, String>) -> Result<(String, SearchQuery), ApiError> {
+pub(crate) fn parse_query(
+    query: &BTreeMap<String, String>,
+) -> Result<(String, SearchQuery), ApiError> {
     let text = query.get("query").map(|q| q.trim()).unwrap_or_default();
     if text.is_empty() {
         return Err(ApiError::BadRequest("Error: no search query".into()));
@@ -61,7 +62,7 @@ pub(crate) async fn search(
             ),
             None => None,
         };
-        Ok(MessagesJson::new(
+        json_bytes(&MessagesJson::new(
             counts,
             page.matches,
             unread,
@@ -70,7 +71,7 @@ pub(crate) async fn search(
         ))
     })
     .await?;
-    Ok(Json(page).into_response())
+    json_response(&state, page)
 }
 
 /// `DELETE /api/v1/search?query=`: deletes every match. A query that matches

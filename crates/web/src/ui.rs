@@ -124,6 +124,7 @@ pub(crate) async fn view(
         }
     };
     let reference = MessageRef::parse(id)?;
+    let parsing = state.parse_permit().await?;
     let (id, parsed) = blocking(&state, move |store| {
         let id = reference.resolve(store)?;
         let raw = store
@@ -132,9 +133,18 @@ pub(crate) async fn view(
         Ok((id, mime::parse(&raw)))
     })
     .await?;
+    drop(parsing);
     if !html {
-        let text = parsed.text.unwrap_or_default();
-        return Ok(crate::error::text(StatusCode::OK, text));
+        let mut text = parsed.text.unwrap_or_default();
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        let mut response = crate::api::buffered(&state, text.into())?.into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        return Ok(response);
     }
     let Some(body) = parsed.html else {
         return Err(ApiError::NotFound(format!("message {id} has no HTML part")));
@@ -152,7 +162,7 @@ pub(crate) async fn view(
         link_inline_parts(&body, &parts_url, &parsed.attachments)
     );
     let policy = view_policy(origin.as_deref(), &parts_url, remote);
-    let mut response = document.into_response();
+    let mut response = crate::api::buffered(&state, document.into())?.into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

@@ -185,17 +185,20 @@ async fn list_has_mailpit_shape_newest_first_and_pages_by_cursor() {
             "Attachments",
             "Bcc",
             "Cc",
+            "CcCount",
             "Created",
             "From",
             "ID",
             "MessageID",
             "Read",
             "ReplyTo",
+            "ReplyToCount",
             "Size",
             "Snippet",
             "Subject",
             "Tags",
-            "To"
+            "To",
+            "ToCount"
         ]
     );
     assert_eq!(first["ID"], "3", "IDs are strings, newest first");
@@ -213,6 +216,11 @@ async fn list_has_mailpit_shape_newest_first_and_pages_by_cursor() {
         ])
     );
     assert_eq!(first["Cc"][0]["Address"], "beth@example.com");
+    assert_eq!(
+        (first["ToCount"].as_u64(), first["CcCount"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(first["ReplyToCount"], 0);
     assert_eq!(first["Subject"], "three");
     assert_eq!(first["Snippet"], "third body");
     assert_eq!(first["Attachments"], 0);
@@ -252,7 +260,9 @@ async fn message_has_mailpit_shape_and_is_marked_read() {
         [
             "Attachments",
             "Bcc",
+            "BccCount",
             "Cc",
+            "CcCount",
             "Date",
             "From",
             "HTML",
@@ -261,18 +271,24 @@ async fn message_has_mailpit_shape_and_is_marked_read() {
             "ListUnsubscribe",
             "MessageID",
             "ReplyTo",
+            "ReplyToCount",
             "ReturnPath",
             "Size",
             "Subject",
             "Tags",
             "Text",
-            "To"
+            "To",
+            "ToCount"
         ]
     );
     assert_eq!(m["ID"], "1");
     assert_eq!(m["MessageID"], "invoice@example.com");
     assert_eq!(m["Subject"], "Invoice");
     assert_eq!(m["Bcc"][0]["Address"], "secret@example.com");
+    assert_eq!(
+        (m["ToCount"].as_u64(), m["BccCount"].as_u64()),
+        (Some(1), Some(1))
+    );
     assert_eq!(m["ReturnPath"], "sender@example.com", "the envelope sender");
     assert_eq!(m["Text"].as_str().unwrap().trim(), "Please pay.");
     assert!(m["HTML"].as_str().unwrap().contains("<b>pay</b>"));
