@@ -344,11 +344,13 @@ async fn raw_streams_in_chunks_and_ends_when_the_message_is_deleted() {
 }
 
 // Issue #11: a part whose RFC 2231 file name came in 50,000 pieces produced a
-// 578 KB Content-Disposition header that curl and Python refuse.
+// 578 KB Content-Disposition header that curl and Python refuse. The name here is
+// long, but short enough (12 KB) for the MIME walk to read the field whole: longer
+// fields are read only up to their first 16 KiB (sokkel_store::mime).
 #[tokio::test]
 async fn part_headers_from_message_content_are_capped() {
     let (_dir, store) = store();
-    let name = format!("{}.pdf", "r\u{e9}sum\u{e9}-".repeat(20_000));
+    let name = format!("{}.pdf", "r\u{e9}sum\u{e9}-".repeat(1_500));
     let raw = format!(
         "From: a@example.com\r\nSubject: cv\r\nMIME-Version: 1.0\r\n\
          Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
