@@ -49,7 +49,9 @@ pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
             || m.rcpt_to.first().cloned().unwrap_or_default(),
             |a| a.address.clone(),
         );
-        let more = m.to.len().max(m.rcpt_to.len()).saturating_sub(1);
+        // A listed summary keeps the first To addresses and the header's count.
+        let to_total = m.to_count.max(m.to.len() as u64);
+        let more = to_total.max(m.rcpt_to.len() as u64).saturating_sub(1);
         let to = if more > 0 {
             format!("{to} +{more}")
         } else {

@@ -195,6 +195,14 @@ fn list_pages_over_messages_with_20000_recipients_stay_small() {
         rss_before / MIB
     );
     assert_eq!(web.get_json("/api/v1/info")["Messages"], messages);
+
+    // `mail list` reads the same bounded summaries and still counts every address.
+    let table = web
+        .catcher
+        .cli(&["list", "--limit", "1"])
+        .assert_success("mail list")
+        .stdout_text();
+    assert!(table.contains("user0@example.com +19999"), "{table}");
 }
 
 // Issue #11: 40 clients that never read a 32 MiB `/raw` took 1.3 GB. `/raw` is
