@@ -19,6 +19,7 @@ import argparse
 import base64
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -342,15 +343,7 @@ def smtp_trickle(sokkel, clients=200, victims=10):
                     except OSError:
                         pass
                 time.sleep(1)
-            open_after = 0
-            for s in socks:
-                s.setblocking(False)
-                try:
-                    open_after += s.recv(4096) != b""
-                except BlockingIOError:
-                    open_after += 1
-                except OSError:
-                    pass
+            open_after = count_open(socks)
             served = sum(victim_smtp(c.smtp)[0] for _ in range(victims))
         for s in socks:
             s.close()
@@ -359,6 +352,22 @@ def smtp_trickle(sokkel, clients=200, victims=10):
                 f"{open_after} still open after 8 s; {served}/{victims} real clients got 250")
     finally:
         c.stop()
+
+
+def count_open(socks, window=0.5):
+    """How many of `socks` the server has not closed: for `window` seconds, read
+    whatever arrives (such as a last 421) and drop each socket that reaches its end."""
+    open_socks = set(socks)
+    deadline = time.monotonic() + window
+    while open_socks and time.monotonic() < deadline:
+        ready, _, _ = select.select(list(open_socks), [], [], max(0, deadline - time.monotonic()))
+        for s in ready:
+            try:
+                if not s.recv(4096):
+                    open_socks.discard(s)
+            except OSError:
+                open_socks.discard(s)
+    return len(open_socks)
 
 
 def http_slowloris(sokkel, clients=600, requests=27, seconds=15):
