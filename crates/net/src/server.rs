@@ -361,7 +361,9 @@ where
     })
 }
 
-fn is_per_connection(err: &io::Error) -> bool {
+/// Whether an `accept` error concerns that one connection only (the peer gave up
+/// before it was accepted), so the accept loop just goes on.
+pub fn is_per_connection(err: &io::Error) -> bool {
     matches!(
         err.kind(),
         io::ErrorKind::ConnectionAborted
