@@ -49,6 +49,13 @@ fn nested_multiparts(subject: &str, levels: usize) -> Vec<u8> {
 
 /// `GET path` over HTTP/1.1 on a plain socket: the status code and the body.
 fn http_get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
+    let (status, _, body) = http_exchange(addr, path);
+    (status, body)
+}
+
+/// `GET path` over HTTP/1.1 on a plain socket: the status code, the header block
+/// as sent (names lowercased) and the body.
+fn http_exchange(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
     let mut stream = TcpStream::connect_timeout(&addr, PROMPT)
         .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
     stream.set_read_timeout(Some(PROMPT)).unwrap();
@@ -73,7 +80,7 @@ fn http_get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
     if head.contains("\r\ntransfer-encoding: chunked") {
         body = dechunk(&body);
     }
-    (status, body)
+    (status, head, body)
 }
 
 /// The payload of a chunked body.
@@ -237,4 +244,46 @@ fn deeply_nested_messages_do_not_take_the_catcher_down() {
     assert!(bytes.ends_with(b"--b31x--"));
 
     assert_answers_everywhere(&catcher, http);
+}
+
+#[test]
+fn a_file_name_in_50000_pieces_gets_a_header_clients_accept() {
+    // Issue #11: a part whose RFC 2231 file name came in 50,000 pieces produced a
+    // 578 KB Content-Disposition response header that curl and Python refuse.
+    let catcher = Catcher::start(&["--http", "127.0.0.1:0", "--no-pop3"]);
+    let http = http_addr(&catcher);
+    let pieces: String = (0..50_000)
+        .map(|n| format!(";\r\n filename*{n}=\"piece{n}-\""))
+        .collect();
+    let raw = format!(
+        "From: mallory@example.test\r\nSubject: long name\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=b\r\n\r\n\
+         --b\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n\
+         --b\r\nContent-Type: application/octet-stream\r\n\
+         Content-Disposition: attachment{pieces}\r\n\r\nattached bytes\r\n--b--\r\n"
+    );
+    let mut smtp = Smtp::ehlo(catcher.addr());
+    let id = smtp.deliver(
+        "mallory@example.test",
+        &["bob@example.test"],
+        raw.as_bytes(),
+    );
+    smtp.quit();
+
+    let parts = listed_parts(http, id);
+    assert_eq!(parts.len(), 1, "{parts:?}");
+    let (status, head, body) =
+        http_exchange(http, &format!("/api/v1/message/{id}/part/{}", parts[0].0));
+    assert_eq!(status, 200);
+    assert_eq!(body, b"attached bytes");
+    let disposition = head
+        .lines()
+        .find(|line| line.starts_with("content-disposition:"))
+        .unwrap_or_else(|| panic!("no Content-Disposition in {head:?}"));
+    assert!(
+        disposition.starts_with("content-disposition: inline; filename=\"piece0-piece1-"),
+        "{disposition}"
+    );
+    assert!(disposition.len() < 1024, "{} bytes", disposition.len());
+    assert!(head.len() < 4096, "{} bytes of headers", head.len());
 }
