@@ -33,10 +33,10 @@ pub enum StoreError {
         #[source]
         source: Arc<io::Error>,
     },
-    /// Any other SQLite failure: an I/O error while writing, a corrupt file, a
-    /// file that is not a database.
+    /// Any other failure of the database behind the store: an I/O error while
+    /// writing, a corrupt file, a file that is not a database.
     #[error("mail store database error: {0}")]
-    Database(#[source] Arc<rusqlite::Error>),
+    Database(#[source] DatabaseError),
     /// The database was written by a newer sokkel whose schema this one does not
     /// know; opening it could damage it.
     #[error(
@@ -59,7 +59,13 @@ impl From<rusqlite::Error> for StoreError {
         match error.sqlite_error_code() {
             Some(ErrorCode::DiskFull) => StoreError::Full,
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy,
-            _ => StoreError::Database(Arc::new(error)),
+            code => StoreError::Database(DatabaseError {
+                io_trouble: matches!(
+                    code,
+                    Some(ErrorCode::SystemIoFailure | ErrorCode::CannotOpen)
+                ),
+                source: Arc::new(error),
+            }),
         }
     }
 }
@@ -71,10 +77,7 @@ impl StoreError {
     pub(crate) fn may_be_disk_full(&self) -> bool {
         match self {
             StoreError::Full | StoreError::Io { .. } => true,
-            StoreError::Database(error) => matches!(
-                error.sqlite_error_code(),
-                Some(ErrorCode::SystemIoFailure | ErrorCode::CannotOpen)
-            ),
+            StoreError::Database(error) => error.io_trouble,
             _ => false,
         }
     }
@@ -85,5 +88,27 @@ impl StoreError {
             path: path.into(),
             source: Arc::new(source),
         }
+    }
+}
+
+/// A failure the database engine reported, as it described it. Opaque, so that
+/// no backend's types show in the store's API.
+#[derive(Debug, Clone)]
+pub struct DatabaseError {
+    source: Arc<dyn std::error::Error + Send + Sync>,
+    /// The engine could not read, write or open a file: on a full disk this
+    /// may be the disk, not the database.
+    io_trouble: bool,
+}
+
+impl std::fmt::Display for DatabaseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.source, f)
+    }
+}
+
+impl std::error::Error for DatabaseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.source()
     }
 }

@@ -30,19 +30,15 @@
 //!   interval, with its count.
 #![warn(missing_docs)]
 
-mod blob;
-mod changes;
 mod error;
 pub mod mime;
 mod paths;
 pub mod repeated;
-mod reserve;
-mod schema;
 mod search;
+mod sqlite;
 mod store;
 mod summary;
 pub mod time;
-mod writer;
 
 use std::fmt;
 use std::future::Future;
@@ -53,9 +49,9 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-pub use blob::RAW_CHUNK_BYTES;
-pub use error::StoreError;
+pub use error::{DatabaseError, StoreError};
 pub use search::{MAX_QUERY_BYTES, MAX_TERMS, SearchError, SearchPage, SearchQuery};
+pub use sqlite::RAW_CHUNK_BYTES;
 pub use store::{MessageCounts, Store, StoreEvent, StoreOptions, WriterStats};
 pub use summary::{
     SUMMARY_ADDRESS_BYTES, SUMMARY_ADDRESSES, SUMMARY_FIELD_BYTES, SUMMARY_RECIPIENT_BYTES,
@@ -251,4 +247,10 @@ pub trait Deliver: Send + Sync + 'static {
         &self,
         message: NewMessage,
     ) -> impl Future<Output = Result<MessageId, StoreError>> + Send;
+}
+
+impl Deliver for Store {
+    async fn deliver(&self, message: NewMessage) -> Result<MessageId, StoreError> {
+        self.submit(message).await
+    }
 }

@@ -611,7 +611,7 @@ async fn counts_stay_exact_through_every_change() {
     let check = |store: &Store, want: (u64, u64)| {
         let counts = store.count().unwrap();
         assert_eq!((counts.total, counts.unread), want);
-        assert_eq!(counts, real(store.path()));
+        assert_eq!(counts, real(Path::new(&store.location())));
     };
     check(&store, (0, 0));
     let mut ids = Vec::new();

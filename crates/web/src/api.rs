@@ -674,15 +674,11 @@ pub(crate) async fn info(State(state): State<AppState>) -> Result<Response, ApiE
     let websockets_dropped = state.websocket_drops();
     let info = blocking(&state, move |store| {
         let counts = store.count()?;
-        let path = store.path();
-        let size = |path: &std::path::Path| std::fs::metadata(path).map_or(0, |meta| meta.len());
-        let mut wal = path.as_os_str().to_owned();
-        wal.push("-wal");
         Ok(InfoJson {
             version,
             latest_version: String::new(),
-            database: path.display().to_string(),
-            database_size: size(path) + size(std::path::Path::new(&wal)),
+            database: store.location(),
+            database_size: store.size_on_disk(),
             messages: counts.total,
             unread: counts.unread,
             tags: BTreeMap::new(),

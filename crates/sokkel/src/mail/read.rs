@@ -26,7 +26,7 @@ pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if messages.is_empty() {
-        writeln!(out, "no messages in {}", store.path().display())?;
+        writeln!(out, "no messages in {}", store.location())?;
         return Ok(ExitCode::SUCCESS);
     }
     let id_width = messages
@@ -110,7 +110,7 @@ pub fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
         None => store.delete_all(),
         Some(ids) => store.delete(ids),
     }
-    .map_err(|error| cannot_delete(store.path(), error))?;
+    .map_err(|error| cannot_delete(Path::new(&store.location()), error))?;
     writeln!(
         std::io::stdout(),
         "deleted {deleted} message{}",

@@ -19,15 +19,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, TransactionBehavior};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
-use crate::changes::ChangeLog;
+use super::changes::{Announcer, commit_change};
+use super::index::{IndexText, index_pending};
+use super::queries::{Indexing, insert_message, summary_of};
 use crate::mime::Digest;
 use crate::repeated::{REPEAT_INTERVAL, RepeatedLog};
-use crate::store::{
-    IndexText, Indexing, StoreEvent, WriterStats, index_pending, insert_message, next_seq_if,
-    summary_of,
-};
+use crate::store::{StoreEvent, WriterStats};
 use crate::{MessageId, NewMessage, StoreError};
 
 /// A batch stops growing once it holds this many bytes of messages, so one commit
@@ -69,8 +68,7 @@ impl Writer {
         path: &Path,
         conn: Connection,
         max_batch: usize,
-        events: broadcast::Sender<StoreEvent>,
-        changes: Arc<ChangeLog>,
+        announcer: Announcer,
     ) -> Result<Writer, StoreError> {
         let max_batch = max_batch.max(1);
         // Senders wait (asynchronously) when this many are queued: backpressure
@@ -84,8 +82,7 @@ impl Writer {
                 let failures = RepeatedLog::new(REPEAT_INTERVAL);
                 let announce = Announce {
                     counters: &thread_counters,
-                    events: &events,
-                    changes: &changes,
+                    announcer: &announcer,
                     failures: &failures,
                 };
                 run(conn, receiver, max_batch, &announce);
@@ -143,8 +140,7 @@ impl Drop for Writer {
 /// Where the writer tells what it committed.
 struct Announce<'a> {
     counters: &'a Counters,
-    events: &'a broadcast::Sender<StoreEvent>,
-    changes: &'a ChangeLog,
+    announcer: &'a Announcer,
     /// A store that stays full fails every batch the same way; one line per
     /// interval says so, with the count.
     failures: &'a RepeatedLog,
@@ -241,20 +237,19 @@ fn group_commit(
 ) {
     let Announce {
         counters,
-        events,
-        changes,
+        announcer,
         failures,
     } = announce;
     let messages = batch.len();
     match insert_batch(conn, batch) {
         Ok((ids, seq)) => {
-            changes.committed_if(seq);
             counters.transactions.fetch_add(1, Ordering::Relaxed);
             counters
                 .messages
                 .fetch_add(messages as u64, Ordering::Relaxed);
             tracing::debug!(messages, bytes, "group commit");
-            let notify = events.receiver_count() > 0;
+            let notify = announcer.listening();
+            let mut events = Vec::new();
             for (request, id) in batch.drain(..).zip(ids) {
                 let WriteRequest {
                     message,
@@ -272,9 +267,10 @@ fn group_commit(
                 unindexed.push(id, text);
                 if notify {
                     let summary = Arc::new(summary_of(id, &message, digest));
-                    let _ = events.send(StoreEvent::New(summary));
+                    events.push(StoreEvent::New(summary));
                 }
             }
+            announcer.announce(seq, events);
         }
         Err(error) => {
             counters.failed_transactions.fetch_add(1, Ordering::Relaxed);
@@ -302,7 +298,6 @@ fn insert_batch(
         .iter()
         .map(|request| insert_message(&tx, &request.message, &request.digest, Indexing::Deferred))
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let seq = next_seq_if(&tx, !ids.is_empty())?;
-    tx.commit()?;
+    let seq = commit_change(tx, !ids.is_empty())?;
     Ok((ids, seq))
 }

@@ -14,14 +14,15 @@
 
 use rusqlite::OptionalExtension;
 
-use crate::{MessageId, Store, StoreError};
+use super::SqliteStore;
+use crate::{MessageId, StoreError};
 
 /// The most bytes [`Store::raw_chunk`] returns at once.
 pub const RAW_CHUNK_BYTES: usize = 256 << 10;
 
-impl Store {
+impl SqliteStore {
     /// How many raw bytes message `id` has; `None` if there is no such message.
-    pub fn raw_len(&self, id: MessageId) -> Result<Option<u64>, StoreError> {
+    pub(crate) fn raw_len(&self, id: MessageId) -> Result<Option<u64>, StoreError> {
         self.with_connection(|conn| {
             // length() of a BLOB reads its size from the record header, not the
             // bytes.
@@ -36,7 +37,7 @@ impl Store {
     /// Up to `max` (at most [`RAW_CHUNK_BYTES`]) raw bytes of message `id` from
     /// byte `offset` on: fewer only at the end, none past it. `None` if the
     /// message does not exist (any more).
-    pub fn raw_chunk(
+    pub(crate) fn raw_chunk(
         &self,
         id: MessageId,
         offset: u64,

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction};
 use tokio::sync::broadcast;
 
 use crate::StoreError;
@@ -180,6 +180,60 @@ fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
 fn change_seq(conn: &Connection) -> rusqlite::Result<i64> {
     conn.prepare_cached("SELECT change_seq FROM store_state")?
         .query_row([], |row| row.get(0))
+}
+
+/// Commit the write transaction `tx`, numbering the change first if it
+/// `changed` anything; the number goes to [`Announcer::announce`].
+pub(super) fn commit_change(tx: Transaction<'_>, changed: bool) -> rusqlite::Result<Option<i64>> {
+    let seq = changed.then(|| ChangeLog::next_seq(&tx)).transpose()?;
+    tx.commit()?;
+    Ok(seq)
+}
+
+/// The tail every change of this process goes through once its transaction
+/// has committed ([`commit_change`]): record the change as this process's own
+/// (so the [`Watcher`] does not announce it a second time as
+/// [`StoreEvent::Changed`]) and announce it to subscribers.
+#[derive(Debug, Clone)]
+pub(super) struct Announcer {
+    changes: Arc<ChangeLog>,
+    events: broadcast::Sender<StoreEvent>,
+}
+
+impl Announcer {
+    pub(super) fn new(changes: Arc<ChangeLog>, events: broadcast::Sender<StoreEvent>) -> Announcer {
+        Announcer { changes, events }
+    }
+
+    /// Whether anybody listens: events that cost work to build are built only
+    /// then.
+    pub(super) fn listening(&self) -> bool {
+        self.events.receiver_count() > 0
+    }
+
+    /// The change numbered `seq` (`None`: nothing changed) has committed;
+    /// announce `events` for it.
+    pub(super) fn announce(&self, seq: Option<i64>, events: impl IntoIterator<Item = StoreEvent>) {
+        self.changes.committed_if(seq);
+        if seq.is_some() {
+            for event in events {
+                // Nobody listening is not an error.
+                let _ = self.events.send(event);
+            }
+        }
+    }
+
+    pub(super) fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
+        self.events.subscribe()
+    }
+
+    pub(super) fn sender(&self) -> broadcast::Sender<StoreEvent> {
+        self.events.clone()
+    }
+
+    pub(super) fn changes(&self) -> Arc<ChangeLog> {
+        Arc::clone(&self.changes)
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,677 @@
+//! The SQLite backend: one file in WAL mode, the embedded default.
+//!
+//! ```text
+//! deliver ──▶ writer.rs: batch → one transaction → fsync ──▶ id
+//! list / search / get ──▶ a pool of reader connections (connection.rs)
+//! ```
+//!
+//! The jobs live in modules of their own: [`connection`] opens connections and
+//! sets their pragmas, [`schema`] migrates, [`writer`] group-commits deliveries,
+//! [`queries`] maps rows to the store's types, [`search_sql`] turns a parsed
+//! search into SQL, [`index`] keeps the FTS5 index, [`changes`] numbers commits
+//! and watches for other processes' ones, [`blob`] reads raw bytes a chunk at a
+//! time and [`reserve`] keeps disk for deletes on a full disk. This module holds
+//! the handle and the operations that combine them; every change ends in
+//! [`SqliteStore::commit_and_announce`].
+
+mod blob;
+mod changes;
+mod connection;
+mod index;
+mod queries;
+mod reserve;
+mod schema;
+mod search_sql;
+mod writer;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::broadcast;
+
+use crate::mime::{self, Digest};
+use crate::search::SqlParts;
+use crate::store::{MessageCounts, StoreEvent, StoreOptions, WriterStats};
+use crate::{
+    ListQuery, MessageId, NewMessage, SearchPage, SearchQuery, StoreError, StoredMessage, Summary,
+};
+use changes::{Announcer, ChangeLog, Watcher, commit_change};
+use connection::{
+    FTS5_DELETE_MERGE, Room, cap_pages, compact, open_connection, open_writer_connection,
+    restart_wal, set_delete_merge, warn_reserve_released,
+};
+use queries::{
+    Indexing, SUMMARY_COLUMNS, from_json, insert_message, stored_message_from_row, summary_of,
+};
+use reserve::Reserve;
+use search_sql::{count_matching, ids_matching, page_matching};
+use writer::Writer;
+
+pub use blob::RAW_CHUNK_BYTES;
+
+/// Connections for queries and deletes, opened on demand and kept for reuse. More
+/// callers than this wait for one to come free: every connection has its own page
+/// cache, so an unbounded number under load (the web API hit by many clients) costs
+/// memory, and a fresh connection starts with a cold cache anyway.
+const MAX_READERS: usize = 8;
+
+/// Messages bigger than this are parsed on tokio's blocking pool instead of the
+/// async worker that delivers them, so one huge message cannot stall other
+/// sessions.
+const INLINE_PARSE_LIMIT: usize = 256 << 10;
+
+/// A delete of many messages commits this many at a time, so that one
+/// transaction's WAL fits the disk reserve on a full disk with room to spare:
+/// 256 deletes spread over a store of 20,000 messages (every message on pages of
+/// its own) wrote 3.4 MiB of WAL, 256 neighbours 173 KiB. Deleting 100,000 by id
+/// costs some 800 commits.
+const DELETE_BATCH: usize = 128;
+
+/// How many events a slow subscriber may fall behind before it sees
+/// `RecvError::Lagged` and should reload.
+const EVENT_CAPACITY: usize = 1024;
+
+/// The SQLite store: a cheap `Clone` handle to one file, its writer thread and
+/// its pool of reader connections. What each operation promises is documented
+/// on [`crate::Store`], which hands every call to this.
+#[derive(Clone)]
+pub(crate) struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+/// The reader connections: those not in use, and how many exist in all.
+#[derive(Default)]
+struct ReaderPool {
+    idle: Vec<Connection>,
+    open: usize,
+}
+
+struct Inner {
+    path: PathBuf,
+    options: StoreOptions,
+    readers: Mutex<ReaderPool>,
+    reader_freed: Condvar,
+    /// Every change ends there.
+    announcer: Announcer,
+    /// Started by the first [`Store::subscribe`]; stops when the last handle drops.
+    watcher: Mutex<Option<Watcher>>,
+    /// Disk the store keeps for deleting on a full disk.
+    reserve: Reserve,
+    writer: Writer,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    pub(crate) fn open(path: &Path, options: StoreOptions) -> Result<SqliteStore, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|error| StoreError::io("creating the directory", parent, error))?;
+        }
+        let created = !path.exists();
+        let reserve = Reserve::of(path);
+        // On a full disk even opening may need a block (the `-shm` file, a
+        // rolled-back journal); the reserve is there so that the store can be
+        // opened and emptied.
+        let conn = match open_writer_connection(path, created) {
+            Err(error) if error.may_be_disk_full() && reserve.release() => {
+                warn_reserve_released(path);
+                open_writer_connection(path, created)?
+            }
+            result => result?,
+        };
+        reserve.ensure();
+        // The size limit applies to new messages only, so it is set on the
+        // writer's connection alone, after the schema is in place: a store at its
+        // limit still opens, and deletes (on the other connections) never fail
+        // for want of a page.
+        cap_pages(&conn, options.max_size)?;
+
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let announcer = Announcer::new(Arc::new(ChangeLog::default()), events);
+        let writer = Writer::spawn(path, conn, options.max_batch, announcer.clone())?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                options,
+                readers: Mutex::new(ReaderPool::default()),
+                reader_freed: Condvar::new(),
+                announcer,
+                watcher: Mutex::new(None),
+                reserve,
+                writer,
+            }),
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub(crate) fn size_on_disk(&self) -> u64 {
+        let size = |path: &Path| std::fs::metadata(path).map_or(0, |meta| meta.len());
+        let mut wal = self.inner.path.as_os_str().to_owned();
+        wal.push("-wal");
+        size(&self.inner.path) + size(Path::new(&wal))
+    }
+
+    pub(crate) fn list(&self, query: &ListQuery) -> Result<Vec<Summary>, StoreError> {
+        self.with_connection(|conn| Ok(page_matching(conn, &SqlParts::default(), query)?))
+    }
+
+    pub(crate) fn search(
+        &self,
+        query: &SearchQuery,
+        page: &ListQuery,
+    ) -> Result<SearchPage, StoreError> {
+        let parts = query.to_sql();
+        self.with_connection(|conn| {
+            let tx = conn.transaction()?;
+            let matches = count_matching(&tx, &parts)?;
+            let messages = page_matching(&tx, &parts, page)?;
+            tx.commit()?;
+            Ok(SearchPage { matches, messages })
+        })
+    }
+
+    pub(crate) fn delete_matching(&self, query: &SearchQuery) -> Result<u64, StoreError> {
+        let parts = query.to_sql();
+        let ids = self.with_connection(|conn| Ok(ids_matching(conn, &parts)?))?;
+        self.delete(&ids)
+    }
+
+    pub(crate) fn count(&self) -> Result<MessageCounts, StoreError> {
+        // Kept up to date by triggers on `messages` (schema migration 4).
+        self.with_connection(|conn| {
+            let (total, unread): (i64, i64) = conn
+                .prepare_cached("SELECT total, unread FROM store_state")?
+                .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            Ok(MessageCounts {
+                total: total.max(0) as u64,
+                unread: unread.max(0) as u64,
+            })
+        })
+    }
+
+    pub(crate) fn get(&self, id: MessageId) -> Result<Option<StoredMessage>, StoreError> {
+        self.with_connection(|conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {SUMMARY_COLUMNS}, m.helo, m.client_addr, m.smtputf8, m.tls_version,
+                        m.tls_cipher, m.auth_user, r.data
+                 FROM messages AS m JOIN raw AS r ON r.id = m.id
+                 WHERE m.id = ?1"
+            ))?;
+            Ok(statement
+                .query_row([id.0], stored_message_from_row)
+                .optional()?)
+        })
+    }
+
+    pub(crate) fn latest(&self) -> Result<Option<MessageId>, StoreError> {
+        self.with_connection(|conn| {
+            let id: Option<i64> =
+                conn.query_row("SELECT max(id) FROM messages", [], |row| row.get(0))?;
+            Ok(id.map(MessageId))
+        })
+    }
+
+    pub(crate) fn raw(&self, id: MessageId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with_connection(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT data FROM raw WHERE id = ?1")?
+                .query_row([id.0], |row| row.get(0))
+                .optional()?)
+        })
+    }
+
+    pub(crate) fn delete(&self, ids: &[MessageId]) -> Result<u64, StoreError> {
+        let mut room = Room::default();
+        let mut count = 0;
+        for batch in unique(ids).chunks(DELETE_BATCH) {
+            count += self.delete_batch(batch, &mut room)?;
+        }
+        self.after_delete(count);
+        Ok(count)
+    }
+
+    pub(crate) fn delete_all(&self) -> Result<u64, StoreError> {
+        let mut room = Room::default();
+        let all = self.with_room(&mut room, |conn, _tight| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // Emptying `raw` first spares the cascade a lookup per message, and
+            // emptying the index first leaves the trigger nothing to look up.
+            tx.execute("DELETE FROM raw", [])?;
+            tx.execute("INSERT INTO search (search) VALUES ('delete-all')", [])?;
+            let deleted = tx.execute("DELETE FROM messages", [])?;
+            let seq = commit_change(tx, deleted > 0)?;
+            Ok((deleted as u64, seq))
+        });
+        let deleted = match all {
+            Ok((deleted, seq)) => {
+                self.inner.announcer.announce(seq, [StoreEvent::DeletedAll]);
+                deleted
+            }
+            // One transaction for everything writes about as much WAL as the
+            // table of messages is big; on a full disk that does not fit even
+            // with the reserve, a batch at a time does.
+            Err(StoreError::Full) => {
+                let ids = self.with_connection(|conn| {
+                    let mut statement = conn.prepare("SELECT id FROM messages ORDER BY id")?;
+                    let ids = statement.query_map([], |row| row.get(0).map(MessageId))?;
+                    Ok(ids.collect::<rusqlite::Result<Vec<_>>>()?)
+                })?;
+                let mut count = 0;
+                for batch in ids.chunks(DELETE_BATCH) {
+                    count += self.delete_batch(batch, &mut room)?;
+                }
+                count
+            }
+            Err(error) => return Err(error),
+        };
+        self.after_delete(deleted);
+        Ok(deleted)
+    }
+
+    /// Delete the messages `ids` (no repeats) in one transaction and announce
+    /// those that existed; returns how many did.
+    fn delete_batch(&self, ids: &[MessageId], room: &mut Room) -> Result<u64, StoreError> {
+        let (deleted, seq) = self.with_room(room, |conn, tight| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if tight {
+                // Past a share of deleted rows, FTS5 rewrites a whole level of
+                // the index in the transaction that crosses it (`deletemerge`):
+                // megabytes of WAL for a few deletes. On a full disk that waits
+                // for a transaction that has the room; the setting is read when
+                // the index flushes, so it is off only for this one.
+                set_delete_merge(&tx, 0)?;
+            }
+            let mut deleted = Vec::new();
+            {
+                let mut statement = tx.prepare_cached("DELETE FROM messages WHERE id = ?1")?;
+                for id in ids {
+                    if statement.execute([id.0])? > 0 {
+                        deleted.push(*id);
+                    }
+                }
+            }
+            if tight {
+                set_delete_merge(&tx, FTS5_DELETE_MERGE)?;
+            }
+            let seq = commit_change(tx, !deleted.is_empty())?;
+            Ok((deleted, seq))
+        })?;
+        let count = deleted.len() as u64;
+        self.inner
+            .announcer
+            .announce(seq, [StoreEvent::Deleted(deleted)]);
+        Ok(count)
+    }
+
+    /// Run the delete transaction `work` on a pooled connection, making room for
+    /// it on a full disk: when it fails with [`StoreError::Full`], release the
+    /// disk reserve, let the WAL start over from its beginning, and run it once
+    /// more, telling it (`tight`) to write as little as it can. From then on
+    /// every delete transaction of this call is tight and followed by such a
+    /// restart, so the WAL reuses the same blocks instead of growing until
+    /// SQLite's automatic checkpoint.
+    fn with_room<T>(
+        &self,
+        room: &mut Room,
+        mut work: impl FnMut(&mut Connection, bool) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.with_connection(|conn| {
+            let result = match work(conn, room.tight) {
+                Err(StoreError::Full) if !room.tight => {
+                    room.tight = true;
+                    if self.inner.reserve.release() {
+                        warn_reserve_released(&self.inner.path);
+                    }
+                    restart_wal(conn);
+                    work(conn, true)
+                }
+                result => result,
+            };
+            if room.tight && result.is_ok() {
+                restart_wal(conn);
+            }
+            result
+        })
+    }
+
+    /// After a delete: if it left the store empty, give the file's space back to
+    /// the disk; then write the disk reserve again if it is missing. Best effort
+    /// both: the delete itself has succeeded.
+    fn after_delete(&self, deleted: u64) {
+        if deleted > 0 {
+            let compacted = self.with_connection(|conn| {
+                let empty: bool =
+                    conn.query_row("SELECT NOT EXISTS (SELECT 1 FROM messages)", [], |row| {
+                        row.get(0)
+                    })?;
+                if empty {
+                    compact(conn);
+                }
+                Ok(())
+            });
+            if let Err(error) = compacted {
+                tracing::debug!(%error, "could not compact the emptied mail store");
+            }
+        }
+        self.inner.reserve.ensure();
+    }
+
+    pub(crate) fn set_read(&self, ids: &[MessageId], read: bool) -> Result<u64, StoreError> {
+        let changed = self.with_connection(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut changed = Vec::new();
+            {
+                let mut statement =
+                    tx.prepare_cached("UPDATE messages SET read = ?2 WHERE id = ?1")?;
+                for id in unique(ids) {
+                    if statement.execute(params![id.0, read])? > 0 {
+                        changed.push(id);
+                    }
+                }
+            }
+            let seq = commit_change(tx, !changed.is_empty())?;
+            Ok((changed, seq))
+        });
+        let (changed, seq) = changed?;
+        let count = changed.len() as u64;
+        self.inner
+            .announcer
+            .announce(seq, [StoreEvent::ReadChanged(changed, read)]);
+        Ok(count)
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
+        let receiver = self.inner.announcer.subscribe();
+        let mut watcher = self
+            .inner
+            .watcher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if watcher.is_none() {
+            let started = open_connection(&self.inner.path, false).and_then(|conn| {
+                Watcher::spawn(
+                    &self.inner.path,
+                    conn,
+                    self.inner.announcer.changes(),
+                    self.inner.announcer.sender(),
+                )
+            });
+            match started {
+                Ok(started) => *watcher = Some(started),
+                Err(error) => tracing::warn!(
+                    %error,
+                    "cannot watch the mail store for other processes' changes"
+                ),
+            }
+        }
+        receiver
+    }
+
+    pub(crate) fn writer_stats(&self) -> WriterStats {
+        self.inner.writer.stats()
+    }
+
+    pub(crate) fn import(&self, messages: Vec<NewMessage>) -> Result<Vec<MessageId>, StoreError> {
+        let digests: Vec<Digest> = messages
+            .iter()
+            .map(|message| mime::digest(&message.raw))
+            .collect();
+        let (ids, seq) = self.with_connection(|conn| {
+            // New messages, so held to the size limit, which pooled connections
+            // otherwise do not have (deletes must not fail for want of a page).
+            cap_pages(conn, self.inner.options.max_size)?;
+            let imported = (|| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let ids = messages
+                    .iter()
+                    .zip(&digests)
+                    .map(|(message, digest)| insert_message(&tx, message, digest, Indexing::Now))
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let seq = commit_change(tx, !ids.is_empty())?;
+                Ok((ids, seq))
+            })();
+            cap_pages(conn, None)?;
+            imported
+        })?;
+        let listening = self.inner.announcer.listening();
+        let events = ids
+            .iter()
+            .zip(&messages)
+            .zip(digests)
+            .filter(|_| listening)
+            .map(|((id, message), digest)| {
+                StoreEvent::New(Arc::new(summary_of(*id, message, digest)))
+            });
+        self.inner.announcer.announce(seq, events);
+        Ok(ids)
+    }
+
+    /// Run `work` on a pooled connection: an idle one, a new one while fewer than
+    /// [`MAX_READERS`] are open, or else the next one another caller returns.
+    pub(crate) fn with_connection<T>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut pool = self.lock_readers();
+        let idle = loop {
+            if let Some(conn) = pool.idle.pop() {
+                break Some(conn);
+            }
+            if pool.open < MAX_READERS {
+                pool.open += 1;
+                break None;
+            }
+            pool = self
+                .inner
+                .reader_freed
+                .wait(pool)
+                .unwrap_or_else(PoisonError::into_inner);
+        };
+        drop(pool);
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => match open_connection(&self.inner.path, false) {
+                Ok(conn) => conn,
+                Err(error) => {
+                    self.lock_readers().open -= 1;
+                    self.inner.reader_freed.notify_one();
+                    return Err(error);
+                }
+            },
+        };
+        // If `work` panics the connection is dropped with the unwinding, and its
+        // place in the pool must be given back all the same.
+        struct Lent<'a>(&'a SqliteStore, Option<Connection>);
+        impl Drop for Lent<'_> {
+            fn drop(&mut self) {
+                let mut pool = self.0.lock_readers();
+                match self.1.take() {
+                    Some(conn) => pool.idle.push(conn),
+                    None => pool.open -= 1,
+                }
+                drop(pool);
+                self.0.inner.reader_freed.notify_one();
+            }
+        }
+        let mut lent = Lent(self, None);
+        let result = work(&mut conn);
+        lent.1 = Some(conn);
+        result
+    }
+
+    fn lock_readers(&self) -> std::sync::MutexGuard<'_, ReaderPool> {
+        // A panic while the lock was held cannot leave the pool half-changed.
+        self.inner
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn maildrop(
+        &self,
+        recipient: Option<&str>,
+    ) -> Result<Vec<(MessageId, u64)>, StoreError> {
+        self.with_connection(|conn| {
+            let Some(recipient) = recipient else {
+                let mut statement =
+                    conn.prepare_cached("SELECT id, size FROM messages ORDER BY id")?;
+                let rows = statement.query_map([], |row| {
+                    Ok((MessageId(row.get(0)?), row.get::<_, i64>(1)? as u64))
+                })?;
+                return Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?);
+            };
+            let wanted = recipient.to_lowercase();
+            let mut statement =
+                conn.prepare_cached("SELECT id, size, rcpt_to FROM messages ORDER BY id")?;
+            let mut rows = statement.query([])?;
+            let mut drop = Vec::new();
+            while let Some(row) = rows.next()? {
+                let rcpt_to: Vec<String> = from_json(row, 2)?;
+                if rcpt_to.iter().any(|to| recipient_matches(to, &wanted)) {
+                    drop.push((MessageId(row.get(0)?), row.get::<_, i64>(1)? as u64));
+                }
+            }
+            Ok(drop)
+        })
+    }
+}
+
+impl SqliteStore {
+    /// Parse the message for its summary (on tokio's blocking pool if it is
+    /// large, so this must run inside a tokio runtime), queue it for the writer
+    /// thread, and resolve once the group commit that holds it has returned.
+    pub(crate) async fn deliver(&self, message: NewMessage) -> Result<MessageId, StoreError> {
+        let (message, digest) = if message.raw.len() > INLINE_PARSE_LIMIT {
+            tokio::task::spawn_blocking(move || {
+                let digest = mime::digest(&message.raw);
+                (message, digest)
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?
+        } else {
+            let digest = mime::digest(&message.raw);
+            (message, digest)
+        };
+        self.inner.writer.submit(message, digest).await
+    }
+}
+
+/// SQLite integers are i64; counts and sizes beyond that cannot happen, so clamp.
+fn to_i64(value: impl TryInto<i64>) -> i64 {
+    value.try_into().unwrap_or(i64::MAX)
+}
+
+/// `ids` without repeats, so a repeated id is neither counted nor announced twice.
+fn unique(ids: &[MessageId]) -> Vec<MessageId> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Whether envelope recipient `to` is the mailbox `wanted` (already lowercase) as
+/// [`Store::maildrop`] defines it.
+fn recipient_matches(to: &str, wanted: &str) -> bool {
+    let to = to.to_lowercase();
+    if wanted.contains('@') {
+        to == wanted
+    } else {
+        to.rsplit_once('@')
+            .is_some_and(|(local, _)| local == wanted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::params_from_iter;
+    use rusqlite::types::Value;
+
+    use super::search_sql::{matching_clauses, matching_from, order_column};
+    use super::*;
+
+    /// Many threads querying at once share at most MAX_READERS connections, and
+    /// every one of them gets its answer.
+    #[test]
+    fn concurrent_queries_share_a_bounded_pool() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store =
+            SqliteStore::open(&dir.path().join("mail.db"), StoreOptions::default()).unwrap();
+        let threads: Vec<_> = (0..32)
+            .map(|_| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..20 {
+                        store.list(&ListQuery::default()).unwrap();
+                        store.count().unwrap();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let pool = store.lock_readers();
+        assert!(
+            pool.open <= MAX_READERS && pool.open >= 1,
+            "{} open",
+            pool.open
+        );
+        assert_eq!(pool.idle.len(), pool.open);
+    }
+
+    /// The query plan of a page of `query`, one line per step.
+    fn plan(store: &SqliteStore, query: &str, before: Option<i64>) -> String {
+        let parts = SearchQuery::parse(query).unwrap().to_sql();
+        let (clauses, mut params) = matching_clauses(&parts, before.map(MessageId));
+        params.extend([Value::Integer(50), Value::Integer(0)]);
+        let sql = format!(
+            "EXPLAIN QUERY PLAN SELECT {SUMMARY_COLUMNS} FROM {} WHERE {} ORDER BY {} DESC LIMIT ? OFFSET ?",
+            matching_from(&parts),
+            clauses.join(" AND "),
+            order_column(&parts),
+        );
+        store
+            .with_connection(|conn| {
+                let mut statement = conn.prepare(&sql)?;
+                let rows = statement.query_map(params_from_iter(params), |row| row.get(3))?;
+                Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+            })
+            .unwrap()
+            .join("\n")
+    }
+
+    /// A page of 50 must come from walking an index newest first and stopping,
+    /// not from sorting every match: at 100,000 messages the sort is what makes a
+    /// search slow.
+    #[test]
+    fn pages_are_read_in_order_without_sorting() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store =
+            SqliteStore::open(&dir.path().join("mail.db"), StoreOptions::default()).unwrap();
+        for (query, before) in [
+            ("", None),
+            ("", Some(10)),
+            ("invoice", None),
+            ("invoice from:alice is:unread", Some(10)),
+            ("-invoice", None),
+            ("is:unread", Some(10)),
+            ("has:attachment -from:x", None),
+        ] {
+            let plan = plan(&store, query, before);
+            assert!(!plan.contains("TEMP B-TREE"), "{query:?}:\n{plan}");
+        }
+    }
+}

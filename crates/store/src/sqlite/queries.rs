@@ -1,0 +1,289 @@
+//! Rows in and out: inserting a delivered message, and reading rows back as
+//! the store's types.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::types::Type;
+use rusqlite::{Connection, Row, params};
+
+use super::index::{IndexText, index_message};
+use super::to_i64;
+use crate::mime::Digest;
+use crate::{
+    Address, Envelope, MessageId, NewMessage, SUMMARY_TEXT_BYTES, StoredMessage, Summary, TlsInfo,
+    summary,
+};
+
+/// The columns [`summary_from_row`] reads, in its order, from `messages AS m`.
+pub(super) const SUMMARY_COLUMNS: &str = "m.id, m.received_at, m.mail_from, m.rcpt_to, m.from_name, \
+    m.from_addr, m.to_list, m.cc_list, m.reply_to_list, m.subject, m.date, m.message_id, \
+    m.size, m.attachments, m.snippet, m.read, m.bare_lf, m.parsed, m.to_count, m.cc_count, \
+    m.reply_to_count";
+pub(super) const SUMMARY_COLUMN_COUNT: usize = 21;
+
+pub(super) const INSERT_MESSAGE: &str = "INSERT INTO messages (
+        received_at, mail_from, rcpt_to, helo, client_addr, bare_lf, smtputf8,
+        tls_version, tls_cipher, auth_user, size, parsed, subject, from_name, from_addr,
+        to_list, cc_list, reply_to_list, date, message_id, attachments, snippet,
+        to_count, cc_count, reply_to_count
+    ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+        ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)";
+
+/// When a new message goes into the search index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Indexing {
+    /// In the same transaction (bulk imports).
+    Now,
+    /// Later, by the writer thread in a batch of its own ([`index_pending`]); until
+    /// then the message's id waits in the `unindexed` table, so a crash in between
+    /// only delays its indexing to the next open.
+    Deferred,
+}
+
+/// Insert one message and its bytes; the caller owns the transaction.
+pub(super) fn insert_message(
+    conn: &Connection,
+    message: &NewMessage,
+    digest: &Digest,
+    indexing: Indexing,
+) -> rusqlite::Result<MessageId> {
+    let envelope = &message.envelope;
+    let from = digest.from.as_ref();
+    // At most SUMMARY_ADDRESSES per list, and the count only when it says more
+    // (schema migration 5).
+    let (to, to_count) = summary::stored_list(&digest.to);
+    let (cc, cc_count) = summary::stored_list(&digest.cc);
+    let (reply_to, reply_to_count) = summary::stored_list(&digest.reply_to);
+    let count_if_cut =
+        |list: &[Address], count: u64| (count > list.len() as u64).then_some(to_i64(count));
+    conn.prepare_cached(INSERT_MESSAGE)?.execute(params![
+        to_millis(message.received_at),
+        envelope.mail_from,
+        to_json(&envelope.rcpt_to)?,
+        envelope.helo,
+        envelope.client_addr.to_string(),
+        envelope.bare_lf,
+        envelope.smtputf8,
+        envelope.tls.as_ref().map(|tls| &tls.version),
+        envelope.tls.as_ref().map(|tls| &tls.cipher),
+        envelope.auth_user,
+        to_i64(message.raw.len()),
+        digest.parsed,
+        digest.subject,
+        from.map(|from| &from.name),
+        from.map(|from| &from.address),
+        to_json(&to)?,
+        to_json(&cc)?,
+        to_json(&reply_to)?,
+        digest.date,
+        digest.message_id,
+        digest.attachments,
+        digest.snippet,
+        count_if_cut(&to, to_count),
+        count_if_cut(&cc, cc_count),
+        count_if_cut(&reply_to, reply_to_count),
+    ])?;
+    let id = conn.last_insert_rowid();
+    conn.prepare_cached("INSERT INTO raw (id, data) VALUES (?1, ?2)")?
+        .execute(params![id, message.raw])?;
+    match indexing {
+        Indexing::Now => {
+            let text = IndexText::new(&envelope.mail_from, &envelope.rcpt_to, digest);
+            index_message(conn, id, &text)?;
+        }
+        Indexing::Deferred => {
+            conn.prepare_cached("INSERT INTO unindexed (id) VALUES (?1)")?
+                .execute([id])?;
+        }
+    }
+    Ok(MessageId(id))
+}
+
+/// The summary a list would show for `message` once stored as `id`, bounded as
+/// a listed summary is.
+pub(super) fn summary_of(id: MessageId, message: &NewMessage, digest: Digest) -> Summary {
+    let listed = |list: &[Address]| {
+        let (stored, count) = summary::stored_list(list);
+        (summary::listed(stored), count)
+    };
+    let (to, to_count) = listed(&digest.to);
+    let (cc, cc_count) = listed(&digest.cc);
+    let (reply_to, reply_to_count) = listed(&digest.reply_to);
+    Summary {
+        id,
+        // Stored with millisecond precision; announce what a reader will read.
+        received_at: from_millis(to_millis(message.received_at)),
+        mail_from: message.envelope.mail_from.clone(),
+        rcpt_to: summary::listed_recipients(message.envelope.rcpt_to.clone()),
+        from: digest.from.map(listed_from),
+        to,
+        to_count,
+        cc,
+        cc_count,
+        reply_to,
+        reply_to_count,
+        subject: summary::cut_string(digest.subject, SUMMARY_TEXT_BYTES),
+        date: digest.date,
+        message_id: digest
+            .message_id
+            .map(|id| summary::cut_string(id, SUMMARY_TEXT_BYTES)),
+        size: message.raw.len() as u64,
+        attachments: digest.attachments,
+        snippet: digest.snippet,
+        read: false,
+        bare_lf: message.envelope.bare_lf,
+        parsed: digest.parsed,
+    }
+}
+
+pub(super) fn listed_from(from: Address) -> Address {
+    Address {
+        name: summary::cut_string(from.name, SUMMARY_TEXT_BYTES),
+        address: summary::cut_string(from.address, SUMMARY_TEXT_BYTES),
+    }
+}
+
+/// How much of a row [`summary_from_row`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Read {
+    /// A summary for a list: every field bounded (summary.rs).
+    Listed,
+    /// The summary of one message on its own: every string whole, every
+    /// envelope recipient, the address lists as stored.
+    Whole,
+}
+
+/// A text column, cut in place for a listed summary so that a huge value is not
+/// copied first.
+pub(super) fn text_column(
+    row: &Row<'_>,
+    index: usize,
+    read: Read,
+) -> rusqlite::Result<Option<String>> {
+    let value = row.get_ref(index)?;
+    if value == rusqlite::types::ValueRef::Null {
+        return Ok(None);
+    }
+    let text = value.as_str()?;
+    Ok(Some(match read {
+        Read::Listed => summary::cut(text, SUMMARY_TEXT_BYTES).to_string(),
+        Read::Whole => text.to_string(),
+    }))
+}
+
+pub(super) fn summary_from_row(row: &Row<'_>, read: Read) -> rusqlite::Result<Summary> {
+    let from_name = text_column(row, 4, read)?;
+    let from_addr = text_column(row, 5, read)?;
+    let from = match (from_name, from_addr) {
+        (None, None) => None,
+        (name, address) => Some(Address {
+            name: name.unwrap_or_default(),
+            address: address.unwrap_or_default(),
+        }),
+    };
+    let rcpt_to: Vec<String> = from_json(row, 3)?;
+    // The stored lists hold at most SUMMARY_ADDRESSES; a NULL count means that
+    // the list is the whole header.
+    let list = |index: usize| -> rusqlite::Result<(Vec<Address>, u64)> {
+        let list: Vec<Address> = from_json(row, index)?;
+        let count = row
+            .get::<_, Option<i64>>(index + 12)?
+            .map_or(list.len() as u64, |count| count.max(0) as u64);
+        Ok(match read {
+            Read::Listed => (summary::listed(list), count),
+            Read::Whole => (list, count),
+        })
+    };
+    let (to, to_count) = list(6)?;
+    let (cc, cc_count) = list(7)?;
+    let (reply_to, reply_to_count) = list(8)?;
+    Ok(Summary {
+        id: MessageId(row.get(0)?),
+        received_at: from_millis(row.get(1)?),
+        mail_from: row.get(2)?,
+        rcpt_to: match read {
+            Read::Listed => summary::listed_recipients(rcpt_to),
+            Read::Whole => rcpt_to,
+        },
+        from,
+        to,
+        to_count,
+        cc,
+        cc_count,
+        reply_to,
+        reply_to_count,
+        subject: text_column(row, 9, read)?.unwrap_or_default(),
+        date: row.get(10)?,
+        message_id: text_column(row, 11, read)?,
+        size: row.get::<_, i64>(12)? as u64,
+        attachments: row.get(13)?,
+        // At most 200 characters since the first release; cut all the same.
+        snippet: text_column(row, 14, read)?.unwrap_or_default(),
+        read: row.get(15)?,
+        bare_lf: row.get(16)?,
+        parsed: row.get(17)?,
+    })
+}
+
+pub(super) fn listed_summary_from_row(row: &Row<'_>) -> rusqlite::Result<Summary> {
+    summary_from_row(row, Read::Listed)
+}
+
+pub(super) fn stored_message_from_row(row: &Row<'_>) -> rusqlite::Result<StoredMessage> {
+    let summary = summary_from_row(row, Read::Whole)?;
+    let n = SUMMARY_COLUMN_COUNT;
+    let client_addr: String = row.get(n + 1)?;
+    let client_addr = client_addr.parse().map_err(|error| {
+        rusqlite::Error::FromSqlConversionFailure(n + 1, Type::Text, Box::new(error))
+    })?;
+    let tls = match (row.get(n + 3)?, row.get(n + 4)?) {
+        (Some(version), Some(cipher)) => Some(TlsInfo { version, cipher }),
+        _ => None,
+    };
+    let envelope = Envelope {
+        mail_from: summary.mail_from.clone(),
+        rcpt_to: summary.rcpt_to.clone(),
+        helo: row.get(n)?,
+        client_addr,
+        bare_lf: summary.bare_lf,
+        smtputf8: row.get(n + 2)?,
+        tls,
+        auth_user: row.get(n + 5)?,
+    };
+    Ok(StoredMessage {
+        summary,
+        envelope,
+        raw: row.get(n + 6)?,
+    })
+}
+
+pub(super) fn to_json<T: serde::Serialize>(value: &T) -> rusqlite::Result<String> {
+    serde_json::to_string(value)
+        .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))
+}
+
+pub(super) fn from_json<T: serde::de::DeserializeOwned>(
+    row: &Row<'_>,
+    index: usize,
+) -> rusqlite::Result<T> {
+    let json = row.get_ref(index)?.as_str()?;
+    serde_json::from_str(json).map_err(|error| {
+        rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(error))
+    })
+}
+
+pub(super) fn to_millis(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => to_i64(after.as_millis()),
+        Err(before) => -to_i64(before.duration().as_millis()),
+    }
+}
+
+pub(super) fn from_millis(millis: i64) -> SystemTime {
+    let magnitude = Duration::from_millis(millis.unsigned_abs());
+    if millis >= 0 {
+        UNIX_EPOCH + magnitude
+    } else {
+        UNIX_EPOCH - magnitude
+    }
+}
