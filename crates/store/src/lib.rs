@@ -174,6 +174,11 @@ pub struct Summary {
     pub reply_to: Vec<Address>,
     /// How many addresses the Reply-To header has.
     pub reply_to_count: u64,
+    /// The first of the Bcc header's addresses (a message sent with Bcc
+    /// usually has none; its blind recipients are in `rcpt_to`).
+    pub bcc: Vec<Address>,
+    /// How many addresses the Bcc header has.
+    pub bcc_count: u64,
     /// The Subject header, decoded; empty if there is none. Cut to
     /// [`SUMMARY_TEXT_BYTES`] in a listed summary.
     pub subject: String,
@@ -191,6 +196,10 @@ pub struct Summary {
     pub snippet: String,
     /// Whether a reader marked it read.
     pub read: bool,
+    /// Whether somebody starred it (IMAP's `\Flagged`).
+    pub flagged: bool,
+    /// Its tags, sorted by name.
+    pub tags: Vec<String>,
     /// The client sent bare LF line endings.
     pub bare_lf: bool,
     /// Whether the bytes parsed as a message with headers. When false, the header

@@ -266,10 +266,13 @@ pub(crate) struct Digest {
     pub to: Vec<Address>,
     pub cc: Vec<Address>,
     pub reply_to: Vec<Address>,
+    pub bcc: Vec<Address>,
     pub subject: String,
     pub date: Option<String>,
     pub message_id: Option<String>,
     pub attachments: u32,
+    /// Inline parts (such as `cid:` images), which `attachments` does not count.
+    pub inline: u32,
     pub snippet: String,
     /// What the search index gets of the body: the text parts (or the HTML parts
     /// as text when there is no text part) and attachment file names, at most
@@ -319,12 +322,11 @@ fn try_digest(raw: &[u8]) -> Option<Digest> {
             .map(|address| address.iter().filter_map(to_address).collect())
             .unwrap_or_default()
     };
-    let attachments = message
+    let (inline, attachments): (Vec<AttachmentInfo>, Vec<AttachmentInfo>) = message
         .attachments
         .iter()
         .filter_map(|&index| attachment_info(&walked, index))
-        .filter(|info| !info.inline)
-        .count();
+        .partition(|info| info.inline);
     Some(Digest {
         parsed: true,
         from: message
@@ -333,13 +335,15 @@ fn try_digest(raw: &[u8]) -> Option<Digest> {
         to: addresses(message.to()),
         cc: addresses(message.cc()),
         reply_to: addresses(message.reply_to()),
+        bcc: addresses(message.bcc()),
         subject: message.subject().unwrap_or_default().to_string(),
         date: message
             .date()
             .filter(|date| date.is_valid())
             .map(|date| date.to_rfc3339()),
         message_id: message.message_id().map(str::to_string),
-        attachments: u32::try_from(attachments).unwrap_or(u32::MAX),
+        attachments: u32::try_from(attachments.len()).unwrap_or(u32::MAX),
+        inline: u32::try_from(inline.len()).unwrap_or(u32::MAX),
         snippet: snippet(message),
         body_text: body_text(&walked),
     })

@@ -114,10 +114,22 @@ fn migration_caps_old_address_lists_and_keeps_every_message() {
         store.import(vec![message(many_to(120))]).unwrap();
         store.import(vec![message(many_to(3))]).unwrap();
         drop(store);
-        // Back to what schema 4 would have written: the whole lists, no counts.
+        // Back to what schema 4 would have written: the whole lists, no counts
+        // (and none of what schema 6 added).
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
-            "ALTER TABLE messages DROP COLUMN to_count;
+            "DROP INDEX messages_flagged;
+             DROP INDEX messages_modseq;
+             ALTER TABLE messages DROP COLUMN flagged;
+             ALTER TABLE messages DROP COLUMN inline;
+             ALTER TABLE messages DROP COLUMN bcc_list;
+             ALTER TABLE messages DROP COLUMN bcc_count;
+             ALTER TABLE messages DROP COLUMN modseq;
+             DROP TABLE message_tags;
+             DROP TABLE tags;
+             DROP TABLE mailboxes;
+             ALTER TABLE store_state DROP COLUMN uid_validity;
+             ALTER TABLE messages DROP COLUMN to_count;
              ALTER TABLE messages DROP COLUMN cc_count;
              ALTER TABLE messages DROP COLUMN reply_to_count;
              PRAGMA user_version = 4;",

@@ -18,16 +18,18 @@ use crate::{
 pub(super) const SUMMARY_COLUMNS: &str = "m.id, m.received_at, m.mail_from, m.rcpt_to, m.from_name, \
     m.from_addr, m.to_list, m.cc_list, m.reply_to_list, m.subject, m.date, m.message_id, \
     m.size, m.attachments, m.snippet, m.read, m.bare_lf, m.parsed, m.to_count, m.cc_count, \
-    m.reply_to_count";
-pub(super) const SUMMARY_COLUMN_COUNT: usize = 21;
+    m.reply_to_count, m.bcc_list, m.bcc_count, m.flagged, \
+    (SELECT json_group_array(t.name) FROM message_tags AS mt \
+        JOIN tags AS t ON t.id = mt.tag_id WHERE mt.message_id = m.id)";
+pub(super) const SUMMARY_COLUMN_COUNT: usize = 25;
 
 pub(super) const INSERT_MESSAGE: &str = "INSERT INTO messages (
         received_at, mail_from, rcpt_to, helo, client_addr, bare_lf, smtputf8,
         tls_version, tls_cipher, auth_user, size, parsed, subject, from_name, from_addr,
         to_list, cc_list, reply_to_list, date, message_id, attachments, snippet,
-        to_count, cc_count, reply_to_count
+        to_count, cc_count, reply_to_count, bcc_list, bcc_count, inline
     ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-        ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)";
+        ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)";
 
 /// When a new message goes into the search index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +56,7 @@ pub(super) fn insert_message(
     let (to, to_count) = summary::stored_list(&digest.to);
     let (cc, cc_count) = summary::stored_list(&digest.cc);
     let (reply_to, reply_to_count) = summary::stored_list(&digest.reply_to);
+    let (bcc, bcc_count) = summary::stored_list(&digest.bcc);
     let count_if_cut =
         |list: &[Address], count: u64| (count > list.len() as u64).then_some(to_i64(count));
     conn.prepare_cached(INSERT_MESSAGE)?.execute(params![
@@ -82,6 +85,9 @@ pub(super) fn insert_message(
         count_if_cut(&to, to_count),
         count_if_cut(&cc, cc_count),
         count_if_cut(&reply_to, reply_to_count),
+        to_json(&bcc)?,
+        count_if_cut(&bcc, bcc_count),
+        digest.inline,
     ])?;
     let id = conn.last_insert_rowid();
     conn.prepare_cached("INSERT INTO raw (id, data) VALUES (?1, ?2)")?
@@ -109,6 +115,7 @@ pub(super) fn summary_of(id: MessageId, message: &NewMessage, digest: Digest) ->
     let (to, to_count) = listed(&digest.to);
     let (cc, cc_count) = listed(&digest.cc);
     let (reply_to, reply_to_count) = listed(&digest.reply_to);
+    let (bcc, bcc_count) = listed(&digest.bcc);
     Summary {
         id,
         // Stored with millisecond precision; announce what a reader will read.
@@ -122,6 +129,8 @@ pub(super) fn summary_of(id: MessageId, message: &NewMessage, digest: Digest) ->
         cc_count,
         reply_to,
         reply_to_count,
+        bcc,
+        bcc_count,
         subject: summary::cut_string(digest.subject, SUMMARY_TEXT_BYTES),
         date: digest.date,
         message_id: digest
@@ -131,6 +140,8 @@ pub(super) fn summary_of(id: MessageId, message: &NewMessage, digest: Digest) ->
         attachments: digest.attachments,
         snippet: digest.snippet,
         read: false,
+        flagged: false,
+        tags: Vec::new(),
         bare_lf: message.envelope.bare_lf,
         parsed: digest.parsed,
     }
@@ -197,6 +208,21 @@ pub(super) fn summary_from_row(row: &Row<'_>, read: Read) -> rusqlite::Result<Su
     let (to, to_count) = list(6)?;
     let (cc, cc_count) = list(7)?;
     let (reply_to, reply_to_count) = list(8)?;
+    // A row stored before schema migration 6 has no Bcc list until the index
+    // backfill parses it again.
+    let (bcc, bcc_count) = match row.get_ref(21)? {
+        rusqlite::types::ValueRef::Null => (Vec::new(), 0),
+        _ => {
+            let bcc: Vec<Address> = from_json(row, 21)?;
+            let count = row
+                .get::<_, Option<i64>>(22)?
+                .map_or(bcc.len() as u64, |count| count.max(0) as u64);
+            match read {
+                Read::Listed => (summary::listed(bcc), count),
+                Read::Whole => (bcc, count),
+            }
+        }
+    };
     Ok(Summary {
         id: MessageId(row.get(0)?),
         received_at: from_millis(row.get(1)?),
@@ -212,6 +238,8 @@ pub(super) fn summary_from_row(row: &Row<'_>, read: Read) -> rusqlite::Result<Su
         cc_count,
         reply_to,
         reply_to_count,
+        bcc,
+        bcc_count,
         subject: text_column(row, 9, read)?.unwrap_or_default(),
         date: row.get(10)?,
         message_id: text_column(row, 11, read)?,
@@ -220,6 +248,12 @@ pub(super) fn summary_from_row(row: &Row<'_>, read: Read) -> rusqlite::Result<Su
         // At most 200 characters since the first release; cut all the same.
         snippet: text_column(row, 14, read)?.unwrap_or_default(),
         read: row.get(15)?,
+        flagged: row.get(23)?,
+        tags: {
+            let mut tags: Vec<String> = from_json(row, 24)?;
+            tags.sort_unstable_by_key(|tag| tag.to_lowercase());
+            tags
+        },
         bare_lf: row.get(16)?,
         parsed: row.get(17)?,
     })

@@ -138,6 +138,73 @@ const MIGRATIONS: &[&str] = &[
                    FROM (SELECT value FROM json_each(messages.reply_to_list) ORDER BY key LIMIT 50))
         WHERE json_array_length(reply_to_list) > 50;
     "#,
+    // 6: one store for every protocol (issue #12).
+    // - `flagged` is the star (IMAP's \Flagged); the partial index serves
+    //   `is:flagged` without indexing every unflagged row.
+    // - `inline` counts inline parts (`has:inline`) and `bcc_list` holds the Bcc
+    //   header (capped like `to_list`, count in `bcc_count`); NULL in a row
+    //   stored before this migration until the index backfill has parsed it.
+    // - `modseq` is the `change_seq` of the last commit that changed the message
+    //   (delivery, flags, tags): "what changed since N" for IMAP CONDSTORE.
+    // - `tags` are named case-insensitively; `message_tags` links them, both
+    //   ways indexed, and cascades with either side.
+    // - `mailboxes` lists every address a message was sent to (envelope
+    //   recipients, To, Cc), lowercased, so per-recipient views are index
+    //   lookups; filled here from the stored lists.
+    // - `uid_validity` is fixed once, when the store gets this schema (IMAP
+    //   UIDVALIDITY; ids are never reused, so it never has to change).
+    // - The search index is rebuilt with columns for cc:, bcc:, reply-to: and
+    //   message-id:; every message is indexed again by the backfill.
+    r#"
+    ALTER TABLE messages ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN inline INTEGER;
+    ALTER TABLE messages ADD COLUMN bcc_list TEXT;
+    ALTER TABLE messages ADD COLUMN bcc_count INTEGER;
+    ALTER TABLE messages ADD COLUMN modseq INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX messages_flagged ON messages(id) WHERE flagged = 1;
+    CREATE INDEX messages_modseq ON messages(modseq);
+    CREATE TABLE tags (
+        id   INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE
+    ) STRICT;
+    CREATE TABLE message_tags (
+        tag_id     INTEGER NOT NULL REFERENCES tags(id) ON DELETE CASCADE,
+        message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        PRIMARY KEY (tag_id, message_id)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX message_tags_message ON message_tags(message_id, tag_id);
+    CREATE TABLE mailboxes (
+        address    TEXT NOT NULL,
+        message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        PRIMARY KEY (address, message_id)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX mailboxes_message ON mailboxes(message_id);
+    INSERT OR IGNORE INTO mailboxes (address, message_id)
+        SELECT lower(r.value), messages.id FROM messages, json_each(messages.rcpt_to) AS r
+        WHERE r.value <> '';
+    INSERT OR IGNORE INTO mailboxes (address, message_id)
+        SELECT lower(json_extract(a.value, '$.address')), messages.id
+        FROM messages, json_each(messages.to_list) AS a
+        WHERE json_extract(a.value, '$.address') <> '';
+    INSERT OR IGNORE INTO mailboxes (address, message_id)
+        SELECT lower(json_extract(a.value, '$.address')), messages.id
+        FROM messages, json_each(messages.cc_list) AS a
+        WHERE json_extract(a.value, '$.address') <> '';
+    ALTER TABLE store_state ADD COLUMN uid_validity INTEGER NOT NULL DEFAULT 0;
+    UPDATE store_state SET uid_validity = CAST(strftime('%s', 'now') AS INTEGER);
+    DROP TRIGGER messages_unindex;
+    DROP TABLE search;
+    CREATE VIRTUAL TABLE search USING fts5(
+        subject, sender, recipients, body, cc, bcc, reply_to, message_id,
+        content = '', contentless_delete = 1,
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER messages_unindex AFTER DELETE ON messages BEGIN
+        DELETE FROM search WHERE rowid = old.id;
+    END;
+    DELETE FROM unindexed;
+    UPDATE store_state SET unindexed_below = (SELECT coalesce(max(id), 0) + 1 FROM messages);
+    "#,
 ];
 
 /// The schema version this build writes.
