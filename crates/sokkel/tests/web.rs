@@ -148,6 +148,16 @@ fn smtplib_mail_is_listed_by_the_api_with_mailpit_field_names() {
         summary["Created"].as_str().is_some_and(|c| c.contains('T')),
         "{summary}"
     );
+
+    // Marking it read the way Mailpit clients do.
+    let marked = catcher.put_json(
+        "/api/v1/messages",
+        &serde_json::json!({"IDs": [summary["ID"]], "Read": true}),
+    );
+    assert_eq!(marked.status, 200, "{}", marked.text());
+    let list = get_json(http, "/api/v1/messages");
+    assert_eq!(list["unread"], 0, "{list}");
+    assert_eq!(list["messages"][0]["Read"], true, "{list}");
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! and calls the web API.
 //!
 //! ```text
-//! let catcher = Catcher::builder().http().arg("--max").arg("100").start();
+//! let catcher = Catcher::builder().http().arg("--max-recipients").arg("100").start();
 //! let id = catcher.send(&message("hello", "body"));
 //! let list = catcher.get_json("/api/v1/messages");
 //! ```
@@ -25,7 +25,7 @@ use super::process::{
 };
 use super::smtp::{HOST, Smtp};
 
-/// What [`Catcher::start`] starts: `sokkel mail serve` with the flags a test names,
+/// What [`CatcherBuilder::start`] starts: `sokkel mail serve` with the flags a test names,
 /// plus what keeps parallel tests apart and replies exact unless the test names the
 /// flag itself: `--smtp 127.0.0.1:0`, `--pop3 127.0.0.1:0`, `--no-http` (unless
 /// `--http` or [`CatcherBuilder::http`]), `--hostname` [`HOST`], and `--db` in a new
