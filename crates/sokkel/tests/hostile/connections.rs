@@ -367,6 +367,8 @@ fn clients_holding_huge_unfinished_messages_hit_the_budget_and_small_mail_still_
     let (mut stored, mut refused) = (0, 0);
     for mut holder in holders {
         holder.send(b".\r\n");
+        // Storing 20 MiB takes a while on a loaded 2-core CI machine.
+        holder.set_read_timeout(Duration::from_secs(60));
         let reply = holder.reply();
         if reply[0].starts_with("452 4.3.1 ") {
             refused += 1;

@@ -58,7 +58,10 @@ impl Smtp {
         smtp
     }
 
-    fn set_read_timeout(&self, timeout: Duration) {
+    /// How long the next reads wait for the server (the kit's default is
+    /// [`PROMPT`]); for replies that come after real work on a busy machine,
+    /// such as committing a 20 MiB message.
+    pub fn set_read_timeout(&self, timeout: Duration) {
         self.stream.set_read_timeout(Some(timeout)).unwrap();
     }
 
