@@ -902,6 +902,10 @@ def report(args, figures):
         print("\n".join(ratios["table"]))
         print()
         print("\n".join(f"- {line}" for line in ratios["ratios"]))
+    print()
+    print("Load average (1 min) at the start of each step: "
+          + ", ".join(f"{name} {load:.1f}" for name, load in figures["loads"])
+          + f"; at the end {os.getloadavg()[0]:.1f}.")
     for name, error in figures.get("errors", []):
         print()
         print(f"Step {name} failed: {error}")
@@ -912,7 +916,8 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sokkel", default="target/release/sokkel", help="the binary under test")
     parser.add_argument("--messages", type=int, default=1_000_000, help="messages in the store")
-    parser.add_argument("--connections", type=int, default=16, help="SMTP connections of the fill")
+    parser.add_argument("--connections", type=int, default=64,
+                        help="SMTP connections of the fill (more make bigger group commits)")
     parser.add_argument("--fill-seconds", type=float, default=3600, help="time limit of the fill")
     parser.add_argument("--requests", type=int, default=300, help="timed requests per API case")
     parser.add_argument("--case-seconds", type=float, default=120,
@@ -956,12 +961,17 @@ def main():
         parser.error("--browser needs playwright-core: (cd crates/sokkel/tests/web_js && "
                      "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci)")
 
-    # Ctrl-C and SIGTERM unwind through the finally blocks, which stop every process.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # Ctrl-C and SIGTERM unwind through the finally blocks, which stop every process
+    # (SIGINT too when a shell started this in the background with SIGINT ignored).
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     work = tempfile.mkdtemp(prefix="sokkel-store-bench-")
     db = os.path.join(work, "mail.db")
     figures = {"started": time.time(), "load_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-               "errors": []}
+               "errors": [], "loads": [("fill", os.getloadavg()[0])]}
     status = 0
     try:
         figures["fill"] = step_fill(args, work, db)
@@ -979,6 +989,7 @@ def main():
                           ("ratios", lambda: step_ratios(args))):
             if name in args.skip:
                 continue
+            figures["loads"].append((name, os.getloadavg()[0]))
             try:
                 figures[name] = run()
             except Fatal as e:
