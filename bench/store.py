@@ -604,7 +604,10 @@ def step_fill(args, work, db):
     try:
         log(f"fill: {args.messages:,} messages over {args.connections} pipelining connections")
         load_before = os.getloadavg()
-        secs = fill_store(server.smtp, args.messages, args.connections, args.fill_seconds)
+        try:
+            secs = fill_store(server.smtp, args.messages, args.connections, args.fill_seconds)
+        except Fatal as e:
+            raise Fatal(f"{e}; the server's last log lines:\n{server.stderr_tail()}") from None
         result = {"seconds": secs, "rate": args.messages / secs, "load": load_before,
                   "hwm": server.memory("VmHWM")}
         log(f"fill: {args.messages:,} in {secs:.1f} s, {result['rate']:,.0f} msg/s")
