@@ -56,7 +56,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SMTP_SOURCE = "/usr/sbin/smtp-source"
@@ -179,12 +178,6 @@ class Server:
 
     def stop(self):
         stop(self.proc)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------------------------------
@@ -603,13 +596,11 @@ def step_fill(args, work, db):
     server = Server(args.sokkel, db, work, "fill")
     try:
         log(f"fill: {args.messages:,} messages over {args.connections} pipelining connections")
-        load_before = os.getloadavg()
         try:
             secs = fill_store(server.smtp, args.messages, args.connections, args.fill_seconds)
         except Fatal as e:
             raise Fatal(f"{e}; the server's last log lines:\n{server.stderr_tail()}") from None
-        result = {"seconds": secs, "rate": args.messages / secs, "load": load_before,
-                  "hwm": server.memory("VmHWM")}
+        result = {"seconds": secs, "rate": args.messages / secs, "hwm": server.memory("VmHWM")}
         log(f"fill: {args.messages:,} in {secs:.1f} s, {result['rate']:,.0f} msg/s")
         api = Api(server.http)
         total = api.json("/api/v1/messages?limit=1")["total"]
