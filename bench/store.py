@@ -434,9 +434,11 @@ def probe_deliveries(addr, stop_event, latencies, max_messages):
 
 def smtp_source(addr, messages, sessions, size=1024):
     """smtp-source delivering `messages` of `size` bytes over `sessions` reused
-    connections; its output goes to a pipe read by the caller."""
+    connections; its output goes to a pipe read by the caller. The subject lets
+    bench/web_rss.mjs find the newest message in the page."""
     return start([SMTP_SOURCE, "-d", "-s", str(sessions), "-m", str(messages), "-l", str(size),
-                  "-f", "load@bench.test", "-t", "inbox@bench.test", f"{addr[0]}:{addr[1]}"],
+                  "-S", "store bench load", "-f", "load@bench.test", "-t", "inbox@bench.test",
+                  f"{addr[0]}:{addr[1]}"],
                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
@@ -845,9 +847,10 @@ def report(args, figures):
               f"({args.connections} pipelining connections from one Python process); "
               f"the rare word searchable {fill['index_wait']:.1f} s after the last 250; "
               f"store {figures['db_mb']:,} MB on disk; server VmHWM {fill['hwm']:.1f} MB")
-    print()
-    print("| measurement | matches | p50 ms | p99 ms | max ms | bar |")
-    print("|---|---:|---:|---:|---:|---|")
+    if lat or prune:
+        print()
+        print("| measurement | matches | p50 ms | p99 ms | max ms | bar |")
+        print("|---|---:|---:|---:|---:|---|")
     if lat:
         for r in lat["rows"]:
             where = f"`GET {r['path']}` ({r['kind']}, {r['n']} requests)"
