@@ -10,8 +10,9 @@ Steps, each on the same fresh store in a temporary directory:
 1. fill: N messages through SMTP from one Python process (a pipelining client over
    --connections sockets, each reused for 5,000 messages; the end of one message and
    the next envelope go in one write, RFC 2920). Subjects, senders, recipients and
-   bodies vary; 1 in 20 carries an `X-Tags:` header (one of TAGS, so a `tag:` search matches N/200);
-   exactly RARE_COUNT messages, spread evenly, carry the rare word RARE_WORD. Prints
+   bodies vary; 1 in 20 carries an `X-Tags:` header (one of TAGS, so a `tag:` search
+   matches N/200); exactly RARE_COUNT (300) messages, spread evenly, carry the rare
+   word RARE_WORD (zanzibar). Prints
    the fill rate, then waits until the rare word's count is RARE_COUNT (search
    indexing runs behind delivery).
 2. latency: p50/p99/max of sequential requests over one keep-alive HTTP connection
@@ -24,14 +25,14 @@ Steps, each on the same fresh store in a temporary directory:
    With --browser, bench/web_rss.mjs opens the real page in headless Chromium instead
    of the Python WebSocket (needs `npm ci` in crates/sokkel/tests/web_js).
 4. pruning: a server on the full store with `--max <stored - 100000>` while
-   smtp-source delivers; a separate SMTP client times end of DATA -> 250 for each of
-   its messages until the store is back at the limit (--prune-count sets the 100,000). A binary without `--max` says
-   "retention not supported by this binary" and measures the same delivery with no
-   pruning (the baseline).
+   smtp-source (--load-sessions) delivers; a separate SMTP client times end of DATA -> 250 for each of
+   its messages until the store is back at the limit (--prune-count changes the
+   100,000). A binary without `--max` says "retention not supported by this binary"
+   and measures the same delivery for --baseline-seconds with no pruning.
 5. ratios: bench/smtp.sh's smtp-source vs smtp-sink measurement, on the same binary.
 
 Then prints a markdown table for docs/benchmarks.md. Loopback only (127.0.0.1, free
-ports). Every process started here runs in a session of its own and is killed when
+ports). --skip STEP leaves a step out. Every process started here runs in a session of its own and is killed when
 its step ends, when the script ends, and on Ctrl-C or SIGTERM; the temporary
 directory goes with it. Python's standard library, plus Postfix's smtp-source and
 smtp-sink (apt-get install -y postfix) and, for step 5, aiosmtpd (bench/smtp.sh's).
