@@ -26,16 +26,18 @@ Steps, each on the same fresh store in a temporary directory:
    of the Python WebSocket (needs `npm ci` in crates/sokkel/tests/web_js).
 4. pruning: a server on the full store with `--max <stored - 100000>` while
    smtp-source (--load-sessions) delivers; a separate SMTP client times end of
-   DATA -> 250 for each of its messages until the store is back at the limit (--prune-count changes the
-   100,000). A binary without `--max` says "retention not supported by this binary"
-   and measures the same delivery for --baseline-seconds with no pruning.
+   DATA -> 250 for each of its messages until the store is back at the limit
+   (--prune-count changes the 100,000). A binary without `--max` says "retention not
+   supported by this binary" and measures the same delivery for --baseline-seconds
+   with no pruning.
 5. ratios: bench/smtp.sh's smtp-source vs smtp-sink measurement, on the same binary.
 
 Then prints a markdown table for docs/benchmarks.md; --skip STEP leaves a step out.
 Loopback only (127.0.0.1, free ports). Every process started here runs in a session
 of its own and is killed when its step ends, when the script ends, and on Ctrl-C or
-SIGTERM; the temporary directory goes with it. Python's standard library, plus Postfix's smtp-source and
-smtp-sink (apt-get install -y postfix) and, for step 5, aiosmtpd (bench/smtp.sh's).
+SIGTERM; the temporary directory goes with it. Python's standard library, plus
+Postfix's smtp-source and smtp-sink (apt-get install -y postfix) and, for step 5,
+aiosmtpd (bench/smtp.sh's).
 """
 
 import argparse
