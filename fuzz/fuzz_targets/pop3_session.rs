@@ -39,6 +39,8 @@ fn play(config: &Arc<SessionConfig>, peer: Peer, chunks: &[&[u8]]) -> Played {
             buffer.drain(..consumed);
             match step {
                 Step::NeedMore => break,
+                // `out` keeps every reply, as if the client read them at once.
+                Step::Flush => {}
                 Step::Login(login) => {
                     played.users.push(login.user.clone());
                     if login.password == "secret" {
