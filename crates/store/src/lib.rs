@@ -26,14 +26,13 @@
 //! - A full store can always be emptied: the size limit holds new messages only,
 //!   and a reserve file next to the database (`mail.db-reserve`, 8 MiB) is given
 //!   back to a full disk so that deletes can write their WAL (see [`Store`]).
-//! - [`repeated`] keeps an error that repeats on every retry to one log line per
-//!   interval, with its count.
+//! - An error that repeats on every retry (a full disk) is logged once per
+//!   interval with its count (`sokkel_net::repeated`).
 #![warn(missing_docs)]
 
 mod error;
 pub mod mime;
 mod paths;
-pub mod repeated;
 mod search;
 mod sqlite;
 mod store;
@@ -48,6 +47,8 @@ use std::str::FromStr;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
+// As `crate::repeated`: the writer thread logs a failing commit once per interval.
+use sokkel_net::repeated;
 
 pub use error::{DatabaseError, StoreError};
 pub use search::{MAX_QUERY_BYTES, MAX_TERMS, SearchError, SearchPage, SearchQuery};
