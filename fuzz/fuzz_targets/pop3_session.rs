@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use sokkel_pop3::session::{Peer, Session, SessionConfig, Step};
-use sokkel_store::MessageId;
+use sokkel_message::MessageId;
 
 const MESSAGES: [&[u8]; 3] = [
     b"Subject: a\r\n\r\n.\r\n..x\r\n",
