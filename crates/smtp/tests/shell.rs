@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use sokkel_message::{Deliver, DeliverError, MessageId, NewMessage};
 use sokkel_smtp::server::session::SessionConfig;
 use sokkel_smtp::server::shell::{Listeners, ServeSummary, ServerConfig, serve};
-use sokkel_store::{Deliver, MessageId, NewMessage, StoreError};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::oneshot;
@@ -24,7 +24,7 @@ struct Sink {
 }
 
 impl Deliver for Sink {
-    async fn deliver(&self, message: NewMessage) -> Result<MessageId, StoreError> {
+    async fn deliver(&self, message: NewMessage) -> Result<MessageId, DeliverError> {
         let mut messages = self.messages.lock().unwrap();
         messages.push(message);
         Ok(MessageId(messages.len() as i64))

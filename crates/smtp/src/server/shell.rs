@@ -17,14 +17,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use sokkel_message::{Deliver, Envelope, NewMessage, TlsInfo};
 use sokkel_net::auth::Credentials;
+use sokkel_net::repeated::{REPEAT_INTERVAL, RepeatedLog};
 use sokkel_net::server::{
     Accepted, ConnectionLimit, IdleTimer, MemoryBudget, Reservation, StopSignal, UnitDeadline,
     flush_within, serve_tcp,
 };
 use sokkel_net::tls::{ServerStream, ServerTls};
-use sokkel_store::repeated::{REPEAT_INTERVAL, RepeatedLog};
-use sokkel_store::{Deliver, Envelope, NewMessage, TlsInfo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
