@@ -82,6 +82,24 @@ fn mailpit_api_client_lists_reads_searches_marks_and_deletes() {
     );
 }
 
+#[test]
+#[ignore = "interop: needs node and `npm ci` in tests/web_js"]
+fn mailpit_api_client_finds_with_every_mailpit_search_operator() {
+    // Issue #12: a Mailpit client that sent `tag:` or `message-id:` got a 400.
+    require_node_packages();
+    let (catcher, base) = catcher_with_web();
+    program("python3", [js_dir().join("send_search_corpus.py")])
+        .arg(catcher.addr().port().to_string())
+        .run()
+        .assert_success("send_search_corpus.py");
+    let out = node("mailpit_search.mjs", &[&base]);
+    assert!(
+        out.status.success() && out.stdout_text().trim() == "ok",
+        "{}",
+        out.describe()
+    );
+}
+
 /// Counts connections to a 127.0.0.1 port until dropped: the remote-image trap.
 struct Trap {
     port: u16,
