@@ -1,13 +1,15 @@
 //! The FTS5 search index: what of a message goes into it, and indexing what
 //! was stored before it existed or before a crash let the writer index it.
 
+use std::collections::HashSet;
+
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::changes::ChangeLog;
-use super::queries::from_json;
+use super::queries::{from_json, to_json};
 use super::to_i64;
 use crate::mime::Digest;
-use crate::{Address, StoreError, mime};
+use crate::{Address, StoreError, mime, summary};
 
 /// Messages stored before the search index existed are indexed this many at a
 /// time (or [`BACKFILL_BATCH_BYTES`]), one transaction each, so other processes
@@ -15,13 +17,22 @@ use crate::{Address, StoreError, mime};
 pub(super) const BACKFILL_BATCH: usize = 256;
 pub(super) const BACKFILL_BATCH_BYTES: usize = 16 << 20;
 
-/// What the search index gets of one message, column by column.
+/// What the search index gets of one message, column by column (the columns of
+/// schema migration 6; `search_sql.rs` says which filter reads which).
 #[derive(Debug, Clone, Default)]
 pub(super) struct IndexText {
     subject: String,
+    /// The From header and the envelope sender.
     sender: String,
+    /// The envelope recipients and the To and Cc headers.
     recipients: String,
     body: String,
+    cc: String,
+    /// The Bcc header and the blind recipients: envelope recipients that neither
+    /// To nor Cc names.
+    bcc: String,
+    reply_to: String,
+    message_id: String,
 }
 
 impl IndexText {
@@ -32,32 +43,71 @@ impl IndexText {
         let mut recipients = rcpt_to.join(" ");
         recipients.push(' ');
         push_addresses(&mut recipients, digest.to.iter().chain(&digest.cc));
+        let mut cc = String::new();
+        push_addresses(&mut cc, digest.cc.iter());
+        let mut bcc = String::new();
+        push_addresses(&mut bcc, digest.bcc.iter());
+        let named: HashSet<String> = digest
+            .to
+            .iter()
+            .chain(&digest.cc)
+            .map(|address| address.address.to_lowercase())
+            .collect();
+        for recipient in rcpt_to {
+            if !named.contains(&recipient.to_lowercase()) {
+                bcc.push_str(recipient);
+                bcc.push(' ');
+            }
+        }
+        let mut reply_to = String::new();
+        push_addresses(&mut reply_to, digest.reply_to.iter());
         IndexText {
             subject: digest.subject.clone(),
             sender,
             recipients,
             body: digest.body_text.clone(),
+            cc,
+            bcc,
+            reply_to,
+            message_id: digest.message_id.clone().unwrap_or_default(),
         }
     }
 
     /// The bytes this holds, to bound how much waits for indexing.
     pub(super) fn len(&self) -> usize {
-        self.subject.len() + self.sender.len() + self.recipients.len() + self.body.len()
+        [
+            &self.subject,
+            &self.sender,
+            &self.recipients,
+            &self.body,
+            &self.cc,
+            &self.bcc,
+            &self.reply_to,
+            &self.message_id,
+        ]
+        .iter()
+        .map(|column| column.len())
+        .sum()
     }
 }
 
 /// Add message `id` to the search index; the caller owns the transaction.
 pub(super) fn index_message(conn: &Connection, id: i64, text: &IndexText) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT INTO search (rowid, subject, sender, recipients, body)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO search
+            (rowid, subject, sender, recipients, body, cc, bcc, reply_to, message_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         id,
         text.subject,
         text.sender,
         text.recipients,
-        text.body
+        text.body,
+        text.cc,
+        text.bcc,
+        text.reply_to,
+        text.message_id,
     ])?;
     Ok(())
 }
@@ -162,8 +212,10 @@ pub(super) fn index_older_messages(conn: &mut Connection) -> Result<(), StoreErr
                 let id: i64 = row.get(0)?;
                 let rcpt_to: Vec<String> = from_json(row, 2)?;
                 let raw = row.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?;
-                let text = IndexText::new(&row.get::<_, String>(1)?, &rcpt_to, &mime::digest(raw));
+                let digest = mime::digest(raw);
+                let text = IndexText::new(&row.get::<_, String>(1)?, &rcpt_to, &digest);
                 index_message(&tx, id, &text)?;
+                fill_parsed_columns(&tx, id, &digest)?;
                 next_below = id;
                 count += 1;
                 bytes += raw.len();
@@ -175,6 +227,21 @@ pub(super) fn index_older_messages(conn: &mut Connection) -> Result<(), StoreErr
         below = next_below;
     }
     tracing::info!("search index complete");
+    Ok(())
+}
+
+/// Fill the columns schema migration 6 added from what only the raw message
+/// says (`inline`, `bcc_list`, `bcc_count`) for a message stored before it,
+/// whose `inline` is still NULL.
+fn fill_parsed_columns(conn: &Connection, id: i64, digest: &Digest) -> rusqlite::Result<()> {
+    let (bcc, bcc_count) = summary::stored_list(&digest.bcc);
+    // As at delivery: the count only when the list is cut (schema migration 5).
+    let bcc_count = (bcc_count > bcc.len() as u64).then_some(to_i64(bcc_count));
+    conn.prepare_cached(
+        "UPDATE messages SET inline = ?2, bcc_list = ?3, bcc_count = ?4
+         WHERE id = ?1 AND inline IS NULL",
+    )?
+    .execute(params![id, digest.inline, to_json(&bcc)?, bcc_count])?;
     Ok(())
 }
 
