@@ -13,7 +13,8 @@ use crate::{Address, StoreError, mime, summary};
 
 /// Messages stored before the search index existed are indexed this many at a
 /// time (or [`BACKFILL_BATCH_BYTES`]), one transaction each, so other processes
-/// get the write lock in between.
+/// get the write lock in between and a delivery arriving meanwhile waits for
+/// one batch at most.
 pub(super) const BACKFILL_BATCH: usize = 256;
 pub(super) const BACKFILL_BATCH_BYTES: usize = 16 << 20;
 
@@ -179,55 +180,121 @@ pub(super) fn push_addresses<'a>(text: &mut String, addresses: impl Iterator<Ite
     }
 }
 
-/// Index the messages stored before the search index existed (a store from a
-/// build without it), newest first, in batches of their own transactions. Two
-/// processes opening the file at once share the work rather than repeat it.
-pub(super) fn index_older_messages(conn: &mut Connection) -> Result<(), StoreError> {
-    let mut below = unindexed_below(conn)?;
-    if below <= 1 {
-        return Ok(());
-    }
-    let pending: i64 = conn.query_row(
-        "SELECT count(*) FROM messages WHERE id < ?1",
-        [below],
-        |row| row.get(0),
-    )?;
-    tracing::info!(messages = pending, "indexing stored messages for search");
-    while below > 1 {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        below = unindexed_below(&tx)?;
-        let mut next_below = 0;
-        {
-            let mut statement = tx.prepare_cached(
-                "SELECT m.id, m.mail_from, m.rcpt_to, r.data
-                 FROM messages AS m JOIN raw AS r ON r.id = m.id
-                 WHERE m.id < ?1 ORDER BY m.id DESC",
-            )?;
-            let mut rows = statement.query([below])?;
-            let (mut count, mut bytes) = (0, 0);
-            while count < BACKFILL_BATCH && bytes < BACKFILL_BATCH_BYTES {
-                let Some(row) = rows.next()? else {
-                    break;
-                };
-                let id: i64 = row.get(0)?;
-                let rcpt_to: Vec<String> = from_json(row, 2)?;
-                let raw = row.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?;
-                let digest = mime::digest(raw);
-                let text = IndexText::new(&row.get::<_, String>(1)?, &rcpt_to, &digest);
-                index_message(&tx, id, &text)?;
-                fill_parsed_columns(&tx, id, &digest)?;
-                next_below = id;
-                count += 1;
-                bytes += raw.len();
+/// The messages stored before the search index had its present columns (a
+/// store from a build before schema migration 2, or 6, which rebuilt it): the
+/// writer thread indexes them newest first, a batch at a time in its own
+/// transaction, whenever no delivery is waiting ([`OlderMessages::index_batch`]).
+/// Opening a store does not wait for this: at 100,000 messages it takes
+/// minutes in a debug build. Until it is done, search finds the older
+/// messages not yet reached. Two processes with the file open share the work
+/// rather than repeat it: each batch starts below where the last one, of
+/// either process, ended (`store_state.unindexed_below`).
+#[derive(Debug, Default)]
+pub(super) struct OlderMessages {
+    pending: bool,
+}
+
+impl OlderMessages {
+    /// Whether there is such work, logging how much.
+    pub(super) fn find(conn: &Connection) -> OlderMessages {
+        let pending = || -> rusqlite::Result<i64> {
+            let below = unindexed_below(conn)?;
+            if below <= 1 {
+                return Ok(0);
+            }
+            conn.query_row(
+                "SELECT count(*) FROM messages WHERE id < ?1",
+                [below],
+                |row| row.get(0),
+            )
+        };
+        match pending() {
+            Ok(0) => OlderMessages { pending: false },
+            Ok(messages) => {
+                tracing::info!(
+                    messages,
+                    "indexing stored messages for search in the background"
+                );
+                OlderMessages { pending: true }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot tell whether stored messages need indexing for search");
+                OlderMessages { pending: false }
             }
         }
-        tx.execute("UPDATE store_state SET unindexed_below = ?1", [next_below])?;
-        ChangeLog::next_seq(&tx)?;
-        tx.commit()?;
-        below = next_below;
     }
-    tracing::info!("search index complete");
-    Ok(())
+
+    /// Whether some messages still wait.
+    pub(super) fn pending(&self) -> bool {
+        self.pending
+    }
+
+    /// Index the next batch. On failure the work stops here and the next open of
+    /// the store takes it up again where it ended.
+    pub(super) fn index_batch(&mut self, conn: &mut Connection) {
+        match index_older_batch(conn) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.pending = false;
+                tracing::info!("search index complete");
+            }
+            Err(error) => {
+                self.pending = false;
+                tracing::warn!(
+                    %error,
+                    "indexing stored messages for search failed; it goes on when the store is next opened"
+                );
+            }
+        }
+    }
+}
+
+/// Index one batch of older messages ([`OlderMessages`]) in one transaction;
+/// `false` once none are left.
+fn index_older_batch(conn: &mut Connection) -> Result<bool, StoreError> {
+    // As in index_pending: a batch lost in a power cut is redone at the next
+    // open, as `unindexed_below` moves in the same transaction.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let result = write_older_batch(conn);
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    result
+}
+
+fn write_older_batch(conn: &mut Connection) -> Result<bool, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let below = unindexed_below(&tx)?;
+    if below <= 1 {
+        return Ok(false);
+    }
+    let mut next_below = 0;
+    {
+        let mut statement = tx.prepare_cached(
+            "SELECT m.id, m.mail_from, m.rcpt_to, r.data
+             FROM messages AS m JOIN raw AS r ON r.id = m.id
+             WHERE m.id < ?1 ORDER BY m.id DESC",
+        )?;
+        let mut rows = statement.query([below])?;
+        let (mut count, mut bytes) = (0, 0);
+        while count < BACKFILL_BATCH && bytes < BACKFILL_BATCH_BYTES {
+            let Some(row) = rows.next()? else {
+                break;
+            };
+            let id: i64 = row.get(0)?;
+            let rcpt_to: Vec<String> = from_json(row, 2)?;
+            let raw = row.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?;
+            let digest = mime::digest(raw);
+            let text = IndexText::new(&row.get::<_, String>(1)?, &rcpt_to, &digest);
+            index_message(&tx, id, &text)?;
+            fill_parsed_columns(&tx, id, &digest)?;
+            next_below = id;
+            count += 1;
+            bytes += raw.len();
+        }
+    }
+    tx.execute("UPDATE store_state SET unindexed_below = ?1", [next_below])?;
+    ChangeLog::next_seq(&tx)?;
+    tx.commit()?;
+    Ok(next_below > 1)
 }
 
 /// Fill the columns schema migration 6 added from what only the raw message
