@@ -100,7 +100,8 @@ pub(crate) async fn delete(
     Ok(ok())
 }
 
-/// Marks every message matching `text`, a page of ids at a time.
+/// Marks every message matching `text`, a page of ids at a time. Dates in
+/// `text` are UTC: `PUT /api/v1/messages` does not read Mailpit's `tz` yet.
 pub(crate) fn set_read_matching(store: &Store, text: &str, read: bool) -> Result<(), ApiError> {
     let query = parse_text(text, None)?;
     let mut before: Option<MessageId> = None;
