@@ -47,6 +47,7 @@ fn config() -> ServerConfig {
         tls: None,
         credentials: None,
         auth_failure_delay: Duration::from_millis(10),
+        counters: Arc::default(),
     }
 }
 
