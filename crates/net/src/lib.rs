@@ -20,6 +20,7 @@ mod listen;
 pub mod repeated;
 pub mod server;
 mod shutdown;
+pub mod stats;
 pub mod tls;
 
 pub use addr::{HostPort, ResolveOverride};

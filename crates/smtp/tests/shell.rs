@@ -47,6 +47,7 @@ fn config() -> ServerConfig {
         tls: None,
         credentials: None,
         auth_failure_delay: Duration::from_millis(10),
+        counters: Arc::default(),
     }
 }
 
@@ -388,5 +389,42 @@ async fn one_address_cannot_take_every_session_slot() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(again.is_some(), "the freed slot is reused");
+    server.stop().await;
+}
+
+/// What a server refuses reaches the counters the web API reports as
+/// `SMTPRejected` (issue #12): a RCPT out of order and a message over the size
+/// limit count, an accepted message and a wrong command do not.
+#[tokio::test]
+async fn refusals_are_counted_for_the_whole_server() {
+    let config = ServerConfig {
+        session: Arc::new(SessionConfig {
+            hostname: "test.local".into(),
+            max_message_size: 64,
+            ..SessionConfig::default()
+        }),
+        ..config()
+    };
+    let counters = Arc::clone(&config.counters);
+    let server = Server::start(config);
+    let mut client = server.client().await;
+    assert!(client.command("EHLO client.test").await.starts_with("250 "));
+    assert!(
+        client
+            .command("RCPT TO:<b@y.test>")
+            .await
+            .starts_with("503 ")
+    );
+    assert!(client.command("WHAT").await.starts_with("500 "));
+    assert!(client.small_message().await.starts_with("250 "));
+    client.envelope().await;
+    assert!(client.command("DATA").await.starts_with("354 "));
+    client.send(&[b'x'; 200]).await;
+    client.send(b"\r\n.\r\n").await;
+    assert!(client.reply().await.starts_with("552 "));
+    assert_eq!(counters.rejected(), 2);
+    let mut other = server.client().await;
+    assert!(other.command("DATA").await.starts_with("503 "));
+    assert_eq!(counters.rejected(), 3, "one count for every session");
     server.stop().await;
 }

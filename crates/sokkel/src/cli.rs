@@ -58,6 +58,17 @@ pub enum MailCommand {
     /// Delete messages by id, or all of them.
     #[command(after_help = "Examples:\n  sokkel mail delete 41 42\n  sokkel mail delete --all")]
     Delete(DeleteArgs),
+    /// Star messages (IMAP's \Flagged), or unstar them with --unflag.
+    #[command(
+        after_help = "Examples:\n  sokkel mail flag 41 42\n  sokkel mail flag latest --unflag"
+    )]
+    Flag(FlagArgs),
+    /// Mark messages read.
+    #[command(after_help = "Examples:\n  sokkel mail read 41 42\n  sokkel mail read latest")]
+    Read(MarkArgs),
+    /// Mark messages unread.
+    #[command(after_help = "Examples:\n  sokkel mail unread 41 42")]
+    Unread(MarkArgs),
     /// Send a message over SMTP, like swaks: TLS, AUTH, attachments, a transcript with -v.
     #[command(after_help = SEND_HELP)]
     Send(SendArgs),
@@ -427,6 +438,27 @@ pub struct DeleteArgs {
     /// Delete every message.
     #[arg(long)]
     pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FlagArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Message ids, or `latest`.
+    #[arg(value_name = "ID", required = true)]
+    pub ids: Vec<String>,
+    /// Take the star away instead.
+    #[arg(long)]
+    pub unflag: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MarkArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Message ids, or `latest`.
+    #[arg(value_name = "ID", required = true)]
+    pub ids: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1170,6 +1170,67 @@ Content-Transfer-Encoding: quoted-printable\r\n\
 <p class=3D\"greet\">Hello <b>HTML</b> caf=C3=A9</p>\r\n\
 --sep--\r\n";
 
+/// `mail flag`, `mail read` and `mail unread` change what `mail list` shows (a
+/// star, the unread mark) while the server runs; an unknown id is a failure
+/// with one line saying so (issue #12).
+#[test]
+fn flag_read_and_unread_show_in_the_list() {
+    let catcher = Catcher::start();
+    let mut smtp = Smtp::ehlo(catcher.addr());
+    let first = smtp.deliver("a@x.test", &["b@y.test"], &message("first", "one"));
+    let second = smtp.deliver("a@x.test", &["b@y.test"], &message("second", "two"));
+    let (first_id, second_id) = (first.to_string(), second.to_string());
+    let out = catcher
+        .cli(&["flag", &first_id])
+        .assert_success("mail flag");
+    assert_eq!(out.stdout_text().trim(), "starred 1 message");
+    let out = catcher
+        .cli(&["read", &first_id, "latest"])
+        .assert_success("mail read");
+    assert_eq!(out.stdout_text().trim(), "marked read 2 messages");
+    catcher
+        .cli(&["unread", &second_id])
+        .assert_success("mail unread");
+    let table = catcher
+        .cli(&["list"])
+        .assert_success("mail list")
+        .stdout_text();
+    let row = |id: &str| {
+        table
+            .lines()
+            .map(str::trim_start)
+            .find(|line| line.starts_with(id))
+            .unwrap_or_else(|| panic!("no row {id} in\n{table}"))
+            .to_string()
+    };
+    assert!(
+        row(&first_id).starts_with(&format!("{first_id} ★ ")),
+        "{table}"
+    );
+    assert!(
+        row(&second_id).starts_with(&format!("{second_id}*  ")),
+        "{table}"
+    );
+    let listed = catcher.list();
+    assert_eq!(
+        (listed[1]["read"].clone(), listed[1]["flagged"].clone()),
+        (true.into(), true.into())
+    );
+    catcher
+        .cli(&["flag", "--unflag", &first_id])
+        .assert_success("mail flag --unflag");
+    assert_eq!(catcher.list()[1]["flagged"], false);
+    let missing = catcher.cli(&["flag", &first_id, "999"]);
+    assert!(!missing.status.success(), "{}", missing.describe());
+    assert_eq!(
+        missing.stderr.trim(),
+        "sokkel: 1 of the ids given were not in the store; `sokkel mail list` shows the ids"
+    );
+    let bad = catcher.cli(&["read", "first"]);
+    assert!(!bad.status.success(), "{}", bad.describe());
+    assert_eq!(bad.stderr.trim().lines().count(), 1, "{}", bad.describe());
+}
+
 #[test]
 fn list_show_and_delete_work_while_the_server_runs() {
     let catcher = Catcher::start();

@@ -102,6 +102,7 @@ fn smtplib_mail_is_listed_by_the_api_with_mailpit_field_names() {
             "Cc",
             "CcCount",
             "Created",
+            "Flagged",
             "From",
             "ID",
             "MessageID",

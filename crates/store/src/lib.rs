@@ -55,7 +55,9 @@ pub use sokkel_message::{
     Deliver, DeliverError, Envelope, Mailbox, MailboxError, MessageId, NewMessage, TlsInfo,
 };
 pub use sqlite::RAW_CHUNK_BYTES;
-pub use store::{MessageCounts, Store, StoreEvent, StoreOptions, WriterStats};
+pub use store::{
+    FlagChange, MessageCounts, RuntimeStats, Store, StoreEvent, StoreOptions, WriterStats,
+};
 pub use summary::{
     SUMMARY_ADDRESS_BYTES, SUMMARY_ADDRESSES, SUMMARY_FIELD_BYTES, SUMMARY_RECIPIENT_BYTES,
     SUMMARY_TEXT_BYTES, cut,

@@ -46,6 +46,27 @@ pub struct MessageCounts {
     pub unread: u64,
 }
 
+/// A change to the flags of messages; `None` leaves that flag as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlagChange {
+    /// Mark read (`true`) or unread (`false`); IMAP's `\Seen`.
+    pub read: Option<bool>,
+    /// Star (`true`) or unstar (`false`); IMAP's `\Flagged`.
+    pub flagged: Option<bool>,
+}
+
+/// What this store handle has done since it was opened: the store's part of
+/// Mailpit's runtime statistics (`/api/v1/info`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuntimeStats {
+    /// Messages delivered ([`crate::Deliver::deliver`]; imports are not counted).
+    pub messages_accepted: u64,
+    /// The raw bytes of those messages.
+    pub bytes_accepted: u64,
+    /// Messages deleted, by every kind of delete.
+    pub messages_deleted: u64,
+}
+
 /// What the group-commit writer has done since the store was opened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriterStats {
@@ -53,6 +74,8 @@ pub struct WriterStats {
     pub transactions: u64,
     /// Messages those transactions stored; over `transactions`, the batch size.
     pub messages: u64,
+    /// The raw bytes of those messages.
+    pub bytes: u64,
     /// Transactions that failed and were rolled back.
     pub failed_transactions: u64,
 }
@@ -72,6 +95,8 @@ pub enum StoreEvent {
     DeletedAll,
     /// These messages were marked read (`true`) or unread (`false`).
     ReadChanged(Vec<MessageId>, bool),
+    /// These messages were starred (`true`) or unstarred (`false`).
+    FlaggedChanged(Vec<MessageId>, bool),
     /// Another process changed the store (delivered, deleted, marked messages):
     /// whatever a subscriber shows may be stale, so it should query again. Sent
     /// within about a second of the other process's commit.
@@ -227,9 +252,66 @@ impl Store {
     }
 
     /// Mark these messages read or unread; returns how many of them exist.
+    /// [`Store::set_flags`] with only `read`.
     pub fn set_read(&self, ids: &[MessageId], read: bool) -> Result<u64, StoreError> {
+        self.set_flags(
+            ids,
+            FlagChange {
+                read: Some(read),
+                flagged: None,
+            },
+        )
+    }
+
+    /// Change the flags of these messages in one transaction; returns how many
+    /// of them exist. Only the messages whose flags this changes get a new
+    /// modseq ([`Store::changed_since`]) and are announced, as
+    /// [`StoreEvent::ReadChanged`] and [`StoreEvent::FlaggedChanged`].
+    pub fn set_flags(&self, ids: &[MessageId], change: FlagChange) -> Result<u64, StoreError> {
         match &self.backend {
-            Backend::Sqlite(store) => store.set_read(ids, read),
+            Backend::Sqlite(store) => store.set_flags(ids, change),
+        }
+    }
+
+    /// The messages changed (delivered, flags or tags changed) after change
+    /// number `modseq`, by id, each with the number of the last change to it:
+    /// IMAP CONDSTORE's "what changed since". Messages stored before schema 6
+    /// (an upgraded store) have modseq 0 until they change.
+    pub fn changed_since(&self, modseq: u64) -> Result<Vec<(MessageId, u64)>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.changed_since(modseq),
+        }
+    }
+
+    /// The number of the store's latest change (deletes included): never
+    /// smaller than any message's modseq, and never going down (IMAP's
+    /// HIGHESTMODSEQ).
+    pub fn highest_modseq(&self) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.highest_modseq(),
+        }
+    }
+
+    /// The store's IMAP UIDVALIDITY: fixed when the store was created (or
+    /// upgraded to schema 6), never zero. Ids are never reused, so it never has
+    /// to change.
+    pub fn uid_validity(&self) -> Result<u32, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.uid_validity(),
+        }
+    }
+
+    /// Every tag in use, with how many messages have it, by name.
+    pub fn tag_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.tag_counts(),
+        }
+    }
+
+    /// What this handle has delivered and deleted since it was opened.
+    pub fn runtime_stats(&self) -> RuntimeStats {
+        match &self.backend {
+            Backend::Sqlite(store) => store.runtime_stats(),
         }
     }
 
@@ -266,11 +348,13 @@ impl Store {
     /// The messages a POP3 login sees, oldest first, with their sizes in bytes.
     /// POP3 numbers them 1..n in this order; the id is the message's UID.
     ///
-    /// `None` lists every message. `Some(recipient)` lists only messages with that
-    /// address among their envelope recipients, compared without regard to case:
-    /// an address with an `@` must match a recipient whole; a bare name without an
-    /// `@` (a login such as `morty`) matches every recipient with that local part,
-    /// whatever its domain, since a catcher sees mail for domains it does not own.
+    /// `None` lists every message. `Some(recipient)` lists only the messages sent
+    /// to that address (its mailbox: the envelope recipients and the first
+    /// [`crate::SUMMARY_ADDRESSES`] of To and of Cc), compared without regard to
+    /// case: an address with an `@` must match whole; a bare name without an `@`
+    /// (a login such as `morty`) matches every address with that local part,
+    /// whatever its domain, since a catcher sees mail for domains it does not
+    /// own. Either is an index lookup, not a scan of every message.
     pub fn maildrop(&self, recipient: Option<&str>) -> Result<Vec<(MessageId, u64)>, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.maildrop(recipient),

@@ -15,7 +15,10 @@ use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use mail_parser::{HeaderName, HeaderValue as MailHeaderValue, MessageParser};
 use serde::Deserialize;
-use sokkel_store::{Address, ListQuery, MessageId, RAW_CHUNK_BYTES, Store, StoredMessage, mime};
+use sokkel_store::{
+    Address, FlagChange, ListQuery, MessageId, RAW_CHUNK_BYTES, SearchQuery, Store, StoredMessage,
+    mime,
+};
 
 use crate::error::text;
 use crate::json::{
@@ -222,7 +225,10 @@ pub(crate) struct IdsBody {
     #[serde(rename = "IDs", default)]
     pub(crate) ids: Vec<String>,
     #[serde(rename = "Read", default)]
-    read: bool,
+    read: Option<bool>,
+    /// sokkel's own: star or unstar.
+    #[serde(rename = "Flagged", default)]
+    flagged: Option<bool>,
     #[serde(rename = "Search", default)]
     search: String,
 }
@@ -276,28 +282,44 @@ pub(crate) async fn delete(
     Ok(ok())
 }
 
-/// `PUT /api/v1/messages` with `{"IDs": [...], "Read": true|false}`; with no IDs
-/// (and no `Search`) it marks every message.
+/// `PUT /api/v1/messages` with `{"IDs": [...], "Read": true|false, "Flagged":
+/// true|false}`; with no IDs (and no `Search`) it changes every message. `Read`
+/// and `Flagged` are each optional; a body with neither marks the messages
+/// unread, since Mailpit's `Read` defaults to false. Dates in `Search` are in
+/// the zone of the `tz` query parameter, as in a search.
 pub(crate) async fn set_read(
     State(state): State<AppState>,
+    params: Result<Query<BTreeMap<String, String>>, QueryRejection>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let tz = params
+        .ok()
+        .and_then(|Query(mut params)| params.remove("tz"));
     let request = parse_ids_body(&body)?;
     let ids = parse_ids(&request.ids)?;
-    let read = request.read;
+    let change = match (request.read, request.flagged) {
+        (None, None) => FlagChange {
+            read: Some(false),
+            flagged: None,
+        },
+        (read, flagged) => FlagChange { read, flagged },
+    };
     let search = request.search.trim().to_string();
     if !ids.is_empty() && !search.is_empty() {
         return Err(ApiError::BadRequest(
             "give either IDs or Search, not both".into(),
         ));
     }
+    let query = if search.is_empty() {
+        None
+    } else {
+        Some(crate::search::parse_text(&search, tz.as_deref())?)
+    };
     blocking(&state, move |store| {
-        if !search.is_empty() {
-            crate::search::set_read_matching(store, &search, read)
-        } else if ids.is_empty() {
-            set_read_all(store, read)
+        if ids.is_empty() {
+            set_flags_matching(store, query.as_ref(), change)
         } else {
-            store.set_read(&ids, read)?;
+            store.set_flags(&ids, change)?;
             Ok(())
         }
     })
@@ -305,27 +327,39 @@ pub(crate) async fn set_read(
     Ok(ok())
 }
 
-/// Marks every message, a page of ids at a time so memory stays flat however
-/// big the mailbox is.
-fn set_read_all(store: &Store, read: bool) -> Result<(), ApiError> {
+/// Applies `change` to every message `query` matches (every message for
+/// `None`), a page of ids at a time so memory stays flat however big the
+/// mailbox is.
+fn set_flags_matching(
+    store: &Store,
+    query: Option<&SearchQuery>,
+    change: FlagChange,
+) -> Result<(), ApiError> {
     let mut before = None;
     loop {
-        let page = store.list(&ListQuery {
+        let page = ListQuery {
             limit: MAX_PAGE,
             offset: 0,
             before,
-        })?;
+        };
+        let page = match query {
+            None => store.list(&page)?,
+            Some(query) => store.search(query, &page)?.messages,
+        };
         let Some(last) = page.last() else {
             return Ok(());
         };
         before = Some(last.id);
         let ids: Vec<MessageId> = page
             .iter()
-            .filter(|summary| summary.read != read)
+            .filter(|summary| {
+                change.read.is_some_and(|read| read != summary.read)
+                    || change.flagged.is_some_and(|star| star != summary.flagged)
+            })
             .map(|summary| summary.id)
             .collect();
         if !ids.is_empty() {
-            store.set_read(&ids, read)?;
+            store.set_flags(&ids, change)?;
         }
     }
 }
@@ -667,13 +701,16 @@ pub(crate) fn content_disposition(kind: &str, file_name: &str) -> HeaderValue {
     .unwrap_or(HeaderValue::from_static("attachment"))
 }
 
-/// `GET /api/v1/info`: version, database and counts (Mailpit's AppInformation).
+/// `GET /api/v1/info`: version, database, counts, tags and runtime
+/// statistics (Mailpit's AppInformation).
 pub(crate) async fn info(State(state): State<AppState>) -> Result<Response, ApiError> {
     let uptime = state.inner.started.elapsed().as_secs();
     let version = state.config().version.clone();
     let websockets_dropped = state.websocket_drops();
+    let smtp_rejected = state.config().smtp_counters.rejected();
     let info = blocking(&state, move |store| {
         let counts = store.count()?;
+        let stats = store.runtime_stats();
         Ok(InfoJson {
             version,
             latest_version: String::new(),
@@ -681,11 +718,15 @@ pub(crate) async fn info(State(state): State<AppState>) -> Result<Response, ApiE
             database_size: store.size_on_disk(),
             messages: counts.total,
             unread: counts.unread,
-            tags: BTreeMap::new(),
+            tags: store.tag_counts()?.into_iter().collect(),
             runtime_stats: RuntimeStatsJson {
                 uptime,
                 memory: resident_memory(),
-                smtp_accepted: store.writer_stats().messages,
+                smtp_accepted: stats.messages_accepted,
+                smtp_accepted_size: stats.bytes_accepted,
+                smtp_rejected,
+                smtp_ignored: 0,
+                messages_deleted: stats.messages_deleted,
                 websockets_dropped,
             },
         })

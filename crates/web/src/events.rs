@@ -36,7 +36,7 @@ use sokkel_store::{Store, StoreEvent};
 use tokio::sync::{Notify, OwnedSemaphorePermit, broadcast};
 use tokio::time::Instant;
 
-use crate::json::{EventJson, IdJson, MessageSummaryJson, ReadJson, StatsJson};
+use crate::json::{EventJson, FlaggedJson, IdJson, MessageSummaryJson, ReadJson, StatsJson};
 use crate::{ApiError, AppState};
 
 /// One JSON text frame, shared by every client.
@@ -256,9 +256,22 @@ fn frames_for(event: &StoreEvent) -> Vec<Frame> {
                 )
             })
             .collect(),
+        StoreEvent::FlaggedChanged(ids, flagged) if ids.len() <= MAX_FRAMES_PER_CHANGE => ids
+            .iter()
+            .map(|id| {
+                frame(
+                    "update",
+                    FlaggedJson {
+                        id: id.to_string(),
+                        flagged: *flagged,
+                    },
+                )
+            })
+            .collect(),
         // Another process (`sokkel mail delete`, say) changed the store: reload.
         StoreEvent::Deleted(_)
         | StoreEvent::ReadChanged(..)
+        | StoreEvent::FlaggedChanged(..)
         | StoreEvent::DeletedAll
         | StoreEvent::Changed => {
             vec![prune()]
@@ -449,6 +462,11 @@ mod tests {
         assert_eq!(
             read[0].as_ref(),
             r#"{"Type":"update","Data":{"ID":"5","Read":true}}"#
+        );
+        let flagged = frames_for(&StoreEvent::FlaggedChanged(vec![MessageId(6)], false));
+        assert_eq!(
+            flagged[0].as_ref(),
+            r#"{"Type":"update","Data":{"ID":"6","Flagged":false}}"#
         );
         let all = frames_for(&StoreEvent::DeletedAll);
         assert_eq!(all[0].as_ref(), r#"{"Type":"prune","Data":null}"#);

@@ -3,7 +3,8 @@
 //!
 //! Field names are Mailpit's (PascalCase for messages, snake_case for the list
 //! envelope); IDs are the store's decimal ids as strings; times are RFC 3339 UTC.
-//! sokkel has no tags, so every `Tags` is `[]`.
+//! sokkel has no tags, so every `Tags` is `[]`. `Flagged` (the star) is
+//! sokkel's own.
 
 use std::collections::BTreeMap;
 
@@ -46,6 +47,8 @@ pub(crate) struct MessageSummaryJson<'a> {
     #[serde(rename = "MessageID")]
     pub message_id: &'a str,
     pub read: bool,
+    /// Starred (IMAP's `\Flagged`); sokkel's own, Mailpit has no star.
+    pub flagged: bool,
     /// `null` when the message has no From header, as in Mailpit.
     pub from: Option<AddressJson<'a>>,
     pub to: Vec<AddressJson<'a>>,
@@ -71,6 +74,7 @@ impl<'a> From<&'a Summary> for MessageSummaryJson<'a> {
             id: summary.id.to_string(),
             message_id: summary.message_id.as_deref().unwrap_or_default(),
             read: summary.read,
+            flagged: summary.flagged,
             from: summary.from.as_ref().map(AddressJson::from),
             to: addresses(&summary.to),
             to_count: summary.to_count,
@@ -183,6 +187,8 @@ pub(crate) struct MessageJson<'a> {
     pub id: String,
     #[serde(rename = "MessageID")]
     pub message_id: &'a str,
+    /// Starred (IMAP's `\Flagged`); sokkel's own.
+    pub flagged: bool,
     pub from: Option<AddressJson<'a>>,
     pub to: Vec<AddressJson<'a>>,
     pub to_count: u64,
@@ -264,6 +270,7 @@ impl<'a> MessageJson<'a> {
         MessageJson {
             id: summary.id.to_string(),
             message_id: summary.message_id.as_deref().unwrap_or_default(),
+            flagged: summary.flagged,
             from: summary.from.as_ref().map(AddressJson::from),
             to: body.to.json(),
             to_count: body.to.count,
@@ -420,6 +427,18 @@ pub(crate) struct RuntimeStatsJson {
     /// Messages this process stored through SMTP.
     #[serde(rename = "SMTPAccepted")]
     pub smtp_accepted: u64,
+    /// The bytes of those messages.
+    #[serde(rename = "SMTPAcceptedSize")]
+    pub smtp_accepted_size: u64,
+    /// MAIL, RCPT, DATA and BDAT refused (and messages refused at their end).
+    #[serde(rename = "SMTPRejected")]
+    pub smtp_rejected: u64,
+    /// Always 0: sokkel keeps every message it accepts, where Mailpit counts
+    /// the duplicates `--ignore-duplicate-ids` drops.
+    #[serde(rename = "SMTPIgnored")]
+    pub smtp_ignored: u64,
+    /// Messages deleted since the server started, by any means.
+    pub messages_deleted: u64,
     /// WebSocket clients dropped for falling too far behind (sokkel's own).
     #[serde(rename = "WebSocketsDropped")]
     pub websockets_dropped: u64,
@@ -457,6 +476,15 @@ pub(crate) struct ReadJson {
     #[serde(rename = "ID")]
     pub id: String,
     pub read: bool,
+}
+
+/// The data of an `update` event about the star (sokkel's own).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct FlaggedJson {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub flagged: bool,
 }
 
 #[cfg(test)]

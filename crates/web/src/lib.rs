@@ -6,7 +6,7 @@
 //! ```text
 //! browser / test suite ──HTTP──▶ app(state): Router ──spawn_blocking──▶ Store queries
 //!                                     │
-//!   WebSocket /api/events ◀── hub ◀── Store::subscribe() (new, delete, read changes)
+//!   WebSocket /api/events ◀── hub ◀── Store::subscribe() (new, delete, flag changes)
 //! ```
 //!
 //! - [`app`] builds the router; tests drive it without a socket through tower's
@@ -54,6 +54,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{MethodFilter, on};
+use sokkel_net::stats::SmtpCounters;
 use sokkel_store::Store;
 use tokio::sync::watch;
 
@@ -111,6 +112,10 @@ pub struct WebConfig {
     /// The most bytes of answers built in memory that may wait for slow clients
     /// at once; default [`MAX_BUFFERED_BYTES`].
     pub max_buffered_bytes: usize,
+    /// What the SMTP server running beside this one refused, for
+    /// `/api/v1/info` (the binary hands the same counters to both); fresh
+    /// zeros by default.
+    pub smtp_counters: Arc<SmtpCounters>,
 }
 
 impl Default for WebConfig {
@@ -122,6 +127,7 @@ impl Default for WebConfig {
             max_connections: 512,
             idle_timeout: std::time::Duration::from_secs(120),
             max_buffered_bytes: MAX_BUFFERED_BYTES,
+            smtp_counters: Arc::default(),
         }
     }
 }

@@ -13,11 +13,11 @@ use std::collections::BTreeMap;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::Response;
-use sokkel_store::{ListQuery, MessageId, SearchQuery, Store};
+use sokkel_store::{ListQuery, SearchQuery};
 
 use crate::api::{Paging, blocking, json_bytes, json_response, ok, query_map};
 use crate::json::MessagesJson;
-use crate::{ApiError, AppState, MAX_PAGE};
+use crate::{ApiError, AppState};
 
 /// The `query` parameter, parsed in the time zone of the `tz` parameter;
 /// Mailpit's wording when it is missing.
@@ -37,7 +37,7 @@ fn time_zone(query: &BTreeMap<String, String>) -> Option<&str> {
     query.get("tz").map(String::as_str)
 }
 
-fn parse_text(text: &str, tz: Option<&str>) -> Result<SearchQuery, ApiError> {
+pub(crate) fn parse_text(text: &str, tz: Option<&str>) -> Result<SearchQuery, ApiError> {
     SearchQuery::parse_in(text, tz).map_err(|error| ApiError::BadRequest(error.to_string()))
 }
 
@@ -98,34 +98,4 @@ pub(crate) async fn delete(
     }
     blocking(&state, move |store| Ok(store.delete_matching(&parsed)?)).await?;
     Ok(ok())
-}
-
-/// Marks every message matching `text`, a page of ids at a time. Dates in
-/// `text` are UTC: `PUT /api/v1/messages` does not read Mailpit's `tz` yet.
-pub(crate) fn set_read_matching(store: &Store, text: &str, read: bool) -> Result<(), ApiError> {
-    let query = parse_text(text, None)?;
-    let mut before: Option<MessageId> = None;
-    loop {
-        let page = store.search(
-            &query,
-            &ListQuery {
-                limit: MAX_PAGE,
-                offset: 0,
-                before,
-            },
-        )?;
-        let Some(last) = page.messages.last() else {
-            return Ok(());
-        };
-        before = Some(last.id);
-        let ids: Vec<MessageId> = page
-            .messages
-            .iter()
-            .filter(|summary| summary.read != read)
-            .map(|summary| summary.id)
-            .collect();
-        if !ids.is_empty() {
-            store.set_read(&ids, read)?;
-        }
-    }
 }

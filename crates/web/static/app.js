@@ -70,6 +70,7 @@ function row(summary) {
   const li = el("li");
   li.dataset.id = summary.ID;
   li.classList.toggle("unread", !summary.Read);
+  li.classList.toggle("flagged", Boolean(summary.Flagged));
   li.setAttribute("role", "option");
   const to = summary.To.map(shortAddress).join(", ");
   li.append(
@@ -193,6 +194,7 @@ function handleEvent(type, data) {
     case "update": {
       const li = state.rows.get(data.ID);
       if (li && "Read" in data) li.classList.toggle("unread", !data.Read);
+      if (li && "Flagged" in data) li.classList.toggle("flagged", data.Flagged);
       if (state.current === data.ID && "Read" in data) setReadButton(data.Read);
       break;
     }

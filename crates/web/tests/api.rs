@@ -187,6 +187,7 @@ async fn list_has_mailpit_shape_newest_first_and_pages_by_cursor() {
             "Cc",
             "CcCount",
             "Created",
+            "Flagged",
             "From",
             "ID",
             "MessageID",
@@ -264,6 +265,7 @@ async fn message_has_mailpit_shape_and_is_marked_read() {
             "Cc",
             "CcCount",
             "Date",
+            "Flagged",
             "From",
             "HTML",
             "ID",
@@ -439,6 +441,127 @@ async fn read_status_and_deletes() {
         get(&router, "/api/v1/message/latest").await.status,
         StatusCode::NOT_FOUND
     );
+}
+
+/// `PUT /api/v1/messages` also takes sokkel's `Flagged`, by IDs, for all and by
+/// search, without touching `Read` unless it is given; lists, messages and the
+/// WebSocket show the star.
+#[tokio::test]
+async fn flags_are_set_by_put_and_shown() {
+    let (_dir, store) = store_with(&[&plain("a", "x"), &plain("b", "y"), &plain("c", "z")]);
+    let router = router(&store);
+    let mut events = store.subscribe();
+    let put = |body: &'static str| {
+        let router = router.clone();
+        async move {
+            let answer = call(&router, Method::PUT, "/api/v1/messages", Some(body)).await;
+            assert_eq!(
+                (answer.status, answer.text().trim()),
+                (StatusCode::OK, "ok")
+            );
+        }
+    };
+    // Newest first: c, b, a.
+    let flags = |list: &Value| -> Vec<(bool, bool)> {
+        list["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["Read"].as_bool().unwrap(),
+                    m["Flagged"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+    put(r#"{"IDs":["1"],"Flagged":true}"#).await;
+    let list = get(&router, "/api/v1/messages").await.json();
+    assert_eq!(
+        flags(&list),
+        [(false, false), (false, false), (false, true)]
+    );
+    assert_eq!(list["unread"], 3, "Read was not given, so it stays");
+    assert_eq!(
+        events.recv().await.unwrap(),
+        sokkel_store::StoreEvent::FlaggedChanged(vec![sokkel_store::MessageId(1)], true)
+    );
+    put(r#"{"Flagged":true,"Read":true}"#).await;
+    let list = get(&router, "/api/v1/messages").await.json();
+    assert_eq!(flags(&list), [(true, true); 3], "no IDs: every message");
+    put(r#"{"Search":"subject:b","Flagged":false}"#).await;
+    let list = get(&router, "/api/v1/messages").await.json();
+    assert_eq!(flags(&list), [(true, true), (true, false), (true, true)]);
+    assert_eq!(
+        get(&router, "/api/v1/message/2").await.json()["Flagged"],
+        false
+    );
+    assert_eq!(
+        get(&router, "/api/v1/message/3").await.json()["Flagged"],
+        true
+    );
+    // Mailpit's own body: Read defaults to false, the star stays.
+    put(r#"{"IDs":["3"]}"#).await;
+    let list = get(&router, "/api/v1/messages").await.json();
+    assert_eq!(flags(&list)[0], (false, true));
+    let bad = call(
+        &router,
+        Method::PUT,
+        "/api/v1/messages",
+        Some(r#"{"IDs":["1"],"Flagged":"yes"}"#),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+/// `/api/v1/info` in Mailpit's full shape, its runtime statistics counted by the
+/// store (accepted, deleted) and by the SMTP server (rejected).
+#[tokio::test]
+async fn info_has_mailpit_shape_and_counts() {
+    use sokkel_store::Deliver;
+    let (_dir, store) = store_with(&[&plain("imported", "x")]);
+    let config = WebConfig::default();
+    config.smtp_counters.add_rejected(3);
+    let router = app(AppState::new(store.clone(), config));
+    let raw = plain("delivered", "y");
+    let size = raw.replace('\n', "\r\n").len() as u64;
+    let delivered = store.deliver(new_message(&raw)).await.unwrap();
+    store.delete(&[delivered]).unwrap();
+    let info = get(&router, "/api/v1/info").await.json();
+    assert_eq!(
+        keys(&info),
+        [
+            "Database",
+            "DatabaseSize",
+            "LatestVersion",
+            "Messages",
+            "RuntimeStats",
+            "Tags",
+            "Unread",
+            "Version"
+        ]
+    );
+    let stats = &info["RuntimeStats"];
+    assert_eq!(
+        keys(stats),
+        [
+            "Memory",
+            "MessagesDeleted",
+            "SMTPAccepted",
+            "SMTPAcceptedSize",
+            "SMTPIgnored",
+            "SMTPRejected",
+            "Uptime",
+            "WebSocketsDropped"
+        ]
+    );
+    assert_eq!(info["Messages"], 1);
+    assert_eq!(info["Tags"], serde_json::json!({}));
+    assert_eq!(stats["SMTPAccepted"], 1, "imports are not SMTP");
+    assert_eq!(stats["SMTPAcceptedSize"], size);
+    assert_eq!(stats["MessagesDeleted"], 1);
+    assert_eq!(stats["SMTPRejected"], 3);
+    assert_eq!(stats["SMTPIgnored"], 0);
 }
 
 #[tokio::test]

@@ -261,6 +261,8 @@ pub struct Session {
     /// The server's budget for messages in flight is spent: new DATA and BDAT get
     /// 452 4.3.1 (set by the shell with [`Session::set_memory_low`]).
     memory_low: bool,
+    /// MAIL, RCPT, DATA and BDAT refused, and messages refused at their end.
+    refusals: u64,
 }
 
 impl Session {
@@ -278,7 +280,15 @@ impl Session {
             auth_user: None,
             auth_failures: 0,
             memory_low: false,
+            refusals: 0,
         }
+    }
+
+    /// How many MAIL, RCPT, DATA and BDAT commands this session refused with a
+    /// 4xx or 5xx reply, counting messages refused at their end (too big, no
+    /// memory, bare LF, not stored): the server's `SMTPRejected` statistic.
+    pub fn refusals(&self) -> u64 {
+        self.refusals
     }
 
     /// A session on a connection that is TLS from the start (SMTPS, RFC 8314):
@@ -535,11 +545,13 @@ impl Session {
                         if reply.code == 552 {
                             self.tx = None;
                         }
+                        self.refusals += 1;
                         self.reply(reply, out);
                     } else if self.tx.as_ref().is_some_and(|tx| tx.over_budget) {
                         if last {
                             self.tx = None;
                         }
+                        self.refusals += 1;
                         self.reply(insufficient_storage(), out);
                     } else if last {
                         if let Some(step) = self.finish_message(out) {
@@ -567,11 +579,14 @@ impl Session {
     pub fn delivered(&mut self, outcome: Delivery, out: &mut Vec<u8>) {
         let reply = match outcome {
             Delivery::Stored(id) => Reply::new(250, "2.0.0", format!("Ok: queued as {id}")),
-            Delivery::Failed => Reply::new(
-                451,
-                "4.3.0",
-                "Temporary failure storing the message; try again later",
-            ),
+            Delivery::Failed => {
+                self.refusals += 1;
+                Reply::new(
+                    451,
+                    "4.3.0",
+                    "Temporary failure storing the message; try again later",
+                )
+            }
         };
         self.tx = None;
         self.state = State::Command;
@@ -750,7 +765,8 @@ impl Session {
             Some((verb, arg)) => (verb, arg.trim()),
             None => (line, ""),
         };
-        let reply = match verb.to_ascii_uppercase().as_str() {
+        let verb_upper = verb.to_ascii_uppercase();
+        let reply = match verb_upper.as_str() {
             "EHLO" => self.hello(arg, true),
             "HELO" => self.hello(arg, false),
             "MAIL" => self.mail(arg),
@@ -802,6 +818,9 @@ impl Session {
             "" => Reply::new(500, "5.5.2", "Syntax error: empty command"),
             _ => Reply::new(500, "5.5.2", "Syntax error: command unrecognized"),
         };
+        if reply.code >= 400 && matches!(verb_upper.as_str(), "MAIL" | "RCPT" | "DATA" | "BDAT") {
+            self.refusals += 1;
+        }
         self.reply(reply, out);
         None
     }
@@ -1011,6 +1030,9 @@ impl Session {
     fn finish_message(&mut self, out: &mut Vec<u8>) -> Option<Step> {
         let tx = self.tx.take()?;
         self.state = State::Command;
+        if tx.over_budget || tx.too_big || (tx.bare_lf && self.config.bare_lf == BareLf::Reject) {
+            self.refusals += 1;
+        }
         if tx.over_budget {
             self.reply(insufficient_storage(), out);
             return None;

@@ -24,6 +24,7 @@ use sokkel_net::server::{
     Accepted, ConnectionLimit, IdleTimer, MemoryBudget, Reservation, StopSignal, UnitDeadline,
     flush_within, serve_tcp,
 };
+use sokkel_net::stats::SmtpCounters;
 use sokkel_net::tls::{ServerStream, ServerTls};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
@@ -75,6 +76,9 @@ pub struct ServerConfig {
     pub credentials: Option<Credentials>,
     /// How long a client waits after wrong credentials before it may try again.
     pub auth_failure_delay: Duration,
+    /// Where the server counts what it refuses ([`Session::refusals`]), for
+    /// the web API's statistics.
+    pub counters: Arc<SmtpCounters>,
 }
 
 /// The listening sockets, already bound.
@@ -215,9 +219,11 @@ async fn run_session<D: Deliver>(
     let mut line = UnitDeadline::new(session.lines_ended());
     let mut transfer_started: Option<(u64, Instant)> = None;
     let mut reserved = Reservation::new(shared.budget.clone());
+    let mut refusals = Refusals::default();
     loop {
         session.set_memory_low(shared.budget.available() < MEMORY_LOW_WATER);
         let (consumed, step) = session.advance(&input, &mut out);
+        refusals.count(&session, &config.counters);
         input.drain(..consumed);
         line.update(session.lines_ended());
         if let Step::Deliver(received) = &step {
@@ -261,6 +267,7 @@ async fn run_session<D: Deliver>(
                     }
                 };
                 session.delivered(outcome, &mut out);
+                refusals.count(&session, &config.counters);
                 reserved.resize(session.content_held());
                 line.restart();
                 continue;
@@ -348,6 +355,20 @@ async fn run_session<D: Deliver>(
             () = &mut stopped, if stopping_at.is_none() => {
                 stopping_at = Some(Instant::now() + config.shutdown_grace);
             }
+        }
+    }
+}
+
+/// How many of a session's refusals are in the server's counters already.
+#[derive(Default)]
+struct Refusals(u64);
+
+impl Refusals {
+    fn count(&mut self, session: &Session, counters: &SmtpCounters) {
+        let now = session.refusals();
+        if now > self.0 {
+            counters.add_rejected(now - self.0);
+            self.0 = now;
         }
     }
 }

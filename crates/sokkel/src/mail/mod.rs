@@ -1,4 +1,4 @@
-//! `sokkel mail serve | list | show | delete`.
+//! `sokkel mail serve | list | show | delete | flag | read | unread | send | compose`.
 
 mod compose;
 mod pop3;
@@ -22,6 +22,9 @@ pub fn run(command: MailCommand) -> anyhow::Result<ExitCode> {
         MailCommand::List(args) => read::list(args),
         MailCommand::Show(args) => read::show(args),
         MailCommand::Delete(args) => read::delete(args),
+        MailCommand::Flag(args) => read::flag(args),
+        MailCommand::Read(args) => read::mark(args, true),
+        MailCommand::Unread(args) => read::mark(args, false),
         MailCommand::Send(args) => send::run(args),
         MailCommand::Compose(args) => compose::run(args),
     }

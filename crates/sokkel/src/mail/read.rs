@@ -1,4 +1,5 @@
-//! `sokkel mail list | show | delete`: read the store, also while a server writes it.
+//! `sokkel mail list | show | delete | flag | read | unread`: read and mark the
+//! store, also while a server writes it.
 
 use std::io::Write;
 use std::path::Path;
@@ -6,10 +7,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
 use sokkel_store::{
-    Address, ListQuery, MessageId, Store, StoreError, StoredMessage, Summary, mime,
+    Address, FlagChange, ListQuery, MessageId, Store, StoreError, StoredMessage, Summary, mime,
 };
 
-use crate::cli::{DeleteArgs, ListArgs, ShowArgs};
+use crate::cli::{DeleteArgs, FlagArgs, ListArgs, MarkArgs, ShowArgs};
 use sokkel_store::time::utc;
 
 pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
@@ -37,7 +38,7 @@ pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         .max(2);
     writeln!(
         out,
-        "{:>id_width$}  {:19}  {:28}  {:28}  {:30}  {:>9}",
+        "{:>id_width$}   {:19}  {:28}  {:28}  {:30}  {:>9}",
         "ID", "RECEIVED (UTC)", "FROM", "TO", "SUBJECT", "SIZE"
     )?;
     for m in &messages {
@@ -57,10 +58,11 @@ pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         } else {
             to
         };
-        let mark = if m.read { ' ' } else { '*' };
+        let unread = if m.read { ' ' } else { '*' };
+        let star = if m.flagged { '★' } else { ' ' };
         writeln!(
             out,
-            "{:>id_width$}{mark} {:19}  {:28}  {:28}  {:30}  {:>9}",
+            "{:>id_width$}{unread}{star} {:19}  {:28}  {:28}  {:30}  {:>9}",
             m.id,
             utc(m.received_at, false),
             cut(if from.is_empty() { "<>" } else { from }, 28),
@@ -122,6 +124,57 @@ pub fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
         eprintln!(
             "sokkel: {} of the ids given were not in the store",
             ids.len() as u64 - deleted
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn flag(args: FlagArgs) -> anyhow::Result<ExitCode> {
+    let change = FlagChange {
+        read: None,
+        flagged: Some(!args.unflag),
+    };
+    let done = if args.unflag { "unstarred" } else { "starred" };
+    set_flags(&args.store, &args.ids, change, done)
+}
+
+pub fn mark(args: MarkArgs, read: bool) -> anyhow::Result<ExitCode> {
+    let change = FlagChange {
+        read: Some(read),
+        flagged: None,
+    };
+    let done = if read { "marked read" } else { "marked unread" };
+    set_flags(&args.store, &args.ids, change, done)
+}
+
+/// `mail flag | read | unread`: one line saying how many messages were changed,
+/// and a failure exit if some of the ids were not in the store.
+fn set_flags(
+    store: &crate::cli::StoreArgs,
+    ids: &[String],
+    change: FlagChange,
+    done: &str,
+) -> anyhow::Result<ExitCode> {
+    let store = super::open_existing(store)?;
+    let mut ids = ids
+        .iter()
+        .map(|id| resolve_id(&store, id))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    ids.sort_unstable();
+    ids.dedup();
+    let found = store
+        .set_flags(&ids, change)
+        .context("cannot change the messages' flags")?;
+    writeln!(
+        std::io::stdout(),
+        "{done} {found} message{}",
+        if found == 1 { "" } else { "s" }
+    )?;
+    if found < ids.len() as u64 {
+        eprintln!(
+            "sokkel: {} of the ids given were not in the store; `sokkel mail list` shows the ids",
+            ids.len() as u64 - found
         );
         return Ok(ExitCode::FAILURE);
     }
@@ -271,6 +324,7 @@ fn summary_json(m: &Summary) -> serde_json::Value {
         "attachments": m.attachments,
         "snippet": m.snippet,
         "read": m.read,
+        "flagged": m.flagged,
         "bare_lf": m.bare_lf,
     })
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use sokkel_net::server::address_share;
+use sokkel_net::stats::SmtpCounters;
 use sokkel_smtp::server::session::{BareLf, SessionConfig};
 use sokkel_smtp::server::shell::{Listeners, ServerConfig, serve};
 use sokkel_store::{Store, StoreEvent, StoreOptions};
@@ -100,6 +101,8 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     announce(format_args!("mail is kept in {}{kept}", path.display()));
     tokio::spawn(log_new_messages(store.clone()));
 
+    // What SMTP refuses, counted by its server and shown by the web API.
+    let smtp_counters = Arc::new(SmtpCounters::default());
     let session = SessionConfig {
         hostname: hostname.clone(),
         max_message_size: args.max_message_size,
@@ -129,6 +132,7 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
         tls: security.tls.clone(),
         credentials: security.credentials.clone(),
         auth_failure_delay: args.security.auth_failure_delay,
+        counters: Arc::clone(&smtp_counters),
     };
     // One stop signal for both servers.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -150,6 +154,7 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
             } else {
                 HostPolicy::Any
             },
+            smtp_counters,
             ..WebConfig::default()
         };
         let max_connections = u32::try_from(web_config.max_connections).unwrap_or(u32::MAX);

@@ -26,13 +26,16 @@ mod writer;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::broadcast;
 
 use crate::mime::{self, Digest};
-use crate::store::{MessageCounts, StoreEvent, StoreOptions, WriterStats};
+use crate::store::{
+    FlagChange, MessageCounts, RuntimeStats, StoreEvent, StoreOptions, WriterStats,
+};
 use crate::{
     ListQuery, MessageId, NewMessage, SearchPage, SearchQuery, StoreError, StoredMessage, Summary,
 };
@@ -42,7 +45,8 @@ use connection::{
     restart_wal, set_delete_merge, warn_reserve_released,
 };
 use queries::{
-    Indexing, SUMMARY_COLUMNS, from_json, insert_message, stored_message_from_row, summary_of,
+    Indexing, SUMMARY_COLUMNS, insert_message, pending_seq, stored_message_from_row, summary_of,
+    touch,
 };
 use reserve::Reserve;
 use search_sql::{SqlParts, count_matching, ids_matching, page_matching, to_sql};
@@ -99,6 +103,8 @@ struct Inner {
     /// Disk the store keeps for deleting on a full disk.
     reserve: Reserve,
     writer: Writer,
+    /// Messages deleted through this handle since it was opened.
+    deleted: AtomicU64,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -148,6 +154,7 @@ impl SqliteStore {
                 watcher: Mutex::new(None),
                 reserve,
                 writer,
+                deleted: AtomicU64::new(0),
             }),
         })
     }
@@ -256,6 +263,7 @@ impl SqliteStore {
         });
         let deleted = match all {
             Ok((deleted, seq)) => {
+                self.inner.deleted.fetch_add(deleted, Ordering::Relaxed);
                 self.inner.announcer.announce(seq, [StoreEvent::DeletedAll]);
                 deleted
             }
@@ -309,6 +317,7 @@ impl SqliteStore {
             Ok((deleted, seq))
         })?;
         let count = deleted.len() as u64;
+        self.inner.deleted.fetch_add(count, Ordering::Relaxed);
         self.inner
             .announcer
             .announce(seq, [StoreEvent::Deleted(deleted)]);
@@ -368,28 +377,82 @@ impl SqliteStore {
         self.inner.reserve.ensure();
     }
 
-    pub(crate) fn set_read(&self, ids: &[MessageId], read: bool) -> Result<u64, StoreError> {
-        let changed = self.with_connection(|conn| {
+    pub(crate) fn set_flags(
+        &self,
+        ids: &[MessageId],
+        change: FlagChange,
+    ) -> Result<u64, StoreError> {
+        let flagged = self.with_connection(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut changed = Vec::new();
-            {
-                let mut statement =
-                    tx.prepare_cached("UPDATE messages SET read = ?2 WHERE id = ?1")?;
-                for id in unique(ids) {
-                    if statement.execute(params![id.0, read])? > 0 {
-                        changed.push(id);
-                    }
-                }
-            }
-            let seq = commit_change(tx, !changed.is_empty())?;
-            Ok((changed, seq))
+            let flagged = set_flags_in(&tx, &unique(ids), change)?;
+            let changed = !flagged.read.is_empty() || !flagged.flagged.is_empty();
+            let seq = commit_change(tx, changed)?;
+            Ok((flagged, seq))
         });
-        let (changed, seq) = changed?;
-        let count = changed.len() as u64;
-        self.inner
-            .announcer
-            .announce(seq, [StoreEvent::ReadChanged(changed, read)]);
-        Ok(count)
+        let (flagged, seq) = flagged?;
+        let mut events = Vec::new();
+        if let (Some(read), false) = (change.read, flagged.read.is_empty()) {
+            events.push(StoreEvent::ReadChanged(flagged.read, read));
+        }
+        if let (Some(star), false) = (change.flagged, flagged.flagged.is_empty()) {
+            events.push(StoreEvent::FlaggedChanged(flagged.flagged, star));
+        }
+        self.inner.announcer.announce(seq, events);
+        Ok(flagged.existing)
+    }
+
+    pub(crate) fn changed_since(&self, modseq: u64) -> Result<Vec<(MessageId, u64)>, StoreError> {
+        self.with_connection(|conn| {
+            let mut statement = conn
+                .prepare_cached("SELECT id, modseq FROM messages WHERE modseq > ?1 ORDER BY id")?;
+            let rows = statement.query_map([to_i64(modseq)], |row| {
+                Ok((MessageId(row.get(0)?), row.get::<_, i64>(1)?.max(0) as u64))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    pub(crate) fn highest_modseq(&self) -> Result<u64, StoreError> {
+        self.with_connection(|conn| {
+            let seq: i64 = conn
+                .prepare_cached("SELECT change_seq FROM store_state")?
+                .query_row([], |row| row.get(0))?;
+            Ok(seq.max(0) as u64)
+        })
+    }
+
+    pub(crate) fn uid_validity(&self) -> Result<u32, StoreError> {
+        self.with_connection(|conn| {
+            let value: i64 = conn
+                .prepare_cached("SELECT uid_validity FROM store_state")?
+                .query_row([], |row| row.get(0))?;
+            // Seconds since 1970 when the store got schema 6: a u32 until 2106,
+            // and never 0, which IMAP does not allow.
+            Ok(u32::try_from(value).unwrap_or(u32::MAX).max(1))
+        })
+    }
+
+    pub(crate) fn tag_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.with_connection(|conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT t.name, count(*) FROM tags AS t
+                 JOIN message_tags AS mt ON mt.tag_id = t.id
+                 GROUP BY t.id ORDER BY t.name",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok((row.get(0)?, row.get::<_, i64>(1)?.max(0) as u64))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    pub(crate) fn runtime_stats(&self) -> RuntimeStats {
+        let writer = self.inner.writer.stats();
+        RuntimeStats {
+            messages_accepted: writer.messages,
+            bytes_accepted: writer.bytes,
+            messages_deleted: self.inner.deleted.load(Ordering::Relaxed),
+        }
     }
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
@@ -524,26 +587,26 @@ impl SqliteStore {
         recipient: Option<&str>,
     ) -> Result<Vec<(MessageId, u64)>, StoreError> {
         self.with_connection(|conn| {
+            let row = |row: &rusqlite::Row<'_>| {
+                Ok((MessageId(row.get(0)?), row.get::<_, i64>(1)?.max(0) as u64))
+            };
             let Some(recipient) = recipient else {
                 let mut statement =
                     conn.prepare_cached("SELECT id, size FROM messages ORDER BY id")?;
-                let rows = statement.query_map([], |row| {
-                    Ok((MessageId(row.get(0)?), row.get::<_, i64>(1)? as u64))
-                })?;
+                let rows = statement.query_map([], row)?;
                 return Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?);
             };
-            let wanted = recipient.to_lowercase();
-            let mut statement =
-                conn.prepare_cached("SELECT id, size, rcpt_to FROM messages ORDER BY id")?;
-            let mut rows = statement.query([])?;
-            let mut drop = Vec::new();
-            while let Some(row) = rows.next()? {
-                let rcpt_to: Vec<String> = from_json(row, 2)?;
-                if rcpt_to.iter().any(|to| recipient_matches(to, &wanted)) {
-                    drop.push((MessageId(row.get(0)?), row.get::<_, i64>(1)? as u64));
-                }
-            }
-            Ok(drop)
+            let wanted = mailbox_address(recipient);
+            let rows = if wanted.contains('@') {
+                conn.prepare_cached(MAILDROP_OF_ADDRESS)?
+                    .query_map([&wanted], row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?
+            } else {
+                conn.prepare_cached(MAILDROP_OF_NAME)?
+                    .query_map(local_part_range(&wanted), row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            Ok(rows)
         })
     }
 }
@@ -581,16 +644,83 @@ fn unique(ids: &[MessageId]) -> Vec<MessageId> {
     ids
 }
 
-/// Whether envelope recipient `to` is the mailbox `wanted` (already lowercase) as
-/// [`Store::maildrop`] defines it.
-fn recipient_matches(to: &str, wanted: &str) -> bool {
-    let to = to.to_lowercase();
-    if wanted.contains('@') {
-        to == wanted
-    } else {
-        to.rsplit_once('@')
-            .is_some_and(|(local, _)| local == wanted)
+/// The changes [`set_flags_in`] made.
+#[derive(Debug, Default)]
+struct FlagsChanged {
+    /// How many of the ids exist.
+    existing: u64,
+    /// The messages whose read flag changed.
+    read: Vec<MessageId>,
+    /// The messages whose star changed.
+    flagged: Vec<MessageId>,
+}
+
+/// Apply `change` to the messages `ids` (no repeats) inside the write
+/// transaction `tx`, which the caller commits with [`commit_change`]. A message
+/// whose flags change gets that commit's number as its modseq.
+fn set_flags_in(
+    tx: &rusqlite::Transaction<'_>,
+    ids: &[MessageId],
+    change: FlagChange,
+) -> rusqlite::Result<FlagsChanged> {
+    let mut flags = tx.prepare_cached("SELECT read, flagged FROM messages WHERE id = ?1")?;
+    let mut update =
+        tx.prepare_cached("UPDATE messages SET read = ?2, flagged = ?3 WHERE id = ?1")?;
+    let mut changed = FlagsChanged::default();
+    let mut touched = Vec::new();
+    for id in ids {
+        let Some((read, flagged)) = flags
+            .query_row([id.0], |row| {
+                Ok((row.get::<_, bool>(0)?, row.get::<_, bool>(1)?))
+            })
+            .optional()?
+        else {
+            continue;
+        };
+        changed.existing += 1;
+        let new_read = change.read.unwrap_or(read);
+        let new_flagged = change.flagged.unwrap_or(flagged);
+        if (new_read, new_flagged) == (read, flagged) {
+            continue;
+        }
+        update.execute(params![id.0, new_read, new_flagged])?;
+        touched.push(*id);
+        if new_read != read {
+            changed.read.push(*id);
+        }
+        if new_flagged != flagged {
+            changed.flagged.push(*id);
+        }
     }
+    touch(tx, &touched, pending_seq(tx)?)?;
+    Ok(changed)
+}
+
+/// The messages sent to the address `?1`, oldest first.
+const MAILDROP_OF_ADDRESS: &str = "SELECT m.id, m.size FROM mailboxes AS b
+    JOIN messages AS m ON m.id = b.message_id
+    WHERE b.address = ?1 ORDER BY b.message_id";
+
+/// The messages sent to any address with a local part, given as a range by
+/// [`local_part_range`], oldest first.
+const MAILDROP_OF_NAME: &str = "SELECT DISTINCT m.id, m.size FROM mailboxes AS b
+    JOIN messages AS m ON m.id = b.message_id
+    WHERE b.address >= ?1 AND b.address < ?2 AND instr(substr(b.address, ?3), '@') = 0
+    ORDER BY m.id";
+
+/// The parameters of [`MAILDROP_OF_NAME`] for the local part `name`: every
+/// address that starts with `name@` (a range of the primary key, as '@' + 1 is
+/// 'A') and has no `@` after it, since the local part is what precedes the
+/// last `@`.
+fn local_part_range(name: &str) -> (String, String, i64) {
+    let from = format!("{name}@");
+    let after = to_i64(from.chars().count() + 1);
+    (from, format!("{name}A"), after)
+}
+
+/// `address` as the `mailboxes` table keeps it.
+fn mailbox_address(address: &str) -> String {
+    address.to_lowercase()
 }
 
 #[cfg(test)]
@@ -629,6 +759,42 @@ mod tests {
             pool.open
         );
         assert_eq!(pool.idle.len(), pool.open);
+    }
+
+    /// A per-recipient maildrop (POP3's `--pop3-per-recipient`) is a lookup in
+    /// the `mailboxes` primary key, for a whole address and for a bare name,
+    /// never a scan of every message.
+    #[test]
+    fn maildrops_are_index_lookups() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store =
+            SqliteStore::open(&dir.path().join("mail.db"), StoreOptions::default()).unwrap();
+        let explain = |sql: &str, params: &[Value]| {
+            store
+                .with_connection(|conn| {
+                    let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                    let rows = statement.query_map(params_from_iter(params), |row| row.get(3))?;
+                    Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+                })
+                .unwrap()
+                .join("\n")
+        };
+        let (from, to, after) = local_part_range("morty");
+        for plan in [
+            explain(
+                MAILDROP_OF_ADDRESS,
+                &[Value::Text("morty@example.com".into())],
+            ),
+            explain(
+                MAILDROP_OF_NAME,
+                &[Value::Text(from), Value::Text(to), Value::Integer(after)],
+            ),
+        ] {
+            assert!(
+                plan.contains("SEARCH b USING PRIMARY KEY (address") && !plan.contains("SCAN"),
+                "{plan}"
+            );
+        }
     }
 
     /// The query plan of a page of `query`, one line per step.

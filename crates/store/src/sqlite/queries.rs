@@ -27,9 +27,10 @@ pub(super) const INSERT_MESSAGE: &str = "INSERT INTO messages (
         received_at, mail_from, rcpt_to, helo, client_addr, bare_lf, smtputf8,
         tls_version, tls_cipher, auth_user, size, parsed, subject, from_name, from_addr,
         to_list, cc_list, reply_to_list, date, message_id, attachments, snippet,
-        to_count, cc_count, reply_to_count, bcc_list, bcc_count, inline
+        to_count, cc_count, reply_to_count, bcc_list, bcc_count, inline, modseq
     ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-        ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)";
+        ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28,
+        (SELECT change_seq + 1 FROM store_state))";
 
 /// When a new message goes into the search index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +43,9 @@ pub(super) enum Indexing {
     Deferred,
 }
 
-/// Insert one message and its bytes; the caller owns the transaction.
+/// Insert one message, its bytes and its mailboxes; the caller owns the
+/// transaction and commits it with `commit_change(tx, true)`, whose number
+/// becomes the message's modseq.
 pub(super) fn insert_message(
     conn: &Connection,
     message: &NewMessage,
@@ -92,6 +95,16 @@ pub(super) fn insert_message(
     let id = conn.last_insert_rowid();
     conn.prepare_cached("INSERT INTO raw (id, data) VALUES (?1, ?2)")?
         .execute(params![id, message.raw])?;
+    // The To and Cc lists as stored (at most SUMMARY_ADDRESSES each), as
+    // schema migration 6 fills the table for older messages: a hostile header
+    // of 20,000 addresses does not become 20,000 rows.
+    let addresses = (envelope.rcpt_to.iter().map(String::as_str))
+        .chain(to.iter().chain(&cc).map(|address| address.address.as_str()));
+    let mut mailbox = conn
+        .prepare_cached("INSERT OR IGNORE INTO mailboxes (address, message_id) VALUES (?1, ?2)")?;
+    for address in addresses.filter(|address| !address.is_empty()) {
+        mailbox.execute(params![super::mailbox_address(address), id])?;
+    }
     match indexing {
         Indexing::Now => {
             let text = IndexText::new(&envelope.mail_from, &envelope.rcpt_to, digest);
@@ -103,6 +116,25 @@ pub(super) fn insert_message(
         }
     }
     Ok(MessageId(id))
+}
+
+/// The number [`super::changes::commit_change`] will give the open write
+/// transaction on `conn`: the modseq of what it changes. The transaction holds
+/// the write lock, so no other commit can take the number first.
+pub(super) fn pending_seq(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT change_seq + 1 FROM store_state")?
+        .query_row([], |row| row.get(0))
+}
+
+/// Record that the open write transaction on `conn` changed the messages `ids`
+/// (their tags, say) by setting their modseq to `seq`, its
+/// [`pending_seq`]; the caller then commits with `commit_change(tx, true)`.
+pub(super) fn touch(conn: &Connection, ids: &[MessageId], seq: i64) -> rusqlite::Result<()> {
+    let mut statement = conn.prepare_cached("UPDATE messages SET modseq = ?2 WHERE id = ?1")?;
+    for id in ids {
+        statement.execute(params![id.0, seq])?;
+    }
+    Ok(())
 }
 
 /// The summary a list would show for `message` once stored as `id`, bounded as

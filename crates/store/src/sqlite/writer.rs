@@ -50,6 +50,7 @@ struct WriteRequest {
 struct Counters {
     transactions: AtomicU64,
     messages: AtomicU64,
+    bytes: AtomicU64,
     failed_transactions: AtomicU64,
 }
 
@@ -119,6 +120,7 @@ impl Writer {
         WriterStats {
             transactions: self.counters.transactions.load(Ordering::Relaxed),
             messages: self.counters.messages.load(Ordering::Relaxed),
+            bytes: self.counters.bytes.load(Ordering::Relaxed),
             failed_transactions: self.counters.failed_transactions.load(Ordering::Relaxed),
         }
     }
@@ -253,6 +255,7 @@ fn group_commit(
             counters
                 .messages
                 .fetch_add(messages as u64, Ordering::Relaxed);
+            counters.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
             tracing::debug!(messages, bytes, "group commit");
             let notify = announcer.listening();
             let mut events = Vec::new();

@@ -9,6 +9,7 @@ struct Run {
     out: String,
     messages: Vec<Received>,
     closed: bool,
+    refusals: u64,
 }
 
 fn run_with(config: SessionConfig, writes: &[&[u8]]) -> Run {
@@ -53,6 +54,7 @@ fn run_with(config: SessionConfig, writes: &[&[u8]]) -> Run {
         out: String::from_utf8_lossy(&out).into_owned(),
         messages,
         closed,
+        refusals: session.refusals(),
     }
 }
 
@@ -70,6 +72,35 @@ fn codes(out: &str) -> Vec<u16> {
 
 const EHLO: &[u8] = b"EHLO client.test\r\n";
 const ENVELOPE: &[u8] = b"EHLO client.test\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n";
+
+/// `SMTPRejected` of `/api/v1/info`: refused MAIL, RCPT and DATA and refused
+/// messages count; other errors and accepted messages do not.
+#[test]
+fn refusals_count_transaction_commands_and_messages() {
+    let config = SessionConfig {
+        max_message_size: 10,
+        ..SessionConfig::default()
+    };
+    let r = run_with(
+        config,
+        &[
+            b"MAIL FROM:<a@x.test>\r\n",
+            EHLO,
+            b"FOO\r\nRCPT TO:<b@y.test>\r\nDATA\r\n",
+            ENVELOPE,
+            b"DATA\r\n0123456789abcdef\r\n.\r\n",
+            b"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\nok\r\n.\r\n",
+        ],
+    );
+    assert_eq!(
+        codes(&r.out),
+        [
+            220, 503, 250, 500, 503, 503, 250, 250, 250, 354, 552, 250, 250, 354, 250
+        ]
+    );
+    assert_eq!(r.messages.len(), 1);
+    assert_eq!(r.refusals, 4, "{}", r.out);
+}
 
 #[test]
 fn greeting_and_ehlo_advertise_the_extensions() {
