@@ -7,6 +7,7 @@ use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 use sokkel_echo::Framing;
 use sokkel_net::{HostPort, ResolveOverride};
+use sokkel_store::MaxAge;
 
 use crate::units::{parse_duration, parse_size, parse_size_at_least, parse_timeout};
 
@@ -288,6 +289,12 @@ pub struct MailServeArgs {
     /// Refuse new mail with 451 once the store reaches this size.
     #[arg(long, value_name = "SIZE", value_parser = |s: &str| parse_size_at_least(s, 64 << 10), env = "SOKKEL_MAX_STORE_SIZE")]
     pub max_store_size: Option<usize>,
+    /// Keep only the newest N messages; older ones are deleted within seconds (0: no limit, the default).
+    #[arg(long = "max", value_name = "N", value_parser = parse_max_messages, env = "SOKKEL_MAX")]
+    pub max: Option<u64>,
+    /// Delete messages received longer ago than AGE: 30s, 15m, 12h or 7d (0: no limit, the default).
+    #[arg(long, value_name = "AGE", env = "SOKKEL_MAX_AGE")]
+    pub max_age: Option<MaxAge>,
     /// Threads for the network side (the store always writes on a thread of its own).
     #[arg(long, value_name = "N", default_value_t = 1, env = "SOKKEL_MAIL_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: u16,
@@ -572,6 +579,12 @@ fn parse_host_port(s: &str) -> Result<HostPort, String> {
 
 fn parse_resolve(s: &str) -> Result<ResolveOverride, String> {
     s.parse().map_err(|e: sokkel_net::NetError| e.to_string())
+}
+
+fn parse_max_messages(s: &str) -> Result<u64, String> {
+    s.trim().parse().map_err(|_| {
+        format!("{s:?} is not a number of messages; write e.g. 500 (0 means no limit)")
+    })
 }
 
 #[cfg(test)]
