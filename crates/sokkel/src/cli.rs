@@ -43,9 +43,9 @@ pub enum Command {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum MailCommand {
-    /// Run the mail catcher: accept every message over SMTP, relay none, keep them all.
+    /// Run the mail catcher: accept every message over SMTP, relay none, keep them unless --max/--max-age.
     #[command(
-        after_help = "Examples:\n  sokkel mail serve                          SMTP on 127.0.0.1:1025, web page and API on http://127.0.0.1:8025/\n  sokkel mail serve --ephemeral              a throwaway store, removed at exit\n  sokkel mail serve --smtp [::1]:2525 --db ./mail.db\n  sokkel mail serve --http 127.0.0.1:8026    the web page on another port; --no-http for none\n\nThen send to it, e.g. from Python:\n  smtplib.SMTP('localhost', 1025).sendmail('a@example.com', 'b@example.com', 'Subject: hi\\r\\n\\r\\nhello')\n\nA message gets its 250 only once it is committed and synced to disk."
+        after_help = "Examples:\n  sokkel mail serve                          SMTP on 127.0.0.1:1025, web page and API on http://127.0.0.1:8025/\n  sokkel mail serve --ephemeral              a throwaway store, removed at exit\n  sokkel mail serve --smtp [::1]:2525 --db ./mail.db\n  sokkel mail serve --http 127.0.0.1:8026    the web page on another port; --no-http for none\n  sokkel mail serve --max 500 --max-age 7d   keep the newest 500 messages, none older than a week\n\nThen send to it, e.g. from Python:\n  smtplib.SMTP('localhost', 1025).sendmail('a@example.com', 'b@example.com', 'Subject: hi\\r\\n\\r\\nhello')\n\nA message gets its 250 only once it is committed and synced to disk."
     )]
     Serve(MailServeArgs),
     /// List caught messages, newest first.
