@@ -7,6 +7,7 @@ use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 use sokkel_echo::Framing;
 use sokkel_net::{HostPort, ResolveOverride};
+use sokkel_store::MaxAge;
 
 use crate::units::{parse_duration, parse_size, parse_size_at_least, parse_timeout};
 
@@ -42,9 +43,9 @@ pub enum Command {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum MailCommand {
-    /// Run the mail catcher: accept every message over SMTP, relay none, keep them all.
+    /// Run the mail catcher: accept every message over SMTP, relay none, keep them unless --max/--max-age.
     #[command(
-        after_help = "Examples:\n  sokkel mail serve                          SMTP on 127.0.0.1:1025, web page and API on http://127.0.0.1:8025/\n  sokkel mail serve --ephemeral              a throwaway store, removed at exit\n  sokkel mail serve --smtp [::1]:2525 --db ./mail.db\n  sokkel mail serve --http 127.0.0.1:8026    the web page on another port; --no-http for none\n\nThen send to it, e.g. from Python:\n  smtplib.SMTP('localhost', 1025).sendmail('a@example.com', 'b@example.com', 'Subject: hi\\r\\n\\r\\nhello')\n\nA message gets its 250 only once it is committed and synced to disk."
+        after_help = "Examples:\n  sokkel mail serve                          SMTP on 127.0.0.1:1025, web page and API on http://127.0.0.1:8025/\n  sokkel mail serve --ephemeral              a throwaway store, removed at exit\n  sokkel mail serve --smtp [::1]:2525 --db ./mail.db\n  sokkel mail serve --http 127.0.0.1:8026    the web page on another port; --no-http for none\n  sokkel mail serve --max 500 --max-age 7d   keep the newest 500 messages, none older than a week\n\nThen send to it, e.g. from Python:\n  smtplib.SMTP('localhost', 1025).sendmail('a@example.com', 'b@example.com', 'Subject: hi\\r\\n\\r\\nhello')\n\nA message gets its 250 only once it is committed and synced to disk."
     )]
     Serve(MailServeArgs),
     /// List caught messages, newest first.
@@ -299,6 +300,12 @@ pub struct MailServeArgs {
     /// Refuse new mail with 451 once the store reaches this size.
     #[arg(long, value_name = "SIZE", value_parser = |s: &str| parse_size_at_least(s, 64 << 10), env = "SOKKEL_MAX_STORE_SIZE")]
     pub max_store_size: Option<usize>,
+    /// Keep only the newest N messages; older ones are deleted within seconds (0: no limit, the default).
+    #[arg(long = "max", value_name = "N", value_parser = parse_max_messages, env = "SOKKEL_MAX")]
+    pub max: Option<u64>,
+    /// Delete messages received longer ago than AGE: 30s, 15m, 12h or 7d (0: no limit, the default).
+    #[arg(long, value_name = "AGE", env = "SOKKEL_MAX_AGE")]
+    pub max_age: Option<MaxAge>,
     /// Threads for the network side (the store always writes on a thread of its own).
     #[arg(long, value_name = "N", default_value_t = 1, env = "SOKKEL_MAIL_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: u16,
@@ -604,6 +611,12 @@ fn parse_host_port(s: &str) -> Result<HostPort, String> {
 
 fn parse_resolve(s: &str) -> Result<ResolveOverride, String> {
     s.parse().map_err(|e: sokkel_net::NetError| e.to_string())
+}
+
+fn parse_max_messages(s: &str) -> Result<u64, String> {
+    s.trim().parse().map_err(|_| {
+        format!("{s:?} is not a number of messages; write e.g. 500 (0 means no limit)")
+    })
 }
 
 #[cfg(test)]

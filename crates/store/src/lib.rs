@@ -29,6 +29,9 @@
 //! - A full store can always be emptied: the size limit holds new messages only,
 //!   and a reserve file next to the database (`mail.db-reserve`, 8 MiB) is given
 //!   back to a full disk so that deletes can write their WAL (see [`Store`]).
+//! - [`Retention`] says how many messages the store keeps and for how long;
+//!   a [`Pruner`] deletes the rest in the background, in small batches that
+//!   deliveries get between.
 //! - An error that repeats on every retry (a full disk) is logged once per
 //!   interval with its count (`sokkel_net::repeated`).
 #![warn(missing_docs)]
@@ -37,6 +40,7 @@ mod error;
 pub mod mime;
 mod paths;
 mod protocols;
+mod retention;
 mod search;
 mod sqlite;
 mod store;
@@ -50,6 +54,9 @@ use serde::{Deserialize, Serialize};
 use sokkel_net::repeated;
 
 pub use error::{DatabaseError, StoreError};
+pub use retention::{
+    AgeError, CHECK_INTERVAL, MAX_AGE_LIMIT, MaxAge, PruneReport, Pruner, Retention,
+};
 pub use search::{MAX_QUERY_BYTES, MAX_TERMS, SearchError, SearchPage, SearchQuery};
 pub use sokkel_message::{
     Deliver, DeliverError, Envelope, Mailbox, MailboxError, MessageId, NewMessage, TlsInfo,

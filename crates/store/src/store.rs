@@ -7,9 +7,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::SystemTime;
 
 use tokio::sync::broadcast;
 
+use crate::retention::{PruneReport, Retention};
 use crate::sqlite::SqliteStore;
 use crate::{
     ListQuery, MessageId, NewMessage, SearchPage, SearchQuery, StoreError, StoredMessage, Summary,
@@ -91,6 +94,9 @@ pub enum StoreEvent {
     New(Arc<Summary>),
     /// These messages were deleted.
     Deleted(Vec<MessageId>),
+    /// These messages were deleted by the retention policy ([`Store::prune`]),
+    /// one event per batch of a run.
+    Pruned(Vec<MessageId>),
     /// Every message was deleted.
     DeletedAll,
     /// These messages were marked read (`true`) or unread (`false`).
@@ -248,6 +254,26 @@ impl Store {
     pub fn delete_all(&self) -> Result<u64, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.delete_all(),
+        }
+    }
+
+    /// Delete what `policy` does not keep: messages beyond the newest
+    /// [`Retention::max_messages`], then those received before `now` minus
+    /// [`Retention::max_age`]. Returns what it deleted.
+    ///
+    /// Deletes in small batches, each a transaction of its own announced as
+    /// [`StoreEvent::Pruned`], and pauses between them so that deliveries are
+    /// never held up by more than about one batch. Setting `stop` ends it after
+    /// the batch being deleted. Blocks: a [`crate::Pruner`] calls it in the
+    /// background. Deleting works on a full store as [`Store::delete`] does.
+    pub fn prune(
+        &self,
+        policy: &Retention,
+        now: SystemTime,
+        stop: &AtomicBool,
+    ) -> Result<PruneReport, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.prune(policy, now, stop),
         }
     }
 

@@ -9,9 +9,10 @@
 //! `{"Type":"delete","Data":{"ID":"7"}}`, `{"Type":"update","Data":{"ID":"7",
 //! "Read":true}}`, `{"Type":"stats","Data":{"Total":..,"Unread":..,"Version":..}}`,
 //! and `{"Type":"prune","Data":null}` when a client should reload its list: after
-//! "delete all", after changes too many to send one by one, or when the hub fell
-//! behind the store. The hub turns each store event into JSON once, however many
-//! clients listen.
+//! "delete all", after changes too many to send one by one, when the hub fell
+//! behind the store, or after the retention policy pruned messages (as Mailpit
+//! sends it; one frame, with the next stats, for all the batches of a run).
+//! The hub turns each store event into JSON once, however many clients listen.
 //!
 //! Every frame is bounded: a `new` frame carries the store's bounded summary (see
 //! [`crate::json::MessageSummaryJson`]). Every client's queue is bounded in bytes
@@ -273,6 +274,7 @@ fn frames_for(event: &StoreEvent) -> Vec<Frame> {
         | StoreEvent::ReadChanged(..)
         | StoreEvent::FlaggedChanged(..)
         | StoreEvent::DeletedAll
+        | StoreEvent::Pruned(_)
         | StoreEvent::Changed => {
             vec![prune()]
         }
@@ -286,11 +288,14 @@ async fn run_hub(
     clients: Arc<Clients>,
 ) {
     let mut stats_due: Option<Instant> = None;
+    // Pruning announces every batch; clients reload once, with the stats.
+    let mut pruned: Option<StoreEvent> = None;
     loop {
         let stats_at = stats_due.unwrap_or_else(Instant::now);
         tokio::select! {
             event = events.recv() => {
                 match event {
+                    Ok(event @ StoreEvent::Pruned(_)) => pruned = Some(event),
                     Ok(event) => {
                         for frame in frames_for(&event) {
                             clients.send(&frame);
@@ -303,6 +308,9 @@ async fn run_hub(
             }
             () = tokio::time::sleep_until(stats_at), if stats_due.is_some() => {
                 stats_due = None;
+                for frame in pruned.take().iter().flat_map(frames_for) {
+                    clients.send(&frame);
+                }
                 let store = store.clone();
                 match tokio::task::spawn_blocking(move || store.count()).await {
                     Ok(Ok(counts)) => {
@@ -472,5 +480,12 @@ mod tests {
         assert_eq!(all[0].as_ref(), r#"{"Type":"prune","Data":null}"#);
         let many = (1..=500).map(MessageId).collect();
         assert_eq!(frames_for(&StoreEvent::Deleted(many)).len(), 1);
+        // Mailpit's retention sends one `prune`, which its page answers by
+        // reloading the list.
+        let pruned = frames_for(&StoreEvent::Pruned(vec![MessageId(1), MessageId(2)]));
+        assert_eq!(
+            pruned.iter().map(|f| f.as_ref()).collect::<Vec<_>>(),
+            [r#"{"Type":"prune","Data":null}"#]
+        );
     }
 }

@@ -8,7 +8,7 @@ use sokkel_net::server::address_share;
 use sokkel_net::stats::SmtpCounters;
 use sokkel_smtp::server::session::{BareLf, SessionConfig};
 use sokkel_smtp::server::shell::{Listeners, ServerConfig, serve};
-use sokkel_store::{Store, StoreEvent, StoreOptions};
+use sokkel_store::{Pruner, Retention, Store, StoreEvent, StoreOptions};
 use sokkel_web::{AppState, HostPolicy, ServeLimits, WebConfig};
 
 use crate::cli::MailServeArgs;
@@ -99,7 +99,10 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
         ""
     };
     announce(format_args!("mail is kept in {}{kept}", path.display()));
+    let retention = Retention::new(args.max, args.max_age);
+    announce(format_args!("retention: {retention}"));
     tokio::spawn(log_new_messages(store.clone()));
+    let pruner = Pruner::spawn(store.clone(), retention);
 
     // What SMTP refuses, counted by its server and shown by the web API.
     let smtp_counters = Arc::new(SmtpCounters::default());
@@ -184,7 +187,10 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
             .context("the SMTP server failed")
     };
     let pop3 = pop3.serve(&args, hostname, &security, store.clone(), stopped());
-    let (summary, pop3_summary) = tokio::try_join!(smtp, pop3)?;
+    let served = tokio::try_join!(smtp, pop3);
+    // Before the store closes: a run in progress ends with the batch it is on.
+    pruner.stop().await;
+    let (summary, pop3_summary) = served?;
     if let Some(web) = web {
         match web.await {
             Ok(result) => result.context("the web server failed")?,

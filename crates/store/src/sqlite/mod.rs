@@ -20,6 +20,7 @@ mod connection;
 mod index;
 mod queries;
 mod reserve;
+mod retention;
 mod schema;
 mod search_sql;
 mod writer;
@@ -243,7 +244,7 @@ impl SqliteStore {
         let mut room = Room::default();
         let mut count = 0;
         for batch in unique(ids).chunks(DELETE_BATCH) {
-            count += self.delete_batch(batch, &mut room)?;
+            count += self.delete_batch(batch, &mut room, StoreEvent::Deleted)?;
         }
         self.after_delete(count);
         Ok(count)
@@ -278,7 +279,7 @@ impl SqliteStore {
                 })?;
                 let mut count = 0;
                 for batch in ids.chunks(DELETE_BATCH) {
-                    count += self.delete_batch(batch, &mut room)?;
+                    count += self.delete_batch(batch, &mut room, StoreEvent::Deleted)?;
                 }
                 count
             }
@@ -289,8 +290,14 @@ impl SqliteStore {
     }
 
     /// Delete the messages `ids` (no repeats) in one transaction and announce
-    /// those that existed; returns how many did.
-    fn delete_batch(&self, ids: &[MessageId], room: &mut Room) -> Result<u64, StoreError> {
+    /// those that existed with `announce_as` (a deletion or a prune); returns
+    /// how many did.
+    fn delete_batch(
+        &self,
+        ids: &[MessageId],
+        room: &mut Room,
+        announce_as: fn(Vec<MessageId>) -> StoreEvent,
+    ) -> Result<u64, StoreError> {
         let (deleted, seq) = self.with_room(room, |conn, tight| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             if tight {
@@ -318,9 +325,7 @@ impl SqliteStore {
         })?;
         let count = deleted.len() as u64;
         self.inner.deleted.fetch_add(count, Ordering::Relaxed);
-        self.inner
-            .announcer
-            .announce(seq, [StoreEvent::Deleted(deleted)]);
+        self.inner.announcer.announce(seq, [announce_as(deleted)]);
         Ok(count)
     }
 

@@ -1,0 +1,166 @@
+//! Pruning: deleting what a [`Retention`] policy no longer keeps, a small batch
+//! at a time, out of the way of deliveries.
+//!
+//! The ids come from indexed queries: for a maximum count, the id of the
+//! newest message beyond it (every id up to it goes, by the primary key); for a
+//! maximum age, the oldest messages by `messages_received_at`. Each batch is
+//! one transaction through the same delete path as [`SqliteStore::delete`]
+//! (full-disk aware), announced as [`StoreEvent::Pruned`].
+//!
+//! The writer thread delivers on a connection of its own and, while a batch
+//! holds the write lock, waits in SQLite's busy handler, which retries after
+//! sleeps growing from 1 ms to 25 ms (100 ms after a quarter of a second).
+//! So after each batch the pruner pauses at least as long as the batch took
+//! (between [`MIN_PAUSE`] and [`MAX_PAUSE`]): the waiting writer's next retry
+//! falls inside the pause and gets the lock, and a 250 waits for at most about
+//! one batch.
+//!
+//! ```text
+//! pruner:  [batch 128]  pause  [batch 128]  pause ...
+//! writer:     wait ──retry──▶[commit] [commit]   ...
+//! ```
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use rusqlite::{Connection, OptionalExtension};
+
+use super::SqliteStore;
+use super::connection::Room;
+use crate::retention::{PruneReport, Retention};
+use crate::store::StoreEvent;
+use crate::time::unix_millis;
+use crate::{MessageId, StoreError};
+
+/// Messages deleted per transaction: small, so that a delivery waiting for the
+/// write lock waits for little, and one batch's WAL fits the disk reserve.
+const PRUNE_BATCH: usize = 128;
+
+/// The shortest pause between two batches: longer than the busy handler's
+/// sleeps in a writer's first 100 ms of waiting.
+const MIN_PAUSE: Duration = Duration::from_millis(25);
+
+/// The longest pause: the busy handler's longest sleep.
+const MAX_PAUSE: Duration = Duration::from_millis(100);
+
+impl SqliteStore {
+    pub(crate) fn prune(
+        &self,
+        policy: &Retention,
+        now: SystemTime,
+        stop: &AtomicBool,
+    ) -> Result<PruneReport, StoreError> {
+        let mut report = PruneReport::default();
+        let mut room = Room::default();
+        let pruned = (|| -> Result<(), StoreError> {
+            if let Some(max) = policy.max_messages()
+                && self.count()?.total > max
+                && let Some(last) = self.with_connection(|conn| Ok(newest_beyond(conn, max)?))?
+            {
+                report.beyond_max = self.prune_batches(&mut room, stop, |conn| {
+                    select_ids(
+                        conn,
+                        "SELECT id FROM messages WHERE id <= ?1 ORDER BY id LIMIT ?2",
+                        last.0,
+                    )
+                })?;
+            }
+            if let Some(age) = policy.max_age() {
+                let age = i64::try_from(age.duration().as_millis()).unwrap_or(i64::MAX);
+                let cutoff = unix_millis(now).saturating_sub(age);
+                report.too_old = self.prune_batches(&mut room, stop, |conn| {
+                    select_ids(
+                        conn,
+                        "SELECT id FROM messages WHERE received_at < ?1
+                         ORDER BY received_at LIMIT ?2",
+                        cutoff,
+                    )
+                })?;
+            }
+            Ok(())
+        })();
+        self.after_delete(report.total());
+        pruned.map(|()| report)
+    }
+
+    /// Delete the messages `select` names, a batch at a time, until it names
+    /// none or `stop` is set; returns how many were deleted.
+    fn prune_batches(
+        &self,
+        room: &mut Room,
+        stop: &AtomicBool,
+        select: impl Fn(&Connection) -> rusqlite::Result<Vec<MessageId>>,
+    ) -> Result<u64, StoreError> {
+        let mut count = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let ids = self.with_connection(|conn| Ok(select(conn)?))?;
+            if ids.is_empty() {
+                break;
+            }
+            let started = Instant::now();
+            let deleted = self.delete_batch(&ids, room, StoreEvent::Pruned)?;
+            count += deleted;
+            // A batch that deleted nothing was deleted by somebody else in the
+            // meantime; the next run sees what is left.
+            if deleted == 0 || ids.len() < PRUNE_BATCH {
+                break;
+            }
+            std::thread::sleep(started.elapsed().clamp(MIN_PAUSE, MAX_PAUSE));
+        }
+        Ok(count)
+    }
+}
+
+/// The id of the newest message beyond the newest `max`, if there are more.
+fn newest_beyond(conn: &Connection, max: u64) -> rusqlite::Result<Option<MessageId>> {
+    let offset = i64::try_from(max).unwrap_or(i64::MAX);
+    conn.prepare_cached("SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET ?1")?
+        .query_row([offset], |row| row.get(0).map(MessageId))
+        .optional()
+}
+
+/// Up to [`PRUNE_BATCH`] ids from `sql`, which takes the bound `value` as `?1`
+/// and the batch size as `?2`.
+fn select_ids(conn: &Connection, sql: &str, value: i64) -> rusqlite::Result<Vec<MessageId>> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let ids = statement.query_map([value, PRUNE_BATCH as i64], |row| row.get(0).map(MessageId))?;
+    ids.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreOptions;
+
+    fn plan(store: &SqliteStore, sql: &str) -> String {
+        store
+            .with_connection(|conn| {
+                let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                let rows = statement.query_map([1, 128], |row| row.get::<_, String>(3))?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?.join("\n"))
+            })
+            .unwrap()
+    }
+
+    /// Picking what to prune must not scan every message: at a million
+    /// messages a scan per check is what would make pruning felt.
+    #[test]
+    fn prune_ids_come_from_indexes() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store =
+            SqliteStore::open(&dir.path().join("mail.db"), StoreOptions::default()).unwrap();
+        let by_id = plan(
+            &store,
+            "SELECT id FROM messages WHERE id <= ?1 ORDER BY id LIMIT ?2",
+        );
+        assert!(by_id.contains("USING INTEGER PRIMARY KEY"), "{by_id}");
+        let by_age = plan(
+            &store,
+            "SELECT id FROM messages WHERE received_at < ?1 ORDER BY received_at LIMIT ?2",
+        );
+        assert!(by_age.contains("messages_received_at"), "{by_age}");
+        for plan in [by_id, by_age] {
+            assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+        }
+    }
+}
