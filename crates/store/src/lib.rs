@@ -26,6 +26,8 @@
 //! - A full store can always be emptied: the size limit holds new messages only,
 //!   and a reserve file next to the database (`mail.db-reserve`, 8 MiB) is given
 //!   back to a full disk so that deletes can write their WAL (see [`Store`]).
+//! - [`tags`] says what a tag name may be and which tags an arriving message
+//!   gets (`X-Tags`, plus addresses, `--tag` rules).
 //! - [`repeated`] keeps an error that repeats on every retry to one log line per
 //!   interval, with its count.
 #![warn(missing_docs)]
@@ -38,6 +40,7 @@ mod search;
 mod sqlite;
 mod store;
 mod summary;
+pub mod tags;
 pub mod time;
 
 use std::fmt;
@@ -52,7 +55,7 @@ use serde::{Deserialize, Serialize};
 pub use error::{DatabaseError, StoreError};
 pub use search::{MAX_QUERY_BYTES, MAX_TERMS, SearchError, SearchPage, SearchQuery};
 pub use sqlite::RAW_CHUNK_BYTES;
-pub use store::{MessageCounts, Store, StoreEvent, StoreOptions, WriterStats};
+pub use store::{MessageCounts, Store, StoreEvent, StoreOptions, TagChange, WriterStats};
 pub use summary::{
     SUMMARY_ADDRESS_BYTES, SUMMARY_ADDRESSES, SUMMARY_FIELD_BYTES, SUMMARY_RECIPIENT_BYTES,
     SUMMARY_TEXT_BYTES, cut,
