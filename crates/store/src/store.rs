@@ -334,6 +334,15 @@ impl Store {
         }
     }
 
+    /// A page of the messages tagged `tag` (any case), newest first, as
+    /// [`Store::list`] pages. A tag no message has gives an empty page.
+    pub fn list_tagged(&self, tag: &str, page: &ListQuery) -> Result<Vec<Summary>, StoreError> {
+        let tag = TagName::parse(tag)?;
+        match &self.backend {
+            Backend::Sqlite(store) => store.list_tagged(&tag, page),
+        }
+    }
+
     /// Replace the tags of the messages `ids` with `tags` (an empty list clears
     /// them); returns how many of the messages exist. Names follow
     /// [`crate::tags`]'s rules, else [`StoreError::Tag`] and nothing changes.

@@ -11,11 +11,12 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, param
 
 use super::changes::commit_change;
 use super::queries::to_json;
-use super::search_sql::{matching_clauses, matching_from};
+use super::search_sql::{matching_clauses, matching_from, page_matching};
 use super::{SqliteStore, unique};
+use crate::search::SqlParts;
 use crate::store::{StoreEvent, TagChange};
 use crate::tags::{TagName, TagRule};
-use crate::{MessageId, StoreError};
+use crate::{ListQuery, MessageId, StoreError, Summary};
 
 /// The id of the tag called `name` (ignoring case), creating it if `create`.
 fn tag_id(conn: &Connection, name: &TagName, create: bool) -> rusqlite::Result<Option<i64>> {
@@ -177,6 +178,31 @@ impl SqliteStore {
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             names.sort_unstable_by_key(|name| name.to_lowercase());
             Ok(names)
+        })
+    }
+
+    pub(crate) fn list_tagged(
+        &self,
+        name: &TagName,
+        page: &ListQuery,
+    ) -> Result<Vec<Summary>, StoreError> {
+        self.with_connection(|conn| {
+            let tx = conn.transaction()?;
+            let Some(tag) = tag_id(&tx, name, false)? else {
+                return Ok(Vec::new());
+            };
+            // `message_tags`' key starts with the tag, so this walks that
+            // tag's messages in id order.
+            let parts = SqlParts {
+                fts_match: None,
+                conditions: vec![
+                    "m.id IN (SELECT message_id FROM message_tags WHERE tag_id = ?)".into(),
+                ],
+                params: vec![Value::Integer(tag)],
+            };
+            let page = page_matching(&tx, &parts, page)?;
+            tx.commit()?;
+            Ok(page)
         })
     }
 
