@@ -1,4 +1,4 @@
-//! `sokkel mail serve | list | show | delete`.
+//! `sokkel mail serve | list | show | delete | tag`.
 
 mod compose;
 mod pop3;
@@ -7,6 +7,7 @@ mod security;
 mod send;
 pub mod sendmail;
 mod serve;
+mod tag;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +23,7 @@ pub fn run(command: MailCommand) -> anyhow::Result<ExitCode> {
         MailCommand::List(args) => read::list(args),
         MailCommand::Show(args) => read::show(args),
         MailCommand::Delete(args) => read::delete(args),
+        MailCommand::Tag(args) => tag::run(args),
         MailCommand::Send(args) => send::run(args),
         MailCommand::Compose(args) => compose::run(args),
     }
