@@ -29,7 +29,10 @@
 //! the writer fills after the commit when it is idle (see `sqlite/writer.rs`):
 //! they are evaluated right after a batch is indexed, on just the new messages,
 //! and the tags they add are announced as [`crate::StoreEvent::TagsChanged`].
-//! The 250 never waits for a rule.
+//! The 250 never waits for a rule. If indexing a batch fails (it is then redone
+//! when the store is next opened), the rules are not run for that batch; an
+//! import ([`crate::Store::import`]) indexes at once and runs them in its own
+//! transaction.
 
 use std::fmt;
 use std::str::FromStr;
