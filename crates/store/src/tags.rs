@@ -39,7 +39,8 @@ use std::str::FromStr;
 
 use mail_parser::{HeaderName, MessageParser};
 
-use crate::{Address, NewMessage, SearchError, SearchQuery};
+use crate::mime::Digest;
+use crate::{NewMessage, SearchError, SearchQuery};
 
 /// The longest tag name, in characters (Mailpit cuts names at 100).
 pub const MAX_TAG_CHARS: usize = 100;
@@ -254,18 +255,16 @@ impl Default for Tagging {
 
 impl Tagging {
     /// The tags `message` gets from its `X-Tags` headers and plus addresses,
-    /// without repeats, at most [`MAX_DELIVERY_TAGS`]. `from`, `to`, `cc` and
-    /// `bcc` are its parsed headers.
-    pub(crate) fn at_delivery(
-        &self,
-        message: &NewMessage,
-        from: Option<&Address>,
-        headers: [&[Address]; 3],
-    ) -> Vec<TagName> {
+    /// without repeats, at most [`MAX_DELIVERY_TAGS`]. `digest` is its summary,
+    /// with the From, To, Cc and Bcc headers.
+    pub(crate) fn at_delivery(&self, message: &NewMessage, digest: &Digest) -> Vec<TagName> {
         let mut found = Vec::new();
-        if self.x_tags {
+        // Bytes that are no message have no header to read.
+        if self.x_tags && digest.parsed {
             found.extend(x_tags(&message.raw));
         }
+        let from = digest.from.as_ref();
+        let headers = [&digest.to, &digest.cc, &digest.bcc];
         if self.plus_addresses {
             let addresses = message
                 .envelope
@@ -291,12 +290,13 @@ impl Tagging {
     }
 }
 
-/// The tags named in `raw`'s `X-Tags` headers.
+/// The tags named in `raw`'s `X-Tags` headers, looked for in the first
+/// [`MAX_HEADER_SCAN`] bytes of its header block only.
 fn x_tags(raw: &[u8]) -> Vec<TagName> {
     let parser = MessageParser::new()
         .header_text(HeaderName::Other("X-Tags".into()))
         .default_header_ignore();
-    let Some(headers) = parser.parse_headers(raw) else {
+    let Some(headers) = parser.parse_headers(header_block(raw)) else {
         return Vec::new();
     };
     headers
@@ -306,6 +306,24 @@ fn x_tags(raw: &[u8]) -> Vec<TagName> {
         .filter_map(TagName::clean)
         .take(MAX_DELIVERY_TAGS)
         .collect()
+}
+
+/// How much of a message is searched for its `X-Tags` headers: a header block
+/// is rarely more than a few KiB (20,000 To addresses make some 600 KiB), and
+/// without a bound a 32 MiB message of one long "header" would be parsed a
+/// second time whole.
+const MAX_HEADER_SCAN: usize = 1 << 20;
+
+/// `raw` up to the blank line that ends its header block, at most
+/// [`MAX_HEADER_SCAN`] bytes.
+fn header_block(raw: &[u8]) -> &[u8] {
+    let scanned = &raw[..raw.len().min(MAX_HEADER_SCAN)];
+    let end = (0..scanned.len())
+        .find(|&at| {
+            scanned[at] == b'\n' && matches!(&scanned[at + 1..], [b'\n', ..] | [b'\r', b'\n', ..])
+        })
+        .map_or(scanned.len(), |at| at + 1);
+    &scanned[..end]
 }
 
 /// The tags of a plus address: `user+a+b@host` gives `a` and `b`.
@@ -362,6 +380,15 @@ mod tests {
         let raw = b"Subject: x\r\nX-Tags: one, Two\r\n  ,three\r\nx-tags: four\r\n\r\nbody";
         let names: Vec<String> = x_tags(raw).iter().map(ToString::to_string).collect();
         assert_eq!(names, ["one", "Two", "three", "four"]);
+        // Only the header block counts, and only its first MiB.
+        let in_body = b"Subject: x\r\n\r\nX-Tags: body\r\n";
+        assert!(x_tags(in_body).is_empty());
+        assert_eq!(header_block(b"A: 1\nB: 2\n\nC: 3\r\n\r\n"), b"A: 1\nB: 2\n");
+        assert_eq!(header_block(b"A: 1\r\n\r\nB: 2\n\n"), b"A: 1\r\n");
+        let mut late = b"Subject: x\r\n".to_vec();
+        late.extend(b"X-Filler: y\r\n".repeat(MAX_HEADER_SCAN / 13));
+        late.extend(b"X-Tags: late\r\n\r\nbody");
+        assert!(x_tags(&late).is_empty());
         let plus: Vec<String> = plus_tags("user+a+b@example.com")
             .iter()
             .map(ToString::to_string)

@@ -109,11 +109,7 @@ struct Inner {
 impl Inner {
     /// The tags `message` gets from its headers and addresses.
     fn delivery_tags(&self, message: &NewMessage, digest: &Digest) -> Vec<TagName> {
-        self.options.tagging.at_delivery(
-            message,
-            digest.from.as_ref(),
-            [&digest.to, &digest.cc, &digest.bcc],
-        )
+        self.options.tagging.at_delivery(message, digest)
     }
 }
 

@@ -216,8 +216,9 @@ impl Unindexed {
         self.pending.len() >= MAX_INDEX_BATCH || self.bytes >= MAX_INDEX_BYTES
     }
 
-    /// Index everything pending. On failure the ids stay in the `unindexed` table
-    /// and the next open of the store indexes them.
+    /// Index everything pending, then run the `--tag` rules on it (they need the
+    /// index). On failure the ids stay in the `unindexed` table and the next open
+    /// of the store indexes them.
     fn index(&mut self, conn: &mut rusqlite::Connection, announce: &Announce<'_>) {
         if self.pending.is_empty() {
             return;
