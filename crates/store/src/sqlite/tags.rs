@@ -191,8 +191,9 @@ impl SqliteStore {
             let Some(tag) = tag_id(&tx, name, false)? else {
                 return Ok(Vec::new());
             };
-            // `message_tags`' key starts with the tag, so this walks that
-            // tag's messages in id order.
+            // `message_tags`' key starts with the tag: SQLite takes that tag's
+            // message ids from it and reads just those messages, in id order
+            // (no scan of every message, no sort).
             let parts = SqlParts {
                 fts_match: None,
                 conditions: vec![
