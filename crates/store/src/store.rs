@@ -78,9 +78,11 @@ pub enum StoreEvent {
     ReadChanged(Vec<MessageId>, bool),
     /// These messages' tags changed (set, added, removed, renamed, deleted, or
     /// given by a `--tag` rule after delivery); each with its tags now. Empty
-    /// when nobody listened as the change was made.
+    /// when nobody listened as the change was made. A change of more than 1,000
+    /// messages is announced as [`StoreEvent::Changed`] instead.
     TagsChanged(Vec<TagChange>),
-    /// Another process changed the store (delivered, deleted, marked messages):
+    /// Another process changed the store (delivered, deleted, marked messages),
+    /// or this one changed the tags of too many messages to name them:
     /// whatever a subscriber shows may be stale, so it should query again. Sent
     /// within about a second of the other process's commit.
     Changed,

@@ -305,3 +305,46 @@ async fn every_change_is_announced_with_the_tags_now() {
     store.remove_tags(&ids, &["c"]).unwrap();
     assert_eq!(next().await, [change(ids[0], &[]), change(ids[1], &[])]);
 }
+
+#[tokio::test]
+async fn a_change_of_very_many_messages_says_reload() {
+    let dir = TempDir::new().unwrap();
+    let store = open_with(&dir, Tagging::default());
+    let ids = store
+        .import(
+            (0..1001)
+                .map(|i| message("a@example.net", "", &format!("m{i}")))
+                .collect(),
+        )
+        .unwrap();
+    let mut events = store.subscribe();
+    store.set_tags(&ids, &["bulk"]).unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(event, StoreEvent::Changed);
+    assert_eq!(all_tags(&store), pairs(&[("bulk", 1001)]));
+    // 1,000 are still named one by one.
+    store.remove_tags(&ids[1..], &["bulk"]).unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&event, StoreEvent::TagsChanged(changes) if changes.len() == 1000),
+        "not 1,000 changes"
+    );
+    store.delete_tag("bulk").unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        event,
+        StoreEvent::TagsChanged(vec![TagChange {
+            id: ids[0],
+            tags: Vec::new()
+        }])
+    );
+}

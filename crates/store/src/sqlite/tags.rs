@@ -102,8 +102,29 @@ pub(super) fn apply_rules(
     Ok(unique(&tagged))
 }
 
+/// More messages than this changed by one tag change are announced as
+/// [`StoreEvent::Changed`] (reload) rather than one by one, so that renaming a
+/// tag on 100,000 messages does not read them all back in its transaction.
+const MAX_ANNOUNCED_TAG_CHANGES: usize = 1000;
+
+/// The event for a tag change of the messages `ids`, read inside its
+/// transaction; nothing is read when nobody `listening`.
+pub(super) fn tag_event(
+    conn: &Connection,
+    ids: &[MessageId],
+    listening: bool,
+) -> rusqlite::Result<StoreEvent> {
+    Ok(if !listening {
+        StoreEvent::TagsChanged(Vec::new())
+    } else if ids.len() > MAX_ANNOUNCED_TAG_CHANGES {
+        StoreEvent::Changed
+    } else {
+        StoreEvent::TagsChanged(tags_of(conn, ids)?)
+    })
+}
+
 /// Each of `ids` with its tags as they are now, sorted as a summary has them.
-pub(super) fn tags_of(conn: &Connection, ids: &[MessageId]) -> rusqlite::Result<Vec<TagChange>> {
+fn tags_of(conn: &Connection, ids: &[MessageId]) -> rusqlite::Result<Vec<TagChange>> {
     let mut statement = conn.prepare_cached(
         "SELECT t.name FROM message_tags AS mt JOIN tags AS t ON t.id = mt.tag_id
          WHERE mt.message_id = ?1",
@@ -215,7 +236,7 @@ impl SqliteStore {
         edit: Edit,
     ) -> Result<u64, StoreError> {
         let listening = self.inner.announcer.listening();
-        let (existing, changes, seq) = self.with_connection(|conn| {
+        let (existing, event, seq) = self.with_connection(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let tag_ids = names
                 .iter()
@@ -261,17 +282,11 @@ impl SqliteStore {
                 }
             }
             prune_unused(&tx)?;
-            let changes = if listening {
-                tags_of(&tx, &changed)?
-            } else {
-                Vec::new()
-            };
+            let event = tag_event(&tx, &changed, listening)?;
             let seq = commit_change(tx, !changed.is_empty())?;
-            Ok((existing, changes, seq))
+            Ok((existing, event, seq))
         })?;
-        self.inner
-            .announcer
-            .announce(seq, [StoreEvent::TagsChanged(changes)]);
+        self.inner.announcer.announce(seq, [event]);
         Ok(existing)
     }
 
@@ -328,19 +343,13 @@ impl SqliteStore {
             let ids = ids_tagged(&tx, old)?;
             work(&tx, old)?;
             prune_unused(&tx)?;
-            let changes = if listening {
-                tags_of(&tx, &ids)?
-            } else {
-                Vec::new()
-            };
+            let event = tag_event(&tx, &ids, listening)?;
             // Renaming or deleting an unused tag changes no message.
             let seq = commit_change(tx, !ids.is_empty())?;
-            Ok(Some((ids.len() as u64, changes, seq)))
+            Ok(Some((ids.len() as u64, event, seq)))
         })?;
-        Ok(done.map(|(count, changes, seq)| {
-            self.inner
-                .announcer
-                .announce(seq, [StoreEvent::TagsChanged(changes)]);
+        Ok(done.map(|(count, event, seq)| {
+            self.inner.announcer.announce(seq, [event]);
             count
         }))
     }

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::changes::{Announcer, commit_change};
 use super::index::{IndexText, index_pending};
 use super::queries::{Indexing, insert_message, summary_of};
-use super::tags::{apply_rules, tag_message};
+use super::tags::{apply_rules, tag_event, tag_message};
 use crate::mime::Digest;
 use crate::repeated::{REPEAT_INTERVAL, RepeatedLog};
 use crate::store::{StoreEvent, WriterStats};
@@ -333,14 +333,12 @@ fn tag_by_rules(conn: &mut Connection, pending: &[(i64, IndexText)], announce: &
     let tagged = (|| {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let tagged = apply_rules(&tx, announce.rules, &ids)?;
-        let changes = super::tags::tags_of(&tx, &tagged)?;
+        let event = tag_event(&tx, &tagged, announce.announcer.listening())?;
         let seq = commit_change(tx, !tagged.is_empty())?;
-        Ok::<_, rusqlite::Error>((changes, seq))
+        Ok::<_, rusqlite::Error>((event, seq))
     })();
     match tagged {
-        Ok((changes, seq)) => announce
-            .announcer
-            .announce(seq, [StoreEvent::TagsChanged(changes)]),
+        Ok((event, seq)) => announce.announcer.announce(seq, [event]),
         Err(error) => {
             let repeat = announce.failures.occurrence(&error.to_string());
             if repeat.should_log() {
