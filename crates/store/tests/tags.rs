@@ -348,3 +348,40 @@ async fn a_change_of_very_many_messages_says_reload() {
         }])
     );
 }
+
+#[tokio::test]
+async fn a_tags_messages_page_newest_first() {
+    let dir = TempDir::new().unwrap();
+    let store = open_with(&dir, Tagging::default());
+    let ids = deliver(&store, 6).await;
+    let tagged = [ids[0], ids[2], ids[3], ids[5]];
+    store.set_tags(&tagged, &["Page"]).unwrap();
+    let page = |limit, offset, before| {
+        store
+            .list_tagged(
+                "page",
+                &ListQuery {
+                    limit,
+                    offset,
+                    before,
+                },
+            )
+            .unwrap()
+            .iter()
+            .map(|summary| summary.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(page(2, 0, None), [ids[5], ids[3]]);
+    assert_eq!(page(2, 0, Some(ids[3])), [ids[2], ids[0]]);
+    assert_eq!(page(10, 1, Some(ids[5])), [ids[2], ids[0]]);
+    assert!(
+        store
+            .list_tagged("nothing", &ListQuery::default())
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        store.list_tagged("a;b", &ListQuery::default()),
+        Err(StoreError::Tag(_))
+    ));
+}

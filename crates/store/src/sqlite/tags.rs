@@ -11,9 +11,9 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, param
 
 use super::changes::commit_change;
 use super::queries::to_json;
-use super::search_sql::{matching_clauses, matching_from, page_matching};
-use super::{SqliteStore, unique};
-use crate::search::SqlParts;
+use super::queries::{SUMMARY_COLUMNS, listed_summary_from_row};
+use super::search_sql::{matching_clauses, matching_from};
+use super::{SqliteStore, to_i64, unique};
 use crate::store::{StoreEvent, TagChange};
 use crate::tags::{TagName, TagRule};
 use crate::{ListQuery, MessageId, StoreError, Summary};
@@ -212,17 +212,23 @@ impl SqliteStore {
             let Some(tag) = tag_id(&tx, name, false)? else {
                 return Ok(Vec::new());
             };
-            // `message_tags`' key starts with the tag: SQLite takes that tag's
-            // message ids from it and reads just those messages, in id order
-            // (no scan of every message, no sort).
-            let parts = SqlParts {
-                fts_match: None,
-                conditions: vec![
-                    "m.id IN (SELECT message_id FROM message_tags WHERE tag_id = ?)".into(),
-                ],
-                params: vec![Value::Integer(tag)],
-            };
-            let page = page_matching(&tx, &parts, page)?;
+            // `message_tags`' key starts with the tag, so this walks that tag's
+            // message ids newest first and stops at the page's end: no scan of
+            // every message or of every tagged one, no sort.
+            let mut statement = tx.prepare_cached(&format!(
+                "SELECT {SUMMARY_COLUMNS} FROM message_tags AS mt
+                 CROSS JOIN messages AS m ON m.id = mt.message_id
+                 WHERE mt.tag_id = ?1 AND mt.message_id < ?2
+                 ORDER BY mt.message_id DESC LIMIT ?3 OFFSET ?4"
+            ))?;
+            let before = page.before.map_or(i64::MAX, |id| id.0);
+            let page = statement
+                .query_map(
+                    params![tag, before, to_i64(page.limit), to_i64(page.offset)],
+                    listed_summary_from_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            drop(statement);
             tx.commit()?;
             Ok(page)
         })
