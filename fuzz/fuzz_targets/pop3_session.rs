@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use sokkel_pop3::session::{Peer, Session, SessionConfig, Step};
-use sokkel_store::MessageId;
+use sokkel_message::MessageId;
 
 const MESSAGES: [&[u8]; 3] = [
     b"Subject: a\r\n\r\n.\r\n..x\r\n",
@@ -39,6 +39,8 @@ fn play(config: &Arc<SessionConfig>, peer: Peer, chunks: &[&[u8]]) -> Played {
             buffer.drain(..consumed);
             match step {
                 Step::NeedMore => break,
+                // `out` keeps every reply, as if the client read them at once.
+                Step::Flush => {}
                 Step::Login(login) => {
                     played.users.push(login.user.clone());
                     if login.password == "secret" {

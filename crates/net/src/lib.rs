@@ -6,7 +6,8 @@
 //! binds listeners with the options a server wants (dual stack, address reuse, a deep
 //! backlog), raises the open-file limit so thousands of connections fit, turns
 //! Ctrl-C and SIGTERM into one shutdown future, and runs the accept loop with its
-//! connection cap and graceful stop ([`server`]).
+//! connection cap and graceful stop ([`server`]). It also keeps an error that repeats
+//! on every retry to one log line per interval ([`repeated`]).
 #![warn(missing_docs)]
 
 mod addr;
@@ -16,6 +17,7 @@ mod error;
 mod limits;
 pub mod lines;
 mod listen;
+pub mod repeated;
 pub mod server;
 mod shutdown;
 pub mod tls;

@@ -2,7 +2,7 @@
 //! the catcher caught.
 //!
 //! ```text
-//! client ──TCP/TLS──▶ shell ──bytes──▶ session core ──Step──▶ shell ──▶ store
+//! client ──TCP/TLS──▶ shell ──bytes──▶ session core ──Step──▶ shell ──▶ Mailbox (the store)
 //!                                                    Login: credentials, maildrop()
 //!                                                    Retrieve: raw(id), streamed
 //!                                                    Update: delete(ids) at QUIT
@@ -14,7 +14,8 @@
 //! - [`body`]: a message as a dot-stuffed multi-line response, written in chunks.
 //! - [`serve`]: the tokio shell that owns the sockets and TLS, applies timeouts and
 //!   limits, checks logins against [`sokkel_net::auth::Credentials`] and reads and
-//!   deletes mail in the [`sokkel_store::Store`].
+//!   deletes mail through a [`sokkel_message::Mailbox`], which the mail store
+//!   implements. This crate does not depend on the store.
 #![warn(missing_docs)]
 
 pub mod body;

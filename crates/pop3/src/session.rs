@@ -24,10 +24,10 @@
 use std::fmt;
 use std::sync::Arc;
 
+use sokkel_message::MessageId;
 use sokkel_net::auth::decode_sasl_plain;
 use sokkel_net::lines::{Line, LineSplitter};
 use sokkel_net::server::output_backed_up;
-use sokkel_store::MessageId;
 
 use crate::body::{DotStuffed, top_length};
 

@@ -1,10 +1,11 @@
-//! The POP3 server shell: sockets, TLS, timeouts, limits and the store around the
-//! core.
+//! The POP3 server shell: sockets, TLS, timeouts, limits and the mailbox around
+//! the core.
 //!
 //! One task per connection. The task reads whatever arrived into its input buffer,
 //! lets the [`Session`] consume it, and does what the session asks: check a login
 //! (off the async workers, since password hashes are slow on purpose) and open the
-//! maildrop, stream a message from the store, upgrade to TLS, or delete at QUIT.
+//! maildrop, stream a message from the [`Mailbox`], upgrade to TLS, or delete at
+//! QUIT. Every mailbox call blocks, so it runs on tokio's blocking pool.
 //! Responses are written when the session has to wait for more input, so pipelined
 //! commands get theirs together and in order (RFC 2449).
 
@@ -14,12 +15,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sokkel_message::{Mailbox, MessageId};
 use sokkel_net::auth::Credentials;
 use sokkel_net::server::{
     Accepted, ConnectionLimit, IdleTimer, StopSignal, UnitDeadline, flush_within, serve_tcp,
 };
 use sokkel_net::tls::{ServerStream, ServerTls};
-use sokkel_store::{MessageId, Store};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
 
@@ -55,7 +56,7 @@ pub struct Pop3Config {
     /// The longest command line, CRLF included.
     pub max_line_length: usize,
     /// Show a login only the mail whose envelope recipients include it (see
-    /// [`Store::maildrop`] for what a login without `@` sees); otherwise every
+    /// [`Mailbox::maildrop`] for what a login without `@` sees); otherwise every
     /// login sees every message.
     pub per_recipient: bool,
     /// Allow plain-text logins from peers that are not on loopback without TLS.
@@ -97,13 +98,14 @@ struct Shared {
     session: Arc<SessionConfig>,
     tls: Option<TlsAcceptor>,
     credentials: Credentials,
-    store: Store,
+    mailbox: Arc<dyn Mailbox>,
 }
 
 /// Serves POP3 on already-bound, non-blocking listeners until `shutdown`
 /// completes: `plain` listeners speak clear text (with STLS when `tls` is given),
 /// `implicit_tls` listeners start with the TLS handshake (POP3S, RFC 8314). Logins
-/// are checked against `credentials`; mail comes from, and is deleted in, `store`.
+/// are checked against `credentials`; mail comes from, and is deleted in, `mailbox`
+/// (the mail store in the catcher).
 /// On shutdown it stops accepting, tells idle clients `-ERR [SYS/TEMP]`, lets
 /// sessions busy sending a message finish within the grace period, and returns.
 pub async fn serve(
@@ -112,7 +114,7 @@ pub async fn serve(
     implicit_tls: Vec<std::net::TcpListener>,
     tls: Option<ServerTls>,
     credentials: Credentials,
-    store: Store,
+    mailbox: Arc<dyn Mailbox>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Pop3Summary, Pop3Error> {
     if !implicit_tls.is_empty() && tls.is_none() {
@@ -133,7 +135,7 @@ pub async fn serve(
         session,
         tls: tls.as_ref().map(ServerTls::acceptor),
         credentials,
-        store,
+        mailbox,
     });
     let listeners = plain
         .into_iter()
@@ -299,7 +301,7 @@ async fn run_session(
             () = &mut stopped, if !stopping => stopping = true,
         }
     };
-    read.mark(&shared.store).await;
+    read.mark(&shared.mailbox).await;
     result
 }
 
@@ -324,9 +326,10 @@ async fn log_in(
         session.login_failed(out);
         return;
     }
-    let store = shared.store.clone();
+    let mailbox = shared.mailbox.clone();
     let recipient = shared.config.per_recipient.then(|| user.clone());
-    let maildrop = tokio::task::spawn_blocking(move || store.maildrop(recipient.as_deref())).await;
+    let maildrop =
+        tokio::task::spawn_blocking(move || mailbox.maildrop(recipient.as_deref())).await;
     match maildrop {
         Ok(Ok(maildrop)) => {
             tracing::info!(%peer, user, messages = maildrop.len(), "pop3 login");
@@ -352,9 +355,9 @@ async fn send_message<S: AsyncWrite + Unpin>(
     shared: &Shared,
     out: &mut Vec<u8>,
 ) -> io::Result<()> {
-    let store = shared.store.clone();
+    let mailbox = shared.mailbox.clone();
     let id = retrieve.id;
-    let raw = match tokio::task::spawn_blocking(move || store.raw(id)).await {
+    let raw = match tokio::task::spawn_blocking(move || mailbox.raw(id)).await {
         Ok(Ok(raw)) => raw,
         Ok(Err(err)) => {
             tracing::error!(%id, %err, "cannot read a message for pop3");
@@ -390,9 +393,9 @@ async fn update(
     out: &mut Vec<u8>,
 ) {
     read.retrieved.retain(|id| !ids.contains(id));
-    let store = shared.store.clone();
+    let mailbox = shared.mailbox.clone();
     let marked = ids.len();
-    let deleted = tokio::task::spawn_blocking(move || store.delete(&ids)).await;
+    let deleted = tokio::task::spawn_blocking(move || mailbox.delete(&ids)).await;
     let user = session.user().unwrap_or_default().to_owned();
     match deleted {
         Ok(Ok(count)) => {
@@ -410,21 +413,21 @@ async fn update(
     }
 }
 
-/// The messages a session retrieved whole, to be marked read in the store when it
-/// ends, in one transaction rather than one per RETR.
+/// The messages a session retrieved whole, to be marked read in the mailbox when
+/// it ends, in one call (one transaction in the store) rather than one per RETR.
 #[derive(Debug, Default)]
 struct ReadMarks {
     retrieved: Vec<MessageId>,
 }
 
 impl ReadMarks {
-    async fn mark(self, store: &Store) {
+    async fn mark(self, mailbox: &Arc<dyn Mailbox>) {
         if self.retrieved.is_empty() {
             return;
         }
-        let store = store.clone();
+        let mailbox = mailbox.clone();
         let ids = self.retrieved;
-        match tokio::task::spawn_blocking(move || store.set_read(&ids, true)).await {
+        match tokio::task::spawn_blocking(move || mailbox.set_read(&ids, true)).await {
             Ok(Ok(_)) => {}
             Ok(Err(err)) => tracing::warn!(%err, "cannot mark messages read after pop3 RETR"),
             Err(err) => tracing::warn!(%err, "marking messages read after pop3 RETR panicked"),

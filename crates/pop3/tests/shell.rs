@@ -102,7 +102,7 @@ impl Server {
         let implicit = tls.as_ref().map(|_| bind());
         let implicit_addr = implicit.as_ref().map(|l| l.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let store = store.clone();
+        let mailbox = Arc::new(store.clone());
         let task = tokio::spawn(async move {
             serve(
                 config,
@@ -110,7 +110,7 @@ impl Server {
                 implicit.into_iter().collect(),
                 tls,
                 credentials,
-                store,
+                mailbox,
                 async {
                     let _ = stopped.await;
                 },
@@ -719,7 +719,7 @@ async fn implicit_tls_without_a_certificate_is_a_clear_error() {
         vec![listener],
         None,
         Credentials::accept_any(),
-        store.store.clone(),
+        Arc::new(store.store.clone()),
         async {},
     )
     .await

@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use sokkel_message::{Deliver, DeliverError, MessageId, NewMessage};
 use sokkel_smtp::server::session::SessionConfig;
 use sokkel_smtp::server::shell::{Listeners, ServeSummary, ServerConfig, serve};
-use sokkel_store::{Deliver, MessageId, NewMessage, StoreError};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::oneshot;
@@ -24,7 +24,7 @@ struct Sink {
 }
 
 impl Deliver for Sink {
-    async fn deliver(&self, message: NewMessage) -> Result<MessageId, StoreError> {
+    async fn deliver(&self, message: NewMessage) -> Result<MessageId, DeliverError> {
         let mut messages = self.messages.lock().unwrap();
         messages.push(message);
         Ok(MessageId(messages.len() as i64))
@@ -238,6 +238,39 @@ async fn a_message_trickled_slowly_is_cut_off_at_the_whole_transfer_deadline() {
     assert!(started.elapsed() >= Duration::from_millis(1400));
     assert!(started.elapsed() < Duration::from_secs(4));
     assert!(server.sink.messages.lock().unwrap().is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn pipelined_messages_each_get_their_own_transfer_deadline() {
+    // Found by bench/store.py (issue #12): a client that sent the next message's
+    // MAIL, RCPT and DATA in the same write as the previous final dot never
+    // paused between transfers, so the whole-transfer deadline ran from its
+    // first DATA and cut a busy connection off after --data-total-timeout.
+    let server = Server::start(ServerConfig {
+        data_total_timeout: Duration::from_millis(1000),
+        ..config()
+    });
+    let mut client = server.client().await;
+    client.envelope().await;
+    assert!(client.command("DATA").await.starts_with("354 "));
+    let started = tokio::time::Instant::now();
+    let mut sent = 0;
+    // Three times the deadline, one message every 200 ms, each well inside it.
+    while started.elapsed() < Duration::from_millis(3000) {
+        client
+            .send(b"Subject: pipelined\r\n\r\nbody\r\n.\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\n")
+            .await;
+        sent += 1;
+        for want in ["250 ", "250 ", "250 ", "354 "] {
+            let reply = client.reply().await;
+            assert!(reply.starts_with(want), "message {sent}: {reply:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    client.send(b"last\r\n.\r\n").await;
+    assert!(client.reply().await.starts_with("250 "));
+    assert_eq!(server.sink.messages.lock().unwrap().len(), sent + 1);
     server.stop().await;
 }
 

@@ -5,21 +5,21 @@
 //!
 //! Interop with ncat and socat lives in `echo_interop.rs`.
 
-mod common;
-mod support;
+mod kit;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Finished, PROMPT, free_tcp_port, require_program, run, run_sokkel, sigterm};
-use serde_json::Value;
-use support::{
-    Closed, Server, assert_echo, assert_nothing_arrives, connect, finish_sending, is_timeout,
+use kit::echo::{Server, assert_echo};
+use kit::net::{
+    Closed, assert_nothing_arrives, connect, finish_sending, free_tcp_port, is_timeout,
     read_exactly, read_until_closed, udp_socket_for,
 };
+use kit::process::{require_program, sigterm};
+use kit::{Finished, PROMPT, program, sokkel};
+use serde_json::Value;
 
 const V4: &str = "127.0.0.1:0";
 const V6: &str = "[::1]:0";
@@ -90,7 +90,7 @@ fn udp_echo_over_ipv4_and_ipv6_answers_each_datagram_and_prints_it() {
         server
             .stdout
             .wait_until(PROMPT, |lines| {
-                support::message_lines(lines, "udp", peer).len() >= 3
+                kit::echo::message_lines(lines, "udp", peer).len() >= 3
             })
             .unwrap_or_else(|| panic!("no udp lines for {peer}:\n{}", server.stdout.text()));
         assert_eq!(
@@ -565,23 +565,13 @@ fn sigterm_right_after_the_listening_line_still_exits_zero() {
 fn port_in_use_is_one_line_with_a_hint_and_a_nonzero_exit() {
     let taken = TcpListener::bind(V4).unwrap();
     let addr = taken.local_addr().unwrap();
-    let done = run_sokkel(
-        &["echo", "serve", "--listen", &addr.to_string()],
-        b"",
-        RUN_LIMIT,
-    );
-    assert!(!done.status.success(), "{}", done.describe());
-    let lines: Vec<&str> = done
-        .stderr
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    assert_eq!(lines.len(), 1, "one line on stderr:\n{}", done.describe());
-    let line = lines[0];
+    let done = sokkel(["echo", "serve", "--listen", &addr.to_string()])
+        .timeout(RUN_LIMIT)
+        .run();
+    let line = done.one_error_line();
     for needle in ["already in use", "--listen", &addr.to_string()] {
         assert!(line.contains(needle), "stderr lacks {needle:?}: {line:?}");
     }
-    assert!(!done.stderr.contains("panicked"), "{}", done.describe());
     assert!(
         !done.stdout_text().contains("listening on"),
         "{}",
@@ -598,11 +588,10 @@ fn client_falls_through_a_refusing_address_to_the_next_one() {
     let port = server.tcp_addr().port();
     let resolve = format!("echo.test:{port}:127.0.0.2,127.0.0.1");
     let target = format!("echo.test:{port}");
-    let done = run_sokkel(
-        &["echo", "client", "--resolve", &resolve, &target],
-        b"hi\n",
-        RUN_LIMIT,
-    );
+    let done = sokkel(["echo", "client", "--resolve", &resolve, &target])
+        .stdin(b"hi\n")
+        .timeout(RUN_LIMIT)
+        .run();
     assert!(done.status.success(), "{}", done.describe());
     assert_eq!(done.stdout_text(), "hi\n", "{}", done.describe());
     server
@@ -617,19 +606,18 @@ fn client_lists_every_address_it_tried_when_none_accepts() {
     let port = free_tcp_port();
     let resolve = format!("echo.test:{port}:127.0.0.2,127.0.0.1");
     let target = format!("echo.test:{port}");
-    let done = run_sokkel(
-        &[
-            "echo",
-            "client",
-            "--resolve",
-            &resolve,
-            &target,
-            "--timeout",
-            "2s",
-        ],
-        b"hi\n",
-        RUN_LIMIT,
-    );
+    let done = sokkel([
+        "echo",
+        "client",
+        "--resolve",
+        &resolve,
+        &target,
+        "--timeout",
+        "2s",
+    ])
+    .stdin(b"hi\n")
+    .timeout(RUN_LIMIT)
+    .run();
     assert!(!done.status.success(), "{}", done.describe());
     for addr in [format!("127.0.0.2:{port}"), format!("127.0.0.1:{port}")] {
         assert!(
@@ -648,11 +636,10 @@ fn client_lists_every_address_it_tried_when_none_accepts() {
 fn check_piped_client(mode: &str, input: &str, want: &str, logged: Option<&[&str]>) {
     let server = Server::start(&["--listen", V4, "--framing", mode]);
     let addr = server.tcp_addr().to_string();
-    let done = run_sokkel(
-        &["echo", "client", "--framing", mode, &addr],
-        input.as_bytes(),
-        RUN_LIMIT,
-    );
+    let done = sokkel(["echo", "client", "--framing", mode, &addr])
+        .stdin(input.as_bytes())
+        .timeout(RUN_LIMIT)
+        .run();
     assert!(done.status.success(), "{mode}: {}", done.describe());
     assert_eq!(
         done.stdout_text(),
@@ -724,11 +711,10 @@ fn piped_client_prints_each_reply_with_fixed_framing_and_a_last_line_without_new
 fn piped_client_over_udp_sends_one_datagram_per_line() {
     let server = Server::start(&["--listen", V4, "--udp"]);
     let addr = server.udp_addr().to_string();
-    let done = run_sokkel(
-        &["echo", "client", "--udp", &addr],
-        b"one\ntwo\n",
-        RUN_LIMIT,
-    );
+    let done = sokkel(["echo", "client", "--udp", &addr])
+        .stdin(b"one\ntwo\n")
+        .timeout(RUN_LIMIT)
+        .run();
     assert!(done.status.success(), "{}", done.describe());
     assert_eq!(done.stdout_text(), "one\ntwo\n");
     let lines = server
@@ -756,11 +742,10 @@ fn client_gives_up_when_a_tcp_reply_never_comes() {
             let _ = std::io::copy(&mut stream, &mut std::io::sink());
         }
     });
-    let done = run_sokkel(
-        &["echo", "client", &addr.to_string(), "--timeout", "1s"],
-        b"hi\n",
-        RUN_LIMIT,
-    );
+    let done = sokkel(["echo", "client", &addr.to_string(), "--timeout", "1s"])
+        .stdin(b"hi\n")
+        .timeout(RUN_LIMIT)
+        .run();
     assert!(!done.status.success(), "{}", done.describe());
     assert!(
         done.stderr.contains("no reply within"),
@@ -780,18 +765,17 @@ fn client_gives_up_when_a_tcp_reply_never_comes() {
 fn client_gives_up_when_a_udp_reply_never_comes() {
     let silent = UdpSocket::bind(V4).unwrap();
     let addr = silent.local_addr().unwrap();
-    let done = run_sokkel(
-        &[
-            "echo",
-            "client",
-            "--udp",
-            &addr.to_string(),
-            "--timeout",
-            "1s",
-        ],
-        b"hi\n",
-        RUN_LIMIT,
-    );
+    let done = sokkel([
+        "echo",
+        "client",
+        "--udp",
+        &addr.to_string(),
+        "--timeout",
+        "1s",
+    ])
+    .stdin(b"hi\n")
+    .timeout(RUN_LIMIT)
+    .run();
     assert!(!done.status.success(), "{}", done.describe());
     assert!(
         done.stderr.contains("no reply within"),
@@ -807,7 +791,7 @@ fn client_gives_up_when_a_udp_reply_never_comes() {
 fn bench_json(args: &[&str]) -> (Finished, Value) {
     let mut full = vec!["echo", "bench", "--json", "--timeout", "5s"];
     full.extend_from_slice(args);
-    let done = run_sokkel(&full, b"", RUN_LIMIT);
+    let done = sokkel(&full).timeout(RUN_LIMIT).run();
     let report = serde_json::from_str(&done.stdout_text())
         .unwrap_or_else(|e| panic!("bench --json printed no JSON ({e}):\n{}", done.describe()));
     (done, report)
@@ -962,9 +946,15 @@ fn max_conns_turns_away_the_third_connection_and_keeps_the_first_two() {
 fn course_client(args: &[String]) -> Finished {
     require_program("python3", "python3");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/course_client.py");
-    let mut command = Command::new("python3");
-    command.arg(script).args(args);
-    run(command, b"", RUN_LIMIT)
+    program(
+        "python3",
+        [script]
+            .into_iter()
+            .map(String::from)
+            .chain(args.iter().cloned()),
+    )
+    .timeout(RUN_LIMIT)
+    .run()
 }
 
 fn hex(data: &[u8]) -> String {

@@ -5,17 +5,19 @@
 //! `.ci/run` installs both and runs `cargo test -- --ignored`. A missing program fails
 //! the test, it never skips it.
 
-mod common;
-mod support;
+mod kit;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{free_tcp_port, free_udp_port, require_program, run, run_sokkel};
+use kit::echo::Server;
+use kit::net::{free_tcp_port, free_udp_port, wait_until_listening};
+use kit::peers::Peer;
+use kit::process::{require_program, run};
+use kit::sokkel;
 use serde_json::Value;
-use support::{Peer, Server, wait_until_listening};
 
 const RUN_LIMIT: Duration = Duration::from_secs(30);
 
@@ -122,7 +124,10 @@ fn client_gets_every_line_back(addr: SocketAddr, udp: bool, peer: &Peer) {
     } else {
         "one\ntwo words\n\nthree\n"
     };
-    let done = run_sokkel(&args, input.as_bytes(), RUN_LIMIT);
+    let done = sokkel(&args)
+        .stdin(input.as_bytes())
+        .timeout(RUN_LIMIT)
+        .run();
     assert!(
         done.status.success(),
         "{}\npeer stderr:\n{}",
@@ -149,7 +154,7 @@ fn bench_verifies_every_round_trip(addr: SocketAddr, udp: bool, conns: &str, pee
     if udp {
         args.push("--udp");
     }
-    let done = run_sokkel(&args, b"", RUN_LIMIT);
+    let done = sokkel(&args).timeout(RUN_LIMIT).run();
     let report: Value = serde_json::from_str(&done.stdout_text())
         .unwrap_or_else(|e| panic!("no JSON from bench ({e}):\n{}", done.describe()));
     assert!(

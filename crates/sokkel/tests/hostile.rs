@@ -4,8 +4,7 @@
 //! memory stays bounded), and what a well-behaved client still gets meanwhile. One
 //! module per part of the issue.
 
-mod common;
-mod mail_support;
+mod kit;
 
 mod hostile {
     pub mod connections;

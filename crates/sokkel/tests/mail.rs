@@ -6,20 +6,19 @@
 //! Needs only Rust and python3. Interop with swaks and Postfix's smtp-source lives in
 //! `mail_interop.rs`.
 
-mod common;
-mod mail_support;
+mod kit;
 
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Finished, PROMPT, run, sigint, sigterm, sokkel_command, spawn_collected};
-use mail_support::{
-    Acked, COMMAND_LIMIT, Catcher, Ended, HOST, SenderEnd, Smtp, assert_all_kept, contains,
-    dot_stuff, ehlo_reply, greeting, ids, integrity_check, join_senders, list_json, mail_cli,
-    message, python3, queued_id, show, start_senders,
+use kit::catcher::{ids, list_json, mail_cli};
+use kit::crash::{SenderEnd, Senders, assert_all_kept, integrity_check};
+use kit::process::{sigint, sigterm, sokkel_command, spawn_collected};
+use kit::smtp::{
+    Ended, HOST, Smtp, contains, dot_stuff, ehlo_reply, greeting, message, queued_id, show,
 };
+use kit::{Catcher, Finished, PROMPT, python3, sokkel};
 
 const DEFAULT_SIZE: usize = 32 << 20;
 
@@ -42,10 +41,8 @@ fn queued_ids(replies: &[Vec<String>]) -> Vec<u64> {
 
 /// `mail show ID --envelope`, as lines.
 fn envelope(catcher: &Catcher, id: u64) -> Vec<String> {
-    let out = catcher
-        .cli(&["show", &id.to_string(), "--envelope"])
-        .assert_success("mail show --envelope");
-    out.stdout_text().lines().map(str::to_owned).collect()
+    let text = catcher.envelope_text(&id.to_string());
+    text.lines().map(str::to_owned).collect()
 }
 
 fn has_line(lines: &[String], want: &str) -> bool {
@@ -57,7 +54,7 @@ fn has_line(lines: &[String], want: &str) -> bool {
 
 #[test]
 fn every_command_in_every_state_gets_its_exact_reply() {
-    let catcher = Catcher::start(&[]);
+    let catcher = Catcher::start();
     let ehlo = ehlo_reply("client.test", DEFAULT_SIZE);
     let ehlo: Vec<&str> = ehlo.iter().map(String::as_str).collect();
     let ehlo_again = ehlo_reply("again.test", DEFAULT_SIZE);
@@ -210,7 +207,7 @@ fn every_command_in_every_state_gets_its_exact_reply() {
 
 #[test]
 fn a_pipelined_transaction_and_two_pipelined_messages_are_answered_in_order() {
-    let catcher = Catcher::start(&[]);
+    let catcher = Catcher::start();
     let mut smtp = catcher.session();
     smtp.send(
         b"EHLO pipe.test\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<r1@y.test>\r\n\
@@ -239,7 +236,7 @@ fn a_pipelined_transaction_and_two_pipelined_messages_are_answered_in_order() {
     smtp.send(&wire);
     let got = smtp.lines_until_closed(PROMPT);
     let bye = format!("221 2.0.0 {HOST} Bye");
-    mail_support::assert_lines(
+    kit::smtp::assert_lines(
         &got,
         &[
             "250 2.0.0 Ok: queued as *",
@@ -270,7 +267,7 @@ fn a_pipelined_transaction_and_two_pipelined_messages_are_answered_in_order() {
 
 #[test]
 fn dot_stuffed_lines_are_stored_unstuffed_whole_or_byte_by_byte() {
-    let catcher = Catcher::start(&[]);
+    let catcher = Catcher::start();
     let content = b"Subject: dots\r\n\r\n.hidden\r\n..two\r\n.\r\n. space\r\n\
                     middle . dot\r\n...\r\n.\r\nend\r\n"
         .to_vec();
@@ -317,7 +314,7 @@ fn dot_stuffed_lines_are_stored_unstuffed_whole_or_byte_by_byte() {
 
 #[test]
 fn bdat_chunks_are_joined_verbatim_and_bdat_without_mail_swallows_its_bytes() {
-    let catcher = Catcher::start(&[]);
+    let catcher = Catcher::start();
     let mut smtp = Smtp::ehlo(catcher.addr());
 
     let head = b"Subject: bdat test\r\n".to_vec();
@@ -413,7 +410,7 @@ fn sized_message(size: usize, dots: bool) -> Vec<u8> {
 
 #[test]
 fn max_message_size_is_exact_for_data_bdat_and_mail_size() {
-    let catcher = Catcher::start(&["--max-message-size", "1000"]);
+    let catcher = Catcher::with(&["--max-message-size", "1000"]);
     let mut smtp = catcher.session();
     let ehlo = ehlo_reply("client.test", 1000);
     let ehlo: Vec<&str> = ehlo.iter().map(String::as_str).collect();
@@ -493,7 +490,7 @@ fn rcpts(n: usize) -> Vec<String> {
 
 #[test]
 fn one_hundred_fifty_recipients_pass_by_default() {
-    let catcher = Catcher::start(&[]);
+    let catcher = Catcher::start();
     let mut smtp = Smtp::ehlo(catcher.addr());
     let all = rcpts(150);
     let mut wire = String::from("MAIL FROM:<a@x.test>\r\n");
@@ -515,7 +512,7 @@ fn one_hundred_fifty_recipients_pass_by_default() {
 
 #[test]
 fn recipient_one_hundred_one_gets_452_under_max_recipients_100() {
-    let catcher = Catcher::start(&["--max-recipients", "100"]);
+    let catcher = Catcher::with(&["--max-recipients", "100"]);
     let mut smtp = Smtp::ehlo(catcher.addr());
     let all = rcpts(102);
     smtp.cmd("MAIL FROM:<a@x.test>\r\n", &["250 2.1.0 Ok"]);
@@ -577,12 +574,12 @@ fn attempt_smuggling(catcher: &Catcher, content: &[u8]) -> Vec<String> {
 
 #[test]
 fn smuggling_sequences_are_content_and_start_no_second_transaction() {
-    let catcher = Catcher::start(&[]);
+    let catcher = Catcher::start();
     let bye = format!("221 2.0.0 {HOST} Bye");
     for (n, (name, sequence)) in SMUGGLING.iter().enumerate() {
         let content = smuggling_content(name, sequence);
         let got = attempt_smuggling(&catcher, &content);
-        mail_support::assert_lines(&got, &["250 2.0.0 Ok: queued as *", &bye], name);
+        kit::smtp::assert_lines(&got, &["250 2.0.0 Ok: queued as *", &bye], name);
         let id = queued_id(&got[0]);
         let listed = catcher.list();
         assert_eq!(
@@ -615,7 +612,7 @@ fn smuggling_sequences_are_content_and_start_no_second_transaction() {
             "Bare LF:   no"
         };
         assert!(
-            env.iter().any(|l| mail_support::matches(l, flag)),
+            env.iter().any(|l| kit::smtp::matches(l, flag)),
             "{name}: want {flag:?} in {env:#?}"
         );
         assert_eq!(listed[0]["bare_lf"], bare_lf, "{name}");
@@ -631,7 +628,7 @@ fn smuggling_sequences_are_content_and_start_no_second_transaction() {
 
 #[test]
 fn bare_lf_reject_refuses_the_message_and_closes_before_pipelined_commands() {
-    let catcher = Catcher::start(&["--bare-lf", "reject"]);
+    let catcher = Catcher::with(&["--bare-lf", "reject"]);
     let mut smtp = Smtp::ehlo(catcher.addr());
     smtp.cmd("MAIL FROM:<a@x.test>\r\n", &["250 2.1.0 Ok"]);
     smtp.cmd("RCPT TO:<b@y.test>\r\n", &["250 2.1.5 Ok"]);
@@ -642,7 +639,7 @@ fn bare_lf_reject_refuses_the_message_and_closes_before_pipelined_commands() {
           Subject: pipelined\r\n\r\nafter\r\n.\r\nQUIT\r\n",
     );
     let got = smtp.lines_until_closed(PROMPT);
-    mail_support::assert_lines(&got, &["550 5.5.2 *"], "a message with a bare LF");
+    kit::smtp::assert_lines(&got, &["550 5.5.2 *"], "a message with a bare LF");
     assert!(
         catcher.list().is_empty(),
         "nothing is stored: {:#?}",
@@ -656,9 +653,9 @@ fn bare_lf_reject_refuses_the_message_and_closes_before_pipelined_commands() {
         let content = smuggling_content(name, sequence);
         let got = attempt_smuggling(&catcher, &content);
         if has_bare_lf(&content) {
-            mail_support::assert_lines(&got, &["550 5.5.2 *"], name);
+            kit::smtp::assert_lines(&got, &["550 5.5.2 *"], name);
         } else {
-            mail_support::assert_lines(&got, &["250 2.0.0 Ok: queued as *", &bye], name);
+            kit::smtp::assert_lines(&got, &["250 2.0.0 Ok: queued as *", &bye], name);
             stored += 1;
         }
     }
@@ -680,7 +677,7 @@ fn bare_lf_reject_refuses_the_message_and_closes_before_pipelined_commands() {
 
 #[test]
 fn bare_lf_accept_stores_the_message_and_flags_it() {
-    let catcher = Catcher::start(&["--bare-lf", "accept"]);
+    let catcher = Catcher::with(&["--bare-lf", "accept"]);
     let mut smtp = Smtp::ehlo(catcher.addr());
     smtp.cmd("MAIL FROM:<a@x.test>\r\n", &["250 2.1.0 Ok"]);
     smtp.cmd("RCPT TO:<b@y.test>\r\n", &["250 2.1.5 Ok"]);
@@ -716,7 +713,7 @@ fn bare_lf_accept_stores_the_message_and_flags_it() {
 #[test]
 fn overlong_command_lines_get_500_5_5_6_and_the_session_continues() {
     for (flags, max) in [(&[][..], 2048), (&["--max-line", "512"][..], 512)] {
-        let catcher = Catcher::start(flags);
+        let catcher = Catcher::with(flags);
         let mut smtp = Smtp::ehlo(catcher.addr());
         let line = |len: usize| format!("NOOP {}\r\n", "x".repeat(len - 7));
 
@@ -754,12 +751,12 @@ fn overlong_command_lines_get_500_5_5_6_and_the_session_continues() {
 
 #[test]
 fn an_idle_client_gets_421_4_4_2_after_the_command_timeout() {
-    let catcher = Catcher::start(&["--command-timeout", "1s"]);
+    let catcher = Catcher::with(&["--command-timeout", "1s"]);
     let mut smtp = Smtp::ehlo(catcher.addr());
     let started = Instant::now();
     let got = smtp.lines_until_closed(Duration::from_secs(10));
     let waited = started.elapsed();
-    mail_support::assert_lines(
+    kit::smtp::assert_lines(
         &got,
         &[&format!(
             "421 4.4.2 {HOST} Error: timeout exceeded, closing connection"
@@ -774,7 +771,7 @@ fn an_idle_client_gets_421_4_4_2_after_the_command_timeout() {
 
 #[test]
 fn a_client_silent_mid_data_gets_421_4_4_2_and_nothing_is_stored() {
-    let catcher = Catcher::start(&["--data-timeout", "1s"]);
+    let catcher = Catcher::with(&["--data-timeout", "1s"]);
     let mut smtp = Smtp::ehlo(catcher.addr());
     smtp.cmd("MAIL FROM:<a@x.test>\r\n", &["250 2.1.0 Ok"]);
     smtp.cmd("RCPT TO:<b@y.test>\r\n", &["250 2.1.5 Ok"]);
@@ -783,7 +780,7 @@ fn a_client_silent_mid_data_gets_421_4_4_2_and_nothing_is_stored() {
     let started = Instant::now();
     let got = smtp.lines_until_closed(Duration::from_secs(10));
     let waited = started.elapsed();
-    mail_support::assert_lines(
+    kit::smtp::assert_lines(
         &got,
         &[&format!(
             "421 4.4.2 {HOST} Error: timeout exceeded, closing connection"
@@ -799,8 +796,8 @@ fn a_client_silent_mid_data_gets_421_4_4_2_and_nothing_is_stored() {
 
 #[test]
 fn the_command_timeout_does_not_cut_a_slow_message_nor_the_data_timeout_an_idle_client() {
-    let slow_data = Catcher::start(&["--command-timeout", "1s", "--data-timeout", "1m"]);
-    let slow_command = Catcher::start(&["--command-timeout", "1m", "--data-timeout", "1s"]);
+    let slow_data = Catcher::with(&["--command-timeout", "1s", "--data-timeout", "1m"]);
+    let slow_command = Catcher::with(&["--command-timeout", "1m", "--data-timeout", "1s"]);
 
     let mut in_data = Smtp::ehlo(slow_data.addr());
     in_data.cmd("MAIL FROM:<a@x.test>\r\n", &["250 2.1.0 Ok"]);
@@ -819,7 +816,7 @@ fn the_command_timeout_does_not_cut_a_slow_message_nor_the_data_timeout_an_idle_
 
 #[test]
 fn a_client_that_hangs_up_mid_message_leaves_nothing_stored() {
-    let catcher = Catcher::start(&[]);
+    let catcher = Catcher::start();
     let halves: [&[u8]; 3] = [
         b"DATA\r\nSubject: half\r\n\r\nno end of data\r\n",
         b"BDAT 100 LAST\r\nSubject: half a chunk\r\n",
@@ -851,7 +848,7 @@ fn a_client_that_hangs_up_mid_message_leaves_nothing_stored() {
 
 #[test]
 fn sigterm_tells_idle_sessions_421_lets_a_message_finish_and_exits_0() {
-    let mut catcher = Catcher::start(&[]);
+    let mut catcher = Catcher::start();
     let mut idle = Smtp::ehlo(catcher.addr());
     let mut busy = Smtp::ehlo(catcher.addr());
     busy.cmd("MAIL FROM:<a@x.test>\r\n", &["250 2.1.0 Ok"]);
@@ -862,12 +859,12 @@ fn sigterm_tells_idle_sessions_421_lets_a_message_finish_and_exits_0() {
     sigterm(catcher.pid());
     let shutting = format!("421 4.3.2 {HOST} Service shutting down, closing connection");
     let got = idle.lines_until_closed(PROMPT);
-    mail_support::assert_lines(&got, &[&shutting], "SIGTERM, idle session");
+    kit::smtp::assert_lines(&got, &[&shutting], "SIGTERM, idle session");
 
     busy.send(b"second half\r\n.\r\n");
     let id = queued_id(&busy.reply()[0]);
     let got = busy.lines_until_closed(PROMPT);
-    mail_support::assert_lines(&got, &[&shutting], "SIGTERM, after the message");
+    kit::smtp::assert_lines(&got, &[&shutting], "SIGTERM, after the message");
 
     let status = catcher.wait_exit(Duration::from_secs(15));
     assert_eq!(status.code(), Some(0), "stderr:\n{}", catcher.stderr.text());
@@ -880,7 +877,7 @@ fn sigterm_tells_idle_sessions_421_lets_a_message_finish_and_exits_0() {
 #[test]
 fn sigterm_right_after_the_announcement_is_a_clean_exit() {
     // A service manager or a test may stop the catcher the moment it says it listens.
-    let mut catcher = Catcher::start(&[]);
+    let mut catcher = Catcher::start();
     sigterm(catcher.pid());
     let status = catcher.wait_exit(Duration::from_secs(15));
     assert_eq!(status.code(), Some(0), "stderr:\n{}", catcher.stderr.text());
@@ -888,7 +885,7 @@ fn sigterm_right_after_the_announcement_is_a_clean_exit() {
 
 #[test]
 fn a_message_unfinished_after_the_shutdown_timeout_is_cut_off_and_not_stored() {
-    let mut catcher = Catcher::start(&["--shutdown-timeout", "1s"]);
+    let mut catcher = Catcher::with(&["--shutdown-timeout", "1s"]);
     let mut busy = Smtp::ehlo(catcher.addr());
     busy.cmd("MAIL FROM:<a@x.test>\r\n", &["250 2.1.0 Ok"]);
     busy.cmd("RCPT TO:<b@y.test>\r\n", &["250 2.1.5 Ok"]);
@@ -898,7 +895,7 @@ fn a_message_unfinished_after_the_shutdown_timeout_is_cut_off_and_not_stored() {
     sigterm(catcher.pid());
     let got = busy.lines_until_closed(Duration::from_secs(10));
     let shutting = format!("421 4.3.2 {HOST} Service shutting down, closing connection");
-    mail_support::assert_lines(&got, &[&shutting], "the grace period running out");
+    kit::smtp::assert_lines(&got, &[&shutting], "the grace period running out");
     assert!(
         started.elapsed() >= Duration::from_millis(900),
         "cut after {:?}",
@@ -945,12 +942,12 @@ fn sigint_stops_an_ephemeral_catcher_and_removes_its_store() {
     let mut smtp = Smtp::ehlo(addr);
     let content = message("ephemeral", "gone soon");
     let id = smtp.deliver("a@x.test", &["b@y.test"], &content);
-    assert_eq!(mail_support::raw(&db, id), content);
+    assert_eq!(kit::catcher::raw(&db, id), content);
 
     sigint(process.id());
     let got = smtp.lines_until_closed(PROMPT);
     let shutting = format!("421 4.3.2 {HOST} Service shutting down, closing connection");
-    mail_support::assert_lines(&got, &[&shutting], "SIGINT");
+    kit::smtp::assert_lines(&got, &[&shutting], "SIGINT");
     let status = process
         .wait_timeout(Duration::from_secs(15))
         .expect("no exit after SIGINT");
@@ -973,7 +970,7 @@ fn sigint_stops_an_ephemeral_catcher_and_removes_its_store() {
 
 #[test]
 fn twenty_errors_end_the_session_with_421_4_7_0() {
-    let catcher = Catcher::start(&[]);
+    let catcher = Catcher::start();
     let mut smtp = Smtp::ehlo(catcher.addr());
     // Replies that are not errors do not count.
     for _ in 0..30 {
@@ -986,12 +983,12 @@ fn twenty_errors_end_the_session_with_421_4_7_0() {
     let mut want = vec!["500 5.5.2 *"; 20];
     let closing = format!("421 4.7.0 {HOST} Too many errors, closing connection");
     want.push(&closing);
-    mail_support::assert_lines(&got, &want, "20 unknown commands");
+    kit::smtp::assert_lines(&got, &want, "20 unknown commands");
 }
 
 #[test]
 fn max_errors_3_counts_every_kind_of_protocol_error() {
-    let catcher = Catcher::start(&["--max-errors", "3"]);
+    let catcher = Catcher::with(&["--max-errors", "3"]);
     let mut smtp = Smtp::open(catcher.addr());
     smtp.cmd("EHLO\r\n", &["501 5.5.4 *"]);
     smtp.cmd("DATA\r\n", &["503 5.5.1 *"]);
@@ -999,7 +996,7 @@ fn max_errors_3_counts_every_kind_of_protocol_error() {
     smtp.send(b"EXPN staff\r\n");
     let got = smtp.lines_until_closed(PROMPT);
     let closing = format!("421 4.7.0 {HOST} Too many errors, closing connection");
-    mail_support::assert_lines(&got, &["502 5.5.1 *", &closing], "the third error");
+    kit::smtp::assert_lines(&got, &["502 5.5.1 *", &closing], "the third error");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1007,7 +1004,7 @@ fn max_errors_3_counts_every_kind_of_protocol_error() {
 
 #[test]
 fn a_full_store_answers_451_keeps_serving_and_recovers_after_delete_all() {
-    let catcher = Catcher::start(&["--max-store-size", "256KiB"]);
+    let catcher = Catcher::with(&["--max-store-size", "256KiB"]);
     let mut smtp = Smtp::ehlo(catcher.addr());
     let mut kept = Vec::new();
     let mut refused = false;
@@ -1016,14 +1013,9 @@ fn a_full_store_answers_451_keeps_serving_and_recovers_after_delete_all() {
             &format!("filler {n}"),
             &format!("{n:03} {}\r\n", "z".repeat(70)).repeat(200),
         );
-        smtp.cmd("MAIL FROM:<a@x.test>\r\n", &["250 2.1.0 Ok"]);
-        smtp.cmd("RCPT TO:<b@y.test>\r\n", &["250 2.1.5 Ok"]);
-        smtp.cmd("DATA\r\n", &["354 *"]);
-        smtp.send(&dot_stuff(&content));
-        smtp.send(b".\r\n");
-        let reply = smtp.reply();
+        let reply = smtp.send_message("a@x.test", &["b@y.test"], &content);
         if reply[0].starts_with("451 ") {
-            mail_support::assert_lines(&reply, &["451 4.3.0 *"], "a full store");
+            kit::smtp::assert_lines(&reply, &["451 4.3.0 *"], "a full store");
             refused = true;
             break;
         }
@@ -1057,17 +1049,9 @@ fn a_full_store_answers_451_keeps_serving_and_recovers_after_delete_all() {
 
 #[test]
 fn a_store_filling_up_under_concurrent_senders_keeps_every_acknowledged_message() {
-    let catcher = Catcher::start(&["--max-store-size", "512KiB"]);
-    let acked = Arc::new(Mutex::new(Vec::<Acked>::new()));
-    let senders = start_senders(
-        catcher.addr(),
-        4,
-        2000,
-        Duration::from_secs(20),
-        acked.clone(),
-    );
-    let ends = join_senders(senders);
-    let acked = acked.lock().unwrap().clone();
+    let catcher = Catcher::with(&["--max-store-size", "512KiB"]);
+    let senders = Senders::start(catcher.addr(), 4, 2000, Duration::from_secs(20));
+    let (ends, acked) = senders.join();
     assert!(!acked.is_empty(), "nothing was stored");
     for end in &ends {
         match end {
@@ -1110,13 +1094,10 @@ server.quit()
 
 #[test]
 fn the_course_smtplib_code_delivers_and_mail_show_latest_shows_it() {
-    let catcher = Catcher::start(&[]);
-    let out = python3(
-        COURSE_SMTPLIB,
-        &[&catcher.addr().port().to_string()],
-        COMMAND_LIMIT,
-    )
-    .assert_success("the course's smtplib code");
+    let catcher = Catcher::start();
+    let out = python3(COURSE_SMTPLIB, &[&catcher.addr().port().to_string()])
+        .run()
+        .assert_success("the course's smtplib code");
     assert!(
         out.stderr.contains("reply: b'250 2.0.0 Ok: queued as "),
         "smtplib's debug output shows no queued reply:\n{}",
@@ -1191,7 +1172,7 @@ Content-Transfer-Encoding: quoted-printable\r\n\
 
 #[test]
 fn list_show_and_delete_work_while_the_server_runs() {
-    let catcher = Catcher::start(&[]);
+    let catcher = Catcher::start();
     let mut smtp = Smtp::ehlo(catcher.addr());
     let first = smtp.deliver("a@x.test", &["b@y.test"], &message("first", "one"));
     let second = smtp.deliver("a@x.test", &["b@y.test"], &message("second", "two"));
@@ -1300,29 +1281,13 @@ fn list_show_and_delete_work_while_the_server_runs() {
 /// A failing reading command: non-zero, one line on stderr that names the problem,
 /// nothing on stdout, no panic.
 fn assert_one_error_line(out: &Finished, what: &str) {
-    assert!(
-        !out.status.success(),
-        "{what} succeeded: {}",
-        out.describe()
-    );
-    let lines: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "{what}: want one error line: {}",
-        out.describe()
-    );
-    assert!(!out.stderr.contains("panicked"), "{}", out.describe());
+    out.one_error_line();
     assert!(out.stdout.is_empty(), "{what}: {}", out.describe());
 }
 
 #[test]
 fn show_999_and_a_missing_store_give_one_clear_line() {
-    let catcher = Catcher::start(&[]);
+    let catcher = Catcher::start();
     let out = catcher.cli(&["show", "999"]);
     assert_one_error_line(&out, "show 999");
     assert!(out.stderr.contains("999"), "{}", out.describe());
@@ -1351,20 +1316,12 @@ fn a_port_in_use_is_one_line_naming_smtp_and_leaves_no_store() {
     let addr = taken.local_addr().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("mail.db");
-    let mut command = sokkel_command();
-    command
-        .args(["mail", "serve", "--no-http", "--smtp", &addr, "--db"])
-        .arg(&db);
-    let out = run(command, b"", COMMAND_LIMIT);
-    assert!(!out.status.success(), "{}", out.describe());
-    let lines: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    assert_eq!(lines.len(), 1, "want one line: {}", out.describe());
+    let out = sokkel(["mail", "serve", "--no-http", "--smtp", &addr, "--db"])
+        .arg(&db)
+        .run();
+    let line = out.one_error_line();
     assert!(
-        lines[0].contains("already in use") && lines[0].contains("--smtp"),
+        line.contains("already in use") && line.contains("--smtp"),
         "{}",
         out.describe()
     );
@@ -1373,7 +1330,7 @@ fn a_port_in_use_is_one_line_naming_smtp_and_leaves_no_store() {
 
 #[test]
 fn listens_on_ipv4_and_ipv6_at_once() {
-    let catcher = Catcher::start(&["--smtp", "127.0.0.1:0", "--smtp", "[::1]:0"]);
+    let catcher = Catcher::with(&["--smtp", "127.0.0.1:0", "--smtp", "[::1]:0"]);
     assert_eq!(catcher.smtp.len(), 2);
     assert!(catcher.smtp[0].is_ipv4() && catcher.smtp[1].is_ipv6());
     assert!(
@@ -1402,13 +1359,13 @@ fn listens_on_ipv4_and_ipv6_at_once() {
 
 #[test]
 fn connections_over_max_conns_get_421_4_7_0_and_a_freed_slot_is_reused() {
-    let catcher = Catcher::start(&["--max-conns", "2"]);
+    let catcher = Catcher::with(&["--max-conns", "2"]);
     let first = Smtp::ehlo(catcher.addr());
     let _second = Smtp::ehlo(catcher.addr());
     let mut third = Smtp::connect(catcher.addr());
     let got = third.lines_until_closed(PROMPT);
     let busy = format!("421 4.7.0 {HOST} Too many connections; try again later");
-    mail_support::assert_lines(&got, &[&busy], "a third connection");
+    kit::smtp::assert_lines(&got, &[&busy], "a third connection");
 
     first.quit();
     // The slot is freed when the server has finished the first session; try a while.
@@ -1432,24 +1389,13 @@ fn connections_over_max_conns_get_421_4_7_0_and_a_freed_slot_is_reused() {
 fn sigkill_under_load_loses_no_acknowledged_message() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("mail.db");
-    let mut catcher = Catcher::start_at(&db, &[]);
+    let mut catcher = Catcher::builder().db(&db).start();
 
-    let acked = Arc::new(Mutex::new(Vec::<Acked>::new()));
-    let senders = start_senders(
-        catcher.addr(),
-        6,
-        5000,
-        Duration::from_secs(20),
-        acked.clone(),
-    );
+    let senders = Senders::start(catcher.addr(), 6, 5000, Duration::from_secs(20));
     // Kill once a good number of messages are in, while the senders are still going.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while acked.lock().unwrap().len() < 300 && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(5));
-    }
+    senders.wait_for(300, Duration::from_secs(10));
     catcher.kill_hard();
-    let ends = join_senders(senders);
-    let acked = acked.lock().unwrap().clone();
+    let (ends, acked) = senders.join();
     assert!(
         !acked.is_empty(),
         "no message was acknowledged before the kill:\n{}",
@@ -1462,7 +1408,7 @@ fn sigkill_under_load_loses_no_acknowledged_message() {
     eprintln!("{} messages acknowledged before SIGKILL", acked.len());
 
     assert_eq!(integrity_check(&db), "ok");
-    let mut restarted = Catcher::start_at(&db, &[]);
+    let mut restarted = Catcher::builder().db(&db).start();
     assert_all_kept(&db, &acked);
 
     // The restarted server takes mail, under a new id.

@@ -6,35 +6,20 @@
 //! These need swaks and postfix installed; `.ci/run` installs them and runs
 //! `cargo test -- --ignored`. A missing peer fails the test with an install hint.
 
-mod common;
-mod mail_support;
+mod kit;
 
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{ChildGuard, Finished, require_program, run, sigterm};
-use mail_support::{
-    Acked, COMMAND_LIMIT, Catcher, SenderEnd, assert_all_kept, ids, integrity_check, join_senders,
-    list_json, python3, start_senders,
-};
+use kit::catcher::{ids, list_json};
+use kit::crash::{SenderEnd, Senders, assert_all_kept, integrity_check};
+use kit::peers::swaks;
+use kit::process::{ChildGuard, require_program, run, sigterm};
+use kit::{Catcher, python3};
 
 /// How long one smtp-source run of a few thousand messages may take before the test
 /// calls it stuck (it takes a few seconds).
 const LOAD_LIMIT: Duration = Duration::from_secs(60);
-
-fn swaks(catcher: &Catcher, extra: &[&str]) -> Finished {
-    require_program("swaks", "swaks");
-    let server = catcher.addr().to_string();
-    let mut command = Command::new("swaks");
-    command
-        .args([
-            "--server", &server, "--to", "a@b.test", "--from", "c@d.test",
-        ])
-        .args(extra);
-    run(command, b"", COMMAND_LIMIT)
-}
 
 fn smtp_source(catcher: &Catcher, extra: &[&str]) -> Command {
     let program = require_program("smtp-source", "postfix");
@@ -49,7 +34,7 @@ fn smtp_source(catcher: &Catcher, extra: &[&str]) -> Command {
 #[test]
 #[ignore = "interop: needs swaks and postfix (smtp-source); .ci/run installs them and runs cargo test -- --ignored"]
 fn swaks_plain_and_pipelined_messages_are_stored() {
-    let catcher = Catcher::start(&[]);
+    let catcher = Catcher::start();
     for (n, pipeline) in [false, true].into_iter().enumerate() {
         let subject = format!("swaks test {n}");
         let header = format!("Subject: {subject}");
@@ -57,7 +42,7 @@ fn swaks_plain_and_pipelined_messages_are_stored() {
         if pipeline {
             args.push("--pipeline");
         }
-        let out = swaks(&catcher, &args).assert_success("swaks");
+        let out = swaks(catcher.addr(), &args).assert_success("swaks");
         let transcript = out.stdout_text();
         assert!(
             transcript.contains("<-  250 2.0.0 Ok: queued as "),
@@ -72,8 +57,8 @@ fn swaks_plain_and_pipelined_messages_are_stored() {
 
         let stored = &catcher.list()[0];
         assert_eq!(stored["subject"], subject.as_str());
-        assert_eq!(stored["mail_from"], "c@d.test");
-        assert_eq!(stored["rcpt_to"], serde_json::json!(["a@b.test"]));
+        assert_eq!(stored["mail_from"], "app@x.test");
+        assert_eq!(stored["rcpt_to"], serde_json::json!(["dev@y.test"]));
         let shown = catcher
             .cli(&["show", "latest"])
             .assert_success("mail show latest")
@@ -105,7 +90,7 @@ print("same", len(got))
 #[test]
 #[ignore = "interop: needs swaks and postfix (smtp-source); .ci/run installs them and runs cargo test -- --ignored"]
 fn a_swaks_attachment_with_all_256_byte_values_comes_back_exactly() {
-    let catcher = Catcher::start(&[]);
+    let catcher = Catcher::start();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("every-byte.bin");
     let mut bytes: Vec<u8> = (0u8..=255).collect();
@@ -115,7 +100,7 @@ fn a_swaks_attachment_with_all_256_byte_values_comes_back_exactly() {
     let file_arg = file.display().to_string();
 
     swaks(
-        &catcher,
+        catcher.addr(),
         &[
             "--header",
             "Subject: swaks attachment",
@@ -144,8 +129,8 @@ fn a_swaks_attachment_with_all_256_byte_values_comes_back_exactly() {
     let out = python3(
         COMPARE_ATTACHMENT,
         &[&raw_path.display().to_string(), &file_arg, "every-byte.bin"],
-        COMMAND_LIMIT,
-    );
+    )
+    .run();
     assert!(out.status.success(), "{}", out.describe());
     assert_eq!(out.stdout_text().trim(), format!("same {}", bytes.len()));
 }
@@ -154,7 +139,7 @@ fn a_swaks_attachment_with_all_256_byte_values_comes_back_exactly() {
 #[ignore = "interop: needs swaks and postfix (smtp-source); .ci/run installs them and runs cargo test -- --ignored"]
 fn smtp_source_2000_messages_are_all_stored_with_and_without_reused_connections() {
     for reuse in [false, true] {
-        let catcher = Catcher::start(&[]);
+        let catcher = Catcher::start();
         let mut args = vec!["-s", "20", "-m", "2000", "-l", "4096"];
         if reuse {
             args.push("-d");
@@ -181,7 +166,7 @@ fn smtp_source_2000_messages_are_all_stored_with_and_without_reused_connections(
         assert!(
             raw.starts_with(b"From: <from@x.test>\r\nTo: <to@x.test>\r\n"),
             "{}",
-            mail_support::show(&raw[..raw.len().min(200)])
+            kit::smtp::show(&raw[..raw.len().min(200)])
         );
     }
 }
@@ -191,7 +176,7 @@ fn smtp_source_2000_messages_are_all_stored_with_and_without_reused_connections(
 fn sigkill_under_smtp_source_load_loses_no_acknowledged_message() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("mail.db");
-    let mut catcher = Catcher::start_at(&db, &[]);
+    let mut catcher = Catcher::builder().db(&db).start();
 
     let mut load = smtp_source(&catcher, &["-s", "20", "-m", "20000", "-l", "4096"]);
     load.stdin(Stdio::null())
@@ -202,24 +187,14 @@ fn sigkill_under_smtp_source_load_loses_no_acknowledged_message() {
         "smtp-source",
     );
 
-    let acked = Arc::new(Mutex::new(Vec::<Acked>::new()));
-    let senders = start_senders(
-        catcher.addr(),
-        4,
-        5000,
-        Duration::from_secs(30),
-        acked.clone(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while acked.lock().unwrap().len() < 200 && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(5));
-    }
+    let senders = Senders::start(catcher.addr(), 4, 5000, Duration::from_secs(30));
+    senders.wait_for(200, Duration::from_secs(15));
     assert!(
         load.wait_timeout(Duration::ZERO).is_none(),
         "smtp-source finished before the kill: no load at the crash"
     );
     catcher.kill_hard();
-    let ends = join_senders(senders);
+    let (ends, acked) = senders.join();
     assert!(
         ends.iter().all(|end| matches!(end, SenderEnd::Broken(_))),
         "every sender should have been cut off mid-run by the kill: {ends:?}"
@@ -232,13 +207,12 @@ fn sigkill_under_smtp_source_load_loses_no_acknowledged_message() {
         "smtp-source did not notice the server died"
     );
 
-    let acked = acked.lock().unwrap().clone();
     assert!(
         !acked.is_empty(),
         "no message was acknowledged before the kill"
     );
     assert_eq!(integrity_check(&db), "ok");
-    let mut restarted = Catcher::start_at(&db, &[]);
+    let mut restarted = Catcher::builder().db(&db).start();
     assert_all_kept(&db, &acked);
     let stored = list_json(&db, 1_000_000).len();
     assert!(

@@ -4,53 +4,28 @@
 //! and wrong passwords, the STARTTLS pipelining attack, --require-tls, certificate
 //! mistakes at start, and passwords kept out of the logs.
 
-mod common;
-mod mail_support;
+mod kit;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::run_sokkel;
-use mail_support::{COMMAND_LIMIT, Catcher, python3};
+use kit::peers::swaks;
+use kit::{Catcher, python3, sokkel};
 
 /// A catcher with a self-signed certificate, an auth file with one user
 /// (`alice` / `wonder land`), a short failure delay, and an SMTPS listener.
-fn secure_catcher(extra: &[&str]) -> (Catcher, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let users = dir.path().join("users");
-    std::fs::write(&users, "# who may log in\nalice:wonder land\n").unwrap();
-    let users = users.display().to_string();
-    let mut args = vec![
-        "--tls-self-signed",
-        "--auth-file",
-        &users,
-        "--auth-failure-delay",
-        "50ms",
-        "--smtps",
-        "127.0.0.1:0",
-    ];
-    args.extend_from_slice(extra);
-    (Catcher::start(&args), dir)
-}
-
-/// The address after `listening on smtps `.
-fn smtps_addr(catcher: &Catcher) -> SocketAddr {
-    catcher
-        .stdout
-        .snapshot()
-        .iter()
-        .find_map(|l| l.strip_prefix("listening on smtps "))
-        .unwrap_or_else(|| panic!("no smtps line in:\n{}", catcher.stdout.text()))
-        .parse()
-        .unwrap()
-}
-
-/// What `mail show ID --envelope` prints.
-fn envelope(catcher: &Catcher, id: &str) -> String {
-    catcher
-        .cli(&["show", id, "--envelope"])
-        .assert_success("mail show --envelope")
-        .stdout_text()
+fn secure_catcher(extra: &[&str]) -> Catcher {
+    Catcher::builder()
+        .users("# who may log in\nalice:wonder land\n")
+        .args(&[
+            "--tls-self-signed",
+            "--auth-failure-delay",
+            "50ms",
+            "--smtps",
+            "127.0.0.1:0",
+        ])
+        .args(extra)
+        .start()
 }
 
 const SEND_WITH_STARTTLS: &str = r#"
@@ -78,13 +53,9 @@ with smtplib.SMTP("127.0.0.1", port, timeout=20) as s:
 
 #[test]
 fn smtplib_starttls_then_login_stores_the_tls_parameters_and_the_user() {
-    let (catcher, _dir) = secure_catcher(&[]);
+    let catcher = secure_catcher(&[]);
     let port = catcher.addr().port().to_string();
-    let run = python3(
-        SEND_WITH_STARTTLS,
-        &[&port, "alice", "wonder land"],
-        COMMAND_LIMIT,
-    );
+    let run = python3(SEND_WITH_STARTTLS, &[&port, "alice", "wonder land"]).run();
     let out = run.assert_success("smtplib starttls + login").stdout_text();
     let before = out.lines().find(|l| l.starts_with("before:")).unwrap();
     let after = out.lines().find(|l| l.starts_with("after:")).unwrap();
@@ -99,7 +70,7 @@ fn smtplib_starttls_then_login_stores_the_tls_parameters_and_the_user() {
     assert!(out.contains("sent"), "{out}");
 
     let tls = out.lines().find_map(|l| l.strip_prefix("tls: ")).unwrap();
-    let shown = envelope(&catcher, "latest");
+    let shown = catcher.envelope_text("latest");
     assert!(
         shown.contains(&format!("TLS:       {tls}")),
         "client saw {tls}; store says:\n{shown}"
@@ -109,13 +80,9 @@ fn smtplib_starttls_then_login_stores_the_tls_parameters_and_the_user() {
 
 #[test]
 fn wrong_password_gets_535_and_the_password_never_reaches_the_log() {
-    let (catcher, _dir) = secure_catcher(&["--max-auth-failures", "2"]);
+    let catcher = secure_catcher(&["--max-auth-failures", "2"]);
     let port = catcher.addr().port().to_string();
-    let run = python3(
-        SEND_WITH_STARTTLS,
-        &[&port, "alice", "s3cret-guess"],
-        COMMAND_LIMIT,
-    );
+    let run = python3(SEND_WITH_STARTTLS, &[&port, "alice", "s3cret-guess"]).run();
     let out = run.assert_success("smtplib wrong password").stdout_text();
     // smtplib tries PLAIN, then LOGIN: both refused, and the second closes.
     assert!(
@@ -125,11 +92,7 @@ fn wrong_password_gets_535_and_the_password_never_reaches_the_log() {
     assert!(catcher.list().is_empty());
 
     // A user that does not exist is refused the same way.
-    let run = python3(
-        SEND_WITH_STARTTLS,
-        &[&port, "mallory", "wonder land"],
-        COMMAND_LIMIT,
-    );
+    let run = python3(SEND_WITH_STARTTLS, &[&port, "mallory", "wonder land"]).run();
     assert!(
         run.assert_success("unknown user")
             .stdout_text()
@@ -154,8 +117,8 @@ fn wrong_password_gets_535_and_the_password_never_reaches_the_log() {
 
 #[test]
 fn smtps_is_tls_from_the_first_byte_and_the_fingerprint_printed_matches() {
-    let (catcher, _dir) = secure_catcher(&[]);
-    let smtps = smtps_addr(&catcher);
+    let catcher = secure_catcher(&[]);
+    let smtps = catcher.smtps[0];
     let printed = catcher
         .stdout
         .snapshot()
@@ -179,7 +142,8 @@ with smtplib.SMTP_SSL("127.0.0.1", int(sys.argv[1]), context=ctx, timeout=20) as
     s.sendmail("app@x.test", ["dev@y.test"], b"Subject: smtps\r\n\r\nhi\r\n")
     print("sent")
 "#;
-    let out = python3(program, &[&smtps.port().to_string()], COMMAND_LIMIT)
+    let out = python3(program, &[&smtps.port().to_string()])
+        .run()
         .assert_success("smtplib SMTP_SSL")
         .stdout_text();
     assert!(
@@ -188,13 +152,13 @@ with smtplib.SMTP_SSL("127.0.0.1", int(sys.argv[1]), context=ctx, timeout=20) as
     );
     assert!(out.contains("starttls offered: False"), "{out}");
     assert!(out.contains("sent"), "{out}");
-    let shown = envelope(&catcher, "latest");
+    let shown = catcher.envelope_text("latest");
     assert!(shown.contains("TLS:       TLSv1.3"), "{shown}");
 }
 
 #[test]
 fn commands_pipelined_behind_starttls_are_discarded_not_executed() {
-    let (catcher, _dir) = secure_catcher(&[]);
+    let catcher = secure_catcher(&[]);
     // CVE-2011-0411: a man in the middle appends a command to the client's STARTTLS;
     // a server that kept the bytes would run it inside the TLS session.
     let program = r#"
@@ -225,13 +189,10 @@ for _ in range(4):
             break
     print("after", lines[-1])
 "#;
-    let out = python3(
-        program,
-        &[&catcher.addr().port().to_string()],
-        COMMAND_LIMIT,
-    )
-    .assert_success("pipelined STARTTLS")
-    .stdout_text();
+    let out = python3(program, &[&catcher.addr().port().to_string()])
+        .run()
+        .assert_success("pipelined STARTTLS")
+        .stdout_text();
     let after: Vec<&str> = out
         .lines()
         .filter_map(|l| l.strip_prefix("after "))
@@ -250,7 +211,7 @@ for _ in range(4):
 
 #[test]
 fn require_tls_refuses_mail_in_clear_text() {
-    let (catcher, _dir) = secure_catcher(&["--require-tls"]);
+    let catcher = secure_catcher(&["--require-tls"]);
     let program = r#"
 import smtplib, sys
 with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20) as s:
@@ -260,13 +221,10 @@ with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20) as s:
     except smtplib.SMTPSenderRefused as e:
         print("refused:", e.smtp_code, e.smtp_error.decode())
 "#;
-    let out = python3(
-        program,
-        &[&catcher.addr().port().to_string()],
-        COMMAND_LIMIT,
-    )
-    .assert_success("clear-text send")
-    .stdout_text();
+    let out = python3(program, &[&catcher.addr().port().to_string()])
+        .run()
+        .assert_success("clear-text send")
+        .stdout_text();
     assert_eq!(
         out.trim(),
         "refused: 530 5.7.0 Must issue a STARTTLS command first"
@@ -284,25 +242,19 @@ with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20) as s:
     code, text = s.docmd("AUTH", "PLAIN AGFsaWNlAHdvbmRlciBsYW5k")
     print(code, text.decode())
 "#;
-    let (catcher, _dir) = secure_catcher(&[]);
-    let out = python3(
-        program,
-        &[&catcher.addr().port().to_string()],
-        COMMAND_LIMIT,
-    )
-    .assert_success("clear-text AUTH")
-    .stdout_text();
+    let catcher = secure_catcher(&[]);
+    let out = python3(program, &[&catcher.addr().port().to_string()])
+        .run()
+        .assert_success("clear-text AUTH")
+        .stdout_text();
     assert!(out.contains("auth offered: False"), "{out}");
     assert!(out.contains("538 5.7.11 Encryption required"), "{out}");
 
-    let (catcher, _dir) = secure_catcher(&["--allow-insecure-auth"]);
-    let out = python3(
-        program,
-        &[&catcher.addr().port().to_string()],
-        COMMAND_LIMIT,
-    )
-    .assert_success("clear-text AUTH, allowed")
-    .stdout_text();
+    let catcher = secure_catcher(&["--allow-insecure-auth"]);
+    let out = python3(program, &[&catcher.addr().port().to_string()])
+        .run()
+        .assert_success("clear-text AUTH, allowed")
+        .stdout_text();
     assert!(out.contains("auth offered: True"), "{out}");
     assert!(out.contains("235 2.7.0 Authentication successful"), "{out}");
 }
@@ -317,21 +269,22 @@ with smtplib.SMTP_SSL("127.0.0.1", int(sys.argv[1]), timeout=20,
     s.sendmail("app@x.test", ["dev@y.test"], b"Subject: any\r\n\r\nhi\r\n")
     print("sent")
 "#;
-    let catcher = Catcher::start(&[
+    let catcher = Catcher::with(&[
         "--tls-self-signed",
         "--auth-accept-any",
         "--smtps",
         "127.0.0.1:0",
     ]);
-    let out = python3(
-        program,
-        &[&smtps_addr(&catcher).port().to_string()],
-        COMMAND_LIMIT,
-    )
-    .assert_success("accept any")
-    .stdout_text();
+    let out = python3(program, &[&catcher.smtps[0].port().to_string()])
+        .run()
+        .assert_success("accept any")
+        .stdout_text();
     assert_eq!(out.trim(), "sent");
-    assert!(envelope(&catcher, "latest").contains("AUTH:      whoever"));
+    assert!(
+        catcher
+            .envelope_text("latest")
+            .contains("AUTH:      whoever")
+    );
 }
 
 /// `mail serve` with these flags must fail at start with exactly one line on stderr
@@ -346,12 +299,9 @@ fn refuses_to_start(extra: &[&str], want: &str) {
         "--no-http",
     ];
     args.extend_from_slice(extra);
-    let done = run_sokkel(&args, b"", COMMAND_LIMIT);
-    assert!(!done.status.success(), "{}", done.describe());
-    let stderr = &done.stderr;
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "want one line, got:\n{stderr}");
-    assert!(lines[0].contains(want), "want {want:?} in {:?}", lines[0]);
+    let done = sokkel(&args).run();
+    let line = done.one_error_line();
+    assert!(line.contains(want), "want {want:?} in {line:?}");
     assert!(
         !done.stdout_text().contains("listening on"),
         "{}",
@@ -371,7 +321,7 @@ for name in ("a", "b"):
                     "-subj", "/CN=localhost", "-keyout", f"{d}/{name}.key", "-out", f"{d}/{name}.crt"],
                    check=True, capture_output=True)
 "#;
-    let made = python3(program, &[&dir.path().display().to_string()], COMMAND_LIMIT);
+    let made = python3(program, &[&dir.path().display().to_string()]).run();
     made.assert_success("openssl req (package openssl)");
 
     refuses_to_start(
@@ -406,7 +356,7 @@ for name in ("a", "b"):
     );
 
     // And the matching pair works, announcing the certificate.
-    let catcher = Catcher::start(&["--tls-cert", &path("a.crt"), "--tls-key", &path("a.key")]);
+    let catcher = Catcher::with(&["--tls-cert", &path("a.crt"), "--tls-key", &path("a.key")]);
     assert!(
         catcher
             .stdout
@@ -416,31 +366,11 @@ for name in ("a", "b"):
     );
 }
 
-/// swaks against the catcher: `-tls` (STARTTLS), `-tlsc` (SMTPS), AUTH PLAIN and
-/// LOGIN with right and wrong passwords. Needs swaks (and its Net::SSLeay), which
-/// `.ci/run` installs.
-fn swaks(addr: SocketAddr, extra: &[&str]) -> common::Finished {
-    let program = common::require_program("swaks", "swaks");
-    let mut command = std::process::Command::new(program);
-    command
-        .args([
-            "--server",
-            &addr.to_string(),
-            "--to",
-            "dev@y.test",
-            "--from",
-            "app@x.test",
-        ])
-        .args(["--timeout", "20"])
-        .args(extra);
-    common::run(command, b"", COMMAND_LIMIT)
-}
-
 #[test]
 #[ignore = "interop: needs swaks; .ci/run installs it and runs cargo test -- --ignored"]
 fn swaks_starttls_and_smtps_with_plain_and_login() {
-    let (catcher, _dir) = secure_catcher(&[]);
-    let smtps = smtps_addr(&catcher);
+    let catcher = secure_catcher(&[]);
+    let smtps = catcher.smtps[0];
     let cases: &[(SocketAddr, &str, &str)] = &[
         (catcher.addr(), "-tls", "PLAIN"),
         (catcher.addr(), "-tls", "LOGIN"),
@@ -476,7 +406,7 @@ fn swaks_starttls_and_smtps_with_plain_and_login() {
         let list = catcher.list();
         assert_eq!(list.len(), n + 1, "{subject}");
         assert_eq!(list[0]["subject"], subject.as_str());
-        let shown = envelope(&catcher, "latest");
+        let shown = catcher.envelope_text("latest");
         assert!(
             shown.contains("TLS:       TLSv1.") && shown.contains("AUTH:      alice"),
             "{shown}"
@@ -487,7 +417,7 @@ fn swaks_starttls_and_smtps_with_plain_and_login() {
 #[test]
 #[ignore = "interop: needs swaks; .ci/run installs it and runs cargo test -- --ignored"]
 fn swaks_wrong_passwords_are_refused_with_535() {
-    let (catcher, _dir) = secure_catcher(&[]);
+    let catcher = secure_catcher(&[]);
     for (tls, mechanism) in [("-tls", "PLAIN"), ("-tls", "LOGIN")] {
         let done = swaks(
             catcher.addr(),
@@ -532,8 +462,8 @@ fn swaks_wrong_passwords_are_refused_with_535() {
 
 #[test]
 fn smtps_connections_over_the_cap_are_closed_without_a_handshake() {
-    let (catcher, _dir) = secure_catcher(&["--max-conns", "1"]);
-    let smtps = smtps_addr(&catcher);
+    let catcher = secure_catcher(&["--max-conns", "1"]);
+    let smtps = catcher.smtps[0];
     let program = r#"
 import socket, ssl, sys
 port = int(sys.argv[1])
@@ -548,7 +478,8 @@ try:
 except ConnectionResetError:
     print("second: closed")  # closed with our bytes unread: a reset
 "#;
-    let out = python3(program, &[&smtps.port().to_string()], COMMAND_LIMIT)
+    let out = python3(program, &[&smtps.port().to_string()])
+        .run()
         .assert_success("two SMTPS connections under --max-conns 1")
         .stdout_text();
     assert!(out.contains("first: 220"), "{out}");

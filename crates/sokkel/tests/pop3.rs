@@ -4,32 +4,25 @@
 //! deleted over POP3 gone from the CLI and the other way round, and UIDs that
 //! survive a restart.
 
-mod common;
-mod mail_support;
+mod kit;
 
 use std::net::SocketAddr;
 
-use mail_support::{COMMAND_LIMIT, Catcher, Smtp, ids, message, python3};
+use kit::catcher::ids;
+use kit::smtp::{Smtp, message};
+use kit::{Catcher, python3, sokkel};
 use serde_json::Value;
 
 /// A catcher with a self-signed certificate, one user (`morty` / `pickle rick`) and a
 /// short failure delay, holding `count` messages sent over SMTP; their ids.
-fn catcher_with_mail(count: usize, extra: &[&str]) -> (Catcher, Vec<u64>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let users = dir.path().join("users");
-    std::fs::write(&users, "morty:pickle rick\n").unwrap();
-    let users = users.display().to_string();
-    let mut args = vec![
-        "--tls-self-signed",
-        "--auth-file",
-        &users,
-        "--auth-failure-delay",
-        "20ms",
-    ];
-    args.extend_from_slice(extra);
-    let catcher = Catcher::start(&args);
+fn catcher_with_mail(count: usize, extra: &[&str]) -> (Catcher, Vec<u64>) {
+    let catcher = Catcher::builder()
+        .users("morty:pickle rick\n")
+        .args(&["--tls-self-signed", "--auth-failure-delay", "20ms"])
+        .args(extra)
+        .start();
     let ids = deliver(&catcher, count);
-    (catcher, ids, dir)
+    (catcher, ids)
 }
 
 fn deliver(catcher: &Catcher, count: usize) -> Vec<u64> {
@@ -70,12 +63,9 @@ pop = poplib.POP3("127.0.0.1", port, timeout=10)
 print(json.dumps(out))
 "#
     );
-    let done = python3(
-        &program,
-        &[&pop3_port(catcher), user, password],
-        COMMAND_LIMIT,
-    )
-    .assert_success("python3 poplib");
+    let done = python3(&program, &[&pop3_port(catcher), user, password])
+        .run()
+        .assert_success("python3 poplib");
     serde_json::from_slice(&done.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", done.describe()))
 }
@@ -94,14 +84,14 @@ fn base64_decode(value: &Value) -> Vec<u8> {
     let done = python3(
         "import base64, sys; sys.stdout.buffer.write(base64.b64decode(sys.argv[1]))",
         &[text],
-        COMMAND_LIMIT,
-    );
+    )
+    .run();
     done.stdout
 }
 
 #[test]
 fn poplib_every_command_over_stls() {
-    let (catcher, sent, _dir) = catcher_with_mail(3, &[]);
+    let (catcher, sent) = catcher_with_mail(3, &[]);
     let raws: Vec<Vec<u8>> = sent.iter().map(|id| catcher.raw(*id)).collect();
     let out = poplib(
         &catcher,
@@ -201,7 +191,7 @@ out["quit"] = pop.quit().decode()
 
 #[test]
 fn dele_then_a_dropped_connection_keeps_the_mail() {
-    let (catcher, sent, _dir) = catcher_with_mail(2, &[]);
+    let (catcher, sent) = catcher_with_mail(2, &[]);
     let out = poplib(
         &catcher,
         "morty",
@@ -227,7 +217,7 @@ again.quit()
 
 #[test]
 fn a_wrong_password_is_refused_with_the_auth_code() {
-    let (catcher, _ids, _dir) = catcher_with_mail(1, &[]);
+    let (catcher, _ids) = catcher_with_mail(1, &[]);
     let out = poplib(
         &catcher,
         "morty",
@@ -262,7 +252,10 @@ except poplib.error_proto as e:
 fn mail_deleted_with_the_cli_is_gone_from_pop3_and_uids_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("mail.db");
-    let mut catcher = Catcher::start_at(&db, &["--auth-accept-any"]);
+    let mut catcher = Catcher::builder()
+        .db(&db)
+        .args(&["--auth-accept-any"])
+        .start();
     let sent = deliver(&catcher, 3);
     let uidl = r#"
 pop.user(user)
@@ -275,7 +268,10 @@ pop.quit()
     catcher.kill_hard();
     drop(catcher);
 
-    let catcher = Catcher::start_at(&db, &["--auth-accept-any"]);
+    let catcher = Catcher::builder()
+        .db(&db)
+        .args(&["--auth-accept-any"])
+        .start();
     let after = strings(&poplib(&catcher, "anyone", "anything", uidl)["uidl"]);
     assert_eq!(after, before, "the same UIDs after a restart");
 
@@ -292,7 +288,7 @@ pop.quit()
 
 #[test]
 fn per_recipient_logins_see_only_their_mail() {
-    let catcher = Catcher::start(&["--auth-accept-any", "--pop3-per-recipient"]);
+    let catcher = Catcher::with(&["--auth-accept-any", "--pop3-per-recipient"]);
     let mut smtp = Smtp::ehlo(catcher.addr());
     let for_morty = smtp.deliver("x@y.test", &["morty@example.test"], &message("m", "m"));
     smtp.deliver("x@y.test", &["rick@example.test"], &message("r", "r"));
@@ -313,7 +309,7 @@ pop.quit()
 
 #[test]
 fn no_pop3_and_pop3s_without_a_certificate() {
-    let catcher = Catcher::start(&["--no-pop3"]);
+    let catcher = Catcher::with(&["--no-pop3"]);
     assert!(catcher.pop3.is_empty());
     assert!(
         !catcher.stdout.text().contains("pop3"),
@@ -321,29 +317,16 @@ fn no_pop3_and_pop3s_without_a_certificate() {
         catcher.stdout.text()
     );
 
-    let done = common::run_sokkel(
-        &[
-            "mail",
-            "serve",
-            "--ephemeral",
-            "--smtp",
-            "127.0.0.1:0",
-            "--pop3s",
-            "127.0.0.1:0",
-        ],
-        b"",
-        COMMAND_LIMIT,
-    );
-    assert!(!done.status.success(), "{}", done.describe());
-    let lines: Vec<&str> = done
-        .stderr
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    assert_eq!(lines.len(), 1, "one line: {}", done.stderr);
-    assert!(
-        lines[0].contains("--pop3s needs a certificate"),
-        "{}",
-        lines[0]
-    );
+    let done = sokkel([
+        "mail",
+        "serve",
+        "--ephemeral",
+        "--smtp",
+        "127.0.0.1:0",
+        "--pop3s",
+        "127.0.0.1:0",
+    ])
+    .run();
+    let line = done.one_error_line();
+    assert!(line.contains("--pop3s needs a certificate"), "{line}");
 }

@@ -2,23 +2,22 @@
 //! s-nail reading and deleting, and fetchmail downloading every message
 //! byte-identical to what `sokkel mail show --raw` prints. `.ci/run` installs them.
 
-mod common;
-mod mail_support;
+mod kit;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use common::{require_program, run};
-use mail_support::{COMMAND_LIMIT, Catcher, Smtp, ids, message, show};
+use kit::catcher::ids;
+use kit::process::{require_program, run};
+use kit::smtp::{Smtp, message, show};
+use kit::{COMMAND_LIMIT, Catcher, tempdir};
 
 /// A catcher whose only user is `morty` / `secret`, holding `messages` sent over
-/// SMTP to morty@example.test; their ids.
+/// SMTP to morty@example.test; their ids, and a scratch directory for the client.
 fn catcher_with(messages: &[Vec<u8>]) -> (Catcher, Vec<u64>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let users = dir.path().join("users");
-    std::fs::write(&users, "morty:secret\n").unwrap();
-    let catcher = Catcher::start(&["--auth-file", &users.display().to_string()]);
+    let dir = tempdir();
+    let catcher = Catcher::builder().users("morty:secret\n").start();
     let mut smtp = Smtp::ehlo(catcher.addr());
     let sent = messages
         .iter()

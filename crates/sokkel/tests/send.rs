@@ -2,32 +2,23 @@
 //! `sokkel mail compose`, run as the real binary.
 //!
 //! Two kinds of server are on the other end: a scripted server (Rust std sockets, in
-//! `send_support`) that fails each stage of the conversation on cue, to pin down every
+//! `kit::send`) that fails each stage of the conversation on cue, to pin down every
 //! exit code and the one-line message a user sees; and `sokkel mail serve`, to check
 //! what arrives, parsed by Python's email package rather than by sokkel's own code.
 //! Needs only Rust and python3. The tests against peers nobody here wrote are in
 //! `send_interop.rs`.
 
-mod common;
-mod send_support;
+mod kit;
 
-use common::free_tcp_port;
-use send_support::{
-    Catcher, Outcome, Reply, Script, ScriptedServer, assert_only_crlf, find, parse_message, sokkel,
-    tempdir,
-};
+use kit::email::{Parsed, pair, parse_message};
+use kit::net::free_tcp_port;
+use kit::send::{Received, Reply, Script, ScriptedServer, mail_send};
+use kit::smtp::{assert_only_crlf, find};
+use kit::{Catcher, Finished, program, sokkel, tempdir};
 
-/// `sokkel mail send` to `server`, greeting as client.test, from me@x.test unless the
-/// caller's arguments (which come after) say otherwise. The timeout comes from the environment so that a
-/// test can still pass `--timeout`.
-fn send(server: &str, args: &[&str]) -> Outcome {
-    let mut all = vec!["mail", "send", "--server", server, "--ehlo", "client.test"];
-    if !args.contains(&"--from") {
-        all.extend_from_slice(&["--from", "me@x.test"]);
-    }
-    all.extend_from_slice(args);
-    sokkel(all)
-        .env("SOKKEL_SMTP_TIMEOUT", "10s")
+/// [`mail_send`] with a password in the environment (for the AUTH tests).
+fn send(server: &str, args: &[&str]) -> Finished {
+    mail_send(server, args)
         .env("SOKKEL_SMTP_PASSWORD", "s3cret-pw")
         .run()
 }
@@ -35,12 +26,7 @@ fn send(server: &str, args: &[&str]) -> Outcome {
 /// Sends one message to a scripted server and checks the exit code and the start of
 /// the one failure line on stderr. Returns what the server received.
 #[track_caller]
-fn expect_failure(
-    script: Script,
-    args: &[&str],
-    code: i32,
-    message: &str,
-) -> (Outcome, send_support::Received) {
+fn expect_failure(script: Script, args: &[&str], code: i32, message: &str) -> (Finished, Received) {
     let server = ScriptedServer::start(script);
     let mut all = vec!["--to", "a@x.test", "--body", "hello"];
     all.extend_from_slice(args);
@@ -52,16 +38,16 @@ fn expect_failure(
         "stderr line {failure:?} should start with {message:?}"
     );
     assert!(
-        !out.stdout.contains("sent to"),
+        !out.stdout_text().contains("sent to"),
         "a failed send printed {:?}",
-        out.stdout
+        out.stdout_text()
     );
     let received = server.received();
     (out, received)
 }
 
 /// Whether any command line the server saw starts with `prefix`.
-fn saw(received: &send_support::Received, prefix: &str) -> bool {
+fn saw(received: &Received, prefix: &str) -> bool {
     received.commands.iter().any(|c| c.starts_with(prefix))
 }
 
@@ -151,10 +137,10 @@ fn ehlo_5xx_falls_back_to_helo() {
     let out = send(&server.server(), &["--to", "a@x.test", "--body", "hi"]);
     out.expect_code(0);
     assert!(
-        out.stdout
+        out.stdout_text()
             .starts_with("sent to a@x.test: 250 2.0.0 queued as 1"),
         "{}",
-        out.stdout
+        out.stdout_text()
     );
     let commands = server.received().commands;
     assert_eq!(commands[..2], ["EHLO client.test", "HELO client.test"]);
@@ -251,7 +237,8 @@ fn some_recipients_refused_exits_3_and_names_them() {
         ],
     );
     out.expect_code(3);
-    let lines: Vec<&str> = out.stdout.lines().collect();
+    let stdout = out.stdout_text();
+    let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
         lines,
         [
@@ -636,9 +623,10 @@ fn pipelined_partial_refusal_exits_3() {
     );
     out.expect_code(3);
     assert!(
-        out.stdout.contains("refused b@x.test: 550 5.1.1 unknown"),
+        out.stdout_text()
+            .contains("refused b@x.test: 550 5.1.1 unknown"),
         "{}",
-        out.stdout
+        out.stdout_text()
     );
     assert_eq!(server.received().contents.len(), 1);
 }
@@ -950,7 +938,10 @@ fn without_verbose_stderr_is_empty() {
     let out = send(&server.server(), &["--to", "a@x.test", "--body", "hi"]);
     out.expect_code(0);
     assert_eq!(out.stderr, "");
-    assert_eq!(out.stdout, "sent to a@x.test: 250 2.0.0 queued as 1\n");
+    assert_eq!(
+        out.stdout_text(),
+        "sent to a@x.test: 250 2.0.0 queued as 1\n"
+    );
 }
 
 #[test]
@@ -973,11 +964,11 @@ fn repeat_reuses_one_connection() {
         1
     );
     assert!(
-        out.stdout
+        out.stdout_text()
             .lines()
             .any(|l| l.starts_with("sent 5 messages in ") && l.ends_with(" messages/s)")),
         "{}",
-        out.stdout
+        out.stdout_text()
     );
 }
 
@@ -1034,10 +1025,10 @@ fn usage_and_input_errors() {
 // ---------------------------------------------------------------------------------
 
 /// Sends to `catcher` and returns the one stored message, parsed, and the raw bytes.
-fn send_and_parse(catcher: &Catcher, args: &[&str]) -> (send_support::Parsed, Vec<u8>) {
+fn send_and_parse(catcher: &Catcher, args: &[&str]) -> (Parsed, Vec<u8>) {
     let out = send(&catcher.server(), args);
     out.expect_code(0);
-    let raw = catcher.only_message();
+    let raw = catcher.only_raw();
     assert_only_crlf(&raw, "the stored message");
     let parsed = parse_message(&raw);
     assert_eq!(
@@ -1046,10 +1037,6 @@ fn send_and_parse(catcher: &Catcher, args: &[&str]) -> (send_support::Parsed, Ve
         "email package defects"
     );
     (parsed, raw)
-}
-
-fn pair(name: &str, address: &str) -> (String, String) {
-    (name.to_owned(), address.to_owned())
 }
 
 #[test]
@@ -1072,11 +1059,11 @@ fn plain_text_message_arrives_as_sent() {
     .run();
     out.expect_code(0);
     assert!(
-        out.stdout.starts_with("sent to a@x.test: 250 "),
+        out.stdout_text().starts_with("sent to a@x.test: 250 "),
         "{}",
-        out.stdout
+        out.stdout_text()
     );
-    let raw = catcher.only_message();
+    let raw = catcher.only_raw();
     assert_only_crlf(&raw, "the stored message");
     let parsed = parse_message(&raw);
     assert_eq!(parsed.defects(), Vec::<String>::new());
@@ -1116,7 +1103,7 @@ fn body_from_stdin() {
     .run();
     out.expect_code(0);
     assert_eq!(
-        parse_message(&catcher.only_message()).text_body(),
+        parse_message(&catcher.only_raw()).text_body(),
         "piped in\nsecond line\n"
     );
 }
@@ -1354,12 +1341,12 @@ fn data_file_with_bare_lf_and_cr_is_stored_with_crlf_only() {
         &["--to", "a@x.test", "--data", data.to_str().unwrap()],
     );
     out.expect_code(0);
-    let raw = catcher.only_message();
+    let raw = catcher.only_raw();
     assert_eq!(
         String::from_utf8_lossy(&raw),
         "From: me@x.test\r\nTo: a@x.test\r\nSubject: bare line ends\r\n\r\nLF line\r\nCR line\r\n.\r\n..two dots\r\nend\r\n"
     );
-    assert_eq!(catcher.summaries()[0]["bare_lf"], false);
+    assert_eq!(catcher.list()[0]["bare_lf"], false);
 }
 
 #[test]
@@ -1401,8 +1388,8 @@ fn dry_run_prints_the_message_and_sends_nothing() {
         ],
     );
     out.expect_code(0);
-    assert_only_crlf(out.stdout.as_bytes(), "the dry-run output");
-    let parsed = parse_message(out.stdout.as_bytes());
+    assert_only_crlf(&out.stdout, "the dry-run output");
+    let parsed = parse_message(&out.stdout);
     assert_eq!(parsed.subject().as_deref(), Some("dry"));
     assert_eq!(parsed.addresses("to"), Some(vec![pair("", "a@x.test")]));
     assert_eq!(parsed.text_body(), "not sent\n");
@@ -1428,11 +1415,11 @@ fn repeat_50_stores_50() {
     );
     out.expect_code(0);
     assert!(
-        out.stdout.contains("sent 50 messages in "),
+        out.stdout_text().contains("sent 50 messages in "),
         "{}",
-        out.stdout
+        out.stdout_text()
     );
-    let summaries = catcher.summaries();
+    let summaries = catcher.list();
     assert_eq!(summaries.len(), 50);
     assert!(summaries.iter().all(|m| m["subject"] == "load"));
 }
@@ -1450,7 +1437,7 @@ fn catcher_takes_a_utf8_envelope() {
 // ---------------------------------------------------------------------------------
 
 /// `sokkel sendmail ARGS` pointed at `catcher` through the environment.
-fn sendmail(catcher: &Catcher, args: &[&str], stdin: &str) -> Outcome {
+fn sendmail(catcher: &Catcher, args: &[&str], stdin: &str) -> Finished {
     let mut all = vec!["sendmail"];
     all.extend_from_slice(args);
     sokkel(all)
@@ -1476,7 +1463,7 @@ fn sendmail_t_takes_to_cc_and_bcc_and_strips_bcc() {
         rcpts,
         ["a@x.test", "b@x.test", "c@x.test", "h2@x.test", "h@x.test"]
     );
-    let raw = catcher.only_message();
+    let raw = catcher.only_raw();
     assert_only_crlf(&raw, "the stored message");
     let text = String::from_utf8_lossy(&raw).to_ascii_lowercase();
     assert!(
@@ -1505,7 +1492,7 @@ fn sendmail_keeps_headers_the_message_has() {
     let catcher = Catcher::start();
     let message = "From: Boss <boss@x.test>\nDate: Mon, 2 Jan 2006 15:04:05 +0000\nMessage-ID: <fixed@x.test>\nSubject: kept\n\nbody\n";
     sendmail(&catcher, &["-i", "a@x.test"], message).expect_code(0);
-    let parsed = parse_message(&catcher.only_message());
+    let parsed = parse_message(&catcher.only_raw());
     assert_eq!(parsed.headers("From"), ["Boss <boss@x.test>"]);
     assert_eq!(parsed.headers("Date"), ["Mon, 02 Jan 2006 15:04:05 +0000"]);
     assert_eq!(parsed.headers("Message-ID"), ["<fixed@x.test>"]);
@@ -1523,7 +1510,7 @@ fn sendmail_lone_dot_ends_input_unless_i() {
     ] {
         let catcher = Catcher::start();
         sendmail(&catcher, args, message).expect_code(0);
-        let parsed = parse_message(&catcher.only_message());
+        let parsed = parse_message(&catcher.only_raw());
         assert_eq!(parsed.text_body(), body, "sendmail {args:?}");
     }
 }
@@ -1549,7 +1536,7 @@ fn sendmail_without_recipients_fails() {
     let out = sendmail(&catcher, &["-i"], "Subject: nobody\n\nhi\n");
     out.expect_code(1);
     assert!(out.failure().contains("-t"), "{}", out.stderr);
-    assert_eq!(catcher.count(), 0);
+    assert_eq!(catcher.list().len(), 0);
 }
 
 #[test]
@@ -1575,14 +1562,14 @@ fn invoked_as_sendmail_through_a_symlink() {
     let catcher = Catcher::start();
     let dir = tempdir();
     let link = dir.path().join("sendmail");
-    std::os::unix::fs::symlink(common::SOKKEL, &link).unwrap();
-    let out = send_support::run_program(&link, ["-t", "-oi"])
+    std::os::unix::fs::symlink(kit::process::SOKKEL, &link).unwrap();
+    let out = program(&link, ["-t", "-oi"])
         .env("SOKKEL_SMTP_SERVER", catcher.server())
         .stdin("To: a@x.test\nSubject: symlinked\n\nhi\n")
         .run();
     out.expect_code(0);
     assert_eq!(
-        parse_message(&catcher.only_message()).subject().as_deref(),
+        parse_message(&catcher.only_raw()).subject().as_deref(),
         Some("symlinked")
     );
 }
@@ -1592,7 +1579,7 @@ fn invoked_as_sendmail_through_a_symlink() {
 // ---------------------------------------------------------------------------------
 
 /// `sokkel mail compose` with its data directory in `data_home`.
-fn compose(server: &str, data_home: &std::path::Path, answers: &str) -> Outcome {
+fn compose(server: &str, data_home: &std::path::Path, answers: &str) -> Finished {
     sokkel([
         "mail",
         "compose",
@@ -1627,12 +1614,13 @@ fn compose_happy_path() {
     let out = compose(&catcher.server(), home.path(), &answers);
     out.expect_code(0);
     assert_eq!(
-        out.stdout.lines().count(),
+        out.stdout_text().lines().count(),
         1,
         "one outcome line: {}",
-        out.stdout
+        out.stdout_text()
     );
-    let line = out.stdout.trim_end();
+    let stdout = out.stdout_text();
+    let line = stdout.trim_end();
     let prefix = format!(
         "Sent. {} accepted the message for a@x.test, b@x.test, c@x.test (250 ",
         catcher.server()
@@ -1652,7 +1640,7 @@ fn compose_happy_path() {
             out.stderr
         );
     }
-    let raw = catcher.only_message();
+    let raw = catcher.only_raw();
     assert_only_crlf(&raw, "the stored message");
     let parsed = parse_message(&raw);
     assert_eq!(parsed.defects(), Vec::<String>::new());
@@ -1699,7 +1687,7 @@ fn compose_edit_keeps_what_is_not_retyped() {
         "offers the old answer: {}",
         out.stderr
     );
-    let parsed = parse_message(&catcher.only_message());
+    let parsed = parse_message(&catcher.only_raw());
     assert_eq!(parsed.addresses("from"), Some(vec![pair("", "me@x.test")]));
     assert_eq!(parsed.addresses("to"), Some(vec![pair("", "right@x.test")]));
     assert_eq!(parsed.addresses("cc"), None);
@@ -1726,9 +1714,13 @@ fn compose_cancel_sends_nothing() {
             "{}",
             out.stderr
         );
-        assert!(!out.stdout.contains("Sent."), "{}", out.stdout);
+        assert!(
+            !out.stdout_text().contains("Sent."),
+            "{}",
+            out.stdout_text()
+        );
     }
-    assert_eq!(catcher.count(), 0);
+    assert_eq!(catcher.list().len(), 0);
     assert_eq!(
         remembered_from(home.path()),
         None,
@@ -1767,9 +1759,10 @@ fn compose_remembers_the_last_from() {
         "{}",
         out.stderr
     );
-    let ids = catcher.ids();
+    let ids = kit::catcher::ids(&catcher.list());
     assert_eq!(ids.len(), 2);
-    let parsed = parse_message(&catcher.raw(&ids[1].to_string()));
+    // The newer message, listed first.
+    let parsed = parse_message(&catcher.raw(ids[0]));
     assert_eq!(
         parsed.addresses("from"),
         Some(vec![pair("Remember Me", "rm@x.test")])
@@ -1788,7 +1781,7 @@ fn compose_reports_a_refusal_in_plain_words() {
     );
     out.expect_code(24);
     assert_eq!(
-        out.stdout.trim_end(),
+        out.stdout_text().trim_end(),
         format!(
             "Not sent. {} accepted none of the recipients (it said: 550 5.1.1 no such user).",
             server.server()
@@ -1801,8 +1794,8 @@ fn compose_reports_a_refusal_in_plain_words() {
     );
     out.expect_code(20);
     assert!(
-        out.stdout.starts_with("Not sent. Could not reach "),
+        out.stdout_text().starts_with("Not sent. Could not reach "),
         "{}",
-        out.stdout
+        out.stdout_text()
     );
 }

@@ -6,34 +6,23 @@
 //! Every test is `#[ignore]`d: `.ci/run` installs the peers and runs
 //! `cargo test -- --ignored`. A missing peer fails the test with what to install.
 
-mod common;
-mod send_support;
+mod kit;
 
-use common::SOKKEL;
-use send_support::{
-    Aiosmtpd, AiosmtpdOptions, Catcher, Cert, Outcome, SmtpSink, StarttlsInjector, Tmux,
-    assert_only_crlf, parse_message, sokkel, tempdir,
-};
+use kit::email::{pair, parse_message};
+use kit::peers::{Aiosmtpd, AiosmtpdOptions, Cert, SmtpSink, StarttlsInjector, Tmux};
+use kit::process::SOKKEL;
+use kit::send::mail_send;
+use kit::smtp::assert_only_crlf;
+use kit::{Catcher, Finished, sokkel, tempdir};
 
-/// `sokkel mail send` to `server`, greeting as client.test, from me@x.test unless the
-/// caller's arguments (which come after) say otherwise.
-fn send(server: &str, args: &[&str]) -> Outcome {
-    let mut all = vec!["mail", "send", "--server", server, "--ehlo", "client.test"];
-    if !args.contains(&"--from") {
-        all.extend_from_slice(&["--from", "me@x.test"]);
-    }
-    all.extend_from_slice(args);
-    sokkel(all).env("SOKKEL_SMTP_TIMEOUT", "10s").run()
+fn send(server: &str, args: &[&str]) -> Finished {
+    mail_send(server, args).run()
 }
 
-fn send_with_password(server: &str, password: &str, args: &[&str]) -> Outcome {
+fn send_with_password(server: &str, password: &str, args: &[&str]) -> Finished {
     let mut all = vec!["mail", "send", "--server", server, "--from", "me@x.test"];
     all.extend_from_slice(args);
     sokkel(all).env("SOKKEL_SMTP_PASSWORD", password).run()
-}
-
-fn pair(name: &str, address: &str) -> (String, String) {
-    (name.to_owned(), address.to_owned())
 }
 
 fn path(p: &std::path::Path) -> &str {
@@ -80,11 +69,11 @@ fn aiosmtpd_gets_a_full_message_intact() {
     );
     out.expect_code(0);
     assert!(
-        out.stdout.starts_with(
+        out.stdout_text().starts_with(
             "sent to zoe@x.test, b@x.test, c@x.test, hidden@x.test: 250 2.0.0 saved as 1"
         ),
         "{}",
-        out.stdout
+        out.stdout_text()
     );
     let saved = server.only_message();
     assert_eq!(saved.mail_from, "ase@x.test");
@@ -558,9 +547,9 @@ fn smtp_sink_repeat_over_one_connection() {
     let out = send(&sink.server(), &["--to", "a@x.test", "--repeat", "200"]);
     out.expect_code(0);
     assert!(
-        out.stdout.contains("sent 200 messages in "),
+        out.stdout_text().contains("sent 200 messages in "),
         "{}",
-        out.stdout
+        out.stdout_text()
     );
 }
 
@@ -626,10 +615,11 @@ fn smtp_sink_refusing_each_stage() {
         let sink = SmtpSink::start(options);
         let out = send(&sink.server(), &["--to", "a@x.test"]);
         let failure = out.failure_lines().join("\n");
-        if out.code != Some(*code) || !failure.starts_with(message) {
+        if out.code() != Some(*code) || !failure.starts_with(message) {
             failures.push(format!(
                 "smtp-sink {options:?}: exit {:?}, stderr {:?} (wanted {code}, {message:?})",
-                out.code, out.stderr
+                out.code(),
+                out.stderr
             ));
         }
     }
@@ -651,10 +641,11 @@ fn smtp_sink_421_and_hangup_in_a_pipeline_reports_the_421() {
         let out = send(&sink.server(), &["--to", "a@x.test"]);
         let message = format!("sokkel: {stage} failed: the server said 421 ");
         let failure = out.failure_lines().join("\n");
-        if out.code != Some(code) || !failure.starts_with(&message) {
+        if out.code() != Some(code) || !failure.starts_with(&message) {
             failures.push(format!(
                 "smtp-sink -Q {command}: exit {:?}, stderr {:?} (wanted {code}, {message:?})",
-                out.code, out.stderr
+                out.code(),
+                out.stderr
             ));
         }
     }
@@ -768,7 +759,7 @@ fn compose_in_a_terminal_with_line_editing() {
         "{screen}"
     );
 
-    let parsed = parse_message(&catcher.only_message());
+    let parsed = parse_message(&catcher.only_raw());
     assert_eq!(
         parsed.addresses("from"),
         Some(vec![pair("Tmux User", "tmux@x.test")])

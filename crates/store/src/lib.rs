@@ -21,21 +21,24 @@
 //!   [`Store::search`] answers it from an FTS5 index kept in the same transactions
 //!   as the messages.
 //! - [`mime`] turns raw bytes into headers, bodies and attachments for display.
-//! - [`Deliver`] is the small trait the SMTP shell hands finished messages to, so
-//!   SMTP tests can use an in-memory sink and another store can replace this one.
+//! - [`Store`] implements [`Deliver`] (what the SMTP shell hands finished messages
+//!   to) and [`Mailbox`] (what the POP3 shell reads and deletes). Both traits and
+//!   the message types they carry live in `sokkel-message` and are re-exported
+//!   here, so the protocol crates do not depend on this one and another store can
+//!   replace it.
 //! - A full store can always be emptied: the size limit holds new messages only,
 //!   and a reserve file next to the database (`mail.db-reserve`, 8 MiB) is given
 //!   back to a full disk so that deletes can write their WAL (see [`Store`]).
 //! - [`tags`] says what a tag name may be and which tags an arriving message
 //!   gets (`X-Tags`, plus addresses, `--tag` rules).
-//! - [`repeated`] keeps an error that repeats on every retry to one log line per
-//!   interval, with its count.
+//! - An error that repeats on every retry (a full disk) is logged once per
+//!   interval with its count (`sokkel_net::repeated`).
 #![warn(missing_docs)]
 
 mod error;
 pub mod mime;
 mod paths;
-pub mod repeated;
+mod protocols;
 mod search;
 mod sqlite;
 mod store;
@@ -43,96 +46,23 @@ mod summary;
 pub mod tags;
 pub mod time;
 
-use std::fmt;
-use std::future::Future;
-use std::net::SocketAddr;
-use std::num::ParseIntError;
-use std::str::FromStr;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
+// As `crate::repeated`: the writer thread logs a failing commit once per interval.
+use sokkel_net::repeated;
 
 pub use error::{DatabaseError, StoreError};
 pub use search::{MAX_QUERY_BYTES, MAX_TERMS, SearchError, SearchPage, SearchQuery};
+pub use sokkel_message::{
+    Deliver, DeliverError, Envelope, Mailbox, MailboxError, MessageId, NewMessage, TlsInfo,
+};
 pub use sqlite::RAW_CHUNK_BYTES;
 pub use store::{MessageCounts, Store, StoreEvent, StoreOptions, TagChange, WriterStats};
 pub use summary::{
     SUMMARY_ADDRESS_BYTES, SUMMARY_ADDRESSES, SUMMARY_FIELD_BYTES, SUMMARY_RECIPIENT_BYTES,
     SUMMARY_TEXT_BYTES, cut,
 };
-
-/// The store's id of a message: positive, assigned at delivery, never reused, even
-/// after the message (or every message) is deleted, so POP3 UIDs stay stable.
-///
-/// Written and parsed as the plain decimal number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct MessageId(pub i64);
-
-impl fmt::Display for MessageId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-
-impl FromStr for MessageId {
-    type Err = ParseIntError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        s.parse().map(MessageId)
-    }
-}
-
-/// The TLS parameters of the connection a message arrived on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TlsInfo {
-    /// The protocol version, e.g. `TLSv1.3`.
-    pub version: String,
-    /// The negotiated cipher suite by its IANA name, e.g. `TLS_AES_256_GCM_SHA384`.
-    pub cipher: String,
-}
-
-/// What the SMTP conversation said about a message, as opposed to its headers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Envelope {
-    /// The reverse-path without angle brackets; empty for the null sender `<>`.
-    pub mail_from: String,
-    /// Every accepted forward-path, in order, without angle brackets.
-    pub rcpt_to: Vec<String>,
-    /// The name the client gave in HELO or EHLO.
-    pub helo: String,
-    /// The client's address and port.
-    pub client_addr: SocketAddr,
-    /// The client ended lines with a bare LF instead of CRLF.
-    pub bare_lf: bool,
-    /// The client asked for SMTPUTF8.
-    pub smtputf8: bool,
-    /// The TLS parameters, if the session used TLS.
-    pub tls: Option<TlsInfo>,
-    /// The user the client authenticated as, if it did.
-    pub auth_user: Option<String>,
-}
-
-/// A finished message on its way into the store.
-#[derive(Clone, PartialEq, Eq)]
-pub struct NewMessage {
-    /// What SMTP knows about the message.
-    pub envelope: Envelope,
-    /// When the server finished receiving it.
-    pub received_at: SystemTime,
-    /// The message exactly as received (dot-unstuffed), headers and body.
-    pub raw: Vec<u8>,
-}
-
-impl fmt::Debug for NewMessage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NewMessage")
-            .field("envelope", &self.envelope)
-            .field("received_at", &self.received_at)
-            .field("raw_len", &self.raw.len())
-            .finish()
-    }
-}
 
 /// A mailbox from a header such as From or To.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -245,24 +175,5 @@ impl Default for ListQuery {
             offset: 0,
             before: None,
         }
-    }
-}
-
-/// What the SMTP shell hands finished messages to.
-///
-/// [`Store`] implements it; SMTP tests use an in-memory sink. The returned future
-/// resolves only once the message is durably stored: an `Ok` is the promise behind
-/// the SMTP `250` after DATA, an `Err` becomes a transient `451`.
-pub trait Deliver: Send + Sync + 'static {
-    /// Store `message` and return its id once it is durable.
-    fn deliver(
-        &self,
-        message: NewMessage,
-    ) -> impl Future<Output = Result<MessageId, StoreError>> + Send;
-}
-
-impl Deliver for Store {
-    async fn deliver(&self, message: NewMessage) -> Result<MessageId, StoreError> {
-        self.submit(message).await
     }
 }

@@ -101,7 +101,7 @@ pub struct TagChange {
 /// CLI share. Nothing outside this crate knows which backend is behind it;
 /// today that is one SQLite file (the embedded default).
 ///
-/// Deliveries go through [`Deliver::deliver`] to the writer thread. Queries and
+/// Deliveries go through [`crate::Deliver::deliver`] to the writer thread. Queries and
 /// deletes are synchronous and block on SQLite: from async code, call them inside
 /// `tokio::task::spawn_blocking`. Several processes may open the same file at
 /// once (the server writing, the CLI listing and deleting).

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, UNIX_EPOCH};
 
 use sokkel_store::{
-    Deliver, Envelope, ListQuery, MessageId, NewMessage, SearchQuery, Store, StoreError,
+    Deliver, DeliverError, Envelope, ListQuery, MessageId, NewMessage, SearchQuery, Store,
     StoreEvent, StoreOptions,
 };
 use tempfile::TempDir;
@@ -47,13 +47,13 @@ fn message(n: usize, body_bytes: usize) -> NewMessage {
 }
 
 /// Deliver messages of `body_bytes` until the store refuses one; returns the ids
-/// it took. The refusal must be [`StoreError::Full`].
+/// it took. The refusal must be [`DeliverError::Full`].
 async fn fill(store: &Store, first: usize, body_bytes: usize) -> Vec<MessageId> {
     let mut ids = Vec::new();
     for n in first..first + 10_000 {
         match store.deliver(message(n, body_bytes)).await {
             Ok(id) => ids.push(id),
-            Err(StoreError::Full) => return ids,
+            Err(DeliverError::Full) => return ids,
             Err(error) => panic!("delivery {n} failed with {error:?}, not Full"),
         }
     }
@@ -257,7 +257,7 @@ async fn a_store_that_filled_the_disk_can_be_emptied() {
     // Whatever the store could not use goes to another program.
     let filler = disk.fill_up(0);
     let refused = store.deliver(message(99_999, 16 << 10)).await;
-    assert!(matches!(refused, Err(StoreError::Full)), "{refused:?}");
+    assert!(matches!(refused, Err(DeliverError::Full)), "{refused:?}");
 
     // A second process-like handle opens the full store, as the CLI does.
     let cli = Store::open(&path, StoreOptions::default()).unwrap();

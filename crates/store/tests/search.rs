@@ -464,9 +464,22 @@ fn a_store_from_before_search_gets_its_messages_indexed() {
             } else {
                 "toast"
             };
-            let raw = format!(
-                "From: Old Sender <old{n}@legacy.test>\r\nSubject: breakfast {n}\r\n\r\nwith {word}\r\n"
-            );
+            let raw = if n == 2 {
+                // What only the raw message says, for the columns of schema
+                // migration 6 (issue #12).
+                "From: Old Sender <old2@legacy.test>\r\nBcc: Hidden <hidden@legacy.test>\r\n\
+                 Reply-To: answers@legacy.test\r\nMessage-ID: <old-two@legacy.test>\r\n\
+                 Subject: breakfast 2\r\nMIME-Version: 1.0\r\n\
+                 Content-Type: multipart/related; boundary=b\r\n\r\n\
+                 --b\r\nContent-Type: text/html\r\n\r\n<p>with toast <img src=\"cid:egg\"></p>\r\n\
+                 --b\r\nContent-Type: image/png\r\nContent-ID: <egg>\r\n\
+                 Content-Disposition: inline\r\n\r\nPNG\r\n--b--\r\n"
+                    .to_string()
+            } else {
+                format!(
+                    "From: Old Sender <old{n}@legacy.test>\r\nSubject: breakfast {n}\r\n\r\nwith {word}\r\n"
+                )
+            };
             tx.execute(
                 "INSERT INTO messages (received_at, mail_from, rcpt_to, helo, client_addr,
                     bare_lf, smtputf8, size, parsed, subject, to_list, cc_list, reply_to_list,
@@ -490,6 +503,21 @@ fn a_store_from_before_search_gets_its_messages_indexed() {
     }
 
     let store = open(&path);
+    // The writer thread indexes them in the background, newest first.
+    let everyone = SearchQuery::parse("to:rcpt@legacy.test").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while store
+        .search(&everyone, &ListQuery::default())
+        .unwrap()
+        .matches
+        < total as u64
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stored messages are indexed within a minute"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(
         subjects_of(&store, "marmalade"),
         [format!("breakfast {total}"), "breakfast 1".to_string()]
@@ -498,13 +526,31 @@ fn a_store_from_before_search_gets_its_messages_indexed() {
         subjects_of(&store, "from:old1@legacy.test"),
         ["breakfast 1"]
     );
-    let everyone = SearchQuery::parse("to:rcpt@legacy.test").unwrap();
     let page = store.search(&everyone, &ListQuery::default()).unwrap();
     assert_eq!(
         page.matches, total as u64,
         "envelope recipients were indexed"
     );
     assert_eq!(index_rows(&path), total as i64);
+    for query in [
+        "bcc:hidden@legacy.test",
+        "reply-to:answers",
+        "message-id:old-two@legacy.test",
+        "has:inline",
+    ] {
+        assert_eq!(subjects_of(&store, query), ["breakfast 2"], "{query}");
+    }
+    let not_inline = SearchQuery::parse("-has:inline").unwrap();
+    assert_eq!(
+        store
+            .search(&not_inline, &ListQuery::default())
+            .unwrap()
+            .matches,
+        total as u64 - 1,
+        "every message's inline count is filled in"
+    );
+    let bcc = store.get(MessageId(2)).unwrap().unwrap().summary.bcc;
+    assert_eq!(bcc[0].address, "hidden@legacy.test");
     drop(store);
     // Opening again does not index anything twice.
     let store = open(&path);

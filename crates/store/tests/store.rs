@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sokkel_store::{
-    Address, Deliver, Envelope, ListQuery, MessageCounts, MessageId, NewMessage, Store, StoreError,
-    StoreEvent, StoreOptions, TlsInfo,
+    Address, Deliver, DeliverError, Envelope, ListQuery, MessageCounts, MessageId, NewMessage,
+    Store, StoreError, StoreEvent, StoreOptions, TlsInfo,
 };
 use tempfile::TempDir;
 
@@ -323,7 +323,7 @@ async fn a_full_store_refuses_deliveries_and_recovers_after_deletes() {
             Err(error) => break error,
         }
     };
-    assert!(matches!(error, StoreError::Full), "{error:?}");
+    assert!(matches!(error, DeliverError::Full), "{error:?}");
     assert!(stored.len() >= 5, "only {} fit", stored.len());
     assert_eq!(store.count().unwrap().total, stored.len() as u64);
     for (id, message) in &stored {
@@ -333,7 +333,7 @@ async fn a_full_store_refuses_deliveries_and_recovers_after_deletes() {
     // Still full: the writer keeps answering, with the same error.
     assert!(matches!(
         store.deliver(body(999)).await,
-        Err(StoreError::Full)
+        Err(DeliverError::Full)
     ));
     assert_eq!(store.writer_stats().failed_transactions, 2);
 
@@ -390,7 +390,7 @@ async fn a_batch_that_overflows_the_store_fails_whole() {
                 stored += 1;
                 assert_eq!(store.raw(id).unwrap(), Some(message.raw));
             }
-            (Err(error), _) => assert!(matches!(error, StoreError::Full), "{error:?}"),
+            (Err(error), _) => assert!(matches!(error, DeliverError::Full), "{error:?}"),
         }
     }
     assert!(stored < 40, "the size limit never applied");

@@ -1,9 +1,12 @@
 //! `/api/v1/search` and the `Search` field of `PUT /api/v1/messages`: the store's
 //! full-text search behind Mailpit's parameters.
 //!
-//! The syntax (free text, `from:`, `to:`, `subject:`, `is:read`, `is:unread`,
-//! `has:attachment`, `before:`, `after:`, quoted phrases, `-` to negate) is parsed
-//! by the store; a query it refuses is a 400 carrying the store's one-line reason.
+//! The syntax (free text, quoted phrases and every Mailpit operator: `from:`,
+//! `to:`, `cc:`, `bcc:`, `reply-to:`, `addressed:`, `subject:`, `message-id:`,
+//! `tag:`, `is:`, `has:`, `larger:`, `smaller:`, `before:`, `after:`, `-` or `!`
+//! to negate) is parsed by the store, with the dates in the time zone of the
+//! `tz` parameter (UTC without one); a query or zone it refuses is a 400 carrying
+//! the store's one-line reason.
 
 use std::collections::BTreeMap;
 
@@ -16,7 +19,8 @@ use crate::api::{Paging, blocking, json_bytes, json_response, ok, query_map};
 use crate::json::MessagesJson;
 use crate::{ApiError, AppState, MAX_PAGE};
 
-/// The `query` parameter, parsed; Mailpit's wording when it is missing.
+/// The `query` parameter, parsed in the time zone of the `tz` parameter;
+/// Mailpit's wording when it is missing.
 pub(crate) fn parse_query(
     query: &BTreeMap<String, String>,
 ) -> Result<(String, SearchQuery), ApiError> {
@@ -24,15 +28,20 @@ pub(crate) fn parse_query(
     if text.is_empty() {
         return Err(ApiError::BadRequest("Error: no search query".into()));
     }
-    let parsed = parse_text(text)?;
+    let parsed = parse_text(text, time_zone(query))?;
     Ok((text.to_string(), parsed))
 }
 
-fn parse_text(text: &str) -> Result<SearchQuery, ApiError> {
-    SearchQuery::parse(text).map_err(|error| ApiError::BadRequest(error.to_string()))
+/// Mailpit's `tz` parameter: the zone `before:` and `after:` dates are in.
+fn time_zone(query: &BTreeMap<String, String>) -> Option<&str> {
+    query.get("tz").map(String::as_str)
 }
 
-/// `GET /api/v1/search?query=&start=&limit=&before=`: a page of matches, newest
+fn parse_text(text: &str, tz: Option<&str>) -> Result<SearchQuery, ApiError> {
+    SearchQuery::parse_in(text, tz).map_err(|error| ApiError::BadRequest(error.to_string()))
+}
+
+/// `GET /api/v1/search?query=&tz=&start=&limit=&before=`: a page of matches, newest
 /// first, with how many match in all (`messages_count`) and how many of those
 /// are unread (`messages_unread`).
 pub(crate) async fn search(
@@ -44,7 +53,7 @@ pub(crate) async fn search(
     let (text, parsed) = parse_query(&query)?;
     // The unread count is the same search with one more condition; put first, so
     // that the last word of the text stays a prefix as the user typed it.
-    let unread_query = SearchQuery::parse(&format!("is:unread {text}")).ok();
+    let unread_query = SearchQuery::parse_in(&format!("is:unread {text}"), time_zone(&query)).ok();
     let page = blocking(&state, move |store| {
         let counts = store.count()?;
         let page = store.search(&parsed, &paging.list_query())?;
@@ -72,7 +81,7 @@ pub(crate) async fn search(
     json_response(&state, page)
 }
 
-/// `DELETE /api/v1/search?query=`: deletes every match. A query that matches
+/// `DELETE /api/v1/search?query=&tz=`: deletes every match. A query that matches
 /// everything is refused; `DELETE /api/v1/messages` says that plainly.
 pub(crate) async fn delete(
     State(state): State<AppState>,
@@ -89,9 +98,10 @@ pub(crate) async fn delete(
     Ok(ok())
 }
 
-/// Marks every message matching `text`, a page of ids at a time.
+/// Marks every message matching `text`, a page of ids at a time. Dates in
+/// `text` are UTC: `PUT /api/v1/messages` does not read Mailpit's `tz` yet.
 pub(crate) fn set_read_matching(store: &Store, text: &str, read: bool) -> Result<(), ApiError> {
-    let query = parse_text(text)?;
+    let query = parse_text(text, None)?;
     let mut before: Option<MessageId> = None;
     loop {
         let page = store.search(

@@ -477,6 +477,88 @@ async fn search_lists_and_deletes_matches() {
     assert_eq!(left["messages"][0]["Subject"], "Hello");
 }
 
+/// Every Mailpit operator is understood (issue #12: `tag:` and `message-id:`
+/// used to be a 400), and `tz` puts `before:`/`after:` days in the user's zone.
+#[tokio::test]
+async fn search_knows_mailpit_operators_and_time_zones() {
+    let (_dir, store) = store_with(&[MIXED, &plain("Hello", "nothing to pay")]);
+    let router = router(&store);
+    let subjects = |answer: Value| -> Vec<String> {
+        let messages = answer["messages"].as_array().unwrap().clone();
+        messages
+            .iter()
+            .map(|m| m["Subject"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let cases: &[(&str, &[&str])] = &[
+        ("has%3Ainline", &["Invoice"]),
+        ("%21has%3Ainline", &["Hello"]),
+        ("bcc%3Asecret", &["Invoice"]),
+        ("cc%3Abeth", &["Hello"]),
+        ("addressed%3Asummer", &["Hello"]),
+        ("message-id%3Ainvoice%40example.com", &["Invoice"]),
+        ("reply-to%3Arick", &[]),
+        ("larger%3A100k", &[]),
+        ("smaller%3A100k", &["Hello", "Invoice"]),
+        ("tag%3Aurgent", &[]),
+        (
+            "is%3Auntagged+is%3Aunflagged+is%3Aunread",
+            &["Hello", "Invoice"],
+        ),
+    ];
+    for (query, expected) in cases {
+        let answer = get(&router, &format!("/api/v1/search?query={query}")).await;
+        assert_eq!(answer.status, StatusCode::OK, "{query}");
+        assert_eq!(subjects(answer.json()), *expected, "{query}");
+    }
+
+    // 23:30 and 22:30 UTC on the 23rd: in Amsterdam (UTC+1) the first is
+    // already the 24th.
+    let late = |raw: &str, time: &str| {
+        let mut message = new_message(raw);
+        let millis = match time {
+            "23:30" => 1_795_476_600_000,
+            _ => 1_795_473_000_000,
+        };
+        message.received_at = SystemTime::UNIX_EPOCH + Duration::from_millis(millis);
+        message
+    };
+    let (_zoned_dir, zoned) = store_with(&[]);
+    zoned
+        .import(vec![
+            late(&plain("Early", "x"), "22:30"),
+            late(&plain("Late", "x"), "23:30"),
+        ])
+        .unwrap();
+    let router = self::router(&zoned);
+    let after = "/api/v1/search?query=after%3A2026-11-24";
+    assert_eq!(
+        subjects(get(&router, after).await.json()),
+        Vec::<String>::new()
+    );
+    let amsterdam = format!("{after}&tz=Europe%2FAmsterdam");
+    assert_eq!(subjects(get(&router, &amsterdam).await.json()), ["Late"]);
+    let offset = format!("{after}&tz=%2B01%3A00");
+    assert_eq!(subjects(get(&router, &offset).await.json()), ["Late"]);
+    let delete = call(
+        &router,
+        Method::DELETE,
+        "/api/v1/search?query=before%3A2026-11-24&tz=Europe%2FAmsterdam",
+        None,
+    )
+    .await;
+    assert_eq!(delete.status, StatusCode::OK);
+    let left = get(&router, "/api/v1/messages").await.json();
+    assert_eq!(subjects(left), ["Late"]);
+    let bad = get(&router, "/api/v1/search?query=x&tz=Mars%2FBase").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(
+        String::from_utf8_lossy(&bad.body).contains("unknown time zone \"Mars/Base\""),
+        "{}",
+        String::from_utf8_lossy(&bad.body)
+    );
+}
+
 /// Method, URI, body, Content-Type, expected status.
 type Case<'a> = (
     Method,
@@ -601,6 +683,27 @@ async fn user_mistakes_get_4xx_never_500() {
         (
             Method::GET,
             "/api/v1/search?query=%22unclosed",
+            None,
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::GET,
+            "/api/v1/search?query=larger%3Abig",
+            None,
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::GET,
+            "/api/v1/search?query=before%3A2026-11-24&tz=Nowhere%2FLand",
+            None,
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/search?query=after%3A2026-11-24&tz=%2B99%3A00",
             None,
             None,
             StatusCode::BAD_REQUEST,

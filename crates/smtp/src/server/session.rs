@@ -250,6 +250,8 @@ pub struct Session {
     errors: u32,
     /// Splits command lines, skipping overlong ones.
     lines: LineSplitter,
+    /// How many message transfers (DATA, or a first BDAT) have begun.
+    transfers: u64,
     /// The connection uses TLS (after STARTTLS, or implicitly).
     tls: bool,
     /// The user the client authenticated as.
@@ -266,6 +268,7 @@ impl Session {
     pub fn new(config: Arc<SessionConfig>) -> Self {
         Session {
             lines: LineSplitter::new(config.max_line_length),
+            transfers: 0,
             config,
             state: State::Command,
             helo: None,
@@ -354,6 +357,13 @@ impl Session {
     /// (the shell's deadline for a whole transfer runs meanwhile).
     pub fn transferring(&self) -> bool {
         self.receiving_content() || self.tx.as_ref().is_some_and(|tx| tx.chunking)
+    }
+
+    /// How many message transfers have begun (DATA accepted, or the first BDAT
+    /// of a message): the shell's deadline for a whole transfer starts over
+    /// when this changes, also when the next message follows in the same read.
+    pub fn transfers_started(&self) -> u64 {
+        self.transfers
     }
 
     /// How many command lines have ended so far, for the shell's whole-line
@@ -936,6 +946,7 @@ impl Session {
             Some(tx) if tx.chunking => Reply::new(503, "5.5.1", "DATA is not allowed after BDAT"),
             Some(_) if self.memory_low => insufficient_storage(),
             Some(_) => {
+                self.transfers += 1;
                 self.state = State::Data(DataScan { line_start: true });
                 Reply::new(354, "", "End data with <CR><LF>.<CR><LF>")
             }
@@ -973,12 +984,16 @@ impl Session {
             // no message is stored with a hole.
             Some(tx) if tx.over_budget => None,
             Some(tx) if self.memory_low && !tx.chunking => {
+                self.transfers += 1;
                 tx.chunking = true;
                 tx.over_budget = true;
                 tx.data = Vec::new();
                 None
             }
             Some(tx) => {
+                if !tx.chunking {
+                    self.transfers += 1;
+                }
                 tx.chunking = true;
                 None
             }

@@ -17,14 +17,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use sokkel_message::{Deliver, Envelope, NewMessage, TlsInfo};
 use sokkel_net::auth::Credentials;
+use sokkel_net::repeated::{REPEAT_INTERVAL, RepeatedLog};
 use sokkel_net::server::{
     Accepted, ConnectionLimit, IdleTimer, MemoryBudget, Reservation, StopSignal, UnitDeadline,
     flush_within, serve_tcp,
 };
 use sokkel_net::tls::{ServerStream, ServerTls};
-use sokkel_store::repeated::{REPEAT_INTERVAL, RepeatedLog};
-use sokkel_store::{Deliver, Envelope, NewMessage, TlsInfo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -213,7 +213,7 @@ async fn run_session<D: Deliver>(
     // The command timeout runs for a whole line, not from the last byte; the whole
     // message has its own deadline on top of the per-pause data timeout.
     let mut line = UnitDeadline::new(session.lines_ended());
-    let mut transfer_started: Option<Instant> = None;
+    let mut transfer_started: Option<(u64, Instant)> = None;
     let mut reserved = Reservation::new(shared.budget.clone());
     loop {
         session.set_memory_low(shared.budget.available() < MEMORY_LOW_WATER);
@@ -314,8 +314,14 @@ async fn run_session<D: Deliver>(
             line.deadline(config.command_timeout)
         };
         if session.transferring() {
-            deadline =
-                deadline.min(*transfer_started.get_or_insert(now) + config.data_total_timeout);
+            // Keyed by the transfer, not by a pause between transfers: a client
+            // that pipelines the next message behind the final dot never pauses.
+            let transfer = session.transfers_started();
+            let started = match transfer_started {
+                Some((of, at)) if of == transfer => at,
+                _ => transfer_started.insert((transfer, now)).1,
+            };
+            deadline = deadline.min(started + config.data_total_timeout);
         } else {
             transfer_started = None;
         }

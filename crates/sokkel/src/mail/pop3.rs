@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use sokkel_net::auth::Credentials;
@@ -114,7 +115,7 @@ impl Pop3Listeners {
             self.implicit_tls,
             security.tls.clone(),
             credentials,
-            store,
+            Arc::new(store),
             stop,
         )
         .await

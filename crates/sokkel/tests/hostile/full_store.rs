@@ -7,36 +7,27 @@
 //! so), filled to the last byte.
 
 use std::fs::OpenOptions;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::common::PROMPT;
-use crate::mail_support::{Catcher, Smtp, dot_stuff, ids, message, queued_id};
+use crate::kit::Catcher;
+use crate::kit::catcher::ids;
+use crate::kit::pop3::Pop3;
+use crate::kit::smtp::{Smtp, dot_stuff, message, queued_id};
 
 /// The smallest size the flag takes is 64 KiB; this fills in a few hundred small
 /// messages.
 const STORE_SIZE: &str = "128KiB";
 
-fn start() -> (Catcher, SocketAddr) {
-    let catcher = Catcher::start(&["--max-store-size", STORE_SIZE, "--http", "127.0.0.1:0"]);
-    let http = http_address(&catcher);
-    (catcher, http)
-}
-
-fn http_address(catcher: &Catcher) -> SocketAddr {
-    catcher
-        .stdout
-        .expect_map(PROMPT, "with the web address", |line| {
-            line.strip_prefix("listening on http http://")?
-                .strip_suffix('/')?
-                .parse::<SocketAddr>()
-                .ok()
-        })
+fn start() -> Catcher {
+    Catcher::builder()
+        .http()
+        .args(&["--max-store-size", STORE_SIZE])
+        .start()
 }
 
 /// Delivers messages of about 500 bytes over one session until the store answers
@@ -57,12 +48,7 @@ fn fill_with(catcher: &Catcher, tag: &str, lines: usize) -> Vec<u64> {
             &format!("{tag} {n}"),
             &format!("{tag} {n:04} words{n} and more{n}\r\n").repeat(lines),
         );
-        smtp.cmd("MAIL FROM:<a@x.test>\r\n", &["250 2.1.0 Ok"]);
-        smtp.cmd("RCPT TO:<morty@y.test>\r\n", &["250 2.1.5 Ok"]);
-        smtp.cmd("DATA\r\n", &["354 *"]);
-        smtp.send(&dot_stuff(&content));
-        smtp.send(b".\r\n");
-        let reply = smtp.reply();
+        let reply = smtp.send_message("a@x.test", &["morty@y.test"], &content);
         if reply[0].starts_with("451 4.3.0 ") {
             smtp.quit();
             return taken;
@@ -72,58 +58,16 @@ fn fill_with(catcher: &Catcher, tag: &str, lines: usize) -> Vec<u64> {
     panic!("a {STORE_SIZE} store took 2000 messages");
 }
 
-/// `DELETE /api/v1/messages` with `body` (or none): the status and the body.
-fn api_delete(http: SocketAddr, body: Option<&str>) -> (u16, String) {
-    let mut stream = TcpStream::connect_timeout(&http, PROMPT)
-        .unwrap_or_else(|e| panic!("cannot connect to {http}: {e}"));
-    stream.set_read_timeout(Some(PROMPT)).unwrap();
-    stream.set_write_timeout(Some(PROMPT)).unwrap();
-    let mut request =
-        format!("DELETE /api/v1/messages HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n");
-    match body {
-        Some(body) => request.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )),
-        None => request.push_str("\r\n"),
-    }
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .unwrap_or_else(|e| panic!("DELETE: no complete answer: {e}"));
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("DELETE: no status in {response:?}"));
-    (status, response)
-}
-
-/// One POP3 session in raw bytes: log in, DELE message 1, QUIT. Returns the
-/// replies to DELE and QUIT.
-fn pop3_dele_first(addr: SocketAddr) -> (String, String) {
-    let stream = TcpStream::connect_timeout(&addr, PROMPT)
-        .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
-    stream.set_read_timeout(Some(PROMPT)).unwrap();
-    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    let mut line = |send: &str| {
-        if !send.is_empty() {
-            writer.write_all(send.as_bytes()).unwrap();
-        }
-        let mut reply = String::new();
-        std::io::BufRead::read_line(&mut reader, &mut reply).unwrap();
-        reply.trim_end().to_owned()
-    };
-    assert!(line("").starts_with("+OK"), "no POP3 greeting");
-    assert!(line("USER morty\r\n").starts_with("+OK"));
-    let pass = line("PASS anything\r\n");
-    assert!(pass.starts_with("+OK"), "login refused: {pass}");
-    let dele = line("DELE 1\r\n");
-    let quit = line("QUIT\r\n");
-    (dele, quit)
+/// `DELETE /api/v1/messages` of `ids` (all when `None`); panics, saying `what`,
+/// unless it answers 200.
+#[track_caller]
+fn api_delete(catcher: &Catcher, ids: Option<&[u64]>, what: &str) {
+    let body = ids.map(|ids| {
+        let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
+        serde_json::json!({ "IDs": ids })
+    });
+    let response = catcher.delete("/api/v1/messages", body.as_ref());
+    assert_eq!(response.status, 200, "{what}:\n{}", response.text());
 }
 
 fn listed(catcher: &Catcher) -> Vec<u64> {
@@ -134,27 +78,21 @@ fn listed(catcher: &Catcher) -> Vec<u64> {
 
 #[test]
 fn a_full_store_is_emptied_through_the_api_pop3_and_the_cli() {
-    let (catcher, http) = start();
+    let catcher = start();
     let first = fill(&catcher, "first");
     assert!(first.len() >= 10, "only {} messages fit", first.len());
 
     // The API's DELETE with IDs, on the full store: the older half, as a user
     // selecting pages of messages in the web page does.
     let (gone, kept) = first.split_at(first.len() / 2);
-    let body = format!(
-        r#"{{"IDs":[{}]}}"#,
-        gone.iter()
-            .map(|id| format!("\"{id}\""))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
-    let (status, response) = api_delete(http, Some(&body));
-    assert_eq!(status, 200, "DELETE with IDs on a full store:\n{response}");
+    api_delete(&catcher, Some(gone), "DELETE with IDs on a full store");
     assert_eq!(listed(&catcher), kept, "the messages were not deleted");
 
     // POP3's DELE + QUIT, once the store is full again.
     let second = fill(&catcher, "second");
-    let (dele, quit) = pop3_dele_first(catcher.pop3[0]);
+    let mut pop3 = Pop3::login(catcher.pop3[0], "morty", "anything");
+    let dele = pop3.cmd("DELE 1");
+    let quit = pop3.cmd("QUIT");
     assert!(dele.starts_with("+OK"), "DELE: {dele}");
     assert!(quit.starts_with("+OK"), "QUIT on a full store: {quit}");
     let left = listed(&catcher);
@@ -175,11 +113,7 @@ fn a_full_store_is_emptied_through_the_api_pop3_and_the_cli() {
 
     // The API's DELETE with no body (everything), full again.
     fill(&catcher, "fourth");
-    let (status, response) = api_delete(http, None);
-    assert_eq!(
-        status, 200,
-        "DELETE of everything on a full store:\n{response}"
-    );
+    api_delete(&catcher, None, "DELETE of everything on a full store");
     assert!(catcher.list().is_empty());
 
     // New mail is taken again.
@@ -195,7 +129,7 @@ const RETRIES: usize = 2000;
 
 #[test]
 fn a_client_retrying_against_a_full_store_makes_a_handful_of_log_lines() {
-    let (catcher, _http) = start();
+    let catcher = start();
     // Filling logs every stored message and the first refusal.
     fill(&catcher, "fill");
     let before = catcher.stderr.snapshot().len();
@@ -307,8 +241,7 @@ fn a_store_that_filled_the_disk_is_emptied_through_the_api_and_the_cli() {
     let disk = SmallDisk::mount(16);
     let db = disk.path("mail.db");
     let filler = disk.path("filler");
-    let catcher = Catcher::start_at(&db, &["--http", "127.0.0.1:0"]);
-    let http = http_address(&catcher);
+    let catcher = Catcher::builder().db(&db).http().start();
 
     // Another program leaves 1 MiB, the catcher fills it, and the other program
     // takes whatever bytes are left.
@@ -317,9 +250,11 @@ fn a_store_that_filled_the_disk_is_emptied_through_the_api_and_the_cli() {
     assert!(stored.len() >= 10, "only {} messages fit", stored.len());
     take_the_disk(&filler, 0);
 
-    let body = format!(r#"{{"IDs":["{}","{}"]}}"#, stored[0], stored[1]);
-    let (status, response) = api_delete(http, Some(&body));
-    assert_eq!(status, 200, "DELETE with IDs on a full disk:\n{response}");
+    api_delete(
+        &catcher,
+        Some(&stored[..2]),
+        "DELETE with IDs on a full disk",
+    );
     let out = catcher
         .cli(&["delete", "--all"])
         .assert_success("mail delete --all on a full disk");

@@ -7,13 +7,11 @@
 //! every protocol, the message must be listed with its subject, and what the parser
 //! kept as one opaque part must download through the API.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 
-use serde_json::Value;
-
-use crate::common::PROMPT;
-use crate::mail_support::{Catcher, Smtp};
+use crate::kit::http::{self, get_json};
+use crate::kit::pop3::Pop3;
+use crate::kit::{Catcher, smtp::Smtp};
 
 /// `levels` attached messages, each the only content of the one around it, under a
 /// header block with `subject`: the shape of the report.
@@ -47,93 +45,6 @@ fn nested_multiparts(subject: &str, levels: usize) -> Vec<u8> {
     raw
 }
 
-/// `GET path` over HTTP/1.1 on a plain socket: the status code and the body.
-fn http_get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
-    let (status, _, body) = http_exchange(addr, path);
-    (status, body)
-}
-
-/// `GET path` over HTTP/1.1 on a plain socket: the status code, the header block
-/// as sent (names lowercased) and the body.
-fn http_exchange(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
-    let mut stream = TcpStream::connect_timeout(&addr, PROMPT)
-        .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
-    stream.set_read_timeout(Some(PROMPT)).unwrap();
-    stream.set_write_timeout(Some(PROMPT)).unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .unwrap_or_else(|e| panic!("GET {path}: no complete answer: {e}"));
-    let end = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("GET {path}: no end of headers"));
-    let head = String::from_utf8_lossy(&response[..end]).to_ascii_lowercase();
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("GET {path}: no status in {head:?}"));
-    let mut body = response[end + 4..].to_vec();
-    if head.contains("\r\ntransfer-encoding: chunked") {
-        body = dechunk(&body);
-    }
-    (status, head, body)
-}
-
-/// The payload of a chunked body.
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = body
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .expect("a chunk size line");
-        let size = String::from_utf8_lossy(&body[..line_end]);
-        let size = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16)
-            .unwrap_or_else(|e| panic!("bad chunk size {size:?}: {e}"));
-        if size == 0 {
-            return out;
-        }
-        let start = line_end + 2;
-        out.extend_from_slice(&body[start..start + size]);
-        body = &body[start + size + 2..];
-    }
-}
-
-fn get_json(addr: SocketAddr, path: &str) -> Value {
-    let (status, body) = http_get(addr, path);
-    assert_eq!(
-        status,
-        200,
-        "GET {path}: {}",
-        String::from_utf8_lossy(&body)
-    );
-    serde_json::from_slice(&body).unwrap_or_else(|e| {
-        panic!(
-            "GET {path}: not JSON ({e}): {}",
-            String::from_utf8_lossy(&body)
-        )
-    })
-}
-
-/// The web address the catcher announced.
-fn http_addr(catcher: &Catcher) -> SocketAddr {
-    catcher
-        .stdout
-        .snapshot()
-        .iter()
-        .find_map(|line| {
-            let addr = line
-                .strip_prefix("listening on http http://")?
-                .strip_suffix('/')?;
-            addr.parse().ok()
-        })
-        .expect("an http listener")
-}
-
 /// The process is alive, and answers SMTP, HTTP and POP3.
 fn assert_answers_everywhere(catcher: &Catcher, http: SocketAddr) {
     let status = std::fs::read_to_string(format!("/proc/{}/status", catcher.pid()))
@@ -145,14 +56,8 @@ fn assert_answers_everywhere(catcher: &Catcher, http: SocketAddr) {
     );
 
     catcher.session().quit();
-    let (code, _) = http_get(http, "/api/v1/messages");
-    assert_eq!(code, 200);
-    let mut pop3 = TcpStream::connect_timeout(&catcher.pop3[0], PROMPT).expect("POP3 accepts");
-    pop3.set_read_timeout(Some(PROMPT)).unwrap();
-    let mut greeting = [0u8; 3];
-    pop3.read_exact(&mut greeting).expect("a POP3 greeting");
-    assert_eq!(&greeting, b"+OK");
-    pop3.write_all(b"QUIT\r\n").unwrap();
+    assert_eq!(http::get(http, "/api/v1/messages").status, 200);
+    Pop3::open(catcher.pop3[0]).cmd("QUIT");
 }
 
 /// The listed parts of message `id`: `(PartID, ContentType)`.
@@ -170,21 +75,16 @@ fn listed_parts(http: SocketAddr, id: u64) -> Vec<(String, String)> {
 }
 
 fn download(http: SocketAddr, id: u64, part_id: &str) -> Vec<u8> {
-    let (status, bytes) = http_get(http, &format!("/api/v1/message/{id}/part/{part_id}"));
-    assert_eq!(
-        status,
-        200,
-        "part {part_id}: {}",
-        String::from_utf8_lossy(&bytes)
-    );
-    bytes
+    let response = http::get(http, &format!("/api/v1/message/{id}/part/{part_id}"));
+    assert_eq!(response.status, 200, "part {part_id}: {}", response.text());
+    response.body
 }
 
 #[test]
 fn deeply_nested_messages_do_not_take_the_catcher_down() {
     // Issue #11: 34,000 nested message/rfc822 parts aborted the process.
-    let catcher = Catcher::start(&["--http", "127.0.0.1:0"]);
-    let http = http_addr(&catcher);
+    let catcher = Catcher::builder().http().start();
+    let http = catcher.http();
 
     let mut smtp = Smtp::ehlo(catcher.addr());
     let sent = [
@@ -250,8 +150,8 @@ fn deeply_nested_messages_do_not_take_the_catcher_down() {
 fn a_file_name_in_50000_pieces_gets_a_header_clients_accept() {
     // Issue #11: a part whose RFC 2231 file name came in 50,000 pieces produced a
     // 578 KB Content-Disposition response header that curl and Python refuse.
-    let catcher = Catcher::start(&["--http", "127.0.0.1:0", "--no-pop3"]);
-    let http = http_addr(&catcher);
+    let catcher = Catcher::builder().http().arg("--no-pop3").start();
+    let http = catcher.http();
     let pieces: String = (0..50_000)
         .map(|n| format!(";\r\n filename*{n}=\"piece{n}-\""))
         .collect();
@@ -272,10 +172,10 @@ fn a_file_name_in_50000_pieces_gets_a_header_clients_accept() {
 
     let parts = listed_parts(http, id);
     assert_eq!(parts.len(), 1, "{parts:?}");
-    let (status, head, body) =
-        http_exchange(http, &format!("/api/v1/message/{id}/part/{}", parts[0].0));
-    assert_eq!(status, 200);
-    assert_eq!(body, b"attached bytes");
+    let response = http::get(http, &format!("/api/v1/message/{id}/part/{}", parts[0].0));
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, b"attached bytes");
+    let head = response.head;
     let disposition = head
         .lines()
         .find(|line| line.starts_with("content-disposition:"))

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::index::{index_older_messages, index_unindexed};
+use super::index::index_unindexed;
 use super::reserve::RESERVE_BYTES;
 use super::schema;
 use super::to_i64;
@@ -21,7 +21,8 @@ pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) const COMPACT_BUSY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Open the connection the writer thread will own, bringing the schema up to date
-/// and indexing what an earlier process left unindexed.
+/// and indexing what an earlier process left unindexed (messages stored before
+/// the index had its columns are the writer's to index, in the background).
 pub(super) fn open_writer_connection(path: &Path, created: bool) -> Result<Connection, StoreError> {
     let mut conn = open_connection(path, true)?;
     // WAL lets readers in other processes work while the writer commits, and
@@ -39,7 +40,6 @@ pub(super) fn open_writer_connection(path: &Path, created: bool) -> Result<Conne
     if created {
         sync_parent_dir(path);
     }
-    index_older_messages(&mut conn)?;
     // Best effort: a store at its size limit must still open (to be read and
     // emptied) even if there is no room for the index rows.
     if let Err(error) = index_unindexed(&mut conn) {

@@ -1,27 +1,44 @@
 //! The FTS5 search index: what of a message goes into it, and indexing what
 //! was stored before it existed or before a crash let the writer index it.
 
+use std::collections::HashSet;
+
 use rusqlite::{Connection, TransactionBehavior, params};
 
-use super::changes::ChangeLog;
-use super::queries::from_json;
+use super::queries::{from_json, to_json};
 use super::to_i64;
 use crate::mime::Digest;
-use crate::{Address, StoreError, mime};
+use crate::{Address, StoreError, mime, summary};
 
-/// Messages stored before the search index existed are indexed this many at a
-/// time (or [`BACKFILL_BATCH_BYTES`]), one transaction each, so other processes
-/// get the write lock in between.
+/// Messages a crashed writer left unindexed are indexed this many at a time
+/// when the store opens (or [`BACKFILL_BATCH_BYTES`]; that also bounds an
+/// [`OlderMessages`] batch), one transaction each, so other processes get the
+/// write lock in between.
 pub(super) const BACKFILL_BATCH: usize = 256;
 pub(super) const BACKFILL_BATCH_BYTES: usize = 16 << 20;
 
-/// What the search index gets of one message, column by column.
+/// The writer thread indexes older messages ([`OlderMessages`]) this many at a
+/// time: a delivery that arrives meanwhile waits for the batch to commit, so it
+/// is small (with 256, deliveries waited 180 ms at the median in a debug build
+/// on a busy machine), and a transaction without a sync costs little.
+const OLDER_BATCH: usize = 32;
+
+/// What the search index gets of one message, column by column (the columns of
+/// schema migration 6; `search_sql.rs` says which filter reads which).
 #[derive(Debug, Clone, Default)]
 pub(super) struct IndexText {
     subject: String,
+    /// The From header and the envelope sender.
     sender: String,
+    /// The envelope recipients and the To and Cc headers.
     recipients: String,
     body: String,
+    cc: String,
+    /// The Bcc header and the blind recipients: envelope recipients that neither
+    /// To nor Cc names.
+    bcc: String,
+    reply_to: String,
+    message_id: String,
 }
 
 impl IndexText {
@@ -32,32 +49,71 @@ impl IndexText {
         let mut recipients = rcpt_to.join(" ");
         recipients.push(' ');
         push_addresses(&mut recipients, digest.to.iter().chain(&digest.cc));
+        let mut cc = String::new();
+        push_addresses(&mut cc, digest.cc.iter());
+        let mut bcc = String::new();
+        push_addresses(&mut bcc, digest.bcc.iter());
+        let named: HashSet<String> = digest
+            .to
+            .iter()
+            .chain(&digest.cc)
+            .map(|address| address.address.to_lowercase())
+            .collect();
+        for recipient in rcpt_to {
+            if !named.contains(&recipient.to_lowercase()) {
+                bcc.push_str(recipient);
+                bcc.push(' ');
+            }
+        }
+        let mut reply_to = String::new();
+        push_addresses(&mut reply_to, digest.reply_to.iter());
         IndexText {
             subject: digest.subject.clone(),
             sender,
             recipients,
             body: digest.body_text.clone(),
+            cc,
+            bcc,
+            reply_to,
+            message_id: digest.message_id.clone().unwrap_or_default(),
         }
     }
 
     /// The bytes this holds, to bound how much waits for indexing.
     pub(super) fn len(&self) -> usize {
-        self.subject.len() + self.sender.len() + self.recipients.len() + self.body.len()
+        [
+            &self.subject,
+            &self.sender,
+            &self.recipients,
+            &self.body,
+            &self.cc,
+            &self.bcc,
+            &self.reply_to,
+            &self.message_id,
+        ]
+        .iter()
+        .map(|column| column.len())
+        .sum()
     }
 }
 
 /// Add message `id` to the search index; the caller owns the transaction.
 pub(super) fn index_message(conn: &Connection, id: i64, text: &IndexText) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT INTO search (rowid, subject, sender, recipients, body)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO search
+            (rowid, subject, sender, recipients, body, cc, bcc, reply_to, message_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         id,
         text.subject,
         text.sender,
         text.recipients,
-        text.body
+        text.body,
+        text.cc,
+        text.bcc,
+        text.reply_to,
+        text.message_id,
     ])?;
     Ok(())
 }
@@ -129,52 +185,136 @@ pub(super) fn push_addresses<'a>(text: &mut String, addresses: impl Iterator<Ite
     }
 }
 
-/// Index the messages stored before the search index existed (a store from a
-/// build without it), newest first, in batches of their own transactions. Two
-/// processes opening the file at once share the work rather than repeat it.
-pub(super) fn index_older_messages(conn: &mut Connection) -> Result<(), StoreError> {
-    let mut below = unindexed_below(conn)?;
-    if below <= 1 {
-        return Ok(());
-    }
-    let pending: i64 = conn.query_row(
-        "SELECT count(*) FROM messages WHERE id < ?1",
-        [below],
-        |row| row.get(0),
-    )?;
-    tracing::info!(messages = pending, "indexing stored messages for search");
-    while below > 1 {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        below = unindexed_below(&tx)?;
-        let mut next_below = 0;
-        {
-            let mut statement = tx.prepare_cached(
-                "SELECT m.id, m.mail_from, m.rcpt_to, r.data
-                 FROM messages AS m JOIN raw AS r ON r.id = m.id
-                 WHERE m.id < ?1 ORDER BY m.id DESC",
-            )?;
-            let mut rows = statement.query([below])?;
-            let (mut count, mut bytes) = (0, 0);
-            while count < BACKFILL_BATCH && bytes < BACKFILL_BATCH_BYTES {
-                let Some(row) = rows.next()? else {
-                    break;
-                };
-                let id: i64 = row.get(0)?;
-                let rcpt_to: Vec<String> = from_json(row, 2)?;
-                let raw = row.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?;
-                let text = IndexText::new(&row.get::<_, String>(1)?, &rcpt_to, &mime::digest(raw));
-                index_message(&tx, id, &text)?;
-                next_below = id;
-                count += 1;
-                bytes += raw.len();
+/// The messages stored before the search index had its present columns (a
+/// store from a build before schema migration 2, or 6, which rebuilt it): the
+/// writer thread indexes them newest first, a batch at a time in its own
+/// transaction, whenever no delivery is waiting ([`OlderMessages::index_batch`]).
+/// Opening a store does not wait for this: at 100,000 messages it takes
+/// minutes in a debug build. Until it is done, search finds the older
+/// messages not yet reached. Two processes with the file open share the work
+/// rather than repeat it: each batch starts below where the last one, of
+/// either process, ended (`store_state.unindexed_below`).
+#[derive(Debug, Default)]
+pub(super) struct OlderMessages {
+    pending: bool,
+}
+
+impl OlderMessages {
+    /// Whether there is such work, logging how much.
+    pub(super) fn find(conn: &Connection) -> OlderMessages {
+        let pending = || -> rusqlite::Result<i64> {
+            let below = unindexed_below(conn)?;
+            if below <= 1 {
+                return Ok(0);
+            }
+            conn.query_row(
+                "SELECT count(*) FROM messages WHERE id < ?1",
+                [below],
+                |row| row.get(0),
+            )
+        };
+        match pending() {
+            Ok(0) => OlderMessages { pending: false },
+            Ok(messages) => {
+                tracing::info!(
+                    messages,
+                    "indexing stored messages for search in the background"
+                );
+                OlderMessages { pending: true }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot tell whether stored messages need indexing for search");
+                OlderMessages { pending: false }
             }
         }
-        tx.execute("UPDATE store_state SET unindexed_below = ?1", [next_below])?;
-        ChangeLog::next_seq(&tx)?;
-        tx.commit()?;
-        below = next_below;
     }
-    tracing::info!("search index complete");
+
+    /// Whether some messages still wait.
+    pub(super) fn pending(&self) -> bool {
+        self.pending
+    }
+
+    /// Index the next batch. On failure the work stops here and the next open of
+    /// the store takes it up again where it ended.
+    pub(super) fn index_batch(&mut self, conn: &mut Connection) {
+        match index_older_batch(conn) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.pending = false;
+                tracing::info!("search index complete");
+            }
+            Err(error) => {
+                self.pending = false;
+                tracing::warn!(
+                    %error,
+                    "indexing stored messages for search failed; it goes on when the store is next opened"
+                );
+            }
+        }
+    }
+}
+
+/// Index one batch of older messages ([`OlderMessages`]) in one transaction;
+/// `false` once none are left.
+fn index_older_batch(conn: &mut Connection) -> Result<bool, StoreError> {
+    // As in index_pending: a batch lost in a power cut is redone at the next
+    // open, as `unindexed_below` moves in the same transaction.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let result = write_older_batch(conn);
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    result
+}
+
+fn write_older_batch(conn: &mut Connection) -> Result<bool, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let below = unindexed_below(&tx)?;
+    if below <= 1 {
+        return Ok(false);
+    }
+    let mut next_below = 0;
+    {
+        let mut statement = tx.prepare_cached(
+            "SELECT m.id, m.mail_from, m.rcpt_to, r.data
+             FROM messages AS m JOIN raw AS r ON r.id = m.id
+             WHERE m.id < ?1 ORDER BY m.id DESC",
+        )?;
+        let mut rows = statement.query([below])?;
+        let (mut count, mut bytes) = (0, 0);
+        while count < OLDER_BATCH && bytes < BACKFILL_BATCH_BYTES {
+            let Some(row) = rows.next()? else {
+                break;
+            };
+            let id: i64 = row.get(0)?;
+            let rcpt_to: Vec<String> = from_json(row, 2)?;
+            let raw = row.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?;
+            let digest = mime::digest(raw);
+            let text = IndexText::new(&row.get::<_, String>(1)?, &rcpt_to, &digest);
+            index_message(&tx, id, &text)?;
+            fill_parsed_columns(&tx, id, &digest)?;
+            next_below = id;
+            count += 1;
+            bytes += raw.len();
+        }
+    }
+    // No change number (changes.rs): no reader has to reload for this, and
+    // with one, a server's own web page would be told to at every batch.
+    tx.execute("UPDATE store_state SET unindexed_below = ?1", [next_below])?;
+    tx.commit()?;
+    Ok(next_below > 1)
+}
+
+/// Fill the columns schema migration 6 added from what only the raw message
+/// says (`inline`, `bcc_list`, `bcc_count`) for a message stored before it,
+/// whose `inline` is still NULL.
+fn fill_parsed_columns(conn: &Connection, id: i64, digest: &Digest) -> rusqlite::Result<()> {
+    let (bcc, bcc_count) = summary::stored_list(&digest.bcc);
+    // As at delivery: the count only when the list is cut (schema migration 5).
+    let bcc_count = (bcc_count > bcc.len() as u64).then_some(to_i64(bcc_count));
+    conn.prepare_cached(
+        "UPDATE messages SET inline = ?2, bcc_list = ?3, bcc_count = ?4
+         WHERE id = ?1 AND inline IS NULL",
+    )?
+    .execute(params![id, digest.inline, to_json(&bcc)?, bcc_count])?;
     Ok(())
 }
 

@@ -33,7 +33,6 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::broadcast;
 
 use crate::mime::{self, Digest};
-use crate::search::SqlParts;
 use crate::store::{MessageCounts, StoreEvent, StoreOptions, WriterStats};
 use crate::tags::TagName;
 use crate::{
@@ -48,7 +47,7 @@ use queries::{
     Indexing, SUMMARY_COLUMNS, from_json, insert_message, stored_message_from_row, summary_of,
 };
 use reserve::Reserve;
-use search_sql::{count_matching, ids_matching, page_matching};
+use search_sql::{SqlParts, count_matching, ids_matching, page_matching, to_sql};
 use tags::{apply_rules, tag_message};
 use writer::Writer;
 
@@ -190,7 +189,7 @@ impl SqliteStore {
         query: &SearchQuery,
         page: &ListQuery,
     ) -> Result<SearchPage, StoreError> {
-        let parts = query.to_sql();
+        let parts = to_sql(query);
         self.with_connection(|conn| {
             let tx = conn.transaction()?;
             let matches = count_matching(&tx, &parts)?;
@@ -201,7 +200,7 @@ impl SqliteStore {
     }
 
     pub(crate) fn delete_matching(&self, query: &SearchQuery) -> Result<u64, StoreError> {
-        let parts = query.to_sql();
+        let parts = to_sql(query);
         let ids = self.with_connection(|conn| Ok(ids_matching(conn, &parts)?))?;
         self.delete(&ids)
     }
@@ -628,7 +627,7 @@ mod tests {
     use rusqlite::params_from_iter;
     use rusqlite::types::Value;
 
-    use super::search_sql::{matching_clauses, matching_from, order_column};
+    use super::search_sql::{matching_clauses, matching_from, order_column, to_sql};
     use super::*;
 
     /// Many threads querying at once share at most MAX_READERS connections, and
@@ -663,7 +662,7 @@ mod tests {
 
     /// The query plan of a page of `query`, one line per step.
     fn plan(store: &SqliteStore, query: &str, before: Option<i64>) -> String {
-        let parts = SearchQuery::parse(query).unwrap().to_sql();
+        let parts = to_sql(&SearchQuery::parse(query).unwrap());
         let (clauses, mut params) = matching_clauses(&parts, before.map(MessageId));
         params.extend([Value::Integer(50), Value::Integer(0)]);
         let sql = format!(
@@ -698,6 +697,14 @@ mod tests {
             ("-invoice", None),
             ("is:unread", Some(10)),
             ("has:attachment -from:x", None),
+            ("tag:urgent", None),
+            ("tag:urgent", Some(10)),
+            ("invoice tag:urgent", None),
+            ("-tag:urgent is:untagged", Some(10)),
+            ("is:flagged", Some(10)),
+            ("is:tagged larger:10k smaller:1m", None),
+            ("addressed:bob cc:x -bcc:y has:inline", Some(10)),
+            ("message-id:abc reply-to:z after:2026-11-24", None),
         ] {
             let plan = plan(&store, query, before);
             assert!(!plan.contains("TEMP B-TREE"), "{query:?}:\n{plan}");

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, param
 use super::changes::commit_change;
 use super::queries::to_json;
 use super::queries::{SUMMARY_COLUMNS, listed_summary_from_row};
-use super::search_sql::{matching_clauses, matching_from};
+use super::search_sql::{matching_clauses, matching_from, to_sql};
 use super::{SqliteStore, to_i64, unique};
 use crate::store::{StoreEvent, TagChange};
 use crate::tags::{TagName, TagRule};
@@ -80,7 +80,7 @@ pub(super) fn apply_rules(
     }
     let id_list = to_json(&ids.iter().map(|id| id.0).collect::<Vec<_>>())?;
     for rule in rules {
-        let parts = rule.query.to_sql();
+        let parts = to_sql(&rule.query);
         let (mut clauses, mut values) = matching_clauses(&parts, None);
         clauses.push("m.id IN (SELECT value FROM json_each(?))".into());
         values.push(Value::Text(id_list.clone()));

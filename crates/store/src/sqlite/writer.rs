@@ -22,7 +22,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::changes::{Announcer, commit_change};
-use super::index::{IndexText, index_pending};
+use super::index::{IndexText, OlderMessages, index_pending};
 use super::queries::{Indexing, insert_message, summary_of};
 use super::tags::{apply_rules, tag_event, tag_message};
 use crate::mime::Digest;
@@ -164,16 +164,22 @@ fn run(
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     let mut unindexed = Unindexed::default();
+    let mut older = OlderMessages::find(&conn);
     loop {
         // Index when idle: only when no delivery is waiting, so the tokenizer
-        // never delays a 250.
-        let next = if unindexed.pending.is_empty() {
+        // never delays a 250. New messages first, then older ones a batch at
+        // a time.
+        let next = if unindexed.pending.is_empty() && !older.pending() {
             requests.blocking_recv()
         } else {
             match requests.try_recv() {
                 Ok(request) => Some(request),
                 Err(mpsc::error::TryRecvError::Empty) => {
-                    unindexed.index(&mut conn, announce);
+                    if unindexed.pending.is_empty() {
+                        older.index_batch(&mut conn);
+                    } else {
+                        unindexed.index(&mut conn, announce);
+                    }
                     continue;
                 }
                 Err(mpsc::error::TryRecvError::Disconnected) => None,

@@ -1,17 +1,12 @@
-//! Process and program plumbing shared by every integration test crate: the binary
-//! under test, children that are killed and reaped when dropped, signals, the lines a
-//! child prints, running a command to completion with a deadline, installed peers and
-//! free ports. The protocol-specific helpers live in `support`, `mail_support` and
-//! `send_support`, which use this module through `crate::common`.
+//! Processes: the binary under test, children that are killed and reaped when
+//! dropped, signals, the lines a child prints, and the one command runner ([`Run`],
+//! over [`run`]) that runs a command to completion with a deadline.
 //!
 //! Every wait here has a deadline, so a broken binary fails a test instead of hanging it.
 
-// Each test crate uses a different part of this module.
-#![allow(dead_code)]
-
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{TcpListener, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -99,6 +94,26 @@ pub fn spawn_collected(
     let stdout = Lines::collect(child.stdout.take().expect("stdout is piped"));
     let stderr = Lines::collect(child.stderr.take().expect("stderr is piped"));
     (ChildGuard::new(child, what), stdout, stderr)
+}
+
+/// (VmRSS, VmHWM) of process `pid` in bytes, from /proc: what it holds now and the
+/// most it ever held.
+pub fn memory(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+            * 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Whole MiB in `bytes`, for messages about memory.
+pub fn mib(bytes: u64) -> u64 {
+    bytes >> 20
 }
 
 /// Sends SIGTERM, as `kill -TERM` or a service manager would.
@@ -259,9 +274,15 @@ impl Lines {
 // ---------------------------------------------------------------------------------------
 // Running a command to completion
 
-/// What a finished command printed.
+/// How long a command that should finish on its own (`sokkel mail list`, a python3
+/// one-liner, `sokkel mail send`, swaks) may take before the test calls it stuck.
+pub const COMMAND_LIMIT: Duration = Duration::from_secs(60);
+
+/// What a finished command did.
 #[derive(Debug)]
 pub struct Finished {
+    /// The command line, for failure messages.
+    pub command: String,
     pub status: ExitStatus,
     pub stdout: Vec<u8>,
     pub stderr: String,
@@ -274,10 +295,16 @@ impl Finished {
         String::from_utf8_lossy(&self.stdout).into_owned()
     }
 
-    /// The exit status, stdout and stderr, for assertion messages.
+    /// The exit code; `None` if a signal ended the command.
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    /// The command, exit status, stdout and stderr, for assertion messages.
     pub fn describe(&self) -> String {
         format!(
-            "exit: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            "`{}`: exit: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.command,
             self.status,
             self.stdout_text(),
             self.stderr
@@ -285,23 +312,180 @@ impl Finished {
     }
 
     /// Panics, showing the output, unless the command exited 0.
+    #[track_caller]
     pub fn assert_success(self, what: &str) -> Finished {
         assert!(self.status.success(), "{what} failed: {}", self.describe());
         self
     }
+
+    /// Panics, showing everything, unless the exit code is `code`.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code(),
+            Some(code),
+            "expected exit code {code}: {}",
+            self.describe()
+        );
+        self
+    }
+
+    /// The one non-empty line on stderr of a command that failed as a user mistake
+    /// should: a non-zero exit, exactly one line, no panic. Panics otherwise.
+    #[track_caller]
+    pub fn one_error_line(&self) -> String {
+        assert!(!self.status.success(), "it succeeded: {}", self.describe());
+        assert!(!self.stderr.contains("panicked"), "{}", self.describe());
+        let lines: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        assert_eq!(lines.len(), 1, "want one line: {}", self.describe());
+        lines[0].to_owned()
+    }
+
+    /// The lines of stderr that are not the transcript or log output: the one-line
+    /// failure message `sokkel: ...`.
+    pub fn failure_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("sokkel: "))
+            .collect()
+    }
+
+    /// The single `sokkel: ...` failure line; panics if there is not exactly one.
+    #[track_caller]
+    pub fn failure(&self) -> &str {
+        let lines = self.failure_lines();
+        assert_eq!(
+            lines.len(),
+            1,
+            "expected one `sokkel: ...` line on stderr: {}",
+            self.describe()
+        );
+        lines[0]
+    }
+
+    /// The transcript lines of `-v` output (` -> `, ` <- `, ` ~> `, ` <~ `, `=== `).
+    pub fn transcript(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| {
+                l.starts_with(" -> ")
+                    || l.starts_with(" <- ")
+                    || l.starts_with(" ~> ")
+                    || l.starts_with(" <~ ")
+                    || l.starts_with("=== ")
+            })
+            .collect()
+    }
 }
 
-/// Runs `sokkel ARGS` (see [`sokkel_command`]) like [`run`].
-pub fn run_sokkel(args: &[&str], stdin: &[u8], timeout: Duration) -> Finished {
-    let mut command = sokkel_command();
-    command.args(args);
-    run(command, stdin, timeout)
+/// A command to run to completion: `sokkel ARGS` ([`sokkel`]) or any program
+/// ([`program`]), with every `SOKKEL_*` variable of the test's own environment
+/// removed so the developer's settings cannot leak into a test, stdin empty and a
+/// deadline of [`COMMAND_LIMIT`] unless the test says otherwise.
+#[derive(Debug)]
+pub struct Run {
+    command: Command,
+    stdin: Vec<u8>,
+    timeout: Duration,
+    shown: String,
+}
+
+/// `sokkel ARGS`, to be run with [`Run::run`]. `mail serve` listens for POP3 on a
+/// port of its own choosing unless the arguments name `--pop3` or `--no-pop3`.
+pub fn sokkel<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Run {
+    let mut run = program(SOKKEL, args);
+    run.command.env("SOKKEL_POP3_LISTEN", "127.0.0.1:0");
+    run
+}
+
+/// `PROGRAM ARGS`, to be run with [`Run::run`]; a program that is not installed
+/// fails the test saying so.
+pub fn program<S: AsRef<OsStr>>(
+    program: impl AsRef<OsStr>,
+    args: impl IntoIterator<Item = S>,
+) -> Run {
+    let mut command = Command::new(program.as_ref());
+    let mut shown = Path::new(program.as_ref())
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    for arg in args {
+        shown.push(' ');
+        shown.push_str(&arg.as_ref().to_string_lossy());
+        command.arg(arg);
+    }
+    without_sokkel_env(&mut command);
+    Run {
+        command,
+        stdin: Vec::new(),
+        timeout: COMMAND_LIMIT,
+        shown,
+    }
+}
+
+/// `python3 -c PROGRAM ARGS`. Every machine these tests run on has python3: a
+/// missing one fails the test rather than skipping it.
+pub fn python3(source: &str, args: &[&str]) -> Run {
+    let mut run = program("python3", ["-c", source]);
+    run.command.args(args);
+    run.shown = format!("python3 -c <program> {}", args.join(" "));
+    run
+}
+
+impl Run {
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.shown.push(' ');
+        self.shown.push_str(&arg.as_ref().to_string_lossy());
+        self.command.arg(arg);
+        self
+    }
+
+    pub fn args<S: AsRef<OsStr>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
+        for arg in args {
+            self = self.arg(arg);
+        }
+        self
+    }
+
+    pub fn env(mut self, name: &str, value: impl AsRef<OsStr>) -> Self {
+        self.command.env(name, value);
+        self
+    }
+
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.stdin = bytes.into();
+        self
+    }
+
+    pub fn current_dir(mut self, dir: &Path) -> Self {
+        self.command.current_dir(dir);
+        self
+    }
+
+    /// The deadline instead of [`COMMAND_LIMIT`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Runs to the end and collects the output; see [`run`].
+    pub fn run(self) -> Finished {
+        run_shown(self.command, &self.stdin, self.timeout, self.shown)
+    }
 }
 
 /// Runs `command` with `stdin` piped in and waits for it to exit; kills it and panics,
-/// showing what it printed, if it takes longer than `timeout`.
-pub fn run(mut command: Command, stdin: &[u8], timeout: Duration) -> Finished {
-    let what = format!("{command:?}");
+/// showing what it printed, if it takes longer than `timeout`. The engine under
+/// [`Run`], for a `Command` the test has built itself.
+pub fn run(command: Command, stdin: &[u8], timeout: Duration) -> Finished {
+    let shown = format!("{command:?}");
+    run_shown(command, stdin, timeout, shown)
+}
+
+fn run_shown(mut command: Command, stdin: &[u8], timeout: Duration, what: String) -> Finished {
     let started = Instant::now();
     command
         .stdin(Stdio::piped())
@@ -332,6 +516,7 @@ pub fn run(mut command: Command, stdin: &[u8], timeout: Duration) -> Finished {
     let stderr = String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned();
     match status {
         Some(status) => Finished {
+            command: what,
             status,
             stdout,
             stderr,
@@ -354,7 +539,7 @@ pub fn read_all_in_background(mut pipe: impl Read + Send + 'static) -> thread::J
 }
 
 // ---------------------------------------------------------------------------------------
-// Peers and ports
+// Programs nobody here wrote, and scratch space
 
 /// Where `program` is installed, looking in PATH and the sbin directories Postfix
 /// uses; fails the test, with what to install, when it is missing.
@@ -375,15 +560,17 @@ pub fn require_program(program: &str, package: &str) -> PathBuf {
     );
 }
 
-/// A 127.0.0.1 TCP port nothing listens on right now (bound, read and released). For
-/// programs that cannot be told to pick their own port, and for refused connections.
-pub fn free_tcp_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local address").port()
+/// A fresh temporary directory, removed when dropped.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("sokkel-test-")
+        .tempdir()
+        .expect("cannot create a temporary directory")
 }
 
-/// A 127.0.0.1 UDP port nothing is bound to right now.
-pub fn free_udp_port() -> u16 {
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    socket.local_addr().expect("local address").port()
+/// A file in this kit's directory (the Python helpers in `py/`).
+pub fn kit_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/kit")
+        .join(name)
 }
