@@ -70,6 +70,11 @@ pub enum MailCommand {
     /// Mark messages unread.
     #[command(after_help = "Examples:\n  sokkel mail unread 41 42")]
     Unread(MarkArgs),
+    /// Add or remove tags of messages, and print their tags.
+    #[command(
+        after_help = "Examples:\n  sokkel mail tag 41 42 --add invoices --add 'to do'\n  sokkel mail tag latest --remove 'to do'\n  sokkel mail tag 41                         print its tags\n\nTag names: letters and digits of any script, spaces and - _ . @; at most 100\ncharacters; compared without regard to case."
+    )]
+    Tag(TagArgs),
     /// Send a message over SMTP, like swaks: TLS, AUTH, attachments, a transcript with -v.
     #[command(after_help = SEND_HELP)]
     Send(SendArgs),
@@ -313,6 +318,40 @@ pub struct MailServeArgs {
     pub security: SecurityArgs,
     #[command(flatten)]
     pub pop3: Pop3Args,
+    #[command(flatten)]
+    pub tags: TagsArgs,
+}
+
+/// How arriving messages get tags.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Tags")]
+pub struct TagsArgs {
+    /// Tag every arriving message that matches a search (repeatable): 'NAME=QUERY', e.g. 'invoices=subject:invoice'. Runs once the message is indexed, never delaying its 250; SOKKEL_TAG holds one rule.
+    #[arg(long = "tag", value_name = "NAME=QUERY", value_parser = parse_tag_rule, env = "SOKKEL_TAG")]
+    pub rules: Vec<sokkel_store::tags::TagRule>,
+    /// Tag sources to turn off (Mailpit's flag): plus-addresses (user+tag@host), x-tags (the X-Tags header).
+    #[arg(
+        long,
+        value_name = "SOURCES",
+        value_delimiter = ',',
+        env = "SOKKEL_TAGS_DISABLE"
+    )]
+    pub tags_disable: Vec<TagSource>,
+}
+
+/// Where arriving messages' tags come from, for `--tags-disable`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TagSource {
+    /// `user+tag@host` among the recipients, To, Cc, Bcc and From.
+    #[value(alias = "plus-addressing")]
+    PlusAddresses,
+    /// The `X-Tags: a, b` header.
+    #[value(alias = "xtags")]
+    XTags,
+}
+
+fn parse_tag_rule(s: &str) -> Result<sokkel_store::tags::TagRule, String> {
+    sokkel_store::tags::TagRule::parse(s).map_err(|error| error.to_string())
 }
 
 /// POP3, so mail readers can fetch what the catcher caught.
@@ -411,6 +450,24 @@ pub struct ListArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Only messages with this tag (any case).
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Message ids, or `latest`.
+    #[arg(value_name = "ID", required = true)]
+    pub ids: Vec<String>,
+    /// A tag to add (repeatable).
+    #[arg(long, value_name = "TAG")]
+    pub add: Vec<String>,
+    /// A tag to remove (repeatable); a tag no message has any more disappears.
+    #[arg(long, value_name = "TAG")]
+    pub remove: Vec<String>,
 }
 
 #[derive(Debug, Args)]

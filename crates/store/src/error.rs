@@ -8,8 +8,8 @@ use rusqlite::ErrorCode;
 
 /// An error from the store.
 ///
-/// Every variant is transient from SMTP's point of view (`451 4.3.0`): the message
-/// was not stored, and nothing of it was. The error is `Clone` because one failed
+/// Every variant a delivery can meet is transient from SMTP's point of view
+/// (`451 4.3.0`): the message was not stored, and nothing of it was. The error is `Clone` because one failed
 /// group commit answers every delivery in the batch with the same error.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -48,6 +48,10 @@ pub enum StoreError {
         /// The newest version this build knows.
         supported: i64,
     },
+    /// A tag name broke the rules of [`crate::tags`], or a request named too
+    /// many: the caller's mistake, nothing was changed.
+    #[error(transparent)]
+    Tag(#[from] crate::tags::TagError),
     /// The store's writer thread is gone (it panicked, or the process is shutting
     /// down), so nothing more can be delivered through this handle.
     #[error("the mail store is closed")]

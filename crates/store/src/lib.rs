@@ -32,6 +32,8 @@
 //! - [`Retention`] says how many messages the store keeps and for how long;
 //!   a [`Pruner`] deletes the rest in the background, in small batches that
 //!   deliveries get between.
+//! - [`tags`] says what a tag name may be and which tags an arriving message
+//!   gets (`X-Tags`, plus addresses, `--tag` rules).
 //! - An error that repeats on every retry (a full disk) is logged once per
 //!   interval with its count (`sokkel_net::repeated`).
 #![warn(missing_docs)]
@@ -45,6 +47,7 @@ mod search;
 mod sqlite;
 mod store;
 mod summary;
+pub mod tags;
 pub mod time;
 
 use std::time::SystemTime;
@@ -63,7 +66,8 @@ pub use sokkel_message::{
 };
 pub use sqlite::RAW_CHUNK_BYTES;
 pub use store::{
-    FlagChange, MessageCounts, RuntimeStats, Store, StoreEvent, StoreOptions, WriterStats,
+    FlagChange, MessageCounts, RuntimeStats, Store, StoreEvent, StoreOptions, TagChange,
+    WriterStats,
 };
 pub use summary::{
     SUMMARY_ADDRESS_BYTES, SUMMARY_ADDRESSES, SUMMARY_FIELD_BYTES, SUMMARY_RECIPIENT_BYTES,

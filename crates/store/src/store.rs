@@ -13,7 +13,8 @@ use std::time::SystemTime;
 use tokio::sync::broadcast;
 
 use crate::retention::{PruneReport, Retention};
-use crate::sqlite::SqliteStore;
+use crate::sqlite::{SqliteStore, TagEdit};
+use crate::tags::{TagName, Tagging};
 use crate::{
     ListQuery, MessageId, NewMessage, SearchPage, SearchQuery, StoreError, StoredMessage, Summary,
     paths, sqlite,
@@ -29,6 +30,8 @@ pub struct StoreOptions {
     pub max_size: Option<u64>,
     /// The most messages one group commit writes. Default 256.
     pub max_batch: usize,
+    /// How arriving messages are tagged (see [`crate::tags`]).
+    pub tagging: Tagging,
 }
 
 impl Default for StoreOptions {
@@ -36,6 +39,7 @@ impl Default for StoreOptions {
         StoreOptions {
             max_size: None,
             max_batch: 256,
+            tagging: Tagging::default(),
         }
     }
 }
@@ -103,10 +107,25 @@ pub enum StoreEvent {
     ReadChanged(Vec<MessageId>, bool),
     /// These messages were starred (`true`) or unstarred (`false`).
     FlaggedChanged(Vec<MessageId>, bool),
-    /// Another process changed the store (delivered, deleted, marked messages):
+    /// These messages' tags changed (set, added, removed, renamed, deleted, or
+    /// given by a `--tag` rule after delivery); each with its tags now. Empty
+    /// when nobody listened as the change was made. A change of more than 1,000
+    /// messages is announced as [`StoreEvent::Changed`] instead.
+    TagsChanged(Vec<TagChange>),
+    /// Another process changed the store (delivered, deleted, marked messages),
+    /// or this one changed the tags of too many messages to name them:
     /// whatever a subscriber shows may be stale, so it should query again. Sent
     /// within about a second of the other process's commit.
     Changed,
+}
+
+/// One message's tags after a change ([`StoreEvent::TagsChanged`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagChange {
+    /// The message.
+    pub id: MessageId,
+    /// Its tags now, sorted by name.
+    pub tags: Vec<String>,
 }
 
 /// The mail store: a cheap `Clone` handle that SMTP, POP3, the web API and the
@@ -327,13 +346,6 @@ impl Store {
         }
     }
 
-    /// Every tag in use, with how many messages have it, by name.
-    pub fn tag_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(store) => store.tag_counts(),
-        }
-    }
-
     /// What this handle has delivered and deleted since it was opened.
     pub fn runtime_stats(&self) -> RuntimeStats {
         match &self.backend {
@@ -407,6 +419,95 @@ impl Store {
     ) -> Result<Option<Vec<u8>>, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.raw_chunk(id, offset, max),
+        }
+    }
+
+    /// Every tag in use, sorted by name (ignoring case), with how many messages
+    /// have it.
+    pub fn tags(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.tags(),
+        }
+    }
+
+    /// The names of every tag in use, sorted by name (ignoring case): what
+    /// [`Store::tags`] lists without counting, so it stays cheap however many
+    /// messages are tagged.
+    pub fn tag_names(&self) -> Result<Vec<String>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.tag_names(),
+        }
+    }
+
+    /// A page of the messages tagged `tag` (any case), newest first, as
+    /// [`Store::list`] pages. A tag no message has gives an empty page.
+    pub fn list_tagged(&self, tag: &str, page: &ListQuery) -> Result<Vec<Summary>, StoreError> {
+        let tag = TagName::parse(tag)?;
+        match &self.backend {
+            Backend::Sqlite(store) => store.list_tagged(&tag, page),
+        }
+    }
+
+    /// Replace the tags of the messages `ids` with `tags` (an empty list clears
+    /// them); returns how many of the messages exist. Names follow
+    /// [`crate::tags`]'s rules, else [`StoreError::Tag`] and nothing changes.
+    /// Announced as [`StoreEvent::TagsChanged`] for the messages that changed.
+    pub fn set_tags<S: AsRef<str>>(
+        &self,
+        ids: &[MessageId],
+        tags: &[S],
+    ) -> Result<u64, StoreError> {
+        self.edit_tags(ids, tags, TagEdit::Set)
+    }
+
+    /// Add `tags` to the messages `ids`, as [`Store::set_tags`] does.
+    pub fn add_tags<S: AsRef<str>>(
+        &self,
+        ids: &[MessageId],
+        tags: &[S],
+    ) -> Result<u64, StoreError> {
+        self.edit_tags(ids, tags, TagEdit::Add)
+    }
+
+    /// Take `tags` off the messages `ids`, as [`Store::set_tags`] does. A tag
+    /// no message has any more disappears.
+    pub fn remove_tags<S: AsRef<str>>(
+        &self,
+        ids: &[MessageId],
+        tags: &[S],
+    ) -> Result<u64, StoreError> {
+        self.edit_tags(ids, tags, TagEdit::Remove)
+    }
+
+    fn edit_tags<S: AsRef<str>>(
+        &self,
+        ids: &[MessageId],
+        tags: &[S],
+        edit: TagEdit,
+    ) -> Result<u64, StoreError> {
+        let tags = TagName::parse_all(tags)?;
+        match &self.backend {
+            Backend::Sqlite(store) => store.change_tags(ids, &tags, edit),
+        }
+    }
+
+    /// Rename tag `from` to `to` on every message; if a tag `to` exists (in
+    /// any case) the two become one. A rename that changes only case keeps the
+    /// new spelling. `None` if there is no tag `from`, else how many messages
+    /// have it. Announced as [`StoreEvent::TagsChanged`].
+    pub fn rename_tag(&self, from: &str, to: &str) -> Result<Option<u64>, StoreError> {
+        let (from, to) = (TagName::parse(from)?, TagName::parse(to)?);
+        match &self.backend {
+            Backend::Sqlite(store) => store.rename_tag(&from, &to),
+        }
+    }
+
+    /// Take tag `name` off every message. `None` if there is no such tag, else
+    /// how many messages had it. Announced as [`StoreEvent::TagsChanged`].
+    pub fn delete_tag(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        let name = TagName::parse(name)?;
+        match &self.backend {
+            Backend::Sqlite(store) => store.delete_tag(&name),
         }
     }
 

@@ -573,6 +573,22 @@ fn modseq_grows_with_each_change(open: Open<'_>) {
     assert!(changed[0].1 > delivered);
     assert_eq!(store.highest_modseq().unwrap(), changed[0].1);
 
+    // Tags are a change too (IMAP keywords, later), also when renamed.
+    let flagged = store.highest_modseq().unwrap();
+    store.add_tags(&[ids[2]], &["later"]).unwrap();
+    let changed = store.changed_since(flagged).unwrap();
+    assert_eq!(
+        changed.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        [ids[2]]
+    );
+    let tagged = store.highest_modseq().unwrap();
+    store.rename_tag("later", "someday").unwrap();
+    let changed = store.changed_since(tagged).unwrap();
+    assert_eq!(
+        changed.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        [ids[2]]
+    );
+
     // Changing nothing is no change.
     let now = store.highest_modseq().unwrap();
     store.set_read(&[ids[0]], true).unwrap();

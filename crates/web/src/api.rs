@@ -151,13 +151,17 @@ pub(crate) async fn list(
     let page = blocking(&state, move |store| {
         let counts = store.count()?;
         let messages = store.list(&paging.list_query())?;
-        json_bytes(&MessagesJson::new(
-            counts,
-            counts.total,
-            Some(counts.unread),
-            paging.start,
-            &messages,
-        ))
+        let tags = store.tag_names()?;
+        json_bytes(
+            &MessagesJson::new(
+                counts,
+                counts.total,
+                Some(counts.unread),
+                paging.start,
+                &messages,
+            )
+            .with_tags(tags),
+        )
     })
     .await?;
     json_response(&state, page)
@@ -718,7 +722,7 @@ pub(crate) async fn info(State(state): State<AppState>) -> Result<Response, ApiE
             database_size: store.size_on_disk(),
             messages: counts.total,
             unread: counts.unread,
-            tags: store.tag_counts()?.into_iter().collect(),
+            tags: store.tags()?.into_iter().collect(),
             runtime_stats: RuntimeStatsJson {
                 uptime,
                 memory: resident_memory(),

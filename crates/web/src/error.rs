@@ -4,7 +4,8 @@
 //! message; clients written for it only look at the status. sokkel does the same,
 //! with messages that say what to change. Store errors a user can act on say so:
 //! a full store is 507 Insufficient Storage ("delete messages to make room"), a
-//! busy or closed one 503. Other failures of the store are logged and answered
+//! busy or closed one 503, a tag name the store refuses 400 with the reason.
+//! Other failures of the store are logged and answered
 //! with a plain 500, never with details a user cannot act on.
 
 use std::io;
@@ -48,6 +49,7 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(message) => (StatusCode::FORBIDDEN, message),
             ApiError::Unavailable(message) => (StatusCode::SERVICE_UNAVAILABLE, message),
             ApiError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, self.to_string()),
+            ApiError::Store(StoreError::Tag(error)) => (StatusCode::BAD_REQUEST, error.to_string()),
             ApiError::Store(error @ StoreError::Full) => {
                 (StatusCode::INSUFFICIENT_STORAGE, error.to_string())
             }

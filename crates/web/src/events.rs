@@ -7,7 +7,8 @@
 //!
 //! Frames: `{"Type":"new","Data":<summary>}` for each delivered message,
 //! `{"Type":"delete","Data":{"ID":"7"}}`, `{"Type":"update","Data":{"ID":"7",
-//! "Read":true}}`, `{"Type":"stats","Data":{"Total":..,"Unread":..,"Version":..}}`,
+//! "Read":true}}`, `{"Type":"update","Data":{"ID":"7","Tags":["a"]}}` when its
+//! tags changed, `{"Type":"stats","Data":{"Total":..,"Unread":..,"Version":..}}`,
 //! and `{"Type":"prune","Data":null}` when a client should reload its list: after
 //! "delete all", after changes too many to send one by one, when the hub fell
 //! behind the store, or after the retention policy pruned messages (as Mailpit
@@ -37,7 +38,9 @@ use sokkel_store::{Store, StoreEvent};
 use tokio::sync::{Notify, OwnedSemaphorePermit, broadcast};
 use tokio::time::Instant;
 
-use crate::json::{EventJson, FlaggedJson, IdJson, MessageSummaryJson, ReadJson, StatsJson};
+use crate::json::{
+    EventJson, FlaggedJson, IdJson, MessageSummaryJson, ReadJson, StatsJson, TagsUpdateJson,
+};
 use crate::{ApiError, AppState};
 
 /// One JSON text frame, shared by every client.
@@ -269,10 +272,23 @@ fn frames_for(event: &StoreEvent) -> Vec<Frame> {
                 )
             })
             .collect(),
+        StoreEvent::TagsChanged(changes) if changes.len() <= MAX_FRAMES_PER_CHANGE => changes
+            .iter()
+            .map(|change| {
+                frame(
+                    "update",
+                    TagsUpdateJson {
+                        id: change.id.to_string(),
+                        tags: &change.tags,
+                    },
+                )
+            })
+            .collect(),
         // Another process (`sokkel mail delete`, say) changed the store: reload.
         StoreEvent::Deleted(_)
         | StoreEvent::ReadChanged(..)
         | StoreEvent::FlaggedChanged(..)
+        | StoreEvent::TagsChanged(_)
         | StoreEvent::DeletedAll
         | StoreEvent::Pruned(_)
         | StoreEvent::Changed => {

@@ -3,8 +3,9 @@
 //!
 //! Field names are Mailpit's (PascalCase for messages, snake_case for the list
 //! envelope); IDs are the store's decimal ids as strings; times are RFC 3339 UTC.
-//! sokkel has no tags, so every `Tags` is `[]`. `Flagged` (the star) is
-//! sokkel's own.
+//! `Tags` are the message's tags, sorted by name; `tags` in a list answer
+//! names every tag in use.
+//! `Flagged` (the star) is sokkel's own.
 
 use std::collections::BTreeMap;
 
@@ -62,7 +63,7 @@ pub(crate) struct MessageSummaryJson<'a> {
     pub reply_to_count: u64,
     pub subject: &'a str,
     pub created: String,
-    pub tags: [String; 0],
+    pub tags: &'a [String],
     pub size: u64,
     pub attachments: u32,
     pub snippet: &'a str,
@@ -85,7 +86,7 @@ impl<'a> From<&'a Summary> for MessageSummaryJson<'a> {
             reply_to_count: summary.reply_to_count,
             subject: &summary.subject,
             created: rfc3339_millis(summary.received_at),
-            tags: [],
+            tags: &summary.tags,
             size: summary.size,
             attachments: summary.attachments,
             snippet: &summary.snippet,
@@ -109,6 +110,7 @@ pub(crate) struct MessagesJson<'a> {
     pub messages_unread: Option<u64>,
     /// The offset this page starts at.
     pub start: usize,
+    /// Every tag in use (Mailpit's list; not only this page's).
     pub tags: Vec<String>,
     pub messages: Vec<MessageSummaryJson<'a>>,
 }
@@ -132,6 +134,22 @@ impl<'a> MessagesJson<'a> {
             messages: page.iter().map(MessageSummaryJson::from).collect(),
         }
     }
+}
+
+impl MessagesJson<'_> {
+    /// The answer with `tags`, every tag in use.
+    pub(crate) fn with_tags(self, tags: Vec<String>) -> Self {
+        MessagesJson { tags, ..self }
+    }
+}
+
+/// The data of an `update` event about a message's tags.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct TagsUpdateJson<'a> {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub tags: &'a [String],
 }
 
 /// An attachment or inline part (Mailpit's `Attachment`).
@@ -287,7 +305,7 @@ impl<'a> MessageJson<'a> {
                 .date
                 .clone()
                 .unwrap_or_else(|| rfc3339_millis(summary.received_at)),
-            tags: Vec::new(),
+            tags: summary.tags.clone(),
             username: message.envelope.auth_user.as_deref().unwrap_or_default(),
             text: prefix(text, MESSAGE_BODY_BYTES),
             html: prefix(

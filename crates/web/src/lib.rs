@@ -44,6 +44,7 @@ mod json;
 mod openapi;
 mod search;
 mod serve;
+mod tags;
 mod ui;
 
 use std::sync::Arc;
@@ -269,6 +270,10 @@ fn route_table() -> RouteTable {
         .add(Method::GET, "/api/v1/message/{ID}/headers", api::headers)
         .add(Method::GET, "/api/v1/message/{ID}/envelope", api::envelope)
         .add(Method::GET, "/api/v1/message/{ID}/part/{PartID}", api::part)
+        .add(Method::GET, "/api/v1/tags", tags::list)
+        .add(Method::PUT, "/api/v1/tags", tags::set)
+        .add(Method::PUT, "/api/v1/tags/{Tag}", tags::rename)
+        .add(Method::DELETE, "/api/v1/tags/{Tag}", tags::delete)
         .add(Method::GET, "/api/v1/search", search::search)
         .add(Method::DELETE, "/api/v1/search", search::delete)
         .add(Method::GET, "/api/v1/openapi.json", openapi::document)

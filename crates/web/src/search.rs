@@ -71,13 +71,11 @@ pub(crate) async fn search(
             ),
             None => None,
         };
-        json_bytes(&MessagesJson::new(
-            counts,
-            page.matches,
-            unread,
-            paging.start,
-            &page.messages,
-        ))
+        let tags = store.tag_names()?;
+        json_bytes(
+            &MessagesJson::new(counts, page.matches, unread, paging.start, &page.messages)
+                .with_tags(tags),
+        )
     })
     .await?;
     json_response(&state, page)

@@ -1,4 +1,4 @@
-//! `sokkel mail serve | list | show | delete | flag | read | unread | send | compose`.
+//! `sokkel mail serve | list | show | delete | flag | read | unread | tag | send | compose`.
 
 mod compose;
 mod pop3;
@@ -7,6 +7,7 @@ mod security;
 mod send;
 pub mod sendmail;
 mod serve;
+mod tag;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +26,7 @@ pub fn run(command: MailCommand) -> anyhow::Result<ExitCode> {
         MailCommand::Flag(args) => read::flag(args),
         MailCommand::Read(args) => read::mark(args, true),
         MailCommand::Unread(args) => read::mark(args, false),
+        MailCommand::Tag(args) => tag::run(args),
         MailCommand::Send(args) => send::run(args),
         MailCommand::Compose(args) => compose::run(args),
     }

@@ -15,15 +15,23 @@ use sokkel_store::time::utc;
 
 pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let store = super::open_existing(&args.store)?;
-    let messages = store.list(&ListQuery {
+    let page = ListQuery {
         limit: args.limit as usize,
         offset: 0,
         before: None,
-    })?;
+    };
+    let messages = match &args.tag {
+        Some(tag) => store.list_tagged(tag, &page)?,
+        None => store.list(&page)?,
+    };
     let mut out = std::io::stdout().lock();
     if args.json {
         let rows: Vec<_> = messages.iter().map(summary_json).collect();
         writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let (true, Some(tag)) = (messages.is_empty(), &args.tag) {
+        writeln!(out, "no messages tagged {tag:?} in {}", store.location())?;
         return Ok(ExitCode::SUCCESS);
     }
     if messages.is_empty() {
@@ -60,7 +68,7 @@ pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         };
         let unread = if m.read { ' ' } else { '*' };
         let star = if m.flagged { '★' } else { ' ' };
-        writeln!(
+        write!(
             out,
             "{:>id_width$}{unread}{star} {:19}  {:28}  {:28}  {:30}  {:>9}",
             m.id,
@@ -70,6 +78,11 @@ pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
             cut(&m.subject, 30),
             size(m.size),
         )?;
+        if m.tags.is_empty() {
+            writeln!(out)?;
+        } else {
+            writeln!(out, "  [{}]", m.tags.join(", "))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -204,7 +217,7 @@ fn cannot_delete(db: &Path, error: StoreError) -> anyhow::Error {
     }
 }
 
-fn resolve_id(store: &Store, id: &str) -> anyhow::Result<MessageId> {
+pub(super) fn resolve_id(store: &Store, id: &str) -> anyhow::Result<MessageId> {
     if id.eq_ignore_ascii_case("latest") {
         return store.latest()?.context("the store holds no messages yet");
     }
@@ -247,6 +260,9 @@ fn write_message(out: &mut impl Write, message: &StoredMessage) -> anyhow::Resul
                 printable(value, false)
             )?;
         }
+    }
+    if !s.tags.is_empty() {
+        writeln!(out, "Tags:     {}", s.tags.join(", "))?;
     }
     for a in &parsed.attachments {
         writeln!(
@@ -325,6 +341,7 @@ fn summary_json(m: &Summary) -> serde_json::Value {
         "snippet": m.snippet,
         "read": m.read,
         "flagged": m.flagged,
+        "tags": m.tags,
         "bare_lf": m.bare_lf,
     })
 }

@@ -8,10 +8,11 @@ use sokkel_net::server::address_share;
 use sokkel_net::stats::SmtpCounters;
 use sokkel_smtp::server::session::{BareLf, SessionConfig};
 use sokkel_smtp::server::shell::{Listeners, ServerConfig, serve};
+use sokkel_store::tags::Tagging;
 use sokkel_store::{Pruner, Retention, Store, StoreEvent, StoreOptions};
 use sokkel_web::{AppState, HostPolicy, ServeLimits, WebConfig};
 
-use crate::cli::MailServeArgs;
+use crate::cli::{MailServeArgs, TagSource};
 use crate::hints::announce;
 use crate::listen::{bind_all, listen_addresses};
 use crate::mail::pop3::Pop3Listeners;
@@ -71,6 +72,11 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     };
     let options = StoreOptions {
         max_size: args.max_store_size.map(|s| s as u64),
+        tagging: Tagging {
+            x_tags: !args.tags.tags_disable.contains(&TagSource::XTags),
+            plus_addresses: !args.tags.tags_disable.contains(&TagSource::PlusAddresses),
+            rules: args.tags.rules.clone(),
+        },
         ..StoreOptions::default()
     };
     let store = Store::open(&path, options)

@@ -1,5 +1,6 @@
 // The npm client test suites use against Mailpit, pointed at sokkel:
 // node mailpit_api.mjs BASE_URL. Two messages were sent before; prints "ok".
+// Searching by tag needs the search's `tag:` operator (issue #12).
 import assert from "node:assert/strict";
 import { MailpitClient } from "mailpit-api";
 
@@ -45,6 +46,30 @@ assert.equal((await mailpit.setReadStatus({ IDs: [oldest.ID], Read: true })).tri
 assert.equal((await mailpit.listMessages()).unread, 0, "both read now");
 await mailpit.setReadStatus({ IDs: [oldest.ID], Read: false });
 assert.equal((await mailpit.listMessages()).unread, 1);
+
+// Tags: set, list, rename, search by, delete, clear; a bad name is a 400.
+assert.equal((await mailpit.setTags({ IDs: [newest.ID, oldest.ID], Tags: ["Portal", "to do"] })).trim(), "ok");
+await mailpit.setTags({ IDs: [newest.ID], Tags: ["Portal", "to do", "invoices"] });
+assert.deepEqual(await mailpit.getTags(), ["invoices", "Portal", "to do"]);
+const tagged = await mailpit.listMessages();
+assert.deepEqual(tagged.tags, ["invoices", "Portal", "to do"]);
+assert.deepEqual(tagged.messages[0].Tags, ["invoices", "Portal", "to do"]);
+assert.deepEqual(tagged.messages[1].Tags, ["Portal", "to do"]);
+assert.deepEqual((await mailpit.getMessageSummary(oldest.ID)).Tags, ["Portal", "to do"]);
+assert.deepEqual((await mailpit.getInfo()).Tags, { invoices: 1, Portal: 2, "to do": 2 });
+assert.equal((await mailpit.renameTag("to do", "done")).trim(), "ok");
+assert.deepEqual(await mailpit.getTags(), ["done", "invoices", "Portal"]);
+const byTag = await mailpit.searchMessages({ query: "tag:invoices" });
+assert.equal(byTag.messages_count, 1);
+assert.equal(byTag.messages[0].ID, newest.ID);
+assert.deepEqual(byTag.tags, ["done", "invoices", "Portal"]);
+assert.equal((await mailpit.searchMessages({ query: 'tag:"done"' })).messages_count, 2);
+assert.equal((await mailpit.deleteTag("Portal")).trim(), "ok");
+assert.deepEqual(await mailpit.getTags(), ["done", "invoices"]);
+await mailpit.setTags({ IDs: [newest.ID, oldest.ID] });
+assert.deepEqual(await mailpit.getTags(), [], "setTags without Tags clears them");
+await assert.rejects(mailpit.setTags({ IDs: [oldest.ID], Tags: ["semi;colon"] }), /400/);
+await assert.rejects(mailpit.deleteTag("no such tag"), /404/);
 
 await mailpit.deleteMessagesBySearch({ query: "subject:harmless" });
 assert.equal((await mailpit.listMessages()).total, 1);

@@ -27,8 +27,10 @@ beta["Subject"] = "Holiday photos"
 beta["Message-ID"] = "<beta-2@beta.test>"
 beta.set_content("Photos from the trip.")
 beta.add_alternative('<p>Photos <img src="cid:photo1"></p>', subtype="html")
+# With a file name, Python makes a part an attachment unless told otherwise.
 beta.get_payload()[1].add_related(b"\x89PNG" + b"\x00" * 30000, maintype="image",
-                                  subtype="png", cid="<photo1>", filename="photo1.png")
+                                  subtype="png", cid="<photo1>", filename="photo1.png",
+                                  disposition="inline")
 
 gamma = EmailMessage()
 gamma["From"] = "Gary <gary@gamma.test>"

@@ -23,6 +23,7 @@ mod reserve;
 mod retention;
 mod schema;
 mod search_sql;
+mod tags;
 mod writer;
 
 use std::fmt;
@@ -37,6 +38,7 @@ use crate::mime::{self, Digest};
 use crate::store::{
     FlagChange, MessageCounts, RuntimeStats, StoreEvent, StoreOptions, WriterStats,
 };
+use crate::tags::TagName;
 use crate::{
     ListQuery, MessageId, NewMessage, SearchPage, SearchQuery, StoreError, StoredMessage, Summary,
 };
@@ -51,9 +53,11 @@ use queries::{
 };
 use reserve::Reserve;
 use search_sql::{SqlParts, count_matching, ids_matching, page_matching, to_sql};
+use tags::{apply_rules, tag_message};
 use writer::Writer;
 
 pub use blob::RAW_CHUNK_BYTES;
+pub(crate) use tags::Edit as TagEdit;
 
 /// Connections for queries and deletes, opened on demand and kept for reuse. More
 /// callers than this wait for one to come free: every connection has its own page
@@ -108,6 +112,13 @@ struct Inner {
     deleted: AtomicU64,
 }
 
+impl Inner {
+    /// The tags `message` gets from its headers and addresses.
+    fn delivery_tags(&self, message: &NewMessage, digest: &Digest) -> Vec<TagName> {
+        self.options.tagging.at_delivery(message, digest)
+    }
+}
+
 impl fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqliteStore")
@@ -144,7 +155,13 @@ impl SqliteStore {
 
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let announcer = Announcer::new(Arc::new(ChangeLog::default()), events);
-        let writer = Writer::spawn(path, conn, options.max_batch, announcer.clone())?;
+        let writer = Writer::spawn(
+            path,
+            conn,
+            options.max_batch,
+            options.tagging.rules.clone(),
+            announcer.clone(),
+        )?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
@@ -437,20 +454,6 @@ impl SqliteStore {
         })
     }
 
-    pub(crate) fn tag_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        self.with_connection(|conn| {
-            let mut statement = conn.prepare_cached(
-                "SELECT t.name, count(*) FROM tags AS t
-                 JOIN message_tags AS mt ON mt.tag_id = t.id
-                 GROUP BY t.id ORDER BY t.name",
-            )?;
-            let rows = statement.query_map([], |row| {
-                Ok((row.get(0)?, row.get::<_, i64>(1)?.max(0) as u64))
-            })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
-    }
-
     pub(crate) fn runtime_stats(&self) -> RuntimeStats {
         let writer = self.inner.writer.stats();
         RuntimeStats {
@@ -496,17 +499,25 @@ impl SqliteStore {
             .iter()
             .map(|message| mime::digest(&message.raw))
             .collect();
+        let tags: Vec<Vec<TagName>> = messages
+            .iter()
+            .zip(&digests)
+            .map(|(message, digest)| self.inner.delivery_tags(message, digest))
+            .collect();
         let (ids, seq) = self.with_connection(|conn| {
             // New messages, so held to the size limit, which pooled connections
             // otherwise do not have (deletes must not fail for want of a page).
             cap_pages(conn, self.inner.options.max_size)?;
             let imported = (|| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let ids = messages
-                    .iter()
-                    .zip(&digests)
-                    .map(|(message, digest)| insert_message(&tx, message, digest, Indexing::Now))
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let mut ids = Vec::with_capacity(messages.len());
+                for ((message, digest), tags) in messages.iter().zip(&digests).zip(&tags) {
+                    let id = insert_message(&tx, message, digest, Indexing::Now)?;
+                    tag_message(&tx, id, tags)?;
+                    ids.push(id);
+                }
+                // Indexed in this transaction, so the rules can run in it too.
+                apply_rules(&tx, &self.inner.options.tagging.rules, &ids)?;
                 let seq = commit_change(tx, !ids.is_empty())?;
                 Ok((ids, seq))
             })();
@@ -518,9 +529,10 @@ impl SqliteStore {
             .iter()
             .zip(&messages)
             .zip(digests)
+            .zip(tags)
             .filter(|_| listening)
-            .map(|((id, message), digest)| {
-                StoreEvent::New(Arc::new(summary_of(*id, message, digest)))
+            .map(|(((id, message), digest), tags)| {
+                StoreEvent::New(Arc::new(summary_of(*id, message, digest, &tags)))
             });
         self.inner.announcer.announce(seq, events);
         Ok(ids)
@@ -621,18 +633,21 @@ impl SqliteStore {
     /// large, so this must run inside a tokio runtime), queue it for the writer
     /// thread, and resolve once the group commit that holds it has returned.
     pub(crate) async fn deliver(&self, message: NewMessage) -> Result<MessageId, StoreError> {
-        let (message, digest) = if message.raw.len() > INLINE_PARSE_LIMIT {
-            tokio::task::spawn_blocking(move || {
-                let digest = mime::digest(&message.raw);
-                (message, digest)
-            })
-            .await
-            .map_err(|_| StoreError::Closed)?
-        } else {
+        let large = message.raw.len() > INLINE_PARSE_LIMIT;
+        let inner = Arc::clone(&self.inner);
+        let prepare = move || {
             let digest = mime::digest(&message.raw);
-            (message, digest)
+            let tags = inner.delivery_tags(&message, &digest);
+            (message, digest, tags)
         };
-        self.inner.writer.submit(message, digest).await
+        let (message, digest, tags) = if large {
+            tokio::task::spawn_blocking(prepare)
+                .await
+                .map_err(|_| StoreError::Closed)?
+        } else {
+            prepare()
+        };
+        self.inner.writer.submit(message, digest, tags).await
     }
 }
 

@@ -9,6 +9,7 @@ use rusqlite::{Connection, Row, params};
 use super::index::{IndexText, index_message};
 use super::to_i64;
 use crate::mime::Digest;
+use crate::tags::TagName;
 use crate::{
     Address, Envelope, MessageId, NewMessage, SUMMARY_TEXT_BYTES, StoredMessage, Summary, TlsInfo,
     summary,
@@ -137,9 +138,14 @@ pub(super) fn touch(conn: &Connection, ids: &[MessageId], seq: i64) -> rusqlite:
     Ok(())
 }
 
-/// The summary a list would show for `message` once stored as `id`, bounded as
-/// a listed summary is.
-pub(super) fn summary_of(id: MessageId, message: &NewMessage, digest: Digest) -> Summary {
+/// The summary a list would show for `message` once stored as `id` with
+/// `tags`, bounded as a listed summary is.
+pub(super) fn summary_of(
+    id: MessageId,
+    message: &NewMessage,
+    digest: Digest,
+    tags: &[TagName],
+) -> Summary {
     let listed = |list: &[Address]| {
         let (stored, count) = summary::stored_list(list);
         (summary::listed(stored), count)
@@ -173,7 +179,11 @@ pub(super) fn summary_of(id: MessageId, message: &NewMessage, digest: Digest) ->
         snippet: digest.snippet,
         read: false,
         flagged: false,
-        tags: Vec::new(),
+        tags: {
+            let mut tags: Vec<String> = tags.iter().map(ToString::to_string).collect();
+            tags.sort_unstable_by_key(|tag| tag.to_lowercase());
+            tags
+        },
         bare_lf: message.envelope.bare_lf,
         parsed: digest.parsed,
     }

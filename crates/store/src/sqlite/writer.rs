@@ -23,10 +23,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::changes::{Announcer, commit_change};
 use super::index::{IndexText, OlderMessages, index_pending};
-use super::queries::{Indexing, insert_message, summary_of};
+use super::queries::{Indexing, insert_message, pending_seq, summary_of, touch};
+use super::tags::{apply_rules, tag_event, tag_message};
 use crate::mime::Digest;
 use crate::repeated::{REPEAT_INTERVAL, RepeatedLog};
 use crate::store::{StoreEvent, WriterStats};
+use crate::tags::{TagName, TagRule};
 use crate::{MessageId, NewMessage, StoreError};
 
 /// A batch stops growing once it holds this many bytes of messages, so one commit
@@ -43,6 +45,8 @@ const MAX_INDEX_BYTES: usize = 16 << 20;
 struct WriteRequest {
     message: NewMessage,
     digest: Digest,
+    /// From its headers and addresses.
+    tags: Vec<TagName>,
     reply: oneshot::Sender<Result<MessageId, StoreError>>,
 }
 
@@ -69,6 +73,7 @@ impl Writer {
         path: &Path,
         conn: Connection,
         max_batch: usize,
+        rules: Vec<TagRule>,
         announcer: Announcer,
     ) -> Result<Writer, StoreError> {
         let max_batch = max_batch.max(1);
@@ -85,6 +90,7 @@ impl Writer {
                     counters: &thread_counters,
                     announcer: &announcer,
                     failures: &failures,
+                    rules: &rules,
                 };
                 run(conn, receiver, max_batch, &announce);
             })
@@ -101,12 +107,14 @@ impl Writer {
         &self,
         message: NewMessage,
         digest: Digest,
+        tags: Vec<TagName>,
     ) -> Result<MessageId, StoreError> {
         let requests = self.requests.as_ref().ok_or(StoreError::Closed)?;
         let (reply, answer) = oneshot::channel();
         let request = WriteRequest {
             message,
             digest,
+            tags,
             reply,
         };
         requests
@@ -146,6 +154,8 @@ struct Announce<'a> {
     /// A store that stays full fails every batch the same way; one line per
     /// interval says so, with the count.
     failures: &'a RepeatedLog,
+    /// `--tag` rules, run on messages once they are indexed.
+    rules: &'a [TagRule],
 }
 
 fn run(
@@ -170,7 +180,7 @@ fn run(
                     if unindexed.pending.is_empty() {
                         older.index_batch(&mut conn);
                     } else {
-                        unindexed.index(&mut conn, announce.failures);
+                        unindexed.index(&mut conn, announce);
                     }
                     continue;
                 }
@@ -191,10 +201,10 @@ fn run(
         }
         group_commit(&mut conn, &mut batch, bytes, announce, &mut unindexed);
         if unindexed.full() {
-            unindexed.index(&mut conn, announce.failures);
+            unindexed.index(&mut conn, announce);
         }
     }
-    unindexed.index(&mut conn, announce.failures);
+    unindexed.index(&mut conn, announce);
 }
 
 /// Messages committed but not yet in the search index.
@@ -214,20 +224,24 @@ impl Unindexed {
         self.pending.len() >= MAX_INDEX_BATCH || self.bytes >= MAX_INDEX_BYTES
     }
 
-    /// Index everything pending. On failure the ids stay in the `unindexed` table
-    /// and the next open of the store indexes them.
-    fn index(&mut self, conn: &mut rusqlite::Connection, failures: &RepeatedLog) {
+    /// Index everything pending, then run the `--tag` rules on it (they need the
+    /// index). On failure the ids stay in the `unindexed` table and the next open
+    /// of the store indexes them.
+    fn index(&mut self, conn: &mut rusqlite::Connection, announce: &Announce<'_>) {
         if self.pending.is_empty() {
             return;
         }
-        if let Err(error) = index_pending(conn, &self.pending) {
-            let repeat = failures.occurrence(&error.to_string());
-            if repeat.should_log() {
-                tracing::warn!(
-                    %error,
-                    messages = self.pending.len(),
-                    "indexing messages for search failed; they are indexed when the store is next opened{repeat}"
-                );
+        match index_pending(conn, &self.pending) {
+            Ok(()) => tag_by_rules(conn, &self.pending, announce),
+            Err(error) => {
+                let repeat = announce.failures.occurrence(&error.to_string());
+                if repeat.should_log() {
+                    tracing::warn!(
+                        %error,
+                        messages = self.pending.len(),
+                        "indexing messages for search failed; they are indexed when the store is next opened{repeat}"
+                    );
+                }
             }
         }
         self.pending.clear();
@@ -247,6 +261,7 @@ fn group_commit(
         counters,
         announcer,
         failures,
+        ..
     } = announce;
     let messages = batch.len();
     match insert_batch(conn, batch) {
@@ -263,6 +278,7 @@ fn group_commit(
                 let WriteRequest {
                     message,
                     digest,
+                    tags,
                     reply,
                 } = request;
                 // The waiter may be gone (its client hung up); the message is
@@ -275,7 +291,7 @@ fn group_commit(
                 );
                 unindexed.push(id, text);
                 if notify {
-                    let summary = Arc::new(summary_of(id, &message, digest));
+                    let summary = Arc::new(summary_of(id, &message, digest, &tags));
                     events.push(StoreEvent::New(summary));
                 }
             }
@@ -305,8 +321,39 @@ fn insert_batch(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let ids = batch
         .iter()
-        .map(|request| insert_message(&tx, &request.message, &request.digest, Indexing::Deferred))
+        .map(|request| {
+            let id = insert_message(&tx, &request.message, &request.digest, Indexing::Deferred)?;
+            tag_message(&tx, id, &request.tags)?;
+            Ok(id)
+        })
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let seq = commit_change(tx, !ids.is_empty())?;
     Ok((ids, seq))
+}
+
+/// Run the `--tag` rules on the messages `pending` just indexed, in a
+/// transaction of its own, and announce what they tagged. A failure is logged:
+/// the messages stay stored and untagged.
+fn tag_by_rules(conn: &mut Connection, pending: &[(i64, IndexText)], announce: &Announce<'_>) {
+    if announce.rules.is_empty() {
+        return;
+    }
+    let ids: Vec<MessageId> = pending.iter().map(|(id, _)| MessageId(*id)).collect();
+    let tagged = (|| {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tagged = apply_rules(&tx, announce.rules, &ids)?;
+        let event = tag_event(&tx, &tagged, announce.announcer.listening())?;
+        touch(&tx, &tagged, pending_seq(&tx)?)?;
+        let seq = commit_change(tx, !tagged.is_empty())?;
+        Ok::<_, rusqlite::Error>((event, seq))
+    })();
+    match tagged {
+        Ok((event, seq)) => announce.announcer.announce(seq, [event]),
+        Err(error) => {
+            let repeat = announce.failures.occurrence(&error.to_string());
+            if repeat.should_log() {
+                tracing::warn!(%error, messages = ids.len(), "tagging new messages by the --tag rules failed{repeat}");
+            }
+        }
+    }
 }
