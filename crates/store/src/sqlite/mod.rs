@@ -341,9 +341,14 @@ impl SqliteStore {
             Ok((deleted, seq))
         })?;
         let count = deleted.len() as u64;
-        self.inner.deleted.fetch_add(count, Ordering::Relaxed);
+        self.count_deleted(count);
         self.inner.announcer.announce(seq, [announce_as(deleted)]);
         Ok(count)
+    }
+
+    /// Count `count` more deleted messages for [`RuntimeStats`].
+    fn count_deleted(&self, count: u64) {
+        self.inner.deleted.fetch_add(count, Ordering::Relaxed);
     }
 
     /// Run the delete transaction `work` on a pooled connection, making room for

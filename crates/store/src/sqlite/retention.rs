@@ -7,23 +7,25 @@
 //! one transaction through the same delete path as [`SqliteStore::delete`]
 //! (full-disk aware), announced as [`StoreEvent::Pruned`].
 //!
-//! The writer thread delivers on a connection of its own and, while a batch
-//! holds the write lock, waits in SQLite's busy handler, which retries after
-//! sleeps growing from 1 ms to 25 ms (100 ms after a quarter of a second).
-//! So after each batch the pruner pauses at least as long as the batch took
-//! (between [`MIN_PAUSE`] and [`MAX_PAUSE`]): the waiting writer's next retry
-//! falls inside the pause and gets the lock, and a 250 waits for at most about
-//! one batch.
+//! Each batch runs on the writer thread, between two group commits, so that
+//! deliveries and pruning take turns: a 250 waits for at most one batch, and
+//! pruning keeps its pace under a steady stream of mail. (A batch on a
+//! connection of its own lost every race for the write lock to the writer,
+//! which always had the next group commit queued: at 1,100 messages a second
+//! it pruned some 45 a second, and `--max` did not hold.) On a full disk a
+//! batch goes through [`SqliteStore::delete`]'s path instead, which gives the
+//! disk reserve back.
 //!
 //! ```text
-//! pruner:  [batch 128]  pause  [batch 128]  pause ...
-//! writer:     wait ──retry──▶[commit] [commit]   ...
+//! writer:  [commit] [prune 128] [commit] [commit] [prune 128] ...
 //! ```
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+use super::changes::commit_change;
 
 use super::SqliteStore;
 use super::connection::Room;
@@ -35,13 +37,6 @@ use crate::{MessageId, StoreError};
 /// Messages deleted per transaction: small, so that a delivery waiting for the
 /// write lock waits for little, and one batch's WAL fits the disk reserve.
 const PRUNE_BATCH: usize = 128;
-
-/// The shortest pause between two batches: longer than the busy handler's
-/// sleeps in a writer's first 100 ms of waiting.
-const MIN_PAUSE: Duration = Duration::from_millis(25);
-
-/// The longest pause: the busy handler's longest sleep.
-const MAX_PAUSE: Duration = Duration::from_millis(100);
 
 impl SqliteStore {
     pub(crate) fn prune(
@@ -97,16 +92,44 @@ impl SqliteStore {
             if ids.is_empty() {
                 break;
             }
-            let started = Instant::now();
-            let deleted = self.delete_batch(&ids, room, StoreEvent::Pruned)?;
+            let deleted = match self.prune_on_writer(ids.clone()) {
+                Err(StoreError::Full) => self.delete_batch(&ids, room, StoreEvent::Pruned)?,
+                result => result?,
+            };
             count += deleted;
             // A batch that deleted nothing was deleted by somebody else in the
             // meantime; the next run sees what is left.
             if deleted == 0 || ids.len() < PRUNE_BATCH {
                 break;
             }
-            std::thread::sleep(started.elapsed().clamp(MIN_PAUSE, MAX_PAUSE));
         }
+        Ok(count)
+    }
+}
+
+impl SqliteStore {
+    /// Delete `ids` in one transaction on the writer thread and announce them
+    /// as pruned; returns how many existed.
+    fn prune_on_writer(&self, ids: Vec<MessageId>) -> Result<u64, StoreError> {
+        let (deleted, seq) = self.inner.writer.run_job(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut deleted = Vec::new();
+            {
+                let mut statement = tx.prepare_cached("DELETE FROM messages WHERE id = ?1")?;
+                for id in ids {
+                    if statement.execute([id.0])? > 0 {
+                        deleted.push(id);
+                    }
+                }
+            }
+            let seq = commit_change(tx, !deleted.is_empty())?;
+            Ok::<_, StoreError>((deleted, seq))
+        })??;
+        let count = deleted.len() as u64;
+        self.count_deleted(count);
+        self.inner
+            .announcer
+            .announce(seq, [StoreEvent::Pruned(deleted)]);
         Ok(count)
     }
 }

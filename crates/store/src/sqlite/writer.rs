@@ -58,11 +58,22 @@ struct Counters {
     failed_transactions: AtomicU64,
 }
 
+/// Work other than a delivery that needs the write lock and must not starve
+/// behind deliveries (pruning): it waits its turn in the same queue and runs
+/// between two group commits on the writer's connection.
+pub(super) type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// What the writer thread is asked to do, in order of arrival.
+enum Request {
+    Write(Box<WriteRequest>),
+    Job(Job),
+}
+
 /// The handle to the writer thread. Dropping it lets the thread finish the batch
 /// it is writing and waits for it to close its connection.
 #[derive(Debug)]
 pub(crate) struct Writer {
-    requests: Option<mpsc::Sender<WriteRequest>>,
+    requests: Option<mpsc::Sender<Request>>,
     thread: Option<JoinHandle<()>>,
     counters: Arc<Counters>,
 }
@@ -118,10 +129,28 @@ impl Writer {
             reply,
         };
         requests
-            .send(request)
+            .send(Request::Write(Box::new(request)))
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Run `job` on the writer thread after what is queued before it, and wait
+    /// for its answer. Blocks: call it from a thread that may block, never from
+    /// async code.
+    pub(crate) fn run_job<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Connection) -> T + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let requests = self.requests.as_ref().ok_or(StoreError::Closed)?;
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        let job: Job = Box::new(move |conn| {
+            let _ = reply.send(job(conn));
+        });
+        requests
+            .blocking_send(Request::Job(job))
+            .map_err(|_| StoreError::Closed)?;
+        answer.recv().map_err(|_| StoreError::Closed)
     }
 
     pub(crate) fn stats(&self) -> WriterStats {
@@ -160,7 +189,7 @@ struct Announce<'a> {
 
 fn run(
     mut conn: Connection,
-    mut requests: mpsc::Receiver<WriteRequest>,
+    mut requests: mpsc::Receiver<Request>,
     max_batch: usize,
     announce: &Announce<'_>,
 ) {
@@ -187,19 +216,35 @@ fn run(
                 Err(mpsc::error::TryRecvError::Disconnected) => None,
             }
         };
-        let Some(first) = next else {
-            break;
+        let first = match next {
+            None => break,
+            Some(Request::Job(job)) => {
+                job(&mut conn);
+                continue;
+            }
+            Some(Request::Write(first)) => *first,
         };
         let mut bytes = first.message.raw.len();
         batch.push(first);
+        // A job that arrives while the batch fills runs right after its commit.
+        let mut job = None;
         while batch.len() < max_batch && bytes < MAX_BATCH_BYTES {
-            let Ok(next) = requests.try_recv() else {
-                break;
-            };
-            bytes += next.message.raw.len();
-            batch.push(next);
+            match requests.try_recv() {
+                Ok(Request::Write(next)) => {
+                    bytes += next.message.raw.len();
+                    batch.push(*next);
+                }
+                Ok(Request::Job(next)) => {
+                    job = Some(next);
+                    break;
+                }
+                Err(_) => break,
+            }
         }
         group_commit(&mut conn, &mut batch, bytes, announce, &mut unindexed);
+        if let Some(job) = job {
+            job(&mut conn);
+        }
         if unindexed.full() {
             unindexed.index(&mut conn, announce);
         }
