@@ -79,6 +79,10 @@ pub(super) fn to_sql(query: &SearchQuery) -> SqlParts {
     parts
 }
 
+/// The condition of a `tag:` term.
+const TAGGED_WITH: &str = "m.id IN (SELECT mt.message_id FROM message_tags AS mt \
+    WHERE mt.tag_id = (SELECT t.id FROM tags AS t WHERE t.name = ?))";
+
 fn push_filter(parts: &mut SqlParts, filter: &Filter, negated: bool) {
     let condition = match (filter, negated) {
         (Filter::Read, false) => "m.read = 1",
@@ -93,10 +97,7 @@ fn push_filter(parts: &mut SqlParts, filter: &Filter, negated: bool) {
             "NOT EXISTS (SELECT 1 FROM message_tags AS mt WHERE mt.message_id = m.id)"
         }
         // `message_tags` is keyed by tag first, so this reads one tag's entries.
-        (Filter::Tag(_), false) => {
-            "m.id IN (SELECT mt.message_id FROM message_tags AS mt \
-            WHERE mt.tag_id = (SELECT t.id FROM tags AS t WHERE t.name = ?))"
-        }
+        (Filter::Tag(_), false) => TAGGED_WITH,
         (Filter::Tag(_), true) => {
             "m.id NOT IN (SELECT mt.message_id FROM message_tags AS mt \
             WHERE mt.tag_id = (SELECT t.id FROM tags AS t WHERE t.name = ?))"
@@ -228,6 +229,18 @@ pub(super) fn page_matching(
 
 pub(super) fn count_matching(conn: &Connection, parts: &SqlParts) -> rusqlite::Result<u64> {
     let (clauses, params) = matching_clauses(parts, None);
+    // A `tag:` alone is counted in `message_tags`, whose rows cascade with
+    // their messages: looking up each of 5,000 tagged messages among 1,000,000
+    // to count them took most of a 40 ms answer.
+    if parts.fts_match.is_none() && parts.conditions == [TAGGED_WITH] {
+        let count: i64 = conn
+            .prepare_cached(
+                "SELECT count(*) FROM message_tags AS mt \
+                 WHERE mt.tag_id = (SELECT t.id FROM tags AS t WHERE t.name = ?)",
+            )?
+            .query_row(params_from_iter(&parts.params), |row| row.get(0))?;
+        return Ok(count as u64);
+    }
     // Every message has exactly one index row, so words alone are counted in the
     // index without touching `messages`.
     let from = if parts.conditions.is_empty() && parts.fts_match.is_some() {
