@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tempfile::TempDir;
@@ -289,6 +289,32 @@ impl Catcher {
         list_json(&self.db, 1_000_000)
     }
 
+    /// Polls `mail list --json` until `done` holds for it (every message, newest
+    /// first) and returns that list; panics, showing the last list and the server's
+    /// stderr, if it does not within `timeout`. For what the server does in the
+    /// background after the 250 (indexing, pruning).
+    #[track_caller]
+    pub fn list_until(
+        &self,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let list = self.list();
+            if done(&list) {
+                return list;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not {what} within {timeout:?}: {list:#?}\nstderr:\n{}",
+                self.stderr.text()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The exact stored bytes of message `id`.
     pub fn raw(&self, id: u64) -> Vec<u8> {
         raw(&self.db, id)
@@ -367,12 +393,19 @@ impl Catcher {
     }
 }
 
-/// `sokkel mail ARGS --db DB`.
+/// `sokkel mail ARGS --db DB`; panics if it panicked, whatever its exit code.
+#[track_caller]
 pub fn mail_cli(db: &Path, args: &[&str]) -> Finished {
-    sokkel(["mail"].iter().chain(args))
+    let finished = sokkel(["mail"].iter().chain(args))
         .arg("--db")
         .arg(db)
-        .run()
+        .run();
+    assert!(
+        !finished.stderr.contains("panicked"),
+        "{}",
+        finished.describe()
+    );
+    finished
 }
 
 /// `mail list --json --limit LIMIT`, parsed.
