@@ -135,11 +135,25 @@ impl SqliteStore {
 }
 
 /// The id of the newest message beyond the newest `max`, if there are more.
-fn newest_beyond(conn: &Connection, max: u64) -> rusqlite::Result<Option<MessageId>> {
-    let offset = i64::try_from(max).unwrap_or(i64::MAX);
-    conn.prepare_cached("SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET ?1")?
-        .query_row([offset], |row| row.get(0).map(MessageId))
-        .optional()
+/// Counted from the oldest end, so that the index walk is as long as the
+/// excess, not as `max` (920,000 entries a run for `--max 920000`); total and
+/// walk come from one read transaction, so a delete in between cannot make it
+/// reach into the messages kept.
+fn newest_beyond(conn: &mut Connection, max: u64) -> rusqlite::Result<Option<MessageId>> {
+    let tx = conn.transaction()?;
+    let total: i64 = tx
+        .prepare_cached("SELECT total FROM store_state")?
+        .query_row([], |row| row.get(0))?;
+    let excess = total.saturating_sub(i64::try_from(max).unwrap_or(i64::MAX));
+    if excess <= 0 {
+        return Ok(None);
+    }
+    let id = tx
+        .prepare_cached("SELECT id FROM messages ORDER BY id LIMIT 1 OFFSET ?1")?
+        .query_row([excess - 1], |row| row.get(0).map(MessageId))
+        .optional()?;
+    tx.commit()?;
+    Ok(id)
 }
 
 /// Up to [`PRUNE_BATCH`] ids from `sql`, which takes the bound `value` as `?1`
