@@ -16,6 +16,8 @@
 //!   is every way that can fail.
 //! - [`Mailbox`]: what the POP3 shell reads and deletes; [`MailboxError`] is every
 //!   way that can fail.
+//! - [`Folders`]: what the IMAP shell reads and changes, the store as
+//!   [`Folder`]s of [`FolderMessage`]s with [`Flags`].
 #![warn(missing_docs)]
 
 use std::fmt;
@@ -132,7 +134,7 @@ pub trait Deliver: Send + Sync + 'static {
     ) -> impl Future<Output = Result<MessageId, DeliverError>> + Send;
 }
 
-/// Why the store could not answer a [`Mailbox`] call.
+/// Why the store could not answer a [`Mailbox`] or [`Folders`] call.
 ///
 /// The POP3 shell logs it and answers the client with a transient `-ERR`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -142,6 +144,10 @@ pub enum MailboxError {
     /// error, a full disk); the text is the store's own one-line account of it.
     #[error("{0}")]
     Unavailable(String),
+    /// The request breaks one of the store's rules (a tag name it cannot take,
+    /// a message over the size limit); the text says which, for the client.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// What the POP3 shell reads and deletes: the store seen as one mailbox per login.
@@ -167,6 +173,149 @@ pub trait Mailbox: Send + Sync {
 
     /// Mark these messages read or unread; returns how many of them exist.
     fn set_read(&self, ids: &[MessageId], read: bool) -> Result<u64, MailboxError>;
+}
+
+/// A folder of the store as IMAP shows it ([`Folders`]).
+///
+/// Each folder numbers its messages with its own UIDs, ascending in the order
+/// messages entered it and never reused: a message tagged late gets a UID in
+/// the tag's folder above every earlier one, as RFC 3501 section 2.3.1.1
+/// requires, even though its store id is older.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Folder {
+    /// The caught mail: every message, or with `recipient` only the messages
+    /// [`Mailbox::maildrop`] gives that login. UIDs are the store's ids.
+    Inbox {
+        /// The login whose mail this is, when the server shows each login
+        /// only its own mail (`--pop3-per-recipient`).
+        recipient: Option<String>,
+    },
+    /// Copies a mail client saved after sending (Thunderbird APPENDs one per
+    /// message it sends). Kept apart from the caught mail: they are not in the
+    /// web page, the API, search, POP3 or the INBOX.
+    Sent,
+    /// The messages with this tag (Gmail-style labels): COPY into it adds the
+    /// tag, EXPUNGE there takes it off. The name is the tag's, in its case.
+    Tag(String),
+}
+
+/// One message in a [`Folder`], as an IMAP session keeps track of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderMessage {
+    /// Its UID in the folder (see [`Folder`]).
+    pub uid: u32,
+    /// The message in the store, for [`Folders::raw`] and every change.
+    pub id: MessageId,
+    /// The size of the raw message in bytes (RFC822.SIZE).
+    pub size: u64,
+    /// When the store received it (INTERNALDATE).
+    pub received_at: SystemTime,
+    /// The flags (see [`Flags`]).
+    pub flags: Flags,
+    /// The number of the last change to this message (CONDSTORE MODSEQ).
+    pub modseq: u64,
+}
+
+/// The IMAP flags of a message, shared by every folder that shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Flags {
+    /// `\Seen`: the store's read state, the same the web page shows.
+    pub seen: bool,
+    /// `\Flagged`: the store's star.
+    pub flagged: bool,
+    /// Every other flag, as the client spelled it: `\Answered`, `\Draft`,
+    /// `\Deleted` and keywords (`$Forwarded`, `$label1`, `NonJunk`, ...), each
+    /// once (compared without regard to case), in the order they were set.
+    pub other: Vec<String>,
+}
+
+/// A change to the flags of messages ([`Folders::set_flags`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlagEdit {
+    /// Replace all flags (`STORE FLAGS`).
+    Set(Flags),
+    /// Add these (`STORE +FLAGS`); `seen`/`flagged` false means "leave as is".
+    Add(Flags),
+    /// Take these off (`STORE -FLAGS`); `seen`/`flagged` false means "leave as is".
+    Remove(Flags),
+}
+
+/// What the IMAP shell reads and changes: the store as folders of messages.
+///
+/// Every call blocks (on disk or a database): async callers run it under
+/// `tokio::task::spawn_blocking`. Changes are committed before the call returns
+/// and bump the store's change counter ([`Folders::highest_modseq`]), which is
+/// how other sessions learn of them.
+pub trait Folders: Send + Sync {
+    /// The UIDVALIDITY of `folder`: never zero; it changes when the store is
+    /// created anew, and for a tag's folder when the tag is deleted and made
+    /// again, so that no client mixes up the UIDs of the old and new folder.
+    fn uid_validity(&self, folder: &Folder) -> Result<u32, MailboxError>;
+
+    /// The number of the store's latest change, deletes included: it only
+    /// grows, so a session that saw `n` knows nothing changed while it is `n`.
+    fn highest_modseq(&self) -> Result<u64, MailboxError>;
+
+    /// The tag folders that exist: every tag a message has, and every folder
+    /// made with [`Folders::create_folder`] even while empty; sorted by name
+    /// without regard to case.
+    fn folder_names(&self) -> Result<Vec<String>, MailboxError>;
+
+    /// The messages in `folder`, by ascending UID, and the UID the next
+    /// message to enter it will get (UIDNEXT). `None` if a tag folder does not
+    /// exist.
+    fn messages(&self, folder: &Folder) -> Result<Option<(Vec<FolderMessage>, u32)>, MailboxError>;
+
+    /// The message exactly as received (for [`Folder::Sent`], as appended);
+    /// `None` if it no longer exists.
+    fn raw(&self, folder: &Folder, id: MessageId) -> Result<Option<Vec<u8>>, MailboxError>;
+
+    /// Change the flags of these messages in one transaction. Messages whose
+    /// flags this changes get a new modseq; `\Seen` and `\Flagged` are the read
+    /// state and the star that the web page, the API and POP3 share.
+    fn set_flags(
+        &self,
+        folder: &Folder,
+        ids: &[MessageId],
+        edit: &FlagEdit,
+    ) -> Result<(), MailboxError>;
+
+    /// Store `raw` in `folder` with these flags and INTERNALDATE, as APPEND
+    /// does: into [`Folder::Inbox`] as if delivered over SMTP, into
+    /// [`Folder::Sent`] as a sent copy, into a tag's folder as a delivered
+    /// message with that tag. Returns the UID it got in `folder`.
+    fn append(
+        &self,
+        folder: &Folder,
+        raw: Vec<u8>,
+        flags: &Flags,
+        received_at: SystemTime,
+    ) -> Result<u32, MailboxError>;
+
+    /// Put the messages `ids` of folder `from` into folder `to` (COPY), in
+    /// order, and return the UID each got in `to`, for COPYUID: into a tag's
+    /// folder, the tag is added (a message that has it already keeps its UID
+    /// there); into [`Folder::Sent`], copies are made; into the INBOX, the
+    /// message is there already (a sent copy is delivered as a new message).
+    fn copy(&self, from: &Folder, ids: &[MessageId], to: &Folder)
+    -> Result<Vec<u32>, MailboxError>;
+
+    /// Take the messages `ids` out of `folder` (EXPUNGE): from the INBOX they
+    /// are deleted from the store, from a tag's folder the tag is taken off
+    /// (and `\Deleted` cleared, so the message does not vanish from the INBOX
+    /// at its next EXPUNGE), from Sent the copies are deleted.
+    fn expunge(&self, folder: &Folder, ids: &[MessageId]) -> Result<(), MailboxError>;
+
+    /// Make an empty tag folder (CREATE). `false` if it exists already.
+    fn create_folder(&self, name: &str) -> Result<bool, MailboxError>;
+
+    /// Delete a tag folder: the tag is taken off every message, which stay in
+    /// the INBOX. `false` if there is no such folder.
+    fn delete_folder(&self, name: &str) -> Result<bool, MailboxError>;
+
+    /// Rename a tag folder (and the tag on every message). `false` if there is
+    /// no folder `from`.
+    fn rename_folder(&self, from: &str, to: &str) -> Result<bool, MailboxError>;
 }
 
 #[cfg(test)]

@@ -1,0 +1,1 @@
+//! What FETCH and SEARCH read from a message (placeholder; being written).

@@ -1,0 +1,1 @@
+//! The IMAP session core (placeholder; being written).
