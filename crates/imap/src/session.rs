@@ -1,1 +1,303 @@
-//! The IMAP session core (placeholder; being written).
+//! The IMAP session core: bytes in, responses and requests for the shell out.
+//!
+//! It does no I/O and knows no clock, no store and no password file. The shell
+//! feeds it whatever bytes arrived with [`Session::advance`]; the session
+//! consumes complete commands (literals included), appends responses to the
+//! output buffer, and stops when the shell has to act ([`Step`]): flush output
+//! (a continuation request), start TLS, close, or carry out a [`Request`]
+//! (check a login, call the store). The shell reports back with
+//! [`Session::answer`] and calls `advance` again with the input it kept, so
+//! pipelined commands get their responses in order.
+//!
+//! The interface is fixed; the bodies are being written (issue #13).
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use sokkel_message::{FlagEdit, Flags, Folder, FolderMessage, MailboxError, MessageId};
+
+/// The session's limits and what the server offers.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// The name the server gives in its greeting.
+    pub hostname: String,
+    /// The longest command line, literals not counted.
+    pub max_line_length: usize,
+    /// The largest literal a client may send (APPEND's message among them).
+    pub max_literal: u64,
+    /// Commands one session may send before it is closed.
+    pub max_commands: u64,
+    /// Malformed or unknown commands before the session is closed.
+    pub max_errors: u32,
+    /// Failed logins before the session is closed.
+    pub max_auth_failures: u32,
+    /// The server has a certificate, so STARTTLS is offered before TLS.
+    pub tls_available: bool,
+    /// Allow LOGIN and AUTHENTICATE PLAIN in plain text from peers that are
+    /// not on loopback. Loopback and TLS sessions may always log in.
+    pub allow_insecure_auth: bool,
+    /// The INBOX of a login shows only its own mail ([`Folder::Inbox`]'s
+    /// `recipient`).
+    pub per_recipient: bool,
+}
+
+/// What the shell knows about the connection when the session starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// The connection is already under TLS (the implicit-TLS port).
+    pub tls: bool,
+    /// The client connects from a loopback address.
+    pub loopback: bool,
+}
+
+/// What the shell must do before the session can go on.
+#[derive(Debug)]
+pub enum Step {
+    /// Every complete command was handled; read more input.
+    NeedMore,
+    /// Write the output now and wait until it is written (a continuation
+    /// request the client waits for), then call `advance` again.
+    Flush,
+    /// Write the output, then do the TLS handshake and call
+    /// [`Session::tls_started`]; input buffered before it is discarded.
+    StartTls,
+    /// Write the output and close the connection.
+    Close,
+    /// Carry out the request and hand the result to [`Session::answer`].
+    /// Output written so far may be flushed first (the shell does when it is
+    /// large: a FETCH of many messages asks for them in batches).
+    Request(Request),
+}
+
+/// Something only the shell can do.
+#[derive(Debug)]
+pub enum Request {
+    /// Check a login; answer with [`Answer::Login`].
+    Login(Login),
+    /// Call the store; answer with [`Answer::Store`].
+    Store(StoreCall),
+}
+
+/// A login to check, from LOGIN or AUTHENTICATE PLAIN.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Login {
+    /// The user name as the client sent it.
+    pub user: String,
+    /// The password. Never logged: `Debug` leaves it out.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A call of the store ([`sokkel_message::Folders`]), as data. The shell runs it
+/// and answers with the [`StoreReply`] named on each variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreCall {
+    /// [`sokkel_message::Folders::folder_names`] → [`StoreReply::FolderNames`].
+    FolderNames,
+    /// Everything SELECT, EXAMINE and STATUS need of a folder →
+    /// [`StoreReply::Opened`] (`None` if the folder does not exist).
+    Open {
+        /// The folder.
+        folder: Folder,
+    },
+    /// What changed in the selected folder: if the store's change counter is
+    /// still `seen_modseq`, [`StoreReply::Unchanged`]; otherwise the folder's
+    /// messages now, as [`StoreReply::Opened`].
+    Poll {
+        /// The folder.
+        folder: Folder,
+        /// The change counter the session last saw.
+        seen_modseq: u64,
+    },
+    /// The raw messages, in the order of `ids` → [`StoreReply::Raw`].
+    Raw {
+        /// The folder they are in.
+        folder: Folder,
+        /// The messages.
+        ids: Vec<MessageId>,
+    },
+    /// [`sokkel_message::Folders::set_flags`] → [`StoreReply::Done`].
+    SetFlags {
+        /// The folder they are in.
+        folder: Folder,
+        /// The messages.
+        ids: Vec<MessageId>,
+        /// The change.
+        edit: FlagEdit,
+    },
+    /// [`sokkel_message::Folders::append`] → [`StoreReply::Appended`].
+    Append {
+        /// The folder to append to.
+        folder: Folder,
+        /// The message.
+        raw: Vec<u8>,
+        /// Its flags.
+        flags: Flags,
+        /// The INTERNALDATE the client gave; `None` means now (the shell's
+        /// clock).
+        received_at: Option<SystemTime>,
+    },
+    /// [`sokkel_message::Folders::copy`] → [`StoreReply::Copied`].
+    Copy {
+        /// The folder they are in.
+        from: Folder,
+        /// The messages.
+        ids: Vec<MessageId>,
+        /// Where to.
+        to: Folder,
+    },
+    /// [`sokkel_message::Folders::expunge`] → [`StoreReply::Done`].
+    Expunge {
+        /// The folder.
+        folder: Folder,
+        /// The messages.
+        ids: Vec<MessageId>,
+    },
+    /// [`sokkel_message::Folders::create_folder`] → [`StoreReply::Changed`].
+    Create(String),
+    /// [`sokkel_message::Folders::delete_folder`] → [`StoreReply::Changed`].
+    Delete(String),
+    /// [`sokkel_message::Folders::rename_folder`] → [`StoreReply::Changed`].
+    Rename {
+        /// The folder's name now.
+        from: String,
+        /// Its new name.
+        to: String,
+    },
+}
+
+/// A folder's state as the store gave it ([`StoreCall::Open`], [`StoreCall::Poll`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderState {
+    /// UIDVALIDITY.
+    pub uid_validity: u32,
+    /// UIDNEXT.
+    pub uid_next: u32,
+    /// The store's change counter when this was read.
+    pub highest_modseq: u64,
+    /// The messages, by ascending UID.
+    pub messages: Vec<FolderMessage>,
+}
+
+/// The store's answer to a [`StoreCall`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreReply {
+    /// The tag folders.
+    FolderNames(Vec<String>),
+    /// The folder now; `None` if it does not exist.
+    Opened(Option<FolderState>),
+    /// Nothing changed since the counter the session gave.
+    Unchanged,
+    /// The raw messages, `None` for one that no longer exists.
+    Raw(Vec<Option<Vec<u8>>>),
+    /// Done.
+    Done,
+    /// Appended with this UID, in a folder of this UIDVALIDITY (APPENDUID).
+    Appended {
+        /// The folder's UIDVALIDITY.
+        uid_validity: u32,
+        /// The new message's UID.
+        uid: u32,
+    },
+    /// Copied: the UIDs in the target folder, in the order asked (COPYUID).
+    Copied {
+        /// The target folder's UIDVALIDITY.
+        uid_validity: u32,
+        /// The UIDs there.
+        uids: Vec<u32>,
+    },
+    /// Whether the folder call changed anything (`false`: no such folder, or
+    /// it exists already).
+    Changed(bool),
+}
+
+/// What the shell hands back after a [`Request`].
+#[derive(Debug)]
+pub enum Answer {
+    /// The login was right (`true`) or wrong.
+    Login(bool),
+    /// The store's reply, or why it could not answer.
+    Store(Result<StoreReply, MailboxError>),
+}
+
+/// One IMAP session, from greeting to LOGOUT.
+#[derive(Debug)]
+pub struct Session {
+    config: Arc<SessionConfig>,
+    peer: Peer,
+}
+
+impl Session {
+    /// A session for a connection from `peer`.
+    pub fn new(config: Arc<SessionConfig>, peer: Peer) -> Session {
+        Session { config, peer }
+    }
+
+    /// Writes the greeting (`* OK [CAPABILITY ...] ...`).
+    pub fn greeting(&mut self, out: &mut Vec<u8>) {
+        let _ = (out, &self.config, self.peer);
+        unimplemented!("issue #13: session core")
+    }
+
+    /// Consumes complete commands from `input` and writes their responses to
+    /// `out`; returns how many bytes it consumed and what the shell must do.
+    pub fn advance(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, Step) {
+        let _ = (input, out);
+        unimplemented!("issue #13: session core")
+    }
+
+    /// The result of the last [`Step::Request`]; writes what follows from it.
+    pub fn answer(&mut self, answer: Answer, out: &mut Vec<u8>) {
+        let _ = (answer, out);
+        unimplemented!("issue #13: session core")
+    }
+
+    /// The store changed (its change counter moved). While the session IDLEs
+    /// this returns the [`StoreCall::Poll`] whose answer becomes untagged
+    /// updates at once; otherwise it returns `None` and the session polls
+    /// before its next command's response.
+    pub fn store_changed(&mut self) -> Option<Request> {
+        unimplemented!("issue #13: session core")
+    }
+
+    /// The session is in IDLE: the shell waits for input and store changes
+    /// alike, and the idle timeout is the long one.
+    pub fn idling(&self) -> bool {
+        unimplemented!("issue #13: session core")
+    }
+
+    /// How many commands ended so far, for a per-command deadline
+    /// ([`sokkel_net::server::UnitDeadline`]).
+    pub fn commands_ended(&self) -> u64 {
+        unimplemented!("issue #13: session core")
+    }
+
+    /// The TLS handshake after STARTTLS succeeded.
+    pub fn tls_started(&mut self) {
+        unimplemented!("issue #13: session core")
+    }
+
+    /// The client was silent too long: writes `* BYE` (then close).
+    pub fn timed_out(&mut self, out: &mut Vec<u8>) {
+        let _ = out;
+        unimplemented!("issue #13: session core")
+    }
+
+    /// The server is stopping: writes `* BYE` (then close).
+    pub fn shutting_down(&mut self, out: &mut Vec<u8>) {
+        let _ = out;
+        unimplemented!("issue #13: session core")
+    }
+
+    /// The login of the session, once logged in.
+    pub fn user(&self) -> Option<&str> {
+        unimplemented!("issue #13: session core")
+    }
+}
