@@ -215,6 +215,11 @@ impl Link<'_> {
         self.peer
     }
 
+    /// The TCP socket underneath, for its options and addresses.
+    pub fn tcp(&self) -> &tokio::net::TcpStream {
+        self.stream.tcp()
+    }
+
     /// Whether the connection is under TLS.
     pub fn is_tls(&self) -> bool {
         self.stream.is_tls()
