@@ -316,7 +316,7 @@ async fn handshake<S: Service>(stream: ServerStream, service: &S) -> io::Result<
 
 /// Runs one session on `stream` until it closes, fails or times out; then
 /// [`Protocol::finish`].
-pub async fn drive<S: Service>(
+async fn drive<S: Service>(
     stream: ServerStream,
     mut session: S::Session,
     peer: SocketAddr,
