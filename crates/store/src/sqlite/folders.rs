@@ -38,6 +38,21 @@ use crate::{Envelope, MessageId, NewMessage, StoreError};
 /// order, after the UID.
 const COLUMNS: &str = "m.id, m.size, m.received_at, m.read, m.flagged, m.keywords, m.modseq";
 
+/// The INBOX of every message, by UID: a walk of the table in id order.
+fn inbox_sql() -> String {
+    format!("SELECT m.id, {COLUMNS} FROM messages AS m ORDER BY m.id")
+}
+
+/// The folder of the tag `?1`, by UID: the `(tag_id, uid)` index walks it in
+/// order, one lookup per message.
+fn tag_sql() -> String {
+    format!(
+        "SELECT mt.uid, {COLUMNS} FROM message_tags AS mt
+         CROSS JOIN messages AS m ON m.id = mt.message_id
+         WHERE mt.tag_id = ?1 ORDER BY mt.uid"
+    )
+}
+
 /// The HELO an APPENDed message is stored with, so the web page tells it from
 /// mail that came over SMTP.
 const APPEND_HELO: &str = "imap";
@@ -288,8 +303,7 @@ impl SqliteStore {
             let tx = conn.transaction()?;
             let listed = match folder {
                 Folder::Inbox { recipient: None } => {
-                    let sql = format!("SELECT m.id, {COLUMNS} FROM messages AS m ORDER BY m.id");
-                    let messages = collect(&tx, &sql, [])?;
+                    let messages = collect(&tx, &inbox_sql(), [])?;
                     Some((messages, next_id(&tx, "messages")?))
                 }
                 Folder::Inbox {
@@ -321,22 +335,19 @@ impl SqliteStore {
                     let messages = collect(&tx, &sql, [])?;
                     Some((messages, next_id(&tx, "sent")?))
                 }
-                Folder::Tag(name) => match tag_id(&tx, &TagName::parse(name)?, false)? {
+                // A name no tag can have is no folder.
+                Folder::Tag(name) => match TagName::parse(name).ok() {
+                    Some(name) => tag_id(&tx, &name, false)?,
                     None => None,
-                    Some(tag) => {
-                        // The (tag_id, uid) index walks the folder in UID order.
-                        let sql = format!(
-                            "SELECT mt.uid, {COLUMNS} FROM message_tags AS mt
-                             CROSS JOIN messages AS m ON m.id = mt.message_id
-                             WHERE mt.tag_id = ?1 ORDER BY mt.uid"
-                        );
-                        let messages = collect(&tx, &sql, [tag])?;
-                        let next: i64 = tx
-                            .prepare_cached("SELECT next_uid FROM tags WHERE id = ?1")?
-                            .query_row([tag], |row| row.get(0))?;
-                        Some((messages, to_uid(next)))
-                    }
-                },
+                }
+                .map(|tag| {
+                    let messages = collect(&tx, &tag_sql(), [tag])?;
+                    let next: i64 = tx
+                        .prepare_cached("SELECT next_uid FROM tags WHERE id = ?1")?
+                        .query_row([tag], |row| row.get(0))?;
+                    Ok::<_, StoreError>((messages, to_uid(next)))
+                })
+                .transpose()?,
             };
             tx.commit()?;
             Ok(listed)
@@ -672,4 +683,31 @@ fn collect<P: rusqlite::Params>(
     conn.prepare_cached(sql)?
         .query_map(params, folder_message)?
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StoreOptions;
+
+    /// `messages(folder)` runs after every change a session sees: the INBOX
+    /// and a tag's folder must come out of an index in order, never sorted.
+    #[test]
+    fn folder_listings_walk_an_index_in_uid_order() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store =
+            SqliteStore::open(&dir.path().join("mail.db"), StoreOptions::default()).unwrap();
+        for (sql, params) in [(inbox_sql(), vec![]), (tag_sql(), vec![1])] {
+            let plan = store
+                .with_connection(|conn| {
+                    let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                    let rows = statement
+                        .query_map(rusqlite::params_from_iter(params), |row| row.get(3))?;
+                    Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+                })
+                .unwrap()
+                .join("\n");
+            assert!(!plan.contains("TEMP B-TREE"), "{sql}:\n{plan}");
+        }
+    }
 }
