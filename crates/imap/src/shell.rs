@@ -25,9 +25,10 @@ use std::time::Duration;
 use sokkel_message::{Folders, MailboxError};
 use sokkel_net::auth::Credentials;
 use sokkel_net::driver::{self, Link, Protocol, Security, Service, Settings};
-use sokkel_net::server::{ConnectionLimit, output_backed_up};
+use sokkel_net::server::{ConnectionLimit, UnitDeadline, output_backed_up};
 use sokkel_net::tls::ServerTls;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::ImapError;
@@ -205,6 +206,7 @@ impl Service for Shared {
             core: Session::new(self.session.clone(), Peer { tls, loopback }),
             shared: self.clone(),
             peer,
+            idle_since: None,
         }
     }
 
@@ -218,6 +220,8 @@ struct ImapSession {
     core: Session,
     shared: Arc<Shared>,
     peer: SocketAddr,
+    /// When the IDLE in progress began.
+    idle_since: Option<Instant>,
 }
 
 impl Protocol for ImapSession {
@@ -274,6 +278,17 @@ impl Protocol for ImapSession {
         self.core.shutting_down(out);
     }
 
+    /// Between commands, a whole command within the idle timeout of the end of
+    /// the last; in IDLE, `DONE` within the idle timeout of the IDLE, however
+    /// many updates were pushed meanwhile.
+    fn read_deadline(&mut self, line: &mut UnitDeadline, settings: &Settings) -> Instant {
+        if !self.core.idling() {
+            self.idle_since = None;
+            return line.deadline(settings.command_timeout);
+        }
+        *self.idle_since.get_or_insert_with(Instant::now) + settings.command_timeout
+    }
+
     fn woken(&mut self) -> Option<Request> {
         self.core.store_changed()
     }
@@ -316,5 +331,49 @@ impl ImapSession {
             }
         }
         reply
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(config: ImapConfig) -> Arc<Shared> {
+        Arc::new(Shared {
+            session: Arc::new(session_config(&config, false)),
+            settings: settings(&config),
+            config,
+            tls: None,
+            credentials: Credentials::accept_any(),
+            folders: Arc::new(folders::tests::Recorder::default()),
+            changes: watch::channel(0).1,
+        })
+    }
+
+    /// Tests over sockets only reach the server from loopback, which may always
+    /// log in: this is the path a remote client takes.
+    #[test]
+    fn plain_text_logins_from_a_remote_peer_are_disabled_unless_allowed() {
+        let cases = [
+            (false, "192.0.2.7:1143", true),
+            (true, "192.0.2.7:1143", false),
+            (false, "127.0.0.1:1143", false),
+            (false, "[::ffff:127.0.0.1]:1143", false),
+        ];
+        for (allow_insecure_auth, peer, disabled) in cases {
+            let shared = shared(ImapConfig {
+                allow_insecure_auth,
+                ..ImapConfig::default()
+            });
+            let mut session = shared.open(peer.parse().unwrap(), false);
+            let mut out = Vec::new();
+            Protocol::greeting(&mut session, &mut out);
+            let greeting = String::from_utf8(out).unwrap();
+            assert_eq!(
+                greeting.contains("LOGINDISABLED"),
+                disabled,
+                "{peer}, allowed {allow_insecure_auth}: {greeting}"
+            );
+        }
     }
 }

@@ -100,7 +100,7 @@ fn open(folders: &dyn Folders, folder: &Folder) -> Result<Option<FolderState>, M
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::Mutex;
     use std::time::Duration;
 
@@ -110,7 +110,7 @@ mod tests {
 
     /// A store of one INBOX message that logs the calls made to it.
     #[derive(Default)]
-    struct Recorder {
+    pub(crate) struct Recorder {
         modseq: u64,
         calls: Mutex<Vec<String>>,
         broken: bool,
