@@ -1,0 +1,152 @@
+//! The SEARCH keys that read a message's content (RFC 3501 section 6.4.4):
+//! case-insensitive substring matches on header values with encoded words
+//! decoded, and on body text with transfer encodings and charsets decoded;
+//! the `SENT*` keys on the `Date:` field's calendar date.
+
+use chrono::Datelike;
+use imap_types::datetime::NaiveDate;
+use imap_types::search::SearchKey;
+use mail_parser::DateTime;
+use mail_parser::HeaderValue;
+use mail_parser::decoders::base64::base64_decode;
+use mail_parser::decoders::charsets::map::charset_decoder;
+use mail_parser::decoders::quoted_printable::quoted_printable_decode;
+use mail_parser::parsers::MessageStream;
+
+use super::header::{self, Field};
+use super::mime::{Kind, Part};
+
+/// Whether the message `root` was parsed from matches `key`; `None` for a key
+/// that does not read the content.
+pub(crate) fn matches(raw: &[u8], root: &Part, key: &SearchKey<'_>) -> Option<bool> {
+    let fields = root.fields(raw);
+    let in_field = |name: &[u8], needle: &[u8]| field_contains(&fields, name, needle);
+    Some(match key {
+        SearchKey::Bcc(needle) => in_field(b"bcc", needle.as_ref()),
+        SearchKey::Cc(needle) => in_field(b"cc", needle.as_ref()),
+        SearchKey::From(needle) => in_field(b"from", needle.as_ref()),
+        SearchKey::To(needle) => in_field(b"to", needle.as_ref()),
+        SearchKey::Subject(needle) => in_field(b"subject", needle.as_ref()),
+        SearchKey::Header(name, needle) => in_field(name.as_ref(), needle.as_ref()),
+        SearchKey::Body(needle) => {
+            let needle = folded(needle.as_ref());
+            let mut texts = Vec::new();
+            body_texts(raw, root, false, &mut texts);
+            texts.iter().any(|text| contains(text, &needle))
+        }
+        SearchKey::Text(needle) => {
+            let needle = folded(needle.as_ref());
+            let mut texts = vec![header_text(&fields)];
+            body_texts(raw, root, true, &mut texts);
+            texts.iter().any(|text| contains(text, &needle))
+        }
+        SearchKey::SentBefore(date) => sent(&fields).is_some_and(|sent| sent < day(date)),
+        SearchKey::SentOn(date) => sent(&fields).is_some_and(|sent| sent == day(date)),
+        SearchKey::SentSince(date) => sent(&fields).is_some_and(|sent| sent >= day(date)),
+        _ => return None,
+    })
+}
+
+/// Whether a field called `name` holds `needle`; an empty needle asks only
+/// whether there is such a field.
+fn field_contains(fields: &[Field<'_>], name: &[u8], needle: &[u8]) -> bool {
+    let needle = folded(needle);
+    fields
+        .iter()
+        .filter(|field| field.is(name))
+        .any(|field| needle.is_empty() || contains(&decoded_value(field), &needle))
+}
+
+/// A field's value with its encoded words (RFC 2047) decoded, unfolded.
+fn decoded_value(field: &Field<'_>) -> String {
+    let mut value = field.value.to_vec();
+    value.extend_from_slice(b"\r\n");
+    match MessageStream::new(&value).parse_unstructured() {
+        HeaderValue::Text(text) => text.into_owned(),
+        _ => String::new(),
+    }
+}
+
+/// The header block as text for `TEXT`: every field, decoded.
+fn header_text(fields: &[Field<'_>]) -> String {
+    let mut text = String::new();
+    for field in fields {
+        text.push_str(&String::from_utf8_lossy(field.name));
+        text.push_str(": ");
+        text.push_str(&decoded_value(field));
+        text.push('\n');
+    }
+    text
+}
+
+/// The decoded text of every leaf part below `part` (and, with `headers`, the
+/// header fields of every part and attached message below it).
+fn body_texts(raw: &[u8], part: &Part, headers: bool, texts: &mut Vec<String>) {
+    match &part.kind {
+        Kind::Multipart(parts) => {
+            for child in parts {
+                if headers {
+                    texts.push(header_text(&child.fields(raw)));
+                }
+                body_texts(raw, child, headers, texts);
+            }
+        }
+        Kind::Message(message) => {
+            if headers {
+                texts.push(header_text(&message.fields(raw)));
+            }
+            body_texts(raw, message, headers, texts);
+        }
+        Kind::Single => texts.push(decoded_body(raw, part)),
+    }
+}
+
+/// A leaf part's body with its transfer encoding undone and, for text, its
+/// charset converted.
+fn decoded_body(raw: &[u8], part: &Part) -> String {
+    let body = &raw[part.body.clone()];
+    let fields = part.fields(raw);
+    let encoding = header::first(&fields, b"content-transfer-encoding")
+        .map(|field| field.unfolded().to_ascii_lowercase());
+    let decoded = match encoding.as_deref().map(|e| e.trim_ascii()) {
+        Some(b"base64") => base64_decode(body),
+        Some(b"quoted-printable") => quoted_printable_decode(body),
+        _ => None,
+    };
+    let bytes = decoded.as_deref().unwrap_or(body);
+    let decoder = part
+        .content_type
+        .param(b"charset")
+        .filter(|_| part.content_type.is("text", None))
+        .and_then(charset_decoder);
+    match decoder {
+        Some(decode) => decode(bytes),
+        None => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+/// Text folded for comparing without regard to case.
+fn folded(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).to_lowercase()
+}
+
+fn contains(haystack: &str, folded_needle: &str) -> bool {
+    haystack.to_lowercase().contains(folded_needle)
+}
+
+/// The calendar date of the `Date:` field as written there: RFC 3501 has the
+/// `SENT*` keys disregard time and time zone.
+fn sent(fields: &[Field<'_>]) -> Option<(i32, u32, u32)> {
+    let value = header::first(fields, b"date")?.unfolded();
+    let date = DateTime::parse_rfc822(&String::from_utf8_lossy(&value))?;
+    Some((
+        i32::from(date.year),
+        u32::from(date.month),
+        u32::from(date.day),
+    ))
+}
+
+fn day(date: &NaiveDate) -> (i32, u32, u32) {
+    let date = date.as_ref();
+    (date.year(), date.month(), date.day())
+}
