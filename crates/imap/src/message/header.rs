@@ -24,12 +24,13 @@ impl Field<'_> {
     }
 
     /// The value unfolded as Dovecot shows it in ENVELOPE and BODYSTRUCTURE:
-    /// leading blanks dropped, line breaks removed, everything else kept.
+    /// blanks after the colon dropped, line breaks removed, everything else
+    /// (the blank that starts a folded line too) kept.
     pub(crate) fn unfolded(&self) -> Vec<u8> {
         let start = self
             .value
             .iter()
-            .position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+            .position(|b| !matches!(b, b' ' | b'\t'))
             .unwrap_or(self.value.len());
         self.value[start..]
             .iter()

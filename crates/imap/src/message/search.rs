@@ -13,6 +13,9 @@ use mail_parser::decoders::charsets::map::charset_decoder;
 use mail_parser::decoders::quoted_printable::quoted_printable_decode;
 use mail_parser::parsers::MessageStream;
 
+use imap_types::core::NString;
+
+use super::envelope;
 use super::header::{self, Field};
 use super::mime::{Kind, Part};
 
@@ -20,14 +23,14 @@ use super::mime::{Kind, Part};
 /// that does not read the content.
 pub(crate) fn matches(raw: &[u8], root: &Part, key: &SearchKey<'_>) -> Option<bool> {
     let fields = root.fields(raw);
-    let in_field = |name: &[u8], needle: &[u8]| field_contains(&fields, name, needle);
+    let in_addresses = |name: &[u8], needle: &[u8]| address_contains(&fields, name, needle);
     Some(match key {
-        SearchKey::Bcc(needle) => in_field(b"bcc", needle.as_ref()),
-        SearchKey::Cc(needle) => in_field(b"cc", needle.as_ref()),
-        SearchKey::From(needle) => in_field(b"from", needle.as_ref()),
-        SearchKey::To(needle) => in_field(b"to", needle.as_ref()),
-        SearchKey::Subject(needle) => in_field(b"subject", needle.as_ref()),
-        SearchKey::Header(name, needle) => in_field(name.as_ref(), needle.as_ref()),
+        SearchKey::Bcc(needle) => in_addresses(b"bcc", needle.as_ref()),
+        SearchKey::Cc(needle) => in_addresses(b"cc", needle.as_ref()),
+        SearchKey::From(needle) => in_addresses(b"from", needle.as_ref()),
+        SearchKey::To(needle) => in_addresses(b"to", needle.as_ref()),
+        SearchKey::Subject(needle) => field_contains(&fields, b"subject", needle.as_ref()),
+        SearchKey::Header(name, needle) => field_contains(&fields, name.as_ref(), needle.as_ref()),
         SearchKey::Body(needle) => {
             let needle = folded(needle.as_ref());
             let mut texts = Vec::new();
@@ -40,9 +43,9 @@ pub(crate) fn matches(raw: &[u8], root: &Part, key: &SearchKey<'_>) -> Option<bo
             body_texts(raw, root, true, &mut texts);
             texts.iter().any(|text| contains(text, &needle))
         }
-        SearchKey::SentBefore(date) => sent(&fields).is_some_and(|sent| sent < day(date)),
-        SearchKey::SentOn(date) => sent(&fields).is_some_and(|sent| sent == day(date)),
-        SearchKey::SentSince(date) => sent(&fields).is_some_and(|sent| sent >= day(date)),
+        SearchKey::SentBefore(date) => sent(&fields) < day(date),
+        SearchKey::SentOn(date) => sent(&fields) == day(date),
+        SearchKey::SentSince(date) => sent(&fields) >= day(date),
         _ => return None,
     })
 }
@@ -54,12 +57,59 @@ fn field_contains(fields: &[Field<'_>], name: &[u8], needle: &[u8]) -> bool {
     fields
         .iter()
         .filter(|field| field.is(name))
-        .any(|field| needle.is_empty() || contains(&decoded_value(field), &needle))
+        .any(|field| needle.is_empty() || contains(&decoded(field.value), &needle))
 }
 
-/// A field's value with its encoded words (RFC 2047) decoded, unfolded.
-fn decoded_value(field: &Field<'_>) -> String {
-    let mut value = field.value.to_vec();
+/// Whether an address field called `name` holds `needle` in its addresses
+/// written out again (`Name <mailbox@host>`, names decoded, what is missing
+/// named as in ENVELOPE): what Dovecot matches these keys against.
+fn address_contains(fields: &[Field<'_>], name: &[u8], needle: &[u8]) -> bool {
+    let needle = folded(needle);
+    fields
+        .iter()
+        .filter(|field| field.is(name))
+        .any(|field| contains(&written_addresses(field.value), &needle))
+}
+
+fn written_addresses(value: &[u8]) -> String {
+    let text = |nstring: &NString<'_>| {
+        nstring
+            .0
+            .as_ref()
+            .map(|s| String::from_utf8_lossy(s.as_ref()).into_owned())
+    };
+    let written: Vec<String> = envelope::addresses(value)
+        .iter()
+        .map(|address| {
+            let (name, mailbox, host) = (
+                text(&address.name),
+                text(&address.mailbox),
+                text(&address.host),
+            );
+            match (name, mailbox, host) {
+                (_, Some(group), None) => format!("{group}:"),
+                (_, None, None) => ";".to_owned(),
+                (Some(name), mailbox, host) => format!(
+                    "{} <{}@{}>",
+                    decoded(name.as_bytes()),
+                    mailbox.unwrap_or_default(),
+                    host.unwrap_or_default()
+                ),
+                (None, mailbox, host) => format!(
+                    "{}@{}",
+                    mailbox.unwrap_or_default(),
+                    host.unwrap_or_default()
+                ),
+            }
+        })
+        .collect();
+    written.join(", ")
+}
+
+/// `text` (a header value) with its encoded words (RFC 2047) decoded and its
+/// folding undone.
+fn decoded(text: &[u8]) -> String {
+    let mut value = text.to_vec();
     value.extend_from_slice(b"\r\n");
     match MessageStream::new(&value).parse_unstructured() {
         HeaderValue::Text(text) => text.into_owned(),
@@ -73,7 +123,7 @@ fn header_text(fields: &[Field<'_>]) -> String {
     for field in fields {
         text.push_str(&String::from_utf8_lossy(field.name));
         text.push_str(": ");
-        text.push_str(&decoded_value(field));
+        text.push_str(&decoded(field.value));
         text.push('\n');
     }
     text
@@ -135,15 +185,18 @@ fn contains(haystack: &str, folded_needle: &str) -> bool {
 }
 
 /// The calendar date of the `Date:` field as written there: RFC 3501 has the
-/// `SENT*` keys disregard time and time zone.
-fn sent(fields: &[Field<'_>]) -> Option<(i32, u32, u32)> {
-    let value = header::first(fields, b"date")?.unfolded();
-    let date = DateTime::parse_rfc822(&String::from_utf8_lossy(&value))?;
-    Some((
-        i32::from(date.year),
-        u32::from(date.month),
-        u32::from(date.day),
-    ))
+/// `SENT*` keys disregard time and time zone. A message without a valid one
+/// was sent on 1 January 1970, as Dovecot has it.
+fn sent(fields: &[Field<'_>]) -> (i32, u32, u32) {
+    header::first(fields, b"date")
+        .and_then(|field| DateTime::parse_rfc822(&String::from_utf8_lossy(&field.unfolded())))
+        .map_or((1970, 1, 1), |date| {
+            (
+                i32::from(date.year),
+                u32::from(date.month),
+                u32::from(date.day),
+            )
+        })
 }
 
 fn day(date: &NaiveDate) -> (i32, u32, u32) {

@@ -390,9 +390,11 @@ fn searches_decode_encoded_words_transfer_encodings_and_charsets() {
         SearchKey::Header(astring("message-id"), astring(""))
     ));
     assert!(!matches(&encoded, SearchKey::Bcc(astring("a"))));
+    let odd = message(ODD);
+    assert!(matches(&odd, SearchKey::Body(astring("HELLO"))), "base64");
     assert!(
-        matches(&message(ODD), SearchKey::Body(astring("HELLO"))),
-        "base64"
+        matches(&odd, SearchKey::From(astring("missing_mailbox"))),
+        "addresses as ENVELOPE has them"
     );
     let mixed = message(MIXED);
     assert!(
@@ -422,8 +424,10 @@ fn sent_dates_ignore_time_and_zone() {
     assert!(!matches(&encoded, SearchKey::SentSince(date(2026, 12, 2))));
     assert!(matches(&encoded, SearchKey::SentBefore(date(2026, 12, 2))));
     assert!(!matches(&encoded, SearchKey::SentBefore(date(2026, 12, 1))));
+    let undated = message(ODD);
+    assert!(!matches(&undated, SearchKey::SentOn(date(2026, 12, 1))));
     assert!(
-        !matches(&message(ODD), SearchKey::SentOn(date(2026, 12, 1))),
-        "no Date:"
+        matches(&undated, SearchKey::SentBefore(date(1970, 1, 2))),
+        "no Date: is 1 January 1970"
     );
 }
