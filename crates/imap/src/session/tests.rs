@@ -1210,3 +1210,162 @@ fn copy_and_move_into_tags_and_trash() {
     assert!(client.model.inbox[&1].tags.is_empty());
     assert_eq!(client.model.inbox[&3].tags.get("Work"), Some(&3));
 }
+
+#[test]
+fn body_fetches_return_sections_and_set_seen_unless_peek() {
+    let one = msg("one");
+    let mut client = Client::selected(&[&one, &msg("two")]);
+    let len = one.len();
+    let header_len = one.find("\r\n\r\n").unwrap() + 4;
+    let header = &one[..header_len];
+    table(
+        &mut client,
+        &[
+            (
+                "c FETCH 1 BODY.PEEK[HEADER.FIELDS (SUBJECT)]",
+                "* 1 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {16}\nSubject: one\n\n)\nc OK FETCH completed\n",
+            ),
+            (
+                "d FETCH 1 FLAGS",
+                "* 1 FETCH (FLAGS ())\nd OK FETCH completed\n",
+            ),
+            (
+                "e FETCH 1 BODY[TEXT]<0.4>",
+                "* 1 FETCH (BODY[TEXT]<0> {4}\nBody FLAGS (\\Seen))\ne OK FETCH completed\n",
+            ),
+        ],
+    );
+    assert_eq!(
+        client.cmd("f UID FETCH 1 (RFC822.HEADER)"),
+        format!(
+            "* 1 FETCH (UID 1 RFC822.HEADER {{{header_len}}}\r\n{header})\r\nf OK UID FETCH completed\r\n"
+        )
+    );
+    assert_eq!(
+        client.cmd("g FETCH 2 RFC822"),
+        format!(
+            "* 2 FETCH (RFC822 {{{len}}}\r\n{} FLAGS (\\Seen))\r\ng OK FETCH completed\r\n",
+            msg("two")
+        )
+    );
+    assert!(client.model.inbox[&1].flags.seen && client.model.inbox[&2].flags.seen);
+    let got = client.cmd("h FETCH 1 (ENVELOPE BODYSTRUCTURE)");
+    assert!(
+        got.starts_with("* 1 FETCH (ENVELOPE (NIL \"one\" ((NIL NIL \"rick\" \"example.com\"))"),
+        "{got}"
+    );
+    assert!(got.contains("BODYSTRUCTURE (\"TEXT\" \"plain\""), "{got}");
+    let got = client.cmd("i FETCH 2 BODY[]");
+    assert_eq!(
+        got,
+        format!(
+            "* 2 FETCH (BODY[] {{{len}}}\r\n{})\r\ni OK FETCH completed\r\n",
+            msg("two")
+        )
+    );
+}
+
+#[test]
+fn examine_never_sets_seen() {
+    let mut client = Client::loopback();
+    client.model.deliver(&msg("one"));
+    client.cmd("a LOGIN morty \"s3cret pass\"");
+    client.cmd("b EXAMINE INBOX");
+    let got = client.cmd("c FETCH 1 BODY[TEXT]");
+    assert_eq!(
+        got,
+        "* 1 FETCH (BODY[TEXT] {13}\r\nBody of one\r\n)\r\nc OK FETCH completed\r\n"
+    );
+    assert!(!client.model.inbox[&1].flags.seen);
+}
+
+#[test]
+fn search_on_content_keys() {
+    let mut client = Client::selected(&[
+        &msg("Hello there"),
+        "From: Summer <summer@example.com>\r\nTo: morty@example.com\r\nCc: beth@example.com\r\nSubject: plans\r\nX-Tag: garage\r\n\r\nMeet in the garage\r\n",
+        &msg("bye"),
+    ]);
+    table(
+        &mut client,
+        &[
+            (
+                "d SEARCH SUBJECT hello",
+                "* SEARCH 1\nd OK SEARCH completed\n",
+            ),
+            (
+                "d SEARCH FROM summer",
+                "* SEARCH 2\nd OK SEARCH completed\n",
+            ),
+            (
+                "d SEARCH TO morty",
+                "* SEARCH 1 2 3\nd OK SEARCH completed\n",
+            ),
+            ("d SEARCH CC beth", "* SEARCH 2\nd OK SEARCH completed\n"),
+            ("d SEARCH BCC beth", "* SEARCH\nd OK SEARCH completed\n"),
+            (
+                "d SEARCH BODY GARAGE",
+                "* SEARCH 2\nd OK SEARCH completed\n",
+            ),
+            (
+                "d SEARCH TEXT \"body of\"",
+                "* SEARCH 1 3\nd OK SEARCH completed\n",
+            ),
+            (
+                "d SEARCH HEADER X-Tag garage",
+                "* SEARCH 2\nd OK SEARCH completed\n",
+            ),
+            (
+                "d UID SEARCH NOT SUBJECT bye SEEN",
+                "* SEARCH\nd OK UID SEARCH completed\n",
+            ),
+            (
+                "d SEARCH CHARSET UTF-8 SUBJECT {5}",
+                "+ Ready for literal data\n",
+            ),
+            ("plans", "* SEARCH 2\nd OK SEARCH completed\n"),
+        ],
+    );
+}
+
+#[test]
+fn large_fetches_read_raw_messages_in_batches() {
+    let messages: Vec<String> = (0..150).map(|i| msg(&format!("m{i}"))).collect();
+    let refs: Vec<&str> = messages.iter().map(String::as_str).collect();
+    let mut client = Client::selected(&refs);
+    client.model.calls.clear();
+    let got = client.cmd("c FETCH 1:* BODY.PEEK[HEADER.FIELDS (SUBJECT)]");
+    assert_eq!(
+        got.matches(" FETCH (BODY[HEADER.FIELDS (SUBJECT)]").count(),
+        150
+    );
+    let raws: Vec<&String> = client
+        .model
+        .calls
+        .iter()
+        .filter(|c| c.starts_with("Raw"))
+        .collect();
+    assert_eq!(raws.len(), 3, "{raws:?}");
+    // State-only items read no message at all.
+    client.model.calls.clear();
+    client.cmd("d FETCH 1:* (UID FLAGS RFC822.SIZE)");
+    assert!(
+        client.model.calls.iter().all(|c| !c.starts_with("Raw")),
+        "{:?}",
+        client.model.calls
+    );
+}
+
+#[test]
+fn a_message_deleted_while_its_expunge_is_held_is_left_out_of_fetch() {
+    let mut client = Client::selected(&[&msg("one"), &msg("two")]);
+    client.model.delete(1);
+    assert_eq!(
+        client.cmd("c FETCH 1:2 BODY.PEEK[HEADER.FIELDS (SUBJECT)]"),
+        "* 2 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {16}\r\nSubject: two\r\n\r\n)\r\nc OK FETCH completed\r\n"
+    );
+    assert_eq!(
+        client.cmd("d NOOP"),
+        "* 1 EXPUNGE\r\nd OK NOOP completed\r\n"
+    );
+}
