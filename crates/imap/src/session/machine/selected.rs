@@ -190,7 +190,19 @@ impl Session {
             self.finish(out, Finish::ok(tag, text));
             return self.request.take().map(Step::Request);
         }
-        match self.folder(&to) {
+        let target = self.folder(&to);
+        if moving && target.as_ref() == Some(&from) {
+            // Copying into the folder itself changes nothing, so the expunge
+            // that follows would only lose the messages.
+            let finish = Finish::no(
+                tag,
+                Some(reply::code("CANNOT")),
+                "Cannot move into the same mailbox",
+            );
+            self.finish(out, finish);
+            return self.request.take().map(Step::Request);
+        }
+        match target {
             // Into the Trash is a delete (Thunderbird's delete is a MOVE there);
             // a sent copy is deleted from Sent, anything else from the store.
             None => {
