@@ -2,11 +2,12 @@
 //!
 //! It does no I/O and knows no clock, no store and no password file. The shell
 //! feeds it whatever bytes arrived with [`Session::advance`]; the session
-//! consumes complete commands (literals included), appends responses to the
-//! output buffer, and stops when the shell has to act ([`Step`]): flush output
-//! (a continuation request), start TLS, close, or carry out a [`Request`]
-//! (check a login, call the store). The shell reports back with
-//! [`Session::answer`] and calls `advance` again with the input it kept, so
+//! takes them (it keeps a command that is not complete yet, literals included,
+//! itself, within its limits), appends responses to the output buffer, and
+//! stops when the shell has to act ([`Step`]): flush output (a continuation
+//! request), start TLS, close, or carry out a [`Request`] (check a login, call
+//! the store). It then says how many bytes it took: the shell reports back
+//! with [`Session::answer`] and calls `advance` again with the rest, so
 //! pipelined commands get their responses in order.
 //!
 //! ```text
@@ -15,9 +16,10 @@
 //! bytes ◀──────── reply (imap-codec) ◀── view ◀────────┴────── Answer ◀──────┘
 //! ```
 //!
-//! Submodules: [`machine`] is the session itself, [`frame`] cuts commands, [`names`] maps mailbox names to
-//! folders, [`view`] keeps the selected folder as the client knows it,
-//! [`fetch`] and [`search`] answer FETCH and SEARCH, [`reply`] writes.
+//! Submodules: `machine` is the session itself (with its `auth`, `mailboxes`
+//! and `selected` commands), `frame` cuts commands, `names` maps mailbox names
+//! to folders, `view` keeps the selected folder as the client knows it,
+//! `fetch` and `search` answer FETCH and SEARCH, `reply` writes.
 
 mod fetch;
 mod frame;

@@ -28,7 +28,6 @@ pub(super) enum Event {
 }
 
 /// The command being assembled.
-#[derive(Debug)]
 pub(super) struct Framer {
     /// The command so far, literals included.
     buf: Vec<u8>,
@@ -41,6 +40,16 @@ pub(super) struct Framer {
     /// The current line went over the limit; drop it up to its end.
     overlong: bool,
     max_line_length: usize,
+}
+
+/// Only sizes: the command being assembled may hold a password.
+impl std::fmt::Debug for Framer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Framer")
+            .field("buffered", &self.buf.len())
+            .field("literal_left", &self.literal_left)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Framer {

@@ -174,18 +174,32 @@ pub(super) fn matches(pattern: &str, name: &str) -> bool {
 }
 
 fn wildcard(pattern: &[u8], name: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some((b'*', rest)) => (0..=name.len()).any(|i| wildcard(rest, &name[i..])),
-        Some((b'%', rest)) => {
-            let stop = name
-                .iter()
-                .position(|&b| b == DELIMITER as u8)
-                .unwrap_or(name.len());
-            (0..=stop).any(|i| wildcard(rest, &name[i..]))
+    // reachable[j]: the pattern so far can match exactly name[..j]. One pass
+    // per pattern byte, so a hostile pattern of many `*` stays linear in each.
+    let mut reachable = vec![false; name.len() + 1];
+    reachable[0] = true;
+    for &p in pattern {
+        let mut next = vec![false; name.len() + 1];
+        match p {
+            b'*' | b'%' => {
+                let mut open = false;
+                for j in 0..=name.len() {
+                    open |= reachable[j];
+                    next[j] = open;
+                    if p == b'%' && j < name.len() && name[j] == DELIMITER as u8 {
+                        open = false;
+                    }
+                }
+            }
+            _ => {
+                for j in 0..name.len() {
+                    next[j + 1] = reachable[j] && name[j] == p;
+                }
+            }
         }
-        Some((&p, rest)) => name.first() == Some(&p) && wildcard(rest, &name[1..]),
+        reachable = next;
     }
+    reachable[name.len()]
 }
 
 #[cfg(test)]
@@ -216,5 +230,10 @@ mod tests {
         assert!(matches("In%", "INBOX"));
         assert!(!matches("Tr", "Trash"));
         assert!(matches("T*h", "Trash"));
+        assert!(matches("%/%", "a/b"));
+        assert!(!matches("%/%", "a/b/c"));
+        assert!(matches("a/*", "a/b/c"));
+        let hostile = "*a".repeat(200);
+        assert!(!matches(&hostile, &"a".repeat(150)));
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sokkel_message::{FlagEdit, Flags, Folder, FolderMessage, MessageId};
+use sokkel_message::{FlagEdit, Flags, Folder, FolderMessage, MailboxError, MessageId};
 
 use super::view::apply;
 use super::*;
@@ -1201,6 +1201,11 @@ fn copy_and_move_into_tags_and_trash() {
             ),
             // Into the Trash: deleted from the store.
             ("h MOVE 1 Trash", "* 1 EXPUNGE\nh OK MOVE completed\n"),
+            // Into the folder itself: refused, nothing lost.
+            (
+                "i MOVE 1 Work",
+                "i NO [CANNOT] Cannot move into the same mailbox\n",
+            ),
         ],
     );
     assert_eq!(
@@ -1209,4 +1214,365 @@ fn copy_and_move_into_tags_and_trash() {
     );
     assert!(client.model.inbox[&1].tags.is_empty());
     assert_eq!(client.model.inbox[&3].tags.get("Work"), Some(&3));
+}
+
+#[test]
+fn body_fetches_return_sections_and_set_seen_unless_peek() {
+    let one = msg("one");
+    let mut client = Client::selected(&[&one, &msg("two")]);
+    let len = one.len();
+    let header_len = one.find("\r\n\r\n").unwrap() + 4;
+    let header = &one[..header_len];
+    table(
+        &mut client,
+        &[
+            (
+                "c FETCH 1 BODY.PEEK[HEADER.FIELDS (SUBJECT)]",
+                "* 1 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {16}\nSubject: one\n\n)\nc OK FETCH completed\n",
+            ),
+            (
+                "d FETCH 1 FLAGS",
+                "* 1 FETCH (FLAGS ())\nd OK FETCH completed\n",
+            ),
+            (
+                "e FETCH 1 BODY[TEXT]<0.4>",
+                "* 1 FETCH (BODY[TEXT]<0> {4}\nBody FLAGS (\\Seen))\ne OK FETCH completed\n",
+            ),
+        ],
+    );
+    assert_eq!(
+        client.cmd("f UID FETCH 1 (RFC822.HEADER)"),
+        format!(
+            "* 1 FETCH (UID 1 RFC822.HEADER {{{header_len}}}\r\n{header})\r\nf OK UID FETCH completed\r\n"
+        )
+    );
+    assert_eq!(
+        client.cmd("g FETCH 2 RFC822"),
+        format!(
+            "* 2 FETCH (RFC822 {{{len}}}\r\n{} FLAGS (\\Seen))\r\ng OK FETCH completed\r\n",
+            msg("two")
+        )
+    );
+    assert!(client.model.inbox[&1].flags.seen && client.model.inbox[&2].flags.seen);
+    let got = client.cmd("h FETCH 1 (ENVELOPE BODYSTRUCTURE)");
+    assert!(
+        got.starts_with("* 1 FETCH (ENVELOPE (NIL \"one\" ((NIL NIL \"rick\" \"example.com\"))"),
+        "{got}"
+    );
+    assert!(got.contains("BODYSTRUCTURE (\"TEXT\" \"plain\""), "{got}");
+    let got = client.cmd("i FETCH 2 BODY[]");
+    assert_eq!(
+        got,
+        format!(
+            "* 2 FETCH (BODY[] {{{len}}}\r\n{})\r\ni OK FETCH completed\r\n",
+            msg("two")
+        )
+    );
+}
+
+#[test]
+fn examine_never_sets_seen() {
+    let mut client = Client::loopback();
+    client.model.deliver(&msg("one"));
+    client.cmd("a LOGIN morty \"s3cret pass\"");
+    client.cmd("b EXAMINE INBOX");
+    let got = client.cmd("c FETCH 1 BODY[TEXT]");
+    assert_eq!(
+        got,
+        "* 1 FETCH (BODY[TEXT] {13}\r\nBody of one\r\n)\r\nc OK FETCH completed\r\n"
+    );
+    assert!(!client.model.inbox[&1].flags.seen);
+}
+
+#[test]
+fn search_on_content_keys() {
+    let mut client = Client::selected(&[
+        &msg("Hello there"),
+        "From: Summer <summer@example.com>\r\nTo: morty@example.com\r\nCc: beth@example.com\r\nSubject: plans\r\nX-Tag: garage\r\n\r\nMeet in the garage\r\n",
+        &msg("bye"),
+    ]);
+    table(
+        &mut client,
+        &[
+            (
+                "d SEARCH SUBJECT hello",
+                "* SEARCH 1\nd OK SEARCH completed\n",
+            ),
+            (
+                "d SEARCH FROM summer",
+                "* SEARCH 2\nd OK SEARCH completed\n",
+            ),
+            (
+                "d SEARCH TO morty",
+                "* SEARCH 1 2 3\nd OK SEARCH completed\n",
+            ),
+            ("d SEARCH CC beth", "* SEARCH 2\nd OK SEARCH completed\n"),
+            ("d SEARCH BCC beth", "* SEARCH\nd OK SEARCH completed\n"),
+            (
+                "d SEARCH BODY GARAGE",
+                "* SEARCH 2\nd OK SEARCH completed\n",
+            ),
+            (
+                "d SEARCH TEXT \"body of\"",
+                "* SEARCH 1 3\nd OK SEARCH completed\n",
+            ),
+            (
+                "d SEARCH HEADER X-Tag garage",
+                "* SEARCH 2\nd OK SEARCH completed\n",
+            ),
+            (
+                "d UID SEARCH NOT SUBJECT bye SEEN",
+                "* SEARCH\nd OK UID SEARCH completed\n",
+            ),
+            (
+                "d SEARCH CHARSET UTF-8 SUBJECT {5}",
+                "+ Ready for literal data\n",
+            ),
+            ("plans", "* SEARCH 2\nd OK SEARCH completed\n"),
+        ],
+    );
+}
+
+#[test]
+fn large_fetches_read_raw_messages_in_batches() {
+    let messages: Vec<String> = (0..150).map(|i| msg(&format!("m{i}"))).collect();
+    let refs: Vec<&str> = messages.iter().map(String::as_str).collect();
+    let mut client = Client::selected(&refs);
+    client.model.calls.clear();
+    let got = client.cmd("c FETCH 1:* BODY.PEEK[HEADER.FIELDS (SUBJECT)]");
+    assert_eq!(
+        got.matches(" FETCH (BODY[HEADER.FIELDS (SUBJECT)]").count(),
+        150
+    );
+    let raws: Vec<&String> = client
+        .model
+        .calls
+        .iter()
+        .filter(|c| c.starts_with("Raw"))
+        .collect();
+    assert_eq!(raws.len(), 3, "{raws:?}");
+    // State-only items read no message at all.
+    client.model.calls.clear();
+    client.cmd("d FETCH 1:* (UID FLAGS RFC822.SIZE)");
+    assert!(
+        client.model.calls.iter().all(|c| !c.starts_with("Raw")),
+        "{:?}",
+        client.model.calls
+    );
+}
+
+#[test]
+fn a_message_deleted_while_its_expunge_is_held_is_left_out_of_fetch() {
+    let mut client = Client::selected(&[&msg("one"), &msg("two")]);
+    client.model.delete(1);
+    assert_eq!(
+        client.cmd("c FETCH 1:2 BODY.PEEK[HEADER.FIELDS (SUBJECT)]"),
+        "* 2 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {16}\r\nSubject: two\r\n\r\n)\r\nc OK FETCH completed\r\n"
+    );
+    assert_eq!(
+        client.cmd("d NOOP"),
+        "* 1 EXPUNGE\r\nd OK NOOP completed\r\n"
+    );
+}
+
+#[test]
+fn per_recipient_inbox_asks_for_the_logins_own_mail() {
+    let mut own = config();
+    own.per_recipient = true;
+    let mut client = Client::new(own, LOOPBACK);
+    client.cmd("a LOGIN morty \"s3cret pass\"");
+    let mut out = Vec::new();
+    let (_, step) = client.session.advance(b"b SELECT INBOX\r\n", &mut out);
+    let Step::Request(Request::Store(StoreCall::Open { folder })) = step else {
+        panic!("{step:?}")
+    };
+    assert_eq!(
+        folder,
+        Folder::Inbox {
+            recipient: Some("morty".into())
+        }
+    );
+}
+
+#[test]
+fn timeout_and_shutdown_say_bye_and_close() {
+    let mut client = Client::loopback();
+    let mut out = Vec::new();
+    client.session.timed_out(&mut out);
+    assert_eq!(out, b"* BYE Autologout; idle for too long\r\n");
+    assert_eq!(client.cmd("a NOOP"), "");
+    assert!(client.closed);
+
+    let mut client = Client::loopback();
+    let mut out = Vec::new();
+    client.session.shutting_down(&mut out);
+    assert_eq!(out, b"* BYE Server shutting down\r\n");
+    assert_eq!(client.cmd("a NOOP"), "");
+    assert!(client.closed);
+}
+
+#[test]
+fn commands_ended_counts_tagged_responses() {
+    let mut client = Client::selected(&[&msg("one")]);
+    assert_eq!(client.session.commands_ended(), 2);
+    // A command waiting for its literal has not ended.
+    client.cmd("c APPEND INBOX {5}");
+    assert_eq!(client.session.commands_ended(), 2);
+    client.send(b"hello\r\n");
+    client.cmd("d FETCH 1:* UID");
+    client.cmd("e FROB");
+    assert_eq!(client.session.commands_ended(), 5);
+}
+
+#[test]
+fn id_names_the_server() {
+    let mut client = Client::loopback();
+    assert_eq!(
+        client.cmd("a ID (\"name\" \"Thunderbird\")"),
+        format!(
+            "* ID (\"name\" \"sokkel\" \"version\" \"{}\")\r\na OK ID completed\r\n",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    assert_eq!(
+        client.cmd("b ID NIL").lines().last(),
+        Some("b OK ID completed")
+    );
+}
+
+#[test]
+fn idle_outside_a_folder_and_changes_outside_idle() {
+    let mut client = Client::selected(&[&msg("one")]);
+    // Not idling: changes wait for the next command.
+    client.model.deliver(&msg("two"));
+    assert!(client.session.store_changed().is_none());
+    assert_eq!(
+        client.cmd("c NOOP"),
+        "* 2 EXISTS\r\nc OK NOOP completed\r\n"
+    );
+    // IDLE right after a change reports it before the continuation.
+    client.model.deliver(&msg("three"));
+    assert_eq!(client.cmd("d IDLE"), "* 3 EXISTS\r\n+ idling\r\n");
+    assert_eq!(client.cmd("done"), "d OK IDLE terminated\r\n");
+    // Anything but DONE ends IDLE with BAD.
+    client.cmd("e IDLE");
+    assert_eq!(client.cmd("f NOOP"), "e BAD Expected DONE\r\n");
+
+    let mut client = Client::loopback();
+    client.cmd("a LOGIN morty \"s3cret pass\"");
+    assert_eq!(client.cmd("b IDLE"), "+ idling\r\n");
+    assert!(client.session.store_changed().is_none());
+    assert_eq!(client.cmd("DONE"), "b OK IDLE terminated\r\n");
+}
+
+#[test]
+fn flag_changes_made_elsewhere_reach_an_idling_client() {
+    let mut client = Client::selected(&[&msg("one"), &msg("two")]);
+    client.cmd("c IDLE");
+    client.model.set_flags(
+        2,
+        &FlagEdit::Add(Flags {
+            seen: true,
+            ..Flags::default()
+        }),
+    );
+    let Some(Request::Store(call)) = client.session.store_changed() else {
+        panic!("a poll while idling")
+    };
+    let reply = client.model.call(call);
+    let mut out = Vec::new();
+    client.session.answer(Answer::Store(Ok(reply)), &mut out);
+    assert_eq!(out, b"* 2 FETCH (FLAGS (\\Seen) UID 2)\r\n");
+}
+
+#[test]
+fn a_failing_store_answers_no_and_the_session_goes_on() {
+    let mut client = Client::loopback();
+    client.cmd("a LOGIN morty \"s3cret pass\"");
+    let mut out = Vec::new();
+    let (_, step) = client.session.advance(b"b SELECT INBOX\r\n", &mut out);
+    assert!(matches!(step, Step::Request(_)));
+    client.session.answer(
+        Answer::Store(Err(MailboxError::Unavailable("database is locked".into()))),
+        &mut out,
+    );
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "b NO [UNAVAILABLE] The mail store failed: database is locked\r\n"
+    );
+    assert_eq!(client.cmd("c NOOP"), "c OK NOOP completed\r\n");
+}
+
+#[test]
+fn tagged_mailboxes_by_utf7_name() {
+    let mut client = Client::selected(&[&msg("one")]);
+    client.cmd("c CREATE Entw&APw-rfe");
+    assert_eq!(
+        client.cmd("d COPY 1 Entw&APw-rfe"),
+        "d OK [COPYUID 7 1 1] COPY completed\r\n"
+    );
+    assert_eq!(
+        client.cmd("e STATUS Entw&APw-rfe (MESSAGES UIDNEXT)"),
+        "* STATUS Entw&APw-rfe (MESSAGES 1 UIDNEXT 2)\r\ne OK STATUS completed\r\n"
+    );
+    assert_eq!(client.model.inbox[&1].tags.get("Entwürfe"), Some(&1));
+    assert_eq!(
+        client.cmd("f SELECT Bad&-Name&AB"),
+        "f NO [CANNOT] Mailbox name is not valid modified UTF-7\r\n"
+    );
+}
+
+/// A small deterministic generator, so the hostile-input test needs no crate.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+}
+
+#[test]
+fn hostile_input_never_panics_and_the_session_ends_or_goes_on() {
+    let pieces: &[&[u8]] = &[
+        b"a LOGIN morty \"s3cret pass\"\r\n",
+        b"b SELECT INBOX\r\n",
+        b"c FETCH 1:* (FLAGS BODY.PEEK[HEADER] BODY[1.MIME]<0.10>)\r\n",
+        b"d UID STORE *:1 +FLAGS (\\Deleted)\r\n",
+        b"e APPEND INBOX {3+}\r\nabc\r\n",
+        b"{99999999999}\r\n",
+        b"{4}\r\n",
+        b"f SEARCH OR (UNSEEN) NOT TEXT x\r\n",
+        b"g IDLE\r\n",
+        b"DONE\r\n",
+        b"*\r\n",
+        b"h MOVE 1 Trash\r\n",
+        b"i EXPUNGE\r\n",
+        b"\x00\xff\r\n",
+        b"j LIST \"\" \"*%*%\"\r\n",
+        b")(\"\\\r\n",
+        b"k AUTHENTICATE PLAIN\r\n",
+    ];
+    let mut rng = Lcg(13);
+    for _ in 0..200 {
+        let mut client = Client::loopback();
+        for i in 1..4 {
+            client.model.deliver(&msg(&i.to_string()));
+        }
+        let mut input = Vec::new();
+        for _ in 0..12 {
+            let piece = pieces[rng.next() as usize % pieces.len()];
+            let cut = rng.next() as usize % (piece.len() + 1);
+            input.extend_from_slice(&piece[..cut.max(piece.len() / 2)]);
+        }
+        for chunk in input.chunks(1 + rng.next() as usize % 7) {
+            client.send(chunk);
+            if client.closed {
+                break;
+            }
+        }
+    }
 }
