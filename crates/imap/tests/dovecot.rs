@@ -349,7 +349,39 @@ fn corpus() -> Vec<Vec<u8>> {
         .iter()
         .map(|message| message.replace('\n', "\r\n").into_bytes())
         .chain(eight_bit_messages())
+        .chain(
+            broken_headers()
+                .into_iter()
+                .map(|header| format!("{header}\r\n\r\nbody\r\n").into_bytes()),
+        )
         .collect()
+}
+
+/// Header blocks that break the rules, each with a one-line body.
+fn broken_headers() -> Vec<String> {
+    [
+        "From: \"never closed <a@b>\nTo: (open comment a@b\nCc: <x@y\nContent-Type: text/plain; name=\"open",
+        "From: foo\nTo: \nCc: \"\" <a@b>, Joe \"Q\" Smith <j@x>\nBcc: \"john doe\"@x, a@b, , c@d\nReply-To: a@b (c1) (c2), x@y (outer (inner))\nSender: J. R. R. Tolkien <t@x>",
+        "From: Group One: ;, Two: a@b,c@d;\nTo: <a@b> (comment)\nCc: name (comment) <a@b>\nSubject:  two  spaces  \nIn-Reply-To: ",
+        "Subject: a\nSubject: b\nFrom: x@y\nFrom: z@w\nDate: d1\nDate: d2\nTo: <@r1,@r2:a@b>, <@bad a@b>",
+        "Content-Type: text",
+        "Content-Type: ;",
+        "Content-Type: text/",
+        "Content-Type:",
+        "Content-Type: multipart/mixed",
+        "Content-Type: multipart/mixed; boundary=\"\"",
+        "Content-Type: image/png\nContent-Type: text/html",
+        "Content-Type: text/plain; foo; a=b; =c; d=\"x\"; e==?utf-8?q?x?=",
+        "Content-Type: application/x; n*1=b%; n*0*=a%; m*0=x; m*2=z; p*=utf-8''%41",
+        "Content-Type: text/plain\nContent-Transfer-Encoding: 8bit garbage",
+        "Content-Type: text/plain\nContent-Transfer-Encoding: base64 (c)",
+        "Content-Type: text/plain\nContent-Disposition: ; filename=a",
+        "Content-Type: text/plain\nContent-Language: en-US (c), (x) de,,fr",
+        "Content-Type: text/plain\nContent-ID:  <a>\n  <b>\nContent-Description: \t desc  \nContent-Location:\n http://x",
+    ]
+    .iter()
+    .map(|header| header.replace('\n', "\r\n"))
+    .collect()
 }
 
 /// Messages with bytes that are not UTF-8 text, or raw UTF-8 in headers.
