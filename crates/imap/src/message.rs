@@ -11,9 +11,11 @@ use imap_types::envelope::Envelope;
 use imap_types::fetch::Section;
 use imap_types::search::SearchKey;
 
+mod address;
 mod envelope;
 mod header;
 mod mime;
+mod rfc822;
 mod search;
 mod section;
 mod structure;

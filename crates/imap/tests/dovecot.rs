@@ -1,9 +1,15 @@
 //! The differential test against Dovecot (issue #13): a corpus of tricky MIME
 //! messages (nested multiparts, encoded words, odd charsets, attachments with
-//! long names, message/rfc822 parts) goes to a throwaway Dovecot by APPEND;
-//! Dovecot's FETCH ENVELOPE, BODY, BODYSTRUCTURE, `BODY[n.MIME]`, `BODY[n]`,
-//! `BODY[HEADER.FIELDS ...]` and SEARCH answers must equal what
-//! [`sokkel_imap::message::Parsed`] gives for the same bytes.
+//! long names, message/rfc822 parts, broken headers) goes to a throwaway
+//! Dovecot by APPEND and to a real `sokkel mail serve` over SMTP; the two
+//! servers' FETCH ENVELOPE, BODY, BODYSTRUCTURE, `BODY[n.MIME]`, `BODY[n]`,
+//! header sections and SEARCH answers must be the same. A second test holds
+//! Dovecot's answers against [`sokkel_imap::message::Parsed`] directly, which
+//! points at the renderer when the first one fails.
+//!
+//! sokkel must store what SMTP hands it unchanged (checked); Dovecot gets
+//! those stored bytes, so a line break SMTP adds at the end of a message that
+//! had none is in both.
 //!
 //! Normalised before comparing, because it must differ and IMAP gives it no
 //! meaning: a string Dovecot sends as a literal and imap-codec as a quoted
@@ -16,10 +22,11 @@
 
 mod dovecot_kit;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU32;
 
-use dovecot_kit::Dovecot;
+use dovecot_kit::sokkel::{self, Sokkel};
+use dovecot_kit::{Client, Dovecot, corpus};
 use imap_codec::encode::Encoder;
 use imap_codec::{CommandCodec, ResponseCodec, decode::Decoder};
 use imap_types::command::CommandBody;
@@ -95,59 +102,83 @@ fn searches() -> Vec<Vec<u8>> {
     searches
 }
 
+/// What one server answers for one message: each item's text (see the
+/// module's doc for the normalisation), by item name.
+type Answers = BTreeMap<String, String>;
+
+/// An IMAP server, or [`Parsed`] standing in for one.
+trait Server {
+    /// The FETCH answers for message `seq`.
+    fn answers(&mut self, seq: usize) -> Answers;
+    /// The message numbers `SEARCH <search>` finds.
+    fn search(&mut self, search: &[u8]) -> BTreeSet<u32>;
+}
+
 #[test]
 #[ignore = "interop: needs dovecot-imapd"]
-fn fetch_and_search_answers_equal_dovecots() {
-    let corpus = corpus();
+fn parsed_renders_what_dovecot_answers() {
+    let corpus = corpus::corpus();
     let dovecot = Dovecot::start();
-    let mut imap = dovecot.login();
+    let mut dovecot_session = dovecot.login();
     for message in &corpus {
-        imap.append(message);
+        dovecot_session.append(message);
     }
-    let mut differences = Vec::new();
-    for (index, raw) in corpus.iter().enumerate() {
-        let seq = index + 1;
-        let ours = Parsed::new(raw.clone());
-        let theirs = fetch(&mut imap, seq, "(ENVELOPE BODY BODYSTRUCTURE)");
-        for item in theirs {
-            let mine = match &item {
-                MessageDataItem::Envelope(_) => MessageDataItem::Envelope(ours.envelope()),
-                MessageDataItem::Body(_) => MessageDataItem::Body(ours.body_structure(false)),
-                MessageDataItem::BodyStructure(_) => {
-                    MessageDataItem::BodyStructure(ours.body_structure(true))
-                }
-                _ => continue,
-            };
-            compare(&mut differences, seq, &canonical(&item), &canonical(&mine));
-        }
-        for (name, section) in sections() {
-            let theirs = fetch(&mut imap, seq, &format!("(BODY.PEEK[{name}])"));
-            let theirs = match theirs.first() {
-                Some(MessageDataItem::BodyExt { data, .. }) => {
-                    data.clone().into_option().unwrap_or_default().into_owned()
-                }
-                other => panic!("BODY[{name}] of message {seq}: {other:?}"),
-            };
-            let mine = ours.section(Some(&section));
-            compare(
-                &mut differences,
-                seq,
-                &format!("BODY[{name}] {}", String::from_utf8_lossy(&theirs)),
-                &format!("BODY[{name}] {}", String::from_utf8_lossy(&mine)),
-            );
-        }
+    let mut parsed = ParsedCorpus(corpus.into_iter().map(Parsed::new).collect());
+    let count = parsed.0.len();
+    assert_same_answers(&mut dovecot_session, &mut parsed, count);
+}
+
+#[test]
+#[ignore = "interop: needs dovecot-imapd"]
+fn sokkel_answers_over_imap_what_dovecot_answers() {
+    let corpus = corpus::corpus();
+    let sokkel = Sokkel::start();
+    for message in &corpus {
+        sokkel.deliver(message);
     }
-    let parsed: Vec<Parsed> = corpus.into_iter().map(Parsed::new).collect();
-    for search in searches() {
-        let theirs = search_dovecot(&mut imap, &search);
-        let mine = search_parsed(&parsed, &search);
-        let query = String::from_utf8_lossy(&search).replace("\r\n", " ");
-        compare(
-            &mut differences,
-            0,
-            &format!("SEARCH {query} → {theirs:?}"),
-            &format!("SEARCH {query} → {mine:?}"),
+    let mut sokkel_session = Client::login(sokkel.imap.port(), sokkel::USER, sokkel::PASSWORD);
+    let dovecot = Dovecot::start();
+    let mut dovecot_session = dovecot.login();
+    for (seq, message) in (1..).zip(&corpus) {
+        let stored = body(&mut sokkel_session, seq);
+        let mut sent = message.clone();
+        if !sent.ends_with(b"\r\n") {
+            sent.extend_from_slice(b"\r\n");
+        }
+        assert!(
+            stored == sent,
+            "sokkel changed message {seq} on the way in:\n{}",
+            String::from_utf8_lossy(&stored)
         );
+        dovecot_session.append(&stored);
+    }
+    assert_same_answers(&mut dovecot_session, &mut sokkel_session, corpus.len());
+}
+
+/// Compares every answer of `dovecot` and `sokkel` for `count` messages and
+/// every search, and fails with all the differences.
+fn assert_same_answers(dovecot: &mut dyn Server, sokkel: &mut dyn Server, count: usize) {
+    let mut differences = Vec::new();
+    for seq in 1..=count {
+        let (theirs, ours) = (dovecot.answers(seq), sokkel.answers(seq));
+        let names: BTreeSet<&String> = theirs.keys().chain(ours.keys()).collect();
+        for name in names {
+            let (theirs, ours) = (theirs.get(name), ours.get(name));
+            if theirs != ours {
+                differences.push(format!(
+                    "message {seq} {name}:\n  dovecot: {theirs:?}\n  sokkel:  {ours:?}"
+                ));
+            }
+        }
+    }
+    for search in searches() {
+        let (theirs, ours) = (dovecot.search(&search), sokkel.search(&search));
+        if theirs != ours {
+            let query = String::from_utf8_lossy(&search).replace("\r\n", " ");
+            differences.push(format!(
+                "SEARCH {query}:\n  dovecot: {theirs:?}\n  sokkel:  {ours:?}"
+            ));
+        }
     }
     assert!(
         differences.is_empty(),
@@ -157,12 +188,134 @@ fn fetch_and_search_answers_equal_dovecots() {
     );
 }
 
-fn compare(differences: &mut Vec<String>, seq: usize, dovecot: &str, sokkel: &str) {
-    if dovecot != sokkel {
-        differences.push(format!(
-            "message {seq}:\n  dovecot: {dovecot}\n  sokkel:  {sokkel}"
-        ));
+/// The whole of message `seq` as a server keeps it.
+fn body(session: &mut Client, seq: usize) -> Vec<u8> {
+    fetch(session, seq, "(BODY.PEEK[])")
+        .into_iter()
+        .find_map(|item| match item {
+            MessageDataItem::BodyExt {
+                section: None,
+                data,
+                ..
+            } => data.into_option().map(|d| d.into_owned()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no BODY[] for message {seq}"))
+}
+
+impl Server for Client {
+    fn answers(&mut self, seq: usize) -> Answers {
+        let sections = sections();
+        let mut items = String::from("(ENVELOPE BODY BODYSTRUCTURE");
+        for (name, _) in &sections {
+            items.push_str(&format!(" BODY.PEEK[{name}]"));
+        }
+        items.push(')');
+        let mut answers = Answers::new();
+        for item in fetch(self, seq, &items) {
+            match &item {
+                MessageDataItem::Envelope(_) => answers.insert("ENVELOPE".into(), canonical(&item)),
+                MessageDataItem::Body(_) => answers.insert("BODY".into(), canonical(&item)),
+                MessageDataItem::BodyStructure(_) => {
+                    answers.insert("BODYSTRUCTURE".into(), canonical(&item))
+                }
+                MessageDataItem::BodyExt {
+                    section: Some(section),
+                    data,
+                    ..
+                } => {
+                    // Servers may echo header names in another case.
+                    let key = |section: &Section<'_>| format!("{section:?}").to_ascii_uppercase();
+                    let name = sections
+                        .iter()
+                        .find(|(_, asked)| key(asked) == key(section))
+                        .map_or_else(|| format!("{section:?}"), |(name, _)| name.clone());
+                    answers.insert(
+                        format!("BODY[{name}]"),
+                        text(data.clone().into_option().as_deref()),
+                    )
+                }
+                _ => None,
+            };
+        }
+        answers
     }
+
+    fn search(&mut self, search: &[u8]) -> BTreeSet<u32> {
+        let mut command = b"SEARCH ".to_vec();
+        command.extend_from_slice(search);
+        let mut found = BTreeSet::new();
+        for response in self.ok_bytes(&command) {
+            if let Some(numbers) = response.strip_prefix(b"* SEARCH") {
+                found.extend(
+                    String::from_utf8_lossy(numbers)
+                        .split_whitespace()
+                        .map(|n| n.parse::<u32>().expect("a message number")),
+                );
+            }
+        }
+        found
+    }
+}
+
+/// The corpus parsed, answering as an IMAP server would.
+struct ParsedCorpus(Vec<Parsed>);
+
+impl Server for ParsedCorpus {
+    fn answers(&mut self, seq: usize) -> Answers {
+        let parsed = &self.0[seq - 1];
+        let mut answers = Answers::new();
+        answers.insert(
+            "ENVELOPE".into(),
+            canonical(&MessageDataItem::Envelope(parsed.envelope())),
+        );
+        answers.insert(
+            "BODY".into(),
+            canonical(&MessageDataItem::Body(parsed.body_structure(false))),
+        );
+        answers.insert(
+            "BODYSTRUCTURE".into(),
+            canonical(&MessageDataItem::BodyStructure(parsed.body_structure(true))),
+        );
+        for (name, section) in sections() {
+            answers.insert(
+                format!("BODY[{name}]"),
+                text(Some(&parsed.section(Some(&section)))),
+            );
+        }
+        answers
+    }
+
+    fn search(&mut self, search: &[u8]) -> BTreeSet<u32> {
+        let mut command = b"A SEARCH ".to_vec();
+        command.extend_from_slice(search);
+        command.extend_from_slice(b"\r\n");
+        let (_, command) = CommandCodec::default()
+            .decode_static(&command)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "imap-codec cannot parse SEARCH {}: {e:?}",
+                    String::from_utf8_lossy(search)
+                )
+            });
+        let CommandBody::Search { criteria, .. } = command.body else {
+            panic!("not a SEARCH");
+        };
+        let key = SearchKey::And(criteria);
+        (1..)
+            .zip(&self.0)
+            .filter(|(_, message)| evaluate(message, &key))
+            .map(|(seq, _)| seq)
+            .collect()
+    }
+}
+
+/// Section bytes as text for the report (`NIL` for no bytes at all).
+fn text(data: Option<&[u8]>) -> String {
+    data.map_or_else(
+        || "NIL".to_owned(),
+        |bytes| String::from_utf8_lossy(bytes).into_owned(),
+    )
 }
 
 /// The sections compared for every message: `n.MIME` and `n` for every
@@ -222,8 +375,8 @@ fn section(name: &str) -> Section<'static> {
     }
 }
 
-/// The FETCH items Dovecot answers for message `seq`.
-fn fetch(imap: &mut dovecot_kit::Client, seq: usize, items: &str) -> Vec<MessageDataItem<'static>> {
+/// The FETCH items a server answers for message `seq`.
+fn fetch(imap: &mut Client, seq: usize, items: &str) -> Vec<MessageDataItem<'static>> {
     let responses = imap.ok(&format!("FETCH {seq} {items}"));
     let mut found = Vec::new();
     for response in responses {
@@ -291,45 +444,6 @@ fn literals_quoted(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-fn search_dovecot(imap: &mut dovecot_kit::Client, search: &[u8]) -> BTreeSet<u32> {
-    let mut command = b"SEARCH ".to_vec();
-    command.extend_from_slice(search);
-    let mut found = BTreeSet::new();
-    for response in imap.ok_bytes(&command) {
-        if let Some(numbers) = response.strip_prefix(b"* SEARCH") {
-            found.extend(
-                String::from_utf8_lossy(numbers)
-                    .split_whitespace()
-                    .map(|n| n.parse::<u32>().expect("a message number")),
-            );
-        }
-    }
-    found
-}
-
-fn search_parsed(messages: &[Parsed], search: &[u8]) -> BTreeSet<u32> {
-    let mut command = b"A SEARCH ".to_vec();
-    command.extend_from_slice(search);
-    command.extend_from_slice(b"\r\n");
-    let (_, command) = CommandCodec::default()
-        .decode_static(&command)
-        .unwrap_or_else(|e| {
-            panic!(
-                "imap-codec cannot parse SEARCH {}: {e:?}",
-                String::from_utf8_lossy(search)
-            )
-        });
-    let CommandBody::Search { criteria, .. } = command.body else {
-        panic!("not a SEARCH");
-    };
-    let key = SearchKey::And(criteria);
-    (1..)
-        .zip(messages)
-        .filter(|(_, message)| evaluate(message, &key))
-        .map(|(seq, _)| seq)
-        .collect()
-}
-
 /// What the session core does with the keys that combine others.
 fn evaluate(message: &Parsed, key: &SearchKey<'_>) -> bool {
     match key {
@@ -342,305 +456,3 @@ fn evaluate(message: &Parsed, key: &SearchKey<'_>) -> bool {
             .unwrap_or_else(|| panic!("not a content key: {key:?}")),
     }
 }
-
-/// The corpus: each message as it travels (CRLF line ends).
-fn corpus() -> Vec<Vec<u8>> {
-    MESSAGES
-        .iter()
-        .map(|message| message.replace('\n', "\r\n").into_bytes())
-        .chain(eight_bit_messages())
-        .collect()
-}
-
-/// Messages with bytes that are not UTF-8 text, or raw UTF-8 in headers.
-fn eight_bit_messages() -> Vec<Vec<u8>> {
-    let mut koi8 = b"From: =?koi8-r?b?8NLJ18XU?= <koi@example.ru>\r\nTo: bob@example.com\r\nSubject: =?koi8-r?b?8NLJ18XU?=\r\nDate: 3 Dec 2026 12:00:00 +0300\r\nContent-Type: text/plain; charset=koi8-r\r\nContent-Transfer-Encoding: 8bit\r\n\r\n".to_vec();
-    // "текст" in KOI8-R.
-    koi8.extend_from_slice(&[0xd4, 0xc5, 0xcb, 0xd3, 0xd4, b'\r', b'\n']);
-    let raw_utf8 = "From: Jürgen <j@example.de>\r\nTo: bob@example.com\r\nSubject: Grüße raw\r\nDate: 4 Dec 2026 08:00:00 +0100\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nRaw UTF-8 body: Grüße\r\n"
-        .as_bytes()
-        .to_vec();
-    let latin1_body = b"From: latin@example.com\r\nSubject: latin-1 body\r\nContent-Type: text/plain; charset=\"ISO-8859-1\"\r\nContent-Transfer-Encoding: 8bit\r\n\r\ncaf\xe9 cr\xe8me\r\n".to_vec();
-    vec![koi8, raw_utf8, latin1_body]
-}
-
-const MESSAGES: &[&str] = &[
-    // 1: the simplest message, no line break at the end.
-    "From: Alice <alice@example.com>
-To: bob@example.com
-Subject: plain
-Date: Mon, 30 Nov 2026 10:00:00 +0000
-Message-ID: <a1@example.com>
-
-hello",
-    // 2: encoded words, groups, a folded subject, quoted-printable Latin-1.
-    "From: =?utf-8?q?J=C3=B6rg?= <jorg@example.com>, \"Quoted, Name\" <q@example.com>
-To: undisclosed-recipients:;
-Cc: Team: a@x.org, B <b@y.org>;, c@z.org
-Bcc: hidden@example.com
-Subject: =?iso-8859-1?q?caf=E9?= au lait
- folded
-Date: Tue, 1 Dec 2026 23:59:59 -0800
-In-Reply-To: <x@y>
-Content-Type: text/plain; charset=iso-8859-1
-Content-Transfer-Encoding: quoted-printable
-
-caf=E9
-line2
-",
-    // 3: an attachment with RFC 2231 names, a message/rfc822 part holding
-    // a multipart/alternative, preamble and epilogue.
-    "From: a@b
-Subject:
-Content-Type: multipart/mixed; boundary=\"XX\"
-
-preamble
---XX
-Content-Type: text/plain
-
-one
---XX
-Content-Type: application/octet-stream; name*0*=utf-8''%E2%82%AC%20a%20very%20long; name*1*=%20name.pdf
-Content-Disposition: attachment; filename*0*=utf-8''%E2%82%AC%20a%20very; filename*1=\"long name.pdf\"
-Content-Transfer-Encoding: base64
-Content-Language: en, fr
-Content-Location: http://x/y
-Content-ID: <id1>
-Content-Description: desc
-
-AAAA
---XX
-Content-Type: message/rfc822
-
-From: inner@x
-Subject: inner
-Content-Type: multipart/alternative; boundary=YY
-
---YY
-Content-Type: text/plain; charset=utf-8; format=flowed
-
-inner text
---YY
-Content-Type: text/html
-
-<b>x</b>
---YY--
---XX--
-epilogue
-",
-    // 4: addresses that are not addresses, type names in odd case, base64 text.
-    "From: bad address
-To: \"x\" <>, <@route:a@b>
-Sender: s@x
-Content-Type: TEXT/Plain; FORMAT=flowed
-Content-Transfer-Encoding: BASE64
-
-aGVsbG8=
-",
-    // 5: comments as names, blank Reply-To, trailing blanks, MD5, language.
-    "From: a@b (Comment Name), \"=?utf-8?b?w6k=?=\" <e@x>, Plain Name <p@x>
-To: =?utf-8?q?A_B?= <ab@x>, foo@bar
-Reply-To: 
-Message-ID:   <spaces@x>  
-Content-Type: text/plain; charset=\"utf-8\"; name=\"with \\\"quote\\\"\"
-Content-Language: en
-Content-Disposition: inline
-Content-MD5: Q2hlY2sgSW50ZWdyaXR5IQ==
-
-x
-",
-    // 6: a digest, whose parts are messages unless they say otherwise.
-    "From: a@b
-Content-Type: multipart/digest; boundary=D
-
---D
-
-From: d1@x
-Subject: d1
-
-digest one
---D
-Content-Type: text/plain
-
-not message
---D--
-",
-    // 7: a multipart without a boundary.
-    "From: a@b
-Content-Type: multipart/mixed
-
-no boundary here
-",
-    // 8: a nested multipart closed right before the outer boundary, an empty
-    // part, and no line break after the last boundary.
-    "From: a@b
-Content-Type: multipart/mixed; boundary=Q
-MIME-Version: 1.0
-
---Q
-Content-Type: multipart/related; boundary=R
-
---R
-Content-Type: image/png
-Content-Transfer-Encoding: base64
-Content-Disposition: attachment; filename=\"a.png\"; size=4
-
-iVBO
---R--
-
---Q
---Q--",
-    // 9: odd charsets: Windows-1252 quoted-printable, ISO-2022-JP.
-    "From: =?iso-2022-jp?b?GyRCRnxLXBsoQg==?= <jp@example.jp>
-To: bob@example.com
-Subject: =?koi8-r?b?8NLJ18XU?= and more
-Date: 2 Dec 2026 09:30:00 +0900
-Content-Type: multipart/alternative; boundary=\"=_alt\"
-
---=_alt
-Content-Type: text/plain; charset=windows-1252
-Content-Transfer-Encoding: quoted-printable
-
-na=EFve caf=E9
---=_alt
-Content-Type: text/plain; charset=ISO-2022-JP
-Content-Transfer-Encoding: 7bit
-
-\u{1b}$BF|K\\\u{1b}(B
---=_alt--
-",
-    // 10: base64 UTF-8 text and an attachment with a long folded RFC 2231 name.
-    "From: Gr <gr@example.de>
-To: bob@example.com
-Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?=
-Date: Mon, 30 Nov 2026 23:00:00 -1100
-Content-Type: multipart/mixed;
- boundary=\"----=_Part_0_1234.5678\"
-
-------=_Part_0_1234.5678
-Content-Type: text/plain; charset=UTF-8
-Content-Transfer-Encoding: base64
-
-R3LDvMOfZSBhdXMgS8O2bG4K
-------=_Part_0_1234.5678
-Content-Type: application/pdf;
- name*0*=UTF-8''%E4%B8%80%E4%BB%BD%E9%9D%9E%E5%B8%B8%E9%9D%9E%E5%B8%B8%E9%95%BF;
- name*1*=%E7%9A%84%E6%96%87%E4%BB%B6%E5%90%8D%E7%A7%B0%20with%20a%20very%20long;
- name*2*=%20name%20that%20goes%20on%20and%20on.pdf
-Content-Disposition: attachment;
- filename*0*=UTF-8''%E4%B8%80%E4%BB%BD%E9%9D%9E%E5%B8%B8%E9%9D%9E%E5%B8%B8%E9%95%BF;
- filename*1*=%E7%9A%84%E6%96%87%E4%BB%B6%E5%90%8D%E7%A7%B0%20with%20a%20very%20long;
- filename*2*=%20name%20that%20goes%20on%20and%20on.pdf;
- size=12
-Content-Transfer-Encoding: base64
-
-JVBERi0xLjQK
-------=_Part_0_1234.5678--
-",
-    // 11: a message that is itself a message/rfc822.
-    "From: fwd@example.com
-Subject: forwarded whole
-Date: 1 Dec 2026 00:00:00 +0000
-Content-Type: message/rfc822
-
-From: original@example.com
-To: bob@example.com
-Subject: the original
-Content-Type: multipart/mixed; boundary=orig
-
---orig
-Content-Type: text/plain
-
-original text
---orig
-Content-Type: application/zip; name=a.zip
-Content-Transfer-Encoding: base64
-
-UEsDBA==
---orig--
-",
-    // 12: three levels: mixed > alternative > related, and an attached
-    // message with its own attachment.
-    "From: deep@example.com
-To: a@x, b@y, c@z
-Subject: deep
-Date: Sun, 29 Nov 2026 12:00:00 +0000
-Content-Type: multipart/mixed; boundary=L1
-
---L1
-Content-Type: multipart/alternative; boundary=L2
-
---L2
-Content-Type: text/plain
-
-plain alternative
---L2
-Content-Type: multipart/related; boundary=L3
-
---L3
-Content-Type: text/html; charset=utf-8
-
-<img src=\"cid:i\">
---L3
-Content-Type: image/gif
-Content-ID: <i>
-Content-Transfer-Encoding: base64
-
-R0lGODlhAQABAAAAACw=
---L3--
---L2--
---L1
-Content-Type: message/rfc822; name=\"attached.eml\"
-Content-Disposition: attachment; filename=\"attached.eml\"
-
-From: inner2@example.com
-Subject: =?utf-8?b?0L/RgNC40LLQtdGC?=
-Date: 28 Nov 2026 10:00:00 +0000
-Content-Type: multipart/mixed; boundary=IN
-
---IN
-Content-Type: text/plain; charset=utf-8
-
-attached body
---IN
-Content-Type: text/csv; name=data.csv
-Content-Disposition: attachment; filename=data.csv
-
-a,b
-1,2
---IN--
-
---L1--
-",
-    // 13: a part without headers, comments in Content-Type, a quoted
-    // boundary with odd characters.
-    "From: odd@example.com
-Subject: odd boundaries
-Content-Type: multipart/mixed (comment); boundary=\"b'()+_,-./:=?\"
-
---b'()+_,-./:=?
-
-implicit text/plain part
---b'()+_,-./:=?
-Content-Type: text/plain (plain text); charset=us-ascii (ascii)
-Content-Description: =?utf-8?q?descr=C3=AFption?=
-
-second
---b'()+_,-./:=?--
-",
-    // 14: every address field, several message ids, a folded Message-ID.
-    "From: From Person <from@example.com>
-Sender: Sender Person <sender@example.com>
-Reply-To: Reply <reply@example.com>, other@example.com
-To: One <one@example.com>, two@example.com, \"Three, Esq.\" <three@example.com>
-Cc: J. Smith <js@example.com>
-Bcc: Hidden <hidden2@example.com>
-Subject: addresses
-Date: Wed, 2 Dec 2026 07:00:00 +0000
-In-Reply-To: <one@x> <two@x>
-Message-ID:
- <folded@example.com>
-
-addresses
-",
-];

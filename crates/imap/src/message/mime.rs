@@ -54,9 +54,9 @@ fn parse_part(raw: &[u8], range: Range<usize>, in_digest: bool, depth: usize) ->
     let mut ends_in_close_delimiter = false;
     let kind = if depth >= MAX_DEPTH {
         Kind::Single
-    } else if content_type.is("multipart", None) {
+    } else if content_type.is("multipart", None) && !content_type.subtype.is_empty() {
         let digest = content_type.is("multipart", Some("digest"));
-        let split = match content_type.param(b"boundary") {
+        let split = match content_type.param(b"boundary").filter(|b| !b.is_empty()) {
             Some(boundary) => split(raw, body.clone(), boundary),
             None => Split::default(),
         };

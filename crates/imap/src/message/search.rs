@@ -13,9 +13,7 @@ use mail_parser::decoders::charsets::map::charset_decoder;
 use mail_parser::decoders::quoted_printable::quoted_printable_decode;
 use mail_parser::parsers::MessageStream;
 
-use imap_types::core::NString;
-
-use super::envelope;
+use super::address::{self, Address};
 use super::header::{self, Field};
 use super::mime::{Kind, Part};
 
@@ -72,35 +70,32 @@ fn address_contains(fields: &[Field<'_>], name: &[u8], needle: &[u8]) -> bool {
 }
 
 fn written_addresses(value: &[u8]) -> String {
-    let text = |nstring: &NString<'_>| {
-        nstring
-            .0
-            .as_ref()
-            .map(|s| String::from_utf8_lossy(s.as_ref()).into_owned())
-    };
-    let written: Vec<String> = envelope::addresses(value)
-        .iter()
-        .map(|address| {
-            let (name, mailbox, host) = (
-                text(&address.name),
-                text(&address.mailbox),
-                text(&address.host),
-            );
-            match (name, mailbox, host) {
-                (_, Some(group), None) => format!("{group}:"),
-                (_, None, None) => ";".to_owned(),
-                (Some(name), mailbox, host) => format!(
-                    "{} <{}@{}>",
-                    decoded(name.as_bytes()),
-                    mailbox.unwrap_or_default(),
-                    host.unwrap_or_default()
-                ),
-                (None, mailbox, host) => format!(
-                    "{}@{}",
-                    mailbox.unwrap_or_default(),
-                    host.unwrap_or_default()
-                ),
+    let text =
+        |bytes: Option<Vec<u8>>| String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned();
+    let written: Vec<String> = address::parse(value)
+        .into_iter()
+        .map(|address| match address {
+            Address {
+                mailbox: Some(group),
+                domain: None,
+                ..
+            } => format!("{}:", text(Some(group))),
+            Address {
+                mailbox: None,
+                domain: None,
+                ..
+            } => ";".to_owned(),
+            Address {
+                name: Some(name),
+                mailbox,
+                domain,
+                ..
+            } => {
+                format!("{} <{}@{}>", decoded(&name), text(mailbox), text(domain))
             }
+            Address {
+                mailbox, domain, ..
+            } => format!("{}@{}", text(mailbox), text(domain)),
         })
         .collect();
     written.join(", ")

@@ -1,6 +1,9 @@
 //! A throwaway Dovecot (Debian's `dovecot-imapd`) on a loopback port, and the
 //! few lines of IMAP client the differential test speaks to it and to sokkel.
 
+pub mod corpus;
+pub mod sokkel;
+
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -10,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long a server may take to start or to answer one command.
-const DEADLINE: Duration = Duration::from_secs(20);
+pub const DEADLINE: Duration = Duration::from_secs(20);
 
 /// A Dovecot started for one test, stopped (and its files removed) on drop.
 pub struct Dovecot {
@@ -82,10 +85,7 @@ impl Dovecot {
 
     /// A logged-in session with INBOX selected.
     pub fn login(&self) -> Client {
-        let mut client = Client::connect(self.port);
-        client.ok(&format!("LOGIN {USER} {PASSWORD}"));
-        client.ok("SELECT INBOX");
-        client
+        Client::login(self.port, USER, PASSWORD)
     }
 }
 
@@ -235,6 +235,14 @@ impl Client {
             "greeting: {}",
             String::from_utf8_lossy(&greeting)
         );
+        client
+    }
+
+    /// Connects, logs in as `user` and selects INBOX.
+    pub fn login(port: u16, user: &str, password: &str) -> Client {
+        let mut client = Client::connect(port);
+        client.ok(&format!("LOGIN {user} {password}"));
+        client.ok("SELECT INBOX");
         client
     }
 
