@@ -215,6 +215,11 @@ impl Link<'_> {
         self.peer
     }
 
+    /// The TCP socket underneath, for its options and addresses.
+    pub fn tcp(&self) -> &tokio::net::TcpStream {
+        self.stream.tcp()
+    }
+
     /// Whether the connection is under TLS.
     pub fn is_tls(&self) -> bool {
         self.stream.is_tls()
@@ -311,7 +316,7 @@ async fn handshake<S: Service>(stream: ServerStream, service: &S) -> io::Result<
 
 /// Runs one session on `stream` until it closes, fails or times out; then
 /// [`Protocol::finish`].
-pub async fn drive<S: Service>(
+async fn drive<S: Service>(
     stream: ServerStream,
     mut session: S::Session,
     peer: SocketAddr,

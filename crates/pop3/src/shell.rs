@@ -1,13 +1,14 @@
-//! The POP3 server shell: sockets, TLS, timeouts, limits and the mailbox around
-//! the core.
+//! The POP3 server shell: logins, timeouts, limits and the mailbox around the
+//! core.
 //!
-//! One task per connection. The task reads whatever arrived into its input buffer,
-//! lets the [`Session`] consume it, and does what the session asks: check a login
-//! (off the async workers, since password hashes are slow on purpose) and open the
-//! maildrop, stream a message from the [`Mailbox`], upgrade to TLS, or delete at
-//! QUIT. Every mailbox call blocks, so it runs on tokio's blocking pool.
-//! Responses are written when the session has to wait for more input, so pipelined
-//! commands get theirs together and in order (RFC 2449).
+//! One task per connection, run by the session driver ([`sokkel_net::driver`]):
+//! it reads into the input buffer, lets the [`Session`] consume it, writes
+//! responses when the session has to wait for more input (so pipelined commands
+//! get theirs together and in order, RFC 2449), upgrades to TLS and refuses
+//! clients over the cap. This shell does what the session asks beyond that: check
+//! a login (off the async workers, since password hashes are slow on purpose) and
+//! open the maildrop, stream a message from the [`Mailbox`], or delete at QUIT.
+//! Every mailbox call blocks, so it runs on tokio's blocking pool.
 
 use std::future::Future;
 use std::io;
