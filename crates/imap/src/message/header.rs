@@ -133,7 +133,7 @@ impl ContentType {
     /// `type "/" subtype *(";" parameter)`. A value cut short after the type
     /// keeps the type; anything else broken leaves both empty and no
     /// parameters.
-    fn parse(value: &[u8]) -> ContentType {
+    pub(crate) fn parse(value: &[u8]) -> ContentType {
         let mut rfc = Rfc822::new(value);
         rfc.skip_lwsp();
         let broken = ContentType {
