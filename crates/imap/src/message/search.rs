@@ -233,6 +233,7 @@ fn contains(haystack: &str, folded_needle: &str) -> bool {
 fn sent(fields: &[Field<'_>]) -> (i32, u32, u32) {
     header::first(fields, b"date")
         .and_then(|field| DateTime::parse_rfc822(&String::from_utf8_lossy(&field.unfolded())))
+        .filter(valid)
         .map_or((1970, 1, 1), |date| {
             (
                 i32::from(date.year),
@@ -240,6 +241,15 @@ fn sent(fields: &[Field<'_>]) -> (i32, u32, u32) {
                 u32::from(date.day),
             )
         })
+}
+
+/// Whether a parsed date is one (mail-parser takes 25:61 as a time).
+fn valid(date: &DateTime) -> bool {
+    (1..=12).contains(&date.month)
+        && (1..=31).contains(&date.day)
+        && date.hour <= 23
+        && date.minute <= 59
+        && date.second <= 60
 }
 
 fn day(date: &NaiveDate) -> (i32, u32, u32) {

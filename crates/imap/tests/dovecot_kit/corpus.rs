@@ -37,6 +37,8 @@ fn broken_headers() -> Vec<String> {
         "Content-Type: text/plain\nContent-Disposition: ; filename=a",
         "Content-Type: text/plain\nContent-Language: en-US (c), (x) de,,fr",
         "Content-Type: text/plain\nContent-ID:  <a>\n  <b>\nContent-Description: \t desc  \nContent-Location:\n http://x",
+        "From: a@b\nno colon line\nSubject : spaced name\nX-Empty:\nX-Tab:\tvalue\n continued\nDate: Mon, 30 Nov 2026 25:61:00 +0000",
+        " leading continuation\nFrom: lead@x\nMessage-ID: <a@b> (comment)\nIn-Reply-To: <x@y>\n\t<z@w>",
     ]
     .iter()
     .map(|header| header.replace('\n', "\r\n"))
