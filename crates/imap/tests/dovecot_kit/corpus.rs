@@ -321,7 +321,35 @@ Content-Description: =?utf-8?q?descr=C3=AFption?=
 second
 --b'()+_,-./:=?--
 ",
-    // 14: every address field, several message ids, a folded Message-ID.
+    // 14 and 15: boundaries are prefixes: "--abcdef" is a boundary line of "abc", and
+    // a nested "out" is cut by the enclosing "outer".
+    "Content-Type: multipart/mixed; boundary=abc
+
+--abc
+Content-Type: text/plain
+
+one
+--abcdef
+two
+--abc  
+
+three
+--abc--
+",
+    "Content-Type: multipart/mixed; boundary=\"outer\"
+
+--outer
+Content-Type: multipart/alternative; boundary=\"out\"
+
+--out
+
+inner1
+--outer
+
+second
+--outer--
+",
+    // 16: every address field, several message ids, a folded Message-ID.
     "From: From Person <from@example.com>
 Sender: Sender Person <sender@example.com>
 Reply-To: Reply <reply@example.com>, other@example.com
