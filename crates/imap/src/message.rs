@@ -1,10 +1,11 @@
 //! What FETCH and SEARCH read from a message: ENVELOPE, BODYSTRUCTURE,
 //! `BODY[section]<partial>` and the search keys that look at headers and text.
 //!
-//! A message is split once into its MIME tree of byte ranges ([`mime`]); every
-//! item is then read from the raw bytes, so what a client sees is the message
-//! as stored. Where RFC 3501 leaves a choice, the answer is Dovecot's (the
-//! differential test in `tests/dovecot.rs` compares the two).
+//! A message is split once into its MIME tree of byte ranges
+//! (`message/mime.rs`); every item is then read from the raw bytes, so what a
+//! client sees is the message as stored. Where RFC 3501 leaves a choice, the
+//! answer is Dovecot's (the differential test in `tests/dovecot.rs` compares
+//! the two).
 
 use std::borrow::Cow;
 
