@@ -80,6 +80,22 @@ fn searches() -> Vec<Vec<u8>> {
         "OR BODY hello NOT TO bob",
         "NOT SENTSINCE 2-Jan-2026",
         "CHARSET US-ASCII BODY naive",
+        "BODY JVBERi",
+        "BODY \"%PDF\"",
+        "BODY \"a,b\"",
+        "TEXT attached.eml",
+        "TEXT \"Content-Type\"",
+        "BODY UEsDBA",
+        "BODY body",
+        "TEXT body",
+        "SUBJECT =?koi8-r",
+        "HEADER Subject \"and more\"",
+        "HEADER Content-Disposition attachment",
+        "FROM \"Group One\"",
+        "TO \"@r1\"",
+        "CC SYNTAX_ERROR",
+        "BODY \"\"",
+        "SUBJECT \"\"",
     ]
     .iter()
     .map(|search| search.as_bytes().to_vec())
@@ -96,6 +112,10 @@ fn searches() -> Vec<Vec<u8>> {
         ("BODY", "текст"),
         ("BODY", "日本"),
         ("TEXT", "привет"),
+        ("HEADER Subject", "привет"),
+        ("FROM", "日本"),
+        ("TEXT", "grüße raw"),
+        ("BODY", "crème"),
     ] {
         searches.push(utf8(key, text));
     }

@@ -43,7 +43,8 @@ impl Field<'_> {
 }
 
 /// The fields of a header block (the empty line that ends it may be included).
-/// A line that is neither a field nor a folded continuation is skipped.
+/// A line without a colon is a field that is all name and no value, as
+/// Dovecot has it (so that `HEADER.FIELDS.NOT` keeps it).
 pub(crate) fn fields(block: &[u8]) -> Vec<Field<'_>> {
     let mut fields = Vec::new();
     let mut at = 0;
@@ -56,16 +57,18 @@ pub(crate) fn fields(block: &[u8]) -> Vec<Field<'_>> {
             end = line_end(block, end);
         }
         let lines = &block[at..end];
-        if let Some(colon) = memchr::memchr(b':', lines) {
-            let name = trim_end(&lines[..colon]);
-            if !name.is_empty() && !name.contains(&b'\n') {
-                fields.push(Field {
-                    name,
-                    value: strip_line_break(&lines[colon + 1..]),
-                    lines,
-                });
-            }
-        }
+        fields.push(match memchr::memchr(b':', lines) {
+            Some(colon) => Field {
+                name: trim_end(&lines[..colon]),
+                value: strip_line_break(&lines[colon + 1..]),
+                lines,
+            },
+            None => Field {
+                name: strip_line_break(lines),
+                value: b"",
+                lines,
+            },
+        });
         at = end;
     }
     fields
@@ -133,7 +136,7 @@ impl ContentType {
     /// `type "/" subtype *(";" parameter)`. A value cut short after the type
     /// keeps the type; anything else broken leaves both empty and no
     /// parameters.
-    fn parse(value: &[u8]) -> ContentType {
+    pub(crate) fn parse(value: &[u8]) -> ContentType {
         let mut rfc = Rfc822::new(value);
         rfc.skip_lwsp();
         let broken = ContentType {
@@ -353,14 +356,18 @@ mod tests {
     }
 
     #[test]
-    fn fields_keep_folding_and_skip_garbage() {
+    fn fields_keep_folding_and_lines_without_a_colon() {
         let block = b"Subject: a\r\n b\r\nnot a field\r\nX-Y:z\r\n\r\nBody: no\r\n";
         let fields = fields(block);
-        assert_eq!(fields.len(), 2);
+        assert_eq!(fields.len(), 3);
+        assert_eq!(
+            (fields[1].name, fields[1].value),
+            (&b"not a field"[..], &b""[..])
+        );
         assert_eq!(fields[0].value, b" a\r\n b");
         assert_eq!(fields[0].unfolded(), b"a b");
         assert_eq!(fields[0].lines, b"Subject: a\r\n b\r\n");
-        assert_eq!(fields[1].name, b"X-Y");
+        assert_eq!(fields[2].name, b"X-Y");
     }
 
     #[test]

@@ -14,7 +14,9 @@ use mail_parser::decoders::quoted_printable::quoted_printable_decode;
 use mail_parser::parsers::MessageStream;
 
 use super::address::{self, Address};
-use super::header::{self, Field};
+use std::borrow::Cow;
+
+use super::header::{self, ContentType, Field};
 use super::mime::{Kind, Part};
 
 /// Whether the message `root` was parsed from matches `key`; `None` for a key
@@ -29,6 +31,8 @@ pub(crate) fn matches(raw: &[u8], root: &Part, key: &SearchKey<'_>) -> Option<bo
         SearchKey::To(needle) => in_addresses(b"to", needle.as_ref()),
         SearchKey::Subject(needle) => field_contains(&fields, b"subject", needle.as_ref()),
         SearchKey::Header(name, needle) => field_contains(&fields, name.as_ref(), needle.as_ref()),
+        // An empty string is in every message, even one without text.
+        SearchKey::Body(needle) | SearchKey::Text(needle) if needle.as_ref().is_empty() => true,
         SearchKey::Body(needle) => {
             let needle = folded(needle.as_ref());
             let mut texts = Vec::new();
@@ -69,36 +73,56 @@ fn address_contains(fields: &[Field<'_>], name: &[u8], needle: &[u8]) -> bool {
         .any(|field| contains(&written_addresses(field.value), &needle))
 }
 
+/// An address list written out again as Dovecot writes it for these keys:
+/// `name <@route:mailbox@domain>`, groups as `name: ...;`.
 fn written_addresses(value: &[u8]) -> String {
-    let text =
-        |bytes: Option<Vec<u8>>| String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned();
-    let written: Vec<String> = address::parse(value)
-        .into_iter()
-        .map(|address| match address {
+    let mut written = Vec::new();
+    for address in address::parse(value) {
+        if !written.is_empty() && !written.ends_with(b": ") {
+            written.extend_from_slice(b", ");
+        }
+        match address {
             Address {
                 mailbox: Some(group),
                 domain: None,
                 ..
-            } => format!("{}:", text(Some(group))),
+            } => {
+                written.extend_from_slice(&group);
+                written.extend_from_slice(b": ");
+            }
             Address {
                 mailbox: None,
                 domain: None,
                 ..
-            } => ";".to_owned(),
-            Address {
-                name: Some(name),
-                mailbox,
-                domain,
-                ..
             } => {
-                format!("{} <{}@{}>", decoded(&name), text(mailbox), text(domain))
+                while written.ends_with(b" ") || written.ends_with(b",") {
+                    written.pop();
+                }
+                written.push(b';');
             }
             Address {
-                mailbox, domain, ..
-            } => format!("{}@{}", text(mailbox), text(domain)),
-        })
-        .collect();
-    written.join(", ")
+                name,
+                route,
+                mailbox,
+                domain,
+            } => {
+                if let Some(name) = name {
+                    written.extend_from_slice(&name);
+                    written.push(b' ');
+                }
+                written.push(b'<');
+                if let Some(route) = route {
+                    written.extend_from_slice(&route);
+                    written.push(b':');
+                }
+                written.extend_from_slice(&mailbox.unwrap_or_default());
+                written.push(b'@');
+                written.extend_from_slice(&domain.unwrap_or_default());
+                written.push(b'>');
+            }
+        }
+    }
+    decoded(&written)
 }
 
 /// `text` (a header value) with its encoded words (RFC 2047) decoded and its
@@ -124,8 +148,9 @@ fn header_text(fields: &[Field<'_>]) -> String {
     text
 }
 
-/// The decoded text of every leaf part below `part` (and, with `headers`, the
-/// header fields of every part and attached message below it).
+/// The decoded text of every leaf part below `part` that Dovecot searches
+/// (and, with `headers`, the header fields of every part and attached
+/// message below it).
 fn body_texts(raw: &[u8], part: &Part, headers: bool, texts: &mut Vec<String>) {
     match &part.kind {
         Kind::Multipart(parts) => {
@@ -142,32 +167,55 @@ fn body_texts(raw: &[u8], part: &Part, headers: bool, texts: &mut Vec<String>) {
             }
             body_texts(raw, message, headers, texts);
         }
-        Kind::Single => texts.push(decoded_body(raw, part)),
+        Kind::Single => texts.extend(decoded_body(raw, part)),
     }
 }
 
-/// A leaf part's body with its transfer encoding undone and, for text, its
-/// charset converted.
-fn decoded_body(raw: &[u8], part: &Part) -> String {
+/// A leaf part's body with its transfer encoding undone and its charset
+/// converted, when it is text Dovecot searches: a part whose last
+/// `Content-Type` is `text/*` or `message/*` (or that has none), in a
+/// transfer encoding it knows.
+fn decoded_body(raw: &[u8], part: &Part) -> Option<String> {
     let body = &raw[part.body.clone()];
     let fields = part.fields(raw);
-    let encoding = header::first(&fields, b"content-transfer-encoding")
-        .map(|field| field.unfolded().to_ascii_lowercase());
-    let decoded = match encoding.as_deref().map(|e| e.trim_ascii()) {
-        Some(b"base64") => base64_decode(body),
-        Some(b"quoted-printable") => quoted_printable_decode(body),
-        _ => None,
-    };
-    let bytes = decoded.as_deref().unwrap_or(body);
-    let decoder = part
-        .content_type
-        .param(b"charset")
-        .filter(|_| part.content_type.is("text", None))
-        .and_then(charset_decoder);
-    match decoder {
-        Some(decode) => decode(bytes),
-        None => String::from_utf8_lossy(bytes).into_owned(),
+    let content_type = fields
+        .iter()
+        .rev()
+        .find(|field| field.is(b"content-type"))
+        .map(|field| ContentType::parse(field.value));
+    if let Some(content_type) = &content_type {
+        let text = content_type.is("text", None) || content_type.is("message", None);
+        if !text || content_type.subtype.is_empty() {
+            return None;
+        }
     }
+    let encoding = fields
+        .iter()
+        .rev()
+        .find(|field| field.is(b"content-transfer-encoding"))
+        .map(|field| header::transfer_encoding(field).map(|e| e.to_ascii_lowercase()));
+    let decoded = match encoding {
+        None => Cow::Borrowed(body),
+        Some(None) => return None,
+        Some(Some(encoding)) => match encoding.as_slice() {
+            b"7bit" | b"8bit" | b"binary" => Cow::Borrowed(body),
+            // A broken one decodes to nothing useful either way.
+            b"base64" => Cow::Owned(base64_decode(body).unwrap_or_default()),
+            // Dovecot keeps what is not valid quoted-printable as it is.
+            b"quoted-printable" => {
+                quoted_printable_decode(body).map_or(Cow::Borrowed(body), Cow::Owned)
+            }
+            _ => return None,
+        },
+    };
+    let decoder = content_type
+        .as_ref()
+        .and_then(|content_type| content_type.param(b"charset"))
+        .and_then(charset_decoder);
+    Some(match decoder {
+        Some(decode) => decode(&decoded),
+        None => String::from_utf8_lossy(&decoded).into_owned(),
+    })
 }
 
 /// Text folded for comparing without regard to case.
@@ -185,6 +233,7 @@ fn contains(haystack: &str, folded_needle: &str) -> bool {
 fn sent(fields: &[Field<'_>]) -> (i32, u32, u32) {
     header::first(fields, b"date")
         .and_then(|field| DateTime::parse_rfc822(&String::from_utf8_lossy(&field.unfolded())))
+        .filter(valid)
         .map_or((1970, 1, 1), |date| {
             (
                 i32::from(date.year),
@@ -192,6 +241,15 @@ fn sent(fields: &[Field<'_>]) -> (i32, u32, u32) {
                 u32::from(date.day),
             )
         })
+}
+
+/// Whether a parsed date is one (mail-parser takes 25:61 as a time).
+fn valid(date: &DateTime) -> bool {
+    (1..=12).contains(&date.month)
+        && (1..=31).contains(&date.day)
+        && date.hour <= 23
+        && date.minute <= 59
+        && date.second <= 60
 }
 
 fn day(date: &NaiveDate) -> (i32, u32, u32) {

@@ -518,3 +518,32 @@ fn repeated_fields_replace_but_repeated_address_fields_add_up() {
         r#"ENVELOPE ("d2" "two spaces" ((NIL NIL "x" "y")(NIL NIL "z" "w")) ((NIL NIL "x" "y")(NIL NIL "z" "w")) ((NIL NIL "x" "y")(NIL NIL "z" "w")) NIL NIL NIL NIL NIL)"#
     );
 }
+
+#[test]
+fn body_searches_read_only_the_text_dovecot_reads() {
+    let attachment = message(
+        "Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: application/pdf\nContent-Transfer-Encoding: base64\n\nJVBERi0xLjQK\n--b\nContent-Type: text/plain\nContent-Transfer-Encoding: x-uuencode\n\nuuencoded\n--b\nContent-Type: image/png\nContent-Type: text/html\n\n<p>last type wins</p>\n--b--\n",
+    );
+    assert!(
+        !matches(&attachment, SearchKey::Body(astring("%PDF"))),
+        "not text"
+    );
+    assert!(
+        !matches(&attachment, SearchKey::Body(astring("JVBERi"))),
+        "nor its base64"
+    );
+    assert!(
+        !matches(&attachment, SearchKey::Body(astring("uuencoded"))),
+        "unknown encoding"
+    );
+    assert!(matches(
+        &attachment,
+        SearchKey::Body(astring("last type wins"))
+    ));
+    assert!(matches(&attachment, SearchKey::Body(astring(""))));
+    let routed = message("To: <@r1,@r2:a@b>\n\nx\n");
+    assert!(
+        matches(&routed, SearchKey::To(astring("<@r1,@r2:a@b>"))),
+        "addresses as Dovecot writes them"
+    );
+}

@@ -37,6 +37,8 @@ fn broken_headers() -> Vec<String> {
         "Content-Type: text/plain\nContent-Disposition: ; filename=a",
         "Content-Type: text/plain\nContent-Language: en-US (c), (x) de,,fr",
         "Content-Type: text/plain\nContent-ID:  <a>\n  <b>\nContent-Description: \t desc  \nContent-Location:\n http://x",
+        "From: a@b\nno colon line\nSubject : spaced name\nX-Empty:\nX-Tab:\tvalue\n continued\nDate: Mon, 30 Nov 2026 25:61:00 +0000",
+        " leading continuation\nFrom: lead@x\nMessage-ID: <a@b> (comment)\nIn-Reply-To: <x@y>\n\t<z@w>",
     ]
     .iter()
     .map(|header| header.replace('\n', "\r\n"))
@@ -319,7 +321,35 @@ Content-Description: =?utf-8?q?descr=C3=AFption?=
 second
 --b'()+_,-./:=?--
 ",
-    // 14: every address field, several message ids, a folded Message-ID.
+    // 14 and 15: boundaries are prefixes: "--abcdef" is a boundary line of "abc", and
+    // a nested "out" is cut by the enclosing "outer".
+    "Content-Type: multipart/mixed; boundary=abc
+
+--abc
+Content-Type: text/plain
+
+one
+--abcdef
+two
+--abc  
+
+three
+--abc--
+",
+    "Content-Type: multipart/mixed; boundary=\"outer\"
+
+--outer
+Content-Type: multipart/alternative; boundary=\"out\"
+
+--out
+
+inner1
+--outer
+
+second
+--outer--
+",
+    // 16: every address field, several message ids, a folded Message-ID.
     "From: From Person <from@example.com>
 Sender: Sender Person <sender@example.com>
 Reply-To: Reply <reply@example.com>, other@example.com
