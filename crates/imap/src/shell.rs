@@ -49,8 +49,10 @@ pub struct ImapConfig {
     pub max_sessions: u32,
     /// Sessions one client address may hold at once.
     pub max_sessions_per_address: u32,
-    /// How long a session may be silent outside IDLE; RFC 3501 section 5.4 asks
-    /// for at least 30 minutes.
+    /// How long a session may be silent: between commands (counted from the end
+    /// of the last, however the next one trickles in), and in IDLE (counted from
+    /// its start; RFC 2177 clients renew it every 29 minutes). RFC 3501 section
+    /// 5.4 asks for at least 30 minutes.
     pub idle_timeout: Duration,
     /// How long a wrong password waits before its `NO`.
     pub failed_auth_delay: Duration,
