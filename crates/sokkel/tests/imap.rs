@@ -1,13 +1,68 @@
 //! IMAP on `sokkel mail serve` (issue #13): the listeners the flags ask for,
-//! announced like the others, and their mistakes as one line. What the
-//! sessions speak is tested beside the IMAP crate and with real clients
-//! (`imap_interop.rs`).
+//! announced like the others, their mistakes as one line, and a session that
+//! hears of mail as it arrives and goes. What the sessions speak is tested
+//! beside the IMAP crate and with real clients.
 
 mod kit;
 
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
 
+use kit::net::connect;
+use kit::smtp::message;
 use kit::{Catcher, sokkel};
+
+/// One IMAP connection spoken to line by line (each read has the kit's
+/// deadline).
+struct Imap {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Imap {
+    fn open(catcher: &Catcher) -> Imap {
+        let writer = connect(catcher.imap_addr());
+        let reader = BufReader::new(writer.try_clone().expect("clone the stream"));
+        let mut imap = Imap { reader, writer };
+        let greeting = imap.line();
+        assert!(greeting.starts_with("* OK"), "greeting: {greeting:?}");
+        imap
+    }
+
+    fn send(&mut self, line: &str) {
+        self.writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .expect("send a command");
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("a line in time");
+        assert!(!line.is_empty(), "the server closed the connection");
+        line.trim_end().to_string()
+    }
+
+    /// Sends `tag command` and returns every line up to the tagged one,
+    /// which must be OK.
+    fn run(&mut self, tag: &str, command: &str) -> Vec<String> {
+        self.send(&format!("{tag} {command}"));
+        let mut lines = Vec::new();
+        loop {
+            let line = self.line();
+            let done = line.starts_with(&format!("{tag} "));
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        let last = lines.last().expect("the tagged line");
+        assert!(
+            last.starts_with(&format!("{tag} OK")),
+            "{command}: {lines:?}"
+        );
+        lines
+    }
+}
 
 #[test]
 fn imap_is_announced_on_its_port_and_no_imap_turns_it_off() {
@@ -66,4 +121,29 @@ fn an_imap_port_in_use_is_one_line_naming_imap_and_leaves_no_store() {
         out.describe()
     );
     assert!(!db.exists(), "a failed start left a store behind");
+}
+
+/// A client that logged in and idles in the INBOX hears of mail the moment
+/// SMTP stores it, and of a delete made by another process (the CLI).
+#[test]
+fn an_idling_login_hears_of_new_and_deleted_mail() {
+    let catcher = Catcher::start();
+    let mut imap = Imap::open(&catcher);
+    imap.run("a1", "LOGIN morty pickle");
+    let selected = imap.run("a2", "SELECT INBOX");
+    assert!(selected.iter().any(|l| l == "* 0 EXISTS"), "{selected:?}");
+
+    imap.send("a3 IDLE");
+    let idling = imap.line();
+    assert!(idling.starts_with('+'), "{idling}");
+    let id = catcher.send(&message("over imap", "hello"));
+    assert_eq!(imap.line(), "* 1 EXISTS");
+
+    let deleted = catcher.cli(&["delete", &id.to_string()]);
+    assert!(deleted.status.success(), "{}", deleted.describe());
+    assert_eq!(imap.line(), "* 1 EXPUNGE", "another process's delete");
+    imap.send("DONE");
+    let done = imap.line();
+    assert!(done.starts_with("a3 OK"), "{done}");
+    imap.run("a4", "LOGOUT");
 }
