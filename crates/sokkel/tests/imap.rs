@@ -65,11 +65,15 @@ impl Imap {
 }
 
 #[test]
-fn imap_is_announced_on_its_port_and_no_imap_turns_it_off() {
+fn imap_and_imaps_are_announced_and_no_imap_turns_them_off() {
     let catcher = Catcher::start();
     let addr = catcher.imap_addr();
     assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
     assert!(catcher.imaps.is_empty());
+
+    let catcher = Catcher::with(&["--tls-self-signed", "--imaps", "127.0.0.1:0"]);
+    assert_eq!(catcher.imaps.len(), 1, "{}", catcher.stdout.text());
+    assert_eq!(catcher.imap.len(), 1, "IMAPS comes beside IMAP");
 
     let catcher = Catcher::with(&["--no-imap"]);
     assert!(catcher.imap.is_empty());
