@@ -381,14 +381,26 @@ pub struct Pop3Args {
     #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_NO_POP3", conflicts_with = "pop3s")]
     pub no_pop3: bool,
     /// Show each POP3 login, and each IMAP login in its INBOX, only the mail sent to it (a login without @ sees its name at any domain).
-    #[arg(value_parser = BoolishValueParser::new(), long, visible_alias = "pop3-per-recipient", env = "SOKKEL_PER_RECIPIENT")]
+    #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_PER_RECIPIENT")]
     pub per_recipient: bool,
+    /// The older spelling of --per-recipient, from when it was POP3's alone; kept so
+    /// that scripts and environments that set it go on working.
+    #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_POP3_PER_RECIPIENT", hide = true)]
+    pub pop3_per_recipient: bool,
     /// POP3 sessions at once; more are told -ERR [SYS/TEMP] and closed.
     #[arg(long, value_name = "N", default_value_t = 100, env = "SOKKEL_POP3_MAX_SESSIONS", value_parser = clap::value_parser!(u32).range(1..))]
     pub pop3_max_sessions: u32,
     /// How long a POP3 client may take to send a whole command line before it is logged out (RFC 1939: 10 minutes or more).
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_timeout, env = "SOKKEL_POP3_TIMEOUT")]
     pub pop3_timeout: Duration,
+}
+
+impl Pop3Args {
+    /// Whether each login sees only its own mail (`--per-recipient`, or its
+    /// older spelling).
+    pub fn per_recipient(&self) -> bool {
+        self.per_recipient || self.pop3_per_recipient
+    }
 }
 
 /// IMAP, so mail clients can read, flag, tag and delete what the catcher caught.

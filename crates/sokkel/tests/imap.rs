@@ -151,3 +151,25 @@ fn an_idling_login_hears_of_new_and_deleted_mail() {
     assert!(done.starts_with("a3 OK"), "{done}");
     imap.run("a4", "LOGOUT");
 }
+
+/// `--per-recipient` shows an IMAP login in its INBOX only the mail sent to
+/// it, as it does POP3's.
+#[test]
+fn per_recipient_inboxes_hold_the_logins_own_mail() {
+    let catcher = Catcher::with(&["--per-recipient"]);
+    catcher.deliver(
+        "a@example.test",
+        &["morty@example.test"],
+        &message("m", "m"),
+    );
+    catcher.deliver(
+        "a@example.test",
+        &["summer@example.test"],
+        &message("s", "s"),
+    );
+    let mut imap = Imap::open(&catcher);
+    imap.run("a1", "LOGIN morty x");
+    let selected = imap.run("a2", "SELECT INBOX");
+    assert!(selected.iter().any(|l| l == "* 1 EXISTS"), "{selected:?}");
+    imap.run("a3", "LOGOUT");
+}

@@ -70,7 +70,7 @@ impl ImapListeners {
             failed_auth_delay: args.security.auth_failure_delay,
             max_auth_failures: args.security.max_auth_failures,
             max_errors: args.max_errors,
-            per_recipient: args.pop3.per_recipient,
+            per_recipient: args.pop3.per_recipient(),
             allow_insecure_auth: args.security.allow_insecure_auth,
             shutdown_grace: args.shutdown_timeout,
             ..ImapConfig::default()

@@ -67,7 +67,7 @@ impl Pop3Listeners {
             failed_auth_delay: args.security.auth_failure_delay,
             max_auth_failures: args.security.max_auth_failures,
             max_errors: args.max_errors,
-            per_recipient: args.pop3.per_recipient,
+            per_recipient: args.pop3.per_recipient(),
             allow_insecure_auth: args.security.allow_insecure_auth,
             shutdown_grace: args.shutdown_timeout,
             ..Pop3Config::default()
