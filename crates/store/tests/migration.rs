@@ -122,8 +122,19 @@ fn a_store_of_the_previous_release_opens_and_keeps_everything() {
     }
     assert_eq!(store.latest().unwrap(), Some(MessageId(20)));
 
-    // Search finds words in old messages once the backfill has indexed them
-    // (Store::open does it before it returns).
+    // Search finds words in old messages once the writer has indexed them: it
+    // does so in the background after the upgrade, in small batches, so a
+    // loaded machine may take a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let indexed = |store: &Store| {
+        search(store, "quokka") == [2]
+            && search(store, "Résumé") == [2, 7, 12]
+            && search(store, "capybara") == [9]
+            && search(store, "report") == [3, 8, 13, 18]
+    };
+    while !indexed(&store) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert_eq!(search(&store, "quokka"), [2], "a subject word");
     assert_eq!(search(&store, "Résumé"), [2, 7, 12]);
     assert_eq!(search(&store, "capybara"), [9], "a word only in HTML");
