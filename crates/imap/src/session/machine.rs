@@ -20,6 +20,7 @@ use imap_types::flag::{Flag, StoreResponse};
 use imap_types::response::{Code, Data, Greeting, GreetingKind, StatusKind};
 use imap_types::status::StatusDataItemName;
 use sokkel_message::{FlagEdit, Flags, MailboxError, MessageId};
+use sokkel_net::server::output_backed_up;
 
 mod auth;
 mod mailboxes;
@@ -32,10 +33,6 @@ use super::reply::{self, Offer};
 use super::search::SearchJob;
 use super::view::{self, Changes, View};
 use super::{Answer, FolderState, Peer, Request, SessionConfig, Step, StoreCall, StoreReply};
-
-/// Output past this size is flushed before the next command is read, so a
-/// client that pipelines without reading cannot grow it without bound.
-const FLUSH_AT: usize = 256 << 10;
 
 /// What the next input line is.
 #[derive(Debug)]
@@ -223,7 +220,9 @@ impl Session {
                 // The shell still owes the answer to the last request.
                 return (pos, Step::NeedMore);
             }
-            if out.len() >= FLUSH_AT {
+            // A client that pipelines without reading cannot grow the output
+            // without bound: it is flushed before the next command is read.
+            if output_backed_up(out) {
                 return (pos, Step::Flush);
             }
             let (consumed, event) = self.framer.feed(&input[pos..]);
@@ -403,10 +402,57 @@ impl Session {
         }
     }
 
+    /// Runs a command, if the session's state allows it.
     fn command(&mut self, command: Command<'static>, out: &mut Vec<u8>) -> Option<Step> {
         let Command { tag, body } = command;
-        let logged_in = self.user.is_some();
-        let selected = self.view.is_some();
+        let step = match body {
+            CommandBody::Capability
+            | CommandBody::Noop
+            | CommandBody::Logout
+            | CommandBody::Id { .. } => self.any_state(tag, body, out),
+            CommandBody::StartTLS
+            | CommandBody::Login { .. }
+            | CommandBody::Authenticate { .. } => {
+                if self.user.is_some() {
+                    self.error(out, Some(&tag), "Already logged in");
+                    None
+                } else {
+                    self.not_authenticated(tag, body, out)
+                }
+            }
+            _ if self.user.is_none() => {
+                self.error(out, Some(&tag), "Log in first");
+                None
+            }
+            CommandBody::Check
+            | CommandBody::Close
+            | CommandBody::Unselect
+            | CommandBody::Expunge
+            | CommandBody::ExpungeUid { .. }
+            | CommandBody::Search { .. }
+            | CommandBody::Fetch { .. }
+            | CommandBody::Store { .. }
+            | CommandBody::Copy { .. }
+            | CommandBody::Move { .. } => {
+                if self.view.is_some() {
+                    self.selected(tag, body, out)
+                } else {
+                    self.error(out, Some(&tag), "No mailbox selected");
+                    None
+                }
+            }
+            body => self.authenticated(tag, body, out),
+        };
+        step.or_else(|| self.request.take().map(Step::Request))
+    }
+
+    /// CAPABILITY, NOOP, LOGOUT and ID.
+    fn any_state(
+        &mut self,
+        tag: Tag<'static>,
+        body: CommandBody<'static>,
+        out: &mut Vec<u8>,
+    ) -> Option<Step> {
         match body {
             CommandBody::Capability => {
                 reply::data(out, Data::Capability(self.capabilities()));
@@ -436,7 +482,20 @@ impl Session {
                 );
                 self.finish(out, Finish::ok(tag, "ID completed"));
             }
-            CommandBody::StartTLS if !logged_in => {
+            _ => self.error(out, Some(&tag), "Command not supported"),
+        }
+        None
+    }
+
+    /// STARTTLS, LOGIN and AUTHENTICATE.
+    fn not_authenticated(
+        &mut self,
+        tag: Tag<'static>,
+        body: CommandBody<'static>,
+        out: &mut Vec<u8>,
+    ) -> Option<Step> {
+        match body {
+            CommandBody::StartTLS => {
                 if !self.config.tls_available || self.tls {
                     self.finish_now(out, Finish::no(tag, None, "STARTTLS is not available here"));
                 } else {
@@ -451,7 +510,7 @@ impl Session {
                     return Some(Step::StartTls);
                 }
             }
-            CommandBody::Login { username, password } if !logged_in => {
+            CommandBody::Login { username, password } => {
                 let user = String::from_utf8_lossy(username.as_ref()).into_owned();
                 let password = String::from_utf8_lossy(password.declassify().as_ref()).into_owned();
                 return self.check_login(tag, user, password, out);
@@ -459,7 +518,7 @@ impl Session {
             CommandBody::Authenticate {
                 mechanism,
                 initial_response,
-            } if !logged_in => {
+            } => {
                 if mechanism != AuthMechanism::Plain {
                     self.finish_now(
                         out,
@@ -475,12 +534,19 @@ impl Session {
                     return Some(Step::Flush);
                 }
             }
-            CommandBody::StartTLS
-            | CommandBody::Login { .. }
-            | CommandBody::Authenticate { .. } => {
-                self.error(out, Some(&tag), "Already logged in");
-            }
-            _ if !logged_in => self.error(out, Some(&tag), "Log in first"),
+            _ => self.error(out, Some(&tag), "Command not supported"),
+        }
+        None
+    }
+
+    /// The commands of the authenticated state (also allowed once selected).
+    fn authenticated(
+        &mut self,
+        tag: Tag<'static>,
+        body: CommandBody<'static>,
+        out: &mut Vec<u8>,
+    ) -> Option<Step> {
+        match body {
             CommandBody::Select { mailbox, .. } => return self.open(tag, &mailbox, false, out),
             CommandBody::Examine { mailbox, .. } => return self.open(tag, &mailbox, true, out),
             CommandBody::Create { mailbox } => return self.create(tag, &mailbox, out),
@@ -558,20 +624,19 @@ impl Session {
                 self.finish(out, Finish::ok(tag, "NAMESPACE completed"));
             }
             CommandBody::Idle => return self.idle(tag, out),
-            CommandBody::Check
-            | CommandBody::Close
-            | CommandBody::Unselect
-            | CommandBody::Expunge
-            | CommandBody::ExpungeUid { .. }
-            | CommandBody::Search { .. }
-            | CommandBody::Fetch { .. }
-            | CommandBody::Store { .. }
-            | CommandBody::Copy { .. }
-            | CommandBody::Move { .. }
-                if !selected =>
-            {
-                self.error(out, Some(&tag), "No mailbox selected");
-            }
+            _ => self.error(out, Some(&tag), "Command not supported"),
+        }
+        None
+    }
+
+    /// The commands on the selected folder's messages.
+    fn selected(
+        &mut self,
+        tag: Tag<'static>,
+        body: CommandBody<'static>,
+        out: &mut Vec<u8>,
+    ) -> Option<Step> {
+        match body {
             CommandBody::Check => self.finish(out, Finish::ok(tag, "CHECK completed")),
             CommandBody::Close => return self.close(tag, out),
             CommandBody::Unselect => {
@@ -633,7 +698,7 @@ impl Session {
             } => return self.copy(tag, &sequence_set, &mailbox, uid, true, out),
             _ => self.error(out, Some(&tag), "Command not supported"),
         }
-        self.request.take().map(Step::Request)
+        None
     }
 
     fn view(&self) -> &View {

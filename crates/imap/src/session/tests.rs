@@ -1576,3 +1576,38 @@ fn hostile_input_never_panics_and_the_session_ends_or_goes_on() {
         }
     }
 }
+
+#[test]
+fn a_big_fetch_hands_each_batch_out_before_reading_the_next() {
+    let body = "x".repeat(2000);
+    let messages: Vec<String> = (0..300)
+        .map(|i| format!("Subject: {i}\r\n\r\n{body}\r\n"))
+        .collect();
+    let refs: Vec<&str> = messages.iter().map(String::as_str).collect();
+    let mut client = Client::selected(&refs);
+    let mut out = Vec::new();
+    let mut input: &[u8] = b"c FETCH 1:* BODY.PEEK[]\r\n";
+    let mut largest = 0;
+    let mut batches = 0;
+    loop {
+        let (n, step) = client.session.advance(input, &mut out);
+        input = &input[n..];
+        match step {
+            Step::Request(Request::Store(call)) => {
+                if matches!(call, StoreCall::Raw { .. }) {
+                    batches += 1;
+                }
+                // The shell writes what is there before it runs the call.
+                largest = largest.max(out.len());
+                out.clear();
+                let reply = client.model.call(call);
+                client.session.answer(Answer::Store(Ok(reply)), &mut out);
+            }
+            Step::NeedMore => break,
+            step => panic!("{step:?}"),
+        }
+    }
+    assert_eq!(batches, 300usize.div_ceil(super::fetch::BATCH));
+    assert!(largest < 70 * 2100, "{largest} bytes held at once");
+    assert!(String::from_utf8_lossy(&out).ends_with("c OK FETCH completed\r\n"));
+}
