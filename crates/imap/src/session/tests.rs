@@ -1611,3 +1611,27 @@ fn a_big_fetch_hands_each_batch_out_before_reading_the_next() {
     assert!(largest < 70 * 2100, "{largest} bytes held at once");
     assert!(String::from_utf8_lossy(&out).ends_with("c OK FETCH completed\r\n"));
 }
+
+#[test]
+fn utf8_names_are_taken_as_they_are_once_enabled() {
+    let mut client = Client::loopback();
+    client.cmd("a LOGIN morty \"s3cret pass\"");
+    client.cmd("b ENABLE UTF8=ACCEPT");
+    table(
+        &mut client,
+        &[
+            // `&` is itself in UTF-8 names, not the start of modified UTF-7.
+            ("c CREATE \"Tom & Jerry\"", "c OK Done\n"),
+            (
+                "d LIST \"\" \"Tom*\"",
+                "* LIST (\\HasNoChildren) \"/\" \"Tom & Jerry\"\nd OK LIST completed\n",
+            ),
+            ("e CREATE \"Entwürfe\"", "e OK Done\n"),
+            (
+                "f STATUS \"Entwürfe\" (MESSAGES)",
+                "* STATUS \"Entwürfe\" (MESSAGES 0)\nf OK STATUS completed\n",
+            ),
+        ],
+    );
+    assert!(client.model.tag_next.contains_key("Tom & Jerry"));
+}

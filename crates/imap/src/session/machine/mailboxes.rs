@@ -44,7 +44,7 @@ impl Session {
         mailbox: &Mailbox<'_>,
         out: &mut Vec<u8>,
     ) -> Option<Name> {
-        let name = Name::parse(mailbox);
+        let name = Name::parse(mailbox, self.utf8);
         if name.is_none() {
             self.finish_now(
                 out,
@@ -247,11 +247,11 @@ impl Session {
     ) -> Option<Step> {
         let reference = match reference {
             Mailbox::Inbox => Some("INBOX".to_owned()),
-            Mailbox::Other(other) => names::decode_utf7(other.as_ref()),
+            Mailbox::Other(other) => names::decode(other.as_ref(), self.utf8),
         };
         let pattern = match wildcard {
-            ListMailbox::Token(token) => names::decode_utf7(token.as_ref()),
-            ListMailbox::String(string) => names::decode_utf7(string.as_ref()),
+            ListMailbox::Token(token) => names::decode(token.as_ref(), self.utf8),
+            ListMailbox::String(string) => names::decode(string.as_ref(), self.utf8),
         };
         let (Some(reference), Some(pattern)) = (reference, pattern) else {
             self.finish_now(
