@@ -19,7 +19,7 @@ use imap_types::fetch::MacroOrMessageDataItemNames;
 use imap_types::flag::{Flag, StoreResponse};
 use imap_types::response::{Code, Data, Greeting, GreetingKind, StatusKind};
 use imap_types::status::StatusDataItemName;
-use sokkel_message::{FlagEdit, Flags, MailboxError, MessageId};
+use sokkel_message::{FlagEdit, Flags, Folder, MailboxError, MessageId};
 use sokkel_net::server::output_backed_up;
 
 mod auth;
@@ -130,6 +130,12 @@ enum Job {
     },
     Append {
         tag: Tag<'static>,
+    },
+    /// The target of a COPY, MOVE or APPEND must exist first.
+    TargetExists {
+        tag: Tag<'static>,
+        name: String,
+        then: Box<(Job, StoreCall)>,
     },
     FolderChange {
         tag: Tag<'static>,
@@ -720,6 +726,31 @@ impl Session {
         Some(Step::Request(Request::Store(call)))
     }
 
+    /// Makes the store call into `target` once the target exists: a COPY,
+    /// MOVE or APPEND into a tag's folder that does not exist gets
+    /// `NO [TRYCREATE]` (RFC 3501 section 6.4.7), so a client can CREATE it and
+    /// try again rather than make a tag by a typo.
+    fn store_call_into(
+        &mut self,
+        target: &Folder,
+        tag: Tag<'static>,
+        job: Job,
+        call: StoreCall,
+    ) -> Option<Step> {
+        match target {
+            Folder::Tag(name) => {
+                let then = Box::new((job, call));
+                let check = Job::TargetExists {
+                    tag,
+                    name: name.clone(),
+                    then,
+                };
+                self.store_call(check, StoreCall::FolderNames)
+            }
+            _ => self.store_call(job, call),
+        }
+    }
+
     fn idle(&mut self, tag: Tag<'static>, out: &mut Vec<u8>) -> Option<Step> {
         if let Some(poll) = self.poll_call() {
             self.job = Some(Job::IdleStart(tag));
@@ -906,6 +937,16 @@ impl Session {
                 self.finish(out, Finish::ok(tag, "EXPUNGE completed"));
                 None
             }
+            (Job::TargetExists { tag, name, then }, StoreReply::FolderNames(names)) => {
+                if names.iter().any(|n| n.eq_ignore_ascii_case(&name)) {
+                    let (job, call) = *then;
+                    self.store_call(job, call)
+                } else {
+                    let code = Code::TryCreate;
+                    self.finish(out, Finish::no(tag, Some(code), "No such mailbox"));
+                    None
+                }
+            }
             (Job::Append { tag }, StoreReply::Appended { uid_validity, uid }) => {
                 let mut finish = Finish::ok(tag, "APPEND completed");
                 if let (Some(validity), Some(uid)) =
@@ -972,6 +1013,7 @@ impl Session {
             | Job::MoveExpunge { tag, .. }
             | Job::Expunge { tag, .. }
             | Job::Append { tag }
+            | Job::TargetExists { tag, .. }
             | Job::FolderChange { tag, .. } => tag,
             Job::Fetch(job) => job.tag,
             Job::Search(job) => job.tag,

@@ -1635,3 +1635,26 @@ fn utf8_names_are_taken_as_they_are_once_enabled() {
     );
     assert!(client.model.tag_next.contains_key("Tom & Jerry"));
 }
+
+#[test]
+fn copy_and_append_into_a_missing_folder_ask_the_client_to_create_it() {
+    let mut client = Client::selected(&[&msg("one")]);
+    table(
+        &mut client,
+        &[
+            ("c COPY 1 Wrok", "c NO [TRYCREATE] No such mailbox\n"),
+            ("d UID MOVE 1 Wrok", "d NO [TRYCREATE] No such mailbox\n"),
+            (
+                "e APPEND Drafts {1+}\r\nx",
+                "e NO [TRYCREATE] No such mailbox\n",
+            ),
+            ("f CREATE Drafts", "f OK Done\n"),
+            (
+                "g APPEND drafts {1+}\r\nx",
+                "* 2 EXISTS\ng OK [APPENDUID 7 2] APPEND completed\n",
+            ),
+        ],
+    );
+    assert!(!client.model.tag_next.contains_key("Wrok"));
+    assert!(client.model.inbox[&1].tags.is_empty());
+}

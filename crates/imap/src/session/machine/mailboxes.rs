@@ -487,15 +487,14 @@ impl Session {
             );
             return None;
         };
-        self.store_call(
-            Job::Append { tag },
-            StoreCall::Append {
-                folder,
-                raw,
-                flags,
-                received_at,
-            },
-        )
+        let job = Job::Append { tag: tag.clone() };
+        let call = StoreCall::Append {
+            folder: folder.clone(),
+            raw,
+            flags,
+            received_at,
+        };
+        self.store_call_into(&folder, tag, job, call)
     }
 }
 

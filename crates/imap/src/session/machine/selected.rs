@@ -215,20 +215,18 @@ impl Session {
             }
             Some(target) => {
                 let job = Job::Copy(CopyJob {
-                    tag,
+                    tag: tag.clone(),
                     uids,
                     ids: ids.clone(),
                     to,
                     moving,
                 });
-                self.store_call(
-                    job,
-                    StoreCall::Copy {
-                        from,
-                        ids,
-                        to: target,
-                    },
-                )
+                let call = StoreCall::Copy {
+                    from,
+                    ids,
+                    to: target.clone(),
+                };
+                self.store_call_into(&target, tag, job, call)
             }
         }
     }
