@@ -1,19 +1,24 @@
 //! What FETCH and SEARCH read from a message: ENVELOPE, BODYSTRUCTURE,
 //! `BODY[section]<partial>` and the search keys that look at headers and text.
 //!
-//! A message is split once into its MIME tree of byte ranges ([`mime`]); every
-//! item is then read from the raw bytes, so what a client sees is the message
-//! as stored. Where RFC 3501 leaves a choice, the answer is Dovecot's (the
-//! differential test in `tests/dovecot.rs` compares the two).
+//! A message is split once into its MIME tree of byte ranges
+//! (`message/mime.rs`); every item is then read from the raw bytes, so what a
+//! client sees is the message as stored. Where RFC 3501 leaves a choice, the
+//! answer is Dovecot's (the differential test in `tests/dovecot.rs` compares
+//! the two).
+
+use std::borrow::Cow;
 
 use imap_types::body::BodyStructure;
 use imap_types::envelope::Envelope;
 use imap_types::fetch::Section;
 use imap_types::search::SearchKey;
 
+mod address;
 mod envelope;
 mod header;
 mod mime;
+mod rfc822;
 mod search;
 mod section;
 mod structure;
@@ -54,8 +59,15 @@ impl Parsed {
     /// before any `<partial>` is applied; empty for a part that does not exist,
     /// as RFC 3501 asks.
     pub fn section(&self, section: Option<&Section<'_>>) -> Vec<u8> {
+        self.section_bytes(section).into_owned()
+    }
+
+    /// [`Parsed::section`] without a copy where the section is one run of the
+    /// message (the whole message, a header, a body, a part); only
+    /// `HEADER.FIELDS[.NOT]` are put together.
+    pub fn section_bytes(&self, section: Option<&Section<'_>>) -> Cow<'_, [u8]> {
         match section {
-            None => self.raw.clone(),
+            None => Cow::Borrowed(&self.raw),
             Some(section) => section::section(&self.raw, &self.root, section),
         }
     }

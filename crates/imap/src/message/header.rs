@@ -5,6 +5,8 @@
 
 use std::ops::Range;
 
+use super::rfc822::{Param, Rfc822};
+
 /// One header field of a header block.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Field<'r> {
@@ -24,12 +26,13 @@ impl Field<'_> {
     }
 
     /// The value unfolded as Dovecot shows it in ENVELOPE and BODYSTRUCTURE:
-    /// leading blanks dropped, line breaks removed, everything else kept.
+    /// blanks after the colon dropped, line breaks removed, everything else
+    /// (the blank that starts a folded line too) kept.
     pub(crate) fn unfolded(&self) -> Vec<u8> {
         let start = self
             .value
             .iter()
-            .position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+            .position(|b| !matches!(b, b' ' | b'\t'))
             .unwrap_or(self.value.len());
         self.value[start..]
             .iter()
@@ -40,7 +43,8 @@ impl Field<'_> {
 }
 
 /// The fields of a header block (the empty line that ends it may be included).
-/// A line that is neither a field nor a folded continuation is skipped.
+/// A line without a colon is a field that is all name and no value, as
+/// Dovecot has it (so that `HEADER.FIELDS.NOT` keeps it).
 pub(crate) fn fields(block: &[u8]) -> Vec<Field<'_>> {
     let mut fields = Vec::new();
     let mut at = 0;
@@ -53,16 +57,18 @@ pub(crate) fn fields(block: &[u8]) -> Vec<Field<'_>> {
             end = line_end(block, end);
         }
         let lines = &block[at..end];
-        if let Some(colon) = memchr::memchr(b':', lines) {
-            let name = trim_end(&lines[..colon]);
-            if !name.is_empty() && !name.contains(&b'\n') {
-                fields.push(Field {
-                    name,
-                    value: strip_line_break(&lines[colon + 1..]),
-                    lines,
-                });
-            }
-        }
+        fields.push(match memchr::memchr(b':', lines) {
+            Some(colon) => Field {
+                name: trim_end(&lines[..colon]),
+                value: strip_line_break(&lines[colon + 1..]),
+                lines,
+            },
+            None => Field {
+                name: strip_line_break(lines),
+                value: b"",
+                lines,
+            },
+        });
         at = end;
     }
     fields
@@ -93,7 +99,8 @@ fn trim_end(bytes: &[u8]) -> &[u8] {
 /// A parameter list: names and values as Dovecot reports them.
 pub(crate) type Params = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// A part's `Content-Type`.
+/// A part's `Content-Type`: type and subtype as written (empty when the
+/// field is there but broken, as Dovecot shows it), and its parameters.
 #[derive(Debug, Clone)]
 pub(crate) struct ContentType {
     pub r#type: Vec<u8>,
@@ -112,31 +119,55 @@ impl ContentType {
     }
 
     /// The content type of the part whose header block is `raw[header]`;
-    /// without a valid one, RFC 2046's default for where the part is.
+    /// without the field, RFC 2046's default for where the part is.
     pub(crate) fn of(raw: &[u8], header: Range<usize>, in_digest: bool) -> ContentType {
         let fields = fields(&raw[header]);
-        let parsed = first(&fields, b"content-type").and_then(|field| {
-            let mut value = Tokens::new(field.value);
-            let r#type = value.token()?;
-            value.expect(b'/')?;
-            let subtype = value.token()?;
-            Some(ContentType {
-                r#type,
-                subtype,
-                params: value.params(),
-            })
-        });
-        parsed.unwrap_or_else(|| {
-            if in_digest {
-                ContentType {
-                    r#type: b"message".to_vec(),
-                    subtype: b"rfc822".to_vec(),
-                    params: Vec::new(),
-                }
-            } else {
-                ContentType::default_text()
+        match first(&fields, b"content-type") {
+            Some(field) => ContentType::parse(field.value),
+            None if in_digest => ContentType {
+                r#type: b"message".to_vec(),
+                subtype: b"rfc822".to_vec(),
+                params: Vec::new(),
+            },
+            None => ContentType::default_text(),
+        }
+    }
+
+    /// `type "/" subtype *(";" parameter)`. A value cut short after the type
+    /// keeps the type; anything else broken leaves both empty and no
+    /// parameters.
+    pub(crate) fn parse(value: &[u8]) -> ContentType {
+        let mut rfc = Rfc822::new(value);
+        rfc.skip_lwsp();
+        let broken = ContentType {
+            r#type: Vec::new(),
+            subtype: Vec::new(),
+            params: Vec::new(),
+        };
+        let mut r#type = Vec::new();
+        match rfc.mime_token(&mut r#type) {
+            _ if r#type.is_empty() => return broken,
+            0 => {
+                return ContentType { r#type, ..broken };
             }
-        })
+            _ => {}
+        }
+        if rfc.current() != b'/' {
+            return broken;
+        }
+        rfc.at += 1;
+        if rfc.skip_lwsp() <= 0 {
+            return broken;
+        }
+        let mut subtype = Vec::new();
+        if rfc.mime_token(&mut subtype) < 0 || subtype.is_empty() {
+            return broken;
+        }
+        ContentType {
+            r#type,
+            subtype,
+            params: params(&mut rfc),
+        }
     }
 
     /// Whether this is `r#type/subtype` (any subtype for `None`).
@@ -154,183 +185,166 @@ impl ContentType {
     }
 }
 
-/// A `Content-Disposition` value: the disposition and its parameters.
-pub(crate) fn disposition(field: &Field<'_>) -> Option<(Vec<u8>, Params)> {
-    let mut value = Tokens::new(field.value);
-    let disposition = value.token()?;
-    Some((disposition, value.params()))
+/// A `Content-Transfer-Encoding` value: one token and nothing else.
+pub(crate) fn transfer_encoding(field: &Field<'_>) -> Option<Vec<u8>> {
+    let mut rfc = Rfc822::new(field.value);
+    rfc.skip_lwsp();
+    let mut encoding = Vec::new();
+    (rfc.mime_token(&mut encoding) >= 0 && rfc.skip_lwsp() == 0 && !encoding.is_empty())
+        .then_some(encoding)
 }
 
-/// A `Content-Language` value: its language tags.
+/// A `Content-Disposition` value: the disposition (possibly empty) and its
+/// parameters.
+pub(crate) fn disposition(field: &Field<'_>) -> Option<(Vec<u8>, Params)> {
+    let mut rfc = Rfc822::new(field.value);
+    rfc.skip_lwsp();
+    let mut disposition = Vec::new();
+    if rfc.mime_token(&mut disposition) < 0 {
+        return None;
+    }
+    Some((disposition, params(&mut rfc)))
+}
+
+/// A `Content-Language` value: its language tags, up to the first that is
+/// not one.
 pub(crate) fn languages(field: &Field<'_>) -> Vec<Vec<u8>> {
-    let mut value = Tokens::new(field.value);
+    let mut rfc = Rfc822::new(field.value);
+    rfc.skip_lwsp();
     let mut languages = Vec::new();
     loop {
-        if let Some(language) = value.token() {
-            languages.push(language);
-        }
-        if value.expect(b',').is_none() {
+        let mut language = Vec::new();
+        if rfc.atom(&mut language) < 0 {
             return languages;
         }
+        languages.push(language);
+        if rfc.at_end() || rfc.current() != b',' {
+            return languages;
+        }
+        rfc.at += 1;
+        rfc.skip_lwsp();
     }
 }
 
-/// RFC 2045 tokens, quoted strings and comments of a structured field value.
-struct Tokens<'r> {
-    bytes: &'r [u8],
-    at: usize,
-}
-
-impl<'r> Tokens<'r> {
-    fn new(bytes: &'r [u8]) -> Tokens<'r> {
-        Tokens { bytes, at: 0 }
-    }
-
-    /// Skips blanks, line breaks and (nested) comments.
-    fn skip_cfws(&mut self) {
-        while let Some(&byte) = self.bytes.get(self.at) {
-            match byte {
-                b' ' | b'\t' | b'\r' | b'\n' => self.at += 1,
-                b'(' => {
-                    let mut depth = 0usize;
-                    while let Some(&byte) = self.bytes.get(self.at) {
-                        self.at += 1;
-                        match byte {
-                            b'\\' => self.at += 1,
-                            b'(' => depth += 1,
-                            b')' => {
-                                depth -= 1;
-                                if depth == 0 {
-                                    break;
-                                }
-                            }
-                            _ => {}
-                        }
-                    }
+/// The parameters after a content type or disposition, with RFC 2231
+/// continuations joined as Dovecot does: plain parameters first, in order,
+/// then the continued ones sorted by name, each joined into one, named
+/// `name*` and left encoded when any piece is charset-encoded; pieces with
+/// a gap in their numbers are left as they are. A broken parameter is
+/// skipped up to the next `;`.
+fn params(rfc: &mut Rfc822<'_>) -> Params {
+    let mut plain = Vec::new();
+    let mut pieces: Vec<Piece> = Vec::new();
+    // Dovecot numbers a `name*` parameter with the number last read from
+    // any `name*N` one (0 at first), and so do we: that `p*` after `m*2` is
+    // reported as `p*2*`.
+    let mut index = 0;
+    loop {
+        match rfc.content_param() {
+            Param::End => break,
+            Param::Broken => {
+                if rfc.at_end() {
+                    break;
                 }
-                _ => return,
+                rfc.at += 1;
             }
-        }
-    }
-
-    fn expect(&mut self, byte: u8) -> Option<()> {
-        self.skip_cfws();
-        (self.bytes.get(self.at) == Some(&byte)).then(|| self.at += 1)
-    }
-
-    /// An RFC 2045 token (any printable but tspecials and space).
-    fn token(&mut self) -> Option<Vec<u8>> {
-        self.skip_cfws();
-        let start = self.at;
-        while let Some(&byte) = self.bytes.get(self.at) {
-            if byte <= b' ' || byte == 0x7f || b"()<>@,;:\\\"/[]?=".contains(&byte) {
-                break;
-            }
-            self.at += 1;
-        }
-        (self.at > start).then(|| self.bytes[start..self.at].to_vec())
-    }
-
-    /// A token or a quoted string (unquoted).
-    fn value(&mut self) -> Option<Vec<u8>> {
-        self.skip_cfws();
-        if self.bytes.get(self.at) != Some(&b'"') {
-            return self.token();
-        }
-        self.at += 1;
-        let mut value = Vec::new();
-        while let Some(&byte) = self.bytes.get(self.at) {
-            self.at += 1;
-            match byte {
-                b'"' => return Some(value),
-                b'\\' => {
-                    if let Some(&escaped) = self.bytes.get(self.at) {
-                        value.push(escaped);
-                        self.at += 1;
-                    }
-                }
-                b'\r' | b'\n' => {}
-                _ => value.push(byte),
-            }
-        }
-        Some(value)
-    }
-
-    /// `*(";" attribute "=" value)`, with RFC 2231 continuations joined as
-    /// Dovecot does: plain parameters first in their order, then each
-    /// continued or extended one once, named `name*` when any piece is
-    /// charset-encoded (the pieces are then kept encoded).
-    fn params(&mut self) -> Params {
-        let mut plain = Vec::new();
-        let mut extended: Vec<Extended> = Vec::new();
-        while self.expect(b';').is_some() {
-            let Some(name) = self.token() else { continue };
-            if self.expect(b'=').is_none() {
-                continue;
-            }
-            let value = self.value().unwrap_or_default();
-            match split_extended(&name) {
+            Param::Found(name, value) => match Piece::of(&name, &mut index) {
+                Some((base, encoded)) => pieces.push(Piece {
+                    name: base.to_vec(),
+                    index,
+                    encoded,
+                    value,
+                }),
                 None => plain.push((name, value)),
-                Some((base, section, encoded)) => {
-                    let index = match extended
-                        .iter()
-                        .position(|e| e.name.eq_ignore_ascii_case(base))
-                    {
-                        Some(index) => index,
-                        None => {
-                            extended.push(Extended {
-                                name: base.to_vec(),
-                                pieces: Vec::new(),
-                            });
-                            extended.len() - 1
-                        }
-                    };
-                    extended[index].pieces.push((section, encoded, value));
+            },
+        }
+    }
+    pieces.sort_by(|a, b| a.name.cmp(&b.name).then(a.index.cmp(&b.index)));
+    let mut rest = pieces.as_slice();
+    while let Some(first) = rest.first() {
+        let count = rest
+            .iter()
+            .take_while(|p| p.name.eq_ignore_ascii_case(&first.name))
+            .count();
+        let (group, tail) = rest.split_at(count);
+        plain.extend(joined(group));
+        rest = tail;
+    }
+    plain
+}
+
+/// One `name*N[*]` (or `name*`) parameter.
+struct Piece {
+    name: Vec<u8>,
+    index: u32,
+    encoded: bool,
+    value: Vec<u8>,
+}
+
+impl Piece {
+    /// `name*`, `name*N` or `name*N*` → (name, whether charset-encoded); the
+    /// number, when there is one, goes to `index`.
+    fn of<'n>(name: &'n [u8], index: &mut u32) -> Option<(&'n [u8], bool)> {
+        let star = memchr::memchr(b'*', name)?;
+        let rest = &name[star + 1..];
+        if rest.is_empty() {
+            return Some((&name[..star], true));
+        }
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        *index = rest[..digits].iter().fold(0u32, |n, d| {
+            n.wrapping_mul(10).wrapping_add(u32::from(d - b'0'))
+        });
+        match &rest[digits..] {
+            b"" => Some((&name[..star], false)),
+            b"*" => Some((&name[..star], true)),
+            _ => None,
+        }
+    }
+}
+
+/// The pieces of one parameter joined, or each as it was when some are
+/// missing.
+fn joined(group: &[Piece]) -> Params {
+    let complete = group
+        .iter()
+        .zip(0u32..)
+        .all(|(piece, index)| piece.index == index);
+    if !complete {
+        return group
+            .iter()
+            .map(|piece| {
+                let star = if piece.encoded { "*" } else { "" };
+                let name = [
+                    piece.name.as_slice(),
+                    format!("*{}{star}", piece.index).as_bytes(),
+                ]
+                .concat();
+                (name, piece.value.clone())
+            })
+            .collect();
+    }
+    let encoded = group.iter().any(|piece| piece.encoded);
+    let mut value = Vec::new();
+    if encoded && !group[0].encoded {
+        value.extend_from_slice(b"''");
+    }
+    for piece in group {
+        if encoded && !piece.encoded {
+            for &byte in &piece.value {
+                match byte {
+                    b'%' => value.extend_from_slice(b"%25"),
+                    _ => value.push(byte),
                 }
             }
+        } else {
+            value.extend_from_slice(&piece.value);
         }
-        extended.sort_by_key(|e| e.name.to_ascii_lowercase());
-        plain.extend(extended.into_iter().map(Extended::joined));
-        plain
     }
-}
-
-/// An RFC 2231 parameter being put together from its pieces.
-struct Extended {
-    name: Vec<u8>,
-    pieces: Vec<(u32, bool, Vec<u8>)>,
-}
-
-impl Extended {
-    fn joined(mut self) -> (Vec<u8>, Vec<u8>) {
-        self.pieces.sort_by_key(|(section, _, _)| *section);
-        let encoded = self.pieces.iter().any(|(_, encoded, _)| *encoded);
-        let mut name = self.name;
-        if encoded {
-            name.push(b'*');
-        }
-        let value = self
-            .pieces
-            .into_iter()
-            .flat_map(|(_, _, value)| value)
-            .collect();
-        (name, value)
+    let mut name = group[0].name.clone();
+    if encoded {
+        name.push(b'*');
     }
-}
-
-/// `name*`, `name*N` or `name*N*` → (name, N, whether charset-encoded).
-fn split_extended(name: &[u8]) -> Option<(&[u8], u32, bool)> {
-    let star = memchr::memchr(b'*', name)?;
-    let (base, rest) = (&name[..star], &name[star + 1..]);
-    if rest.is_empty() {
-        return Some((base, 0, true));
-    }
-    let (digits, encoded) = match rest.strip_suffix(b"*") {
-        Some(digits) => (digits, true),
-        None => (rest, false),
-    };
-    let section = std::str::from_utf8(digits).ok()?.parse().ok()?;
-    Some((base, section, encoded))
+    vec![(name, value)]
 }
 
 #[cfg(test)]
@@ -342,14 +356,18 @@ mod tests {
     }
 
     #[test]
-    fn fields_keep_folding_and_skip_garbage() {
+    fn fields_keep_folding_and_lines_without_a_colon() {
         let block = b"Subject: a\r\n b\r\nnot a field\r\nX-Y:z\r\n\r\nBody: no\r\n";
         let fields = fields(block);
-        assert_eq!(fields.len(), 2);
+        assert_eq!(fields.len(), 3);
+        assert_eq!(
+            (fields[1].name, fields[1].value),
+            (&b"not a field"[..], &b""[..])
+        );
         assert_eq!(fields[0].value, b" a\r\n b");
         assert_eq!(fields[0].unfolded(), b"a b");
         assert_eq!(fields[0].lines, b"Subject: a\r\n b\r\n");
-        assert_eq!(fields[1].name, b"X-Y");
+        assert_eq!(fields[2].name, b"X-Y");
     }
 
     #[test]
@@ -369,16 +387,46 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_or_broken_content_type_is_text_plain() {
-        for header in [
-            "From: a@b\r\n\r\n",
-            "Content-Type: text\r\n\r\n",
-            "Content-Type: ;\r\n\r\n",
-        ] {
-            let ct = content_type(header);
-            assert!(ct.is("text", Some("plain")), "{header}");
-        }
+    fn a_missing_content_type_is_the_default_and_a_broken_one_empty() {
+        let ct = content_type("From: a@b\r\n\r\n");
+        assert!(ct.is("text", Some("plain")));
         let digest = ContentType::of(b"\r\n", 0..2, true);
         assert!(digest.is("message", Some("rfc822")));
+        for (header, r#type) in [
+            ("Content-Type: text\r\n\r\n", "text"),
+            ("Content-Type: text/\r\n\r\n", ""),
+            ("Content-Type: ;\r\n\r\n", ""),
+            ("Content-Type:\r\n\r\n", ""),
+            ("Content-Type: text plain\r\n\r\n", ""),
+        ] {
+            let ct = content_type(header);
+            assert_eq!(
+                (ct.r#type.as_slice(), ct.subtype.as_slice()),
+                (r#type.as_bytes(), &b""[..]),
+                "{header}"
+            );
+        }
+    }
+
+    #[test]
+    fn broken_parameters_are_skipped_to_the_next_semicolon() {
+        let ct = content_type("Content-Type: text/plain; foo; a=b; =c; d=\"x\"; e=\"open\r\n\r\n");
+        assert_eq!(
+            ct.params,
+            vec![
+                (b"".to_vec(), b"c".to_vec()),
+                (b"d".to_vec(), b"x".to_vec())
+            ]
+        );
+        let gaps =
+            content_type("Content-Type: application/x; n*1=b%; n*0*=a%; m*0=x; m*2=z\r\n\r\n");
+        assert_eq!(
+            gaps.params,
+            vec![
+                (b"m*0".to_vec(), b"x".to_vec()),
+                (b"m*2".to_vec(), b"z".to_vec()),
+                (b"n*".to_vec(), b"a%b%25".to_vec())
+            ]
+        );
     }
 }

@@ -54,9 +54,9 @@ fn parse_part(raw: &[u8], range: Range<usize>, in_digest: bool, depth: usize) ->
     let mut ends_in_close_delimiter = false;
     let kind = if depth >= MAX_DEPTH {
         Kind::Single
-    } else if content_type.is("multipart", None) {
+    } else if content_type.is("multipart", None) && !content_type.subtype.is_empty() {
         let digest = content_type.is("multipart", Some("digest"));
-        let split = match content_type.param(b"boundary") {
+        let split = match content_type.param(b"boundary").filter(|b| !b.is_empty()) {
             Some(boundary) => split(raw, body.clone(), boundary),
             None => Split::default(),
         };
@@ -183,27 +183,23 @@ impl Part {
     }
 
     /// The part a section's part number (`1`, `2.1`, ...) names, from the top
-    /// of the message (RFC 3501 section 6.4.5): a multipart's parts count from
-    /// 1, a message/rfc822 part's numbers are those of its message, and part 1
-    /// of anything else is the part itself.
+    /// of the message (RFC 3501 section 6.4.5), as Dovecot finds it: a
+    /// multipart's parts count from 1; number 1 of anything else is the part
+    /// itself, and only a message/rfc822 part may be looked into further (its
+    /// numbers are then those of its message).
     pub(crate) fn find(&self, numbers: &[u32]) -> Option<&Part> {
-        let (&first, rest) = numbers.split_first()?;
-        let mut part = match &self.kind {
-            Kind::Multipart(parts) => parts.get(index(first)?)?,
-            _ if first == 1 => self,
-            _ => return None,
-        };
-        for &number in rest {
-            let container = match &part.kind {
-                Kind::Message(message) => message.as_ref(),
-                _ => part,
-            };
-            part = match &container.kind {
+        let mut part = self;
+        for (at, &number) in numbers.iter().enumerate() {
+            let more = at + 1 < numbers.len();
+            part = match &part.kind {
                 Kind::Multipart(parts) => parts.get(index(number)?)?,
-                Kind::Message(_) if number == 1 => container,
-                Kind::Single if number == 1 && !std::ptr::eq(container, part) => container,
+                Kind::Message(_) if number == 1 => part,
+                Kind::Single if number == 1 && !more => part,
                 _ => return None,
             };
+            if let (true, Kind::Message(message)) = (more, &part.kind) {
+                part = message;
+            }
         }
         Some(part)
     }

@@ -1,31 +1,32 @@
 //! `BODY[section]` bytes (RFC 3501 section 6.4.5), cut from the raw message.
 
+use std::borrow::Cow;
+use std::ops::Range;
+
 use imap_types::core::{AString, Vec1};
 use imap_types::fetch::{Part as PartNumber, Section};
 
 use super::header;
 use super::mime::{Kind, Part};
 
-/// The bytes of `section` of the message `root` was parsed from; empty when the
-/// part does not exist or has no such section.
-pub(crate) fn section(raw: &[u8], root: &Part, section: &Section<'_>) -> Vec<u8> {
+/// The bytes of `section` of the message `root` was parsed from, borrowed
+/// where they are one run of the message; empty when the part does not exist
+/// or has no such section.
+pub(crate) fn section<'r>(raw: &'r [u8], root: &Part, section: &Section<'_>) -> Cow<'r, [u8]> {
+    let slice = |range: Range<usize>| Cow::Borrowed(&raw[range]);
     let found = match section {
-        Section::Part(number) => find(root, number).map(|part| raw[part.body.clone()].to_vec()),
-        Section::Mime(number) => find(root, number).map(|part| raw[part.header.clone()].to_vec()),
-        Section::Header(number) => {
-            message(root, number.as_ref()).map(|m| raw[m.header.clone()].to_vec())
-        }
-        Section::Text(number) => {
-            message(root, number.as_ref()).map(|m| raw[m.body.clone()].to_vec())
-        }
+        Section::Part(number) => find(root, number).map(|part| slice(part.body.clone())),
+        Section::Mime(number) => find(root, number).map(|part| slice(part.header.clone())),
+        Section::Header(number) => message(root, number.as_ref()).map(|m| slice(m.header.clone())),
+        Section::Text(number) => message(root, number.as_ref()).map(|m| slice(m.body.clone())),
         Section::HeaderFields(number, names) => {
-            message(root, number.as_ref()).map(|m| header_fields(raw, m, names, true))
+            message(root, number.as_ref()).map(|m| Cow::Owned(header_fields(raw, m, names, true)))
         }
         Section::HeaderFieldsNot(number, names) => {
-            message(root, number.as_ref()).map(|m| header_fields(raw, m, names, false))
+            message(root, number.as_ref()).map(|m| Cow::Owned(header_fields(raw, m, names, false)))
         }
     };
-    found.unwrap_or_default()
+    found.unwrap_or(Cow::Borrowed(&[]))
 }
 
 fn find<'p>(root: &'p Part, number: &PartNumber) -> Option<&'p Part> {

@@ -46,15 +46,7 @@ fn single(raw: &[u8], part: &Part, fields: &[Field<'_>], extended: bool) -> Body
     let text_of =
         |name: &[u8]| header::first(fields, name).map_or(NString::NIL, |f| nstring(f.unfolded()));
     let encoding = header::first(fields, b"content-transfer-encoding")
-        .map(|f| f.unfolded())
-        .map(|value| {
-            value
-                .split(|b| matches!(b, b' ' | b'\t' | b'('))
-                .next()
-                .unwrap_or_default()
-                .to_vec()
-        })
-        .filter(|value| !value.is_empty())
+        .and_then(header::transfer_encoding)
         .unwrap_or_else(|| b"7bit".to_vec());
     let basic = BasicFields {
         parameter_list: params(parameters),

@@ -390,9 +390,11 @@ fn searches_decode_encoded_words_transfer_encodings_and_charsets() {
         SearchKey::Header(astring("message-id"), astring(""))
     ));
     assert!(!matches(&encoded, SearchKey::Bcc(astring("a"))));
+    let odd = message(ODD);
+    assert!(matches(&odd, SearchKey::Body(astring("HELLO"))), "base64");
     assert!(
-        matches(&message(ODD), SearchKey::Body(astring("HELLO"))),
-        "base64"
+        matches(&odd, SearchKey::From(astring("missing_mailbox"))),
+        "addresses as ENVELOPE has them"
     );
     let mixed = message(MIXED);
     assert!(
@@ -422,8 +424,126 @@ fn sent_dates_ignore_time_and_zone() {
     assert!(!matches(&encoded, SearchKey::SentSince(date(2026, 12, 2))));
     assert!(matches(&encoded, SearchKey::SentBefore(date(2026, 12, 2))));
     assert!(!matches(&encoded, SearchKey::SentBefore(date(2026, 12, 1))));
+    let undated = message(ODD);
+    assert!(!matches(&undated, SearchKey::SentOn(date(2026, 12, 1))));
     assert!(
-        !matches(&message(ODD), SearchKey::SentOn(date(2026, 12, 1))),
-        "no Date:"
+        matches(&undated, SearchKey::SentBefore(date(1970, 1, 2))),
+        "no Date: is 1 January 1970"
+    );
+}
+
+/// Every item of every section form and search key a client can ask for.
+fn everything(parsed: &Parsed) {
+    let _ = (envelope(parsed), structure(parsed), body(parsed));
+    for numbers in [&[1][..], &[2], &[1, 1], &[3, 1], &[3, 2, 1], &[1, 1, 1, 1]] {
+        for section in [
+            Section::Part(part(numbers)),
+            Section::Mime(part(numbers)),
+            Section::Header(Some(part(numbers))),
+            Section::Text(Some(part(numbers))),
+            Section::HeaderFields(Some(part(numbers)), names(&["subject"])),
+        ] {
+            let _ = parsed.section(Some(&section));
+        }
+    }
+    for key in [
+        SearchKey::Text(astring("x")),
+        SearchKey::From(astring("x")),
+        SearchKey::Header(astring("content-type"), astring("")),
+    ] {
+        let _ = parsed.matches(&key);
+    }
+}
+
+#[test]
+fn every_prefix_of_every_message_renders_without_panicking() {
+    for text in [
+        PLAIN,
+        ENCODED,
+        MIXED,
+        ODD,
+        COMMENTS,
+        DIGEST,
+        NO_BOUNDARY,
+        NESTED,
+    ] {
+        let raw = text.replace('\n', "\r\n").into_bytes();
+        for end in 0..=raw.len() {
+            everything(&Parsed::new(raw[..end].to_vec()));
+        }
+    }
+}
+
+#[test]
+fn hostile_nesting_is_cut_off_not_followed() {
+    let depth = 10_000;
+    let mut raw = String::new();
+    for level in 0..depth {
+        raw.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=b{level}\r\n\r\n--b{level}\r\n"
+        ));
+    }
+    let multiparts = Parsed::new(raw.into_bytes());
+    everything(&multiparts);
+    let messages = Parsed::new(
+        "Content-Type: message/rfc822\r\n\r\n"
+            .repeat(depth)
+            .into_bytes(),
+    );
+    everything(&messages);
+}
+
+#[test]
+fn unterminated_quotes_comments_and_angle_brackets_break_as_in_dovecot() {
+    let parsed = message(
+        "From: \"never closed <a@b>\nTo: (open comment a@b\nCc: <x@y\nContent-Type: text/plain; name=\"open\n\nbody\n",
+    );
+    assert_eq!(
+        envelope(&parsed),
+        r#"ENVELOPE (NIL NIL ((NIL NIL "MISSING_MAILBOX" "MISSING_DOMAIN")) ((NIL NIL "MISSING_MAILBOX" "MISSING_DOMAIN")) ((NIL NIL "MISSING_MAILBOX" "MISSING_DOMAIN")) NIL ((NIL NIL "x" "SYNTAX_ERROR")) NIL NIL NIL)"#
+    );
+    assert_eq!(
+        structure(&parsed),
+        r#"BODYSTRUCTURE ("TEXT" "plain" ("charset" "us-ascii") NIL NIL "7bit" 6 1 NIL NIL NIL NIL)"#
+    );
+}
+
+#[test]
+fn repeated_fields_replace_but_repeated_address_fields_add_up() {
+    let parsed = message(
+        "Subject: a\nSubject:  two  spaces  \nFrom: x@y\nFrom: z@w\nDate: d1\nDate: d2\n\nbody\n",
+    );
+    assert_eq!(
+        envelope(&parsed),
+        r#"ENVELOPE ("d2" "two spaces" ((NIL NIL "x" "y")(NIL NIL "z" "w")) ((NIL NIL "x" "y")(NIL NIL "z" "w")) ((NIL NIL "x" "y")(NIL NIL "z" "w")) NIL NIL NIL NIL NIL)"#
+    );
+}
+
+#[test]
+fn body_searches_read_only_the_text_dovecot_reads() {
+    let attachment = message(
+        "Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: application/pdf\nContent-Transfer-Encoding: base64\n\nJVBERi0xLjQK\n--b\nContent-Type: text/plain\nContent-Transfer-Encoding: x-uuencode\n\nuuencoded\n--b\nContent-Type: image/png\nContent-Type: text/html\n\n<p>last type wins</p>\n--b--\n",
+    );
+    assert!(
+        !matches(&attachment, SearchKey::Body(astring("%PDF"))),
+        "not text"
+    );
+    assert!(
+        !matches(&attachment, SearchKey::Body(astring("JVBERi"))),
+        "nor its base64"
+    );
+    assert!(
+        !matches(&attachment, SearchKey::Body(astring("uuencoded"))),
+        "unknown encoding"
+    );
+    assert!(matches(
+        &attachment,
+        SearchKey::Body(astring("last type wins"))
+    ));
+    assert!(matches(&attachment, SearchKey::Body(astring(""))));
+    let routed = message("To: <@r1,@r2:a@b>\n\nx\n");
+    assert!(
+        matches(&routed, SearchKey::To(astring("<@r1,@r2:a@b>"))),
+        "addresses as Dovecot writes them"
     );
 }
