@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use kit::http::{self, Response};
+use kit::http;
 use kit::peers::Tmux;
 use kit::process::{ChildGuard, Lines, require_program, spawn_collected};
 use kit::smtp::{Smtp, show};
@@ -110,7 +110,7 @@ impl Server {
     /// An API call that must answer 200.
     #[track_caller]
     fn api(&self, method: &str, path: &str, body: &Value) {
-        let response: Response = http::request(self.catcher.http(), method, path, Some(body));
+        let response = http::request(self.catcher.http(), method, path, Some(body));
         assert_eq!(
             response.status,
             200,
@@ -275,7 +275,7 @@ fn curl_lists_fetches_by_uid_searches_and_stars() {
     for folder in ["INBOX", "Trash", "Sent"] {
         assert!(
             list.lines()
-                .any(|l| l.starts_with("* LIST") && l.ends_with(folder)),
+                .any(|l| l.starts_with("* LIST") && l.trim_end_matches('"').ends_with(folder)),
             "LIST shows {folder}:\n{list}"
         );
     }
