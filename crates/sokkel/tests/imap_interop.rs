@@ -47,13 +47,8 @@ impl Server {
         let catcher = Catcher::builder()
             .http()
             .users(&format!("{USER}:{PASSWORD}\n"))
-            .args(&["--imap", "127.0.0.1:0"])
             .start();
-        let imap = catcher
-            .stdout
-            .expect_map(PROMPT, "listening on imap", |line| {
-                line.strip_prefix("listening on imap ")?.parse().ok()
-            });
+        let imap = catcher.imap_addr();
         Server {
             catcher,
             imap,
