@@ -418,7 +418,7 @@ pub struct ImapArgs {
     /// IMAP sessions at once; more are told * BYE and closed.
     #[arg(long, value_name = "N", default_value_t = 100, env = "SOKKEL_IMAP_MAX_SESSIONS", value_parser = clap::value_parser!(u32).range(1..))]
     pub imap_max_sessions: u32,
-    /// How long an IMAP client may stay silent (outside IDLE) before it is logged out. RFC 3501 asks for at least 30 minutes; shorter is for tests.
+    /// How long an IMAP client may stay silent (between commands, or in IDLE, which clients renew every 29 minutes) before it is logged out. RFC 3501 asks for at least 30 minutes; shorter is for tests.
     #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_timeout, env = "SOKKEL_IMAP_TIMEOUT")]
     pub imap_timeout: Duration,
 }
