@@ -85,7 +85,10 @@ impl Server {
     /// Every message as the web API lists it.
     fn messages(&self) -> Vec<Value> {
         let list = http::get_json(self.catcher.http(), "/api/v1/messages?limit=1000");
-        list["Messages"].as_array().cloned().unwrap_or_default()
+        list["messages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_else(|| panic!("no messages array in {list}"))
     }
 
     /// The API's summary of message `id`, if it still lists it.

@@ -79,7 +79,7 @@ class Catcher:
 
     def messages(self):
         """Every message as the web API lists it (its summaries)."""
-        return json.loads(self._api("GET", "/api/v1/messages?limit=1000"))["Messages"]
+        return json.loads(self._api("GET", "/api/v1/messages?limit=1000"))["messages"]
 
     def message(self, subject):
         """The API's summary of the message with this subject, or None."""

@@ -69,7 +69,7 @@ async function api(method, path, body) {
 
 async function summary(subject) {
   const list = await api('GET', '/api/v1/messages?limit=1000');
-  return list.Messages.find((m) => m.Subject === subject);
+  return list.messages.find((m) => m.Subject === subject);
 }
 
 async function main() {
