@@ -400,7 +400,7 @@ fn mbsync_rc(server: &Server, near: &Path) -> PathBuf {
              IMAPStore far\nAccount sokkel\n\n\
              MaildirStore near\nPath {near}/\nInbox {near}/INBOX\nSubFolders Verbatim\n\n\
              Channel pull\nFar :far:\nNear :near:\nPatterns INBOX work\nCreate Near\n\
-             Sync All\nSyncState *\n",
+             Sync All\nExpunge Both\nSyncState *\n",
             port = server.imap_port(),
             near = near.display()
         ),
@@ -429,7 +429,7 @@ fn without_x_tuid(stored: &[u8]) -> Vec<u8> {
 
 #[test]
 #[ignore = "interop: needs mbsync (isync)"]
-fn mbsync_pulls_every_byte_then_only_new_mail_and_syncs_flags() {
+fn mbsync_pulls_every_byte_then_only_new_mail_and_syncs_flags_and_deletes() {
     let server = Server::start();
     let read = server.deliver(&tricky("mbsync read"));
     let starred = server.send("mbsync starred");
@@ -504,6 +504,14 @@ fn mbsync_pulls_every_byte_then_only_new_mail_and_syncs_flags() {
         "read after mbsync pushed the maildir's S flag",
         |m| is_read(m) && is_starred(m),
     );
+
+    // Delete on the near side, as a mail reader on the maildir would.
+    let read_name = find_file(&after, &lf(&server.raw(read)), without_x_tuid);
+    for sub in ["new", "cur"] {
+        let _ = std::fs::remove_file(near.join("INBOX").join(sub).join(read_name));
+    }
+    mbsync(&server, &rc);
+    server.wait_for(read, "deleted after mbsync expunged it", is_gone);
 }
 
 #[test]
@@ -727,7 +735,7 @@ fn fetchmail_idle_gets_mail_sent_over_smtp_at_once() {
 
 #[test]
 #[ignore = "interop: needs s-nail"]
-fn s_nail_reads_and_deletes_over_imap() {
+fn s_nail_reads_flags_and_deletes_over_imap() {
     let s_nail = require_program("s-nail", "s-nail");
     let server = Server::start();
     let first = server.send("s-nail first");
@@ -743,7 +751,11 @@ fn s_nail_reads_and_deletes_over_imap() {
         .arg(format!("password-{USER}@127.0.0.1:{port}={PASSWORD}"))
         .arg("-f")
         .arg(format!("imap://{USER}@127.0.0.1:{port}"));
-    let done = kit::process::run(command, b"headers\nprint 1\ndelete 2\nquit\n", CLIENT_LIMIT);
+    let done = kit::process::run(
+        command,
+        b"headers\nprint 1\nflag 1\ndelete 2\nquit\n",
+        CLIENT_LIMIT,
+    );
     let out = format!("{}\n{}", done.stdout_text(), done.stderr);
     assert!(done.status.success(), "{}", done.describe());
     assert!(
@@ -754,13 +766,15 @@ fn s_nail_reads_and_deletes_over_imap() {
         out.contains("body of s-nail first"),
         "print 1 shows the body: {out}"
     );
-    server.wait_for(first, "read after s-nail printed it", is_read);
+    server.wait_for(first, "read after s-nail printed it, and starred", |m| {
+        is_read(m) && is_starred(m)
+    });
     server.wait_for(second, "deleted after s-nail quit", is_gone);
 }
 
-/// mutt or neomutt in tmux on the INBOX: open the first message, go back, delete
-/// the second, sync with `$`, quit.
-fn mail_reader_reads_and_deletes(reader: &str, package: &str) {
+/// mutt or neomutt in tmux on the INBOX: open the first message, go back, flag it,
+/// delete the second, sync with `$`, quit.
+fn mail_reader_reads_flags_and_deletes(reader: &str, package: &str) {
     let reader = require_program(reader, package);
     let server = Server::start();
     let first = server.send("reader first");
@@ -774,7 +788,7 @@ fn mail_reader_reads_and_deletes(reader: &str, package: &str) {
              set header_cache = \"\"\nset message_cachedir = \"\"\n\
              set mail_check = 1\nset timeout = 1\nset delete = yes\nset move = no\n\
              set quit = yes\nset confirmappend = no\nset sort = date\nset wait_key = no\n\
-             set beep = no\n",
+             set beep = no\nset resolve = no\n",
             port = server.imap_port()
         ),
     );
@@ -789,20 +803,22 @@ fn mail_reader_reads_and_deletes(reader: &str, package: &str) {
     tmux.wait_for("body of reader first");
     tmux.keys(&["q"]);
     tmux.wait_for("reader second");
-    tmux.keys(&["j", "d", "$"]);
+    tmux.keys(&["F", "j", "d", "$"]);
     server.wait_for(second, "deleted after the sync", is_gone);
-    server.wait_for(first, "read after it was opened", is_read);
+    server.wait_for(first, "read after it was opened, and starred", |m| {
+        is_read(m) && is_starred(m)
+    });
     tmux.keys(&["q"]);
 }
 
 #[test]
 #[ignore = "interop: needs mutt and tmux"]
-fn mutt_reads_and_deletes() {
-    mail_reader_reads_and_deletes("mutt", "mutt");
+fn mutt_reads_flags_and_deletes() {
+    mail_reader_reads_flags_and_deletes("mutt", "mutt");
 }
 
 #[test]
 #[ignore = "interop: needs neomutt and tmux"]
-fn neomutt_reads_and_deletes() {
-    mail_reader_reads_and_deletes("neomutt", "neomutt");
+fn neomutt_reads_flags_and_deletes() {
+    mail_reader_reads_flags_and_deletes("neomutt", "neomutt");
 }

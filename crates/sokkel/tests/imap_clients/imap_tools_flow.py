@@ -1,6 +1,7 @@
 """imap-tools (PyPI) as its users write it: MailBox.fetch with criteria and without
-marking seen, fetch that marks seen, flag, append, and move to Trash (a delete for
-the catcher). Each change is checked in the web API."""
+marking seen, fetch that marks seen, flag, move to Trash (a delete for the catcher),
+append to the INBOX, and a sent copy appended to Sent, which stays out of the
+caught mail. Each change is checked in the web API."""
 
 from imap_tools import AND, MailBoxUnencrypted, MailMessageFlags
 
@@ -43,6 +44,16 @@ def flow(catcher):
             "INBOX", flag_set=[MailMessageFlags.SEEN],
         )
         catcher.wait_message("imap-tools appended", "stored read by APPEND", lambda m: m["Read"])
+
+        # A mail program saves what it sent in Sent; that is no caught mail.
+        mailbox.append(
+            b"From: <morty@example.test>\r\nSubject: imap-tools sent copy\r\n\r\nsent\r\n",
+            "Sent", flag_set=[MailMessageFlags.SEEN],
+        )
+        mailbox.folder.set("Sent")
+        sent = [m.subject for m in mailbox.fetch(mark_seen=False)]
+        check(sent == ["imap-tools sent copy"], f"the Sent folder holds the copy: {sent}")
+        check(catcher.message("imap-tools sent copy") is None, "a Sent copy is not in the API")
 
 
 if __name__ == "__main__":
