@@ -44,9 +44,15 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// With more flags for `sokkel mail serve`.
+    fn start_with(args: &[&str]) -> Server {
         let catcher = Catcher::builder()
             .http()
             .users(&format!("{USER}:{PASSWORD}\n"))
+            .args(args)
             .start();
         let imap = catcher.imap_addr();
         Server {
@@ -252,19 +258,26 @@ fn find_file<'a>(
 // ---------------------------------------------------------------------------------------
 // curl
 
-/// `curl imap://morty:secret@127.0.0.1:PORT/PATH` with `extra` arguments.
+/// `curl imap://127.0.0.1:PORT/PATH` as morty with `extra` arguments.
 fn curl(server: &Server, path: &str, extra: &[&str]) -> Finished {
+    curl_url(
+        &format!("imap://127.0.0.1:{}/{path}", server.imap_port()),
+        extra,
+    )
+}
+
+fn curl_url(url: &str, extra: &[&str]) -> Finished {
     let curl = require_program("curl", "curl");
     program(curl, ["-sS", "--max-time", "20", "-u", "morty:secret"])
         .args(extra)
-        .arg(format!("imap://127.0.0.1:{}/{path}", server.imap_port()))
+        .arg(url)
         .run()
         .assert_success("curl")
 }
 
 #[test]
 #[ignore = "interop: needs curl"]
-fn curl_lists_fetches_by_uid_searches_and_stars() {
+fn curl_lists_fetches_by_uid_searches_stars_and_deletes() {
     let server = Server::start();
     let first = server.deliver(&tricky("curl one"));
     let second = server.send("curl two");
@@ -298,6 +311,36 @@ fn curl_lists_fetches_by_uid_searches_and_stars() {
     );
     server.wait_for(second, "starred", is_starred);
     assert!(!is_read(server.summary(second).as_ref()), "still unread");
+
+    curl(
+        &server,
+        "INBOX",
+        &["-X", &format!("UID STORE {first} +FLAGS (\\Deleted)")],
+    );
+    assert!(
+        server.summary(first).is_some(),
+        "\\Deleted alone deletes nothing"
+    );
+    curl(&server, "INBOX", &["-X", "EXPUNGE"]);
+    server.wait_for(first, "deleted after EXPUNGE", is_gone);
+}
+
+#[test]
+#[ignore = "interop: needs curl"]
+fn curl_reads_over_starttls_and_imaps() {
+    let server = Server::start_with(&["--tls-self-signed", "--imaps", "127.0.0.1:0"]);
+    let id = server.send("curl over tls");
+    // -k: the certificate is self-signed; --ssl-reqd: STARTTLS or fail.
+    let body = curl(&server, &format!("INBOX;UID={id}"), &["-k", "--ssl-reqd"]).stdout;
+    assert_eq!(show(&body), show(&server.raw(id)), "over STARTTLS");
+    let imaps = server.catcher.imaps[0];
+    let list = curl_url(&format!("imaps://127.0.0.1:{}/", imaps.port()), &["-k"]);
+    assert!(
+        list.stdout_text().contains("INBOX"),
+        "LIST over IMAPS: {}",
+        list.describe()
+    );
+    server.wait_for(id, "read after the fetch over TLS", is_read);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,11 +1,12 @@
 """imapclient (PyPI) as its users write it: select_folder, search, fetch ENVELOPE
 and BODYSTRUCTURE, add_flags, folder_status, a tag folder made, filled, renamed
-and deleted, move to Trash, and idle / idle_check while mail arrives over SMTP.
+and deleted, move to Trash, idle / idle_check while mail arrives over SMTP, a
+UTF-8 search, and uid_expunge.
 Each change is checked in the web API."""
 
 import time
 
-from imapclient import FLAGGED, SEEN, IMAPClient
+from imapclient import DELETED, FLAGGED, SEEN, IMAPClient
 
 from catcher import PROMPT, check, main
 
@@ -67,6 +68,20 @@ def flow(catcher):
         responses += client.idle_check(timeout=1)
     client.idle_done()
     check(len(client.search(["UNSEEN"])) == 2, "the new message is unseen")
+
+    # A search for non-ASCII text: imapclient sends it as a literal with CHARSET.
+    catcher.send("=?utf-8?q?bl=C3=A5b=C3=A6rsyltet=C3=B8y?=", "jam")
+    client.noop()  # a search sees what the session was told of, as in Dovecot
+    found = client.search(["SUBJECT", "blåbærsyltetøy"], charset="UTF-8")
+    check(len(found) == 1, f"SEARCH CHARSET UTF-8 SUBJECT finds the encoded subject: {found}")
+
+    # UID EXPUNGE (UIDPLUS) deletes only the UIDs it names, \Deleted or not.
+    check(catcher.message("blåbærsyltetøy") is not None, "the API lists the decoded subject")
+    client.add_flags([one, found[0]], [DELETED])
+    client.uid_expunge([found[0]])
+    catcher.wait_gone("blåbærsyltetøy")
+    check(catcher.message("imapclient one") is not None, "UID EXPUNGE left the other")
+    client.remove_flags([one], [DELETED])
     client.logout()
 
 
