@@ -2,6 +2,7 @@
 //! FETCH of the whole folder never holds every message), \Seen for a non-PEEK
 //! body fetch, and the FETCH responses.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::num::NonZeroU32;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -228,7 +229,7 @@ fn write(
     job: &FetchJob,
     parsed: Option<&Parsed>,
 ) {
-    let mut items: Vec<MessageDataItem<'static>> = Vec::with_capacity(job.items.len() + 2);
+    let mut items: Vec<MessageDataItem<'_>> = Vec::with_capacity(job.items.len() + 2);
     let uid_requested = job.items.contains(&MessageDataItemName::Uid);
     if job.uid && !uid_requested {
         items.extend(uid_item(message.uid));
@@ -251,11 +252,11 @@ fn uid_item(uid: u32) -> Option<MessageDataItem<'static>> {
     NonZeroU32::new(uid).map(MessageDataItem::Uid)
 }
 
-fn item(
+fn item<'a>(
     name: &MessageDataItemName<'static>,
     message: &FolderMessage,
-    parsed: Option<&Parsed>,
-) -> Option<MessageDataItem<'static>> {
+    parsed: Option<&'a Parsed>,
+) -> Option<MessageDataItem<'a>> {
     Some(match name {
         MessageDataItemName::Uid => return uid_item(message.uid),
         MessageDataItemName::Flags => MessageDataItem::Flags(view::fetch_flags(&message.flags)),
@@ -276,7 +277,7 @@ fn item(
         MessageDataItemName::BodyExt {
             section, partial, ..
         } => {
-            let bytes = parsed?.section(section.as_ref());
+            let bytes = parsed?.section_bytes(section.as_ref());
             let (bytes, origin) = match partial {
                 Some((origin, length)) => (cut(bytes, *origin, length.get()), Some(*origin)),
                 None => (bytes, None),
@@ -287,34 +288,46 @@ fn item(
                 data: nstring(bytes),
             }
         }
-        MessageDataItemName::Rfc822 => MessageDataItem::Rfc822(nstring(parsed?.section(None))),
-        MessageDataItemName::Rfc822Header => {
-            MessageDataItem::Rfc822Header(nstring(parsed?.section(Some(&Section::Header(None)))))
+        MessageDataItemName::Rfc822 => {
+            MessageDataItem::Rfc822(nstring(parsed?.section_bytes(None)))
         }
+        MessageDataItemName::Rfc822Header => MessageDataItem::Rfc822Header(nstring(
+            parsed?.section_bytes(Some(&Section::Header(None))),
+        )),
         MessageDataItemName::Rfc822Text => {
-            MessageDataItem::Rfc822Text(nstring(parsed?.section(Some(&Section::Text(None)))))
+            MessageDataItem::Rfc822Text(nstring(parsed?.section_bytes(Some(&Section::Text(None)))))
         }
         MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. } => return None,
     })
 }
 
 /// `BODY[...]<origin.length>`: the bytes from `origin`, at most `length`.
-fn cut(mut bytes: Vec<u8>, origin: u32, length: u32) -> Vec<u8> {
+fn cut(bytes: Cow<'_, [u8]>, origin: u32, length: u32) -> Cow<'_, [u8]> {
     let start = (origin as usize).min(bytes.len());
     let end = start.saturating_add(length as usize).min(bytes.len());
-    bytes.truncate(end);
-    bytes.drain(..start);
-    bytes
+    match bytes {
+        Cow::Borrowed(all) => Cow::Borrowed(&all[start..end]),
+        Cow::Owned(mut all) => {
+            all.truncate(end);
+            all.drain(..start);
+            Cow::Owned(all)
+        }
+    }
 }
 
 /// A literal of `bytes`. IMAP literals cannot carry NUL: like Dovecot, a NUL
 /// byte of a stored message is sent as 0x80.
-fn nstring(mut bytes: Vec<u8>) -> NString<'static> {
-    for byte in &mut bytes {
-        if *byte == 0 {
-            *byte = 0x80;
-        }
-    }
+fn nstring(bytes: Cow<'_, [u8]>) -> NString<'_> {
+    let bytes = if memchr::memchr(0, &bytes).is_some() {
+        Cow::Owned(
+            bytes
+                .iter()
+                .map(|&b| if b == 0 { 0x80 } else { b })
+                .collect(),
+        )
+    } else {
+        bytes
+    };
     NString(Some(IString::Literal(Literal::unvalidated(bytes))))
 }
 

@@ -1658,3 +1658,25 @@ fn copy_and_append_into_a_missing_folder_ask_the_client_to_create_it() {
     assert!(!client.model.tag_next.contains_key("Wrok"));
     assert!(client.model.inbox[&1].tags.is_empty());
 }
+
+#[test]
+fn a_nul_byte_in_a_stored_message_is_sent_as_0x80() {
+    let mut client = Client::selected(&["Subject: nul\r\n\r\na\0b\r\n"]);
+    let mut out = Vec::new();
+    let mut input: &[u8] = b"c FETCH 1 BODY.PEEK[TEXT]\r\n";
+    loop {
+        let (n, step) = client.session.advance(input, &mut out);
+        input = &input[n..];
+        match step {
+            Step::Request(Request::Store(call)) => {
+                let reply = client.model.call(call);
+                client.session.answer(Answer::Store(Ok(reply)), &mut out);
+            }
+            _ => break,
+        }
+    }
+    assert_eq!(
+        out,
+        b"* 1 FETCH (BODY[TEXT] {5}\r\na\x80b\r\n)\r\nc OK FETCH completed\r\n"
+    );
+}
