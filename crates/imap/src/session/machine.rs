@@ -822,8 +822,8 @@ impl Session {
                 }
             }
         }
-        if view.entries.len() != view.announced {
-            view.announced = view.entries.len();
+        if view.len() != view.announced {
+            view.announced = view.len();
             reply::data(out, Data::Exists(view.announced as u32));
         }
         let mut uids: BTreeSet<u32> = changes.map(|c| c.flags).unwrap_or_default();
@@ -834,11 +834,12 @@ impl Session {
             .collect();
         numbered.sort_unstable();
         for (number, _) in numbered {
-            let entry = &view.entries[number - 1];
-            if entry.gone {
+            if view.gone(number - 1) {
                 continue;
             }
-            reply::data(out, super::fetch::flags_update(number, &entry.message));
+            let data =
+                super::fetch::flags_update(number, view.uid(number - 1), &view.flags(number - 1));
+            reply::data(out, data);
         }
     }
 

@@ -1680,3 +1680,28 @@ fn a_nul_byte_in_a_stored_message_is_sent_as_0x80() {
         b"* 1 FETCH (BODY[TEXT] {5}\r\na\x80b\r\n)\r\nc OK FETCH completed\r\n"
     );
 }
+
+#[test]
+fn sizes_and_dates_are_read_from_the_store_for_the_command_that_asks() {
+    let mut client = Client::selected(&[&msg("one"), &msg("two")]);
+    client.model.calls.clear();
+    client.cmd("c FETCH 1:* (UID FLAGS)");
+    assert!(
+        !client.model.calls.iter().any(|c| c.starts_with("Open")),
+        "{:?}",
+        client.model.calls
+    );
+    // A message deleted elsewhere (its EXPUNGE held) has no size to show.
+    client.model.delete(1);
+    assert_eq!(
+        client.cmd("d FETCH 1:* RFC822.SIZE"),
+        format!(
+            "* 2 FETCH (RFC822.SIZE {})\r\nd OK FETCH completed\r\n",
+            msg("two").len()
+        )
+    );
+    assert_eq!(
+        client.cmd("e SEARCH SINCE 1-Jan-2020"),
+        "* SEARCH 2\r\ne OK SEARCH completed\r\n"
+    );
+}

@@ -100,15 +100,7 @@ impl Session {
             return;
         };
         let view = View::new(self.folder(&name), read_only, state);
-        let mut keywords: Vec<&str> = Vec::new();
-        for entry in &view.entries {
-            for name in &entry.message.flags.other {
-                if !name.starts_with('\\') && !keywords.iter().any(|k| k.eq_ignore_ascii_case(name))
-                {
-                    keywords.push(name);
-                }
-            }
-        }
+        let keywords = view.keywords();
         let mut flags = vec![
             Flag::Answered,
             Flag::Flagged,
@@ -135,11 +127,11 @@ impl Session {
             Some(Code::PermanentFlags(permanent)),
             "Flags permitted",
         );
-        reply::data(out, Data::Exists(view.entries.len() as u32));
+        reply::data(out, Data::Exists(view.len() as u32));
         // RFC 3501 allows a server to never flag a message \Recent: sokkel has no
         // notion of a first session to see a message, so RECENT is always 0.
         reply::data(out, Data::Recent(0));
-        if let Some(first) = view.entries.iter().position(|e| !e.message.flags.seen) {
+        if let Some(first) = (0..view.len()).position(|i| !view.seen(i)) {
             if let Ok(code) = Code::unseen(first as u32 + 1) {
                 reply::status(out, None, StatusKind::Ok, Some(code), "First unseen");
             }
