@@ -846,19 +846,25 @@ impl Session {
     fn store_answer(&mut self, job: Job, reply: StoreReply, out: &mut Vec<u8>) {
         let step = match (job, reply) {
             (Job::Poll(finish), reply) => {
-                let changes = self.refresh(reply);
+                let Some(changes) = self.refresh(reply) else {
+                    return self.read_whole_folder(Job::Poll(finish));
+                };
                 self.report(changes, &finish, out);
                 self.finish_now(out, finish);
                 None
             }
             (Job::IdleStart(tag), reply) => {
-                let changes = self.refresh(reply);
+                let Some(changes) = self.refresh(reply) else {
+                    return self.read_whole_folder(Job::IdleStart(tag));
+                };
                 self.report(changes, &Finish::ok(tag.clone(), ""), out);
                 self.enter_idle(tag, out);
                 None
             }
             (Job::IdleUpdate, reply) => {
-                let changes = self.refresh(reply);
+                let Some(changes) = self.refresh(reply) else {
+                    return self.read_whole_folder(Job::IdleUpdate);
+                };
                 if let Input::Idle(tag) = &self.input {
                     let finish = Finish::ok(tag.clone(), "");
                     self.report(changes, &finish, out);
@@ -1022,11 +1028,16 @@ impl Session {
         self.finish_now(out, Finish::no(tag, Some(code), text));
     }
 
-    fn refresh(&mut self, reply: StoreReply) -> Option<Changes> {
-        let view = self.view.as_mut()?;
-        match reply {
+    /// Takes in a poll's answer. `None`: a delta that cannot be applied, so
+    /// the whole folder must be read; `Some(None)`: nothing to report.
+    fn refresh(&mut self, reply: StoreReply) -> Option<Option<Changes>> {
+        let Some(view) = self.view.as_mut() else {
+            return Some(None);
+        };
+        Some(match reply {
+            StoreReply::Changes(Some(delta)) => Some(view.apply(delta)?),
             StoreReply::Opened(Some(state)) => Some(view.refresh(state)),
-            StoreReply::Opened(None) => {
+            StoreReply::Changes(None) | StoreReply::Opened(None) => {
                 // The tag's folder was deleted: every message left it.
                 let state = FolderState {
                     uid_validity: view.uid_validity,
@@ -1037,6 +1048,18 @@ impl Session {
                 Some(view.refresh(state))
             }
             _ => None,
+        })
+    }
+
+    /// A poll's delta could not be applied: the same job, on the whole folder.
+    fn read_whole_folder(&mut self, job: Job) {
+        let folder = self.view.as_ref().and_then(|v| v.folder.clone());
+        match folder {
+            Some(folder) => {
+                self.job = Some(job);
+                self.request = Some(Request::Store(StoreCall::Open { folder }));
+            }
+            None => self.job = None,
         }
     }
 

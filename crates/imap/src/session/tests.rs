@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sokkel_message::{FlagEdit, Flags, Folder, FolderMessage, MailboxError, MessageId};
+use sokkel_message::{
+    FlagEdit, Flags, Folder, FolderChanges, FolderMessage, MailboxError, MessageId,
+};
 
 use super::view::apply;
 use super::*;
@@ -150,7 +152,19 @@ impl Model {
                 if seen_modseq == self.modseq {
                     StoreReply::Unchanged
                 } else {
-                    StoreReply::Opened(self.state(&folder))
+                    // As the store answers: only what changed, with the count.
+                    StoreReply::Changes(self.state(&folder).map(|state| {
+                        FolderChanges {
+                            count: state.messages.len(),
+                            uid_next: state.uid_next,
+                            highest_modseq: state.highest_modseq,
+                            changed: state
+                                .messages
+                                .into_iter()
+                                .filter(|m| m.modseq > seen_modseq)
+                                .collect(),
+                        }
+                    }))
                 }
             }
             StoreCall::Raw { folder, ids } => StoreReply::Raw(
@@ -1137,12 +1151,13 @@ fn idle_reports_changes_at_once_and_ends_with_done() {
     let reply = client.model.call(call);
     let mut out = Vec::new();
     client.session.answer(Answer::Store(Ok(reply)), &mut out);
-    assert_eq!(
-        String::from_utf8(out).unwrap(),
-        "* 1 EXPUNGE\r\n* 2 EXISTS\r\n"
-    );
+    // A message left: the delta is not enough, and the session reads the
+    // whole folder (the shell calls advance again after every answer).
+    assert!(out.is_empty());
+    assert_eq!(client.send(b""), "* 1 EXPUNGE\r\n* 2 EXISTS\r\n");
     assert_eq!(client.cmd("DONE"), "c OK IDLE terminated\r\n");
     assert!(!client.session.idling());
+    assert!(client.model.calls.iter().any(|c| c.starts_with("Open")));
     assert!(client.session.store_changed().is_none());
 }
 
@@ -1703,5 +1718,41 @@ fn sizes_and_dates_are_read_from_the_store_for_the_command_that_asks() {
     assert_eq!(
         client.cmd("e SEARCH SINCE 1-Jan-2020"),
         "* SEARCH 2\r\ne OK SEARCH completed\r\n"
+    );
+}
+
+#[test]
+fn new_mail_and_flag_changes_reach_a_poll_without_reading_the_whole_folder() {
+    let mut client = Client::selected(&[&msg("one"), &msg("two")]);
+    client.cmd("c IDLE");
+    client.model.calls.clear();
+    client.model.deliver(&msg("three"));
+    client.model.set_flags(
+        1,
+        &FlagEdit::Add(Flags {
+            flagged: true,
+            ..Flags::default()
+        }),
+    );
+    let Some(Request::Store(call)) = client.session.store_changed() else {
+        panic!("a poll while idling")
+    };
+    let reply = client.model.call(call);
+    let mut out = Vec::new();
+    client.session.answer(Answer::Store(Ok(reply)), &mut out);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "* 3 EXISTS\r\n* 1 FETCH (FLAGS (\\Flagged) UID 1)\r\n"
+    );
+    assert_eq!(client.send(b""), "");
+    assert!(
+        !client.model.calls.iter().any(|c| c.starts_with("Open")),
+        "{:?}",
+        client.model.calls
+    );
+    assert_eq!(client.cmd("DONE"), "c OK IDLE terminated\r\n");
+    assert_eq!(
+        client.cmd("d FETCH 3 UID"),
+        "* 3 FETCH (UID 3)\r\nd OK FETCH completed\r\n"
     );
 }

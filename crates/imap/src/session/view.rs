@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use imap_types::IntoStatic;
 use imap_types::flag::{Flag, FlagFetch, StoreType};
 use imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
-use sokkel_message::{FlagEdit, Flags, Folder, FolderMessage, MessageId};
+use sokkel_message::{FlagEdit, Flags, Folder, FolderChanges, FolderMessage, MessageId};
 
 use super::FolderState;
 
@@ -210,6 +210,39 @@ impl View {
             }
         }
         changes
+    }
+
+    /// Takes in what changed since the view's modseq; `None` if that is not
+    /// enough (messages left the folder, or the store was made anew): the
+    /// caller then reads the whole folder.
+    pub(super) fn apply(&mut self, delta: FolderChanges) -> Option<Changes> {
+        let last = self.last_uid();
+        let live = self.live().count();
+        let new = delta.changed.iter().filter(|m| m.uid > last).count();
+        let known = delta.changed.iter().filter(|m| m.uid <= last);
+        if delta.count != live + new
+            || delta.highest_modseq < self.modseq
+            || known
+                .clone()
+                .any(|m| self.number_of(m.uid).is_none_or(|n| self.gone(n - 1)))
+        {
+            return None;
+        }
+        let mut changes = Changes::default();
+        for message in delta.changed {
+            if message.uid > last {
+                self.push(message);
+                continue;
+            }
+            let index = self.number_of(message.uid).expect("checked above") - 1;
+            if message.flags != self.flags(index) {
+                changes.flags.insert(message.uid);
+                self.set_flags(index, message.flags);
+            }
+        }
+        self.uid_next = delta.uid_next.max(self.uid_next);
+        self.modseq = delta.highest_modseq;
+        Some(changes)
     }
 
     /// Removes the gone messages; returns their message numbers in the order
