@@ -33,7 +33,9 @@ mod view;
 
 use std::time::SystemTime;
 
-use sokkel_message::{FlagEdit, Flags, Folder, FolderMessage, MailboxError, MessageId};
+use sokkel_message::{
+    FlagEdit, Flags, Folder, FolderChanges, FolderMessage, MailboxError, MessageId,
+};
 
 pub use machine::Session;
 
@@ -129,8 +131,9 @@ pub enum StoreCall {
         folder: Folder,
     },
     /// What changed in the selected folder: if the store's change counter is
-    /// still `seen_modseq`, [`StoreReply::Unchanged`]; otherwise the folder's
-    /// messages now, as [`StoreReply::Opened`].
+    /// still `seen_modseq`, [`StoreReply::Unchanged`]; otherwise what changed,
+    /// as [`StoreReply::Changes`] (or the folder's messages now, as
+    /// [`StoreReply::Opened`]).
     Poll {
         /// The folder.
         folder: Folder,
@@ -216,6 +219,12 @@ pub enum StoreReply {
     Opened(Option<FolderState>),
     /// Nothing changed since the counter the session gave.
     Unchanged,
+    /// What changed since the counter the session gave, as
+    /// [`sokkel_message::Folders::changes`] reads it (an answer to
+    /// [`StoreCall::Poll`] that spares listing the whole folder); `None` if the
+    /// folder does not exist. A session that cannot apply it asks for the
+    /// whole folder with [`StoreCall::Open`].
+    Changes(Option<FolderChanges>),
     /// The raw messages, `None` for one that no longer exists.
     Raw(Vec<Option<Vec<u8>>>),
     /// Done.

@@ -316,6 +316,52 @@ pub trait Folders: Send + Sync {
     /// Rename a tag folder (and the tag on every message). `false` if there is
     /// no folder `from`.
     fn rename_folder(&self, from: &str, to: &str) -> Result<bool, MailboxError>;
+
+    /// What changed in `folder` since the store's change counter was
+    /// `since_modseq`, for a session that polls it: the messages whose modseq
+    /// is above it (new ones and re-flagged ones, by ascending UID), with the
+    /// folder's message count, UIDNEXT and the counter they were read at. A
+    /// session that finds the count is not the messages it knows plus the new
+    /// ones (some left the folder) reads the whole folder instead.
+    /// `None` if a tag folder does not exist.
+    ///
+    /// The default reads the whole folder; a store overrides it to read only
+    /// the changed rows, so that a delivery does not cost every idling session
+    /// a full listing.
+    fn changes(
+        &self,
+        folder: &Folder,
+        since_modseq: u64,
+    ) -> Result<Option<FolderChanges>, MailboxError> {
+        // The counter first: a change made during the listing is seen again at
+        // the next poll rather than missed.
+        let highest_modseq = self.highest_modseq()?;
+        let Some((messages, uid_next)) = self.messages(folder)? else {
+            return Ok(None);
+        };
+        Ok(Some(FolderChanges {
+            count: messages.len(),
+            uid_next,
+            highest_modseq,
+            changed: messages
+                .into_iter()
+                .filter(|m| m.modseq > since_modseq)
+                .collect(),
+        }))
+    }
+}
+
+/// What changed in a folder since a session last looked ([`Folders::changes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderChanges {
+    /// How many messages the folder holds now.
+    pub count: usize,
+    /// UIDNEXT.
+    pub uid_next: u32,
+    /// The store's change counter these were read at (or before).
+    pub highest_modseq: u64,
+    /// The messages changed or added since, by ascending UID.
+    pub changed: Vec<FolderMessage>,
 }
 
 #[cfg(test)]

@@ -66,8 +66,8 @@ pub use retention::{
 };
 pub use search::{MAX_QUERY_BYTES, MAX_TERMS, SearchError, SearchPage, SearchQuery};
 pub use sokkel_message::{
-    Deliver, DeliverError, Envelope, FlagEdit, Flags, Folder, FolderMessage, Folders, Mailbox,
-    MailboxError, MessageId, NewMessage, TlsInfo,
+    Deliver, DeliverError, Envelope, FlagEdit, Flags, Folder, FolderChanges, FolderMessage,
+    Folders, Mailbox, MailboxError, MessageId, NewMessage, TlsInfo,
 };
 pub use sqlite::RAW_CHUNK_BYTES;
 pub use store::{

@@ -5,8 +5,8 @@
 use std::time::SystemTime;
 
 use crate::{
-    Deliver, DeliverError, FlagEdit, Flags, Folder, FolderMessage, Folders, Mailbox, MailboxError,
-    MessageId, NewMessage, Store, StoreError,
+    Deliver, DeliverError, FlagEdit, Flags, Folder, FolderChanges, FolderMessage, Folders, Mailbox,
+    MailboxError, MessageId, NewMessage, Store, StoreError,
 };
 
 impl From<StoreError> for DeliverError {
@@ -73,6 +73,14 @@ impl Folders for Store {
 
     fn messages(&self, folder: &Folder) -> Result<Option<(Vec<FolderMessage>, u32)>, MailboxError> {
         Ok(self.folder_messages(folder)?)
+    }
+
+    fn changes(
+        &self,
+        folder: &Folder,
+        since_modseq: u64,
+    ) -> Result<Option<FolderChanges>, MailboxError> {
+        Ok(self.folder_changes(folder, since_modseq)?)
     }
 
     fn raw(&self, folder: &Folder, id: MessageId) -> Result<Option<Vec<u8>>, MailboxError> {

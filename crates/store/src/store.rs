@@ -16,8 +16,8 @@ use crate::retention::{PruneReport, Retention};
 use crate::sqlite::{SqliteStore, TagEdit};
 use crate::tags::{TagName, Tagging};
 use crate::{
-    FlagEdit, Flags, Folder, FolderMessage, ListQuery, MessageId, NewMessage, SearchPage,
-    SearchQuery, StoreError, StoredMessage, Summary, paths, sqlite,
+    FlagEdit, Flags, Folder, FolderChanges, FolderMessage, ListQuery, MessageId, NewMessage,
+    SearchPage, SearchQuery, StoreError, StoredMessage, Summary, paths, sqlite,
 };
 
 /// How [`Store::open`] sets up the store.
@@ -543,6 +543,36 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(store) => store.folder_messages(folder),
         }
+    }
+
+    /// What changed in `folder` since the change counter was `since`
+    /// ([`crate::Folders::changes`]): only the changed rows are read.
+    pub fn folder_changes(
+        &self,
+        folder: &Folder,
+        since: u64,
+    ) -> Result<Option<FolderChanges>, StoreError> {
+        // The counter first: a change made meanwhile is seen again next time.
+        let highest_modseq = self.highest_modseq()?;
+        let read = match &self.backend {
+            Backend::Sqlite(store) => store.folder_changes(folder, since)?,
+        };
+        let listed = match read {
+            Some(listed) => listed,
+            // A per-recipient INBOX: its membership is a join on addresses,
+            // listed whole.
+            None => self.folder_messages(folder)?.map(|(messages, uid_next)| {
+                let count = messages.len();
+                let changed = messages.into_iter().filter(|m| m.modseq > since).collect();
+                (count, uid_next, changed)
+            }),
+        };
+        Ok(listed.map(|(count, uid_next, changed)| FolderChanges {
+            count,
+            uid_next,
+            highest_modseq,
+            changed,
+        }))
     }
 
     /// The bytes of a message of `folder` (a sent copy's for Sent).

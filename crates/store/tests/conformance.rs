@@ -62,6 +62,7 @@ cases!(sqlite:
     sent_copies_stay_apart_from_the_caught_mail,
     the_inbox_of_a_login_holds_its_mail,
     modseq_moves_on_every_folder_change,
+    changes_give_only_what_moved_past_a_modseq,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -1184,4 +1185,44 @@ fn modseq_moves_on_every_folder_change(open: Open<'_>) {
     let now = f.highest_modseq().unwrap();
     f.set_flags(&inbox(), &[a], &keyword).unwrap();
     assert_eq!(f.highest_modseq().unwrap(), now, "no change, no move");
+}
+
+/// A poll reads only what changed (issue #13: a delivery must not cost every
+/// idling IMAP session a full listing): the messages past the modseq it saw,
+/// the folder's count and UIDNEXT, in every kind of folder.
+fn changes_give_only_what_moved_past_a_modseq(open: Open<'_>) {
+    let store = open();
+    let f = folders(&store);
+    let ids = deliver(&store, [numbered(1), numbered(2)]);
+    f.create_folder("work").unwrap();
+    f.copy(&inbox(), &ids, &tag("work")).unwrap();
+    let seen = f.highest_modseq().unwrap();
+    let none = f.changes(&inbox(), seen).unwrap().unwrap();
+    assert_eq!((none.count, none.changed.len()), (2, 0));
+    assert_eq!(none.highest_modseq, seen);
+
+    let star = FlagEdit::Add(flags(false, true, &[]));
+    f.set_flags(&inbox(), &ids[..1], &star).unwrap();
+    let c = deliver(&store, [numbered(3)])[0];
+    let changes = f.changes(&inbox(), seen).unwrap().unwrap();
+    let changed: Vec<MessageId> = changes.changed.iter().map(|m| m.id).collect();
+    assert_eq!(changed, [ids[0], c]);
+    assert!(changes.changed[0].flags.flagged);
+    assert_eq!(changes.count, 3);
+    assert_eq!(changes.uid_next, listing(&store, &inbox()).1);
+    assert_eq!(changes.highest_modseq, f.highest_modseq().unwrap());
+
+    // A tag's folder: its own UIDs, its own count.
+    let work = f.changes(&tag("work"), seen).unwrap().unwrap();
+    assert_eq!(work.count, 2);
+    assert_eq!(
+        work.changed.iter().map(|m| m.id).collect::<Vec<_>>(),
+        [ids[0]]
+    );
+    assert_eq!(work.changed[0].uid, listing(&store, &tag("work")).0[0].0);
+    assert_eq!(f.changes(&tag("nope"), seen).unwrap(), None);
+
+    // A delete shows as a smaller count: the session then reads the folder.
+    f.expunge(&inbox(), &ids[1..]).unwrap();
+    assert_eq!(f.changes(&inbox(), seen).unwrap().unwrap().count, 2);
 }

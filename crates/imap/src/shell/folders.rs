@@ -40,7 +40,7 @@ pub(crate) fn execute(folders: &dyn Folders, call: StoreCall) -> Result<StoreRep
             if folders.highest_modseq()? == seen_modseq {
                 StoreReply::Unchanged
             } else {
-                StoreReply::Opened(open(folders, &folder)?)
+                StoreReply::Changes(folders.changes(&folder, seen_modseq)?)
             }
         }
         StoreCall::Raw { folder, ids } => StoreReply::Raw(
@@ -104,7 +104,7 @@ pub(super) mod tests {
     use std::sync::Mutex;
     use std::time::Duration;
 
-    use sokkel_message::{FlagEdit, Flags, FolderMessage, MessageId};
+    use sokkel_message::{FlagEdit, Flags, FolderChanges, FolderMessage, MessageId};
 
     use super::*;
 
@@ -225,24 +225,22 @@ pub(super) mod tests {
         };
         assert_eq!(execute(&store, poll(5)), Ok(StoreReply::Unchanged));
         assert_eq!(store.calls(), ["highest_modseq"]);
-        let expected = FolderState {
-            uid_validity: 1,
+        let expected = FolderChanges {
+            count: 1,
             uid_next: 8,
             highest_modseq: 5,
-            messages: vec![message()],
+            changed: vec![message()]
+                .into_iter()
+                .filter(|m| m.modseq > 4)
+                .collect(),
         };
         assert_eq!(
             execute(&store, poll(4)),
-            Ok(StoreReply::Opened(Some(expected)))
+            Ok(StoreReply::Changes(Some(expected)))
         );
         assert_eq!(
             store.calls(),
-            [
-                "highest_modseq",
-                "highest_modseq",
-                "messages",
-                "uid_validity"
-            ],
+            ["highest_modseq", "highest_modseq", "messages"],
             "the counter is read before the list it vouches for"
         );
     }

@@ -354,6 +354,65 @@ impl SqliteStore {
         })
     }
 
+    /// The changed rows of a folder since `since` (every folder but a
+    /// per-recipient INBOX, which gives `Ok(None)` here and is listed whole by
+    /// the caller), with its count and UIDNEXT: `Some(None)` for a tag that
+    /// does not exist.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn folder_changes(
+        &self,
+        folder: &Folder,
+        since: u64,
+    ) -> Result<Option<Option<(usize, u32, Vec<FolderMessage>)>>, StoreError> {
+        let since = i64::try_from(since).unwrap_or(i64::MAX);
+        self.with_connection(|conn| {
+            // One read transaction, so count, rows and UIDNEXT agree.
+            let tx = conn.transaction()?;
+            let count = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> rusqlite::Result<usize> {
+                tx.prepare_cached(sql)?
+                    .query_row(p, |row| row.get::<_, i64>(0))
+                    .map(|n| n.max(0) as usize)
+            };
+            let changes = match folder {
+                Folder::Inbox { recipient: Some(_) } => return Ok(None),
+                Folder::Inbox { recipient: None } | Folder::Sent => {
+                    let table = if matches!(folder, Folder::Sent) {
+                        "sent"
+                    } else {
+                        "messages"
+                    };
+                    let n = count(&format!("SELECT count(*) FROM {table}"), &[])?;
+                    let sql = format!(
+                        "SELECT m.id, {COLUMNS} FROM {table} AS m WHERE m.modseq > ?1 ORDER BY m.id"
+                    );
+                    let changed = collect(&tx, &sql, [since])?;
+                    Some((n, next_id(&tx, table)?, changed))
+                }
+                Folder::Tag(name) => match tag_id(&tx, &TagName::parse(name)?, false)? {
+                    None => None,
+                    Some(tag) => {
+                        let n = count(
+                            "SELECT count(*) FROM message_tags WHERE tag_id = ?1",
+                            &[&tag],
+                        )?;
+                        let sql = format!(
+                            "SELECT mt.uid, {COLUMNS} FROM message_tags AS mt
+                             CROSS JOIN messages AS m ON m.id = mt.message_id
+                             WHERE mt.tag_id = ?1 AND m.modseq > ?2 ORDER BY mt.uid"
+                        );
+                        let changed = collect(&tx, &sql, params![tag, since])?;
+                        let next: i64 = tx
+                            .prepare_cached("SELECT next_uid FROM tags WHERE id = ?1")?
+                            .query_row([tag], |row| row.get(0))?;
+                        Some((n, to_uid(next), changed))
+                    }
+                },
+            };
+            tx.commit()?;
+            Ok(Some(changes))
+        })
+    }
+
     pub(crate) fn folder_raw(
         &self,
         folder: &Folder,
