@@ -418,23 +418,33 @@ async fn an_idling_client_sees_new_mail_flag_changes_and_expunges_at_once() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fetch_of_two_thousand_messages_streams_as_the_client_reads() {
-    // 16 MB in all: more than the kernel buffers between a server and a
-    // client that reads nothing, so a server that streams has to wait.
-    const COUNT: usize = 2000;
+/// Messages in [`big_store`].
+const COUNT: usize = 2000;
+
+/// Message `n` of [`big_store`]: 8 KiB.
+fn big_body(n: usize) -> String {
+    let filler = format!("line {n} of the message\r\n").repeat(8 << 10 >> 5);
+    format!("Subject: message {n}\r\n\r\n{filler}")
+}
+
+/// A store of [`COUNT`] messages, 16 MB in all: more than the kernel buffers
+/// between a server and a client that reads nothing, so a server that streams
+/// has to wait for the client.
+fn big_store() -> TestStore {
     let store = TestStore::new();
-    let body = |n: usize| {
-        let filler = format!("line {n} of the message\r\n").repeat(8 << 10 >> 5);
-        format!("Subject: message {n}\r\n\r\n{filler}")
-    };
     for chunk in (0..COUNT).collect::<Vec<_>>().chunks(500) {
         let messages = chunk
             .iter()
-            .map(|&n| message_to("morty@example.com", body(n).as_bytes()))
+            .map(|&n| message_to("morty@example.com", big_body(n).as_bytes()))
             .collect();
         store.store.import(messages).unwrap();
     }
+    store
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_of_two_thousand_messages_streams_as_the_client_reads() {
+    let store = big_store();
     let probe = Arc::new(RawProbe {
         folders: folders(&store.store),
         asked: AtomicUsize::new(0),
@@ -444,15 +454,7 @@ async fn a_fetch_of_two_thousand_messages_streams_as_the_client_reads() {
     client.send(b"f FETCH 1:* BODY.PEEK[]\r\n").await;
 
     // Until the client reads, the server must stop asking the store for more.
-    let mut asked = 0;
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let now = probe.asked.load(Ordering::Relaxed);
-        if now == asked && now > 0 {
-            break;
-        }
-        asked = now;
-    }
+    let asked = probe.settled().await;
     assert!(
         asked > 0 && asked < COUNT,
         "read {asked} of {COUNT} messages for a client that read nothing"
@@ -466,7 +468,7 @@ async fn a_fetch_of_two_thousand_messages_streams_as_the_client_reads() {
             "{:?}",
             String::from_utf8_lossy(&response[..response.len().min(80)])
         );
-        let wanted = body(n);
+        let wanted = big_body(n);
         assert!(
             response
                 .windows(wanted.len())
@@ -485,10 +487,72 @@ async fn a_fetch_of_two_thousand_messages_streams_as_the_client_reads() {
     server.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_fetches_wait_for_a_client_that_reads_nothing() {
+    // 16 MB of answers to commands sent in one write: the server must not
+    // read the store (and hold its answers) faster than the client reads.
+    let store = big_store();
+    let probe = Arc::new(RawProbe {
+        folders: folders(&store.store),
+        asked: AtomicUsize::new(0),
+    });
+    let server = Server::start_on(test_config(), &store.store, probe.clone());
+    let client = server.selected().await;
+    let commands: String = (1..=COUNT)
+        .map(|n| format!("f{n} FETCH {n} BODY.PEEK[]\r\n"))
+        .collect();
+    let (reader, mut writer) = tokio::io::split(client.stream);
+    let sending = tokio::spawn(async move {
+        writer.write_all(commands.as_bytes()).await.unwrap();
+        writer
+    });
+    let asked = probe.settled().await;
+    assert!(
+        asked > 0 && asked < COUNT,
+        "read {asked} of {COUNT} messages for a client that read nothing"
+    );
+    // Every answer comes once the client reads.
+    let mut answers = BufReader::new(reader);
+    let mut completions = 0;
+    let mut line = Vec::new();
+    while completions < COUNT {
+        line.clear();
+        tokio::time::timeout(PROMPT, answers.read_until(b'\n', &mut line))
+            .await
+            .expect("the answers keep coming")
+            .unwrap();
+        assert!(!line.is_empty(), "the server closed the connection");
+        if line.starts_with(b"f") {
+            assert!(line.windows(4).any(|w| w == b" OK "), "{line:?}");
+            completions += 1;
+        }
+    }
+    sending.await.unwrap();
+    assert_eq!(probe.asked.load(Ordering::Relaxed), COUNT);
+    server.stop().await;
+}
+
 /// The store, counting the messages read from it.
 struct RawProbe {
     folders: Arc<dyn Folders>,
     asked: AtomicUsize,
+}
+
+impl RawProbe {
+    /// How many messages were read once the count stops moving (the server
+    /// waits for the client), within a generous bound.
+    async fn settled(&self) -> usize {
+        let mut asked = 0;
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let now = self.asked.load(Ordering::Relaxed);
+            if now == asked && now > 0 {
+                break;
+            }
+            asked = now;
+        }
+        asked
+    }
 }
 
 impl Folders for RawProbe {
