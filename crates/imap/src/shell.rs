@@ -32,7 +32,9 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::ImapError;
-use crate::session::{Answer, Login, Peer, Request, Session, SessionConfig, Step, StoreCall};
+use crate::session::{
+    Answer, Login, Peer, Request, Session, SessionConfig, Step, StoreCall, StoreReply,
+};
 
 mod folders;
 
@@ -242,8 +244,8 @@ impl Protocol for ImapSession {
         let (consumed, step) = self.core.advance(input, out);
         let step = match step {
             Step::NeedMore => driver::Step::NeedMore,
-            // A continuation request: the client waits for it before it sends
-            // the literal.
+            // A continuation request or IDLE's `+ idling`, which the client
+            // waits for, or output backed up behind pipelined commands.
             Step::Flush => driver::Step::Flush,
             Step::StartTls => driver::Step::StartTls,
             Step::Close => driver::Step::Close,
@@ -346,10 +348,7 @@ impl ImapSession {
     }
 
     /// Runs a store request; a failure is logged here and answered by the core.
-    async fn call_store(
-        &self,
-        call: StoreCall,
-    ) -> Result<crate::session::StoreReply, MailboxError> {
+    async fn call_store(&self, call: StoreCall) -> Result<StoreReply, MailboxError> {
         let reply = folders::run(&self.shared.folders, call).await;
         if let Err(err) = &reply {
             let (peer, user) = (self.peer, self.core.user().unwrap_or_default());
