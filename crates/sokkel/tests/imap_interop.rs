@@ -462,12 +462,12 @@ fn mbsync(server: &Server, rc: &Path) -> Finished {
 /// A message as mbsync stores it: LF line ends, and no `X-TUID` line (mbsync's own
 /// header, which it adds to every message it copies).
 fn without_x_tuid(stored: &[u8]) -> Vec<u8> {
-    let text = show(stored);
-    let kept: String = text
-        .split_inclusive('\n')
-        .filter(|line| !line.starts_with("X-TUID: "))
-        .collect();
-    kept.into_bytes()
+    stored
+        .split_inclusive(|&b| b == b'\n')
+        .filter(|line| !line.starts_with(b"X-TUID: "))
+        .flatten()
+        .copied()
+        .collect()
 }
 
 #[test]
@@ -668,18 +668,17 @@ fn fetchmail_command(server: &Server, rc: &Path) -> Command {
 
 /// The message fetchmail delivered, without the Received header it puts on top.
 fn without_fetchmail_received(delivered: &[u8]) -> Vec<u8> {
-    let text = show(delivered);
-    let mut lines = text.split_inclusive('\n').peekable();
+    let mut lines = delivered.split_inclusive(|&b| b == b'\n').peekable();
     if lines
-        .peek()
-        .is_some_and(|l| l.starts_with("Received: from "))
+        .next_if(|l| l.starts_with(b"Received: from "))
+        .is_some()
     {
-        lines.next();
-        while lines.peek().is_some_and(|l| l.starts_with([' ', '\t'])) {
-            lines.next();
-        }
+        while lines
+            .next_if(|l| l.starts_with(b" ") || l.starts_with(b"\t"))
+            .is_some()
+        {}
     }
-    lines.collect::<String>().into_bytes()
+    lines.flatten().copied().collect()
 }
 
 /// The messages an MDA has written into `inbox` so far.
