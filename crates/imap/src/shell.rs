@@ -112,7 +112,7 @@ struct Shared {
     settings: Settings,
     tls: Option<TlsAcceptor>,
     credentials: Credentials,
-    folders: Arc<dyn Folders>,
+    store: folders::StoreCalls,
     changes: watch::Receiver<u64>,
 }
 
@@ -148,7 +148,7 @@ pub async fn serve(
         config,
         tls: tls.as_ref().map(ServerTls::acceptor),
         credentials,
-        folders,
+        store: folders::StoreCalls::new(folders),
         changes,
     });
     let listeners = (plain.into_iter().map(|l| (l, Security::Plain)))
@@ -349,7 +349,7 @@ impl ImapSession {
 
     /// Runs a store request; a failure is logged here and answered by the core.
     async fn call_store(&self, call: StoreCall) -> Result<StoreReply, MailboxError> {
-        let reply = folders::run(&self.shared.folders, call).await;
+        let reply = self.shared.store.run(call).await;
         if let Err(err) = &reply {
             let (peer, user) = (self.peer, self.core.user().unwrap_or_default());
             match err {
@@ -374,7 +374,7 @@ mod tests {
             config,
             tls: None,
             credentials: Credentials::accept_any(),
-            folders: Arc::new(folders::tests::Recorder::default()),
+            store: folders::StoreCalls::new(Arc::new(folders::tests::Recorder::default())),
             changes: watch::channel(0).1,
         })
     }
@@ -389,7 +389,8 @@ mod tests {
             input.drain(..consumed);
             match step {
                 driver::Step::Act(Request::Store(call)) => {
-                    let reply = folders::execute(&*session.shared.folders, call);
+                    let store = &session.shared.store;
+                    let reply = folders::execute(store.folders(), store.polls(), call);
                     session.core.answer(Answer::Store(reply), &mut out);
                 }
                 driver::Step::Act(Request::Login(_)) => {

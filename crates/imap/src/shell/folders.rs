@@ -1,33 +1,129 @@
 //! The session core's store requests ([`StoreCall`]) carried out against the
 //! store's [`Folders`]. Every call blocks, so the shell runs them on tokio's
-//! blocking pool ([`run`]).
+//! blocking pool ([`StoreCalls::run`]), a few at a time, and sessions that poll
+//! the same folder from the same change share one read of it ([`SharedPolls`]).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::SystemTime;
 
-use sokkel_message::{Folder, Folders, MailboxError};
+use sokkel_message::{Folder, FolderChanges, Folders, MailboxError};
+use tokio::sync::Semaphore;
 
 use crate::session::{FolderState, StoreCall, StoreReply};
 
-/// Runs `call` on tokio's blocking pool. A call that panicked is a store that
-/// could not answer, for this command only.
-pub(crate) async fn run(
-    folders: &Arc<dyn Folders>,
-    call: StoreCall,
-) -> Result<StoreReply, MailboxError> {
-    let folders = folders.clone();
-    tokio::task::spawn_blocking(move || execute(&*folders, call))
-        .await
-        .unwrap_or_else(|err| {
-            tracing::error!(%err, "an imap store call panicked");
-            Err(MailboxError::Unavailable(
-                "the store failed to answer".into(),
-            ))
-        })
+/// Store calls one server runs at once. More would only queue for the store's
+/// own connections, and each extra blocking thread that allocates a folder
+/// listing keeps an allocator arena of its own: 100 sessions selecting a
+/// 10,000-message INBOX at once would hold tens of MB in arenas.
+const CONCURRENT_CALLS: usize = 8;
+
+/// The store as every session of one server calls it.
+pub(crate) struct StoreCalls {
+    folders: Arc<dyn Folders>,
+    polls: Arc<SharedPolls>,
+    permits: Arc<Semaphore>,
+}
+
+impl StoreCalls {
+    pub(crate) fn new(folders: Arc<dyn Folders>) -> StoreCalls {
+        StoreCalls {
+            folders,
+            polls: Arc::default(),
+            permits: Arc::new(Semaphore::new(CONCURRENT_CALLS)),
+        }
+    }
+
+    /// Runs `call` on tokio's blocking pool, once one of the server's
+    /// [`CONCURRENT_CALLS`] is free. A call that panicked is a store that could
+    /// not answer, for this command only.
+    pub(crate) async fn run(&self, call: StoreCall) -> Result<StoreReply, MailboxError> {
+        let unavailable = || MailboxError::Unavailable("the store failed to answer".into());
+        // The semaphore is never closed.
+        let Ok(_permit) = self.permits.acquire().await else {
+            return Err(unavailable());
+        };
+        let folders = self.folders.clone();
+        let polls = self.polls.clone();
+        tokio::task::spawn_blocking(move || execute(&*folders, &polls, call))
+            .await
+            .unwrap_or_else(|err| {
+                tracing::error!(%err, "an imap store call panicked");
+                Err(unavailable())
+            })
+    }
+
+    /// The store, for calls made outside a session (tests).
+    #[cfg(test)]
+    pub(crate) fn folders(&self) -> &dyn Folders {
+        &*self.folders
+    }
+
+    #[cfg(test)]
+    pub(crate) fn polls(&self) -> &SharedPolls {
+        &self.polls
+    }
+}
+
+/// One read of a folder's changes shared by every session that polls it from
+/// the same change counter while the store stands at the same one: a delivery
+/// wakes 100 sessions idling on the INBOX, and they cost the store one read,
+/// not 100.
+#[derive(Debug, Default)]
+pub(crate) struct SharedPolls {
+    latest: Mutex<Generation>,
+}
+
+/// The reads made while the store's counter stood at `at`.
+#[derive(Debug, Default)]
+struct Generation {
+    at: u64,
+    reads: HashMap<(Folder, u64), Arc<ChangesRead>>,
+}
+
+type ChangesRead = OnceLock<Result<Option<FolderChanges>, MailboxError>>;
+
+impl SharedPolls {
+    /// [`Folders::changes`] of `folder` since `seen`, the store's counter
+    /// standing at `now`: read by the first session to ask, the others waiting
+    /// for that read rather than making their own.
+    fn changes(
+        &self,
+        folders: &dyn Folders,
+        folder: &Folder,
+        seen: u64,
+        now: u64,
+    ) -> Result<Option<FolderChanges>, MailboxError> {
+        let read = {
+            let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
+            if now > latest.at {
+                *latest = Generation {
+                    at: now,
+                    reads: HashMap::new(),
+                };
+            }
+            if now < latest.at {
+                // The store moved on while this poll was on its way: the
+                // shared reads are newer than what it asked about.
+                None
+            } else {
+                let read = latest.reads.entry((folder.clone(), seen)).or_default();
+                Some(read.clone())
+            }
+        };
+        match read {
+            Some(read) => read.get_or_init(|| folders.changes(folder, seen)).clone(),
+            None => folders.changes(folder, seen),
+        }
+    }
 }
 
 /// Carries out one store request as its [`StoreCall`] variant documents.
-pub(crate) fn execute(folders: &dyn Folders, call: StoreCall) -> Result<StoreReply, MailboxError> {
+pub(crate) fn execute(
+    folders: &dyn Folders,
+    polls: &SharedPolls,
+    call: StoreCall,
+) -> Result<StoreReply, MailboxError> {
     Ok(match call {
         StoreCall::FolderNames => StoreReply::FolderNames(folders.folder_names()?),
         StoreCall::Open { folder } => StoreReply::Opened(open(folders, &folder)?),
@@ -37,10 +133,11 @@ pub(crate) fn execute(folders: &dyn Folders, call: StoreCall) -> Result<StoreRep
         } => {
             // The cheap question first: an idle store answers every poll
             // without listing the folder.
-            if folders.highest_modseq()? == seen_modseq {
+            let now = folders.highest_modseq()?;
+            if now == seen_modseq {
                 StoreReply::Unchanged
             } else {
-                StoreReply::Changes(folders.changes(&folder, seen_modseq)?)
+                StoreReply::Changes(polls.changes(folders, &folder, seen_modseq, now)?)
             }
         }
         StoreCall::Raw { folder, ids } => StoreReply::Raw(
@@ -223,7 +320,10 @@ pub(super) mod tests {
             folder: inbox(),
             seen_modseq,
         };
-        assert_eq!(execute(&store, poll(5)), Ok(StoreReply::Unchanged));
+        assert_eq!(
+            execute(&store, &SharedPolls::default(), poll(5)),
+            Ok(StoreReply::Unchanged)
+        );
         assert_eq!(store.calls(), ["highest_modseq"]);
         let expected = FolderChanges {
             count: 1,
@@ -235,7 +335,7 @@ pub(super) mod tests {
                 .collect(),
         };
         assert_eq!(
-            execute(&store, poll(4)),
+            execute(&store, &SharedPolls::default(), poll(4)),
             Ok(StoreReply::Changes(Some(expected)))
         );
         assert_eq!(
@@ -245,13 +345,56 @@ pub(super) mod tests {
         );
     }
 
+    /// A delivery wakes every idling session at once: they must cost the
+    /// store one read of the folder, not one each.
+    #[test]
+    fn sessions_polling_a_folder_from_the_same_change_share_one_read() {
+        let store = Recorder {
+            modseq: 5,
+            ..Recorder::default()
+        };
+        let polls = SharedPolls::default();
+        let poll = |seen_modseq| StoreCall::Poll {
+            folder: inbox(),
+            seen_modseq,
+        };
+        let listings = |store: &Recorder| {
+            let calls = store.calls();
+            calls.iter().filter(|call| *call == "messages").count()
+        };
+        let first = execute(&store, &polls, poll(4)).unwrap();
+        assert!(matches!(&first, StoreReply::Changes(Some(_))), "{first:?}");
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..10 {
+                        assert_eq!(execute(&store, &polls, poll(4)).unwrap(), first);
+                    }
+                });
+            }
+        });
+        assert_eq!(listings(&store), 1, "81 polls, one read");
+        // From another change, or once the store has moved on, it is read anew.
+        execute(&store, &polls, poll(3)).unwrap();
+        assert_eq!(listings(&store), 1);
+        polls.changes(&store, &inbox(), 4, 6).unwrap();
+        assert_eq!(listings(&store), 1);
+        // A poll that set out before the store moved on reads on its own.
+        polls.changes(&store, &inbox(), 4, 5).unwrap();
+        polls.changes(&store, &inbox(), 4, 5).unwrap();
+        assert_eq!(listings(&store), 2);
+    }
+
     #[test]
     fn opening_a_folder_that_does_not_exist_is_none_not_an_error() {
         let store = Recorder::default();
         let open = StoreCall::Open {
             folder: Folder::Tag("Nope".into()),
         };
-        assert_eq!(execute(&store, open), Ok(StoreReply::Opened(None)));
+        assert_eq!(
+            execute(&store, &SharedPolls::default(), open),
+            Ok(StoreReply::Opened(None))
+        );
     }
 
     #[test]
@@ -264,7 +407,7 @@ pub(super) mod tests {
             received_at: None,
         };
         assert_eq!(
-            execute(&store, append),
+            execute(&store, &SharedPolls::default(), append),
             Ok(StoreReply::Appended {
                 uid_validity: 2,
                 uid: 9
@@ -326,7 +469,11 @@ pub(super) mod tests {
             ),
         ];
         for (call, reply) in cases {
-            assert_eq!(execute(&store, call.clone()), Ok(reply), "{call:?}");
+            assert_eq!(
+                execute(&store, &SharedPolls::default(), call.clone()),
+                Ok(reply),
+                "{call:?}"
+            );
         }
     }
 
@@ -337,24 +484,24 @@ pub(super) mod tests {
             ..Recorder::default()
         };
         assert_eq!(
-            execute(&store, StoreCall::FolderNames),
+            execute(&store, &SharedPolls::default(), StoreCall::FolderNames),
             Err(MailboxError::Unavailable("disk on fire".into()))
         );
     }
 
     #[tokio::test]
     async fn a_call_runs_on_the_blocking_pool_and_a_panic_is_an_error() {
-        let folders: Arc<dyn Folders> = Arc::new(Recorder::default());
+        let store = StoreCalls::new(Arc::new(Recorder::default()));
         assert_eq!(
-            run(&folders, StoreCall::Create("New".into())).await,
+            store.run(StoreCall::Create("New".into())).await,
             Ok(StoreReply::Changed(true))
         );
-        let folders: Arc<dyn Folders> = Arc::new(Recorder {
+        let store = StoreCalls::new(Arc::new(Recorder {
             panics: true,
             ..Recorder::default()
-        });
+        }));
         assert!(matches!(
-            run(&folders, StoreCall::FolderNames).await,
+            store.run(StoreCall::FolderNames).await,
             Err(MailboxError::Unavailable(_))
         ));
     }
