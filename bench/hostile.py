@@ -45,7 +45,7 @@ class Catcher:
         self.dir = tempfile.TemporaryDirectory(prefix="sokkel-hostile-")
         self.db = os.path.join(self.dir.name, "mail.db")
         args = [sokkel, "mail", "serve", "--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0",
-                "--pop3", "127.0.0.1:0", "--db", self.db, "--hostname", "bench.test", *extra]
+                "--pop3", "127.0.0.1:0", "--imap", "127.0.0.1:0", "--db", self.db, "--hostname", "bench.test", *extra]
         env = {k: v for k, v in os.environ.items() if not k.startswith("SOKKEL_")}
         env.setdefault("RUST_LOG", "info")
         self.stderr_path = os.path.join(self.dir.name, "stderr")

@@ -77,9 +77,9 @@ start_server() {  # name port -> sets SERVER_PID
             local threads=1
             [ "$name" = sokkel-t2 ] && threads=2
             DB="$WORK/$name.db"
-            # Only SMTP is measured: no web page, no POP3 (set through the environment,
-            # which builds from before those existed ignore).
-            SOKKEL_NO_HTTP=true SOKKEL_NO_POP3=true \
+            # Only SMTP is measured: no web page, no POP3, no IMAP (set through the
+            # environment, which builds from before those existed ignore).
+            SOKKEL_NO_HTTP=true SOKKEL_NO_POP3=true SOKKEL_NO_IMAP=true \
                 "$SOKKEL" mail serve --smtp "127.0.0.1:$port" --db "$DB" --threads "$threads" \
                 >"$WORK/$name.out" 2>"$WORK/$name.err" &
             ;;

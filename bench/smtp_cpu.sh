@@ -58,7 +58,7 @@ for round in $(seq "$ROUNDS"); do
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     case $SERVER in
         sokkel)
-            SOKKEL_NO_HTTP=true SOKKEL_NO_POP3=true "$SOKKEL" mail serve \
+            SOKKEL_NO_HTTP=true SOKKEL_NO_POP3=true SOKKEL_NO_IMAP=true "$SOKKEL" mail serve \
                 --smtp "127.0.0.1:$port" --db "$WORK/mail-$round.db" >/dev/null 2>"$WORK/err" &
             ;;
         smtp-sink) "$SINK" -u nobody "127.0.0.1:$port" 256 >/dev/null 2>&1 & ;;

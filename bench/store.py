@@ -139,7 +139,7 @@ class Server:
 
     def __init__(self, sokkel, db, workdir, name, extra=()):
         args = [sokkel, "mail", "serve", "--db", db, "--smtp", "127.0.0.1:0",
-                "--http", "127.0.0.1:0", "--no-pop3", "--hostname", "bench.test", *extra]
+                "--http", "127.0.0.1:0", "--no-pop3", "--no-imap", "--hostname", "bench.test", *extra]
         env = {k: v for k, v in os.environ.items() if not k.startswith("SOKKEL_")}
         self.stderr_path = os.path.join(workdir, f"{name}.err")
         with open(self.stderr_path, "wb") as err:

@@ -104,7 +104,7 @@ start_server() {  # log-name
     SMTP=$(free_port)
     HTTP=$(free_port)
     start_group 3600 "$SOKKEL" mail serve --db "$DB" --smtp "127.0.0.1:$SMTP" \
-        --http "127.0.0.1:$HTTP" --no-pop3 --threads "$SERVER_THREADS" \
+        --http "127.0.0.1:$HTTP" --no-pop3 --no-imap --threads "$SERVER_THREADS" \
         >"$WORK/$1.out" 2>"$WORK/$1.err"
     SERVER_GROUP=$STARTED_PID
     wait_listening "$SMTP"

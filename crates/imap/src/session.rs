@@ -2,19 +2,40 @@
 //!
 //! It does no I/O and knows no clock, no store and no password file. The shell
 //! feeds it whatever bytes arrived with [`Session::advance`]; the session
-//! consumes complete commands (literals included), appends responses to the
-//! output buffer, and stops when the shell has to act ([`Step`]): flush output
-//! (a continuation request), start TLS, close, or carry out a [`Request`]
-//! (check a login, call the store). The shell reports back with
-//! [`Session::answer`] and calls `advance` again with the input it kept, so
+//! takes them (it keeps a command that is not complete yet, literals included,
+//! itself, within its limits), appends responses to the output buffer, and
+//! stops when the shell has to act ([`Step`]): flush output (a continuation
+//! request), start TLS, close, or carry out a [`Request`] (check a login, call
+//! the store). It then says how many bytes it took: the shell reports back
+//! with [`Session::answer`] and calls `advance` again with the rest, so
 //! pipelined commands get their responses in order.
 //!
-//! The interface is fixed; the bodies are being written (issue #13).
+//! ```text
+//! bytes ─▶ frame (lines, literals) ─▶ imap-codec ─▶ command ─▶ Request ─▶ shell
+//!                                                     │                     │
+//! bytes ◀──────── reply (imap-codec) ◀── view ◀────────┴────── Answer ◀──────┘
+//! ```
+//!
+//! Submodules: `machine` is the session itself (with its `auth`, `mailboxes`
+//! and `selected` commands), `frame` cuts commands, `names` maps mailbox names
+//! to folders, `view` keeps the selected folder as the client knows it,
+//! `fetch` and `search` answer FETCH and SEARCH, `reply` writes.
 
-use std::sync::Arc;
+mod fetch;
+mod frame;
+mod machine;
+mod names;
+mod reply;
+mod search;
+#[cfg(test)]
+mod tests;
+mod view;
+
 use std::time::SystemTime;
 
 use sokkel_message::{FlagEdit, Flags, Folder, FolderMessage, MailboxError, MessageId};
+
+pub use machine::Session;
 
 /// The session's limits and what the server offers.
 #[derive(Debug, Clone)]
@@ -225,79 +246,4 @@ pub enum Answer {
     Login(bool),
     /// The store's reply, or why it could not answer.
     Store(Result<StoreReply, MailboxError>),
-}
-
-/// One IMAP session, from greeting to LOGOUT.
-#[derive(Debug)]
-pub struct Session {
-    config: Arc<SessionConfig>,
-    peer: Peer,
-}
-
-impl Session {
-    /// A session for a connection from `peer`.
-    pub fn new(config: Arc<SessionConfig>, peer: Peer) -> Session {
-        Session { config, peer }
-    }
-
-    /// Writes the greeting (`* OK [CAPABILITY ...] ...`).
-    pub fn greeting(&mut self, out: &mut Vec<u8>) {
-        let _ = (out, &self.config, self.peer);
-        unimplemented!("issue #13: session core")
-    }
-
-    /// Consumes complete commands from `input` and writes their responses to
-    /// `out`; returns how many bytes it consumed and what the shell must do.
-    pub fn advance(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, Step) {
-        let _ = (input, out);
-        unimplemented!("issue #13: session core")
-    }
-
-    /// The result of the last [`Step::Request`]; writes what follows from it.
-    pub fn answer(&mut self, answer: Answer, out: &mut Vec<u8>) {
-        let _ = (answer, out);
-        unimplemented!("issue #13: session core")
-    }
-
-    /// The store changed (its change counter moved). While the session IDLEs
-    /// this returns the [`StoreCall::Poll`] whose answer becomes untagged
-    /// updates at once; otherwise it returns `None` and the session polls
-    /// before its next command's response.
-    pub fn store_changed(&mut self) -> Option<Request> {
-        unimplemented!("issue #13: session core")
-    }
-
-    /// The session is in IDLE: the shell waits for input and store changes
-    /// alike, and the idle timeout is the long one.
-    pub fn idling(&self) -> bool {
-        unimplemented!("issue #13: session core")
-    }
-
-    /// How many commands ended so far, for a per-command deadline
-    /// ([`sokkel_net::server::UnitDeadline`]).
-    pub fn commands_ended(&self) -> u64 {
-        unimplemented!("issue #13: session core")
-    }
-
-    /// The TLS handshake after STARTTLS succeeded.
-    pub fn tls_started(&mut self) {
-        unimplemented!("issue #13: session core")
-    }
-
-    /// The client was silent too long: writes `* BYE` (then close).
-    pub fn timed_out(&mut self, out: &mut Vec<u8>) {
-        let _ = out;
-        unimplemented!("issue #13: session core")
-    }
-
-    /// The server is stopping: writes `* BYE` (then close).
-    pub fn shutting_down(&mut self, out: &mut Vec<u8>) {
-        let _ = out;
-        unimplemented!("issue #13: session core")
-    }
-
-    /// The login of the session, once logged in.
-    pub fn user(&self) -> Option<&str> {
-        unimplemented!("issue #13: session core")
-    }
 }

@@ -1,16 +1,44 @@
-//! The IMAP server shell (being written): sockets, TLS, timeouts, limits and the
-//! store's folders around the core.
+//! The IMAP server shell: sockets, TLS, timeouts, limits and the store's folders
+//! around the core.
+//!
+//! It runs on the session driver every sokkel server shares
+//! ([`sokkel_net::driver`]): the driver owns the socket, the buffers, the timers,
+//! STARTTLS and shutdown; this shell does what only it can for the [`Session`]:
+//! check a login (off the async workers, since password hashes are slow on
+//! purpose) and carry out the core's store requests against [`Folders`] on
+//! tokio's blocking pool. When the store's change counter moves, an idling
+//! session polls at once, so IDLE pushes `* n EXISTS` within milliseconds of
+//! the commit.
+//!
+//! ```text
+//! driver ──bytes──▶ Session::advance ──Request::Login──▶ Credentials::verify
+//!    ▲                                └─Request::Store──▶ Folders (blocking pool)
+//!    └── changes watch moved ─▶ Session::store_changed ─▶ Poll ─▶ * n EXISTS
+//! ```
 
 use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sokkel_message::Folders;
+use sokkel_message::{Folders, MailboxError};
 use sokkel_net::auth::Credentials;
+use sokkel_net::driver::{self, Link, Protocol, Security, Service, Settings};
+use sokkel_net::server::{ConnectionLimit, UnitDeadline, output_backed_up};
 use sokkel_net::tls::ServerTls;
 use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 use crate::ImapError;
+use crate::session::{Answer, Login, Peer, Request, Session, SessionConfig, Step, StoreCall};
+
+mod folders;
+
+/// What a client over the session cap reads before the connection closes
+/// (RFC 5530's response code; on an implicit-TLS port it just closes).
+const BUSY_REPLY: &[u8] = b"* BYE [UNAVAILABLE] too many sessions; try again later\r\n";
 
 /// How the IMAP server behaves.
 #[derive(Debug, Clone)]
@@ -21,8 +49,10 @@ pub struct ImapConfig {
     pub max_sessions: u32,
     /// Sessions one client address may hold at once.
     pub max_sessions_per_address: u32,
-    /// How long a session may be silent outside IDLE; RFC 3501 section 5.4 asks
-    /// for at least 30 minutes.
+    /// How long a session may be silent: between commands (counted from the end
+    /// of the last, however the next one trickles in), and in IDLE (counted from
+    /// its start; RFC 2177 clients renew it every 29 minutes). RFC 3501 section
+    /// 5.4 asks for at least 30 minutes.
     pub idle_timeout: Duration,
     /// How long a wrong password waits before its `NO`.
     pub failed_auth_delay: Duration,
@@ -73,6 +103,17 @@ pub struct ImapSummary {
     pub cut_off: u32,
 }
 
+/// What every session of a server shares.
+struct Shared {
+    config: ImapConfig,
+    session: Arc<SessionConfig>,
+    settings: Settings,
+    tls: Option<TlsAcceptor>,
+    credentials: Credentials,
+    folders: Arc<dyn Folders>,
+    changes: watch::Receiver<u64>,
+}
+
 /// Serves IMAP on already-bound, non-blocking listeners until `shutdown`
 /// completes: `plain` listeners speak clear text (with STARTTLS when `tls` is
 /// given), `implicit_tls` listeners start with the TLS handshake (IMAPS). Logins
@@ -80,6 +121,10 @@ pub struct ImapSummary {
 /// `folders`; `changes` carries the store's change counter
 /// ([`Folders::highest_modseq`]) whenever anything changes, so that selected
 /// and idling sessions learn of it.
+///
+/// On shutdown it stops accepting, tells every client `* BYE` between its
+/// commands (a command in progress finishes first, within the grace period),
+/// and returns.
 #[allow(clippy::too_many_arguments)]
 pub async fn serve(
     config: ImapConfig,
@@ -91,13 +136,246 @@ pub async fn serve(
     changes: watch::Receiver<u64>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<ImapSummary, ImapError> {
-    let _ = (config, plain, tls, credentials, folders, changes);
-    if !implicit_tls.is_empty() {
+    if !implicit_tls.is_empty() && tls.is_none() {
         return Err(ImapError::NoCertificate);
     }
-    shutdown.await;
+    let limit = ConnectionLimit::with_share(config.max_sessions, config.max_sessions_per_address);
+    let shared = Arc::new(Shared {
+        session: Arc::new(session_config(&config, tls.is_some())),
+        settings: settings(&config),
+        config,
+        tls: tls.as_ref().map(ServerTls::acceptor),
+        credentials,
+        folders,
+        changes,
+    });
+    let listeners = (plain.into_iter().map(|l| (l, Security::Plain)))
+        .chain(implicit_tls.into_iter().map(|l| (l, Security::ImplicitTls)))
+        .collect();
+    let served = driver::serve(shared, listeners, limit, shutdown)
+        .await
+        .map_err(ImapError::Listener)?;
     Ok(ImapSummary {
-        sessions: 0,
-        cut_off: 0,
+        sessions: served.admitted,
+        cut_off: served.cut_off,
     })
+}
+
+/// The core's share of the configuration.
+fn session_config(config: &ImapConfig, tls_available: bool) -> SessionConfig {
+    SessionConfig {
+        hostname: config.hostname.clone(),
+        max_line_length: config.max_line_length,
+        max_literal: config.max_literal,
+        max_commands: config.max_commands,
+        max_errors: config.max_errors,
+        max_auth_failures: config.max_auth_failures,
+        tls_available,
+        allow_insecure_auth: config.allow_insecure_auth,
+        per_recipient: config.per_recipient,
+    }
+}
+
+/// The driver's timeouts. One idle timeout covers everything a client may keep
+/// the server waiting for: its next command (a whole one, however it trickles
+/// in), the end of an IDLE (RFC 2177 clients renew it every 29 minutes), reading
+/// what it asked for, and the TLS handshake.
+fn settings(config: &ImapConfig) -> Settings {
+    Settings {
+        command_timeout: config.idle_timeout,
+        shortest_wait: config.idle_timeout,
+        write_timeout: config.idle_timeout,
+        handshake_timeout: config.idle_timeout,
+        shutdown_grace: config.shutdown_grace,
+        busy_reply: BUSY_REPLY.to_vec(),
+    }
+}
+
+impl Service for Shared {
+    type Session = ImapSession;
+
+    fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn tls(&self) -> Option<&TlsAcceptor> {
+        self.tls.as_ref()
+    }
+
+    fn open(self: &Arc<Self>, peer: SocketAddr, tls: bool) -> ImapSession {
+        let loopback = peer.ip().to_canonical().is_loopback();
+        ImapSession {
+            core: Session::new(self.session.clone(), Peer { tls, loopback }),
+            shared: self.clone(),
+            peer,
+            idle_since: None,
+        }
+    }
+
+    fn wake_source(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.changes.clone())
+    }
+}
+
+/// One IMAP session: the core, and what the shell keeps for it.
+struct ImapSession {
+    core: Session,
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    /// When the IDLE in progress began.
+    idle_since: Option<Instant>,
+}
+
+impl Protocol for ImapSession {
+    type Action = Request;
+
+    fn greeting(&mut self, out: &mut Vec<u8>) {
+        self.core.greeting(out);
+    }
+
+    fn advance(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, driver::Step<Request>) {
+        let (consumed, step) = self.core.advance(input, out);
+        let step = match step {
+            Step::NeedMore => driver::Step::NeedMore,
+            // A continuation request: the client waits for it before it sends
+            // the literal.
+            Step::Flush => driver::Step::Flush,
+            Step::StartTls => driver::Step::StartTls,
+            Step::Close => driver::Step::Close,
+            Step::Request(request) => driver::Step::Act(request),
+        };
+        (consumed, step)
+    }
+
+    fn units_ended(&self) -> u64 {
+        self.core.commands_ended()
+    }
+
+    async fn act(&mut self, request: Request, link: &mut Link<'_>) -> io::Result<()> {
+        match request {
+            Request::Login(login) => self.log_in(login, link.out()).await,
+            Request::Store(call) => {
+                // A FETCH of many messages asks for them in batches: what the
+                // batches before made goes out now instead of piling up.
+                if output_backed_up(link.out()) {
+                    link.flush().await?;
+                }
+                let reply = self.call_store(call).await;
+                self.core.answer(Answer::Store(reply), link.out());
+            }
+        }
+        Ok(())
+    }
+
+    fn tls_started(&mut self) {
+        self.core.tls_started();
+    }
+
+    fn timed_out(&mut self, out: &mut Vec<u8>) {
+        tracing::debug!(peer = %self.peer, "imap client timed out");
+        self.core.timed_out(out);
+    }
+
+    fn shutting_down(&mut self, out: &mut Vec<u8>) {
+        self.core.shutting_down(out);
+    }
+
+    /// Between commands, a whole command within the idle timeout of the end of
+    /// the last; in IDLE, `DONE` within the idle timeout of the IDLE, however
+    /// many updates were pushed meanwhile.
+    fn read_deadline(&mut self, line: &mut UnitDeadline, settings: &Settings) -> Instant {
+        if !self.core.idling() {
+            self.idle_since = None;
+            return line.deadline(settings.command_timeout);
+        }
+        *self.idle_since.get_or_insert_with(Instant::now) + settings.command_timeout
+    }
+
+    fn woken(&mut self) -> Option<Request> {
+        self.core.store_changed()
+    }
+}
+
+impl ImapSession {
+    /// Checks a login off the async workers; a wrong one waits the failed-login
+    /// delay before its `NO`, to slow down guessing.
+    async fn log_in(&mut self, login: Login, out: &mut Vec<u8>) {
+        let credentials = self.shared.credentials.clone();
+        let Login { user, password } = login;
+        let checked_user = user.clone();
+        let right =
+            tokio::task::spawn_blocking(move || credentials.verify(&checked_user, &password))
+                .await
+                .unwrap_or(false);
+        let peer = self.peer;
+        if right {
+            tracing::info!(%peer, user, "imap login");
+        } else {
+            tracing::warn!(%peer, user, "imap login failed");
+            tokio::time::sleep(self.shared.config.failed_auth_delay).await;
+        }
+        self.core.answer(Answer::Login(right), out);
+    }
+
+    /// Runs a store request; a failure is logged here and answered by the core.
+    async fn call_store(
+        &self,
+        call: StoreCall,
+    ) -> Result<crate::session::StoreReply, MailboxError> {
+        let reply = folders::run(&self.shared.folders, call).await;
+        if let Err(err) = &reply {
+            let (peer, user) = (self.peer, self.core.user().unwrap_or_default());
+            match err {
+                MailboxError::Refused(_) => {
+                    tracing::debug!(%peer, user, %err, "imap store refused")
+                }
+                _ => tracing::error!(%peer, user, %err, "imap store call failed"),
+            }
+        }
+        reply
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(config: ImapConfig) -> Arc<Shared> {
+        Arc::new(Shared {
+            session: Arc::new(session_config(&config, false)),
+            settings: settings(&config),
+            config,
+            tls: None,
+            credentials: Credentials::accept_any(),
+            folders: Arc::new(folders::tests::Recorder::default()),
+            changes: watch::channel(0).1,
+        })
+    }
+
+    /// Tests over sockets only reach the server from loopback, which may always
+    /// log in: this is the path a remote client takes.
+    #[test]
+    fn plain_text_logins_from_a_remote_peer_are_disabled_unless_allowed() {
+        let cases = [
+            (false, "192.0.2.7:1143", true),
+            (true, "192.0.2.7:1143", false),
+            (false, "127.0.0.1:1143", false),
+            (false, "[::ffff:127.0.0.1]:1143", false),
+        ];
+        for (allow_insecure_auth, peer, disabled) in cases {
+            let shared = shared(ImapConfig {
+                allow_insecure_auth,
+                ..ImapConfig::default()
+            });
+            let mut session = shared.open(peer.parse().unwrap(), false);
+            let mut out = Vec::new();
+            Protocol::greeting(&mut session, &mut out);
+            let greeting = String::from_utf8(out).unwrap();
+            assert_eq!(
+                greeting.contains("LOGINDISABLED"),
+                disabled,
+                "{peer}, allowed {allow_insecure_auth}: {greeting}"
+            );
+        }
+    }
 }

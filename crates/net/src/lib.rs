@@ -6,13 +6,15 @@
 //! binds listeners with the options a server wants (dual stack, address reuse, a deep
 //! backlog), raises the open-file limit so thousands of connections fit, turns
 //! Ctrl-C and SIGTERM into one shutdown future, and runs the accept loop with its
-//! connection cap and graceful stop ([`server`]). It also keeps an error that repeats
+//! connection cap and graceful stop ([`server`]), and drives every session of the
+//! line-oriented mail servers through one loop ([`driver`]). It also keeps an error that repeats
 //! on every retry to one log line per interval ([`repeated`]).
 #![warn(missing_docs)]
 
 mod addr;
 pub mod auth;
 mod connect;
+pub mod driver;
 mod error;
 mod limits;
 pub mod lines;

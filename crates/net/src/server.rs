@@ -275,7 +275,8 @@ pub enum Accepted {
     Refused(TcpStream, SocketAddr),
 }
 
-/// Accepts connections on `listener` until `stop` fires, handing each to `handle`.
+/// Accepts connections on `listener` until `stop` fires, handing each to `handle`
+/// with TCP_NODELAY set.
 /// Errors that concern one connection only are skipped; running out of file
 /// descriptors or memory makes it back off for 100 ms instead of spinning.
 pub async fn accept_loop<H, F>(
@@ -302,6 +303,12 @@ pub async fn accept_loop<H, F>(
                 continue;
             }
         };
+        // Replies go out when the session has to wait, often several at once; with
+        // Nagle's algorithm a reply written while an earlier one is unacknowledged
+        // would wait for the client's delayed ACK (about 40 ms, issue #13).
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, %err, "cannot set TCP_NODELAY");
+        }
         let accepted = match limit.try_admit(peer.ip()) {
             Ok(slot) => Accepted::Admitted(stream, peer, slot),
             Err(_) => Accepted::Refused(stream, peer),

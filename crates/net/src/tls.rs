@@ -184,6 +184,14 @@ impl ServerStream {
         }
     }
 
+    /// The TCP socket underneath, for its options and addresses.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            ServerStream::Plain(tcp) => tcp,
+            ServerStream::Tls(tls) => tls.get_ref().0,
+        }
+    }
+
     /// Whether the handshake has been done.
     pub fn is_tls(&self) -> bool {
         matches!(self, ServerStream::Tls(_))

@@ -1,13 +1,14 @@
-//! The POP3 server shell: sockets, TLS, timeouts, limits and the mailbox around
-//! the core.
+//! The POP3 server shell: logins, timeouts, limits and the mailbox around the
+//! core.
 //!
-//! One task per connection. The task reads whatever arrived into its input buffer,
-//! lets the [`Session`] consume it, and does what the session asks: check a login
-//! (off the async workers, since password hashes are slow on purpose) and open the
-//! maildrop, stream a message from the [`Mailbox`], upgrade to TLS, or delete at
-//! QUIT. Every mailbox call blocks, so it runs on tokio's blocking pool.
-//! Responses are written when the session has to wait for more input, so pipelined
-//! commands get theirs together and in order (RFC 2449).
+//! One task per connection, run by the session driver ([`sokkel_net::driver`]):
+//! it reads into the input buffer, lets the [`Session`] consume it, writes
+//! responses when the session has to wait for more input (so pipelined commands
+//! get theirs together and in order, RFC 2449), upgrades to TLS and refuses
+//! clients over the cap. This shell does what the session asks beyond that: check
+//! a login (off the async workers, since password hashes are slow on purpose) and
+//! open the maildrop, stream a message from the [`Mailbox`], or delete at QUIT.
+//! Every mailbox call blocks, so it runs on tokio's blocking pool.
 
 use std::future::Future;
 use std::io;
@@ -17,11 +18,9 @@ use std::time::Duration;
 
 use sokkel_message::{Mailbox, MessageId};
 use sokkel_net::auth::Credentials;
-use sokkel_net::server::{
-    Accepted, ConnectionLimit, IdleTimer, StopSignal, UnitDeadline, flush_within, serve_tcp,
-};
-use sokkel_net::tls::{ServerStream, ServerTls};
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use sokkel_net::driver::{self, Link, Protocol, Security, Service, Settings};
+use sokkel_net::server::ConnectionLimit;
+use sokkel_net::tls::ServerTls;
 use tokio_rustls::TlsAcceptor;
 
 use crate::Pop3Error;
@@ -93,9 +92,11 @@ pub struct Pop3Summary {
     pub cut_off: u32,
 }
 
+/// What every session of a server shares.
 struct Shared {
     config: Pop3Config,
     session: Arc<SessionConfig>,
+    settings: Settings,
     tls: Option<TlsAcceptor>,
     credentials: Credentials,
     mailbox: Arc<dyn Mailbox>,
@@ -129,22 +130,26 @@ pub async fn serve(
         allow_insecure_auth: config.allow_insecure_auth,
     });
     let limit = ConnectionLimit::with_share(config.max_sessions, config.max_sessions_per_address);
-    let grace = config.shutdown_grace + Duration::from_secs(1);
+    let settings = Settings {
+        command_timeout: config.command_timeout,
+        shortest_wait: config.command_timeout,
+        write_timeout: config.command_timeout,
+        handshake_timeout: config.command_timeout,
+        shutdown_grace: config.shutdown_grace,
+        busy_reply: b"-ERR [SYS/TEMP] too many sessions; try again later\r\n".to_vec(),
+    };
     let shared = Arc::new(Shared {
         config,
         session,
+        settings,
         tls: tls.as_ref().map(ServerTls::acceptor),
         credentials,
         mailbox,
     });
-    let listeners = plain
-        .into_iter()
-        .map(|l| (l, false))
-        .chain(implicit_tls.into_iter().map(|l| (l, true)))
+    let listeners = (plain.into_iter().map(|l| (l, Security::Plain)))
+        .chain(implicit_tls.into_iter().map(|l| (l, Security::ImplicitTls)))
         .collect();
-    let handle =
-        move |accepted, implicit, stop| serve_connection(accepted, implicit, shared.clone(), stop);
-    let served = serve_tcp(listeners, limit, shutdown, grace, handle)
+    let served = driver::serve(shared, listeners, limit, shutdown)
         .await
         .map_err(Pop3Error::Listener)?;
     Ok(Pop3Summary {
@@ -153,156 +158,113 @@ pub async fn serve(
     })
 }
 
-async fn serve_connection(
-    accepted: Accepted,
-    implicit: bool,
-    shared: Arc<Shared>,
-    stop: StopSignal,
-) {
-    match accepted {
-        Accepted::Admitted(tcp, peer, slot) => {
-            let timeout = shared.config.command_timeout;
-            let stream = match (implicit, &shared.tls) {
-                (true, Some(acceptor)) => {
-                    match tokio::time::timeout(
-                        timeout,
-                        ServerStream::Plain(tcp).accept_tls(acceptor),
-                    )
-                    .await
-                    {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(err)) => {
-                            tracing::debug!(%peer, %err, "pop3s TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "pop3s TLS handshake timed out");
-                            return;
-                        }
-                    }
-                }
-                _ => ServerStream::Plain(tcp),
-            };
-            if let Err(err) = run_session(stream, peer, &shared, stop).await {
-                tracing::debug!(%peer, %err, "pop3 session ended with an error");
-            }
-            drop(slot);
-        }
-        Accepted::Refused(mut tcp, _peer) => {
-            // Counted and logged by the connection limit. A client of the implicit-TLS port cannot read clear text; it just
-            // sees the connection close.
-            if !implicit {
-                let busy = b"-ERR [SYS/TEMP] too many sessions; try again later\r\n";
-                let _ = tokio::time::timeout(Duration::from_secs(5), tcp.write_all(busy)).await;
-            }
+impl Service for Shared {
+    type Session = Pop3Session;
+
+    fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn tls(&self) -> Option<&TlsAcceptor> {
+        self.tls.as_ref()
+    }
+
+    fn open(self: &Arc<Self>, peer: SocketAddr, tls: bool) -> Pop3Session {
+        let loopback = peer.ip().to_canonical().is_loopback();
+        Pop3Session {
+            core: Session::new(self.session.clone(), Peer { tls, loopback }),
+            shared: self.clone(),
+            peer,
+            read: ReadMarks::default(),
         }
     }
 }
 
-async fn run_session(
-    mut stream: ServerStream,
+/// One POP3 session: the core, and what the shell keeps for it.
+struct Pop3Session {
+    core: Session,
+    shared: Arc<Shared>,
     peer: SocketAddr,
-    shared: &Shared,
-    mut stop: StopSignal,
-) -> io::Result<()> {
-    let config = &shared.config;
-    let timeout = config.command_timeout;
-    let mut session = Session::new(
-        shared.session.clone(),
-        Peer {
-            tls: stream.is_tls(),
-            loopback: peer.ip().to_canonical().is_loopback(),
-        },
-    );
-    let mut input: Vec<u8> = Vec::with_capacity(4096);
-    let mut out: Vec<u8> = Vec::with_capacity(1024);
-    let mut read = ReadMarks::default();
-    session.greeting(&mut out);
-    let mut stopping = false;
-    let stopped = stop.stopped();
-    tokio::pin!(stopped);
-    let mut timer = IdleTimer::new(timeout);
-    // The command timeout runs for a whole line, not from the last byte.
-    let mut line = UnitDeadline::new(session.lines_ended());
-    let result = loop {
-        let (consumed, step) = session.advance(&input, &mut out);
-        input.drain(..consumed);
-        line.update(session.lines_ended());
-        match step {
-            Step::NeedMore => {}
-            Step::Flush => {
-                // The client reads what it asked for before it may ask for more.
-                flush_within(&mut stream, &mut out, timeout).await?;
-                line.restart();
-                continue;
+    read: ReadMarks,
+}
+
+/// What the POP3 core asks of the shell.
+enum Action {
+    Login(Login),
+    Retrieve(Retrieve),
+    Update(Vec<MessageId>),
+}
+
+impl Protocol for Pop3Session {
+    type Action = Action;
+
+    fn greeting(&mut self, out: &mut Vec<u8>) {
+        self.core.greeting(out);
+    }
+
+    fn advance(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, driver::Step<Action>) {
+        let (consumed, step) = self.core.advance(input, out);
+        let step = match step {
+            Step::NeedMore => driver::Step::NeedMore,
+            // The client reads what it asked for before it may ask for more.
+            Step::Flush => driver::Step::Flush,
+            // The session consumed everything buffered: nothing the client sent in
+            // clear text after STLS is read as a command.
+            Step::StartTls => driver::Step::StartTls,
+            Step::Close => driver::Step::Close,
+            Step::Login(login) => driver::Step::Act(Action::Login(login)),
+            Step::Retrieve(retrieve) => driver::Step::Act(Action::Retrieve(retrieve)),
+            Step::Update(ids) => driver::Step::Act(Action::Update(ids)),
+        };
+        (consumed, step)
+    }
+
+    fn units_ended(&self) -> u64 {
+        self.core.lines_ended()
+    }
+
+    async fn act(&mut self, action: Action, link: &mut Link<'_>) -> io::Result<()> {
+        match action {
+            Action::Login(login) => {
+                log_in(&mut self.core, login, self.peer, &self.shared, link.out()).await;
             }
-            Step::Login(login) => {
-                log_in(&mut session, login, peer, shared, &mut out).await;
-                line.restart();
-                continue;
-            }
-            Step::Retrieve(retrieve) => {
-                flush_within(&mut stream, &mut out, timeout).await?;
-                send_message(&mut session, retrieve, &mut stream, shared, &mut out).await?;
+            Action::Retrieve(retrieve) => {
+                link.flush().await?;
+                send_message(&mut self.core, retrieve, link, &self.shared).await?;
                 if retrieve.top_lines.is_none() {
-                    read.retrieved.push(retrieve.id);
+                    self.read.retrieved.push(retrieve.id);
                 }
-                line.restart();
-                continue;
             }
-            Step::StartTls => {
-                flush_within(&mut stream, &mut out, timeout).await?;
-                // The session consumed everything buffered: nothing the client sent
-                // in clear text after STLS is read as a command.
-                input.clear();
-                let Some(acceptor) = &shared.tls else {
-                    return Ok(());
-                };
-                stream = tokio::time::timeout(timeout, stream.accept_tls(acceptor))
-                    .await
-                    .map_err(|_| {
-                        io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
-                    })??;
-                session.tls_started();
-                line.restart();
-                continue;
-            }
-            Step::Update(ids) => {
-                update(&mut session, ids, &mut read, peer, shared, &mut out).await;
-                continue;
-            }
-            Step::Close => {
-                let written = flush_within(&mut stream, &mut out, timeout).await;
-                // Best effort: a TLS close_notify, or a FIN for clear text.
-                let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
-                break written;
+            Action::Update(ids) => {
+                update(
+                    &mut self.core,
+                    ids,
+                    &mut self.read,
+                    self.peer,
+                    &self.shared,
+                    link.out(),
+                )
+                .await;
             }
         }
-        if stopping {
-            session.shutting_down(&mut out);
-            continue;
-        }
-        if let Err(err) = flush_within(&mut stream, &mut out, timeout).await {
-            break Err(err);
-        }
-        input.reserve(4096);
-        timer.set(line.deadline(timeout));
-        tokio::select! {
-            biased;
-            got = stream.read_buf(&mut input) => match got {
-                Ok(0) => break Ok(()),
-                Ok(_) => {}
-                Err(err) => break Err(err),
-            },
-            () = timer.expired() => {
-                tracing::debug!(%peer, "pop3 client timed out");
-                session.timed_out(&mut out);
-            }
-            () = &mut stopped, if !stopping => stopping = true,
-        }
-    };
-    read.mark(&shared.mailbox).await;
-    result
+        Ok(())
+    }
+
+    fn tls_started(&mut self) {
+        self.core.tls_started();
+    }
+
+    fn timed_out(&mut self, out: &mut Vec<u8>) {
+        self.core.timed_out(out);
+    }
+
+    fn shutting_down(&mut self, out: &mut Vec<u8>) {
+        self.core.shutting_down(out);
+    }
+
+    async fn finish(self) {
+        self.read.mark(&self.shared.mailbox).await;
+    }
 }
 
 /// Checks a login off the async workers; on success opens the maildrop, on failure
@@ -348,12 +310,11 @@ async fn log_in(
 
 /// Reads the message and writes the RETR or TOP response a chunk at a time, each
 /// chunk written before the next is made, so a slow reader holds back the work.
-async fn send_message<S: AsyncWrite + Unpin>(
+async fn send_message(
     session: &mut Session,
     retrieve: Retrieve,
-    stream: &mut S,
+    link: &mut Link<'_>,
     shared: &Shared,
-    out: &mut Vec<u8>,
 ) -> io::Result<()> {
     let mailbox = shared.mailbox.clone();
     let id = retrieve.id;
@@ -361,20 +322,19 @@ async fn send_message<S: AsyncWrite + Unpin>(
         Ok(Ok(raw)) => raw,
         Ok(Err(err)) => {
             tracing::error!(%id, %err, "cannot read a message for pop3");
-            session.transfer_failed(out);
+            session.transfer_failed(link.out());
             return Ok(());
         }
         Err(err) => {
             tracing::error!(%id, %err, "reading a message for pop3 panicked");
-            session.transfer_failed(out);
+            session.transfer_failed(link.out());
             return Ok(());
         }
     };
-    let timeout = shared.config.command_timeout;
-    if let Some(mut body) = session.transfer(raw.as_deref(), out) {
+    if let Some(mut body) = session.transfer(raw.as_deref(), link.out()) {
         loop {
-            let done = body.write_next(out, CHUNK);
-            flush_within(stream, out, timeout).await?;
+            let done = body.write_next(link.out(), CHUNK);
+            link.flush().await?;
             if done {
                 break;
             }

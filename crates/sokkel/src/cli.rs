@@ -319,6 +319,8 @@ pub struct MailServeArgs {
     #[command(flatten)]
     pub pop3: Pop3Args,
     #[command(flatten)]
+    pub imap: ImapArgs,
+    #[command(flatten)]
     pub tags: TagsArgs,
 }
 
@@ -378,15 +380,47 @@ pub struct Pop3Args {
     /// Serve no POP3 at all.
     #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_NO_POP3", conflicts_with = "pop3s")]
     pub no_pop3: bool,
-    /// Show each login only the mail sent to it (a login without @ sees its name at any domain).
-    #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_POP3_PER_RECIPIENT")]
-    pub pop3_per_recipient: bool,
+    /// Show each POP3 login, and each IMAP login in its INBOX, only the mail sent to it (a login without @ sees its name at any domain).
+    #[arg(value_parser = BoolishValueParser::new(), long, visible_alias = "pop3-per-recipient", env = "SOKKEL_PER_RECIPIENT")]
+    pub per_recipient: bool,
     /// POP3 sessions at once; more are told -ERR [SYS/TEMP] and closed.
     #[arg(long, value_name = "N", default_value_t = 100, env = "SOKKEL_POP3_MAX_SESSIONS", value_parser = clap::value_parser!(u32).range(1..))]
     pub pop3_max_sessions: u32,
     /// How long a POP3 client may take to send a whole command line before it is logged out (RFC 1939: 10 minutes or more).
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_timeout, env = "SOKKEL_POP3_TIMEOUT")]
     pub pop3_timeout: Duration,
+}
+
+/// IMAP, so mail clients can read, flag, tag and delete what the catcher caught.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "IMAP")]
+pub struct ImapArgs {
+    /// Address for IMAP (repeatable); logins as for POP3.
+    #[arg(
+        long = "imap",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:1143",
+        env = "SOKKEL_IMAP_LISTEN",
+        value_delimiter = ','
+    )]
+    pub imap: Vec<String>,
+    /// Address for IMAPS, TLS from the first byte (repeatable, usually port 1993); needs a certificate.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "SOKKEL_IMAPS_LISTEN",
+        value_delimiter = ','
+    )]
+    pub imaps: Vec<String>,
+    /// Serve no IMAP at all.
+    #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_NO_IMAP", conflicts_with = "imaps")]
+    pub no_imap: bool,
+    /// IMAP sessions at once; more are told * BYE and closed.
+    #[arg(long, value_name = "N", default_value_t = 100, env = "SOKKEL_IMAP_MAX_SESSIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub imap_max_sessions: u32,
+    /// How long an IMAP client may stay silent (between commands, or in IDLE, which clients renew every 29 minutes) before it is logged out. RFC 3501 asks for at least 30 minutes; shorter is for tests.
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_timeout, env = "SOKKEL_IMAP_TIMEOUT")]
+    pub imap_timeout: Duration,
 }
 
 /// TLS and AUTH for the catcher's SMTP (and POP3) listeners.

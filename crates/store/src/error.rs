@@ -52,6 +52,12 @@ pub enum StoreError {
     /// many: the caller's mistake, nothing was changed.
     #[error(transparent)]
     Tag(#[from] crate::tags::TagError),
+    /// An IMAP folder request the store cannot do as asked: a folder that
+    /// does not exist or exists already, a flag that is not an IMAP atom,
+    /// messages that no longer exist. The caller's mistake (or a race with
+    /// another client); nothing was changed. The text says which, for the client.
+    #[error("{0}")]
+    Folder(String),
     /// The store's writer thread is gone (it panicked, or the process is shutting
     /// down), so nothing more can be delivered through this handle.
     #[error("the mail store is closed")]

@@ -22,7 +22,9 @@
 //!   as the messages.
 //! - [`mime`] turns raw bytes into headers, bodies and attachments for display.
 //! - [`Store`] implements [`Deliver`] (what the SMTP shell hands finished messages
-//!   to) and [`Mailbox`] (what the POP3 shell reads and deletes). Both traits and
+//!   to), [`Mailbox`] (what the POP3 shell reads and deletes) and [`Folders`]
+//!   (what the IMAP shell reads and changes: the INBOX, Sent and one folder
+//!   per tag, each with its own UIDs). The traits and
 //!   the message types they carry live in `sokkel-message` and are re-exported
 //!   here, so the protocol crates do not depend on this one and another store can
 //!   replace it.
@@ -39,6 +41,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod folders;
 pub mod mime;
 mod paths;
 mod protocols;
@@ -57,12 +60,14 @@ use serde::{Deserialize, Serialize};
 use sokkel_net::repeated;
 
 pub use error::{DatabaseError, StoreError};
+pub use folders::{MAX_FLAG_BYTES, MAX_OTHER_FLAGS};
 pub use retention::{
     AgeError, CHECK_INTERVAL, MAX_AGE_LIMIT, MaxAge, PruneReport, Pruner, Retention,
 };
 pub use search::{MAX_QUERY_BYTES, MAX_TERMS, SearchError, SearchPage, SearchQuery};
 pub use sokkel_message::{
-    Deliver, DeliverError, Envelope, Mailbox, MailboxError, MessageId, NewMessage, TlsInfo,
+    Deliver, DeliverError, Envelope, FlagEdit, Flags, Folder, FolderMessage, Folders, Mailbox,
+    MailboxError, MessageId, NewMessage, TlsInfo,
 };
 pub use sqlite::RAW_CHUNK_BYTES;
 pub use store::{

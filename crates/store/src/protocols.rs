@@ -1,9 +1,12 @@
-//! The store as the protocols see it: [`Deliver`] for the SMTP shell and
-//! [`Mailbox`] for the POP3 shell, with the store's errors turned into the
-//! protocol-side ones those traits carry.
+//! The store as the protocols see it: [`Deliver`] for the SMTP shell,
+//! [`Mailbox`] for the POP3 shell and [`Folders`] for the IMAP shell, with the
+//! store's errors turned into the protocol-side ones those traits carry.
+
+use std::time::SystemTime;
 
 use crate::{
-    Deliver, DeliverError, Mailbox, MailboxError, MessageId, NewMessage, Store, StoreError,
+    Deliver, DeliverError, FlagEdit, Flags, Folder, FolderMessage, Folders, Mailbox, MailboxError,
+    MessageId, NewMessage, Store, StoreError,
 };
 
 impl From<StoreError> for DeliverError {
@@ -15,9 +18,14 @@ impl From<StoreError> for DeliverError {
     }
 }
 
+/// A caller's mistake (a tag name, a folder request) is refused with its
+/// text for the client; anything else is the store's trouble.
 impl From<StoreError> for MailboxError {
     fn from(error: StoreError) -> Self {
-        MailboxError::Unavailable(error.to_string())
+        match error {
+            StoreError::Tag(_) | StoreError::Folder(_) => MailboxError::Refused(error.to_string()),
+            other => MailboxError::Unavailable(other.to_string()),
+        }
     }
 }
 
@@ -45,6 +53,74 @@ impl Mailbox for Store {
 
     fn set_read(&self, ids: &[MessageId], read: bool) -> Result<u64, MailboxError> {
         Ok(Store::set_read(self, ids, read)?)
+    }
+}
+
+/// The store's folder methods ([`Store::folder_messages`] and the others),
+/// with the error the trait carries.
+impl Folders for Store {
+    fn uid_validity(&self, folder: &Folder) -> Result<u32, MailboxError> {
+        Ok(self.folder_validity(folder)?)
+    }
+
+    fn highest_modseq(&self) -> Result<u64, MailboxError> {
+        Ok(Store::highest_modseq(self)?)
+    }
+
+    fn folder_names(&self) -> Result<Vec<String>, MailboxError> {
+        Ok(Store::folder_names(self)?)
+    }
+
+    fn messages(&self, folder: &Folder) -> Result<Option<(Vec<FolderMessage>, u32)>, MailboxError> {
+        Ok(self.folder_messages(folder)?)
+    }
+
+    fn raw(&self, folder: &Folder, id: MessageId) -> Result<Option<Vec<u8>>, MailboxError> {
+        Ok(self.folder_raw(folder, id)?)
+    }
+
+    fn set_flags(
+        &self,
+        folder: &Folder,
+        ids: &[MessageId],
+        edit: &FlagEdit,
+    ) -> Result<(), MailboxError> {
+        Ok(self.set_folder_flags(folder, ids, edit)?)
+    }
+
+    fn append(
+        &self,
+        folder: &Folder,
+        raw: Vec<u8>,
+        flags: &Flags,
+        received_at: SystemTime,
+    ) -> Result<u32, MailboxError> {
+        Ok(self.append_to_folder(folder, raw, flags, received_at)?)
+    }
+
+    fn copy(
+        &self,
+        from: &Folder,
+        ids: &[MessageId],
+        to: &Folder,
+    ) -> Result<Vec<u32>, MailboxError> {
+        Ok(self.copy_to_folder(from, ids, to)?)
+    }
+
+    fn expunge(&self, folder: &Folder, ids: &[MessageId]) -> Result<(), MailboxError> {
+        Ok(self.expunge_from_folder(folder, ids)?)
+    }
+
+    fn create_folder(&self, name: &str) -> Result<bool, MailboxError> {
+        Ok(Store::create_folder(self, name)?)
+    }
+
+    fn delete_folder(&self, name: &str) -> Result<bool, MailboxError> {
+        Ok(Store::delete_folder(self, name)?)
+    }
+
+    fn rename_folder(&self, from: &str, to: &str) -> Result<bool, MailboxError> {
+        Ok(Store::rename_folder(self, from, to)?)
     }
 }
 

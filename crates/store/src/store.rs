@@ -16,8 +16,8 @@ use crate::retention::{PruneReport, Retention};
 use crate::sqlite::{SqliteStore, TagEdit};
 use crate::tags::{TagName, Tagging};
 use crate::{
-    ListQuery, MessageId, NewMessage, SearchPage, SearchQuery, StoreError, StoredMessage, Summary,
-    paths, sqlite,
+    FlagEdit, Flags, Folder, FolderMessage, ListQuery, MessageId, NewMessage, SearchPage,
+    SearchQuery, StoreError, StoredMessage, Summary, paths, sqlite,
 };
 
 /// How [`Store::open`] sets up the store.
@@ -508,6 +508,147 @@ impl Store {
         let name = TagName::parse(name)?;
         match &self.backend {
             Backend::Sqlite(store) => store.delete_tag(&name),
+        }
+    }
+
+    /// The UIDVALIDITY of an IMAP folder ([`crate::Folders::uid_validity`]):
+    /// the store's ([`Store::uid_validity`]) for the INBOX and Sent, the tag's
+    /// own for a tag's folder, new each time a tag is made (again).
+    /// [`StoreError::Folder`] if there is no such tag.
+    pub fn folder_validity(&self, folder: &Folder) -> Result<u32, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.folder_validity(folder),
+        }
+    }
+
+    /// The tags that are IMAP folders ([`crate::Folders::folder_names`]):
+    /// every tag a message has, and every tag made as a folder (by
+    /// [`Store::create_folder`], or emptied by [`Store::expunge_from_folder`]
+    /// in its folder) until it is deleted; sorted by name ignoring case.
+    /// Other tags disappear when no message has them, as they always did.
+    pub fn folder_names(&self) -> Result<Vec<String>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.folder_names(),
+        }
+    }
+
+    /// The messages of an IMAP folder by ascending UID, and its UIDNEXT
+    /// ([`crate::Folders::messages`]); `None` for a tag that does not exist.
+    /// One indexed query that reads no message bytes: an IMAP session asks
+    /// after every change it sees.
+    pub fn folder_messages(
+        &self,
+        folder: &Folder,
+    ) -> Result<Option<(Vec<FolderMessage>, u32)>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.folder_messages(folder),
+        }
+    }
+
+    /// The bytes of a message of `folder` (a sent copy's for Sent).
+    pub fn folder_raw(
+        &self,
+        folder: &Folder,
+        id: MessageId,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.folder_raw(folder, id),
+        }
+    }
+
+    /// Change the IMAP flags of messages of `folder` in one transaction
+    /// ([`crate::Folders::set_flags`]). Messages whose flags change get a new
+    /// modseq; announced as [`StoreEvent::ReadChanged`] and
+    /// [`StoreEvent::FlaggedChanged`], and as [`StoreEvent::Changed`] when
+    /// other flags or sent copies changed. Flags must be IMAP atoms, at most
+    /// [`crate::MAX_OTHER_FLAGS`] besides `\Seen` and `\Flagged` per message,
+    /// else [`StoreError::Folder`] and nothing changes.
+    pub fn set_folder_flags(
+        &self,
+        folder: &Folder,
+        ids: &[MessageId],
+        edit: &FlagEdit,
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.set_folder_flags(folder, ids, edit),
+        }
+    }
+
+    /// IMAP APPEND ([`crate::Folders::append`]); returns the UID the message
+    /// got in `folder`. Into the INBOX or a tag's folder the message is
+    /// stored as delivered (shown on the web page and announced as
+    /// [`StoreEvent::New`] at once) with the envelope its headers give: the
+    /// From address as the sender, the To, Cc and Bcc addresses as the
+    /// recipients, HELO `imap` from 127.0.0.1 port 0. Into Sent it is a sent
+    /// copy, which no list, search, count or maildrop shows. Held to the
+    /// store's size limit.
+    pub fn append_to_folder(
+        &self,
+        folder: &Folder,
+        raw: Vec<u8>,
+        flags: &Flags,
+        received_at: SystemTime,
+    ) -> Result<u32, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.append_to_folder(folder, raw, flags, received_at),
+        }
+    }
+
+    /// IMAP COPY ([`crate::Folders::copy`]): the UID each message got in
+    /// `to`, in order. All or nothing: if one of `ids` no longer exists,
+    /// [`StoreError::Folder`] and nothing is copied.
+    pub fn copy_to_folder(
+        &self,
+        from: &Folder,
+        ids: &[MessageId],
+        to: &Folder,
+    ) -> Result<Vec<u32>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.copy_to_folder(from, ids, to),
+        }
+    }
+
+    /// IMAP EXPUNGE ([`crate::Folders::expunge`]): from the INBOX the
+    /// messages are deleted as [`Store::delete`] deletes them; from a tag's
+    /// folder the tag is taken off and `\Deleted` cleared (the folder then
+    /// stays even if empty); from Sent the copies are deleted.
+    pub fn expunge_from_folder(
+        &self,
+        folder: &Folder,
+        ids: &[MessageId],
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.expunge_from_folder(folder, ids),
+        }
+    }
+
+    /// IMAP CREATE: make tag `name` as an empty folder, which stays while no
+    /// message has it. `false` if the tag exists already.
+    pub fn create_folder(&self, name: &str) -> Result<bool, StoreError> {
+        let name = TagName::parse(name)?;
+        match &self.backend {
+            Backend::Sqlite(store) => store.create_folder(&name),
+        }
+    }
+
+    /// IMAP DELETE: take tag `name` off every message and forget it. `false`
+    /// if there is no such tag.
+    pub fn delete_folder(&self, name: &str) -> Result<bool, StoreError> {
+        let name = TagName::parse(name)?;
+        match &self.backend {
+            Backend::Sqlite(store) => store.delete_folder(&name),
+        }
+    }
+
+    /// IMAP RENAME: rename tag `from` (on every message) to `to`, keeping its
+    /// UIDs and UIDVALIDITY; the folder then stays while empty, as one made by
+    /// [`Store::create_folder`] does. `false` if there is no tag `from`;
+    /// [`StoreError::Folder`] if another tag is called `to` (unlike
+    /// [`Store::rename_tag`], which merges the two).
+    pub fn rename_folder(&self, from: &str, to: &str) -> Result<bool, StoreError> {
+        let (from, to) = (TagName::parse(from)?, TagName::parse(to)?);
+        match &self.backend {
+            Backend::Sqlite(store) => store.rename_folder(&from, &to),
         }
     }
 

@@ -115,10 +115,13 @@ fn migration_caps_old_address_lists_and_keeps_every_message() {
         store.import(vec![message(many_to(3))]).unwrap();
         drop(store);
         // Back to what schema 4 would have written: the whole lists, no counts
-        // (and none of what schema 6 added).
+        // (and none of what schemas 6 and 7 added).
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
-            "DROP INDEX messages_flagged;
+            "DROP TABLE sent_raw;
+             DROP TABLE sent;
+             ALTER TABLE messages DROP COLUMN keywords;
+             DROP INDEX messages_flagged;
              DROP INDEX messages_modseq;
              ALTER TABLE messages DROP COLUMN flagged;
              ALTER TABLE messages DROP COLUMN inline;
@@ -127,6 +130,7 @@ fn migration_caps_old_address_lists_and_keeps_every_message() {
              ALTER TABLE messages DROP COLUMN modseq;
              DROP TABLE message_tags;
              DROP TABLE tags;
+             ALTER TABLE store_state DROP COLUMN last_uid_validity;
              DROP TABLE mailboxes;
              ALTER TABLE store_state DROP COLUMN uid_validity;
              ALTER TABLE messages DROP COLUMN to_count;

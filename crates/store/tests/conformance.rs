@@ -12,8 +12,8 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, SystemTime};
 
 use sokkel_store::{
-    Deliver, Envelope, FlagChange, ListQuery, MessageId, NewMessage, SearchQuery, Store,
-    StoreEvent, StoreOptions,
+    Deliver, Envelope, FlagChange, FlagEdit, Flags, Folder, Folders, ListQuery, MailboxError,
+    MessageId, NewMessage, SearchQuery, Store, StoreEvent, StoreOptions,
 };
 use tokio::sync::broadcast;
 
@@ -52,6 +52,16 @@ cases!(sqlite:
     deletes_remove_and_ids_are_never_reused,
     uid_validity_is_fixed,
     modseq_grows_with_each_change,
+    folder_uids_ascend_and_a_late_tag_goes_last,
+    folders_have_their_own_uid_validity,
+    flags_are_shared_by_every_folder_but_sent,
+    expunge_deletes_untags_or_drops_the_copy,
+    copy_returns_the_uids_in_the_target,
+    append_stores_into_each_folder,
+    folders_are_created_renamed_and_deleted,
+    sent_copies_stay_apart_from_the_caught_mail,
+    the_inbox_of_a_login_holds_its_mail,
+    modseq_moves_on_every_folder_change,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -109,6 +119,51 @@ fn deliver(store: &Store, messages: impl IntoIterator<Item = NewMessage>) -> Vec
         }
         ids
     })
+}
+
+/// The store as the IMAP shell sees it: through the trait alone.
+fn folders(store: &Store) -> &dyn Folders {
+    store
+}
+
+fn inbox() -> Folder {
+    Folder::Inbox { recipient: None }
+}
+
+fn tag(name: &str) -> Folder {
+    Folder::Tag(name.into())
+}
+
+fn flags(seen: bool, flagged: bool, other: &[&str]) -> Flags {
+    Flags {
+        seen,
+        flagged,
+        other: other.iter().map(|flag| flag.to_string()).collect(),
+    }
+}
+
+/// The UIDs and ids of `folder`, and its UIDNEXT.
+fn listing(store: &Store, folder: &Folder) -> (Vec<(u32, MessageId)>, u32) {
+    let (messages, next) = folders(store)
+        .messages(folder)
+        .unwrap()
+        .expect("the folder exists");
+    let uids = messages.iter().map(|m| (m.uid, m.id)).collect();
+    (uids, next)
+}
+
+/// The flags of message `id` in `folder`.
+fn flags_in(store: &Store, folder: &Folder, id: MessageId) -> Flags {
+    let (messages, _) = folders(store).messages(folder).unwrap().unwrap();
+    messages
+        .into_iter()
+        .find(|m| m.id == id)
+        .expect("the message is in the folder")
+        .flags
+}
+
+fn refused<T: std::fmt::Debug>(result: Result<T, MailboxError>) -> bool {
+    matches!(result, Err(MailboxError::Refused(_)))
 }
 
 fn ids(summaries: &[sokkel_store::Summary]) -> Vec<MessageId> {
@@ -607,4 +662,526 @@ fn modseq_grows_with_each_change(open: Open<'_>) {
     assert_eq!(all, [ids[0], ids[2]]);
     drop(store);
     assert!(open().highest_modseq().unwrap() > now, "kept across opens");
+}
+
+/// Each folder numbers its messages in the order they entered it (RFC 3501
+/// 2.3.1.1): a message tagged late gets a UID above every earlier one there,
+/// though its id is older, and UIDNEXT is above them all.
+fn folder_uids_ascend_and_a_late_tag_goes_last(open: Open<'_>) {
+    let store = open();
+    let f = folders(&store);
+    let ids = deliver(&store, (1..=3).map(numbered));
+    let (a, b, c) = (ids[0], ids[1], ids[2]);
+    let uid = |id: MessageId| u32::try_from(id.0).unwrap();
+    assert_eq!(
+        listing(&store, &inbox()),
+        (vec![(uid(a), a), (uid(b), b), (uid(c), c)], uid(c) + 1),
+        "the INBOX's UIDs are the store's ids"
+    );
+
+    store.add_tags(&[c], &["work"]).unwrap();
+    store.add_tags(&[a], &["work"]).unwrap();
+    assert_eq!(f.copy(&inbox(), &[b], &tag("work")).unwrap(), [3]);
+    assert_eq!(
+        listing(&store, &tag("work")),
+        (vec![(1, c), (2, a), (3, b)], 4)
+    );
+
+    // Taken off and put back, a message enters the folder anew.
+    store.remove_tags(&[a], &["work"]).unwrap();
+    store.add_tags(&[a], &["WORK"]).unwrap();
+    assert_eq!(
+        listing(&store, &tag("Work")),
+        (vec![(1, c), (3, b), (4, a)], 5)
+    );
+
+    // Ids and UIDs are never reused, in either folder.
+    store.delete(&[c]).unwrap();
+    let d = deliver(&store, [numbered(4)])[0];
+    store.add_tags(&[d], &["work"]).unwrap();
+    assert_eq!(
+        listing(&store, &tag("work")),
+        (vec![(3, b), (4, a), (5, d)], 6)
+    );
+    let (inbox_uids, next) = listing(&store, &inbox());
+    assert_eq!(inbox_uids, [(uid(a), a), (uid(b), b), (uid(d), d)]);
+    assert_eq!(next, uid(d) + 1);
+    assert!(f.messages(&tag("nothing")).unwrap().is_none());
+}
+
+/// A tag's folder has a UIDVALIDITY of its own, new when the tag is deleted
+/// and made again, so a client never mixes up the old folder's UIDs with the
+/// new one's; every UIDVALIDITY stays across opens.
+fn folders_have_their_own_uid_validity(open: Open<'_>) {
+    let store = open();
+    let f = folders(&store);
+    let store_validity = store.uid_validity().unwrap();
+    assert_eq!(f.uid_validity(&inbox()).unwrap(), store_validity);
+    assert_ne!(f.uid_validity(&Folder::Sent).unwrap(), 0);
+    assert!(refused(f.uid_validity(&tag("work"))), "no such folder");
+
+    assert!(f.create_folder("work").unwrap());
+    let first = f.uid_validity(&tag("work")).unwrap();
+    assert_ne!(first, 0);
+    assert_eq!(listing(&store, &tag("work")), (vec![], 1));
+    let id = deliver(&store, [numbered(1)])[0];
+    store.add_tags(&[id], &["home"]).unwrap();
+    let home = f.uid_validity(&tag("home")).unwrap();
+    assert_ne!(home, first, "each tag has its own");
+
+    assert!(f.delete_folder("work").unwrap());
+    assert!(f.messages(&tag("work")).unwrap().is_none());
+    assert!(f.create_folder("Work").unwrap());
+    let second = f.uid_validity(&tag("work")).unwrap();
+    assert!(
+        second != first && second != home,
+        "made again, a new UIDVALIDITY: {first} {second}"
+    );
+    drop(store);
+    let store = open();
+    let f = folders(&store);
+    assert_eq!(f.uid_validity(&tag("work")).unwrap(), second);
+    assert_eq!(f.uid_validity(&tag("home")).unwrap(), home);
+    assert_eq!(f.uid_validity(&inbox()).unwrap(), store_validity);
+}
+
+/// A message's flags are the same in every folder that shows it; `\Seen` is
+/// the read state and `\Flagged` the star the web page and API show; other
+/// flags keep the client's spelling. Sent copies have flags of their own.
+fn flags_are_shared_by_every_folder_but_sent(open: Open<'_>) {
+    let store = open();
+    let f = folders(&store);
+    let ids = deliver(&store, (1..=2).map(numbered));
+    let (a, b) = (ids[0], ids[1]);
+    store.add_tags(&[a], &["work"]).unwrap();
+
+    let add = flags(true, false, &["$Forwarded", "\\Answered"]);
+    f.set_flags(&inbox(), &[a], &FlagEdit::Add(add.clone()))
+        .unwrap();
+    assert_eq!(flags_in(&store, &tag("work"), a), add);
+    assert!(store.get(a).unwrap().unwrap().summary.read);
+    assert_eq!(store.count().unwrap().unread, 1);
+
+    // The star set on the web page is \Flagged; a repeat in another case is
+    // no second flag.
+    store
+        .set_flags(
+            &[a],
+            FlagChange {
+                read: None,
+                flagged: Some(true),
+            },
+        )
+        .unwrap();
+    f.set_flags(
+        &tag("work"),
+        &[a],
+        &FlagEdit::Add(flags(false, false, &["$forwarded"])),
+    )
+    .unwrap();
+    assert_eq!(
+        flags_in(&store, &inbox(), a),
+        flags(true, true, &["$Forwarded", "\\Answered"])
+    );
+
+    // Taking \Seen off in a tag's folder marks it unread everywhere.
+    f.set_flags(
+        &tag("work"),
+        &[a],
+        &FlagEdit::Remove(flags(true, false, &["\\ANSWERED"])),
+    )
+    .unwrap();
+    let summary = store.get(a).unwrap().unwrap().summary;
+    assert!(!summary.read && summary.flagged);
+    assert_eq!(store.count().unwrap().unread, 2);
+    assert_eq!(
+        flags_in(&store, &inbox(), a),
+        flags(false, true, &["$Forwarded"])
+    );
+
+    // STORE FLAGS replaces them all, on every message named.
+    let set = flags(true, false, &["NonJunk"]);
+    f.set_flags(&inbox(), &[a, b], &FlagEdit::Set(set.clone()))
+        .unwrap();
+    assert_eq!(flags_in(&store, &inbox(), a), set);
+    assert_eq!(flags_in(&store, &inbox(), b), set);
+    assert!(!store.get(a).unwrap().unwrap().summary.flagged);
+
+    // A flag that is not an IMAP atom is refused and changes nothing.
+    assert!(refused(f.set_flags(
+        &inbox(),
+        &[a],
+        &FlagEdit::Set(flags(false, false, &["two words"]))
+    )));
+    assert_eq!(flags_in(&store, &inbox(), a), set);
+
+    // A sent copy's flags are its own.
+    let sent = f
+        .append(
+            &Folder::Sent,
+            b"Subject: s\r\n\r\nx\r\n".to_vec(),
+            &flags(false, false, &[]),
+            SystemTime::now(),
+        )
+        .unwrap();
+    let sent = MessageId(i64::from(sent));
+    f.set_flags(
+        &Folder::Sent,
+        &[sent],
+        &FlagEdit::Add(flags(true, true, &["$Sent"])),
+    )
+    .unwrap();
+    assert_eq!(
+        flags_in(&store, &Folder::Sent, sent),
+        flags(true, true, &["$Sent"])
+    );
+    assert_eq!(flags_in(&store, &inbox(), a), set);
+}
+
+/// EXPUNGE in the INBOX deletes from the store; in a tag's folder it takes
+/// the tag off and clears `\Deleted` (the message stays in the INBOX, and the
+/// folder stays though empty); in Sent it deletes the copy.
+fn expunge_deletes_untags_or_drops_the_copy(open: Open<'_>) {
+    let store = open();
+    let f = folders(&store);
+    let ids = deliver(&store, (1..=3).map(numbered));
+    let (a, b, c) = (ids[0], ids[1], ids[2]);
+    store.add_tags(&[a, b], &["work"]).unwrap();
+    let deleted = flags(true, false, &["\\Deleted", "$label1"]);
+    f.set_flags(&tag("work"), &[a], &FlagEdit::Add(deleted))
+        .unwrap();
+
+    f.expunge(&tag("work"), &[a]).unwrap();
+    assert_eq!(listing(&store, &tag("work")).0, [(2, b)]);
+    assert!(store.get(a).unwrap().is_some(), "still in the store");
+    assert_eq!(
+        flags_in(&store, &inbox(), a),
+        flags(true, false, &["$label1"])
+    );
+    assert!(store.get(a).unwrap().unwrap().summary.tags.is_empty());
+
+    f.expunge(&inbox(), &[b]).unwrap();
+    assert!(store.get(b).unwrap().is_none(), "deleted from the store");
+    assert_eq!(listing(&store, &inbox()).0.len(), 2);
+    assert_eq!(listing(&store, &tag("work")).0, [], "and from its folders");
+    assert!(
+        f.folder_names().unwrap().contains(&"work".to_string()),
+        "a folder emptied by EXPUNGE stays"
+    );
+
+    let s1 = f
+        .append(
+            &Folder::Sent,
+            b"Subject: 1\r\n\r\n1\r\n".to_vec(),
+            &Flags::default(),
+            SystemTime::now(),
+        )
+        .unwrap();
+    let s2 = f
+        .append(
+            &Folder::Sent,
+            b"Subject: 2\r\n\r\n2\r\n".to_vec(),
+            &Flags::default(),
+            SystemTime::now(),
+        )
+        .unwrap();
+    let (s1, s2) = (MessageId(s1.into()), MessageId(s2.into()));
+    f.expunge(&Folder::Sent, &[s1]).unwrap();
+    assert_eq!(listing(&store, &Folder::Sent).0, [(2, s2)]);
+    assert!(f.raw(&Folder::Sent, s1).unwrap().is_none());
+    assert!(f.raw(&Folder::Sent, s2).unwrap().is_some());
+    assert_eq!(
+        store.count().unwrap().total,
+        2,
+        "the caught mail is untouched"
+    );
+    assert!(store.get(c).unwrap().is_some());
+}
+
+/// COPY answers the UID each message got in the target, for COPYUID: a tag's
+/// folder adds the tag (a message that has it keeps its UID), the INBOX has
+/// the message already, Sent makes copies, and a sent copy copied out of
+/// Sent is delivered as a new message. All or nothing.
+fn copy_returns_the_uids_in_the_target(open: Open<'_>) {
+    let store = open();
+    let f = folders(&store);
+    let ids = deliver(&store, (1..=2).map(numbered));
+    let (a, b) = (ids[0], ids[1]);
+    assert!(f.create_folder("work").unwrap());
+    assert_eq!(f.copy(&inbox(), &[b, a], &tag("work")).unwrap(), [1, 2]);
+    assert_eq!(f.copy(&tag("work"), &[a], &tag("work")).unwrap(), [2]);
+    assert_eq!(store.get(b).unwrap().unwrap().summary.tags, ["work"]);
+    let uid_a = u32::try_from(a.0).unwrap();
+    assert_eq!(f.copy(&tag("work"), &[a], &inbox()).unwrap(), [uid_a]);
+
+    f.set_flags(&inbox(), &[a], &FlagEdit::Add(flags(true, false, &["$x"])))
+        .unwrap();
+    let sent = f.copy(&inbox(), &[a], &Folder::Sent).unwrap();
+    assert_eq!(sent, [1]);
+    let sent = MessageId(sent[0].into());
+    assert_eq!(f.raw(&Folder::Sent, sent).unwrap(), store.raw(a).unwrap());
+    assert_eq!(
+        flags_in(&store, &Folder::Sent, sent),
+        flags(true, false, &["$x"])
+    );
+
+    let back = f.copy(&Folder::Sent, &[sent], &inbox()).unwrap();
+    let new = MessageId(back[0].into());
+    assert!(new > b, "delivered as a new message");
+    assert_eq!(store.raw(new).unwrap(), store.raw(a).unwrap());
+    assert_eq!(store.count().unwrap().total, 3);
+    assert_eq!(f.copy(&Folder::Sent, &[sent], &tag("work")).unwrap(), [3]);
+    assert_eq!(store.count().unwrap().total, 4);
+
+    assert!(refused(f.copy(&inbox(), &[a], &tag("nowhere"))));
+    let before = listing(&store, &tag("work"));
+    assert!(
+        refused(f.copy(&inbox(), &[b, MessageId(999)], &tag("other"))),
+        "no such folder"
+    );
+    store.add_tags(&[b], &["other"]).unwrap();
+    assert!(
+        refused(f.copy(&inbox(), &[a, MessageId(999)], &tag("other"))),
+        "a message that is gone"
+    );
+    assert_eq!(listing(&store, &tag("other")).0, [(1, b)], "nothing copied");
+    assert_eq!(listing(&store, &tag("work")), before);
+}
+
+/// APPEND into the INBOX stores a message as if delivered (with the envelope
+/// its headers give, on the web page and in search at once), into a tag's
+/// folder the same with that tag, into Sent a copy apart from the caught mail.
+fn append_stores_into_each_folder(open: Open<'_>) {
+    let store = open();
+    let f = folders(&store);
+    let mut events = store.subscribe();
+    let raw = b"From: Rick <rick@example.com>\r\nTo: morty@example.com\r\nCc: summer@example.com\r\nSubject: appended\r\n\r\nhello\r\n".to_vec();
+    let when = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let uid = f
+        .append(
+            &inbox(),
+            raw.clone(),
+            &flags(true, false, &["$label1"]),
+            when,
+        )
+        .unwrap();
+    let id = MessageId(uid.into());
+    let stored = store.get(id).unwrap().expect("stored");
+    assert_eq!(stored.raw, raw);
+    assert_eq!(stored.envelope.mail_from, "rick@example.com");
+    assert_eq!(
+        stored.envelope.rcpt_to,
+        ["morty@example.com", "summer@example.com"]
+    );
+    assert_eq!(stored.envelope.helo, "imap");
+    assert!(stored.summary.read);
+    assert_eq!(stored.summary.received_at, when);
+    assert_eq!(search(&store, "appended"), (1, vec![id]));
+    assert_eq!(
+        store.maildrop(Some("summer")).unwrap(),
+        [(id, raw.len() as u64)]
+    );
+    match events.try_recv() {
+        Ok(StoreEvent::New(summary)) => assert_eq!(summary.id, id),
+        other => panic!("announced as new: {other:?}"),
+    }
+    let (messages, _) = f.messages(&inbox()).unwrap().unwrap();
+    assert_eq!(messages[0].received_at, when);
+    assert_eq!(messages[0].size, raw.len() as u64);
+    assert_eq!(messages[0].flags, flags(true, false, &["$label1"]));
+
+    assert!(refused(f.append(
+        &tag("work"),
+        raw.clone(),
+        &Flags::default(),
+        when
+    )));
+    assert!(f.create_folder("work").unwrap());
+    assert_eq!(
+        f.append(&tag("work"), raw.clone(), &Flags::default(), when)
+            .unwrap(),
+        1
+    );
+    let tagged = listing(&store, &tag("work")).0[0].1;
+    assert_eq!(store.get(tagged).unwrap().unwrap().summary.tags, ["work"]);
+    assert_eq!(store.count().unwrap().total, 2);
+
+    let sent = f
+        .append(&Folder::Sent, raw.clone(), &Flags::default(), when)
+        .unwrap();
+    assert_eq!(sent, 1);
+    assert_eq!(f.raw(&Folder::Sent, MessageId(1)).unwrap(), Some(raw));
+    assert_eq!(
+        store.count().unwrap().total,
+        2,
+        "a sent copy is not caught mail"
+    );
+}
+
+/// CREATE makes a folder that stays while empty; RENAME renames the tag on
+/// every message and keeps the folder's UIDs; DELETE takes the tag off every
+/// message, which stay in the INBOX. A tag never made as a folder still goes
+/// once no message has it.
+fn folders_are_created_renamed_and_deleted(open: Open<'_>) {
+    let store = open();
+    let f = folders(&store);
+    let a = deliver(&store, [numbered(1)])[0];
+    assert!(f.create_folder("Projects").unwrap());
+    assert!(!f.create_folder("projects").unwrap(), "exists already");
+    assert_eq!(f.folder_names().unwrap(), ["Projects"]);
+    assert!(refused(f.create_folder("a/b")), "not a tag name");
+
+    store.add_tags(&[a], &["x"]).unwrap();
+    let validity = f.uid_validity(&tag("x")).unwrap();
+    assert_eq!(f.folder_names().unwrap(), ["Projects", "x"]);
+    assert!(f.rename_folder("x", "y").unwrap());
+    assert_eq!(store.get(a).unwrap().unwrap().summary.tags, ["y"]);
+    assert_eq!(listing(&store, &tag("y")).0, [(1, a)]);
+    assert_eq!(f.uid_validity(&tag("y")).unwrap(), validity);
+    assert!(!f.rename_folder("x", "z").unwrap());
+    assert!(
+        refused(f.rename_folder("y", "projects")),
+        "the name is taken"
+    );
+    assert!(f.rename_folder("Projects", "Archive").unwrap());
+    assert_eq!(f.folder_names().unwrap(), ["Archive", "y"]);
+
+    assert!(f.delete_folder("y").unwrap());
+    assert!(!f.delete_folder("y").unwrap());
+    assert!(store.get(a).unwrap().unwrap().summary.tags.is_empty());
+    assert_eq!(listing(&store, &inbox()).0.len(), 1);
+    assert_eq!(f.folder_names().unwrap(), ["Archive"]);
+
+    store.add_tags(&[a], &["temp"]).unwrap();
+    store.remove_tags(&[a], &["temp"]).unwrap();
+    assert_eq!(
+        f.folder_names().unwrap(),
+        ["Archive"],
+        "temp was only a tag"
+    );
+    assert!(f.delete_folder("Archive").unwrap());
+    assert!(f.folder_names().unwrap().is_empty());
+}
+
+/// Sent copies are nowhere the caught mail is: not listed, searched,
+/// counted, in a maildrop or in the INBOX, and deleting all mail leaves them.
+fn sent_copies_stay_apart_from_the_caught_mail(open: Open<'_>) {
+    let store = open();
+    let f = folders(&store);
+    // Imported, so that it is in the search index at once.
+    let a = store.import(vec![numbered(1)]).unwrap()[0];
+    let raw =
+        b"From: morty@example.com\r\nTo: rick@example.com\r\nSubject: number1\r\n\r\nbody\r\n";
+    f.append(
+        &Folder::Sent,
+        raw.to_vec(),
+        &Flags::default(),
+        SystemTime::now(),
+    )
+    .unwrap();
+    assert_eq!(ids(&store.list(&ListQuery::default()).unwrap()), [a]);
+    assert_eq!(search(&store, "number1"), (1, vec![a]));
+    assert_eq!(search(&store, ""), (1, vec![a]));
+    assert_eq!(store.count().unwrap().total, 1);
+    assert_eq!(store.maildrop(None).unwrap().len(), 1);
+    assert_eq!(store.maildrop(Some("rick@example.com")).unwrap().len(), 0);
+    assert_eq!(store.latest().unwrap(), Some(a));
+    assert_eq!(
+        listing(&store, &inbox()).0,
+        [(u32::try_from(a.0).unwrap(), a)]
+    );
+    store.delete_all().unwrap();
+    assert_eq!(listing(&store, &Folder::Sent).0.len(), 1);
+}
+
+/// With the per-recipient option, a login's INBOX holds only the mail sent
+/// to it, as its POP3 maildrop does.
+fn the_inbox_of_a_login_holds_its_mail(open: Open<'_>) {
+    let store = open();
+    let morty = deliver(&store, [numbered(1)])[0];
+    let summer = deliver(
+        &store,
+        [message(
+            "a@x.test",
+            "summer@example.com",
+            &["summer@example.com"],
+            "s",
+            "s",
+        )],
+    )[0];
+    let of = |login: &str| Folder::Inbox {
+        recipient: Some(login.into()),
+    };
+    let (all, next) = listing(&store, &inbox());
+    assert_eq!(all.len(), 2);
+    for login in ["morty", "MORTY@example.com"] {
+        assert_eq!(
+            listing(&store, &of(login)),
+            (vec![(u32::try_from(morty.0).unwrap(), morty)], next)
+        );
+    }
+    assert_eq!(listing(&store, &of("summer")).0[0].1, summer);
+    assert_eq!(listing(&store, &of("nobody")).0, []);
+}
+
+/// HIGHESTMODSEQ moves on every change a session must see, each announced:
+/// other flags, Sent, tag folders, expunges, appends, folder changes.
+fn modseq_moves_on_every_folder_change(open: Open<'_>) {
+    let store = open();
+    let f = folders(&store);
+    let a = deliver(&store, [numbered(1)])[0];
+    let mut events = store.subscribe();
+    let mut last = f.highest_modseq().unwrap();
+    let mut moved = |what: &str| {
+        let now = f.highest_modseq().unwrap();
+        assert!(now > last, "{what}: {last} -> {now}");
+        assert!(events.try_recv().is_ok(), "{what} is announced");
+        while events.try_recv().is_ok() {}
+        last = now;
+    };
+    let keyword = FlagEdit::Add(flags(false, false, &["$label1"]));
+    f.set_flags(&inbox(), &[a], &keyword).unwrap();
+    moved("a keyword");
+    assert_eq!(
+        f.messages(&inbox()).unwrap().unwrap().0[0].modseq,
+        f.highest_modseq().unwrap()
+    );
+    f.create_folder("work").unwrap();
+    moved("create");
+    f.copy(&inbox(), &[a], &tag("work")).unwrap();
+    moved("copy into a tag");
+    f.expunge(&tag("work"), &[a]).unwrap();
+    moved("expunge from a tag");
+    f.rename_folder("work", "play").unwrap();
+    moved("rename");
+    f.delete_folder("play").unwrap();
+    moved("delete");
+    let sent = f
+        .append(
+            &Folder::Sent,
+            b"x\r\n".to_vec(),
+            &Flags::default(),
+            SystemTime::now(),
+        )
+        .unwrap();
+    moved("append to Sent");
+    let sent = MessageId(sent.into());
+    f.set_flags(&Folder::Sent, &[sent], &keyword).unwrap();
+    moved("flags in Sent");
+    f.expunge(&Folder::Sent, &[sent]).unwrap();
+    moved("expunge from Sent");
+    let b = f
+        .append(
+            &inbox(),
+            b"Subject: b\r\n\r\nb\r\n".to_vec(),
+            &Flags::default(),
+            SystemTime::now(),
+        )
+        .unwrap();
+    moved("append to the INBOX");
+    f.expunge(&inbox(), &[MessageId(b.into())]).unwrap();
+    moved("expunge from the INBOX");
+    let now = f.highest_modseq().unwrap();
+    f.set_flags(&inbox(), &[a], &keyword).unwrap();
+    assert_eq!(f.highest_modseq().unwrap(), now, "no change, no move");
 }

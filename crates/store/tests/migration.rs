@@ -1,6 +1,7 @@
 //! A store written by the release before schema 6 opens with today's code and
 //! keeps every message, id, read state and byte; search, mailboxes, flags and
-//! UIDVALIDITY work on the old messages (issue #12).
+//! UIDVALIDITY work on the old messages (issue #12), and so do IMAP's folders
+//! (schema 7, issue #13).
 //!
 //! `data/store-v5.db` was made by that release's own binary over SMTP and its
 //! web API (`data/README.md` says how); the test works on a copy.
@@ -8,7 +9,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use sokkel_store::{FlagChange, ListQuery, MessageId, SearchQuery, Store, StoreOptions};
+use sokkel_store::{
+    FlagChange, Folder, Folders, ListQuery, MessageId, SearchQuery, Store, StoreOptions,
+};
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/store-v5.db");
 
@@ -163,6 +166,27 @@ fn a_store_of_the_previous_release_opens_and_keeps_everything() {
         .collect();
     assert_eq!(changed, [1]);
 
+    // IMAP's folders (schema 7) over the old messages: the INBOX with their
+    // ids as UIDs and their read state as \Seen; a tag's folder numbered anew.
+    let folders: &dyn Folders = &store;
+    let (inbox, next) = folders
+        .messages(&Folder::Inbox { recipient: None })
+        .unwrap()
+        .unwrap();
+    let uids: Vec<i64> = inbox.iter().map(|m| i64::from(m.uid)).collect();
+    assert_eq!(uids, IDS);
+    assert!(inbox.iter().all(|m| m.flags.seen == READ.contains(&m.id.0)));
+    assert_eq!(next, 21);
+    store
+        .add_tags(&[MessageId(9), MessageId(3)], &["old"])
+        .unwrap();
+    let (tagged, next) = folders
+        .messages(&Folder::Tag("old".into()))
+        .unwrap()
+        .unwrap();
+    let tagged: Vec<(u32, i64)> = tagged.iter().map(|m| (m.uid, m.id.0)).collect();
+    assert_eq!((tagged, next), (vec![(1, 3), (2, 9)], 3));
+
     // New mail goes on from the old ids, and everything stays on reopening.
     let next = store
         .import(vec![sokkel_store::NewMessage {
@@ -177,4 +201,9 @@ fn a_store_of_the_previous_release_opens_and_keeps_everything() {
     assert_eq!(store.uid_validity().unwrap(), uid_validity);
     assert!(store.get(MessageId(1)).unwrap().unwrap().summary.flagged);
     assert_eq!(store.count().unwrap().total, 17);
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, 7, "migrated to the newest schema");
 }

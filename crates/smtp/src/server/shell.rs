@@ -1,15 +1,16 @@
-//! The SMTP server shell: sockets, timeouts, limits and delivery around the core.
+//! The SMTP server shell: limits, timeouts and delivery around the core.
 //!
-//! One task per connection. The task reads whatever arrived into its input buffer,
-//! lets the [`Session`] consume it, writes the replies when it has to wait for more
-//! input (so pipelined replies go out together, RFC 2920), and hands finished messages
-//! to the [`Deliver`] sink. The 250 after DATA is written only after `deliver`
-//! returned, which for the SQLite store means the message is committed and synced.
-//!
-//! It also carries out what the core decides about TLS and AUTH: the STARTTLS
-//! handshake (throwing away anything the client pipelined behind the command),
-//! implicit TLS on SMTPS listeners, and checking credentials on tokio's blocking
-//! pool, with a delay after each failure.
+//! One task per connection, run by the session driver ([`sokkel_net::driver`]):
+//! it reads into the input buffer, lets the [`Session`] consume it, writes the
+//! replies when it has to wait for more input (so pipelined replies go out
+//! together, RFC 2920), does the STARTTLS handshake (throwing away anything the
+//! client pipelined behind the command) and implicit TLS on SMTPS listeners, and
+//! says 421 to clients over the cap. This shell adds what is SMTP's own: finished
+//! messages go to the [`Deliver`] sink, and the 250 after DATA is written only
+//! after `deliver` returned, which for the SQLite store means the message is
+//! committed and synced; credentials are checked on tokio's blocking pool, with a
+//! delay after each failure; message content has its own timeouts, and a budget
+//! for the bytes all sessions hold in flight.
 
 use std::future::Future;
 use std::io;
@@ -19,17 +20,15 @@ use std::time::{Duration, SystemTime};
 
 use sokkel_message::{Deliver, Envelope, NewMessage, TlsInfo};
 use sokkel_net::auth::Credentials;
+use sokkel_net::driver::{self, Link, Protocol, Security, Service, Settings};
 use sokkel_net::repeated::{REPEAT_INTERVAL, RepeatedLog};
-use sokkel_net::server::{
-    Accepted, ConnectionLimit, IdleTimer, MemoryBudget, Reservation, StopSignal, UnitDeadline,
-    flush_within, serve_tcp,
-};
+use sokkel_net::server::{ConnectionLimit, MemoryBudget, Reservation, UnitDeadline};
 use sokkel_net::stats::SmtpCounters;
-use sokkel_net::tls::{ServerStream, ServerTls};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use sokkel_net::tls::ServerTls;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
-use super::session::{Delivery, Session, SessionConfig, Step};
+use super::session::{Delivery, Received, Session, SessionConfig, Step};
 
 /// The longest a TLS handshake may take, however long the command timeout is: a
 /// client that connects to the SMTPS port and says nothing should not hold a session
@@ -99,8 +98,11 @@ pub struct ServeSummary {
     pub cut_off: u32,
 }
 
+/// What every session of a server shares.
 struct Shared<D> {
     config: ServerConfig,
+    settings: Settings,
+    tls: Option<TlsAcceptor>,
     sink: Arc<D>,
     budget: Arc<MemoryBudget>,
 }
@@ -120,240 +122,225 @@ pub async fn serve<D: Deliver>(
             "an SMTPS listener needs a TLS certificate",
         ));
     }
-    let grace = config.shutdown_grace + Duration::from_secs(1);
     let limit = ConnectionLimit::with_share(config.max_conns, config.max_conns_per_address);
-    let budget = MemoryBudget::new(config.max_inflight_memory);
-    let shared = Arc::new(Shared {
-        config,
-        sink,
-        budget,
-    });
-    let tagged = (listeners.smtp.into_iter().map(|l| (l, false)))
-        .chain(listeners.smtps.into_iter().map(|l| (l, true)))
-        .collect();
-    let handle = move |accepted, implicit_tls, stop| {
-        serve_connection(accepted, implicit_tls, shared.clone(), stop)
+    let host = &config.session.hostname;
+    let settings = Settings {
+        command_timeout: config.command_timeout,
+        shortest_wait: config.command_timeout.min(config.data_timeout),
+        write_timeout: config.command_timeout,
+        handshake_timeout: config.command_timeout.min(HANDSHAKE_TIMEOUT),
+        shutdown_grace: config.shutdown_grace,
+        busy_reply: format!("421 4.7.0 {host} Too many connections; try again later\r\n")
+            .into_bytes(),
     };
-    let served = serve_tcp(tagged, limit, shutdown, grace, handle).await?;
+    let shared = Arc::new(Shared {
+        tls: config.tls.as_ref().map(ServerTls::acceptor),
+        budget: MemoryBudget::new(config.max_inflight_memory),
+        config,
+        settings,
+        sink,
+    });
+    let tagged = (listeners.smtp.into_iter().map(|l| (l, Security::Plain)))
+        .chain(
+            listeners
+                .smtps
+                .into_iter()
+                .map(|l| (l, Security::ImplicitTls)),
+        )
+        .collect();
+    let served = driver::serve(shared, tagged, limit, shutdown).await?;
     Ok(ServeSummary {
         sessions: served.admitted,
         cut_off: served.cut_off,
     })
 }
 
-async fn serve_connection<D: Deliver>(
-    accepted: Accepted,
-    implicit_tls: bool,
-    shared: Arc<Shared<D>>,
-    stop: StopSignal,
-) {
-    match accepted {
-        Accepted::Admitted(stream, peer, slot) => {
-            let session = if implicit_tls {
-                handshake(ServerStream::Plain(stream), &shared.config)
-                    .await
-                    .map(|stream| (stream, Session::new_tls(shared.config.session.clone())))
+impl<D: Deliver> Service for Shared<D> {
+    type Session = SmtpSession<D>;
+
+    fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn tls(&self) -> Option<&TlsAcceptor> {
+        self.tls.as_ref()
+    }
+
+    fn open(self: &Arc<Self>, peer: SocketAddr, tls: bool) -> SmtpSession<D> {
+        let config = self.config.session.clone();
+        SmtpSession {
+            core: if tls {
+                Session::new_tls(config)
             } else {
-                Ok((
-                    ServerStream::Plain(stream),
-                    Session::new(shared.config.session.clone()),
-                ))
-            };
-            let result = match session {
-                Ok((stream, session)) => run_session(stream, session, peer, &shared, stop).await,
-                Err(err) => Err(err),
-            };
-            if let Err(err) = result {
-                tracing::debug!(%peer, %err, "session ended with an error");
-            }
-            drop(slot);
-        }
-        Accepted::Refused(stream, _peer) => {
-            // Counted and logged by the connection limit.
-            let host = &shared.config.session.hostname;
-            let busy = format!("421 4.7.0 {host} Too many connections; try again later\r\n");
-            // A client of the SMTPS port cannot read a clear-text reply, and a TLS
-            // handshake for every connection over the cap would hand a flood the
-            // CPU the cap is there to protect: it just sees the connection close.
-            if !implicit_tls {
-                let mut stream = stream;
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(5), stream.write_all(busy.as_bytes()))
-                        .await;
-            }
+                Session::new(config)
+            },
+            shared: self.clone(),
+            peer,
+            reserved: Reservation::new(self.budget.clone()),
+            refusals: Refusals::default(),
+            transfer_started: None,
         }
     }
 }
 
-/// The server side of the TLS handshake, bounded in time.
-async fn handshake(stream: ServerStream, config: &ServerConfig) -> io::Result<ServerStream> {
-    let Some(tls) = &config.tls else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "TLS is not configured",
-        ));
-    };
-    let timeout = config.command_timeout.min(HANDSHAKE_TIMEOUT);
-    tokio::time::timeout(timeout, stream.accept_tls(&tls.acceptor()))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))?
+/// One SMTP session: the core, and what the shell keeps for it.
+struct SmtpSession<D> {
+    core: Session,
+    shared: Arc<Shared<D>>,
+    peer: SocketAddr,
+    /// The session's share of the budget for messages in flight.
+    reserved: Reservation,
+    refusals: Refusals,
+    /// The transfer (by [`Session::transfers_started`]) whose whole-message
+    /// deadline runs, and when it started.
+    transfer_started: Option<(u64, Instant)>,
 }
 
-async fn run_session<D: Deliver>(
-    mut stream: ServerStream,
-    mut session: Session,
-    peer: SocketAddr,
-    shared: &Shared<D>,
-    mut stop: StopSignal,
-) -> io::Result<()> {
-    let config = &shared.config;
-    let mut input: Vec<u8> = Vec::with_capacity(4096);
-    let mut out: Vec<u8> = Vec::with_capacity(512);
-    session.greeting(&mut out);
-    let mut stopping_at: Option<Instant> = None;
-    let stopped = stop.stopped();
-    tokio::pin!(stopped);
-    let mut timer = IdleTimer::new(config.command_timeout.min(config.data_timeout));
-    // The command timeout runs for a whole line, not from the last byte; the whole
-    // message has its own deadline on top of the per-pause data timeout.
-    let mut line = UnitDeadline::new(session.lines_ended());
-    let mut transfer_started: Option<(u64, Instant)> = None;
-    let mut reserved = Reservation::new(shared.budget.clone());
-    let mut refusals = Refusals::default();
-    loop {
-        session.set_memory_low(shared.budget.available() < MEMORY_LOW_WATER);
-        let (consumed, step) = session.advance(&input, &mut out);
-        refusals.count(&session, &config.counters);
-        input.drain(..consumed);
-        line.update(session.lines_ended());
+/// What the SMTP core asks of the shell.
+enum Action {
+    Deliver(Received),
+    Authenticate(super::session::Credentials),
+}
+
+impl<D: Deliver> Protocol for SmtpSession<D> {
+    type Action = Action;
+
+    fn greeting(&mut self, out: &mut Vec<u8>) {
+        self.core.greeting(out);
+    }
+
+    fn advance(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, driver::Step<Action>) {
+        let shared = &self.shared;
+        self.core
+            .set_memory_low(shared.budget.available() < MEMORY_LOW_WATER);
+        let (consumed, step) = self.core.advance(input, out);
+        self.refusals.count(&self.core, &shared.config.counters);
         if let Step::Deliver(received) = &step {
             // Handed over whole, it holds its bytes until `deliver` returns; if the
             // last bytes do not fit, it keeps what was reserved for the rest.
-            let _ = reserved.resize(received.data.len());
-        } else if !reserved.resize(session.content_held()) {
-            tracing::debug!(%peer, "dropping a message: the budget for messages in flight is spent");
-            session.out_of_memory();
-            reserved.resize(session.content_held());
+            let _ = self.reserved.resize(received.data.len());
+        } else if !self.reserved.resize(self.core.content_held()) {
+            tracing::debug!(peer = %self.peer, "dropping a message: the budget for messages in flight is spent");
+            self.core.out_of_memory();
+            self.reserved.resize(self.core.content_held());
         }
-        match step {
-            Step::Deliver(received) => {
-                let message = NewMessage {
-                    envelope: Envelope {
-                        mail_from: received.mail_from,
-                        rcpt_to: received.rcpt_to,
-                        helo: received.helo,
-                        client_addr: peer,
-                        bare_lf: received.bare_lf,
-                        smtputf8: received.smtputf8,
-                        tls: stream
-                            .tls_params()
-                            .map(|(version, cipher)| TlsInfo { version, cipher }),
-                        auth_user: received.auth_user,
-                    },
-                    received_at: SystemTime::now(),
-                    raw: received.data,
-                };
-                let outcome = match shared.sink.deliver(message).await {
-                    Ok(id) => Delivery::Stored(id.to_string()),
-                    Err(err) => {
-                        // A client retrying against a full store fails the same way
-                        // thousands of times: one line per interval, with the count.
-                        static STORE_FAILED: RepeatedLog = RepeatedLog::new(REPEAT_INTERVAL);
-                        let repeat = STORE_FAILED.occurrence(&err.to_string());
-                        if repeat.should_log() {
-                            tracing::error!(%peer, %err, "storing a message failed; the client was told 451{repeat}");
-                        }
-                        Delivery::Failed
-                    }
-                };
-                session.delivered(outcome, &mut out);
-                refusals.count(&session, &config.counters);
-                reserved.resize(session.content_held());
-                line.restart();
-                continue;
+        let step = match step {
+            Step::NeedMore => driver::Step::NeedMore,
+            // The client reads the replies to what it pipelined before more.
+            Step::Flush => driver::Step::Flush,
+            Step::Close => driver::Step::Close,
+            Step::StartTls => driver::Step::StartTls,
+            Step::Deliver(received) => driver::Step::Act(Action::Deliver(received)),
+            Step::Authenticate(given) => driver::Step::Act(Action::Authenticate(given)),
+        };
+        (consumed, step)
+    }
+
+    fn units_ended(&self) -> u64 {
+        self.core.lines_ended()
+    }
+
+    async fn act(&mut self, action: Action, link: &mut Link<'_>) -> io::Result<()> {
+        match action {
+            Action::Deliver(received) => {
+                let outcome = self.deliver(received, link).await;
+                self.core.delivered(outcome, link.out());
+                self.refusals
+                    .count(&self.core, &self.shared.config.counters);
+                self.reserved.resize(self.core.content_held());
             }
-            Step::Flush => {
-                // The client reads the replies to what it pipelined before more.
-                flush_within(&mut stream, &mut out, config.command_timeout).await?;
-                line.restart();
-                continue;
-            }
-            Step::Close => {
-                // Dropping the socket closes it; the client has usually hung up
-                // after 221 already, so a shutdown() first would only fail.
-                return flush_within(&mut stream, &mut out, config.command_timeout).await;
-            }
-            Step::StartTls => {
-                flush_within(&mut stream, &mut out, config.command_timeout).await?;
-                // Sent in clear text before the handshake: never commands.
-                input.clear();
-                stream = handshake(stream, config).await?;
-                session.tls_started();
-                line.restart();
-                continue;
-            }
-            Step::Authenticate(given) => {
+            Action::Authenticate(given) => {
+                let config = &self.shared.config;
                 let ok = check_credentials(config, given).await;
                 if !ok {
-                    tracing::info!(%peer, "authentication failed");
+                    tracing::info!(peer = %self.peer, "authentication failed");
                     // Flush what came before, then make a password guesser wait.
-                    flush_within(&mut stream, &mut out, config.command_timeout).await?;
+                    link.flush().await?;
                     tokio::time::sleep(config.auth_failure_delay).await;
                 }
-                session.authenticated(ok, &mut out);
-                line.restart();
-                continue;
+                self.core.authenticated(ok, link.out());
             }
-            Step::NeedMore => {}
         }
-        if stopping_at.is_some() && !session.receiving_content() {
-            session.shutting_down(&mut out);
-            continue;
-        }
-        flush_within(&mut stream, &mut out, config.command_timeout).await?;
+        Ok(())
+    }
 
+    fn tls_started(&mut self) {
+        self.core.tls_started();
+    }
+
+    fn timed_out(&mut self, out: &mut Vec<u8>) {
+        self.core.timed_out(out);
+    }
+
+    fn shutting_down(&mut self, out: &mut Vec<u8>) {
+        self.core.shutting_down(out);
+    }
+
+    /// A client in the middle of a message may finish it after a shutdown signal.
+    fn busy(&self) -> bool {
+        self.core.receiving_content()
+    }
+
+    /// The command timeout runs for a whole line, not from the last byte; message
+    /// content has the per-pause data timeout, and the whole message its own
+    /// deadline on top.
+    fn read_deadline(&mut self, line: &mut UnitDeadline, settings: &Settings) -> Instant {
+        let config = &self.shared.config;
         let now = Instant::now();
-        let mut deadline = if session.receiving_content() {
+        let mut deadline = if self.core.receiving_content() {
             // The next command line starts once the content is over.
             line.restart();
             now + config.data_timeout
         } else {
-            line.deadline(config.command_timeout)
+            line.deadline(settings.command_timeout)
         };
-        if session.transferring() {
+        if self.core.transferring() {
             // Keyed by the transfer, not by a pause between transfers: a client
             // that pipelines the next message behind the final dot never pauses.
-            let transfer = session.transfers_started();
-            let started = match transfer_started {
+            let transfer = self.core.transfers_started();
+            let started = match self.transfer_started {
                 Some((of, at)) if of == transfer => at,
-                _ => transfer_started.insert((transfer, now)).1,
+                _ => self.transfer_started.insert((transfer, now)).1,
             };
             deadline = deadline.min(started + config.data_total_timeout);
         } else {
-            transfer_started = None;
+            self.transfer_started = None;
         }
-        if let Some(at) = stopping_at {
-            deadline = deadline.min(at);
-        }
-        timer.set(deadline);
-        input.reserve(8192);
-        tokio::select! {
-            biased;
-            read = stream.read_buf(&mut input) => match read {
-                Ok(0) => return Ok(()),
-                Ok(_) => {}
-                Err(err) => return Err(err),
+        deadline
+    }
+}
+
+impl<D: Deliver> SmtpSession<D> {
+    /// Hands a finished message to the sink; the 250 waits for its answer.
+    async fn deliver(&self, received: Received, link: &Link<'_>) -> Delivery {
+        let peer = self.peer;
+        let message = NewMessage {
+            envelope: Envelope {
+                mail_from: received.mail_from,
+                rcpt_to: received.rcpt_to,
+                helo: received.helo,
+                client_addr: peer,
+                bare_lf: received.bare_lf,
+                smtputf8: received.smtputf8,
+                tls: link
+                    .tls_params()
+                    .map(|(version, cipher)| TlsInfo { version, cipher }),
+                auth_user: received.auth_user,
             },
-            () = timer.expired() => {
-                if stopping_at.is_some_and(|at| Instant::now() >= at) {
-                    session.shutting_down(&mut out);
-                } else {
-                    tracing::debug!(%peer, "client timed out");
-                    session.timed_out(&mut out);
+            received_at: SystemTime::now(),
+            raw: received.data,
+        };
+        match self.shared.sink.deliver(message).await {
+            Ok(id) => Delivery::Stored(id.to_string()),
+            Err(err) => {
+                // A client retrying against a full store fails the same way
+                // thousands of times: one line per interval, with the count.
+                static STORE_FAILED: RepeatedLog = RepeatedLog::new(REPEAT_INTERVAL);
+                let repeat = STORE_FAILED.occurrence(&err.to_string());
+                if repeat.should_log() {
+                    tracing::error!(%peer, %err, "storing a message failed; the client was told 451{repeat}");
                 }
-            }
-            () = &mut stopped, if stopping_at.is_none() => {
-                stopping_at = Some(Instant::now() + config.shutdown_grace);
+                Delivery::Failed
             }
         }
     }

@@ -1,6 +1,8 @@
 //! `sokkel mail serve | list | show | delete | flag | read | unread | tag | send | compose`.
 
 mod compose;
+mod imap;
+mod listeners;
 mod pop3;
 mod read;
 mod security;

@@ -15,6 +15,7 @@ use sokkel_web::{AppState, HostPolicy, ServeLimits, WebConfig};
 use crate::cli::{MailServeArgs, TagSource};
 use crate::hints::announce;
 use crate::listen::{bind_all, listen_addresses};
+use crate::mail::imap::ImapListeners;
 use crate::mail::pop3::Pop3Listeners;
 use crate::mail::security::Security;
 
@@ -36,11 +37,14 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
         listen_addresses(&args.security.smtps, "--smtps", "127.0.0.1:1465").await?
     };
     let pop3_addrs = Pop3Listeners::addresses(&args.pop3).await?;
+    let imap_addrs = ImapListeners::addresses(&args.imap).await?;
     let all_addrs: Vec<_> = smtp_addrs
         .iter()
         .chain(&smtps_addrs)
-        .chain(&pop3_addrs.0)
-        .chain(&pop3_addrs.1)
+        .chain(&pop3_addrs.plain)
+        .chain(&pop3_addrs.tls)
+        .chain(&imap_addrs.plain)
+        .chain(&imap_addrs.tls)
         .copied()
         .collect();
     let security = Security::from_args(&args.security, &hostname, &all_addrs)?;
@@ -55,6 +59,7 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
         bind_all(addrs, "--http", 8025)?
     };
     let pop3 = Pop3Listeners::bind(pop3_addrs, &security)?;
+    let imap = ImapListeners::bind(imap_addrs, &security)?;
 
     let ephemeral = if args.ephemeral {
         Some(
@@ -98,6 +103,7 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
         ));
     }
     pop3.announce()?;
+    imap.announce()?;
     security.announce(&args.security);
     let kept = if ephemeral.is_some() {
         " (temporary, removed at exit)"
@@ -192,11 +198,12 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
             .await
             .context("the SMTP server failed")
     };
-    let pop3 = pop3.serve(&args, hostname, &security, store.clone(), stopped());
-    let served = tokio::try_join!(smtp, pop3);
+    let pop3 = pop3.serve(&args, hostname.clone(), &security, store.clone(), stopped());
+    let imap = imap.serve(&args, hostname, &security, store.clone(), stopped());
+    let served = tokio::try_join!(smtp, pop3, imap);
     // Before the store closes: a run in progress ends with the batch it is on.
     pruner.stop().await;
-    let (summary, pop3_summary) = served?;
+    let (summary, pop3_summary, imap_summary) = served?;
     if let Some(web) = web {
         match web.await {
             Ok(result) => result.context("the web server failed")?,
@@ -207,6 +214,12 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
         tracing::warn!(
             open = pop3.cut_off,
             "stopped with POP3 sessions still open after the grace period"
+        );
+    }
+    if let Some(imap) = imap_summary.filter(|imap| imap.cut_off > 0) {
+        tracing::warn!(
+            open = imap.cut_off,
+            "stopped with IMAP sessions still open after the grace period"
         );
     }
     if summary.cut_off > 0 {

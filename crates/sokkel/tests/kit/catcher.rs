@@ -27,7 +27,8 @@ use super::smtp::{HOST, Smtp};
 
 /// What [`CatcherBuilder::start`] starts: `sokkel mail serve` with the flags a test names,
 /// plus what keeps parallel tests apart and replies exact unless the test names the
-/// flag itself: `--smtp 127.0.0.1:0`, `--pop3 127.0.0.1:0`, `--no-http` (unless
+/// flag itself: `--smtp 127.0.0.1:0`, `--pop3 127.0.0.1:0`, `--imap 127.0.0.1:0`,
+/// `--no-http` (unless
 /// `--http` or [`CatcherBuilder::http`]), `--hostname` [`HOST`], and `--db` in a new
 /// temporary directory (unless [`CatcherBuilder::db`] or `--ephemeral`).
 #[derive(Debug, Default)]
@@ -84,6 +85,10 @@ impl CatcherBuilder {
         if !named("--pop3") && !named("--no-pop3") {
             args.extend(["--pop3".into(), "127.0.0.1:0".into()]);
         }
+        // Nor the default IMAP port.
+        if !named("--imap") && !named("--no-imap") {
+            args.extend(["--imap".into(), "127.0.0.1:0".into()]);
+        }
         if !named("--hostname") {
             args.extend(["--hostname".into(), HOST.into()]);
         }
@@ -127,6 +132,8 @@ impl CatcherBuilder {
             smtp: announced(&lines, "listening on smtp ", ""),
             smtps: announced(&lines, "listening on smtps ", ""),
             pop3: announced(&lines, "listening on pop3 ", ""),
+            imap: announced(&lines, "listening on imap ", ""),
+            imaps: announced(&lines, "listening on imaps ", ""),
             http: announced(&lines, "listening on http http://", "/")
                 .first()
                 .copied(),
@@ -163,6 +170,10 @@ pub struct Catcher {
     pub smtps: Vec<SocketAddr>,
     /// The POP3 addresses it announced (port 0 unless the test names `--pop3`).
     pub pop3: Vec<SocketAddr>,
+    /// The IMAP addresses it announced (port 0 unless the test names `--imap`).
+    pub imap: Vec<SocketAddr>,
+    /// The IMAPS addresses it announced (none unless the test names `--imaps`).
+    pub imaps: Vec<SocketAddr>,
     /// The web address it announced, if it serves the web.
     pub http: Option<SocketAddr>,
     /// The store (for `--ephemeral`, the one it announced).
@@ -195,6 +206,17 @@ impl Catcher {
     /// The first SMTP address as `--server` takes it.
     pub fn server(&self) -> String {
         self.addr().to_string()
+    }
+
+    /// The first IMAP address; panics if the catcher serves no IMAP.
+    #[track_caller]
+    pub fn imap_addr(&self) -> SocketAddr {
+        *self.imap.first().unwrap_or_else(|| {
+            panic!(
+                "the catcher announced no IMAP listener:\n{}",
+                self.stdout.text()
+            )
+        })
     }
 
     /// The web address; panics if the catcher serves no web.

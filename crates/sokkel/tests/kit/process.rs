@@ -147,13 +147,15 @@ pub fn without_sokkel_env(command: &mut Command) -> &mut Command {
 }
 
 /// A `sokkel` command with a clean environment (see [`without_sokkel_env`]) and stdin
-/// from /dev/null unless the caller says otherwise. `mail serve` listens for POP3 on
-/// a port of its own choosing (not the default 1110, which parallel tests would
-/// fight over) unless the test names `--pop3` or `--no-pop3`.
+/// from /dev/null unless the caller says otherwise. `mail serve` listens for POP3
+/// and IMAP on ports of its own choosing (not the defaults 1110 and 1143, which
+/// parallel tests would fight over) unless the test names `--pop3` or
+/// `--no-pop3`, `--imap` or `--no-imap`.
 pub fn sokkel_command() -> Command {
     let mut command = Command::new(SOKKEL);
     without_sokkel_env(&mut command)
         .env("SOKKEL_POP3_LISTEN", "127.0.0.1:0")
+        .env("SOKKEL_IMAP_LISTEN", "127.0.0.1:0")
         .stdin(Stdio::null());
     command
 }
@@ -394,11 +396,13 @@ pub struct Run {
     shown: String,
 }
 
-/// `sokkel ARGS`, to be run with [`Run::run`]. `mail serve` listens for POP3 on a
-/// port of its own choosing unless the arguments name `--pop3` or `--no-pop3`.
+/// `sokkel ARGS`, to be run with [`Run::run`]. `mail serve` listens for POP3 and
+/// IMAP on ports of its own choosing unless the arguments name them.
 pub fn sokkel<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Run {
     let mut run = program(SOKKEL, args);
-    run.command.env("SOKKEL_POP3_LISTEN", "127.0.0.1:0");
+    run.command
+        .env("SOKKEL_POP3_LISTEN", "127.0.0.1:0")
+        .env("SOKKEL_IMAP_LISTEN", "127.0.0.1:0");
     run
 }
 

@@ -8,7 +8,7 @@
 //! The jobs live in modules of their own: [`connection`] opens connections and
 //! sets their pragmas, [`schema`] migrates, [`writer`] group-commits deliveries,
 //! [`queries`] maps rows to the store's types, [`search_sql`] turns a parsed
-//! search into SQL, [`index`] keeps the FTS5 index, [`changes`] numbers commits
+//! search into SQL, [`index`] keeps the FTS5 index, [`folders`] is IMAP's view, [`changes`] numbers commits
 //! and watches for other processes' ones, [`blob`] reads raw bytes a chunk at a
 //! time and [`reserve`] keeps disk for deletes on a full disk. This module holds
 //! the handle and the operations that combine them; every change ends in
@@ -17,6 +17,7 @@
 mod blob;
 mod changes;
 mod connection;
+mod folders;
 mod index;
 mod queries;
 mod reserve;

@@ -205,6 +205,68 @@ const MIGRATIONS: &[&str] = &[
     DELETE FROM unindexed;
     UPDATE store_state SET unindexed_below = (SELECT coalesce(max(id), 0) + 1 FROM messages);
     "#,
+    // 7: IMAP folders (issue #13).
+    // - `keywords` holds a message's other IMAP flags (\Answered, \Draft,
+    //   \Deleted, keywords) as the client spelled them, space-separated (an
+    //   IMAP flag is an atom: it has no spaces), in the order they were set.
+    // - Each tag is a folder with its own UIDs: `message_tags.uid` comes from
+    //   the tag's `next_uid` as the link is made (by the trigger, whichever
+    //   statement makes it), so a message tagged late gets a UID above every
+    //   earlier one there; existing links are numbered in id order.
+    // - `tags.uid_validity` is the folder's UIDVALIDITY: the time in seconds
+    //   the tag was made, and always above every one handed out before
+    //   (`store_state.last_uid_validity`), so a tag deleted and made again in
+    //   the same second still gets a new one. Tags that exist already get the
+    //   store's UIDVALIDITY plus their id.
+    // - `tags.folder` marks a tag made as a folder (IMAP CREATE): it stays
+    //   while no message has it, until it is deleted.
+    // - `sent` holds the copies a mail client saved after sending: apart from
+    //   the caught mail, with their own ids (the Sent folder's UIDs), flags and
+    //   modseq; their bytes in `sent_raw`, as `raw` holds the messages'.
+    r#"
+    ALTER TABLE messages ADD COLUMN keywords TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tags ADD COLUMN folder INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tags ADD COLUMN uid_validity INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tags ADD COLUMN next_uid INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE message_tags ADD COLUMN uid INTEGER NOT NULL DEFAULT 0;
+    UPDATE message_tags SET uid = numbered.n
+        FROM (SELECT tag_id, message_id,
+                     row_number() OVER (PARTITION BY tag_id ORDER BY message_id) AS n
+              FROM message_tags) AS numbered
+        WHERE message_tags.tag_id = numbered.tag_id
+          AND message_tags.message_id = numbered.message_id;
+    UPDATE tags SET
+        next_uid = 1 + coalesce((SELECT max(uid) FROM message_tags WHERE tag_id = tags.id), 0),
+        uid_validity = (SELECT uid_validity FROM store_state) + id;
+    CREATE INDEX message_tags_uid ON message_tags(tag_id, uid);
+    ALTER TABLE store_state ADD COLUMN last_uid_validity INTEGER NOT NULL DEFAULT 0;
+    UPDATE store_state SET last_uid_validity =
+        max(uid_validity, coalesce((SELECT max(uid_validity) FROM tags), 0));
+    CREATE TRIGGER tags_uid_validity AFTER INSERT ON tags BEGIN
+        UPDATE store_state SET last_uid_validity =
+            max(CAST(strftime('%s', 'now') AS INTEGER), last_uid_validity + 1);
+        UPDATE tags SET uid_validity = (SELECT last_uid_validity FROM store_state)
+            WHERE id = new.id;
+    END;
+    CREATE TRIGGER message_tags_uid AFTER INSERT ON message_tags BEGIN
+        UPDATE message_tags SET uid = (SELECT next_uid FROM tags WHERE id = new.tag_id)
+            WHERE tag_id = new.tag_id AND message_id = new.message_id;
+        UPDATE tags SET next_uid = next_uid + 1 WHERE id = new.tag_id;
+    END;
+    CREATE TABLE sent (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        received_at INTEGER NOT NULL,
+        size        INTEGER NOT NULL,
+        read        INTEGER NOT NULL DEFAULT 0,
+        flagged     INTEGER NOT NULL DEFAULT 0,
+        keywords    TEXT    NOT NULL DEFAULT '',
+        modseq      INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE sent_raw (
+        id   INTEGER PRIMARY KEY REFERENCES sent(id) ON DELETE CASCADE,
+        data BLOB NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this build writes.

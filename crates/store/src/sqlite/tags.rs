@@ -4,7 +4,9 @@
 //! name with other letters is compared in Rust against every stored name (tags
 //! are few). A tag no message uses any more is deleted by the change that left
 //! it unused; one left by deleted messages is never listed ([`SqliteStore::tags`]
-//! counts links) and goes with the next tag change.
+//! counts links) and goes with the next tag change. A tag that is an IMAP
+//! folder (made by CREATE, or emptied by EXPUNGE in its folder; see
+//! `folders.rs`) stays while unused, until it is deleted.
 
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
@@ -20,7 +22,11 @@ use crate::tags::{TagName, TagRule};
 use crate::{ListQuery, MessageId, StoreError, Summary};
 
 /// The id of the tag called `name` (ignoring case), creating it if `create`.
-fn tag_id(conn: &Connection, name: &TagName, create: bool) -> rusqlite::Result<Option<i64>> {
+pub(super) fn tag_id(
+    conn: &Connection,
+    name: &TagName,
+    create: bool,
+) -> rusqlite::Result<Option<i64>> {
     let found = if name.as_str().is_ascii() {
         conn.prepare_cached("SELECT id FROM tags WHERE name = ?1")?
             .query_row([name.as_str()], |row| row.get(0))
@@ -141,16 +147,17 @@ fn tags_of(conn: &Connection, ids: &[MessageId]) -> rusqlite::Result<Vec<TagChan
         .collect()
 }
 
-fn prune_unused(conn: &Connection) -> rusqlite::Result<()> {
+/// Delete the tags no message has, but for IMAP folders.
+pub(super) fn prune_unused(conn: &Connection) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "DELETE FROM tags WHERE NOT EXISTS
+        "DELETE FROM tags WHERE folder = 0 AND NOT EXISTS
             (SELECT 1 FROM message_tags AS mt WHERE mt.tag_id = tags.id)",
     )?
     .execute([])?;
     Ok(())
 }
 
-fn ids_tagged(conn: &Connection, tag: i64) -> rusqlite::Result<Vec<MessageId>> {
+pub(super) fn ids_tagged(conn: &Connection, tag: i64) -> rusqlite::Result<Vec<MessageId>> {
     conn.prepare_cached(
         "SELECT message_id FROM message_tags WHERE tag_id = ?1 ORDER BY message_id",
     )?

@@ -1,0 +1,363 @@
+//! The session core's store requests ([`StoreCall`]) carried out against the
+//! store's [`Folders`]. Every call blocks, so the shell runs them on tokio's
+//! blocking pool ([`run`]).
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use sokkel_message::{Folder, Folders, MailboxError};
+
+use crate::session::{FolderState, StoreCall, StoreReply};
+
+/// Runs `call` on tokio's blocking pool. A call that panicked is a store that
+/// could not answer, for this command only.
+pub(crate) async fn run(
+    folders: &Arc<dyn Folders>,
+    call: StoreCall,
+) -> Result<StoreReply, MailboxError> {
+    let folders = folders.clone();
+    tokio::task::spawn_blocking(move || execute(&*folders, call))
+        .await
+        .unwrap_or_else(|err| {
+            tracing::error!(%err, "an imap store call panicked");
+            Err(MailboxError::Unavailable(
+                "the store failed to answer".into(),
+            ))
+        })
+}
+
+/// Carries out one store request as its [`StoreCall`] variant documents.
+pub(crate) fn execute(folders: &dyn Folders, call: StoreCall) -> Result<StoreReply, MailboxError> {
+    Ok(match call {
+        StoreCall::FolderNames => StoreReply::FolderNames(folders.folder_names()?),
+        StoreCall::Open { folder } => StoreReply::Opened(open(folders, &folder)?),
+        StoreCall::Poll {
+            folder,
+            seen_modseq,
+        } => {
+            // The cheap question first: an idle store answers every poll
+            // without listing the folder.
+            if folders.highest_modseq()? == seen_modseq {
+                StoreReply::Unchanged
+            } else {
+                StoreReply::Opened(open(folders, &folder)?)
+            }
+        }
+        StoreCall::Raw { folder, ids } => StoreReply::Raw(
+            ids.into_iter()
+                .map(|id| folders.raw(&folder, id))
+                .collect::<Result<_, _>>()?,
+        ),
+        StoreCall::SetFlags { folder, ids, edit } => {
+            folders.set_flags(&folder, &ids, &edit)?;
+            StoreReply::Done
+        }
+        StoreCall::Append {
+            folder,
+            raw,
+            flags,
+            received_at,
+        } => {
+            let received_at = received_at.unwrap_or_else(SystemTime::now);
+            let uid = folders.append(&folder, raw, &flags, received_at)?;
+            StoreReply::Appended {
+                uid_validity: folders.uid_validity(&folder)?,
+                uid,
+            }
+        }
+        StoreCall::Copy { from, ids, to } => {
+            let uids = folders.copy(&from, &ids, &to)?;
+            StoreReply::Copied {
+                uid_validity: folders.uid_validity(&to)?,
+                uids,
+            }
+        }
+        StoreCall::Expunge { folder, ids } => {
+            folders.expunge(&folder, &ids)?;
+            StoreReply::Done
+        }
+        StoreCall::Create(name) => StoreReply::Changed(folders.create_folder(&name)?),
+        StoreCall::Delete(name) => StoreReply::Changed(folders.delete_folder(&name)?),
+        StoreCall::Rename { from, to } => StoreReply::Changed(folders.rename_folder(&from, &to)?),
+    })
+}
+
+/// The folder as SELECT and a poll see it, `None` if it does not exist.
+fn open(folders: &dyn Folders, folder: &Folder) -> Result<Option<FolderState>, MailboxError> {
+    // The counter is read before the messages: a change made in between is in
+    // the list and makes the next poll list again, where the other order could
+    // hide it until the change after.
+    let highest_modseq = folders.highest_modseq()?;
+    let Some((messages, uid_next)) = folders.messages(folder)? else {
+        return Ok(None);
+    };
+    Ok(Some(FolderState {
+        uid_validity: folders.uid_validity(folder)?,
+        uid_next,
+        highest_modseq,
+        messages,
+    }))
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use sokkel_message::{FlagEdit, Flags, FolderMessage, MessageId};
+
+    use super::*;
+
+    /// A store of one INBOX message that logs the calls made to it.
+    #[derive(Default)]
+    pub(crate) struct Recorder {
+        modseq: u64,
+        calls: Mutex<Vec<String>>,
+        broken: bool,
+        panics: bool,
+    }
+
+    impl Recorder {
+        fn log(&self, call: impl Into<String>) -> Result<(), MailboxError> {
+            assert!(!self.panics, "a bug in the store");
+            self.calls.lock().unwrap().push(call.into());
+            if self.broken {
+                return Err(MailboxError::Unavailable("disk on fire".into()));
+            }
+            Ok(())
+        }
+
+        fn calls(&self) -> Vec<String> {
+            std::mem::take(&mut self.calls.lock().unwrap())
+        }
+    }
+
+    fn message() -> FolderMessage {
+        FolderMessage {
+            uid: 7,
+            id: MessageId(7),
+            size: 12,
+            received_at: SystemTime::UNIX_EPOCH,
+            flags: Flags::default(),
+            modseq: 3,
+        }
+    }
+
+    fn inbox() -> Folder {
+        Folder::Inbox { recipient: None }
+    }
+
+    impl Folders for Recorder {
+        fn uid_validity(&self, folder: &Folder) -> Result<u32, MailboxError> {
+            self.log("uid_validity")?;
+            Ok(if *folder == Folder::Sent { 2 } else { 1 })
+        }
+        fn highest_modseq(&self) -> Result<u64, MailboxError> {
+            self.log("highest_modseq")?;
+            Ok(self.modseq)
+        }
+        fn folder_names(&self) -> Result<Vec<String>, MailboxError> {
+            self.log("folder_names")?;
+            Ok(vec!["Work".into()])
+        }
+        fn messages(
+            &self,
+            folder: &Folder,
+        ) -> Result<Option<(Vec<FolderMessage>, u32)>, MailboxError> {
+            self.log("messages")?;
+            Ok(matches!(folder, Folder::Inbox { .. }).then(|| (vec![message()], 8)))
+        }
+        fn raw(&self, _: &Folder, id: MessageId) -> Result<Option<Vec<u8>>, MailboxError> {
+            self.log(format!("raw {id}"))?;
+            Ok((id == MessageId(7)).then(|| b"Subject: x\r\n".to_vec()))
+        }
+        fn set_flags(&self, _: &Folder, _: &[MessageId], _: &FlagEdit) -> Result<(), MailboxError> {
+            self.log("set_flags")
+        }
+        fn append(
+            &self,
+            _: &Folder,
+            _: Vec<u8>,
+            _: &Flags,
+            received_at: SystemTime,
+        ) -> Result<u32, MailboxError> {
+            let age = SystemTime::now()
+                .duration_since(received_at)
+                .unwrap_or_default();
+            self.log(format!("append {}", age < Duration::from_secs(60)))?;
+            Ok(9)
+        }
+        fn copy(
+            &self,
+            _: &Folder,
+            ids: &[MessageId],
+            _: &Folder,
+        ) -> Result<Vec<u32>, MailboxError> {
+            self.log("copy")?;
+            Ok((0..ids.len() as u32).map(|n| 20 + n).collect())
+        }
+        fn expunge(&self, _: &Folder, _: &[MessageId]) -> Result<(), MailboxError> {
+            self.log("expunge")
+        }
+        fn create_folder(&self, name: &str) -> Result<bool, MailboxError> {
+            self.log("create_folder")?;
+            Ok(name == "New")
+        }
+        fn delete_folder(&self, name: &str) -> Result<bool, MailboxError> {
+            self.log("delete_folder")?;
+            Ok(name == "Old")
+        }
+        fn rename_folder(&self, from: &str, _: &str) -> Result<bool, MailboxError> {
+            self.log("rename_folder")?;
+            Ok(from == "Old")
+        }
+    }
+
+    #[test]
+    fn a_poll_of_an_unchanged_store_does_not_list_the_folder() {
+        let store = Recorder {
+            modseq: 5,
+            ..Recorder::default()
+        };
+        let poll = |seen_modseq| StoreCall::Poll {
+            folder: inbox(),
+            seen_modseq,
+        };
+        assert_eq!(execute(&store, poll(5)), Ok(StoreReply::Unchanged));
+        assert_eq!(store.calls(), ["highest_modseq"]);
+        let expected = FolderState {
+            uid_validity: 1,
+            uid_next: 8,
+            highest_modseq: 5,
+            messages: vec![message()],
+        };
+        assert_eq!(
+            execute(&store, poll(4)),
+            Ok(StoreReply::Opened(Some(expected)))
+        );
+        assert_eq!(
+            store.calls(),
+            [
+                "highest_modseq",
+                "highest_modseq",
+                "messages",
+                "uid_validity"
+            ],
+            "the counter is read before the list it vouches for"
+        );
+    }
+
+    #[test]
+    fn opening_a_folder_that_does_not_exist_is_none_not_an_error() {
+        let store = Recorder::default();
+        let open = StoreCall::Open {
+            folder: Folder::Tag("Nope".into()),
+        };
+        assert_eq!(execute(&store, open), Ok(StoreReply::Opened(None)));
+    }
+
+    #[test]
+    fn append_without_a_date_is_received_now_and_answers_with_its_folders_uidvalidity() {
+        let store = Recorder::default();
+        let append = StoreCall::Append {
+            folder: Folder::Sent,
+            raw: b"Subject: sent\r\n\r\n".to_vec(),
+            flags: Flags::default(),
+            received_at: None,
+        };
+        assert_eq!(
+            execute(&store, append),
+            Ok(StoreReply::Appended {
+                uid_validity: 2,
+                uid: 9
+            })
+        );
+        assert_eq!(store.calls(), ["append true", "uid_validity"]);
+    }
+
+    #[test]
+    fn every_other_call_maps_to_its_reply() {
+        let store = Recorder::default();
+        let ids = vec![MessageId(7), MessageId(8)];
+        let cases = [
+            (
+                StoreCall::FolderNames,
+                StoreReply::FolderNames(vec!["Work".into()]),
+            ),
+            (
+                StoreCall::Raw {
+                    folder: inbox(),
+                    ids: ids.clone(),
+                },
+                StoreReply::Raw(vec![Some(b"Subject: x\r\n".to_vec()), None]),
+            ),
+            (
+                StoreCall::SetFlags {
+                    folder: inbox(),
+                    ids: ids.clone(),
+                    edit: FlagEdit::Add(Flags::default()),
+                },
+                StoreReply::Done,
+            ),
+            (
+                StoreCall::Copy {
+                    from: inbox(),
+                    ids: ids.clone(),
+                    to: Folder::Sent,
+                },
+                StoreReply::Copied {
+                    uid_validity: 2,
+                    uids: vec![20, 21],
+                },
+            ),
+            (
+                StoreCall::Expunge {
+                    folder: inbox(),
+                    ids,
+                },
+                StoreReply::Done,
+            ),
+            (StoreCall::Create("New".into()), StoreReply::Changed(true)),
+            (StoreCall::Delete("New".into()), StoreReply::Changed(false)),
+            (
+                StoreCall::Rename {
+                    from: "Old".into(),
+                    to: "New".into(),
+                },
+                StoreReply::Changed(true),
+            ),
+        ];
+        for (call, reply) in cases {
+            assert_eq!(execute(&store, call.clone()), Ok(reply), "{call:?}");
+        }
+    }
+
+    #[test]
+    fn a_store_error_is_handed_back_for_the_session_to_answer() {
+        let store = Recorder {
+            broken: true,
+            ..Recorder::default()
+        };
+        assert_eq!(
+            execute(&store, StoreCall::FolderNames),
+            Err(MailboxError::Unavailable("disk on fire".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_call_runs_on_the_blocking_pool_and_a_panic_is_an_error() {
+        let folders: Arc<dyn Folders> = Arc::new(Recorder::default());
+        assert_eq!(
+            run(&folders, StoreCall::Create("New".into())).await,
+            Ok(StoreReply::Changed(true))
+        );
+        let folders: Arc<dyn Folders> = Arc::new(Recorder {
+            panics: true,
+            ..Recorder::default()
+        });
+        assert!(matches!(
+            run(&folders, StoreCall::FolderNames).await,
+            Err(MailboxError::Unavailable(_))
+        ));
+    }
+}

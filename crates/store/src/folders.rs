@@ -1,0 +1,154 @@
+//! IMAP's flags as the store keeps them, whichever the backend.
+//!
+//! `\Seen` and `\Flagged` are the read state and the star every reader shares;
+//! every other flag (`\Answered`, `\Draft`, `\Deleted`, keywords) is kept as
+//! the client spelled it, once each (without regard to case), in the order it
+//! was set. The backend stores them as one space-separated text: an IMAP flag
+//! is an atom, which has no spaces.
+
+use sokkel_message::{FlagEdit, Flags};
+
+use crate::StoreError;
+
+/// The most other flags one message keeps, so that a client cannot grow a
+/// row without bound; Thunderbird sets a handful.
+pub const MAX_OTHER_FLAGS: usize = 64;
+
+/// The longest flag, in bytes.
+pub const MAX_FLAG_BYTES: usize = 100;
+
+/// IMAP's session flag: never stored.
+const RECENT: &str = "\\Recent";
+
+/// `flags` made ready to store: `\Seen` and `\Flagged` among the others become
+/// the booleans, `\Recent` is dropped, repeats go; refused if a flag is not an
+/// atom or there are too many.
+pub(crate) fn normalized(flags: &Flags) -> Result<Flags, StoreError> {
+    let mut out = Flags {
+        seen: flags.seen,
+        flagged: flags.flagged,
+        other: Vec::new(),
+    };
+    for flag in &flags.other {
+        if flag.is_empty()
+            || flag.len() > MAX_FLAG_BYTES
+            || flag.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(StoreError::Folder(format!(
+                "{flag:?} is not a flag: flags are 1 to {MAX_FLAG_BYTES} bytes without spaces"
+            )));
+        }
+        if flag.eq_ignore_ascii_case("\\Seen") {
+            out.seen = true;
+        } else if flag.eq_ignore_ascii_case("\\Flagged") {
+            out.flagged = true;
+        } else if !flag.eq_ignore_ascii_case(RECENT) && !has(&out.other, flag) {
+            out.other.push(flag.clone());
+        }
+    }
+    at_most_max(out)
+}
+
+/// `edit` (normalized) applied to a message's flags `old`.
+pub(crate) fn edited(old: &Flags, edit: &FlagEdit) -> Result<Flags, StoreError> {
+    let new = match edit {
+        FlagEdit::Set(flags) => normalized(flags)?,
+        FlagEdit::Add(flags) => {
+            let flags = normalized(flags)?;
+            let mut new = old.clone();
+            new.seen |= flags.seen;
+            new.flagged |= flags.flagged;
+            for flag in flags.other {
+                if !has(&new.other, &flag) {
+                    new.other.push(flag);
+                }
+            }
+            new
+        }
+        FlagEdit::Remove(flags) => {
+            let flags = normalized(flags)?;
+            let mut new = old.clone();
+            new.seen &= !flags.seen;
+            new.flagged &= !flags.flagged;
+            new.other.retain(|flag| !has(&flags.other, flag));
+            new
+        }
+    };
+    at_most_max(new)
+}
+
+fn at_most_max(flags: Flags) -> Result<Flags, StoreError> {
+    if flags.other.len() > MAX_OTHER_FLAGS {
+        return Err(StoreError::Folder(format!(
+            "a message keeps at most {MAX_OTHER_FLAGS} flags besides \\Seen and \\Flagged"
+        )));
+    }
+    Ok(flags)
+}
+
+/// `flags` without `\Deleted`: what a message keeps when EXPUNGE takes it out
+/// of a tag's folder but not out of the store.
+pub(crate) fn undeleted(other: &[String]) -> Vec<String> {
+    other
+        .iter()
+        .filter(|flag| !flag.eq_ignore_ascii_case("\\Deleted"))
+        .cloned()
+        .collect()
+}
+
+/// The other flags as the backend stores them.
+pub(crate) fn to_text(other: &[String]) -> String {
+    other.join(" ")
+}
+
+/// The other flags from what the backend stored.
+pub(crate) fn from_text(text: &str) -> Vec<String> {
+    text.split_whitespace().map(str::to_owned).collect()
+}
+
+fn has(flags: &[String], flag: &str) -> bool {
+    flags.iter().any(|have| have.eq_ignore_ascii_case(flag))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(seen: bool, other: &[&str]) -> Flags {
+        Flags {
+            seen,
+            flagged: false,
+            other: other.iter().map(|flag| flag.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn edits_keep_spelling_and_order_and_ignore_case() {
+        let old = flags(false, &["$Forwarded", "\\Answered"]);
+        let added = edited(
+            &old,
+            &FlagEdit::Add(flags(true, &["$forwarded", "NonJunk"])),
+        )
+        .unwrap();
+        assert_eq!(added, flags(true, &["$Forwarded", "\\Answered", "NonJunk"]));
+        let removed = edited(&added, &FlagEdit::Remove(flags(false, &["\\answered"]))).unwrap();
+        assert_eq!(removed, flags(true, &["$Forwarded", "NonJunk"]));
+        let set = edited(
+            &removed,
+            &FlagEdit::Set(flags(false, &["\\Seen", "\\Recent", "a"])),
+        )
+        .unwrap();
+        assert_eq!(set, flags(true, &["a"]));
+        assert_eq!(from_text(&to_text(&set.other)), set.other);
+    }
+
+    #[test]
+    fn flags_that_are_not_atoms_or_too_many_are_refused() {
+        for bad in ["", "two words", "line\r\nbreak"] {
+            assert!(normalized(&flags(false, &[bad])).is_err(), "{bad:?}");
+        }
+        let many: Vec<String> = (0..=MAX_OTHER_FLAGS).map(|n| format!("k{n}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(normalized(&flags(false, &many)).is_err());
+    }
+}

@@ -1,0 +1,675 @@
+//! IMAP's folders in SQL (schema 7): what [`crate::Store`]'s folder methods
+//! do on SQLite.
+//!
+//! ```text
+//! INBOX      messages (or mailboxes ⋈ messages for one login)   UID = message id
+//! tag        message_tags ⋈ messages, by message_tags.uid      UID from tags.next_uid
+//! Sent       sent (+ sent_raw for the bytes)                    UID = sent id
+//! ```
+//!
+//! Every change is one transaction that ends in [`commit_change`] with
+//! "changed" set, so `store_state.change_seq` (IMAP's HIGHESTMODSEQ) moves on
+//! each of them, folder changes and Sent included, and is announced: as the
+//! events the web page knows for the caught mail (new, deleted, read, starred,
+//! tags), as [`StoreEvent::Changed`] for what it does not show (keywords, Sent,
+//! empty folders).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use sokkel_message::{FlagEdit, Flags, Folder, FolderMessage};
+
+use super::changes::commit_change;
+use super::connection::cap_pages;
+use super::queries::{
+    Indexing, from_millis, insert_message, pending_seq, summary_of, to_millis, touch,
+};
+use super::tags::{apply_rules, ids_tagged, prune_unused, tag_event, tag_id, tag_message};
+use super::{SqliteStore, local_part_range, mailbox_address, to_i64, unique};
+use crate::folders::{edited, from_text, to_text, undeleted};
+use crate::mime::{self, Digest};
+use crate::store::StoreEvent;
+use crate::tags::TagName;
+use crate::{Envelope, MessageId, NewMessage, StoreError};
+
+/// What a folder's listing reads of each message, in [`folder_message`]'s
+/// order, after the UID.
+const COLUMNS: &str = "m.id, m.size, m.received_at, m.read, m.flagged, m.keywords, m.modseq";
+
+/// The HELO an APPENDed message is stored with, so the web page tells it from
+/// mail that came over SMTP.
+const APPEND_HELO: &str = "imap";
+
+/// One row of a folder's listing: UID, then [`COLUMNS`].
+fn folder_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<FolderMessage> {
+    Ok(FolderMessage {
+        uid: to_uid(row.get(0)?),
+        id: MessageId(row.get(1)?),
+        size: row.get::<_, i64>(2)?.max(0) as u64,
+        received_at: from_millis(row.get(3)?),
+        flags: Flags {
+            seen: row.get(4)?,
+            flagged: row.get(5)?,
+            other: from_text(row.get_ref(6)?.as_str()?),
+        },
+        modseq: row.get::<_, i64>(7)?.max(0) as u64,
+    })
+}
+
+/// Ids are positive and far below 2^32 in any store a catcher keeps; IMAP's
+/// UIDs are 32 bits.
+fn to_uid(value: i64) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
+}
+
+fn no_folder(name: &TagName) -> StoreError {
+    StoreError::Folder(format!("there is no folder {name}"))
+}
+
+/// The id of the tag `name`, which must exist.
+fn existing_tag(conn: &Connection, name: &TagName) -> Result<i64, StoreError> {
+    tag_id(conn, name, false)?.ok_or_else(|| no_folder(name))
+}
+
+/// The next id `table`'s AUTOINCREMENT hands out: UIDNEXT of the INBOX and Sent.
+fn next_id(conn: &Connection, table: &str) -> rusqlite::Result<u32> {
+    let last: Option<i64> = conn
+        .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = ?1")?
+        .query_row([table], |row| row.get(0))
+        .optional()?;
+    Ok(to_uid(last.unwrap_or(0) + 1))
+}
+
+/// The flags of message `id` in `table` (`messages` or `sent`).
+fn flags_of(conn: &Connection, table: Table, id: MessageId) -> rusqlite::Result<Option<Flags>> {
+    let sql = format!(
+        "SELECT read, flagged, keywords FROM {} WHERE id = ?1",
+        table.name()
+    );
+    conn.prepare_cached(&sql)?
+        .query_row([id.0], |row| {
+            Ok(Flags {
+                seen: row.get(0)?,
+                flagged: row.get(1)?,
+                other: from_text(row.get_ref(2)?.as_str()?),
+            })
+        })
+        .optional()
+}
+
+fn write_flags(
+    conn: &Connection,
+    table: Table,
+    id: MessageId,
+    flags: &Flags,
+) -> rusqlite::Result<()> {
+    let sql = format!(
+        "UPDATE {} SET read = ?2, flagged = ?3, keywords = ?4, modseq = ?5 WHERE id = ?1",
+        table.name()
+    );
+    conn.prepare_cached(&sql)?.execute(params![
+        id.0,
+        flags.seen,
+        flags.flagged,
+        to_text(&flags.other),
+        pending_seq(conn)?
+    ])?;
+    Ok(())
+}
+
+/// Where a folder's messages live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Table {
+    /// The caught mail: the INBOX and the tags' folders.
+    Messages,
+    /// The sent copies.
+    Sent,
+}
+
+impl Table {
+    fn of(folder: &Folder) -> Table {
+        match folder {
+            Folder::Sent => Table::Sent,
+            Folder::Inbox { .. } | Folder::Tag(_) => Table::Messages,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Table::Messages => "messages",
+            Table::Sent => "sent",
+        }
+    }
+
+    fn raw_table(self) -> &'static str {
+        match self {
+            Table::Messages => "raw",
+            Table::Sent => "sent_raw",
+        }
+    }
+}
+
+/// A message read back for a copy: its bytes, flags and INTERNALDATE.
+struct Copied {
+    raw: Vec<u8>,
+    flags: Flags,
+    received_at: SystemTime,
+}
+
+fn read_for_copy(
+    conn: &Connection,
+    table: Table,
+    id: MessageId,
+) -> rusqlite::Result<Option<Copied>> {
+    let sql = format!(
+        "SELECT r.data, m.read, m.flagged, m.keywords, m.received_at
+         FROM {} AS m JOIN {} AS r ON r.id = m.id WHERE m.id = ?1",
+        table.name(),
+        table.raw_table()
+    );
+    conn.prepare_cached(&sql)?
+        .query_row([id.0], |row| {
+            Ok(Copied {
+                raw: row.get(0)?,
+                flags: Flags {
+                    seen: row.get(1)?,
+                    flagged: row.get(2)?,
+                    other: from_text(row.get_ref(3)?.as_str()?),
+                },
+                received_at: from_millis(row.get(4)?),
+            })
+        })
+        .optional()
+}
+
+/// Store a sent copy (in the caller's transaction); returns its id.
+fn insert_sent(conn: &Connection, copy: &Copied) -> rusqlite::Result<MessageId> {
+    let id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO sent (received_at, size, read, flagged, keywords, modseq)
+             VALUES (?1, ?2, ?3, ?4, ?5, (SELECT change_seq + 1 FROM store_state))
+             RETURNING id",
+        )?
+        .query_row(
+            params![
+                to_millis(copy.received_at),
+                to_i64(copy.raw.len()),
+                copy.flags.seen,
+                copy.flags.flagged,
+                to_text(&copy.flags.other),
+            ],
+            |row| row.get(0),
+        )?;
+    conn.prepare_cached("INSERT INTO sent_raw (id, data) VALUES (?1, ?2)")?
+        .execute(params![id, copy.raw])?;
+    Ok(MessageId(id))
+}
+
+/// The envelope an APPENDed message is stored with, as if delivered over
+/// SMTP: the From header's address as the sender; To, Cc and Bcc as the
+/// recipients; HELO `imap` from 127.0.0.1 port 0 (no SMTP client sent it).
+fn append_envelope(digest: &Digest) -> Envelope {
+    Envelope {
+        mail_from: digest
+            .from
+            .as_ref()
+            .map(|from| from.address.clone())
+            .unwrap_or_default(),
+        rcpt_to: (digest.to.iter().chain(&digest.cc).chain(&digest.bcc))
+            .map(|to| to.address.clone())
+            .filter(|address| !address.is_empty())
+            .collect(),
+        helo: APPEND_HELO.into(),
+        client_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        bare_lf: false,
+        smtputf8: false,
+        tls: None,
+        auth_user: None,
+    }
+}
+
+/// The tag whose folder `folder` is, its name checked; `None` for the INBOX
+/// and Sent.
+fn tag_of(folder: &Folder) -> Result<Option<TagName>, StoreError> {
+    match folder {
+        Folder::Tag(name) => Ok(Some(TagName::parse(name)?)),
+        Folder::Inbox { .. } | Folder::Sent => Ok(None),
+    }
+}
+
+/// What one folder change did, to be announced once it commits.
+#[derive(Default)]
+struct Outcome {
+    /// Delivered messages (appends into the INBOX or a tag, sent copies
+    /// delivered), announced as new.
+    new: Vec<StoreEvent>,
+    /// Messages whose tags changed.
+    tagged: Vec<MessageId>,
+    /// Something else changed that the web page does not show.
+    other: bool,
+}
+
+impl SqliteStore {
+    pub(crate) fn folder_validity(&self, folder: &Folder) -> Result<u32, StoreError> {
+        let Some(tag) = tag_of(folder)? else {
+            return self.uid_validity();
+        };
+        self.with_connection(|conn| {
+            let id = existing_tag(conn, &tag)?;
+            let value: i64 = conn
+                .prepare_cached("SELECT uid_validity FROM tags WHERE id = ?1")?
+                .query_row([id], |row| row.get(0))?;
+            Ok(to_uid(value).max(1))
+        })
+    }
+
+    pub(crate) fn folder_names(&self) -> Result<Vec<String>, StoreError> {
+        self.with_connection(|conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT t.name FROM tags AS t WHERE t.folder = 1 OR EXISTS
+                    (SELECT 1 FROM message_tags AS mt WHERE mt.tag_id = t.id)",
+            )?;
+            let mut names = statement
+                .query_map([], |row| row.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            names.sort_unstable_by_key(|name| name.to_lowercase());
+            Ok(names)
+        })
+    }
+
+    pub(crate) fn folder_messages(
+        &self,
+        folder: &Folder,
+    ) -> Result<Option<(Vec<FolderMessage>, u32)>, StoreError> {
+        self.with_connection(|conn| {
+            // One read transaction, so the list and UIDNEXT agree.
+            let tx = conn.transaction()?;
+            let listed = match folder {
+                Folder::Inbox { recipient: None } => {
+                    let sql = format!("SELECT m.id, {COLUMNS} FROM messages AS m ORDER BY m.id");
+                    let messages = collect(&tx, &sql, [])?;
+                    Some((messages, next_id(&tx, "messages")?))
+                }
+                Folder::Inbox {
+                    recipient: Some(recipient),
+                } => {
+                    let wanted = mailbox_address(recipient);
+                    let messages = if wanted.contains('@') {
+                        let sql = format!(
+                            "SELECT m.id, {COLUMNS} FROM mailboxes AS b
+                             JOIN messages AS m ON m.id = b.message_id
+                             WHERE b.address = ?1 ORDER BY b.message_id"
+                        );
+                        collect(&tx, &sql, [wanted])?
+                    } else {
+                        let (from, to, after) = local_part_range(&wanted);
+                        let sql = format!(
+                            "SELECT DISTINCT m.id, {COLUMNS} FROM mailboxes AS b
+                             JOIN messages AS m ON m.id = b.message_id
+                             WHERE b.address >= ?1 AND b.address < ?2
+                               AND instr(substr(b.address, ?3), '@') = 0
+                             ORDER BY m.id"
+                        );
+                        collect(&tx, &sql, params![from, to, after])?
+                    };
+                    Some((messages, next_id(&tx, "messages")?))
+                }
+                Folder::Sent => {
+                    let sql = format!("SELECT m.id, {COLUMNS} FROM sent AS m ORDER BY m.id");
+                    let messages = collect(&tx, &sql, [])?;
+                    Some((messages, next_id(&tx, "sent")?))
+                }
+                Folder::Tag(name) => match tag_id(&tx, &TagName::parse(name)?, false)? {
+                    None => None,
+                    Some(tag) => {
+                        // The (tag_id, uid) index walks the folder in UID order.
+                        let sql = format!(
+                            "SELECT mt.uid, {COLUMNS} FROM message_tags AS mt
+                             CROSS JOIN messages AS m ON m.id = mt.message_id
+                             WHERE mt.tag_id = ?1 ORDER BY mt.uid"
+                        );
+                        let messages = collect(&tx, &sql, [tag])?;
+                        let next: i64 = tx
+                            .prepare_cached("SELECT next_uid FROM tags WHERE id = ?1")?
+                            .query_row([tag], |row| row.get(0))?;
+                        Some((messages, to_uid(next)))
+                    }
+                },
+            };
+            tx.commit()?;
+            Ok(listed)
+        })
+    }
+
+    pub(crate) fn folder_raw(
+        &self,
+        folder: &Folder,
+        id: MessageId,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let table = Table::of(folder);
+        self.with_connection(|conn| {
+            let sql = format!("SELECT data FROM {} WHERE id = ?1", table.raw_table());
+            Ok(conn
+                .prepare_cached(&sql)?
+                .query_row([id.0], |row| row.get(0))
+                .optional()?)
+        })
+    }
+
+    pub(crate) fn set_folder_flags(
+        &self,
+        folder: &Folder,
+        ids: &[MessageId],
+        edit: &FlagEdit,
+    ) -> Result<(), StoreError> {
+        let table = Table::of(folder);
+        let (events, seq) = self.with_connection(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut read = [Vec::new(), Vec::new()];
+            let mut starred = [Vec::new(), Vec::new()];
+            let mut other = false;
+            for id in unique(ids) {
+                let Some(old) = flags_of(&tx, table, id)? else {
+                    continue;
+                };
+                let new = edited(&old, edit)?;
+                if new == old {
+                    continue;
+                }
+                write_flags(&tx, table, id, &new)?;
+                if new.seen != old.seen {
+                    read[usize::from(new.seen)].push(id);
+                }
+                if new.flagged != old.flagged {
+                    starred[usize::from(new.flagged)].push(id);
+                }
+                other |= new.other != old.other;
+            }
+            let changed = other || read.iter().chain(&starred).any(|ids| !ids.is_empty());
+            let seq = commit_change(tx, changed)?;
+            let mut events = Vec::new();
+            if table == Table::Sent {
+                events.push(StoreEvent::Changed);
+            } else {
+                for (state, ids) in [false, true].into_iter().zip(read) {
+                    if !ids.is_empty() {
+                        events.push(StoreEvent::ReadChanged(ids, state));
+                    }
+                }
+                for (state, ids) in [false, true].into_iter().zip(starred) {
+                    if !ids.is_empty() {
+                        events.push(StoreEvent::FlaggedChanged(ids, state));
+                    }
+                }
+                if other {
+                    events.push(StoreEvent::Changed);
+                }
+            }
+            Ok((events, seq))
+        })?;
+        self.inner.announcer.announce(seq, events);
+        Ok(())
+    }
+
+    pub(crate) fn append_to_folder(
+        &self,
+        folder: &Folder,
+        raw: Vec<u8>,
+        flags: &Flags,
+        received_at: SystemTime,
+    ) -> Result<u32, StoreError> {
+        let tag = tag_of(folder)?;
+        let copy = Copied {
+            raw,
+            flags: crate::folders::normalized(flags)?,
+            received_at,
+        };
+        self.change_folders(true, |tx, outcome| {
+            if *folder == Folder::Sent {
+                outcome.other = true;
+                return Ok(to_uid(insert_sent(tx, &copy)?.0));
+            }
+            let target = tag.as_ref().map(|tag| existing_tag(tx, tag)).transpose()?;
+            let id = self.deliver_copy(tx, &copy, tag.as_ref(), outcome)?;
+            Ok(match target {
+                Some(target) => uid_in_tag(tx, target, id)?,
+                None => to_uid(id.0),
+            })
+        })
+    }
+
+    pub(crate) fn copy_to_folder(
+        &self,
+        from: &Folder,
+        ids: &[MessageId],
+        to: &Folder,
+    ) -> Result<Vec<u32>, StoreError> {
+        let source = Table::of(from);
+        let tag = tag_of(to)?;
+        self.change_folders(true, |tx, outcome| {
+            let target = tag.as_ref().map(|tag| existing_tag(tx, tag)).transpose()?;
+            let mut uids = Vec::with_capacity(ids.len());
+            for id in ids {
+                let gone = || StoreError::Folder(format!("message {id} no longer exists"));
+                let uid = match (source, to, target) {
+                    (Table::Messages, Folder::Inbox { .. }, _) => {
+                        flags_of(tx, source, *id)?.ok_or_else(gone)?;
+                        to_uid(id.0)
+                    }
+                    (Table::Messages, Folder::Tag(_), Some(tag)) => {
+                        flags_of(tx, source, *id)?.ok_or_else(gone)?;
+                        let added = tx
+                            .prepare_cached(
+                                "INSERT OR IGNORE INTO message_tags (tag_id, message_id)
+                                 VALUES (?1, ?2)",
+                            )?
+                            .execute(params![tag, id.0])?;
+                        if added > 0 {
+                            outcome.tagged.push(*id);
+                        }
+                        uid_in_tag(tx, tag, *id)?
+                    }
+                    (_, Folder::Sent, _) => {
+                        let copy = read_for_copy(tx, source, *id)?.ok_or_else(gone)?;
+                        outcome.other = true;
+                        to_uid(insert_sent(tx, &copy)?.0)
+                    }
+                    // A sent copy into the INBOX or a tag; or (never: a tag
+                    // folder's name is a tag) a tag folder without a tag.
+                    (Table::Sent, _, _) | (Table::Messages, Folder::Tag(_), None) => {
+                        let copy = read_for_copy(tx, source, *id)?.ok_or_else(gone)?;
+                        let delivered = self.deliver_copy(tx, &copy, tag.as_ref(), outcome)?;
+                        match target {
+                            Some(tag) => uid_in_tag(tx, tag, delivered)?,
+                            None => to_uid(delivered.0),
+                        }
+                    }
+                };
+                uids.push(uid);
+            }
+            Ok(uids)
+        })
+    }
+
+    pub(crate) fn expunge_from_folder(
+        &self,
+        folder: &Folder,
+        ids: &[MessageId],
+    ) -> Result<(), StoreError> {
+        let ids = unique(ids);
+        match folder {
+            Folder::Inbox { .. } => {
+                self.delete(&ids)?;
+            }
+            Folder::Sent => self.change_folders(false, |tx, outcome| {
+                let mut statement = tx.prepare_cached("DELETE FROM sent WHERE id = ?1")?;
+                for id in &ids {
+                    outcome.other |= statement.execute([id.0])? > 0;
+                }
+                Ok(())
+            })?,
+            Folder::Tag(name) => {
+                let tag = TagName::parse(name)?;
+                self.change_folders(false, |tx, outcome| {
+                    let tag = existing_tag(tx, &tag)?;
+                    // Emptied from IMAP, the folder stays: a client that just
+                    // moved every message out of it still has it open.
+                    tx.prepare_cached("UPDATE tags SET folder = 1 WHERE id = ?1")?
+                        .execute([tag])?;
+                    for id in &ids {
+                        let removed = tx
+                            .prepare_cached(
+                                "DELETE FROM message_tags WHERE tag_id = ?1 AND message_id = ?2",
+                            )?
+                            .execute(params![tag, id.0])?;
+                        if removed == 0 {
+                            continue;
+                        }
+                        if let Some(mut flags) = flags_of(tx, Table::Messages, *id)? {
+                            flags.other = undeleted(&flags.other);
+                            write_flags(tx, Table::Messages, *id, &flags)?;
+                        }
+                        outcome.tagged.push(*id);
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn create_folder(&self, name: &TagName) -> Result<bool, StoreError> {
+        self.change_folders(false, |tx, outcome| {
+            if tag_id(tx, name, false)?.is_some() {
+                return Ok(false);
+            }
+            tx.prepare_cached("INSERT INTO tags (name, folder) VALUES (?1, 1)")?
+                .execute([name.as_str()])?;
+            outcome.other = true;
+            Ok(true)
+        })
+    }
+
+    pub(crate) fn delete_folder(&self, name: &TagName) -> Result<bool, StoreError> {
+        self.change_folders(false, |tx, outcome| {
+            let Some(tag) = tag_id(tx, name, false)? else {
+                return Ok(false);
+            };
+            outcome.tagged = ids_tagged(tx, tag)?;
+            tx.prepare_cached("DELETE FROM tags WHERE id = ?1")?
+                .execute([tag])?;
+            outcome.other = true;
+            Ok(true)
+        })
+    }
+
+    pub(crate) fn rename_folder(&self, from: &TagName, to: &TagName) -> Result<bool, StoreError> {
+        self.change_folders(false, |tx, outcome| {
+            let Some(tag) = tag_id(tx, from, false)? else {
+                return Ok(false);
+            };
+            if tag_id(tx, to, false)?.is_some_and(|other| other != tag) {
+                return Err(StoreError::Folder(format!("folder {to} exists already")));
+            }
+            tx.prepare_cached("UPDATE tags SET name = ?2, folder = 1 WHERE id = ?1")?
+                .execute(params![tag, to.as_str()])?;
+            outcome.tagged = ids_tagged(tx, tag)?;
+            outcome.other = true;
+            Ok(true)
+        })
+    }
+
+    /// Run the folder change `work` in one write transaction (held to the
+    /// size limit when it `adds` messages), commit it as a change if it did
+    /// anything, and announce what it did.
+    fn change_folders<T>(
+        &self,
+        adds: bool,
+        work: impl FnOnce(&Transaction<'_>, &mut Outcome) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let listening = self.inner.announcer.listening();
+        let (events, seq, value) = self.with_connection(|conn| {
+            if adds {
+                // New messages, so held to the size limit, which pooled
+                // connections otherwise do not have.
+                cap_pages(conn, self.inner.options.max_size)?;
+            }
+            let done = (|| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let mut outcome = Outcome::default();
+                let value = work(&tx, &mut outcome)?;
+                let mut events = std::mem::take(&mut outcome.new);
+                let changed = !events.is_empty() || !outcome.tagged.is_empty() || outcome.other;
+                if !outcome.tagged.is_empty() {
+                    events.push(tag_event(&tx, &outcome.tagged, listening)?);
+                    touch(&tx, &outcome.tagged, pending_seq(&tx)?)?;
+                }
+                if outcome.other {
+                    events.push(StoreEvent::Changed);
+                }
+                prune_unused(&tx)?;
+                let seq = commit_change(tx, changed)?;
+                Ok((events, seq, value))
+            })();
+            if adds {
+                cap_pages(conn, None)?;
+            }
+            done
+        })?;
+        self.inner.announcer.announce(seq, events);
+        Ok(value)
+    }
+
+    /// Store `copy` as a delivered message (in the caller's transaction),
+    /// with its flags, the tags delivery gives it, the rules' tags, and `tag`;
+    /// its announcement goes into `outcome`.
+    fn deliver_copy(
+        &self,
+        tx: &Transaction<'_>,
+        copy: &Copied,
+        tag: Option<&TagName>,
+        outcome: &mut Outcome,
+    ) -> Result<MessageId, StoreError> {
+        let digest = mime::digest(&copy.raw);
+        let message = NewMessage {
+            envelope: append_envelope(&digest),
+            received_at: copy.received_at,
+            raw: copy.raw.clone(),
+        };
+        let mut tags = self.inner.delivery_tags(&message, &digest);
+        if let Some(tag) = tag.filter(|tag| !tags.iter().any(|have| have.same_as(tag))) {
+            tags.push(tag.clone());
+        }
+        let id = insert_message(tx, &message, &digest, Indexing::Now)?;
+        tag_message(tx, id, &tags)?;
+        write_flags(tx, Table::Messages, id, &copy.flags)?;
+        let ruled = apply_rules(tx, &self.inner.options.tagging.rules, &[id])?;
+        if !ruled.is_empty() {
+            outcome.tagged.push(id);
+        }
+        let mut summary = summary_of(id, &message, digest, &tags);
+        summary.read = copy.flags.seen;
+        summary.flagged = copy.flags.flagged;
+        outcome.new.push(StoreEvent::New(Arc::new(summary)));
+        Ok(id)
+    }
+}
+
+/// The UID message `id` has in the folder of tag `tag`.
+fn uid_in_tag(conn: &Connection, tag: i64, id: MessageId) -> rusqlite::Result<u32> {
+    conn.prepare_cached("SELECT uid FROM message_tags WHERE tag_id = ?1 AND message_id = ?2")?
+        .query_row(params![tag, id.0], |row| row.get(0))
+        .map(to_uid)
+}
+
+fn collect<P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+) -> rusqlite::Result<Vec<FolderMessage>> {
+    conn.prepare_cached(sql)?
+        .query_map(params, folder_message)?
+        .collect()
+}
