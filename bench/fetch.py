@@ -20,16 +20,18 @@ alternating servers, and reports best and median wall time and their ratios):
 
   pop3-pipelined  one POP3 session RETRs every message, --batch (100) commands per write
   poplib          Python's poplib RETRs every message, one at a time
-  mbsync          `mbsync` pulls INBOX into an empty maildir (a fresh one each run)
+  mbsync          `mbsync` pulls INBOX into an empty maildir (a fresh one each run;
+                  FSync no, or its own fsyncs take most of the time)
   rss             a fresh sokkel on the full store: VmRSS at rest, with 1, then with
                   --clients (100) IMAP sessions logged in with INBOX selected and idle;
                   Dovecot's processes' summed RSS and PSS for reference
   idle            --clients IMAP sessions IDLE on INBOX; --pushes (300) messages are
                   delivered one at a time, --spacing (50 ms) apart; for each, the time
                   from the SMTP 250 to each session's `* n EXISTS`: p50/p99/max over all
-                  sessions x messages. Dovecot for reference (--dovecot-pushes, 100): it
+                  sessions x messages. Dovecot for reference (--dovecot-pushes, 20): it
                   has no SMTP, so its messages arrive through dovecot-lda, timed from
-                  the LDA's exit.
+                  the LDA's exit. Few, because each one makes every idling Dovecot
+                  session rescan the 10,000-file maildir: 300 took minutes.
 
 A binary without IMAP (before issue #13) runs the POP3 sections only. Prints a
 markdown table; --out FILE also writes every figure as JSON. Loopback only; every
@@ -899,7 +901,7 @@ def main():
     parser.add_argument("--clients", type=int, default=100, help="IMAP sessions for rss and idle")
     parser.add_argument("--pushes", type=int, default=300, help="messages delivered while idling")
     parser.add_argument("--spacing", type=float, default=0.05, help="seconds between them")
-    parser.add_argument("--dovecot-pushes", type=int, default=100,
+    parser.add_argument("--dovecot-pushes", type=int, default=20,
                         help="messages delivered while idling on Dovecot, the reference "
                              "(0: none); each starts a dovecot-lda process")
     parser.add_argument("--skip", action="append", default=[], choices=SECTIONS,
