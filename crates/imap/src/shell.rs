@@ -32,7 +32,9 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::ImapError;
-use crate::session::{Answer, Login, Peer, Request, Session, SessionConfig, Step, StoreCall};
+use crate::session::{
+    Answer, Login, Peer, Request, Session, SessionConfig, Step, StoreCall, StoreReply,
+};
 
 mod folders;
 
@@ -209,6 +211,7 @@ impl Service for Shared {
             shared: self.clone(),
             peer,
             idle_since: None,
+            continued_at: None,
         }
     }
 
@@ -224,6 +227,10 @@ struct ImapSession {
     peer: SocketAddr,
     /// When the IDLE in progress began.
     idle_since: Option<Instant>,
+    /// The core's count of ended commands when it last asked the client to go
+    /// on with a command (a synchronising literal, an AUTHENTICATE response):
+    /// while the count is still this, the command is incomplete.
+    continued_at: Option<u64>,
 }
 
 impl Protocol for ImapSession {
@@ -237,14 +244,25 @@ impl Protocol for ImapSession {
         let (consumed, step) = self.core.advance(input, out);
         let step = match step {
             Step::NeedMore => driver::Step::NeedMore,
-            // A continuation request: the client waits for it before it sends
-            // the literal.
+            // A continuation request or IDLE's `+ idling`, which the client
+            // waits for, or output backed up behind pipelined commands.
             Step::Flush => driver::Step::Flush,
             Step::StartTls => driver::Step::StartTls,
             Step::Close => driver::Step::Close,
             Step::Request(request) => driver::Step::Act(request),
         };
+        if matches!(step, driver::Step::Flush) && asks_to_go_on(out) && !self.core.idling() {
+            self.continued_at = Some(self.core.commands_ended());
+        }
         (consumed, step)
+    }
+
+    /// While a command waits for the rest of itself after a continuation
+    /// request: a client with Nagle's algorithm on sends a literal's closing
+    /// CRLF only once the literal is acknowledged, so a delayed ACK would
+    /// hold every APPEND about 40 ms.
+    fn quick_ack(&self) -> bool {
+        self.continued_at == Some(self.core.commands_ended())
     }
 
     fn units_ended(&self) -> u64 {
@@ -296,6 +314,18 @@ impl Protocol for ImapSession {
     }
 }
 
+/// Whether the last line of `out` is a continuation request (`+ ...`).
+fn asks_to_go_on(out: &[u8]) -> bool {
+    let Some(lines) = out.strip_suffix(b"\r\n") else {
+        return false;
+    };
+    let last = lines
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(lines, |end| &lines[end + 1..]);
+    last.starts_with(b"+")
+}
+
 impl ImapSession {
     /// Checks a login off the async workers; a wrong one waits the failed-login
     /// delay before its `NO`, to slow down guessing.
@@ -318,10 +348,7 @@ impl ImapSession {
     }
 
     /// Runs a store request; a failure is logged here and answered by the core.
-    async fn call_store(
-        &self,
-        call: StoreCall,
-    ) -> Result<crate::session::StoreReply, MailboxError> {
+    async fn call_store(&self, call: StoreCall) -> Result<StoreReply, MailboxError> {
         let reply = folders::run(&self.shared.folders, call).await;
         if let Err(err) = &reply {
             let (peer, user) = (self.peer, self.core.user().unwrap_or_default());
@@ -350,6 +377,56 @@ mod tests {
             folders: Arc::new(folders::tests::Recorder::default()),
             changes: watch::channel(0).1,
         })
+    }
+
+    /// Feeds `input` to a session as the driver does, answering store requests
+    /// from the recording store; returns what the session wrote.
+    fn feed(session: &mut ImapSession, input: &[u8]) -> String {
+        let mut out = Vec::new();
+        let mut input = input.to_vec();
+        loop {
+            let (consumed, step) = Protocol::advance(session, &input, &mut out);
+            input.drain(..consumed);
+            match step {
+                driver::Step::Act(Request::Store(call)) => {
+                    let reply = folders::execute(&*session.shared.folders, call);
+                    session.core.answer(Answer::Store(reply), &mut out);
+                }
+                driver::Step::Act(Request::Login(_)) => {
+                    session.core.answer(Answer::Login(true), &mut out);
+                }
+                driver::Step::NeedMore | driver::Step::Flush => break,
+                driver::Step::StartTls | driver::Step::Close => unreachable!(),
+            }
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn acks_come_at_once_while_a_literal_is_awaited_and_only_then() {
+        let shared = shared(ImapConfig::default());
+        let mut session = shared.open("127.0.0.1:1143".parse().unwrap(), false);
+        feed(&mut session, b"a LOGIN morty secret\r\n");
+        assert!(!session.quick_ack());
+        let asked = feed(&mut session, b"b APPEND INBOX {5}\r\n");
+        assert!(asked.starts_with("+ "), "{asked}");
+        assert!(session.quick_ack(), "the literal is awaited");
+        feed(&mut session, b"hello");
+        assert!(session.quick_ack(), "its CRLF is awaited");
+        let done = feed(&mut session, b"\r\n");
+        assert!(done.starts_with("b OK"), "{done}");
+        assert!(!session.quick_ack());
+        feed(&mut session, b"c APPEND INBOX {5+}\r\nhel");
+        assert!(
+            !session.quick_ack(),
+            "no continuation request, nothing awaited"
+        );
+        feed(&mut session, b"lo\r\nd SELECT INBOX\r\ne IDLE\r\n");
+        assert!(session.core.idling());
+        assert!(
+            !session.quick_ack(),
+            "IDLE waits for DONE, not for a literal"
+        );
     }
 
     /// Tests over sockets only reach the server from loopback, which may always

@@ -407,6 +407,9 @@ async fn an_idling_client_sees_new_mail_flag_changes_and_expunges_at_once() {
     assert!(fetch.contains("FLAGS (\\Seen"), "{fetch}");
 
     let mut other = server.selected().await;
+    other.ok("STORE 1 +FLAGS.SILENT ($label1)").await;
+    let fetch = idler.wait_for(PUSH, |l| l.starts_with("* 1 FETCH")).await;
+    assert!(fetch.contains("$label1"), "a keyword: {fetch}");
     other.ok("STORE 2 +FLAGS.SILENT (\\Deleted)").await;
     other.ok("EXPUNGE").await;
     idler.wait_for(PUSH, |l| l == "* 2 EXPUNGE").await;

@@ -7,7 +7,8 @@
 //!                                             └▶ Service::open ─▶ drive:
 //!
 //!   ┌─▶ Protocol::advance(input) ─▶ Step::NeedMore ─▶ stopping and not busy? ─▶ shutting_down
-//!   │        │                          │ flush output (pipelined replies in one write)
+//!   │        │                          │ flush output (pipelined replies in one write);
+//!   │        │                          │ quick_ack? ─▶ TCP_QUICKACK
 //!   │        │                          ▼
 //!   │        │                  select { read (deadline per command line, or the
 //!   │        │                           protocol's own), timer ─▶ timed_out,
@@ -172,6 +173,17 @@ pub trait Protocol: Send + Sized {
     /// The default: a whole command line within [`Settings::command_timeout`].
     fn read_deadline(&mut self, line: &mut UnitDeadline, settings: &Settings) -> Instant {
         line.deadline(settings.command_timeout)
+    }
+
+    /// Whether the client may be holding back the rest of what the session waits
+    /// for until the server acknowledges what it sent: a client with Nagle's
+    /// algorithm on that writes an IMAP literal and its closing CRLF separately
+    /// sends the CRLF only once the literal is ACKed, and a delayed ACK makes
+    /// that about 40 ms. While this is true, the driver asks the kernel to
+    /// acknowledge at once (TCP_QUICKACK, on Linux) each time it waits for
+    /// input. The default: never.
+    fn quick_ack(&self) -> bool {
+        false
     }
 
     /// The [wake source](Service::wake_source) changed while the session waited
@@ -387,6 +399,9 @@ async fn run<S: Service>(
             continue;
         }
         flush_within(&mut stream, &mut out, write_timeout).await?;
+        if session.quick_ack() {
+            acknowledge_now(stream.tcp());
+        }
 
         let mut deadline = session.read_deadline(&mut line, settings);
         if let Some(at) = stopping_at {
@@ -450,3 +465,17 @@ async fn woken(wake: &mut Option<watch::Receiver<u64>>) -> Result<(), watch::err
         None => std::future::pending().await,
     }
 }
+
+/// Makes the kernel send the ACK it is holding back for what has arrived, and
+/// acknowledge the next segments at once (TCP_QUICKACK is not sticky: the kernel
+/// goes back to delaying ACKs on its own, so this is asked before every wait).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn acknowledge_now(tcp: &tokio::net::TcpStream) {
+    if let Err(err) = socket2::SockRef::from(tcp).set_tcp_quickack(true) {
+        tracing::debug!(%err, "cannot set TCP_QUICKACK");
+    }
+}
+
+/// Elsewhere there is no portable way to ask for it: ACKs stay delayed.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn acknowledge_now(_tcp: &tokio::net::TcpStream) {}

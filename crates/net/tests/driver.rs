@@ -8,6 +8,8 @@
 //! C: NODELAY     S: NODELAY <bool>    (the server socket's TCP_NODELAY)
 //! C: BUSY/DONE   S: OK busy/OK done   (busy: a shutdown waits for DONE)
 //! C: WATCH       S: OK watching       (then CHANGED <value> on each wake-up)
+//! C: LIT         S: + go              (the next line is a literal: while it is
+//! C: <literal>   S: QUICKACK <bool>    incomplete the session asks for quick ACKs)
 //! C: QUIT        S: BYE
 //! ```
 
@@ -56,6 +58,7 @@ impl Service for LineService {
             lines: 0,
             busy: false,
             watching: false,
+            awaiting_literal: false,
             closing: false,
             wake: self.wake.clone(),
         }
@@ -71,23 +74,25 @@ struct LineSession {
     lines: u64,
     busy: bool,
     watching: bool,
+    awaiting_literal: bool,
     closing: bool,
     wake: Option<watch::Receiver<u64>>,
 }
 
-enum Action {
-    ReportNodelay,
-    ReportChange,
+enum Report {
+    Nodelay,
+    QuickAck,
+    Change,
 }
 
 impl Protocol for LineSession {
-    type Action = Action;
+    type Action = Report;
 
     fn greeting(&mut self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"HELLO\r\n");
     }
 
-    fn advance(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, Step<Action>) {
+    fn advance(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, Step<Report>) {
         let mut consumed = 0;
         loop {
             if self.closing {
@@ -99,6 +104,9 @@ impl Protocol for LineSession {
             };
             consumed += end + 2;
             self.lines += 1;
+            if std::mem::take(&mut self.awaiting_literal) {
+                return (consumed, Step::Act(Report::QuickAck));
+            }
             match &rest[..end] {
                 b"PING" => {
                     self.pongs += 1;
@@ -109,7 +117,7 @@ impl Protocol for LineSession {
                     out.extend_from_slice(b"OK go ahead\r\n");
                     return (consumed, Step::StartTls);
                 }
-                b"NODELAY" => return (consumed, Step::Act(Action::ReportNodelay)),
+                b"NODELAY" => return (consumed, Step::Act(Report::Nodelay)),
                 b"BUSY" => {
                     self.busy = true;
                     out.extend_from_slice(b"OK busy\r\n");
@@ -117,6 +125,10 @@ impl Protocol for LineSession {
                 b"DONE" => {
                     self.busy = false;
                     out.extend_from_slice(b"OK done\r\n");
+                }
+                b"LIT" => {
+                    self.awaiting_literal = true;
+                    out.extend_from_slice(b"+ go\r\n");
                 }
                 b"WATCH" => {
                     self.watching = true;
@@ -135,10 +147,14 @@ impl Protocol for LineSession {
         self.lines
     }
 
-    async fn act(&mut self, action: Action, link: &mut Link<'_>) -> io::Result<()> {
+    async fn act(&mut self, action: Report, link: &mut Link<'_>) -> io::Result<()> {
         let line = match action {
-            Action::ReportNodelay => format!("NODELAY {}\r\n", link.tcp().nodelay()?),
-            Action::ReportChange => {
+            Report::Nodelay => format!("NODELAY {}\r\n", link.tcp().nodelay()?),
+            Report::QuickAck => {
+                let quick = socket2::SockRef::from(link.tcp()).tcp_quickack()?;
+                format!("QUICKACK {quick}\r\n")
+            }
+            Report::Change => {
                 let value = self.wake.as_ref().map_or(0, |wake| *wake.borrow());
                 format!("CHANGED {value}\r\n")
             }
@@ -163,8 +179,12 @@ impl Protocol for LineSession {
         self.busy
     }
 
-    fn woken(&mut self) -> Option<Action> {
-        self.watching.then_some(Action::ReportChange)
+    fn quick_ack(&self) -> bool {
+        self.awaiting_literal
+    }
+
+    fn woken(&mut self) -> Option<Report> {
+        self.watching.then_some(Report::Change)
     }
 }
 
@@ -504,4 +524,18 @@ async fn a_wake_source_reaches_a_session_waiting_for_input() {
     expect(&mut client, b"PONG 1\r\n").await;
     let served = server.stop().await;
     assert_eq!(served.admitted, 1);
+}
+
+/// Issue #13: Python's imaplib writes a literal and its closing CRLF separately;
+/// with Nagle's algorithm on its side, the CRLF waited about 40 ms for the
+/// server's delayed ACK of the literal.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn while_a_literal_is_incomplete_the_kernel_is_asked_to_ack_at_once() {
+    let server = Server::plain_service(WITHIN);
+    let mut client = connect(server.plain).await;
+    client.write_all(b"LIT\r\n").await.unwrap();
+    expect(&mut client, b"+ go\r\n").await;
+    client.write_all(b"some literal\r\n").await.unwrap();
+    expect(&mut client, b"QUICKACK true\r\n").await;
 }

@@ -2,6 +2,7 @@
 //! FETCH of the whole folder never holds every message), \Seen for a non-PEEK
 //! body fetch, and the FETCH responses.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::num::NonZeroU32;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -14,7 +15,7 @@ use imap_types::sequence::SequenceSet;
 use sokkel_message::{FlagEdit, Flags, FolderMessage};
 
 use super::machine::Finish;
-use super::view::{self, View};
+use super::view::{self, Details, View};
 use super::{StoreCall, StoreReply};
 use crate::message::Parsed;
 
@@ -27,6 +28,8 @@ enum Stage {
     MarkSeen,
     /// Waiting for the store to set them.
     SettingSeen(Vec<u32>),
+    /// Waiting for the sizes, dates and modseqs the items ask for.
+    Details,
     /// Rendering, batch by batch.
     Render,
     /// Waiting for the raw messages of these UIDs.
@@ -47,6 +50,17 @@ pub(super) struct FetchJob {
     stage: Stage,
     /// UIDs whose \Seen this FETCH set: their response includes FLAGS.
     marked: BTreeSet<u32>,
+    /// INTERNALDATE, RFC822.SIZE or MODSEQ is asked for: read from the store
+    /// once the rest is set.
+    details: Option<Details>,
+    wants_details: bool,
+}
+
+/// What one FETCH response shows of a message.
+struct Shown<'a> {
+    uid: u32,
+    flags: Flags,
+    details: Option<&'a FolderMessage>,
 }
 
 impl FetchJob {
@@ -71,8 +85,9 @@ impl FetchJob {
         let uids = view
             .resolve(set, uid)
             .into_iter()
-            .map(|i| view.entries[i].message.uid)
+            .map(|i| view.uid(i))
             .collect();
+        let wants_details = items.iter().any(needs_details);
         Ok(FetchJob {
             tag,
             uid,
@@ -86,6 +101,8 @@ impl FetchJob {
                 Stage::Render
             },
             marked: BTreeSet::new(),
+            details: None,
+            wants_details,
         })
     }
 
@@ -104,17 +121,15 @@ impl FetchJob {
                 .iter()
                 .copied()
                 .filter(|&uid| {
-                    view.number_of(uid).is_some_and(|n| {
-                        let e = &view.entries[n - 1];
-                        !e.gone && !e.message.flags.seen
-                    })
+                    view.number_of(uid)
+                        .is_some_and(|n| !view.gone(n - 1) && !view.seen(n - 1))
                 })
                 .collect();
             if !unseen.is_empty() {
                 let ids = unseen
                     .iter()
                     .filter_map(|&uid| view.number_of(uid))
-                    .map(|n| view.entries[n - 1].message.id)
+                    .map(|n| view.id(n - 1))
                     .collect();
                 let edit = FlagEdit::Add(Flags {
                     seen: true,
@@ -125,11 +140,14 @@ impl FetchJob {
             }
             self.stage = Stage::Render;
         }
+        if self.wants_details && self.details.is_none() {
+            self.stage = Stage::Details;
+            return Ok((self, StoreCall::Open { folder }));
+        }
         if !self.raw {
             for &uid in &self.uids {
                 if let Some(n) = view.number_of(uid) {
-                    let message = &view.entries[n - 1].message;
-                    write(out, n, message, &self, None);
+                    write(out, n, view, &self, None);
                 }
             }
             return Err(Box::new(self.finish()));
@@ -148,7 +166,7 @@ impl FetchJob {
             .iter()
             .map(|&uid| {
                 let n = view.number_of(uid).expect("held messages stay in the view");
-                view.entries[n - 1].message.id
+                view.id(n - 1)
             })
             .collect();
         self.stage = Stage::Raw(batch);
@@ -166,10 +184,16 @@ impl FetchJob {
             (Stage::SettingSeen(uids), StoreReply::Done) => {
                 for uid in uids {
                     if let Some(n) = view.number_of(uid) {
-                        view.entries[n - 1].message.flags.seen = true;
+                        let mut flags = view.flags(n - 1);
+                        flags.seen = true;
+                        view.set_flags(n - 1, flags);
                     }
                     self.marked.insert(uid);
                 }
+                Ok(self)
+            }
+            (Stage::Details, StoreReply::Opened(state)) => {
+                self.details = Some(Details::new(state));
                 Ok(self)
             }
             (Stage::Raw(batch), StoreReply::Raw(raws)) => {
@@ -180,7 +204,7 @@ impl FetchJob {
                         continue;
                     };
                     let parsed = Parsed::new(raw);
-                    write(out, n, &view.entries[n - 1].message, &self, Some(&parsed));
+                    write(out, n, view, &self, Some(&parsed));
                 }
                 Ok(self)
             }
@@ -198,6 +222,15 @@ impl FetchJob {
         };
         Finish::ok(self.tag, text).held()
     }
+}
+
+fn needs_details(item: &MessageDataItemName<'_>) -> bool {
+    matches!(
+        item,
+        MessageDataItemName::InternalDate
+            | MessageDataItemName::Rfc822Size
+            | MessageDataItemName::ModSeq
+    )
 }
 
 fn needs_raw(item: &MessageDataItemName<'_>) -> bool {
@@ -221,20 +254,25 @@ fn sets_seen(item: &MessageDataItemName<'_>) -> bool {
 }
 
 /// Writes one `* n FETCH (...)`.
-fn write(
-    out: &mut Vec<u8>,
-    number: usize,
-    message: &FolderMessage,
-    job: &FetchJob,
-    parsed: Option<&Parsed>,
-) {
-    let mut items: Vec<MessageDataItem<'static>> = Vec::with_capacity(job.items.len() + 2);
+fn write(out: &mut Vec<u8>, number: usize, view: &View, job: &FetchJob, parsed: Option<&Parsed>) {
+    let uid = view.uid(number - 1);
+    let details = job.details.as_ref().and_then(|d| d.get(uid));
+    if job.wants_details && details.is_none() {
+        // Deleted meanwhile: no size or date to show (RFC 2180 section 4.1.3).
+        return;
+    }
+    let message = Shown {
+        uid,
+        flags: view.flags(number - 1),
+        details,
+    };
+    let mut items: Vec<MessageDataItem<'_>> = Vec::with_capacity(job.items.len() + 2);
     let uid_requested = job.items.contains(&MessageDataItemName::Uid);
     if job.uid && !uid_requested {
         items.extend(uid_item(message.uid));
     }
     for name in &job.items {
-        if let Some(item) = item(name, message, parsed) {
+        if let Some(item) = item(name, &message, parsed) {
             items.push(item);
         }
     }
@@ -251,22 +289,22 @@ fn uid_item(uid: u32) -> Option<MessageDataItem<'static>> {
     NonZeroU32::new(uid).map(MessageDataItem::Uid)
 }
 
-fn item(
+fn item<'a>(
     name: &MessageDataItemName<'static>,
-    message: &FolderMessage,
-    parsed: Option<&Parsed>,
-) -> Option<MessageDataItem<'static>> {
+    message: &Shown<'_>,
+    parsed: Option<&'a Parsed>,
+) -> Option<MessageDataItem<'a>> {
     Some(match name {
         MessageDataItemName::Uid => return uid_item(message.uid),
         MessageDataItemName::Flags => MessageDataItem::Flags(view::fetch_flags(&message.flags)),
         MessageDataItemName::InternalDate => {
-            MessageDataItem::InternalDate(internal_date(message.received_at))
+            MessageDataItem::InternalDate(internal_date(message.details?.received_at))
         }
         MessageDataItemName::Rfc822Size => {
-            MessageDataItem::Rfc822Size(u32::try_from(message.size).unwrap_or(u32::MAX))
+            MessageDataItem::Rfc822Size(u32::try_from(message.details?.size).unwrap_or(u32::MAX))
         }
         MessageDataItemName::ModSeq => {
-            MessageDataItem::ModSeq(std::num::NonZeroU64::new(message.modseq)?)
+            MessageDataItem::ModSeq(std::num::NonZeroU64::new(message.details?.modseq)?)
         }
         MessageDataItemName::Envelope => MessageDataItem::Envelope(parsed?.envelope()),
         MessageDataItemName::Body => MessageDataItem::Body(parsed?.body_structure(false)),
@@ -276,7 +314,7 @@ fn item(
         MessageDataItemName::BodyExt {
             section, partial, ..
         } => {
-            let bytes = parsed?.section(section.as_ref());
+            let bytes = parsed?.section_bytes(section.as_ref());
             let (bytes, origin) = match partial {
                 Some((origin, length)) => (cut(bytes, *origin, length.get()), Some(*origin)),
                 None => (bytes, None),
@@ -287,34 +325,46 @@ fn item(
                 data: nstring(bytes),
             }
         }
-        MessageDataItemName::Rfc822 => MessageDataItem::Rfc822(nstring(parsed?.section(None))),
-        MessageDataItemName::Rfc822Header => {
-            MessageDataItem::Rfc822Header(nstring(parsed?.section(Some(&Section::Header(None)))))
+        MessageDataItemName::Rfc822 => {
+            MessageDataItem::Rfc822(nstring(parsed?.section_bytes(None)))
         }
+        MessageDataItemName::Rfc822Header => MessageDataItem::Rfc822Header(nstring(
+            parsed?.section_bytes(Some(&Section::Header(None))),
+        )),
         MessageDataItemName::Rfc822Text => {
-            MessageDataItem::Rfc822Text(nstring(parsed?.section(Some(&Section::Text(None)))))
+            MessageDataItem::Rfc822Text(nstring(parsed?.section_bytes(Some(&Section::Text(None)))))
         }
         MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. } => return None,
     })
 }
 
 /// `BODY[...]<origin.length>`: the bytes from `origin`, at most `length`.
-fn cut(mut bytes: Vec<u8>, origin: u32, length: u32) -> Vec<u8> {
+fn cut(bytes: Cow<'_, [u8]>, origin: u32, length: u32) -> Cow<'_, [u8]> {
     let start = (origin as usize).min(bytes.len());
     let end = start.saturating_add(length as usize).min(bytes.len());
-    bytes.truncate(end);
-    bytes.drain(..start);
-    bytes
+    match bytes {
+        Cow::Borrowed(all) => Cow::Borrowed(&all[start..end]),
+        Cow::Owned(mut all) => {
+            all.truncate(end);
+            all.drain(..start);
+            Cow::Owned(all)
+        }
+    }
 }
 
 /// A literal of `bytes`. IMAP literals cannot carry NUL: like Dovecot, a NUL
 /// byte of a stored message is sent as 0x80.
-fn nstring(mut bytes: Vec<u8>) -> NString<'static> {
-    for byte in &mut bytes {
-        if *byte == 0 {
-            *byte = 0x80;
-        }
-    }
+fn nstring(bytes: Cow<'_, [u8]>) -> NString<'_> {
+    let bytes = if memchr::memchr(0, &bytes).is_some() {
+        Cow::Owned(
+            bytes
+                .iter()
+                .map(|&b| if b == 0 { 0x80 } else { b })
+                .collect(),
+        )
+    } else {
+        bytes
+    };
     NString(Some(IString::Literal(Literal::unvalidated(bytes))))
 }
 
@@ -333,9 +383,9 @@ pub(super) fn internal_date(at: SystemTime) -> DateTime {
 }
 
 /// An unsolicited `* n FETCH (FLAGS (...) UID u)` for a change made elsewhere.
-pub(super) fn flags_update(number: usize, message: &FolderMessage) -> Data<'static> {
-    let mut items = vec![MessageDataItem::Flags(view::fetch_flags(&message.flags))];
-    items.extend(uid_item(message.uid));
+pub(super) fn flags_update(number: usize, uid: u32, flags: &Flags) -> Data<'static> {
+    let mut items = vec![MessageDataItem::Flags(view::fetch_flags(flags))];
+    items.extend(uid_item(uid));
     Data::Fetch {
         seq: NonZeroU32::new(number as u32).unwrap_or(NonZeroU32::MIN),
         items: Vec1::try_from(items).expect("FLAGS is there"),

@@ -19,7 +19,8 @@ use imap_types::fetch::MacroOrMessageDataItemNames;
 use imap_types::flag::{Flag, StoreResponse};
 use imap_types::response::{Code, Data, Greeting, GreetingKind, StatusKind};
 use imap_types::status::StatusDataItemName;
-use sokkel_message::{FlagEdit, Flags, MailboxError, MessageId};
+use sokkel_message::{FlagEdit, Flags, Folder, MailboxError, MessageId};
+use sokkel_net::server::output_backed_up;
 
 mod auth;
 mod mailboxes;
@@ -32,10 +33,6 @@ use super::reply::{self, Offer};
 use super::search::SearchJob;
 use super::view::{self, Changes, View};
 use super::{Answer, FolderState, Peer, Request, SessionConfig, Step, StoreCall, StoreReply};
-
-/// Output past this size is flushed before the next command is read, so a
-/// client that pipelines without reading cannot grow it without bound.
-const FLUSH_AT: usize = 256 << 10;
 
 /// What the next input line is.
 #[derive(Debug)]
@@ -134,6 +131,12 @@ enum Job {
     Append {
         tag: Tag<'static>,
     },
+    /// The target of a COPY, MOVE or APPEND must exist first.
+    TargetExists {
+        tag: Tag<'static>,
+        name: String,
+        then: Box<(Job, StoreCall)>,
+    },
     FolderChange {
         tag: Tag<'static>,
         missing: Code<'static>,
@@ -223,7 +226,9 @@ impl Session {
                 // The shell still owes the answer to the last request.
                 return (pos, Step::NeedMore);
             }
-            if out.len() >= FLUSH_AT {
+            // A client that pipelines without reading cannot grow the output
+            // without bound: it is flushed before the next command is read.
+            if output_backed_up(out) {
                 return (pos, Step::Flush);
             }
             let (consumed, event) = self.framer.feed(&input[pos..]);
@@ -403,10 +408,57 @@ impl Session {
         }
     }
 
+    /// Runs a command, if the session's state allows it.
     fn command(&mut self, command: Command<'static>, out: &mut Vec<u8>) -> Option<Step> {
         let Command { tag, body } = command;
-        let logged_in = self.user.is_some();
-        let selected = self.view.is_some();
+        let step = match body {
+            CommandBody::Capability
+            | CommandBody::Noop
+            | CommandBody::Logout
+            | CommandBody::Id { .. } => self.any_state(tag, body, out),
+            CommandBody::StartTLS
+            | CommandBody::Login { .. }
+            | CommandBody::Authenticate { .. } => {
+                if self.user.is_some() {
+                    self.error(out, Some(&tag), "Already logged in");
+                    None
+                } else {
+                    self.not_authenticated(tag, body, out)
+                }
+            }
+            _ if self.user.is_none() => {
+                self.error(out, Some(&tag), "Log in first");
+                None
+            }
+            CommandBody::Check
+            | CommandBody::Close
+            | CommandBody::Unselect
+            | CommandBody::Expunge
+            | CommandBody::ExpungeUid { .. }
+            | CommandBody::Search { .. }
+            | CommandBody::Fetch { .. }
+            | CommandBody::Store { .. }
+            | CommandBody::Copy { .. }
+            | CommandBody::Move { .. } => {
+                if self.view.is_some() {
+                    self.selected(tag, body, out)
+                } else {
+                    self.error(out, Some(&tag), "No mailbox selected");
+                    None
+                }
+            }
+            body => self.authenticated(tag, body, out),
+        };
+        step.or_else(|| self.request.take().map(Step::Request))
+    }
+
+    /// CAPABILITY, NOOP, LOGOUT and ID.
+    fn any_state(
+        &mut self,
+        tag: Tag<'static>,
+        body: CommandBody<'static>,
+        out: &mut Vec<u8>,
+    ) -> Option<Step> {
         match body {
             CommandBody::Capability => {
                 reply::data(out, Data::Capability(self.capabilities()));
@@ -436,7 +488,20 @@ impl Session {
                 );
                 self.finish(out, Finish::ok(tag, "ID completed"));
             }
-            CommandBody::StartTLS if !logged_in => {
+            _ => self.error(out, Some(&tag), "Command not supported"),
+        }
+        None
+    }
+
+    /// STARTTLS, LOGIN and AUTHENTICATE.
+    fn not_authenticated(
+        &mut self,
+        tag: Tag<'static>,
+        body: CommandBody<'static>,
+        out: &mut Vec<u8>,
+    ) -> Option<Step> {
+        match body {
+            CommandBody::StartTLS => {
                 if !self.config.tls_available || self.tls {
                     self.finish_now(out, Finish::no(tag, None, "STARTTLS is not available here"));
                 } else {
@@ -451,7 +516,7 @@ impl Session {
                     return Some(Step::StartTls);
                 }
             }
-            CommandBody::Login { username, password } if !logged_in => {
+            CommandBody::Login { username, password } => {
                 let user = String::from_utf8_lossy(username.as_ref()).into_owned();
                 let password = String::from_utf8_lossy(password.declassify().as_ref()).into_owned();
                 return self.check_login(tag, user, password, out);
@@ -459,7 +524,7 @@ impl Session {
             CommandBody::Authenticate {
                 mechanism,
                 initial_response,
-            } if !logged_in => {
+            } => {
                 if mechanism != AuthMechanism::Plain {
                     self.finish_now(
                         out,
@@ -475,12 +540,19 @@ impl Session {
                     return Some(Step::Flush);
                 }
             }
-            CommandBody::StartTLS
-            | CommandBody::Login { .. }
-            | CommandBody::Authenticate { .. } => {
-                self.error(out, Some(&tag), "Already logged in");
-            }
-            _ if !logged_in => self.error(out, Some(&tag), "Log in first"),
+            _ => self.error(out, Some(&tag), "Command not supported"),
+        }
+        None
+    }
+
+    /// The commands of the authenticated state (also allowed once selected).
+    fn authenticated(
+        &mut self,
+        tag: Tag<'static>,
+        body: CommandBody<'static>,
+        out: &mut Vec<u8>,
+    ) -> Option<Step> {
+        match body {
             CommandBody::Select { mailbox, .. } => return self.open(tag, &mailbox, false, out),
             CommandBody::Examine { mailbox, .. } => return self.open(tag, &mailbox, true, out),
             CommandBody::Create { mailbox } => return self.create(tag, &mailbox, out),
@@ -558,20 +630,19 @@ impl Session {
                 self.finish(out, Finish::ok(tag, "NAMESPACE completed"));
             }
             CommandBody::Idle => return self.idle(tag, out),
-            CommandBody::Check
-            | CommandBody::Close
-            | CommandBody::Unselect
-            | CommandBody::Expunge
-            | CommandBody::ExpungeUid { .. }
-            | CommandBody::Search { .. }
-            | CommandBody::Fetch { .. }
-            | CommandBody::Store { .. }
-            | CommandBody::Copy { .. }
-            | CommandBody::Move { .. }
-                if !selected =>
-            {
-                self.error(out, Some(&tag), "No mailbox selected");
-            }
+            _ => self.error(out, Some(&tag), "Command not supported"),
+        }
+        None
+    }
+
+    /// The commands on the selected folder's messages.
+    fn selected(
+        &mut self,
+        tag: Tag<'static>,
+        body: CommandBody<'static>,
+        out: &mut Vec<u8>,
+    ) -> Option<Step> {
+        match body {
             CommandBody::Check => self.finish(out, Finish::ok(tag, "CHECK completed")),
             CommandBody::Close => return self.close(tag, out),
             CommandBody::Unselect => {
@@ -633,7 +704,7 @@ impl Session {
             } => return self.copy(tag, &sequence_set, &mailbox, uid, true, out),
             _ => self.error(out, Some(&tag), "Command not supported"),
         }
-        self.request.take().map(Step::Request)
+        None
     }
 
     fn view(&self) -> &View {
@@ -653,6 +724,31 @@ impl Session {
     fn store_call(&mut self, job: Job, call: StoreCall) -> Option<Step> {
         self.job = Some(job);
         Some(Step::Request(Request::Store(call)))
+    }
+
+    /// Makes the store call into `target` once the target exists: a COPY,
+    /// MOVE or APPEND into a tag's folder that does not exist gets
+    /// `NO [TRYCREATE]` (RFC 3501 section 6.4.7), so a client can CREATE it and
+    /// try again rather than make a tag by a typo.
+    fn store_call_into(
+        &mut self,
+        target: &Folder,
+        tag: Tag<'static>,
+        job: Job,
+        call: StoreCall,
+    ) -> Option<Step> {
+        match target {
+            Folder::Tag(name) => {
+                let then = Box::new((job, call));
+                let check = Job::TargetExists {
+                    tag,
+                    name: name.clone(),
+                    then,
+                };
+                self.store_call(check, StoreCall::FolderNames)
+            }
+            _ => self.store_call(job, call),
+        }
     }
 
     fn idle(&mut self, tag: Tag<'static>, out: &mut Vec<u8>) -> Option<Step> {
@@ -726,8 +822,8 @@ impl Session {
                 }
             }
         }
-        if view.entries.len() != view.announced {
-            view.announced = view.entries.len();
+        if view.len() != view.announced {
+            view.announced = view.len();
             reply::data(out, Data::Exists(view.announced as u32));
         }
         let mut uids: BTreeSet<u32> = changes.map(|c| c.flags).unwrap_or_default();
@@ -738,11 +834,12 @@ impl Session {
             .collect();
         numbered.sort_unstable();
         for (number, _) in numbered {
-            let entry = &view.entries[number - 1];
-            if entry.gone {
+            if view.gone(number - 1) {
                 continue;
             }
-            reply::data(out, super::fetch::flags_update(number, &entry.message));
+            let data =
+                super::fetch::flags_update(number, view.uid(number - 1), &view.flags(number - 1));
+            reply::data(out, data);
         }
     }
 
@@ -841,6 +938,16 @@ impl Session {
                 self.finish(out, Finish::ok(tag, "EXPUNGE completed"));
                 None
             }
+            (Job::TargetExists { tag, name, then }, StoreReply::FolderNames(names)) => {
+                if names.iter().any(|n| n.eq_ignore_ascii_case(&name)) {
+                    let (job, call) = *then;
+                    self.store_call(job, call)
+                } else {
+                    let code = Code::TryCreate;
+                    self.finish(out, Finish::no(tag, Some(code), "No such mailbox"));
+                    None
+                }
+            }
             (Job::Append { tag }, StoreReply::Appended { uid_validity, uid }) => {
                 let mut finish = Finish::ok(tag, "APPEND completed");
                 if let (Some(validity), Some(uid)) =
@@ -907,6 +1014,7 @@ impl Session {
             | Job::MoveExpunge { tag, .. }
             | Job::Expunge { tag, .. }
             | Job::Append { tag }
+            | Job::TargetExists { tag, .. }
             | Job::FolderChange { tag, .. } => tag,
             Job::Fetch(job) => job.tag,
             Job::Search(job) => job.tag,

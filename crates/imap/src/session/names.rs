@@ -27,14 +27,14 @@ pub(super) enum Name {
 
 impl Name {
     /// What a client's mailbox argument names; `None` if it is not valid
-    /// modified UTF-7 (nor UTF-8).
-    pub(super) fn parse(mailbox: &Mailbox<'_>) -> Option<Name> {
+    /// modified UTF-7 (nor UTF-8). After `ENABLE UTF8=ACCEPT` (`utf8`) names
+    /// are UTF-8 as they are, `&` included (RFC 6855 section 3).
+    pub(super) fn parse(mailbox: &Mailbox<'_>, utf8: bool) -> Option<Name> {
         let bytes = match mailbox {
             Mailbox::Inbox => return Some(Name::Inbox),
             Mailbox::Other(other) => other.as_ref(),
         };
-        let name = decode_utf7(bytes)?;
-        Some(Name::from_decoded(name))
+        Some(Name::from_decoded(decode(bytes, utf8)?))
     }
 
     /// The folder a decoded name means.
@@ -97,6 +97,16 @@ fn engine() -> GeneralPurpose {
             .with_encode_padding(false)
             .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireNone),
     )
+}
+
+/// A name or pattern as the client sent it: UTF-8 once it enabled UTF8=ACCEPT,
+/// modified UTF-7 before.
+pub(super) fn decode(bytes: &[u8], utf8: bool) -> Option<String> {
+    if utf8 {
+        String::from_utf8(bytes.to_vec()).ok()
+    } else {
+        decode_utf7(bytes)
+    }
 }
 
 /// Modified UTF-7 (RFC 3501 section 5.1.3): `&` starts base64 of UTF-16,

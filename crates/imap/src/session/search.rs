@@ -14,10 +14,10 @@ use imap_types::search::SearchKey;
 
 use super::fetch::{BATCH, internal_date};
 use super::machine::Finish;
-use super::view::{self, View, has};
+use super::view::{self, Details, View, has};
 use super::{StoreCall, StoreReply};
 use crate::message::Parsed;
-use sokkel_message::FolderMessage;
+use sokkel_message::{Flags, FolderMessage};
 
 /// A SEARCH in progress.
 #[derive(Debug)]
@@ -31,6 +31,8 @@ pub(super) struct SearchJob {
     /// Waiting for the raw messages of these UIDs.
     pending: Vec<u32>,
     hits: Vec<u32>,
+    /// Sizes and dates, for LARGER, SMALLER, BEFORE, ON, SINCE.
+    details: Option<Details>,
 }
 
 impl SearchJob {
@@ -61,12 +63,7 @@ impl SearchJob {
         } else {
             SearchKey::And(Vec1::try_from(keys).expect("criteria are never empty"))
         };
-        let uids = view
-            .entries
-            .iter()
-            .filter(|e| !e.gone)
-            .map(|e| e.message.uid)
-            .collect();
+        let uids = view.live().map(|i| view.uid(i)).collect();
         Ok(SearchJob {
             tag,
             uid,
@@ -75,6 +72,7 @@ impl SearchJob {
             done: 0,
             pending: Vec::new(),
             hits: Vec::new(),
+            details: None,
         })
     }
 
@@ -85,6 +83,15 @@ impl SearchJob {
         out: &mut Vec<u8>,
     ) -> Result<(SearchJob, StoreCall), Box<Finish>> {
         let folder = view.folder.clone();
+        if let Some(folder) = &folder
+            && self.details.is_none()
+            && reads_details(&self.key)
+        {
+            let call = StoreCall::Open {
+                folder: folder.clone(),
+            };
+            return Ok((self, call));
+        }
         match folder {
             Some(folder) if reads_content(&self.key) => {
                 let batch: Vec<u32> = self
@@ -100,7 +107,7 @@ impl SearchJob {
                 let ids = batch
                     .iter()
                     .filter_map(|&uid| view.number_of(uid))
-                    .map(|n| view.entries[n - 1].message.id)
+                    .map(|n| view.id(n - 1))
                     .collect();
                 self.pending = batch;
                 Ok((self, StoreCall::Raw { folder, ids }))
@@ -124,10 +131,17 @@ impl SearchJob {
         view: &View,
         _out: &mut Vec<u8>,
     ) -> Result<SearchJob, Box<Finish>> {
-        let StoreReply::Raw(raws) = reply else {
-            return Err(Box::new(
-                Finish::no(self.tag, None, "Unexpected answer from the store").held(),
-            ));
+        let raws = match reply {
+            StoreReply::Raw(raws) => raws,
+            StoreReply::Opened(state) if self.details.is_none() => {
+                self.details = Some(Details::new(state));
+                return Ok(self);
+            }
+            _ => {
+                return Err(Box::new(
+                    Finish::no(self.tag, None, "Unexpected answer from the store").held(),
+                ));
+            }
         };
         let batch = std::mem::take(&mut self.pending);
         self.done += batch.len();
@@ -147,9 +161,11 @@ impl SearchJob {
         };
         let context = Context {
             number: number as u32,
-            message: &view.entries[number - 1].message,
-            last_number: view.entries.len() as u32,
-            last_uid: view.entries.last().map_or(0, |e| e.message.uid),
+            uid,
+            flags: view.flags(number - 1),
+            details: self.details.as_ref().and_then(|d| d.get(uid)),
+            last_number: view.len() as u32,
+            last_uid: view.last_uid(),
             parsed,
         };
         context.eval(&self.key)
@@ -199,10 +215,30 @@ fn reads_content(key: &SearchKey<'_>) -> bool {
     }
 }
 
+/// Whether the key (or one inside it) reads a size or a date, which the view
+/// does not keep.
+fn reads_details(key: &SearchKey<'_>) -> bool {
+    match key {
+        SearchKey::And(keys) => keys.as_ref().iter().any(reads_details),
+        SearchKey::Not(key) => reads_details(key),
+        SearchKey::Or(a, b) => reads_details(a) || reads_details(b),
+        SearchKey::Larger(_)
+        | SearchKey::Smaller(_)
+        | SearchKey::Before(_)
+        | SearchKey::On(_)
+        | SearchKey::Since(_)
+        | SearchKey::ModSequence { .. } => true,
+        _ => false,
+    }
+}
+
 /// One message as the keys see it.
 struct Context<'a> {
     number: u32,
-    message: &'a FolderMessage,
+    uid: u32,
+    flags: Flags,
+    /// Its size and date (when a key asks for them and it is still there).
+    details: Option<&'a FolderMessage>,
     last_number: u32,
     last_uid: u32,
     parsed: Option<&'a Parsed>,
@@ -210,13 +246,13 @@ struct Context<'a> {
 
 impl Context<'_> {
     fn eval(&self, key: &SearchKey<'_>) -> bool {
-        let flags = &self.message.flags;
+        let flags = &self.flags;
         match key {
             SearchKey::And(keys) => keys.as_ref().iter().all(|k| self.eval(k)),
             SearchKey::Not(key) => !self.eval(key),
             SearchKey::Or(a, b) => self.eval(a) || self.eval(b),
             SearchKey::SequenceSet(set) => view::set_contains(set, self.number, self.last_number),
-            SearchKey::Uid(set) => view::set_contains(set, self.message.uid, self.last_uid),
+            SearchKey::Uid(set) => view::set_contains(set, self.uid, self.last_uid),
             SearchKey::All => true,
             SearchKey::Answered => has(flags, "\\Answered"),
             SearchKey::Unanswered => !has(flags, "\\Answered"),
@@ -234,12 +270,14 @@ impl Context<'_> {
             // nothing, OLD finds everything.
             SearchKey::Recent | SearchKey::New => false,
             SearchKey::Old => true,
-            SearchKey::Larger(n) => self.message.size > u64::from(*n),
-            SearchKey::Smaller(n) => self.message.size < u64::from(*n),
-            SearchKey::Before(date) => self.date() < *date.as_ref(),
-            SearchKey::On(date) => self.date() == *date.as_ref(),
-            SearchKey::Since(date) => self.date() >= *date.as_ref(),
-            SearchKey::ModSequence { modseq, .. } => self.message.modseq >= *modseq,
+            SearchKey::Larger(n) => self.details.is_some_and(|m| m.size > u64::from(*n)),
+            SearchKey::Smaller(n) => self.details.is_some_and(|m| m.size < u64::from(*n)),
+            SearchKey::Before(date) => self.date().is_some_and(|d| d < *date.as_ref()),
+            SearchKey::On(date) => self.date().is_some_and(|d| d == *date.as_ref()),
+            SearchKey::Since(date) => self.date().is_some_and(|d| d >= *date.as_ref()),
+            SearchKey::ModSequence { modseq, .. } => {
+                self.details.is_some_and(|m| m.modseq >= *modseq)
+            }
             content => self
                 .parsed
                 .and_then(|p| p.matches(content))
@@ -247,9 +285,8 @@ impl Context<'_> {
         }
     }
 
-    fn date(&self) -> NaiveDate {
-        internal_date(self.message.received_at)
-            .as_ref()
-            .date_naive()
+    fn date(&self) -> Option<NaiveDate> {
+        let at = self.details?.received_at;
+        Some(internal_date(at).as_ref().date_naive())
     }
 }

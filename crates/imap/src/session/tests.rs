@@ -1576,3 +1576,132 @@ fn hostile_input_never_panics_and_the_session_ends_or_goes_on() {
         }
     }
 }
+
+#[test]
+fn a_big_fetch_hands_each_batch_out_before_reading_the_next() {
+    let body = "x".repeat(2000);
+    let messages: Vec<String> = (0..300)
+        .map(|i| format!("Subject: {i}\r\n\r\n{body}\r\n"))
+        .collect();
+    let refs: Vec<&str> = messages.iter().map(String::as_str).collect();
+    let mut client = Client::selected(&refs);
+    let mut out = Vec::new();
+    let mut input: &[u8] = b"c FETCH 1:* BODY.PEEK[]\r\n";
+    let mut largest = 0;
+    let mut batches = 0;
+    loop {
+        let (n, step) = client.session.advance(input, &mut out);
+        input = &input[n..];
+        match step {
+            Step::Request(Request::Store(call)) => {
+                if matches!(call, StoreCall::Raw { .. }) {
+                    batches += 1;
+                }
+                // The shell writes what is there before it runs the call.
+                largest = largest.max(out.len());
+                out.clear();
+                let reply = client.model.call(call);
+                client.session.answer(Answer::Store(Ok(reply)), &mut out);
+            }
+            Step::NeedMore => break,
+            step => panic!("{step:?}"),
+        }
+    }
+    assert_eq!(batches, 300usize.div_ceil(super::fetch::BATCH));
+    assert!(largest < 70 * 2100, "{largest} bytes held at once");
+    assert!(String::from_utf8_lossy(&out).ends_with("c OK FETCH completed\r\n"));
+}
+
+#[test]
+fn utf8_names_are_taken_as_they_are_once_enabled() {
+    let mut client = Client::loopback();
+    client.cmd("a LOGIN morty \"s3cret pass\"");
+    client.cmd("b ENABLE UTF8=ACCEPT");
+    table(
+        &mut client,
+        &[
+            // `&` is itself in UTF-8 names, not the start of modified UTF-7.
+            ("c CREATE \"Tom & Jerry\"", "c OK Done\n"),
+            (
+                "d LIST \"\" \"Tom*\"",
+                "* LIST (\\HasNoChildren) \"/\" \"Tom & Jerry\"\nd OK LIST completed\n",
+            ),
+            ("e CREATE \"Entwürfe\"", "e OK Done\n"),
+            (
+                "f STATUS \"Entwürfe\" (MESSAGES)",
+                "* STATUS \"Entwürfe\" (MESSAGES 0)\nf OK STATUS completed\n",
+            ),
+        ],
+    );
+    assert!(client.model.tag_next.contains_key("Tom & Jerry"));
+}
+
+#[test]
+fn copy_and_append_into_a_missing_folder_ask_the_client_to_create_it() {
+    let mut client = Client::selected(&[&msg("one")]);
+    table(
+        &mut client,
+        &[
+            ("c COPY 1 Wrok", "c NO [TRYCREATE] No such mailbox\n"),
+            ("d UID MOVE 1 Wrok", "d NO [TRYCREATE] No such mailbox\n"),
+            (
+                "e APPEND Drafts {1+}\r\nx",
+                "e NO [TRYCREATE] No such mailbox\n",
+            ),
+            ("f CREATE Drafts", "f OK Done\n"),
+            (
+                "g APPEND drafts {1+}\r\nx",
+                "* 2 EXISTS\ng OK [APPENDUID 7 2] APPEND completed\n",
+            ),
+        ],
+    );
+    assert!(!client.model.tag_next.contains_key("Wrok"));
+    assert!(client.model.inbox[&1].tags.is_empty());
+}
+
+#[test]
+fn a_nul_byte_in_a_stored_message_is_sent_as_0x80() {
+    let mut client = Client::selected(&["Subject: nul\r\n\r\na\0b\r\n"]);
+    let mut out = Vec::new();
+    let mut input: &[u8] = b"c FETCH 1 BODY.PEEK[TEXT]\r\n";
+    loop {
+        let (n, step) = client.session.advance(input, &mut out);
+        input = &input[n..];
+        match step {
+            Step::Request(Request::Store(call)) => {
+                let reply = client.model.call(call);
+                client.session.answer(Answer::Store(Ok(reply)), &mut out);
+            }
+            _ => break,
+        }
+    }
+    assert_eq!(
+        out,
+        b"* 1 FETCH (BODY[TEXT] {5}\r\na\x80b\r\n)\r\nc OK FETCH completed\r\n"
+    );
+}
+
+#[test]
+fn sizes_and_dates_are_read_from_the_store_for_the_command_that_asks() {
+    let mut client = Client::selected(&[&msg("one"), &msg("two")]);
+    client.model.calls.clear();
+    client.cmd("c FETCH 1:* (UID FLAGS)");
+    assert!(
+        !client.model.calls.iter().any(|c| c.starts_with("Open")),
+        "{:?}",
+        client.model.calls
+    );
+    // A message deleted elsewhere (its EXPUNGE held) has no size to show.
+    client.model.delete(1);
+    assert_eq!(
+        client.cmd("d FETCH 1:* RFC822.SIZE"),
+        format!(
+            "* 2 FETCH (RFC822.SIZE {})\r\nd OK FETCH completed\r\n",
+            msg("two").len()
+        )
+    );
+    assert_eq!(
+        client.cmd("e SEARCH SINCE 1-Jan-2020"),
+        "* SEARCH 2\r\ne OK SEARCH completed\r\n"
+    );
+}

@@ -44,7 +44,7 @@ impl Session {
         mailbox: &Mailbox<'_>,
         out: &mut Vec<u8>,
     ) -> Option<Name> {
-        let name = Name::parse(mailbox);
+        let name = Name::parse(mailbox, self.utf8);
         if name.is_none() {
             self.finish_now(
                 out,
@@ -100,15 +100,7 @@ impl Session {
             return;
         };
         let view = View::new(self.folder(&name), read_only, state);
-        let mut keywords: Vec<&str> = Vec::new();
-        for entry in &view.entries {
-            for name in &entry.message.flags.other {
-                if !name.starts_with('\\') && !keywords.iter().any(|k| k.eq_ignore_ascii_case(name))
-                {
-                    keywords.push(name);
-                }
-            }
-        }
+        let keywords = view.keywords();
         let mut flags = vec![
             Flag::Answered,
             Flag::Flagged,
@@ -135,11 +127,11 @@ impl Session {
             Some(Code::PermanentFlags(permanent)),
             "Flags permitted",
         );
-        reply::data(out, Data::Exists(view.entries.len() as u32));
+        reply::data(out, Data::Exists(view.len() as u32));
         // RFC 3501 allows a server to never flag a message \Recent: sokkel has no
         // notion of a first session to see a message, so RECENT is always 0.
         reply::data(out, Data::Recent(0));
-        if let Some(first) = view.entries.iter().position(|e| !e.message.flags.seen) {
+        if let Some(first) = (0..view.len()).position(|i| !view.seen(i)) {
             if let Ok(code) = Code::unseen(first as u32 + 1) {
                 reply::status(out, None, StatusKind::Ok, Some(code), "First unseen");
             }
@@ -247,11 +239,11 @@ impl Session {
     ) -> Option<Step> {
         let reference = match reference {
             Mailbox::Inbox => Some("INBOX".to_owned()),
-            Mailbox::Other(other) => names::decode_utf7(other.as_ref()),
+            Mailbox::Other(other) => names::decode(other.as_ref(), self.utf8),
         };
         let pattern = match wildcard {
-            ListMailbox::Token(token) => names::decode_utf7(token.as_ref()),
-            ListMailbox::String(string) => names::decode_utf7(string.as_ref()),
+            ListMailbox::Token(token) => names::decode(token.as_ref(), self.utf8),
+            ListMailbox::String(string) => names::decode(string.as_ref(), self.utf8),
         };
         let (Some(reference), Some(pattern)) = (reference, pattern) else {
             self.finish_now(
@@ -487,15 +479,14 @@ impl Session {
             );
             return None;
         };
-        self.store_call(
-            Job::Append { tag },
-            StoreCall::Append {
-                folder,
-                raw,
-                flags,
-                received_at,
-            },
-        )
+        let job = Job::Append { tag: tag.clone() };
+        let call = StoreCall::Append {
+            folder: folder.clone(),
+            raw,
+            flags,
+            received_at,
+        };
+        self.store_call_into(&folder, tag, job, call)
     }
 }
 

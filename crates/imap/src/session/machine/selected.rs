@@ -20,10 +20,9 @@ impl Session {
     pub(super) fn close(&mut self, tag: Tag<'static>, out: &mut Vec<u8>) -> Option<Step> {
         let view = self.view();
         let ids: Vec<MessageId> = view
-            .entries
-            .iter()
-            .filter(|e| !e.gone && view::has(&e.message.flags, "\\Deleted"))
-            .map(|e| e.message.id)
+            .live()
+            .filter(|&i| view.has(i, "\\Deleted"))
+            .map(|i| view.id(i))
             .collect();
         match (&view.folder, view.read_only || ids.is_empty()) {
             (Some(folder), false) => {
@@ -57,12 +56,10 @@ impl Session {
         }
         let chosen = set.map(|set| view.resolve(&set, true));
         let ids: Vec<MessageId> = view
-            .entries
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| chosen.as_ref().is_none_or(|c| c.binary_search(i).is_ok()))
-            .filter(|(_, e)| !e.gone && view::has(&e.message.flags, "\\Deleted"))
-            .map(|(_, e)| e.message.id)
+            .live()
+            .filter(|i| chosen.as_ref().is_none_or(|c| c.binary_search(i).is_ok()))
+            .filter(|&i| view.has(i, "\\Deleted"))
+            .map(|i| view.id(i))
             .collect();
         match (&view.folder, ids.is_empty()) {
             (Some(folder), false) => {
@@ -96,14 +93,13 @@ impl Session {
             );
             return self.request.take().map(Step::Request);
         }
-        let chosen: Vec<&view::Entry> = view
+        let chosen: Vec<usize> = view
             .resolve(set, uid)
             .into_iter()
-            .map(|i| &view.entries[i])
-            .filter(|e| !e.gone)
+            .filter(|&i| !view.gone(i))
             .collect();
-        let uids: Vec<u32> = chosen.iter().map(|e| e.message.uid).collect();
-        let ids: Vec<MessageId> = chosen.iter().map(|e| e.message.id).collect();
+        let uids: Vec<u32> = chosen.iter().map(|&i| view.uid(i)).collect();
+        let ids: Vec<MessageId> = chosen.iter().map(|&i| view.id(i)).collect();
         match (&view.folder, ids.is_empty()) {
             (Some(folder), false) => {
                 let call = StoreCall::SetFlags {
@@ -139,8 +135,8 @@ impl Session {
         if let Some(view) = self.view.as_mut() {
             for uid in &uids {
                 if let Some(n) = view.number_of(*uid) {
-                    let entry = &mut view.entries[n - 1];
-                    entry.message.flags = view::apply(&entry.message.flags, edit);
+                    let flags = view::apply(&view.flags(n - 1), edit);
+                    view.set_flags(n - 1, flags);
                 }
             }
         }
@@ -169,14 +165,13 @@ impl Session {
             );
             return self.request.take().map(Step::Request);
         }
-        let chosen: Vec<&view::Entry> = view
+        let chosen: Vec<usize> = view
             .resolve(set, uid)
             .into_iter()
-            .map(|i| &view.entries[i])
-            .filter(|e| !e.gone)
+            .filter(|&i| !view.gone(i))
             .collect();
-        let uids: Vec<u32> = chosen.iter().map(|e| e.message.uid).collect();
-        let ids: Vec<MessageId> = chosen.iter().map(|e| e.message.id).collect();
+        let uids: Vec<u32> = chosen.iter().map(|&i| view.uid(i)).collect();
+        let ids: Vec<MessageId> = chosen.iter().map(|&i| view.id(i)).collect();
         let text = if moving {
             "MOVE completed"
         } else {
@@ -215,20 +210,18 @@ impl Session {
             }
             Some(target) => {
                 let job = Job::Copy(CopyJob {
-                    tag,
+                    tag: tag.clone(),
                     uids,
                     ids: ids.clone(),
                     to,
                     moving,
                 });
-                self.store_call(
-                    job,
-                    StoreCall::Copy {
-                        from,
-                        ids,
-                        to: target,
-                    },
-                )
+                let call = StoreCall::Copy {
+                    from,
+                    ids,
+                    to: target.clone(),
+                };
+                self.store_call_into(&target, tag, job, call)
             }
         }
     }
