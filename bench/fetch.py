@@ -240,6 +240,9 @@ service anvil {{
 """
 
 
+RUNNING_DOVECOTS = []  # stopped on the way out, mail processes and all
+
+
 class Dovecot:
     """A throwaway Dovecot: its config, maildir and runtime files under `dir`."""
 
@@ -276,6 +279,7 @@ class Dovecot:
         self.seq = 0
 
     def start(self):
+        RUNNING_DOVECOTS.append(self)
         self.proc = start([DOVECOT, "-F", "-c", self.conf], stdout=subprocess.DEVNULL,
                           stderr=open(os.path.join(self.dir, "stderr"), "wb"))
         for addr in self.addrs.values():
@@ -942,6 +946,11 @@ def main():
         log("interrupted")
         status = 130
     finally:
+        # A second Ctrl-C or SIGTERM must not cut the cleanup short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for dovecot in RUNNING_DOVECOTS:
+            dovecot.stop()
         stop_all()
         shutil.rmtree(work, ignore_errors=True)
     figures["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
