@@ -12,11 +12,14 @@ use tokio::sync::Semaphore;
 
 use crate::session::{FolderState, StoreCall, StoreReply};
 
-/// Store calls one server runs at once. More would only queue for the store's
-/// own connections, and each extra blocking thread that allocates a folder
-/// listing keeps an allocator arena of its own: 100 sessions selecting a
-/// 10,000-message INBOX at once would hold tens of MB in arenas.
-const CONCURRENT_CALLS: usize = 8;
+/// Store calls one server runs at once. A call is mostly CPU work in the
+/// store (its pages are cached), so more at once only queue for the cores,
+/// and each extra blocking thread that allocates a folder listing keeps an
+/// allocator arena of its own: with 8, 100 sessions selecting a
+/// 10,000-message INBOX held 43 MB above the catcher's baseline, with 2,
+/// 28 MB (bench/fetch.py's rss section). Polls are shared ([`SharedPolls`]),
+/// so IDLE push to many sessions needs no more.
+const CONCURRENT_CALLS: usize = 2;
 
 /// The store as every session of one server calls it.
 pub(crate) struct StoreCalls {
