@@ -187,7 +187,7 @@ fn settings(config: &ImapConfig) -> Settings {
         command_timeout: config.idle_timeout,
         shortest_wait: config.idle_timeout,
         write_timeout: config.idle_timeout,
-        handshake_timeout: config.idle_timeout,
+        handshake_timeout: config.idle_timeout.min(driver::HANDSHAKE_TIMEOUT),
         shutdown_grace: config.shutdown_grace,
         busy_reply: BUSY_REPLY.to_vec(),
     }

@@ -49,6 +49,12 @@ use crate::server::{
 };
 use crate::tls::ServerStream;
 
+/// The longest a TLS handshake should take, however long a protocol's command
+/// timeout is: a client that connects to an implicit-TLS port (or says
+/// STARTTLS) and then sends nothing should not hold a session slot for minutes.
+/// Shells set [`Settings::handshake_timeout`] to at most this.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long a busy reply to a refused connection may take to be written.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -134,7 +134,7 @@ pub async fn serve(
         command_timeout: config.command_timeout,
         shortest_wait: config.command_timeout,
         write_timeout: config.command_timeout,
-        handshake_timeout: config.command_timeout,
+        handshake_timeout: config.command_timeout.min(driver::HANDSHAKE_TIMEOUT),
         shutdown_grace: config.shutdown_grace,
         busy_reply: b"-ERR [SYS/TEMP] too many sessions; try again later\r\n".to_vec(),
     };

@@ -30,11 +30,6 @@ use tokio_rustls::TlsAcceptor;
 
 use super::session::{Delivery, Received, Session, SessionConfig, Step};
 
-/// The longest a TLS handshake may take, however long the command timeout is: a
-/// client that connects to the SMTPS port and says nothing should not hold a session
-/// slot for minutes.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Below this much free budget for messages in flight, new DATA and BDAT get
 /// 452 4.3.1: a message needs at least a read buffer's worth to get anywhere.
 const MEMORY_LOW_WATER: usize = 64 << 10;
@@ -128,7 +123,7 @@ pub async fn serve<D: Deliver>(
         command_timeout: config.command_timeout,
         shortest_wait: config.command_timeout.min(config.data_timeout),
         write_timeout: config.command_timeout,
-        handshake_timeout: config.command_timeout.min(HANDSHAKE_TIMEOUT),
+        handshake_timeout: config.command_timeout.min(driver::HANDSHAKE_TIMEOUT),
         shutdown_grace: config.shutdown_grace,
         busy_reply: format!("421 4.7.0 {host} Too many connections; try again later\r\n")
             .into_bytes(),
