@@ -73,6 +73,12 @@ pub struct Peer {
     pub loopback: bool,
 }
 
+/// How many raw bytes one [`StoreReply::Raw`] carries before the shell stops
+/// adding messages to it: a FETCH or SEARCH of 64 messages of 30 MiB each
+/// holds one reply's worth in memory (and its rendering in the output), not
+/// 2 GiB.
+pub const RAW_REPLY_BYTES: usize = 8 << 20;
+
 /// What the shell must do before the session can go on.
 #[derive(Debug)]
 pub enum Step {
@@ -140,7 +146,9 @@ pub enum StoreCall {
         /// The change counter the session last saw.
         seen_modseq: u64,
     },
-    /// The raw messages, in the order of `ids` → [`StoreReply::Raw`].
+    /// The raw messages, in the order of `ids` → [`StoreReply::Raw`]: all of
+    /// them, or only the first ones once those add up to
+    /// [`RAW_REPLY_BYTES`] (at least one); the session asks again for the rest.
     Raw {
         /// The folder they are in.
         folder: Folder,
@@ -225,7 +233,8 @@ pub enum StoreReply {
     /// folder does not exist. A session that cannot apply it asks for the
     /// whole folder with [`StoreCall::Open`].
     Changes(Option<FolderChanges>),
-    /// The raw messages, `None` for one that no longer exists.
+    /// The raw messages of the first ids asked for, in order, `None` for one
+    /// that no longer exists (see [`StoreCall::Raw`]).
     Raw(Vec<Option<Vec<u8>>>),
     /// Done.
     Done,

@@ -197,7 +197,9 @@ impl FetchJob {
                 Ok(self)
             }
             (Stage::Raw(batch), StoreReply::Raw(raws)) => {
-                self.done += batch.len();
+                // The store may answer only the first of the batch (its byte
+                // budget); the rest is asked for next.
+                self.done += raws.len().min(batch.len());
                 for (uid, raw) in batch.into_iter().zip(raws) {
                     // A message deleted meanwhile is left out (RFC 2180 section 4.1.3).
                     let (Some(raw), Some(n)) = (raw, view.number_of(uid)) else {

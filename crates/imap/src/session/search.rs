@@ -106,8 +106,10 @@ impl SearchJob {
                 }
                 let ids = batch
                     .iter()
-                    .filter_map(|&uid| view.number_of(uid))
-                    .map(|n| view.id(n - 1))
+                    .map(|&uid| {
+                        let n = view.number_of(uid).expect("held messages stay in the view");
+                        view.id(n - 1)
+                    })
                     .collect();
                 self.pending = batch;
                 Ok((self, StoreCall::Raw { folder, ids }))
@@ -144,7 +146,9 @@ impl SearchJob {
             }
         };
         let batch = std::mem::take(&mut self.pending);
-        self.done += batch.len();
+        // The store may answer only the first of the batch (its byte budget);
+        // the rest is asked for next.
+        self.done += raws.len().min(batch.len());
         for (uid, raw) in batch.into_iter().zip(raws) {
             let Some(raw) = raw else { continue };
             let parsed = Parsed::new(raw);

@@ -1627,6 +1627,64 @@ fn a_big_fetch_hands_each_batch_out_before_reading_the_next() {
     assert!(String::from_utf8_lossy(&out).ends_with("c OK FETCH completed\r\n"));
 }
 
+/// The shell answers a raw batch only up to its byte budget: a FETCH and a
+/// SEARCH must ask again for the rest and still see every message once.
+#[test]
+fn short_raw_replies_are_asked_again_for_the_rest() {
+    let messages: Vec<String> = (0..10)
+        .map(|i| format!("Subject: m{i}\r\n\r\nbody {i} quokka\r\n"))
+        .collect();
+    let refs: Vec<&str> = messages.iter().map(String::as_str).collect();
+    let mut client = Client::selected(&refs);
+    for (command, expect) in [
+        (
+            "f FETCH 1:* BODY.PEEK[HEADER.FIELDS (SUBJECT)]",
+            "f OK FETCH completed\r\n",
+        ),
+        ("s SEARCH BODY quokka", "s OK SEARCH completed\r\n"),
+    ] {
+        let mut out = Vec::new();
+        let line = format!("{command}\r\n");
+        let mut input = line.as_bytes();
+        let mut raw_calls = 0;
+        loop {
+            let (n, step) = client.session.advance(input, &mut out);
+            input = &input[n..];
+            match step {
+                Step::Request(Request::Store(call)) => {
+                    let is_raw = matches!(call, StoreCall::Raw { .. });
+                    let reply = match client.model.call(call) {
+                        // Two messages a reply, as a store over budget answers.
+                        StoreReply::Raw(mut raws) if is_raw => {
+                            raw_calls += 1;
+                            raws.truncate(2);
+                            StoreReply::Raw(raws)
+                        }
+                        reply => reply,
+                    };
+                    client.session.answer(Answer::Store(Ok(reply)), &mut out);
+                }
+                Step::NeedMore => break,
+                step => panic!("{step:?}"),
+            }
+        }
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.ends_with(expect), "{out}");
+        assert_eq!(raw_calls, 5, "{command}");
+        if command.starts_with('f') {
+            for i in 0..10 {
+                assert_eq!(
+                    out.matches(&format!("Subject: m{i}\r\n")).count(),
+                    1,
+                    "{out}"
+                );
+            }
+        } else {
+            assert!(out.contains("* SEARCH 1 2 3 4 5 6 7 8 9 10\r\n"), "{out}");
+        }
+    }
+}
+
 #[test]
 fn utf8_names_are_taken_as_they_are_once_enabled() {
     let mut client = Client::loopback();

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use sokkel_message::{Folder, FolderChanges, Folders, MailboxError};
 use tokio::sync::Semaphore;
 
-use crate::session::{FolderState, StoreCall, StoreReply};
+use crate::session::{FolderState, RAW_REPLY_BYTES, StoreCall, StoreReply};
 
 /// Store calls one server runs at once. A call is mostly CPU work in the
 /// store (its pages are cached), so more at once only queue for the cores,
@@ -143,11 +143,19 @@ pub(crate) fn execute(
                 StoreReply::Changes(polls.changes(folders, &folder, seen_modseq, now)?)
             }
         }
-        StoreCall::Raw { folder, ids } => StoreReply::Raw(
-            ids.into_iter()
-                .map(|id| folders.raw(&folder, id))
-                .collect::<Result<_, _>>()?,
-        ),
+        StoreCall::Raw { folder, ids } => {
+            let mut raws = Vec::with_capacity(ids.len());
+            let mut bytes = 0;
+            for id in ids {
+                if bytes >= RAW_REPLY_BYTES {
+                    break;
+                }
+                let raw = folders.raw(&folder, id)?;
+                bytes += raw.as_ref().map_or(0, Vec::len);
+                raws.push(raw);
+            }
+            StoreReply::Raw(raws)
+        }
         StoreCall::SetFlags { folder, ids, edit } => {
             folders.set_flags(&folder, &ids, &edit)?;
             StoreReply::Done
@@ -386,6 +394,78 @@ pub(super) mod tests {
         polls.changes(&store, &inbox(), 4, 5).unwrap();
         polls.changes(&store, &inbox(), 4, 5).unwrap();
         assert_eq!(listings(&store), 2);
+    }
+
+    /// A batch of big messages is answered up to the byte budget, at least
+    /// one message, so one FETCH never holds 64 large messages at once.
+    #[test]
+    fn a_raw_batch_stops_at_the_byte_budget() {
+        struct Big;
+        impl Folders for Big {
+            fn raw(&self, _: &Folder, _: MessageId) -> Result<Option<Vec<u8>>, MailboxError> {
+                Ok(Some(vec![b'x'; RAW_REPLY_BYTES / 3 + 1]))
+            }
+            fn uid_validity(&self, _: &Folder) -> Result<u32, MailboxError> {
+                unreachable!()
+            }
+            fn highest_modseq(&self) -> Result<u64, MailboxError> {
+                unreachable!()
+            }
+            fn folder_names(&self) -> Result<Vec<String>, MailboxError> {
+                unreachable!()
+            }
+            fn messages(
+                &self,
+                _: &Folder,
+            ) -> Result<Option<(Vec<FolderMessage>, u32)>, MailboxError> {
+                unreachable!()
+            }
+            fn set_flags(
+                &self,
+                _: &Folder,
+                _: &[MessageId],
+                _: &FlagEdit,
+            ) -> Result<(), MailboxError> {
+                unreachable!()
+            }
+            fn append(
+                &self,
+                _: &Folder,
+                _: Vec<u8>,
+                _: &Flags,
+                _: SystemTime,
+            ) -> Result<u32, MailboxError> {
+                unreachable!()
+            }
+            fn copy(
+                &self,
+                _: &Folder,
+                _: &[MessageId],
+                _: &Folder,
+            ) -> Result<Vec<u32>, MailboxError> {
+                unreachable!()
+            }
+            fn expunge(&self, _: &Folder, _: &[MessageId]) -> Result<(), MailboxError> {
+                unreachable!()
+            }
+            fn create_folder(&self, _: &str) -> Result<bool, MailboxError> {
+                unreachable!()
+            }
+            fn delete_folder(&self, _: &str) -> Result<bool, MailboxError> {
+                unreachable!()
+            }
+            fn rename_folder(&self, _: &str, _: &str) -> Result<bool, MailboxError> {
+                unreachable!()
+            }
+        }
+        let call = StoreCall::Raw {
+            folder: inbox(),
+            ids: (1..=64).map(MessageId).collect(),
+        };
+        let Ok(StoreReply::Raw(raws)) = execute(&Big, &SharedPolls::default(), call) else {
+            panic!("not a raw reply");
+        };
+        assert_eq!(raws.len(), 3, "three messages reach the budget");
     }
 
     #[test]
