@@ -330,13 +330,10 @@ impl ImapSession {
     /// Checks a login off the async workers; a wrong one waits the failed-login
     /// delay before its `NO`, to slow down guessing.
     async fn log_in(&mut self, login: Login, out: &mut Vec<u8>) {
-        let credentials = self.shared.credentials.clone();
         let Login { user, password } = login;
-        let checked_user = user.clone();
-        let right =
-            tokio::task::spawn_blocking(move || credentials.verify(&checked_user, &password))
-                .await
-                .unwrap_or(false);
+        let right = (self.shared.credentials)
+            .verify_off_thread(user.clone(), password)
+            .await;
         let peer = self.peer;
         if right {
             tracing::info!(%peer, user, "imap login");

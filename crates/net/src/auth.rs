@@ -129,8 +129,18 @@ impl Credentials {
         matches!(*self.inner, Accepted::Any)
     }
 
+    /// [`Credentials::verify`] on tokio's blocking pool, for the server shells:
+    /// a slow hash must not hold up an async worker. A check that panicked is a
+    /// wrong login.
+    pub async fn verify_off_thread(&self, user: String, password: String) -> bool {
+        let credentials = self.clone();
+        tokio::task::spawn_blocking(move || credentials.verify(&user, &password))
+            .await
+            .unwrap_or(false)
+    }
+
     /// Whether `password` is right for `user`. Blocking: bcrypt and Argon2 are slow
-    /// on purpose, so async callers run this inside `spawn_blocking`.
+    /// on purpose, so async callers use [`Credentials::verify_off_thread`].
     pub fn verify(&self, user: &str, password: &str) -> bool {
         let users = match &*self.inner {
             Accepted::Any => return true,

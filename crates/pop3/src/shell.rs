@@ -276,12 +276,11 @@ async fn log_in(
     shared: &Shared,
     out: &mut Vec<u8>,
 ) {
-    let credentials = shared.credentials.clone();
     let Login { user, password } = login;
-    let checked_user = user.clone();
-    let right = tokio::task::spawn_blocking(move || credentials.verify(&checked_user, &password))
-        .await
-        .unwrap_or(false);
+    let right = shared
+        .credentials
+        .verify_off_thread(user.clone(), password)
+        .await;
     if !right {
         tracing::warn!(%peer, user, "pop3 login failed");
         tokio::time::sleep(shared.config.failed_auth_delay).await;

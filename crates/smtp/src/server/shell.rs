@@ -360,7 +360,7 @@ async fn check_credentials(config: &ServerConfig, given: super::session::Credent
     let Some(credentials) = config.credentials.clone() else {
         return false;
     };
-    tokio::task::spawn_blocking(move || credentials.verify(&given.user, &given.password))
+    credentials
+        .verify_off_thread(given.user, given.password)
         .await
-        .unwrap_or(false)
 }
