@@ -1,7 +1,10 @@
-//! The client shell: connect, greet, upgrade to TLS, authenticate, send.
+//! The client shell: connect, then run the [`Conversation`] over the socket.
 //!
-//! Every step belongs to a [`Stage`], and every failure says which, so that callers
-//! can map failures to stable exit codes. Each read and write has a timeout.
+//! The conversation (greeting, EHLO, STARTTLS, AUTH, pipelined MAIL/RCPT/DATA) is
+//! decided in [`super::core`]; this shell owns the TCP and TLS streams, applies a
+//! timeout to every read and write, performs the TLS handshake when the
+//! conversation asks for it, and shows every line to a [`Transcript`]. Every
+//! failure says which [`Stage`] it happened in.
 
 use std::fmt;
 use std::io;
@@ -11,62 +14,19 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::capabilities::Capabilities;
-use super::data::{encode_data, normalise_line_endings};
-use super::reply::{ReplyError, ServerReply, parse_reply};
-
-/// When and how to use TLS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsMode {
-    /// Never.
-    None,
-    /// STARTTLS, and fail if the server does not offer it.
-    StartTls,
-    /// STARTTLS if the server offers it, plain text otherwise.
-    StartTlsIfOffered,
-    /// TLS from the first byte (SMTPS, port 465).
-    Implicit,
-}
-
-/// Which AUTH mechanism to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMechanism {
-    /// AUTH PLAIN (RFC 4616).
-    Plain,
-    /// AUTH LOGIN.
-    Login,
-    /// PLAIN if offered, else LOGIN.
-    Auto,
-}
-
-/// A login. The password is never shown: not in `Debug`, not in the transcript.
-#[derive(Clone)]
-pub struct Credentials {
-    /// The user name.
-    pub user: String,
-    /// The password.
-    pub password: String,
-    /// The mechanism to use.
-    pub mechanism: AuthMechanism,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("user", &self.user)
-            .field("password", &"[redacted]")
-            .field("mechanism", &self.mechanism)
-            .finish()
-    }
-}
+pub use super::core::{AuthMechanism, Credentials, Envelope, SendReport, TlsMode};
+use super::core::{Conversation, Output, Settings};
+pub use super::error::{ClientError, FailureKind, Stage};
+use super::reply::ServerReply;
+use super::tls::HandshakeFailure;
 
 /// Where to connect and how to behave.
 #[derive(Debug, Clone)]
@@ -87,99 +47,6 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// The login, if any.
     pub credentials: Option<Credentials>,
-}
-
-/// The step of the conversation an error happened in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    /// Connecting to the server.
-    Connect,
-    /// Waiting for the 220 greeting.
-    Banner,
-    /// EHLO, or HELO after EHLO was refused.
-    Ehlo,
-    /// STARTTLS or the TLS handshake.
-    Tls,
-    /// AUTH.
-    Auth,
-    /// MAIL FROM, including checks of the message against the server's limits.
-    Mail,
-    /// RCPT TO: no recipient was accepted.
-    Rcpt,
-    /// The DATA command (before the content).
-    Data,
-    /// The reply after the content's final dot.
-    AfterData,
-}
-
-impl Stage {
-    /// The stable exit code `sokkel mail send` uses for a failure at this stage.
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Stage::Connect => 20,
-            Stage::Banner => 21,
-            Stage::Ehlo => 22,
-            Stage::Mail => 23,
-            Stage::Rcpt => 24,
-            Stage::Data => 25,
-            Stage::AfterData => 26,
-            Stage::Auth => 28,
-            Stage::Tls => 29,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Stage::Connect => "connect",
-            Stage::Banner => "greeting",
-            Stage::Ehlo => "EHLO",
-            Stage::Tls => "TLS",
-            Stage::Auth => "AUTH",
-            Stage::Mail => "MAIL FROM",
-            Stage::Rcpt => "RCPT TO",
-            Stage::Data => "DATA",
-            Stage::AfterData => "message content",
-        }
-    }
-}
-
-/// What went wrong.
-#[derive(Debug, thiserror::Error)]
-pub enum FailureKind {
-    /// The server answered with an error reply.
-    #[error("the server said {0}")]
-    Refused(ServerReply),
-    /// Connecting failed at every address.
-    #[error(transparent)]
-    Connect(sokkel_net::NetError),
-    /// A read or write failed.
-    #[error("{0}")]
-    Io(#[source] io::Error),
-    /// No answer in time.
-    #[error("no answer within {} s (--timeout)", .0.as_secs_f64())]
-    Timeout(Duration),
-    /// The server closed the connection.
-    #[error("the server closed the connection")]
-    Closed,
-    /// The server broke the protocol.
-    #[error("{0}")]
-    Protocol(String),
-}
-
-/// A failed step, and which stage it was in.
-#[derive(Debug, thiserror::Error)]
-#[error("{} failed: {kind}", stage.name())]
-pub struct ClientError {
-    /// The stage.
-    pub stage: Stage,
-    /// What happened.
-    pub kind: FailureKind,
-}
-
-impl ClientError {
-    fn new(stage: Stage, kind: FailureKind) -> Self {
-        ClientError { stage, kind }
-    }
 }
 
 /// What the transcript shows a line as.
@@ -209,26 +76,6 @@ impl Transcript for Silent {
     fn line(&mut self, _: Direction, _: bool, _: &str) {}
     fn content(&mut self, _: bool, _: &[u8]) {}
     fn note(&mut self, _: &str) {}
-}
-
-/// One message to send.
-#[derive(Debug, Clone)]
-pub struct Envelope {
-    /// MAIL FROM; empty for the null sender.
-    pub from: String,
-    /// RCPT TO, in order.
-    pub to: Vec<String>,
-}
-
-/// How sending one message went, when at least one recipient got it.
-#[derive(Debug, Clone)]
-pub struct SendReport {
-    /// Recipients the server accepted.
-    pub accepted: Vec<String>,
-    /// Recipients the server refused, with its reply.
-    pub refused: Vec<(String, ServerReply)>,
-    /// The server's reply after the content (the "queued as" line).
-    pub reply: ServerReply,
 }
 
 enum Stream {
@@ -293,9 +140,7 @@ impl AsyncWrite for Stream {
 /// send any number of messages.
 pub struct SmtpClient<T: Transcript> {
     stream: Stream,
-    /// Bytes read but not yet parsed into replies.
-    inbox: Vec<u8>,
-    caps: Capabilities,
+    conversation: Conversation,
     config: ClientConfig,
     transcript: T,
     peer: SocketAddr,
@@ -305,9 +150,16 @@ impl<T: Transcript> fmt::Debug for SmtpClient<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SmtpClient")
             .field("peer", &self.peer)
-            .field("caps", &self.caps)
+            .field("caps", self.capabilities())
             .finish()
     }
+}
+
+/// Where a run of the conversation stopped, when it did not fail.
+enum Pause {
+    Ready,
+    Sent(SendReport),
+    Closed,
 }
 
 impl<T: Transcript> SmtpClient<T> {
@@ -319,67 +171,30 @@ impl<T: Transcript> SmtpClient<T> {
             .map_err(|e| ClientError::new(Stage::Connect, FailureKind::Connect(e)))?;
         let _ = tcp.set_nodelay(true);
         transcript.note(&format!("connected to {peer}"));
+        let conversation = Conversation::new(Settings {
+            ehlo_name: config.ehlo_name.clone(),
+            tls: config.tls,
+            credentials: config.credentials.clone(),
+            peer,
+        });
         let mut client = SmtpClient {
             stream: Stream::Plain(tcp),
-            inbox: Vec::new(),
-            caps: Capabilities::default(),
+            conversation,
             config,
             transcript,
             peer,
         };
-        if client.config.tls == TlsMode::Implicit {
-            client.handshake().await?;
-        }
-        let banner = client.read_reply(Stage::Banner).await?;
-        if banner.code != 220 {
-            return Err(ClientError::new(
-                Stage::Banner,
-                FailureKind::Refused(banner),
-            ));
-        }
-        client.hello().await?;
-        let want_tls = match client.config.tls {
-            TlsMode::StartTls => {
-                if !client.caps.starttls {
-                    let why = "the server does not offer STARTTLS (use --tls starttls-if-offered or none)";
-                    return Err(ClientError::new(
-                        Stage::Tls,
-                        FailureKind::Protocol(why.into()),
-                    ));
-                }
-                true
+        match client.run().await? {
+            Pause::Ready => Ok(client),
+            Pause::Sent(_) | Pause::Closed => {
+                Err(ClientError::new(Stage::Banner, FailureKind::Closed))
             }
-            TlsMode::StartTlsIfOffered => client.caps.starttls,
-            TlsMode::None | TlsMode::Implicit => false,
-        };
-        if want_tls {
-            let reply = client.command(Stage::Tls, "STARTTLS").await?;
-            if reply.code != 220 {
-                return Err(ClientError::new(Stage::Tls, FailureKind::Refused(reply)));
-            }
-            // Anything the server sent after its 220 came before the handshake: it
-            // was never protected, so it must not be read as a reply.
-            if !client.inbox.is_empty() {
-                client.transcript.note(&format!(
-                    "discarded {} bytes the server sent before TLS",
-                    client.inbox.len()
-                ));
-                client.inbox.clear();
-            }
-            client.handshake().await?;
-            // Everything learnt before TLS is forgotten (RFC 3207 section 4.2).
-            client.caps = Capabilities::default();
-            client.hello().await?;
         }
-        if let Some(credentials) = client.config.credentials.clone() {
-            client.authenticate(&credentials).await?;
-        }
-        Ok(client)
     }
 
     /// What the server offered in its (last) EHLO reply.
     pub fn capabilities(&self) -> &Capabilities {
-        &self.caps
+        self.conversation.capabilities()
     }
 
     /// The address the connection went to.
@@ -409,127 +224,6 @@ impl<T: Transcript> SmtpClient<T> {
         Some((version, cipher))
     }
 
-    async fn handshake(&mut self) -> Result<(), ClientError> {
-        let tls_error = |why: String| ClientError::new(Stage::Tls, FailureKind::Protocol(why));
-        let config = self
-            .config
-            .tls_config
-            .clone()
-            .ok_or_else(|| tls_error("no TLS configuration".into()))?;
-        let name = ServerName::try_from(self.config.tls_name.clone()).map_err(|_| {
-            tls_error(format!(
-                "{:?} is not a valid TLS server name",
-                self.config.tls_name
-            ))
-        })?;
-        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Detached) else {
-            return Err(tls_error("the connection is already encrypted".into()));
-        };
-        let handshake = TlsConnector::from(config).connect(name, tcp);
-        let tls = tokio::time::timeout(self.config.timeout, handshake)
-            .await
-            .map_err(|_| ClientError::new(Stage::Tls, FailureKind::Timeout(self.config.timeout)))?
-            .map_err(|e| {
-                tls_error(format!(
-                    "TLS handshake with {} failed: {}",
-                    self.config.server,
-                    super::tls::explain(&e)
-                ))
-            })?;
-        self.stream = Stream::Tls(Box::new(tls));
-        if let Some((version, cipher)) = self.tls_parameters() {
-            self.transcript
-                .note(&format!("TLS established: {version}, {cipher}"));
-        }
-        Ok(())
-    }
-
-    async fn hello(&mut self) -> Result<(), ClientError> {
-        let ehlo = format!("EHLO {}", self.config.ehlo_name);
-        let reply = self.command(Stage::Ehlo, &ehlo).await?;
-        if reply.is_positive() {
-            self.caps = Capabilities::from_ehlo(&reply);
-            return Ok(());
-        }
-        if !reply.is_transient() {
-            let helo = format!("HELO {}", self.config.ehlo_name);
-            let reply = self.command(Stage::Ehlo, &helo).await?;
-            if reply.is_positive() {
-                self.caps = Capabilities::default();
-                return Ok(());
-            }
-            return Err(ClientError::new(Stage::Ehlo, FailureKind::Refused(reply)));
-        }
-        Err(ClientError::new(Stage::Ehlo, FailureKind::Refused(reply)))
-    }
-
-    async fn authenticate(&mut self, credentials: &Credentials) -> Result<(), ClientError> {
-        let auth_error = |why: String| ClientError::new(Stage::Auth, FailureKind::Protocol(why));
-        if !self.is_tls() && !self.peer.ip().is_loopback() {
-            return Err(auth_error(format!(
-                "refusing to send a password unencrypted to {}; use --tls starttls or --tls implicit",
-                self.peer
-            )));
-        }
-        let mechanism = match credentials.mechanism {
-            AuthMechanism::Plain => AuthMechanism::Plain,
-            AuthMechanism::Login => AuthMechanism::Login,
-            AuthMechanism::Auto if self.caps.offers_auth("PLAIN") => AuthMechanism::Plain,
-            AuthMechanism::Auto if self.caps.offers_auth("LOGIN") => AuthMechanism::Login,
-            AuthMechanism::Auto if self.caps.auth.is_empty() => {
-                return Err(auth_error(
-                    "the server offers no AUTH mechanism (does it need TLS first?)".into(),
-                ));
-            }
-            AuthMechanism::Auto => {
-                return Err(auth_error(format!(
-                    "the server offers only {}",
-                    self.caps.auth.join(" ")
-                )));
-            }
-        };
-        let reply = match mechanism {
-            AuthMechanism::Plain => {
-                let token =
-                    BASE64.encode(format!("\0{}\0{}", credentials.user, credentials.password));
-                self.send_line(
-                    Stage::Auth,
-                    &format!("AUTH PLAIN {token}"),
-                    "AUTH PLAIN [redacted]",
-                )
-                .await?;
-                self.read_reply(Stage::Auth).await?
-            }
-            _ => {
-                let reply = self.command(Stage::Auth, "AUTH LOGIN").await?;
-                if reply.code != 334 {
-                    return Err(ClientError::new(Stage::Auth, FailureKind::Refused(reply)));
-                }
-                self.send_line(
-                    Stage::Auth,
-                    &BASE64.encode(&credentials.user),
-                    "[user name redacted]",
-                )
-                .await?;
-                let reply = self.read_reply(Stage::Auth).await?;
-                if reply.code != 334 {
-                    return Err(ClientError::new(Stage::Auth, FailureKind::Refused(reply)));
-                }
-                self.send_line(
-                    Stage::Auth,
-                    &BASE64.encode(&credentials.password),
-                    "[password redacted]",
-                )
-                .await?;
-                self.read_reply(Stage::Auth).await?
-            }
-        };
-        if reply.code != 235 {
-            return Err(ClientError::new(Stage::Auth, FailureKind::Refused(reply)));
-        }
-        Ok(())
-    }
-
     /// Sends one message to every recipient of `envelope`. Succeeds when at least one
     /// recipient accepted it; the report lists the ones that refused.
     pub async fn send(
@@ -537,159 +231,110 @@ impl<T: Transcript> SmtpClient<T> {
         envelope: &Envelope,
         message: &[u8],
     ) -> Result<SendReport, ClientError> {
-        // What goes on the wire after 354, less dot-stuffing and the final dot: the
-        // number SIZE= declares (RFC 1870), so the last line gets its CRLF here.
-        let mut content = normalise_line_endings(message);
-        if !content.is_empty() && !content.ends_with(b"\r\n") {
-            content.extend_from_slice(b"\r\n");
-        }
-        if let Some(limit) = self.caps.size.filter(|&n| n > 0)
-            && content.len() as u64 > limit
-        {
-            let why = format!(
-                "the message is {} bytes; the server accepts at most {limit} (SIZE)",
-                content.len()
-            );
-            return Err(ClientError::new(Stage::Mail, FailureKind::Protocol(why)));
-        }
-        let needs_utf8 = !envelope.from.is_ascii() || envelope.to.iter().any(|a| !a.is_ascii());
-        if needs_utf8 && !self.caps.smtputf8 {
-            let why = "an address is not ASCII and the server does not offer SMTPUTF8";
-            return Err(ClientError::new(
-                Stage::Mail,
-                FailureKind::Protocol(why.into()),
-            ));
-        }
-        let mut mail = format!("MAIL FROM:<{}>", envelope.from);
-        if self.caps.size.is_some() {
-            mail.push_str(&format!(" SIZE={}", content.len()));
-        }
-        if self.caps.eight_bit_mime && !content.is_ascii() {
-            mail.push_str(" BODY=8BITMIME");
-        }
-        if needs_utf8 {
-            mail.push_str(" SMTPUTF8");
-        }
-        let rcpts: Vec<String> = envelope
-            .to
-            .iter()
-            .map(|to| format!("RCPT TO:<{to}>"))
-            .collect();
-
-        // With PIPELINING, MAIL, every RCPT and DATA go in one write (RFC 2920); the
-        // replies are then read in the same order.
-        let pipelined = self.caps.pipelining;
-        if pipelined {
-            let mut batch = String::new();
-            for line in std::iter::once(&mail)
-                .chain(&rcpts)
-                .chain(std::iter::once(&"DATA".to_owned()))
-            {
-                self.transcript.line(Direction::Sent, self.is_tls(), line);
-                batch.push_str(line);
-                batch.push_str("\r\n");
-            }
-            self.write_all(Stage::Mail, batch.as_bytes()).await?;
-        }
-        let mail_reply = if pipelined {
-            self.read_reply(Stage::Mail).await?
-        } else {
-            self.command(Stage::Mail, &mail).await?
-        };
-        let mut accepted = Vec::new();
-        let mut refused = Vec::new();
-        for (to, line) in envelope.to.iter().zip(&rcpts) {
-            if !pipelined && !mail_reply.is_positive() {
-                break;
-            }
-            let reply = if pipelined {
-                self.read_reply(Stage::Rcpt).await
-            } else {
-                self.command(Stage::Rcpt, line).await
-            };
-            // A server that refused MAIL (or every RCPT so far) with 421 and hung up:
-            // its refusal is the news, not the closed connection after it.
-            let reply = reply
-                .map_err(|err| earlier_failure(&mail_reply, &accepted, &refused).unwrap_or(err))?;
-            if reply.is_positive() {
-                accepted.push(to.clone());
-            } else {
-                refused.push((to.clone(), reply));
-            }
-        }
-        let data_reply =
-            if pipelined {
-                let reply = self.read_reply(Stage::Data).await;
-                Some(reply.map_err(|err| {
-                    earlier_failure(&mail_reply, &accepted, &refused).unwrap_or(err)
-                })?)
-            } else if mail_reply.is_positive() && !accepted.is_empty() {
-                Some(self.command(Stage::Data, "DATA").await?)
-            } else {
-                None
-            };
-        let failure = earlier_failure(&mail_reply, &accepted, &refused);
-        match (failure, data_reply) {
-            (Some(failure), Some(reply)) if reply.code == 354 => {
-                // The server wants content it will throw away: end it at once, then
-                // say why the message was not sent.
-                self.write_all(Stage::Data, b".\r\n").await?;
-                self.read_reply(Stage::Data).await?;
-                Err(failure)
-            }
-            (Some(failure), _) => {
-                let _ = self.command(Stage::Mail, "RSET").await;
-                Err(failure)
-            }
-            (None, Some(reply)) if reply.code == 354 => {
-                let wire = encode_data(&content);
-                self.transcript.content(self.is_tls(), &wire);
-                self.write_all(Stage::AfterData, &wire).await?;
-                let reply = self.read_reply(Stage::AfterData).await?;
-                if !reply.is_positive() {
-                    return Err(ClientError::new(
-                        Stage::AfterData,
-                        FailureKind::Refused(reply),
-                    ));
-                }
-                Ok(SendReport {
-                    accepted,
-                    refused,
-                    reply,
-                })
-            }
-            (None, reply) => {
-                let kind = reply.map_or(FailureKind::Closed, FailureKind::Refused);
-                Err(ClientError::new(Stage::Data, kind))
+        self.conversation.send(envelope, message);
+        match self.run().await? {
+            Pause::Sent(report) => Ok(report),
+            Pause::Ready | Pause::Closed => {
+                Err(ClientError::new(Stage::Mail, FailureKind::NotReady))
             }
         }
     }
 
     /// Says goodbye. Errors are ignored: the mail is already sent.
     pub async fn quit(mut self) {
-        let _ = self.command(Stage::AfterData, "QUIT").await;
+        self.conversation.quit();
+        let _ = self.run().await;
         let _ = self.stream.shutdown().await;
     }
 
-    async fn command(&mut self, stage: Stage, line: &str) -> Result<ServerReply, ClientError> {
-        self.send_line(stage, line, line).await?;
-        self.read_reply(stage).await
+    /// Does what the conversation says until it is ready, has sent a message, is
+    /// over, or failed.
+    async fn run(&mut self) -> Result<Pause, ClientError> {
+        // One deadline per reply, from the moment the conversation waits for it.
+        let mut reply_deadline = None;
+        loop {
+            let done = match self.conversation.next_output() {
+                Output::Send { wire, shown } => {
+                    let tls = self.is_tls();
+                    for line in &shown {
+                        self.transcript.line(Direction::Sent, tls, line);
+                    }
+                    self.write_all(&wire).await
+                }
+                Output::Content(wire) => {
+                    self.transcript.content(self.is_tls(), &wire);
+                    self.write_all(&wire).await
+                }
+                Output::Received(reply) => {
+                    reply_deadline = None;
+                    self.show_reply(&reply);
+                    Ok(())
+                }
+                Output::Note(text) => {
+                    self.transcript.note(&text);
+                    Ok(())
+                }
+                Output::Read => {
+                    let deadline =
+                        *reply_deadline.get_or_insert_with(|| Instant::now() + self.config.timeout);
+                    self.read_some(deadline).await
+                }
+                Output::StartTls => self.handshake().await,
+                Output::Ready => return Ok(Pause::Ready),
+                Output::Sent(report) => return Ok(Pause::Sent(report)),
+                Output::Closed => return Ok(Pause::Closed),
+                Output::Failed(err) => return Err(err),
+            };
+            if let Err(kind) = done {
+                return Err(self.conversation.connection_lost(kind));
+            }
+        }
     }
 
-    async fn send_line(
-        &mut self,
-        stage: Stage,
-        line: &str,
-        shown: &str,
-    ) -> Result<(), ClientError> {
-        self.transcript.line(Direction::Sent, self.is_tls(), shown);
-        let mut wire = Vec::with_capacity(line.len() + 2);
-        wire.extend_from_slice(line.as_bytes());
-        wire.extend_from_slice(b"\r\n");
-        self.write_all(stage, &wire).await
+    fn show_reply(&mut self, reply: &ServerReply) {
+        let tls = self.is_tls();
+        let last = reply.lines.len().saturating_sub(1);
+        for (i, line) in reply.lines.iter().enumerate() {
+            let sep = if i == last { ' ' } else { '-' };
+            self.transcript.line(
+                Direction::Received,
+                tls,
+                &format!("{}{sep}{line}", reply.code),
+            );
+        }
     }
 
-    async fn write_all(&mut self, stage: Stage, bytes: &[u8]) -> Result<(), ClientError> {
+    async fn handshake(&mut self) -> Result<(), FailureKind> {
+        let failed = |reason| FailureKind::Handshake {
+            server: self.config.server.clone(),
+            reason,
+        };
+        let config = self
+            .config
+            .tls_config
+            .clone()
+            .ok_or_else(|| failed(HandshakeFailure::NoSettings))?;
+        let name = ServerName::try_from(self.config.tls_name.clone())
+            .map_err(|_| failed(HandshakeFailure::InvalidName(self.config.tls_name.clone())))?;
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Detached) else {
+            let why = "the connection is already encrypted".to_owned();
+            return Err(failed(HandshakeFailure::Other(why)));
+        };
+        let handshake = TlsConnector::from(config).connect(name, tcp);
+        let tls = tokio::time::timeout(self.config.timeout, handshake)
+            .await
+            .map_err(|_| FailureKind::Timeout(self.config.timeout))?
+            .map_err(|e| failed(super::tls::handshake_failure(&e)))?;
+        self.stream = Stream::Tls(Box::new(tls));
+        self.conversation.tls_established();
+        if let Some((version, cipher)) = self.tls_parameters() {
+            self.transcript
+                .note(&format!("TLS established: {version}, {cipher}"));
+        }
+        Ok(())
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> Result<(), FailureKind> {
         let timeout = self.config.timeout;
         let write = async {
             self.stream.write_all(bytes).await?;
@@ -697,63 +342,22 @@ impl<T: Transcript> SmtpClient<T> {
         };
         tokio::time::timeout(timeout, write)
             .await
-            .map_err(|_| ClientError::new(stage, FailureKind::Timeout(timeout)))?
-            .map_err(|e| ClientError::new(stage, io_failure(e)))
+            .map_err(|_| FailureKind::Timeout(timeout))?
+            .map_err(io_failure)
     }
 
-    async fn read_reply(&mut self, stage: Stage) -> Result<ServerReply, ClientError> {
-        let timeout = self.config.timeout;
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            match parse_reply(&self.inbox) {
-                Ok(Some((reply, used))) => {
-                    self.inbox.drain(..used);
-                    let tls = self.is_tls();
-                    let last = reply.lines.len().saturating_sub(1);
-                    for (i, line) in reply.lines.iter().enumerate() {
-                        let sep = if i == last { ' ' } else { '-' };
-                        self.transcript.line(
-                            Direction::Received,
-                            tls,
-                            &format!("{}{sep}{line}", reply.code),
-                        );
-                    }
-                    return Ok(reply);
-                }
-                Ok(None) => {}
-                Err(err) => return Err(ClientError::new(stage, protocol_failure(err))),
-            }
-            self.inbox.reserve(4096);
-            let read = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.inbox))
-                .await
-                .map_err(|_| ClientError::new(stage, FailureKind::Timeout(timeout)))?
-                .map_err(|e| ClientError::new(stage, io_failure(e)))?;
-            if read == 0 {
-                return Err(ClientError::new(stage, FailureKind::Closed));
-            }
+    /// Reads what has arrived (at least a byte) into the conversation.
+    async fn read_some(&mut self, deadline: Instant) -> Result<(), FailureKind> {
+        let mut buf = [0u8; 4096];
+        let read = tokio::time::timeout_at(deadline, self.stream.read(&mut buf))
+            .await
+            .map_err(|_| FailureKind::Timeout(self.config.timeout))?
+            .map_err(io_failure)?;
+        if read == 0 {
+            return Err(FailureKind::Closed);
         }
-    }
-}
-
-/// The refusal that stops the transaction, judged from the replies so far: MAIL
-/// refused, or every recipient so far refused (the first refusal is reported).
-fn earlier_failure(
-    mail_reply: &ServerReply,
-    accepted: &[String],
-    refused: &[(String, ServerReply)],
-) -> Option<ClientError> {
-    if !mail_reply.is_positive() {
-        return Some(ClientError::new(
-            Stage::Mail,
-            FailureKind::Refused(mail_reply.clone()),
-        ));
-    }
-    match refused.first() {
-        Some((_, reply)) if accepted.is_empty() => Some(ClientError::new(
-            Stage::Rcpt,
-            FailureKind::Refused(reply.clone()),
-        )),
-        _ => None,
+        self.conversation.received(&buf[..read]);
+        Ok(())
     }
 }
 
@@ -764,8 +368,4 @@ fn io_failure(err: io::Error) -> FailureKind {
         | io::ErrorKind::BrokenPipe => FailureKind::Closed,
         _ => FailureKind::Io(err),
     }
-}
-
-fn protocol_failure(err: ReplyError) -> FailureKind {
-    FailureKind::Protocol(format!("the server's reply makes no sense: {err}"))
 }

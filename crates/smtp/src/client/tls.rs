@@ -22,7 +22,7 @@ pub enum TlsSetupError {
         reason: String,
     },
     /// No trusted root at all: the system store is empty and no CA file was given.
-    #[error("no trusted certificates found on this system; give one with --ca FILE")]
+    #[error("no trusted certificates found on this system")]
     NoRoots,
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
@@ -104,43 +104,80 @@ pub fn client_config(
 }
 
 /// Why a TLS handshake failed, in words a user can act on.
-pub fn explain(err: &std::io::Error) -> String {
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandshakeFailure {
+    /// No TLS settings were given for a connection that needs them.
+    #[error("no TLS settings were given")]
+    NoSettings,
+    /// The name to check the certificate against is not a DNS name or address.
+    #[error("{0:?} is not a valid TLS server name")]
+    InvalidName(String),
+    /// The certificate chain does not end at a trusted root.
+    #[error("the server's certificate is not signed by a CA we trust")]
+    UnknownIssuer,
+    /// The certificate is for another name.
+    #[error(
+        "the server's certificate is not valid for this server name \
+         (connect by the name it was issued for)"
+    )]
+    WrongName,
+    /// The certificate has expired.
+    #[error("the server's certificate has expired")]
+    Expired,
+    /// The certificate is not valid yet.
+    #[error("the server's certificate is not valid yet (check the clock)")]
+    NotValidYet,
+    /// The certificate's signature is wrong.
+    #[error("the server's certificate has a bad signature")]
+    BadSignature,
+    /// The certificate has been revoked.
+    #[error("the server's certificate has been revoked")]
+    Revoked,
+    /// The certificate was refused for another reason.
+    #[error("the server's certificate was refused ({0})")]
+    CertificateRefused(String),
+    /// The server sent a TLS alert.
+    #[error("the server refused the handshake ({0})")]
+    AlertReceived(String),
+    /// What came back is not TLS at all: a plain-text port, most likely.
+    #[error("the server does not speak TLS there")]
+    NotTls,
+    /// Anything else (I/O, an internal rustls error).
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Why a TLS handshake failed, from the error the handshake returned.
+pub fn handshake_failure(err: &std::io::Error) -> HandshakeFailure {
     let Some(tls) = err
         .get_ref()
         .and_then(|e| e.downcast_ref::<rustls::Error>())
     else {
-        return err.to_string();
+        return HandshakeFailure::Other(err.to_string());
     };
     match tls {
         rustls::Error::InvalidCertificate(cert) => match cert {
-            CertificateError::UnknownIssuer => {
-                "the server's certificate is not signed by a CA we trust \
-                 (give its CA with --ca FILE, or --insecure for a local catcher)"
-                    .into()
-            }
+            CertificateError::UnknownIssuer => HandshakeFailure::UnknownIssuer,
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                "the server's certificate is not valid for this server name \
-                 (connect by the name it was issued for)"
-                    .into()
+                HandshakeFailure::WrongName
             }
             CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                "the server's certificate has expired".into()
+                HandshakeFailure::Expired
             }
             CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                "the server's certificate is not valid yet (check the clock)".into()
+                HandshakeFailure::NotValidYet
             }
-            CertificateError::BadSignature => "the server's certificate has a bad signature".into(),
-            CertificateError::Revoked => "the server's certificate has been revoked".into(),
-            other => format!("the server's certificate was refused ({other:?})"),
+            CertificateError::BadSignature => HandshakeFailure::BadSignature,
+            CertificateError::Revoked => HandshakeFailure::Revoked,
+            other => HandshakeFailure::CertificateRefused(format!("{other:?}")),
         },
         rustls::Error::AlertReceived(alert) => {
-            format!("the server refused the handshake ({alert:?})")
+            HandshakeFailure::AlertReceived(format!("{alert:?}"))
         }
         rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
-            "the server does not speak TLS there (a plain-text port? try --tls starttls or none)"
-                .into()
+            HandshakeFailure::NotTls
         }
-        other => other.to_string(),
+        other => HandshakeFailure::Other(other.to_string()),
     }
 }
 

@@ -277,7 +277,7 @@ async fn send(args: &ComposeArgs, draft: &Draft) -> anyhow::Result<ExitCode> {
         }
         Err(err) => {
             writeln!(out, "Not sent. {}", plain_words(&err, &server))?;
-            Ok(ExitCode::from(err.stage.exit_code()))
+            Ok(ExitCode::from(super::send::exit_code(err.stage)))
         }
     }
 }
@@ -286,7 +286,7 @@ async fn send(args: &ComposeArgs, draft: &Draft) -> anyhow::Result<ExitCode> {
 fn plain_words(err: &ClientError, server: &str) -> String {
     let reply = match &err.kind {
         FailureKind::Refused(reply) => format!(" (it said: {reply})"),
-        other => format!(" ({other})"),
+        other => format!(" ({other}{})", super::send::flag_hint(other)),
     };
     let what = match err.stage {
         Stage::Connect => format!("Could not reach {server}; is the server running?"),

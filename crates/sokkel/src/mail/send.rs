@@ -10,9 +10,10 @@ use mail_builder::MessageBuilder;
 use mail_builder::headers::address::Address as MailAddress;
 use sokkel_net::HostPort;
 use sokkel_smtp::client::session::{
-    AuthMechanism, ClientConfig, ClientError, Credentials, Direction, Envelope, SmtpClient,
-    TlsMode, Transcript,
+    AuthMechanism, ClientConfig, ClientError, Credentials, Direction, Envelope, FailureKind,
+    SmtpClient, Stage, TlsMode, Transcript,
 };
+use sokkel_smtp::client::tls::{HandshakeFailure, TlsSetupError};
 
 use crate::cli::{ConnectionArgs, SendArgs};
 
@@ -114,10 +115,12 @@ pub async fn client_config(args: &ConnectionArgs) -> anyhow::Result<ClientConfig
     let tls_config = if tls == TlsMode::None {
         None
     } else {
-        Some(sokkel_smtp::client::tls::client_config(
-            args.ca.as_deref(),
-            args.insecure,
-        )?)
+        let config = sokkel_smtp::client::tls::client_config(args.ca.as_deref(), args.insecure)
+            .map_err(|err| match err {
+                TlsSetupError::NoRoots => anyhow::anyhow!("{err}; give one with --ca FILE"),
+                other => other.into(),
+            })?;
+        Some(config)
     };
     let credentials = match &args.user {
         None => None,
@@ -264,8 +267,43 @@ pub async fn deliver(
 }
 
 fn failed(err: &ClientError) -> ExitCode {
-    eprintln!("sokkel: {err}");
-    ExitCode::from(err.stage.exit_code())
+    eprintln!("sokkel: {err}{}", flag_hint(&err.kind));
+    ExitCode::from(exit_code(err.stage))
+}
+
+/// The stable exit code `sokkel mail send`, `sendmail` and `compose` use for a
+/// failure at this stage.
+pub fn exit_code(stage: Stage) -> u8 {
+    match stage {
+        Stage::Connect => 20,
+        Stage::Banner => 21,
+        Stage::Ehlo => 22,
+        Stage::Mail => 23,
+        Stage::Rcpt => 24,
+        Stage::Data => 25,
+        Stage::AfterData => 26,
+        Stage::Auth => 28,
+        Stage::Tls => 29,
+    }
+}
+
+/// What the user can do about a failure with this program's flags, to follow the
+/// client's own words; empty when no flag helps.
+pub fn flag_hint(kind: &FailureKind) -> &'static str {
+    match kind {
+        FailureKind::Timeout(_) => " (--timeout)",
+        FailureKind::StartTlsNotOffered => " (use --tls starttls-if-offered or none)",
+        FailureKind::CleartextPassword(_) => "; use --tls starttls or --tls implicit",
+        FailureKind::Handshake {
+            reason: HandshakeFailure::UnknownIssuer,
+            ..
+        } => " (give its CA with --ca FILE, or --insecure for a local catcher)",
+        FailureKind::Handshake {
+            reason: HandshakeFailure::NotTls,
+            ..
+        } => " (a plain-text port? try --tls starttls or none)",
+        _ => "",
+    }
 }
 
 pub fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
