@@ -1364,6 +1364,57 @@ mod tests {
     }
 
     #[test]
+    fn how_the_replies_are_cut_into_reads_changes_nothing() {
+        // (settings, the server's whole side of the conversation)
+        let pipelined = [
+            GREETING,
+            &ehlo(&["PIPELINING", "AUTH LOGIN", "SIZE 100"]),
+            "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n235 ok\r\n",
+            "250 ok\r\n550 no\r\n250 ok\r\n354 go\r\n250-queued\r\n250 as 1\r\n221 bye\r\n",
+        ]
+        .concat();
+        let step_by_step = [
+            GREETING,
+            "500 no EHLO\r\n250 hi\r\n",
+            "250 ok\r\n550 no\r\n551 no\r\n250 reset\r\n221 bye\r\n",
+        ]
+        .concat();
+        let unwanted_354 = [
+            GREETING,
+            &ehlo(&["PIPELINING"]),
+            "250 ok\r\n550 no\r\n551 no\r\n354 go\r\n554 no\r\n221 bye\r\n",
+        ]
+        .concat();
+        let cases = [
+            (
+                settings(TlsMode::None, alice(AuthMechanism::Auto)),
+                pipelined,
+            ),
+            (settings(TlsMode::None, None), step_by_step),
+            (settings(TlsMode::StartTlsIfOffered, None), unwanted_354),
+        ];
+        for (settings, server) in cases {
+            let play = |cut: usize| {
+                let mut run = Run::new(settings.clone(), &[]);
+                run.script = server.as_bytes().chunks(cut).map(<[u8]>::to_vec).collect();
+                let connected = run.drive();
+                let sent = run.send(&["a@x.test", "b@x.test"], "hi");
+                run.conversation.quit();
+                let closed = run.drive();
+                (format!("{connected:?} {sent:?} {closed:?}"), run.trace)
+            };
+            let (whole, whole_trace) = play(server.len());
+            assert!(whole.ends_with("Ok(Closed)"), "{whole}");
+            for cut in 1..=9 {
+                let (outcome, trace) = play(cut);
+                assert_eq!(outcome, whole, "cut every {cut} bytes");
+                assert_eq!(trace.writes, whole_trace.writes, "cut every {cut} bytes");
+                assert_eq!(trace.replies, whole_trace.replies, "cut every {cut} bytes");
+            }
+        }
+    }
+
+    #[test]
     fn broken_replies_and_misuse() {
         let mut run = Run::plain(&["hello there\r\n"]);
         let err = run.drive().unwrap_err();

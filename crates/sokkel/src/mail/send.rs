@@ -267,8 +267,13 @@ pub async fn deliver(
 }
 
 fn failed(err: &ClientError) -> ExitCode {
-    eprintln!("sokkel: {err}{}", flag_hint(&err.kind));
+    eprintln!("{}", failure_line(err));
     ExitCode::from(exit_code(err.stage))
+}
+
+/// The one line a failed send prints: the client's words, then the flag that helps.
+fn failure_line(err: &ClientError) -> String {
+    format!("sokkel: {err}{}", flag_hint(&err.kind))
 }
 
 /// The stable exit code `sokkel mail send`, `sendmail` and `compose` use for a
@@ -533,6 +538,8 @@ pub fn content_type(name: &str) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -551,6 +558,57 @@ mod tests {
         assert_eq!(list.len(), 2);
         assert_eq!(list[0].name.as_deref(), Some("O'Brien, Seán"));
         assert_eq!(list[1].address, "b@x.test");
+    }
+
+    #[test]
+    fn failures_get_the_flag_that_helps() {
+        use sokkel_smtp::client::reply::ServerReply;
+        let line = |stage, kind| failure_line(&ClientError::new(stage, kind));
+        let cases = [
+            (
+                line(
+                    Stage::Auth,
+                    FailureKind::CleartextPassword("192.0.2.1:587".parse().unwrap()),
+                ),
+                "sokkel: AUTH failed: refusing to send a password unencrypted to \
+                 192.0.2.1:587; use --tls starttls or --tls implicit",
+            ),
+            (
+                line(Stage::Banner, FailureKind::Timeout(Duration::from_secs(2))),
+                "sokkel: greeting failed: no answer within 2 s (--timeout)",
+            ),
+            (
+                line(Stage::Tls, FailureKind::StartTlsNotOffered),
+                "sokkel: TLS failed: the server does not offer STARTTLS \
+                 (use --tls starttls-if-offered or none)",
+            ),
+            (
+                line(
+                    Stage::Tls,
+                    FailureKind::Handshake {
+                        server: "mx:465".into(),
+                        reason: HandshakeFailure::NotTls,
+                    },
+                ),
+                "sokkel: TLS failed: TLS handshake with mx:465 failed: the server does not \
+                 speak TLS there (a plain-text port? try --tls starttls or none)",
+            ),
+            (
+                line(
+                    Stage::Rcpt,
+                    FailureKind::Refused(ServerReply {
+                        code: 550,
+                        lines: vec!["5.1.1 unknown".into()],
+                    }),
+                ),
+                "sokkel: RCPT TO failed: the server said 550 5.1.1 unknown",
+            ),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got, want);
+        }
+        assert_eq!(exit_code(Stage::Tls), 29);
+        assert_eq!(exit_code(Stage::Connect), 20);
     }
 
     #[test]
