@@ -373,6 +373,16 @@ impl Conversation {
         if envelope.to.is_empty() {
             return self.refuse(Stage::Rcpt, FailureKind::NoRecipient);
         }
+        // An address is written inside a command line: a line break in it would
+        // be a second command, a '>' would add parameters. Such an address may come
+        // from a web request (release), so it is refused before anything is sent.
+        if breaks_the_command(&envelope.from) {
+            let from = envelope.from.clone();
+            return self.refuse(Stage::Mail, FailureKind::UnsafeAddress(from));
+        }
+        if let Some(to) = envelope.to.iter().find(|to| breaks_the_command(to)) {
+            return self.refuse(Stage::Rcpt, FailureKind::UnsafeAddress(to.clone()));
+        }
         // What goes on the wire after 354, less dot-stuffing and the final dot: the
         // number SIZE= declares (RFC 1870), so the last line gets its CRLF here.
         let mut content = normalise_line_endings(message);
@@ -679,6 +689,13 @@ impl Conversation {
         transaction.step = Step::Reset(failure);
         self.state = State::Transaction(Box::new(transaction));
     }
+}
+
+/// Whether `address` would change the command it is written into.
+fn breaks_the_command(address: &str) -> bool {
+    address
+        .chars()
+        .any(|c| c.is_control() || c == '<' || c == '>')
 }
 
 fn rcpt_line(to: &str) -> String {
@@ -1412,6 +1429,49 @@ mod tests {
                 assert_eq!(trace.replies, whole_trace.replies, "cut every {cut} bytes");
             }
         }
+    }
+
+    #[test]
+    fn addresses_cannot_smuggle_commands_or_parameters() {
+        let cases: &[(&str, &str, Stage)] = &[
+            (
+                "me@x.test",
+                "a@x.test\r\nRCPT TO:<evil@y.test>",
+                Stage::Rcpt,
+            ),
+            ("me@x.test", "a@x.test\n", Stage::Rcpt),
+            ("me@x.test", "a@x.test> NOTIFY=NEVER", Stage::Rcpt),
+            ("me@x.test\r\nRSET", "a@x.test", Stage::Mail),
+            ("me@x.test> SMTPUTF8 <", "a@x.test", Stage::Mail),
+            ("me@x.test\0", "a@x.test", Stage::Mail),
+        ];
+        for &(from, to, stage) in cases {
+            for extensions in [&["PIPELINING"][..], &[]] {
+                let mut run = Run::plain(&[GREETING, &ehlo(extensions)]);
+                run.connect();
+                let envelope = Envelope {
+                    from: from.into(),
+                    to: vec!["ok@x.test".into(), to.into()],
+                };
+                run.conversation.send(&envelope, b"hi");
+                let err = run.drive().unwrap_err();
+                assert_eq!(err.stage, stage, "{from:?} {to:?}");
+                assert!(matches!(err.kind, FailureKind::UnsafeAddress(_)));
+                assert_eq!(run.trace.writes.len(), 1, "nothing sent");
+                assert!(matches!(run.drive(), Ok(Stop::Ready)));
+            }
+        }
+        // The null sender and UTF-8 addresses are fine.
+        let mut run = Run::plain(&[GREETING, &ehlo(&["SMTPUTF8"])]);
+        run.connect();
+        run.then(&["250 ok\r\n", "250 ok\r\n", "354 go\r\n", "250 ok\r\n"]);
+        let envelope = Envelope {
+            from: String::new(),
+            to: vec!["åse@x.test".into()],
+        };
+        run.conversation.send(&envelope, b"hi");
+        sent(run.drive());
+        assert_eq!(run.trace.writes[1], "MAIL FROM:<> SMTPUTF8\r\n");
     }
 
     #[test]

@@ -104,6 +104,13 @@ pub enum FailureKind {
     /// An address needs SMTPUTF8 (RFC 6531) and the server does not offer it.
     #[error("an address is not ASCII and the server does not offer SMTPUTF8")]
     Utf8NotOffered,
+    /// An address holds a line break, another control character or an angle
+    /// bracket, which would change the command it is written into; refused
+    /// before anything is sent.
+    #[error(
+        "{0:?} is not an address that can be sent: it holds a control character or an angle bracket"
+    )]
+    UnsafeAddress(String),
     /// The envelope has no recipient.
     #[error("the envelope names no recipient")]
     NoRecipient,
