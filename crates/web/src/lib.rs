@@ -16,6 +16,9 @@
 //!   `/api/v1`, so clients written for Mailpit (such as the npm package
 //!   `mailpit-api`) work unchanged. IDs are the store's decimal ids as strings.
 //! - Every store call blocks on SQLite, so handlers run them in `spawn_blocking`.
+//! - Releasing a message to a real server (`POST /api/v1/message/{ID}/release`)
+//!   goes through a [`Release`] the binary hands over in [`WebConfig::release`]:
+//!   web knows no SMTP.
 //! - Requests whose `Host` is not a loopback name are refused while sokkel listens
 //!   on loopback only ([`HostPolicy`]): that stops DNS-rebinding pages from reading
 //!   caught mail through a victim's browser. Requests that change something (any
@@ -42,6 +45,7 @@ pub mod fuzzing;
 mod guard;
 mod json;
 mod openapi;
+mod release;
 mod search;
 mod serve;
 mod tags;
@@ -63,6 +67,7 @@ pub use api::{MAX_HEADER_CONTENT_TYPE, MAX_HEADER_FILE_NAME};
 pub use error::{ApiError, WebError};
 pub use events::CLIENT_BACKLOG_BYTES;
 pub use json::{MESSAGE_ADDRESSES, MESSAGE_BODY_BYTES};
+pub use release::{MAX_RELEASE_RECIPIENTS, RecipientError, Release, ReleaseError, ReleaseFuture};
 pub use serve::{ServeLimits, serve, serve_with};
 
 /// The largest request body accepted (JSON lists of IDs); more is answered 413.
@@ -117,6 +122,9 @@ pub struct WebConfig {
     /// `/api/v1/info` (the binary hands the same counters to both); fresh
     /// zeros by default.
     pub smtp_counters: Arc<SmtpCounters>,
+    /// The relay that `POST /api/v1/message/{ID}/release` sends through;
+    /// `None` (the default) answers every release with a 400.
+    pub release: Option<Arc<dyn Release>>,
 }
 
 impl Default for WebConfig {
@@ -129,6 +137,7 @@ impl Default for WebConfig {
             idle_timeout: std::time::Duration::from_secs(120),
             max_buffered_bytes: MAX_BUFFERED_BYTES,
             smtp_counters: Arc::default(),
+            release: None,
         }
     }
 }
@@ -270,6 +279,11 @@ fn route_table() -> RouteTable {
         .add(Method::GET, "/api/v1/message/{ID}/headers", api::headers)
         .add(Method::GET, "/api/v1/message/{ID}/envelope", api::envelope)
         .add(Method::GET, "/api/v1/message/{ID}/part/{PartID}", api::part)
+        .add(
+            Method::POST,
+            "/api/v1/message/{ID}/release",
+            release::release,
+        )
         .add(Method::GET, "/api/v1/tags", tags::list)
         .add(Method::PUT, "/api/v1/tags", tags::set)
         .add(Method::PUT, "/api/v1/tags/{Tag}", tags::rename)
