@@ -242,17 +242,18 @@ fn release_without_a_relay_or_with_a_bad_request_is_a_400() {
 #[test]
 fn a_relay_that_is_down_is_recorded_as_failed_and_ingest_goes_on() {
     let dir = tempdir();
+    let port = free_tcp_port();
     let file = write_config(
         dir.path(),
-        &format!(
-            "host = \"127.0.0.1\"\nport = {}\ntimeout = 5\n",
-            free_tcp_port()
-        ),
+        &format!("host = \"127.0.0.1\"\nport = {port}\ntimeout = 5\n"),
     );
     let catcher = Catcher::builder()
         .http()
         .args(&["--relay-config", path(&file), "--relay-all"])
         .start();
+    catcher
+        .stdout
+        .expect_line(&format!("relays to 127.0.0.1:{port} (no TLS)"));
     let first = catcher.send(&message("first", "relay me"));
     let attempts = relays(&catcher, first, 1);
     assert_eq!(attempts[0]["OK"], false, "{attempts:?}");

@@ -175,3 +175,68 @@ async fn matches(store: &Store, id: MessageId, query: &SearchQuery) -> anyhow::R
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::SystemTime;
+
+    use sokkel_store::{Envelope, NewMessage, StoreOptions};
+
+    use super::*;
+
+    fn messages(count: usize) -> Vec<NewMessage> {
+        (0..count)
+            .map(|n| NewMessage {
+                envelope: Envelope {
+                    mail_from: "app@example.test".into(),
+                    rcpt_to: vec!["dev@example.test".into()],
+                    helo: "client".into(),
+                    client_addr: "127.0.0.1:40000".parse().unwrap(),
+                    bare_lf: false,
+                    smtputf8: false,
+                    tls: None,
+                    auth_user: None,
+                },
+                received_at: SystemTime::now(),
+                raw: format!("Subject: {n}\r\n\r\nbody\r\n").into_bytes(),
+            })
+            .collect()
+    }
+
+    /// A subscription that lags (here: a channel of one event for three
+    /// arrivals) loses events; the feeder finds the missed ids in the store,
+    /// so every arrival after the start is queued once, in order.
+    #[tokio::test]
+    async fn a_lagging_subscription_skips_no_arrival() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("mail.db"), StoreOptions::default()).unwrap();
+        let before = store.import(messages(2)).unwrap();
+        let (events, receiver) = broadcast::channel(1);
+        let (queue, mut arrivals) = mpsc::channel(QUEUE);
+        let feeder = tokio::spawn(feed(store.clone(), receiver, before[1], queue));
+
+        let ids = store.import(messages(3)).unwrap();
+        for summary in store.list(&ListQuery::default()).unwrap().into_iter().rev() {
+            if summary.id > before[1] {
+                events.send(StoreEvent::New(Arc::new(summary))).unwrap();
+            }
+        }
+        let mut queued = Vec::new();
+        while queued.len() < ids.len() {
+            let next = tokio::time::timeout(Duration::from_secs(10), arrivals.recv()).await;
+            queued.push(next.expect("queued within 10 s").expect("the feeder runs"));
+        }
+        assert_eq!(
+            queued, ids,
+            "each new id once, oldest first; none from before"
+        );
+
+        // An event for an id already caught up on is not queued again.
+        let last = store.list(&ListQuery::default()).unwrap().remove(0);
+        events.send(StoreEvent::New(Arc::new(last))).unwrap();
+        drop(events);
+        feeder.await.unwrap();
+        assert_eq!(arrivals.recv().await, None);
+    }
+}

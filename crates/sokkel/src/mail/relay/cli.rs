@@ -23,12 +23,9 @@ pub fn release(args: ReleaseArgs) -> anyhow::Result<ExitCode> {
     let store = crate::mail::open_existing(&args.store)?;
     let id = crate::mail::read::resolve_id(&store, &args.id)?;
     let relay = Relay::new(config, store, crate::mail::send::host_name());
-    let to = relay.recipients(&args.to).map_err(|error| {
-        anyhow::anyhow!(
-            "--to: {error}; the relay configuration {} decides",
-            file.display()
-        )
-    })?;
+    let to = relay
+        .recipients(&args.to)
+        .map_err(|error| anyhow::anyhow!("--to: {error} ({})", file.display()))?;
     let runtime = crate::runtime::runtime(1)?;
     let attempt = runtime
         .block_on(relay.relay(id, to))?
