@@ -426,6 +426,53 @@ fn auto_relay_over_starttls_sends_to_the_allowed_recipients_only() {
     assert_eq!(attempts[0]["OK"], true);
     assert_eq!(attempts[0]["Skipped"], json!(["boss@example.test"]));
     assert!(show(&catcher, id).contains("not allowed: boss@example.test"));
+
+    // A release over the same STARTTLS relay.
+    let response = release(
+        &catcher,
+        &id.to_string(),
+        &json!({"To": ["ops@example.test"]}),
+    );
+    assert_eq!((response.status, response.text().trim()), (200, "ok"));
+    let got = saved(&server, 2).remove(1);
+    assert!(got.tls);
+    assert_eq!(
+        (got.raw, got.rcpt_tos),
+        (raw(&catcher, id), vec!["ops@example.test".to_string()])
+    );
+}
+
+#[test]
+#[ignore = "interop: needs aiosmtpd"]
+fn auto_relay_without_tls_relays_each_arrival() {
+    let server = Aiosmtpd::start(&AiosmtpdOptions::default());
+    let port = server.server().rsplit(':').next().unwrap().to_string();
+    let dir = tempdir();
+    let file = write_config(
+        dir.path(),
+        &format!("host = \"127.0.0.1\"\nport = {port}\n"),
+    );
+    let catcher = Catcher::builder()
+        .args(&["--relay-config", path(&file), "--relay-all"])
+        .start();
+    let ids: Vec<u64> = (0..3)
+        .map(|n| catcher.send(&message(&format!("arrival {n}"), "relayed on arrival")))
+        .collect();
+    let got = saved(&server, 3);
+    for (id, got) in ids.iter().zip(&got) {
+        assert!(!got.tls);
+        assert_eq!(got.rcpt_tos, ["rcpt@example.test"]);
+        assert_eq!(
+            got.raw,
+            raw(&catcher, *id),
+            "message {id}, in arrival order"
+        );
+    }
+    catcher
+        .stderr
+        .expect_line_where("one log line per attempt", |line| {
+            line.contains(&format!("relayed message {} to rcpt@example.test", ids[2]))
+        });
 }
 
 #[test]
@@ -470,6 +517,18 @@ fn auto_relay_matching_over_implicit_tls_with_auth() {
     );
     assert_eq!(relays(&catcher, relayed, 1)[0]["OK"], true);
     assert_eq!(relays(&catcher, skipped, 0), Vec::<Value>::new());
+
+    // A release over the same implicit-TLS relay, logged in.
+    let response = release(
+        &catcher,
+        &relayed.to_string(),
+        &json!({"To": ["ops@example.test"]}),
+    );
+    assert_eq!((response.status, response.text().trim()), (200, "ok"));
+    let got = saved(&server, 2).remove(1);
+    assert!(got.tls);
+    assert_eq!(got.auth_user.as_deref(), Some("relay-user"));
+    assert_eq!(got.rcpt_tos, ["ops@example.test"]);
     let log = catcher.stderr.text();
     assert!(
         !log.contains("s3cret"),
@@ -500,7 +559,7 @@ fn auto_relay_matching_over_implicit_tls_with_auth() {
     .env("RELAY_TEST_PASSWORD", "s3cret relay")
     .run();
     out.assert_success("mail release with password-env");
-    assert_eq!(saved(&server, 2)[1].rcpt_tos, ["a@example.test"]);
+    assert_eq!(saved(&server, 3)[2].rcpt_tos, ["a@example.test"]);
 }
 
 #[test]
