@@ -341,24 +341,9 @@ pub struct MailServeArgs {
     #[command(flatten)]
     pub imap: ImapArgs,
     #[command(flatten)]
-    pub tags: TagsArgs,
-    #[command(flatten)]
     pub relay: RelayArgs,
-}
-
-/// Relaying caught mail to a real server: release on request, or on arrival.
-#[derive(Debug, Args)]
-#[command(next_help_heading = "Relay")]
-pub struct RelayArgs {
-    /// The relay for releases and auto-relay: a TOML file (README, "Relay and release"). Without it, nothing is ever relayed.
-    #[arg(long, value_name = "FILE", env = "SOKKEL_RELAY_CONFIG")]
-    pub relay_config: Option<std::path::PathBuf>,
-    /// Relay every arriving message to its envelope recipients that the relay config allows.
-    #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_RELAY_ALL", conflicts_with = "relay_matching")]
-    pub relay_all: bool,
-    /// Relay arriving messages that match this search (the web page's search language), e.g. 'to:@example.com subject:invoice'.
-    #[arg(long, value_name = "QUERY", env = "SOKKEL_RELAY_MATCHING")]
-    pub relay_matching: Option<String>,
+    #[command(flatten)]
+    pub tags: TagsArgs,
 }
 
 /// How arriving messages get tags.
@@ -391,6 +376,21 @@ pub enum TagSource {
 
 fn parse_tag_rule(s: &str) -> Result<sokkel_store::tags::TagRule, String> {
     sokkel_store::tags::TagRule::parse(s).map_err(|error| error.to_string())
+}
+
+/// Relaying caught mail to a real server: release on request, or on arrival.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Relay")]
+pub struct RelayArgs {
+    /// The relay for releases and auto-relay: a TOML file (README, "Relay and release"). Without it, nothing is ever relayed.
+    #[arg(long, value_name = "FILE", env = "SOKKEL_RELAY_CONFIG")]
+    pub relay_config: Option<std::path::PathBuf>,
+    /// Relay every arriving message to its envelope recipients that the relay config allows.
+    #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_RELAY_ALL", conflicts_with = "relay_matching")]
+    pub relay_all: bool,
+    /// Relay arriving messages that match this search (the web page's search language), e.g. 'to:@example.com subject:invoice'.
+    #[arg(long, value_name = "QUERY", env = "SOKKEL_RELAY_MATCHING")]
+    pub relay_matching: Option<String>,
 }
 
 /// POP3, so mail readers can fetch what the catcher caught.

@@ -118,13 +118,13 @@ pub struct WebConfig {
     /// The most bytes of answers built in memory that may wait for slow clients
     /// at once; default [`MAX_BUFFERED_BYTES`].
     pub max_buffered_bytes: usize,
+    /// The relay that `POST /api/v1/message/{ID}/release` sends through;
+    /// `None` (the default) answers every release with a 400.
+    pub release: Option<Arc<dyn Release>>,
     /// What the SMTP server running beside this one refused, for
     /// `/api/v1/info` (the binary hands the same counters to both); fresh
     /// zeros by default.
     pub smtp_counters: Arc<SmtpCounters>,
-    /// The relay that `POST /api/v1/message/{ID}/release` sends through;
-    /// `None` (the default) answers every release with a 400.
-    pub release: Option<Arc<dyn Release>>,
 }
 
 impl Default for WebConfig {
@@ -136,8 +136,8 @@ impl Default for WebConfig {
             max_connections: 512,
             idle_timeout: std::time::Duration::from_secs(120),
             max_buffered_bytes: MAX_BUFFERED_BYTES,
-            smtp_counters: Arc::default(),
             release: None,
+            smtp_counters: Arc::default(),
         }
     }
 }

@@ -177,10 +177,10 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
             } else {
                 HostPolicy::Any
             },
-            smtp_counters,
             release: relay
                 .clone()
                 .map(|relay| Arc::new(relay) as Arc<dyn sokkel_web::Release>),
+            smtp_counters,
             ..WebConfig::default()
         };
         let max_connections = u32::try_from(web_config.max_connections).unwrap_or(u32::MAX);
