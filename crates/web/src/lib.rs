@@ -17,7 +17,7 @@
 //!   `mailpit-api`) work unchanged. IDs are the store's decimal ids as strings.
 //! - Every store call blocks on SQLite, so handlers run them in `spawn_blocking`.
 //! - Releasing a message to a real server (`POST /api/v1/message/{ID}/release`)
-//!   goes through a [`Release`] the binary hands over in [`WebConfig::release`]:
+//!   goes through a [`release::Release`] the binary hands over in [`WebConfig::release`]:
 //!   web knows no SMTP.
 //! - Requests whose `Host` is not a loopback name are refused while sokkel listens
 //!   on loopback only ([`HostPolicy`]): that stops DNS-rebinding pages from reading
@@ -45,7 +45,7 @@ pub mod fuzzing;
 mod guard;
 mod json;
 mod openapi;
-mod release;
+pub mod release;
 mod search;
 mod serve;
 mod tags;
@@ -67,7 +67,6 @@ pub use api::{MAX_HEADER_CONTENT_TYPE, MAX_HEADER_FILE_NAME};
 pub use error::{ApiError, WebError};
 pub use events::CLIENT_BACKLOG_BYTES;
 pub use json::{MESSAGE_ADDRESSES, MESSAGE_BODY_BYTES};
-pub use release::{MAX_RELEASE_RECIPIENTS, RecipientError, Release, ReleaseError, ReleaseFuture};
 pub use serve::{ServeLimits, serve, serve_with};
 
 /// The largest request body accepted (JSON lists of IDs); more is answered 413.
@@ -120,7 +119,7 @@ pub struct WebConfig {
     pub max_buffered_bytes: usize,
     /// The relay that `POST /api/v1/message/{ID}/release` sends through;
     /// `None` (the default) answers every release with a 400.
-    pub release: Option<Arc<dyn Release>>,
+    pub release: Option<Arc<dyn release::Release>>,
     /// What the SMTP server running beside this one refused, for
     /// `/api/v1/info` (the binary hands the same counters to both); fresh
     /// zeros by default.

@@ -179,7 +179,7 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
             },
             release: relay
                 .clone()
-                .map(|relay| Arc::new(relay) as Arc<dyn sokkel_web::Release>),
+                .map(|relay| Arc::new(relay) as Arc<dyn sokkel_web::release::Release>),
             smtp_counters,
             ..WebConfig::default()
         };

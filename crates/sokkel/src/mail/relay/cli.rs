@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use sokkel_store::time::utc;
 use sokkel_store::{RelayAttempt, SearchQuery, Store};
-use sokkel_web::Release;
+use sokkel_web::release::Release;
 
 use super::auto::Trigger;
 use super::{Relay, RelayConfig};

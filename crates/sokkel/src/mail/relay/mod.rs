@@ -24,7 +24,7 @@ use sokkel_smtp::client::session::{
     AuthMechanism, ClientConfig, Credentials, Envelope, Silent, SmtpClient, TlsMode,
 };
 use sokkel_store::{MessageId, RelayAttempt, Store, StoredMessage};
-use sokkel_web::{RecipientError, Release, ReleaseError, ReleaseFuture};
+use sokkel_web::release::{RecipientError, Release, ReleaseError, ReleaseFuture};
 
 pub use cli::{ServeRelay, release, write_attempts};
 pub use config::RelayConfig;
