@@ -356,7 +356,7 @@ fn summary_json(m: &Summary) -> serde_json::Value {
 /// Replaces control characters (terminal escapes above all) with U+FFFD, keeping
 /// line breaks and tabs when `multiline`: what a sender wrote must not be able to
 /// drive the reader's terminal.
-fn printable(text: &str, multiline: bool) -> std::borrow::Cow<'_, str> {
+pub(super) fn printable(text: &str, multiline: bool) -> std::borrow::Cow<'_, str> {
     let keep = |c: char| !c.is_control() || (multiline && (c == '\n' || c == '\t'));
     if text.chars().all(keep) {
         return std::borrow::Cow::Borrowed(text);

@@ -12,6 +12,7 @@ use sokkel_web::release::Release;
 use super::auto::Trigger;
 use super::{Relay, RelayConfig};
 use crate::cli::{RelayArgs, ReleaseArgs};
+use crate::mail::read::printable;
 
 /// `sokkel mail release ID --to ADDR...`: one attempt, recorded with the
 /// message like a release from the web API.
@@ -110,6 +111,9 @@ impl ServeRelay {
 /// Relayed:  2026-11-30 20:31:00 UTC to a@example.com: FAILED, connect failed: ...
 ///           not allowed: b@example.org
 /// ```
+///
+/// The reply came from another server: control characters are replaced, so
+/// it cannot move the terminal's cursor.
 pub fn write_attempts(out: &mut impl Write, attempts: &[RelayAttempt]) -> anyhow::Result<()> {
     for attempt in attempts {
         let to = if attempt.recipients.is_empty() {
@@ -122,7 +126,7 @@ pub fn write_attempts(out: &mut impl Write, attempts: &[RelayAttempt]) -> anyhow
             "Relayed:  {} UTC to {to}: {}, {}",
             utc(attempt.at, false),
             if attempt.ok { "ok" } else { "FAILED" },
-            attempt.reply
+            printable(&attempt.reply, false)
         )?;
         if !attempt.skipped.is_empty() {
             writeln!(out, "          not allowed: {}", attempt.skipped.join(", "))?;
