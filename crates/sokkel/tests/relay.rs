@@ -273,6 +273,41 @@ fn a_relay_that_is_down_is_recorded_as_failed_and_ingest_goes_on() {
     relays(&catcher, second, 1);
 }
 
+#[test]
+fn a_relay_that_never_answers_does_not_hold_up_ingest() {
+    // Connections complete in the kernel's backlog, and nothing ever greets.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let dir = tempdir();
+    let file = write_config(
+        dir.path(),
+        &format!("host = \"127.0.0.1\"\nport = {port}\ntimeout = 3\n"),
+    );
+    let catcher = Catcher::builder()
+        .http()
+        .args(&["--relay-config", path(&file), "--relay-all"])
+        .start();
+    // Relayed one by one, five messages would hold ingest for 15 s at least.
+    let started = Instant::now();
+    let ids: Vec<u64> = (0..5)
+        .map(|n| catcher.send(&message(&format!("stuck {n}"), "caught anyway")))
+        .collect();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "five 250s took {:?}",
+        started.elapsed()
+    );
+    let attempts = relays(&catcher, ids[0], 1);
+    assert_eq!(attempts[0]["OK"], false);
+    let reply = attempts[0]["Reply"].as_str().unwrap();
+    assert!(
+        reply.contains("greeting failed: no answer within 3"),
+        "{reply}"
+    );
+    assert_eq!(catcher.list().len(), 5, "every message is kept");
+    drop(silent);
+}
+
 // ---------------------------------------------------------------------------------
 // aiosmtpd as the relay
 // ---------------------------------------------------------------------------------
