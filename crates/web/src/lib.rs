@@ -12,13 +12,13 @@
 //! - [`app`] builds the router; tests drive it without a socket through tower's
 //!   `oneshot`. [`serve`] runs it on already-bound listeners with a cap on
 //!   connections and a graceful stop.
+//! - Releasing a message to a real server (`POST /api/v1/message/{ID}/release`)
+//!   goes through a [`release::Release`] the binary hands over in [`WebConfig::release`]:
+//!   web knows no SMTP.
 //! - The JSON shapes, paths, parameters and plain-text errors follow Mailpit's
 //!   `/api/v1`, so clients written for Mailpit (such as the npm package
 //!   `mailpit-api`) work unchanged. IDs are the store's decimal ids as strings.
 //! - Every store call blocks on SQLite, so handlers run them in `spawn_blocking`.
-//! - Releasing a message to a real server (`POST /api/v1/message/{ID}/release`)
-//!   goes through a [`release::Release`] the binary hands over in [`WebConfig::release`]:
-//!   web knows no SMTP.
 //! - Requests whose `Host` is not a loopback name are refused while sokkel listens
 //!   on loopback only ([`HostPolicy`]): that stops DNS-rebinding pages from reading
 //!   caught mail through a victim's browser. Requests that change something (any
