@@ -78,6 +78,11 @@ pub enum MailCommand {
     /// Send a message over SMTP, like swaks: TLS, AUTH, attachments, a transcript with -v.
     #[command(after_help = SEND_HELP)]
     Send(SendArgs),
+    /// Send a caught message, byte for byte, to real recipients through the relay (--relay-config).
+    #[command(
+        after_help = "Examples:\n  sokkel mail release latest --to me@example.com --relay-config relay.toml\n  SOKKEL_RELAY_CONFIG=relay.toml sokkel mail release 42 --to a@example.com,b@example.com\n\nThe attempt is recorded with the message: `sokkel mail show ID` lists it.\nWorks while `sokkel mail serve` runs on the same store."
+    )]
+    Release(ReleaseArgs),
     /// Write a message interactively (or from piped answers) and send it.
     #[command(
         after_help = "Asks From (remembering the last one), To, Cc, Subject, the body (end it with a line\nholding a single '.' or with Ctrl-D) and attachments, shows a summary and asks whether\nto send, edit or cancel. Takes the same connection options as `mail send`.\n\nExamples:\n  sokkel mail compose\n  sokkel mail compose --server smtp.example.com:587 --tls starttls --user me"
@@ -184,6 +189,21 @@ pub struct SendArgs {
     pub repeat: u32,
     #[command(flatten)]
     pub connection: ConnectionArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The message id, or `latest`.
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// Recipient (repeatable, or comma-separated): `a@example.com` or `Name <a@example.com>`.
+    #[arg(long, value_name = "ADDR", required = true, value_delimiter = ',')]
+    pub to: Vec<String>,
+    /// The relay: a TOML file (README, "Relay and release").
+    #[arg(long, value_name = "FILE", env = "SOKKEL_RELAY_CONFIG")]
+    pub relay_config: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -321,6 +341,8 @@ pub struct MailServeArgs {
     #[command(flatten)]
     pub imap: ImapArgs,
     #[command(flatten)]
+    pub relay: RelayArgs,
+    #[command(flatten)]
     pub tags: TagsArgs,
 }
 
@@ -354,6 +376,21 @@ pub enum TagSource {
 
 fn parse_tag_rule(s: &str) -> Result<sokkel_store::tags::TagRule, String> {
     sokkel_store::tags::TagRule::parse(s).map_err(|error| error.to_string())
+}
+
+/// Relaying caught mail to a real server: release on request, or on arrival.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Relay")]
+pub struct RelayArgs {
+    /// The relay for releases and auto-relay: a TOML file (README, "Relay and release"). Without it, nothing is ever relayed.
+    #[arg(long, value_name = "FILE", env = "SOKKEL_RELAY_CONFIG")]
+    pub relay_config: Option<std::path::PathBuf>,
+    /// Relay every arriving message to its envelope recipients that the relay config allows.
+    #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_RELAY_ALL", conflicts_with = "relay_matching")]
+    pub relay_all: bool,
+    /// Relay arriving messages that match this search (the web page's search language), e.g. 'to:@example.com subject:invoice'.
+    #[arg(long, value_name = "QUERY", env = "SOKKEL_RELAY_MATCHING")]
+    pub relay_matching: Option<String>,
 }
 
 /// POP3, so mail readers can fetch what the catcher caught.

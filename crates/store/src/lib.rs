@@ -36,6 +36,9 @@
 //!   deliveries get between.
 //! - [`tags`] says what a tag name may be and which tags an arriving message
 //!   gets (`X-Tags`, plus addresses, `--tag` rules).
+//! - [`Store::record_relay`] keeps each attempt to relay a message to a real
+//!   server ([`RelayAttempt`]) with the message; [`Store::matches`] tells
+//!   auto-relay whether a new message matches its search.
 //! - An error that repeats on every retry (a full disk) is logged once per
 //!   interval with its count (`sokkel_net::repeated`).
 #![warn(missing_docs)]
@@ -45,6 +48,7 @@ mod folders;
 pub mod mime;
 mod paths;
 mod protocols;
+mod relay;
 mod retention;
 mod search;
 mod sqlite;
@@ -61,6 +65,7 @@ use sokkel_net::repeated;
 
 pub use error::{DatabaseError, StoreError};
 pub use folders::{MAX_FLAG_BYTES, MAX_OTHER_FLAGS};
+pub use relay::{RELAY_ATTEMPTS_KEPT, RELAY_REPLY_BYTES, RelayAttempt};
 pub use retention::{
     AgeError, CHECK_INTERVAL, MAX_AGE_LIMIT, MaxAge, PruneReport, Pruner, Retention,
 };

@@ -239,6 +239,12 @@ impl SearchQuery {
         self.terms.is_empty()
     }
 
+    /// Whether the query looks words up in the search index (as opposed to
+    /// filters on flags, tags, sizes and dates alone).
+    pub(crate) fn has_words(&self) -> bool {
+        self.terms.iter().any(|term| matches!(term, Term::Text(_)))
+    }
+
     /// The conditions, all of which a message must meet.
     pub(crate) fn terms(&self) -> &[Term] {
         &self.terms

@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use tokio::sync::broadcast;
 
+use crate::relay::RelayAttempt;
 use crate::retention::{PruneReport, Retention};
 use crate::sqlite::{SqliteStore, TagEdit};
 use crate::tags::{TagName, Tagging};
@@ -236,6 +237,35 @@ impl Store {
     pub fn get(&self, id: MessageId) -> Result<Option<StoredMessage>, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.get(id),
+        }
+    }
+
+    /// Record an attempt to relay message `id` (release or auto-relay); the
+    /// message keeps its newest [`crate::RELAY_ATTEMPTS_KEPT`] attempts, and
+    /// they are deleted with it. `false` if there is no such message (any
+    /// more): nothing is recorded then.
+    pub fn record_relay(&self, id: MessageId, attempt: &RelayAttempt) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.record_relay(id, attempt),
+        }
+    }
+
+    /// The relay attempts recorded for message `id`, oldest first; empty if
+    /// there are none or there is no such message.
+    pub fn relay_attempts(&self, id: MessageId) -> Result<Vec<RelayAttempt>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.relay_attempts(id),
+        }
+    }
+
+    /// Whether message `id` matches `query`, as [`Store::search`] would find
+    /// it (an empty query matches). `None` if there is no such message, or if
+    /// the query has words and the message is not in the search index yet:
+    /// the index follows a delivery by a moment (it never delays the 250), so
+    /// a caller reacting to [`StoreEvent::New`] asks again shortly.
+    pub fn matches(&self, id: MessageId, query: &SearchQuery) -> Result<Option<bool>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.matches(id, query),
         }
     }
 

@@ -118,7 +118,8 @@ fn migration_caps_old_address_lists_and_keeps_every_message() {
         // (and none of what schemas 6 and 7 added).
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
-            "DROP TABLE sent_raw;
+            "DROP TABLE relays;
+             DROP TABLE sent_raw;
              DROP TABLE sent;
              ALTER TABLE messages DROP COLUMN keywords;
              DROP INDEX messages_flagged;

@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime};
 
 use sokkel_store::{
     Deliver, Envelope, FlagChange, FlagEdit, Flags, Folder, Folders, ListQuery, MailboxError,
-    MessageId, NewMessage, SearchQuery, Store, StoreEvent, StoreOptions,
+    MessageId, NewMessage, RELAY_ATTEMPTS_KEPT, RELAY_REPLY_BYTES, RelayAttempt, SearchQuery,
+    Store, StoreEvent, StoreOptions,
 };
 use tokio::sync::broadcast;
 
@@ -63,6 +64,8 @@ cases!(sqlite:
     the_inbox_of_a_login_holds_its_mail,
     modseq_moves_on_every_folder_change,
     changes_give_only_what_moved_past_a_modseq,
+    relay_attempts_are_kept_with_their_message,
+    one_message_matches_a_search_once_indexed,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -1225,4 +1228,122 @@ fn changes_give_only_what_moved_past_a_modseq(open: Open<'_>) {
     // A delete shows as a smaller count: the session then reads the folder.
     f.expunge(&inbox(), &ids[1..]).unwrap();
     assert_eq!(f.changes(&inbox(), seen).unwrap().unwrap().count, 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// Relay attempts (issue #14)
+
+fn attempt(to: &str, ok: bool, reply: &str) -> RelayAttempt {
+    RelayAttempt {
+        at: SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_478_400_123),
+        recipients: vec![to.to_string()],
+        skipped: vec!["boss@example.com".to_string()],
+        ok,
+        reply: reply.to_string(),
+    }
+}
+
+fn relay_attempts_are_kept_with_their_message(open: Open<'_>) {
+    let store = open();
+    let ids = deliver(&store, [numbered(1), numbered(2)]);
+    assert_eq!(store.relay_attempts(ids[0]).unwrap(), []);
+    let first = attempt("a@example.com", true, "250 2.0.0 queued");
+    let second = attempt("b@example.com", false, "connect failed: refused");
+    assert!(store.record_relay(ids[0], &first).unwrap());
+    assert!(store.record_relay(ids[0], &second).unwrap());
+    assert!(
+        !store.record_relay(MessageId(999), &first).unwrap(),
+        "no such message"
+    );
+    drop(store);
+
+    // Kept across opening again, oldest first, the time to the millisecond.
+    let store = open();
+    assert_eq!(
+        store.relay_attempts(ids[0]).unwrap(),
+        [first.clone(), second]
+    );
+    assert_eq!(store.relay_attempts(ids[1]).unwrap(), []);
+
+    // Bounded: the newest RELAY_ATTEMPTS_KEPT, each reply cut.
+    let long = "x".repeat(RELAY_REPLY_BYTES * 2);
+    for n in 0..RELAY_ATTEMPTS_KEPT {
+        let reply = if n == 0 {
+            long.clone()
+        } else {
+            format!("250 {n}")
+        };
+        store
+            .record_relay(ids[1], &attempt("c@example.com", true, &reply))
+            .unwrap();
+    }
+    store
+        .record_relay(ids[1], &attempt("c@example.com", true, "250 last"))
+        .unwrap();
+    let kept = store.relay_attempts(ids[1]).unwrap();
+    assert_eq!(kept.len(), RELAY_ATTEMPTS_KEPT);
+    assert_eq!(kept[0].reply, "250 1", "the oldest went");
+    assert_eq!(kept.last().unwrap().reply, "250 last");
+    store
+        .record_relay(ids[0], &attempt("d@example.com", false, &long))
+        .unwrap();
+    let cut = store.relay_attempts(ids[0]).unwrap().pop().unwrap();
+    assert_eq!(cut.reply.len(), RELAY_REPLY_BYTES);
+
+    // Deleted with the message, and with every message.
+    store.delete(&[ids[0]]).unwrap();
+    assert_eq!(store.relay_attempts(ids[0]).unwrap(), []);
+    store.delete_all().unwrap();
+    assert_eq!(store.relay_attempts(ids[1]).unwrap(), []);
+}
+
+fn one_message_matches_a_search_once_indexed(open: Open<'_>) {
+    let store = open();
+    let ids = deliver(
+        &store,
+        [
+            message(
+                "rick@example.com",
+                "morty@example.com",
+                &["morty@example.com"],
+                "invoice",
+                "pay",
+            ),
+            message(
+                "rick@example.com",
+                "beth@example.com",
+                &["beth@example.com"],
+                "hello",
+                "hi",
+            ),
+        ],
+    );
+    let query = |text: &str| SearchQuery::parse(text).unwrap();
+    // Words wait for the index, which follows a delivery by a moment.
+    let answer = |id: MessageId, text: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match store.matches(id, &query(text)).unwrap() {
+                Some(matched) => return matched,
+                None if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                None => panic!("message {id} never reached the search index"),
+            }
+        }
+    };
+    assert!(answer(ids[0], "subject:invoice"));
+    assert!(!answer(ids[1], "subject:invoice"));
+    assert!(answer(ids[1], "to:beth@example.com -invoice"));
+    assert!(answer(ids[0], ""), "an empty query matches");
+    // Filters alone need no index.
+    assert_eq!(
+        store.matches(ids[0], &query("is:unread")).unwrap(),
+        Some(true)
+    );
+    assert_eq!(
+        store.matches(ids[0], &query("is:read")).unwrap(),
+        Some(false)
+    );
+    assert_eq!(store.matches(MessageId(999), &query("")).unwrap(), None);
 }

@@ -216,5 +216,70 @@ fn a_store_of_the_previous_release_opens_and_keeps_everything() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 7, "migrated to the newest schema");
+    assert_eq!(version, 8, "migrated to the newest schema");
+    // Relay attempts (schema 8) on an old message, deleted with it.
+    let attempt = sokkel_store::RelayAttempt {
+        at: std::time::SystemTime::now(),
+        recipients: vec!["dev@example.com".into()],
+        skipped: Vec::new(),
+        ok: true,
+        reply: "250 ok".into(),
+    };
+    assert!(store.record_relay(MessageId(2), &attempt).unwrap());
+    assert_eq!(store.relay_attempts(MessageId(2)).unwrap().len(), 1);
+    store.delete(&[MessageId(2)]).unwrap();
+    assert_eq!(store.relay_attempts(MessageId(2)).unwrap(), []);
+}
+
+/// A schema 7 store (the release before relaying, issue #14) gets the table of
+/// relay attempts and keeps its messages.
+#[test]
+fn a_schema_7_store_gains_relay_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mail.db");
+    let store = Store::open(&path, StoreOptions::default()).unwrap();
+    let envelope = sokkel_store::Envelope {
+        mail_from: "rick@example.com".into(),
+        rcpt_to: vec!["morty@example.com".into()],
+        helo: "client.example".into(),
+        client_addr: "127.0.0.1:40000".parse().unwrap(),
+        bare_lf: false,
+        smtputf8: false,
+        tls: None,
+        auth_user: None,
+    };
+    let raw = b"Subject: before\r\n\r\nrelay me later\r\n".to_vec();
+    let id = store
+        .import(vec![sokkel_store::NewMessage {
+            envelope,
+            received_at: std::time::SystemTime::now(),
+            raw: raw.clone(),
+        }])
+        .unwrap()[0];
+    drop(store);
+    // What schema 7 had: everything but the relays.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("DROP TABLE relays; PRAGMA user_version = 7;")
+        .unwrap();
+    drop(conn);
+
+    let store = Store::open(&path, StoreOptions::default()).unwrap();
+    assert_eq!(store.raw(id).unwrap(), Some(raw));
+    let attempt = sokkel_store::RelayAttempt {
+        at: std::time::SystemTime::now(),
+        recipients: vec!["dev@example.com".into()],
+        skipped: vec!["boss@example.com".into()],
+        ok: false,
+        reply: "connect failed".into(),
+    };
+    assert!(store.record_relay(id, &attempt).unwrap());
+    assert_eq!(
+        store.relay_attempts(id).unwrap()[0].skipped,
+        ["boss@example.com"]
+    );
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, 8);
 }

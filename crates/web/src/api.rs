@@ -383,8 +383,11 @@ pub(crate) async fn message(
             store.set_read(&[message.summary.id], true)?;
             message.summary.read = true;
         }
+        let relays = store.relay_attempts(message.summary.id)?;
         let body = body_parts(&message);
-        json_bytes(&MessageJson::new(&message, &body))
+        let mut json = MessageJson::new(&message, &body);
+        json.relays = crate::release::relays_json(relays);
+        json_bytes(&json)
     })
     .await?;
     json_response(&state, message)

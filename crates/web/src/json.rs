@@ -231,6 +231,9 @@ pub(crate) struct MessageJson<'a> {
     pub size: u64,
     pub inline: Vec<AttachmentJson>,
     pub attachments: Vec<AttachmentJson>,
+    /// Every attempt to relay the message (release, auto-relay), oldest
+    /// first; sokkel's own.
+    pub relays: Vec<crate::release::RelayJson>,
 }
 
 /// The addresses of one header field, read from the raw bytes: the first
@@ -315,6 +318,7 @@ impl<'a> MessageJson<'a> {
             size: summary.size,
             inline: inline.into_iter().map(AttachmentJson::from).collect(),
             attachments: attachments.into_iter().map(AttachmentJson::from).collect(),
+            relays: Vec::new(),
         }
     }
 }

@@ -12,6 +12,9 @@
 //! - [`app`] builds the router; tests drive it without a socket through tower's
 //!   `oneshot`. [`serve`] runs it on already-bound listeners with a cap on
 //!   connections and a graceful stop.
+//! - Releasing a message to a real server (`POST /api/v1/message/{ID}/release`)
+//!   goes through a [`release::Release`] the binary hands over in [`WebConfig::release`]:
+//!   web knows no SMTP.
 //! - The JSON shapes, paths, parameters and plain-text errors follow Mailpit's
 //!   `/api/v1`, so clients written for Mailpit (such as the npm package
 //!   `mailpit-api`) work unchanged. IDs are the store's decimal ids as strings.
@@ -42,6 +45,7 @@ pub mod fuzzing;
 mod guard;
 mod json;
 mod openapi;
+pub mod release;
 mod search;
 mod serve;
 mod tags;
@@ -113,6 +117,9 @@ pub struct WebConfig {
     /// The most bytes of answers built in memory that may wait for slow clients
     /// at once; default [`MAX_BUFFERED_BYTES`].
     pub max_buffered_bytes: usize,
+    /// The relay that `POST /api/v1/message/{ID}/release` sends through;
+    /// `None` (the default) answers every release with a 400.
+    pub release: Option<Arc<dyn release::Release>>,
     /// What the SMTP server running beside this one refused, for
     /// `/api/v1/info` (the binary hands the same counters to both); fresh
     /// zeros by default.
@@ -128,6 +135,7 @@ impl Default for WebConfig {
             max_connections: 512,
             idle_timeout: std::time::Duration::from_secs(120),
             max_buffered_bytes: MAX_BUFFERED_BYTES,
+            release: None,
             smtp_counters: Arc::default(),
         }
     }
@@ -270,6 +278,11 @@ fn route_table() -> RouteTable {
         .add(Method::GET, "/api/v1/message/{ID}/headers", api::headers)
         .add(Method::GET, "/api/v1/message/{ID}/envelope", api::envelope)
         .add(Method::GET, "/api/v1/message/{ID}/part/{PartID}", api::part)
+        .add(
+            Method::POST,
+            "/api/v1/message/{ID}/release",
+            release::release,
+        )
         .add(Method::GET, "/api/v1/tags", tags::list)
         .add(Method::PUT, "/api/v1/tags", tags::set)
         .add(Method::PUT, "/api/v1/tags/{Tag}", tags::rename)

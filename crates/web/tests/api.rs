@@ -272,6 +272,7 @@ async fn message_has_mailpit_shape_and_is_marked_read() {
             "Inline",
             "ListUnsubscribe",
             "MessageID",
+            "Relays",
             "ReplyTo",
             "ReplyToCount",
             "ReturnPath",
@@ -295,6 +296,7 @@ async fn message_has_mailpit_shape_and_is_marked_read() {
     assert_eq!(m["Text"].as_str().unwrap().trim(), "Please pay.");
     assert!(m["HTML"].as_str().unwrap().contains("<b>pay</b>"));
     assert_eq!(m["Tags"], serde_json::json!([]));
+    assert_eq!(m["Relays"], serde_json::json!([]), "never relayed");
     assert_eq!(m["ListUnsubscribe"]["Links"][0], "mailto:u@example.com");
     let pdf = &m["Attachments"][0];
     assert_eq!(

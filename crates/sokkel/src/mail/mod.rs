@@ -1,10 +1,11 @@
-//! `sokkel mail serve | list | show | delete | flag | read | unread | tag | send | compose`.
+//! `sokkel mail serve | list | show | delete | flag | read | unread | tag | send | release | compose`.
 
 mod compose;
 mod imap;
 mod listeners;
 mod pop3;
 mod read;
+mod relay;
 mod security;
 mod send;
 pub mod sendmail;
@@ -30,6 +31,7 @@ pub fn run(command: MailCommand) -> anyhow::Result<ExitCode> {
         MailCommand::Unread(args) => read::mark(args, false),
         MailCommand::Tag(args) => tag::run(args),
         MailCommand::Send(args) => send::run(args),
+        MailCommand::Release(args) => relay::release(args),
         MailCommand::Compose(args) => compose::run(args),
     }
 }

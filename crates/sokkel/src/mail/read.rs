@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
 use sokkel_store::{
-    Address, FlagChange, ListQuery, MessageId, Store, StoreError, StoredMessage, Summary, mime,
+    Address, FlagChange, ListQuery, MessageId, RelayAttempt, Store, StoreError, StoredMessage,
+    Summary, mime,
 };
 
 use crate::cli::{DeleteArgs, FlagArgs, ListArgs, MarkArgs, ShowArgs};
@@ -104,7 +105,8 @@ pub fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     } else if args.envelope {
         write_envelope(&mut out, &message)?;
     } else {
-        write_message(&mut out, &message)?;
+        let relays = store.relay_attempts(id)?;
+        write_message(&mut out, &message, &relays)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -227,7 +229,11 @@ pub(super) fn resolve_id(store: &Store, id: &str) -> anyhow::Result<MessageId> {
     }
 }
 
-fn write_message(out: &mut impl Write, message: &StoredMessage) -> anyhow::Result<()> {
+fn write_message(
+    out: &mut impl Write,
+    message: &StoredMessage,
+    relays: &[RelayAttempt],
+) -> anyhow::Result<()> {
     let s = &message.summary;
     let parsed = mime::parse(&message.raw);
     writeln!(out, "ID:       {}", s.id)?;
@@ -273,6 +279,7 @@ fn write_message(out: &mut impl Write, message: &StoredMessage) -> anyhow::Resul
             size(a.size as u64)
         )?;
     }
+    super::relay::write_attempts(out, relays)?;
     if s.bare_lf {
         writeln!(
             out,
@@ -349,7 +356,7 @@ fn summary_json(m: &Summary) -> serde_json::Value {
 /// Replaces control characters (terminal escapes above all) with U+FFFD, keeping
 /// line breaks and tabs when `multiline`: what a sender wrote must not be able to
 /// drive the reader's terminal.
-fn printable(text: &str, multiline: bool) -> std::borrow::Cow<'_, str> {
+pub(super) fn printable(text: &str, multiline: bool) -> std::borrow::Cow<'_, str> {
     let keep = |c: char| !c.is_control() || (multiline && (c == '\n' || c == '\t'));
     if text.chars().all(keep) {
         return std::borrow::Cow::Borrowed(text);

@@ -17,6 +17,7 @@ use crate::hints::announce;
 use crate::listen::{bind_all, listen_addresses};
 use crate::mail::imap::ImapListeners;
 use crate::mail::pop3::Pop3Listeners;
+use crate::mail::relay::ServeRelay;
 use crate::mail::security::Security;
 
 pub fn run(args: MailServeArgs) -> anyhow::Result<ExitCode> {
@@ -30,6 +31,7 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     // Bind first: a port in use is the most likely mistake, and it should not leave
     // a new store behind.
     let hostname = args.hostname.clone().unwrap_or_else(super::send::host_name);
+    let relay = ServeRelay::from_args(&args.relay)?;
     let smtp_addrs = listen_addresses(&args.smtp, "--smtp", "127.0.0.1:1025").await?;
     let smtps_addrs = if args.security.smtps.is_empty() {
         Vec::new()
@@ -113,6 +115,12 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     announce(format_args!("mail is kept in {}{kept}", path.display()));
     let retention = Retention::new(args.max, args.max_age);
     announce(format_args!("retention: {retention}"));
+    let relay = relay
+        .map(|relay| relay.start(&store, hostname.clone()))
+        .transpose()?;
+    if let Some(relay) = &relay {
+        announce(format_args!("relays to {}", relay.describe()));
+    }
     tokio::spawn(log_new_messages(store.clone()));
     let pruner = Pruner::spawn(store.clone(), retention);
 
@@ -169,6 +177,9 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
             } else {
                 HostPolicy::Any
             },
+            release: relay
+                .clone()
+                .map(|relay| Arc::new(relay) as Arc<dyn sokkel_web::release::Release>),
             smtp_counters,
             ..WebConfig::default()
         };
@@ -192,7 +203,13 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
         stop.await;
         let _ = stop_tx.send(true);
     });
-    tracing::info!("mail catcher ready; it relays nothing. Ctrl-C stops it");
+    match &relay {
+        Some(relay) => tracing::info!(
+            "mail catcher ready; it relays to {} when told to. Ctrl-C stops it",
+            relay.describe()
+        ),
+        None => tracing::info!("mail catcher ready; it relays nothing. Ctrl-C stops it"),
+    }
     let smtp = async {
         serve(config, listeners, Arc::new(store.clone()), stopped())
             .await

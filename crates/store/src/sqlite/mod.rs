@@ -20,6 +20,7 @@ mod connection;
 mod folders;
 mod index;
 mod queries;
+mod relays;
 mod reserve;
 mod retention;
 mod schema;
@@ -36,6 +37,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::broadcast;
 
 use crate::mime::{self, Digest};
+use crate::relay::RelayAttempt;
 use crate::store::{
     FlagChange, MessageCounts, RuntimeStats, StoreEvent, StoreOptions, WriterStats,
 };
@@ -239,6 +241,28 @@ impl SqliteStore {
                 .query_row([id.0], stored_message_from_row)
                 .optional()?)
         })
+    }
+
+    pub(crate) fn record_relay(
+        &self,
+        id: MessageId,
+        attempt: &RelayAttempt,
+    ) -> Result<bool, StoreError> {
+        self.with_connection(|conn| Ok(relays::insert_attempt(conn, id, attempt)?))
+    }
+
+    pub(crate) fn relay_attempts(&self, id: MessageId) -> Result<Vec<RelayAttempt>, StoreError> {
+        self.with_connection(|conn| Ok(relays::attempts(conn, id)?))
+    }
+
+    pub(crate) fn matches(
+        &self,
+        id: MessageId,
+        query: &SearchQuery,
+    ) -> Result<Option<bool>, StoreError> {
+        let parts = to_sql(query);
+        let needs_index = query.has_words();
+        self.with_connection(|conn| Ok(relays::matches(conn, id, &parts, needs_index)?))
     }
 
     pub(crate) fn latest(&self) -> Result<Option<MessageId>, StoreError> {

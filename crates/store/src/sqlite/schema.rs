@@ -267,6 +267,23 @@ const MIGRATIONS: &[&str] = &[
         data BLOB NOT NULL
     ) STRICT;
     "#,
+    // 8: relay attempts (issue #14). Every release or auto-relay of a message
+    // is one row: when (milliseconds since the epoch), to whom and who was
+    // left out (JSON arrays of addresses), whether the relay server took it,
+    // and its reply or the error. Rows go with their message (cascade); the
+    // index serves "the attempts of message N".
+    r#"
+    CREATE TABLE relays (
+        id         INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        at         INTEGER NOT NULL,
+        recipients TEXT    NOT NULL,
+        skipped    TEXT    NOT NULL,
+        ok         INTEGER NOT NULL,
+        reply      TEXT    NOT NULL
+    ) STRICT;
+    CREATE INDEX relays_message ON relays(message_id, id);
+    "#,
 ];
 
 /// The schema version this build writes.

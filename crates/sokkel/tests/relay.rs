@@ -1,0 +1,636 @@
+//! Release and relay (issue #14): `--relay-config FILE`, `POST
+//! /api/v1/message/{ID}/release`, `sokkel mail release`, `--relay-all` and
+//! `--relay-matching`, each attempt recorded with the message and shown by the
+//! API and `sokkel mail show`.
+//!
+//! The relay server is aiosmtpd (no TLS, STARTTLS, implicit TLS with AUTH):
+//! those tests are `#[ignore]`d and `.ci/run` runs them with `--ignored`. The
+//! tests that need only the binary (configuration mistakes, malformed release
+//! requests, a relay that is down) are plain tests; their relay is a loopback
+//! port nobody listens on, so nothing leaves the machine.
+
+mod kit;
+
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use kit::catcher::Catcher;
+use kit::http::{self, Response};
+use kit::net::free_tcp_port;
+use kit::peers::{Aiosmtpd, AiosmtpdOptions, Cert, Saved};
+use kit::process::{program, require_program};
+use kit::smtp::message;
+use kit::{sokkel, tempdir};
+use serde_json::{Value, json};
+
+/// How long a relay attempt may take to show up (a generous functional
+/// deadline; it takes milliseconds).
+const WITHIN: Duration = Duration::from_secs(15);
+
+fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let file = dir.join("relay.toml");
+    std::fs::write(&file, text).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    file
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 temporary path")
+}
+
+fn release(catcher: &Catcher, id: &str, body: &Value) -> Response {
+    http::request(
+        catcher.http(),
+        "POST",
+        &format!("/api/v1/message/{id}/release"),
+        Some(body),
+    )
+}
+
+/// The `Relays` of a message once it has `count` of them.
+#[track_caller]
+fn relays(catcher: &Catcher, id: u64, count: usize) -> Vec<Value> {
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        let message = catcher.get_json(&format!("/api/v1/message/{id}"));
+        let relays = message["Relays"].as_array().cloned().unwrap_or_default();
+        if relays.len() >= count || Instant::now() > deadline {
+            assert_eq!(relays.len(), count, "Relays of message {id}: {message}");
+            return relays;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What aiosmtpd saved, once it has `count` messages.
+#[track_caller]
+fn saved(server: &Aiosmtpd, count: usize) -> Vec<Saved> {
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        let all = server.messages();
+        if all.len() >= count || Instant::now() > deadline {
+            assert_eq!(all.len(), count, "messages aiosmtpd saved");
+            return all;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn show(catcher: &Catcher, id: u64) -> String {
+    catcher
+        .cli(&["show", &id.to_string()])
+        .assert_success("mail show")
+        .stdout_text()
+}
+
+fn raw(catcher: &Catcher, id: u64) -> Vec<u8> {
+    catcher
+        .cli(&["show", &id.to_string(), "--raw"])
+        .assert_success("mail show --raw")
+        .stdout
+}
+
+// ---------------------------------------------------------------------------------
+// Without a relay server
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn configuration_mistakes_are_one_line_with_file_and_line() {
+    let dir = tempdir();
+    let cases = [
+        (
+            "host = \"127.0.0.1\"\nport = 2525\nrelay-everything = true\n",
+            3,
+            "unknown field `relay-everything`",
+        ),
+        (
+            "host = \"127.0.0.1\"\ntls = \"sometimes\"\n",
+            2,
+            "unknown variant `sometimes`",
+        ),
+        (
+            "host = \"127.0.0.1\"\n\nallowed-recipients = \"[unclosed\"\n",
+            3,
+            "allowed-recipients is not a valid regular expression",
+        ),
+        (
+            "host = \"127.0.0.1\"\nusername = \"me\"\npassword-env = \"SOKKEL_TEST_UNSET_RELAY_PASSWORD\"\n",
+            3,
+            "password-env names SOKKEL_TEST_UNSET_RELAY_PASSWORD, which is not set",
+        ),
+    ];
+    for (text, line, reason) in cases {
+        let file = write_config(dir.path(), text);
+        let out = sokkel([
+            "mail",
+            "serve",
+            "--smtp",
+            "127.0.0.1:0",
+            "--no-http",
+            "--no-pop3",
+            "--no-imap",
+            "--ephemeral",
+            "--relay-config",
+            path(&file),
+        ])
+        .run();
+        let error = out.one_error_line();
+        let want = format!("sokkel: {}:{line}: {reason}", file.display());
+        assert!(
+            error.starts_with(&want),
+            "{error:?} should start with {want:?}"
+        );
+    }
+}
+
+#[test]
+fn relay_flags_without_a_configuration_are_refused() {
+    for flags in [&["--relay-all"][..], &["--relay-matching", "subject:x"]] {
+        let out = sokkel(
+            ["mail", "serve", "--ephemeral", "--no-http"]
+                .iter()
+                .chain(flags),
+        )
+        .run();
+        let error = out.one_error_line();
+        assert!(
+            error.contains(flags[0]) && error.contains("--relay-config"),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn release_without_a_relay_or_with_a_bad_request_is_a_400() {
+    let catcher = Catcher::builder().http().start();
+    let id = catcher.send(&message("hello", "body"));
+    let response = release(
+        &catcher,
+        &id.to_string(),
+        &json!({"To": ["a@allowed.test"]}),
+    );
+    assert_eq!(response.status, 400, "{}", response.text());
+    assert!(
+        response.text().contains("--relay-config"),
+        "{}",
+        response.text()
+    );
+
+    // A relay on a port nobody listens on: none of these requests reaches it.
+    let dir = tempdir();
+    let file = write_config(
+        dir.path(),
+        &format!(
+            "host = \"127.0.0.1\"\nport = {}\nallowed-recipients = \"@allowed\\\\.test$\"\n",
+            free_tcp_port()
+        ),
+    );
+    let catcher = Catcher::builder()
+        .http()
+        .args(&["--relay-config", path(&file)])
+        .start();
+    let id = catcher.send(&message("hello", "body")).to_string();
+    let bad = |path_id: &str, body: &[u8], status: u16, wanted: &str| {
+        let mut request = format!(
+            "POST /api/v1/message/{path_id}/release HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            catcher.http(),
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(body);
+        let response = http::exchange(catcher.http(), &request);
+        assert_eq!(
+            (response.status, response.text().contains(wanted)),
+            (status, true),
+            "{} {:?}: {}",
+            path_id,
+            String::from_utf8_lossy(body),
+            response.text()
+        );
+    };
+    bad(&id, b"", 400, "must be JSON");
+    bad(&id, b"{\"To\": \"a@allowed.test\"}", 400, "must be JSON");
+    bad(&id, b"{\"To\": []}", 400, "To:");
+    bad(&id, b"{}", 400, "To:");
+    bad(
+        &id,
+        b"{\"To\": [\"not an address\"]}",
+        400,
+        "To: \"not an address\"",
+    );
+    bad(
+        &id,
+        b"{\"To\": [\"a@allowed.test\", \"boss@elsewhere.test\"]}",
+        400,
+        "boss@elsewhere.test",
+    );
+    bad("x1", b"{\"To\": [\"a@allowed.test\"]}", 400, "message ID");
+    bad("999", b"{\"To\": [\"a@allowed.test\"]}", 404, "not found");
+    assert_eq!(
+        relays(&catcher, id.parse().unwrap(), 0),
+        Vec::<Value>::new(),
+        "nothing was attempted"
+    );
+}
+
+#[test]
+fn a_relay_that_is_down_is_recorded_as_failed_and_ingest_goes_on() {
+    let dir = tempdir();
+    let port = free_tcp_port();
+    let file = write_config(
+        dir.path(),
+        &format!("host = \"127.0.0.1\"\nport = {port}\ntimeout = 5\n"),
+    );
+    let catcher = Catcher::builder()
+        .http()
+        .args(&["--relay-config", path(&file), "--relay-all"])
+        .start();
+    catcher
+        .stdout
+        .expect_line(&format!("relays to 127.0.0.1:{port} (no TLS)"));
+    let first = catcher.send(&message("first", "relay me"));
+    let attempts = relays(&catcher, first, 1);
+    assert_eq!(attempts[0]["OK"], false, "{attempts:?}");
+    assert_eq!(attempts[0]["To"], json!(["rcpt@example.test"]));
+    assert!(
+        attempts[0]["Reply"].as_str().unwrap().contains("connect"),
+        "{attempts:?}"
+    );
+    let shown = show(&catcher, first);
+    assert!(
+        shown.contains("Relayed:") && shown.contains("FAILED"),
+        "{shown}"
+    );
+    // The message stays, and the next one still gets its 250.
+    let second = catcher.send(&message("second", "still caught"));
+    assert_eq!(catcher.list().len(), 2);
+    relays(&catcher, second, 1);
+}
+
+#[test]
+fn a_relay_that_never_answers_does_not_hold_up_ingest() {
+    // Connections complete in the kernel's backlog, and nothing ever greets.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let dir = tempdir();
+    let file = write_config(
+        dir.path(),
+        &format!("host = \"127.0.0.1\"\nport = {port}\ntimeout = 3\n"),
+    );
+    let catcher = Catcher::builder()
+        .http()
+        .args(&["--relay-config", path(&file), "--relay-all"])
+        .start();
+    // Relayed one by one, five messages would hold ingest for 15 s at least.
+    let started = Instant::now();
+    let ids: Vec<u64> = (0..5)
+        .map(|n| catcher.send(&message(&format!("stuck {n}"), "caught anyway")))
+        .collect();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "five 250s took {:?}",
+        started.elapsed()
+    );
+    let attempts = relays(&catcher, ids[0], 1);
+    assert_eq!(attempts[0]["OK"], false);
+    let reply = attempts[0]["Reply"].as_str().unwrap();
+    assert!(
+        reply.contains("greeting failed: no answer within 3"),
+        "{reply}"
+    );
+    assert_eq!(catcher.list().len(), 5, "every message is kept");
+    drop(silent);
+}
+
+// ---------------------------------------------------------------------------------
+// aiosmtpd as the relay
+// ---------------------------------------------------------------------------------
+
+#[test]
+#[ignore = "interop: needs aiosmtpd"]
+fn release_by_api_and_cli_to_aiosmtpd_sends_the_stored_bytes() {
+    let mut server = Some(Aiosmtpd::start(&AiosmtpdOptions::default()));
+    let port = server.as_ref().unwrap().server();
+    let port = port.rsplit(':').next().unwrap();
+    let dir = tempdir();
+    let file = write_config(
+        dir.path(),
+        &format!(
+            "host = \"127.0.0.1\"\nport = {port}\nallowed-recipients = \"@allowed\\\\.test$\"\n"
+        ),
+    );
+    let catcher = Catcher::builder()
+        .http()
+        .args(&["--relay-config", path(&file)])
+        .start();
+    let content = b"From: App <app@example.test>\r\nTo: rcpt@example.test\r\n\
+        Subject: release me\r\nDate: Mon, 30 Nov 2026 10:00:00 +0000\r\n\
+        Message-ID: <release.1@example.test>\r\n\r\n.leading dot\r\nbody\r\n";
+    let id = catcher.deliver("bounce@example.test", &["rcpt@example.test"], content);
+    let stored = raw(&catcher, id);
+
+    let response = release(
+        &catcher,
+        "latest",
+        &json!({"To": ["Dev <dev@allowed.test>"]}),
+    );
+    assert_eq!((response.status, response.text().trim()), (200, "ok"));
+    let got = saved(server.as_ref().unwrap(), 1).remove(0);
+    assert_eq!(got.raw, stored, "the bytes are sent unchanged");
+    assert_eq!(got.mail_from, "bounce@example.test");
+    assert_eq!(got.rcpt_tos, ["dev@allowed.test"]);
+
+    let out = catcher.cli(&[
+        "release",
+        &id.to_string(),
+        "--to",
+        "ops@allowed.test",
+        "--relay-config",
+        path(&file),
+    ]);
+    let out = out.assert_success("mail release");
+    assert!(
+        out.stdout_text()
+            .starts_with(&format!("released message {id} to ops@allowed.test"))
+    );
+    let got = saved(server.as_ref().unwrap(), 2).remove(1);
+    assert_eq!(
+        (got.raw, got.rcpt_tos),
+        (stored.clone(), vec!["ops@allowed.test".to_string()])
+    );
+
+    // Not allowed: a 400 naming the address, and nothing reaches aiosmtpd.
+    let response = release(
+        &catcher,
+        &id.to_string(),
+        &json!({"To": ["dev@allowed.test", "boss@elsewhere.test"]}),
+    );
+    assert_eq!(response.status, 400);
+    assert!(
+        response.text().contains("boss@elsewhere.test"),
+        "{}",
+        response.text()
+    );
+    let refused = catcher.cli(&[
+        "release",
+        &id.to_string(),
+        "--to",
+        "boss@elsewhere.test",
+        "--relay-config",
+        path(&file),
+    ]);
+    assert!(refused.one_error_line().contains("boss@elsewhere.test"));
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.as_ref().unwrap().messages().len(), 2);
+
+    // The relay stops: the attempt fails, is recorded, and the message stays.
+    drop(server.take());
+    let response = release(
+        &catcher,
+        &id.to_string(),
+        &json!({"To": ["dev@allowed.test"]}),
+    );
+    assert_eq!(response.status, 400);
+    assert!(
+        response.text().starts_with("SMTP error:"),
+        "{}",
+        response.text()
+    );
+    let attempts = relays(&catcher, id, 3);
+    let oks: Vec<bool> = attempts
+        .iter()
+        .map(|a| a["OK"].as_bool().unwrap())
+        .collect();
+    assert_eq!(oks, [true, true, false]);
+    assert!(
+        attempts[0]["Reply"].as_str().unwrap().starts_with("250"),
+        "{attempts:?}"
+    );
+    assert_eq!(attempts[1]["To"], json!(["ops@allowed.test"]));
+    let shown = show(&catcher, id);
+    let lines: Vec<&str> = shown
+        .lines()
+        .filter(|l| l.starts_with("Relayed:"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{shown}");
+    assert!(lines[0].contains("to dev@allowed.test: ok, 250"), "{shown}");
+    assert!(lines[2].contains("FAILED"), "{shown}");
+    assert_eq!(raw(&catcher, id), stored);
+    catcher.send(&message("after", "ingest goes on"));
+}
+
+#[test]
+#[ignore = "interop: needs aiosmtpd"]
+fn auto_relay_over_starttls_sends_to_the_allowed_recipients_only() {
+    let cert = Cert::for_loopback();
+    let server = Aiosmtpd::start(&AiosmtpdOptions {
+        starttls: Some(&cert),
+        require_starttls: true,
+        ..AiosmtpdOptions::default()
+    });
+    let port = server.server().rsplit(':').next().unwrap().to_string();
+    let dir = tempdir();
+    let file = write_config(
+        dir.path(),
+        &format!(
+            "host = \"127.0.0.1\"\nport = {port}\ntls = \"starttls\"\nca-file = \"{}\"\n\
+             blocked-recipients = \"^boss@\"\n",
+            path(&cert.cert)
+        ),
+    );
+    let catcher = Catcher::builder()
+        .http()
+        .args(&["--relay-config", path(&file), "--relay-all"])
+        .start();
+    let id = catcher.deliver(
+        "app@example.test",
+        &["dev@example.test", "boss@example.test"],
+        &message("auto", "relayed on arrival"),
+    );
+    let got = saved(&server, 1).remove(0);
+    assert!(got.tls, "STARTTLS was used");
+    assert_eq!(got.rcpt_tos, ["dev@example.test"]);
+    assert_eq!(got.raw, raw(&catcher, id));
+    let attempts = relays(&catcher, id, 1);
+    assert_eq!(attempts[0]["OK"], true);
+    assert_eq!(attempts[0]["Skipped"], json!(["boss@example.test"]));
+    assert!(show(&catcher, id).contains("not allowed: boss@example.test"));
+
+    // A release over the same STARTTLS relay.
+    let response = release(
+        &catcher,
+        &id.to_string(),
+        &json!({"To": ["ops@example.test"]}),
+    );
+    assert_eq!((response.status, response.text().trim()), (200, "ok"));
+    let got = saved(&server, 2).remove(1);
+    assert!(got.tls);
+    assert_eq!(
+        (got.raw, got.rcpt_tos),
+        (raw(&catcher, id), vec!["ops@example.test".to_string()])
+    );
+}
+
+#[test]
+#[ignore = "interop: needs aiosmtpd"]
+fn auto_relay_without_tls_relays_each_arrival() {
+    let server = Aiosmtpd::start(&AiosmtpdOptions::default());
+    let port = server.server().rsplit(':').next().unwrap().to_string();
+    let dir = tempdir();
+    let file = write_config(
+        dir.path(),
+        &format!("host = \"127.0.0.1\"\nport = {port}\n"),
+    );
+    let catcher = Catcher::builder()
+        .args(&["--relay-config", path(&file), "--relay-all"])
+        .start();
+    let ids: Vec<u64> = (0..3)
+        .map(|n| catcher.send(&message(&format!("arrival {n}"), "relayed on arrival")))
+        .collect();
+    let got = saved(&server, 3);
+    for (id, got) in ids.iter().zip(&got) {
+        assert!(!got.tls);
+        assert_eq!(got.rcpt_tos, ["rcpt@example.test"]);
+        assert_eq!(
+            got.raw,
+            raw(&catcher, *id),
+            "message {id}, in arrival order"
+        );
+    }
+    catcher
+        .stderr
+        .expect_line_where("one log line per attempt", |line| {
+            line.contains(&format!("relayed message {} to rcpt@example.test", ids[2]))
+        });
+}
+
+#[test]
+#[ignore = "interop: needs aiosmtpd"]
+fn auto_relay_matching_over_implicit_tls_with_auth() {
+    let cert = Cert::for_loopback();
+    let server = Aiosmtpd::start(&AiosmtpdOptions {
+        implicit: Some(&cert),
+        login: Some(("relay-user", "s3cret relay")),
+        ..AiosmtpdOptions::default()
+    });
+    let port = server.server().rsplit(':').next().unwrap().to_string();
+    let dir = tempdir();
+    let file = write_config(
+        dir.path(),
+        &format!(
+            "host = \"127.0.0.1\"\nport = {port}\ntls = \"implicit\"\nca-file = \"{}\"\n\
+             username = \"relay-user\"\npassword = \"s3cret relay\"\n\
+             override-from = \"bounces@relay.test\"\n",
+            path(&cert.cert)
+        ),
+    );
+    let catcher = Catcher::builder()
+        .http()
+        .args(&[
+            "--relay-config",
+            path(&file),
+            "--relay-matching",
+            "subject:invoice",
+        ])
+        .start();
+    let skipped = catcher.send(&message("hello there", "not relayed"));
+    let relayed = catcher.send(&message("invoice 7", "relayed"));
+    let got = saved(&server, 1).remove(0);
+    assert!(got.tls);
+    assert_eq!(got.auth_user.as_deref(), Some("relay-user"));
+    assert_eq!(got.mail_from, "bounces@relay.test", "override-from");
+    assert_eq!(
+        got.raw,
+        raw(&catcher, relayed),
+        "the From header is unchanged"
+    );
+    assert_eq!(relays(&catcher, relayed, 1)[0]["OK"], true);
+    assert_eq!(relays(&catcher, skipped, 0), Vec::<Value>::new());
+
+    // A release over the same implicit-TLS relay, logged in.
+    let response = release(
+        &catcher,
+        &relayed.to_string(),
+        &json!({"To": ["ops@example.test"]}),
+    );
+    assert_eq!((response.status, response.text().trim()), (200, "ok"));
+    let got = saved(&server, 2).remove(1);
+    assert!(got.tls);
+    assert_eq!(got.auth_user.as_deref(), Some("relay-user"));
+    assert_eq!(got.rcpt_tos, ["ops@example.test"]);
+    let log = catcher.stderr.text();
+    assert!(
+        !log.contains("s3cret"),
+        "the password is never logged: {log}"
+    );
+
+    // The CLI with the password from the environment.
+    let env_file = dir.path().join("relay-env.toml");
+    std::fs::write(
+        &env_file,
+        std::fs::read_to_string(&file).unwrap().replace(
+            "password = \"s3cret relay\"",
+            "password-env = \"RELAY_TEST_PASSWORD\"",
+        ),
+    )
+    .unwrap();
+    let out = sokkel([
+        "mail",
+        "release",
+        &skipped.to_string(),
+        "--to",
+        "a@example.test",
+        "--relay-config",
+        path(&env_file),
+        "--db",
+        path(&catcher.db),
+    ])
+    .env("RELAY_TEST_PASSWORD", "s3cret relay")
+    .run();
+    out.assert_success("mail release with password-env");
+    assert_eq!(saved(&server, 3)[2].rcpt_tos, ["a@example.test"]);
+}
+
+#[test]
+#[ignore = "interop: needs node and `npm ci` in tests/web_js, and aiosmtpd"]
+fn mailpit_api_client_releases_a_message() {
+    let node = require_program("node", "nodejs");
+    let js_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web_js");
+    assert!(
+        js_dir.join("node_modules/mailpit-api").is_dir(),
+        "interop peer missing: npm package `mailpit-api`. Run `npm ci` in {} (.ci/run does it)",
+        js_dir.display()
+    );
+    let server = Aiosmtpd::start(&AiosmtpdOptions::default());
+    let port = server.server().rsplit(':').next().unwrap().to_string();
+    let dir = tempdir();
+    let file = write_config(
+        dir.path(),
+        &format!(
+            "host = \"127.0.0.1\"\nport = {port}\nallowed-recipients = \"@allowed\\\\.test$\"\n"
+        ),
+    );
+    let catcher = Catcher::builder()
+        .http()
+        .args(&["--relay-config", path(&file)])
+        .start();
+    let id = catcher.send(&message("from js", "released by mailpit-api"));
+    let out = program(node, ["mailpit_release.mjs"])
+        .arg(format!("http://{}/", catcher.http()))
+        .current_dir(&js_dir)
+        .timeout(Duration::from_secs(60))
+        .run();
+    assert!(
+        out.status.success() && out.stdout_text().trim() == "ok",
+        "{}",
+        out.describe()
+    );
+    let got = saved(&server, 1).remove(0);
+    assert_eq!(got.raw, raw(&catcher, id));
+}
