@@ -43,9 +43,11 @@ mod guard;
 mod json;
 mod openapi;
 mod search;
+mod send;
 mod serve;
 mod tags;
 mod ui;
+pub mod webhook;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -63,9 +65,11 @@ pub use api::{MAX_HEADER_CONTENT_TYPE, MAX_HEADER_FILE_NAME};
 pub use error::{ApiError, WebError};
 pub use events::CLIENT_BACKLOG_BYTES;
 pub use json::{MESSAGE_ADDRESSES, MESSAGE_BODY_BYTES};
+pub use send::{SEND_HELO, SendLimits};
 pub use serve::{ServeLimits, serve, serve_with};
 
 /// The largest request body accepted (JSON lists of IDs); more is answered 413.
+/// `POST /api/v1/send` has its own limit, [`SendLimits::max_body_bytes`].
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// The most messages one list or search page returns; a larger `limit` is cut to it.
@@ -117,6 +121,9 @@ pub struct WebConfig {
     /// `/api/v1/info` (the binary hands the same counters to both); fresh
     /// zeros by default.
     pub smtp_counters: Arc<SmtpCounters>,
+    /// What `POST /api/v1/send` accepts: SMTP's message size and recipient
+    /// limits.
+    pub send: SendLimits,
 }
 
 impl Default for WebConfig {
@@ -129,6 +136,7 @@ impl Default for WebConfig {
             idle_timeout: std::time::Duration::from_secs(120),
             max_buffered_bytes: MAX_BUFFERED_BYTES,
             smtp_counters: Arc::default(),
+            send: SendLimits::default(),
         }
     }
 }
@@ -276,6 +284,7 @@ fn route_table() -> RouteTable {
         .add(Method::DELETE, "/api/v1/tags/{Tag}", tags::delete)
         .add(Method::GET, "/api/v1/search", search::search)
         .add(Method::DELETE, "/api/v1/search", search::delete)
+        .add(Method::POST, "/api/v1/send", send::send)
         .add(Method::GET, "/api/v1/openapi.json", openapi::document)
         .add(Method::GET, "/api/v1/swagger.json", openapi::document)
 }

@@ -1,0 +1,281 @@
+//! The webhook (issue #14): `--webhook-url` POSTs each new message's summary to a
+//! small receiver on loopback written with Python's standard library. The tests
+//! check the payload (Mailpit's MessageSummary fields, Basic auth, no password in
+//! the log), `--webhook-limit` (never more than N a second, the rest skipped and
+//! logged), and that a receiver that accepts connections and never answers does
+//! not hold up SMTP: 200 messages over smtplib all get their 250, and the drops
+//! are logged.
+
+mod kit;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kit::process::{ChildGuard, Lines, spawn_collected};
+use kit::smtp::message;
+use kit::{Catcher, python3};
+use serde_json::Value;
+
+/// A webhook receiver: `record` answers 200 to every POST and prints it as one
+/// JSON line (arrival time, path, headers, body); `silent` accepts connections
+/// and never reads or answers. Both print `listening PORT` first and stop by
+/// themselves after five minutes.
+const RECEIVER: &str = r#"
+import http.server, json, socket, sys, time
+mode = sys.argv[1]
+end = time.monotonic() + 300
+if mode == "record":
+    class Record(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            line = {"at": time.monotonic(), "path": self.path,
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "body": body.decode("utf-8")}
+            sys.stdout.write(json.dumps(line) + "\n")
+            sys.stdout.flush()
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Record)
+    server.timeout = 1
+    print("listening", server.server_address[1], flush=True)
+    while time.monotonic() < end:
+        server.handle_request()
+else:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1024)
+    listener.settimeout(1)
+    print("listening", listener.getsockname()[1], flush=True)
+    held = []
+    while time.monotonic() < end:
+        try:
+            held.append(listener.accept()[0])
+        except socket.timeout:
+            pass
+"#;
+
+/// A running receiver and what it printed.
+struct Receiver {
+    _process: ChildGuard,
+    port: u16,
+    stdout: Lines,
+}
+
+impl Receiver {
+    fn start(mode: &str) -> Receiver {
+        let (process, stdout, stderr) = spawn_collected(
+            Command::new("python3").args(["-c", RECEIVER, mode]),
+            format!("webhook receiver ({mode})"),
+        );
+        let port = match stdout.wait_until(Duration::from_secs(10), |lines| !lines.is_empty()) {
+            Some(lines) => lines[0]
+                .strip_prefix("listening ")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| panic!("receiver said {:?}", lines[0])),
+            None => panic!("the webhook receiver did not start:\n{}", stderr.text()),
+        };
+        Receiver {
+            _process: process,
+            port,
+            stdout,
+        }
+    }
+
+    /// Every POST received so far.
+    fn posts(&self) -> Vec<Value> {
+        self.stdout
+            .snapshot()
+            .iter()
+            .skip(1)
+            .map(|line| serde_json::from_str(line).expect("a JSON line"))
+            .collect()
+    }
+
+    /// Waits until `count` POSTs arrived; panics with what came if they do not.
+    #[track_caller]
+    fn wait_for(&self, count: usize, within: Duration) -> Vec<Value> {
+        if self
+            .stdout
+            .wait_until(within, |lines| lines.len() > count)
+            .is_none()
+        {
+            panic!(
+                "{count} webhook posts did not arrive within {within:?}; got:\n{}",
+                self.stdout.text()
+            );
+        }
+        self.posts()
+    }
+}
+
+#[test]
+fn each_new_message_is_posted_as_its_summary() {
+    let receiver = Receiver::start("record");
+    let url = format!(
+        "http://hook:pa%40ss@127.0.0.1:{}/inbox?from=sokkel",
+        receiver.port
+    );
+    let catcher = Catcher::builder()
+        .args(&["--webhook-url", &url, "--webhook-limit", "0"])
+        .start();
+    assert!(
+        catcher.stdout.text().contains(&format!(
+            "posting new messages to http://127.0.0.1:{}/inbox?from=sokkel",
+            receiver.port
+        )),
+        "{}",
+        catcher.stdout.text()
+    );
+    let id = catcher.deliver(
+        "sender@example.test",
+        &["rcpt@example.test", "other@example.test"],
+        &message("Webhook hello", "the body of it"),
+    );
+    let posts = receiver.wait_for(1, Duration::from_secs(10));
+    let post = &posts[0];
+    assert_eq!(post["path"], "/inbox?from=sokkel");
+    let headers = &post["headers"];
+    assert_eq!(headers["content-type"], "application/json");
+    assert!(
+        headers["user-agent"]
+            .as_str()
+            .unwrap()
+            .starts_with("sokkel/"),
+        "{headers}"
+    );
+    // "hook:pa@ss", percent-decoded from the URL.
+    assert_eq!(headers["authorization"], "Basic aG9vazpwYUBzcw==");
+    let summary: Value = serde_json::from_str(post["body"].as_str().unwrap()).unwrap();
+    // Mailpit's MessageSummary, field for field.
+    for field in [
+        "ID",
+        "MessageID",
+        "Read",
+        "From",
+        "To",
+        "Cc",
+        "Bcc",
+        "ReplyTo",
+        "Subject",
+        "Created",
+        "Tags",
+        "Size",
+        "Attachments",
+        "Snippet",
+    ] {
+        assert!(summary.get(field).is_some(), "no {field} in {summary:#}");
+    }
+    assert_eq!(summary["ID"], id.to_string());
+    assert_eq!(summary["Subject"], "Webhook hello");
+    assert_eq!(summary["From"]["Address"], "sender@example.test");
+    assert_eq!(summary["To"][0]["Address"], "rcpt@example.test");
+    assert!(
+        summary["Snippet"]
+            .as_str()
+            .unwrap()
+            .contains("the body of it")
+    );
+    assert_eq!(summary["Read"], false);
+    drop(catcher);
+    assert!(
+        !receiver.stdout.text().contains("pa@ss"),
+        "the password was sent in clear"
+    );
+}
+
+#[test]
+fn the_password_in_the_url_never_reaches_the_log() {
+    let receiver = Receiver::start("silent");
+    let url = format!("http://hook:s3cret-word@127.0.0.1:{}/", receiver.port);
+    let mut catcher = Catcher::builder()
+        .args(&["--webhook-url", &url, "--webhook-limit", "0"])
+        .start();
+    catcher.send(&message("one", "body"));
+    // The post times out (5 s) and is logged as failed; then stop the catcher so
+    // its last lines are written.
+    let failed = catcher.stderr.wait_until(Duration::from_secs(20), |lines| {
+        lines.iter().any(|l| l.contains("webhook: posting message"))
+    });
+    kit::process::sigterm(catcher.pid());
+    catcher.wait_exit(Duration::from_secs(20));
+    let log = format!("{}\n{}", catcher.stdout.text(), catcher.stderr.text());
+    assert!(failed.is_some(), "the failed post was not logged:\n{log}");
+    assert!(
+        !log.contains("s3cret-word"),
+        "the password is in the log:\n{log}"
+    );
+    assert!(log.contains("did not answer within 5 s"), "{log}");
+}
+
+#[test]
+fn webhook_limit_posts_at_most_n_a_second_and_skips_the_rest() {
+    let receiver = Receiver::start("record");
+    let url = format!("http://127.0.0.1:{}/", receiver.port);
+    let catcher = Catcher::builder()
+        .args(&["--webhook-url", &url, "--webhook-limit", "2"])
+        .start();
+    let started = Instant::now();
+    for n in 0..30 {
+        catcher.send(&message(&format!("burst {n}"), "body"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sending = started.elapsed();
+    // Whatever was let through arrives promptly.
+    std::thread::sleep(Duration::from_secs(1));
+    let posts = receiver.posts();
+    let seconds = sending.as_secs_f64().ceil() as usize + 1;
+    assert!(
+        !posts.is_empty() && posts.len() <= 2 * seconds,
+        "{} posts for 30 messages over {sending:?} at 2 a second",
+        posts.len()
+    );
+    // No one-second window holds more than 2 (a little slack for the receiver's clock).
+    let times: Vec<f64> = posts.iter().map(|p| p["at"].as_f64().unwrap()).collect();
+    for (i, at) in times.iter().enumerate() {
+        let in_window = times[i..].iter().filter(|t| **t - at < 0.9).count();
+        assert!(in_window <= 2, "{in_window} posts within 0.9 s: {times:?}");
+    }
+    assert_eq!(catcher.list().len(), 30, "every message is stored");
+    let log = catcher.stderr.text();
+    assert!(log.contains("over --webhook-limit 2 per second"), "{log}");
+}
+
+#[test]
+fn a_receiver_that_never_answers_does_not_slow_smtp() {
+    let receiver = Receiver::start("silent");
+    let url = format!("http://127.0.0.1:{}/", receiver.port);
+    let catcher = Catcher::builder()
+        .args(&["--webhook-url", &url, "--webhook-limit", "0"])
+        .start();
+    let sent = python3(
+        r#"
+import smtplib, sys, time
+started = time.monotonic()
+with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=30) as smtp:
+    for n in range(200):
+        message = f"From: a@example.test\r\nTo: b@example.test\r\nSubject: m{n}\r\n\r\nbody {n}\r\n"
+        refused = smtp.sendmail("a@example.test", ["b@example.test"], message)
+        assert not refused, refused
+print(f"200 messages in {time.monotonic() - started:.2f} s")
+"#,
+        &[&catcher.addr().port().to_string()],
+    )
+    .timeout(Duration::from_secs(60))
+    .run();
+    assert!(sent.status.success(), "{}", sent.describe());
+    assert_eq!(catcher.list().len(), 200);
+    // 4 posts hang, 128 wait, the rest are dropped and said so.
+    let dropped = catcher.stderr.wait_until(Duration::from_secs(10), |lines| {
+        lines
+            .iter()
+            .any(|l| l.contains("webhook: message") && l.contains("dropped"))
+    });
+    assert!(
+        dropped.is_some(),
+        "no drop logged:\n{}",
+        catcher.stderr.text()
+    );
+}
