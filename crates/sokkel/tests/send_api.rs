@@ -329,11 +329,15 @@ fn a_sent_message_is_stored_like_smtp_and_within_its_limits() {
 fn a_sent_message_to_a_full_store_is_a_507() {
     let catcher = Catcher::builder()
         .http()
-        .args(&["--max-store-size", "64KiB"])
+        .args(&["--max-store-size", "1MiB"])
         .start();
-    let text = "z".repeat(30 << 10);
+    // A 150 KiB attachment: a few such messages fit, then the store is full.
+    let content: String = (0..(150 << 10) / 3)
+        .map(|n: usize| ["QUJD", "eHl6", "MTIz"][n % 3])
+        .collect();
     let body = format!(
-        r#"{{"From": {{"Email": "a@example.test"}}, "Bcc": ["b@example.test"], "Text": "{text}"}}"#
+        r#"{{"From": {{"Email": "a@example.test"}}, "Bcc": ["b@example.test"],
+            "Attachments": [{{"Content": "{content}", "Filename": "r.bin"}}]}}"#
     );
     let mut statuses = Vec::new();
     for _ in 0..20 {
@@ -341,9 +345,11 @@ fn a_sent_message_to_a_full_store_is_a_507() {
         statuses.push(answer.status);
         if answer.status == 507 {
             assert!(answer.text().contains("full"), "{}", answer.text());
+            assert!(statuses.len() > 1, "the empty store was full already");
+            assert_eq!(catcher.list().len(), statuses.len() - 1);
             return;
         }
         assert_eq!(answer.status, 200, "{}", answer.text());
     }
-    panic!("no 507 from a 64 KiB store after 20 messages of 30 KiB: {statuses:?}");
+    panic!("no 507 from a 1 MiB store after 20 messages of 150 KiB: {statuses:?}");
 }

@@ -16,6 +16,9 @@
 //!   `/api/v1`, so clients written for Mailpit (such as the npm package
 //!   `mailpit-api`) work unchanged. IDs are the store's decimal ids as strings.
 //! - Every store call blocks on SQLite, so handlers run them in `spawn_blocking`.
+//! - `POST /api/v1/send` (Mailpit's send API) builds a message and hands it to
+//!   the store's delivery, as SMTP does ([`SendLimits`]); [`webhook`] posts
+//!   each new message's summary to a URL, fed by `Store::subscribe()`.
 //! - Requests whose `Host` is not a loopback name are refused while sokkel listens
 //!   on loopback only ([`HostPolicy`]): that stops DNS-rebinding pages from reading
 //!   caught mail through a victim's browser. Requests that change something (any
