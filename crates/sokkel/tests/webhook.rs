@@ -347,3 +347,58 @@ fn an_https_receiver_gets_the_post() {
     let summary: Value = serde_json::from_str(posts[0]["body"].as_str().unwrap()).unwrap();
     assert_eq!(summary["Subject"], "over TLS");
 }
+
+#[test]
+fn a_message_sent_through_the_api_is_posted_with_its_tags() {
+    // Everything that arrives, SMTP or /api/v1/send, goes through the store's
+    // delivery, so the webhook hears of both.
+    let receiver = Receiver::start("record");
+    let url = format!("http://127.0.0.1:{}/", receiver.port);
+    let catcher = Catcher::builder()
+        .http()
+        .args(&["--webhook-url", &url, "--webhook-limit", "0"])
+        .start();
+    let body = r#"{"From": {"Email": "app@example.test"}, "To": [{"Email": "jane@example.test"}], "Subject": "via the API", "Tags": ["signup"]}"#;
+    let request = format!(
+        "POST /api/v1/send HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        catcher.http(),
+        body.len()
+    );
+    let answer = kit::http::exchange(catcher.http(), request.as_bytes());
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let posts = receiver.wait_for(1, Duration::from_secs(10));
+    let summary: Value = serde_json::from_str(posts[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(summary["ID"], answer.json()["ID"]);
+    assert_eq!(summary["Subject"], "via the API");
+    assert_eq!(summary["Tags"], serde_json::json!(["signup"]));
+}
+
+#[test]
+fn a_bad_webhook_url_is_one_line_at_start() {
+    for (url, says) in [
+        ("ftp://127.0.0.1/hook", "http:// or https://"),
+        ("127.0.0.1:8080", "http:// or https://"),
+        ("http://", "URL"),
+    ] {
+        let out = kit::sokkel([
+            "mail",
+            "serve",
+            "--smtp",
+            "127.0.0.1:0",
+            "--no-http",
+            "--ephemeral",
+            "--webhook-url",
+            url,
+        ])
+        .run();
+        assert_eq!(out.code(), Some(2), "{}", out.describe());
+        let first = out.stderr.lines().next().unwrap_or_default();
+        assert!(
+            first.contains("--webhook-url") && first.contains(says),
+            "{url}: {}",
+            out.describe()
+        );
+        assert!(!out.stderr.contains("panicked"), "{}", out.describe());
+    }
+}

@@ -1,5 +1,6 @@
 //! The webhook: every message that arrives is POSTed, as the JSON summary the
-//! message list shows (Mailpit's `MessageSummary`), to one URL
+//! message list shows (Mailpit's `MessageSummary`; a missing From is an empty
+//! object, as Mailpit sends it), to one URL
 //! (`--webhook-url`), at most [`WebhookConfig::per_second`] a second
 //! (`--webhook-limit`).
 //!
@@ -378,7 +379,7 @@ async fn send_loop(
         let Some(summary) = waiting.lock().await.recv().await else {
             return;
         };
-        let body = match serde_json::to_vec(&MessageSummaryJson::from(&*summary)) {
+        let body = match payload(&summary) {
             Ok(body) => body,
             Err(error) => {
                 tracing::error!(%error, "webhook: cannot write message {} as JSON", summary.id);
@@ -411,6 +412,16 @@ async fn send_loop(
             }
         }
     }
+}
+
+/// The JSON posted for a message: its list row, except that a message without
+/// a From header has an empty From object rather than `null`, as Mailpit posts it.
+fn payload(summary: &Summary) -> Result<Vec<u8>, serde_json::Error> {
+    let mut row = serde_json::to_value(MessageSummaryJson::from(summary))?;
+    if row["From"].is_null() {
+        row["From"] = serde_json::json!({"Name": "", "Address": ""});
+    }
+    serde_json::to_vec(&row)
 }
 
 /// Makes one POST to the webhook URL.
@@ -529,6 +540,42 @@ mod tests {
         ] {
             assert!(bad.parse::<WebhookUrl>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn payload_is_the_list_row_with_from_never_null() {
+        let summary = Summary {
+            id: sokkel_store::MessageId(7),
+            received_at: std::time::SystemTime::UNIX_EPOCH,
+            mail_from: String::new(),
+            rcpt_to: vec!["a@example.com".into()],
+            from: None,
+            to: Vec::new(),
+            to_count: 0,
+            cc: Vec::new(),
+            cc_count: 0,
+            reply_to: Vec::new(),
+            reply_to_count: 0,
+            bcc: Vec::new(),
+            bcc_count: 0,
+            subject: "no sender".into(),
+            date: None,
+            message_id: None,
+            size: 10,
+            attachments: 0,
+            snippet: String::new(),
+            read: false,
+            flagged: false,
+            tags: vec!["t".into()],
+            bare_lf: false,
+            parsed: true,
+        };
+        let row: serde_json::Value = serde_json::from_slice(&payload(&summary).unwrap()).unwrap();
+        assert_eq!(row["ID"], "7");
+        assert_eq!(row["From"], serde_json::json!({"Name": "", "Address": ""}));
+        assert_eq!(row["Subject"], "no sender");
+        assert_eq!(row["Tags"], serde_json::json!(["t"]));
+        assert_eq!(row["Bcc"], serde_json::json!([]));
     }
 
     #[test]
