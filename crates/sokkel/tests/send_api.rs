@@ -353,3 +353,24 @@ fn a_sent_message_to_a_full_store_is_a_507() {
     }
     panic!("no 507 from a 1 MiB store after 20 messages of 150 KiB: {statuses:?}");
 }
+
+#[test]
+fn tags_apply_with_x_tags_disabled_and_no_recipients_is_allowed() {
+    let catcher = Catcher::builder()
+        .http()
+        .args(&["--tags-disable", "x-tags"])
+        .start();
+    // Mailpit stores a message with no recipients at all; so does sokkel.
+    let answer = post_send(
+        &catcher,
+        r#"{"From": {"Email": "a@example.test"}, "Subject": "nobody", "Tags": ["Release 2", "qa"]}"#,
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let id = answer.json()["ID"].as_str().unwrap().to_string();
+    let message = catcher.get_json(&format!("/api/v1/message/{id}"));
+    // The Tags field tags the message even when X-Tags headers are ignored.
+    assert_eq!(message["Tags"], json!(["qa", "Release 2"]));
+    let (from, to) = catcher.envelope(&id);
+    assert_eq!(from, "a@example.test");
+    assert!(to.is_empty(), "{to:?}");
+}
