@@ -124,49 +124,15 @@ pub(crate) async fn send(
     // Reading, decoding and building a large message takes several times its
     // size in memory: at most MAX_PARSES at once.
     let _permit = state.parse_permit().await.map_err(SendError::Api)?;
-    let body = axum::body::to_bytes(body, limits.max_body_bytes())
+    let body = read_body(body, &limits).await?;
+    let outgoing = tokio::task::spawn_blocking(move || Outgoing::build(&body, &limits))
         .await
-        .map_err(|_| {
-            SendError::TooLarge(format!(
-                "the request body is over {} bytes, the most a message of --max-message-size \
-                 ({} bytes) needs in base64",
-                limits.max_body_bytes(),
-                limits.max_message_size
-            ))
-        })?;
-    let outgoing = tokio::task::spawn_blocking(move || {
-        let request = SendRequest::parse(&body, &limits)?;
-        let raw = request.build()?;
-        if raw.len() > limits.max_message_size {
-            return Err(SendError::TooLarge(format!(
-                "the message built is {} bytes, over --max-message-size ({} bytes)",
-                raw.len(),
-                limits.max_message_size
-            )));
-        }
-        Ok((request.from.email, request.recipients, request.tags, raw))
-    })
-    .await
-    .map_err(|_| SendError::Api(ApiError::ShuttingDown))??;
-    let (mail_from, rcpt_to, tags, raw) = outgoing;
+        .map_err(|_| SendError::Api(ApiError::ShuttingDown))??;
     let client_addr = peer.map_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)), |p| p.0.0);
-    let message = NewMessage {
-        envelope: Envelope {
-            mail_from,
-            rcpt_to,
-            helo: SEND_HELO.to_string(),
-            client_addr,
-            bare_lf: false,
-            smtputf8: false,
-            tls: None,
-            auth_user: None,
-        },
-        received_at: SystemTime::now(),
-        raw,
-    };
+    let tags = outgoing.tags.clone();
     let id = state
         .store()
-        .deliver(message)
+        .deliver(outgoing.into_message(client_addr))
         .await
         .map_err(|error| match error {
             DeliverError::Full => SendError::Api(ApiError::Store(sokkel_store::StoreError::Full)),
@@ -185,6 +151,72 @@ pub(crate) async fn send(
         HeaderValue::from_static("application/json"),
     );
     Ok(response)
+}
+
+/// The whole request body, or 413 past [`SendLimits::max_body_bytes`].
+async fn read_body(body: Body, limits: &SendLimits) -> Result<axum::body::Bytes, SendError> {
+    axum::body::to_bytes(body, limits.max_body_bytes())
+        .await
+        .map_err(|_| {
+            SendError::TooLarge(format!(
+                "the request body is over {} bytes, the most a message of --max-message-size \
+                 ({} bytes) needs in base64",
+                limits.max_body_bytes(),
+                limits.max_message_size
+            ))
+        })
+}
+
+/// A message built from a request, with what its envelope needs.
+#[derive(Debug)]
+struct Outgoing {
+    mail_from: String,
+    rcpt_to: Vec<String>,
+    tags: Vec<String>,
+    raw: Vec<u8>,
+}
+
+impl Outgoing {
+    /// Parses and checks `body`, builds the message, and holds it to
+    /// `--max-message-size`. Blocks (base64 and MIME of up to that size).
+    fn build(body: &[u8], limits: &SendLimits) -> Result<Outgoing, SendError> {
+        let request = SendRequest::parse(body, limits)?;
+        let raw = request.build()?;
+        if raw.len() > limits.max_message_size {
+            return Err(SendError::TooLarge(format!(
+                "the message built is {} bytes, over --max-message-size ({} bytes)",
+                raw.len(),
+                limits.max_message_size
+            )));
+        }
+        Ok(Outgoing {
+            mail_from: request.from.email,
+            rcpt_to: request.recipients,
+            tags: request.tags,
+            raw,
+        })
+    }
+
+    /// The message as SMTP would have handed it to the store. An address
+    /// beyond ASCII is what SMTPUTF8 says of an SMTP session, so a relay
+    /// later asks for it too.
+    fn into_message(self, client_addr: SocketAddr) -> NewMessage {
+        let smtputf8 = !self.mail_from.is_ascii() || self.rcpt_to.iter().any(|r| !r.is_ascii());
+        NewMessage {
+            envelope: Envelope {
+                mail_from: self.mail_from,
+                rcpt_to: self.rcpt_to,
+                helo: SEND_HELO.to_string(),
+                client_addr,
+                bare_lf: false,
+                smtputf8,
+                tls: None,
+                auth_user: None,
+            },
+            received_at: SystemTime::now(),
+            raw: self.raw,
+        }
+    }
 }
 
 /// A name and an address.
