@@ -344,6 +344,25 @@ pub struct MailServeArgs {
     pub relay: RelayArgs,
     #[command(flatten)]
     pub tags: TagsArgs,
+    #[command(flatten)]
+    pub webhook: WebhookArgs,
+}
+
+/// Posting each arriving message's summary to a URL (Mailpit's webhook).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Webhook")]
+pub struct WebhookArgs {
+    /// POST each new message's summary (JSON) to this http:// or https:// URL. Credentials (user:password@) belong in SOKKEL_WEBHOOK_URL, not on the command line.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "SOKKEL_WEBHOOK_URL",
+        hide_env_values = true
+    )]
+    pub webhook_url: Option<sokkel_web::webhook::WebhookUrl>,
+    /// At most N webhook posts a second; messages over it are not posted (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = sokkel_web::webhook::DEFAULT_PER_SECOND, env = "SOKKEL_WEBHOOK_LIMIT", value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub webhook_limit: u32,
 }
 
 /// How arriving messages get tags.

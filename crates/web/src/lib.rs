@@ -19,6 +19,9 @@
 //!   `/api/v1`, so clients written for Mailpit (such as the npm package
 //!   `mailpit-api`) work unchanged. IDs are the store's decimal ids as strings.
 //! - Every store call blocks on SQLite, so handlers run them in `spawn_blocking`.
+//! - `POST /api/v1/send` (Mailpit's send API) builds a message and hands it to
+//!   the store's delivery, as SMTP does ([`SendLimits`]); [`webhook`] posts
+//!   each new message's summary to a URL, fed by `Store::subscribe()`.
 //! - Requests whose `Host` is not a loopback name are refused while sokkel listens
 //!   on loopback only ([`HostPolicy`]): that stops DNS-rebinding pages from reading
 //!   caught mail through a victim's browser. Requests that change something (any
@@ -47,9 +50,11 @@ mod json;
 mod openapi;
 pub mod release;
 mod search;
+mod send;
 mod serve;
 mod tags;
 mod ui;
+pub mod webhook;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -67,9 +72,11 @@ pub use api::{MAX_HEADER_CONTENT_TYPE, MAX_HEADER_FILE_NAME};
 pub use error::{ApiError, WebError};
 pub use events::CLIENT_BACKLOG_BYTES;
 pub use json::{MESSAGE_ADDRESSES, MESSAGE_BODY_BYTES};
+pub use send::{SEND_HELO, SendLimits};
 pub use serve::{ServeLimits, serve, serve_with};
 
 /// The largest request body accepted (JSON lists of IDs); more is answered 413.
+/// `POST /api/v1/send` has its own limit, [`SendLimits::max_body_bytes`].
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// The most messages one list or search page returns; a larger `limit` is cut to it.
@@ -124,6 +131,9 @@ pub struct WebConfig {
     /// `/api/v1/info` (the binary hands the same counters to both); fresh
     /// zeros by default.
     pub smtp_counters: Arc<SmtpCounters>,
+    /// What `POST /api/v1/send` accepts: SMTP's message size and recipient
+    /// limits.
+    pub send: SendLimits,
 }
 
 impl Default for WebConfig {
@@ -137,6 +147,7 @@ impl Default for WebConfig {
             max_buffered_bytes: MAX_BUFFERED_BYTES,
             release: None,
             smtp_counters: Arc::default(),
+            send: SendLimits::default(),
         }
     }
 }
@@ -289,6 +300,7 @@ fn route_table() -> RouteTable {
         .add(Method::DELETE, "/api/v1/tags/{Tag}", tags::delete)
         .add(Method::GET, "/api/v1/search", search::search)
         .add(Method::DELETE, "/api/v1/search", search::delete)
+        .add(Method::POST, "/api/v1/send", send::send)
         .add(Method::GET, "/api/v1/openapi.json", openapi::document)
         .add(Method::GET, "/api/v1/swagger.json", openapi::document)
 }

@@ -17,12 +17,14 @@
 use std::error::Error as StdError;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use hyper::body::{Body as HttpBody, Bytes, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -155,7 +157,7 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         match limit.admit_in(room, peer.ip()) {
             Ok(slot) => {
-                let task = serve_connection(stream, slot, shared.clone(), stop.clone());
+                let task = serve_connection(stream, peer, slot, shared.clone(), stop.clone());
                 let open = open.clone();
                 tokio::spawn(async move {
                     task.await;
@@ -180,6 +182,7 @@ async fn refuse(mut stream: TcpStream) {
 
 async fn serve_connection(
     stream: TcpStream,
+    peer: SocketAddr,
     slot: Slot,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
@@ -193,7 +196,9 @@ async fn serve_connection(
     let router = TowerToHyperService::new(shared.router.clone());
     let body_timeout = shared.limits.body_timeout;
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-        let request = request.map(|body| TimedBody::new(body, body_timeout));
+        let mut request = request.map(|body| TimedBody::new(body, body_timeout));
+        // Handlers that record who asked (`/api/v1/send`) read it as axum's ConnectInfo.
+        request.extensions_mut().insert(ConnectInfo(peer));
         hyper::service::Service::call(&router, request)
     });
     let connection = http1::Builder::new()

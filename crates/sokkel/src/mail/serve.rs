@@ -10,7 +10,8 @@ use sokkel_smtp::server::session::{BareLf, SessionConfig};
 use sokkel_smtp::server::shell::{Listeners, ServerConfig, serve};
 use sokkel_store::tags::Tagging;
 use sokkel_store::{Pruner, Retention, Store, StoreEvent, StoreOptions};
-use sokkel_web::{AppState, HostPolicy, ServeLimits, WebConfig};
+use sokkel_web::webhook::{Webhook, WebhookConfig};
+use sokkel_web::{AppState, HostPolicy, SendLimits, ServeLimits, WebConfig};
 
 use crate::cli::{MailServeArgs, TagSource};
 use crate::hints::announce;
@@ -122,6 +123,7 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
         announce(format_args!("relays to {}", relay.describe()));
     }
     tokio::spawn(log_new_messages(store.clone()));
+    let webhook = start_webhook(&args, &store)?;
     let pruner = Pruner::spawn(store.clone(), retention);
 
     // What SMTP refuses, counted by its server and shown by the web API.
@@ -181,6 +183,10 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
                 .clone()
                 .map(|relay| Arc::new(relay) as Arc<dyn sokkel_web::release::Release>),
             smtp_counters,
+            send: SendLimits {
+                max_message_size: args.max_message_size,
+                max_recipients: args.max_recipients as usize,
+            },
             ..WebConfig::default()
         };
         let max_connections = u32::try_from(web_config.max_connections).unwrap_or(u32::MAX);
@@ -245,9 +251,40 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
             "stopped with sessions still open after the grace period"
         );
     }
+    if let Some(webhook) = webhook {
+        let counts = webhook.counts();
+        tracing::info!(
+            "webhook: {} posted, {} failed, {} over the limit, {} dropped",
+            counts.sent,
+            counts.failed,
+            counts.skipped,
+            counts.dropped
+        );
+    }
     tracing::info!(sessions = summary.sessions, "stopped");
     drop(ephemeral);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the webhook if `--webhook-url` names one.
+fn start_webhook(args: &MailServeArgs, store: &Store) -> anyhow::Result<Option<Webhook>> {
+    let Some(url) = args.webhook.webhook_url.clone() else {
+        return Ok(None);
+    };
+    let per_second = args.webhook.webhook_limit;
+    let limit = match per_second {
+        0 => "no limit".to_string(),
+        n => format!("at most {n} a second"),
+    };
+    announce(format_args!(
+        "webhook: posting new messages to {url} ({limit})"
+    ));
+    let config = WebhookConfig {
+        url,
+        per_second,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    Ok(Some(Webhook::spawn(store, config)?))
 }
 
 /// One log line per stored message: who, to whom, what, how big, and its id.
