@@ -35,6 +35,7 @@
 #![warn(missing_docs)]
 
 mod api;
+mod chaos;
 mod error;
 mod events;
 #[doc(hidden)]
@@ -117,6 +118,9 @@ pub struct WebConfig {
     /// `/api/v1/info` (the binary hands the same counters to both); fresh
     /// zeros by default.
     pub smtp_counters: Arc<SmtpCounters>,
+    /// The SMTP server's chaos triggers, for `GET`/`PUT /api/v1/chaos`; `None`
+    /// (the default, chaos not enabled) answers them 400 as Mailpit does.
+    pub chaos: Option<Arc<sokkel_net::chaos::Chaos>>,
 }
 
 impl Default for WebConfig {
@@ -129,6 +133,7 @@ impl Default for WebConfig {
             idle_timeout: std::time::Duration::from_secs(120),
             max_buffered_bytes: MAX_BUFFERED_BYTES,
             smtp_counters: Arc::default(),
+            chaos: None,
         }
     }
 }
@@ -274,6 +279,8 @@ fn route_table() -> RouteTable {
         .add(Method::PUT, "/api/v1/tags", tags::set)
         .add(Method::PUT, "/api/v1/tags/{Tag}", tags::rename)
         .add(Method::DELETE, "/api/v1/tags/{Tag}", tags::delete)
+        .add(Method::GET, "/api/v1/chaos", chaos::get)
+        .add(Method::PUT, "/api/v1/chaos", chaos::set)
         .add(Method::GET, "/api/v1/search", search::search)
         .add(Method::DELETE, "/api/v1/search", search::delete)
         .add(Method::GET, "/api/v1/openapi.json", openapi::document)

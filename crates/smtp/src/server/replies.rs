@@ -8,6 +8,8 @@
 //! never the number. The tests at the bottom check every entry's enhanced code
 //! against the registry and its class against the reply code.
 
+use sokkel_net::chaos::Point;
+
 use crate::reply::Reply;
 
 use super::request::Unsupported;
@@ -192,6 +194,15 @@ pub enum Refusal {
     /// 535 5.7.8 (RFC 4954): wrong user name or password.
     AuthFailed,
 
+    /// A chaos trigger fired (`--chaos`, `/api/v1/chaos`): the configured code,
+    /// with the enhanced code that fits it at that point ([`chaos_enhanced`]).
+    Chaos {
+        /// Where it fired.
+        point: Point,
+        /// The code configured, 400 to 599.
+        code: u16,
+    },
+
     // The session ends (421, RFC 5321 section 3.8).
     /// 421 4.7.0: too many failed logins.
     TooManyAuthFailures,
@@ -314,10 +325,21 @@ impl Refusal {
             | UnknownMechanism
             | AuthCancelled
             | CannotDecode(_) => true,
-            NonAsciiAddress(_) | MustStartTls | SizeExceeded | MessageTooBig
-            | TooManyRecipients | InsufficientStorage | BareLfContent | StoreFailed
-            | EncryptionRequired | AuthFailed | TooManyAuthFailures | TooManyErrors | TimedOut
-            | ShuttingDown => false,
+            NonAsciiAddress(_)
+            | MustStartTls
+            | SizeExceeded
+            | MessageTooBig
+            | TooManyRecipients
+            | InsufficientStorage
+            | BareLfContent
+            | StoreFailed
+            | EncryptionRequired
+            | AuthFailed
+            | TooManyAuthFailures
+            | TooManyErrors
+            | TimedOut
+            | ShuttingDown
+            | Chaos { .. } => false,
         }
     }
 
@@ -326,6 +348,16 @@ impl Refusal {
     /// client free to send the next chunk or RSET).
     pub fn ends_transaction(&self) -> bool {
         matches!(self, Refusal::MessageTooBig)
+    }
+
+    /// Whether the server closes the connection after this reply: the 421s
+    /// (RFC 5321 section 3.8), a chaos 421 included.
+    pub fn closes_session(&self) -> bool {
+        use Refusal::*;
+        matches!(
+            self,
+            TooManyAuthFailures | TooManyErrors | TimedOut | ShuttingDown | Chaos { code: 421, .. }
+        )
     }
 
     /// The code and enhanced status code.
@@ -375,6 +407,7 @@ impl Refusal {
             TooManyAuthFailures | TooManyErrors => (421, "4.7.0"),
             TimedOut => (421, "4.4.2"),
             ShuttingDown => (421, "4.3.2"),
+            Chaos { point, code } => (*code, chaos_enhanced(*point, *code)),
         }
     }
 
@@ -430,6 +463,14 @@ impl Refusal {
             TooManyErrors => return format!("{host} Too many errors, closing connection"),
             TimedOut => return format!("{host} Error: timeout exceeded, closing connection"),
             ShuttingDown => return format!("{host} Service shutting down, closing connection"),
+            Chaos { point, .. } => {
+                let command = match point {
+                    Point::Sender => "MAIL FROM",
+                    Point::Recipient => "RCPT TO",
+                    Point::Authentication => "AUTH",
+                };
+                return format!("{command} refused by a chaos trigger (a simulated failure)");
+            }
             AuthLineTooLong => "Authentication line too long",
             BareLfCommand => "Command lines must end with CRLF, not a bare LF",
             NotUtf8 => "Syntax error: command is not valid UTF-8",
@@ -476,6 +517,53 @@ impl Refusal {
             AuthFailed => "Authentication credentials invalid",
         };
         fixed.to_owned()
+    }
+}
+
+/// The enhanced status code for a chaos refusal of `code` at `point`: what a
+/// real server would send with that code there (RFC 3463), so a client that reads
+/// enhanced codes sees a believable failure.
+///
+/// - AUTH: RFC 4954 section 6 gives 454 4.7.0 for a temporary failure, 534
+///   5.7.9 (mechanism too weak), 538 5.7.11 (encryption required) and 535 5.7.8
+///   (credentials invalid) for the rest.
+/// - 421 and 452 mean the same at every point (RFC 5321 section 4.2.2): the
+///   service is going away (4.3.2), storage is short (4.3.1); 451 "local error in
+///   processing" is 4.3.0, and 554 "transaction failed" a policy refusal (5.7.1).
+/// - A mailbox code is about the address at hand: 450 at MAIL is a sender
+///   system that cannot be checked now (4.1.8), at RCPT a mailbox unavailable
+///   now (4.2.1); 550 at MAIL is a sender refused by policy (5.7.1), at RCPT an
+///   unknown mailbox (5.1.1); 551 "user not local" a moved mailbox (5.1.6); 552
+///   at RCPT a full mailbox (5.2.2), at MAIL a message too big (5.3.4); 553
+///   "mailbox name not allowed" a bad sender (5.1.7) or recipient (5.1.3) address.
+/// - The syntax and sequence codes keep their usual 5.5.x; anything else is
+///   X.0.0, "other or undefined", of its class.
+pub fn chaos_enhanced(point: Point, code: u16) -> &'static str {
+    use Point::*;
+    match (point, code) {
+        (Authentication, 400..=499) => "4.7.0",
+        (Authentication, 534) => "5.7.9",
+        (Authentication, 538) => "5.7.11",
+        (Authentication, _) => "5.7.8",
+        (_, 421) => "4.3.2",
+        (_, 452) => "4.3.1",
+        (_, 451) => "4.3.0",
+        (Sender, 450) => "4.1.8",
+        (Recipient, 450) => "4.2.1",
+        (_, 400..=499) => "4.0.0",
+        (Sender, 550) => "5.7.1",
+        (Recipient, 550) => "5.1.1",
+        (_, 551) => "5.1.6",
+        (Sender, 552) => "5.3.4",
+        (Recipient, 552) => "5.2.2",
+        (Sender, 553) => "5.1.7",
+        (Recipient, 553) => "5.1.3",
+        (_, 554) => "5.7.1",
+        (_, 530) => "5.7.0",
+        (_, 500) => "5.5.2",
+        (_, 501 | 504 | 555) => "5.5.4",
+        (_, 502 | 503) => "5.5.1",
+        _ => "5.0.0",
     }
 }
 
@@ -551,6 +639,9 @@ mod tests {
             TimedOut,
             ShuttingDown,
         ];
+        for point in [Point::Sender, Point::Recipient, Point::Authentication] {
+            all.extend((400..600).map(|code| Chaos { point, code }));
+        }
         for kind in [AddressKind::Sender, AddressKind::Recipient] {
             all.push(BadAddress { kind, why: "x" });
             all.push(NonAsciiAddress(kind));
@@ -623,11 +714,16 @@ mod tests {
     }
 
     /// RFC 5321 section 4.2.4 and 4.2.5: 500-504 and 555 are the codes of
-    /// commands the client got wrong; the error limit counts exactly those.
+    /// commands the client got wrong; the error limit counts exactly those (a
+    /// chaos refusal is never the client's fault, whatever its code).
     #[test]
     fn protocol_errors_are_the_syntax_and_sequence_codes() {
         let config = SessionConfig::default();
         for refusal in every_refusal() {
+            if matches!(refusal, Refusal::Chaos { .. }) {
+                assert!(!refusal.is_protocol_error());
+                continue;
+            }
             let code = refusal.reply(&config).code;
             assert_eq!(
                 refusal.is_protocol_error(),

@@ -27,9 +27,17 @@
 //! behind the command and perform the handshake, after which the session starts
 //! over ([`Session::tls_started`]); [`Step::Authenticate`] hands it a user name and
 //! password to check, and [`Session::authenticated`] takes the verdict.
+//!
+//! Chaos ([`SessionConfig::chaos`], off by default) is decided here as well: the
+//! session asks the shared [`Chaos`] for a draw where a trigger applies (MAIL,
+//! RCPT and AUTH that would otherwise succeed get the configured refusal; the
+//! greeting, MAIL, RCPT, DATA/BDAT and the end of content may hang up without a
+//! reply, which is [`Step::Close`] with nothing written). A draw is no I/O and
+//! no clock; the slow link is the shell's.
 
 use std::sync::Arc;
 
+use sokkel_net::chaos::{Chaos, Point, Stage};
 use sokkel_net::lines::{Line, LineSplitter};
 use sokkel_net::server::output_backed_up;
 
@@ -74,6 +82,9 @@ pub struct SessionConfig {
     pub allow_insecure_auth: bool,
     /// Failed AUTH attempts before the session is closed with 421.
     pub max_auth_failures: u32,
+    /// Faults to inject on purpose (`--chaos`): refusals at MAIL, RCPT and AUTH,
+    /// hanging up at a stage. `None`, the default: none ever.
+    pub chaos: Option<Arc<Chaos>>,
 }
 
 impl Default for SessionConfig {
@@ -90,6 +101,7 @@ impl Default for SessionConfig {
             auth: false,
             allow_insecure_auth: false,
             max_auth_failures: 3,
+            chaos: None,
         }
     }
 }
@@ -335,7 +347,6 @@ impl Session {
         self.refuse(Refusal::AuthFailed, out);
         if self.auth_failures >= self.config.max_auth_failures {
             self.refuse(Refusal::TooManyAuthFailures, out);
-            self.state = State::Closed;
         }
     }
 
@@ -344,8 +355,13 @@ impl Session {
         self.config.auth && (self.tls || self.config.allow_insecure_auth)
     }
 
-    /// Appends the 220 greeting.
-    pub fn greeting(&self, out: &mut Vec<u8>) {
+    /// Appends the 220 greeting; or, when a chaos trigger hangs up on connect,
+    /// nothing, and the session is over.
+    pub fn greeting(&mut self, out: &mut Vec<u8>) {
+        if self.chaos_hangs_up(Stage::Connect) {
+            self.state = State::Closed;
+            return;
+        }
         self.answer(Answer::Greeting, out);
     }
 
@@ -404,13 +420,11 @@ impl Session {
     /// Appends the 421 for a client that stayed silent too long, and ends the session.
     pub fn timed_out(&mut self, out: &mut Vec<u8>) {
         self.refuse(Refusal::TimedOut, out);
-        self.state = State::Closed;
     }
 
     /// Appends the 421 for a server that is shutting down, and ends the session.
     pub fn shutting_down(&mut self, out: &mut Vec<u8>) {
         self.refuse(Refusal::ShuttingDown, out);
-        self.state = State::Closed;
     }
 
     /// Consumes as much of `input` as it can, appending replies to `out`. Returns how
@@ -586,11 +600,13 @@ impl Session {
         answer.reply(&self.config).write_to(out);
     }
 
-    /// Appends a refusal, counting protocol errors; past the limit, adds a 421 and
-    /// closes.
+    /// Appends a refusal, closing the session after a 421 and counting protocol
+    /// errors; past their limit, adds a 421 and closes.
     fn refuse(&mut self, refusal: Refusal, out: &mut Vec<u8>) {
         refusal.reply(&self.config).write_to(out);
-        if refusal.is_protocol_error() {
+        if refusal.closes_session() {
+            self.state = State::Closed;
+        } else if refusal.is_protocol_error() {
             self.errors += 1;
             if self.errors >= self.config.max_errors {
                 Refusal::TooManyErrors.reply(&self.config).write_to(out);
@@ -612,6 +628,12 @@ impl Session {
                 return None;
             }
         };
+        if let Some(stage) = hang_up_stage(&request)
+            && self.chaos_hangs_up(stage)
+        {
+            self.state = State::Closed;
+            return Some(Step::Close);
+        }
         let transaction = request.command().is_some_and(Command::is_transaction);
         let result = match request {
             Request::Helo { name, extended } => Ok(self.hello(name, extended)),
@@ -655,6 +677,27 @@ impl Session {
             }
         }
         None
+    }
+
+    /// Draws for the chaos trigger at `point`: its refusal, if it fires.
+    fn chaos_refusal(&self, point: Point) -> Result<(), Refusal> {
+        match self
+            .config
+            .chaos
+            .as_ref()
+            .and_then(|chaos| chaos.refusal(point))
+        {
+            Some(code) => Err(Refusal::Chaos { point, code }),
+            None => Ok(()),
+        }
+    }
+
+    /// Draws for the chaos trigger that hangs up at `stage`.
+    fn chaos_hangs_up(&self, stage: Stage) -> bool {
+        self.config
+            .chaos
+            .as_ref()
+            .is_some_and(|chaos| chaos.disconnect(stage))
     }
 
     /// The refusal for a line that did not parse. For some commands "not now"
@@ -739,6 +782,10 @@ impl Session {
                 return None;
             }
         };
+        if let Err(refusal) = self.chaos_refusal(Point::Authentication) {
+            self.refuse(refusal, out);
+            return None;
+        }
         match initial {
             None => {
                 self.state = State::AuthResponse(stage);
@@ -810,6 +857,7 @@ impl Session {
             }
         }
         let address = check_address(path, smtputf8, AddressKind::Sender)?;
+        self.chaos_refusal(Point::Sender)?;
         self.tx = Some(Transaction {
             mail_from: address,
             smtputf8,
@@ -820,7 +868,7 @@ impl Session {
 
     fn rcpt(&mut self, path: &str, params: &[&str]) -> Result<Answer, Refusal> {
         let max = self.config.max_recipients;
-        let tx = self.tx.as_mut().ok_or(Refusal::NeedMailBeforeRcpt)?;
+        let tx = self.tx.as_ref().ok_or(Refusal::NeedMailBeforeRcpt)?;
         if let Some(name) = params.first() {
             return Err(Refusal::UnsupportedParameter((*name).to_owned()));
         }
@@ -828,7 +876,10 @@ impl Session {
             return Err(Refusal::TooManyRecipients);
         }
         let address = check_address(path, tx.smtputf8, AddressKind::Recipient)?;
-        tx.rcpt_to.push(address);
+        self.chaos_refusal(Point::Recipient)?;
+        if let Some(tx) = self.tx.as_mut() {
+            tx.rcpt_to.push(address);
+        }
         Ok(Answer::RecipientOk)
     }
 
@@ -900,6 +951,11 @@ impl Session {
         }
         if tx.bare_lf && self.config.bare_lf == BareLf::Reject {
             self.refuse(Refusal::BareLfContent, out);
+            self.state = State::Closed;
+            return Some(Step::Close);
+        }
+        if self.chaos_hangs_up(Stage::Content) {
+            // The message is dropped unanswered, as when a link fails after the dot.
             self.state = State::Closed;
             return Some(Step::Close);
         }
@@ -1010,6 +1066,17 @@ impl DataScan {
             }
         }
         (pos, false)
+    }
+}
+
+/// Where a chaos trigger may hang up instead of answering this request: DATA
+/// and every BDAT count as the DATA stage.
+fn hang_up_stage(request: &Request<'_>) -> Option<Stage> {
+    match request {
+        Request::Mail { .. } => Some(Stage::Mail),
+        Request::Rcpt { .. } => Some(Stage::Rcpt),
+        Request::Data | Request::Bdat { .. } => Some(Stage::Data),
+        _ => None,
     }
 }
 

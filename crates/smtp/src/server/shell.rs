@@ -10,7 +10,8 @@
 //! after `deliver` returned, which for the SQLite store means the message is
 //! committed and synced; credentials are checked on tokio's blocking pool, with a
 //! delay after each failure; message content has its own timeouts, and a budget
-//! for the bytes all sessions hold in flight.
+//! for the bytes all sessions hold in flight. A chaos slow link
+//! ([`sokkel_net::chaos`]) paces its writes.
 
 use std::future::Future;
 use std::io;
@@ -261,6 +262,12 @@ impl<D: Deliver> Protocol for SmtpSession<D> {
 
     fn tls_started(&mut self) {
         self.core.tls_started();
+    }
+
+    /// A chaos "slow link" paces every write of the session.
+    fn slow_link(&self) -> Option<std::num::NonZeroU32> {
+        let chaos = self.shared.config.session.chaos.as_ref()?;
+        chaos.slow_link()
     }
 
     fn timed_out(&mut self, out: &mut Vec<u8>) {

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use sokkel_net::chaos::{Chaos, Triggers};
 use sokkel_net::server::address_share;
 use sokkel_net::stats::SmtpCounters;
 use sokkel_smtp::server::session::{BareLf, SessionConfig};
@@ -12,12 +13,29 @@ use sokkel_store::tags::Tagging;
 use sokkel_store::{Pruner, Retention, Store, StoreEvent, StoreOptions};
 use sokkel_web::{AppState, HostPolicy, ServeLimits, WebConfig};
 
-use crate::cli::{MailServeArgs, TagSource};
+use crate::cli::{ChaosArgs, MailServeArgs, TagSource};
 use crate::hints::announce;
 use crate::listen::{bind_all, listen_addresses};
 use crate::mail::imap::ImapListeners;
 use crate::mail::pop3::Pop3Listeners;
 use crate::mail::security::Security;
+
+/// The chaos `--enable-chaos` and `--chaos` ask for (`--chaos` implies
+/// `--enable-chaos`), with one log line saying so: it changes what clients see.
+fn chaos(args: &ChaosArgs) -> anyhow::Result<Option<Arc<Chaos>>> {
+    if !args.enable_chaos && args.chaos.is_empty() {
+        return Ok(None);
+    }
+    let triggers =
+        Triggers::parse(&args.chaos).map_err(|error| anyhow::anyhow!("--chaos: {error}"))?;
+    let seed = args
+        .chaos_seed
+        .unwrap_or_else(sokkel_net::chaos::random_seed);
+    tracing::warn!(
+        "chaos is enabled: SMTP clients get faults on purpose ({triggers}; seed {seed}); change them with PUT /api/v1/chaos"
+    );
+    Ok(Some(Arc::new(Chaos::new(triggers, seed))))
+}
 
 pub fn run(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = crate::runtime::runtime(usize::from(args.threads))?;
@@ -27,6 +45,7 @@ pub fn run(args: MailServeArgs) -> anyhow::Result<ExitCode> {
 async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     let stop = sokkel_net::shutdown_signal();
     sokkel_net::raise_open_file_limit();
+    let chaos = chaos(&args.chaos)?;
     // Bind first: a port in use is the most likely mistake, and it should not leave
     // a new store behind.
     let hostname = args.hostname.clone().unwrap_or_else(super::send::host_name);
@@ -134,6 +153,7 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
         auth: security.credentials.is_some(),
         allow_insecure_auth: args.security.allow_insecure_auth,
         max_auth_failures: args.security.max_auth_failures,
+        chaos: chaos.clone(),
     };
     let config = ServerConfig {
         session: Arc::new(session),
@@ -170,6 +190,7 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
                 HostPolicy::Any
             },
             smtp_counters,
+            chaos,
             ..WebConfig::default()
         };
         let max_connections = u32::try_from(web_config.max_connections).unwrap_or(u32::MAX);

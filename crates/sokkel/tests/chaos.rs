@@ -1,0 +1,307 @@
+//! Chaos (issue #14): SMTP faults on purpose, seen from Python's smtplib the way
+//! an application under test sees them. Triggers set with `--chaos` at start and
+//! with `PUT /api/v1/chaos` at run time refuse MAIL, RCPT or AUTH with the
+//! configured code, hang up at a stage, or slow every reply down.
+
+mod kit;
+
+use std::time::Duration;
+
+use kit::{Catcher, python3};
+use serde_json::{Value, json};
+
+/// One transaction through smtplib, a stage at a time; prints one line per
+/// stage (`mail 250 2.1.0 Ok`), or `<stage> disconnected` where the server hung
+/// up. With a third argument, logs in first (AUTH PLAIN).
+const TRANSACTION: &str = r#"
+import smtplib, sys
+port = int(sys.argv[1])
+stage = "connect"
+try:
+    s = smtplib.SMTP("127.0.0.1", port, timeout=10)
+    print("connect", 220, flush=True)
+    stage = "ehlo"
+    code, _ = s.ehlo()
+    print("ehlo", code, flush=True)
+    if len(sys.argv) > 2:
+        stage = "auth"
+        try:
+            code, msg = s.login("user", "password")
+        except smtplib.SMTPAuthenticationError as e:
+            code, msg = e.smtp_code, e.smtp_error
+        print("auth", code, msg.decode(), flush=True)
+    for stage, command in (("mail", "MAIL FROM:<a@x.test>"), ("rcpt", "RCPT TO:<b@y.test>"), ("data", "DATA")):
+        code, msg = s.docmd(command)
+        print(stage, code, msg.decode(), flush=True)
+        if code >= 400:
+            sys.exit(0)
+    stage = "content"
+    s.send(b"Subject: chaos\r\n\r\nhello\r\n.\r\n")
+    code, msg = s.getreply()
+    print(stage, code, msg.decode(), flush=True)
+    s.quit()
+except smtplib.SMTPServerDisconnected:
+    print(stage, "disconnected", flush=True)
+"#;
+
+/// Runs [`TRANSACTION`] against the catcher and returns its lines.
+fn transaction(catcher: &Catcher, login: bool) -> Vec<String> {
+    let port = catcher.addr().port().to_string();
+    let mut args = vec![port.as_str()];
+    if login {
+        args.push("login");
+    }
+    python3(TRANSACTION, &args)
+        .run()
+        .assert_success("the smtplib transaction")
+        .stdout_text()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The line for `stage`, or a panic showing them all.
+#[track_caller]
+fn line<'a>(lines: &'a [String], stage: &str) -> &'a str {
+    lines
+        .iter()
+        .find(|l| l.split(' ').next() == Some(stage))
+        .unwrap_or_else(|| panic!("no {stage} line in {lines:#?}"))
+}
+
+#[test]
+fn a_trigger_at_100_refuses_at_its_stage_and_at_0_mail_goes_through() {
+    let recipient = Catcher::with(&["--chaos", "recipient:550:100", "--chaos-seed", "1"]);
+    let lines = transaction(&recipient, false);
+    assert_eq!(line(&lines, "mail"), "mail 250 2.1.0 Ok");
+    assert_eq!(
+        line(&lines, "rcpt"),
+        "rcpt 550 5.1.1 RCPT TO refused by a chaos trigger (a simulated failure)"
+    );
+    assert!(recipient.list().is_empty(), "a refused message was stored");
+
+    // Mailpit's own flag and syntax, any case, comma separated.
+    let sender = Catcher::with(&["--chaos-triggers", "Sender:452:100,Recipient:550:0"]);
+    let lines = transaction(&sender, false);
+    assert_eq!(
+        line(&lines, "mail"),
+        "mail 452 4.3.1 MAIL FROM refused by a chaos trigger (a simulated failure)"
+    );
+
+    let auth = Catcher::with(&[
+        "--chaos",
+        "auth:454:100",
+        "--auth-accept-any",
+        "--allow-insecure-auth",
+    ]);
+    let lines = transaction(&auth, true);
+    assert_eq!(
+        line(&lines, "auth"),
+        "auth 454 4.7.0 AUTH refused by a chaos trigger (a simulated failure)"
+    );
+
+    let off = Catcher::with(&["--chaos", "sender:451:0,recipient:550:0,disconnect:rcpt:0"]);
+    let lines = transaction(&off, false);
+    assert!(
+        line(&lines, "content").starts_with("content 250 2.0.0 Ok: queued as "),
+        "{lines:#?}"
+    );
+    assert_eq!(off.list().len(), 1);
+}
+
+/// `--chaos-seed`: the same seed gives a client doing the same things the same
+/// faults, so a failing test run can be repeated.
+#[test]
+fn the_same_seed_gives_the_same_faults() {
+    const RCPTS: &str = r#"
+import smtplib, sys
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=10)
+s.ehlo()
+s.mail("a@x.test")
+print(" ".join(str(s.rcpt("b%d@y.test" % i)[0]) for i in range(30)))
+s.quit()
+"#;
+    let codes = |seed: &str| {
+        let catcher = Catcher::with(&["--chaos", "recipient:451:50", "--chaos-seed", seed]);
+        python3(RCPTS, &[&catcher.addr().port().to_string()])
+            .run()
+            .assert_success("30 RCPTs through smtplib")
+            .stdout_text()
+    };
+    let first = codes("7");
+    assert!(
+        first.contains("250") && first.contains("451"),
+        "at 50% both answers should show in 30 tries: {first}"
+    );
+    assert_eq!(first, codes("7"));
+}
+
+#[test]
+fn put_and_get_chaos_round_trip_and_change_what_smtp_clients_see() {
+    let catcher = Catcher::builder().http().arg("--enable-chaos").start();
+    let defaults = json!({
+        "Sender": {"ErrorCode": 451, "Probability": 0},
+        "Recipient": {"ErrorCode": 451, "Probability": 0},
+        "Authentication": {"ErrorCode": 535, "Probability": 0},
+        "Disconnect": {"Stage": "connect", "Probability": 0},
+        "SlowLink": {"BytesPerSecond": 0}
+    });
+    assert_eq!(catcher.get_json("/api/v1/chaos"), defaults);
+
+    // Omitted triggers go back to their defaults, as in Mailpit.
+    let put = catcher.put_json(
+        "/api/v1/chaos",
+        &json!({"Sender": {"ErrorCode": 452, "Probability": 100}}),
+    );
+    assert_eq!(put.status, 200, "{}", put.text());
+    let mut want = defaults.clone();
+    want["Sender"] = json!({"ErrorCode": 452, "Probability": 100});
+    assert_eq!(put.json(), want);
+    assert_eq!(catcher.get_json("/api/v1/chaos"), want);
+    let lines = transaction(&catcher, false);
+    assert!(
+        line(&lines, "mail").starts_with("mail 452 4.3.1 "),
+        "{lines:#?}"
+    );
+
+    // An ErrorCode of 0 or none is the default code.
+    let put = catcher.put_json(
+        "/api/v1/chaos",
+        &json!({"Recipient": {"Probability": 100}, "Sender": {"ErrorCode": 0}}),
+    );
+    assert_eq!(
+        put.json()["Recipient"],
+        json!({"ErrorCode": 451, "Probability": 100})
+    );
+    assert_eq!(
+        put.json()["Sender"],
+        json!({"ErrorCode": 451, "Probability": 0})
+    );
+
+    // `{}` switches everything off again.
+    let put = catcher.put_json("/api/v1/chaos", &json!({}));
+    assert_eq!(put.json(), defaults);
+    let lines = transaction(&catcher, false);
+    assert!(
+        line(&lines, "content").starts_with("content 250 "),
+        "{lines:#?}"
+    );
+
+    // Bad values are refused, naming the field, and change nothing.
+    let bad: &[(Value, &str)] = &[
+        (
+            json!({"Recipient": {"ErrorCode": 200, "Probability": 5}}),
+            "Recipient.ErrorCode",
+        ),
+        (
+            json!({"Sender": {"ErrorCode": 451, "Probability": 101}}),
+            "Sender.Probability",
+        ),
+        (
+            json!({"Authentication": {"ErrorCode": 535, "Probability": -1}}),
+            "Authentication.Probability",
+        ),
+        (
+            json!({"Disconnect": {"Stage": "quit", "Probability": 5}}),
+            "quit",
+        ),
+        (json!({"SlowLink": {"BytesPerSecond": -5}}), "slowlink"),
+        (json!({"Sender": {"ErrorCode": "451"}}), "JSON"),
+        (json!([1]), "JSON"),
+    ];
+    for (body, names) in bad {
+        let answer = catcher.put_json("/api/v1/chaos", body);
+        assert_eq!(answer.status, 400, "{body}: {}", answer.text());
+        assert!(answer.text().contains(names), "{body}: {}", answer.text());
+    }
+    assert_eq!(catcher.get_json("/api/v1/chaos"), defaults);
+
+    // Without --enable-chaos, Mailpit's answer.
+    let plain = Catcher::builder().http().start();
+    for answer in [
+        plain.get("/api/v1/chaos"),
+        plain.put_json("/api/v1/chaos", &json!({})),
+    ] {
+        assert_eq!(answer.status, 400);
+        assert_eq!(answer.text().trim(), "Chaos is not enabled");
+    }
+}
+
+/// smtplib sees the server hang up (`SMTPServerDisconnected`) at the stage
+/// chosen, after every earlier stage went through; nothing is stored.
+#[test]
+fn disconnect_hangs_up_at_the_chosen_stage() {
+    let catcher = Catcher::builder().http().arg("--enable-chaos").start();
+    for stage in ["connect", "mail", "rcpt", "data", "content"] {
+        let put = catcher.put_json(
+            "/api/v1/chaos",
+            &json!({"Disconnect": {"Stage": stage, "Probability": 100}}),
+        );
+        assert_eq!(put.status, 200, "{}", put.text());
+        let lines = transaction(&catcher, false);
+        assert_eq!(
+            lines.last().map(String::as_str),
+            Some(format!("{stage} disconnected").as_str()),
+            "{lines:#?}"
+        );
+        for earlier in lines.iter().rev().skip(1) {
+            assert!(
+                earlier.contains(" 2") || earlier.contains(" 354"),
+                "{stage}: {lines:#?}"
+            );
+        }
+    }
+    assert!(catcher.list().is_empty(), "a message was stored");
+}
+
+/// `slowlink:R`: N bytes of replies take at least about N/R seconds to arrive,
+/// and mail still goes through. The bound is generous (half of N/R: the first
+/// piece of each reply leaves at once) and only a lower one.
+#[test]
+fn slow_link_paces_what_the_server_writes() {
+    const MEASURE: &str = r#"
+import socket, sys, time
+start = time.monotonic()
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+received = 0
+def reply():
+    # Until the last line of one reply ("250 ..."), however the bytes come.
+    global received
+    text = b""
+    while not (text.endswith(b"\r\n") and text.split(b"\r\n")[-2][3:4] == b" "):
+        chunk = s.recv(4096)
+        if not chunk:
+            raise SystemExit("closed early")
+        text += chunk
+    received += len(text)
+reply()
+s.sendall(b"EHLO client.test\r\n")
+reply()
+s.sendall(b"HELP\r\n")
+reply()
+print(received, time.monotonic() - start)
+"#;
+    let rate = 200.0;
+    let catcher = Catcher::with(&["--chaos", "slowlink:200"]);
+    let out = python3(MEASURE, &[&catcher.addr().port().to_string()])
+        .timeout(Duration::from_secs(30))
+        .run()
+        .assert_success("reading replies over a slow link")
+        .stdout_text();
+    let mut fields = out.split_whitespace();
+    let bytes: f64 = fields
+        .next()
+        .and_then(|b| b.parse().ok())
+        .expect("a byte count");
+    let seconds: f64 = fields.next().and_then(|s| s.parse().ok()).expect("a time");
+    assert!(bytes > 200.0, "{out}");
+    assert!(
+        seconds >= 0.5 * bytes / rate,
+        "{bytes} bytes at {rate} bytes/s arrived in {seconds:.2} s"
+    );
+    let lines = transaction(&catcher, false);
+    assert!(
+        line(&lines, "content").starts_with("content 250 "),
+        "{lines:#?}"
+    );
+}
