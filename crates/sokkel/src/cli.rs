@@ -317,33 +317,13 @@ pub struct MailServeArgs {
     #[command(flatten)]
     pub security: SecurityArgs,
     #[command(flatten)]
+    pub chaos: ChaosArgs,
+    #[command(flatten)]
     pub pop3: Pop3Args,
     #[command(flatten)]
     pub imap: ImapArgs,
     #[command(flatten)]
     pub tags: TagsArgs,
-    #[command(flatten)]
-    pub chaos: ChaosArgs,
-}
-
-/// SMTP faults on purpose, for testing how an application copes; off by default.
-#[derive(Debug, Args)]
-#[command(next_help_heading = "Chaos (SMTP faults on purpose, for tests)")]
-pub struct ChaosArgs {
-    /// Enable chaos: GET/PUT /api/v1/chaos change the fault triggers while the server runs (all off until set).
-    #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_ENABLE_CHAOS")]
-    pub enable_chaos: bool,
-    /// A fault trigger; repeatable or comma separated; implies --enable-chaos. sender|recipient|auth:CODE:PERCENT refuses MAIL, RCPT or AUTH with CODE (400-599); disconnect:connect|mail|rcpt|data|content:PERCENT hangs up without a reply; slowlink:BYTES_PER_SECOND slows every reply.
-    #[arg(
-        long = "chaos",
-        alias = "chaos-triggers",
-        value_name = "TRIGGER",
-        env = "SOKKEL_CHAOS"
-    )]
-    pub chaos: Vec<String>,
-    /// Seed for the chaos draws: the same seed gives the same faults to a client doing the same things (default: random, logged at start).
-    #[arg(long, value_name = "N", env = "SOKKEL_CHAOS_SEED")]
-    pub chaos_seed: Option<u64>,
 }
 
 /// How arriving messages get tags.
@@ -506,6 +486,26 @@ pub struct SecurityArgs {
     /// Failed logins in one session before it is closed.
     #[arg(long, value_name = "N", default_value_t = 3, env = "SOKKEL_MAX_AUTH_FAILURES", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_auth_failures: u32,
+}
+
+/// SMTP faults on purpose, for testing how an application copes; off by default.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Chaos (SMTP faults on purpose, for tests)")]
+pub struct ChaosArgs {
+    /// Enable chaos: GET/PUT /api/v1/chaos change the fault triggers while the server runs (all off until set).
+    #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_ENABLE_CHAOS")]
+    pub enable_chaos: bool,
+    /// A fault trigger; repeatable or comma separated; implies --enable-chaos. sender|recipient|auth:CODE:PERCENT refuses MAIL, RCPT or AUTH with CODE (400-599); disconnect:connect|mail|rcpt|data|content:PERCENT hangs up without a reply; slowlink:BYTES_PER_SECOND slows every reply.
+    #[arg(
+        long = "chaos",
+        alias = "chaos-triggers",
+        value_name = "TRIGGER",
+        env = "SOKKEL_CHAOS"
+    )]
+    pub chaos: Vec<String>,
+    /// Seed for the chaos draws: the same seed gives the same faults to a client doing the same things (default: random, logged at start).
+    #[arg(long, value_name = "N", env = "SOKKEL_CHAOS_SEED")]
+    pub chaos_seed: Option<u64>,
 }
 
 #[derive(Debug, Args)]

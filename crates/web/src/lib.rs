@@ -101,6 +101,9 @@ pub enum HostPolicy {
 pub struct WebConfig {
     /// Which `Host` headers to answer.
     pub host_policy: HostPolicy,
+    /// The SMTP server's chaos triggers, for `GET`/`PUT /api/v1/chaos`; `None`
+    /// (the default, chaos not enabled) answers them 400 as Mailpit does.
+    pub chaos: Option<Arc<sokkel_net::chaos::Chaos>>,
     /// The version reported by `/api/v1/info` and in `stats` events.
     pub version: String,
     /// WebSocket clients at once; more are answered 503.
@@ -118,22 +121,19 @@ pub struct WebConfig {
     /// `/api/v1/info` (the binary hands the same counters to both); fresh
     /// zeros by default.
     pub smtp_counters: Arc<SmtpCounters>,
-    /// The SMTP server's chaos triggers, for `GET`/`PUT /api/v1/chaos`; `None`
-    /// (the default, chaos not enabled) answers them 400 as Mailpit does.
-    pub chaos: Option<Arc<sokkel_net::chaos::Chaos>>,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
         WebConfig {
             host_policy: HostPolicy::Loopback,
+            chaos: None,
             version: env!("CARGO_PKG_VERSION").to_string(),
             max_websockets: 128,
             max_connections: 512,
             idle_timeout: std::time::Duration::from_secs(120),
             max_buffered_bytes: MAX_BUFFERED_BYTES,
             smtp_counters: Arc::default(),
-            chaos: None,
         }
     }
 }

@@ -184,13 +184,13 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .all(|l| l.local_addr().is_ok_and(|a| a.ip().is_loopback()));
         let web_config = WebConfig {
+            chaos,
             host_policy: if loopback_only {
                 HostPolicy::Loopback
             } else {
                 HostPolicy::Any
             },
             smtp_counters,
-            chaos,
             ..WebConfig::default()
         };
         let max_connections = u32::try_from(web_config.max_connections).unwrap_or(u32::MAX);
