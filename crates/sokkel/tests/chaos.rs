@@ -305,3 +305,64 @@ print(received, time.monotonic() - start)
         "{lines:#?}"
     );
 }
+
+/// The npm client test suites use against Mailpit: `setChaosTriggers` and
+/// `getChaosTriggers` work unchanged, and what it sets is what smtplib meets.
+/// `node --input-type=module -e SCRIPT BASE MODE`, run in tests/web_js.
+const MAILPIT_API_CHAOS: &str = r#"
+import assert from "node:assert/strict";
+import { MailpitClient } from "mailpit-api";
+const [base, mode] = process.argv.slice(1);
+const mailpit = new MailpitClient(base);
+if (mode === "set") {
+    const off = await mailpit.getChaosTriggers();
+    assert.deepEqual(off.Sender, { ErrorCode: 451, Probability: 0 });
+    assert.deepEqual(off.Authentication, { ErrorCode: 535, Probability: 0 });
+    const set = await mailpit.setChaosTriggers({ Recipient: { ErrorCode: 550, Probability: 100 } });
+    assert.deepEqual(set.Recipient, { ErrorCode: 550, Probability: 100 });
+    assert.deepEqual(set.Sender, { ErrorCode: 451, Probability: 0 });
+    assert.deepEqual((await mailpit.getChaosTriggers()).Recipient, set.Recipient);
+} else {
+    await assert.rejects(
+        mailpit.setChaosTriggers({ Sender: { ErrorCode: 200, Probability: 1 } }),
+        /400 .*Sender\.ErrorCode/,
+    );
+    const reset = await mailpit.setChaosTriggers();
+    assert.deepEqual(reset.Recipient, { ErrorCode: 451, Probability: 0 });
+}
+console.log("ok");
+"#;
+
+#[test]
+#[ignore = "interop: needs node and `npm ci` in tests/web_js"]
+fn mailpit_api_sets_and_reads_the_chaos_triggers() {
+    let js_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web_js");
+    let node = kit::process::require_program("node", "nodejs");
+    assert!(
+        js_dir.join("node_modules/mailpit-api").is_dir(),
+        "interop peer missing: npm package `mailpit-api`. Run `npm ci` in {} (.ci/run does it)",
+        js_dir.display()
+    );
+    let catcher = Catcher::builder().http().arg("--enable-chaos").start();
+    let base = format!("http://{}/", catcher.http());
+    let client = |mode: &str| {
+        let run = kit::program(&node, ["--input-type=module", "-e", MAILPIT_API_CHAOS])
+            .args([base.as_str(), mode])
+            .current_dir(&js_dir)
+            .timeout(Duration::from_secs(60))
+            .run();
+        assert_eq!(run.stdout_text().trim(), "ok", "{}", run.describe());
+    };
+    client("set");
+    let lines = transaction(&catcher, false);
+    assert!(
+        line(&lines, "rcpt").starts_with("rcpt 550 5.1.1 "),
+        "{lines:#?}"
+    );
+    client("reset");
+    let lines = transaction(&catcher, false);
+    assert!(
+        line(&lines, "content").starts_with("content 250 "),
+        "{lines:#?}"
+    );
+}
