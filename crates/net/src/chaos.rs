@@ -5,13 +5,13 @@
 //! probability: [`Point::Sender`] (MAIL), [`Point::Recipient`] (RCPT) and
 //! [`Point::Authentication`] (AUTH). sokkel adds what MailHog's "Jim" did: a
 //! probability of dropping the connection without a reply at one [`Stage`], and a
-//! slow link that writes at most so many bytes per second.
+//! slow link that moves at most so many bytes per second each way.
 //!
 //! ```text
 //! binary (--chaos ...) ──▶ Arc<Chaos> ◀── web: GET/PUT /api/v1/chaos
 //!                             │
 //!     SMTP session core ──draw(Point) / disconnect(Stage)──▶ refuse, hang up
-//!     SMTP shell        ──slow_link()──▶ paced writes
+//!     SMTP shell        ──slow_link()──▶ paced writes and reads
 //! ```
 //!
 //! One [`Chaos`] is shared by every session and the web API, and changes at run
@@ -176,8 +176,8 @@ pub struct Triggers {
     pub authentication: Trigger,
     /// Hanging up without a reply.
     pub disconnect: Disconnect,
-    /// The most bytes per second the server writes to a client; `None` is
-    /// full speed.
+    /// The most bytes per second the server writes to a client and reads
+    /// from it; `None` is full speed.
     pub slow_link: Option<NonZeroU32>,
 }
 
@@ -269,7 +269,7 @@ impl fmt::Display for Triggers {
 /// recipient:550:100      also "recipients", "auth", "authentication"; any case)
 /// disconnect:rcpt:30     hang up instead of answering RCPT, 30% of the time
 ///                        (stages: connect, mail, rcpt, data, content)
-/// slowlink:2000          write at most 2000 bytes per second (0: full speed)
+/// slowlink:2000          write and read at most 2000 bytes per second (0: full speed)
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Setting {
@@ -451,7 +451,7 @@ impl Chaos {
         disconnect.stage == stage && state.draw(disconnect.probability)
     }
 
-    /// The most bytes per second to write, if the link is slowed.
+    /// The most bytes per second to write and to read, if the link is slowed.
     pub fn slow_link(&self) -> Option<NonZeroU32> {
         self.state().triggers.slow_link
     }

@@ -193,9 +193,11 @@ pub trait Protocol: Send + Sized {
         false
     }
 
-    /// The most bytes per second to write to this client, when its link is
+    /// The most bytes per second to exchange with this client, when its link is
     /// slowed on purpose (SMTP's chaos "slow link"): every write of the session
-    /// is then paced to it. The default: full speed.
+    /// is then paced to it, and so is reading (a tenth of a second's worth at a
+    /// time, then a pause), which through TCP's flow control slows the client's
+    /// sending too. The default: full speed.
     fn slow_link(&self) -> Option<NonZeroU32> {
         None
     }
@@ -425,9 +427,10 @@ async fn run<S: Service>(
         }
         timer.set(deadline);
         input.reserve(READ_RESERVE);
+        let slow_link = session.slow_link();
         tokio::select! {
             biased;
-            read = stream.read_buf(&mut input) => {
+            read = read_paced(&mut stream, &mut input, slow_link) => {
                 if read? == 0 {
                     return Ok(());
                 }
@@ -501,6 +504,22 @@ async fn flush_paced(
     pending.clear();
     *out = pending;
     Ok(())
+}
+
+/// Reads what has arrived; with a `slow_link` rate, at most a tenth of a
+/// second's worth, followed by the pause that many bytes take at that rate.
+async fn read_paced(
+    stream: &mut ServerStream,
+    input: &mut Vec<u8>,
+    slow_link: Option<NonZeroU32>,
+) -> io::Result<usize> {
+    let Some(rate) = slow_link else {
+        return stream.read_buf(input).await;
+    };
+    let piece = u64::from((rate.get() / 10).max(1));
+    let read = stream.take(piece).read_buf(input).await?;
+    tokio::time::sleep(Duration::from_secs_f64(read as f64 / f64::from(rate.get()))).await;
+    Ok(read)
 }
 
 /// Completes when the wake source changes; never, without one.

@@ -495,7 +495,7 @@ pub struct ChaosArgs {
     /// Enable chaos: GET/PUT /api/v1/chaos change the fault triggers while the server runs (all off until set).
     #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_ENABLE_CHAOS")]
     pub enable_chaos: bool,
-    /// A fault trigger; repeatable or comma separated; implies --enable-chaos. sender|recipient|auth:CODE:PERCENT refuses MAIL, RCPT or AUTH with CODE (400-599); disconnect:connect|mail|rcpt|data|content:PERCENT hangs up without a reply; slowlink:BYTES_PER_SECOND slows every reply.
+    /// A fault trigger; repeatable or comma separated; implies --enable-chaos. sender|recipient|auth:CODE:PERCENT refuses MAIL, RCPT or AUTH with CODE (400-599); disconnect:connect|mail|rcpt|data|content:PERCENT hangs up without a reply; slowlink:BYTES_PER_SECOND slows what the server writes and reads to that rate.
     #[arg(
         long = "chaos",
         alias = "chaos-triggers",

@@ -11,7 +11,7 @@
 //! committed and synced; credentials are checked on tokio's blocking pool, with a
 //! delay after each failure; message content has its own timeouts, and a budget
 //! for the bytes all sessions hold in flight. A chaos slow link
-//! ([`sokkel_net::chaos`]) paces its writes.
+//! ([`sokkel_net::chaos`]) paces its writes and reads.
 
 use std::future::Future;
 use std::io;
@@ -264,7 +264,7 @@ impl<D: Deliver> Protocol for SmtpSession<D> {
         self.core.tls_started();
     }
 
-    /// A chaos "slow link" paces every write of the session.
+    /// A chaos "slow link" paces every write and read of the session.
     fn slow_link(&self) -> Option<std::num::NonZeroU32> {
         let chaos = self.shared.config.session.chaos.as_ref()?;
         chaos.slow_link()
