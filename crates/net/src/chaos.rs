@@ -222,13 +222,13 @@ impl Triggers {
     }
 
     /// Parses a list of `--chaos` settings (each may hold several, comma
-    /// separated) onto the defaults. See [`Setting`] for the syntax.
+    /// separated) onto the defaults. See [`Setting`] for the syntax. Empty
+    /// settings are skipped, so `SOKKEL_CHAOS=` sets nothing, as Mailpit's
+    /// empty `MP_CHAOS_TRIGGERS` does.
     pub fn parse<S: AsRef<str>>(specs: &[S]) -> Result<Self, ChaosError> {
         let mut triggers = Triggers::default();
-        for spec in specs {
-            for part in spec.as_ref().split(',') {
-                triggers.apply(part.trim().parse()?);
-            }
+        for part in settings(specs) {
+            triggers.apply(part.parse()?);
         }
         Ok(triggers)
     }
@@ -260,6 +260,15 @@ impl fmt::Display for Triggers {
         write!(f, "disconnect:{}:{probability}, ", stage.name())?;
         write!(f, "slowlink:{}", self.slow_link.map_or(0, NonZeroU32::get))
     }
+}
+
+/// The non-empty settings in a list of `--chaos` values.
+pub fn settings<S: AsRef<str>>(specs: &[S]) -> impl Iterator<Item = &str> {
+    specs
+        .iter()
+        .flat_map(|spec| spec.as_ref().split(','))
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
 }
 
 /// One `--chaos` setting.
@@ -515,6 +524,7 @@ mod tests {
         assert_eq!(triggers.slow_link, NonZeroU32::new(2000));
         assert!(triggers.any());
         assert!(!Triggers::parse(&["slowlink:0"]).unwrap().any());
+        assert_eq!(Triggers::parse(&["", " , "]), Ok(Triggers::default()));
         assert_eq!(
             triggers.to_string(),
             "sender:452:10, recipient:550:100, authentication:454:5, disconnect:rcpt:30, slowlink:2000"
@@ -535,7 +545,7 @@ mod tests {
             ("slowlink:99999999999", "slowlink rate 99999999999"),
             ("slowlink:-1", "slowlink rate -1"),
             ("sender:451:-1", "Sender.Probability -1"),
-            ("", "malformed"),
+            (":", "malformed"),
         ];
         for (spec, want) in cases {
             let error = Triggers::parse(&[spec]).unwrap_err().to_string();

@@ -3,7 +3,7 @@
 //! The session picks an [`Answer`] (2xx and 3xx: the command went through, or the
 //! server waits for more) or a [`Refusal`] (4xx and 5xx); only this module turns
 //! them into a code, an enhanced status code (RFC 3463, with the additions of RFC
-//! 4954, 6531 and 7372) and a text. Behaviour that depends on what was answered
+//! 4954 and 6531) and a text. Behaviour that depends on what was answered
 //! asks the value ([`Refusal::is_protocol_error`], [`Refusal::ends_transaction`]),
 //! never the number. The tests at the bottom check every entry's enhanced code
 //! against the registry and its class against the reply code.

@@ -124,7 +124,8 @@ pub enum Request<'a> {
     Noop,
     /// QUIT (arguments ignored).
     Quit,
-    /// VRFY with its non-empty argument.
+    /// VRFY with an argument (which the server does not look at: RFC 5321
+    /// section 3.5.3 lets it answer 252 to any).
     Vrfy,
     /// HELP (arguments ignored).
     Help,

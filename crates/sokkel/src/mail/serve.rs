@@ -20,10 +20,10 @@ use crate::mail::imap::ImapListeners;
 use crate::mail::pop3::Pop3Listeners;
 use crate::mail::security::Security;
 
-/// The chaos `--enable-chaos` and `--chaos` ask for (`--chaos` implies
+/// The chaos `--enable-chaos` and `--chaos` ask for (a `--chaos` setting implies
 /// `--enable-chaos`), with one log line saying so: it changes what clients see.
 fn chaos(args: &ChaosArgs) -> anyhow::Result<Option<Arc<Chaos>>> {
-    if !args.enable_chaos && args.chaos.is_empty() {
+    if !args.enable_chaos && sokkel_net::chaos::settings(&args.chaos).next().is_none() {
         return Ok(None);
     }
     let triggers =
