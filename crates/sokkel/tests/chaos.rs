@@ -178,6 +178,16 @@ fn put_and_get_chaos_round_trip_and_change_what_smtp_clients_see() {
         json!({"ErrorCode": 451, "Probability": 0})
     );
 
+    // Field names in any case, as Go's JSON decoder in Mailpit takes them.
+    let put = catcher.put_json(
+        "/api/v1/chaos",
+        &json!({"recipient": {"errorCode": 550, "PROBABILITY": 100}}),
+    );
+    assert_eq!(
+        put.json()["Recipient"],
+        json!({"ErrorCode": 550, "Probability": 100})
+    );
+
     // `{}` switches everything off again.
     let put = catcher.put_json("/api/v1/chaos", &json!({}));
     assert_eq!(put.json(), defaults);

@@ -11,14 +11,17 @@
 //!
 //! As in Mailpit, PUT replaces everything: a trigger left out goes back to its
 //! default code at probability 0, `{}` switches everything off, an `ErrorCode` of
-//! 0 or none means the default. Both answer 400 `Chaos is not enabled` when the
-//! server runs without `--enable-chaos`, and a bad value is a 400 naming it.
+//! 0 or none means the default, and field names match without regard to case
+//! (Mailpit decodes with Go's encoding/json, which does so). Both answer 400
+//! `Chaos is not enabled` when the server runs without `--enable-chaos`, and a
+//! bad value is a 400 naming it.
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sokkel_net::chaos::{
     Chaos, ChaosError, Disconnect, Point, Stage, Trigger, Triggers, check_probability,
 };
@@ -118,6 +121,36 @@ impl TriggersJson {
     }
 }
 
+/// Every field name of the body, as sokkel writes them.
+const FIELDS: &[&str] = &[
+    "Sender",
+    "Recipient",
+    "Authentication",
+    "Disconnect",
+    "SlowLink",
+    "ErrorCode",
+    "Probability",
+    "Stage",
+    "BytesPerSecond",
+];
+
+/// Renames object keys that match a field name in another case (`recipient`,
+/// `errorCode`) to the field's own spelling, at every depth (serde_json bounds
+/// the depth of what it parses).
+fn canonical_keys(value: &mut Value) {
+    let Value::Object(map) = value else {
+        return;
+    };
+    for (key, mut inner) in std::mem::take(map) {
+        canonical_keys(&mut inner);
+        let key = match FIELDS.iter().find(|field| field.eq_ignore_ascii_case(&key)) {
+            Some(field) => (*field).to_owned(),
+            None => key,
+        };
+        map.insert(key, inner);
+    }
+}
+
 /// The chaos handle, or Mailpit's answer when chaos is off.
 fn chaos(state: &AppState) -> Result<&Chaos, ApiError> {
     state
@@ -136,11 +169,14 @@ pub(crate) async fn get(State(state): State<AppState>) -> Result<Response, ApiEr
 /// `PUT /api/v1/chaos`: replaces the triggers and answers them as `GET` does.
 pub(crate) async fn set(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let chaos = chaos(&state)?;
-    let json: TriggersJson = serde_json::from_slice(&body).map_err(|error| {
+    let bad_body = |error: serde_json::Error| {
         ApiError::BadRequest(format!(
             r#"the body must be JSON like {{"Recipient": {{"ErrorCode": 451, "Probability": 50}}}}: {error}"#
         ))
-    })?;
+    };
+    let mut body: Value = serde_json::from_slice(&body).map_err(bad_body)?;
+    canonical_keys(&mut body);
+    let json: TriggersJson = serde_json::from_value(body).map_err(bad_body)?;
     let triggers = json
         .into_triggers()
         .map_err(|error| ApiError::BadRequest(error.to_string()))?;
