@@ -95,14 +95,14 @@ pub enum Request<'a> {
         /// EHLO rather than HELO.
         extended: bool,
     },
-    /// MAIL FROM:<path> with its parameters in the order given.
+    /// `MAIL FROM:<path>` with its parameters in the order given.
     Mail {
         /// The reverse-path without brackets; empty for `<>`.
         path: &'a str,
         /// Each parameter, parsed or refused.
         params: Vec<Result<MailParam, ParamError<'a>>>,
     },
-    /// RCPT TO:<path>; `params` holds the names of its parameters (none is supported).
+    /// `RCPT TO:<path>`; `params` holds the names of its parameters (none is supported).
     Rcpt {
         /// The forward-path without brackets.
         path: &'a str,
@@ -111,7 +111,7 @@ pub enum Request<'a> {
     },
     /// DATA.
     Data,
-    /// BDAT size [LAST].
+    /// `BDAT size [LAST]`.
     Bdat {
         /// The chunk's size in bytes.
         size: usize,
