@@ -204,6 +204,9 @@ pub enum Refusal {
     },
 
     // The session ends (421, RFC 5321 section 3.8).
+    /// 421 4.7.0: the server holds as many sessions as it may (the shell's
+    /// answer to a connection over the cap, before any session starts).
+    TooManyConnections,
     /// 421 4.7.0: too many failed logins.
     TooManyAuthFailures,
     /// 421 4.7.0: too many protocol errors.
@@ -335,6 +338,7 @@ impl Refusal {
             | StoreFailed
             | EncryptionRequired
             | AuthFailed
+            | TooManyConnections
             | TooManyAuthFailures
             | TooManyErrors
             | TimedOut
@@ -356,7 +360,12 @@ impl Refusal {
         use Refusal::*;
         matches!(
             self,
-            TooManyAuthFailures | TooManyErrors | TimedOut | ShuttingDown | Chaos { code: 421, .. }
+            TooManyConnections
+                | TooManyAuthFailures
+                | TooManyErrors
+                | TimedOut
+                | ShuttingDown
+                | Chaos { code: 421, .. }
         )
     }
 
@@ -404,7 +413,7 @@ impl Refusal {
             AuthCancelled => (501, "5.7.0"),
             CannotDecode(_) => (501, "5.5.2"),
             AuthFailed => (535, "5.7.8"),
-            TooManyAuthFailures | TooManyErrors => (421, "4.7.0"),
+            TooManyConnections | TooManyAuthFailures | TooManyErrors => (421, "4.7.0"),
             TimedOut => (421, "4.4.2"),
             ShuttingDown => (421, "4.3.2"),
             Chaos { point, code } => (*code, chaos_enhanced(*point, *code)),
@@ -461,6 +470,7 @@ impl Refusal {
                 );
             }
             TooManyErrors => return format!("{host} Too many errors, closing connection"),
+            TooManyConnections => return format!("{host} Too many connections; try again later"),
             TimedOut => return format!("{host} Error: timeout exceeded, closing connection"),
             ShuttingDown => return format!("{host} Service shutting down, closing connection"),
             Chaos { point, .. } => {
@@ -634,6 +644,7 @@ mod tests {
             AuthCancelled,
             CannotDecode("x".into()),
             AuthFailed,
+            TooManyConnections,
             TooManyAuthFailures,
             TooManyErrors,
             TimedOut,

@@ -29,6 +29,7 @@ use sokkel_net::tls::ServerTls;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+use super::replies::Refusal;
 use super::session::{Delivery, Received, Session, SessionConfig, Step};
 
 /// Below this much free budget for messages in flight, new DATA and BDAT get
@@ -119,15 +120,19 @@ pub async fn serve<D: Deliver>(
         ));
     }
     let limit = ConnectionLimit::with_share(config.max_conns, config.max_conns_per_address);
-    let host = &config.session.hostname;
     let settings = Settings {
         command_timeout: config.command_timeout,
         shortest_wait: config.command_timeout.min(config.data_timeout),
         write_timeout: config.command_timeout,
         handshake_timeout: config.command_timeout.min(driver::HANDSHAKE_TIMEOUT),
         shutdown_grace: config.shutdown_grace,
-        busy_reply: format!("421 4.7.0 {host} Too many connections; try again later\r\n")
-            .into_bytes(),
+        busy_reply: {
+            let mut reply = Vec::new();
+            Refusal::TooManyConnections
+                .reply(&config.session)
+                .write_to(&mut reply);
+            reply
+        },
     };
     let shared = Arc::new(Shared {
         tls: config.tls.as_ref().map(ServerTls::acceptor),
