@@ -36,6 +36,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -192,6 +193,15 @@ pub trait Protocol: Send + Sized {
         false
     }
 
+    /// The most bytes per second to exchange with this client, when its link is
+    /// slowed on purpose (SMTP's chaos "slow link"): every write of the session
+    /// is then paced to it, and so is reading (a tenth of a second's worth at a
+    /// time, then a pause), which through TCP's flow control slows the client's
+    /// sending too. The default: full speed.
+    fn slow_link(&self) -> Option<NonZeroU32> {
+        None
+    }
+
     /// The [wake source](Service::wake_source) changed while the session waited
     /// for input: returns the work to do now, if any (its output is flushed at
     /// once). The default does nothing.
@@ -214,6 +224,7 @@ pub struct Link<'a> {
     out: &'a mut Vec<u8>,
     write_timeout: Duration,
     peer: SocketAddr,
+    slow_link: Option<NonZeroU32>,
 }
 
 impl Link<'_> {
@@ -225,7 +236,7 @@ impl Link<'_> {
     /// Writes the output now, waiting (within the write timeout) until the
     /// client has taken it.
     pub async fn flush(&mut self) -> io::Result<()> {
-        flush_within(self.stream, self.out, self.write_timeout).await
+        flush_paced(self.stream, self.out, self.write_timeout, self.slow_link).await
     }
 
     /// The client's address.
@@ -375,12 +386,12 @@ async fn run<S: Service>(
         match step {
             Step::NeedMore => {}
             Step::Flush => {
-                flush_within(&mut stream, &mut out, write_timeout).await?;
+                flush_paced(&mut stream, &mut out, write_timeout, session.slow_link()).await?;
                 line.restart();
                 continue;
             }
             Step::StartTls => {
-                flush_within(&mut stream, &mut out, write_timeout).await?;
+                flush_paced(&mut stream, &mut out, write_timeout, session.slow_link()).await?;
                 input.clear();
                 stream = handshake(stream, service).await?;
                 session.tls_started();
@@ -388,7 +399,8 @@ async fn run<S: Service>(
                 continue;
             }
             Step::Close => {
-                let written = flush_within(&mut stream, &mut out, write_timeout).await;
+                let written =
+                    flush_paced(&mut stream, &mut out, write_timeout, session.slow_link()).await;
                 // Best effort: a TLS close_notify, or a FIN for clear text (the
                 // client has often hung up after its goodbye already).
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, stream.shutdown()).await;
@@ -404,7 +416,7 @@ async fn run<S: Service>(
             session.shutting_down(&mut out);
             continue;
         }
-        flush_within(&mut stream, &mut out, write_timeout).await?;
+        flush_paced(&mut stream, &mut out, write_timeout, session.slow_link()).await?;
         if session.quick_ack() {
             acknowledge_now(stream.tcp());
         }
@@ -415,9 +427,10 @@ async fn run<S: Service>(
         }
         timer.set(deadline);
         input.reserve(READ_RESERVE);
+        let slow_link = session.slow_link();
         tokio::select! {
             biased;
-            read = stream.read_buf(&mut input) => {
+            read = read_paced(&mut stream, &mut input, slow_link) => {
                 if read? == 0 {
                     return Ok(());
                 }
@@ -456,12 +469,57 @@ async fn act<P: Protocol>(
     settings: &Settings,
 ) -> io::Result<()> {
     let mut link = Link {
+        slow_link: session.slow_link(),
         stream,
         out,
         write_timeout: settings.write_timeout,
         peer,
     };
     session.act(action, &mut link).await
+}
+
+/// Writes `out` as [`flush_within`] does; with a `slow_link` rate, a tenth of a
+/// second's worth (at least one byte) at a time with a pause after each, so the
+/// client receives about `rate` bytes per second. Each piece has the write
+/// timeout; the pauses are the point, so they have none.
+async fn flush_paced(
+    stream: &mut ServerStream,
+    out: &mut Vec<u8>,
+    timeout: Duration,
+    slow_link: Option<NonZeroU32>,
+) -> io::Result<()> {
+    let Some(rate) = slow_link else {
+        return flush_within(stream, out, timeout).await;
+    };
+    let piece = (rate.get() / 10).max(1) as usize;
+    let pause = Duration::from_secs_f64(piece as f64 / f64::from(rate.get()));
+    let mut pending = std::mem::take(out);
+    let mut buffer = Vec::with_capacity(piece);
+    for chunk in pending.chunks(piece) {
+        buffer.extend_from_slice(chunk);
+        flush_within(stream, &mut buffer, timeout).await?;
+        tokio::time::sleep(pause).await;
+    }
+    // Hand the buffer back empty, keeping its capacity.
+    pending.clear();
+    *out = pending;
+    Ok(())
+}
+
+/// Reads what has arrived; with a `slow_link` rate, at most a tenth of a
+/// second's worth, followed by the pause that many bytes take at that rate.
+async fn read_paced(
+    stream: &mut ServerStream,
+    input: &mut Vec<u8>,
+    slow_link: Option<NonZeroU32>,
+) -> io::Result<usize> {
+    let Some(rate) = slow_link else {
+        return stream.read_buf(input).await;
+    };
+    let piece = u64::from((rate.get() / 10).max(1));
+    let read = stream.take(piece).read_buf(input).await?;
+    tokio::time::sleep(Duration::from_secs_f64(read as f64 / f64::from(rate.get()))).await;
+    Ok(read)
 }
 
 /// Completes when the wake source changes; never, without one.

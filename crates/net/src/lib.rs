@@ -7,12 +7,14 @@
 //! backlog), raises the open-file limit so thousands of connections fit, turns
 //! Ctrl-C and SIGTERM into one shutdown future, and runs the accept loop with its
 //! connection cap and graceful stop ([`server`]), and drives every session of the
-//! line-oriented mail servers through one loop ([`driver`]). It also keeps an error that repeats
+//! line-oriented mail servers through one loop ([`driver`]). [`chaos`] holds the
+//! SMTP server's fault triggers, shared with the web API. It also keeps an error that repeats
 //! on every retry to one log line per interval ([`repeated`]).
 #![warn(missing_docs)]
 
 mod addr;
 pub mod auth;
+pub mod chaos;
 mod connect;
 pub mod driver;
 mod error;

@@ -45,7 +45,7 @@ pub enum Command {
 pub enum MailCommand {
     /// Run the mail catcher: accept every message over SMTP, relay none, keep them unless --max/--max-age.
     #[command(
-        after_help = "Examples:\n  sokkel mail serve                          SMTP on 127.0.0.1:1025, web page and API on http://127.0.0.1:8025/\n  sokkel mail serve --ephemeral              a throwaway store, removed at exit\n  sokkel mail serve --smtp [::1]:2525 --db ./mail.db\n  sokkel mail serve --http 127.0.0.1:8026    the web page on another port; --no-http for none\n  sokkel mail serve --max 500 --max-age 7d   keep the newest 500 messages, none older than a week\n\nThen send to it, e.g. from Python:\n  smtplib.SMTP('localhost', 1025).sendmail('a@example.com', 'b@example.com', 'Subject: hi\\r\\n\\r\\nhello')\n\nA message gets its 250 only once it is committed and synced to disk."
+        after_help = "Examples:\n  sokkel mail serve                          SMTP on 127.0.0.1:1025, web page and API on http://127.0.0.1:8025/\n  sokkel mail serve --ephemeral              a throwaway store, removed at exit\n  sokkel mail serve --smtp [::1]:2525 --db ./mail.db\n  sokkel mail serve --http 127.0.0.1:8026    the web page on another port; --no-http for none\n  sokkel mail serve --max 500 --max-age 7d   keep the newest 500 messages, none older than a week\n  sokkel mail serve --chaos recipient:451:50 --chaos disconnect:data:10 --chaos-seed 1\n\nThen send to it, e.g. from Python:\n  smtplib.SMTP('localhost', 1025).sendmail('a@example.com', 'b@example.com', 'Subject: hi\\r\\n\\r\\nhello')\n\nA message gets its 250 only once it is committed and synced to disk."
     )]
     Serve(MailServeArgs),
     /// List caught messages, newest first.
@@ -337,6 +337,8 @@ pub struct MailServeArgs {
     #[command(flatten)]
     pub security: SecurityArgs,
     #[command(flatten)]
+    pub chaos: ChaosArgs,
+    #[command(flatten)]
     pub pop3: Pop3Args,
     #[command(flatten)]
     pub imap: ImapArgs,
@@ -540,6 +542,26 @@ pub struct SecurityArgs {
     /// Failed logins in one session before it is closed.
     #[arg(long, value_name = "N", default_value_t = 3, env = "SOKKEL_MAX_AUTH_FAILURES", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_auth_failures: u32,
+}
+
+/// SMTP faults on purpose, for testing how an application copes; off by default.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Chaos (SMTP faults on purpose, for tests)")]
+pub struct ChaosArgs {
+    /// Enable chaos: GET/PUT /api/v1/chaos change the fault triggers while the server runs (all off until set).
+    #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_ENABLE_CHAOS")]
+    pub enable_chaos: bool,
+    /// A fault trigger; repeatable or comma separated; implies --enable-chaos. sender|recipient|auth:CODE:PERCENT refuses MAIL, RCPT or AUTH with CODE (400-599); disconnect:connect|mail|rcpt|data|content:PERCENT hangs up without a reply; slowlink:BYTES_PER_SECOND slows what the server writes and reads to that rate.
+    #[arg(
+        long = "chaos",
+        alias = "chaos-triggers",
+        value_name = "TRIGGER",
+        env = "SOKKEL_CHAOS"
+    )]
+    pub chaos: Vec<String>,
+    /// Seed for the chaos draws: the same seed gives the same faults to a client doing the same things (default: random, logged at start).
+    #[arg(long, value_name = "N", env = "SOKKEL_CHAOS_SEED")]
+    pub chaos_seed: Option<u64>,
 }
 
 #[derive(Debug, Args)]

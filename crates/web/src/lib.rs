@@ -41,6 +41,7 @@
 #![warn(missing_docs)]
 
 mod api;
+mod chaos;
 mod error;
 mod events;
 #[doc(hidden)]
@@ -111,6 +112,9 @@ pub enum HostPolicy {
 pub struct WebConfig {
     /// Which `Host` headers to answer.
     pub host_policy: HostPolicy,
+    /// The SMTP server's chaos triggers, for `GET`/`PUT /api/v1/chaos`; `None`
+    /// (the default, chaos not enabled) answers them 400 as Mailpit does.
+    pub chaos: Option<Arc<sokkel_net::chaos::Chaos>>,
     /// The version reported by `/api/v1/info` and in `stats` events.
     pub version: String,
     /// WebSocket clients at once; more are answered 503.
@@ -140,6 +144,7 @@ impl Default for WebConfig {
     fn default() -> Self {
         WebConfig {
             host_policy: HostPolicy::Loopback,
+            chaos: None,
             version: env!("CARGO_PKG_VERSION").to_string(),
             max_websockets: 128,
             max_connections: 512,
@@ -298,6 +303,8 @@ fn route_table() -> RouteTable {
         .add(Method::PUT, "/api/v1/tags", tags::set)
         .add(Method::PUT, "/api/v1/tags/{Tag}", tags::rename)
         .add(Method::DELETE, "/api/v1/tags/{Tag}", tags::delete)
+        .add(Method::GET, "/api/v1/chaos", chaos::get)
+        .add(Method::PUT, "/api/v1/chaos", chaos::set)
         .add(Method::GET, "/api/v1/search", search::search)
         .add(Method::DELETE, "/api/v1/search", search::delete)
         .add(Method::POST, "/api/v1/send", send::send)

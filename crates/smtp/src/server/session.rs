@@ -27,13 +27,24 @@
 //! behind the command and perform the handshake, after which the session starts
 //! over ([`Session::tls_started`]); [`Step::Authenticate`] hands it a user name and
 //! password to check, and [`Session::authenticated`] takes the verdict.
+//!
+//! Chaos ([`SessionConfig::chaos`], off by default) is decided here as well: the
+//! session asks the shared [`Chaos`] for a draw where a trigger applies (MAIL,
+//! RCPT and AUTH that would otherwise succeed get the configured refusal; the
+//! greeting, MAIL, RCPT, DATA/BDAT and the end of content may hang up without a
+//! reply, which is [`Step::Close`] with nothing written). A draw is no I/O and
+//! no clock; the slow link is the shell's.
 
 use std::sync::Arc;
 
+use sokkel_net::chaos::{Chaos, Point, Stage};
 use sokkel_net::lines::{Line, LineSplitter};
 use sokkel_net::server::output_backed_up;
 
-use crate::reply::Reply;
+use super::replies::{AddressKind, Answer, Refusal};
+use super::request::{
+    self, Command, InitialResponse, MailParam, Mechanism, ParamError, ParseError, Request, Syntax,
+};
 
 /// What to do with messages that contain bare line feeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +82,9 @@ pub struct SessionConfig {
     pub allow_insecure_auth: bool,
     /// Failed AUTH attempts before the session is closed with 421.
     pub max_auth_failures: u32,
+    /// Faults to inject on purpose (`--chaos`): refusals at MAIL, RCPT and AUTH,
+    /// hanging up at a stage. `None`, the default: none ever.
+    pub chaos: Option<Arc<Chaos>>,
 }
 
 impl Default for SessionConfig {
@@ -87,6 +101,7 @@ impl Default for SessionConfig {
             auth: false,
             allow_insecure_auth: false,
             max_auth_failures: 3,
+            chaos: None,
         }
     }
 }
@@ -175,7 +190,7 @@ enum State {
         size: usize,
         remaining: usize,
         last: bool,
-        refusal: Option<Reply>,
+        refusal: Option<Refusal>,
     },
     /// A message was handed to the shell; waiting for [`Session::delivered`].
     Delivering,
@@ -325,20 +340,13 @@ impl Session {
         };
         if ok {
             self.auth_user = Some(user);
-            Reply::new(235, "2.7.0", "Authentication successful").write_to(out);
+            self.answer(Answer::AuthSucceeded, out);
             return;
         }
         self.auth_failures += 1;
-        Reply::new(535, "5.7.8", "Authentication credentials invalid").write_to(out);
+        self.refuse(Refusal::AuthFailed, out);
         if self.auth_failures >= self.config.max_auth_failures {
-            let host = &self.config.hostname;
-            Reply::new(
-                421,
-                "4.7.0",
-                format!("{host} Too many failed authentication attempts, closing connection"),
-            )
-            .write_to(out);
-            self.state = State::Closed;
+            self.refuse(Refusal::TooManyAuthFailures, out);
         }
     }
 
@@ -347,14 +355,14 @@ impl Session {
         self.config.auth && (self.tls || self.config.allow_insecure_auth)
     }
 
-    /// Appends the 220 greeting.
-    pub fn greeting(&self, out: &mut Vec<u8>) {
-        Reply::new(
-            220,
-            "",
-            format!("{} ESMTP sokkel mail catcher", self.config.hostname),
-        )
-        .write_to(out);
+    /// Appends the 220 greeting; or, when a chaos trigger hangs up on connect,
+    /// nothing, and the session is over.
+    pub fn greeting(&mut self, out: &mut Vec<u8>) {
+        if self.chaos_hangs_up(Stage::Connect) {
+            self.state = State::Closed;
+            return;
+        }
+        self.answer(Answer::Greeting, out);
     }
 
     /// Whether the session is in the middle of message content (the shell applies the
@@ -411,26 +419,12 @@ impl Session {
 
     /// Appends the 421 for a client that stayed silent too long, and ends the session.
     pub fn timed_out(&mut self, out: &mut Vec<u8>) {
-        let host = &self.config.hostname;
-        Reply::new(
-            421,
-            "4.4.2",
-            format!("{host} Error: timeout exceeded, closing connection"),
-        )
-        .write_to(out);
-        self.state = State::Closed;
+        self.refuse(Refusal::TimedOut, out);
     }
 
     /// Appends the 421 for a server that is shutting down, and ends the session.
     pub fn shutting_down(&mut self, out: &mut Vec<u8>) {
-        let host = &self.config.hostname;
-        Reply::new(
-            421,
-            "4.3.2",
-            format!("{host} Service shutting down, closing connection"),
-        )
-        .write_to(out);
-        self.state = State::Closed;
+        self.refuse(Refusal::ShuttingDown, out);
     }
 
     /// Consumes as much of `input` as it can, appending replies to `out`. Returns how
@@ -454,8 +448,7 @@ impl Session {
                         pos += consumed;
                         if ended {
                             self.state = State::Command;
-                            let reply = Reply::new(500, "5.5.6", "Authentication line too long");
-                            self.reply(reply, out);
+                            self.refuse(Refusal::AuthLineTooLong, out);
                         } else {
                             return (pos, Step::NeedMore);
                         }
@@ -473,13 +466,7 @@ impl Session {
                     Line::Overlong { consumed, ended } => {
                         pos += consumed;
                         if ended {
-                            let max = self.config.max_line_length;
-                            let reply = Reply::new(
-                                500,
-                                "5.5.6",
-                                format!("Line too long (max {max} bytes)"),
-                            );
-                            self.reply(reply, out);
+                            self.refuse(Refusal::LineTooLong, out);
                         } else {
                             return (pos, Step::NeedMore);
                         }
@@ -490,18 +477,7 @@ impl Session {
                         crlf,
                     } => {
                         pos += consumed;
-                        let step = if crlf {
-                            self.command(text, out)
-                        } else {
-                            let reply = Reply::new(
-                                500,
-                                "5.5.2",
-                                "Command lines must end with CRLF, not a bare LF",
-                            );
-                            self.reply(reply, out);
-                            None
-                        };
-                        if let Some(step) = step {
+                        if let Some(step) = self.command(text, crlf, out) {
                             return (pos, step);
                         }
                     }
@@ -541,30 +517,25 @@ impl Session {
                     }
                     let (size, last, refusal) = (*size, *last, refusal.take());
                     self.state = State::Command;
-                    if let Some(reply) = refusal {
-                        if reply.code == 552 {
+                    if let Some(refusal) = refusal {
+                        if refusal.ends_transaction() {
                             self.tx = None;
                         }
                         self.refusals += 1;
-                        self.reply(reply, out);
+                        self.refuse(refusal, out);
                     } else if self.tx.as_ref().is_some_and(|tx| tx.over_budget) {
                         if last {
                             self.tx = None;
                         }
                         self.refusals += 1;
-                        self.reply(insufficient_storage(), out);
+                        self.refuse(Refusal::InsufficientStorage, out);
                     } else if last {
                         if let Some(step) = self.finish_message(out) {
                             return (pos, step);
                         }
                     } else {
                         let total = self.tx.as_ref().map_or(0, |tx| tx.data.len());
-                        let reply = Reply::new(
-                            250,
-                            "2.0.0",
-                            format!("{size} octets received, {total} in all"),
-                        );
-                        self.reply(reply, out);
+                        self.answer(Answer::ChunkReceived { size, total }, out);
                     }
                 }
             }
@@ -577,20 +548,15 @@ impl Session {
     /// Says how storing the message from [`Step::Deliver`] went, and appends the
     /// reply the client waits for.
     pub fn delivered(&mut self, outcome: Delivery, out: &mut Vec<u8>) {
-        let reply = match outcome {
-            Delivery::Stored(id) => Reply::new(250, "2.0.0", format!("Ok: queued as {id}")),
-            Delivery::Failed => {
-                self.refusals += 1;
-                Reply::new(
-                    451,
-                    "4.3.0",
-                    "Temporary failure storing the message; try again later",
-                )
-            }
-        };
         self.tx = None;
         self.state = State::Command;
-        self.reply(reply, out);
+        match outcome {
+            Delivery::Stored(id) => self.answer(Answer::Queued { id }, out),
+            Delivery::Failed => {
+                self.refusals += 1;
+                self.refuse(Refusal::StoreFailed, out);
+            }
+        }
     }
 
     /// The client's answer to a 334 challenge.
@@ -599,7 +565,7 @@ impl Session {
             return None;
         };
         if line == "*" {
-            self.reply(Reply::new(501, "5.7.0", "Authentication cancelled"), out);
+            self.refuse(Refusal::AuthCancelled, out);
             return None;
         }
         let step = match stage {
@@ -607,8 +573,7 @@ impl Session {
                 .map(|(user, password)| self.check(user, password)),
             AuthStage::LoginUser => sokkel_net::auth::decode_sasl_text(line).map(|user| {
                 self.state = State::AuthResponse(AuthStage::LoginPassword(user));
-                // "Password:"
-                Reply::new(334, "", "UGFzc3dvcmQ6").write_to(out);
+                self.answer(Answer::AuthPasswordChallenge, out);
                 None
             }),
             AuthStage::LoginPassword(user) => {
@@ -618,10 +583,7 @@ impl Session {
         match step {
             Ok(step) => step,
             Err(error) => {
-                self.reply(
-                    Reply::new(501, "5.5.2", format!("Cannot decode: {error}")),
-                    out,
-                );
+                self.refuse(Refusal::CannotDecode(error.to_string()), out);
                 None
             }
         }
@@ -633,370 +595,317 @@ impl Session {
         Some(Step::Authenticate(Credentials { user, password }))
     }
 
-    /// AUTH mechanism [initial-response] (RFC 4954).
-    fn auth(&mut self, arg: &str, out: &mut Vec<u8>) -> Option<Step> {
-        let refuse = |code, enhanced, text: &str| Some(Reply::new(code, enhanced, text));
-        let refusal = if !self.config.auth {
-            refuse(502, "5.5.1", "AUTH is not enabled on this server")
-        } else if !self.auth_offered() {
-            refuse(
-                538,
-                "5.7.11",
-                "Encryption required for requested authentication mechanism; use STARTTLS first",
-            )
-        } else if !matches!(self.helo, Some((_, true))) {
-            refuse(503, "5.5.1", "Send EHLO first")
-        } else if self.auth_user.is_some() {
-            refuse(503, "5.5.1", "Already authenticated")
-        } else if self.tx.is_some() {
-            refuse(
-                503,
-                "5.5.1",
-                "AUTH is not allowed during a mail transaction",
-            )
-        } else {
-            None
-        };
-        if let Some(reply) = refusal {
-            self.reply(reply, out);
-            return None;
-        }
-        let (mechanism, initial) = match arg.split_once(' ') {
-            Some((mechanism, initial)) => (mechanism, Some(initial.trim())),
-            None => (arg, None),
-        };
-        match (mechanism.to_ascii_uppercase().as_str(), initial) {
-            ("PLAIN", None) => {
-                self.state = State::AuthResponse(AuthStage::Plain);
-                Reply::new(334, "", "").write_to(out);
-                None
-            }
-            ("LOGIN", None) => {
-                self.state = State::AuthResponse(AuthStage::LoginUser);
-                // "Username:"
-                Reply::new(334, "", "VXNlcm5hbWU6").write_to(out);
-                None
-            }
-            // "=" is an empty initial response (RFC 4954 section 4).
-            ("PLAIN" | "LOGIN", Some("=")) | ("PLAIN" | "LOGIN", Some("*")) => {
-                self.reply(Reply::new(501, "5.7.0", "Authentication cancelled"), out);
-                None
-            }
-            ("PLAIN" | "LOGIN", Some(initial)) => {
-                let stage = if mechanism.eq_ignore_ascii_case("PLAIN") {
-                    AuthStage::Plain
-                } else {
-                    AuthStage::LoginUser
-                };
-                self.state = State::AuthResponse(stage);
-                self.auth_response(initial, out)
-            }
-            ("", _) => {
-                self.reply(
-                    Reply::new(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]"),
-                    out,
-                );
-                None
-            }
-            _ => {
-                self.reply(
-                    Reply::new(
-                        504,
-                        "5.5.4",
-                        "Unrecognized authentication type; use PLAIN or LOGIN",
-                    ),
-                    out,
-                );
-                None
-            }
-        }
+    /// Appends an answer.
+    fn answer(&self, answer: Answer, out: &mut Vec<u8>) {
+        answer.reply(&self.config).write_to(out);
     }
 
-    /// STARTTLS (RFC 3207).
-    fn starttls(&mut self, arg: &str, out: &mut Vec<u8>) -> Option<Step> {
-        let reply = if !self.config.starttls {
-            Reply::new(
-                502,
-                "5.5.1",
-                "STARTTLS is not enabled on this server (see --tls-cert or --tls-self-signed)",
-            )
-        } else if self.tls {
-            Reply::new(503, "5.5.1", "TLS is already active")
-        } else if !arg.is_empty() {
-            Reply::new(501, "5.5.4", "Syntax: STARTTLS (no arguments)")
-        } else {
-            Reply::new(220, "2.0.0", "Ready to start TLS").write_to(out);
-            self.state = State::TlsPending;
-            return Some(Step::StartTls);
-        };
-        self.reply(reply, out);
-        None
-    }
-
-    /// Appends `reply`, counting protocol errors; past the limit, adds a 421 and closes.
-    fn reply(&mut self, reply: Reply, out: &mut Vec<u8>) {
-        let protocol_error = matches!(reply.code, 500..=504 | 555);
-        reply.write_to(out);
-        if protocol_error {
+    /// Appends a refusal, closing the session after a 421 and counting protocol
+    /// errors; past their limit, adds a 421 and closes.
+    fn refuse(&mut self, refusal: Refusal, out: &mut Vec<u8>) {
+        refusal.reply(&self.config).write_to(out);
+        if refusal.closes_session() {
+            self.state = State::Closed;
+        } else if refusal.is_protocol_error() {
             self.errors += 1;
             if self.errors >= self.config.max_errors {
-                let host = &self.config.hostname;
-                Reply::new(
-                    421,
-                    "4.7.0",
-                    format!("{host} Too many errors, closing connection"),
-                )
-                .write_to(out);
+                Refusal::TooManyErrors.reply(&self.config).write_to(out);
                 self.state = State::Closed;
             }
         }
     }
 
     /// Handles one complete command line. Returns a step when the shell must act.
-    fn command(&mut self, line: &[u8], out: &mut Vec<u8>) -> Option<Step> {
-        let Ok(line) = std::str::from_utf8(line) else {
-            self.reply(
-                Reply::new(500, "5.5.2", "Syntax error: command is not valid UTF-8"),
-                out,
-            );
-            return None;
-        };
-        let (verb, arg) = match line.split_once(' ') {
-            Some((verb, arg)) => (verb, arg.trim()),
-            None => (line, ""),
-        };
-        let verb_upper = verb.to_ascii_uppercase();
-        let reply = match verb_upper.as_str() {
-            "EHLO" => self.hello(arg, true),
-            "HELO" => self.hello(arg, false),
-            "MAIL" => self.mail(arg),
-            "RCPT" => self.rcpt(arg),
-            "DATA" => self.data(arg),
-            "BDAT" => match self.bdat(arg) {
-                Some(reply) => reply,
-                // The reply comes once the chunk is read. BDAT 0 has nothing to read.
-                None => {
-                    if let State::Bdat { remaining: 0, .. } = self.state {
-                        let (_, step) = self.advance(&[], out);
-                        if step != Step::NeedMore {
-                            return Some(step);
-                        }
-                    }
-                    return None;
+    fn command(&mut self, line: &[u8], crlf: bool, out: &mut Vec<u8>) -> Option<Step> {
+        let request = match request::parse(line, crlf) {
+            Ok(request) => request,
+            Err(error) => {
+                let refusal = self.syntax_refusal(error);
+                if error.command.is_some_and(Command::is_transaction) {
+                    self.refusals += 1;
                 }
-            },
-            "STARTTLS" => return self.starttls(arg, out),
-            "AUTH" => return self.auth(arg, out),
-            "RSET" if arg.is_empty() => {
-                self.tx = None;
-                Reply::new(250, "2.0.0", "Ok")
+                self.refuse(refusal, out);
+                return None;
             }
-            "RSET" => Reply::new(501, "5.5.4", "Syntax: RSET (no arguments)"),
-            "NOOP" => Reply::new(250, "2.0.0", "Ok"),
-            "QUIT" => {
-                let host = &self.config.hostname;
-                Reply::new(221, "2.0.0", format!("{host} Bye")).write_to(out);
+        };
+        if let Some(stage) = hang_up_stage(&request)
+            && self.chaos_hangs_up(stage)
+        {
+            self.state = State::Closed;
+            return Some(Step::Close);
+        }
+        let transaction = request.command().is_some_and(Command::is_transaction);
+        let result = match request {
+            Request::Helo { name, extended } => Ok(self.hello(name, extended)),
+            Request::Mail { path, params } => self.mail(path, &params),
+            Request::Rcpt { path, params } => self.rcpt(path, &params),
+            Request::Data => self.data(),
+            Request::Bdat { size, last } => {
+                self.bdat(size, last);
+                // The reply comes once the chunk is read. BDAT 0 has nothing to read.
+                if let State::Bdat { remaining: 0, .. } = self.state {
+                    let (_, step) = self.advance(&[], out);
+                    if step != Step::NeedMore {
+                        return Some(step);
+                    }
+                }
+                return None;
+            }
+            Request::StartTls => return self.starttls(out),
+            Request::Auth { mechanism, initial } => return self.auth(mechanism, initial, out),
+            Request::Rset => {
+                self.tx = None;
+                Ok(Answer::Ok)
+            }
+            Request::Noop => Ok(Answer::Ok),
+            Request::Quit => {
+                self.answer(Answer::Bye, out);
                 self.state = State::Closed;
                 return Some(Step::Close);
             }
-            "VRFY" if arg.is_empty() => Reply::new(501, "5.5.4", "Syntax: VRFY address"),
-            "VRFY" => Reply::new(
-                252,
-                "2.5.0",
-                "Cannot VRFY user, but will accept message and attempt delivery",
-            ),
-            "HELP" => Reply::new(
-                214,
-                "2.0.0",
-                "Commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP; this server catches every message and relays none",
-            ),
-            "EXPN" | "TURN" | "ETRN" | "SEND" | "SOML" | "SAML" => Reply::new(
-                502,
-                "5.5.1",
-                format!("{} is not implemented here", verb.to_ascii_uppercase()),
-            ),
-            "" => Reply::new(500, "5.5.2", "Syntax error: empty command"),
-            _ => Reply::new(500, "5.5.2", "Syntax error: command unrecognized"),
+            Request::Vrfy => Ok(Answer::CannotVerify),
+            Request::Help => Ok(Answer::Help),
+            Request::Unsupported(verb) => Err(Refusal::NotImplemented(verb)),
         };
-        if reply.code >= 400 && matches!(verb_upper.as_str(), "MAIL" | "RCPT" | "DATA" | "BDAT") {
-            self.refusals += 1;
+        match result {
+            Ok(answer) => self.answer(answer, out),
+            Err(refusal) => {
+                if transaction {
+                    self.refusals += 1;
+                }
+                self.refuse(refusal, out);
+            }
         }
-        self.reply(reply, out);
         None
     }
 
-    fn hello(&mut self, arg: &str, extended: bool) -> Reply {
-        let verb = if extended { "EHLO" } else { "HELO" };
-        if arg.is_empty() || arg.contains(char::is_whitespace) {
-            return Reply::new(501, "5.5.4", format!("Syntax: {verb} hostname"));
+    /// Draws for the chaos trigger at `point`: its refusal, if it fires.
+    fn chaos_refusal(&self, point: Point) -> Result<(), Refusal> {
+        match self
+            .config
+            .chaos
+            .as_ref()
+            .and_then(|chaos| chaos.refusal(point))
+        {
+            Some(code) => Err(Refusal::Chaos { point, code }),
+            None => Ok(()),
         }
+    }
+
+    /// Draws for the chaos trigger that hangs up at `stage`.
+    fn chaos_hangs_up(&self, stage: Stage) -> bool {
+        self.config
+            .chaos
+            .as_ref()
+            .is_some_and(|chaos| chaos.disconnect(stage))
+    }
+
+    /// The refusal for a line that did not parse. For some commands "not now"
+    /// comes before "bad syntax": a client that may not send MAIL yet hears that,
+    /// whatever it wrote after MAIL.
+    fn syntax_refusal(&self, error: ParseError) -> Refusal {
+        if let Some(not_now) = error.command.and_then(|command| self.not_now(command)) {
+            return not_now;
+        }
+        match error.syntax {
+            Syntax::BareLf => Refusal::BareLfCommand,
+            Syntax::NotUtf8 => Refusal::NotUtf8,
+            Syntax::Empty => Refusal::EmptyCommand,
+            Syntax::Unrecognized => Refusal::Unrecognized,
+            Syntax::Helo => Refusal::HeloSyntax {
+                extended: error.command == Some(Command::Ehlo),
+            },
+            Syntax::Mail => Refusal::MailSyntax,
+            Syntax::Rcpt => Refusal::RcptSyntax,
+            Syntax::Data => Refusal::DataSyntax,
+            Syntax::Bdat => Refusal::BdatSyntax,
+            Syntax::Rset => Refusal::RsetSyntax,
+            Syntax::Vrfy => Refusal::VrfySyntax,
+            Syntax::StartTls => Refusal::StartTlsSyntax,
+            Syntax::Auth => Refusal::AuthSyntax,
+        }
+    }
+
+    /// Why `command` may not be used in this state, for the commands whose
+    /// state is checked before their arguments.
+    fn not_now(&self, command: Command) -> Option<Refusal> {
+        match command {
+            Command::Mail => {
+                if self.helo.is_none() {
+                    Some(Refusal::NeedHelo)
+                } else if self.tx.is_some() {
+                    Some(Refusal::NestedMail)
+                } else if self.config.require_tls && !self.tls {
+                    Some(Refusal::MustStartTls)
+                } else {
+                    None
+                }
+            }
+            Command::Rcpt if self.tx.is_none() => Some(Refusal::NeedMailBeforeRcpt),
+            Command::StartTls if !self.config.starttls => Some(Refusal::StartTlsNotEnabled),
+            Command::StartTls if self.tls => Some(Refusal::TlsActive),
+            Command::Auth => {
+                if !self.config.auth {
+                    Some(Refusal::AuthNotEnabled)
+                } else if !self.auth_offered() {
+                    Some(Refusal::EncryptionRequired)
+                } else if !matches!(self.helo, Some((_, true))) {
+                    Some(Refusal::NeedEhlo)
+                } else if self.auth_user.is_some() {
+                    Some(Refusal::AlreadyAuthenticated)
+                } else if self.tx.is_some() {
+                    Some(Refusal::AuthInTransaction)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// AUTH mechanism [initial-response] (RFC 4954).
+    fn auth(
+        &mut self,
+        mechanism: Mechanism<'_>,
+        initial: Option<InitialResponse<'_>>,
+        out: &mut Vec<u8>,
+    ) -> Option<Step> {
+        if let Some(refusal) = self.not_now(Command::Auth) {
+            self.refuse(refusal, out);
+            return None;
+        }
+        let (stage, challenge) = match mechanism {
+            Mechanism::Plain => (AuthStage::Plain, Answer::AuthPlainChallenge),
+            Mechanism::Login => (AuthStage::LoginUser, Answer::AuthUserChallenge),
+            Mechanism::Other(_) => {
+                self.refuse(Refusal::UnknownMechanism, out);
+                return None;
+            }
+        };
+        if let Err(refusal) = self.chaos_refusal(Point::Authentication) {
+            self.refuse(refusal, out);
+            return None;
+        }
+        match initial {
+            None => {
+                self.state = State::AuthResponse(stage);
+                self.answer(challenge, out);
+                None
+            }
+            Some(InitialResponse::Cancel) => {
+                self.refuse(Refusal::AuthCancelled, out);
+                None
+            }
+            Some(InitialResponse::Text(text)) => {
+                self.state = State::AuthResponse(stage);
+                self.auth_response(text, out)
+            }
+        }
+    }
+
+    /// STARTTLS (RFC 3207).
+    fn starttls(&mut self, out: &mut Vec<u8>) -> Option<Step> {
+        if let Some(refusal) = self.not_now(Command::StartTls) {
+            self.refuse(refusal, out);
+            return None;
+        }
+        self.answer(Answer::ReadyForTls, out);
+        self.state = State::TlsPending;
+        Some(Step::StartTls)
+    }
+
+    fn hello(&mut self, name: &str, extended: bool) -> Answer {
         // EHLO in the middle of a transaction starts over (RFC 5321 section 4.1.4).
         self.tx = None;
-        self.helo = Some((arg.to_owned(), extended));
-        let host = &self.config.hostname;
-        let greeting = format!("{host} greets {arg}");
+        self.helo = Some((name.to_owned(), extended));
+        let client = name.to_owned();
         if !extended {
-            return Reply::new(250, "", greeting);
+            return Answer::Helo { client };
         }
-        let mut lines = vec![
-            greeting,
-            "PIPELINING".into(),
-            format!("SIZE {}", self.config.max_message_size),
-            "8BITMIME".into(),
-            "SMTPUTF8".into(),
-            "ENHANCEDSTATUSCODES".into(),
-            "CHUNKING".into(),
-        ];
-        if self.config.starttls && !self.tls {
-            lines.push("STARTTLS".into());
-        }
-        if self.auth_offered() && self.auth_user.is_none() {
-            lines.push("AUTH PLAIN LOGIN".into());
-        }
-        Reply {
-            code: 250,
-            enhanced: "",
-            lines,
+        Answer::Ehlo {
+            client,
+            starttls: self.config.starttls && !self.tls,
+            auth: self.auth_offered() && self.auth_user.is_none(),
         }
     }
 
-    fn mail(&mut self, arg: &str) -> Reply {
-        let Some((_, extended)) = self.helo else {
-            return Reply::new(503, "5.5.1", "Send EHLO or HELO first");
-        };
-        if self.tx.is_some() {
-            return Reply::new(503, "5.5.1", "Nested MAIL command");
+    fn mail(
+        &mut self,
+        path: &str,
+        params: &[Result<MailParam, ParamError<'_>>],
+    ) -> Result<Answer, Refusal> {
+        if let Some(refusal) = self.not_now(Command::Mail) {
+            return Err(refusal);
         }
-        if self.config.require_tls && !self.tls {
-            return Reply::new(530, "5.7.0", "Must issue a STARTTLS command first");
-        }
-        let (path, params) = match parse_path(arg, "FROM:") {
-            Ok(parts) => parts,
-            Err(()) => return Reply::new(501, "5.5.4", "Syntax: MAIL FROM:<address> [parameters]"),
-        };
+        let extended = matches!(self.helo, Some((_, true)));
         let mut smtputf8 = false;
-        for param in params.split_ascii_whitespace() {
+        for param in params {
             if !extended {
-                return Reply::new(555, "5.5.4", "Parameters need EHLO, not HELO");
+                return Err(Refusal::ParametersNeedEhlo);
             }
-            let (name, value) = match param.split_once('=') {
-                Some((name, value)) => (name, Some(value)),
-                None => (param, None),
-            };
-            match (name.to_ascii_uppercase().as_str(), value) {
-                ("SIZE", Some(size)) => {
-                    // All digits but beyond u64 is certainly over the limit too.
-                    let over = match size.parse::<u64>() {
-                        Ok(size) => size > self.config.max_message_size as u64,
-                        Err(_) if !size.is_empty() && size.bytes().all(|b| b.is_ascii_digit()) => {
-                            true
-                        }
-                        Err(_) => {
-                            return Reply::new(501, "5.5.4", "Syntax: SIZE=<number of bytes>");
-                        }
-                    };
-                    if over {
-                        let max = self.config.max_message_size;
-                        let text = format!(
-                            "Message size exceeds fixed maximum message size ({max} bytes)"
-                        );
-                        return Reply::new(552, "5.3.4", text);
-                    }
+            match param {
+                Ok(MailParam::Size(size)) if *size > self.config.max_message_size as u64 => {
+                    return Err(Refusal::SizeExceeded);
                 }
-                ("BODY", Some(body))
-                    if body.eq_ignore_ascii_case("7BIT")
-                        || body.eq_ignore_ascii_case("8BITMIME") => {}
-                ("BODY", _) => {
-                    return Reply::new(501, "5.5.4", "Syntax: BODY=7BIT or BODY=8BITMIME");
+                Ok(MailParam::Size(_) | MailParam::Body) => {}
+                Ok(MailParam::SmtpUtf8) => smtputf8 = true,
+                Err(ParamError::Size) => return Err(Refusal::SizeSyntax),
+                Err(ParamError::Body) => return Err(Refusal::BodySyntax),
+                Err(ParamError::Unknown(name)) => {
+                    return Err(Refusal::UnsupportedParameter((*name).to_owned()));
                 }
-                ("SMTPUTF8", None) => smtputf8 = true,
-                _ => return Reply::new(555, "5.5.4", format!("Unsupported parameter {name}")),
             }
         }
-        match check_address(path, smtputf8, AddressKind::Sender) {
-            Ok(address) => {
-                self.tx = Some(Transaction {
-                    mail_from: address,
-                    smtputf8,
-                    ..Transaction::default()
-                });
-                Reply::new(250, "2.1.0", "Ok")
-            }
-            Err(reply) => reply,
-        }
+        let address = check_address(path, smtputf8, AddressKind::Sender)?;
+        self.chaos_refusal(Point::Sender)?;
+        self.tx = Some(Transaction {
+            mail_from: address,
+            smtputf8,
+            ..Transaction::default()
+        });
+        Ok(Answer::SenderOk)
     }
 
-    fn rcpt(&mut self, arg: &str) -> Reply {
+    fn rcpt(&mut self, path: &str, params: &[&str]) -> Result<Answer, Refusal> {
         let max = self.config.max_recipients;
-        let Some(tx) = self.tx.as_mut() else {
-            return Reply::new(503, "5.5.1", "Need MAIL before RCPT");
-        };
-        let (path, params) = match parse_path(arg, "TO:") {
-            Ok(parts) => parts,
-            Err(()) => return Reply::new(501, "5.5.4", "Syntax: RCPT TO:<address>"),
-        };
-        if let Some(param) = params.split_ascii_whitespace().next() {
-            let name = param.split('=').next().unwrap_or(param);
-            return Reply::new(555, "5.5.4", format!("Unsupported parameter {name}"));
+        let tx = self.tx.as_ref().ok_or(Refusal::NeedMailBeforeRcpt)?;
+        if let Some(name) = params.first() {
+            return Err(Refusal::UnsupportedParameter((*name).to_owned()));
         }
         if tx.rcpt_to.len() >= max {
-            return Reply::new(
-                452,
-                "4.5.3",
-                format!("Too many recipients (max {max} per message)"),
-            );
+            return Err(Refusal::TooManyRecipients);
         }
-        match check_address(path, tx.smtputf8, AddressKind::Recipient) {
-            Ok(address) => {
-                tx.rcpt_to.push(address);
-                Reply::new(250, "2.1.5", "Ok")
-            }
-            Err(reply) => reply,
+        let address = check_address(path, tx.smtputf8, AddressKind::Recipient)?;
+        self.chaos_refusal(Point::Recipient)?;
+        if let Some(tx) = self.tx.as_mut() {
+            tx.rcpt_to.push(address);
         }
+        Ok(Answer::RecipientOk)
     }
 
-    fn data(&mut self, arg: &str) -> Reply {
-        if !arg.is_empty() {
-            return Reply::new(501, "5.5.4", "Syntax: DATA (no arguments)");
-        }
+    fn data(&mut self) -> Result<Answer, Refusal> {
         match &self.tx {
-            None => Reply::new(503, "5.5.1", "Need MAIL command"),
-            Some(tx) if tx.rcpt_to.is_empty() => Reply::new(503, "5.5.1", "Need RCPT command"),
-            Some(tx) if tx.chunking => Reply::new(503, "5.5.1", "DATA is not allowed after BDAT"),
-            Some(_) if self.memory_low => insufficient_storage(),
+            None => Err(Refusal::NeedMail),
+            Some(tx) if tx.rcpt_to.is_empty() => Err(Refusal::NeedRcpt),
+            Some(tx) if tx.chunking => Err(Refusal::DataAfterBdat),
+            Some(_) if self.memory_low => Err(Refusal::InsufficientStorage),
             Some(_) => {
                 self.transfers += 1;
                 self.state = State::Data(DataScan { line_start: true });
-                Reply::new(354, "", "End data with <CR><LF>.<CR><LF>")
+                Ok(Answer::StartData)
             }
         }
     }
 
-    /// Starts reading a chunk; `None` means the reply comes once it has been read.
-    fn bdat(&mut self, arg: &str) -> Option<Reply> {
-        let mut words = arg.split_ascii_whitespace();
-        let size = words.next().and_then(|s| s.parse::<usize>().ok());
-        let last = match words.next() {
-            None => false,
-            Some(word) if word.eq_ignore_ascii_case("LAST") => true,
-            Some(_) => return Some(Reply::new(501, "5.5.4", "Syntax: BDAT size [LAST]")),
-        };
-        let Some(size) = size.filter(|_| words.next().is_none()) else {
-            return Some(Reply::new(501, "5.5.4", "Syntax: BDAT size [LAST]"));
-        };
+    /// Starts reading a chunk; its reply comes once it has been read.
+    fn bdat(&mut self, size: usize, last: bool) {
         // The chunk's bytes follow whatever we answer: read them all before replying.
         let max = self.config.max_message_size;
         let refusal = match &mut self.tx {
-            _ if self.helo.is_none() => Some(Reply::new(503, "5.5.1", "Send EHLO first")),
-            None => Some(Reply::new(503, "5.5.1", "Need MAIL command")),
-            Some(tx) if tx.rcpt_to.is_empty() => {
-                Some(Reply::new(503, "5.5.1", "Need RCPT command"))
-            }
-            Some(tx) if tx.data.len().saturating_add(size) > max => Some(Reply::new(
-                552,
-                "5.3.4",
-                format!("Message too big for this server (max {max} bytes)"),
-            )),
+            _ if self.helo.is_none() => Some(Refusal::NeedEhlo),
+            None => Some(Refusal::NeedMail),
+            Some(tx) if tx.rcpt_to.is_empty() => Some(Refusal::NeedRcpt),
+            Some(tx) if tx.data.len().saturating_add(size) > max => Some(Refusal::MessageTooBig),
             // A chunk of a message dropped for want of memory is read, dropped and
             // refused with 452 4.3.1. RFC 3030: after a 4xx to a chunk the client
             // sends no more of them; if it does, they are dropped the same way, so
@@ -1023,7 +932,6 @@ impl Session {
             last,
             refusal,
         };
-        None
     }
 
     /// Ends a message (the final dot, or the last BDAT chunk).
@@ -1034,26 +942,20 @@ impl Session {
             self.refusals += 1;
         }
         if tx.over_budget {
-            self.reply(insufficient_storage(), out);
+            self.refuse(Refusal::InsufficientStorage, out);
             return None;
         }
         if tx.too_big {
-            let max = self.config.max_message_size;
-            self.reply(
-                Reply::new(
-                    552,
-                    "5.3.4",
-                    format!("Message too big for this server (max {max} bytes)"),
-                ),
-                out,
-            );
+            self.refuse(Refusal::MessageTooBig, out);
             return None;
         }
         if tx.bare_lf && self.config.bare_lf == BareLf::Reject {
-            self.reply(
-                Reply::new(550, "5.5.2", "Message refused: bare LF line endings; lines must end with CRLF. Closing connection"),
-                out,
-            );
+            self.refuse(Refusal::BareLfContent, out);
+            self.state = State::Closed;
+            return Some(Step::Close);
+        }
+        if self.chaos_hangs_up(Stage::Content) {
+            // The message is dropped unanswered, as when a link fails after the dot.
             self.state = State::Closed;
             return Some(Step::Close);
         }
@@ -1167,60 +1069,21 @@ impl DataScan {
     }
 }
 
-/// The reply to a message the server has no memory for now (RFC 3463: 4.3.1
-/// "mail system full"); the client should try again later.
-fn insufficient_storage() -> Reply {
-    Reply::new(
-        452,
-        "4.3.1",
-        "Insufficient system storage: too many messages in flight; try again later",
-    )
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AddressKind {
-    Sender,
-    Recipient,
-}
-
-/// Splits `FROM:<path> params` (or `TO:`), tolerating spaces after the colon as
-/// common clients send them. The path must be in angle brackets.
-fn parse_path<'a>(arg: &'a str, keyword: &str) -> Result<(&'a str, &'a str), ()> {
-    let head = arg.get(..keyword.len()).ok_or(())?;
-    if !head.eq_ignore_ascii_case(keyword) {
-        return Err(());
+/// Where a chaos trigger may hang up instead of answering this request: DATA
+/// and every BDAT count as the DATA stage.
+fn hang_up_stage(request: &Request<'_>) -> Option<Stage> {
+    match request {
+        Request::Mail { .. } => Some(Stage::Mail),
+        Request::Rcpt { .. } => Some(Stage::Rcpt),
+        Request::Data | Request::Bdat { .. } => Some(Stage::Data),
+        _ => None,
     }
-    let rest = arg[keyword.len()..].trim_start();
-    let inner = rest.strip_prefix('<').ok_or(())?;
-    // Find the closing bracket outside any quoted local part.
-    let mut quoted = false;
-    let mut escaped = false;
-    for (i, c) in inner.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '>' if !quoted => {
-                let params = &inner[i + 1..];
-                if !params.is_empty() && !params.starts_with(' ') {
-                    return Err(());
-                }
-                return Ok((&inner[..i], params.trim()));
-            }
-            _ => {}
-        }
-    }
-    Err(())
 }
 
 /// Checks a path's syntax (RFC 5321 section 4.1.2, loosely where clients are known to
 /// stray, strictly where it matters) and returns the mailbox to record.
-fn check_address(path: &str, smtputf8: bool, kind: AddressKind) -> Result<String, Reply> {
-    let (bad_code, what) = match kind {
-        AddressKind::Sender => ("5.1.7", "sender"),
-        AddressKind::Recipient => ("5.1.3", "recipient"),
-    };
-    let bad = |why: &str| Reply::new(501, bad_code, format!("Bad {what} address syntax: {why}"));
+fn check_address(path: &str, smtputf8: bool, kind: AddressKind) -> Result<String, Refusal> {
+    let bad = |why: &'static str| Refusal::BadAddress { kind, why };
     // A source route (@a,@b:user@c) must be accepted and ignored (RFC 5321 C.).
     let mailbox = match path.strip_prefix('@') {
         Some(route) => route
@@ -1239,11 +1102,7 @@ fn check_address(path: &str, smtputf8: bool, kind: AddressKind) -> Result<String
         return Ok(mailbox.to_owned());
     }
     if !mailbox.is_ascii() && !smtputf8 {
-        return Err(Reply::new(
-            553,
-            "5.6.7",
-            format!("Non-ASCII {what} address needs MAIL FROM with SMTPUTF8"),
-        ));
+        return Err(Refusal::NonAsciiAddress(kind));
     }
     let Some((local, domain)) = mailbox.rsplit_once('@') else {
         return Err(bad("missing @domain"));

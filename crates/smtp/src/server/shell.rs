@@ -10,7 +10,8 @@
 //! after `deliver` returned, which for the SQLite store means the message is
 //! committed and synced; credentials are checked on tokio's blocking pool, with a
 //! delay after each failure; message content has its own timeouts, and a budget
-//! for the bytes all sessions hold in flight.
+//! for the bytes all sessions hold in flight. A chaos slow link
+//! ([`sokkel_net::chaos`]) paces its writes and reads.
 
 use std::future::Future;
 use std::io;
@@ -28,6 +29,7 @@ use sokkel_net::tls::ServerTls;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+use super::replies::Refusal;
 use super::session::{Delivery, Received, Session, SessionConfig, Step};
 
 /// Below this much free budget for messages in flight, new DATA and BDAT get
@@ -118,15 +120,19 @@ pub async fn serve<D: Deliver>(
         ));
     }
     let limit = ConnectionLimit::with_share(config.max_conns, config.max_conns_per_address);
-    let host = &config.session.hostname;
     let settings = Settings {
         command_timeout: config.command_timeout,
         shortest_wait: config.command_timeout.min(config.data_timeout),
         write_timeout: config.command_timeout,
         handshake_timeout: config.command_timeout.min(driver::HANDSHAKE_TIMEOUT),
         shutdown_grace: config.shutdown_grace,
-        busy_reply: format!("421 4.7.0 {host} Too many connections; try again later\r\n")
-            .into_bytes(),
+        busy_reply: {
+            let mut reply = Vec::new();
+            Refusal::TooManyConnections
+                .reply(&config.session)
+                .write_to(&mut reply);
+            reply
+        },
     };
     let shared = Arc::new(Shared {
         tls: config.tls.as_ref().map(ServerTls::acceptor),
@@ -261,6 +267,12 @@ impl<D: Deliver> Protocol for SmtpSession<D> {
 
     fn tls_started(&mut self) {
         self.core.tls_started();
+    }
+
+    /// A chaos "slow link" paces every write and read of the session.
+    fn slow_link(&self) -> Option<std::num::NonZeroU32> {
+        let chaos = self.shared.config.session.chaos.as_ref()?;
+        chaos.slow_link()
     }
 
     fn timed_out(&mut self, out: &mut Vec<u8>) {

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use sokkel_net::chaos::{Chaos, Triggers};
 use sokkel_net::server::address_share;
 use sokkel_net::stats::SmtpCounters;
 use sokkel_smtp::server::session::{BareLf, SessionConfig};
@@ -13,13 +14,30 @@ use sokkel_store::{Pruner, Retention, Store, StoreEvent, StoreOptions};
 use sokkel_web::webhook::{Webhook, WebhookConfig};
 use sokkel_web::{AppState, HostPolicy, SendLimits, ServeLimits, WebConfig};
 
-use crate::cli::{MailServeArgs, TagSource};
+use crate::cli::{ChaosArgs, MailServeArgs, TagSource};
 use crate::hints::announce;
 use crate::listen::{bind_all, listen_addresses};
 use crate::mail::imap::ImapListeners;
 use crate::mail::pop3::Pop3Listeners;
 use crate::mail::relay::ServeRelay;
 use crate::mail::security::Security;
+
+/// The chaos `--enable-chaos` and `--chaos` ask for (a `--chaos` setting implies
+/// `--enable-chaos`), with one log line saying so: it changes what clients see.
+fn chaos(args: &ChaosArgs) -> anyhow::Result<Option<Arc<Chaos>>> {
+    if !args.enable_chaos && sokkel_net::chaos::settings(&args.chaos).next().is_none() {
+        return Ok(None);
+    }
+    let triggers =
+        Triggers::parse(&args.chaos).map_err(|error| anyhow::anyhow!("--chaos: {error}"))?;
+    let seed = args
+        .chaos_seed
+        .unwrap_or_else(sokkel_net::chaos::random_seed);
+    tracing::warn!(
+        "chaos is enabled: SMTP clients get faults on purpose ({triggers}; seed {seed}); change them with PUT /api/v1/chaos"
+    );
+    Ok(Some(Arc::new(Chaos::new(triggers, seed))))
+}
 
 pub fn run(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = crate::runtime::runtime(usize::from(args.threads))?;
@@ -29,6 +47,7 @@ pub fn run(args: MailServeArgs) -> anyhow::Result<ExitCode> {
 async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     let stop = sokkel_net::shutdown_signal();
     sokkel_net::raise_open_file_limit();
+    let chaos = chaos(&args.chaos)?;
     // Bind first: a port in use is the most likely mistake, and it should not leave
     // a new store behind.
     let hostname = args.hostname.clone().unwrap_or_else(super::send::host_name);
@@ -144,6 +163,7 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
         auth: security.credentials.is_some(),
         allow_insecure_auth: args.security.allow_insecure_auth,
         max_auth_failures: args.security.max_auth_failures,
+        chaos: chaos.clone(),
     };
     let config = ServerConfig {
         session: Arc::new(session),
@@ -174,6 +194,7 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .all(|l| l.local_addr().is_ok_and(|a| a.ip().is_loopback()));
         let web_config = WebConfig {
+            chaos,
             host_policy: if loopback_only {
                 HostPolicy::Loopback
             } else {

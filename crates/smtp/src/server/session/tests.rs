@@ -950,3 +950,155 @@ fn a_large_message_is_counted_by_the_bytes_it_holds() {
     assert!(matches!(step, Step::Deliver(m) if m.data.len() == 2 << 20));
     assert_eq!(session.content_held(), 0);
 }
+
+// Chaos (issue #14): faults on purpose, drawn from a seeded generator.
+
+fn chaos_config(specs: &[&str], seed: u64) -> SessionConfig {
+    let triggers = sokkel_net::chaos::Triggers::parse(specs).expect("valid chaos settings");
+    SessionConfig {
+        chaos: Some(Arc::new(Chaos::new(triggers, seed))),
+        ..SessionConfig::default()
+    }
+}
+
+const MESSAGE: &[u8] = b"DATA\r\nSubject: x\r\n\r\nhello\r\n.\r\n";
+
+#[test]
+fn each_chaos_trigger_at_100_refuses_its_command_with_the_right_enhanced_code() {
+    let sender = run_with(chaos_config(&["sender:451:100"], 1), &[ENVELOPE]);
+    let lines: Vec<&str> = sender.out.lines().collect();
+    assert!(
+        lines.contains(&"451 4.3.0 MAIL FROM refused by a chaos trigger (a simulated failure)"),
+        "{}",
+        sender.out
+    );
+    // No transaction was opened: the RCPT behind it is out of order.
+    assert_eq!(codes(&sender.out), [220, 250, 451, 503]);
+    assert_eq!(sender.refusals, 2);
+
+    let recipient = run_with(chaos_config(&["recipient:550:100"], 1), &[ENVELOPE]);
+    assert_eq!(codes(&recipient.out), [220, 250, 250, 550]);
+    assert!(
+        recipient
+            .out
+            .ends_with("550 5.1.1 RCPT TO refused by a chaos trigger (a simulated failure)\r\n")
+    );
+
+    let config = SessionConfig {
+        allow_insecure_auth: true,
+        ..tls_config()
+    };
+    let config = SessionConfig {
+        chaos: chaos_config(&["auth:454:100"], 1).chaos,
+        ..config
+    };
+    let login = format!("AUTH PLAIN {}\r\n", plain("user", "secret"));
+    let auth = run_with(
+        config,
+        &[
+            EHLO,
+            login.as_bytes(),
+            login.as_bytes(),
+            login.as_bytes(),
+            login.as_bytes(),
+        ],
+    );
+    // Not the client's failure: no 535, and no 421 after three attempts.
+    assert_eq!(
+        codes(&auth.out),
+        [220, 250, 454, 454, 454, 454],
+        "{}",
+        auth.out
+    );
+    assert!(
+        auth.out
+            .contains("454 4.7.0 AUTH refused by a chaos trigger")
+    );
+    assert!(!auth.closed);
+}
+
+#[test]
+fn chaos_triggers_at_0_change_nothing() {
+    let specs = [
+        "sender:451:0",
+        "recipient:550:0",
+        "auth:535:0",
+        "disconnect:connect:0",
+        "disconnect:content:0",
+    ];
+    let with = run_with(chaos_config(&specs, 1), &[ENVELOPE, MESSAGE, b"QUIT\r\n"]);
+    let without = run(&[ENVELOPE, MESSAGE, b"QUIT\r\n"]);
+    assert_eq!(with.out, without.out);
+    assert_eq!(with.messages.len(), 1);
+}
+
+#[test]
+fn a_chaos_421_closes_the_session() {
+    let r = run_with(
+        chaos_config(&["recipient:421:100"], 1),
+        &[ENVELOPE, MESSAGE],
+    );
+    assert_eq!(codes(&r.out), [220, 250, 250, 421]);
+    assert!(
+        r.out
+            .ends_with("421 4.3.2 RCPT TO refused by a chaos trigger (a simulated failure)\r\n")
+    );
+    assert!(r.closed);
+}
+
+#[test]
+fn chaos_refusals_are_not_protocol_errors() {
+    let config = SessionConfig {
+        max_errors: 2,
+        ..chaos_config(&["sender:550:100"], 1)
+    };
+    let mail = b"MAIL FROM:<a@x.test>\r\n".repeat(5);
+    let r = run_with(config, &[EHLO, &mail]);
+    assert_eq!(codes(&r.out), [220, 250, 550, 550, 550, 550, 550]);
+    assert!(r.out.contains("550 5.7.1 MAIL FROM refused"));
+    assert!(!r.closed);
+}
+
+/// Hanging up at each stage: the session ends without the reply the client
+/// waits for, and a message whose content was dropped is not delivered.
+#[test]
+fn chaos_disconnect_hangs_up_at_its_stage_without_a_reply() {
+    let writes: &[&[u8]] = &[ENVELOPE, MESSAGE, b"QUIT\r\n"];
+    let cases: &[(&str, &[u16])] = &[
+        ("disconnect:connect:100", &[]),
+        ("disconnect:mail:100", &[220, 250]),
+        ("disconnect:rcpt:100", &[220, 250, 250]),
+        ("disconnect:data:100", &[220, 250, 250, 250]),
+        ("disconnect:content:100", &[220, 250, 250, 250, 354]),
+    ];
+    for (spec, want) in cases {
+        let r = run_with(chaos_config(&[spec], 1), writes);
+        assert_eq!(codes(&r.out), *want, "{spec}:\n{}", r.out);
+        assert!(r.closed, "{spec}");
+        assert!(r.messages.is_empty(), "{spec}");
+    }
+    let bdat = run_with(
+        chaos_config(&["disconnect:data:100"], 1),
+        &[ENVELOPE, b"BDAT 5 LAST\r\nhello"],
+    );
+    assert_eq!(codes(&bdat.out), [220, 250, 250, 250]);
+    assert!(bdat.closed && bdat.messages.is_empty());
+}
+
+/// `--chaos-seed`: the same seed gives the same faults to the same client.
+#[test]
+fn a_seeded_chaos_sequence_is_reproducible() {
+    let rcpts = b"RCPT TO:<b@y.test>\r\n".repeat(40);
+    let play = |seed| {
+        let r = run_with(
+            chaos_config(&["recipient:452:50"], seed),
+            &[ENVELOPE, &rcpts],
+        );
+        codes(&r.out)
+    };
+    let first = play(42);
+    assert_eq!(first, play(42));
+    assert_ne!(first, play(43));
+    let refused = first.iter().filter(|&&code| code == 452).count();
+    assert!((5..37).contains(&refused), "{first:?}");
+}
