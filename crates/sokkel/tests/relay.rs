@@ -21,7 +21,7 @@ use kit::net::free_tcp_port;
 use kit::peers::{Aiosmtpd, AiosmtpdOptions, Cert, Saved};
 use kit::process::{program, require_program};
 use kit::smtp::message;
-use kit::{sokkel, tempdir};
+use kit::{python3, sokkel, tempdir};
 use serde_json::{Value, json};
 
 /// How long a relay attempt may take to show up (a generous functional
@@ -490,6 +490,22 @@ fn auto_relay_without_tls_relays_each_arrival() {
     let catcher = Catcher::builder()
         .args(&["--relay-config", path(&file), "--relay-all"])
         .start();
+    // A draft an IMAP client files is not an arrival: relaying it would mail
+    // whoever its To names. Filed first, it would be the first thing relayed.
+    let imap = catcher.imap_addr();
+    python3(
+        "import imaplib, sys\n\
+         c = imaplib.IMAP4(sys.argv[1], int(sys.argv[2]))\n\
+         c.login('morty', 'pickle')\n\
+         c.create('Drafts')\n\
+         msg = b'To: draft@example.test\\r\\nSubject: not yet\\r\\n\\r\\nunsent\\r\\n'\n\
+         typ, _ = c.append('Drafts', '(\\\\Draft)', None, msg)\n\
+         assert typ == 'OK', typ\n\
+         c.logout()\n",
+        &[&imap.ip().to_string(), &imap.port().to_string()],
+    )
+    .run()
+    .assert_success("IMAP APPEND of a draft");
     let ids: Vec<u64> = (0..3)
         .map(|n| catcher.send(&message(&format!("arrival {n}"), "relayed on arrival")))
         .collect();

@@ -6,7 +6,7 @@
 //! was set. The backend stores them as one space-separated text: an IMAP flag
 //! is an atom, which has no spaces.
 
-use sokkel_message::{FlagEdit, Flags};
+use sokkel_message::{Envelope, FlagEdit, Flags};
 
 use crate::StoreError;
 
@@ -16,6 +16,19 @@ pub const MAX_OTHER_FLAGS: usize = 64;
 
 /// The longest flag, in bytes.
 pub const MAX_FLAG_BYTES: usize = 100;
+
+/// The HELO of the envelope the store makes up for a message an IMAP client
+/// put into a folder (APPEND, or a copy out of Sent), so the web page tells it
+/// from mail that came over SMTP.
+pub(crate) const FOLDER_COPY_HELO: &str = "imap";
+
+/// Whether `envelope` is one the store made up for a message an IMAP client
+/// put into a folder, rather than the envelope of mail that arrived (SMTP or
+/// the send API). Its recipients are read from the headers of what may be a
+/// draft, so auto-relay must never send it. No arrival has client port 0.
+pub fn is_folder_copy(envelope: &Envelope) -> bool {
+    envelope.helo == FOLDER_COPY_HELO && envelope.client_addr.port() == 0
+}
 
 /// IMAP's session flag: never stored.
 const RECENT: &str = "\\Recent";

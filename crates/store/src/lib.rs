@@ -64,7 +64,7 @@ use serde::{Deserialize, Serialize};
 use sokkel_net::repeated;
 
 pub use error::{DatabaseError, StoreError};
-pub use folders::{MAX_FLAG_BYTES, MAX_OTHER_FLAGS};
+pub use folders::{MAX_FLAG_BYTES, MAX_OTHER_FLAGS, is_folder_copy};
 pub use relay::{RELAY_ATTEMPTS_KEPT, RELAY_REPLY_BYTES, RelayAttempt};
 pub use retention::{
     AgeError, CHECK_INTERVAL, MAX_AGE_LIMIT, MaxAge, PruneReport, Pruner, Retention,

@@ -53,10 +53,6 @@ fn tag_sql() -> String {
     )
 }
 
-/// The HELO an APPENDed message is stored with, so the web page tells it from
-/// mail that came over SMTP.
-const APPEND_HELO: &str = "imap";
-
 /// One row of a folder's listing: UID, then [`COLUMNS`].
 fn folder_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<FolderMessage> {
     Ok(FolderMessage {
@@ -236,7 +232,7 @@ fn append_envelope(digest: &Digest) -> Envelope {
             .map(|to| to.address.clone())
             .filter(|address| !address.is_empty())
             .collect(),
-        helo: APPEND_HELO.into(),
+        helo: crate::folders::FOLDER_COPY_HELO.into(),
         client_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         bare_lf: false,
         smtputf8: false,

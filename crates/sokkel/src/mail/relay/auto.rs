@@ -131,6 +131,12 @@ async fn relay_one(relay: &Relay, trigger: &Trigger, id: MessageId) -> anyhow::R
         // Deleted before its turn.
         return Ok(());
     };
+    if sokkel_store::is_folder_copy(&message.envelope) {
+        // Not an arrival: an IMAP client filed it (a draft, a copy out of
+        // Sent), and its recipients come from its headers.
+        tracing::debug!("auto-relay leaves message {id} alone: an IMAP client filed it");
+        return Ok(());
+    }
     let (allowed, skipped) = relay.split_allowed(&message.envelope.rcpt_to);
     if allowed.is_empty() {
         let attempt = sokkel_store::RelayAttempt {
