@@ -54,20 +54,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_listening() {  # port
-    for _ in $(seq 100); do
-        python3 - "$1" <<'PY' 2>/dev/null && return 0
-import socket, sys
-socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.2).close()
-PY
-        sleep 0.1
-    done
-    die "nothing listens on port $1"
-}
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 # The body: SIZE bytes of 64-byte text lines.
 python3 - "$SIZE" >"$WORK/body.txt" <<'PY'

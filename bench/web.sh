@@ -84,20 +84,8 @@ stop_group() {  # pid
     wait "$1" 2>/dev/null || true
 }
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_listening() {  # port
-    for _ in $(seq 100); do
-        python3 - "$1" <<'PY' 2>/dev/null && return 0
-import socket, sys
-socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.2).close()
-PY
-        sleep 0.1
-    done
-    die "nothing listens on port $1"
-}
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 # Starts the catcher on the store; sets SERVER_PID (the sokkel process), SMTP, HTTP.
 start_server() {  # log-name
