@@ -245,6 +245,20 @@ impl SearchQuery {
         self.terms.iter().any(|term| matches!(term, Term::Text(_)))
     }
 
+    /// Whether the query asks about tags (`tag:`, `is:tagged`), which the
+    /// `--tag` rules may add to a new message together with its index entry.
+    pub(crate) fn has_tag_filters(&self) -> bool {
+        self.terms.iter().any(|term| {
+            matches!(
+                term,
+                Term::Filter {
+                    filter: Filter::Tag(_) | Filter::Tagged,
+                    ..
+                }
+            )
+        })
+    }
+
     /// The conditions, all of which a message must meet.
     pub(crate) fn terms(&self) -> &[Term] {
         &self.terms

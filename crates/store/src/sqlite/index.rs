@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
 use super::queries::{from_json, to_json};
 use super::to_i64;
@@ -123,11 +123,13 @@ pub(super) fn index_message(conn: &Connection, id: i64, text: &IndexText) -> rus
 /// skipped, and so is one another process already indexed. The transaction is
 /// committed without waiting for the disk (`synchronous=NORMAL`): losing it in a
 /// power cut loses nothing but this work, which the next open redoes from
-/// `unindexed`, and the next message commit syncs it anyway.
-pub(super) fn index_pending(
+/// `unindexed`, and the next message commit syncs it anyway. `then` finishes
+/// the transaction (more work in it, then the commit).
+pub(super) fn index_pending<T>(
     conn: &mut Connection,
     pending: &[(i64, IndexText)],
-) -> rusqlite::Result<()> {
+    then: impl FnOnce(Transaction<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     let result = (|| {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -139,7 +141,7 @@ pub(super) fn index_pending(
                 }
             }
         }
-        tx.commit()
+        then(tx)
     })();
     conn.pragma_update(None, "synchronous", "FULL")?;
     result

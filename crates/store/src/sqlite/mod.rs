@@ -261,7 +261,10 @@ impl SqliteStore {
         query: &SearchQuery,
     ) -> Result<Option<bool>, StoreError> {
         let parts = to_sql(query);
-        let needs_index = query.has_words();
+        // The --tag rules tag a new message in the transaction that indexes
+        // it, so a tag filter waits for the index as words do.
+        let rules = !self.inner.options.tagging.rules.is_empty();
+        let needs_index = query.has_words() || (rules && query.has_tag_filters());
         self.with_connection(|conn| Ok(relays::matches(conn, id, &parts, needs_index)?))
     }
 

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::changes::{Announcer, commit_change};
@@ -269,22 +269,26 @@ impl Unindexed {
         self.pending.len() >= MAX_INDEX_BATCH || self.bytes >= MAX_INDEX_BYTES
     }
 
-    /// Index everything pending, then run the `--tag` rules on it (they need the
-    /// index). On failure the ids stay in the `unindexed` table and the next open
-    /// of the store indexes them.
+    /// Index everything pending and run the `--tag` rules on it (they need the
+    /// index) in the same transaction, so that no reader sees a new message
+    /// indexed but not yet tagged by the rules (`--relay-matching tag:...`
+    /// waits for the index). On failure the ids stay in the `unindexed` table
+    /// and the next open of the store indexes them.
     fn index(&mut self, conn: &mut rusqlite::Connection, announce: &Announce<'_>) {
         if self.pending.is_empty() {
             return;
         }
-        match index_pending(conn, &self.pending) {
-            Ok(()) => tag_by_rules(conn, &self.pending, announce),
+        let ids: Vec<MessageId> = self.pending.iter().map(|(id, _)| MessageId(*id)).collect();
+        match index_pending(conn, &self.pending, |tx| tag_by_rules(tx, &ids, announce)) {
+            Ok(Some((event, seq))) => announce.announcer.announce(seq, [event]),
+            Ok(None) => {}
             Err(error) => {
                 let repeat = announce.failures.occurrence(&error.to_string());
                 if repeat.should_log() {
                     tracing::warn!(
                         %error,
                         messages = self.pending.len(),
-                        "indexing messages for search failed; they are indexed when the store is next opened{repeat}"
+                        "indexing messages for search (and tagging them by the --tag rules) failed; they are indexed when the store is next opened{repeat}"
                     );
                 }
             }
@@ -376,29 +380,20 @@ fn insert_batch(
     Ok((ids, seq))
 }
 
-/// Run the `--tag` rules on the messages `pending` just indexed, in a
-/// transaction of its own, and announce what they tagged. A failure is logged:
-/// the messages stay stored and untagged.
-fn tag_by_rules(conn: &mut Connection, pending: &[(i64, IndexText)], announce: &Announce<'_>) {
+/// Run the `--tag` rules on the messages `ids` just indexed in `tx`, and
+/// commit it; the event to announce for what they tagged, if there are rules.
+fn tag_by_rules(
+    tx: Transaction<'_>,
+    ids: &[MessageId],
+    announce: &Announce<'_>,
+) -> rusqlite::Result<Option<(StoreEvent, Option<i64>)>> {
     if announce.rules.is_empty() {
-        return;
+        tx.commit()?;
+        return Ok(None);
     }
-    let ids: Vec<MessageId> = pending.iter().map(|(id, _)| MessageId(*id)).collect();
-    let tagged = (|| {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let tagged = apply_rules(&tx, announce.rules, &ids)?;
-        let event = tag_event(&tx, &tagged, announce.announcer.listening())?;
-        touch(&tx, &tagged, pending_seq(&tx)?)?;
-        let seq = commit_change(tx, !tagged.is_empty())?;
-        Ok::<_, rusqlite::Error>((event, seq))
-    })();
-    match tagged {
-        Ok((event, seq)) => announce.announcer.announce(seq, [event]),
-        Err(error) => {
-            let repeat = announce.failures.occurrence(&error.to_string());
-            if repeat.should_log() {
-                tracing::warn!(%error, messages = ids.len(), "tagging new messages by the --tag rules failed{repeat}");
-            }
-        }
-    }
+    let tagged = apply_rules(&tx, announce.rules, ids)?;
+    let event = tag_event(&tx, &tagged, announce.announcer.listening())?;
+    touch(&tx, &tagged, pending_seq(&tx)?)?;
+    let seq = commit_change(tx, !tagged.is_empty())?;
+    Ok(Some((event, seq)))
 }

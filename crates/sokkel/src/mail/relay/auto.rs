@@ -13,6 +13,7 @@
 //! that is down or refuses makes a failed attempt, recorded with the message,
 //! which stays caught.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use sokkel_store::{ListQuery, MessageId, SearchQuery, Store, StoreEvent};
@@ -43,27 +44,64 @@ pub fn spawn(relay: Relay, trigger: Trigger) -> anyhow::Result<()> {
     let store = relay.store().clone();
     let events = store.subscribe();
     // Messages caught before this run are not relayed: only arrivals are.
-    let last_seen = store.latest()?.unwrap_or(MessageId(0));
+    let floor = store.latest()?.unwrap_or(MessageId(0));
     let (queue, arrivals) = mpsc::channel(QUEUE);
-    tokio::spawn(feed(store, events, last_seen, queue));
+    tokio::spawn(feed(store, events, floor, queue));
     tokio::spawn(work(relay, trigger, arrivals));
     Ok(())
 }
 
-/// Hands every new id, in order and once, to the worker.
+/// How many of the newest queued ids the feeder remembers.
+const REMEMBERED: usize = 4096;
+
+/// Which ids the feeder has queued. Not just the highest: the store announces
+/// after each commit, and an IMAP APPEND can commit and announce between the
+/// SMTP writer's commit and its announcement, so a higher id may come first.
+#[derive(Debug)]
+struct Queued {
+    /// Nothing at or below it is queued: messages from before the start, and
+    /// the ids forgotten to keep [`Queued::recent`] at [`REMEMBERED`].
+    floor: MessageId,
+    recent: BTreeSet<MessageId>,
+}
+
+impl Queued {
+    fn above(floor: MessageId) -> Queued {
+        Queued {
+            floor,
+            recent: BTreeSet::new(),
+        }
+    }
+
+    /// Whether `id` is to be queued now: above the floor and not queued yet.
+    fn first_time(&mut self, id: MessageId) -> bool {
+        if id <= self.floor || !self.recent.insert(id) {
+            return false;
+        }
+        while self.recent.len() > REMEMBERED {
+            if let Some(oldest) = self.recent.pop_first() {
+                self.floor = oldest;
+            }
+        }
+        true
+    }
+}
+
+/// Hands every new id, once, to the worker.
 async fn feed(
     store: Store,
     mut events: broadcast::Receiver<StoreEvent>,
-    mut last_seen: MessageId,
+    floor: MessageId,
     queue: mpsc::Sender<MessageId>,
 ) {
+    let mut queued = Queued::above(floor);
     loop {
         let new = match events.recv().await {
-            Ok(StoreEvent::New(summary)) if summary.id > last_seen => vec![summary.id],
+            Ok(StoreEvent::New(summary)) => vec![summary.id],
             Ok(_) => continue,
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 tracing::debug!(missed, "auto-relay fell behind; catching up from the store");
-                match ids_after(&store, last_seen).await {
+                match ids_after(&store, queued.floor).await {
                     Ok(ids) => ids,
                     Err(error) => {
                         tracing::warn!("auto-relay cannot list new messages: {error:#}");
@@ -73,8 +111,7 @@ async fn feed(
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
-        for id in new {
-            last_seen = id;
+        for id in new.into_iter().filter(|&id| queued.first_time(id)) {
             if queue.send(id).await.is_err() {
                 return;
             }
@@ -244,5 +281,48 @@ mod tests {
         drop(events);
         feeder.await.unwrap();
         assert_eq!(arrivals.recv().await, None);
+    }
+
+    /// An arrival announced after a higher id (an IMAP APPEND committed and
+    /// announced in between) is still queued, and each id only once.
+    #[tokio::test]
+    async fn an_arrival_announced_out_of_order_is_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("mail.db"), StoreOptions::default()).unwrap();
+        let before = store.import(messages(1)).unwrap();
+        let (events, receiver) = broadcast::channel(16);
+        let (queue, mut arrivals) = mpsc::channel(QUEUE);
+        let feeder = tokio::spawn(feed(store.clone(), receiver, before[0], queue));
+
+        let ids = store.import(messages(2)).unwrap();
+        let mut summaries = store.list(&ListQuery::default()).unwrap();
+        summaries.retain(|summary| summary.id > before[0]);
+        // Newest first: the higher id is announced before the lower one, then
+        // the higher one again.
+        let again = summaries[0].clone();
+        for summary in summaries.into_iter().chain([again]) {
+            events.send(StoreEvent::New(Arc::new(summary))).unwrap();
+        }
+        drop(events);
+        feeder.await.unwrap();
+        let mut queued = Vec::new();
+        while let Some(id) = arrivals.recv().await {
+            queued.push(id);
+        }
+        assert_eq!(queued, [ids[1], ids[0]], "both, once each, as announced");
+    }
+
+    #[test]
+    fn the_feeder_forgets_only_the_oldest_ids() {
+        let mut queued = Queued::above(MessageId(10));
+        assert!(!queued.first_time(MessageId(10)), "from before the start");
+        let top = 10 + REMEMBERED as i64;
+        for id in (11..=top).rev() {
+            assert!(queued.first_time(MessageId(id)));
+        }
+        assert!(!queued.first_time(MessageId(top)), "queued already");
+        assert!(queued.first_time(MessageId(top + 1)));
+        assert_eq!(queued.floor, MessageId(11), "the oldest was forgotten");
+        assert!(!queued.first_time(MessageId(11)));
     }
 }
