@@ -308,6 +308,85 @@ fn a_relay_that_never_answers_does_not_hold_up_ingest() {
     drop(silent);
 }
 
+/// A catcher with one message and a relay that accepts connections and never
+/// greets, so that each release holds on for the relay's `timeout` seconds.
+fn stuck_relay(timeout: u64) -> (std::net::TcpListener, tempfile::TempDir, Catcher, u64) {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let dir = tempdir();
+    let file = write_config(
+        dir.path(),
+        &format!("host = \"127.0.0.1\"\nport = {port}\ntimeout = {timeout}\n"),
+    );
+    let catcher = Catcher::builder()
+        .http()
+        .args(&["--relay-config", path(&file)])
+        .start();
+    let id = catcher.send(&message("to release", "held by a silent relay"));
+    (silent, dir, catcher, id)
+}
+
+/// Each release holds the message and a connection: past four at once the
+/// others are told to come back (503), instead of piling up.
+#[test]
+fn at_most_four_releases_run_at_once() {
+    let (silent, _dir, catcher, id) = stuck_relay(10);
+    let statuses: Vec<u16> = thread::scope(|scope| {
+        let releases: Vec<_> = (0..6)
+            .map(|_| {
+                scope.spawn(|| {
+                    release(
+                        &catcher,
+                        &id.to_string(),
+                        &json!({"To": ["a@example.test"]}),
+                    )
+                    .status
+                })
+            })
+            .collect();
+        releases.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let busy = statuses.iter().filter(|&&s| s == 503).count();
+    assert_eq!(
+        busy, 2,
+        "six releases at once against four places: {statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 400).count(),
+        4,
+        "the others failed at the relay: {statuses:?}"
+    );
+    assert_eq!(
+        relays(&catcher, id, 4).len(),
+        4,
+        "a refused release is not recorded"
+    );
+    drop(silent);
+}
+
+/// A client that stops waiting does not cut the release short: its attempt is
+/// recorded all the same.
+#[test]
+fn a_release_the_client_gave_up_on_is_still_recorded() {
+    use std::io::Write;
+    let (silent, _dir, catcher, id) = stuck_relay(2);
+    let body = r#"{"To": ["a@example.test"]}"#;
+    let mut stream = std::net::TcpStream::connect(catcher.http()).unwrap();
+    write!(
+        stream,
+        "POST /api/v1/message/{id}/release HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    thread::sleep(Duration::from_millis(300));
+    drop(stream);
+    let attempts = relays(&catcher, id, 1);
+    assert_eq!(attempts[0]["OK"], false);
+    assert_eq!(attempts[0]["To"], json!(["a@example.test"]));
+    drop(silent);
+}
+
 // ---------------------------------------------------------------------------------
 // aiosmtpd as the relay
 // ---------------------------------------------------------------------------------
@@ -524,6 +603,35 @@ fn auto_relay_without_tls_relays_each_arrival() {
         .expect_line_where("one log line per attempt", |line| {
             line.contains(&format!("relayed message {} to rcpt@example.test", ids[2]))
         });
+}
+
+/// `--relay-matching tag:X` sees the tag a `--tag` rule gives a message as it
+/// arrives: the rules tag it in the transaction that indexes it, and the
+/// match waits for the index.
+#[test]
+#[ignore = "interop: needs aiosmtpd"]
+fn auto_relay_matching_a_tag_sees_the_tag_rules_give() {
+    let server = Aiosmtpd::start(&AiosmtpdOptions::default());
+    let port = server.server().rsplit(':').next().unwrap().to_string();
+    let dir = tempdir();
+    let file = write_config(
+        dir.path(),
+        &format!("host = \"127.0.0.1\"\nport = {port}\n"),
+    );
+    let catcher = Catcher::builder()
+        .args(&[
+            "--relay-config",
+            path(&file),
+            "--tag",
+            "billing=subject:invoice",
+            "--relay-matching",
+            "tag:billing",
+        ])
+        .start();
+    let _skipped = catcher.send(&message("hello there", "not relayed"));
+    let relayed = catcher.send(&message("invoice 8", "relayed by its tag"));
+    let got = saved(&server, 1).remove(0);
+    assert_eq!(got.raw, raw(&catcher, relayed), "only the tagged message");
 }
 
 #[test]

@@ -88,6 +88,11 @@ pub const MAX_PAGE: usize = 1000;
 /// its size in memory, so more requests wait their turn instead.
 pub const MAX_PARSES: usize = 4;
 
+/// The most `POST /api/v1/send` requests read and stored at once: each holds
+/// its body (up to 4/3 of the largest message) and the message built from it.
+/// More wait their turn.
+pub const MAX_SENDS: usize = 4;
+
 /// The default of [`WebConfig::max_buffered_bytes`]: the most bytes of answers
 /// built in memory (list pages, the full message view, decoded parts,
 /// `/headers`, `/view`) that may wait for their clients to read them, all
@@ -172,6 +177,10 @@ struct Inner {
     hub: events::Hub,
     websockets: Arc<tokio::sync::Semaphore>,
     parses: Arc<tokio::sync::Semaphore>,
+    /// `POST /api/v1/send` requests reading their bodies and storing their
+    /// messages (at most [`MAX_SENDS`] at once), apart from `parses` so that
+    /// slow senders cannot hold up the message views.
+    sends: Arc<tokio::sync::Semaphore>,
     /// [`WebConfig::max_buffered_bytes`] in units of 64 KiB.
     buffered: Arc<tokio::sync::Semaphore>,
     stop: watch::Sender<bool>,
@@ -192,6 +201,7 @@ impl AppState {
                 started: Instant::now(),
                 websockets,
                 parses: Arc::new(tokio::sync::Semaphore::new(MAX_PARSES)),
+                sends: Arc::new(tokio::sync::Semaphore::new(MAX_SENDS)),
                 buffered,
                 stop: watch::channel(false).0,
             }),
@@ -222,6 +232,15 @@ impl AppState {
     /// falling more than [`CLIENT_BACKLOG_BYTES`] behind (they stopped reading).
     pub fn websocket_drops(&self) -> u64 {
         self.inner.hub.dropped()
+    }
+
+    /// A turn to send a message through `POST /api/v1/send` (at most
+    /// [`MAX_SENDS`] at once).
+    async fn send_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        Arc::clone(&self.inner.sends)
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::ShuttingDown)
     }
 
     /// A turn to parse a message for an answer (at most [`MAX_PARSES`] at once).

@@ -54,6 +54,10 @@ pub enum ReleaseError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// As many releases as the relay allows at once are under way; nothing
+    /// was sent or recorded, and trying again later may work.
+    #[error("{0} releases are under way; try again when one has finished")]
+    Busy(usize),
 }
 
 /// A release in progress.
@@ -72,7 +76,9 @@ pub trait Release: Send + Sync + fmt::Debug {
 
 #[derive(Debug, Deserialize)]
 struct ReleaseBody {
-    #[serde(rename = "To", default)]
+    // Mailpit (Go's JSON decoding) matches field names without regard to
+    // case; these are the spellings clients use.
+    #[serde(rename = "To", alias = "to", alias = "TO", default)]
     to: Vec<String>,
 }
 
@@ -122,6 +128,7 @@ pub(crate) async fn release(
             Err(ApiError::NotFound(format!("message {id} not found")))
         }
         Err(error @ ReleaseError::Relay(_)) => Err(ApiError::BadRequest(error.to_string())),
+        Err(error @ ReleaseError::Busy(_)) => Err(ApiError::Unavailable(error.to_string())),
         Err(ReleaseError::Store(error)) => Err(error.into()),
     }
 }

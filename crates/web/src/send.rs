@@ -122,12 +122,15 @@ pub(crate) async fn send(
 ) -> Result<Response, SendError> {
     let limits = state.config().send;
     // Reading, decoding and building a large message takes several times its
-    // size in memory: at most MAX_PARSES at once.
-    let _permit = state.parse_permit().await.map_err(SendError::Api)?;
+    // size in memory: at most MAX_SENDS at once, and the build (CPU and the
+    // most memory) also takes one of the MAX_PARSES turns.
+    let _send = state.send_permit().await.map_err(SendError::Api)?;
     let body = read_body(body, &limits).await?;
+    let parse = state.parse_permit().await.map_err(SendError::Api)?;
     let outgoing = tokio::task::spawn_blocking(move || Outgoing::build(&body, &limits))
         .await
         .map_err(|_| SendError::Api(ApiError::ShuttingDown))??;
+    drop(parse);
     let client_addr = peer.map_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)), |p| p.0.0);
     let tags = outgoing.tags.clone();
     let id = state

@@ -37,12 +37,18 @@ pub struct Relay {
     inner: Arc<Inner>,
 }
 
+/// How many releases (API or CLI) may run at once: each holds the message's
+/// bytes, a few copies of them on their way out, and a connection to the relay.
+/// More are refused as busy. Auto-relay is one more, one message at a time.
+pub const MAX_RELEASES: usize = 4;
+
 #[derive(Debug)]
 struct Inner {
     config: RelayConfig,
     store: Store,
     /// The name given in EHLO.
     ehlo_name: String,
+    releases: Arc<tokio::sync::Semaphore>,
 }
 
 impl Relay {
@@ -52,6 +58,7 @@ impl Relay {
                 config,
                 store,
                 ehlo_name,
+                releases: Arc::new(tokio::sync::Semaphore::new(MAX_RELEASES)),
             }),
         }
     }
@@ -224,7 +231,21 @@ impl Release for Relay {
     fn release(&self, id: MessageId, to: Vec<String>) -> ReleaseFuture {
         let relay = self.clone();
         Box::pin(async move {
-            match relay.relay(id, to).await {
+            let Ok(permit) = Arc::clone(&relay.inner.releases).try_acquire_owned() else {
+                return Err(ReleaseError::Busy(MAX_RELEASES));
+            };
+            // A task of its own: a client that gives up on its request must not
+            // cut the conversation short, or a message the relay took would
+            // have no record.
+            let attempt = tokio::spawn(async move {
+                let attempt = relay.relay(id, to).await;
+                drop(permit);
+                attempt
+            });
+            let attempt = attempt.await.map_err(|error| {
+                ReleaseError::Relay(format!("the release task failed: {error}"))
+            })?;
+            match attempt {
                 Ok(None) => Err(ReleaseError::NotFound(id)),
                 Ok(Some(attempt)) if attempt.ok => Ok(()),
                 Ok(Some(attempt)) => Err(ReleaseError::Relay(attempt.reply)),
