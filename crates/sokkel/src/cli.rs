@@ -350,6 +350,34 @@ pub struct MailServeArgs {
     pub webhook: WebhookArgs,
 }
 
+/// Parses `--webhook-url` without repeating a refused value in the error, as
+/// clap's own message would: it may hold a password or a secret path.
+#[derive(Debug, Clone)]
+struct WebhookUrlParser;
+
+impl clap::builder::TypedValueParser for WebhookUrlParser {
+    type Value = sokkel_web::webhook::WebhookUrl;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        let refused = |why: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for '--webhook-url <URL>': {why}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| refused("the URL is not valid UTF-8".into()))?;
+        text.parse().map_err(|error| refused(format!("{error}")))
+    }
+}
+
 /// Posting each arriving message's summary to a URL (Mailpit's webhook).
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Webhook")]
@@ -359,7 +387,8 @@ pub struct WebhookArgs {
         long,
         value_name = "URL",
         env = "SOKKEL_WEBHOOK_URL",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = WebhookUrlParser
     )]
     pub webhook_url: Option<sokkel_web::webhook::WebhookUrl>,
     /// At most N webhook posts a second; messages over it are not posted (0: no limit).
