@@ -11,6 +11,7 @@
 
 mod kit;
 
+use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -23,6 +24,7 @@ use kit::process::{program, require_program};
 use kit::smtp::message;
 use kit::{python3, sokkel, tempdir};
 use serde_json::{Value, json};
+use tempfile::TempDir;
 
 /// How long a relay attempt may take to show up (a generous functional
 /// deadline; it takes milliseconds).
@@ -41,6 +43,27 @@ fn write_config(dir: &Path, text: &str) -> PathBuf {
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("a UTF-8 temporary path")
+}
+
+/// A catcher, with its web API, relaying to 127.0.0.1:`port`: its config file
+/// holds host, port and the `extra` lines, and `args` follow `--relay-config`
+/// on the command line. Keep the directory (the config is in it) while the
+/// catcher runs.
+fn relaying_to(port: impl Display, extra: &str, args: &[&str]) -> (TempDir, PathBuf, Catcher) {
+    let dir = tempdir();
+    let file = write_config(
+        dir.path(),
+        &format!("host = \"127.0.0.1\"\nport = {port}\n{extra}"),
+    );
+    let mut all = vec!["--relay-config", path(&file)];
+    all.extend_from_slice(args);
+    let catcher = Catcher::builder().http().args(&all).start();
+    (dir, file, catcher)
+}
+
+/// The port aiosmtpd listens on.
+fn port_of(server: &Aiosmtpd) -> String {
+    server.server().rsplit(':').next().unwrap().to_string()
 }
 
 fn release(catcher: &Catcher, id: &str, body: &Value) -> Response {
@@ -182,18 +205,11 @@ fn release_without_a_relay_or_with_a_bad_request_is_a_400() {
     );
 
     // A relay on a port nobody listens on: none of these requests reaches it.
-    let dir = tempdir();
-    let file = write_config(
-        dir.path(),
-        &format!(
-            "host = \"127.0.0.1\"\nport = {}\nallowed-recipients = \"@allowed\\\\.test$\"\n",
-            free_tcp_port()
-        ),
+    let (_dir, _, catcher) = relaying_to(
+        free_tcp_port(),
+        "allowed-recipients = \"@allowed\\\\.test$\"\n",
+        &[],
     );
-    let catcher = Catcher::builder()
-        .http()
-        .args(&["--relay-config", path(&file)])
-        .start();
     let id = catcher.send(&message("hello", "body")).to_string();
     let bad = |path_id: &str, body: &[u8], status: u16, wanted: &str| {
         let mut request = format!(
@@ -241,16 +257,8 @@ fn release_without_a_relay_or_with_a_bad_request_is_a_400() {
 
 #[test]
 fn a_relay_that_is_down_is_recorded_as_failed_and_ingest_goes_on() {
-    let dir = tempdir();
     let port = free_tcp_port();
-    let file = write_config(
-        dir.path(),
-        &format!("host = \"127.0.0.1\"\nport = {port}\ntimeout = 5\n"),
-    );
-    let catcher = Catcher::builder()
-        .http()
-        .args(&["--relay-config", path(&file), "--relay-all"])
-        .start();
+    let (_dir, _, catcher) = relaying_to(port, "timeout = 5\n", &["--relay-all"]);
     catcher
         .stdout
         .expect_line(&format!("relays to 127.0.0.1:{port} (no TLS)"));
@@ -278,15 +286,7 @@ fn a_relay_that_never_answers_does_not_hold_up_ingest() {
     // Connections complete in the kernel's backlog, and nothing ever greets.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
-    let dir = tempdir();
-    let file = write_config(
-        dir.path(),
-        &format!("host = \"127.0.0.1\"\nport = {port}\ntimeout = 3\n"),
-    );
-    let catcher = Catcher::builder()
-        .http()
-        .args(&["--relay-config", path(&file), "--relay-all"])
-        .start();
+    let (_dir, _, catcher) = relaying_to(port, "timeout = 3\n", &["--relay-all"]);
     // Relayed one by one, five messages would hold ingest for 15 s at least.
     let started = Instant::now();
     let ids: Vec<u64> = (0..5)
@@ -310,18 +310,10 @@ fn a_relay_that_never_answers_does_not_hold_up_ingest() {
 
 /// A catcher with one message and a relay that accepts connections and never
 /// greets, so that each release holds on for the relay's `timeout` seconds.
-fn stuck_relay(timeout: u64) -> (std::net::TcpListener, tempfile::TempDir, Catcher, u64) {
+fn stuck_relay(timeout: u64) -> (std::net::TcpListener, TempDir, Catcher, u64) {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
-    let dir = tempdir();
-    let file = write_config(
-        dir.path(),
-        &format!("host = \"127.0.0.1\"\nport = {port}\ntimeout = {timeout}\n"),
-    );
-    let catcher = Catcher::builder()
-        .http()
-        .args(&["--relay-config", path(&file)])
-        .start();
+    let (dir, _, catcher) = relaying_to(port, &format!("timeout = {timeout}\n"), &[]);
     let id = catcher.send(&message("to release", "held by a silent relay"));
     (silent, dir, catcher, id)
 }
@@ -395,19 +387,9 @@ fn a_release_the_client_gave_up_on_is_still_recorded() {
 #[ignore = "interop: needs aiosmtpd"]
 fn release_by_api_and_cli_to_aiosmtpd_sends_the_stored_bytes() {
     let mut server = Some(Aiosmtpd::start(&AiosmtpdOptions::default()));
-    let port = server.as_ref().unwrap().server();
-    let port = port.rsplit(':').next().unwrap();
-    let dir = tempdir();
-    let file = write_config(
-        dir.path(),
-        &format!(
-            "host = \"127.0.0.1\"\nport = {port}\nallowed-recipients = \"@allowed\\\\.test$\"\n"
-        ),
-    );
-    let catcher = Catcher::builder()
-        .http()
-        .args(&["--relay-config", path(&file)])
-        .start();
+    let port = port_of(server.as_ref().unwrap());
+    let (_dir, file, catcher) =
+        relaying_to(port, "allowed-recipients = \"@allowed\\\\.test$\"\n", &[]);
     let content = b"From: App <app@example.test>\r\nTo: rcpt@example.test\r\n\
         Subject: release me\r\nDate: Mon, 30 Nov 2026 10:00:00 +0000\r\n\
         Message-ID: <release.1@example.test>\r\n\r\n.leading dot\r\nbody\r\n";
@@ -513,20 +495,11 @@ fn auto_relay_over_starttls_sends_to_the_allowed_recipients_only() {
         require_starttls: true,
         ..AiosmtpdOptions::default()
     });
-    let port = server.server().rsplit(':').next().unwrap().to_string();
-    let dir = tempdir();
-    let file = write_config(
-        dir.path(),
-        &format!(
-            "host = \"127.0.0.1\"\nport = {port}\ntls = \"starttls\"\nca-file = \"{}\"\n\
-             blocked-recipients = \"^boss@\"\n",
-            path(&cert.cert)
-        ),
+    let extra = format!(
+        "tls = \"starttls\"\nca-file = \"{}\"\nblocked-recipients = \"^boss@\"\n",
+        path(&cert.cert)
     );
-    let catcher = Catcher::builder()
-        .http()
-        .args(&["--relay-config", path(&file), "--relay-all"])
-        .start();
+    let (_dir, _, catcher) = relaying_to(port_of(&server), &extra, &["--relay-all"]);
     let id = catcher.deliver(
         "app@example.test",
         &["dev@example.test", "boss@example.test"],
@@ -560,15 +533,7 @@ fn auto_relay_over_starttls_sends_to_the_allowed_recipients_only() {
 #[ignore = "interop: needs aiosmtpd"]
 fn auto_relay_without_tls_relays_each_arrival() {
     let server = Aiosmtpd::start(&AiosmtpdOptions::default());
-    let port = server.server().rsplit(':').next().unwrap().to_string();
-    let dir = tempdir();
-    let file = write_config(
-        dir.path(),
-        &format!("host = \"127.0.0.1\"\nport = {port}\n"),
-    );
-    let catcher = Catcher::builder()
-        .args(&["--relay-config", path(&file), "--relay-all"])
-        .start();
+    let (_dir, _, catcher) = relaying_to(port_of(&server), "", &["--relay-all"]);
     // A draft an IMAP client files is not an arrival: relaying it would mail
     // whoever its To names. Filed first, it would be the first thing relayed.
     let imap = catcher.imap_addr();
@@ -612,22 +577,13 @@ fn auto_relay_without_tls_relays_each_arrival() {
 #[ignore = "interop: needs aiosmtpd"]
 fn auto_relay_matching_a_tag_sees_the_tag_rules_give() {
     let server = Aiosmtpd::start(&AiosmtpdOptions::default());
-    let port = server.server().rsplit(':').next().unwrap().to_string();
-    let dir = tempdir();
-    let file = write_config(
-        dir.path(),
-        &format!("host = \"127.0.0.1\"\nport = {port}\n"),
-    );
-    let catcher = Catcher::builder()
-        .args(&[
-            "--relay-config",
-            path(&file),
-            "--tag",
-            "billing=subject:invoice",
-            "--relay-matching",
-            "tag:billing",
-        ])
-        .start();
+    let rules = [
+        "--tag",
+        "billing=subject:invoice",
+        "--relay-matching",
+        "tag:billing",
+    ];
+    let (_dir, _, catcher) = relaying_to(port_of(&server), "", &rules);
     let _skipped = catcher.send(&message("hello there", "not relayed"));
     let relayed = catcher.send(&message("invoice 8", "relayed by its tag"));
     let got = saved(&server, 1).remove(0);
@@ -643,26 +599,14 @@ fn auto_relay_matching_over_implicit_tls_with_auth() {
         login: Some(("relay-user", "s3cret relay")),
         ..AiosmtpdOptions::default()
     });
-    let port = server.server().rsplit(':').next().unwrap().to_string();
-    let dir = tempdir();
-    let file = write_config(
-        dir.path(),
-        &format!(
-            "host = \"127.0.0.1\"\nport = {port}\ntls = \"implicit\"\nca-file = \"{}\"\n\
-             username = \"relay-user\"\npassword = \"s3cret relay\"\n\
-             override-from = \"bounces@relay.test\"\n",
-            path(&cert.cert)
-        ),
+    let extra = format!(
+        "tls = \"implicit\"\nca-file = \"{}\"\n\
+         username = \"relay-user\"\npassword = \"s3cret relay\"\n\
+         override-from = \"bounces@relay.test\"\n",
+        path(&cert.cert)
     );
-    let catcher = Catcher::builder()
-        .http()
-        .args(&[
-            "--relay-config",
-            path(&file),
-            "--relay-matching",
-            "subject:invoice",
-        ])
-        .start();
+    let matching = ["--relay-matching", "subject:invoice"];
+    let (dir, file, catcher) = relaying_to(port_of(&server), &extra, &matching);
     let skipped = catcher.send(&message("hello there", "not relayed"));
     let relayed = catcher.send(&message("invoice 7", "relayed"));
     let got = saved(&server, 1).remove(0);
@@ -732,18 +676,11 @@ fn mailpit_api_client_releases_a_message() {
         js_dir.display()
     );
     let server = Aiosmtpd::start(&AiosmtpdOptions::default());
-    let port = server.server().rsplit(':').next().unwrap().to_string();
-    let dir = tempdir();
-    let file = write_config(
-        dir.path(),
-        &format!(
-            "host = \"127.0.0.1\"\nport = {port}\nallowed-recipients = \"@allowed\\\\.test$\"\n"
-        ),
+    let (_dir, _, catcher) = relaying_to(
+        port_of(&server),
+        "allowed-recipients = \"@allowed\\\\.test$\"\n",
+        &[],
     );
-    let catcher = Catcher::builder()
-        .http()
-        .args(&["--relay-config", path(&file)])
-        .start();
     let id = catcher.send(&message("from js", "released by mailpit-api"));
     let out = program(node, ["mailpit_release.mjs"])
         .arg(format!("http://{}/", catcher.http()))
