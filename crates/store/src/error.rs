@@ -58,6 +58,12 @@ pub enum StoreError {
     /// another client); nothing was changed. The text says which, for the client.
     #[error("{0}")]
     Folder(String),
+    /// The database server cannot be reached, or dropped the connection, or
+    /// is shutting down or starting up (PostgreSQL): nothing was changed, and
+    /// the same request may succeed once it is back (SMTP answers `451 4.3.0`,
+    /// the web API `503`).
+    #[error("the mail store's database is unavailable: {0}; try again")]
+    Unavailable(DatabaseError),
     /// The store's writer thread is gone (it panicked, or the process is shutting
     /// down), so nothing more can be delivered through this handle.
     #[error("the mail store is closed")]
@@ -80,7 +86,78 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// What PostgreSQL's SQLSTATE says a caller should do: connection trouble,
+/// shutdown and start-up are [`StoreError::Unavailable`], a full disk is
+/// [`StoreError::Full`], lock trouble is [`StoreError::Busy`].
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        use tokio_postgres::error::SqlState;
+        let unavailable = match error.code() {
+            Some(code) if *code == SqlState::DISK_FULL => return StoreError::Full,
+            Some(code)
+                if *code == SqlState::T_R_SERIALIZATION_FAILURE
+                    || *code == SqlState::T_R_DEADLOCK_DETECTED
+                    || *code == SqlState::LOCK_NOT_AVAILABLE =>
+            {
+                return StoreError::Busy;
+            }
+            Some(code) => {
+                code.code().starts_with("08")
+                    || code.code().starts_with("57P")
+                    || *code == SqlState::TOO_MANY_CONNECTIONS
+                    || *code == SqlState::READ_ONLY_SQL_TRANSACTION
+            }
+            // No SQLSTATE: the client's side of the conversation failed
+            // (connecting, TLS, the socket, a closed connection).
+            None => {
+                error.is_closed()
+                    || std::error::Error::source(&error)
+                        .is_some_and(|source| source.is::<std::io::Error>())
+                    || error.to_string().starts_with("error connecting")
+                    || error.to_string().starts_with("timeout")
+                    || error.to_string().starts_with("error performing TLS")
+                    || error.to_string().starts_with("error communicating")
+            }
+        };
+        let source = DatabaseError {
+            source: Arc::new(error),
+            io_trouble: false,
+        };
+        if unavailable {
+            StoreError::Unavailable(source)
+        } else {
+            StoreError::Database(source)
+        }
+    }
+}
+
+/// A connection the pool could not give: the server is unreachable or slow.
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        match error {
+            deadpool_postgres::PoolError::Backend(error) => StoreError::from(error),
+            other => StoreError::unavailable(other.to_string()),
+        }
+    }
+}
+
 impl StoreError {
+    /// [`StoreError::Unavailable`] with `text` as its reason.
+    pub(crate) fn unavailable(text: impl Into<String>) -> Self {
+        StoreError::Unavailable(DatabaseError::text(text))
+    }
+
+    /// [`StoreError::Database`] for a row the store cannot read back.
+    pub(crate) fn corrupt(text: impl Into<String>) -> Self {
+        StoreError::Database(DatabaseError::text(text))
+    }
+
+    /// Whether the database is unavailable for now (and the caller should
+    /// say "try again later", not "failed").
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+
     /// Whether this may have been the disk running out of room: SQLite says
     /// `SQLITE_FULL` for a write that hit `ENOSPC`, and may say it could not open
     /// or extend a file (the WAL index) for the same reason.
@@ -109,6 +186,16 @@ pub struct DatabaseError {
     /// The engine could not read, write or open a file: on a full disk this
     /// may be the disk, not the database.
     io_trouble: bool,
+}
+
+impl DatabaseError {
+    fn text(text: impl Into<String>) -> Self {
+        let text: String = text.into();
+        DatabaseError {
+            source: Arc::new(std::io::Error::other(text)),
+            io_trouble: false,
+        }
+    }
 }
 
 impl std::fmt::Display for DatabaseError {

@@ -47,6 +47,7 @@ mod error;
 mod folders;
 pub mod mime;
 mod paths;
+mod postgres;
 mod protocols;
 mod relay;
 mod retention;
@@ -65,6 +66,7 @@ use sokkel_net::repeated;
 
 pub use error::{DatabaseError, StoreError};
 pub use folders::{MAX_FLAG_BYTES, MAX_OTHER_FLAGS, is_folder_copy};
+pub use postgres::{PgConfig, PgConfigError};
 pub use relay::{RELAY_ATTEMPTS_KEPT, RELAY_REPLY_BYTES, RelayAttempt};
 pub use retention::{
     AgeError, CHECK_INTERVAL, MAX_AGE_LIMIT, MaxAge, PruneReport, Pruner, Retention,
@@ -76,7 +78,7 @@ pub use sokkel_message::{
 };
 pub use sqlite::RAW_CHUNK_BYTES;
 pub use store::{
-    FlagChange, MessageCounts, RuntimeStats, Store, StoreEvent, StoreOptions, TagChange,
+    FlagChange, Location, MessageCounts, RuntimeStats, Store, StoreEvent, StoreOptions, TagChange,
     WriterStats,
 };
 pub use summary::{

@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use tokio::sync::broadcast;
 
+use crate::postgres::{PgConfig, PgConfigError, PgStore, is_postgres};
 use crate::relay::RelayAttempt;
 use crate::retention::{PruneReport, Retention};
 use crate::sqlite::{SqliteStore, TagEdit};
@@ -157,6 +158,41 @@ pub struct Store {
 enum Backend {
     /// One SQLite file: the embedded default.
     Sqlite(SqliteStore),
+    /// A PostgreSQL database that several nodes share.
+    Postgres(PgStore),
+}
+
+/// Where a store lives: a SQLite file (the default), or a PostgreSQL database
+/// that several nodes share. Parsed from what `--db` (or `SOKKEL_DB`) says: a
+/// `postgres://` or `postgresql://` URL is a database, anything else a path.
+#[derive(Debug, Clone)]
+pub enum Location {
+    /// A SQLite file.
+    File(PathBuf),
+    /// A PostgreSQL database.
+    Postgres(PgConfig),
+}
+
+impl std::str::FromStr for Location {
+    type Err = PgConfigError;
+
+    fn from_str(text: &str) -> Result<Location, PgConfigError> {
+        if is_postgres(text) {
+            text.parse().map(Location::Postgres)
+        } else {
+            Ok(Location::File(PathBuf::from(text)))
+        }
+    }
+}
+
+impl std::fmt::Display for Location {
+    /// The file's path, or the database's URL without secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::File(path) => write!(f, "{}", path.display()),
+            Location::Postgres(config) => write!(f, "{config}"),
+        }
+    }
 }
 
 impl Store {
@@ -168,6 +204,22 @@ impl Store {
         sqlite::SqliteStore::open(path, options).map(|store| Store {
             backend: Backend::Sqlite(store),
         })
+    }
+
+    /// Open the store at `location`: [`Store::open`] for a file; for
+    /// PostgreSQL, connect, create or migrate the schema (once, when several
+    /// nodes start at once) and start the writer.
+    ///
+    /// Blocks: from async code, call it inside `spawn_blocking`.
+    pub fn open_at(location: &Location, options: StoreOptions) -> Result<Store, StoreError> {
+        match location {
+            Location::File(path) => Store::open(path, options),
+            Location::Postgres(config) => {
+                PgStore::open(config.clone(), options).map(|store| Store {
+                    backend: Backend::Postgres(store),
+                })
+            }
+        }
     }
 
     /// The default location of the store: `sokkel/mail.db` under the per-user data
@@ -183,6 +235,7 @@ impl Store {
     pub fn location(&self) -> String {
         match &self.backend {
             Backend::Sqlite(store) => store.path().display().to_string(),
+            Backend::Postgres(store) => store.location(),
         }
     }
 
@@ -191,6 +244,7 @@ impl Store {
     pub fn size_on_disk(&self) -> u64 {
         match &self.backend {
             Backend::Sqlite(store) => store.size_on_disk(),
+            Backend::Postgres(store) => store.size_on_disk(),
         }
     }
 
@@ -200,6 +254,7 @@ impl Store {
     pub fn list(&self, query: &ListQuery) -> Result<Vec<Summary>, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.list(query),
+            Backend::Postgres(store) => store.list(query),
         }
     }
 
@@ -209,6 +264,7 @@ impl Store {
     pub fn search(&self, query: &SearchQuery, page: &ListQuery) -> Result<SearchPage, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.search(query, page),
+            Backend::Postgres(store) => store.search(query, page),
         }
     }
 
@@ -222,6 +278,7 @@ impl Store {
     pub fn delete_matching(&self, query: &SearchQuery) -> Result<u64, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.delete_matching(query),
+            Backend::Postgres(store) => store.delete_matching(query),
         }
     }
 
@@ -229,6 +286,7 @@ impl Store {
     pub fn count(&self) -> Result<MessageCounts, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.count(),
+            Backend::Postgres(store) => store.count(),
         }
     }
 
@@ -237,6 +295,7 @@ impl Store {
     pub fn get(&self, id: MessageId) -> Result<Option<StoredMessage>, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.get(id),
+            Backend::Postgres(store) => store.get(id),
         }
     }
 
@@ -247,6 +306,7 @@ impl Store {
     pub fn record_relay(&self, id: MessageId, attempt: &RelayAttempt) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.record_relay(id, attempt),
+            Backend::Postgres(store) => store.record_relay(id, attempt),
         }
     }
 
@@ -255,6 +315,7 @@ impl Store {
     pub fn relay_attempts(&self, id: MessageId) -> Result<Vec<RelayAttempt>, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.relay_attempts(id),
+            Backend::Postgres(store) => store.relay_attempts(id),
         }
     }
 
@@ -266,6 +327,7 @@ impl Store {
     pub fn matches(&self, id: MessageId, query: &SearchQuery) -> Result<Option<bool>, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.matches(id, query),
+            Backend::Postgres(store) => store.matches(id, query),
         }
     }
 
@@ -273,6 +335,7 @@ impl Store {
     pub fn latest(&self) -> Result<Option<MessageId>, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.latest(),
+            Backend::Postgres(store) => store.latest(),
         }
     }
 
@@ -280,6 +343,7 @@ impl Store {
     pub fn raw(&self, id: MessageId) -> Result<Option<Vec<u8>>, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.raw(id),
+            Backend::Postgres(store) => store.raw(id),
         }
     }
 
@@ -294,6 +358,7 @@ impl Store {
     pub fn delete(&self, ids: &[MessageId]) -> Result<u64, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.delete(ids),
+            Backend::Postgres(store) => store.delete(ids),
         }
     }
 
@@ -303,6 +368,7 @@ impl Store {
     pub fn delete_all(&self) -> Result<u64, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.delete_all(),
+            Backend::Postgres(store) => store.delete_all(),
         }
     }
 
@@ -323,6 +389,7 @@ impl Store {
     ) -> Result<PruneReport, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.prune(policy, now, stop),
+            Backend::Postgres(store) => store.prune(policy, now, stop),
         }
     }
 
@@ -345,6 +412,7 @@ impl Store {
     pub fn set_flags(&self, ids: &[MessageId], change: FlagChange) -> Result<u64, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.set_flags(ids, change),
+            Backend::Postgres(store) => store.set_flags(ids, change),
         }
     }
 
@@ -355,6 +423,7 @@ impl Store {
     pub fn changed_since(&self, modseq: u64) -> Result<Vec<(MessageId, u64)>, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.changed_since(modseq),
+            Backend::Postgres(store) => store.changed_since(modseq),
         }
     }
 
@@ -364,6 +433,7 @@ impl Store {
     pub fn highest_modseq(&self) -> Result<u64, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.highest_modseq(),
+            Backend::Postgres(store) => store.highest_modseq(),
         }
     }
 
@@ -373,6 +443,7 @@ impl Store {
     pub fn uid_validity(&self) -> Result<u32, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.uid_validity(),
+            Backend::Postgres(store) => store.uid_validity(),
         }
     }
 
@@ -380,6 +451,7 @@ impl Store {
     pub fn runtime_stats(&self) -> RuntimeStats {
         match &self.backend {
             Backend::Sqlite(store) => store.runtime_stats(),
+            Backend::Postgres(store) => store.runtime_stats(),
         }
     }
 
@@ -393,6 +465,7 @@ impl Store {
     pub fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
         match &self.backend {
             Backend::Sqlite(store) => store.subscribe(),
+            Backend::Postgres(store) => store.subscribe(),
         }
     }
 
@@ -400,6 +473,7 @@ impl Store {
     pub fn writer_stats(&self) -> WriterStats {
         match &self.backend {
             Backend::Sqlite(store) => store.writer_stats(),
+            Backend::Postgres(store) => store.writer_stats(),
         }
     }
 
@@ -410,6 +484,7 @@ impl Store {
     pub fn import(&self, messages: Vec<NewMessage>) -> Result<Vec<MessageId>, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.import(messages),
+            Backend::Postgres(store) => store.import(messages),
         }
     }
 
@@ -426,6 +501,7 @@ impl Store {
     pub fn maildrop(&self, recipient: Option<&str>) -> Result<Vec<(MessageId, u64)>, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.maildrop(recipient),
+            Backend::Postgres(store) => store.maildrop(recipient),
         }
     }
 
@@ -433,6 +509,7 @@ impl Store {
     pub fn raw_len(&self, id: MessageId) -> Result<Option<u64>, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.raw_len(id),
+            Backend::Postgres(store) => store.raw_len(id),
         }
     }
 
@@ -449,6 +526,7 @@ impl Store {
     ) -> Result<Option<Vec<u8>>, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.raw_chunk(id, offset, max),
+            Backend::Postgres(store) => store.raw_chunk(id, offset, max),
         }
     }
 
@@ -457,6 +535,7 @@ impl Store {
     pub fn tags(&self) -> Result<Vec<(String, u64)>, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.tags(),
+            Backend::Postgres(store) => store.tags(),
         }
     }
 
@@ -466,6 +545,7 @@ impl Store {
     pub fn tag_names(&self) -> Result<Vec<String>, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.tag_names(),
+            Backend::Postgres(store) => store.tag_names(),
         }
     }
 
@@ -475,6 +555,7 @@ impl Store {
         let tag = TagName::parse(tag)?;
         match &self.backend {
             Backend::Sqlite(store) => store.list_tagged(&tag, page),
+            Backend::Postgres(store) => store.list_tagged(&tag, page),
         }
     }
 
@@ -518,6 +599,7 @@ impl Store {
         let tags = TagName::parse_all(tags)?;
         match &self.backend {
             Backend::Sqlite(store) => store.change_tags(ids, &tags, edit),
+            Backend::Postgres(store) => store.change_tags(ids, &tags, edit),
         }
     }
 
@@ -529,6 +611,7 @@ impl Store {
         let (from, to) = (TagName::parse(from)?, TagName::parse(to)?);
         match &self.backend {
             Backend::Sqlite(store) => store.rename_tag(&from, &to),
+            Backend::Postgres(store) => store.rename_tag(&from, &to),
         }
     }
 
@@ -538,6 +621,7 @@ impl Store {
         let name = TagName::parse(name)?;
         match &self.backend {
             Backend::Sqlite(store) => store.delete_tag(&name),
+            Backend::Postgres(store) => store.delete_tag(&name),
         }
     }
 
@@ -548,6 +632,7 @@ impl Store {
     pub fn folder_validity(&self, folder: &Folder) -> Result<u32, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.folder_validity(folder),
+            Backend::Postgres(store) => store.folder_validity(folder),
         }
     }
 
@@ -559,6 +644,7 @@ impl Store {
     pub fn folder_names(&self) -> Result<Vec<String>, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.folder_names(),
+            Backend::Postgres(store) => store.folder_names(),
         }
     }
 
@@ -572,6 +658,7 @@ impl Store {
     ) -> Result<Option<(Vec<FolderMessage>, u32)>, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.folder_messages(folder),
+            Backend::Postgres(store) => store.folder_messages(folder),
         }
     }
 
@@ -586,6 +673,7 @@ impl Store {
         let highest_modseq = self.highest_modseq()?;
         let read = match &self.backend {
             Backend::Sqlite(store) => store.folder_changes(folder, since)?,
+            Backend::Postgres(store) => store.folder_changes(folder, since)?,
         };
         let listed = match read {
             Some(listed) => listed,
@@ -613,6 +701,7 @@ impl Store {
     ) -> Result<Option<Vec<u8>>, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.folder_raw(folder, id),
+            Backend::Postgres(store) => store.folder_raw(folder, id),
         }
     }
 
@@ -631,6 +720,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.set_folder_flags(folder, ids, edit),
+            Backend::Postgres(store) => store.set_folder_flags(folder, ids, edit),
         }
     }
 
@@ -651,6 +741,7 @@ impl Store {
     ) -> Result<u32, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.append_to_folder(folder, raw, flags, received_at),
+            Backend::Postgres(store) => store.append_to_folder(folder, raw, flags, received_at),
         }
     }
 
@@ -665,6 +756,7 @@ impl Store {
     ) -> Result<Vec<u32>, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.copy_to_folder(from, ids, to),
+            Backend::Postgres(store) => store.copy_to_folder(from, ids, to),
         }
     }
 
@@ -679,6 +771,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.expunge_from_folder(folder, ids),
+            Backend::Postgres(store) => store.expunge_from_folder(folder, ids),
         }
     }
 
@@ -688,6 +781,7 @@ impl Store {
         let name = TagName::parse(name)?;
         match &self.backend {
             Backend::Sqlite(store) => store.create_folder(&name),
+            Backend::Postgres(store) => store.create_folder(&name),
         }
     }
 
@@ -697,6 +791,7 @@ impl Store {
         let name = TagName::parse(name)?;
         match &self.backend {
             Backend::Sqlite(store) => store.delete_folder(&name),
+            Backend::Postgres(store) => store.delete_folder(&name),
         }
     }
 
@@ -709,6 +804,7 @@ impl Store {
         let (from, to) = (TagName::parse(from)?, TagName::parse(to)?);
         match &self.backend {
             Backend::Sqlite(store) => store.rename_folder(&from, &to),
+            Backend::Postgres(store) => store.rename_folder(&from, &to),
         }
     }
 
@@ -718,6 +814,7 @@ impl Store {
     pub(crate) async fn submit(&self, message: NewMessage) -> Result<MessageId, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.deliver(message).await,
+            Backend::Postgres(store) => store.deliver(message).await,
         }
     }
 }

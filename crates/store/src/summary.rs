@@ -21,7 +21,10 @@
 //! [`SUMMARY_ADDRESS_BYTES`]) and the header's count, so listing never decodes
 //! more; the complete lists are in the raw message.
 
-use crate::Address;
+use crate::mime::Digest;
+use crate::tags::TagName;
+use crate::time::{from_millis, to_millis};
+use crate::{Address, MessageId, NewMessage, Summary};
 
 /// The most addresses a listed summary carries in each of To, Cc and Reply-To.
 pub const SUMMARY_ADDRESSES: usize = 50;
@@ -183,5 +186,63 @@ mod tests {
         assert_eq!(recipients[0].len(), SUMMARY_ADDRESS_BYTES);
         let usual: Vec<String> = (0..150).map(|n| format!("r{n}@y.test")).collect();
         assert_eq!(listed_recipients(usual.clone()), usual);
+    }
+}
+
+/// The summary a list would show for `message` once stored as `id` with
+/// `tags`, bounded as a listed summary is.
+pub(crate) fn summary_of(
+    id: MessageId,
+    message: &NewMessage,
+    digest: Digest,
+    tags: &[TagName],
+) -> Summary {
+    let listed = |list: &[Address]| {
+        let (stored, count) = stored_list(list);
+        (listed(stored), count)
+    };
+    let (to, to_count) = listed(&digest.to);
+    let (cc, cc_count) = listed(&digest.cc);
+    let (reply_to, reply_to_count) = listed(&digest.reply_to);
+    let (bcc, bcc_count) = listed(&digest.bcc);
+    Summary {
+        id,
+        // Stored with millisecond precision; announce what a reader will read.
+        received_at: from_millis(to_millis(message.received_at)),
+        mail_from: message.envelope.mail_from.clone(),
+        rcpt_to: listed_recipients(message.envelope.rcpt_to.clone()),
+        from: digest.from.map(listed_from),
+        to,
+        to_count,
+        cc,
+        cc_count,
+        reply_to,
+        reply_to_count,
+        bcc,
+        bcc_count,
+        subject: cut_string(digest.subject, SUMMARY_TEXT_BYTES),
+        date: digest.date,
+        message_id: digest
+            .message_id
+            .map(|id| cut_string(id, SUMMARY_TEXT_BYTES)),
+        size: message.raw.len() as u64,
+        attachments: digest.attachments,
+        snippet: digest.snippet,
+        read: false,
+        flagged: false,
+        tags: {
+            let mut tags: Vec<String> = tags.iter().map(ToString::to_string).collect();
+            tags.sort_unstable_by_key(|tag| tag.to_lowercase());
+            tags
+        },
+        bare_lf: message.envelope.bare_lf,
+        parsed: digest.parsed,
+    }
+}
+
+pub(crate) fn listed_from(from: Address) -> Address {
+    Address {
+        name: cut_string(from.name, SUMMARY_TEXT_BYTES),
+        address: cut_string(from.address, SUMMARY_TEXT_BYTES),
     }
 }

@@ -2,7 +2,7 @@
 //! received times, the web API writes RFC 3339, and search parses `before:` dates,
 //! all with these few functions.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch (negative before it), saturating.
 pub fn unix_millis(time: SystemTime) -> i64 {
@@ -104,3 +104,16 @@ mod tests {
         assert_eq!(days_from_civil(2026, 11, 24), 20_781);
     }
 }
+
+/// What [`unix_millis`] gave back as a time.
+pub(crate) fn from_millis(millis: i64) -> SystemTime {
+    let magnitude = Duration::from_millis(millis.unsigned_abs());
+    if millis >= 0 {
+        UNIX_EPOCH + magnitude
+    } else {
+        UNIX_EPOCH - magnitude
+    }
+}
+
+/// [`unix_millis`], as the backends call it when they write a time.
+pub(crate) use unix_millis as to_millis;

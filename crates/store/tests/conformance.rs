@@ -28,6 +28,16 @@ fn sqlite(case: fn(Open<'_>)) {
     case(&|| Store::open(&path, StoreOptions::default()).unwrap());
 }
 
+/// Runs `case` on a fresh database of this test binary's throwaway
+/// PostgreSQL cluster (`pg/mod.rs`).
+fn postgres(case: fn(Open<'_>)) {
+    let location: sokkel_store::Location = pg::fresh_database().parse().unwrap();
+    case(&|| Store::open_at(&location, StoreOptions::default()).unwrap());
+}
+
+#[path = "pg/mod.rs"]
+mod pg;
+
 /// One `#[test]` per case for a backend's opener.
 macro_rules! cases {
     ($backend:ident: $($case:ident),* $(,)?) => {
@@ -40,9 +50,46 @@ macro_rules! cases {
             )*
         }
     };
+    (interop $backend:ident: $($case:ident),* $(,)?) => {
+        mod $backend {
+            $(
+                #[test]
+                #[ignore = "interop: needs PostgreSQL; .ci/run installs it and runs cargo test -- --ignored"]
+                fn $case() {
+                    super::$backend(super::$case);
+                }
+            )*
+        }
+    };
 }
 
 cases!(sqlite:
+    delivered_and_imported_messages_read_back_whole,
+    lists_page_newest_first_by_before_and_offset,
+    search_finds_words_addresses_and_flags,
+    flags_change_and_count,
+    maildrops_hold_the_mail_sent_to_an_address,
+    changes_are_announced,
+    readers_and_writers_work_at_once,
+    deletes_remove_and_ids_are_never_reused,
+    uid_validity_is_fixed,
+    modseq_grows_with_each_change,
+    folder_uids_ascend_and_a_late_tag_goes_last,
+    folders_have_their_own_uid_validity,
+    flags_are_shared_by_every_folder_but_sent,
+    expunge_deletes_untags_or_drops_the_copy,
+    copy_returns_the_uids_in_the_target,
+    append_stores_into_each_folder,
+    folders_are_created_renamed_and_deleted,
+    sent_copies_stay_apart_from_the_caught_mail,
+    the_inbox_of_a_login_holds_its_mail,
+    modseq_moves_on_every_folder_change,
+    changes_give_only_what_moved_past_a_modseq,
+    relay_attempts_are_kept_with_their_message,
+    one_message_matches_a_search_once_indexed,
+);
+
+cases!(interop postgres:
     delivered_and_imported_messages_read_back_whole,
     lists_page_newest_first_by_before_and_offset,
     search_finds_words_addresses_and_flags,

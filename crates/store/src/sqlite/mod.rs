@@ -772,7 +772,7 @@ fn local_part_range(name: &str) -> (String, String, i64) {
 }
 
 /// `address` as the `mailboxes` table keeps it.
-fn mailbox_address(address: &str) -> String {
+pub(crate) fn mailbox_address(address: &str) -> String {
     address.to_lowercase()
 }
 

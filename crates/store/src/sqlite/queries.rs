@@ -1,15 +1,14 @@
 //! Rows in and out: inserting a delivered message, and reading rows back as
 //! the store's types.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use rusqlite::types::Type;
 use rusqlite::{Connection, Row, params};
 
 use super::index::{IndexText, index_message};
 use super::to_i64;
 use crate::mime::Digest;
-use crate::tags::TagName;
+pub(super) use crate::summary::summary_of;
+pub(super) use crate::time::{from_millis, to_millis};
 use crate::{
     Address, Envelope, MessageId, NewMessage, SUMMARY_TEXT_BYTES, StoredMessage, Summary, TlsInfo,
     summary,
@@ -136,64 +135,6 @@ pub(super) fn touch(conn: &Connection, ids: &[MessageId], seq: i64) -> rusqlite:
         statement.execute(params![id.0, seq])?;
     }
     Ok(())
-}
-
-/// The summary a list would show for `message` once stored as `id` with
-/// `tags`, bounded as a listed summary is.
-pub(super) fn summary_of(
-    id: MessageId,
-    message: &NewMessage,
-    digest: Digest,
-    tags: &[TagName],
-) -> Summary {
-    let listed = |list: &[Address]| {
-        let (stored, count) = summary::stored_list(list);
-        (summary::listed(stored), count)
-    };
-    let (to, to_count) = listed(&digest.to);
-    let (cc, cc_count) = listed(&digest.cc);
-    let (reply_to, reply_to_count) = listed(&digest.reply_to);
-    let (bcc, bcc_count) = listed(&digest.bcc);
-    Summary {
-        id,
-        // Stored with millisecond precision; announce what a reader will read.
-        received_at: from_millis(to_millis(message.received_at)),
-        mail_from: message.envelope.mail_from.clone(),
-        rcpt_to: summary::listed_recipients(message.envelope.rcpt_to.clone()),
-        from: digest.from.map(listed_from),
-        to,
-        to_count,
-        cc,
-        cc_count,
-        reply_to,
-        reply_to_count,
-        bcc,
-        bcc_count,
-        subject: summary::cut_string(digest.subject, SUMMARY_TEXT_BYTES),
-        date: digest.date,
-        message_id: digest
-            .message_id
-            .map(|id| summary::cut_string(id, SUMMARY_TEXT_BYTES)),
-        size: message.raw.len() as u64,
-        attachments: digest.attachments,
-        snippet: digest.snippet,
-        read: false,
-        flagged: false,
-        tags: {
-            let mut tags: Vec<String> = tags.iter().map(ToString::to_string).collect();
-            tags.sort_unstable_by_key(|tag| tag.to_lowercase());
-            tags
-        },
-        bare_lf: message.envelope.bare_lf,
-        parsed: digest.parsed,
-    }
-}
-
-pub(super) fn listed_from(from: Address) -> Address {
-    Address {
-        name: summary::cut_string(from.name, SUMMARY_TEXT_BYTES),
-        address: summary::cut_string(from.address, SUMMARY_TEXT_BYTES),
-    }
 }
 
 /// How much of a row [`summary_from_row`] reads.
@@ -346,20 +287,4 @@ pub(super) fn from_json<T: serde::de::DeserializeOwned>(
     serde_json::from_str(json).map_err(|error| {
         rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(error))
     })
-}
-
-pub(super) fn to_millis(time: SystemTime) -> i64 {
-    match time.duration_since(UNIX_EPOCH) {
-        Ok(after) => to_i64(after.as_millis()),
-        Err(before) => -to_i64(before.duration().as_millis()),
-    }
-}
-
-pub(super) fn from_millis(millis: i64) -> SystemTime {
-    let magnitude = Duration::from_millis(millis.unsigned_abs());
-    if millis >= 0 {
-        UNIX_EPOCH + magnitude
-    } else {
-        UNIX_EPOCH - magnitude
-    }
 }
