@@ -239,6 +239,15 @@ impl Store {
         }
     }
 
+    /// Whether the store can be used now: for PostgreSQL, whether the
+    /// database answers (`/readyz`); a SQLite store is always ready once open.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(()),
+            Backend::Postgres(store) => store.ping(),
+        }
+    }
+
     /// How many bytes the store takes on disk (for SQLite, the database file and
     /// its write-ahead log).
     pub fn size_on_disk(&self) -> u64 {

@@ -99,6 +99,7 @@ pub(crate) struct Shared {
 struct Inner {
     shared: Arc<Shared>,
     writer: writer::Writer,
+    indexer: index::Indexer,
     listener: Mutex<Option<events::Listener>>,
     /// Owned here and shut down without waiting when the last handle goes
     /// (the drop may happen inside another runtime, where a blocking
@@ -166,15 +167,18 @@ impl PgStore {
             deleted: AtomicU64::new(0),
             handle: handle.clone(),
         });
-        let writer = handle.block_on(async {
+        let (writer, indexer) = handle.block_on(async {
             let mut client = shared.client().await?;
             schema::migrate(&mut client).await?;
-            Ok::<_, StoreError>(writer::Writer::spawn(Arc::clone(&shared)))
+            let indexer = index::Indexer::spawn(Arc::clone(&shared));
+            let writer = writer::Writer::spawn(Arc::clone(&shared), indexer.clone());
+            Ok::<_, StoreError>((writer, indexer))
         })?;
         Ok(PgStore {
             inner: Arc::new(Inner {
                 shared,
                 writer,
+                indexer,
                 listener: Mutex::new(None),
                 runtime: Mutex::new(Some(runtime)),
             }),
@@ -188,6 +192,15 @@ impl PgStore {
     /// Where the store lives, without secrets.
     pub(crate) fn location(&self) -> String {
         self.inner.shared.config.to_string()
+    }
+
+    /// Whether the database answers: one round trip on a pooled connection.
+    pub(crate) fn ping(&self) -> Result<(), StoreError> {
+        self.run(async {
+            let client = self.inner.shared.client().await?;
+            client.simple_query("SELECT 1").await?;
+            Ok(())
+        })
     }
 
     /// Run `work` on the backend's runtime and wait for it. Blocks: call it

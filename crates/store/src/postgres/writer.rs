@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use super::Shared;
+use super::index::Indexer;
 use crate::mime::Digest;
 use crate::store::WriterStats;
 use crate::tags::TagName;
@@ -13,11 +14,15 @@ use crate::{MessageId, NewMessage, StoreError};
 
 pub(crate) struct Writer {
     _shared: Arc<Shared>,
+    _indexer: Indexer,
 }
 
 impl Writer {
-    pub(super) fn spawn(shared: Arc<Shared>) -> Writer {
-        Writer { _shared: shared }
+    pub(super) fn spawn(shared: Arc<Shared>, indexer: Indexer) -> Writer {
+        Writer {
+            _shared: shared,
+            _indexer: indexer,
+        }
     }
 
     pub(super) async fn submit(
