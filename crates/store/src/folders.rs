@@ -4,11 +4,16 @@
 //! every other flag (`\Answered`, `\Draft`, `\Deleted`, keywords) is kept as
 //! the client spelled it, once each (without regard to case), in the order it
 //! was set. The backend stores them as one space-separated text: an IMAP flag
-//! is an atom, which has no spaces.
+//! is an atom, which has no spaces. Also what both backends make of a folder
+//! name and of an APPENDed message's envelope.
 
-use sokkel_message::{Envelope, FlagEdit, Flags};
+use std::net::{Ipv4Addr, SocketAddr};
+
+use sokkel_message::{Envelope, FlagEdit, Flags, Folder};
 
 use crate::StoreError;
+use crate::mime::Digest;
+use crate::tags::TagName;
 
 /// The most other flags one message keeps, so that a client cannot grow a
 /// row without bound; Thunderbird sets a handful.
@@ -121,6 +126,38 @@ pub(crate) fn from_text(text: &str) -> Vec<String> {
 
 fn has(flags: &[String], flag: &str) -> bool {
     flags.iter().any(|have| have.eq_ignore_ascii_case(flag))
+}
+
+/// The envelope an APPENDed message is stored with, as if delivered over
+/// SMTP: the From header's address as the sender; To, Cc and Bcc as the
+/// recipients; HELO `imap` from 127.0.0.1 port 0 (no SMTP client sent it).
+pub(crate) fn append_envelope(digest: &Digest) -> Envelope {
+    Envelope {
+        mail_from: digest
+            .from
+            .as_ref()
+            .map(|from| from.address.clone())
+            .unwrap_or_default(),
+        rcpt_to: (digest.to.iter().chain(&digest.cc).chain(&digest.bcc))
+            .map(|to| to.address.clone())
+            .filter(|address| !address.is_empty())
+            .collect(),
+        helo: FOLDER_COPY_HELO.into(),
+        client_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        bare_lf: false,
+        smtputf8: false,
+        tls: None,
+        auth_user: None,
+    }
+}
+
+/// The tag whose folder `folder` is, its name checked; `None` for the INBOX
+/// and Sent.
+pub(crate) fn tag_of(folder: &Folder) -> Result<Option<TagName>, StoreError> {
+    match folder {
+        Folder::Tag(name) => Ok(Some(TagName::parse(name)?)),
+        Folder::Inbox { .. } | Folder::Sent => Ok(None),
+    }
 }
 
 #[cfg(test)]

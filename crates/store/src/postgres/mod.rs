@@ -93,6 +93,8 @@ pub(crate) struct Shared {
     pub(crate) node: String,
     /// Messages deleted through this handle.
     pub(crate) deleted: AtomicU64,
+    /// The retention lock, once this node holds it (`retention.rs`).
+    pub(crate) retention: retention::RetentionLock,
     pub(crate) handle: Handle,
 }
 
@@ -165,6 +167,7 @@ impl PgStore {
             events,
             node: node_name(),
             deleted: AtomicU64::new(0),
+            retention: retention::RetentionLock::default(),
             handle: handle.clone(),
         });
         let (writer, indexer) = handle.block_on(async {

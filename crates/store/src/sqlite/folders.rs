@@ -14,7 +14,6 @@
 //! tags), as [`StoreEvent::Changed`] for what it does not show (keywords, Sent,
 //! empty folders).
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -28,11 +27,11 @@ use super::queries::{
 };
 use super::tags::{apply_rules, ids_tagged, prune_unused, tag_event, tag_id, tag_message};
 use super::{SqliteStore, local_part_range, mailbox_address, to_i64, unique};
-use crate::folders::{edited, from_text, to_text, undeleted};
-use crate::mime::{self, Digest};
+use crate::folders::{append_envelope, edited, from_text, tag_of, to_text, undeleted};
+use crate::mime;
 use crate::store::StoreEvent;
 use crate::tags::TagName;
-use crate::{Envelope, MessageId, NewMessage, StoreError};
+use crate::{MessageId, NewMessage, StoreError};
 
 /// What a folder's listing reads of each message, in [`folder_message`]'s
 /// order, after the UID.
@@ -216,38 +215,6 @@ fn insert_sent(conn: &Connection, copy: &Copied) -> rusqlite::Result<MessageId> 
     conn.prepare_cached("INSERT INTO sent_raw (id, data) VALUES (?1, ?2)")?
         .execute(params![id, copy.raw])?;
     Ok(MessageId(id))
-}
-
-/// The envelope an APPENDed message is stored with, as if delivered over
-/// SMTP: the From header's address as the sender; To, Cc and Bcc as the
-/// recipients; HELO `imap` from 127.0.0.1 port 0 (no SMTP client sent it).
-fn append_envelope(digest: &Digest) -> Envelope {
-    Envelope {
-        mail_from: digest
-            .from
-            .as_ref()
-            .map(|from| from.address.clone())
-            .unwrap_or_default(),
-        rcpt_to: (digest.to.iter().chain(&digest.cc).chain(&digest.bcc))
-            .map(|to| to.address.clone())
-            .filter(|address| !address.is_empty())
-            .collect(),
-        helo: crate::folders::FOLDER_COPY_HELO.into(),
-        client_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        bare_lf: false,
-        smtputf8: false,
-        tls: None,
-        auth_user: None,
-    }
-}
-
-/// The tag whose folder `folder` is, its name checked; `None` for the INBOX
-/// and Sent.
-fn tag_of(folder: &Folder) -> Result<Option<TagName>, StoreError> {
-    match folder {
-        Folder::Tag(name) => Ok(Some(TagName::parse(name)?)),
-        Folder::Inbox { .. } | Folder::Sent => Ok(None),
-    }
 }
 
 /// What one folder change did, to be announced once it commits.

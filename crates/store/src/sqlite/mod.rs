@@ -765,7 +765,7 @@ const MAILDROP_OF_NAME: &str = "SELECT DISTINCT m.id, m.size FROM mailboxes AS b
 /// address that starts with `name@` (a range of the primary key, as '@' + 1 is
 /// 'A') and has no `@` after it, since the local part is what precedes the
 /// last `@`.
-fn local_part_range(name: &str) -> (String, String, i64) {
+pub(crate) fn local_part_range(name: &str) -> (String, String, i64) {
     let from = format!("{name}@");
     let after = to_i64(from.chars().count() + 1);
     (from, format!("{name}A"), after)
