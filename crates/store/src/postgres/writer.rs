@@ -19,6 +19,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use futures_util::future::try_join_all;
 use tokio::sync::{mpsc, oneshot};
 
 use super::index::{IndexEntry, Indexer};
@@ -200,13 +201,20 @@ async fn insert_batch(
     let mut client = shared.client().await?;
     let tx = client.transaction().await?;
     let seq = next_seq(&tx).await?;
-    let mut ids = Vec::with_capacity(batch.len());
-    for request in batch {
-        let id = insert_message(&tx, &request.message, &request.digest, seq).await?;
+    // Every insert is sent before the first answer is awaited: one
+    // connection pipelines them, so a batch costs a few round trips, not a
+    // few per message.
+    let ids = try_join_all(
+        batch
+            .iter()
+            .map(|request| insert_message(&tx, &request.message, &request.digest, seq)),
+    )
+    .await?;
+    // Tags after, in order, so that a folder's UIDs follow the ids.
+    for (request, id) in batch.iter().zip(&ids) {
         if !request.tags.is_empty() {
-            tag_message(&tx, id, &request.tags).await?;
+            tag_message(&tx, *id, &request.tags).await?;
         }
-        ids.push(id);
     }
     let notice = Notice::New {
         ids: ids.iter().map(|id| id.0).collect(),
