@@ -64,8 +64,9 @@ impl IndexText {
         }
     }
 
-    /// The bytes this holds, to bound how much waits for indexing.
-    pub(crate) fn len(&self) -> usize {
+    /// Each column's text, in the order of the SQLite table's columns:
+    /// subject, sender, recipients, body, cc, bcc, reply_to, message_id.
+    pub(crate) fn columns(&self) -> [&str; 8] {
         [
             &self.subject,
             &self.sender,
@@ -76,9 +77,11 @@ impl IndexText {
             &self.reply_to,
             &self.message_id,
         ]
-        .iter()
-        .map(|column| column.len())
-        .sum()
+    }
+
+    /// The bytes this holds, to bound how much waits for indexing.
+    pub(crate) fn len(&self) -> usize {
+        self.columns().iter().map(|column| column.len()).sum()
     }
 }
 
