@@ -4,16 +4,19 @@
 //! every other flag (`\Answered`, `\Draft`, `\Deleted`, keywords) is kept as
 //! the client spelled it, once each (without regard to case), in the order it
 //! was set. The backend stores them as one space-separated text: an IMAP flag
-//! is an atom, which has no spaces. Also what both backends make of a folder
-//! name and of an APPENDed message's envelope.
+//! is an atom, which has no spaces. Also what both backends share of IMAP's
+//! folders: where a folder's messages live, what a listing reads, what an
+//! APPENDed message's envelope is, what one folder change did.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::time::SystemTime;
 
 use sokkel_message::{Envelope, FlagEdit, Flags, Folder};
 
-use crate::StoreError;
 use crate::mime::Digest;
+use crate::store::StoreEvent;
 use crate::tags::TagName;
+use crate::{MessageId, StoreError};
 
 /// The most other flags one message keeps, so that a client cannot grow a
 /// row without bound; Thunderbird sets a handful.
@@ -158,6 +161,72 @@ pub(crate) fn tag_of(folder: &Folder) -> Result<Option<TagName>, StoreError> {
         Folder::Tag(name) => Ok(Some(TagName::parse(name)?)),
         Folder::Inbox { .. } | Folder::Sent => Ok(None),
     }
+}
+
+/// What a folder's listing reads of each message (from `messages AS m` or
+/// `sent AS m`, the same columns in both backends), after the UID.
+pub(crate) const COLUMNS: &str =
+    "m.id, m.size, m.received_at, m.read, m.flagged, m.keywords, m.modseq";
+
+/// Ids are positive and far below 2^32 in any store a catcher keeps; IMAP's
+/// UIDs are 32 bits.
+pub(crate) fn to_uid(value: i64) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
+}
+
+pub(crate) fn no_folder(name: &TagName) -> StoreError {
+    StoreError::Folder(format!("there is no folder {name}"))
+}
+
+/// Where a folder's messages live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Table {
+    /// The caught mail: the INBOX and the tags' folders.
+    Messages,
+    /// The sent copies.
+    Sent,
+}
+
+impl Table {
+    pub(crate) fn of(folder: &Folder) -> Table {
+        match folder {
+            Folder::Sent => Table::Sent,
+            Folder::Inbox { .. } | Folder::Tag(_) => Table::Messages,
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Table::Messages => "messages",
+            Table::Sent => "sent",
+        }
+    }
+
+    pub(crate) fn raw_table(self) -> &'static str {
+        match self {
+            Table::Messages => "raw",
+            Table::Sent => "sent_raw",
+        }
+    }
+}
+
+/// A message read back for a copy: its bytes, flags and INTERNALDATE.
+pub(crate) struct Copied {
+    pub(crate) raw: Vec<u8>,
+    pub(crate) flags: Flags,
+    pub(crate) received_at: SystemTime,
+}
+
+/// What one folder change did, to be announced once it commits.
+#[derive(Default)]
+pub(crate) struct Outcome {
+    /// Delivered messages (appends into the INBOX or a tag, sent copies
+    /// delivered), announced as new.
+    pub(crate) new: Vec<StoreEvent>,
+    /// Messages whose tags changed.
+    pub(crate) tagged: Vec<MessageId>,
+    /// Something else changed that the web page does not show.
+    pub(crate) other: bool,
 }
 
 #[cfg(test)]

@@ -27,15 +27,14 @@ use super::queries::{
 };
 use super::tags::{apply_rules, ids_tagged, prune_unused, tag_event, tag_id, tag_message};
 use super::{SqliteStore, local_part_range, mailbox_address, to_i64, unique};
-use crate::folders::{append_envelope, edited, from_text, tag_of, to_text, undeleted};
+use crate::folders::{
+    COLUMNS, Copied, Outcome, Table, append_envelope, edited, from_text, no_folder, tag_of,
+    to_text, to_uid, undeleted,
+};
 use crate::mime;
 use crate::store::StoreEvent;
 use crate::tags::TagName;
 use crate::{MessageId, NewMessage, StoreError};
-
-/// What a folder's listing reads of each message, in [`folder_message`]'s
-/// order, after the UID.
-const COLUMNS: &str = "m.id, m.size, m.received_at, m.read, m.flagged, m.keywords, m.modseq";
 
 /// The INBOX of every message, by UID: a walk of the table in id order.
 fn inbox_sql() -> String {
@@ -66,16 +65,6 @@ fn folder_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<FolderMessage> {
         },
         modseq: row.get::<_, i64>(7)?.max(0) as u64,
     })
-}
-
-/// Ids are positive and far below 2^32 in any store a catcher keeps; IMAP's
-/// UIDs are 32 bits.
-fn to_uid(value: i64) -> u32 {
-    u32::try_from(value).unwrap_or(u32::MAX)
-}
-
-fn no_folder(name: &TagName) -> StoreError {
-    StoreError::Folder(format!("there is no folder {name}"))
 }
 
 /// The id of the tag `name`, which must exist.
@@ -129,45 +118,6 @@ fn write_flags(
     Ok(())
 }
 
-/// Where a folder's messages live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Table {
-    /// The caught mail: the INBOX and the tags' folders.
-    Messages,
-    /// The sent copies.
-    Sent,
-}
-
-impl Table {
-    fn of(folder: &Folder) -> Table {
-        match folder {
-            Folder::Sent => Table::Sent,
-            Folder::Inbox { .. } | Folder::Tag(_) => Table::Messages,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Table::Messages => "messages",
-            Table::Sent => "sent",
-        }
-    }
-
-    fn raw_table(self) -> &'static str {
-        match self {
-            Table::Messages => "raw",
-            Table::Sent => "sent_raw",
-        }
-    }
-}
-
-/// A message read back for a copy: its bytes, flags and INTERNALDATE.
-struct Copied {
-    raw: Vec<u8>,
-    flags: Flags,
-    received_at: SystemTime,
-}
-
 fn read_for_copy(
     conn: &Connection,
     table: Table,
@@ -215,18 +165,6 @@ fn insert_sent(conn: &Connection, copy: &Copied) -> rusqlite::Result<MessageId> 
     conn.prepare_cached("INSERT INTO sent_raw (id, data) VALUES (?1, ?2)")?
         .execute(params![id, copy.raw])?;
     Ok(MessageId(id))
-}
-
-/// What one folder change did, to be announced once it commits.
-#[derive(Default)]
-struct Outcome {
-    /// Delivered messages (appends into the INBOX or a tag, sent copies
-    /// delivered), announced as new.
-    new: Vec<StoreEvent>,
-    /// Messages whose tags changed.
-    tagged: Vec<MessageId>,
-    /// Something else changed that the web page does not show.
-    other: bool,
 }
 
 impl SqliteStore {

@@ -690,7 +690,7 @@ fn to_i64(value: impl TryInto<i64>) -> i64 {
 }
 
 /// `ids` without repeats, so a repeated id is neither counted nor announced twice.
-fn unique(ids: &[MessageId]) -> Vec<MessageId> {
+pub(crate) fn unique(ids: &[MessageId]) -> Vec<MessageId> {
     let mut ids = ids.to_vec();
     ids.sort_unstable();
     ids.dedup();
