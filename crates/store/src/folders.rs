@@ -229,6 +229,68 @@ pub(crate) struct Outcome {
     pub(crate) other: bool,
 }
 
+/// What a change of IMAP flags did, message by message, for the events that
+/// announce it.
+#[derive(Debug, Default)]
+pub(crate) struct FlagChanges {
+    /// Marked unread (`[0]`) and read (`[1]`).
+    read: [Vec<MessageId>; 2],
+    /// Unstarred (`[0]`) and starred (`[1]`).
+    starred: [Vec<MessageId>; 2],
+    /// Other flags changed.
+    other: bool,
+}
+
+impl FlagChanges {
+    /// Message `id`'s flags went from `old` to `new`.
+    pub(crate) fn record(&mut self, id: MessageId, old: &Flags, new: &Flags) {
+        if new.seen != old.seen {
+            self.read[usize::from(new.seen)].push(id);
+        }
+        if new.flagged != old.flagged {
+            self.starred[usize::from(new.flagged)].push(id);
+        }
+        self.other |= new.other != old.other;
+    }
+
+    /// Whether any flag changed.
+    pub(crate) fn changed(&self) -> bool {
+        self.other
+            || self
+                .read
+                .iter()
+                .chain(&self.starred)
+                .any(|ids| !ids.is_empty())
+    }
+
+    /// The events for these changes in `table`: what the web page shows of
+    /// the caught mail (read, starred), [`StoreEvent::Changed`] for the rest
+    /// and for sent copies.
+    pub(crate) fn events(self, table: Table) -> Vec<StoreEvent> {
+        let mut events = Vec::new();
+        if table == Table::Sent {
+            if self.changed() {
+                events.push(StoreEvent::Changed);
+            }
+            return events;
+        }
+        for (state, ids) in [false, true].into_iter().zip(self.read) {
+            if !ids.is_empty() {
+                events.push(StoreEvent::ReadChanged(ids, state));
+            }
+        }
+        for (state, ids) in [false, true].into_iter().zip(self.starred) {
+            if !ids.is_empty() {
+                events.push(StoreEvent::FlaggedChanged(ids, state));
+            }
+        }
+        if self.other {
+            events.push(StoreEvent::Changed);
+        }
+        events
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

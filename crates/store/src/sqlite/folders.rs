@@ -28,8 +28,8 @@ use super::queries::{
 use super::tags::{apply_rules, ids_tagged, prune_unused, tag_event, tag_id, tag_message};
 use super::{SqliteStore, local_part_range, mailbox_address, to_i64, unique};
 use crate::folders::{
-    COLUMNS, Copied, Outcome, Table, append_envelope, edited, from_text, no_folder, tag_of,
-    to_text, to_uid, undeleted,
+    COLUMNS, Copied, FlagChanges, Outcome, Table, append_envelope, edited, from_text, no_folder,
+    tag_of, to_text, to_uid, undeleted,
 };
 use crate::mime;
 use crate::store::StoreEvent;
@@ -338,9 +338,7 @@ impl SqliteStore {
         let table = Table::of(folder);
         let (events, seq) = self.with_connection(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut read = [Vec::new(), Vec::new()];
-            let mut starred = [Vec::new(), Vec::new()];
-            let mut other = false;
+            let mut changes = FlagChanges::default();
             for id in unique(ids) {
                 let Some(old) = flags_of(&tx, table, id)? else {
                     continue;
@@ -350,34 +348,10 @@ impl SqliteStore {
                     continue;
                 }
                 write_flags(&tx, table, id, &new)?;
-                if new.seen != old.seen {
-                    read[usize::from(new.seen)].push(id);
-                }
-                if new.flagged != old.flagged {
-                    starred[usize::from(new.flagged)].push(id);
-                }
-                other |= new.other != old.other;
+                changes.record(id, &old, &new);
             }
-            let changed = other || read.iter().chain(&starred).any(|ids| !ids.is_empty());
-            let seq = commit_change(tx, changed)?;
-            let mut events = Vec::new();
-            if table == Table::Sent {
-                events.push(StoreEvent::Changed);
-            } else {
-                for (state, ids) in [false, true].into_iter().zip(read) {
-                    if !ids.is_empty() {
-                        events.push(StoreEvent::ReadChanged(ids, state));
-                    }
-                }
-                for (state, ids) in [false, true].into_iter().zip(starred) {
-                    if !ids.is_empty() {
-                        events.push(StoreEvent::FlaggedChanged(ids, state));
-                    }
-                }
-                if other {
-                    events.push(StoreEvent::Changed);
-                }
-            }
+            let seq = commit_change(tx, changes.changed())?;
+            let events = changes.events(table);
             Ok((events, seq))
         })?;
         self.inner.announcer.announce(seq, events);
