@@ -9,14 +9,16 @@
 //! APPENDed message's envelope is, what one folder change did.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use sokkel_message::{Envelope, FlagEdit, Flags, Folder};
 
 use crate::mime::Digest;
 use crate::store::StoreEvent;
-use crate::tags::TagName;
-use crate::{MessageId, StoreError};
+use crate::summary::summary_of;
+use crate::tags::{TagName, Tagging};
+use crate::{MessageId, NewMessage, StoreError};
 
 /// The most other flags one message keeps, so that a client cannot grow a
 /// row without bound; Thunderbird sets a handful.
@@ -134,7 +136,7 @@ fn has(flags: &[String], flag: &str) -> bool {
 /// The envelope an APPENDed message is stored with, as if delivered over
 /// SMTP: the From header's address as the sender; To, Cc and Bcc as the
 /// recipients; HELO `imap` from 127.0.0.1 port 0 (no SMTP client sent it).
-pub(crate) fn append_envelope(digest: &Digest) -> Envelope {
+fn append_envelope(digest: &Digest) -> Envelope {
     Envelope {
         mail_from: digest
             .from
@@ -215,6 +217,47 @@ pub(crate) struct Copied {
     pub(crate) raw: Vec<u8>,
     pub(crate) flags: Flags,
     pub(crate) received_at: SystemTime,
+}
+
+/// A [`Copied`] message as the store keeps it in the INBOX or a tag's
+/// folder: delivered, with the envelope [`append_envelope`] makes.
+pub(crate) struct Delivered {
+    pub(crate) message: NewMessage,
+    pub(crate) digest: Digest,
+    /// The tags delivery gives it (`--tag` rules aside), and the folder's.
+    pub(crate) tags: Vec<TagName>,
+}
+
+impl Copied {
+    /// This message delivered by `tagging` into the folder of `tag` (the
+    /// INBOX if `None`).
+    pub(crate) fn delivered(&self, tagging: &Tagging, tag: Option<&TagName>) -> Delivered {
+        let digest = crate::mime::digest(&self.raw);
+        let message = NewMessage {
+            envelope: append_envelope(&digest),
+            received_at: self.received_at,
+            raw: self.raw.clone(),
+        };
+        let mut tags = tagging.at_delivery(&message, &digest);
+        if let Some(tag) = tag.filter(|tag| !tags.iter().any(|have| have.same_as(tag))) {
+            tags.push(tag.clone());
+        }
+        Delivered {
+            message,
+            digest,
+            tags,
+        }
+    }
+}
+
+impl Delivered {
+    /// Its announcement, once stored as `id` with `flags`.
+    pub(crate) fn event(self, id: MessageId, flags: &Flags) -> StoreEvent {
+        let mut summary = summary_of(id, &self.message, self.digest, &self.tags);
+        summary.read = flags.seen;
+        summary.flagged = flags.flagged;
+        StoreEvent::New(Arc::new(summary))
+    }
 }
 
 /// What one folder change did, to be announced once it commits.

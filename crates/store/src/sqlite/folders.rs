@@ -14,7 +14,6 @@
 //! tags), as [`StoreEvent::Changed`] for what it does not show (keywords, Sent,
 //! empty folders).
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
@@ -22,19 +21,16 @@ use sokkel_message::{FlagEdit, Flags, Folder, FolderMessage};
 
 use super::changes::commit_change;
 use super::connection::cap_pages;
-use super::queries::{
-    Indexing, from_millis, insert_message, pending_seq, summary_of, to_millis, touch,
-};
+use super::queries::{Indexing, from_millis, insert_message, pending_seq, to_millis, touch};
 use super::tags::{apply_rules, ids_tagged, prune_unused, tag_event, tag_id, tag_message};
 use super::{SqliteStore, local_part_range, mailbox_address, to_i64, unique};
 use crate::folders::{
-    COLUMNS, Copied, FlagChanges, Outcome, Table, append_envelope, edited, from_text, no_folder,
-    tag_of, to_text, to_uid, undeleted,
+    COLUMNS, Copied, FlagChanges, Outcome, Table, edited, from_text, no_folder, tag_of, to_text,
+    to_uid, undeleted,
 };
-use crate::mime;
 use crate::store::StoreEvent;
 use crate::tags::TagName;
-use crate::{MessageId, NewMessage, StoreError};
+use crate::{MessageId, StoreError};
 
 /// The INBOX of every message, by UID: a walk of the table in id order.
 fn inbox_sql() -> String {
@@ -577,27 +573,15 @@ impl SqliteStore {
         tag: Option<&TagName>,
         outcome: &mut Outcome,
     ) -> Result<MessageId, StoreError> {
-        let digest = mime::digest(&copy.raw);
-        let message = NewMessage {
-            envelope: append_envelope(&digest),
-            received_at: copy.received_at,
-            raw: copy.raw.clone(),
-        };
-        let mut tags = self.inner.delivery_tags(&message, &digest);
-        if let Some(tag) = tag.filter(|tag| !tags.iter().any(|have| have.same_as(tag))) {
-            tags.push(tag.clone());
-        }
-        let id = insert_message(tx, &message, &digest, Indexing::Now)?;
-        tag_message(tx, id, &tags)?;
+        let delivered = copy.delivered(&self.inner.options.tagging, tag);
+        let id = insert_message(tx, &delivered.message, &delivered.digest, Indexing::Now)?;
+        tag_message(tx, id, &delivered.tags)?;
         write_flags(tx, Table::Messages, id, &copy.flags)?;
         let ruled = apply_rules(tx, &self.inner.options.tagging.rules, &[id])?;
         if !ruled.is_empty() {
             outcome.tagged.push(id);
         }
-        let mut summary = summary_of(id, &message, digest, &tags);
-        summary.read = copy.flags.seen;
-        summary.flagged = copy.flags.flagged;
-        outcome.new.push(StoreEvent::New(Arc::new(summary)));
+        outcome.new.push(delivered.event(id, &copy.flags));
         Ok(id)
     }
 }
