@@ -45,6 +45,7 @@
 
 mod error;
 mod folders;
+mod index_text;
 pub mod mime;
 mod paths;
 mod postgres;

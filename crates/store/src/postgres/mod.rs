@@ -37,6 +37,7 @@ mod retention;
 mod schema;
 mod search;
 mod tags;
+mod words;
 mod writer;
 
 use std::fmt;
