@@ -16,6 +16,7 @@ use super::queries::{
 };
 use super::writer::tag_message;
 use super::{NOTICE_IDS, Notice, PgStore, Shared, events, ids_of, index, next_seq, publish};
+use crate::delivery::WriteRequest;
 use crate::mime::{self, Digest};
 use crate::store::{FlagChange, MessageCounts, RuntimeStats, StoreEvent, WriterStats};
 use crate::summary::summary_of;
@@ -23,10 +24,6 @@ use crate::tags::TagName;
 use crate::{
     ListQuery, MessageId, NewMessage, RAW_CHUNK_BYTES, StoreError, StoredMessage, Summary,
 };
-
-/// Messages bigger than this are parsed on tokio's blocking pool instead of
-/// the async worker that delivers them, as on SQLite.
-const INLINE_PARSE_LIMIT: usize = 256 << 10;
 
 /// A delete of many messages commits this many at a time: short
 /// transactions (the write lock is the cluster's), and each batch's notice
@@ -47,25 +44,16 @@ impl PgStore {
         size.map_or(0, |size| size.max(0) as u64)
     }
 
-    /// Parse the message for its summary (on tokio's blocking pool if it is
-    /// large, so this must run inside a tokio runtime), queue it for the
-    /// writer, and resolve once the group commit that holds it has committed.
+    /// Parse the message for its summary and tags ([`WriteRequest::prepare`]:
+    /// inside a tokio runtime), queue it for the writer, and resolve once the
+    /// group commit that holds it has committed.
     pub(crate) async fn deliver(&self, message: NewMessage) -> Result<MessageId, StoreError> {
-        let large = message.raw.len() > INLINE_PARSE_LIMIT;
         let shared = Arc::clone(self.shared());
-        let prepare = move || {
-            let digest = mime::digest(&message.raw);
-            let tags = shared.options.tagging.at_delivery(&message, &digest);
-            (message, digest, tags)
-        };
-        let (message, digest, tags) = if large {
-            tokio::task::spawn_blocking(prepare)
-                .await
-                .map_err(|_| StoreError::Closed)?
-        } else {
-            prepare()
-        };
-        self.inner.writer.submit(message, digest, tags).await
+        let (request, answer) = WriteRequest::prepare(message, move |message, digest| {
+            shared.options.tagging.at_delivery(message, digest)
+        })
+        .await?;
+        self.inner.writer.submit(request, answer).await
     }
 
     pub(crate) fn list(&self, query: &ListQuery) -> Result<Vec<Summary>, StoreError> {
