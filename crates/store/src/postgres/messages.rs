@@ -264,6 +264,9 @@ impl PgStore {
     ) -> Result<u64, StoreError> {
         let shared = self.shared();
         let ids = unique(ids);
+        if ids.is_empty() {
+            return Ok(0);
+        }
         let changed = self.run(async {
             let mut client = shared.client().await?;
             let tx = client.transaction().await?;
