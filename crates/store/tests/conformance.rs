@@ -1386,22 +1386,28 @@ fn uids_ascend_in_commit_order_across_handles(open: Open<'_>) {
             let deadline = std::time::Instant::now() + Duration::from_secs(120);
             let mut polls = 0;
             let mut seen = [BTreeSet::new(), BTreeSet::new()];
+            // The UIDNEXT each folder's last listing gave.
+            let mut told = [1, 1];
             loop {
                 let finished = done.load(Ordering::Relaxed);
-                for (folder, seen) in [inbox(), tag("work")].iter().zip(&mut seen) {
+                let folders = [inbox(), tag("work")];
+                for ((folder, seen), told) in folders.iter().zip(&mut seen).zip(&mut told) {
                     let (uids, next) = listing(&reader, folder);
                     let highest = seen.last().copied().unwrap_or(0);
                     for (uid, _) in &uids {
                         assert!(
-                            seen.contains(uid) || *uid > highest,
-                            "{folder:?}: UID {uid} appeared after UID {highest} was seen"
+                            seen.contains(uid) || (*uid > highest && *uid >= *told),
+                            "{folder:?}: UID {uid} appeared after UID {highest} was seen \
+                             and UIDNEXT {told} told"
                         );
                         assert!(
                             *uid < next,
                             "{folder:?}: UID {uid} at or past UIDNEXT {next}"
                         );
                     }
+                    assert!(next >= *told, "{folder:?}: UIDNEXT {told} fell to {next}");
                     seen.extend(uids.iter().map(|(uid, _)| *uid));
+                    *told = next;
                 }
                 polls += 1;
                 if finished {

@@ -15,6 +15,7 @@
 
 use std::future::poll_fn;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -23,9 +24,17 @@ use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{AsyncMessage, Client, Socket};
 
 use super::queries::{SUMMARY_COLUMNS, listed_summary_from_row};
+use super::tags::tags_of;
 use super::{CHANNEL, Notice, Shared};
-use crate::store::{StoreEvent, TagChange};
+use crate::store::StoreEvent;
 use crate::{MessageId, StoreError};
+
+/// Notifications waiting for the listener at most. The connection is driven
+/// apart from the listener, so that the server never waits for it (its
+/// notification queue filling up would fail every node's commits); past
+/// this many the rest are dropped and the listener announces
+/// [`StoreEvent::Changed`] instead.
+const QUEUED_NOTIFICATIONS: usize = 1024;
 
 /// The first wait before reconnecting; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -84,9 +93,16 @@ async fn listen(shared: Arc<Shared>) {
     }
 }
 
+/// The payloads of a connection's notifications, and whether some were
+/// dropped for want of room.
+struct Notifications {
+    payloads: mpsc::Receiver<String>,
+    dropped: Arc<AtomicBool>,
+}
+
 /// A connection of its own that listens on [`CHANNEL`], and its
 /// notifications.
-async fn connect(shared: &Shared) -> Result<(Client, mpsc::UnboundedReceiver<String>), StoreError> {
+async fn connect(shared: &Shared) -> Result<(Client, Notifications), StoreError> {
     let mut config = shared.config.config.clone();
     config.connect_timeout(super::CONNECT_TIMEOUT);
     config.keepalives_idle(Duration::from_secs(30));
@@ -105,7 +121,7 @@ async fn open<T>(
     config: &tokio_postgres::Config,
     tls: T,
     handle: &tokio::runtime::Handle,
-) -> Result<(Client, mpsc::UnboundedReceiver<String>), StoreError>
+) -> Result<(Client, Notifications), StoreError>
 where
     T: MakeTlsConnect<Socket>,
     T::Stream: Send + 'static,
@@ -113,13 +129,19 @@ where
     <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
 {
     let (client, mut connection) = config.connect(tls).await?;
-    let (sender, receiver) = mpsc::unbounded_channel();
+    let (sender, payloads) = mpsc::channel(QUEUED_NOTIFICATIONS);
+    let dropped = Arc::new(AtomicBool::new(false));
+    let dropping = Arc::clone(&dropped);
     handle.spawn(async move {
         while let Some(message) = poll_fn(|cx| connection.poll_message(cx)).await {
             match message {
                 Ok(AsyncMessage::Notification(notification)) => {
-                    if sender.send(notification.payload().to_string()).is_err() {
-                        break;
+                    match sender.try_send(notification.payload().to_string()) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            dropping.store(true, Ordering::Relaxed);
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => break,
                     }
                 }
                 Ok(_) => {}
@@ -130,28 +152,19 @@ where
             }
         }
     });
-    Ok((client, receiver))
+    Ok((client, Notifications { payloads, dropped }))
 }
 
 /// Announce every other node's notice until the connection ends.
-async fn relay(
-    shared: &Shared,
-    client: &Client,
-    mut notifications: mpsc::UnboundedReceiver<String>,
-) {
-    while let Some(payload) = notifications.recv().await {
-        let payload: Payload = match serde_json::from_str(&payload) {
-            Ok(payload) => payload,
-            Err(error) => {
-                tracing::debug!(%error, "a notification this node does not understand");
-                shared.announce(StoreEvent::Changed);
-                continue;
-            }
+async fn relay(shared: &Shared, client: &Client, mut notifications: Notifications) {
+    while let Some(payload) = notifications.payloads.recv().await {
+        let events = match serde_json::from_str::<Payload>(&payload) {
+            Ok(payload) if payload.node == shared.node => Ok(Vec::new()),
+            Ok(_) if shared.events.receiver_count() == 0 => Ok(Vec::new()),
+            Ok(payload) => event_of(shared, payload.notice).await,
+            Err(error) => Err(StoreError::corrupt(format!("a notification: {error}"))),
         };
-        if payload.node == shared.node || shared.events.receiver_count() == 0 {
-            continue;
-        }
-        match event_of(client, payload.notice).await {
+        match events {
             Ok(events) => {
                 for event in events {
                     shared.announce(event);
@@ -159,36 +172,49 @@ async fn relay(
             }
             Err(error) => {
                 // Whatever happened is not known in detail: reload.
-                tracing::debug!(%error, "cannot read what another node changed");
+                tracing::debug!(%error, "cannot tell what another node changed");
                 shared.announce(StoreEvent::Changed);
                 if client.is_closed() {
                     return;
                 }
             }
         }
+        // Set while the queue was full: what came after this one was
+        // dropped, so subscribers reload.
+        if notifications.dropped.swap(false, Ordering::Relaxed) {
+            shared.announce(StoreEvent::Changed);
+        }
     }
 }
 
 /// The events this node would have announced for `notice` had it made the
-/// change, read through the listener's `client` where they carry more than
-/// the notice does.
-async fn event_of(client: &Client, notice: Notice) -> Result<Vec<StoreEvent>, StoreError> {
+/// change, read through a pooled connection where they carry more than the
+/// notice does.
+async fn event_of(shared: &Shared, notice: Notice) -> Result<Vec<StoreEvent>, StoreError> {
     let ids = |ids: Vec<i64>| ids.into_iter().map(MessageId).collect::<Vec<_>>();
     Ok(match notice {
         Notice::New { ids } => {
-            let sql = format!(
-                "SELECT {SUMMARY_COLUMNS} FROM messages AS m WHERE m.id = ANY($1) ORDER BY m.id"
-            );
+            let client = shared.client().await?;
+            let statement = client
+                .prepare_cached(&format!(
+                    "SELECT {SUMMARY_COLUMNS} FROM messages AS m WHERE m.id = ANY($1) ORDER BY m.id"
+                ))
+                .await?;
             // A message deleted in the meantime is left out: its delete
             // follows.
             client
-                .query(&sql, &[&ids])
+                .query(&statement, &[&ids])
                 .await?
                 .iter()
                 .map(|row| Ok(StoreEvent::New(Arc::new(listed_summary_from_row(row)?))))
                 .collect::<Result<_, StoreError>>()?
         }
-        Notice::Tags { ids } => vec![StoreEvent::TagsChanged(tags_of(client, &ids).await?)],
+        Notice::Tags { ids: tagged } => {
+            let client = shared.client().await?;
+            vec![StoreEvent::TagsChanged(
+                tags_of(&client, &ids(tagged)).await?,
+            )]
+        }
         Notice::Deleted { ids: deleted } => vec![StoreEvent::Deleted(ids(deleted))],
         Notice::Pruned { ids: pruned } => vec![StoreEvent::Pruned(ids(pruned))],
         Notice::DeletedAll => vec![StoreEvent::DeletedAll],
@@ -201,32 +227,4 @@ async fn event_of(client: &Client, notice: Notice) -> Result<Vec<StoreEvent>, St
         }
         Notice::Changed => vec![StoreEvent::Changed],
     })
-}
-
-/// Each of `ids` with its tags as they are now, sorted as a summary has them.
-async fn tags_of(client: &Client, ids: &[i64]) -> Result<Vec<TagChange>, StoreError> {
-    let rows = client
-        .query(
-            "SELECT mt.message_id, t.name FROM message_tags AS mt JOIN tags AS t ON t.id = mt.tag_id
-             WHERE mt.message_id = ANY($1)",
-            &[&ids],
-        )
-        .await?;
-    let mut changes: Vec<TagChange> = ids
-        .iter()
-        .map(|id| TagChange {
-            id: MessageId(*id),
-            tags: Vec::new(),
-        })
-        .collect();
-    for row in &rows {
-        let id: i64 = row.get(0);
-        if let Some(change) = changes.iter_mut().find(|change| change.id.0 == id) {
-            change.tags.push(row.get(1));
-        }
-    }
-    for change in &mut changes {
-        change.tags.sort_unstable_by_key(|tag| tag.to_lowercase());
-    }
-    Ok(changes)
 }

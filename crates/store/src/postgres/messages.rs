@@ -8,25 +8,24 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use futures_util::future::try_join_all;
 use tokio::sync::broadcast;
 
 use super::queries::{
     STORED_COLUMNS, SUMMARY_COLUMNS, insert_message, listed_summary_from_row,
     stored_message_from_row, to_i64,
 };
-use super::writer::tag_message;
+use super::tags::{apply_rules, tag_message};
 use super::{NOTICE_IDS, Notice, PgStore, Shared, events, ids_of, index, next_seq, publish};
+use crate::delivery::WriteRequest;
 use crate::mime::{self, Digest};
+use crate::sqlite::unique;
 use crate::store::{FlagChange, MessageCounts, RuntimeStats, StoreEvent, WriterStats};
 use crate::summary::summary_of;
 use crate::tags::TagName;
 use crate::{
     ListQuery, MessageId, NewMessage, RAW_CHUNK_BYTES, StoreError, StoredMessage, Summary,
 };
-
-/// Messages bigger than this are parsed on tokio's blocking pool instead of
-/// the async worker that delivers them, as on SQLite.
-const INLINE_PARSE_LIMIT: usize = 256 << 10;
 
 /// A delete of many messages commits this many at a time: short
 /// transactions (the write lock is the cluster's), and each batch's notice
@@ -47,25 +46,16 @@ impl PgStore {
         size.map_or(0, |size| size.max(0) as u64)
     }
 
-    /// Parse the message for its summary (on tokio's blocking pool if it is
-    /// large, so this must run inside a tokio runtime), queue it for the
-    /// writer, and resolve once the group commit that holds it has committed.
+    /// Parse the message for its summary and tags ([`WriteRequest::prepare`]:
+    /// inside a tokio runtime), queue it for the writer, and resolve once the
+    /// group commit that holds it has committed.
     pub(crate) async fn deliver(&self, message: NewMessage) -> Result<MessageId, StoreError> {
-        let large = message.raw.len() > INLINE_PARSE_LIMIT;
         let shared = Arc::clone(self.shared());
-        let prepare = move || {
-            let digest = mime::digest(&message.raw);
-            let tags = shared.options.tagging.at_delivery(&message, &digest);
-            (message, digest, tags)
-        };
-        let (message, digest, tags) = if large {
-            tokio::task::spawn_blocking(prepare)
-                .await
-                .map_err(|_| StoreError::Closed)?
-        } else {
-            prepare()
-        };
-        self.inner.writer.submit(message, digest, tags).await
+        let (request, answer) = WriteRequest::prepare(message, move |message, digest| {
+            shared.options.tagging.at_delivery(message, digest)
+        })
+        .await?;
+        self.inner.writer.submit(request, answer).await
     }
 
     pub(crate) fn list(&self, query: &ListQuery) -> Result<Vec<Summary>, StoreError> {
@@ -276,6 +266,9 @@ impl PgStore {
     ) -> Result<u64, StoreError> {
         let shared = self.shared();
         let ids = unique(ids);
+        if ids.is_empty() {
+            return Ok(0);
+        }
         let changed = self.run(async {
             let mut client = shared.client().await?;
             let tx = client.transaction().await?;
@@ -404,15 +397,24 @@ async fn import_in(
     let mut client = shared.client().await?;
     let tx = client.transaction().await?;
     let seq = next_seq(&tx).await?;
-    let mut ids = Vec::with_capacity(messages.len());
-    for ((message, digest), tags) in messages.iter().zip(digests).zip(tags) {
-        let id = insert_message(&tx, message, digest, seq).await?;
+    // Pipelined, as the writer does (writer.rs); tags in order after.
+    let ids = try_join_all(
+        (messages.iter().zip(digests))
+            .map(|(message, digest)| insert_message(&tx, message, digest, seq)),
+    )
+    .await?;
+    for (id, tags) in ids.iter().zip(tags) {
         if !tags.is_empty() {
-            tag_message(&tx, id, tags).await?;
+            tag_message(&tx, *id, tags).await?;
         }
-        index::index_now(&tx, id, &index::IndexEntry::new(message, digest)).await?;
-        ids.push(id);
     }
+    let entries: Vec<index::IndexEntry> = (messages.iter().zip(digests))
+        .map(|(message, digest)| index::IndexEntry::new(message, digest))
+        .collect();
+    try_join_all((ids.iter().zip(&entries)).map(|(id, entry)| index::index_now(&tx, *id, entry)))
+        .await?;
+    // Indexed in this transaction, so the rules can run in it too.
+    apply_rules(&tx, &shared.options.tagging.rules, &ids).await?;
     let notice = Notice::New { ids: ids_of(&ids) };
     publish(&tx, shared, notice).await?;
     tx.commit().await?;
@@ -432,13 +434,4 @@ struct FlagsChanged {
 
 fn to_ids(ids: Vec<i64>) -> Vec<MessageId> {
     ids.into_iter().map(MessageId).collect()
-}
-
-/// `ids` without repeats, so a repeated id is neither counted nor announced
-/// twice.
-fn unique(ids: &[MessageId]) -> Vec<MessageId> {
-    let mut ids = ids.to_vec();
-    ids.sort_unstable();
-    ids.dedup();
-    ids
 }

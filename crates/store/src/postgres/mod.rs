@@ -65,6 +65,23 @@ pub(crate) mod locks {
     pub(crate) const INDEXER: i64 = 0x736f_6b6b_656c_0003;
 }
 
+/// A connection of its own that holds the session-level advisory lock
+/// `key` (one of [`locks`]) until it closes, or `None` if another node's
+/// connection holds it. Asked on a pooled connection, which goes back to the
+/// pool when the lock is taken already, so that the nodes waiting for it do
+/// not open a connection each time they ask.
+pub(crate) async fn take_session_lock(
+    shared: &Shared,
+    key: i64,
+) -> Result<Option<deadpool_postgres::ClientWrapper>, StoreError> {
+    let client = shared.client().await?;
+    let statement = client
+        .prepare_cached("SELECT pg_try_advisory_lock($1)")
+        .await?;
+    let locked: bool = client.query_one(&statement, &[&key]).await?.try_get(0)?;
+    Ok(locked.then(|| deadpool_postgres::Object::take(client)))
+}
+
 /// The channel every node's changes are announced on (`LISTEN sokkel`).
 pub(crate) const CHANNEL: &str = "sokkel";
 

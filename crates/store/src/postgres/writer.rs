@@ -17,41 +17,19 @@
 //! is a duplicate, never a lost message that got a 250.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::future::try_join_all;
 use tokio::sync::{mpsc, oneshot};
 
 use super::index::{IndexEntry, Indexer};
 use super::queries::insert_message;
+use super::tags::tag_message;
 use super::{Notice, Shared, next_seq, publish};
-use crate::mime::Digest;
+use crate::delivery::{Counters, MAX_BATCH_BYTES, WriteRequest};
 use crate::repeated::{REPEAT_INTERVAL, RepeatedLog};
 use crate::store::{StoreEvent, WriterStats};
 use crate::summary::summary_of;
-use crate::tags::TagName;
-use crate::{MessageId, NewMessage, StoreError};
-
-/// A batch stops growing once it holds this many bytes of messages, so one
-/// commit does not have to send (and hold in memory) an unbounded amount.
-const MAX_BATCH_BYTES: usize = 64 << 20;
-
-/// One delivery waiting for its commit.
-struct WriteRequest {
-    message: NewMessage,
-    digest: Digest,
-    /// From its headers and addresses.
-    tags: Vec<TagName>,
-    reply: oneshot::Sender<Result<MessageId, StoreError>>,
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    transactions: AtomicU64,
-    messages: AtomicU64,
-    bytes: AtomicU64,
-    failed_transactions: AtomicU64,
-}
+use crate::{MessageId, StoreError};
 
 /// The handle to the writer task, which ends when this drops (and with the
 /// backend's runtime).
@@ -79,21 +57,14 @@ impl Writer {
         Writer { requests, counters }
     }
 
-    /// Queue `message` for the next group commit and wait until it is
-    /// committed.
+    /// Queue `request` for the next group commit and wait until it is
+    /// committed; `answer` is the receiver [`WriteRequest::prepare`] gave
+    /// with it.
     pub(super) async fn submit(
         &self,
-        message: NewMessage,
-        digest: Digest,
-        tags: Vec<TagName>,
+        request: WriteRequest,
+        answer: oneshot::Receiver<Result<MessageId, StoreError>>,
     ) -> Result<MessageId, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let request = WriteRequest {
-            message,
-            digest,
-            tags,
-            reply,
-        };
         self.requests
             .send(request)
             .await
@@ -102,12 +73,7 @@ impl Writer {
     }
 
     pub(super) fn stats(&self) -> WriterStats {
-        WriterStats {
-            transactions: self.counters.transactions.load(Ordering::Relaxed),
-            messages: self.counters.messages.load(Ordering::Relaxed),
-            bytes: self.counters.bytes.load(Ordering::Relaxed),
-            failed_transactions: self.counters.failed_transactions.load(Ordering::Relaxed),
-        }
+        self.counters.stats()
     }
 }
 
@@ -147,9 +113,7 @@ impl Task {
         let ids = match insert_batch(&self.shared, batch).await {
             Ok(ids) => ids,
             Err(error) => {
-                self.counters
-                    .failed_transactions
-                    .fetch_add(1, Ordering::Relaxed);
+                self.counters.failed();
                 let repeat = self.failures.occurrence(&error.to_string());
                 if repeat.should_log() {
                     tracing::warn!(%error, messages, bytes, "group commit failed; batch not stored{repeat}");
@@ -160,13 +124,7 @@ impl Task {
                 return;
             }
         };
-        self.counters.transactions.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .messages
-            .fetch_add(messages as u64, Ordering::Relaxed);
-        self.counters
-            .bytes
-            .fetch_add(bytes as u64, Ordering::Relaxed);
+        self.counters.committed(messages, bytes);
         tracing::debug!(messages, bytes, "group commit");
         let listening = self.shared.events.receiver_count() > 0;
         let mut entries = Vec::with_capacity(messages);
@@ -222,16 +180,4 @@ async fn insert_batch(
     publish(&tx, shared, notice).await?;
     tx.commit().await?;
     Ok(ids)
-}
-
-/// Stands in for search's `tags::tag_message` until pg-search is merged:
-/// deliveries that get tags (X-Tags, plus addressing) fail until then.
-pub(super) async fn tag_message(
-    _tx: &impl deadpool_postgres::GenericClient,
-    _id: MessageId,
-    _names: &[TagName],
-) -> Result<bool, StoreError> {
-    Err(StoreError::unavailable(
-        "tags at delivery are not built yet",
-    ))
 }
