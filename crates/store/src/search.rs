@@ -7,7 +7,9 @@
 //! dates) turns that text into terms without touching the database; the backend
 //! behind [`crate::Store::search`] and [`crate::Store::delete_matching`] turns
 //! the terms into its own query (for SQLite: `sqlite/search_sql.rs`, over the
-//! `messages` table and the FTS5 index filled at delivery).
+//! `messages` table and the FTS5 index filled at delivery; for PostgreSQL:
+//! `postgres/search.rs`, over a tsvector of the same words, split in Rust as
+//! FTS5 splits them, so a query finds the same messages on both).
 //!
 //! ```text
 //! invoice             a word in the subject, an address (From, To, Cc, Bcc,
