@@ -105,7 +105,8 @@ fn next_event(
 
 /// A delivery, a flag change, a star, a tag change and a delete made through
 /// one node reach the other node's subscribers as the same events the first
-/// node announces to its own, in the same order, and once each.
+/// node announces to its own, in the same order, and once each; a node that
+/// goes leaves no connection behind.
 #[test]
 #[ignore = "interop: needs PostgreSQL; .ci/run installs it and runs cargo test -- --ignored"]
 fn every_node_announces_every_nodes_changes() {
@@ -160,6 +161,16 @@ fn every_node_announces_every_nodes_changes() {
     let quiet = Duration::from_millis(500);
     assert_eq!(event_within(&runtime, &mut here, quiet), None);
     assert_eq!(event_within(&runtime, &mut there, quiet), None);
+
+    // Dropping the handles closes their listeners and pools.
+    drop((one, two));
+    let sessions = "SELECT count(*) FROM pg_stat_activity
+                    WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pg::cluster().psql(&db, sessions).trim() != "0" {
+        assert!(Instant::now() < deadline, "connections left open");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// While the server is down a delivery fails (SMTP 451, never a 250) and so does a list (HTTP 503), within the connect timeout;
@@ -195,6 +206,10 @@ fn nodes_ride_out_a_database_restart() {
     assert!(
         started.elapsed() < Duration::from_secs(12),
         "waited {:?} for a database that is down",
+        started.elapsed()
+    );
+    eprintln!(
+        "down: a delivery and a list failed in {:?}",
         started.elapsed()
     );
     pg::cluster().start_server();
