@@ -119,7 +119,6 @@ pub(crate) struct Shared {
 struct Inner {
     shared: Arc<Shared>,
     writer: writer::Writer,
-    indexer: index::Indexer,
     listener: Mutex<Option<events::Listener>>,
     /// Owned here and shut down without waiting when the last handle goes
     /// (the drop may happen inside another runtime, where a blocking
@@ -188,18 +187,17 @@ impl PgStore {
             retention: retention::RetentionLock::default(),
             handle: handle.clone(),
         });
-        let (writer, indexer) = handle.block_on(async {
+        let writer = handle.block_on(async {
             let mut client = shared.client().await?;
             schema::migrate(&mut client).await?;
             let indexer = index::Indexer::spawn(Arc::clone(&shared));
-            let writer = writer::Writer::spawn(Arc::clone(&shared), indexer.clone());
-            Ok::<_, StoreError>((writer, indexer))
+            let writer = writer::Writer::spawn(Arc::clone(&shared), indexer);
+            Ok::<_, StoreError>(writer)
         })?;
         Ok(PgStore {
             inner: Arc::new(Inner {
                 shared,
                 writer,
-                indexer,
                 listener: Mutex::new(None),
                 runtime: Mutex::new(Some(runtime)),
             }),
