@@ -28,7 +28,9 @@ pub struct StoreOptions {
     /// The most the database may grow to, in bytes (rounded down to whole pages;
     /// the WAL file comes on top). A delivery that would exceed it fails with
     /// [`StoreError::Full`] until messages are deleted. `None` means only the disk
-    /// limits it.
+    /// limits it. On PostgreSQL it is the raw size of the stored messages
+    /// (the database's files keep their size when messages are deleted, and
+    /// the space is reused), checked in the transaction that would exceed it.
     pub max_size: Option<u64>,
     /// The most messages one group commit writes. Default 256.
     pub max_batch: usize,

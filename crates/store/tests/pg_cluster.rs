@@ -397,3 +397,44 @@ fn a_delivery_that_succeeded_survives_a_killed_connection() {
         store.writer_stats()
     );
 }
+
+/// `max_size` holds every node to the raw bytes the cluster stores: a node
+/// refuses a message that would pass it, with [`DeliverError::Full`] (SMTP
+/// 452), and takes it again once another node deletes.
+#[test]
+#[ignore = "interop: needs PostgreSQL; .ci/run installs it and runs cargo test -- --ignored"]
+fn the_size_limit_holds_every_node_and_deletes_make_room() {
+    let _serial = serial();
+    let (location, _) = database();
+    let options = StoreOptions {
+        max_size: Some(1_000),
+        ..StoreOptions::default()
+    };
+    let one = Store::open_at(&location, options.clone()).unwrap();
+    let two = Store::open_at(&location, options).unwrap();
+    let size = message(0).raw.len();
+    let fits = 1_000 / size;
+    let rt = runtime();
+    rt.block_on(async {
+        for n in 0..fits {
+            let node = if n % 2 == 0 { &one } else { &two };
+            node.deliver(message(n)).await.unwrap();
+        }
+        for node in [&one, &two] {
+            assert!(matches!(
+                node.deliver(message(99)).await,
+                Err(DeliverError::Full)
+            ));
+        }
+    });
+    assert_eq!(one.count().unwrap().total, fits as u64);
+    let oldest = *one
+        .list(&ListQuery::default())
+        .unwrap()
+        .last()
+        .map(|s| &s.id)
+        .unwrap();
+    assert_eq!(two.delete(&[oldest]).unwrap(), 1);
+    rt.block_on(async { one.deliver(message(100)).await.unwrap() });
+    assert_eq!(two.count().unwrap().total, fits as u64);
+}

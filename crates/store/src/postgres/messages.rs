@@ -16,7 +16,9 @@ use super::queries::{
     stored_message_from_row, to_i64,
 };
 use super::tags::{apply_rules, tag_message};
-use super::{NOTICE_IDS, Notice, PgStore, Shared, events, ids_of, index, next_seq, publish};
+use super::{
+    NOTICE_IDS, Notice, PgStore, Shared, events, ids_of, index, next_seq, publish, room_for,
+};
 use crate::delivery::{WriteRequest, prepare_import};
 use crate::mime::Digest;
 use crate::sqlite::unique;
@@ -389,6 +391,12 @@ async fn import_in(
     let mut client = shared.client().await?;
     let tx = client.transaction().await?;
     let seq = next_seq(&tx).await?;
+    room_for(
+        &tx,
+        shared,
+        messages.iter().map(|message| message.raw.len()).sum(),
+    )
+    .await?;
     // Pipelined, as the writer does (writer.rs); tags in order after.
     let ids = try_join_all(
         (messages.iter().zip(digests))

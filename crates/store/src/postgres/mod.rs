@@ -115,6 +115,14 @@ const MAX_CONNECTIONS: usize = 16;
 /// before the caller is told the database is unavailable (SMTP 451, HTTP 503).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long unacknowledged data may wait on a connection before it is
+/// given up as dead.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a session may sit idle inside a transaction before the server
+/// ends it (and with it the locks it holds).
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(60);
+
 const EVENT_CAPACITY: usize = 1024;
 
 /// A handle on a PostgreSQL store: cheap to clone.
@@ -182,7 +190,22 @@ impl PgStore {
         let handle = runtime.handle().clone();
         let mut pg = config.config.clone();
         pg.connect_timeout(CONNECT_TIMEOUT);
+        // A server that stops answering without closing (a network that drops
+        // packets) fails the request within TCP_USER_TIMEOUT instead of the
+        // system's minutes, so a delivery gets its 451 and a query its 503.
         pg.keepalives_idle(Duration::from_secs(30));
+        pg.keepalives_interval(Duration::from_secs(10));
+        pg.keepalives_retries(3);
+        pg.tcp_user_timeout(TCP_USER_TIMEOUT);
+        // A node that vanishes in the middle of a transaction would hold the
+        // cluster's write lock (store_state) until its session ends: the
+        // server ends such a session after a minute.
+        let server_options = format!(
+            "{} -c idle_in_transaction_session_timeout={}",
+            pg.get_options().unwrap_or(""),
+            IDLE_IN_TRANSACTION.as_millis()
+        );
+        pg.options(server_options.trim());
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
@@ -279,6 +302,25 @@ pub(crate) async fn next_seq(
         .prepare_cached("UPDATE store_state SET change_seq = change_seq + 1 RETURNING change_seq")
         .await?;
     Ok(tx.query_one(&statement, &[]).await?.get(0))
+}
+
+/// [`StoreError::Full`] if storing `arriving` more raw bytes would pass
+/// [`StoreOptions::max_size`]; call it after [`next_seq`], whose lock keeps
+/// the count still until the transaction ends.
+pub(crate) async fn room_for(
+    tx: &impl deadpool_postgres::GenericClient,
+    shared: &Shared,
+    arriving: usize,
+) -> Result<(), StoreError> {
+    let Some(max) = shared.options.max_size else {
+        return Ok(());
+    };
+    let statement = tx.prepare_cached("SELECT bytes FROM store_state").await?;
+    let stored: i64 = tx.query_one(&statement, &[]).await?.get(0);
+    if (stored.max(0) as u64).saturating_add(arriving as u64) > max {
+        return Err(StoreError::Full);
+    }
+    Ok(())
 }
 
 /// A change other nodes are told of, in the transaction that makes it
