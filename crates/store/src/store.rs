@@ -28,7 +28,9 @@ pub struct StoreOptions {
     /// The most the database may grow to, in bytes (rounded down to whole pages;
     /// the WAL file comes on top). A delivery that would exceed it fails with
     /// [`StoreError::Full`] until messages are deleted. `None` means only the disk
-    /// limits it.
+    /// limits it. On PostgreSQL it is the raw size of the stored messages
+    /// (the database's files keep their size when messages are deleted, and
+    /// the space is reused), checked in the transaction that would exceed it.
     pub max_size: Option<u64>,
     /// The most messages one group commit writes. Default 256.
     pub max_batch: usize,
@@ -391,6 +393,11 @@ impl Store {
     /// never held up by more than about one batch. Setting `stop` ends it after
     /// the batch being deleted. Blocks: a [`crate::Pruner`] calls it in the
     /// background. Deleting works on a full store as [`Store::delete`] does.
+    ///
+    /// On PostgreSQL one node of a cluster prunes: the first to ask takes an
+    /// advisory lock and keeps it while it lives; on the others this returns
+    /// an empty report at once, until that node is gone and one of them takes
+    /// the lock at its next call.
     pub fn prune(
         &self,
         policy: &Retention,

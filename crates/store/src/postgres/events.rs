@@ -7,7 +7,11 @@
 //! ```
 //!
 //! The listener has a connection of its own (not from the pool: `LISTEN`
-//! belongs to a session), started by the first [`crate::Store::subscribe`].
+//! belongs to a session), started by the first [`crate::Store::subscribe`];
+//! what a notice only names (a new message's summary, a message's tags) it
+//! reads through the pool when it hears the notice, so a change committed
+//! meanwhile may show in it already, and that change's own event follows (a
+//! message deleted meanwhile gets no `New`, only its `Deleted`).
 //! Its own node's notices are skipped: the node announced those itself. When
 //! the connection is lost it reconnects, waiting longer each time up to
 //! [`MAX_BACKOFF`], and then announces [`StoreEvent::Changed`] once: what

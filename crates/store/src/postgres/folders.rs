@@ -29,7 +29,7 @@ use tokio_postgres::{IsolationLevel, Row};
 use super::index::{IndexEntry, index_now};
 use super::queries::{insert_message, to_i64};
 use super::tags::{apply_rules, prune_unused, tag_event, tag_message};
-use super::{Notice, PgStore, Shared, ids_of, next_seq, publish};
+use super::{Notice, PgStore, Shared, ids_of, next_seq, publish, room_for};
 use crate::folders::{
     COLUMNS, Copied, FlagChanges, Outcome, Table, edited, from_text, no_folder, tag_of, to_text,
     to_uid, undeleted,
@@ -1048,6 +1048,7 @@ impl PgStore {
     ) -> Result<MessageId, StoreError> {
         let options = &self.shared().options;
         let delivered = copy.delivered(&options.tagging, tag);
+        room_for(tx, self.shared(), delivered.message.raw.len()).await?;
         let id = insert_message(tx, &delivered.message, &delivered.digest, seq).await?;
         let entry = IndexEntry::new(&delivered.message, &delivered.digest);
         index_now(tx, id, &entry).await?;

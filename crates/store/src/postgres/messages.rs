@@ -16,9 +16,11 @@ use super::queries::{
     stored_message_from_row, to_i64,
 };
 use super::tags::{apply_rules, tag_message};
-use super::{NOTICE_IDS, Notice, PgStore, Shared, events, ids_of, index, next_seq, publish};
-use crate::delivery::WriteRequest;
-use crate::mime::{self, Digest};
+use super::{
+    NOTICE_IDS, Notice, PgStore, Shared, events, ids_of, index, next_seq, publish, room_for,
+};
+use crate::delivery::{WriteRequest, prepare_import};
+use crate::mime::Digest;
 use crate::sqlite::unique;
 use crate::store::{FlagChange, MessageCounts, RuntimeStats, StoreEvent, WriterStats};
 use crate::summary::summary_of;
@@ -363,15 +365,7 @@ impl PgStore {
     /// ids in order.
     pub(crate) fn import(&self, messages: Vec<NewMessage>) -> Result<Vec<MessageId>, StoreError> {
         let shared = self.shared();
-        let digests: Vec<Digest> = messages
-            .iter()
-            .map(|message| mime::digest(&message.raw))
-            .collect();
-        let tags: Vec<Vec<TagName>> = messages
-            .iter()
-            .zip(&digests)
-            .map(|(message, digest)| shared.options.tagging.at_delivery(message, digest))
-            .collect();
+        let (digests, tags) = prepare_import(&messages, &shared.options.tagging);
         let ids = self.run(import_in(shared, &messages, &digests, &tags))?;
         if shared.events.receiver_count() > 0 {
             for (((id, message), digest), tags) in ids.iter().zip(&messages).zip(digests).zip(tags)
@@ -397,6 +391,12 @@ async fn import_in(
     let mut client = shared.client().await?;
     let tx = client.transaction().await?;
     let seq = next_seq(&tx).await?;
+    room_for(
+        &tx,
+        shared,
+        messages.iter().map(|message| message.raw.len()).sum(),
+    )
+    .await?;
     // Pipelined, as the writer does (writer.rs); tags in order after.
     let ids = try_join_all(
         (messages.iter().zip(digests))

@@ -65,6 +65,17 @@ pub(crate) mod locks {
     pub(crate) const INDEXER: i64 = 0x736f_6b6b_656c_0003;
 }
 
+/// How the server finds out that the node holding a session lock is gone
+/// when nothing closed its connection (the machine lost power, the network
+/// broke): TCP keepalives on the server's side of that connection, first
+/// after this many idle seconds, then every [`LOCK_KEEPALIVE_INTERVAL`]
+/// seconds, [`LOCK_KEEPALIVE_COUNT`] times. The server's default is the
+/// system's (two hours on Linux), which would hold the cluster's retention
+/// and indexing as long; with these the lock is free about a minute after.
+const LOCK_KEEPALIVE_IDLE: u32 = 30;
+const LOCK_KEEPALIVE_INTERVAL: u32 = 10;
+const LOCK_KEEPALIVE_COUNT: u32 = 3;
+
 /// A connection of its own that holds the session-level advisory lock
 /// `key` (one of [`locks`]) until it closes, or `None` if another node's
 /// connection holds it. Asked on a pooled connection, which goes back to the
@@ -79,7 +90,19 @@ pub(crate) async fn take_session_lock(
         .prepare_cached("SELECT pg_try_advisory_lock($1)")
         .await?;
     let locked: bool = client.query_one(&statement, &[&key]).await?.try_get(0)?;
-    Ok(locked.then(|| deadpool_postgres::Object::take(client)))
+    if !locked {
+        return Ok(None);
+    }
+    let client = deadpool_postgres::Object::take(client);
+    // Settings of this session alone, which no pooled connection shares.
+    client
+        .batch_execute(&format!(
+            "SET tcp_keepalives_idle = {LOCK_KEEPALIVE_IDLE};
+             SET tcp_keepalives_interval = {LOCK_KEEPALIVE_INTERVAL};
+             SET tcp_keepalives_count = {LOCK_KEEPALIVE_COUNT};"
+        ))
+        .await?;
+    Ok(Some(client))
 }
 
 /// The channel every node's changes are announced on (`LISTEN sokkel`).
@@ -91,6 +114,14 @@ const MAX_CONNECTIONS: usize = 16;
 /// How long a query waits for a connection, and a connection for the server,
 /// before the caller is told the database is unavailable (SMTP 451, HTTP 503).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long unacknowledged data may wait on a connection before it is
+/// given up as dead.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a session may sit idle inside a transaction before the server
+/// ends it (and with it the locks it holds).
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(60);
 
 const EVENT_CAPACITY: usize = 1024;
 
@@ -159,7 +190,22 @@ impl PgStore {
         let handle = runtime.handle().clone();
         let mut pg = config.config.clone();
         pg.connect_timeout(CONNECT_TIMEOUT);
+        // A server that stops answering without closing (a network that drops
+        // packets) fails the request within TCP_USER_TIMEOUT instead of the
+        // system's minutes, so a delivery gets its 451 and a query its 503.
         pg.keepalives_idle(Duration::from_secs(30));
+        pg.keepalives_interval(Duration::from_secs(10));
+        pg.keepalives_retries(3);
+        pg.tcp_user_timeout(TCP_USER_TIMEOUT);
+        // A node that vanishes in the middle of a transaction would hold the
+        // cluster's write lock (store_state) until its session ends: the
+        // server ends such a session after a minute.
+        let server_options = format!(
+            "{} -c idle_in_transaction_session_timeout={}",
+            pg.get_options().unwrap_or(""),
+            IDLE_IN_TRANSACTION.as_millis()
+        );
+        pg.options(server_options.trim());
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
@@ -256,6 +302,25 @@ pub(crate) async fn next_seq(
         .prepare_cached("UPDATE store_state SET change_seq = change_seq + 1 RETURNING change_seq")
         .await?;
     Ok(tx.query_one(&statement, &[]).await?.get(0))
+}
+
+/// [`StoreError::Full`] if storing `arriving` more raw bytes would pass
+/// [`StoreOptions::max_size`]; call it after [`next_seq`], whose lock keeps
+/// the count still until the transaction ends.
+pub(crate) async fn room_for(
+    tx: &impl deadpool_postgres::GenericClient,
+    shared: &Shared,
+    arriving: usize,
+) -> Result<(), StoreError> {
+    let Some(max) = shared.options.max_size else {
+        return Ok(());
+    };
+    let statement = tx.prepare_cached("SELECT bytes FROM store_state").await?;
+    let stored: i64 = tx.query_one(&statement, &[]).await?.get(0);
+    if (stored.max(0) as u64).saturating_add(arriving as u64) > max {
+        return Err(StoreError::Full);
+    }
+    Ok(())
 }
 
 /// A change other nodes are told of, in the transaction that makes it

@@ -28,6 +28,9 @@ const MIGRATIONS: &[&str] = &[r#"
         change_seq        bigint  NOT NULL DEFAULT 0,
         total             bigint  NOT NULL DEFAULT 0,
         unread            bigint  NOT NULL DEFAULT 0,
+        -- The raw bytes of the stored messages: what StoreOptions::max_size
+        -- holds on PostgreSQL (the database's files do not shrink on delete).
+        bytes             bigint  NOT NULL DEFAULT 0,
         uid_validity      bigint  NOT NULL,
         last_uid_validity bigint  NOT NULL
     );
@@ -115,6 +118,9 @@ const MIGRATIONS: &[&str] = &[r#"
         PRIMARY KEY (address, message_id)
     );
     CREATE INDEX mailboxes_message ON mailboxes (message_id);
+    -- A login's mailbox is a byte-order range over addresses (folders.rs),
+    -- whatever the database's collation.
+    CREATE INDEX mailboxes_address_bytes ON mailboxes (address COLLATE "C");
 
     CREATE TABLE sent (
         id          bigint  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -148,14 +154,16 @@ const MIGRATIONS: &[&str] = &[r#"
     BEGIN
         UPDATE store_state SET
             total = total + (SELECT count(*) FROM new_rows),
-            unread = unread + (SELECT count(*) FROM new_rows WHERE NOT read);
+            unread = unread + (SELECT count(*) FROM new_rows WHERE NOT read),
+            bytes = bytes + (SELECT coalesce(sum(size), 0) FROM new_rows);
         RETURN NULL;
     END $$;
     CREATE FUNCTION sokkel_count_delete() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         UPDATE store_state SET
             total = total - (SELECT count(*) FROM old_rows),
-            unread = unread - (SELECT count(*) FROM old_rows WHERE NOT read);
+            unread = unread - (SELECT count(*) FROM old_rows WHERE NOT read),
+            bytes = bytes - (SELECT coalesce(sum(size), 0) FROM old_rows);
         RETURN NULL;
     END $$;
     CREATE FUNCTION sokkel_count_read() RETURNS trigger LANGUAGE plpgsql AS $$

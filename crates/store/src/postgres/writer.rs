@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::index::{IndexEntry, Indexer};
 use super::queries::insert_message;
 use super::tags::tag_message;
-use super::{Notice, Shared, next_seq, publish};
+use super::{Notice, Shared, ids_of, next_seq, publish, room_for};
 use crate::delivery::{Counters, MAX_BATCH_BYTES, WriteRequest};
 use crate::repeated::{REPEAT_INTERVAL, RepeatedLog};
 use crate::store::{StoreEvent, WriterStats};
@@ -159,6 +159,8 @@ async fn insert_batch(
     let mut client = shared.client().await?;
     let tx = client.transaction().await?;
     let seq = next_seq(&tx).await?;
+    let arriving = batch.iter().map(|request| request.message.raw.len()).sum();
+    room_for(&tx, shared, arriving).await?;
     // Every insert is sent before the first answer is awaited: one
     // connection pipelines them, so a batch costs a few round trips, not a
     // few per message.
@@ -174,10 +176,7 @@ async fn insert_batch(
             tag_message(&tx, *id, &request.tags).await?;
         }
     }
-    let notice = Notice::New {
-        ids: ids.iter().map(|id| id.0).collect(),
-    };
-    publish(&tx, shared, notice).await?;
+    publish(&tx, shared, Notice::New { ids: ids_of(&ids) }).await?;
     tx.commit().await?;
     Ok(ids)
 }

@@ -15,7 +15,7 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -121,13 +121,13 @@ impl Cluster {
             )),
             dir = cluster.dir.display(),
         );
-        Command::new("sh")
-            .args(["-c", &watchdog])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
+        // In the background of a shell that exits at once: the watchdog
+        // outlives this process and is nobody's zombie.
+        let status = Command::new("sh")
+            .args(["-c", &format!("({watchdog}) </dev/null >/dev/null 2>&1 &")])
+            .status()
             .unwrap();
+        assert!(status.success(), "starting the cluster's watchdog");
         let out = cluster
             .command("initdb")
             .args([
