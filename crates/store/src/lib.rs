@@ -43,6 +43,7 @@
 //!   interval with its count (`sokkel_net::repeated`).
 #![warn(missing_docs)]
 
+mod delivery;
 mod error;
 mod folders;
 pub mod mime;

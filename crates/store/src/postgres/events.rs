@@ -1,6 +1,232 @@
 //! LISTEN/NOTIFY: every node announces every node's changes to its
 //! subscribers as if they had happened locally.
-//! STUB: the pg-messages helper builds this.
+//!
+//! ```text
+//! node 2: commit ─▶ NOTIFY sokkel {"node": "2…", "notice": {"kind": "new", "ids": [7]}}
+//! node 1: Listener ─▶ reads message 7's summary ─▶ StoreEvent::New
+//! ```
+//!
+//! The listener has a connection of its own (not from the pool: `LISTEN`
+//! belongs to a session), started by the first [`crate::Store::subscribe`].
+//! Its own node's notices are skipped: the node announced those itself. When
+//! the connection is lost it reconnects, waiting longer each time up to
+//! [`MAX_BACKOFF`], and then announces [`StoreEvent::Changed`] once: what
+//! was committed meanwhile was not heard, so subscribers reload.
 
-/// The task that listens on [`super::CHANNEL`] for this handle's subscribers.
-pub(crate) struct Listener;
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{AsyncMessage, Client, Socket};
+
+use super::queries::{SUMMARY_COLUMNS, listed_summary_from_row};
+use super::{CHANNEL, Notice, Shared};
+use crate::store::{StoreEvent, TagChange};
+use crate::{MessageId, StoreError};
+
+/// The first wait before reconnecting; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The listener task; it stops when this drops (and with the backend's
+/// runtime, which the store owns).
+pub(crate) struct Listener {
+    task: JoinHandle<()>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Listener {
+    /// Start listening on the backend's runtime.
+    pub(crate) fn spawn(shared: Arc<Shared>) -> Listener {
+        let handle = shared.handle.clone();
+        Listener {
+            task: handle.spawn(listen(shared)),
+        }
+    }
+}
+
+/// A notification as [`super::publish`] sends it.
+#[derive(serde::Deserialize)]
+struct Payload {
+    node: String,
+    notice: Notice,
+}
+
+/// Listen, and listen again after every lost connection.
+async fn listen(shared: Arc<Shared>) {
+    let mut backoff = FIRST_BACKOFF;
+    let mut reconnected = false;
+    loop {
+        match connect(&shared).await {
+            Ok((client, notifications)) => {
+                backoff = FIRST_BACKOFF;
+                if reconnected {
+                    shared.announce(StoreEvent::Changed);
+                }
+                relay(&shared, &client, notifications).await;
+                tracing::debug!("lost the connection that listens for other nodes' changes");
+            }
+            Err(error) => {
+                tracing::debug!(%error, "cannot listen for other nodes' changes; retrying");
+            }
+        }
+        reconnected = true;
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// A connection of its own that listens on [`CHANNEL`], and its
+/// notifications.
+async fn connect(shared: &Shared) -> Result<(Client, mpsc::UnboundedReceiver<String>), StoreError> {
+    let mut config = shared.config.config.clone();
+    config.connect_timeout(super::CONNECT_TIMEOUT);
+    config.keepalives_idle(Duration::from_secs(30));
+    let (client, notifications) = if shared.config.tls {
+        open(&config, shared.config.tls_connector()?, &shared.handle).await?
+    } else {
+        open(&config, tokio_postgres::NoTls, &shared.handle).await?
+    };
+    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    Ok((client, notifications))
+}
+
+/// Connect with `tls` and drive the connection on a task of its own, which
+/// hands on the payloads of notifications and ends with the connection.
+async fn open<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+    handle: &tokio::runtime::Handle,
+) -> Result<(Client, mpsc::UnboundedReceiver<String>), StoreError>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+    T::TlsConnect: Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    let (client, mut connection) = config.connect(tls).await?;
+    let (sender, receiver) = mpsc::unbounded_channel();
+    handle.spawn(async move {
+        while let Some(message) = poll_fn(|cx| connection.poll_message(cx)).await {
+            match message {
+                Ok(AsyncMessage::Notification(notification)) => {
+                    if sender.send(notification.payload().to_string()).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::debug!(%error, "the connection that listens for changes failed");
+                    break;
+                }
+            }
+        }
+    });
+    Ok((client, receiver))
+}
+
+/// Announce every other node's notice until the connection ends.
+async fn relay(
+    shared: &Shared,
+    client: &Client,
+    mut notifications: mpsc::UnboundedReceiver<String>,
+) {
+    while let Some(payload) = notifications.recv().await {
+        let payload: Payload = match serde_json::from_str(&payload) {
+            Ok(payload) => payload,
+            Err(error) => {
+                tracing::debug!(%error, "a notification this node does not understand");
+                shared.announce(StoreEvent::Changed);
+                continue;
+            }
+        };
+        if payload.node == shared.node || shared.events.receiver_count() == 0 {
+            continue;
+        }
+        match event_of(client, payload.notice).await {
+            Ok(events) => {
+                for event in events {
+                    shared.announce(event);
+                }
+            }
+            Err(error) => {
+                // Whatever happened is not known in detail: reload.
+                tracing::debug!(%error, "cannot read what another node changed");
+                shared.announce(StoreEvent::Changed);
+                if client.is_closed() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The events this node would have announced for `notice` had it made the
+/// change, read through the listener's `client` where they carry more than
+/// the notice does.
+async fn event_of(client: &Client, notice: Notice) -> Result<Vec<StoreEvent>, StoreError> {
+    let ids = |ids: Vec<i64>| ids.into_iter().map(MessageId).collect::<Vec<_>>();
+    Ok(match notice {
+        Notice::New { ids } => {
+            let sql = format!(
+                "SELECT {SUMMARY_COLUMNS} FROM messages AS m WHERE m.id = ANY($1) ORDER BY m.id"
+            );
+            // A message deleted in the meantime is left out: its delete
+            // follows.
+            client
+                .query(&sql, &[&ids])
+                .await?
+                .iter()
+                .map(|row| Ok(StoreEvent::New(Arc::new(listed_summary_from_row(row)?))))
+                .collect::<Result<_, StoreError>>()?
+        }
+        Notice::Tags { ids } => vec![StoreEvent::TagsChanged(tags_of(client, &ids).await?)],
+        Notice::Deleted { ids: deleted } => vec![StoreEvent::Deleted(ids(deleted))],
+        Notice::Pruned { ids: pruned } => vec![StoreEvent::Pruned(ids(pruned))],
+        Notice::DeletedAll => vec![StoreEvent::DeletedAll],
+        Notice::Read { ids: read, value } => vec![StoreEvent::ReadChanged(ids(read), value)],
+        Notice::Flagged {
+            ids: flagged,
+            value,
+        } => {
+            vec![StoreEvent::FlaggedChanged(ids(flagged), value)]
+        }
+        Notice::Changed => vec![StoreEvent::Changed],
+    })
+}
+
+/// Each of `ids` with its tags as they are now, sorted as a summary has them.
+async fn tags_of(client: &Client, ids: &[i64]) -> Result<Vec<TagChange>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT mt.message_id, t.name FROM message_tags AS mt JOIN tags AS t ON t.id = mt.tag_id
+             WHERE mt.message_id = ANY($1)",
+            &[&ids],
+        )
+        .await?;
+    let mut changes: Vec<TagChange> = ids
+        .iter()
+        .map(|id| TagChange {
+            id: MessageId(*id),
+            tags: Vec::new(),
+        })
+        .collect();
+    for row in &rows {
+        let id: i64 = row.get(0);
+        if let Some(change) = changes.iter_mut().find(|change| change.id.0 == id) {
+            change.tags.push(row.get(1));
+        }
+    }
+    for change in &mut changes {
+        change.tags.sort_unstable_by_key(|tag| tag.to_lowercase());
+    }
+    Ok(changes)
+}

@@ -36,6 +36,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::broadcast;
 
+use crate::delivery::WriteRequest;
 use crate::mime::{self, Digest};
 use crate::relay::RelayAttempt;
 use crate::store::{
@@ -67,11 +68,6 @@ pub(crate) use tags::Edit as TagEdit;
 /// cache, so an unbounded number under load (the web API hit by many clients) costs
 /// memory, and a fresh connection starts with a cold cache anyway.
 const MAX_READERS: usize = 8;
-
-/// Messages bigger than this are parsed on tokio's blocking pool instead of the
-/// async worker that delivers them, so one huge message cannot stall other
-/// sessions.
-const INLINE_PARSE_LIMIT: usize = 256 << 10;
 
 /// A delete of many messages commits this many at a time, so that one
 /// transaction's WAL fits the disk reserve on a full disk with room to spare:
@@ -666,21 +662,12 @@ impl SqliteStore {
     /// large, so this must run inside a tokio runtime), queue it for the writer
     /// thread, and resolve once the group commit that holds it has returned.
     pub(crate) async fn deliver(&self, message: NewMessage) -> Result<MessageId, StoreError> {
-        let large = message.raw.len() > INLINE_PARSE_LIMIT;
         let inner = Arc::clone(&self.inner);
-        let prepare = move || {
-            let digest = mime::digest(&message.raw);
-            let tags = inner.delivery_tags(&message, &digest);
-            (message, digest, tags)
-        };
-        let (message, digest, tags) = if large {
-            tokio::task::spawn_blocking(prepare)
-                .await
-                .map_err(|_| StoreError::Closed)?
-        } else {
-            prepare()
-        };
-        self.inner.writer.submit(message, digest, tags).await
+        let (request, answer) = WriteRequest::prepare(message, move |message, digest| {
+            inner.delivery_tags(message, digest)
+        })
+        .await?;
+        self.inner.writer.submit(request, answer).await
     }
 }
 

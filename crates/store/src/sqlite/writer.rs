@@ -15,7 +15,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
@@ -25,38 +24,17 @@ use super::changes::{Announcer, commit_change};
 use super::index::{IndexText, OlderMessages, index_pending};
 use super::queries::{Indexing, insert_message, pending_seq, summary_of, touch};
 use super::tags::{apply_rules, tag_event, tag_message};
-use crate::mime::Digest;
+use crate::delivery::{Counters, MAX_BATCH_BYTES, WriteRequest};
 use crate::repeated::{REPEAT_INTERVAL, RepeatedLog};
 use crate::store::{StoreEvent, WriterStats};
-use crate::tags::{TagName, TagRule};
-use crate::{MessageId, NewMessage, StoreError};
-
-/// A batch stops growing once it holds this many bytes of messages, so one commit
-/// does not have to write (and hold in memory) an unbounded amount.
-const MAX_BATCH_BYTES: usize = 64 << 20;
+use crate::tags::TagRule;
+use crate::{MessageId, StoreError};
 
 /// Stored messages wait for the search index until the writer has nothing else to
 /// do, or until this many (or [`MAX_INDEX_BYTES`] of text) are waiting: under a
 /// steady stream of mail search lags by at most one such batch.
 const MAX_INDEX_BATCH: usize = 512;
 const MAX_INDEX_BYTES: usize = 16 << 20;
-
-/// One delivery waiting for its commit.
-struct WriteRequest {
-    message: NewMessage,
-    digest: Digest,
-    /// From its headers and addresses.
-    tags: Vec<TagName>,
-    reply: oneshot::Sender<Result<MessageId, StoreError>>,
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    transactions: AtomicU64,
-    messages: AtomicU64,
-    bytes: AtomicU64,
-    failed_transactions: AtomicU64,
-}
 
 /// Work other than a delivery that needs the write lock and must not starve
 /// behind deliveries (pruning): it waits its turn in the same queue and runs
@@ -114,20 +92,13 @@ impl Writer {
     }
 
     /// Queue `message` for the next group commit and wait until it is durable.
+    /// `answer` is the receiver [`WriteRequest::prepare`] gave with `request`.
     pub(crate) async fn submit(
         &self,
-        message: NewMessage,
-        digest: Digest,
-        tags: Vec<TagName>,
+        request: WriteRequest,
+        answer: oneshot::Receiver<Result<MessageId, StoreError>>,
     ) -> Result<MessageId, StoreError> {
         let requests = self.requests.as_ref().ok_or(StoreError::Closed)?;
-        let (reply, answer) = oneshot::channel();
-        let request = WriteRequest {
-            message,
-            digest,
-            tags,
-            reply,
-        };
         requests
             .send(Request::Write(Box::new(request)))
             .await
@@ -154,12 +125,7 @@ impl Writer {
     }
 
     pub(crate) fn stats(&self) -> WriterStats {
-        WriterStats {
-            transactions: self.counters.transactions.load(Ordering::Relaxed),
-            messages: self.counters.messages.load(Ordering::Relaxed),
-            bytes: self.counters.bytes.load(Ordering::Relaxed),
-            failed_transactions: self.counters.failed_transactions.load(Ordering::Relaxed),
-        }
+        self.counters.stats()
     }
 }
 
@@ -315,11 +281,7 @@ fn group_commit(
     let messages = batch.len();
     match insert_batch(conn, batch) {
         Ok((ids, seq)) => {
-            counters.transactions.fetch_add(1, Ordering::Relaxed);
-            counters
-                .messages
-                .fetch_add(messages as u64, Ordering::Relaxed);
-            counters.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+            counters.committed(messages, bytes);
             tracing::debug!(messages, bytes, "group commit");
             let notify = announcer.listening();
             let mut events = Vec::new();
@@ -347,7 +309,7 @@ fn group_commit(
             announcer.announce(seq, events);
         }
         Err(error) => {
-            counters.failed_transactions.fetch_add(1, Ordering::Relaxed);
+            counters.failed();
             let error = StoreError::from(error);
             let repeat = failures.occurrence(&error.to_string());
             if repeat.should_log() {

@@ -1,0 +1,292 @@
+//! Several nodes on one PostgreSQL database: what one node changes, the
+//! others announce as if it had happened locally; the database going away
+//! and coming back is an error for a while, never a lost or false success;
+//! deliveries from many sessions share their commits.
+//!
+//! Two `Store` handles opened on one database are two nodes: each has its
+//! own writer, pool and listener, and skips only its own notices.
+//!
+//! One test restarts the server, which every test of this binary shares:
+//! they run one at a time ([`SERIAL`]).
+
+use std::collections::BTreeSet;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use sokkel_store::{
+    Deliver, DeliverError, Envelope, FlagChange, ListQuery, Location, MessageId, NewMessage, Store,
+    StoreError, StoreEvent, StoreOptions, TagChange,
+};
+use tokio::sync::broadcast;
+
+#[path = "pg/mod.rs"]
+mod pg;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A fresh database and its name.
+fn database() -> (Location, String) {
+    let url = pg::fresh_database();
+    let name = url.rsplit('/').next().unwrap().to_string();
+    (url.parse().unwrap(), name)
+}
+
+fn node(location: &Location) -> Store {
+    Store::open_at(location, StoreOptions::default()).unwrap()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn message(n: usize) -> NewMessage {
+    let raw = format!(
+        "From: rick@example.com\r\nTo: morty@example.com\r\nSubject: number {n}\r\n\r\nbody {n}\r\n"
+    );
+    NewMessage {
+        envelope: Envelope {
+            mail_from: "rick@example.com".into(),
+            rcpt_to: vec!["morty@example.com".into()],
+            helo: "client.example".into(),
+            client_addr: "127.0.0.1:40000".parse().unwrap(),
+            bare_lf: false,
+            smtputf8: false,
+            tls: None,
+            auth_user: None,
+        },
+        received_at: SystemTime::now(),
+        raw: raw.into_bytes(),
+    }
+}
+
+/// Wait until `count` listeners are listening on database `db`, so that no
+/// notice is sent before one of them hears it.
+fn wait_for_listeners(db: &str, count: usize) {
+    let sql = "SELECT count(*) FROM pg_stat_activity
+               WHERE datname = current_database() AND query = 'LISTEN sokkel' AND state = 'idle'";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found: usize = pg::cluster().psql(db, sql).trim().parse().unwrap();
+        if found >= count {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{found} of {count} listeners");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The next event within `timeout`, or `None`.
+fn event_within(
+    runtime: &tokio::runtime::Runtime,
+    events: &mut broadcast::Receiver<StoreEvent>,
+    timeout: Duration,
+) -> Option<StoreEvent> {
+    runtime
+        .block_on(async { tokio::time::timeout(timeout, events.recv()).await })
+        .ok()
+        .map(|event| event.unwrap())
+}
+
+fn next_event(
+    runtime: &tokio::runtime::Runtime,
+    events: &mut broadcast::Receiver<StoreEvent>,
+) -> StoreEvent {
+    event_within(runtime, events, Duration::from_secs(5)).expect("no event within 5 s")
+}
+
+/// A delivery, a flag change, a star, a tag change and a delete made through
+/// one node reach the other node's subscribers as the same events the first
+/// node announces to its own, in the same order, and once each.
+#[test]
+#[ignore = "interop: needs PostgreSQL; .ci/run installs it and runs cargo test -- --ignored"]
+fn every_node_announces_every_nodes_changes() {
+    let _serial = serial();
+    let (location, db) = database();
+    let (one, two) = (node(&location), node(&location));
+    let mut here = one.subscribe();
+    let mut there = two.subscribe();
+    wait_for_listeners(&db, 2);
+    let runtime = runtime();
+
+    let id = runtime.block_on(one.deliver(message(1))).unwrap();
+    one.set_read(&[id], true).unwrap();
+    one.set_flags(
+        &[id],
+        FlagChange {
+            read: None,
+            flagged: Some(true),
+        },
+    )
+    .unwrap();
+    one.add_tags(&[id], &["urgent"]).unwrap();
+    one.delete(&[id]).unwrap();
+
+    let mut local = Vec::new();
+    let mut remote = Vec::new();
+    for _ in 0..5 {
+        local.push(next_event(&runtime, &mut here));
+        remote.push(next_event(&runtime, &mut there));
+    }
+    match &remote[0] {
+        StoreEvent::New(summary) => {
+            assert_eq!(summary.id, id);
+            assert_eq!(summary.subject, "number 1");
+        }
+        other => panic!("expected New, got {other:?}"),
+    }
+    assert_eq!(
+        remote[1..],
+        [
+            StoreEvent::ReadChanged(vec![id], true),
+            StoreEvent::FlaggedChanged(vec![id], true),
+            StoreEvent::TagsChanged(vec![TagChange {
+                id,
+                tags: vec!["urgent".into()],
+            }]),
+            StoreEvent::Deleted(vec![id]),
+        ]
+    );
+    assert_eq!(local, remote, "the other node announces what this one does");
+    // Nothing twice: neither node hears its own notices back.
+    let quiet = Duration::from_millis(500);
+    assert_eq!(event_within(&runtime, &mut here, quiet), None);
+    assert_eq!(event_within(&runtime, &mut there, quiet), None);
+}
+
+/// While the server is down a delivery fails (SMTP 451, never a 250) and so does a list (HTTP 503), within the connect timeout;
+/// once it is back both work again on the same handles, and the listener,
+/// reconnected, says `Changed` and hears the other node again.
+#[test]
+#[ignore = "interop: needs PostgreSQL; .ci/run installs it and runs cargo test -- --ignored"]
+fn nodes_ride_out_a_database_restart() {
+    let _serial = serial();
+    let (location, db) = database();
+    let (one, two) = (node(&location), node(&location));
+    let mut there = two.subscribe();
+    wait_for_listeners(&db, 1);
+    let runtime = runtime();
+    let before = runtime.block_on(one.deliver(message(1))).unwrap();
+    assert!(matches!(
+        next_event(&runtime, &mut there),
+        StoreEvent::New(_)
+    ));
+
+    pg::cluster().stop_server(true);
+    let started = Instant::now();
+    let delivered = runtime.block_on(one.deliver(message(2)));
+    assert!(
+        matches!(delivered, Err(DeliverError::Unavailable(_))),
+        "{delivered:?}"
+    );
+    let listed = two.list(&ListQuery::default());
+    assert!(
+        matches!(listed, Err(StoreError::Unavailable(_))),
+        "{listed:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "waited {:?} for a database that is down",
+        started.elapsed()
+    );
+    pg::cluster().start_server();
+
+    // The first use of a connection that died with the server may fail; the
+    // next one is a new connection.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        match runtime.block_on(one.deliver(message(3))) {
+            Ok(id) => break id,
+            Err(DeliverError::Unavailable(error)) if Instant::now() < deadline => {
+                eprintln!("not yet: {error}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(error) => panic!("delivery after the restart: {error}"),
+        }
+    };
+    assert!(after > before);
+    // The listener comes back within its longest backoff and says that it
+    // may have missed something; then it hears the other node again.
+    let mut saw_changed = false;
+    let mut saw_new = false;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(saw_changed && saw_new) && Instant::now() < deadline {
+        match event_within(&runtime, &mut there, Duration::from_secs(1)) {
+            Some(StoreEvent::Changed) => saw_changed = true,
+            Some(StoreEvent::New(summary)) if saw_changed && summary.id > after => {
+                saw_new = true;
+            }
+            Some(_) => {}
+            None if saw_changed && !saw_new => {
+                runtime.block_on(one.deliver(message(4))).unwrap();
+            }
+            None => {}
+        }
+    }
+    assert!(saw_changed, "no Changed after the listener reconnected");
+    assert!(saw_new, "the listener hears nothing after reconnecting");
+    let listed: Vec<MessageId> = two
+        .list(&ListQuery::default())
+        .unwrap()
+        .iter()
+        .map(|summary| summary.id)
+        .collect();
+    assert!(
+        listed.contains(&before) && listed.contains(&after),
+        "{listed:?}"
+    );
+}
+
+/// 10,000 deliveries from 50 sessions at once are all stored, once each, in
+/// far fewer transactions than messages: each commit carries what queued
+/// while the one before it ran.
+#[test]
+#[ignore = "interop: needs PostgreSQL; .ci/run installs it and runs cargo test -- --ignored"]
+fn concurrent_deliveries_share_commits() {
+    const SESSIONS: usize = 50;
+    const EACH: usize = 200;
+    let _serial = serial();
+    let (location, _) = database();
+    let store = node(&location);
+    let runtime = runtime();
+    let ids = runtime.block_on(async {
+        let sessions: Vec<_> = (0..SESSIONS)
+            .map(|session| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut ids = Vec::with_capacity(EACH);
+                    for n in 0..EACH {
+                        ids.push(store.deliver(message(session * EACH + n)).await.unwrap());
+                    }
+                    ids
+                })
+            })
+            .collect();
+        let mut ids = BTreeSet::new();
+        for session in sessions {
+            for id in session.await.unwrap() {
+                assert!(ids.insert(id), "id {id} given twice");
+            }
+        }
+        ids
+    });
+    assert_eq!(ids.len(), SESSIONS * EACH);
+    assert_eq!(store.count().unwrap().total, (SESSIONS * EACH) as u64);
+    let stats = store.writer_stats();
+    eprintln!("{stats:?}");
+    assert_eq!(stats.messages, (SESSIONS * EACH) as u64);
+    assert_eq!(stats.failed_transactions, 0);
+    assert!(
+        stats.transactions * 5 <= stats.messages,
+        "{} transactions for {} messages",
+        stats.transactions,
+        stats.messages
+    );
+}
