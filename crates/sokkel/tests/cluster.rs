@@ -7,6 +7,9 @@
 //! A PostgreSQL restart is in `cluster_restart.rs`, alone in its binary since
 //! it stops the database every test here uses.
 
+// Its watchdog shell outlives the test process on purpose (it stops the
+// server once the tests are gone), so it is never waited for.
+#[allow(clippy::zombie_processes)]
 #[path = "../../store/tests/pg/mod.rs"]
 mod pg;
 
@@ -199,19 +202,20 @@ fn two_nodes_behind_haproxy_act_as_one_catcher() {
     direct.reply();
     let arrived = direct.deliver("a@x.test", &["b@y.test"], &message("from node 2", "hi"));
     direct.quit();
+    let arrived_id = arrived.to_string();
     let frame = events.wait_for("new", Duration::from_secs(10), |f| {
         f["Type"] == "new" && f["Data"]["Subject"] == "from node 2"
     });
-    assert_eq!(frame["Data"]["ID"], arrived.to_string());
+    assert_eq!(frame["Data"]["ID"], arrived_id.as_str());
     let deleted = request(
         n2.http(),
         "DELETE",
         "/api/v1/messages",
-        Some(&json!({ "IDs": [arrived.to_string()] })),
+        Some(&json!({ "IDs": [arrived_id] })),
     );
     assert_eq!(deleted.status, 200, "{}", deleted.text());
     events.wait_for("delete", Duration::from_secs(10), |f| {
-        f["Type"] == "delete" && f["Data"]["ID"] == arrived.to_string()
+        f["Type"] == "delete" && f["Data"]["ID"] == arrived_id.as_str()
     });
     assert_eq!(
         get(n1.http(), &format!("/api/v1/message/{arrived}")).status,

@@ -8,6 +8,9 @@
 //! back, the nodes serve again without a restart and every patient client's
 //! message gets its 250, each of them stored.
 
+// Its watchdog shell outlives the test process on purpose (it stops the
+// server once the tests are gone), so it is never waited for.
+#[allow(clippy::zombie_processes)]
 #[path = "../../store/tests/pg/mod.rs"]
 mod pg;
 
