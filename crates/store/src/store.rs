@@ -170,7 +170,7 @@ pub enum Location {
     /// A SQLite file.
     File(PathBuf),
     /// A PostgreSQL database.
-    Postgres(PgConfig),
+    Postgres(Box<PgConfig>),
 }
 
 impl std::str::FromStr for Location {
@@ -178,7 +178,8 @@ impl std::str::FromStr for Location {
 
     fn from_str(text: &str) -> Result<Location, PgConfigError> {
         if is_postgres(text) {
-            text.parse().map(Location::Postgres)
+            text.parse()
+                .map(|config| Location::Postgres(Box::new(config)))
         } else {
             Ok(Location::File(PathBuf::from(text)))
         }
@@ -215,7 +216,7 @@ impl Store {
         match location {
             Location::File(path) => Store::open(path, options),
             Location::Postgres(config) => {
-                PgStore::open(config.clone(), options).map(|store| Store {
+                PgStore::open((**config).clone(), options).map(|store| Store {
                     backend: Backend::Postgres(store),
                 })
             }

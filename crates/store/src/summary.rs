@@ -134,61 +134,6 @@ pub(crate) fn listed_recipients(rcpt_to: Vec<String>) -> Vec<String> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn address(name: &str, address: &str) -> Address {
-        Address {
-            name: name.to_string(),
-            address: address.to_string(),
-        }
-    }
-
-    #[test]
-    fn cuts_count_json_bytes_and_keep_characters_whole() {
-        assert_eq!(cut("hello", 5), "hello");
-        assert_eq!(cut("hello", 3), "hel");
-        assert_eq!(cut("ééé", 5), "éé");
-        assert_eq!(cut("a\"b", 2), "a");
-        assert_eq!(cut("\u{1}\u{1}", 11), "\u{1}");
-        assert_eq!(cut("", 0), "");
-        let long = "x".repeat(10_000);
-        assert_eq!(cut(&long, SUMMARY_TEXT_BYTES).len(), SUMMARY_TEXT_BYTES);
-        assert_eq!(cut_string("ø".repeat(10), 5), "øø");
-    }
-
-    #[test]
-    fn lists_are_capped_in_count_and_bytes() {
-        let many: Vec<Address> = (0..20_000)
-            .map(|n| address("", &format!("user{n}@example.com")))
-            .collect();
-        let (stored, count) = stored_list(&many);
-        assert_eq!((stored.len(), count), (SUMMARY_ADDRESSES, 20_000));
-        assert_eq!(stored[0], many[0]);
-        assert_eq!(listed(stored).len(), SUMMARY_ADDRESSES);
-
-        let huge = vec![address(&"n".repeat(1 << 20), &"a".repeat(1 << 20)); 60];
-        let cut = listed(huge);
-        assert_eq!(cut[0].name.len(), SUMMARY_ADDRESS_BYTES);
-        let bytes: usize = cut
-            .iter()
-            .map(|a| json_text_len(&a.name) + json_text_len(&a.address))
-            .sum();
-        assert!(bytes <= SUMMARY_FIELD_BYTES, "{bytes}");
-        assert_eq!(cut.len(), SUMMARY_FIELD_BYTES / (2 * SUMMARY_ADDRESS_BYTES));
-
-        let recipients = listed_recipients(vec!["r".repeat(1000); 1000]);
-        assert_eq!(
-            recipients.len(),
-            SUMMARY_RECIPIENT_BYTES / SUMMARY_ADDRESS_BYTES
-        );
-        assert_eq!(recipients[0].len(), SUMMARY_ADDRESS_BYTES);
-        let usual: Vec<String> = (0..150).map(|n| format!("r{n}@y.test")).collect();
-        assert_eq!(listed_recipients(usual.clone()), usual);
-    }
-}
-
 /// The summary a list would show for `message` once stored as `id` with
 /// `tags`, bounded as a listed summary is.
 pub(crate) fn summary_of(
@@ -244,5 +189,60 @@ pub(crate) fn listed_from(from: Address) -> Address {
     Address {
         name: cut_string(from.name, SUMMARY_TEXT_BYTES),
         address: cut_string(from.address, SUMMARY_TEXT_BYTES),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address(name: &str, address: &str) -> Address {
+        Address {
+            name: name.to_string(),
+            address: address.to_string(),
+        }
+    }
+
+    #[test]
+    fn cuts_count_json_bytes_and_keep_characters_whole() {
+        assert_eq!(cut("hello", 5), "hello");
+        assert_eq!(cut("hello", 3), "hel");
+        assert_eq!(cut("ééé", 5), "éé");
+        assert_eq!(cut("a\"b", 2), "a");
+        assert_eq!(cut("\u{1}\u{1}", 11), "\u{1}");
+        assert_eq!(cut("", 0), "");
+        let long = "x".repeat(10_000);
+        assert_eq!(cut(&long, SUMMARY_TEXT_BYTES).len(), SUMMARY_TEXT_BYTES);
+        assert_eq!(cut_string("ø".repeat(10), 5), "øø");
+    }
+
+    #[test]
+    fn lists_are_capped_in_count_and_bytes() {
+        let many: Vec<Address> = (0..20_000)
+            .map(|n| address("", &format!("user{n}@example.com")))
+            .collect();
+        let (stored, count) = stored_list(&many);
+        assert_eq!((stored.len(), count), (SUMMARY_ADDRESSES, 20_000));
+        assert_eq!(stored[0], many[0]);
+        assert_eq!(listed(stored).len(), SUMMARY_ADDRESSES);
+
+        let huge = vec![address(&"n".repeat(1 << 20), &"a".repeat(1 << 20)); 60];
+        let cut = listed(huge);
+        assert_eq!(cut[0].name.len(), SUMMARY_ADDRESS_BYTES);
+        let bytes: usize = cut
+            .iter()
+            .map(|a| json_text_len(&a.name) + json_text_len(&a.address))
+            .sum();
+        assert!(bytes <= SUMMARY_FIELD_BYTES, "{bytes}");
+        assert_eq!(cut.len(), SUMMARY_FIELD_BYTES / (2 * SUMMARY_ADDRESS_BYTES));
+
+        let recipients = listed_recipients(vec!["r".repeat(1000); 1000]);
+        assert_eq!(
+            recipients.len(),
+            SUMMARY_RECIPIENT_BYTES / SUMMARY_ADDRESS_BYTES
+        );
+        assert_eq!(recipients[0].len(), SUMMARY_ADDRESS_BYTES);
+        let usual: Vec<String> = (0..150).map(|n| format!("r{n}@y.test")).collect();
+        assert_eq!(listed_recipients(usual.clone()), usual);
     }
 }

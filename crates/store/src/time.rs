@@ -65,6 +65,19 @@ pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + day_of_era - 719_468
 }
 
+/// What [`unix_millis`] gave back as a time.
+pub(crate) fn from_millis(millis: i64) -> SystemTime {
+    let magnitude = Duration::from_millis(millis.unsigned_abs());
+    if millis >= 0 {
+        UNIX_EPOCH + magnitude
+    } else {
+        UNIX_EPOCH - magnitude
+    }
+}
+
+/// [`unix_millis`], as the backends call it when they write a time.
+pub(crate) use unix_millis as to_millis;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,16 +117,3 @@ mod tests {
         assert_eq!(days_from_civil(2026, 11, 24), 20_781);
     }
 }
-
-/// What [`unix_millis`] gave back as a time.
-pub(crate) fn from_millis(millis: i64) -> SystemTime {
-    let magnitude = Duration::from_millis(millis.unsigned_abs());
-    if millis >= 0 {
-        UNIX_EPOCH + magnitude
-    } else {
-        UNIX_EPOCH - magnitude
-    }
-}
-
-/// [`unix_millis`], as the backends call it when they write a time.
-pub(crate) use unix_millis as to_millis;
