@@ -46,6 +46,7 @@
 mod delivery;
 mod error;
 mod folders;
+mod index_text;
 pub mod mime;
 mod paths;
 mod postgres;

@@ -3,8 +3,9 @@
 //!
 //! Each case is a function that takes an opener: every call opens the same
 //! store (a fresh one per case), so a case can also drop its handle and open
-//! the store again. [`sqlite`] is the SQLite opener; a second backend adds its
-//! own opener and one more `cases!` invocation, and runs every case unchanged.
+//! the store again, or hold two at once. The openers and `cases!` are in
+//! `backends/`: each backend is one more `cases!` invocation that runs every
+//! case unchanged.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,54 +15,13 @@ use std::time::{Duration, SystemTime};
 use sokkel_store::{
     Deliver, Envelope, FlagChange, FlagEdit, Flags, Folder, Folders, ListQuery, MailboxError,
     MessageId, NewMessage, RELAY_ATTEMPTS_KEPT, RELAY_REPLY_BYTES, RelayAttempt, SearchQuery,
-    Store, StoreEvent, StoreOptions,
+    Store, StoreEvent,
 };
 use tokio::sync::broadcast;
 
-/// Opens the case's store; every call opens the same one.
-type Open<'a> = &'a dyn Fn() -> Store;
+mod backends;
 
-/// Runs `case` on a fresh SQLite store in a temporary directory.
-fn sqlite(case: fn(Open<'_>)) {
-    let dir = tempfile::TempDir::new().unwrap();
-    let path = dir.path().join("mail.db");
-    case(&|| Store::open(&path, StoreOptions::default()).unwrap());
-}
-
-/// Runs `case` on a fresh database of this test binary's throwaway
-/// PostgreSQL cluster (`pg/mod.rs`).
-fn postgres(case: fn(Open<'_>)) {
-    let location: sokkel_store::Location = pg::fresh_database().parse().unwrap();
-    case(&|| Store::open_at(&location, StoreOptions::default()).unwrap());
-}
-
-#[path = "pg/mod.rs"]
-mod pg;
-
-/// One `#[test]` per case for a backend's opener.
-macro_rules! cases {
-    ($backend:ident: $($case:ident),* $(,)?) => {
-        mod $backend {
-            $(
-                #[test]
-                fn $case() {
-                    super::$backend(super::$case);
-                }
-            )*
-        }
-    };
-    (interop $backend:ident: $($case:ident),* $(,)?) => {
-        mod $backend {
-            $(
-                #[test]
-                #[ignore = "interop: needs PostgreSQL; .ci/run installs it and runs cargo test -- --ignored"]
-                fn $case() {
-                    super::$backend(super::$case);
-                }
-            )*
-        }
-    };
-}
+use backends::{Open, cases, postgres, sqlite};
 
 cases!(sqlite:
     delivered_and_imported_messages_read_back_whole,
@@ -87,6 +47,7 @@ cases!(sqlite:
     changes_give_only_what_moved_past_a_modseq,
     relay_attempts_are_kept_with_their_message,
     one_message_matches_a_search_once_indexed,
+    uids_ascend_in_commit_order_across_handles,
 );
 
 cases!(interop postgres:
@@ -113,6 +74,7 @@ cases!(interop postgres:
     changes_give_only_what_moved_past_a_modseq,
     relay_attempts_are_kept_with_their_message,
     one_message_matches_a_search_once_indexed,
+    uids_ascend_in_commit_order_across_handles,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -1393,4 +1355,82 @@ fn one_message_matches_a_search_once_indexed(open: Open<'_>) {
         Some(false)
     );
     assert_eq!(store.matches(MessageId(999), &query("")).unwrap(), None);
+}
+
+/// Two handles on one store (two nodes, on PostgreSQL) delivering and
+/// appending at once: every folder's UIDs are handed out in the order the
+/// messages become visible, so a reader never sees a new message appear
+/// below a UID it has seen already (RFC 3501 2.3.1.1; a client that fetched
+/// `UID n:*` would never see it). Also UIDNEXT never falls behind a listing.
+fn uids_ascend_in_commit_order_across_handles(open: Open<'_>) {
+    const EACH: usize = 30;
+    let (one, two, reader) = (open(), open(), open());
+    assert!(folders(&one).create_folder("work").unwrap());
+    let done = AtomicBool::new(false);
+    let raw = |n: usize| format!("Subject: append {n}\r\n\r\nbody {n}\r\n").into_bytes();
+    std::thread::scope(|scope| {
+        let writers = [&one, &two].map(|store| {
+            let raw = &raw;
+            scope.spawn(move || {
+                let f = folders(store);
+                for n in 0..EACH {
+                    deliver(store, [numbered(n)]);
+                    f.append(&tag("work"), raw(n), &Flags::default(), SystemTime::now())
+                        .unwrap();
+                    f.append(&inbox(), raw(n), &Flags::default(), SystemTime::now())
+                        .unwrap();
+                }
+            })
+        });
+        let watcher = scope.spawn(|| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            let mut polls = 0;
+            let mut seen = [BTreeSet::new(), BTreeSet::new()];
+            // The UIDNEXT each folder's last listing gave.
+            let mut told = [1, 1];
+            loop {
+                let finished = done.load(Ordering::Relaxed);
+                let folders = [inbox(), tag("work")];
+                for ((folder, seen), told) in folders.iter().zip(&mut seen).zip(&mut told) {
+                    let (uids, next) = listing(&reader, folder);
+                    let highest = seen.last().copied().unwrap_or(0);
+                    for (uid, _) in &uids {
+                        assert!(
+                            seen.contains(uid) || (*uid > highest && *uid >= *told),
+                            "{folder:?}: UID {uid} appeared after UID {highest} was seen \
+                             and UIDNEXT {told} told"
+                        );
+                        assert!(
+                            *uid < next,
+                            "{folder:?}: UID {uid} at or past UIDNEXT {next}"
+                        );
+                    }
+                    assert!(next >= *told, "{folder:?}: UIDNEXT {told} fell to {next}");
+                    seen.extend(uids.iter().map(|(uid, _)| *uid));
+                    *told = next;
+                }
+                polls += 1;
+                if finished {
+                    return (polls, seen);
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the writers took 120 s"
+                );
+            }
+        });
+        let written = writers.map(|writer| writer.join());
+        done.store(true, Ordering::Relaxed);
+        for result in written {
+            result.unwrap();
+        }
+        let (polls, seen) = watcher.join().unwrap();
+        assert!(polls > 1, "the reader listed the folders while they grew");
+        assert_eq!(
+            seen[0].len(),
+            6 * EACH,
+            "every delivery and append (a tag's too)"
+        );
+        assert_eq!(seen[1].len(), 2 * EACH, "every append to the tag's folder");
+    });
 }

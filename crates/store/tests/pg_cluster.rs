@@ -10,7 +10,8 @@
 //! they run one at a time ([`SERIAL`]).
 
 use std::collections::BTreeSet;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use sokkel_store::{
@@ -288,5 +289,82 @@ fn concurrent_deliveries_share_commits() {
         "{} transactions for {} messages",
         stats.transactions,
         stats.messages
+    );
+}
+
+/// The writer's connection killed again and again while sessions deliver:
+/// some deliveries fail (SMTP 451), and every one that succeeded is stored.
+/// A commit whose answer is lost may or may not have stored its batch; its
+/// waiters get an error all the same, so a 250 always means stored.
+#[test]
+#[ignore = "interop: needs PostgreSQL; .ci/run installs it and runs cargo test -- --ignored"]
+fn a_delivery_that_succeeded_survives_a_killed_connection() {
+    const SESSIONS: usize = 20;
+    let _serial = serial();
+    let (location, db) = database();
+    let store = node(&location);
+    let runtime = runtime();
+    let stop = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let sessions: Vec<_> = (0..SESSIONS)
+        .map(|session| {
+            let (store, stop, failed) = (store.clone(), Arc::clone(&stop), Arc::clone(&failed));
+            runtime.spawn(async move {
+                let mut stored = Vec::new();
+                for n in 0..10_000 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    match store.deliver(message(session * 10_000 + n)).await {
+                        Ok(id) => stored.push(id),
+                        Err(DeliverError::Unavailable(_)) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(error) => panic!("{error}"),
+                    }
+                }
+                stored
+            })
+        })
+        .collect();
+    // Kill whatever backend is in the middle of something (the writer's, in
+    // a transaction) until a delivery has failed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while failed.load(Ordering::Relaxed) == 0 && Instant::now() < deadline {
+        pg::cluster().psql(
+            &db,
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()
+               AND state IN ('active', 'idle in transaction')",
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let stored: Vec<MessageId> = runtime.block_on(async {
+        let mut stored = Vec::new();
+        for session in sessions {
+            stored.extend(session.await.unwrap());
+        }
+        stored
+    });
+    assert!(failed.load(Ordering::Relaxed) > 0, "no delivery failed");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let listed: BTreeSet<MessageId> = loop {
+        match store.list(&ListQuery {
+            limit: 1_000_000,
+            ..ListQuery::default()
+        }) {
+            Ok(listed) => break listed.iter().map(|summary| summary.id).collect(),
+            Err(StoreError::Unavailable(_)) if Instant::now() < deadline => {}
+            Err(error) => panic!("{error}"),
+        }
+    };
+    let lost: Vec<_> = stored.iter().filter(|id| !listed.contains(id)).collect();
+    assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
+    eprintln!(
+        "{} stored, {} failed, {:?}",
+        stored.len(),
+        failed.load(Ordering::Relaxed),
+        store.writer_stats()
     );
 }

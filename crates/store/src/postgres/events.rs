@@ -15,6 +15,7 @@
 
 use std::future::poll_fn;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -26,6 +27,13 @@ use super::queries::{SUMMARY_COLUMNS, listed_summary_from_row};
 use super::{CHANNEL, Notice, Shared};
 use crate::store::{StoreEvent, TagChange};
 use crate::{MessageId, StoreError};
+
+/// Notifications waiting for the listener at most. The connection is driven
+/// apart from the listener, so that the server never waits for it (its
+/// notification queue filling up would fail every node's commits); past
+/// this many the rest are dropped and the listener announces
+/// [`StoreEvent::Changed`] instead.
+const QUEUED_NOTIFICATIONS: usize = 1024;
 
 /// The first wait before reconnecting; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -84,9 +92,16 @@ async fn listen(shared: Arc<Shared>) {
     }
 }
 
+/// The payloads of a connection's notifications, and whether some were
+/// dropped for want of room.
+struct Notifications {
+    payloads: mpsc::Receiver<String>,
+    dropped: Arc<AtomicBool>,
+}
+
 /// A connection of its own that listens on [`CHANNEL`], and its
 /// notifications.
-async fn connect(shared: &Shared) -> Result<(Client, mpsc::UnboundedReceiver<String>), StoreError> {
+async fn connect(shared: &Shared) -> Result<(Client, Notifications), StoreError> {
     let mut config = shared.config.config.clone();
     config.connect_timeout(super::CONNECT_TIMEOUT);
     config.keepalives_idle(Duration::from_secs(30));
@@ -105,7 +120,7 @@ async fn open<T>(
     config: &tokio_postgres::Config,
     tls: T,
     handle: &tokio::runtime::Handle,
-) -> Result<(Client, mpsc::UnboundedReceiver<String>), StoreError>
+) -> Result<(Client, Notifications), StoreError>
 where
     T: MakeTlsConnect<Socket>,
     T::Stream: Send + 'static,
@@ -113,13 +128,19 @@ where
     <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
 {
     let (client, mut connection) = config.connect(tls).await?;
-    let (sender, receiver) = mpsc::unbounded_channel();
+    let (sender, payloads) = mpsc::channel(QUEUED_NOTIFICATIONS);
+    let dropped = Arc::new(AtomicBool::new(false));
+    let dropping = Arc::clone(&dropped);
     handle.spawn(async move {
         while let Some(message) = poll_fn(|cx| connection.poll_message(cx)).await {
             match message {
                 Ok(AsyncMessage::Notification(notification)) => {
-                    if sender.send(notification.payload().to_string()).is_err() {
-                        break;
+                    match sender.try_send(notification.payload().to_string()) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            dropping.store(true, Ordering::Relaxed);
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => break,
                     }
                 }
                 Ok(_) => {}
@@ -130,28 +151,19 @@ where
             }
         }
     });
-    Ok((client, receiver))
+    Ok((client, Notifications { payloads, dropped }))
 }
 
 /// Announce every other node's notice until the connection ends.
-async fn relay(
-    shared: &Shared,
-    client: &Client,
-    mut notifications: mpsc::UnboundedReceiver<String>,
-) {
-    while let Some(payload) = notifications.recv().await {
-        let payload: Payload = match serde_json::from_str(&payload) {
-            Ok(payload) => payload,
-            Err(error) => {
-                tracing::debug!(%error, "a notification this node does not understand");
-                shared.announce(StoreEvent::Changed);
-                continue;
-            }
+async fn relay(shared: &Shared, client: &Client, mut notifications: Notifications) {
+    while let Some(payload) = notifications.payloads.recv().await {
+        let events = match serde_json::from_str::<Payload>(&payload) {
+            Ok(payload) if payload.node == shared.node => Ok(Vec::new()),
+            Ok(_) if shared.events.receiver_count() == 0 => Ok(Vec::new()),
+            Ok(payload) => event_of(client, payload.notice).await,
+            Err(error) => Err(StoreError::corrupt(format!("a notification: {error}"))),
         };
-        if payload.node == shared.node || shared.events.receiver_count() == 0 {
-            continue;
-        }
-        match event_of(client, payload.notice).await {
+        match events {
             Ok(events) => {
                 for event in events {
                     shared.announce(event);
@@ -159,12 +171,17 @@ async fn relay(
             }
             Err(error) => {
                 // Whatever happened is not known in detail: reload.
-                tracing::debug!(%error, "cannot read what another node changed");
+                tracing::debug!(%error, "cannot tell what another node changed");
                 shared.announce(StoreEvent::Changed);
                 if client.is_closed() {
                     return;
                 }
             }
+        }
+        // Set while the queue was full: what came after this one was
+        // dropped, so subscribers reload.
+        if notifications.dropped.swap(false, Ordering::Relaxed) {
+            shared.announce(StoreEvent::Changed);
         }
     }
 }

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use futures_util::future::try_join_all;
 use tokio::sync::broadcast;
 
 use super::queries::{
@@ -264,6 +265,9 @@ impl PgStore {
     ) -> Result<u64, StoreError> {
         let shared = self.shared();
         let ids = unique(ids);
+        if ids.is_empty() {
+            return Ok(0);
+        }
         let changed = self.run(async {
             let mut client = shared.client().await?;
             let tx = client.transaction().await?;
@@ -392,15 +396,22 @@ async fn import_in(
     let mut client = shared.client().await?;
     let tx = client.transaction().await?;
     let seq = next_seq(&tx).await?;
-    let mut ids = Vec::with_capacity(messages.len());
-    for ((message, digest), tags) in messages.iter().zip(digests).zip(tags) {
-        let id = insert_message(&tx, message, digest, seq).await?;
+    // Pipelined, as the writer does (writer.rs); tags in order after.
+    let ids = try_join_all(
+        (messages.iter().zip(digests))
+            .map(|(message, digest)| insert_message(&tx, message, digest, seq)),
+    )
+    .await?;
+    for (id, tags) in ids.iter().zip(tags) {
         if !tags.is_empty() {
-            tag_message(&tx, id, tags).await?;
+            tag_message(&tx, *id, tags).await?;
         }
-        index::index_now(&tx, id, &index::IndexEntry::new(message, digest)).await?;
-        ids.push(id);
     }
+    let entries: Vec<index::IndexEntry> = (messages.iter().zip(digests))
+        .map(|(message, digest)| index::IndexEntry::new(message, digest))
+        .collect();
+    try_join_all((ids.iter().zip(&entries)).map(|(id, entry)| index::index_now(&tx, *id, entry)))
+        .await?;
     let notice = Notice::New { ids: ids_of(&ids) };
     publish(&tx, shared, notice).await?;
     tx.commit().await?;

@@ -37,6 +37,7 @@ mod retention;
 mod schema;
 mod search;
 mod tags;
+mod words;
 mod writer;
 
 use std::fmt;
@@ -93,6 +94,8 @@ pub(crate) struct Shared {
     pub(crate) node: String,
     /// Messages deleted through this handle.
     pub(crate) deleted: AtomicU64,
+    /// The retention lock, once this node holds it (`retention.rs`).
+    pub(crate) retention: retention::RetentionLock,
     pub(crate) handle: Handle,
 }
 
@@ -165,6 +168,7 @@ impl PgStore {
             events,
             node: node_name(),
             deleted: AtomicU64::new(0),
+            retention: retention::RetentionLock::default(),
             handle: handle.clone(),
         });
         let (writer, indexer) = handle.block_on(async {

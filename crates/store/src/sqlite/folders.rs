@@ -14,8 +14,6 @@
 //! tags), as [`StoreEvent::Changed`] for what it does not show (keywords, Sent,
 //! empty folders).
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
@@ -23,20 +21,16 @@ use sokkel_message::{FlagEdit, Flags, Folder, FolderMessage};
 
 use super::changes::commit_change;
 use super::connection::cap_pages;
-use super::queries::{
-    Indexing, from_millis, insert_message, pending_seq, summary_of, to_millis, touch,
-};
+use super::queries::{Indexing, from_millis, insert_message, pending_seq, to_millis, touch};
 use super::tags::{apply_rules, ids_tagged, prune_unused, tag_event, tag_id, tag_message};
 use super::{SqliteStore, local_part_range, mailbox_address, to_i64, unique};
-use crate::folders::{edited, from_text, to_text, undeleted};
-use crate::mime::{self, Digest};
+use crate::folders::{
+    COLUMNS, Copied, FlagChanges, Outcome, Table, edited, from_text, no_folder, tag_of, to_text,
+    to_uid, undeleted,
+};
 use crate::store::StoreEvent;
 use crate::tags::TagName;
-use crate::{Envelope, MessageId, NewMessage, StoreError};
-
-/// What a folder's listing reads of each message, in [`folder_message`]'s
-/// order, after the UID.
-const COLUMNS: &str = "m.id, m.size, m.received_at, m.read, m.flagged, m.keywords, m.modseq";
+use crate::{MessageId, StoreError};
 
 /// The INBOX of every message, by UID: a walk of the table in id order.
 fn inbox_sql() -> String {
@@ -67,16 +61,6 @@ fn folder_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<FolderMessage> {
         },
         modseq: row.get::<_, i64>(7)?.max(0) as u64,
     })
-}
-
-/// Ids are positive and far below 2^32 in any store a catcher keeps; IMAP's
-/// UIDs are 32 bits.
-fn to_uid(value: i64) -> u32 {
-    u32::try_from(value).unwrap_or(u32::MAX)
-}
-
-fn no_folder(name: &TagName) -> StoreError {
-    StoreError::Folder(format!("there is no folder {name}"))
 }
 
 /// The id of the tag `name`, which must exist.
@@ -130,45 +114,6 @@ fn write_flags(
     Ok(())
 }
 
-/// Where a folder's messages live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Table {
-    /// The caught mail: the INBOX and the tags' folders.
-    Messages,
-    /// The sent copies.
-    Sent,
-}
-
-impl Table {
-    fn of(folder: &Folder) -> Table {
-        match folder {
-            Folder::Sent => Table::Sent,
-            Folder::Inbox { .. } | Folder::Tag(_) => Table::Messages,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Table::Messages => "messages",
-            Table::Sent => "sent",
-        }
-    }
-
-    fn raw_table(self) -> &'static str {
-        match self {
-            Table::Messages => "raw",
-            Table::Sent => "sent_raw",
-        }
-    }
-}
-
-/// A message read back for a copy: its bytes, flags and INTERNALDATE.
-struct Copied {
-    raw: Vec<u8>,
-    flags: Flags,
-    received_at: SystemTime,
-}
-
 fn read_for_copy(
     conn: &Connection,
     table: Table,
@@ -216,50 +161,6 @@ fn insert_sent(conn: &Connection, copy: &Copied) -> rusqlite::Result<MessageId> 
     conn.prepare_cached("INSERT INTO sent_raw (id, data) VALUES (?1, ?2)")?
         .execute(params![id, copy.raw])?;
     Ok(MessageId(id))
-}
-
-/// The envelope an APPENDed message is stored with, as if delivered over
-/// SMTP: the From header's address as the sender; To, Cc and Bcc as the
-/// recipients; HELO `imap` from 127.0.0.1 port 0 (no SMTP client sent it).
-fn append_envelope(digest: &Digest) -> Envelope {
-    Envelope {
-        mail_from: digest
-            .from
-            .as_ref()
-            .map(|from| from.address.clone())
-            .unwrap_or_default(),
-        rcpt_to: (digest.to.iter().chain(&digest.cc).chain(&digest.bcc))
-            .map(|to| to.address.clone())
-            .filter(|address| !address.is_empty())
-            .collect(),
-        helo: crate::folders::FOLDER_COPY_HELO.into(),
-        client_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        bare_lf: false,
-        smtputf8: false,
-        tls: None,
-        auth_user: None,
-    }
-}
-
-/// The tag whose folder `folder` is, its name checked; `None` for the INBOX
-/// and Sent.
-fn tag_of(folder: &Folder) -> Result<Option<TagName>, StoreError> {
-    match folder {
-        Folder::Tag(name) => Ok(Some(TagName::parse(name)?)),
-        Folder::Inbox { .. } | Folder::Sent => Ok(None),
-    }
-}
-
-/// What one folder change did, to be announced once it commits.
-#[derive(Default)]
-struct Outcome {
-    /// Delivered messages (appends into the INBOX or a tag, sent copies
-    /// delivered), announced as new.
-    new: Vec<StoreEvent>,
-    /// Messages whose tags changed.
-    tagged: Vec<MessageId>,
-    /// Something else changed that the web page does not show.
-    other: bool,
 }
 
 impl SqliteStore {
@@ -433,9 +334,7 @@ impl SqliteStore {
         let table = Table::of(folder);
         let (events, seq) = self.with_connection(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut read = [Vec::new(), Vec::new()];
-            let mut starred = [Vec::new(), Vec::new()];
-            let mut other = false;
+            let mut changes = FlagChanges::default();
             for id in unique(ids) {
                 let Some(old) = flags_of(&tx, table, id)? else {
                     continue;
@@ -445,34 +344,10 @@ impl SqliteStore {
                     continue;
                 }
                 write_flags(&tx, table, id, &new)?;
-                if new.seen != old.seen {
-                    read[usize::from(new.seen)].push(id);
-                }
-                if new.flagged != old.flagged {
-                    starred[usize::from(new.flagged)].push(id);
-                }
-                other |= new.other != old.other;
+                changes.record(id, &old, &new);
             }
-            let changed = other || read.iter().chain(&starred).any(|ids| !ids.is_empty());
-            let seq = commit_change(tx, changed)?;
-            let mut events = Vec::new();
-            if table == Table::Sent {
-                events.push(StoreEvent::Changed);
-            } else {
-                for (state, ids) in [false, true].into_iter().zip(read) {
-                    if !ids.is_empty() {
-                        events.push(StoreEvent::ReadChanged(ids, state));
-                    }
-                }
-                for (state, ids) in [false, true].into_iter().zip(starred) {
-                    if !ids.is_empty() {
-                        events.push(StoreEvent::FlaggedChanged(ids, state));
-                    }
-                }
-                if other {
-                    events.push(StoreEvent::Changed);
-                }
-            }
+            let seq = commit_change(tx, changes.changed())?;
+            let events = changes.events(table);
             Ok((events, seq))
         })?;
         self.inner.announcer.announce(seq, events);
@@ -698,27 +573,15 @@ impl SqliteStore {
         tag: Option<&TagName>,
         outcome: &mut Outcome,
     ) -> Result<MessageId, StoreError> {
-        let digest = mime::digest(&copy.raw);
-        let message = NewMessage {
-            envelope: append_envelope(&digest),
-            received_at: copy.received_at,
-            raw: copy.raw.clone(),
-        };
-        let mut tags = self.inner.delivery_tags(&message, &digest);
-        if let Some(tag) = tag.filter(|tag| !tags.iter().any(|have| have.same_as(tag))) {
-            tags.push(tag.clone());
-        }
-        let id = insert_message(tx, &message, &digest, Indexing::Now)?;
-        tag_message(tx, id, &tags)?;
+        let delivered = copy.delivered(&self.inner.options.tagging, tag);
+        let id = insert_message(tx, &delivered.message, &delivered.digest, Indexing::Now)?;
+        tag_message(tx, id, &delivered.tags)?;
         write_flags(tx, Table::Messages, id, &copy.flags)?;
         let ruled = apply_rules(tx, &self.inner.options.tagging.rules, &[id])?;
         if !ruled.is_empty() {
             outcome.tagged.push(id);
         }
-        let mut summary = summary_of(id, &message, digest, &tags);
-        summary.read = copy.flags.seen;
-        summary.flagged = copy.flags.flagged;
-        outcome.new.push(StoreEvent::New(Arc::new(summary)));
+        outcome.new.push(delivered.event(id, &copy.flags));
         Ok(id)
     }
 }

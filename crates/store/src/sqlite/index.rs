@@ -1,14 +1,13 @@
 //! The FTS5 search index: what of a message goes into it, and indexing what
 //! was stored before it existed or before a crash let the writer index it.
 
-use std::collections::HashSet;
-
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
 use super::queries::{from_json, to_json};
 use super::to_i64;
+use crate::index_text::IndexText;
 use crate::mime::Digest;
-use crate::{Address, StoreError, mime, summary};
+use crate::{StoreError, mime, summary};
 
 /// Messages a crashed writer left unindexed are indexed this many at a time
 /// when the store opens (or [`BACKFILL_BATCH_BYTES`]; that also bounds an
@@ -22,80 +21,6 @@ pub(super) const BACKFILL_BATCH_BYTES: usize = 16 << 20;
 /// is small (with 256, deliveries waited 180 ms at the median in a debug build
 /// on a busy machine), and a transaction without a sync costs little.
 const OLDER_BATCH: usize = 32;
-
-/// What the search index gets of one message, column by column (the columns of
-/// schema migration 6; `search_sql.rs` says which filter reads which).
-#[derive(Debug, Clone, Default)]
-pub(super) struct IndexText {
-    subject: String,
-    /// The From header and the envelope sender.
-    sender: String,
-    /// The envelope recipients and the To and Cc headers.
-    recipients: String,
-    body: String,
-    cc: String,
-    /// The Bcc header and the blind recipients: envelope recipients that neither
-    /// To nor Cc names.
-    bcc: String,
-    reply_to: String,
-    message_id: String,
-}
-
-impl IndexText {
-    pub(super) fn new(mail_from: &str, rcpt_to: &[String], digest: &Digest) -> IndexText {
-        let mut sender = String::new();
-        push_addresses(&mut sender, digest.from.iter());
-        sender.push_str(mail_from);
-        let mut recipients = rcpt_to.join(" ");
-        recipients.push(' ');
-        push_addresses(&mut recipients, digest.to.iter().chain(&digest.cc));
-        let mut cc = String::new();
-        push_addresses(&mut cc, digest.cc.iter());
-        let mut bcc = String::new();
-        push_addresses(&mut bcc, digest.bcc.iter());
-        let named: HashSet<String> = digest
-            .to
-            .iter()
-            .chain(&digest.cc)
-            .map(|address| address.address.to_lowercase())
-            .collect();
-        for recipient in rcpt_to {
-            if !named.contains(&recipient.to_lowercase()) {
-                bcc.push_str(recipient);
-                bcc.push(' ');
-            }
-        }
-        let mut reply_to = String::new();
-        push_addresses(&mut reply_to, digest.reply_to.iter());
-        IndexText {
-            subject: digest.subject.clone(),
-            sender,
-            recipients,
-            body: digest.body_text.clone(),
-            cc,
-            bcc,
-            reply_to,
-            message_id: digest.message_id.clone().unwrap_or_default(),
-        }
-    }
-
-    /// The bytes this holds, to bound how much waits for indexing.
-    pub(super) fn len(&self) -> usize {
-        [
-            &self.subject,
-            &self.sender,
-            &self.recipients,
-            &self.body,
-            &self.cc,
-            &self.bcc,
-            &self.reply_to,
-            &self.message_id,
-        ]
-        .iter()
-        .map(|column| column.len())
-        .sum()
-    }
-}
 
 /// Add message `id` to the search index; the caller owns the transaction.
 pub(super) fn index_message(conn: &Connection, id: i64, text: &IndexText) -> rusqlite::Result<()> {
@@ -175,15 +100,6 @@ pub(super) fn index_unindexed(conn: &mut Connection) -> Result<(), StoreError> {
         if done < BACKFILL_BATCH {
             return Ok(());
         }
-    }
-}
-
-pub(super) fn push_addresses<'a>(text: &mut String, addresses: impl Iterator<Item = &'a Address>) {
-    for address in addresses {
-        text.push_str(&address.name);
-        text.push(' ');
-        text.push_str(&address.address);
-        text.push(' ');
     }
 }
 

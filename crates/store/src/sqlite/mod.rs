@@ -677,7 +677,7 @@ fn to_i64(value: impl TryInto<i64>) -> i64 {
 }
 
 /// `ids` without repeats, so a repeated id is neither counted nor announced twice.
-fn unique(ids: &[MessageId]) -> Vec<MessageId> {
+pub(crate) fn unique(ids: &[MessageId]) -> Vec<MessageId> {
     let mut ids = ids.to_vec();
     ids.sort_unstable();
     ids.dedup();
@@ -752,7 +752,7 @@ const MAILDROP_OF_NAME: &str = "SELECT DISTINCT m.id, m.size FROM mailboxes AS b
 /// address that starts with `name@` (a range of the primary key, as '@' + 1 is
 /// 'A') and has no `@` after it, since the local part is what precedes the
 /// last `@`.
-fn local_part_range(name: &str) -> (String, String, i64) {
+pub(crate) fn local_part_range(name: &str) -> (String, String, i64) {
     let from = format!("{name}@");
     let after = to_i64(from.chars().count() + 1);
     (from, format!("{name}A"), after)

@@ -4,8 +4,9 @@
 use rusqlite::types::Type;
 use rusqlite::{Connection, Row, params};
 
-use super::index::{IndexText, index_message};
+use super::index::index_message;
 use super::to_i64;
+use crate::index_text::IndexText;
 use crate::mime::Digest;
 pub(super) use crate::summary::summary_of;
 pub(super) use crate::time::{from_millis, to_millis};

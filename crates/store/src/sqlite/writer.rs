@@ -21,10 +21,11 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::changes::{Announcer, commit_change};
-use super::index::{IndexText, OlderMessages, index_pending};
+use super::index::{OlderMessages, index_pending};
 use super::queries::{Indexing, insert_message, pending_seq, summary_of, touch};
 use super::tags::{apply_rules, tag_event, tag_message};
 use crate::delivery::{Counters, MAX_BATCH_BYTES, WriteRequest};
+use crate::index_text::IndexText;
 use crate::repeated::{REPEAT_INTERVAL, RepeatedLog};
 use crate::store::{StoreEvent, WriterStats};
 use crate::tags::TagRule;
