@@ -34,7 +34,7 @@ use serde_json::json;
 fn node(db: &str) -> Catcher {
     Catcher::builder()
         .http()
-        .args(&["--db", db, "--proxy-protocol", "--no-imap"])
+        .args(&["--db", db, "--proxy-protocol"])
         .start()
 }
 
@@ -166,7 +166,7 @@ fn two_nodes_behind_haproxy_act_as_one_catcher() {
     assert!(source.stderr.is_empty(), "{}", source.describe());
 
     // Every message, as `mail list --db URL` (a third client of the database)
-    // sees them, counted and read through both nodes' API.
+    // sees them, counted, listed and read through both nodes' API.
     let listed: BTreeSet<u64> = list_json(Path::new(&db), 1000)
         .iter()
         .map(|m| m["id"].as_u64().unwrap())
@@ -174,6 +174,14 @@ fn two_nodes_behind_haproxy_act_as_one_catcher() {
     assert_eq!(listed.len(), 201);
     for node in [&n1, &n2] {
         assert_eq!(get_json(node.http(), "/api/v1/info")["Messages"], 201);
+        let page = get_json(node.http(), "/api/v1/messages?limit=1000");
+        let ids: BTreeSet<u64> = page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["ID"].as_str().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(ids, listed, "{}", node.http());
         for id in &listed {
             let envelope = get_json(node.http(), &format!("/api/v1/message/{id}/envelope"));
             let addr: SocketAddr = envelope["ClientAddr"].as_str().unwrap().parse().unwrap();

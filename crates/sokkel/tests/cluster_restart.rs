@@ -34,7 +34,7 @@ fn a_postgres_restart_costs_retries_and_no_acknowledged_message() {
     let node = || {
         Catcher::builder()
             .http()
-            .args(&["--db", &db, "--proxy-protocol", "--no-imap"])
+            .args(&["--db", &db, "--proxy-protocol"])
             .start()
     };
     let (n1, n2) = (node(), node());
