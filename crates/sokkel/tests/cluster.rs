@@ -80,7 +80,8 @@ fn serve_waits_for_a_database_that_does_not_answer_and_stops_when_told() {
         "sokkel mail serve --db (nothing listening)",
     );
     let waiting = stderr.expect_line_where("the line saying it waits", |line| {
-        line.contains("cannot reach the mail store") && line.contains("trying again every 2 s")
+        line.contains("cannot reach the mail store")
+            && line.contains("waits for it, trying every 2 s")
     });
     assert!(
         waiting.contains(&url),

@@ -318,7 +318,7 @@ async fn open_store(
                 let repeat = UNREACHABLE.occurrence(&error.to_string());
                 if repeat.should_log() {
                     tracing::warn!(
-                        "cannot reach the mail store {location}: {error}; trying again every {} s{repeat}",
+                        "cannot reach the mail store {location} ({error}); sokkel waits for it, trying every {} s{repeat}",
                         OPEN_RETRY.as_secs()
                     );
                 }
