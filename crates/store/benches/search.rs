@@ -5,14 +5,20 @@
 //! some HTML and attachments, and one of 400 "rare" words (`rareword000` to
 //! `rareword399`, one length so that none is the start of another) per message,
 //! so searching a rare word matches 250 messages at the default size. Then prints p50 and p99 of each
-//! query a page or an API client makes. Run with
+//! query a page or an API client makes, and p50/p99 over the whole mix. Run with
 //! `cargo bench -p sokkel-store --bench search`; an optional argument sets the
-//! number of messages.
+//! number of messages. With `--postgres` the same messages also go into a
+//! PostgreSQL store (a throwaway cluster, as the tests start one: `initdb` in a
+//! temporary directory, `fsync=off`; needs PostgreSQL's server programs), in the
+//! same run, and every figure is printed for both backends.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime};
 
 use sokkel_store::{Envelope, ListQuery, MessageId, NewMessage, SearchQuery, Store, StoreOptions};
+
+#[path = "../tests/pg/mod.rs"]
+mod pg;
 
 const CHUNK: usize = 5_000;
 const RARE_WORDS: usize = 400;
@@ -111,22 +117,42 @@ fn message(n: usize, rng: &mut Rng) -> NewMessage {
 
 /// Run `work` `runs` times; print p50, p99 and the maximum.
 fn report<T>(label: &str, runs: usize, mut work: impl FnMut() -> T) {
-    let mut times: Vec<Duration> = (0..runs)
+    let times: Vec<Duration> = (0..runs)
         .map(|_| {
             let start = Instant::now();
             black_box(work());
             start.elapsed()
         })
         .collect();
+    print_times(label, times);
+}
+
+fn print_times(label: &str, mut times: Vec<Duration>) {
     times.sort();
-    let at = |p: f64| times[((runs - 1) as f64 * p) as usize];
+    let at = |p: f64| times[((times.len() - 1) as f64 * p) as usize];
     println!(
-        "{label:<44} p50 {:>9.2?}  p99 {:>9.2?}  max {:>9.2?}",
+        "{label:<52} p50 {:>9.2?}  p99 {:>9.2?}  max {:>9.2?}",
         at(0.5),
         at(0.99),
         at(1.0)
     );
 }
+
+/// The searches measured, each alone and together as the mix.
+const SEARCHES: &[&str] = &[
+    "rareword017",
+    "rareword01",
+    "rareword017 is:unread",
+    "rareword017 -is:read invoice",
+    "from:user42@example.com",
+    "to:team7 rareword003",
+    "\"weekly report\" rareword099",
+    "rare",
+    "rarewo",
+    "invoice",
+    "-rareword001",
+    "after:2020-01-01 has:attachment",
+];
 
 fn main() {
     let total: usize = std::env::args()
@@ -134,77 +160,126 @@ fn main() {
         .find(|arg| !arg.starts_with('-'))
         .and_then(|arg| arg.parse().ok())
         .unwrap_or(100_000);
+    let postgres = std::env::args().any(|arg| arg == "--postgres");
     let dir = tempfile::TempDir::new().unwrap();
     let path = dir.path().join("mail.db");
-    let store = Store::open(&path, StoreOptions::default()).unwrap();
+    let mut backends = vec![(
+        "sqlite".to_string(),
+        Store::open(&path, StoreOptions::default()).unwrap(),
+    )];
+    let mut database = None;
+    if postgres {
+        let url = pg::fresh_database();
+        let location: sokkel_store::Location = url.parse().unwrap();
+        backends.push((
+            "postgres".to_string(),
+            Store::open_at(&location, StoreOptions::default()).unwrap(),
+        ));
+        database = url.rsplit('/').next().map(str::to_string);
+    }
 
     let mut rng = Rng(0x5eed_cafe_f00d);
-    let start = Instant::now();
+    let mut spent = vec![Duration::ZERO; backends.len()];
     let mut stored = 0;
     while stored < total {
         let chunk = CHUNK.min(total - stored);
-        let messages = (stored..stored + chunk)
+        let messages: Vec<NewMessage> = (stored..stored + chunk)
             .map(|n| message(n, &mut rng))
             .collect();
-        store.import(messages).unwrap();
+        for ((_, store), spent) in backends.iter().zip(&mut spent) {
+            let start = Instant::now();
+            store.import(messages.clone()).unwrap();
+            *spent += start.elapsed();
+        }
         stored += chunk;
     }
-    let elapsed = start.elapsed();
-    println!(
-        "import {total} messages with indexing: {elapsed:.2?} ({:.0} messages/s)",
-        total as f64 / elapsed.as_secs_f64()
-    );
-    let read: Vec<MessageId> = (1..=total as i64).step_by(3).map(MessageId).collect();
-    store.set_read(&read, true).unwrap();
+    for ((name, store), spent) in backends.iter().zip(&spent) {
+        println!(
+            "{name}: import {total} messages with indexing: {spent:.2?} ({:.0} messages/s)",
+            total as f64 / spent.as_secs_f64()
+        );
+        let read: Vec<MessageId> = (1..=total as i64).step_by(3).map(MessageId).collect();
+        store.set_read(&read, true).unwrap();
+    }
     let size = std::fs::metadata(&path).unwrap().len();
-    println!("database file: {:.1} MiB", size as f64 / (1 << 20) as f64);
+    println!(
+        "sqlite: database file {:.1} MiB",
+        size as f64 / (1 << 20) as f64
+    );
+    if let Some(database) = &database {
+        // The planner's statistics, as autovacuum would have them a while
+        // after the fill.
+        pg::cluster().psql(database, "VACUUM ANALYZE");
+        let size = pg::cluster().psql(
+            database,
+            "SELECT pg_size_pretty(pg_database_size(current_database())) \
+             || ', search index ' || pg_size_pretty(pg_relation_size('messages_search'))",
+        );
+        println!("postgres: database {size}");
+    }
+    for (name, store) in &backends {
+        measure(name, store, total);
+    }
+}
 
+/// Print the figures of one backend's store of `total` messages.
+fn measure(name: &str, store: &Store, total: usize) {
     let page = |before: Option<i64>, offset: usize| ListQuery {
         limit: 50,
         offset,
         before: before.map(MessageId),
     };
-    report("list 50 newest", 300, || {
+    report(&format!("{name}: list 50 newest"), 300, || {
         store.list(&page(None, 0)).unwrap()
     });
-    report("list 50 before the middle (cursor)", 300, || {
-        store.list(&page(Some(total as i64 / 2), 0)).unwrap()
-    });
-    report("list 50 at offset of the middle", 50, || {
-        store.list(&page(None, total / 2)).unwrap()
-    });
+    report(
+        &format!("{name}: list 50 before the middle (cursor)"),
+        300,
+        || store.list(&page(Some(total as i64 / 2), 0)).unwrap(),
+    );
+    report(
+        &format!("{name}: list 50 at offset of the middle"),
+        50,
+        || store.list(&page(None, total / 2)).unwrap(),
+    );
 
-    let searches = [
-        "rareword017",
-        "rareword01",
-        "rareword017 is:unread",
-        "rareword017 -is:read invoice",
-        "from:user42@example.com",
-        "to:team7 rareword003",
-        "\"weekly report\" rareword099",
-        "rare",
-        "rarewo",
-        "invoice",
-        "-rareword001",
-        "after:2020-01-01 has:attachment",
-    ];
+    let queries: Vec<SearchQuery> = SEARCHES
+        .iter()
+        .map(|text| SearchQuery::parse(text).unwrap())
+        .collect();
     let mut matches = Vec::new();
-    for text in searches {
-        let query = SearchQuery::parse(text).unwrap();
-        let found = store.search(&query, &page(None, 0)).unwrap().matches;
+    for (text, query) in SEARCHES.iter().zip(&queries) {
+        let found = store.search(query, &page(None, 0)).unwrap().matches;
         matches.push((text, found));
-        report(&format!("search {text:?} + count"), 200, || {
-            store.search(&query, &page(None, 0)).unwrap()
+        report(&format!("{name}: search {text:?} + count"), 200, || {
+            store.search(query, &page(None, 0)).unwrap()
         });
     }
+    // The mix: every query in turn, 50 rounds.
+    let mut times = Vec::new();
+    for _ in 0..50 {
+        for query in &queries {
+            let start = Instant::now();
+            black_box(store.search(query, &page(None, 0)).unwrap());
+            times.push(start.elapsed());
+        }
+    }
+    print_times(
+        &format!("{name}: the mix of {} searches", queries.len()),
+        times,
+    );
     let query = SearchQuery::parse("rareword017").unwrap();
-    report("search \"rareword017\" page 2 by cursor", 200, || {
-        let first = store.search(&query, &page(None, 0)).unwrap();
-        let before = first.messages.last().map(|m| m.id.0);
-        store.search(&query, &page(before, 0)).unwrap()
-    });
+    report(
+        &format!("{name}: search \"rareword017\" page 2 by cursor"),
+        200,
+        || {
+            let first = store.search(&query, &page(None, 0)).unwrap();
+            let before = first.messages.last().map(|m| m.id.0);
+            store.search(&query, &page(before, 0)).unwrap()
+        },
+    );
     for (text, found) in matches {
-        println!("  {text:?} matches {found}");
+        println!("  {name}: {text:?} matches {found}");
     }
 
     let start = Instant::now();
@@ -212,10 +287,10 @@ fn main() {
         .delete_matching(&SearchQuery::parse("rareword005").unwrap())
         .unwrap();
     println!(
-        "delete_matching \"rareword005\": {deleted} in {:.2?}",
+        "{name}: delete_matching \"rareword005\": {deleted} in {:.2?}",
         start.elapsed()
     );
     let start = Instant::now();
     let deleted = store.delete_all().unwrap();
-    println!("delete_all: {deleted} in {:.2?}", start.elapsed());
+    println!("{name}: delete_all: {deleted} in {:.2?}", start.elapsed());
 }

@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 
 use crate::mime::{self, Digest};
 use crate::store::WriterStats;
-use crate::tags::TagName;
+use crate::tags::{TagName, Tagging};
 use crate::{MessageId, NewMessage, StoreError};
 
 /// Messages bigger than this are parsed on tokio's blocking pool instead of
@@ -65,6 +65,24 @@ impl WriteRequest {
         };
         Ok((request, answer))
     }
+}
+
+/// The digests of `messages` and the tags each gets at delivery, for an
+/// import, which bypasses the writer.
+pub(crate) fn prepare_import(
+    messages: &[NewMessage],
+    tagging: &Tagging,
+) -> (Vec<Digest>, Vec<Vec<TagName>>) {
+    let digests: Vec<Digest> = messages
+        .iter()
+        .map(|message| mime::digest(&message.raw))
+        .collect();
+    let tags = messages
+        .iter()
+        .zip(&digests)
+        .map(|(message, digest)| tagging.at_delivery(message, digest))
+        .collect();
+    (digests, tags)
 }
 
 /// What a writer has done: read as [`WriterStats`].

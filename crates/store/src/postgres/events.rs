@@ -7,7 +7,11 @@
 //! ```
 //!
 //! The listener has a connection of its own (not from the pool: `LISTEN`
-//! belongs to a session), started by the first [`crate::Store::subscribe`].
+//! belongs to a session), started by the first [`crate::Store::subscribe`];
+//! what a notice only names (a new message's summary, a message's tags) it
+//! reads through the pool when it hears the notice, so a change committed
+//! meanwhile may show in it already, and that change's own event follows (a
+//! message deleted meanwhile gets no `New`, only its `Deleted`).
 //! Its own node's notices are skipped: the node announced those itself. When
 //! the connection is lost it reconnects, waiting longer each time up to
 //! [`MAX_BACKOFF`], and then announces [`StoreEvent::Changed`] once: what
@@ -24,8 +28,9 @@ use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{AsyncMessage, Client, Socket};
 
 use super::queries::{SUMMARY_COLUMNS, listed_summary_from_row};
+use super::tags::tags_of;
 use super::{CHANNEL, Notice, Shared};
-use crate::store::{StoreEvent, TagChange};
+use crate::store::StoreEvent;
 use crate::{MessageId, StoreError};
 
 /// Notifications waiting for the listener at most. The connection is driven
@@ -160,7 +165,7 @@ async fn relay(shared: &Shared, client: &Client, mut notifications: Notification
         let events = match serde_json::from_str::<Payload>(&payload) {
             Ok(payload) if payload.node == shared.node => Ok(Vec::new()),
             Ok(_) if shared.events.receiver_count() == 0 => Ok(Vec::new()),
-            Ok(payload) => event_of(client, payload.notice).await,
+            Ok(payload) => event_of(shared, payload.notice).await,
             Err(error) => Err(StoreError::corrupt(format!("a notification: {error}"))),
         };
         match events {
@@ -187,25 +192,33 @@ async fn relay(shared: &Shared, client: &Client, mut notifications: Notification
 }
 
 /// The events this node would have announced for `notice` had it made the
-/// change, read through the listener's `client` where they carry more than
-/// the notice does.
-async fn event_of(client: &Client, notice: Notice) -> Result<Vec<StoreEvent>, StoreError> {
+/// change, read through a pooled connection where they carry more than the
+/// notice does.
+async fn event_of(shared: &Shared, notice: Notice) -> Result<Vec<StoreEvent>, StoreError> {
     let ids = |ids: Vec<i64>| ids.into_iter().map(MessageId).collect::<Vec<_>>();
     Ok(match notice {
         Notice::New { ids } => {
-            let sql = format!(
-                "SELECT {SUMMARY_COLUMNS} FROM messages AS m WHERE m.id = ANY($1) ORDER BY m.id"
-            );
+            let client = shared.client().await?;
+            let statement = client
+                .prepare_cached(&format!(
+                    "SELECT {SUMMARY_COLUMNS} FROM messages AS m WHERE m.id = ANY($1) ORDER BY m.id"
+                ))
+                .await?;
             // A message deleted in the meantime is left out: its delete
             // follows.
             client
-                .query(&sql, &[&ids])
+                .query(&statement, &[&ids])
                 .await?
                 .iter()
                 .map(|row| Ok(StoreEvent::New(Arc::new(listed_summary_from_row(row)?))))
                 .collect::<Result<_, StoreError>>()?
         }
-        Notice::Tags { ids } => vec![StoreEvent::TagsChanged(tags_of(client, &ids).await?)],
+        Notice::Tags { ids: tagged } => {
+            let client = shared.client().await?;
+            vec![StoreEvent::TagsChanged(
+                tags_of(&client, &ids(tagged)).await?,
+            )]
+        }
         Notice::Deleted { ids: deleted } => vec![StoreEvent::Deleted(ids(deleted))],
         Notice::Pruned { ids: pruned } => vec![StoreEvent::Pruned(ids(pruned))],
         Notice::DeletedAll => vec![StoreEvent::DeletedAll],
@@ -218,32 +231,4 @@ async fn event_of(client: &Client, notice: Notice) -> Result<Vec<StoreEvent>, St
         }
         Notice::Changed => vec![StoreEvent::Changed],
     })
-}
-
-/// Each of `ids` with its tags as they are now, sorted as a summary has them.
-async fn tags_of(client: &Client, ids: &[i64]) -> Result<Vec<TagChange>, StoreError> {
-    let rows = client
-        .query(
-            "SELECT mt.message_id, t.name FROM message_tags AS mt JOIN tags AS t ON t.id = mt.tag_id
-             WHERE mt.message_id = ANY($1)",
-            &[&ids],
-        )
-        .await?;
-    let mut changes: Vec<TagChange> = ids
-        .iter()
-        .map(|id| TagChange {
-            id: MessageId(*id),
-            tags: Vec::new(),
-        })
-        .collect();
-    for row in &rows {
-        let id: i64 = row.get(0);
-        if let Some(change) = changes.iter_mut().find(|change| change.id.0 == id) {
-            change.tags.push(row.get(1));
-        }
-    }
-    for change in &mut changes {
-        change.tags.sort_unstable_by_key(|tag| tag.to_lowercase());
-    }
-    Ok(changes)
 }

@@ -19,6 +19,7 @@
 //! not transactional: [`last_ids`] reads them once no writer is half-way,
 //! before the snapshot the folder is read in.
 
+use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
 
 use deadpool_postgres::{GenericClient, Transaction};
@@ -239,53 +240,83 @@ async fn next_uid(tx: &impl GenericClient, tag: i64) -> Result<u32, StoreError> 
     Ok(to_uid(tx.query_one(&statement, &[&tag]).await?.try_get(0)?))
 }
 
-/// The flags of message `id` in `table`.
+/// The flags of those of the messages `ids` that are in `table`, by id.
 async fn flags_of(
     tx: &impl GenericClient,
     table: Table,
-    id: MessageId,
-) -> Result<Option<Flags>, StoreError> {
+    ids: &[MessageId],
+) -> Result<Vec<(MessageId, Flags)>, StoreError> {
     let sql = format!(
-        "SELECT read, flagged, keywords FROM {} WHERE id = $1",
+        "SELECT id, read, flagged, keywords FROM {} WHERE id = ANY($1) ORDER BY id",
         table.name()
     );
     let statement = tx.prepare_cached(&sql).await?;
-    tx.query_opt(&statement, &[&id.0])
+    tx.query(&statement, &[&ids_of(ids)])
         .await?
+        .iter()
         .map(|row| {
-            Ok(Flags {
-                seen: row.try_get(0)?,
-                flagged: row.try_get(1)?,
-                other: from_text(row.try_get(2)?),
-            })
+            let flags = Flags {
+                seen: row.try_get(1)?,
+                flagged: row.try_get(2)?,
+                other: from_text(row.try_get(3)?),
+            };
+            Ok((MessageId(row.try_get(0)?), flags))
         })
-        .transpose()
+        .collect()
 }
 
+/// Give messages of `table` new flags, and with them the modseq `seq`: one
+/// statement however many, as the whole change holds the cluster's write
+/// lock.
 async fn write_flags(
     tx: &impl GenericClient,
     table: Table,
-    id: MessageId,
-    flags: &Flags,
+    flags: &[(MessageId, Flags)],
     seq: i64,
 ) -> Result<(), StoreError> {
+    if flags.is_empty() {
+        return Ok(());
+    }
     let sql = format!(
-        "UPDATE {} SET read = $2, flagged = $3, keywords = $4, modseq = $5 WHERE id = $1",
+        "UPDATE {} AS m SET read = f.read, flagged = f.flagged, keywords = f.keywords,
+             modseq = $5
+         FROM unnest($1::bigint[], $2::boolean[], $3::boolean[], $4::text[])
+             AS f (id, read, flagged, keywords)
+         WHERE m.id = f.id",
         table.name()
     );
     let statement = tx.prepare_cached(&sql).await?;
-    tx.execute(
-        &statement,
-        &[
-            &id.0,
-            &flags.seen,
-            &flags.flagged,
-            &to_text(&flags.other),
-            &seq,
-        ],
-    )
-    .await?;
+    let ids: Vec<i64> = flags.iter().map(|(id, _)| id.0).collect();
+    let seen: Vec<bool> = flags.iter().map(|(_, flags)| flags.seen).collect();
+    let flagged: Vec<bool> = flags.iter().map(|(_, flags)| flags.flagged).collect();
+    let other: Vec<String> = flags
+        .iter()
+        .map(|(_, flags)| to_text(&flags.other))
+        .collect();
+    tx.execute(&statement, &[&ids, &seen, &flagged, &other, &seq])
+        .await?;
     Ok(())
+}
+
+/// Refused unless every one of `ids` is (still) a message.
+async fn all_exist(tx: &impl GenericClient, ids: &[MessageId]) -> Result<(), StoreError> {
+    let statement = tx
+        .prepare_cached("SELECT id FROM messages WHERE id = ANY($1)")
+        .await?;
+    let found = tx
+        .query(&statement, &[&ids_of(ids)])
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<HashSet<i64>, _>>()?;
+    match ids.iter().find(|id| !found.contains(&id.0)) {
+        Some(id) => Err(gone(*id)),
+        None => Ok(()),
+    }
+}
+
+fn gone(id: MessageId) -> StoreError {
+    StoreError::Folder(format!("message {id} no longer exists"))
 }
 
 async fn read_for_copy(
@@ -349,18 +380,38 @@ async fn insert_sent(
     Ok(MessageId(id))
 }
 
-/// The UID message `id` has in the folder of tag `tag`.
-async fn uid_in_tag(tx: &impl GenericClient, tag: i64, id: MessageId) -> Result<u32, StoreError> {
+/// The UIDs the messages `ids`, which are there, have in the folder of tag
+/// `tag`, in the order of `ids`.
+async fn uids_in_tag(
+    tx: &impl GenericClient,
+    tag: i64,
+    ids: &[MessageId],
+) -> Result<Vec<u32>, StoreError> {
     let statement = tx
-        .prepare_cached("SELECT uid FROM message_tags WHERE tag_id = $1 AND message_id = $2")
+        .prepare_cached(
+            "SELECT message_id, uid FROM message_tags WHERE tag_id = $1 AND message_id = ANY($2)",
+        )
         .await?;
-    Ok(to_uid(
-        tx.query_one(&statement, &[&tag, &id.0]).await?.try_get(0)?,
-    ))
+    let uids = tx
+        .query(&statement, &[&tag, &ids_of(ids)])
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, to_uid(row.try_get(1)?))))
+        .collect::<Result<HashMap<i64, u32>, StoreError>>()?;
+    ids.iter()
+        .map(|id| {
+            uids.get(&id.0).copied().ok_or_else(|| {
+                StoreError::corrupt(format!("message {id} has no UID in its folder"))
+            })
+        })
+        .collect()
 }
 
-/// The ids of the messages with tag `tag`.
-async fn ids_tagged(tx: &impl GenericClient, tag: i64) -> Result<Vec<MessageId>, StoreError> {
+/// The ids of the messages with tag `tag`, in id order.
+pub(super) async fn ids_tagged(
+    tx: &impl GenericClient,
+    tag: i64,
+) -> Result<Vec<MessageId>, StoreError> {
     let statement = tx
         .prepare_cached("SELECT message_id FROM message_tags WHERE tag_id = $1 ORDER BY message_id")
         .await?;
@@ -704,17 +755,15 @@ impl PgStore {
             let mut client = shared.client().await?;
             let (tx, seq) = begin(&mut client).await?;
             let mut changes = FlagChanges::default();
-            for id in unique(ids) {
-                let Some(old) = flags_of(&tx, table, id).await? else {
-                    continue;
-                };
+            let mut writes = Vec::new();
+            for (id, old) in flags_of(&tx, table, &unique(ids)).await? {
                 let new = edited(&old, edit)?;
-                if new == old {
-                    continue;
+                if new != old {
+                    changes.record(id, &old, &new);
+                    writes.push((id, new));
                 }
-                write_flags(&tx, table, id, &new, seq).await?;
-                changes.record(id, &old, &new);
             }
+            write_flags(&tx, table, &writes, seq).await?;
             let changed = changes.changed();
             let events = changes.events(table);
             let notices = events.iter().map(notice_of).collect();
@@ -751,7 +800,7 @@ impl PgStore {
                     .deliver_copy(&tx, seq, &copy, tag.as_ref(), &mut outcome)
                     .await?;
                 match target {
-                    Some(target) => uid_in_tag(&tx, target, id).await?,
+                    Some(target) => uids_in_tag(&tx, target, &[id]).await?[0],
                     None => to_uid(id.0),
                 }
             };
@@ -776,40 +825,41 @@ impl PgStore {
                 Some(tag) => Some(existing_tag(&tx, tag).await?),
                 None => None,
             };
-            let mut uids = Vec::with_capacity(ids.len());
-            for id in ids {
-                let gone = || StoreError::Folder(format!("message {id} no longer exists"));
-                let uid = match (source, to, target) {
-                    (Table::Messages, Folder::Inbox { .. }, _) => {
-                        flags_of(&tx, source, *id).await?.ok_or_else(gone)?;
-                        to_uid(id.0)
+            let uids = match (source, to, target) {
+                (Table::Messages, Folder::Inbox { .. }, _) => {
+                    all_exist(&tx, ids).await?;
+                    ids.iter().map(|id| to_uid(id.0)).collect()
+                }
+                (Table::Messages, Folder::Tag(_), Some(tag)) => {
+                    all_exist(&tx, ids).await?;
+                    outcome.tagged = add_to_tag(&tx, tag, ids).await?;
+                    uids_in_tag(&tx, tag, ids).await?
+                }
+                // Copies: into Sent, out of Sent, or (never: a tag folder's
+                // name is a tag) into a tag folder without a tag.
+                _ => {
+                    let mut uids = Vec::with_capacity(ids.len());
+                    for id in ids {
+                        let copy = read_for_copy(&tx, source, *id)
+                            .await?
+                            .ok_or_else(|| gone(*id))?;
+                        let uid = if *to == Folder::Sent {
+                            outcome.other = true;
+                            to_uid(insert_sent(&tx, &copy, seq).await?.0)
+                        } else {
+                            let delivered = self
+                                .deliver_copy(&tx, seq, &copy, tag.as_ref(), &mut outcome)
+                                .await?;
+                            match target {
+                                Some(tag) => uids_in_tag(&tx, tag, &[delivered]).await?[0],
+                                None => to_uid(delivered.0),
+                            }
+                        };
+                        uids.push(uid);
                     }
-                    (Table::Messages, Folder::Tag(_), Some(tag)) => {
-                        flags_of(&tx, source, *id).await?.ok_or_else(gone)?;
-                        let added = add_to_tag(&tx, tag, &[*id]).await?;
-                        outcome.tagged.extend(added);
-                        uid_in_tag(&tx, tag, *id).await?
-                    }
-                    (_, Folder::Sent, _) => {
-                        let copy = read_for_copy(&tx, source, *id).await?.ok_or_else(gone)?;
-                        outcome.other = true;
-                        to_uid(insert_sent(&tx, &copy, seq).await?.0)
-                    }
-                    // A sent copy into the INBOX or a tag; or (never: a tag
-                    // folder's name is a tag) a tag folder without a tag.
-                    (Table::Sent, _, _) | (Table::Messages, Folder::Tag(_), None) => {
-                        let copy = read_for_copy(&tx, source, *id).await?.ok_or_else(gone)?;
-                        let delivered = self
-                            .deliver_copy(&tx, seq, &copy, tag.as_ref(), &mut outcome)
-                            .await?;
-                        match target {
-                            Some(tag) => uid_in_tag(&tx, tag, delivered).await?,
-                            None => to_uid(delivered.0),
-                        }
-                    }
-                };
-                uids.push(uid);
-            }
+                    uids
+                }
+            };
             self.finish(tx, seq, outcome).await?;
             Ok(uids)
         })
@@ -858,13 +908,17 @@ impl PgStore {
                         .map(|row| Ok(MessageId(row.try_get(0)?)))
                         .collect::<Result<Vec<_>, StoreError>>()?;
                     removed.sort_unstable();
-                    for id in removed {
-                        if let Some(mut flags) = flags_of(&tx, Table::Messages, id).await? {
-                            flags.other = undeleted(&flags.other);
-                            write_flags(&tx, Table::Messages, id, &flags, seq).await?;
-                        }
-                        outcome.tagged.push(id);
-                    }
+                    let undeleted: Vec<(MessageId, Flags)> =
+                        flags_of(&tx, Table::Messages, &removed)
+                            .await?
+                            .into_iter()
+                            .map(|(id, mut flags)| {
+                                flags.other = undeleted(&flags.other);
+                                (id, flags)
+                            })
+                            .collect();
+                    write_flags(&tx, Table::Messages, &undeleted, seq).await?;
+                    outcome.tagged = removed;
                 }
             }
             self.finish(tx, seq, outcome).await
@@ -998,7 +1052,7 @@ impl PgStore {
         let entry = IndexEntry::new(&delivered.message, &delivered.digest);
         index_now(tx, id, &entry).await?;
         tag_message(tx, id, &delivered.tags).await?;
-        write_flags(tx, Table::Messages, id, &copy.flags, seq).await?;
+        write_flags(tx, Table::Messages, &[(id, copy.flags.clone())], seq).await?;
         let ruled = apply_rules(tx, &options.tagging.rules, &[id]).await?;
         if !ruled.is_empty() {
             outcome.tagged.push(id);

@@ -38,7 +38,7 @@ use tokio::sync::mpsc;
 use super::queries::from_json;
 use super::tags::{apply_rules, tag_event};
 use super::words::for_each_word;
-use super::{Notice, Shared, folders, ids_of, locks, next_seq, publish};
+use super::{Notice, Shared, folders, ids_of, locks, next_seq, publish, take_session_lock};
 use crate::index_text::IndexText;
 use crate::mime::{self, Digest};
 use crate::repeated::{REPEAT_INTERVAL, RepeatedLog};
@@ -222,21 +222,29 @@ impl Indexer {
     }
 }
 
-/// Index message `id` inside the caller's transaction (imports, APPEND).
+/// Index message `id` inside the caller's transaction (APPEND).
 pub(crate) async fn index_now(
     tx: &impl GenericClient,
     id: MessageId,
     entry: &IndexEntry,
 ) -> Result<(), StoreError> {
+    write_vectors(tx, &[id.0], &[tsvector(&entry.text)]).await
+}
+
+async fn write_vectors(
+    tx: &impl GenericClient,
+    ids: &[i64],
+    vectors: &[String],
+) -> Result<(), StoreError> {
     let statement = tx
-        .prepare_cached("UPDATE messages SET search = $2::text::tsvector WHERE id = $1")
+        .prepare_cached(
+            "WITH queued AS (DELETE FROM unindexed WHERE id = ANY($1))
+             UPDATE messages AS m SET search = v.search::tsvector
+             FROM unnest($1::bigint[], $2::text[]) AS v (id, search)
+             WHERE m.id = v.id",
+        )
         .await?;
-    tx.execute(&statement, &[&id.0, &tsvector(&entry.text)])
-        .await?;
-    let statement = tx
-        .prepare_cached("DELETE FROM unindexed WHERE id = $1")
-        .await?;
-    tx.execute(&statement, &[&id.0]).await?;
+    tx.execute(&statement, &[&ids, &vectors]).await?;
     Ok(())
 }
 
@@ -342,7 +350,10 @@ async fn index_orphans(shared: Arc<Shared>) {
         }
         let scanned = async {
             if held.is_none() {
-                held = take_lock(&shared).await?;
+                held = take_session_lock(&shared, locks::INDEXER).await?;
+                if held.is_some() {
+                    tracing::debug!("this node indexes what other nodes leave unindexed");
+                }
             }
             match held.as_mut() {
                 Some(client) => index_left(client, &shared).await,
@@ -356,24 +367,6 @@ async fn index_orphans(shared: Arc<Shared>) {
             }
         }
     }
-}
-
-/// A connection of its own that holds [`locks::INDEXER`], or `None` if
-/// another node's does. Asked on a pooled connection, which goes back to the
-/// pool when another node holds the lock.
-async fn take_lock(shared: &Shared) -> Result<Option<ClientWrapper>, StoreError> {
-    let client = shared.client().await?;
-    let statement = client
-        .prepare_cached("SELECT pg_try_advisory_lock($1)")
-        .await?;
-    let locked: bool = client
-        .query_one(&statement, &[&locks::INDEXER])
-        .await?
-        .try_get(0)?;
-    if locked {
-        tracing::debug!("this node indexes what other nodes leave unindexed");
-    }
-    Ok(locked.then(|| deadpool_postgres::Object::take(client)))
 }
 
 /// Index the messages left in `unindexed` for more than [`ORPHAN_AGE`], a

@@ -15,10 +15,11 @@ use super::queries::{
     STORED_COLUMNS, SUMMARY_COLUMNS, insert_message, listed_summary_from_row,
     stored_message_from_row, to_i64,
 };
-use super::writer::tag_message;
+use super::tags::{apply_rules, tag_message};
 use super::{NOTICE_IDS, Notice, PgStore, Shared, events, ids_of, index, next_seq, publish};
-use crate::delivery::WriteRequest;
-use crate::mime::{self, Digest};
+use crate::delivery::{WriteRequest, prepare_import};
+use crate::mime::Digest;
+use crate::sqlite::unique;
 use crate::store::{FlagChange, MessageCounts, RuntimeStats, StoreEvent, WriterStats};
 use crate::summary::summary_of;
 use crate::tags::TagName;
@@ -362,15 +363,7 @@ impl PgStore {
     /// ids in order.
     pub(crate) fn import(&self, messages: Vec<NewMessage>) -> Result<Vec<MessageId>, StoreError> {
         let shared = self.shared();
-        let digests: Vec<Digest> = messages
-            .iter()
-            .map(|message| mime::digest(&message.raw))
-            .collect();
-        let tags: Vec<Vec<TagName>> = messages
-            .iter()
-            .zip(&digests)
-            .map(|(message, digest)| shared.options.tagging.at_delivery(message, digest))
-            .collect();
+        let (digests, tags) = prepare_import(&messages, &shared.options.tagging);
         let ids = self.run(import_in(shared, &messages, &digests, &tags))?;
         if shared.events.receiver_count() > 0 {
             for (((id, message), digest), tags) in ids.iter().zip(&messages).zip(digests).zip(tags)
@@ -412,6 +405,8 @@ async fn import_in(
         .collect();
     try_join_all((ids.iter().zip(&entries)).map(|(id, entry)| index::index_now(&tx, *id, entry)))
         .await?;
+    // Indexed in this transaction, so the rules can run in it too.
+    apply_rules(&tx, &shared.options.tagging.rules, &ids).await?;
     let notice = Notice::New { ids: ids_of(&ids) };
     publish(&tx, shared, notice).await?;
     tx.commit().await?;
@@ -431,13 +426,4 @@ struct FlagsChanged {
 
 fn to_ids(ids: Vec<i64>) -> Vec<MessageId> {
     ids.into_iter().map(MessageId).collect()
-}
-
-/// `ids` without repeats, so a repeated id is neither counted nor announced
-/// twice.
-fn unique(ids: &[MessageId]) -> Vec<MessageId> {
-    let mut ids = ids.to_vec();
-    ids.sort_unstable();
-    ids.dedup();
-    ids
 }

@@ -65,6 +65,23 @@ pub(crate) mod locks {
     pub(crate) const INDEXER: i64 = 0x736f_6b6b_656c_0003;
 }
 
+/// A connection of its own that holds the session-level advisory lock
+/// `key` (one of [`locks`]) until it closes, or `None` if another node's
+/// connection holds it. Asked on a pooled connection, which goes back to the
+/// pool when the lock is taken already, so that the nodes waiting for it do
+/// not open a connection each time they ask.
+pub(crate) async fn take_session_lock(
+    shared: &Shared,
+    key: i64,
+) -> Result<Option<deadpool_postgres::ClientWrapper>, StoreError> {
+    let client = shared.client().await?;
+    let statement = client
+        .prepare_cached("SELECT pg_try_advisory_lock($1)")
+        .await?;
+    let locked: bool = client.query_one(&statement, &[&key]).await?.try_get(0)?;
+    Ok(locked.then(|| deadpool_postgres::Object::take(client)))
+}
+
 /// The channel every node's changes are announced on (`LISTEN sokkel`).
 pub(crate) const CHANNEL: &str = "sokkel";
 
@@ -102,7 +119,6 @@ pub(crate) struct Shared {
 struct Inner {
     shared: Arc<Shared>,
     writer: writer::Writer,
-    indexer: index::Indexer,
     listener: Mutex<Option<events::Listener>>,
     /// Owned here and shut down without waiting when the last handle goes
     /// (the drop may happen inside another runtime, where a blocking
@@ -171,18 +187,17 @@ impl PgStore {
             retention: retention::RetentionLock::default(),
             handle: handle.clone(),
         });
-        let (writer, indexer) = handle.block_on(async {
+        let writer = handle.block_on(async {
             let mut client = shared.client().await?;
             schema::migrate(&mut client).await?;
             let indexer = index::Indexer::spawn(Arc::clone(&shared));
-            let writer = writer::Writer::spawn(Arc::clone(&shared), indexer.clone());
-            Ok::<_, StoreError>((writer, indexer))
+            let writer = writer::Writer::spawn(Arc::clone(&shared), indexer);
+            Ok::<_, StoreError>(writer)
         })?;
         Ok(PgStore {
             inner: Arc::new(Inner {
                 shared,
                 writer,
-                indexer,
                 listener: Mutex::new(None),
                 runtime: Mutex::new(Some(runtime)),
             }),

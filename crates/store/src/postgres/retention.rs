@@ -22,7 +22,7 @@ use std::time::SystemTime;
 use deadpool_postgres::ClientWrapper;
 use tokio_postgres::IsolationLevel;
 
-use super::{Notice, PgStore, Shared, ids_of, locks, next_seq, publish};
+use super::{Notice, PgStore, Shared, ids_of, locks, next_seq, publish, take_session_lock};
 use crate::retention::{PruneReport, Retention};
 use crate::store::StoreEvent;
 use crate::time::unix_millis;
@@ -51,7 +51,7 @@ impl PgStore {
                 *held = None;
             }
             if held.is_none() {
-                match take_lock(shared).await? {
+                match take_session_lock(shared, locks::RETENTION).await? {
                     Some(client) => *held = Some(client),
                     // Another node prunes.
                     None => return Ok(PruneReport::default()),
@@ -68,22 +68,6 @@ impl PgStore {
             pruned
         })
     }
-}
-
-/// A connection of its own that holds [`locks::RETENTION`], or `None` if
-/// another node's does. Asked on a pooled connection, which goes back to the
-/// pool when the lock is taken already, so that the nodes that do not prune
-/// do not open a connection a second to ask.
-async fn take_lock(shared: &Shared) -> Result<Option<ClientWrapper>, StoreError> {
-    let client = shared.client().await?;
-    let statement = client
-        .prepare_cached("SELECT pg_try_advisory_lock($1)")
-        .await?;
-    let locked: bool = client
-        .query_one(&statement, &[&locks::RETENTION])
-        .await?
-        .try_get(0)?;
-    Ok(locked.then(|| deadpool_postgres::Object::take(client)))
 }
 
 async fn prune_with(

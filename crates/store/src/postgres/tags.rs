@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use deadpool_postgres::GenericClient;
 
-use super::folders::{add_to_tag, tag_id, touch};
+use super::folders::{add_to_tag, ids_tagged, tag_id, touch};
 use super::queries::{SUMMARY_COLUMNS, listed_summary_from_row, to_i64};
 use super::search::{Param, to_sql};
 use super::{Notice, PgStore, ids_of, next_seq, publish};
@@ -133,18 +133,6 @@ pub(super) async fn prune_unused(tx: &impl GenericClient) -> Result<(), StoreErr
         .await?;
     tx.execute(&statement, &[]).await?;
     Ok(())
-}
-
-/// The messages tag `tag` is on, in id order.
-async fn ids_tagged(tx: &impl GenericClient, tag: i64) -> Result<Vec<MessageId>, StoreError> {
-    let statement = tx
-        .prepare_cached("SELECT message_id FROM message_tags WHERE tag_id = $1 ORDER BY message_id")
-        .await?;
-    tx.query(&statement, &[&tag])
-        .await?
-        .iter()
-        .map(|row| Ok(MessageId(row.try_get(0)?)))
-        .collect()
 }
 
 /// What [`PgStore::retag`] does to a tag.

@@ -23,12 +23,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::index::{IndexEntry, Indexer};
 use super::queries::insert_message;
-use super::{Notice, Shared, next_seq, publish};
+use super::tags::tag_message;
+use super::{Notice, Shared, ids_of, next_seq, publish};
 use crate::delivery::{Counters, MAX_BATCH_BYTES, WriteRequest};
 use crate::repeated::{REPEAT_INTERVAL, RepeatedLog};
 use crate::store::{StoreEvent, WriterStats};
 use crate::summary::summary_of;
-use crate::tags::TagName;
 use crate::{MessageId, StoreError};
 
 /// The handle to the writer task, which ends when this drops (and with the
@@ -174,22 +174,7 @@ async fn insert_batch(
             tag_message(&tx, *id, &request.tags).await?;
         }
     }
-    let notice = Notice::New {
-        ids: ids.iter().map(|id| id.0).collect(),
-    };
-    publish(&tx, shared, notice).await?;
+    publish(&tx, shared, Notice::New { ids: ids_of(&ids) }).await?;
     tx.commit().await?;
     Ok(ids)
-}
-
-/// Stands in for search's `tags::tag_message` until pg-search is merged:
-/// deliveries that get tags (X-Tags, plus addressing) fail until then.
-pub(super) async fn tag_message(
-    _tx: &impl deadpool_postgres::GenericClient,
-    _id: MessageId,
-    _names: &[TagName],
-) -> Result<bool, StoreError> {
-    Err(StoreError::unavailable(
-        "tags at delivery are not built yet",
-    ))
 }

@@ -36,8 +36,8 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::broadcast;
 
-use crate::delivery::WriteRequest;
-use crate::mime::{self, Digest};
+use crate::delivery::{WriteRequest, prepare_import};
+use crate::mime::Digest;
 use crate::relay::RelayAttempt;
 use crate::store::{
     FlagChange, MessageCounts, RuntimeStats, StoreEvent, StoreOptions, WriterStats,
@@ -524,15 +524,7 @@ impl SqliteStore {
     }
 
     pub(crate) fn import(&self, messages: Vec<NewMessage>) -> Result<Vec<MessageId>, StoreError> {
-        let digests: Vec<Digest> = messages
-            .iter()
-            .map(|message| mime::digest(&message.raw))
-            .collect();
-        let tags: Vec<Vec<TagName>> = messages
-            .iter()
-            .zip(&digests)
-            .map(|(message, digest)| self.inner.delivery_tags(message, digest))
-            .collect();
+        let (digests, tags) = prepare_import(&messages, &self.inner.options.tagging);
         let (ids, seq) = self.with_connection(|conn| {
             // New messages, so held to the size limit, which pooled connections
             // otherwise do not have (deletes must not fail for want of a page).
