@@ -14,7 +14,9 @@
 //! people. [`Pruner`] applies a policy in the background: it checks at most
 //! once a [`CHECK_INTERVAL`], and only when a message arrived since the last
 //! check or a maximum age is set, so pruning starts within about a second of a
-//! limit being passed. Each run is logged once, with what it removed.
+//! limit being passed. Each run is logged once, with what it removed. On
+//! PostgreSQL every node runs a pruner and one of them, the holder of an
+//! advisory lock, does the work ([`Store::prune`]).
 
 use std::fmt;
 use std::num::NonZeroU64;

@@ -391,6 +391,11 @@ impl Store {
     /// never held up by more than about one batch. Setting `stop` ends it after
     /// the batch being deleted. Blocks: a [`crate::Pruner`] calls it in the
     /// background. Deleting works on a full store as [`Store::delete`] does.
+    ///
+    /// On PostgreSQL one node of a cluster prunes: the first to ask takes an
+    /// advisory lock and keeps it while it lives; on the others this returns
+    /// an empty report at once, until that node is gone and one of them takes
+    /// the lock at its next call.
     pub fn prune(
         &self,
         policy: &Retention,

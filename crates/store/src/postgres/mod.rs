@@ -65,6 +65,17 @@ pub(crate) mod locks {
     pub(crate) const INDEXER: i64 = 0x736f_6b6b_656c_0003;
 }
 
+/// How the server finds out that the node holding a session lock is gone
+/// when nothing closed its connection (the machine lost power, the network
+/// broke): TCP keepalives on the server's side of that connection, first
+/// after this many idle seconds, then every [`LOCK_KEEPALIVE_INTERVAL`]
+/// seconds, [`LOCK_KEEPALIVE_COUNT`] times. The server's default is the
+/// system's (two hours on Linux), which would hold the cluster's retention
+/// and indexing as long; with these the lock is free about a minute after.
+const LOCK_KEEPALIVE_IDLE: u32 = 30;
+const LOCK_KEEPALIVE_INTERVAL: u32 = 10;
+const LOCK_KEEPALIVE_COUNT: u32 = 3;
+
 /// A connection of its own that holds the session-level advisory lock
 /// `key` (one of [`locks`]) until it closes, or `None` if another node's
 /// connection holds it. Asked on a pooled connection, which goes back to the
@@ -79,7 +90,19 @@ pub(crate) async fn take_session_lock(
         .prepare_cached("SELECT pg_try_advisory_lock($1)")
         .await?;
     let locked: bool = client.query_one(&statement, &[&key]).await?.try_get(0)?;
-    Ok(locked.then(|| deadpool_postgres::Object::take(client)))
+    if !locked {
+        return Ok(None);
+    }
+    let client = deadpool_postgres::Object::take(client);
+    // Settings of this session alone, which no pooled connection shares.
+    client
+        .batch_execute(&format!(
+            "SET tcp_keepalives_idle = {LOCK_KEEPALIVE_IDLE};
+             SET tcp_keepalives_interval = {LOCK_KEEPALIVE_INTERVAL};
+             SET tcp_keepalives_count = {LOCK_KEEPALIVE_COUNT};"
+        ))
+        .await?;
+    Ok(Some(client))
 }
 
 /// The channel every node's changes are announced on (`LISTEN sokkel`).
