@@ -51,6 +51,8 @@ impl Param {
 pub(super) struct SqlParts {
     pub(super) conditions: Vec<String>,
     pub(super) params: Vec<Param>,
+    /// Some condition looks words up in the GIN index (`m.search @@ ...`).
+    pub(super) words: bool,
 }
 
 impl SqlParts {
@@ -100,6 +102,7 @@ pub(super) fn to_sql(query: &SearchQuery) -> SqlParts {
             parts
                 .conditions
                 .push(format!("m.search @@ {tsquery}::text::tsquery"));
+            parts.words = true;
         }
         Some(_) if !excluded.is_empty() => {
             let tsquery = parts.param(Param::Text(excluded.join(" | ")));
@@ -235,9 +238,14 @@ async fn page_matching(
     }
     let limit = parts.param(Param::Integer(to_i64(page.limit)));
     let offset = parts.param(Param::Integer(to_i64(page.offset)));
+    // The page's ids first, its summaries after: a summary's tags are a
+    // subquery, which PostgreSQL would otherwise run for every match before
+    // the sort keeps fifty.
     let sql = format!(
-        "SELECT {SUMMARY_COLUMNS} FROM messages AS m WHERE {} \
-         ORDER BY m.id DESC LIMIT {limit} OFFSET {offset}",
+        "SELECT {SUMMARY_COLUMNS} FROM messages AS m WHERE m.id IN \
+            (SELECT m.id FROM messages AS m WHERE {} \
+             ORDER BY m.id DESC LIMIT {limit} OFFSET {offset}) \
+         ORDER BY m.id DESC",
         parts.clause()
     );
     let statement = client.prepare_cached(&sql).await?;
@@ -277,6 +285,14 @@ impl PgStore {
                 .read_only(true)
                 .start()
                 .await?;
+            if parts.words {
+                // Counting a common word by reading every row decompresses
+                // every row's tsvector, which the planner does not price: at
+                // 20,000 messages it counted a word in 87 % of them in
+                // 170 ms that way, against 49 ms through the index for a
+                // prefix in all of them.
+                tx.batch_execute("SET LOCAL enable_seqscan = off").await?;
+            }
             let (matches, messages) = tokio::try_join!(
                 count_matching(&tx, &parts),
                 page_matching(&tx, &parts, page)
