@@ -38,21 +38,26 @@ fn node(db: &str) -> Catcher {
         .start()
 }
 
+/// `mail serve` with SMTP only, on the store at `db`.
+fn serve_on(db: &str) -> [&str; 7] {
+    [
+        "mail",
+        "serve",
+        "--smtp",
+        "127.0.0.1:0",
+        "--no-http",
+        "--db",
+        db,
+    ]
+}
+
 #[test]
 fn a_password_in_the_database_url_is_refused_in_one_line_that_does_not_repeat_it() {
     let url = "postgres://sokkel:hunter2secret@127.0.0.1/mail";
     for run in [
         sokkel(["mail", "list", "--db", url]),
         sokkel(["mail", "show", "latest"]).env("SOKKEL_DB", url),
-        sokkel([
-            "mail",
-            "serve",
-            "--smtp",
-            "127.0.0.1:0",
-            "--no-http",
-            "--db",
-            url,
-        ]),
+        sokkel(serve_on(url)),
     ] {
         let out = run.run();
         let line = out.one_error_line();
@@ -68,15 +73,7 @@ fn a_password_in_the_database_url_is_refused_in_one_line_that_does_not_repeat_it
 fn serve_waits_for_a_database_that_does_not_answer_and_stops_when_told() {
     let url = format!("postgres://sokkel@127.0.0.1:{}/mail", free_tcp_port());
     let (mut process, _stdout, stderr) = spawn_collected(
-        sokkel_command().args([
-            "mail",
-            "serve",
-            "--smtp",
-            "127.0.0.1:0",
-            "--no-http",
-            "--db",
-            &url,
-        ]),
+        sokkel_command().args(serve_on(&url)),
         "sokkel mail serve --db (nothing listening)",
     );
     let waiting = stderr.expect_line_where("the line saying it waits", |line| {
