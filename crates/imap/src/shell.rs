@@ -74,6 +74,10 @@ pub struct ImapConfig {
     pub allow_insecure_auth: bool,
     /// After a shutdown signal, how long a busy session may take to finish.
     pub shutdown_grace: Duration,
+    /// Whether every connection starts with a PROXY protocol header from a load
+    /// balancer, whose source address is then the client's
+    /// ([`sokkel_net::proxy`]); a connection without one is closed.
+    pub proxy_protocol: bool,
 }
 
 impl Default for ImapConfig {
@@ -92,6 +96,7 @@ impl Default for ImapConfig {
             per_recipient: false,
             allow_insecure_auth: false,
             shutdown_grace: Duration::from_secs(5),
+            proxy_protocol: false,
         }
     }
 }
@@ -190,6 +195,7 @@ fn settings(config: &ImapConfig) -> Settings {
         handshake_timeout: config.idle_timeout.min(driver::HANDSHAKE_TIMEOUT),
         shutdown_grace: config.shutdown_grace,
         busy_reply: BUSY_REPLY.to_vec(),
+        proxy_protocol: config.proxy_protocol,
     }
 }
 

@@ -2,7 +2,8 @@
 //! every line-oriented server (SMTP, POP3, IMAP).
 //!
 //! ```text
-//! serve ─▶ serve_tcp ─▶ Accepted::Refused  ─▶ busy reply (plain) / silent close (TLS)
+//! serve ─▶ serve_tcp (─▶ PROXY protocol header: the client's address, with --proxy-protocol)
+//!                    ─▶ Accepted::Refused  ─▶ busy reply (plain) / silent close (TLS)
 //!                    └▶ Accepted::Admitted ─▶ TLS handshake (implicit TLS, bounded)
 //!                                             └▶ Service::open ─▶ drive:
 //!
@@ -107,6 +108,9 @@ pub struct Settings {
     /// unreadable there, and a handshake per refused connection would hand a
     /// flood the CPU the cap protects).
     pub busy_reply: Vec<u8>,
+    /// Whether every connection starts with a PROXY protocol header from a
+    /// load balancer, naming the client ([`crate::proxy`]).
+    pub proxy_protocol: bool,
 }
 
 /// What every session of one server shares: its settings, its certificate, and
@@ -287,9 +291,10 @@ pub async fn serve<S: Service>(
         ));
     }
     let grace = service.settings().shutdown_grace + Duration::from_secs(1);
+    let proxy_protocol = service.settings().proxy_protocol;
     let handle =
         move |accepted, security, stop| connection(accepted, security, service.clone(), stop);
-    serve_tcp(listeners, limit, shutdown, grace, handle).await
+    serve_tcp(listeners, limit, proxy_protocol, shutdown, grace, handle).await
 }
 
 /// One accepted connection, from the handshake or the busy reply to the close.

@@ -8,7 +8,8 @@
 //! Ctrl-C and SIGTERM into one shutdown future, and runs the accept loop with its
 //! connection cap and graceful stop ([`server`]), and drives every session of the
 //! line-oriented mail servers through one loop ([`driver`]). [`chaos`] holds the
-//! SMTP server's fault triggers, shared with the web API. It also keeps an error that repeats
+//! SMTP server's fault triggers, shared with the web API. [`proxy`] reads the PROXY
+//! protocol header a load balancer sends before a client's bytes. It also keeps an error that repeats
 //! on every retry to one log line per interval ([`repeated`]).
 #![warn(missing_docs)]
 
@@ -21,6 +22,7 @@ mod error;
 mod limits;
 pub mod lines;
 mod listen;
+pub mod proxy;
 pub mod repeated;
 pub mod server;
 mod shutdown;

@@ -136,8 +136,15 @@ impl ConnectionLimit {
     /// Admits a connection from `peer` if a slot is free and its address is under
     /// its share; a refusal is counted and logged (once per period, with a count).
     pub fn try_admit(self: &Arc<Self>, peer: IpAddr) -> Result<Slot, Refusal> {
+        self.try_room().and_then(|room| self.admit_in(room, peer))
+    }
+
+    /// A free place under the cap now, for a connection whose client address
+    /// is not known yet (it comes in a PROXY protocol header); then
+    /// [`admit_in`](Self::admit_in). A full cap is counted and logged.
+    pub fn try_room(&self) -> Result<Room, Refusal> {
         match self.slots.clone().try_acquire_owned() {
-            Ok(permit) => self.admit_in(Room(permit), peer),
+            Ok(permit) => Ok(Room(permit)),
             Err(_) => {
                 self.refusals.refused(Refusal::Full, self);
                 Err(Refusal::Full)
@@ -288,10 +295,82 @@ pub async fn accept_loop<H, F>(
     H: FnMut(Accepted) -> F,
     F: Future<Output = ()> + Send + 'static,
 {
+    while let Some((stream, peer)) = next_connection(&listener, &mut stop).await {
+        let accepted = match limit.try_admit(peer.ip()) {
+            Ok(slot) => Accepted::Admitted(stream, peer, slot),
+            Err(_) => Accepted::Refused(stream, peer),
+        };
+        tokio::spawn(handle(accepted));
+    }
+}
+
+/// [`accept_loop`] behind a load balancer that speaks the PROXY protocol
+/// ([`crate::proxy`]): each connection takes a place under the cap, then has
+/// [`HEADER_TIMEOUT`](crate::proxy::HEADER_TIMEOUT) to send its header, and
+/// is admitted (or refused) as coming from the client the header names, so
+/// that the per-address share, the logs and the stored envelope see the
+/// client, not the balancer. A connection without a valid header is closed
+/// (logged once per [`REPEAT_INTERVAL`](crate::repeated::REPEAT_INTERVAL));
+/// one that closes without a byte (a balancer's plain TCP check) quietly.
+pub async fn accept_proxied_loop<H, F>(
+    listener: TcpListener,
+    limit: Arc<ConnectionLimit>,
+    mut stop: StopSignal,
+    handle: H,
+) where
+    H: Fn(Accepted) -> F + Clone + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    while let Some((mut stream, balancer)) = next_connection(&listener, &mut stop).await {
+        let room = match limit.try_room() {
+            Ok(room) => room,
+            Err(_) => {
+                tokio::spawn(handle(Accepted::Refused(stream, balancer)));
+                continue;
+            }
+        };
+        let (limit, handle) = (limit.clone(), handle.clone());
+        tokio::spawn(async move {
+            let peer = match crate::proxy::read_header(&mut stream).await {
+                Ok(crate::proxy::ProxyHeader::Proxied { source, .. }) => source,
+                Ok(crate::proxy::ProxyHeader::Local) => balancer,
+                Err(crate::proxy::ProxyError::Closed { partial: false }) => {
+                    tracing::debug!(%balancer, "connection closed before its PROXY protocol header");
+                    return;
+                }
+                Err(error) => {
+                    let text = error.to_string();
+                    let repeat = HEADER_LOG.occurrence(&text);
+                    if repeat.should_log() {
+                        tracing::warn!(%balancer, "closed a connection: {text}{repeat}");
+                    }
+                    return;
+                }
+            };
+            let accepted = match limit.admit_in(room, peer.ip()) {
+                Ok(slot) => Accepted::Admitted(stream, peer, slot),
+                Err(_) => Accepted::Refused(stream, peer),
+            };
+            handle(accepted).await;
+        });
+    }
+}
+
+/// Connections refused for their PROXY protocol header: one line per kind of
+/// fault per interval.
+static HEADER_LOG: crate::repeated::RepeatedLog =
+    crate::repeated::RepeatedLog::new(crate::repeated::REPEAT_INTERVAL);
+
+/// The next connection on `listener`, with TCP_NODELAY set; `None` once `stop`
+/// fires.
+async fn next_connection(
+    listener: &TcpListener,
+    stop: &mut StopSignal,
+) -> Option<(TcpStream, SocketAddr)> {
     loop {
         let accepted = tokio::select! {
             biased;
-            () = stop.stopped() => return,
+            () = stop.stopped() => return None,
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
@@ -309,11 +388,7 @@ pub async fn accept_loop<H, F>(
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(%peer, %err, "cannot set TCP_NODELAY");
         }
-        let accepted = match limit.try_admit(peer.ip()) {
-            Ok(slot) => Accepted::Admitted(stream, peer, slot),
-            Err(_) => Accepted::Refused(stream, peer),
-        };
-        tokio::spawn(handle(accepted));
+        return Some((stream, peer));
     }
 }
 
@@ -330,10 +405,12 @@ pub struct Served {
 /// value its handler gets back, such as "this port is implicit TLS") under one
 /// `limit`, until `shutdown` completes; then no more accepts, every
 /// connection's [`StopSignal`] fires, and admitted connections get `grace` to
-/// finish.
+/// finish. With `proxy_protocol`, every connection must start with a PROXY
+/// protocol header ([`accept_proxied_loop`]).
 pub async fn serve_tcp<T, H, F>(
     listeners: Vec<(std::net::TcpListener, T)>,
     limit: Arc<ConnectionLimit>,
+    proxy_protocol: bool,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
     handle: H,
@@ -349,12 +426,21 @@ where
         let listener = TcpListener::from_std(listener)?;
         let (handle, conn_stop) = (handle.clone(), stop.clone());
         let per_connection = move |accepted| handle(accepted, tag, conn_stop.clone());
-        loops.push(tokio::spawn(accept_loop(
-            listener,
-            limit.clone(),
-            stop.clone(),
-            per_connection,
-        )));
+        loops.push(if proxy_protocol {
+            tokio::spawn(accept_proxied_loop(
+                listener,
+                limit.clone(),
+                stop.clone(),
+                per_connection,
+            ))
+        } else {
+            tokio::spawn(accept_loop(
+                listener,
+                limit.clone(),
+                stop.clone(),
+                per_connection,
+            ))
+        });
     }
     shutdown.await;
     stopper.stop();

@@ -196,6 +196,7 @@ fn settings(command_timeout: Duration, shutdown_grace: Duration) -> Settings {
         handshake_timeout: WITHIN,
         shutdown_grace,
         busy_reply: BUSY_REPLY.to_vec(),
+        proxy_protocol: false,
     }
 }
 

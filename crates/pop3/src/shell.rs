@@ -63,6 +63,10 @@ pub struct Pop3Config {
     /// After a shutdown signal, how long a session in the middle of sending a
     /// message or deleting may take to finish.
     pub shutdown_grace: Duration,
+    /// Whether every connection starts with a PROXY protocol header from a load
+    /// balancer, whose source address is then the client's
+    /// ([`sokkel_net::proxy`]); a connection without one is closed.
+    pub proxy_protocol: bool,
 }
 
 impl Default for Pop3Config {
@@ -79,6 +83,7 @@ impl Default for Pop3Config {
             per_recipient: false,
             allow_insecure_auth: false,
             shutdown_grace: Duration::from_secs(5),
+            proxy_protocol: false,
         }
     }
 }
@@ -137,6 +142,7 @@ pub async fn serve(
         handshake_timeout: config.command_timeout.min(driver::HANDSHAKE_TIMEOUT),
         shutdown_grace: config.shutdown_grace,
         busy_reply: b"-ERR [SYS/TEMP] too many sessions; try again later\r\n".to_vec(),
+        proxy_protocol: config.proxy_protocol,
     };
     let shared = Arc::new(Shared {
         config,

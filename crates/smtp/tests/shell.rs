@@ -48,6 +48,7 @@ fn config() -> ServerConfig {
         credentials: None,
         auth_failure_delay: Duration::from_millis(10),
         counters: Arc::default(),
+        proxy_protocol: false,
     }
 }
 

@@ -244,9 +244,9 @@ pub struct SendmailArgs {
 
 #[derive(Debug, Args)]
 pub struct StoreArgs {
-    /// The mail store (default: sokkel/mail.db in the platform data directory).
-    #[arg(long, value_name = "PATH", env = "SOKKEL_DB")]
-    pub db: Option<std::path::PathBuf>,
+    /// The mail store: a SQLite file (default: sokkel/mail.db in the platform data directory), or a PostgreSQL database, postgres://USER@HOST:PORT/DATABASE, shared by several nodes; its password comes from PGPASSWORD or ~/.pgpass, never from here.
+    #[arg(long, value_name = "PATH|URL", env = "SOKKEL_DB")]
+    pub db: Option<std::ffi::OsString>,
 }
 
 #[derive(Debug, Args)]
@@ -295,6 +295,9 @@ pub struct MailServeArgs {
     /// The share of each connection cap (SMTP, POP3, HTTP) one client address may hold, in percent; 127.0.0.1 and ::1 are exempt.
     #[arg(long, value_name = "PERCENT", default_value_t = sokkel_net::server::DEFAULT_ADDRESS_SHARE_PERCENT, env = "SOKKEL_PER_ADDRESS_SHARE", value_parser = clap::value_parser!(u32).range(1..=100))]
     pub per_address_share: u32,
+    /// Behind a TCP load balancer (HAProxy's send-proxy-v2): every SMTP, POP3 and IMAP connection must start with a PROXY protocol header (v2, or v1), whose source address is the client's; a connection without one within 5 s is closed.
+    #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_PROXY_PROTOCOL")]
+    pub proxy_protocol: bool,
     /// Bytes all SMTP sessions together may hold for messages in flight; over it, DATA gets 452 4.3.1.
     #[arg(long, value_name = "SIZE", default_value = "512MiB", value_parser = |s: &str| parse_size_at_least(s, 1 << 20), env = "SOKKEL_MAX_INFLIGHT_MEMORY")]
     pub max_inflight_memory: usize,

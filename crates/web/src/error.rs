@@ -4,7 +4,9 @@
 //! message; clients written for it only look at the status. sokkel does the same,
 //! with messages that say what to change. Store errors a user can act on say so:
 //! a full store is 507 Insufficient Storage ("delete messages to make room"), a
-//! busy or closed one 503, a tag name the store refuses 400 with the reason.
+//! busy or closed one 503, a database that cannot be reached (PostgreSQL down
+//! or restarting) 503 with `Retry-After`, a tag name the store refuses 400
+//! with the reason.
 //! Other failures of the store are logged and answered
 //! with a plain 500, never with details a user cannot act on.
 
@@ -13,6 +15,15 @@ use std::io;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sokkel_store::StoreError;
+
+/// What a 503 for a store that is busy or cannot be reached tells the client
+/// to wait, in seconds (`Retry-After`).
+pub(crate) const RETRY_AFTER_SECONDS: u32 = 2;
+
+/// Store errors answered 503, logged once per interval: a database that is
+/// down fails every request until it is back.
+static UNAVAILABLE_LOG: sokkel_net::repeated::RepeatedLog =
+    sokkel_net::repeated::RepeatedLog::new(sokkel_net::repeated::REPEAT_INTERVAL);
 
 /// An error answering one request.
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +41,8 @@ pub enum ApiError {
     /// The server is at a limit and the client may retry later (503).
     #[error("{0}")]
     Unavailable(String),
-    /// The store failed (500, or 503 if it was busy).
+    /// The store failed (500; 503 with `Retry-After` if it was busy or its
+    /// database cannot be reached).
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A blocking task could not finish (the runtime is shutting down) (503).
@@ -53,8 +65,20 @@ impl IntoResponse for ApiError {
             ApiError::Store(error @ StoreError::Full) => {
                 (StatusCode::INSUFFICIENT_STORAGE, error.to_string())
             }
-            ApiError::Store(error @ (StoreError::Busy | StoreError::Closed)) => {
-                (StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+            ApiError::Store(error)
+                if error.is_unavailable()
+                    || matches!(error, StoreError::Busy | StoreError::Closed) =>
+            {
+                let message = error.to_string();
+                let repeat = UNAVAILABLE_LOG.occurrence(&message);
+                if repeat.should_log() {
+                    tracing::warn!("web request answered 503: {message}{repeat}");
+                }
+                let mut response = text(StatusCode::SERVICE_UNAVAILABLE, message);
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+                return response;
             }
             ApiError::Internal(error) => {
                 tracing::error!(%error, "web request failed");

@@ -19,6 +19,8 @@
 //!   `/api/v1`, so clients written for Mailpit (such as the npm package
 //!   `mailpit-api`) work unchanged. IDs are the store's decimal ids as strings.
 //! - Every store call blocks on SQLite, so handlers run them in `spawn_blocking`.
+//! - `GET /livez` and `GET /readyz` are for load balancers ([`health`]): the
+//!   second says whether the node can reach its store.
 //! - `POST /api/v1/send` (Mailpit's send API) builds a message and hands it to
 //!   the store's delivery, as SMTP does ([`SendLimits`]); [`webhook`] posts
 //!   each new message's summary to a URL, fed by `Store::subscribe()`.
@@ -47,6 +49,7 @@ mod events;
 #[doc(hidden)]
 pub mod fuzzing;
 mod guard;
+mod health;
 mod json;
 mod openapi;
 pub mod release;
@@ -304,6 +307,8 @@ fn route_table() -> RouteTable {
         .add(Method::GET, "/static/{file}", ui::asset)
         .add(Method::GET, "/view/{file}", ui::view)
         .add(Method::GET, "/api/events", events::websocket)
+        .add(Method::GET, "/livez", health::livez)
+        .add(Method::GET, "/readyz", health::readyz)
         .add(Method::GET, "/api/v1/info", api::info)
         .add(Method::GET, "/api/v1/messages", api::list)
         .add(Method::PUT, "/api/v1/messages", api::set_read)

@@ -1241,3 +1241,18 @@ async fn silent_connections_are_closed_but_websockets_are_kept_alive() {
     let _ = stop_tx.send(());
     server.await.unwrap().unwrap();
 }
+
+/// Issue #15: a load balancer's checks. A SQLite store is always ready once
+/// open; what PostgreSQL down looks like is tested in the binary's cluster tests.
+#[tokio::test]
+async fn livez_and_readyz_answer_for_a_balancer() {
+    let (_dir, store) = store_with(&[]);
+    let router = router(&store);
+    let live = get(&router, "/livez").await;
+    assert_eq!(live.status, StatusCode::OK);
+    assert_eq!(live.json()["status"], "ok");
+    let ready = get(&router, "/readyz").await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.header(header::CONTENT_TYPE), "application/json");
+    assert_eq!(ready.json(), serde_json::json!({ "store": "ok" }));
+}

@@ -75,6 +75,10 @@ pub struct ServerConfig {
     /// Where the server counts what it refuses ([`Session::refusals`]), for
     /// the web API's statistics.
     pub counters: Arc<SmtpCounters>,
+    /// Whether every connection starts with a PROXY protocol header from a load
+    /// balancer, whose source address is then the client's
+    /// ([`sokkel_net::proxy`]); a connection without one is closed.
+    pub proxy_protocol: bool,
 }
 
 /// The listening sockets, already bound.
@@ -133,6 +137,7 @@ pub async fn serve<D: Deliver>(
                 .write_to(&mut reply);
             reply
         },
+        proxy_protocol: config.proxy_protocol,
     };
     let shared = Arc::new(Shared {
         tls: config.tls.as_ref().map(ServerTls::acceptor),

@@ -73,6 +73,7 @@ impl ImapListeners {
             per_recipient: args.pop3.per_recipient(),
             allow_insecure_auth: args.security.allow_insecure_auth,
             shutdown_grace: args.shutdown_timeout,
+            proxy_protocol: args.proxy_protocol,
             ..ImapConfig::default()
         };
         let changes = follow_changes(store.clone()).await?;

@@ -12,11 +12,10 @@ pub mod sendmail;
 mod serve;
 mod tag;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use sokkel_store::{Store, StoreOptions};
+use sokkel_store::{Location, Store, StoreOptions};
 
 use crate::cli::{MailCommand, StoreArgs};
 
@@ -36,24 +35,34 @@ pub fn run(command: MailCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Where the store is: `--db`, `SOKKEL_DB`, or the platform default.
-fn store_path(args: &StoreArgs) -> anyhow::Result<PathBuf> {
+/// Where the store is: `--db`, `SOKKEL_DB` (a path, or a `postgres://` URL),
+/// or the platform default. A URL that cannot be used is refused in one line
+/// that never repeats it (it may hold a password).
+fn store_location(args: &StoreArgs) -> anyhow::Result<Location> {
     match &args.db {
-        Some(path) => Ok(path.clone()),
+        Some(db) => match db.to_str() {
+            Some(text) => text
+                .parse()
+                .map_err(|error| anyhow::anyhow!("--db: {error}")),
+            None => Ok(Location::File(db.into())),
+        },
         None => Store::default_path()
+            .map(Location::File)
             .context("cannot tell where the platform keeps application data; pass --db PATH"),
     }
 }
 
-/// Opens an existing store for the reading commands; never creates one.
+/// Opens an existing store for the reading commands; never creates a file.
 fn open_existing(args: &StoreArgs) -> anyhow::Result<Store> {
-    let path = store_path(args)?;
-    if !path.exists() {
+    let location = store_location(args)?;
+    if let Location::File(path) = &location
+        && !path.exists()
+    {
         bail!(
             "no mail store at {}; start `sokkel mail serve` first, or pass --db PATH",
             path.display()
         );
     }
-    Store::open(&path, StoreOptions::default())
-        .with_context(|| format!("cannot open the mail store {}", path.display()))
+    Store::open_at(&location, StoreOptions::default())
+        .with_context(|| format!("cannot open the mail store {location}"))
 }

@@ -70,6 +70,7 @@ impl Pop3Listeners {
             per_recipient: args.pop3.per_recipient(),
             allow_insecure_auth: args.security.allow_insecure_auth,
             shutdown_grace: args.shutdown_timeout,
+            proxy_protocol: args.proxy_protocol,
             ..Pop3Config::default()
         };
         let summary = sokkel_pop3::serve(

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
 use sokkel_store::{
-    Address, FlagChange, ListQuery, MessageId, RelayAttempt, Store, StoreError, StoredMessage,
-    Summary, mime,
+    Address, FlagChange, ListQuery, Location, MessageId, RelayAttempt, Store, StoreError,
+    StoredMessage, Summary, mime,
 };
 
 use crate::cli::{DeleteArgs, FlagArgs, ListArgs, MarkArgs, ShowArgs};
@@ -112,6 +112,7 @@ pub fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
+    let location = super::store_location(&args.store)?;
     let store = super::open_existing(&args.store)?;
     let ids = if args.all {
         None
@@ -127,7 +128,7 @@ pub fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
         None => store.delete_all(),
         Some(ids) => store.delete(ids),
     }
-    .map_err(|error| cannot_delete(Path::new(&store.location()), error))?;
+    .map_err(|error| cannot_delete(&location, error))?;
     writeln!(
         std::io::stdout(),
         "deleted {deleted} message{}",
@@ -199,10 +200,11 @@ fn set_flags(
 /// What a failed delete tells the user. A store at its size limit always deletes
 /// (the limit holds new messages only), and on a full disk the store first gives
 /// up its reserve; `Full` here means the disk is full beyond what that made up
-/// for.
-fn cannot_delete(db: &Path, error: StoreError) -> anyhow::Error {
-    match error {
-        StoreError::Full => {
+/// for. (A PostgreSQL server's full disk is its operator's: the store's own
+/// message says so.)
+fn cannot_delete(location: &Location, error: StoreError) -> anyhow::Error {
+    match (location, error) {
+        (Location::File(db), StoreError::Full) => {
             let dir = db
                 .parent()
                 .filter(|dir| !dir.as_os_str().is_empty())
@@ -215,7 +217,7 @@ fn cannot_delete(db: &Path, error: StoreError) -> anyhow::Error {
                 dir.display()
             )
         }
-        error => anyhow::Error::new(error).context("cannot delete"),
+        (_, error) => anyhow::Error::new(error).context("cannot delete"),
     }
 }
 
@@ -401,7 +403,10 @@ mod tests {
     /// one line, instead of the store's "delete messages to make room".
     #[test]
     fn a_delete_on_a_full_disk_says_to_free_space() {
-        let error = cannot_delete(Path::new("/data/sokkel/mail.db"), StoreError::Full);
+        let error = cannot_delete(
+            &Location::File("/data/sokkel/mail.db".into()),
+            StoreError::Full,
+        );
         let line = format!("{error:#}");
         assert_eq!(
             line,
@@ -409,7 +414,7 @@ mod tests {
              needs a few MB for SQLite's journal; free some space on it (`df /data/sokkel` \
              shows how much) and run this again"
         );
-        let error = cannot_delete(Path::new("mail.db"), StoreError::Busy);
+        let error = cannot_delete(&Location::File("mail.db".into()), StoreError::Busy);
         assert_eq!(
             format!("{error:#}"),
             "cannot delete: the mail store is locked by another process; try again"

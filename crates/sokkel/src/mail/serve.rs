@@ -1,16 +1,19 @@
 //! `sokkel mail serve`: the catcher.
 
+use std::future::Future;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use sokkel_net::chaos::{Chaos, Triggers};
+use sokkel_net::repeated::{REPEAT_INTERVAL, RepeatedLog};
 use sokkel_net::server::address_share;
 use sokkel_net::stats::SmtpCounters;
 use sokkel_smtp::server::session::{BareLf, SessionConfig};
 use sokkel_smtp::server::shell::{Listeners, ServerConfig, serve};
 use sokkel_store::tags::Tagging;
-use sokkel_store::{Pruner, Retention, Store, StoreEvent, StoreOptions};
+use sokkel_store::{Location, Pruner, Retention, Store, StoreEvent, StoreOptions};
 use sokkel_web::webhook::{Webhook, WebhookConfig};
 use sokkel_web::{AppState, HostPolicy, SendLimits, ServeLimits, WebConfig};
 
@@ -45,7 +48,7 @@ pub fn run(args: MailServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
-    let stop = sokkel_net::shutdown_signal();
+    let mut stop = Box::pin(sokkel_net::shutdown_signal());
     sokkel_net::raise_open_file_limit();
     let chaos = chaos(&args.chaos)?;
     // Bind first: a port in use is the most likely mistake, and it should not leave
@@ -93,9 +96,9 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let path = match &ephemeral {
-        Some(dir) => dir.path().join("mail.db"),
-        None => super::store_path(&args.store)?,
+    let location = match &ephemeral {
+        Some(dir) => Location::File(dir.path().join("mail.db")),
+        None => super::store_location(&args.store)?,
     };
     let options = StoreOptions {
         max_size: args.max_store_size.map(|s| s as u64),
@@ -106,8 +109,9 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
         },
         ..StoreOptions::default()
     };
-    let store = Store::open(&path, options)
-        .with_context(|| format!("cannot open the mail store {}", path.display()))?;
+    let Some(store) = open_store(location, options, &mut stop).await? else {
+        return Ok(ExitCode::SUCCESS);
+    };
 
     for listener in &listeners.smtp {
         announce(format_args!("listening on smtp {}", listener.local_addr()?));
@@ -132,7 +136,7 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     } else {
         ""
     };
-    announce(format_args!("mail is kept in {}{kept}", path.display()));
+    announce(format_args!("mail is kept in {}{kept}", store.location()));
     let retention = Retention::new(args.max, args.max_age);
     announce(format_args!("retention: {retention}"));
     let relay = relay
@@ -178,6 +182,7 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
         credentials: security.credentials.clone(),
         auth_failure_delay: args.security.auth_failure_delay,
         counters: Arc::clone(&smtp_counters),
+        proxy_protocol: args.proxy_protocol,
     };
     // One stop signal for both servers.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -285,6 +290,49 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(sessions = summary.sessions, "stopped");
     drop(ephemeral);
     Ok(ExitCode::SUCCESS)
+}
+
+/// How often `serve` tries again to reach a database that is down at start.
+const OPEN_RETRY: Duration = Duration::from_secs(2);
+
+/// Opens the store at `location`. A database that cannot be reached (a
+/// PostgreSQL server down or still starting) is tried again every
+/// [`OPEN_RETRY`], with one log line per interval, until it answers or `stop`
+/// fires (then `None`): nodes and their database often start together, and a
+/// node that waits is ready as soon as the database is. Any other failure (a
+/// wrong password, a schema from a newer sokkel) ends `serve` with one line.
+async fn open_store(
+    location: Location,
+    options: StoreOptions,
+    stop: &mut (impl Future<Output = ()> + Unpin),
+) -> anyhow::Result<Option<Store>> {
+    static UNREACHABLE: RepeatedLog = RepeatedLog::new(REPEAT_INTERVAL);
+    loop {
+        let (at, with) = (location.clone(), options.clone());
+        let opened = tokio::task::spawn_blocking(move || Store::open_at(&at, with))
+            .await
+            .context("opening the mail store panicked")?;
+        match opened {
+            Ok(store) => return Ok(Some(store)),
+            Err(error) if error.is_unavailable() => {
+                let repeat = UNREACHABLE.occurrence(&error.to_string());
+                if repeat.should_log() {
+                    tracing::warn!(
+                        "cannot reach the mail store {location} ({error}); sokkel waits for it, trying every {} s{repeat}",
+                        OPEN_RETRY.as_secs()
+                    );
+                }
+            }
+            Err(error) => {
+                return Err(error)
+                    .with_context(|| format!("cannot open the mail store {location}"));
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(OPEN_RETRY) => {}
+            () = &mut *stop => return Ok(None),
+        }
+    }
 }
 
 /// Starts the webhook if `--webhook-url` names one.

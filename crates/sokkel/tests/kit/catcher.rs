@@ -30,7 +30,7 @@ use super::smtp::{HOST, Smtp};
 /// flag itself: `--smtp 127.0.0.1:0`, `--pop3 127.0.0.1:0`, `--imap 127.0.0.1:0`,
 /// `--no-http` (unless
 /// `--http` or [`CatcherBuilder::http`]), `--hostname` [`HOST`], and `--db` in a new
-/// temporary directory (unless [`CatcherBuilder::db`] or `--ephemeral`).
+/// temporary directory (unless [`CatcherBuilder::db`], `--db` or `--ephemeral`).
 #[derive(Debug, Default)]
 #[must_use = "a builder does nothing until .start()"]
 pub struct CatcherBuilder {
@@ -95,6 +95,9 @@ impl CatcherBuilder {
         let dir = tempdir();
         let db = if named("--ephemeral") {
             None
+        } else if let Some(at) = self.args.iter().position(|a| a == "--db") {
+            // A store the test names itself, such as a postgres:// URL.
+            self.args.get(at + 1).map(PathBuf::from)
         } else {
             let db = self.db.unwrap_or_else(|| dir.path().join("mail.db"));
             args.extend(["--db".into(), db.display().to_string()]);
@@ -176,7 +179,7 @@ pub struct Catcher {
     pub imaps: Vec<SocketAddr>,
     /// The web address it announced, if it serves the web.
     pub http: Option<SocketAddr>,
-    /// The store (for `--ephemeral`, the one it announced).
+    /// The store (for `--ephemeral`, the one it announced; for `--db URL`, the URL).
     pub db: PathBuf,
     // Dropped after `process` (fields drop in order), so the store outlives the server.
     _dir: TempDir,

@@ -11,6 +11,8 @@
 //!   through the CLI, and its web API.
 //! - [`smtp`], [`pop3`], [`http`]: each protocol in raw bytes.
 //! - [`crash`]: senders that remember every acknowledged message, for crash tests.
+//! - [`cluster`]: HAProxy in front of several catchers on PostgreSQL, PROXY protocol
+//!   headers, a node's live events, senders that retry what was refused for now.
 //! - [`echo`]: `sokkel echo serve`.
 //! - [`send`]: `sokkel mail send` as the sending tests run it, and a scripted server.
 //! - [`email`]: reading a message with Python's email package.
@@ -20,6 +22,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod catcher;
+pub mod cluster;
 pub mod crash;
 pub mod echo;
 pub mod email;

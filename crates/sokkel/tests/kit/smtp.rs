@@ -42,6 +42,11 @@ impl Smtp {
         }
     }
 
+    /// This end's address (what the server should record as the client's).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.stream.local_addr().expect("a connected socket")
+    }
+
     /// Connects and checks the greeting.
     pub fn open(addr: SocketAddr) -> Smtp {
         let mut smtp = Smtp::connect(addr);
