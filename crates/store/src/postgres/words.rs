@@ -19,7 +19,7 @@
 //! SQLite answers from tables of Unicode 6.1, in which a code point not yet
 //! assigned is part of a word; this module from the newer tables of the
 //! `unicode-properties` crate, with the unassigned ones as SQLite has them.
-//! They differ on what Unicode added or changed since 6.1 (in the BMP: 688
+//! They differ on what Unicode added or changed since 6.1 (in the BMP: 684
 //! code points, as newer symbols and marks, which FTS5 takes for parts of
 //! words, Cherokee and Georgian capitals, which it does not fold); the tests
 //! check the scripts mail is mostly written in, code point by code point,
