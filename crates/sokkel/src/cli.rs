@@ -245,7 +245,12 @@ pub struct SendmailArgs {
 #[derive(Debug, Args)]
 pub struct StoreArgs {
     /// The mail store: a SQLite file (default: sokkel/mail.db in the platform data directory), or a PostgreSQL database, postgres://USER@HOST:PORT/DATABASE, shared by several nodes; its password comes from PGPASSWORD or ~/.pgpass, never from here.
-    #[arg(long, value_name = "PATH|URL", env = "SOKKEL_DB")]
+    #[arg(
+        long,
+        value_name = "PATH|URL",
+        env = "SOKKEL_DB",
+        hide_env_values = true
+    )]
     pub db: Option<std::ffi::OsString>,
 }
 

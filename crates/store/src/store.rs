@@ -100,6 +100,11 @@ pub enum StoreEvent {
     /// A message was delivered (or imported). Shared, because every subscriber
     /// receives its own clone of the event.
     New(Arc<Summary>),
+    /// A message another node of the cluster stored (PostgreSQL): show it
+    /// as [`StoreEvent::New`], but act on an arrival (relay it, post a
+    /// webhook, log it) only on the node it arrived at, where it is `New`,
+    /// so that the cluster acts once.
+    NewElsewhere(Arc<Summary>),
     /// These messages were deleted.
     Deleted(Vec<MessageId>),
     /// These messages were deleted by the retention policy ([`Store::prune`]),

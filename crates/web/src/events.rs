@@ -243,7 +243,9 @@ fn prune() -> Frame {
 /// The frames that announce one store event.
 fn frames_for(event: &StoreEvent) -> Vec<Frame> {
     match event {
-        StoreEvent::New(summary) => vec![frame("new", MessageSummaryJson::from(&**summary))],
+        StoreEvent::New(summary) | StoreEvent::NewElsewhere(summary) => {
+            vec![frame("new", MessageSummaryJson::from(&**summary))]
+        }
         StoreEvent::Deleted(ids) if ids.len() <= MAX_FRAMES_PER_CHANGE => ids
             .iter()
             .map(|id| frame("delete", IdJson { id: id.to_string() }))

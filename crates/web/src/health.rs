@@ -36,7 +36,12 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let ping = tokio::task::spawn_blocking(move || store.ping());
     let failure = match tokio::time::timeout(READY_TIMEOUT, ping).await {
         Ok(Ok(Ok(()))) => return Json(serde_json::json!({ "store": "ok" })).into_response(),
-        Ok(Ok(Err(error))) => error.to_string(),
+        Ok(Ok(Err(error))) => {
+            // The reason (host, role) is for the operator's log, not for
+            // whoever can reach the health check.
+            tracing::debug!(%error, "readyz: the store is unavailable");
+            "the store's database is unavailable".to_string()
+        }
         Ok(Err(_)) => "the server is shutting down".to_string(),
         Err(_) => format!(
             "the store did not answer within {} s",

@@ -139,9 +139,10 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     announce(format_args!("mail is kept in {}{kept}", store.location()));
     let retention = Retention::new(args.max, args.max_age);
     announce(format_args!("retention: {retention}"));
-    let relay = relay
-        .map(|relay| relay.start(&store, hostname.clone()))
-        .transpose()?;
+    let relay = match relay {
+        Some(relay) => Some(relay.start(&store, hostname.clone()).await?),
+        None => None,
+    };
     if let Some(relay) = &relay {
         announce(format_args!("relays to {}", relay.describe()));
     }

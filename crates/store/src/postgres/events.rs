@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! node 2: commit ─▶ NOTIFY sokkel {"node": "2…", "notice": {"kind": "new", "ids": [7]}}
-//! node 1: Listener ─▶ reads message 7's summary ─▶ StoreEvent::New
+//! node 1: Listener ─▶ reads message 7's summary ─▶ StoreEvent::NewElsewhere
 //! ```
 //!
 //! The listener has a connection of its own (not from the pool: `LISTEN`
@@ -107,9 +107,8 @@ struct Notifications {
 /// A connection of its own that listens on [`CHANNEL`], and its
 /// notifications.
 async fn connect(shared: &Shared) -> Result<(Client, Notifications), StoreError> {
-    let mut config = shared.config.config.clone();
-    config.connect_timeout(super::CONNECT_TIMEOUT);
-    config.keepalives_idle(Duration::from_secs(30));
+    // With the timeouts and keepalives PgStore::open gave every connection.
+    let config = shared.config.config.clone();
     let (client, notifications) = if shared.config.tls {
         open(&config, shared.config.tls_connector()?, &shared.handle).await?
     } else {
@@ -210,7 +209,11 @@ async fn event_of(shared: &Shared, notice: Notice) -> Result<Vec<StoreEvent>, St
                 .query(&statement, &[&ids])
                 .await?
                 .iter()
-                .map(|row| Ok(StoreEvent::New(Arc::new(listed_summary_from_row(row)?))))
+                .map(|row| {
+                    Ok(StoreEvent::NewElsewhere(Arc::new(listed_summary_from_row(
+                        row,
+                    )?)))
+                })
                 .collect::<Result<_, StoreError>>()?
         }
         Notice::Tags { ids: tagged } => {

@@ -180,7 +180,7 @@ impl fmt::Debug for PgStore {
 
 impl PgStore {
     /// Connect, create or migrate the schema, and start the writer.
-    pub(crate) fn open(config: PgConfig, options: StoreOptions) -> Result<PgStore, StoreError> {
+    pub(crate) fn open(mut config: PgConfig, options: StoreOptions) -> Result<PgStore, StoreError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("sokkel-pg")
@@ -188,7 +188,9 @@ impl PgStore {
             .build()
             .map_err(|error| StoreError::io("starting the runtime for", "postgres", error))?;
         let handle = runtime.handle().clone();
-        let mut pg = config.config.clone();
+        // Every connection (the pool's, the listener's, the session locks')
+        // gets these settings.
+        let pg = &mut config.config;
         pg.connect_timeout(CONNECT_TIMEOUT);
         // A server that stops answering without closing (a network that drops
         // packets) fails the request within TCP_USER_TIMEOUT instead of the
@@ -200,12 +202,15 @@ impl PgStore {
         // A node that vanishes in the middle of a transaction would hold the
         // cluster's write lock (store_state) until its session ends: the
         // server ends such a session after a minute.
+        // And the 250 after DATA means committed whatever the server's
+        // default: synchronous_commit is set on for sokkel's sessions.
         let server_options = format!(
-            "{} -c idle_in_transaction_session_timeout={}",
+            "{} -c idle_in_transaction_session_timeout={} -c synchronous_commit=on",
             pg.get_options().unwrap_or(""),
             IDLE_IN_TRANSACTION.as_millis()
         );
         pg.options(server_options.trim());
+        let pg = config.config.clone();
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };

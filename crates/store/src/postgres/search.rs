@@ -209,7 +209,9 @@ fn phrase(term: &TextTerm) -> Option<String> {
     Some(format!("({})", alternatives.join(" | ")))
 }
 
-/// The ids of the messages that match `parts`, oldest first.
+/// The ids of the messages that match `parts`, oldest first. A search's SQL
+/// follows the shape of the query, which users choose: prepared each time,
+/// never kept in the connection's statement cache, which does not evict.
 pub(super) async fn ids_matching(
     client: &impl deadpool_postgres::GenericClient,
     parts: &SqlParts,
@@ -218,7 +220,7 @@ pub(super) async fn ids_matching(
         "SELECT m.id FROM messages AS m WHERE {} ORDER BY m.id",
         parts.clause()
     );
-    let statement = client.prepare_cached(&sql).await?;
+    let statement = client.prepare(&sql).await?;
     let rows = client.query(&statement, &parts.values()).await?;
     rows.iter()
         .map(|row| Ok(MessageId(row.try_get(0)?)))
@@ -248,7 +250,7 @@ async fn page_matching(
          ORDER BY m.id DESC",
         parts.clause()
     );
-    let statement = client.prepare_cached(&sql).await?;
+    let statement = client.prepare(&sql).await?;
     let rows = client.query(&statement, &parts.values()).await?;
     rows.iter().map(listed_summary_from_row).collect()
 }
@@ -261,7 +263,7 @@ async fn count_matching(
         "SELECT count(*) FROM messages AS m WHERE {}",
         parts.clause()
     );
-    let statement = client.prepare_cached(&sql).await?;
+    let statement = client.prepare(&sql).await?;
     let count: i64 = client
         .query_one(&statement, &parts.values())
         .await?
@@ -347,7 +349,7 @@ impl PgStore {
                 "SELECT EXISTS (SELECT 1 FROM messages AS m WHERE {})",
                 parts.clause()
             );
-            let statement = client.prepare_cached(&sql).await?;
+            let statement = client.prepare(&sql).await?;
             let matched: bool = client
                 .query_one(&statement, &parts.values())
                 .await?

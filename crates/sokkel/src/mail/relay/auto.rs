@@ -40,11 +40,15 @@ pub enum Trigger {
 
 /// Starts relaying the messages that arrive from now on. Subscribes before
 /// it returns, so that nothing delivered afterwards is missed.
-pub fn spawn(relay: Relay, trigger: Trigger) -> anyhow::Result<()> {
+pub async fn spawn(relay: Relay, trigger: Trigger) -> anyhow::Result<()> {
     let store = relay.store().clone();
     let events = store.subscribe();
     // Messages caught before this run are not relayed: only arrivals are.
-    let floor = store.latest()?.unwrap_or(MessageId(0));
+    // A store query blocks (on PostgreSQL it must not run on this runtime).
+    let latest = store.clone();
+    let floor = tokio::task::spawn_blocking(move || latest.latest())
+        .await??
+        .unwrap_or(MessageId(0));
     let (queue, arrivals) = mpsc::channel(QUEUE);
     tokio::spawn(feed(store, events, floor, queue));
     tokio::spawn(work(relay, trigger, arrivals));

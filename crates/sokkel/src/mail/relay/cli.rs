@@ -89,14 +89,14 @@ impl ServeRelay {
     }
 
     /// Starts auto-relay if asked for; returns the relay for the web API.
-    pub fn start(self, store: &Store, hostname: String) -> anyhow::Result<Relay> {
+    pub async fn start(self, store: &Store, hostname: String) -> anyhow::Result<Relay> {
         let relay = Relay::new(self.config, store.clone(), hostname);
         if let Some(trigger) = self.trigger {
             let what = match &trigger {
                 Trigger::All => "every arriving message".to_string(),
                 Trigger::Matching(_) => "arriving messages that match --relay-matching".to_string(),
             };
-            super::auto::spawn(relay.clone(), trigger)?;
+            super::auto::spawn(relay.clone(), trigger).await?;
             tracing::info!("auto-relay: {what}");
         }
         Ok(relay)
