@@ -18,7 +18,7 @@
 //! the node holding locks::INDEXER, every few seconds: rows left in
 //!     `unindexed` for more than ORPHAN_AGE (a node died before it indexed
 //!     them), parsed again from their raw bytes
-//! import, APPEND: index_now, in their own transaction
+//! import, APPEND: the tsvector written with the row (queries::insert_messages)
 //! ```
 //!
 //! A tsvector has limits FTS5 has not, so the index is exact up to them:
@@ -189,6 +189,11 @@ impl IndexEntry {
             text: IndexText::new(&envelope.mail_from, &envelope.rcpt_to, digest),
         }
     }
+
+    /// The message's tsvector, as text.
+    pub(super) fn vector(&self) -> String {
+        tsvector(&self.text)
+    }
 }
 
 /// This node's indexing task: indexes what this node's writer committed
@@ -220,32 +225,6 @@ impl Indexer {
             }
         }
     }
-}
-
-/// Index message `id` inside the caller's transaction (APPEND).
-pub(crate) async fn index_now(
-    tx: &impl GenericClient,
-    id: MessageId,
-    entry: &IndexEntry,
-) -> Result<(), StoreError> {
-    write_vectors(tx, &[id.0], &[tsvector(&entry.text)]).await
-}
-
-async fn write_vectors(
-    tx: &impl GenericClient,
-    ids: &[i64],
-    vectors: &[String],
-) -> Result<(), StoreError> {
-    let statement = tx
-        .prepare_cached(
-            "WITH queued AS (DELETE FROM unindexed WHERE id = ANY($1))
-             UPDATE messages AS m SET search = v.search::tsvector
-             FROM unnest($1::bigint[], $2::text[]) AS v (id, search)
-             WHERE m.id = v.id",
-        )
-        .await?;
-    tx.execute(&statement, &[&ids, &vectors]).await?;
-    Ok(())
 }
 
 /// This node's deliveries, a batch at a time as they come.

@@ -22,7 +22,8 @@ use deadpool_postgres::Object;
 use super::locks;
 use crate::StoreError;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE store_state (
         id                integer PRIMARY KEY CHECK (id = 1),
         change_seq        bigint  NOT NULL DEFAULT 0,
@@ -182,7 +183,34 @@ const MIGRATIONS: &[&str] = &[r#"
     CREATE TRIGGER messages_count_read AFTER UPDATE ON messages
         REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
         FOR EACH STATEMENT EXECUTE FUNCTION sokkel_count_read();
-    "#];
+    "#,
+    r#"
+    -- Version 2: a count trigger leaves the store_state row alone when its
+    -- statement changed no count (an UPDATE that changed no read flag, such
+    -- as a modseq touch; a DELETE of nothing): each UPDATE of that row in a
+    -- transaction leaves a version every later one steps over.
+    CREATE OR REPLACE FUNCTION sokkel_count_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF EXISTS (SELECT 1 FROM old_rows) THEN
+            UPDATE store_state SET
+                total = total - (SELECT count(*) FROM old_rows),
+                unread = unread - (SELECT count(*) FROM old_rows WHERE NOT read),
+                bytes = bytes - (SELECT coalesce(sum(size), 0) FROM old_rows);
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE OR REPLACE FUNCTION sokkel_count_read() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        delta bigint := (SELECT count(*) FROM new_rows WHERE NOT read)
+            - (SELECT count(*) FROM old_rows WHERE NOT read);
+    BEGIN
+        IF delta <> 0 THEN
+            UPDATE store_state SET unread = unread + delta;
+        END IF;
+        RETURN NULL;
+    END $$;
+    "#,
+];
 
 /// The schema version this build writes.
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;

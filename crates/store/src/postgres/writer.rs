@@ -18,11 +18,10 @@
 
 use std::sync::Arc;
 
-use futures_util::future::try_join_all;
 use tokio::sync::{mpsc, oneshot};
 
 use super::index::{IndexEntry, Indexer};
-use super::queries::insert_message;
+use super::queries::{Indexing, Rows, insert_messages};
 use super::tags::tag_message;
 use super::{Notice, Shared, ids_of, next_seq, publish, room_for};
 use crate::delivery::{Counters, MAX_BATCH_BYTES, WriteRequest};
@@ -156,20 +155,16 @@ async fn insert_batch(
     shared: &Shared,
     batch: &[WriteRequest],
 ) -> Result<Vec<MessageId>, StoreError> {
+    let rows = Rows::new(
+        (batch.iter()).map(|request| (&request.message, &request.digest)),
+        Indexing::Deferred,
+    )?;
     let mut client = shared.client().await?;
     let tx = client.transaction().await?;
     let seq = next_seq(&tx).await?;
     let arriving = batch.iter().map(|request| request.message.raw.len()).sum();
     room_for(&tx, shared, arriving).await?;
-    // Every insert is sent before the first answer is awaited: one
-    // connection pipelines them, so a batch costs a few round trips, not a
-    // few per message.
-    let ids = try_join_all(
-        batch
-            .iter()
-            .map(|request| insert_message(&tx, &request.message, &request.digest, seq)),
-    )
-    .await?;
+    let ids = insert_messages(&tx, &rows, seq).await?;
     // Tags after, in order, so that a folder's UIDs follow the ids.
     for (request, id) in batch.iter().zip(&ids) {
         if !request.tags.is_empty() {
