@@ -26,7 +26,7 @@ use deadpool_postgres::{GenericClient, Transaction};
 use sokkel_message::{FlagEdit, Flags, Folder, FolderMessage};
 use tokio_postgres::{IsolationLevel, Row};
 
-use super::queries::{Indexing, Rows, insert_messages, to_i64};
+use super::queries::{Rows, insert_messages, to_i64};
 use super::tags::{apply_rules, prune_unused, tag_event, tag_message};
 use super::{Notice, PgStore, Shared, ids_of, next_seq, publish, room_for};
 use crate::folders::{
@@ -1048,7 +1048,7 @@ impl PgStore {
         let options = &self.shared().options;
         let delivered = copy.delivered(&options.tagging, tag);
         room_for(tx, self.shared(), delivered.message.raw.len()).await?;
-        let rows = Rows::new([(&delivered.message, &delivered.digest)], Indexing::Now)?;
+        let rows = Rows::new([(&delivered.message, &delivered.digest)])?;
         let id = insert_messages(tx, &rows, seq).await?[0];
         tag_message(tx, id, &delivered.tags).await?;
         write_flags(tx, Table::Messages, &[(id, copy.flags.clone())], seq).await?;

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use tokio::sync::broadcast;
 
 use super::queries::{
-    Indexing, Rows, STORED_COLUMNS, SUMMARY_COLUMNS, insert_messages, listed_summary_from_row,
+    Rows, STORED_COLUMNS, SUMMARY_COLUMNS, insert_messages, listed_summary_from_row,
     stored_message_from_row, to_i64,
 };
 use super::tags::{apply_rules, tag_message};
@@ -386,7 +386,7 @@ async fn import_in(
         return Ok(Vec::new());
     }
     // Indexed as they are inserted; tags in order after.
-    let rows = Rows::new(messages.iter().zip(digests), Indexing::Now)?;
+    let rows = Rows::new(messages.iter().zip(digests))?;
     let mut client = shared.client().await?;
     let tx = client.transaction().await?;
     let seq = next_seq(&tx).await?;

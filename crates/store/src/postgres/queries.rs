@@ -29,17 +29,8 @@ const SUMMARY_COLUMN_COUNT: usize = 25;
 pub(super) const STORED_COLUMNS: &str = "m.helo, m.client_addr, m.smtputf8, m.tls_version, \
     m.tls_cipher, m.auth_user, r.data";
 
-/// Whether [`insert_messages`] writes the search index with the rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Indexing {
-    /// Write each message's tsvector in its row.
-    Now,
-    /// Leave `search` empty and queue the ids in `unindexed` (the Indexer's).
-    Deferred,
-}
-
-/// Insert `rows` (messages, their bytes and their mailboxes) in ONE
-/// statement, with modseq `seq` (from [`super::next_seq`], taken first in
+/// Insert `rows` (messages with their search index entries, their bytes and
+/// their mailboxes) in ONE statement, with modseq `seq` (from [`super::next_seq`], taken first in
 /// the same transaction); the ids follow the order of the rows. One
 /// statement, not one per message: the count triggers update the
 /// `store_state` row once for the lot, where one statement per message left
@@ -180,8 +171,6 @@ const INSERT_MESSAGES: &str = "WITH v AS (
         SELECT a.address, v.id FROM unnest($32::text[], $33::bigint[]) AS a (address, n)
         JOIN v ON v.n = a.n
         ON CONFLICT DO NOTHING
-    ), unindexed AS (
-        INSERT INTO unindexed (id) SELECT id FROM v WHERE search IS NULL
     )
     SELECT id FROM v ORDER BY n";
 
@@ -219,7 +208,7 @@ pub(super) struct Rows<'a> {
     bcc_list: Vec<String>,
     bcc_count: Vec<Option<i64>>,
     inline: Vec<i64>,
-    search: Vec<Option<String>>,
+    search: Vec<String>,
     data: Vec<&'a [u8]>,
     /// Every message's mailboxes, and the number (`n`) of the message each
     /// belongs to.
@@ -230,11 +219,10 @@ pub(super) struct Rows<'a> {
 impl<'a> Rows<'a> {
     pub(super) fn new(
         messages: impl IntoIterator<Item = (&'a NewMessage, &'a Digest)>,
-        indexing: Indexing,
     ) -> Result<Rows<'a>, StoreError> {
         let mut rows = Rows::default();
         for (n, (message, digest)) in (1..).zip(messages) {
-            rows.push(n, message, digest, indexing)?;
+            rows.push(n, message, digest)?;
         }
         Ok(rows)
     }
@@ -244,7 +232,6 @@ impl<'a> Rows<'a> {
         n: i64,
         message: &'a NewMessage,
         digest: &'a Digest,
-        indexing: Indexing,
     ) -> Result<(), StoreError> {
         let envelope = &message.envelope;
         let from = digest.from.as_ref();
@@ -284,10 +271,7 @@ impl<'a> Rows<'a> {
         self.bcc_list.push(to_json(&bcc)?);
         self.bcc_count.push(count_if_cut(&bcc, bcc_count));
         self.inline.push(i64::from(digest.inline));
-        self.search.push(match indexing {
-            Indexing::Now => Some(IndexEntry::new(message, digest).vector()),
-            Indexing::Deferred => None,
-        });
+        self.search.push(IndexEntry::new(message, digest).vector());
         self.data.push(&message.raw);
         // The To and Cc lists as stored (at most SUMMARY_ADDRESSES each): a
         // hostile header of 20,000 addresses does not become 20,000 rows.

@@ -87,8 +87,8 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE raw ALTER COLUMN data SET STORAGE EXTERNAL;
 
     -- Messages stored but not yet in the search index, with when they were
-    -- queued: the node that stored them indexes them right after its commit;
-    -- the cluster's indexer takes over those a dead node left.
+    -- queued (an older sokkel indexed its deliveries after their
+    -- commit); the cluster's indexer takes over those a dead node left.
     CREATE TABLE unindexed (
         id        bigint      PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
         queued_at timestamptz NOT NULL DEFAULT now()
