@@ -1,7 +1,8 @@
 //! The cluster's search indexer on PostgreSQL: a node indexes what it
-//! delivered right after its commit; what a node leaves unindexed because it
-//! died in between is taken up by the node that holds the indexer's advisory
-//! lock, and the lock moves to another node when its holder goes.
+//! delivers in the delivery's transaction; what an older node left unindexed
+//! (it queued deliveries in `unindexed` and died before indexing them) is
+//! taken up by the node that holds the indexer's advisory lock, and the lock
+//! moves to another node when its holder goes.
 //!
 //! Interop tests: they need PostgreSQL's server programs (`pg/mod.rs`).
 
@@ -78,6 +79,46 @@ fn what_a_dead_node_left_unindexed_is_indexed_by_the_next_holder_of_the_lock() {
     leave_unindexed(&database, ids[1]);
     assert!(found_once_indexed(&second, ids[1], "subject:lunch"));
     assert!(!found_once_indexed(&second, ids[1], "subject:invoice"));
+    let unindexed = pg::cluster().psql(&database, "SELECT count(*) FROM unindexed");
+    assert_eq!(unindexed, "0");
+}
+
+#[test]
+#[ignore = "interop: needs PostgreSQL; .ci/run installs it and runs cargo test -- --ignored"]
+fn a_delivery_is_searchable_and_tagged_by_the_rules_once_it_returns() {
+    use sokkel_store::Deliver;
+    use sokkel_store::tags::{TagRule, Tagging};
+    let url = pg::fresh_database();
+    let database = url.rsplit('/').next().unwrap().to_string();
+    let location: sokkel_store::Location = url.parse().unwrap();
+    let options = StoreOptions {
+        tagging: Tagging {
+            rules: vec![TagRule::parse("invoices=subject:invoice").unwrap()],
+            ..Tagging::default()
+        },
+        ..StoreOptions::default()
+    };
+    let store = Store::open_at(&location, options).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (invoice, lunch) = runtime.block_on(async {
+        let invoice = store.deliver(message("quarterly invoice"));
+        let lunch = store.deliver(message("lunch"));
+        let (invoice, lunch) = futures_util::future::join(invoice, lunch).await;
+        (invoice.unwrap(), lunch.unwrap())
+    });
+    // Indexed and tagged in the delivery's own transaction: nothing waits
+    // for an indexer, and nothing is queued for one.
+    let query = SearchQuery::parse("subject:invoice").unwrap();
+    assert_eq!(store.matches(invoice, &query).unwrap(), Some(true));
+    assert_eq!(store.matches(lunch, &query).unwrap(), Some(false));
+    assert_eq!(
+        store.get(invoice).unwrap().unwrap().summary.tags,
+        ["invoices"]
+    );
+    assert!(store.get(lunch).unwrap().unwrap().summary.tags.is_empty());
     let unindexed = pg::cluster().psql(&database, "SELECT count(*) FROM unindexed");
     assert_eq!(unindexed, "0");
 }

@@ -86,6 +86,7 @@ cases!(sqlite:
     every_change_is_announced_with_the_tags_now,
     a_change_of_very_many_messages_says_reload,
     a_tags_messages_page_newest_first,
+    a_batch_of_deliveries_is_stored_counted_and_tagged_exactly,
 );
 
 cases!(interop postgres:
@@ -97,6 +98,7 @@ cases!(interop postgres:
     every_change_is_announced_with_the_tags_now,
     a_change_of_very_many_messages_says_reload,
     a_tags_messages_page_newest_first,
+    a_batch_of_deliveries_is_stored_counted_and_tagged_exactly,
 );
 
 fn runtime() -> Runtime {
@@ -322,6 +324,65 @@ fn rules_tag_matching_messages_after_delivery(open: Open) {
         .import(vec![message("carol@example.net", "", "invoice again")])
         .unwrap();
     assert_eq!(tags_of(store, ids[0]), ["invoices"]);
+}
+
+/// Deliveries that arrive together go into one group commit (one statement
+/// on PostgreSQL): each id is its own message's, the counts are exact after
+/// the batch, the rules and the flags and deletes that follow, and every
+/// rule's tag lands on the messages it matches.
+fn a_batch_of_deliveries_is_stored_counted_and_tagged_exactly(open: Open) {
+    const MESSAGES: usize = 60;
+    let rules = vec![TagRule::parse("invoices=subject:invoice").unwrap()];
+    let Opened { store, .. } = &open(Tagging {
+        rules,
+        ..Tagging::default()
+    });
+    let subject = |n: usize| {
+        if n % 3 == 0 {
+            format!("invoice {n}")
+        } else {
+            format!("lunch {n}")
+        }
+    };
+    let ids: Vec<MessageId> = runtime().block_on(async {
+        let deliveries = (0..MESSAGES).map(|n| {
+            let headers = if n % 5 == 0 { "X-Tags: batch\r\n" } else { "" };
+            store.deliver(message("a@example.net", headers, &subject(n)))
+        });
+        futures_util::future::join_all(deliveries)
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    });
+    for (n, id) in ids.iter().enumerate() {
+        let stored = store.get(*id).unwrap().unwrap();
+        assert_eq!(stored.summary.subject, subject(n), "message {id}");
+    }
+    let counts = store.count().unwrap();
+    assert_eq!(
+        (counts.total, counts.unread),
+        (MESSAGES as u64, MESSAGES as u64)
+    );
+    // The rules tag once the messages are indexed (after the commit on
+    // SQLite): at most 10 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let expected = pairs(&[("batch", 12), ("invoices", 20)]);
+    while all_tags(store) != expected && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(all_tags(store), expected);
+    assert_eq!(tags_of(store, ids[15]), ["batch", "invoices"]);
+
+    assert_eq!(store.set_read(&ids[..10], true).unwrap(), 10);
+    assert_eq!(
+        store.set_read(&ids[..5], true).unwrap(),
+        5,
+        "read already: no change"
+    );
+    assert_eq!(store.delete(&ids[5..20]).unwrap(), 15);
+    let counts = store.count().unwrap();
+    assert_eq!((counts.total, counts.unread), (45, 40));
 }
 
 fn every_change_is_announced_with_the_tags_now(open: Open) {

@@ -26,8 +26,7 @@ use deadpool_postgres::{GenericClient, Transaction};
 use sokkel_message::{FlagEdit, Flags, Folder, FolderMessage};
 use tokio_postgres::{IsolationLevel, Row};
 
-use super::index::{IndexEntry, index_now};
-use super::queries::{insert_message, to_i64};
+use super::queries::{Rows, insert_messages, to_i64};
 use super::tags::{apply_rules, prune_unused, tag_event, tag_message};
 use super::{Notice, PgStore, Shared, ids_of, next_seq, publish, room_for};
 use crate::folders::{
@@ -1049,9 +1048,8 @@ impl PgStore {
         let options = &self.shared().options;
         let delivered = copy.delivered(&options.tagging, tag);
         room_for(tx, self.shared(), delivered.message.raw.len()).await?;
-        let id = insert_message(tx, &delivered.message, &delivered.digest, seq).await?;
-        let entry = IndexEntry::new(&delivered.message, &delivered.digest);
-        index_now(tx, id, &entry).await?;
+        let rows = Rows::new([(&delivered.message, &delivered.digest)])?;
+        let id = insert_messages(tx, &rows, seq).await?[0];
         tag_message(tx, id, &delivered.tags).await?;
         write_flags(tx, Table::Messages, &[(id, copy.flags.clone())], seq).await?;
         let ruled = apply_rules(tx, &options.tagging.rules, &[id]).await?;

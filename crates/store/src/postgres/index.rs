@@ -12,13 +12,12 @@
 //! Who indexes what:
 //!
 //! ```text
-//! this node's writer commits a batch ──queue()──▶ Indexer task (never waits:
-//!     what does not fit stays in `unindexed`)
-//!         └─▶ one transaction: take `unindexed` rows, SET search, --tag rules
+//! delivery (writer.rs), import, APPEND: the tsvector written with the row
+//!     (queries::insert_messages), the --tag rules in the same transaction
 //! the node holding locks::INDEXER, every few seconds: rows left in
-//!     `unindexed` for more than ORPHAN_AGE (a node died before it indexed
-//!     them), parsed again from their raw bytes
-//! import, APPEND: index_now, in their own transaction
+//!     `unindexed` for more than ORPHAN_AGE (written by an older sokkel,
+//!     which queued its deliveries there and indexed them after the commit,
+//!     and died before it did), parsed again from their raw bytes
 //! ```
 //!
 //! A tsvector has limits FTS5 has not, so the index is exact up to them:
@@ -33,7 +32,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{ClientWrapper, GenericClient};
-use tokio::sync::mpsc;
 
 use super::queries::from_json;
 use super::tags::{apply_rules, tag_event};
@@ -43,10 +41,6 @@ use crate::index_text::IndexText;
 use crate::mime::{self, Digest};
 use crate::repeated::{REPEAT_INTERVAL, RepeatedLog};
 use crate::{MessageId, NewMessage, StoreError};
-
-/// How many committed messages wait in memory for this node's indexer; more
-/// are left in `unindexed` for the cluster's indexer.
-const QUEUE: usize = 4096;
 
 /// The most messages indexed in one transaction.
 const INDEX_BATCH: usize = 256;
@@ -189,89 +183,18 @@ impl IndexEntry {
             text: IndexText::new(&envelope.mail_from, &envelope.rcpt_to, digest),
         }
     }
-}
 
-/// This node's indexing task: indexes what this node's writer committed
-/// (right after each commit, from memory) and, while it holds
-/// [`locks::INDEXER`], what other nodes left unindexed.
-#[derive(Clone)]
-pub(crate) struct Indexer {
-    queue: mpsc::Sender<(MessageId, IndexEntry)>,
-}
-
-impl Indexer {
-    /// Start the tasks on the backend's runtime (`shared.handle`).
-    pub(crate) fn spawn(shared: Arc<Shared>) -> Indexer {
-        let (queue, queued) = mpsc::channel(QUEUE);
-        shared
-            .handle
-            .spawn(index_queued(Arc::clone(&shared), queued));
-        shared.handle.spawn(index_orphans(shared.clone()));
-        Indexer { queue }
-    }
-
-    /// Queue committed messages for indexing; never waits (what does not fit
-    /// is left in `unindexed` for the cluster's indexer).
-    pub(crate) fn queue(&self, entries: Vec<(MessageId, IndexEntry)>) {
-        for entry in entries {
-            if self.queue.try_send(entry).is_err() {
-                tracing::debug!("search index queue full; the cluster's indexer takes the rest");
-                return;
-            }
-        }
+    /// The message's tsvector, as text.
+    pub(super) fn vector(&self) -> String {
+        tsvector(&self.text)
     }
 }
 
-/// Index message `id` inside the caller's transaction (APPEND).
-pub(crate) async fn index_now(
-    tx: &impl GenericClient,
-    id: MessageId,
-    entry: &IndexEntry,
-) -> Result<(), StoreError> {
-    write_vectors(tx, &[id.0], &[tsvector(&entry.text)]).await
-}
-
-async fn write_vectors(
-    tx: &impl GenericClient,
-    ids: &[i64],
-    vectors: &[String],
-) -> Result<(), StoreError> {
-    let statement = tx
-        .prepare_cached(
-            "WITH queued AS (DELETE FROM unindexed WHERE id = ANY($1))
-             UPDATE messages AS m SET search = v.search::tsvector
-             FROM unnest($1::bigint[], $2::text[]) AS v (id, search)
-             WHERE m.id = v.id",
-        )
-        .await?;
-    tx.execute(&statement, &[&ids, &vectors]).await?;
-    Ok(())
-}
-
-/// This node's deliveries, a batch at a time as they come.
-async fn index_queued(shared: Arc<Shared>, mut queued: mpsc::Receiver<(MessageId, IndexEntry)>) {
-    let failures = RepeatedLog::new(REPEAT_INTERVAL);
-    let mut batch = Vec::with_capacity(INDEX_BATCH);
-    while queued.recv_many(&mut batch, INDEX_BATCH).await > 0 {
-        let vectors: Vec<(i64, String)> = batch
-            .drain(..)
-            .map(|(id, entry)| (id.0, tsvector(&entry.text)))
-            .collect();
-        let indexed = async {
-            let mut client = shared.client().await?;
-            index_batch(&mut client, &shared, &vectors).await
-        };
-        if let Err(error) = indexed.await {
-            let repeat = failures.occurrence(&error.to_string());
-            if repeat.should_log() {
-                tracing::warn!(
-                    %error,
-                    messages = vectors.len(),
-                    "indexing messages for search failed; the cluster's indexer takes them up in a few seconds{repeat}"
-                );
-            }
-        }
-    }
+/// Start the cluster's indexer on the backend's runtime (`shared.handle`):
+/// while this node holds [`locks::INDEXER`], it indexes what was left in
+/// `unindexed`.
+pub(crate) fn spawn_indexer(shared: Arc<Shared>) {
+    shared.handle.spawn(index_orphans(Arc::clone(&shared)));
 }
 
 /// Put `vectors` (id, tsvector) into the index for the messages among them

@@ -8,17 +8,14 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use futures_util::future::try_join_all;
 use tokio::sync::broadcast;
 
 use super::queries::{
-    STORED_COLUMNS, SUMMARY_COLUMNS, insert_message, listed_summary_from_row,
+    Rows, STORED_COLUMNS, SUMMARY_COLUMNS, insert_messages, listed_summary_from_row,
     stored_message_from_row, to_i64,
 };
 use super::tags::{apply_rules, tag_message};
-use super::{
-    NOTICE_IDS, Notice, PgStore, Shared, events, ids_of, index, next_seq, publish, room_for,
-};
+use super::{NOTICE_IDS, Notice, PgStore, Shared, events, ids_of, next_seq, publish, room_for};
 use crate::delivery::{WriteRequest, prepare_import};
 use crate::mime::Digest;
 use crate::sqlite::unique;
@@ -388,6 +385,8 @@ async fn import_in(
     if messages.is_empty() {
         return Ok(Vec::new());
     }
+    // Indexed as they are inserted; tags in order after.
+    let rows = Rows::new(messages.iter().zip(digests))?;
     let mut client = shared.client().await?;
     let tx = client.transaction().await?;
     let seq = next_seq(&tx).await?;
@@ -397,22 +396,12 @@ async fn import_in(
         messages.iter().map(|message| message.raw.len()).sum(),
     )
     .await?;
-    // Pipelined, as the writer does (writer.rs); tags in order after.
-    let ids = try_join_all(
-        (messages.iter().zip(digests))
-            .map(|(message, digest)| insert_message(&tx, message, digest, seq)),
-    )
-    .await?;
+    let ids = insert_messages(&tx, &rows, seq).await?;
     for (id, tags) in ids.iter().zip(tags) {
         if !tags.is_empty() {
             tag_message(&tx, *id, tags).await?;
         }
     }
-    let entries: Vec<index::IndexEntry> = (messages.iter().zip(digests))
-        .map(|(message, digest)| index::IndexEntry::new(message, digest))
-        .collect();
-    try_join_all((ids.iter().zip(&entries)).map(|(id, entry)| index::index_now(&tx, *id, entry)))
-        .await?;
     // Indexed in this transaction, so the rules can run in it too.
     apply_rules(&tx, &shared.options.tagging.rules, &ids).await?;
     let notice = Notice::New { ids: ids_of(&ids) };

@@ -241,8 +241,8 @@ impl PgStore {
         let writer = handle.block_on(async {
             let mut client = shared.client().await?;
             schema::migrate(&mut client).await?;
-            let indexer = index::Indexer::spawn(Arc::clone(&shared));
-            let writer = writer::Writer::spawn(Arc::clone(&shared), indexer);
+            index::spawn_indexer(Arc::clone(&shared));
+            let writer = writer::Writer::spawn(Arc::clone(&shared));
             Ok::<_, StoreError>(writer)
         })?;
         Ok(PgStore {

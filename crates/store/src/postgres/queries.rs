@@ -6,7 +6,7 @@
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
-use super::next_seq;
+use super::index::IndexEntry;
 use crate::mime::Digest;
 use crate::summary;
 use crate::time::{from_millis, to_millis};
@@ -29,110 +29,264 @@ const SUMMARY_COLUMN_COUNT: usize = 25;
 pub(super) const STORED_COLUMNS: &str = "m.helo, m.client_addr, m.smtputf8, m.tls_version, \
     m.tls_cipher, m.auth_user, r.data";
 
-const INSERT_MESSAGE: &str = "INSERT INTO messages (
-        received_at, mail_from, rcpt_to, helo, client_addr, bare_lf, smtputf8,
-        tls_version, tls_cipher, auth_user, size, parsed, subject, from_name, from_addr,
-        to_list, cc_list, reply_to_list, date, message_id, attachments, snippet,
-        to_count, cc_count, reply_to_count, bcc_list, bcc_count, inline, modseq
-    ) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-        $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)
-    RETURNING id";
-
-/// Insert one message, its bytes and its mailboxes, queued for indexing
-/// (`unindexed`), with modseq `seq` (from [`next_seq`], taken first in the
-/// same transaction). The caller owns the transaction.
-pub(super) async fn insert_message(
+/// Insert `rows` (messages with their search index entries, their bytes and
+/// their mailboxes) in ONE statement, with modseq `seq` (from [`super::next_seq`], taken first in
+/// the same transaction); the ids follow the order of the rows. One
+/// statement, not one per message: the count triggers update the
+/// `store_state` row once for the lot, where one statement per message left
+/// a dead version of that row per message for every later update in the
+/// transaction to step over (quadratic: a batch of 10,000 took 35 times as
+/// long per message at its end as at its start). The caller owns the
+/// transaction.
+pub(super) async fn insert_messages(
     tx: &impl GenericClient,
-    message: &NewMessage,
-    digest: &Digest,
+    rows: &Rows<'_>,
     seq: i64,
-) -> Result<MessageId, StoreError> {
-    let envelope = &message.envelope;
-    let from = digest.from.as_ref();
-    let (to, to_count) = summary::stored_list(&digest.to);
-    let (cc, cc_count) = summary::stored_list(&digest.cc);
-    let (reply_to, reply_to_count) = summary::stored_list(&digest.reply_to);
-    let (bcc, bcc_count) = summary::stored_list(&digest.bcc);
-    let count_if_cut =
-        |list: &[Address], count: u64| (count > list.len() as u64).then_some(to_i64(count));
-    let statement = tx.prepare_cached(INSERT_MESSAGE).await?;
-    let row = tx
-        .query_one(
+) -> Result<Vec<MessageId>, StoreError> {
+    let statement = tx.prepare_cached(INSERT_MESSAGES).await?;
+    let Rows {
+        received_at,
+        mail_from,
+        rcpt_to,
+        helo,
+        client_addr,
+        bare_lf,
+        smtputf8,
+        tls_version,
+        tls_cipher,
+        auth_user,
+        size,
+        parsed,
+        subject,
+        from_name,
+        from_addr,
+        to_list,
+        cc_list,
+        reply_to_list,
+        date,
+        message_id,
+        attachments,
+        snippet,
+        to_count,
+        cc_count,
+        reply_to_count,
+        bcc_list,
+        bcc_count,
+        inline,
+        search,
+        data,
+        addresses,
+        address_of,
+    } = rows;
+    let found = tx
+        .query(
             &statement,
             &[
-                &to_millis(message.received_at),
-                &envelope.mail_from,
-                &to_json(&envelope.rcpt_to)?,
-                &envelope.helo,
-                &envelope.client_addr.to_string(),
-                &envelope.bare_lf,
-                &envelope.smtputf8,
-                &envelope.tls.as_ref().map(|tls| &tls.version),
-                &envelope.tls.as_ref().map(|tls| &tls.cipher),
-                &envelope.auth_user,
-                &to_i64(message.raw.len()),
-                &digest.parsed,
-                &digest.subject,
-                &from.map(|from| &from.name),
-                &from.map(|from| &from.address),
-                &to_json(&to)?,
-                &to_json(&cc)?,
-                &to_json(&reply_to)?,
-                &digest.date,
-                &digest.message_id,
-                &i64::from(digest.attachments),
-                &digest.snippet,
-                &count_if_cut(&to, to_count),
-                &count_if_cut(&cc, cc_count),
-                &count_if_cut(&reply_to, reply_to_count),
-                &to_json(&bcc)?,
-                &count_if_cut(&bcc, bcc_count),
-                &i64::from(digest.inline),
+                received_at,
+                mail_from,
+                rcpt_to,
+                helo,
+                client_addr,
+                bare_lf,
+                smtputf8,
+                tls_version,
+                tls_cipher,
+                auth_user,
+                size,
+                parsed,
+                subject,
+                from_name,
+                from_addr,
+                to_list,
+                cc_list,
+                reply_to_list,
+                date,
+                message_id,
+                attachments,
+                snippet,
+                to_count,
+                cc_count,
+                reply_to_count,
+                bcc_list,
+                bcc_count,
+                inline,
+                search,
+                data,
                 &seq,
+                addresses,
+                address_of,
             ],
         )
         .await?;
-    let id: i64 = row.get(0);
-    let statement = tx
-        .prepare_cached("INSERT INTO raw (id, data) VALUES ($1, $2)")
-        .await?;
-    tx.execute(&statement, &[&id, &message.raw]).await?;
-    // The To and Cc lists as stored (at most SUMMARY_ADDRESSES each): a
-    // hostile header of 20,000 addresses does not become 20,000 rows.
-    let mut addresses: Vec<String> = (envelope.rcpt_to.iter().map(String::as_str))
-        .chain(to.iter().chain(&cc).map(|address| address.address.as_str()))
-        .filter(|address| !address.is_empty())
-        .map(crate::sqlite::mailbox_address)
-        .collect();
-    addresses.sort_unstable();
-    addresses.dedup();
-    let statement = tx
-        .prepare_cached(
-            "INSERT INTO mailboxes (address, message_id)
-             SELECT unnest($1::text[]), $2 ON CONFLICT DO NOTHING",
-        )
-        .await?;
-    tx.execute(&statement, &[&addresses, &id]).await?;
-    let statement = tx
-        .prepare_cached("INSERT INTO unindexed (id) VALUES ($1)")
-        .await?;
-    tx.execute(&statement, &[&id]).await?;
-    Ok(MessageId(id))
+    let ids: Vec<MessageId> = found
+        .iter()
+        .map(|row| row.try_get(0).map(MessageId))
+        .collect::<Result<_, _>>()?;
+    // By construction (INSERT_MESSAGES); checked, as a batch whose ids did
+    // not follow its order would number a folder's UIDs out of order.
+    if ids.len() != size.len() || !ids.windows(2).all(|pair| pair[0].0 < pair[1].0) {
+        return Err(StoreError::corrupt(format!(
+            "inserting {} messages gave the ids {ids:?}",
+            size.len()
+        )));
+    }
+    Ok(ids)
 }
 
-/// Insert `message` in a transaction of its own (an import, an IMAP APPEND):
-/// takes the change number, inserts, commits.
-#[allow(dead_code)]
-pub(super) async fn insert_alone(
-    client: &mut deadpool_postgres::Object,
-    message: &NewMessage,
-    digest: &Digest,
-) -> Result<MessageId, StoreError> {
-    let tx = client.transaction().await?;
-    let seq = next_seq(&tx).await?;
-    let id = insert_message(&tx, message, digest, seq).await?;
-    tx.commit().await?;
-    Ok(id)
+/// [`insert_messages`]'s statement. `v` numbers the rows (`n`, the order of
+/// the batch) and takes an id for each from the identity's sequence after
+/// sorting (PostgreSQL evaluates a volatile function of the select list
+/// after ORDER BY), so the ids grow with `n`; every table gets the same id
+/// for a row, and the result is the ids in the batch's order.
+const INSERT_MESSAGES: &str = "WITH v AS (
+        SELECT nextval(pg_get_serial_sequence('messages', 'id')) AS id, v.*
+        FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
+            $6::boolean[], $7::boolean[], $8::text[], $9::text[], $10::text[], $11::bigint[],
+            $12::boolean[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[],
+            $18::text[], $19::text[], $20::text[], $21::bigint[], $22::text[], $23::bigint[],
+            $24::bigint[], $25::bigint[], $26::text[], $27::bigint[], $28::bigint[],
+            $29::text[], $30::bytea[])
+            WITH ORDINALITY AS v (received_at, mail_from, rcpt_to, helo, client_addr, bare_lf,
+                smtputf8, tls_version, tls_cipher, auth_user, size, parsed, subject, from_name,
+                from_addr, to_list, cc_list, reply_to_list, date, message_id, attachments,
+                snippet, to_count, cc_count, reply_to_count, bcc_list, bcc_count, inline,
+                search, data, n)
+        ORDER BY v.n
+    ), messages AS (
+        INSERT INTO messages (id, received_at, mail_from, rcpt_to, helo, client_addr, bare_lf,
+            smtputf8, tls_version, tls_cipher, auth_user, size, parsed, subject, from_name,
+            from_addr, to_list, cc_list, reply_to_list, date, message_id, attachments, snippet,
+            to_count, cc_count, reply_to_count, bcc_list, bcc_count, inline, modseq, search)
+        OVERRIDING SYSTEM VALUE
+        SELECT id, received_at, mail_from, rcpt_to, helo, client_addr, bare_lf, smtputf8,
+            tls_version, tls_cipher, auth_user, size, parsed, subject, from_name, from_addr,
+            to_list, cc_list, reply_to_list, date, message_id, attachments, snippet, to_count,
+            cc_count, reply_to_count, bcc_list, bcc_count, inline, $31::bigint,
+            search::tsvector
+        FROM v
+    ), raw AS (
+        INSERT INTO raw (id, data) SELECT id, data FROM v
+    ), mailboxes AS (
+        INSERT INTO mailboxes (address, message_id)
+        SELECT a.address, v.id FROM unnest($32::text[], $33::bigint[]) AS a (address, n)
+        JOIN v ON v.n = a.n
+        ON CONFLICT DO NOTHING
+    )
+    SELECT id FROM v ORDER BY n";
+
+/// Messages as [`insert_messages`] writes them: the columns of
+/// [`INSERT_MESSAGES`], one array each, made before the transaction (the
+/// tsvectors too), so that no parsing or splitting of words happens while
+/// the cluster's write lock is held.
+#[derive(Default)]
+pub(super) struct Rows<'a> {
+    received_at: Vec<i64>,
+    mail_from: Vec<&'a str>,
+    rcpt_to: Vec<String>,
+    helo: Vec<&'a str>,
+    client_addr: Vec<String>,
+    bare_lf: Vec<bool>,
+    smtputf8: Vec<bool>,
+    tls_version: Vec<Option<&'a str>>,
+    tls_cipher: Vec<Option<&'a str>>,
+    auth_user: Vec<Option<&'a str>>,
+    size: Vec<i64>,
+    parsed: Vec<bool>,
+    subject: Vec<&'a str>,
+    from_name: Vec<Option<&'a str>>,
+    from_addr: Vec<Option<&'a str>>,
+    to_list: Vec<String>,
+    cc_list: Vec<String>,
+    reply_to_list: Vec<String>,
+    date: Vec<Option<&'a str>>,
+    message_id: Vec<Option<&'a str>>,
+    attachments: Vec<i64>,
+    snippet: Vec<&'a str>,
+    to_count: Vec<Option<i64>>,
+    cc_count: Vec<Option<i64>>,
+    reply_to_count: Vec<Option<i64>>,
+    bcc_list: Vec<String>,
+    bcc_count: Vec<Option<i64>>,
+    inline: Vec<i64>,
+    search: Vec<String>,
+    data: Vec<&'a [u8]>,
+    /// Every message's mailboxes, and the number (`n`) of the message each
+    /// belongs to.
+    addresses: Vec<String>,
+    address_of: Vec<i64>,
+}
+
+impl<'a> Rows<'a> {
+    pub(super) fn new(
+        messages: impl IntoIterator<Item = (&'a NewMessage, &'a Digest)>,
+    ) -> Result<Rows<'a>, StoreError> {
+        let mut rows = Rows::default();
+        for (n, (message, digest)) in (1..).zip(messages) {
+            rows.push(n, message, digest)?;
+        }
+        Ok(rows)
+    }
+
+    fn push(
+        &mut self,
+        n: i64,
+        message: &'a NewMessage,
+        digest: &'a Digest,
+    ) -> Result<(), StoreError> {
+        let envelope = &message.envelope;
+        let from = digest.from.as_ref();
+        let (to, to_count) = summary::stored_list(&digest.to);
+        let (cc, cc_count) = summary::stored_list(&digest.cc);
+        let (reply_to, reply_to_count) = summary::stored_list(&digest.reply_to);
+        let (bcc, bcc_count) = summary::stored_list(&digest.bcc);
+        let count_if_cut =
+            |list: &[Address], count: u64| (count > list.len() as u64).then_some(to_i64(count));
+        self.received_at.push(to_millis(message.received_at));
+        self.mail_from.push(&envelope.mail_from);
+        self.rcpt_to.push(to_json(&envelope.rcpt_to)?);
+        self.helo.push(&envelope.helo);
+        self.client_addr.push(envelope.client_addr.to_string());
+        self.bare_lf.push(envelope.bare_lf);
+        self.smtputf8.push(envelope.smtputf8);
+        let tls = envelope.tls.as_ref();
+        self.tls_version.push(tls.map(|tls| tls.version.as_str()));
+        self.tls_cipher.push(tls.map(|tls| tls.cipher.as_str()));
+        self.auth_user.push(envelope.auth_user.as_deref());
+        self.size.push(to_i64(message.raw.len()));
+        self.parsed.push(digest.parsed);
+        self.subject.push(&digest.subject);
+        self.from_name.push(from.map(|from| from.name.as_str()));
+        self.from_addr.push(from.map(|from| from.address.as_str()));
+        self.to_list.push(to_json(&to)?);
+        self.cc_list.push(to_json(&cc)?);
+        self.reply_to_list.push(to_json(&reply_to)?);
+        self.date.push(digest.date.as_deref());
+        self.message_id.push(digest.message_id.as_deref());
+        self.attachments.push(i64::from(digest.attachments));
+        self.snippet.push(&digest.snippet);
+        self.to_count.push(count_if_cut(&to, to_count));
+        self.cc_count.push(count_if_cut(&cc, cc_count));
+        self.reply_to_count
+            .push(count_if_cut(&reply_to, reply_to_count));
+        self.bcc_list.push(to_json(&bcc)?);
+        self.bcc_count.push(count_if_cut(&bcc, bcc_count));
+        self.inline.push(i64::from(digest.inline));
+        self.search.push(IndexEntry::new(message, digest).vector());
+        self.data.push(&message.raw);
+        // The To and Cc lists as stored (at most SUMMARY_ADDRESSES each): a
+        // hostile header of 20,000 addresses does not become 20,000 rows.
+        let mut addresses: Vec<String> = (envelope.rcpt_to.iter().map(String::as_str))
+            .chain(to.iter().chain(&cc).map(|address| address.address.as_str()))
+            .filter(|address| !address.is_empty())
+            .map(crate::sqlite::mailbox_address)
+            .collect();
+        addresses.sort_unstable();
+        addresses.dedup();
+        self.address_of
+            .extend(std::iter::repeat_n(n, addresses.len()));
+        self.addresses.extend(addresses);
+        Ok(())
+    }
 }
 
 /// How much of a row [`summary_from_row`] reads.

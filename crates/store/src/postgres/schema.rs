@@ -22,7 +22,8 @@ use deadpool_postgres::Object;
 use super::locks;
 use crate::StoreError;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE store_state (
         id                integer PRIMARY KEY CHECK (id = 1),
         change_seq        bigint  NOT NULL DEFAULT 0,
@@ -86,8 +87,8 @@ const MIGRATIONS: &[&str] = &[r#"
     ALTER TABLE raw ALTER COLUMN data SET STORAGE EXTERNAL;
 
     -- Messages stored but not yet in the search index, with when they were
-    -- queued: the node that stored them indexes them right after its commit;
-    -- the cluster's indexer takes over those a dead node left.
+    -- queued (an older sokkel indexed its deliveries after their
+    -- commit); the cluster's indexer takes over those a dead node left.
     CREATE TABLE unindexed (
         id        bigint      PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
         queued_at timestamptz NOT NULL DEFAULT now()
@@ -182,7 +183,34 @@ const MIGRATIONS: &[&str] = &[r#"
     CREATE TRIGGER messages_count_read AFTER UPDATE ON messages
         REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
         FOR EACH STATEMENT EXECUTE FUNCTION sokkel_count_read();
-    "#];
+    "#,
+    r#"
+    -- Version 2: a count trigger leaves the store_state row alone when its
+    -- statement changed no count (an UPDATE that changed no read flag, such
+    -- as a modseq touch; a DELETE of nothing): each UPDATE of that row in a
+    -- transaction leaves a version every later one steps over.
+    CREATE OR REPLACE FUNCTION sokkel_count_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF EXISTS (SELECT 1 FROM old_rows) THEN
+            UPDATE store_state SET
+                total = total - (SELECT count(*) FROM old_rows),
+                unread = unread - (SELECT count(*) FROM old_rows WHERE NOT read),
+                bytes = bytes - (SELECT coalesce(sum(size), 0) FROM old_rows);
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE OR REPLACE FUNCTION sokkel_count_read() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        delta bigint := (SELECT count(*) FROM new_rows WHERE NOT read)
+            - (SELECT count(*) FROM old_rows WHERE NOT read);
+    BEGIN
+        IF delta <> 0 THEN
+            UPDATE store_state SET unread = unread + delta;
+        END IF;
+        RETURN NULL;
+    END $$;
+    "#,
+];
 
 /// The schema version this build writes.
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;

@@ -11,19 +11,23 @@
 //! ```
 //!
 //! The writer is a task on the backend's runtime with one pooled connection
-//! per batch. A COMMIT whose answer is lost (the connection dropped after
+//! per batch. Each message goes in with its search index entry (the
+//! tsvector, made before the transaction from the digest the session
+//! parsed), and the `--tag` rules run in the same transaction: no second
+//! version of each row for the index, and no reader sees a message
+//! unindexed or not yet tagged by the rules.
+//!
+//! A COMMIT whose answer is lost (the connection dropped after
 //! sending it) leaves the batch stored or not: its waiters get
 //! [`StoreError::Unavailable`], the SMTP client retries, and the worst case
 //! is a duplicate, never a lost message that got a 250.
 
 use std::sync::Arc;
 
-use futures_util::future::try_join_all;
 use tokio::sync::{mpsc, oneshot};
 
-use super::index::{IndexEntry, Indexer};
-use super::queries::insert_message;
-use super::tags::tag_message;
+use super::queries::{Rows, insert_messages};
+use super::tags::{apply_rules, tag_event, tag_message};
 use super::{Notice, Shared, ids_of, next_seq, publish, room_for};
 use crate::delivery::{Counters, MAX_BATCH_BYTES, WriteRequest};
 use crate::repeated::{REPEAT_INTERVAL, RepeatedLog};
@@ -40,7 +44,7 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Start the writer task on the backend's runtime.
-    pub(super) fn spawn(shared: Arc<Shared>, indexer: Indexer) -> Writer {
+    pub(super) fn spawn(shared: Arc<Shared>) -> Writer {
         let max_batch = shared.options.max_batch.max(1);
         // Senders wait (asynchronously) when this many are queued: backpressure
         // instead of an unbounded pile of message bytes in memory.
@@ -48,7 +52,6 @@ impl Writer {
         let counters = Arc::new(Counters::default());
         let task = Task {
             shared: Arc::clone(&shared),
-            indexer,
             counters: Arc::clone(&counters),
             failures: RepeatedLog::new(REPEAT_INTERVAL),
             max_batch,
@@ -80,7 +83,6 @@ impl Writer {
 /// What the writer task owns.
 struct Task {
     shared: Arc<Shared>,
-    indexer: Indexer,
     counters: Arc<Counters>,
     /// A database that stays down fails every batch the same way; one line
     /// per interval says so, with the count.
@@ -110,8 +112,8 @@ impl Task {
     /// Write `batch` in one transaction and answer every waiter in it.
     async fn group_commit(&self, batch: &mut Vec<WriteRequest>, bytes: usize) {
         let messages = batch.len();
-        let ids = match insert_batch(&self.shared, batch).await {
-            Ok(ids) => ids,
+        let (ids, tagged) = match insert_batch(&self.shared, batch).await {
+            Ok(committed) => committed,
             Err(error) => {
                 self.counters.failed();
                 let repeat = self.failures.occurrence(&error.to_string());
@@ -127,7 +129,6 @@ impl Task {
         self.counters.committed(messages, bytes);
         tracing::debug!(messages, bytes, "group commit");
         let listening = self.shared.events.receiver_count() > 0;
-        let mut entries = Vec::with_capacity(messages);
         for (request, id) in batch.drain(..).zip(ids) {
             let WriteRequest {
                 message,
@@ -138,45 +139,52 @@ impl Task {
             // The waiter may be gone (its client hung up); the message is
             // stored all the same.
             let _ = reply.send(Ok(id));
-            entries.push((id, IndexEntry::new(&message, &digest)));
             if listening {
                 let summary = summary_of(id, &message, digest, &tags);
                 self.shared.announce(StoreEvent::New(Arc::new(summary)));
             }
         }
-        self.indexer.queue(entries);
+        // The rules' tags after the messages, as the SQLite backend tells them.
+        if let Some(event) = tagged {
+            self.shared.announce(event);
+        }
     }
 }
 
-/// Insert every message of `batch` with its delivery tags in one
-/// transaction, all or nothing, and tell the other nodes once it commits.
-/// On error the transaction rolls back as it drops (or went with the lost
-/// connection).
+/// Insert every message of `batch`, indexed, with its delivery tags and the
+/// rules' in one transaction, all or nothing, and tell the other nodes once
+/// it commits; gives the ids and, if the rules tagged some, the event that
+/// says so. On error the transaction rolls back as it drops (or went with
+/// the lost connection).
 async fn insert_batch(
     shared: &Shared,
     batch: &[WriteRequest],
-) -> Result<Vec<MessageId>, StoreError> {
+) -> Result<(Vec<MessageId>, Option<StoreEvent>), StoreError> {
+    let rows = Rows::new((batch.iter()).map(|request| (&request.message, &request.digest)))?;
     let mut client = shared.client().await?;
     let tx = client.transaction().await?;
     let seq = next_seq(&tx).await?;
     let arriving = batch.iter().map(|request| request.message.raw.len()).sum();
     room_for(&tx, shared, arriving).await?;
-    // Every insert is sent before the first answer is awaited: one
-    // connection pipelines them, so a batch costs a few round trips, not a
-    // few per message.
-    let ids = try_join_all(
-        batch
-            .iter()
-            .map(|request| insert_message(&tx, &request.message, &request.digest, seq)),
-    )
-    .await?;
+    let ids = insert_messages(&tx, &rows, seq).await?;
     // Tags after, in order, so that a folder's UIDs follow the ids.
     for (request, id) in batch.iter().zip(&ids) {
         if !request.tags.is_empty() {
             tag_message(&tx, *id, &request.tags).await?;
         }
     }
+    // The new rows carry this change's modseq already: nothing to touch.
+    let tagged = apply_rules(&tx, &shared.options.tagging.rules, &ids).await?;
     publish(&tx, shared, Notice::New { ids: ids_of(&ids) }).await?;
+    let mut event = None;
+    if !tagged.is_empty() {
+        let notice = Notice::Tags {
+            ids: ids_of(&tagged),
+        };
+        publish(&tx, shared, notice).await?;
+        let listening = shared.events.receiver_count() > 0;
+        event = Some(tag_event(&tx, &tagged, listening).await?);
+    }
     tx.commit().await?;
-    Ok(ids)
+    Ok((ids, event))
 }
