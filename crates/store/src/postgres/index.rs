@@ -45,6 +45,9 @@ use crate::{MessageId, NewMessage, StoreError};
 /// The most messages indexed in one transaction.
 const INDEX_BATCH: usize = 256;
 
+/// The most raw bytes one batch of [`index_left`] reads and parses at once.
+const ORPHAN_BATCH_BYTES: usize = 16 << 20;
+
 /// A message still in `unindexed` after this long was left by a node that
 /// stopped before indexing it; the cluster's indexer takes it over.
 const ORPHAN_AGE: Duration = Duration::from_secs(5);
@@ -293,39 +296,69 @@ async fn index_orphans(shared: Arc<Shared>) {
 }
 
 /// Index the messages left in `unindexed` for more than [`ORPHAN_AGE`], a
-/// batch at a time, parsed again from their bytes.
+/// batch at a time (at most [`INDEX_BATCH`] messages and
+/// [`ORPHAN_BATCH_BYTES`] of them, or one larger message), parsed again from
+/// their bytes on the blocking pool, off the threads that carry the
+/// backend's database traffic.
 async fn index_left(client: &mut ClientWrapper, shared: &Shared) -> Result<(), StoreError> {
     loop {
         let statement = client
             .prepare_cached(
-                "SELECT u.id, m.mail_from, m.rcpt_to, r.data
-                 FROM unindexed AS u JOIN messages AS m ON m.id = u.id JOIN raw AS r ON r.id = u.id
+                "SELECT u.id, m.size FROM unindexed AS u JOIN messages AS m ON m.id = u.id
                  WHERE u.queued_at < now() - make_interval(secs => $1)
                  ORDER BY u.id LIMIT $2",
             )
             .await?;
-        let rows = client
+        let waiting = client
             .query(
                 &statement,
                 &[&(ORPHAN_AGE.as_secs_f64()), &(INDEX_BATCH as i64)],
             )
             .await?;
-        if rows.is_empty() {
+        let mut ids = Vec::new();
+        let mut bytes = 0;
+        for row in &waiting {
+            let size = row.try_get::<_, i64>(1)?.max(0) as usize;
+            if !ids.is_empty() && bytes + size > ORPHAN_BATCH_BYTES {
+                break;
+            }
+            bytes += size;
+            ids.push(row.try_get::<_, i64>(0)?);
+        }
+        if ids.is_empty() {
             return Ok(());
         }
-        let mut vectors = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let id: i64 = row.try_get(0)?;
-            let mail_from: &str = row.try_get(1)?;
+        let statement = client
+            .prepare_cached(
+                "SELECT m.id, m.mail_from, m.rcpt_to, r.data
+                 FROM messages AS m JOIN raw AS r ON r.id = m.id
+                 WHERE m.id = ANY($1) ORDER BY m.id",
+            )
+            .await?;
+        let mut messages = Vec::with_capacity(ids.len());
+        for row in client.query(&statement, &[&ids]).await? {
             let rcpt_to: Vec<String> = from_json(row.try_get(2)?)?;
-            let raw: &[u8] = row.try_get(3)?;
-            let text = IndexText::new(mail_from, &rcpt_to, &mime::digest(raw));
-            vectors.push((id, tsvector(&text)));
+            let message: (i64, String, Vec<String>, Vec<u8>) =
+                (row.try_get(0)?, row.try_get(1)?, rcpt_to, row.try_get(3)?);
+            messages.push(message);
         }
-        let count = rows.len();
-        tracing::debug!(messages = count, "indexing messages another node left");
+        let vectors = tokio::task::spawn_blocking(move || {
+            messages
+                .into_iter()
+                .map(|(id, mail_from, rcpt_to, raw)| {
+                    let text = IndexText::new(&mail_from, &rcpt_to, &mime::digest(&raw));
+                    (id, tsvector(&text))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?;
+        tracing::debug!(
+            messages = vectors.len(),
+            "indexing messages another node left"
+        );
         index_batch(client, shared, &vectors).await?;
-        if count < INDEX_BATCH {
+        if waiting.len() < INDEX_BATCH && ids.len() == waiting.len() {
             return Ok(());
         }
     }
