@@ -23,34 +23,15 @@ mod backends;
 
 use backends::{Open, cases, postgres, sqlite};
 
-cases!(sqlite:
-    delivered_and_imported_messages_read_back_whole,
-    lists_page_newest_first_by_before_and_offset,
-    search_finds_words_addresses_and_flags,
-    flags_change_and_count,
-    maildrops_hold_the_mail_sent_to_an_address,
-    changes_are_announced,
-    readers_and_writers_work_at_once,
-    deletes_remove_and_ids_are_never_reused,
-    uid_validity_is_fixed,
-    modseq_grows_with_each_change,
-    folder_uids_ascend_and_a_late_tag_goes_last,
-    folders_have_their_own_uid_validity,
-    flags_are_shared_by_every_folder_but_sent,
-    expunge_deletes_untags_or_drops_the_copy,
-    copy_returns_the_uids_in_the_target,
-    append_stores_into_each_folder,
-    folders_are_created_renamed_and_deleted,
-    sent_copies_stay_apart_from_the_caught_mail,
-    the_inbox_of_a_login_holds_its_mail,
-    modseq_moves_on_every_folder_change,
-    changes_give_only_what_moved_past_a_modseq,
-    relay_attempts_are_kept_with_their_message,
-    one_message_matches_a_search_once_indexed,
-    uids_ascend_in_commit_order_across_handles,
-);
+/// Every case on every backend, from one list.
+macro_rules! on_every_backend {
+    ($($case:ident),* $(,)?) => {
+        cases!(sqlite: $($case),*);
+        cases!(interop postgres: $($case),*);
+    };
+}
 
-cases!(interop postgres:
+on_every_backend!(
     delivered_and_imported_messages_read_back_whole,
     lists_page_newest_first_by_before_and_offset,
     search_finds_words_addresses_and_flags,
