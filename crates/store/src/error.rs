@@ -68,6 +68,24 @@ pub enum StoreError {
     /// down), so nothing more can be delivered through this handle.
     #[error("the mail store is closed")]
     Closed,
+    /// Another process serves this SQLite store: it owns the store's log, and
+    /// only the owner adds messages (deliver through its SMTP port, or stop
+    /// it first). Reading, flags and deletes work from any process.
+    #[error("{}", served_text(*.pid))]
+    Served {
+        /// The owner's process id, if its lock file says.
+        pid: Option<u32>,
+    },
+}
+
+fn served_text(pid: Option<u32>) -> String {
+    let who = match pid {
+        Some(pid) => format!("another sokkel process (pid {pid})"),
+        None => "another sokkel process".to_owned(),
+    };
+    format!(
+        "{who} serves this mail store and only it can add messages; send them to its SMTP port, or stop it first"
+    )
 }
 
 impl From<rusqlite::Error> for StoreError {

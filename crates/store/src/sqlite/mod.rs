@@ -19,6 +19,7 @@ mod changes;
 mod connection;
 mod folders;
 mod index;
+mod log;
 mod queries;
 mod relays;
 mod reserve;
