@@ -113,6 +113,7 @@ impl Counters {
             messages: self.messages.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
             failed_transactions: self.failed_transactions.load(Ordering::Relaxed),
+            ..WriterStats::default()
         }
     }
 }

@@ -78,11 +78,6 @@ impl IndexText {
             &self.message_id,
         ]
     }
-
-    /// The bytes this holds, to bound how much waits for indexing.
-    pub(crate) fn len(&self) -> usize {
-        self.columns().iter().map(|column| column.len()).sum()
-    }
 }
 
 fn push_addresses<'a>(text: &mut String, addresses: impl Iterator<Item = &'a Address>) {

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::broadcast;
 
@@ -32,10 +32,14 @@ pub struct StoreOptions {
     /// (the database's files keep their size when messages are deleted, and
     /// the space is reused), checked in the transaction that would exceed it.
     pub max_size: Option<u64>,
-    /// The most messages one group commit writes. Default 256.
+    /// The most messages one group commit writes (on SQLite: one `fdatasync`
+    /// of the log). Default 256.
     pub max_batch: usize,
     /// How arriving messages are tagged (see [`crate::tags`]).
     pub tagging: Tagging,
+    /// Whether this process must be the one that takes in the SQLite store's
+    /// mail. Ignored on PostgreSQL, where every node does.
+    pub ownership: Ownership,
 }
 
 impl Default for StoreOptions {
@@ -44,8 +48,29 @@ impl Default for StoreOptions {
             max_size: None,
             max_batch: 256,
             tagging: Tagging::default(),
+            ownership: Ownership::default(),
         }
     }
+}
+
+/// Who takes in a SQLite store's mail. One process at a time owns the store's
+/// log (`mail.db-log/`): it appends arriving messages to it and writes their
+/// rows into the database. Any other process that opens the store follows:
+/// it reads, deletes and changes flags and tags as the owner does, waiting
+/// before each read until the owner has written the rows of every message
+/// acknowledged so far, but it cannot add messages
+/// ([`StoreError::Served`]). Two handles on one file in one process share
+/// one owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ownership {
+    /// Own the log if no other process does, else follow (the command-line
+    /// readers). An owner that finds messages a crashed owner left in the log
+    /// writes their rows before its first read answers.
+    #[default]
+    IfFree,
+    /// Own the log, waiting up to this long for another process to let go of
+    /// it, else fail with [`StoreError::Served`] (`sokkel mail serve`).
+    Required(Duration),
 }
 
 /// How many messages the store holds.
@@ -78,7 +103,9 @@ pub struct RuntimeStats {
     pub messages_deleted: u64,
 }
 
-/// What the group-commit writer has done since the store was opened.
+/// What the group-commit writer has done since the store was opened. On
+/// SQLite the writer is the materialiser, which writes the rows of the
+/// messages in the log after they were acknowledged.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriterStats {
     /// Transactions committed.
@@ -87,8 +114,20 @@ pub struct WriterStats {
     pub messages: u64,
     /// The raw bytes of those messages.
     pub bytes: u64,
-    /// Transactions that failed and were rolled back.
+    /// Transactions that failed and were rolled back; on SQLite, deliveries
+    /// the log refused or could not make durable (each answered with an
+    /// error) and materialiser transactions that failed (and were retried).
     pub failed_transactions: u64,
+    /// SQLite: the most messages, and bytes of them, that were acknowledged
+    /// but had no rows yet at once (how far the materialiser fell behind).
+    pub max_lag_messages: u64,
+    /// See `max_lag_messages`.
+    pub max_lag_bytes: u64,
+    /// SQLite: the most messages, and bytes of them, that had rows but were
+    /// not yet in the search index at once.
+    pub max_index_lag_messages: u64,
+    /// See `max_index_lag_messages`.
+    pub max_index_lag_bytes: u64,
 }
 
 /// A change to the store, announced to subscribers ([`Store::subscribe`]) after it

@@ -216,7 +216,7 @@ fn a_store_of_the_previous_release_opens_and_keeps_everything() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 8, "migrated to the newest schema");
+    assert_eq!(version, 9, "migrated to the newest schema");
     // Relay attempts (schema 8) on an old message, deleted with it.
     let attempt = sokkel_store::RelayAttempt {
         at: std::time::SystemTime::now(),
@@ -257,10 +257,15 @@ fn a_schema_7_store_gains_relay_attempts() {
         }])
         .unwrap()[0];
     drop(store);
-    // What schema 7 had: everything but the relays.
+    // What schema 7 had: everything but the relays and the log's position.
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch("DROP TABLE relays; PRAGMA user_version = 7;")
-        .unwrap();
+    conn.execute_batch(
+        "DROP TABLE relays;
+         ALTER TABLE store_state DROP COLUMN log_segment;
+         ALTER TABLE store_state DROP COLUMN log_offset;
+         PRAGMA user_version = 7;",
+    )
+    .unwrap();
     drop(conn);
 
     let store = Store::open(&path, StoreOptions::default()).unwrap();
@@ -281,5 +286,5 @@ fn a_schema_7_store_gains_relay_attempts() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 8);
+    assert_eq!(version, 9);
 }

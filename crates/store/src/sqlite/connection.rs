@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::index::index_unindexed;
 use super::reserve::RESERVE_BYTES;
 use super::schema;
 use super::to_i64;
@@ -20,13 +19,14 @@ pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// (readers finishing, the writer committing) before it gives up for this time.
 pub(super) const COMPACT_BUSY_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Open the connection the writer thread will own, bringing the schema up to date
-/// and indexing what an earlier process left unindexed (messages stored before
-/// the index had its columns are the writer's to index, in the background).
+/// Open the connection the materialiser will own (or, in a process that
+/// follows another's log, the first connection of the pool), bringing the
+/// schema up to date. Nothing else happens here, so that a command-line reader
+/// opens the store at once: indexing what is left unindexed is the
+/// materialiser's work, in the background.
 pub(super) fn open_writer_connection(path: &Path, created: bool) -> Result<Connection, StoreError> {
     let mut conn = open_connection(path, true)?;
-    // WAL lets readers in other processes work while the writer commits, and
-    // with synchronous=FULL a returned COMMIT has been fsynced.
+    // WAL lets readers in other processes work while the materialiser commits.
     let journal_mode: String =
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     if !journal_mode.eq_ignore_ascii_case("wal") {
@@ -39,11 +39,6 @@ pub(super) fn open_writer_connection(path: &Path, created: bool) -> Result<Conne
     schema::migrate(&mut conn)?;
     if created {
         sync_parent_dir(path);
-    }
-    // Best effort: a store at its size limit must still open (to be read and
-    // emptied) even if there is no room for the index rows.
-    if let Err(error) = index_unindexed(&mut conn) {
-        tracing::warn!(%error, "could not index every stored message for search");
     }
     Ok(conn)
 }

@@ -20,16 +20,16 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use sokkel_message::{FlagEdit, Flags, Folder, FolderMessage};
 
 use super::changes::commit_change;
-use super::connection::cap_pages;
 use super::queries::{Indexing, from_millis, insert_message, pending_seq, to_millis, touch};
 use super::tags::{apply_rules, ids_tagged, prune_unused, tag_event, tag_id, tag_message};
+use super::writer::{NewIds, Need};
 use super::{SqliteStore, local_part_range, mailbox_address, to_i64, unique};
 use crate::folders::{
     COLUMNS, Copied, FlagChanges, Outcome, Table, edited, from_text, no_folder, tag_of, to_text,
     to_uid, undeleted,
 };
 use crate::store::StoreEvent;
-use crate::tags::TagName;
+use crate::tags::{TagName, Tagging};
 use crate::{MessageId, StoreError};
 
 /// The INBOX of every message, by UID: a walk of the table in id order.
@@ -178,7 +178,7 @@ impl SqliteStore {
     }
 
     pub(crate) fn folder_names(&self) -> Result<Vec<String>, StoreError> {
-        self.with_connection(|conn| {
+        self.after(self.tags_need(), |conn| {
             let mut statement = conn.prepare_cached(
                 "SELECT t.name FROM tags AS t WHERE t.folder = 1 OR EXISTS
                     (SELECT 1 FROM message_tags AS mt WHERE mt.tag_id = t.id)",
@@ -195,7 +195,12 @@ impl SqliteStore {
         &self,
         folder: &Folder,
     ) -> Result<Option<(Vec<FolderMessage>, u32)>, StoreError> {
-        self.with_connection(|conn| {
+        // A tag's folder gets a message a --tag rule tags when it is indexed.
+        let need = match folder {
+            Folder::Tag(_) => self.tags_need(),
+            _ => Need::Rows,
+        };
+        self.after(need, |conn| {
             // One read transaction, so the list and UIDNEXT agree.
             let tx = conn.transaction()?;
             let listed = match folder {
@@ -367,13 +372,15 @@ impl SqliteStore {
             flags: crate::folders::normalized(flags)?,
             received_at,
         };
-        self.change_folders(true, |tx, outcome| {
-            if *folder == Folder::Sent {
+        let to_sent = *folder == Folder::Sent;
+        let tagging = self.inner.options.tagging.clone();
+        self.add_to_folders(move |tx, outcome, ids| {
+            if to_sent {
                 outcome.other = true;
                 return Ok(to_uid(insert_sent(tx, &copy)?.0));
             }
             let target = tag.as_ref().map(|tag| existing_tag(tx, tag)).transpose()?;
-            let id = self.deliver_copy(tx, &copy, tag.as_ref(), outcome)?;
+            let id = deliver_copy(tx, &tagging, ids.take(), &copy, tag.as_ref(), outcome)?;
             Ok(match target {
                 Some(target) => uid_in_tag(tx, target, id)?,
                 None => to_uid(id.0),
@@ -389,12 +396,16 @@ impl SqliteStore {
     ) -> Result<Vec<u32>, StoreError> {
         let source = Table::of(from);
         let tag = tag_of(to)?;
-        self.change_folders(true, |tx, outcome| {
+        let (ids, to) = (ids.to_vec(), to.clone());
+        let tagging = self.inner.options.tagging.clone();
+        // A copy from Sent adds a message; so all copies go where additions
+        // do, which keeps them in order with them.
+        self.add_to_folders(move |tx, outcome, new_ids| {
             let target = tag.as_ref().map(|tag| existing_tag(tx, tag)).transpose()?;
             let mut uids = Vec::with_capacity(ids.len());
-            for id in ids {
+            for id in &ids {
                 let gone = || StoreError::Folder(format!("message {id} no longer exists"));
-                let uid = match (source, to, target) {
+                let uid = match (source, &to, target) {
                     (Table::Messages, Folder::Inbox { .. }, _) => {
                         flags_of(tx, source, *id)?.ok_or_else(gone)?;
                         to_uid(id.0)
@@ -421,7 +432,9 @@ impl SqliteStore {
                     // folder's name is a tag) a tag folder without a tag.
                     (Table::Sent, _, _) | (Table::Messages, Folder::Tag(_), None) => {
                         let copy = read_for_copy(tx, source, *id)?.ok_or_else(gone)?;
-                        let delivered = self.deliver_copy(tx, &copy, tag.as_ref(), outcome)?;
+                        let new_id = new_ids.take();
+                        let delivered =
+                            deliver_copy(tx, &tagging, new_id, &copy, tag.as_ref(), outcome)?;
                         match target {
                             Some(tag) => uid_in_tag(tx, tag, delivered)?,
                             None => to_uid(delivered.0),
@@ -444,7 +457,7 @@ impl SqliteStore {
             Folder::Inbox { .. } => {
                 self.delete(&ids)?;
             }
-            Folder::Sent => self.change_folders(false, |tx, outcome| {
+            Folder::Sent => self.change_folders(|tx, outcome| {
                 let mut statement = tx.prepare_cached("DELETE FROM sent WHERE id = ?1")?;
                 for id in &ids {
                     outcome.other |= statement.execute([id.0])? > 0;
@@ -453,7 +466,7 @@ impl SqliteStore {
             })?,
             Folder::Tag(name) => {
                 let tag = TagName::parse(name)?;
-                self.change_folders(false, |tx, outcome| {
+                self.change_folders(|tx, outcome| {
                     let tag = existing_tag(tx, &tag)?;
                     // Emptied from IMAP, the folder stays: a client that just
                     // moved every message out of it still has it open.
@@ -482,7 +495,7 @@ impl SqliteStore {
     }
 
     pub(crate) fn create_folder(&self, name: &TagName) -> Result<bool, StoreError> {
-        self.change_folders(false, |tx, outcome| {
+        self.change_folders(|tx, outcome| {
             if tag_id(tx, name, false)?.is_some() {
                 return Ok(false);
             }
@@ -494,7 +507,7 @@ impl SqliteStore {
     }
 
     pub(crate) fn delete_folder(&self, name: &TagName) -> Result<bool, StoreError> {
-        self.change_folders(false, |tx, outcome| {
+        self.change_folders(|tx, outcome| {
             let Some(tag) = tag_id(tx, name, false)? else {
                 return Ok(false);
             };
@@ -507,7 +520,7 @@ impl SqliteStore {
     }
 
     pub(crate) fn rename_folder(&self, from: &TagName, to: &TagName) -> Result<bool, StoreError> {
-        self.change_folders(false, |tx, outcome| {
+        self.change_folders(|tx, outcome| {
             let Some(tag) = tag_id(tx, from, false)? else {
                 return Ok(false);
             };
@@ -522,68 +535,84 @@ impl SqliteStore {
         })
     }
 
-    /// Run the folder change `work` in one write transaction (held to the
-    /// size limit when it `adds` messages), commit it as a change if it did
-    /// anything, and announce what it did.
+    /// Run the folder change `work` in one write transaction, commit it as
+    /// a change if it did anything, and announce what it did.
     fn change_folders<T>(
         &self,
-        adds: bool,
         work: impl FnOnce(&Transaction<'_>, &mut Outcome) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let listening = self.inner.announcer.listening();
-        let (events, seq, value) = self.with_connection(|conn| {
-            if adds {
-                // New messages, so held to the size limit, which pooled
-                // connections otherwise do not have.
-                cap_pages(conn, self.inner.options.max_size)?;
-            }
-            let done = (|| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let mut outcome = Outcome::default();
-                let value = work(&tx, &mut outcome)?;
-                let mut events = std::mem::take(&mut outcome.new);
-                let changed = !events.is_empty() || !outcome.tagged.is_empty() || outcome.other;
-                if !outcome.tagged.is_empty() {
-                    events.push(tag_event(&tx, &outcome.tagged, listening)?);
-                    touch(&tx, &outcome.tagged, pending_seq(&tx)?)?;
-                }
-                if outcome.other {
-                    events.push(StoreEvent::Changed);
-                }
-                prune_unused(&tx)?;
-                let seq = commit_change(tx, changed)?;
-                Ok((events, seq, value))
-            })();
-            if adds {
-                cap_pages(conn, None)?;
-            }
-            done
-        })?;
+        let (events, seq, value) =
+            self.with_connection(|conn| folder_transaction(conn, listening, work))?;
         self.inner.announcer.announce(seq, events);
         Ok(value)
     }
 
-    /// Store `copy` as a delivered message (in the caller's transaction),
-    /// with its flags, the tags delivery gives it, the rules' tags, and `tag`;
-    /// its announcement goes into `outcome`.
-    fn deliver_copy(
+    /// [`SqliteStore::change_folders`] for a change that may add messages
+    /// (APPEND, COPY): it runs where every message is added
+    /// ([`SqliteStore::insert_directly`]), held to the size limit, and takes
+    /// the ids of new messages from `ids`.
+    fn add_to_folders<T: Send + 'static>(
         &self,
-        tx: &Transaction<'_>,
-        copy: &Copied,
-        tag: Option<&TagName>,
-        outcome: &mut Outcome,
-    ) -> Result<MessageId, StoreError> {
-        let delivered = copy.delivered(&self.inner.options.tagging, tag);
-        let id = insert_message(tx, &delivered.message, &delivered.digest, Indexing::Now)?;
-        tag_message(tx, id, &delivered.tags)?;
-        write_flags(tx, Table::Messages, id, &copy.flags)?;
-        let ruled = apply_rules(tx, &self.inner.options.tagging.rules, &[id])?;
-        if !ruled.is_empty() {
-            outcome.tagged.push(id);
-        }
-        outcome.new.push(delivered.event(id, &copy.flags));
-        Ok(id)
+        work: impl FnOnce(&Transaction<'_>, &mut Outcome, &mut NewIds) -> Result<T, StoreError>
+        + Send
+        + 'static,
+    ) -> Result<T, StoreError> {
+        let listening = self.inner.announcer.listening();
+        let (events, seq, value) = self.insert_directly(move |conn, ids| {
+            folder_transaction(conn, listening, |tx, outcome| work(tx, outcome, ids))
+        })?;
+        self.inner.announcer.announce(seq, events);
+        Ok(value)
     }
+}
+
+/// `work` in one write transaction on `conn`, committed as a change if it did
+/// anything; the events to announce (built in full only if somebody is
+/// `listening`), the change's number and what `work` returned.
+fn folder_transaction<T>(
+    conn: &mut Connection,
+    listening: bool,
+    work: impl FnOnce(&Transaction<'_>, &mut Outcome) -> Result<T, StoreError>,
+) -> Result<(Vec<StoreEvent>, Option<i64>, T), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut outcome = Outcome::default();
+    let value = work(&tx, &mut outcome)?;
+    let mut events = std::mem::take(&mut outcome.new);
+    let changed = !events.is_empty() || !outcome.tagged.is_empty() || outcome.other;
+    if !outcome.tagged.is_empty() {
+        events.push(tag_event(&tx, &outcome.tagged, listening)?);
+        touch(&tx, &outcome.tagged, pending_seq(&tx)?)?;
+    }
+    if outcome.other {
+        events.push(StoreEvent::Changed);
+    }
+    prune_unused(&tx)?;
+    let seq = commit_change(tx, changed)?;
+    Ok((events, seq, value))
+}
+
+/// Store `copy` as a delivered message `id` (in the caller's transaction),
+/// with its flags, the tags delivery gives it, the rules' tags, and `tag`;
+/// its announcement goes into `outcome`.
+fn deliver_copy(
+    tx: &Transaction<'_>,
+    tagging: &Tagging,
+    id: MessageId,
+    copy: &Copied,
+    tag: Option<&TagName>,
+    outcome: &mut Outcome,
+) -> Result<MessageId, StoreError> {
+    let delivered = copy.delivered(tagging, tag);
+    insert_message(tx, id, &delivered.message, &delivered.digest, Indexing::Now)?;
+    tag_message(tx, id, &delivered.tags)?;
+    write_flags(tx, Table::Messages, id, &copy.flags)?;
+    let ruled = apply_rules(tx, &tagging.rules, &[id])?;
+    if !ruled.is_empty() {
+        outcome.tagged.push(id);
+    }
+    outcome.new.push(delivered.event(id, &copy.flags));
+    Ok(id)
 }
 
 /// The UID message `id` has in the folder of tag `tag`.

@@ -1,5 +1,6 @@
 //! The FTS5 search index: what of a message goes into it, and indexing what
-//! was stored before it existed or before a crash let the writer index it.
+//! the materialiser stored, what was stored before the index existed, and
+//! what a crash left unindexed.
 
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
@@ -7,19 +8,16 @@ use super::queries::{from_json, to_json};
 use super::to_i64;
 use crate::index_text::IndexText;
 use crate::mime::Digest;
-use crate::{StoreError, mime, summary};
+use crate::{MessageId, StoreError, mime, summary};
 
-/// Messages a crashed writer left unindexed are indexed this many at a time
-/// when the store opens (or [`BACKFILL_BATCH_BYTES`]; that also bounds an
-/// [`OlderMessages`] batch), one transaction each, so other processes get the
-/// write lock in between.
-pub(super) const BACKFILL_BATCH: usize = 256;
+/// The most bytes of messages one indexing transaction parses (an
+/// [`index_queued`] or an [`OlderMessages`] batch).
 pub(super) const BACKFILL_BATCH_BYTES: usize = 16 << 20;
 
-/// The writer thread indexes older messages ([`OlderMessages`]) this many at a
-/// time: a delivery that arrives meanwhile waits for the batch to commit, so it
-/// is small (with 256, deliveries waited 180 ms at the median in a debug build
-/// on a busy machine), and a transaction without a sync costs little.
+/// The materialiser indexes older messages ([`OlderMessages`]) this many at a
+/// time: messages that arrive meanwhile wait for the batch to commit before
+/// their rows are written, so it is small, and a transaction without a sync
+/// costs little.
 const OLDER_BATCH: usize = 32;
 
 /// Add message `id` to the search index; the caller owns the transaction.
@@ -43,64 +41,64 @@ pub(super) fn index_message(conn: &Connection, id: i64, text: &IndexText) -> rus
     Ok(())
 }
 
-/// Index messages the writer stored with [`Indexing::Deferred`], in one
-/// transaction. A message deleted meanwhile (its id gone from `unindexed`) is
-/// skipped, and so is one another process already indexed. The transaction is
-/// committed without waiting for the disk (`synchronous=NORMAL`): losing it in a
-/// power cut loses nothing but this work, which the next open redoes from
-/// `unindexed`, and the next message commit syncs it anyway. `then` finishes
-/// the transaction (more work in it, then the commit).
-pub(super) fn index_pending<T>(
-    conn: &mut Connection,
-    pending: &[(i64, IndexText)],
-    then: impl FnOnce(Transaction<'_>) -> rusqlite::Result<T>,
-) -> rusqlite::Result<T> {
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    let result = (|| {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        {
-            let mut dequeue = tx.prepare_cached("DELETE FROM unindexed WHERE id = ?1")?;
-            for (id, text) in pending {
-                if dequeue.execute([id])? == 1 {
-                    index_message(&tx, *id, text)?;
-                }
-            }
-        }
-        then(tx)
-    })();
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    result
+/// The materialiser indexes messages from the `unindexed` queue this many
+/// (or [`BACKFILL_BATCH_BYTES`] of them) at a time, one transaction each.
+pub(super) const INDEX_BATCH: usize = 256;
+
+/// What one [`index_queued`] batch did.
+#[derive(Debug, Default)]
+pub(super) struct IndexedBatch {
+    /// The messages indexed, in id order.
+    pub(super) ids: Vec<MessageId>,
+    /// Their raw bytes.
+    pub(super) bytes: u64,
+    /// Whether the queue is empty now: the batch took all there was.
+    pub(super) emptied: bool,
 }
 
-/// Index what a writer left in `unindexed` when its process ended before it got to
-/// it (killed, or the machine went down), in batches.
-pub(super) fn index_unindexed(conn: &mut Connection) -> Result<(), StoreError> {
-    loop {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut done = 0;
-        {
-            let mut statement = tx.prepare_cached(
-                "SELECT u.id, m.mail_from, m.rcpt_to, r.data
-                 FROM unindexed AS u JOIN messages AS m ON m.id = u.id JOIN raw AS r ON r.id = u.id
-                 ORDER BY u.id LIMIT ?1",
-            )?;
-            let mut rows = statement.query([to_i64(BACKFILL_BATCH)])?;
-            let mut dequeue = tx.prepare_cached("DELETE FROM unindexed WHERE id = ?1")?;
-            while let Some(row) = rows.next()? {
-                let id: i64 = row.get(0)?;
-                let rcpt_to: Vec<String> = from_json(row, 2)?;
-                let raw = row.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?;
-                let text = IndexText::new(&row.get::<_, String>(1)?, &rcpt_to, &mime::digest(raw));
-                index_message(&tx, id, &text)?;
-                dequeue.execute([id])?;
-                done += 1;
+/// Index the oldest messages of the `unindexed` queue (the materialiser
+/// stores messages with [`Indexing::Deferred`]; a crash may have left some
+/// from before) in one transaction, parsing each again from its bytes:
+/// nothing waits for the index in memory. `then` finishes the transaction
+/// (the `--tag` rules, which need the index, then the commit). The
+/// materialiser's connection commits without waiting for the disk: losing
+/// this in a power cut loses nothing but the work, as the ids stay queued.
+///
+/// [`Indexing::Deferred`]: super::queries::Indexing::Deferred
+pub(super) fn index_queued<T>(
+    conn: &mut Connection,
+    then: impl FnOnce(Transaction<'_>, &[MessageId]) -> rusqlite::Result<T>,
+) -> rusqlite::Result<(IndexedBatch, T)> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut batch = IndexedBatch::default();
+    {
+        let mut statement = tx.prepare_cached(
+            "SELECT u.id, m.mail_from, m.rcpt_to, r.data
+             FROM unindexed AS u JOIN messages AS m ON m.id = u.id JOIN raw AS r ON r.id = u.id
+             ORDER BY u.id LIMIT ?1",
+        )?;
+        let mut rows = statement.query([to_i64(INDEX_BATCH + 1)])?;
+        let mut dequeue = tx.prepare_cached("DELETE FROM unindexed WHERE id = ?1")?;
+        loop {
+            let Some(row) = rows.next()? else {
+                batch.emptied = true;
+                break;
+            };
+            if batch.ids.len() >= INDEX_BATCH || batch.bytes >= BACKFILL_BATCH_BYTES as u64 {
+                break;
             }
-        }
-        tx.commit()?;
-        if done < BACKFILL_BATCH {
-            return Ok(());
+            let id: i64 = row.get(0)?;
+            let rcpt_to: Vec<String> = from_json(row, 2)?;
+            let raw = row.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?;
+            let text = IndexText::new(&row.get::<_, String>(1)?, &rcpt_to, &mime::digest(raw));
+            index_message(&tx, id, &text)?;
+            dequeue.execute([id])?;
+            batch.ids.push(MessageId(id));
+            batch.bytes += raw.len() as u64;
         }
     }
+    let done = then(tx, &batch.ids)?;
+    Ok((batch, done))
 }
 
 /// The messages stored before the search index had its present columns (a
@@ -174,16 +172,10 @@ impl OlderMessages {
 
 /// Index one batch of older messages ([`OlderMessages`]) in one transaction;
 /// `false` once none are left.
+/// On the materialiser's connection, which commits without waiting for the
+/// disk: a batch lost in a power cut is redone at the next open, as
+/// `unindexed_below` moves in the same transaction.
 fn index_older_batch(conn: &mut Connection) -> Result<bool, StoreError> {
-    // As in index_pending: a batch lost in a power cut is redone at the next
-    // open, as `unindexed_below` moves in the same transaction.
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    let result = write_older_batch(conn);
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    result
-}
-
-fn write_older_batch(conn: &mut Connection) -> Result<bool, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let below = unindexed_below(&tx)?;
     if below <= 1 {

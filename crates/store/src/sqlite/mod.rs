@@ -1,26 +1,38 @@
-//! The SQLite backend: one file in WAL mode, the embedded default.
+//! The SQLite backend: one file in WAL mode, the embedded default, with a log
+//! in front of it.
 //!
 //! ```text
-//! deliver ──▶ writer.rs: batch → one transaction → fsync ──▶ id
-//! list / search / get ──▶ a pool of reader connections (connection.rs)
+//! deliver ──▶ log/: append, one fdatasync per batch ──▶ id (the 250)
+//!                  └─▶ writer.rs (the materialiser): rows, many messages a transaction; then the index
+//! list / search / get ──▶ wait until the rows reach what was acknowledged ──▶ a pool of reader connections
 //! ```
 //!
 //! The jobs live in modules of their own: [`connection`] opens connections and
-//! sets their pragmas, [`schema`] migrates, [`writer`] group-commits deliveries,
-//! [`queries`] maps rows to the store's types, [`search_sql`] turns a parsed
-//! search into SQL, [`index`] keeps the FTS5 index, [`folders`] is IMAP's view, [`changes`] numbers commits
-//! and watches for other processes' ones, [`blob`] reads raw bytes a chunk at a
-//! time and [`reserve`] keeps disk for deletes on a full disk. This module holds
-//! the handle and the operations that combine them; every change ends in
-//! [`SqliteStore::commit_and_announce`].
+//! sets their pragmas, [`schema`] migrates, [`log`] makes deliveries durable,
+//! [`writer`] writes their rows and indexes them, [`registry`] keeps one open
+//! store per file in a process, [`follower`] waits for another process that
+//! owns the log, [`queries`] maps rows to the store's types, [`search_sql`]
+//! turns a parsed search into SQL, [`index`] keeps the FTS5 index,
+//! [`folders`] is IMAP's view, [`changes`] numbers commits and watches for
+//! other processes' ones, [`blob`] reads raw bytes a chunk at a time and
+//! [`reserve`] keeps disk for deletes on a full disk. This module holds the
+//! handle and the operations that combine them.
+//!
+//! One process owns the log and materialises it ([`crate::Ownership`]);
+//! every read and change here first waits until the rows of every message
+//! acknowledged before it are written (on the owner, the materialiser's
+//! progress; on a follower, `store_state`'s position against the log's end),
+//! so that a client that got a 250 finds its message.
 
 mod blob;
 mod changes;
 mod connection;
 mod folders;
+mod follower;
 mod index;
 mod log;
 mod queries;
+mod registry;
 mod relays;
 mod reserve;
 mod retention;
@@ -33,33 +45,34 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::broadcast;
 
-use crate::delivery::{WriteRequest, prepare_import};
-use crate::mime::Digest;
+use crate::delivery::prepare_import;
 use crate::relay::RelayAttempt;
 use crate::store::{
-    FlagChange, MessageCounts, RuntimeStats, StoreEvent, StoreOptions, WriterStats,
+    FlagChange, MessageCounts, Ownership, RuntimeStats, StoreEvent, StoreOptions, WriterStats,
 };
-use crate::tags::TagName;
 use crate::{
     ListQuery, MessageId, NewMessage, SearchPage, SearchQuery, StoreError, StoredMessage, Summary,
 };
 use changes::{Announcer, ChangeLog, Watcher, commit_change};
 use connection::{
-    FTS5_DELETE_MERGE, Room, cap_pages, compact, open_connection, open_writer_connection,
-    restart_wal, set_delete_merge, warn_reserve_released,
+    Room, FTS5_DELETE_MERGE, compact, open_connection, open_writer_connection, restart_wal,
+    set_delete_merge, warn_reserve_released,
 };
+use log::{Log, LogOptions};
 use queries::{
     Indexing, SUMMARY_COLUMNS, insert_message, pending_seq, stored_message_from_row, summary_of,
     touch,
 };
+use registry::Registration;
 use reserve::Reserve;
 use search_sql::{SqlParts, count_matching, ids_matching, page_matching, to_sql};
 use tags::{apply_rules, tag_message};
-use writer::Writer;
+use writer::{Materialiser, NewIds, Need, Setup, Shared, stored_position};
 
 pub use blob::RAW_CHUNK_BYTES;
 pub(crate) use tags::Edit as TagEdit;
@@ -81,7 +94,8 @@ const DELETE_BATCH: usize = 128;
 /// `RecvError::Lagged` and should reload.
 const EVENT_CAPACITY: usize = 1024;
 
-/// The SQLite store: a cheap `Clone` handle to one file, its writer thread and
+/// The SQLite store: a cheap `Clone` handle to one file, its log and
+/// materialiser (or, if another process owns them, the way to follow it) and
 /// its pool of reader connections. What each operation promises is documented
 /// on [`crate::Store`], which hands every call to this.
 #[derive(Clone)]
@@ -107,15 +121,31 @@ struct Inner {
     watcher: Mutex<Option<Watcher>>,
     /// Disk the store keeps for deleting on a full disk.
     reserve: Reserve,
-    writer: Writer,
+    role: Role,
     /// Messages deleted through this handle since it was opened.
     deleted: AtomicU64,
+    /// Last: the file's place in this process's registry goes once the log
+    /// (in `role`) is let go.
+    _registration: Registration,
 }
 
-impl Inner {
-    /// The tags `message` gets from its headers and addresses.
-    fn delivery_tags(&self, message: &NewMessage, digest: &Digest) -> Vec<TagName> {
-        self.options.tagging.at_delivery(message, digest)
+/// Whether this process owns the store's log.
+enum Role {
+    /// It does: it appends deliveries and writes their rows.
+    Owner(Materialiser),
+    /// Another process does; this one reads and changes the rows it wrote.
+    Follower {
+        /// The log's directory.
+        dir: PathBuf,
+    },
+}
+
+impl Role {
+    /// The error for adding messages as a follower.
+    fn served(dir: &Path) -> StoreError {
+        StoreError::Served {
+            pid: log::owner_pid(dir),
+        }
     }
 }
 
@@ -134,47 +164,10 @@ impl SqliteStore {
             std::fs::create_dir_all(parent)
                 .map_err(|error| StoreError::io("creating the directory", parent, error))?;
         }
-        let created = !path.exists();
-        let reserve = Reserve::of(path);
-        // On a full disk even opening may need a block (the `-shm` file, a
-        // rolled-back journal); the reserve is there so that the store can be
-        // opened and emptied.
-        let conn = match open_writer_connection(path, created) {
-            Err(error) if error.may_be_disk_full() && reserve.release() => {
-                warn_reserve_released(path);
-                open_writer_connection(path, created)?
-            }
-            result => result?,
-        };
-        reserve.ensure();
-        // The size limit applies to new messages only, so it is set on the
-        // writer's connection alone, after the schema is in place: a store at its
-        // limit still opens, and deletes (on the other connections) never fail
-        // for want of a page.
-        cap_pages(&conn, options.max_size)?;
-
-        let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        let announcer = Announcer::new(Arc::new(ChangeLog::default()), events);
-        let writer = Writer::spawn(
-            path,
-            conn,
-            options.max_batch,
-            options.tagging.rules.clone(),
-            announcer.clone(),
-        )?;
-        Ok(SqliteStore {
-            inner: Arc::new(Inner {
-                path: path.to_path_buf(),
-                options,
-                readers: Mutex::new(ReaderPool::default()),
-                reader_freed: Condvar::new(),
-                announcer,
-                watcher: Mutex::new(None),
-                reserve,
-                writer,
-                deleted: AtomicU64::new(0),
-            }),
-        })
+        let inner = registry::open_once(registry::key(path), |registration| {
+            open_inner(path, options, registration).map(Arc::new)
+        })?;
+        Ok(SqliteStore { inner })
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -198,7 +191,7 @@ impl SqliteStore {
         page: &ListQuery,
     ) -> Result<SearchPage, StoreError> {
         let parts = to_sql(query);
-        self.with_connection(|conn| {
+        self.after(self.needs_index(query), |conn| {
             let tx = conn.transaction()?;
             let matches = count_matching(&tx, &parts)?;
             let messages = page_matching(&tx, &parts, page)?;
@@ -209,7 +202,7 @@ impl SqliteStore {
 
     pub(crate) fn delete_matching(&self, query: &SearchQuery) -> Result<u64, StoreError> {
         let parts = to_sql(query);
-        let ids = self.with_connection(|conn| Ok(ids_matching(conn, &parts)?))?;
+        let ids = self.after(self.needs_index(query), |conn| Ok(ids_matching(conn, &parts)?))?;
         self.delete(&ids)
     }
 
@@ -258,11 +251,10 @@ impl SqliteStore {
         query: &SearchQuery,
     ) -> Result<Option<bool>, StoreError> {
         let parts = to_sql(query);
-        // The --tag rules tag a new message in the transaction that indexes
-        // it, so a tag filter waits for the index as words do.
-        let rules = !self.inner.options.tagging.rules.is_empty();
-        let needs_index = query.has_words() || (rules && query.has_tag_filters());
-        self.with_connection(|conn| Ok(relays::matches(conn, id, &parts, needs_index)?))
+        let need = self.needs_index(query);
+        self.after(need, |conn| {
+            Ok(relays::matches(conn, id, &parts, need == Need::Index)?)
+        })
     }
 
     pub(crate) fn latest(&self) -> Result<Option<MessageId>, StoreError> {
@@ -485,10 +477,13 @@ impl SqliteStore {
     }
 
     pub(crate) fn runtime_stats(&self) -> RuntimeStats {
-        let writer = self.inner.writer.stats();
+        let (messages_accepted, bytes_accepted) = match &self.inner.role {
+            Role::Owner(materialiser) => materialiser.shared().accepted_totals(),
+            Role::Follower { .. } => (0, 0),
+        };
         RuntimeStats {
-            messages_accepted: writer.messages,
-            bytes_accepted: writer.bytes,
+            messages_accepted,
+            bytes_accepted,
             messages_deleted: self.inner.deleted.load(Ordering::Relaxed),
         }
     }
@@ -521,30 +516,29 @@ impl SqliteStore {
     }
 
     pub(crate) fn writer_stats(&self) -> WriterStats {
-        self.inner.writer.stats()
+        match &self.inner.role {
+            Role::Owner(materialiser) => materialiser.shared().stats(),
+            Role::Follower { .. } => WriterStats::default(),
+        }
     }
 
     pub(crate) fn import(&self, messages: Vec<NewMessage>) -> Result<Vec<MessageId>, StoreError> {
+        // Parsed here, on the caller's thread, not the materialiser's.
         let (digests, tags) = prepare_import(&messages, &self.inner.options.tagging);
-        let (ids, seq) = self.with_connection(|conn| {
-            // New messages, so held to the size limit, which pooled connections
-            // otherwise do not have (deletes must not fail for want of a page).
-            cap_pages(conn, self.inner.options.max_size)?;
-            let imported = (|| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let mut ids = Vec::with_capacity(messages.len());
-                for ((message, digest), tags) in messages.iter().zip(&digests).zip(&tags) {
-                    let id = insert_message(&tx, message, digest, Indexing::Now)?;
-                    tag_message(&tx, id, tags)?;
-                    ids.push(id);
-                }
-                // Indexed in this transaction, so the rules can run in it too.
-                apply_rules(&tx, &self.inner.options.tagging.rules, &ids)?;
-                let seq = commit_change(tx, !ids.is_empty())?;
-                Ok((ids, seq))
-            })();
-            cap_pages(conn, None)?;
-            imported
+        let rules = self.inner.options.tagging.rules.clone();
+        let (ids, seq, messages, digests, tags) = self.insert_directly(move |conn, new_ids| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut ids = Vec::with_capacity(messages.len());
+            for ((message, digest), tags) in messages.iter().zip(&digests).zip(&tags) {
+                let id = new_ids.take();
+                insert_message(&tx, id, message, digest, Indexing::Now)?;
+                tag_message(&tx, id, tags)?;
+                ids.push(id);
+            }
+            // Indexed in this transaction, so the rules can run in it too.
+            apply_rules(&tx, &rules, &ids)?;
+            let seq = commit_change(tx, !ids.is_empty())?;
+            Ok((ids, seq, messages, digests, tags))
         })?;
         let listening = self.inner.announcer.listening();
         let events = ids
@@ -560,9 +554,87 @@ impl SqliteStore {
         Ok(ids)
     }
 
+    /// Run `work`, which inserts messages that do not come through the log
+    /// (imports, IMAP APPEND), on the materialiser's thread, with ids from the
+    /// log ([`writer::Worker::insert_directly`]); it commits its own
+    /// transaction. A follower cannot: [`StoreError::Served`].
+    fn insert_directly<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection, &mut NewIds) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        match &self.inner.role {
+            Role::Owner(materialiser) => {
+                let max_size = self.inner.options.max_size;
+                materialiser.run_job(move |worker| worker.insert_directly(max_size, work))?
+            }
+            Role::Follower { dir } => Err(Role::served(dir)),
+        }
+    }
+
+    /// Run `job` where writes of this process line up: on the materialiser's
+    /// thread between two of its transactions, or (a follower) on a pooled
+    /// connection.
+    fn on_writer<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        match &self.inner.role {
+            Role::Owner(materialiser) => materialiser.run_job(move |worker| job(worker.conn()))?,
+            Role::Follower { .. } => self.with_connection(job),
+        }
+    }
+
+    /// Run `work` on a pooled connection once every message acknowledged
+    /// before this call has rows: the read-your-writes barrier every read
+    /// and change goes through (see the module's documentation).
+    pub(crate) fn with_connection<T>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.after(Need::Rows, work)
+    }
+
+    /// Whether a search for `query` needs the index: words do, and tag
+    /// filters when `--tag` rules exist (they tag a new message in the
+    /// transaction that indexes it).
+    fn needs_index(&self, query: &SearchQuery) -> Need {
+        let rules = !self.inner.options.tagging.rules.is_empty();
+        if query.has_words() || (rules && query.has_tag_filters()) {
+            Need::Index
+        } else {
+            Need::Rows
+        }
+    }
+
+    /// What reads of tags need: the index when `--tag` rules give tags.
+    fn tags_need(&self) -> Need {
+        if self.inner.options.tagging.rules.is_empty() {
+            Need::Rows
+        } else {
+            Need::Index
+        }
+    }
+
+    fn after<T>(
+        &self,
+        need: Need,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match &self.inner.role {
+            Role::Owner(materialiser) => {
+                materialiser.wait_for(need)?;
+                self.with_pooled(work)
+            }
+            Role::Follower { dir } => self.with_pooled(|conn| {
+                follower::wait_for_owner(conn, dir, need)?;
+                work(conn)
+            }),
+        }
+    }
+
     /// Run `work` on a pooled connection: an idle one, a new one while fewer than
     /// [`MAX_READERS`] are open, or else the next one another caller returns.
-    pub(crate) fn with_connection<T>(
+    fn with_pooled<T>(
         &self,
         work: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
@@ -651,17 +723,172 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// Parse the message for its summary (on tokio's blocking pool if it is
-    /// large, so this must run inside a tokio runtime), queue it for the writer
-    /// thread, and resolve once the group commit that holds it has returned.
+    /// Append `message` to the log and resolve once it is durable there, with
+    /// its id; its rows are written after. A follower cannot:
+    /// [`StoreError::Served`].
     pub(crate) async fn deliver(&self, message: NewMessage) -> Result<MessageId, StoreError> {
-        let inner = Arc::clone(&self.inner);
-        let (request, answer) = WriteRequest::prepare(message, move |message, digest| {
-            inner.delivery_tags(message, digest)
-        })
-        .await?;
-        self.inner.writer.submit(request, answer).await
+        let materialiser = match &self.inner.role {
+            Role::Owner(materialiser) => materialiser,
+            Role::Follower { dir } => return Err(Role::served(dir)),
+        };
+        let bytes = message.raw.len();
+        let appended = materialiser.log().append(message).await;
+        match &appended {
+            Ok(_) => materialiser.shared().accepted(bytes),
+            Err(_) => materialiser.shared().failed(),
+        }
+        appended
     }
+}
+
+/// Open the store at `path` for the first time in this process: the schema,
+/// the disk reserve, and the log, as its owner or as a follower.
+fn open_inner(
+    path: &Path,
+    options: StoreOptions,
+    registration: Registration,
+) -> Result<Inner, StoreError> {
+    let created = !path.exists();
+    let reserve = Reserve::of(path);
+    // On a full disk even opening may need a block (the `-shm` file, a
+    // rolled-back journal); the reserve is there so that the store can be
+    // opened and emptied.
+    let conn = match open_writer_connection(path, created) {
+        Err(error) if error.may_be_disk_full() && reserve.release() => {
+            warn_reserve_released(path);
+            open_writer_connection(path, created)?
+        }
+        result => result?,
+    };
+    reserve.ensure();
+    let (events, _) = broadcast::channel(EVENT_CAPACITY);
+    let announcer = Announcer::new(Arc::new(ChangeLog::default()), events);
+    let mut readers = ReaderPool::default();
+    let role = match open_log(path, conn, &options, &announcer)? {
+        Opened::Owner(materialiser) => Role::Owner(materialiser),
+        Opened::Follower(dir, conn) => {
+            // The connection that migrated serves reads.
+            readers.idle.push(conn);
+            readers.open = 1;
+            Role::Follower { dir }
+        }
+    };
+    Ok(Inner {
+        path: path.to_path_buf(),
+        options,
+        readers: Mutex::new(readers),
+        reader_freed: Condvar::new(),
+        announcer,
+        watcher: Mutex::new(None),
+        reserve,
+        role,
+        deleted: AtomicU64::new(0),
+        _registration: registration,
+    })
+}
+
+/// What [`open_log`] found.
+enum Opened {
+    Owner(Materialiser),
+    /// Another process owns the log in this directory; the connection is
+    /// given back.
+    Follower(PathBuf, Connection),
+}
+
+/// Take the log of the store at `path` and start materialising it on `conn`,
+/// or, if another process owns it, follow (or fail, as `options.ownership`
+/// says).
+fn open_log(
+    path: &Path,
+    conn: Connection,
+    options: &StoreOptions,
+    announcer: &Announcer,
+) -> Result<Opened, StoreError> {
+    let position = stored_position(&conn)?;
+    let next_id = next_id(&conn)?;
+    let dir = log::dir_for(path);
+    let shared = Arc::new(Shared::new(position));
+    let poked = Arc::clone(&shared);
+    let log_options = LogOptions {
+        segment_size: LogOptions::SEGMENT_SIZE,
+        max_batch: options.max_batch.max(1),
+        max_lag_bytes: LogOptions::MAX_LAG_BYTES,
+        admit: admission(path, options.max_size, &shared),
+        on_synced: Box::new(move |_| poked.poke()),
+    };
+    let wait = match options.ownership {
+        Ownership::IfFree => Duration::ZERO,
+        Ownership::Required(wait) => wait,
+    };
+    match Log::open(&dir, position, next_id, wait, log_options)? {
+        Some(log) => {
+            let setup = Setup {
+                position,
+                announcer: announcer.clone(),
+                tagging: options.tagging.clone(),
+            };
+            let materialiser = Materialiser::spawn(path, conn, Arc::new(log), shared, setup)?;
+            Ok(Opened::Owner(materialiser))
+        }
+        None => match options.ownership {
+            Ownership::Required(_) => Err(Role::served(&dir)),
+            Ownership::IfFree => Ok(Opened::Follower(dir, conn)),
+        },
+    }
+}
+
+/// The lowest id the log may give: above every id SQLite has ever given
+/// (deleted ones too: ids are never reused, they are POP3 and IMAP UIDs).
+fn next_id(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0),
+                    coalesce((SELECT max(id) FROM messages), 0)) + 1",
+        [],
+        |row| row.get(0),
+    )
+}
+
+/// What the log asks before each batch: whether the store's size limit
+/// (`max_size`) leaves room for it. It is applied at the log, not to the
+/// rows, because a message acknowledged must never fail to materialise for
+/// want of room: the database's pages in use (free pages inside the file,
+/// left by deletes, are room) plus the bytes acknowledged but not yet
+/// materialised plus the batch must fit.
+fn admission(
+    path: &Path,
+    max_size: Option<u64>,
+    shared: &Arc<Shared>,
+) -> Box<dyn Fn(u64) -> Result<(), StoreError> + Send + Sync> {
+    let Some(max_size) = max_size else {
+        return Box::new(|_| Ok(()));
+    };
+    let (path, shared) = (path.to_path_buf(), Arc::clone(shared));
+    // Opened at the first batch, so that a store that never takes mail
+    // (a follower) does not open it.
+    let conn: Mutex<Option<Connection>> = Mutex::new(None);
+    Box::new(move |batch| {
+        let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+        if conn.is_none() {
+            *conn = Some(open_connection(&path, false)?);
+        }
+        let used = conn.as_ref().map_or(Ok(0), pages_in_use)?;
+        if used + shared.pending_bytes() + batch > max_size {
+            Err(StoreError::Full)
+        } else {
+            Ok(())
+        }
+    })
+}
+
+/// The bytes of the database's pages that hold something (not free ones).
+fn pages_in_use(conn: &Connection) -> Result<u64, StoreError> {
+    let (size, pages, free): (i64, i64, i64) = conn.query_row(
+        "SELECT page_size, page_count, freelist_count
+         FROM pragma_page_size(), pragma_page_count(), pragma_freelist_count()",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+    )?;
+    Ok((size.max(0) as u64) * (pages - free).max(0) as u64)
 }
 
 /// SQLite integers are i64; counts and sizes beyond that cannot happen, so clamp.

@@ -28,9 +28,9 @@ pub(super) const INSERT_MESSAGE: &str = "INSERT INTO messages (
         received_at, mail_from, rcpt_to, helo, client_addr, bare_lf, smtputf8,
         tls_version, tls_cipher, auth_user, size, parsed, subject, from_name, from_addr,
         to_list, cc_list, reply_to_list, date, message_id, attachments, snippet,
-        to_count, cc_count, reply_to_count, bcc_list, bcc_count, inline, modseq
+        to_count, cc_count, reply_to_count, bcc_list, bcc_count, inline, id, modseq
     ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-        ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28,
+        ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29,
         (SELECT change_seq + 1 FROM store_state))";
 
 /// When a new message goes into the search index.
@@ -38,17 +38,21 @@ pub(super) const INSERT_MESSAGE: &str = "INSERT INTO messages (
 pub(super) enum Indexing {
     /// In the same transaction (bulk imports).
     Now,
-    /// Later, by the writer thread in a batch of its own ([`index_pending`]); until
-    /// then the message's id waits in the `unindexed` table, so a crash in between
-    /// only delays its indexing to the next open.
+    /// Later, by the materialiser in a batch of its own
+    /// ([`super::index::index_queued`]); until then the message's id waits in
+    /// the `unindexed` table, so a crash in between only delays its indexing.
     Deferred,
 }
 
-/// Insert one message, its bytes and its mailboxes; the caller owns the
-/// transaction and commits it with `commit_change(tx, true)`, whose number
-/// becomes the message's modseq.
+/// Insert one message as `id`, its bytes and its mailboxes; the caller owns
+/// the transaction and commits it with `commit_change(tx, true)`, whose number
+/// becomes the message's modseq. The id is the one the log gave it (or one
+/// taken from the log's [`super::log::IdHold`]), never SQLite's own choice, so
+/// that the `250 ... queued as ID` and the row agree; `sqlite_sequence`
+/// follows the highest.
 pub(super) fn insert_message(
     conn: &Connection,
+    id: MessageId,
     message: &NewMessage,
     digest: &Digest,
     indexing: Indexing,
@@ -92,8 +96,9 @@ pub(super) fn insert_message(
         to_json(&bcc)?,
         count_if_cut(&bcc, bcc_count),
         digest.inline,
+        id.0,
     ])?;
-    let id = conn.last_insert_rowid();
+    let id = id.0;
     conn.prepare_cached("INSERT INTO raw (id, data) VALUES (?1, ?2)")?
         .execute(params![id, message.raw])?;
     // The To and Cc lists as stored (at most SUMMARY_ADDRESSES each), as

@@ -7,17 +7,16 @@
 //! one transaction through the same delete path as [`SqliteStore::delete`]
 //! (full-disk aware), announced as [`StoreEvent::Pruned`].
 //!
-//! Each batch runs on the writer thread, between two group commits, so that
-//! deliveries and pruning take turns: a 250 waits for at most one batch, and
-//! pruning keeps its pace under a steady stream of mail. (A batch on a
-//! connection of its own lost every race for the write lock to the writer,
-//! which always had the next group commit queued: at 1,100 messages a second
-//! it pruned some 45 a second, and `--max` did not hold.) On a full disk a
-//! batch goes through [`SqliteStore::delete`]'s path instead, which gives the
-//! disk reserve back.
+//! Each batch runs on the materialiser's thread, between two of its
+//! transactions, so that new rows and pruning take turns and pruning keeps its
+//! pace under a steady stream of mail. (A batch on a connection of its own
+//! lost every race for the write lock to the writer, which always had the
+//! next group commit queued: at 1,100 messages a second it pruned some 45 a
+//! second, and `--max` did not hold.) On a full disk a batch goes through
+//! [`SqliteStore::delete`]'s path instead, which gives the disk reserve back.
 //!
 //! ```text
-//! writer:  [commit] [prune 128] [commit] [commit] [prune 128] ...
+//! materialiser:  [rows] [prune 128] [rows] [rows] [prune 128] ...
 //! ```
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -111,7 +110,7 @@ impl SqliteStore {
     /// Delete `ids` in one transaction on the writer thread and announce them
     /// as pruned; returns how many existed.
     fn prune_on_writer(&self, ids: Vec<MessageId>) -> Result<u64, StoreError> {
-        let (deleted, seq) = self.inner.writer.run_job(move |conn| {
+        let (deleted, seq) = self.on_writer(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut deleted = Vec::new();
             {
@@ -123,8 +122,8 @@ impl SqliteStore {
                 }
             }
             let seq = commit_change(tx, !deleted.is_empty())?;
-            Ok::<_, StoreError>((deleted, seq))
-        })??;
+            Ok((deleted, seq))
+        })?;
         let count = deleted.len() as u64;
         self.count_deleted(count);
         self.inner

@@ -284,6 +284,16 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX relays_message ON relays(message_id, id);
     "#,
+    // 9: the log in front of SQLite (issue #16). Deliveries are acknowledged
+    // once they are in the log (`mail.db-log/`); the materialiser writes their
+    // rows afterwards and keeps here, in the same transaction as the rows, the
+    // position in the log up to which it has (`sqlite/log`'s `Position`:
+    // segment number and byte offset). A store from before the log has none
+    // to replay: 0, 0 is the start of an empty log.
+    r#"
+    ALTER TABLE store_state ADD COLUMN log_segment INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE store_state ADD COLUMN log_offset INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -178,7 +178,8 @@ pub(crate) enum Edit {
 
 impl SqliteStore {
     pub(crate) fn tags(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        self.with_connection(|conn| {
+        // A --tag rule tags a message when it is indexed.
+        self.after(self.tags_need(), |conn| {
             let mut statement = conn.prepare_cached(
                 "SELECT t.name, count(*) FROM tags AS t JOIN message_tags AS mt ON mt.tag_id = t.id
                  GROUP BY t.id",
@@ -197,7 +198,8 @@ impl SqliteStore {
     }
 
     pub(crate) fn tag_names(&self) -> Result<Vec<String>, StoreError> {
-        self.with_connection(|conn| {
+        // A --tag rule tags a message when it is indexed.
+        self.after(self.tags_need(), |conn| {
             let mut statement = conn.prepare_cached(
                 "SELECT t.name FROM tags AS t WHERE EXISTS
                     (SELECT 1 FROM message_tags AS mt WHERE mt.tag_id = t.id)",
@@ -215,7 +217,7 @@ impl SqliteStore {
         name: &TagName,
         page: &ListQuery,
     ) -> Result<Vec<Summary>, StoreError> {
-        self.with_connection(|conn| {
+        self.after(self.tags_need(), |conn| {
             let tx = conn.transaction()?;
             let Some(tag) = tag_id(&tx, name, false)? else {
                 return Ok(Vec::new());

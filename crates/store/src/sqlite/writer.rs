@@ -1,346 +1,969 @@
-//! The writer thread and its group commit.
+//! The materialiser: the thread that writes the rows of logged messages.
 //!
-//! Every delivery goes through one thread that owns one connection. It blocks for
-//! the first request, takes whatever else is already queued (up to a batch cap),
-//! writes them all in one `BEGIN IMMEDIATE ... COMMIT`, and then answers every
-//! waiter. With `synchronous=FULL` the commit is one fsync, so durability costs one
-//! sync per batch rather than one per message, and the more sessions deliver at
-//! once, the bigger the batches get.
+//! A delivery is acknowledged once it is in the log (`super::log`); its rows
+//! (summary, recipients, tags, bytes) are written here afterwards, many
+//! messages to a transaction, on one connection that commits without waiting
+//! for the disk (`synchronous=NORMAL`): the log is what makes a message
+//! durable. The position in the log up to which rows exist is kept in
+//! `store_state`, in the same transaction as the rows, so a crash at any point
+//! replays exactly what is missing. Only a commit that passes into a later
+//! segment waits for the disk (`synchronous=FULL`), after which the log may
+//! recycle the segments before it.
 //!
 //! ```text
-//! deliver ─┐                      ┌─▶ Ok(id)  (every waiter, after COMMIT returned)
-//! deliver ─┼─▶ channel ─▶ batch ──┤
-//! deliver ─┘                      └─▶ Err(e)  (every waiter, after ROLLBACK)
+//! appender ──on_synced──▶ poke ─▶ read(position, 4 MiB) ─▶ one transaction ─▶ materialised(pos)
+//!                                  ▲                             │ (FULL into a new segment: durable(pos))
+//!          readers wait for ───────┴── Progress ◀────────────────┘
+//!          jobs (prune, import, APPEND) run between transactions
+//!          indexing: from the `unindexed` table, when caught up (or lagging > MAX_INDEX_LAG)
 //! ```
+//!
+//! Readers wait on [`Shared`]'s progress before they read (the barrier: a
+//! read that starts after a 250 sees that message); the thread itself never
+//! waits on it.
 
+use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, Transaction, TransactionBehavior};
-use tokio::sync::{mpsc, oneshot};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::changes::{Announcer, commit_change};
-use super::index::{OlderMessages, index_pending};
+use super::connection::cap_pages;
+use super::index::{OlderMessages, index_queued};
+use super::log::{Log, Logged, Position};
 use super::queries::{Indexing, insert_message, pending_seq, summary_of, touch};
 use super::tags::{apply_rules, tag_event, tag_message};
-use crate::delivery::{Counters, MAX_BATCH_BYTES, WriteRequest};
-use crate::index_text::IndexText;
+use crate::mime;
 use crate::repeated::{REPEAT_INTERVAL, RepeatedLog};
 use crate::store::{StoreEvent, WriterStats};
-use crate::tags::TagRule;
+use crate::tags::{TagRule, Tagging};
 use crate::{MessageId, StoreError};
 
-/// Stored messages wait for the search index until the writer has nothing else to
-/// do, or until this many (or [`MAX_INDEX_BYTES`] of text) are waiting: under a
-/// steady stream of mail search lags by at most one such batch.
-const MAX_INDEX_BATCH: usize = 512;
-const MAX_INDEX_BYTES: usize = 16 << 20;
+/// How many bytes of messages one read of the log takes, and so about how
+/// much one transaction writes.
+const READ_BYTES: usize = 4 << 20;
 
-/// Work other than a delivery that needs the write lock and must not starve
-/// behind deliveries (pruning): it waits its turn in the same queue and runs
-/// between two group commits on the writer's connection.
-pub(super) type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+/// The most messages that may have rows but no index entries before the
+/// materialiser indexes a batch ahead of the next transaction: searches lag
+/// by at most this under sustained load.
+const MAX_INDEX_LAG: u64 = 20_000;
 
-/// What the writer thread is asked to do, in order of arrival.
-enum Request {
-    Write(Box<WriteRequest>),
-    Job(Job),
+/// The niceness the thread gives itself: under load it yields to the network
+/// threads and the appender, whose work is what clients wait for.
+const NICE: i32 = 10;
+
+/// A failed transaction is tried again after this, doubling up to
+/// [`RETRY_MAX`]: the log still holds the messages, so nothing acknowledged
+/// is lost meanwhile.
+const RETRY_FIRST: Duration = Duration::from_millis(10);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// How often the thread tries to catch up when the store closes before it
+/// gives up (what is left stays in the log for the next open).
+const FINAL_ATTEMPTS: usize = 3;
+
+/// How long a reader waits for the materialiser before it answers
+/// [`StoreError::Unavailable`].
+pub(super) const BARRIER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Work that needs the materialiser's connection (pruning, imports, IMAP
+/// APPEND): it waits its turn and runs between two transactions.
+pub(super) type Job = Box<dyn FnOnce(&mut Worker) + Send>;
+
+/// What a reader waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Need {
+    /// The rows of every message acknowledged before the read started.
+    Rows,
+    /// Those rows and their search index entries (and `--tag` rules' tags).
+    Index,
 }
 
-/// The handle to the writer thread. Dropping it lets the thread finish the batch
-/// it is writing and waits for it to close its connection.
-#[derive(Debug)]
-pub(crate) struct Writer {
-    requests: Option<mpsc::Sender<Request>>,
+/// The error of a reader that waited [`BARRIER_TIMEOUT`] in vain.
+pub(super) fn behind() -> StoreError {
+    StoreError::unavailable("the store is behind: the messages acknowledged last have no rows yet")
+}
+
+/// What the thread is asked to do, and whether it should stop.
+#[derive(Default)]
+struct Inbox {
+    jobs: VecDeque<Job>,
+    /// The log has new records (coalesced: one flag for many batches).
+    poked: bool,
+    stopping: bool,
+}
+
+/// How far the rows and the index have got.
+#[derive(Debug, Default)]
+struct Reached {
+    /// Every record before it has rows (or there is none between the
+    /// committed position and it).
+    rows: Position,
+    /// Every record before it has rows and index entries.
+    index: Position,
+    /// Readers waiting for the index: the thread indexes before it writes
+    /// more rows while there are any.
+    index_waiters: usize,
+    /// The thread has ended.
+    closed: bool,
+}
+
+/// What the materialiser and the store's handles share.
+#[derive(Default)]
+pub(super) struct Shared {
+    inbox: Mutex<Inbox>,
+    wake: Condvar,
+    reached: Mutex<Reached>,
+    moved: Condvar,
+    counters: Counters,
+}
+
+/// What [`WriterStats`] and [`crate::RuntimeStats`] say, and the bytes that
+/// wait to be materialised (for the size limit).
+#[derive(Default)]
+struct Counters {
+    accepted_messages: AtomicU64,
+    accepted_bytes: AtomicU64,
+    failed: AtomicU64,
+    transactions: AtomicU64,
+    messages: AtomicU64,
+    bytes: AtomicU64,
+    /// Messages materialised that this process appended (not those it found
+    /// in the log at open): against the accepted ones, the lag.
+    live_messages: AtomicU64,
+    live_bytes: AtomicU64,
+    max_lag_messages: AtomicU64,
+    max_lag_bytes: AtomicU64,
+    max_index_lag_messages: AtomicU64,
+    max_index_lag_bytes: AtomicU64,
+}
+
+impl Shared {
+    /// Shared state for a materialiser whose rows end at `position`.
+    pub(super) fn new(position: Position) -> Shared {
+        let shared = Shared::default();
+        shared.lock_reached().rows = position;
+        shared
+    }
+
+    /// The log has made more records durable (the appender's `on_synced`).
+    /// Cheap: a flag and a notify.
+    pub(super) fn poke(&self) {
+        self.lock_inbox().poked = true;
+        self.wake.notify_one();
+    }
+
+    /// A delivery of `bytes` was acknowledged.
+    pub(super) fn accepted(&self, bytes: usize) {
+        let counters = &self.counters;
+        counters.accepted_messages.fetch_add(1, Ordering::Relaxed);
+        counters
+            .accepted_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// A delivery was refused or failed.
+    pub(super) fn failed(&self) {
+        self.counters.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The raw bytes of messages acknowledged but not yet materialised.
+    pub(super) fn pending_bytes(&self) -> u64 {
+        let counters = &self.counters;
+        let accepted = counters.accepted_bytes.load(Ordering::Relaxed);
+        accepted.saturating_sub(counters.live_bytes.load(Ordering::Relaxed))
+    }
+
+    pub(super) fn stats(&self) -> WriterStats {
+        let c = &self.counters;
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        WriterStats {
+            transactions: load(&c.transactions),
+            messages: load(&c.messages),
+            bytes: load(&c.bytes),
+            failed_transactions: load(&c.failed),
+            max_lag_messages: load(&c.max_lag_messages),
+            max_lag_bytes: load(&c.max_lag_bytes),
+            max_index_lag_messages: load(&c.max_index_lag_messages),
+            max_index_lag_bytes: load(&c.max_index_lag_bytes),
+        }
+    }
+
+    /// Deliveries acknowledged through this process: messages and bytes.
+    pub(super) fn accepted_totals(&self) -> (u64, u64) {
+        let c = &self.counters;
+        (
+            c.accepted_messages.load(Ordering::Relaxed),
+            c.accepted_bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Wait until the rows (and with [`Need::Index`] the index) reach
+    /// `target`, at most `timeout`.
+    pub(super) fn wait_for(
+        &self,
+        target: Position,
+        need: Need,
+        timeout: Duration,
+    ) -> Result<(), StoreError> {
+        let there = |reached: &Reached| match need {
+            Need::Rows => reached.rows >= target,
+            Need::Index => reached.index >= target,
+        };
+        let mut reached = self.lock_reached();
+        if there(&reached) {
+            return Ok(());
+        }
+        if need == Need::Index {
+            // Ask for the index first (see Reached::index_waiters); the lock
+            // is let go before the poke, which takes the other one.
+            reached.index_waiters += 1;
+            drop(reached);
+            self.poke();
+            reached = self.lock_reached();
+        }
+        let deadline = Instant::now() + timeout;
+        let result = loop {
+            if there(&reached) {
+                break Ok(());
+            }
+            if reached.closed {
+                break Err(StoreError::Closed);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break Err(behind());
+            }
+            reached = self
+                .moved
+                .wait_timeout(reached, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        };
+        if need == Need::Index {
+            reached.index_waiters -= 1;
+        }
+        result
+    }
+
+    fn index_wanted(&self) -> bool {
+        self.lock_reached().index_waiters > 0
+    }
+
+    /// Rows reach `rows`, the index `index`; wake the readers.
+    fn publish(&self, rows: Position, index: Position) {
+        let mut reached = self.lock_reached();
+        reached.rows = reached.rows.max(rows);
+        reached.index = reached.index.max(index);
+        drop(reached);
+        self.moved.notify_all();
+    }
+
+    fn close(&self) {
+        self.lock_reached().closed = true;
+        self.moved.notify_all();
+    }
+
+    /// Wait until there is something to do, at most `wait` (`None`: no
+    /// limit), and take it.
+    fn take(&self, wait: Option<Duration>) -> Inbox {
+        let deadline = wait.map(|wait| Instant::now() + wait);
+        let mut inbox = self.lock_inbox();
+        while inbox.jobs.is_empty() && !inbox.poked && !inbox.stopping {
+            inbox = match deadline {
+                None => self
+                    .wake
+                    .wait(inbox)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    self.wake
+                        .wait_timeout(inbox, deadline - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+        let stopping = inbox.stopping;
+        let taken = std::mem::take(&mut *inbox);
+        inbox.stopping = stopping;
+        taken
+    }
+
+    /// The jobs queued now, without waiting.
+    fn take_jobs(&self) -> VecDeque<Job> {
+        std::mem::take(&mut self.lock_inbox().jobs)
+    }
+
+    fn lock_inbox(&self) -> MutexGuard<'_, Inbox> {
+        // A panic while the lock was held cannot leave it half-changed.
+        self.inbox.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_reached(&self) -> MutexGuard<'_, Reached> {
+        self.reached.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Records a maximum.
+fn raise(max: &AtomicU64, value: u64) {
+    max.fetch_max(value, Ordering::Relaxed);
+}
+
+/// The handle to the materialiser thread. Dropping it lets the thread write
+/// the rows of everything in the log, commit them durably, and end.
+pub(super) struct Materialiser {
+    shared: Arc<Shared>,
+    log: Arc<Log>,
     thread: Option<JoinHandle<()>>,
-    counters: Arc<Counters>,
 }
 
-impl Writer {
-    /// Start the writer thread on `conn`, which must already have the schema.
-    pub(crate) fn spawn(
+impl std::fmt::Debug for Materialiser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Materialiser").finish_non_exhaustive()
+    }
+}
+
+/// What [`Materialiser::spawn`] needs besides the connection and the log.
+pub(super) struct Setup {
+    /// Where the rows end in the log (`store_state`'s position).
+    pub(super) position: Position,
+    pub(super) announcer: Announcer,
+    pub(super) tagging: Tagging,
+}
+
+impl Materialiser {
+    /// Start the thread on `conn` (with the schema in place), writing the
+    /// rows of what `log` holds from `setup.position` on.
+    pub(super) fn spawn(
         path: &Path,
         conn: Connection,
-        max_batch: usize,
-        rules: Vec<TagRule>,
-        announcer: Announcer,
-    ) -> Result<Writer, StoreError> {
-        let max_batch = max_batch.max(1);
-        // Senders wait (asynchronously) when this many are queued: backpressure
-        // instead of an unbounded pile of message bytes in memory.
-        let (requests, receiver) = mpsc::channel(max_batch);
-        let counters = Arc::new(Counters::default());
-        let thread_counters = Arc::clone(&counters);
+        log: Arc<Log>,
+        shared: Arc<Shared>,
+        setup: Setup,
+    ) -> Result<Materialiser, StoreError> {
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let worker = Worker {
+            recovered_to: log.synced(),
+            conn,
+            log: Arc::clone(&log),
+            shared: Arc::clone(&shared),
+            announcer: setup.announcer,
+            tagging: setup.tagging,
+            failures: RepeatedLog::new(REPEAT_INTERVAL),
+            position: setup.position,
+            durable: setup.position,
+            unindexed: VecDeque::new(),
+            indexed_to: Position::START,
+            index_lag: (0, 0),
+            index_retry: None,
+            older: OlderMessages::default(),
+        };
         let thread = std::thread::Builder::new()
-            .name("sokkel-store-writer".into())
-            .spawn(move || {
-                let failures = RepeatedLog::new(REPEAT_INTERVAL);
-                let announce = Announce {
-                    counters: &thread_counters,
-                    announcer: &announcer,
-                    failures: &failures,
-                    rules: &rules,
-                };
-                run(conn, receiver, max_batch, &announce);
-            })
-            .map_err(|error| StoreError::io("starting the writer thread for", path, error))?;
-        Ok(Writer {
-            requests: Some(requests),
+            .name("sokkel-store-materialiser".into())
+            .spawn(move || worker.run())
+            .map_err(|error| StoreError::io("starting the materialiser for", path, error))?;
+        Ok(Materialiser {
+            shared,
+            log,
             thread: Some(thread),
-            counters,
         })
     }
 
-    /// Queue `message` for the next group commit and wait until it is durable.
-    /// `answer` is the receiver [`WriteRequest::prepare`] gave with `request`.
-    pub(crate) async fn submit(
-        &self,
-        request: WriteRequest,
-        answer: oneshot::Receiver<Result<MessageId, StoreError>>,
-    ) -> Result<MessageId, StoreError> {
-        let requests = self.requests.as_ref().ok_or(StoreError::Closed)?;
-        requests
-            .send(Request::Write(Box::new(request)))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+    pub(super) fn log(&self) -> &Log {
+        &self.log
     }
 
-    /// Run `job` on the writer thread after what is queued before it, and wait
-    /// for its answer. Blocks: call it from a thread that may block, never from
-    /// async code.
-    pub(crate) fn run_job<T: Send + 'static>(
+    /// Wait until every message acknowledged before this call has rows
+    /// (and, with [`Need::Index`], index entries).
+    pub(super) fn wait_for(&self, need: Need) -> Result<(), StoreError> {
+        self.shared
+            .wait_for(self.log.synced(), need, BARRIER_TIMEOUT)
+    }
+
+    /// Run `job` on the thread between two transactions and wait for its
+    /// answer. Blocks: call it from a thread that may block.
+    pub(super) fn run_job<T: Send + 'static>(
         &self,
-        job: impl FnOnce(&mut Connection) -> T + Send + 'static,
+        job: impl FnOnce(&mut Worker) -> T + Send + 'static,
     ) -> Result<T, StoreError> {
-        let requests = self.requests.as_ref().ok_or(StoreError::Closed)?;
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
-        let job: Job = Box::new(move |conn| {
-            let _ = reply.send(job(conn));
+        let job: Job = Box::new(move |worker| {
+            let _ = reply.send(job(worker));
         });
-        requests
-            .blocking_send(Request::Job(job))
-            .map_err(|_| StoreError::Closed)?;
+        {
+            let mut inbox = self.shared.lock_inbox();
+            if inbox.stopping {
+                return Err(StoreError::Closed);
+            }
+            inbox.jobs.push_back(job);
+        }
+        self.shared.wake.notify_one();
         answer.recv().map_err(|_| StoreError::Closed)
     }
 
-    pub(crate) fn stats(&self) -> WriterStats {
-        self.counters.stats()
+    pub(super) fn shared(&self) -> &Shared {
+        &self.shared
     }
 }
 
-impl Drop for Writer {
+impl Drop for Materialiser {
     fn drop(&mut self) {
-        // Closing the channel ends the thread's loop once it has written what is
-        // still queued (deliveries whose waiters went away), so nothing is lost.
-        self.requests = None;
+        self.shared.lock_inbox().stopping = true;
+        self.shared.wake.notify_one();
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()
         {
-            tracing::error!("the mail store writer thread panicked");
+            tracing::error!("the mail store's materialiser thread panicked");
         }
+        self.shared.close();
+        log_closing(&self.shared, &self.log);
     }
 }
 
-/// Where the writer tells what it committed.
-struct Announce<'a> {
-    counters: &'a Counters,
-    announcer: &'a Announcer,
-    /// A store that stays full fails every batch the same way; one line per
-    /// interval says so, with the count.
-    failures: &'a RepeatedLog,
-    /// `--tag` rules, run on messages once they are indexed.
-    rules: &'a [TagRule],
+/// One line with what the log and the materialiser did, when the store
+/// closes (the end of `mail serve`): what benchmarks read.
+fn log_closing(shared: &Shared, log: &Log) {
+    let stats = shared.stats();
+    let log = log.stats();
+    tracing::info!(
+        materialised = stats.messages,
+        transactions = stats.transactions,
+        failed = stats.failed_transactions,
+        max_lag_messages = stats.max_lag_messages,
+        max_lag_bytes = stats.max_lag_bytes,
+        max_index_lag_messages = stats.max_index_lag_messages,
+        max_index_lag_bytes = stats.max_index_lag_bytes,
+        log_batches = log.batches,
+        log_messages = log.messages,
+        log_bytes = log.bytes,
+        log_failed_syncs = log.failed_syncs,
+        log_max_batch = log.max_batch,
+        ack_p50_us = log.ack_p50_us,
+        ack_p99_us = log.ack_p99_us,
+        "mail store closed"
+    );
 }
 
-fn run(
-    mut conn: Connection,
-    mut requests: mpsc::Receiver<Request>,
-    max_batch: usize,
-    announce: &Announce<'_>,
-) {
-    let mut batch = Vec::with_capacity(max_batch);
-    let mut unindexed = Unindexed::default();
-    let mut older = OlderMessages::find(&conn);
-    loop {
-        // Index when idle: only when no delivery is waiting, so the tokenizer
-        // never delays a 250. New messages first, then older ones a batch at
-        // a time.
-        let next = if unindexed.pending.is_empty() && !older.pending() {
-            requests.blocking_recv()
-        } else {
-            match requests.try_recv() {
-                Ok(request) => Some(request),
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    if unindexed.pending.is_empty() {
-                        older.index_batch(&mut conn);
-                    } else {
-                        unindexed.index(&mut conn, announce);
-                    }
-                    continue;
-                }
-                Err(mpsc::error::TryRecvError::Disconnected) => None,
+/// Messages a transaction materialised that are not indexed yet.
+#[derive(Debug)]
+struct Unindexed {
+    /// The highest id among them.
+    last_id: MessageId,
+    /// The position the transaction reached: once they are indexed, so is
+    /// everything before it.
+    at: Position,
+}
+
+/// The ids a direct insert ([`Worker::insert_directly`]) gives its
+/// messages: taken from the log's id hold, so that they stay above every id
+/// the log gave and below every one it will give.
+#[derive(Debug)]
+pub(super) struct NewIds {
+    next: i64,
+}
+
+impl NewIds {
+    /// The id for the next message inserted.
+    pub(super) fn take(&mut self) -> MessageId {
+        let id = MessageId(self.next);
+        self.next += 1;
+        id
+    }
+}
+
+/// The thread's state: its connection and how far it got.
+pub(super) struct Worker {
+    conn: Connection,
+    log: Arc<Log>,
+    shared: Arc<Shared>,
+    announcer: Announcer,
+    tagging: Tagging,
+    /// A store that stays broken fails every transaction the same way; one
+    /// line per interval says so, with the count.
+    failures: RepeatedLog,
+    /// Where the committed rows end in the log (`store_state`'s position).
+    position: Position,
+    /// Where the rows durably committed end (the last commit with FULL).
+    durable: Position,
+    /// Where the records the log held at open end: those were acknowledged
+    /// by an earlier process, so they do not count towards this one's lag.
+    recovered_to: Position,
+    /// Transactions whose messages wait for the index, oldest first.
+    unindexed: VecDeque<Unindexed>,
+    /// Where the index is complete up to, while `unindexed` is not empty.
+    indexed_to: Position,
+    /// Messages and bytes waiting for the index (about: deletes shrink it
+    /// unseen until the queue empties).
+    index_lag: (u64, u64),
+    /// After an indexing failure, when to try again.
+    index_retry: Option<Instant>,
+    older: OlderMessages,
+}
+
+impl Worker {
+    /// The connection, for jobs.
+    pub(super) fn conn(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    fn run(mut self) {
+        lower_priority();
+        self.find_unindexed();
+        let mut retry: Option<(Instant, Duration)> = None;
+        loop {
+            let wait = match retry {
+                Some((at, _)) => Some(at.saturating_duration_since(Instant::now())),
+                None if self.background_pending() => Some(Duration::ZERO),
+                None => None,
+            };
+            let inbox = self.shared.take(wait);
+            for job in inbox.jobs {
+                job(&mut self);
             }
-        };
-        let first = match next {
-            None => break,
-            Some(Request::Job(job)) => {
-                job(&mut conn);
+            if inbox.stopping {
+                break;
+            }
+            if retry.is_some_and(|(at, _)| Instant::now() < at) {
                 continue;
             }
-            Some(Request::Write(first)) => *first,
-        };
-        let mut bytes = first.message.raw.len();
-        batch.push(first);
-        // A job that arrives while the batch fills runs right after its commit.
-        let mut job = None;
-        while batch.len() < max_batch && bytes < MAX_BATCH_BYTES {
-            match requests.try_recv() {
-                Ok(Request::Write(next)) => {
-                    bytes += next.message.raw.len();
-                    batch.push(*next);
+            match self.catch_up(true) {
+                Ok(()) => retry = None,
+                Err(error) => {
+                    let delay = retry.map_or(RETRY_FIRST, |(_, delay)| (delay * 2).min(RETRY_MAX));
+                    self.failed(&error);
+                    retry = Some((Instant::now() + delay, delay));
+                    continue;
                 }
-                Ok(Request::Job(next)) => {
-                    job = Some(next);
-                    break;
-                }
-                Err(_) => break,
             }
+            self.background_step();
         }
-        group_commit(&mut conn, &mut batch, bytes, announce, &mut unindexed);
-        if let Some(job) = job {
-            job(&mut conn);
-        }
-        if unindexed.full() {
-            unindexed.index(&mut conn, announce);
-        }
-    }
-    unindexed.index(&mut conn, announce);
-}
-
-/// Messages committed but not yet in the search index.
-#[derive(Default)]
-struct Unindexed {
-    pending: Vec<(i64, IndexText)>,
-    bytes: usize,
-}
-
-impl Unindexed {
-    fn push(&mut self, id: MessageId, text: IndexText) {
-        self.bytes += text.len();
-        self.pending.push((id.0, text));
+        self.finish();
     }
 
-    fn full(&self) -> bool {
-        self.pending.len() >= MAX_INDEX_BATCH || self.bytes >= MAX_INDEX_BYTES
-    }
-
-    /// Index everything pending and run the `--tag` rules on it (they need the
-    /// index) in the same transaction, so that no reader sees a new message
-    /// indexed but not yet tagged by the rules (`--relay-matching tag:...`
-    /// waits for the index). On failure the ids stay in the `unindexed` table
-    /// and the next open of the store indexes them.
-    fn index(&mut self, conn: &mut rusqlite::Connection, announce: &Announce<'_>) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let ids: Vec<MessageId> = self.pending.iter().map(|(id, _)| MessageId(*id)).collect();
-        match index_pending(conn, &self.pending, |tx| tag_by_rules(tx, &ids, announce)) {
-            Ok(Some((event, seq))) => announce.announcer.announce(seq, [event]),
-            Ok(None) => {}
+    /// What the `unindexed` table holds at open (left by a crash, or by a
+    /// store closed while indexing lagged): all of it before the position.
+    fn find_unindexed(&mut self) {
+        let found = self
+            .conn
+            .query_row(
+                "SELECT count(*), max(u.id), coalesce(sum(m.size), 0)
+                 FROM unindexed AS u JOIN messages AS m ON m.id = u.id",
+                [],
+                |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, Option<i64>>(1)?,
+                        row.get::<_, i64>(2)?,
+                    ))
+                },
+            )
+            .optional();
+        match found {
+            Ok(Some((count, Some(last), bytes))) if count > 0 => {
+                self.unindexed.push_back(Unindexed {
+                    last_id: MessageId(last),
+                    at: self.position,
+                });
+                self.index_lag = (count as u64, bytes.max(0) as u64);
+            }
+            Ok(_) => {}
             Err(error) => {
-                let repeat = announce.failures.occurrence(&error.to_string());
+                tracing::warn!(%error, "cannot tell which stored messages wait for the search index");
+            }
+        }
+        self.older = OlderMessages::find(&self.conn);
+        self.publish();
+    }
+
+    /// Tell the readers how far the rows and the index are.
+    fn publish_rows(&mut self, rows: Position) {
+        let index = if self.unindexed.is_empty() {
+            rows
+        } else {
+            self.indexed_to
+        };
+        self.shared.publish(rows, index);
+    }
+
+    fn publish(&mut self) {
+        self.publish_rows(self.position);
+    }
+
+    /// Write the rows of everything the log holds, in transactions of about
+    /// [`READ_BYTES`]; between them, index a batch if the index lags too far
+    /// or a reader waits for it, and run the jobs queued (`run_jobs`).
+    fn catch_up(&mut self, run_jobs: bool) -> Result<(), StoreError> {
+        loop {
+            if self.index_due() {
+                self.index_batch();
+            }
+            if !self.materialise_some()? {
+                return Ok(());
+            }
+            if run_jobs {
+                for job in self.shared.take_jobs() {
+                    job(self);
+                }
+            }
+        }
+    }
+
+    /// One transaction of records from the log; `false` if there were none.
+    fn materialise_some(&mut self) -> Result<bool, StoreError> {
+        let synced = self.log.synced();
+        let records = self.log.read(self.position, READ_BYTES)?;
+        let Some(end) = records.last().map(|record| record.end) else {
+            // Nothing between the rows and what was durable before the read.
+            self.publish_rows(synced.max(self.position));
+            return Ok(false);
+        };
+        self.note_lag(&records);
+        // Into a later segment: this commit waits for the disk, so that the
+        // log can recycle the segments the rows are now durably out of.
+        let durably = end.segment > self.durable.segment;
+        let written = match self.write_rows(&records, end, durably) {
+            Ok(written) => written,
+            Err(error) => {
+                self.shared
+                    .counters
+                    .failed
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(error);
+            }
+        };
+        self.count(&records, &written);
+        self.position = end;
+        self.log.materialised(end);
+        if durably {
+            self.durable = end;
+            self.log.durable(end);
+        }
+        if let Some(last) = written.rows.last() {
+            self.unindexed.push_back(Unindexed {
+                last_id: records[last.record].id,
+                at: end,
+            });
+            let c = &self.shared.counters;
+            raise(&c.max_index_lag_messages, self.index_lag.0);
+            raise(&c.max_index_lag_bytes, self.index_lag.1);
+        }
+        self.publish();
+        self.announce(records, written);
+        Ok(true)
+    }
+
+    /// The lag before `records` are written: messages acknowledged through
+    /// this process whose rows are not written yet.
+    fn note_lag(&self, records: &[Logged]) {
+        let c = &self.shared.counters;
+        let (accepted, accepted_bytes) = self.shared.accepted_totals();
+        let live = records.iter().filter(|r| r.end > self.recovered_to);
+        let (count, bytes) = live.fold((0, 0), |(n, b), r| (n + 1, b + r.message.raw.len()));
+        // Acknowledged ones may not be counted as accepted yet (the count
+        // follows the answer): these records are behind either way.
+        let behind = |accepted: u64, done: &AtomicU64, here: u64| {
+            accepted
+                .saturating_sub(done.load(Ordering::Relaxed))
+                .max(here)
+        };
+        raise(
+            &c.max_lag_messages,
+            behind(accepted, &c.live_messages, count),
+        );
+        raise(
+            &c.max_lag_bytes,
+            behind(accepted_bytes, &c.live_bytes, bytes as u64),
+        );
+    }
+
+    /// Count what a transaction wrote.
+    fn count(&mut self, records: &[Logged], written: &Written) {
+        let c = &self.shared.counters;
+        c.transactions.fetch_add(1, Ordering::Relaxed);
+        for row in &written.rows {
+            let bytes = records[row.record].message.raw.len() as u64;
+            c.messages.fetch_add(1, Ordering::Relaxed);
+            c.bytes.fetch_add(bytes, Ordering::Relaxed);
+            self.index_lag.0 += 1;
+            self.index_lag.1 += bytes;
+        }
+        let live = records.iter().filter(|r| r.end > self.recovered_to);
+        for record in live {
+            c.live_messages.fetch_add(1, Ordering::Relaxed);
+            c.live_bytes
+                .fetch_add(record.message.raw.len() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Insert the rows of `records` (skipping any whose id has rows: replay
+    /// is idempotent) and move `store_state`'s position to `end`, in one
+    /// transaction, `durably` or not.
+    fn write_rows(
+        &mut self,
+        records: &[Logged],
+        end: Position,
+        durably: bool,
+    ) -> Result<Written, StoreError> {
+        if durably {
+            self.conn.pragma_update(None, "synchronous", "FULL")?;
+        }
+        let result = insert_records(&mut self.conn, &self.tagging, records, end);
+        if durably {
+            self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        }
+        Ok(result?)
+    }
+
+    /// After the commit: record the change as this process's own and
+    /// announce the new messages.
+    fn announce(&self, records: Vec<Logged>, written: Written) {
+        let listening = self.announcer.listening();
+        let mut records: Vec<Option<Logged>> = records.into_iter().map(Some).collect();
+        let events = written
+            .rows
+            .into_iter()
+            .filter(|_| listening)
+            .filter_map(|row| {
+                let record = records[row.record].take()?;
+                let digest = mime::digest(&record.message.raw);
+                let summary = summary_of(record.id, &record.message, digest, &row.tags);
+                Some(StoreEvent::New(Arc::new(summary)))
+            });
+        self.announcer.announce(written.seq, events.collect::<Vec<_>>());
+    }
+
+    /// Whether a batch of the index should go before the next rows.
+    fn index_due(&self) -> bool {
+        !self.unindexed.is_empty()
+            && self.index_retry.is_none_or(|at| Instant::now() >= at)
+            && (self.index_lag.0 >= MAX_INDEX_LAG || self.shared.index_wanted())
+    }
+
+    /// Whether there is indexing to do when the rows are caught up.
+    fn background_pending(&self) -> bool {
+        let index = !self.unindexed.is_empty() && self.index_retry.is_none_or(|at| Instant::now() >= at);
+        index || self.older.pending()
+    }
+
+    /// One batch of indexing: new messages first, then older ones.
+    fn background_step(&mut self) {
+        if !self.unindexed.is_empty() {
+            if self.index_retry.is_none_or(|at| Instant::now() >= at) {
+                self.index_batch();
+            }
+        } else if self.older.pending() {
+            self.older.index_batch(&mut self.conn);
+        }
+    }
+
+    /// Index the oldest batch of the `unindexed` queue and run the `--tag`
+    /// rules on it, in one transaction (so that no reader sees a message
+    /// indexed but not yet tagged by the rules: `--relay-matching tag:...`
+    /// waits for the index).
+    fn index_batch(&mut self) {
+        let (rules, announcer) = (&self.tagging.rules, &self.announcer);
+        let result = index_queued(&mut self.conn, |tx, ids| {
+            tag_by_rules(tx, ids, rules, announcer)
+        });
+        match result {
+            Ok((batch, tagged)) => {
+                self.index_retry = None;
+                if let Some((event, seq)) = tagged {
+                    self.announcer.announce(seq, [event]);
+                }
+                let last = batch.ids.last().copied();
+                while let Some(front) = self.unindexed.front() {
+                    if !batch.emptied && last.is_none_or(|last| front.last_id > last) {
+                        break;
+                    }
+                    self.indexed_to = front.at;
+                    self.unindexed.pop_front();
+                }
+                self.index_lag = if batch.emptied || self.unindexed.is_empty() {
+                    (0, 0)
+                } else {
+                    (
+                        self.index_lag.0.saturating_sub(batch.ids.len() as u64),
+                        self.index_lag.1.saturating_sub(batch.bytes),
+                    )
+                };
+                self.publish();
+            }
+            Err(error) => {
+                let error = StoreError::from(error);
+                let repeat = self.failures.occurrence(&error.to_string());
                 if repeat.should_log() {
-                    tracing::warn!(
-                        %error,
-                        messages = self.pending.len(),
-                        "indexing messages for search (and tagging them by the --tag rules) failed; they are indexed when the store is next opened{repeat}"
-                    );
+                    tracing::warn!(%error, "indexing messages for search (and tagging them by the --tag rules) failed; trying again{repeat}");
                 }
-            }
-        }
-        self.pending.clear();
-        self.bytes = 0;
-    }
-}
-
-/// Write `batch` in one transaction and answer every waiter in it.
-fn group_commit(
-    conn: &mut Connection,
-    batch: &mut Vec<WriteRequest>,
-    bytes: usize,
-    announce: &Announce<'_>,
-    unindexed: &mut Unindexed,
-) {
-    let Announce {
-        counters,
-        announcer,
-        failures,
-        ..
-    } = announce;
-    let messages = batch.len();
-    match insert_batch(conn, batch) {
-        Ok((ids, seq)) => {
-            counters.committed(messages, bytes);
-            tracing::debug!(messages, bytes, "group commit");
-            let notify = announcer.listening();
-            let mut events = Vec::new();
-            for (request, id) in batch.drain(..).zip(ids) {
-                let WriteRequest {
-                    message,
-                    digest,
-                    tags,
-                    reply,
-                } = request;
-                // The waiter may be gone (its client hung up); the message is
-                // stored all the same.
-                let _ = reply.send(Ok(id));
-                let text = IndexText::new(
-                    &message.envelope.mail_from,
-                    &message.envelope.rcpt_to,
-                    &digest,
-                );
-                unindexed.push(id, text);
-                if notify {
-                    let summary = Arc::new(summary_of(id, &message, digest, &tags));
-                    events.push(StoreEvent::New(summary));
-                }
-            }
-            announcer.announce(seq, events);
-        }
-        Err(error) => {
-            counters.failed();
-            let error = StoreError::from(error);
-            let repeat = failures.occurrence(&error.to_string());
-            if repeat.should_log() {
-                tracing::warn!(%error, messages, bytes, "group commit failed; batch rolled back{repeat}");
-            }
-            for request in batch.drain(..) {
-                let _ = request.reply.send(Err(error.clone()));
+                self.index_retry = Some(Instant::now() + RETRY_MAX);
             }
         }
     }
+
+    /// Log a failed transaction (once per interval when it repeats).
+    fn failed(&self, error: &StoreError) {
+        let repeat = self.failures.occurrence(&error.to_string());
+        if repeat.should_log() {
+            tracing::warn!(
+                %error,
+                "writing the rows of logged messages failed; they stay in the log and are written when it works again{repeat}"
+            );
+        }
+    }
+
+    /// At close: the rows of everything in the log, then one durable commit,
+    /// so that the log can let its segments go.
+    fn finish(&mut self) {
+        for attempt in 1..=FINAL_ATTEMPTS {
+            match self.catch_up(false) {
+                Ok(()) => break,
+                Err(error) => {
+                    self.failed(&error);
+                    if attempt < FINAL_ATTEMPTS {
+                        std::thread::sleep(RETRY_FIRST * 10);
+                    }
+                }
+            }
+        }
+        if let Err(error) = self.make_durable() {
+            tracing::warn!(%error, "the mail store's last rows were not committed durably; the log keeps their messages");
+        }
+    }
+
+    /// Commit with `synchronous=FULL` so that every row written so far is
+    /// durable, and tell the log.
+    fn make_durable(&mut self) -> Result<(), StoreError> {
+        if self.durable >= self.position {
+            return Ok(());
+        }
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        // Writing the position again gives the commit a page to sync, and
+        // with it everything committed before.
+        let committed = save_position(&self.conn, self.position);
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        committed?;
+        self.durable = self.position;
+        self.log.durable(self.position);
+        Ok(())
+    }
+
+    /// Insert messages that do not come through the log (imports, IMAP
+    /// APPEND): with the rows of every logged message written first and the
+    /// log giving no ids meanwhile, `work` gets ids above every id given so
+    /// far, in one transaction it commits, held to the store's size limit
+    /// (`max_size`) and committed durably, as its caller returns at once.
+    pub(super) fn insert_directly<T>(
+        &mut self,
+        max_size: Option<u64>,
+        work: impl FnOnce(&mut Connection, &mut NewIds) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        // Most of the lag first, so that the hold, which stops deliveries,
+        // is short.
+        self.catch_up(false)?;
+        let log = Arc::clone(&self.log);
+        let mut hold = log.hold_ids();
+        self.catch_up(false)?;
+        let mut ids = NewIds {
+            next: hold.next_id(),
+        };
+        cap_pages(&self.conn, max_size)?;
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        let result = work(&mut self.conn, &mut ids);
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        cap_pages(&self.conn, None)?;
+        let value = result?;
+        hold.advance_to(ids.next);
+        // A durable commit covers every row committed before it.
+        self.durable = self.position;
+        self.log.durable(self.position);
+        Ok(value)
+    }
 }
 
-/// Insert every message of `batch`, all or nothing. On error the transaction is
-/// rolled back when it drops (SQLite may already have rolled it back itself, as it
-/// does on `SQLITE_FULL`), and the connection is ready for the next batch.
-fn insert_batch(
+/// What one transaction of records wrote.
+struct Written {
+    rows: Vec<Row>,
+    /// Its change number.
+    seq: Option<i64>,
+}
+
+/// A record that got rows, with the tags delivery gave it.
+struct Row {
+    /// Its index among the transaction's records.
+    record: usize,
+    tags: Vec<crate::tags::TagName>,
+}
+
+fn insert_records(
     conn: &mut Connection,
-    batch: &[WriteRequest],
-) -> rusqlite::Result<(Vec<MessageId>, Option<i64>)> {
+    tagging: &Tagging,
+    records: &[Logged],
+    end: Position,
+) -> rusqlite::Result<Written> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let ids = batch
-        .iter()
-        .map(|request| {
-            let id = insert_message(&tx, &request.message, &request.digest, Indexing::Deferred)?;
-            tag_message(&tx, id, &request.tags)?;
-            Ok(id)
+    let mut rows = Vec::with_capacity(records.len());
+    for (index, record) in records.iter().enumerate() {
+        let exists = tx
+            .prepare_cached("SELECT 1 FROM messages WHERE id = ?1")?
+            .query_row([record.id.0], |_| Ok(()))
+            .optional()?
+            .is_some();
+        if exists {
+            continue;
+        }
+        let digest = mime::digest(&record.message.raw);
+        let tags = tagging.at_delivery(&record.message, &digest);
+        insert_message(
+            &tx,
+            record.id,
+            &record.message,
+            &digest,
+            Indexing::Deferred,
+        )?;
+        tag_message(&tx, record.id, &tags)?;
+        rows.push(Row {
+            record: index,
+            tags,
+        });
+    }
+    set_position(&tx, end)?;
+    let seq = commit_change(tx, !rows.is_empty())?;
+    Ok(Written { rows, seq })
+}
+
+fn set_position(conn: &Connection, at: Position) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE store_state SET log_segment = ?1, log_offset = ?2")?
+        .execute(params![to_sql(at.segment), to_sql(at.offset)])?;
+    Ok(())
+}
+
+fn save_position(conn: &Connection, at: Position) -> rusqlite::Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    set_position(&tx, at)?;
+    tx.commit()
+}
+
+fn to_sql(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Where the rows end in the log, as `store_state` says.
+pub(super) fn stored_position(conn: &Connection) -> rusqlite::Result<Position> {
+    conn.prepare_cached("SELECT log_segment, log_offset FROM store_state")?
+        .query_row([], |row| {
+            Ok(Position {
+                segment: row.get::<_, i64>(0)?.max(0) as u64,
+                offset: row.get::<_, i64>(1)?.max(0) as u64,
+            })
         })
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let seq = commit_change(tx, !ids.is_empty())?;
-    Ok((ids, seq))
 }
 
 /// Run the `--tag` rules on the messages `ids` just indexed in `tx`, and
@@ -348,15 +971,26 @@ fn insert_batch(
 fn tag_by_rules(
     tx: Transaction<'_>,
     ids: &[MessageId],
-    announce: &Announce<'_>,
+    rules: &[TagRule],
+    announcer: &Announcer,
 ) -> rusqlite::Result<Option<(StoreEvent, Option<i64>)>> {
-    if announce.rules.is_empty() {
+    if rules.is_empty() {
         tx.commit()?;
         return Ok(None);
     }
-    let tagged = apply_rules(&tx, announce.rules, ids)?;
-    let event = tag_event(&tx, &tagged, announce.announcer.listening())?;
+    let tagged = apply_rules(&tx, rules, ids)?;
+    let event = tag_event(&tx, &tagged, announcer.listening())?;
     touch(&tx, &tagged, pending_seq(&tx)?)?;
     let seq = commit_change(tx, !tagged.is_empty())?;
     Ok(Some((event, seq)))
+}
+
+/// Give the calling thread a lower priority ([`NICE`]). Best effort.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(error) =
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), NICE)
+    {
+        tracing::debug!(%error, "cannot lower the materialiser's priority");
+    }
 }
