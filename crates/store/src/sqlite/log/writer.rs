@@ -32,7 +32,7 @@ use crate::{MessageId, NewMessage, StoreError};
 /// The first segment a log makes is this big; each new one twice the last,
 /// up to [`LogOptions::segment_size`]: a store that gets a few messages (every
 /// test) costs little disk, one that gets many soon has full-size segments.
-pub(super) const FIRST_SEGMENT_SIZE: u64 = 1 << 20;
+pub(super) const FIRST_SEGMENT_SIZE: u64 = 256 << 10;
 
 /// Freed segments kept for reuse; more are deleted.
 const MAX_SPARES: usize = 2;
