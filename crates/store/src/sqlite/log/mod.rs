@@ -36,12 +36,22 @@
 
 mod record;
 mod segment;
+#[cfg(test)]
+mod tests;
 mod writer;
 
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
 
 use crate::{MessageId, NewMessage, StoreError};
+use segment::SEGMENT_HEADER;
+use writer::{Append, Appender, Counters, Live, Shared, State};
 
 /// Where a record starts or ends: a segment number and a byte offset in it.
 /// Ordered as the log is. [`Position::START`] is before every record.
@@ -90,6 +100,9 @@ pub(crate) struct LogOptions {
     /// waiters are answered), with the end of its last record: the
     /// materialiser's cue.
     pub(crate) on_synced: Box<dyn Fn(Position) + Send + Sync>,
+    /// Test hook: the batch syncs (1-based) that fail as if the disk had
+    /// failed them. Empty in production; see also `SOKKEL_TEST_FAIL_SYNC`.
+    pub(crate) fail_syncs: Vec<u64>,
 }
 
 impl LogOptions {
@@ -124,8 +137,8 @@ pub(crate) struct LogStats {
 /// The log of one SQLite store, owned by this process. Dropping it lets the
 /// appender answer what is queued, and waits for its thread.
 pub(crate) struct Log {
-    shared: std::sync::Arc<writer::Shared>,
-    appender: writer::Appender,
+    shared: Arc<Shared>,
+    appender: Appender,
 }
 
 impl std::fmt::Debug for Log {
@@ -153,8 +166,63 @@ impl Log {
         wait: Duration,
         options: LogOptions,
     ) -> Result<Option<Log>, StoreError> {
-        let _ = (dir, materialised, next_id, wait, options);
-        todo!("log: open")
+        let io = |action, error| StoreError::io(action, dir, error);
+        fs::create_dir_all(dir).map_err(|error| io("creating the log directory", error))?;
+        let Some(lock) = take_lock(dir, wait).map_err(|error| io("locking the log in", error))?
+        else {
+            return Ok(None);
+        };
+        let scan =
+            segment::scan(dir, materialised).map_err(|error| io("reading the log in", error))?;
+        if scan.records > 0 {
+            tracing::info!(
+                messages = scan.records,
+                log = %dir.display(),
+                "the mail store's log holds messages not yet stored in the database; storing them"
+            );
+        }
+        let mut live = VecDeque::new();
+        let mut base = 0;
+        for found in &scan.segments {
+            live.push_back(Live {
+                number: found.number,
+                path: found.path.clone(),
+                limit: Some(found.end),
+                base,
+            });
+            base += found.end;
+        }
+        let mut options = options;
+        let mut fail_syncs = test_hooks(&mut options);
+        fail_syncs.extend(options.fail_syncs.iter().copied());
+        let state = State {
+            synced: scan.end,
+            materialised,
+            durable: materialised,
+            next_id: next_id.max(scan.max_id + 1).max(1),
+            first_number: materialised.segment + 1,
+            held: false,
+            in_flight: false,
+            live,
+            spares: scan.spares,
+            preparing: false,
+            next_size: writer::FIRST_SEGMENT_SIZE.min(options.segment_size),
+            closed: false,
+            stats: Counters::default(),
+        };
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            state: Mutex::new(state),
+            changed: Condvar::new(),
+            options,
+            acks: Mutex::new(
+                hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 2)
+                    .expect("valid histogram bounds"),
+            ),
+            _lock: lock,
+        });
+        let appender = Appender::spawn(Arc::clone(&shared), fail_syncs)?;
+        Ok(Some(Log { shared, appender }))
     }
 
     /// Append `message` and resolve once it is durable, with the id it was
@@ -162,15 +230,25 @@ impl Log {
     /// sync (`StoreError::Io`, the batch's records are cut off the log), the
     /// size limit (`StoreError::Full`), or a closed log.
     pub(crate) async fn append(&self, message: NewMessage) -> Result<MessageId, StoreError> {
-        let _ = message;
-        todo!("log: append")
+        let requests = self.appender.requests.as_ref().ok_or(StoreError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        let append = Append {
+            message,
+            queued: Instant::now(),
+            reply,
+        };
+        requests
+            .send(append)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     /// The end of the last durable record: every delivery answered `Ok` so
     /// far is before it. What a reader that must see every acknowledged
     /// message waits for the materialiser to reach.
     pub(crate) fn synced(&self) -> Position {
-        todo!("log: synced")
+        self.shared.lock().synced
     }
 
     /// Durable records from `from` on (the materialised position), in order,
@@ -178,23 +256,87 @@ impl Log {
     /// one); empty when the materialiser has caught up. Reads the segment
     /// files (the page cache has them), so what waits costs no memory.
     pub(crate) fn read(&self, from: Position, max_bytes: usize) -> Result<Vec<Logged>, StoreError> {
-        let _ = (from, max_bytes);
-        todo!("log: read")
+        let (synced, segments) = {
+            let state = self.shared.lock();
+            (state.synced, state.live.clone())
+        };
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for live in segments.iter().filter(|live| live.number >= from.segment) {
+            if live.number > synced.segment || bytes >= max_bytes.max(1) {
+                break;
+            }
+            let start = if live.number == from.segment {
+                from.offset.max(SEGMENT_HEADER)
+            } else {
+                SEGMENT_HEADER
+            };
+            let limit = if live.number == synced.segment {
+                synced.offset
+            } else {
+                live.limit.unwrap_or(SEGMENT_HEADER)
+            };
+            if start >= limit {
+                continue;
+            }
+            let file = File::open(&live.path)
+                .map_err(|error| StoreError::io("reading the log segment", &live.path, error))?;
+            let mut offset = start;
+            let end = segment::walk(&file, live.number, start, Some(limit), |id, record| {
+                offset += record.len() as u64;
+                let end = Position {
+                    segment: live.number,
+                    offset,
+                };
+                match record::decode(&record[record::HEADER..]) {
+                    Some(message) => {
+                        bytes += message.raw.len();
+                        out.push(Logged {
+                            id: MessageId(id),
+                            message,
+                            end,
+                        });
+                    }
+                    None => tracing::error!(
+                        id,
+                        segment = live.number,
+                        "a record of the mail store's log passed its checksum but does not parse; skipped"
+                    ),
+                }
+                bytes < max_bytes.max(1)
+            })
+            .map_err(|error| StoreError::io("reading the log segment", &live.path, error))?;
+            if end < limit && bytes < max_bytes.max(1) {
+                tracing::error!(
+                    segment = live.number,
+                    offset = end,
+                    "the mail store's log is damaged: a record it acknowledged does not read back"
+                );
+                if out.is_empty() {
+                    return Err(StoreError::corrupt(format!(
+                        "the log segment {} is damaged at byte {end}",
+                        live.path.display()
+                    )));
+                }
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// The materialiser has committed the rows of every record before `at`
     /// (not necessarily durably): appends held back by the lag limit go on.
     pub(crate) fn materialised(&self, at: Position) {
-        let _ = at;
-        todo!("log: materialised")
+        self.shared.lock().materialised = at;
+        self.shared.changed.notify_all();
     }
 
     /// The rows of every record before `at` are durable in SQLite (a commit
     /// with `synchronous=FULL` after them returned): the segments wholly
     /// before `at.segment` are recycled.
     pub(crate) fn durable(&self, at: Position) {
-        let _ = at;
-        todo!("log: durable")
+        self.shared.lock().durable = at;
+        self.shared.free_before(at);
     }
 
     /// Stop the appender giving ids, once every id it gave is durable or
@@ -203,11 +345,16 @@ impl Log {
     /// insert rows with the ids it takes from the hold. Appends wait until the
     /// hold is dropped; keep it short.
     pub(crate) fn hold_ids(&self) -> IdHold<'_> {
-        todo!("log: hold_ids")
+        let mut state = self.shared.lock();
+        while state.held || state.in_flight {
+            state = self.shared.wait(state);
+        }
+        state.held = true;
+        IdHold { log: self }
     }
 
     pub(crate) fn stats(&self) -> LogStats {
-        todo!("log: stats")
+        self.shared.stats()
     }
 
     pub(crate) fn dir(&self) -> &Path {
@@ -224,16 +371,71 @@ pub(crate) struct IdHold<'a> {
 impl IdHold<'_> {
     /// The next id the log would give.
     pub(crate) fn next_id(&self) -> i64 {
-        let _ = self.log;
-        todo!("log: next_id")
+        self.log.shared.lock().next_id
     }
 
     /// Ids below `next` are taken (by rows the caller inserted): the log goes
     /// on from `next` (never back).
     pub(crate) fn advance_to(&mut self, next: i64) {
-        let _ = next;
-        todo!("log: advance_to")
+        let mut state = self.log.shared.lock();
+        state.next_id = state.next_id.max(next);
     }
+}
+
+impl Drop for IdHold<'_> {
+    fn drop(&mut self) {
+        self.log.shared.lock().held = false;
+        self.log.shared.changed.notify_all();
+    }
+}
+
+/// Take the log's lock in `dir`, waiting up to `wait` for another process
+/// to let go of it; write this process's id in it. `None` if it stayed taken.
+fn take_lock(dir: &Path, wait: Duration) -> io::Result<Option<File>> {
+    use rustix::fs::{FlockOperation, flock};
+    let mut lock = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join("lock"))?;
+    let deadline = Instant::now() + wait;
+    loop {
+        match flock(&lock, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => break,
+            Err(rustix::io::Errno::WOULDBLOCK) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
+            Err(error) => return Err(error.into()),
+        }
+    }
+    lock.set_len(0)?;
+    writeln!(lock, "{}", std::process::id())?;
+    Ok(Some(lock))
+}
+
+/// The test hooks of debug builds: `SOKKEL_TEST_SEGMENT_SIZE=BYTES` sets the
+/// segment size; `SOKKEL_TEST_FAIL_SYNC=N[,M...]` makes the N-th batch's
+/// `fdatasync` (counted from this open) fail. Release builds have neither.
+fn test_hooks(options: &mut LogOptions) -> Vec<u64> {
+    if !cfg!(debug_assertions) {
+        return Vec::new();
+    }
+    if let Some(size) = std::env::var("SOKKEL_TEST_SEGMENT_SIZE")
+        .ok()
+        .and_then(|size| size.parse::<u64>().ok())
+    {
+        options.segment_size = size.max(4096);
+    }
+    std::env::var("SOKKEL_TEST_FAIL_SYNC")
+        .ok()
+        .map(|list| {
+            list.split(',')
+                .filter_map(|n| n.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The log's directory for the SQLite database at `db`: `mail.db` →
@@ -256,6 +458,7 @@ pub(crate) fn owner_pid(dir: &Path) -> Option<u32> {
 /// `dir` from `from` on (`from` itself if there are none, or no log). A
 /// reader waits until the owner's materialised position reaches it.
 pub(crate) fn scan_end(dir: &Path, from: Position) -> Result<Position, StoreError> {
-    let _ = (dir, from);
-    todo!("log: scan_end")
+    segment::scan(dir, from)
+        .map(|scan| scan.end)
+        .map_err(|error| StoreError::io("reading the log in", dir, error))
 }
