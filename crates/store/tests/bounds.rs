@@ -118,7 +118,9 @@ fn migration_caps_old_address_lists_and_keeps_every_message() {
         // (and none of what schemas 6 and 7 added).
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
-            "DROP TABLE relays;
+            "ALTER TABLE store_state DROP COLUMN log_segment;
+             ALTER TABLE store_state DROP COLUMN log_offset;
+             DROP TABLE relays;
              DROP TABLE sent_raw;
              DROP TABLE sent;
              ALTER TABLE messages DROP COLUMN keywords;

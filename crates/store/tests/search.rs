@@ -10,6 +10,8 @@ use sokkel_store::{
 use tempfile::TempDir;
 use tokio::sync::broadcast::{self, error::RecvError};
 
+mod process;
+
 /// 2026-11-24T00:00:00Z.
 const NOV_24_MS: u64 = 1_795_478_400_000;
 const HOUR_MS: u64 = 3_600_000;
@@ -570,21 +572,25 @@ async fn next_event(events: &mut broadcast::Receiver<StoreEvent>) -> StoreEvent 
 async fn another_process_changing_the_store_is_announced_as_changed() {
     let dir = TempDir::new().unwrap();
     let path = dir.path().join("mail.db");
-    // Two handles opened separately share nothing but the file, as two
-    // processes do.
     let server = open(&path);
-    let cli = open(&path);
     let mut events = server.subscribe();
 
     // Its own change is announced as what it is.
     let id = server.deliver(Mail::default().build()).await.unwrap();
     assert!(matches!(next_event(&mut events).await, StoreEvent::New(m) if m.id == id));
+    let other = server.deliver(Mail::default().build()).await.unwrap();
+    assert!(matches!(next_event(&mut events).await, StoreEvent::New(m) if m.id == other));
 
-    cli.delete(&[id]).unwrap();
+    // A second process (the CLI while a server runs) follows the server's
+    // log: it deletes and marks messages read in the file, and the server
+    // hears of each as a change.
+    let file = path.to_str().unwrap();
+    process::run(CHANGER, &[file, "delete", &id.to_string()]);
     assert_eq!(next_event(&mut events).await, StoreEvent::Changed);
-
-    cli.import(vec![Mail::default().build()]).unwrap();
+    process::run(CHANGER, &[file, "read", &other.to_string()]);
     assert_eq!(next_event(&mut events).await, StoreEvent::Changed);
+    assert!(server.get(id).unwrap().is_none());
+    assert!(server.get(other).unwrap().unwrap().summary.read);
     let query = SearchQuery::parse("nothing").unwrap();
     assert_eq!(
         server
@@ -595,10 +601,25 @@ async fn another_process_changing_the_store_is_announced_as_changed() {
     );
 
     // The watcher ends with the last handle: then the channel closes.
-    drop(cli);
     drop(server);
     let closed = tokio::time::timeout(Duration::from_secs(10), events.recv())
         .await
         .expect("the channel closes once the store is gone");
     assert_eq!(closed, Err(RecvError::Closed));
+}
+
+const CHANGER: &str = "changes_from_another_process";
+
+/// The other process of the test above: `PATH delete|read ID`.
+#[test]
+fn changes_from_another_process() {
+    let Some(args) = process::other_process_args() else {
+        return;
+    };
+    let store = open(Path::new(&args[0]));
+    let id = MessageId(args[2].parse().unwrap());
+    match args[1].as_str() {
+        "delete" => assert_eq!(store.delete(&[id]).unwrap(), 1),
+        _ => assert_eq!(store.set_read(&[id], true).unwrap(), 1),
+    }
 }

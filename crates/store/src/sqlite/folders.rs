@@ -22,7 +22,7 @@ use sokkel_message::{FlagEdit, Flags, Folder, FolderMessage};
 use super::changes::commit_change;
 use super::queries::{Indexing, from_millis, insert_message, pending_seq, to_millis, touch};
 use super::tags::{apply_rules, ids_tagged, prune_unused, tag_event, tag_id, tag_message};
-use super::writer::{NewIds, Need};
+use super::writer::{Need, NewIds};
 use super::{SqliteStore, local_part_range, mailbox_address, to_i64, unique};
 use crate::folders::{
     COLUMNS, Copied, FlagChanges, Outcome, Table, edited, from_text, no_folder, tag_of, to_text,

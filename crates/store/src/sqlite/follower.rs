@@ -41,7 +41,8 @@ pub(super) fn wait_for_owner(conn: &Connection, dir: &Path, need: Need) -> Resul
         let Some(newest) = newest else {
             return Ok(());
         };
-        let mut waiting = conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM unindexed WHERE id <= ?1)")?;
+        let mut waiting =
+            conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM unindexed WHERE id <= ?1)")?;
         while waiting.query_row([newest], |row| row.get::<_, bool>(0))? {
             wait_a_little(dir, deadline)?;
         }
@@ -67,7 +68,10 @@ fn wait_a_little(dir: &Path, deadline: Instant) -> Result<(), StoreError> {
 }
 
 fn alive(pid: u32) -> bool {
-    let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return false;
     };
     // Permission denied means it is there.

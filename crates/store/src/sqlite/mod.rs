@@ -60,7 +60,7 @@ use crate::{
 };
 use changes::{Announcer, ChangeLog, Watcher, commit_change};
 use connection::{
-    Room, FTS5_DELETE_MERGE, compact, open_connection, open_writer_connection, restart_wal,
+    FTS5_DELETE_MERGE, Room, compact, open_connection, open_writer_connection, restart_wal,
     set_delete_merge, warn_reserve_released,
 };
 use log::{Log, LogOptions};
@@ -72,7 +72,7 @@ use registry::Registration;
 use reserve::Reserve;
 use search_sql::{SqlParts, count_matching, ids_matching, page_matching, to_sql};
 use tags::{apply_rules, tag_message};
-use writer::{Materialiser, NewIds, Need, Setup, Shared, stored_position};
+use writer::{Materialiser, Need, NewIds, Setup, Shared, stored_position};
 
 pub use blob::RAW_CHUNK_BYTES;
 pub(crate) use tags::Edit as TagEdit;
@@ -202,7 +202,9 @@ impl SqliteStore {
 
     pub(crate) fn delete_matching(&self, query: &SearchQuery) -> Result<u64, StoreError> {
         let parts = to_sql(query);
-        let ids = self.after(self.needs_index(query), |conn| Ok(ids_matching(conn, &parts)?))?;
+        let ids = self.after(self.needs_index(query), |conn| {
+            Ok(ids_matching(conn, &parts)?)
+        })?;
         self.delete(&ids)
     }
 
@@ -815,6 +817,7 @@ fn open_log(
         max_lag_bytes: LogOptions::MAX_LAG_BYTES,
         admit: admission(path, options.max_size, &shared),
         on_synced: Box::new(move |_| poked.poke()),
+        fail_syncs: Vec::new(),
     };
     let wait = match options.ownership {
         Ownership::IfFree => Duration::ZERO,

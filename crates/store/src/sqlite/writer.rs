@@ -37,7 +37,7 @@ use super::index::{OlderMessages, index_queued};
 use super::log::{Log, Logged, Position};
 use super::queries::{Indexing, insert_message, pending_seq, summary_of, touch};
 use super::tags::{apply_rules, tag_event, tag_message};
-use crate::mime;
+use crate::mime::{self, Digest};
 use crate::repeated::{REPEAT_INTERVAL, RepeatedLog};
 use crate::store::{StoreEvent, WriterStats};
 use crate::tags::{TagRule, Tagging};
@@ -632,10 +632,7 @@ impl Worker {
         let written = match self.write_rows(&records, end, durably) {
             Ok(written) => written,
             Err(error) => {
-                self.shared
-                    .counters
-                    .failed
-                    .fetch_add(1, Ordering::Relaxed);
+                self.shared.counters.failed.fetch_add(1, Ordering::Relaxed);
                 return Err(error);
             }
         };
@@ -655,8 +652,10 @@ impl Worker {
             raise(&c.max_index_lag_messages, self.index_lag.0);
             raise(&c.max_index_lag_bytes, self.index_lag.1);
         }
+        // Announced before the readers go on: a reader that found the
+        // message and subscribes after does not hear of it as new.
+        self.announce(&records, written);
         self.publish();
-        self.announce(records, written);
         Ok(true)
     }
 
@@ -715,7 +714,8 @@ impl Worker {
         if durably {
             self.conn.pragma_update(None, "synchronous", "FULL")?;
         }
-        let result = insert_records(&mut self.conn, &self.tagging, records, end);
+        let listening = self.announcer.listening();
+        let result = insert_records(&mut self.conn, &self.tagging, records, end, listening);
         if durably {
             self.conn.pragma_update(None, "synchronous", "NORMAL")?;
         }
@@ -724,20 +724,14 @@ impl Worker {
 
     /// After the commit: record the change as this process's own and
     /// announce the new messages.
-    fn announce(&self, records: Vec<Logged>, written: Written) {
-        let listening = self.announcer.listening();
-        let mut records: Vec<Option<Logged>> = records.into_iter().map(Some).collect();
-        let events = written
-            .rows
-            .into_iter()
-            .filter(|_| listening)
-            .filter_map(|row| {
-                let record = records[row.record].take()?;
-                let digest = mime::digest(&record.message.raw);
-                let summary = summary_of(record.id, &record.message, digest, &row.tags);
-                Some(StoreEvent::New(Arc::new(summary)))
-            });
-        self.announcer.announce(written.seq, events.collect::<Vec<_>>());
+    fn announce(&self, records: &[Logged], written: Written) {
+        let events = written.rows.into_iter().filter_map(|row| {
+            let record = &records[row.record];
+            let summary = summary_of(record.id, &record.message, row.digest?, &row.tags);
+            Some(StoreEvent::New(Arc::new(summary)))
+        });
+        self.announcer
+            .announce(written.seq, events.collect::<Vec<_>>());
     }
 
     /// Whether a batch of the index should go before the next rows.
@@ -749,7 +743,8 @@ impl Worker {
 
     /// Whether there is indexing to do when the rows are caught up.
     fn background_pending(&self) -> bool {
-        let index = !self.unindexed.is_empty() && self.index_retry.is_none_or(|at| Instant::now() >= at);
+        let index =
+            !self.unindexed.is_empty() && self.index_retry.is_none_or(|at| Instant::now() >= at);
         index || self.older.pending()
     }
 
@@ -900,13 +895,18 @@ struct Row {
     /// Its index among the transaction's records.
     record: usize,
     tags: Vec<crate::tags::TagName>,
+    /// Its summary's makings, kept for the announcement if anybody listens.
+    digest: Option<Digest>,
 }
 
+/// Insert the rows of `records` in one transaction that moves the position
+/// to `end`; keep their digests for the announcement if `listening`.
 fn insert_records(
     conn: &mut Connection,
     tagging: &Tagging,
     records: &[Logged],
     end: Position,
+    listening: bool,
 ) -> rusqlite::Result<Written> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut rows = Vec::with_capacity(records.len());
@@ -921,17 +921,12 @@ fn insert_records(
         }
         let digest = mime::digest(&record.message.raw);
         let tags = tagging.at_delivery(&record.message, &digest);
-        insert_message(
-            &tx,
-            record.id,
-            &record.message,
-            &digest,
-            Indexing::Deferred,
-        )?;
+        insert_message(&tx, record.id, &record.message, &digest, Indexing::Deferred)?;
         tag_message(&tx, record.id, &tags)?;
         rows.push(Row {
             record: index,
             tags,
+            digest: listening.then_some(digest),
         });
     }
     set_position(&tx, end)?;
@@ -988,9 +983,7 @@ fn tag_by_rules(
 /// Give the calling thread a lower priority ([`NICE`]). Best effort.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
-    if let Err(error) =
-        rustix::process::setpriority_process(Some(rustix::thread::gettid()), NICE)
-    {
+    if let Err(error) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), NICE) {
         tracing::debug!(%error, "cannot lower the materialiser's priority");
     }
 }

@@ -1,0 +1,70 @@
+//! A part of a test run in a second process: the test binary itself, started
+//! again with only one test selected and the part's arguments in an
+//! environment variable. A SQLite store's log is owned per process, so what
+//! another process sees (a CLI command while `mail serve` runs) can only be
+//! tested from another process.
+//!
+//! ```text
+//! test ──spawn(current_exe --exact NAME, SOKKEL_TEST_OTHER_PROCESS=args)──▶ NAME: other_process_args() = Some(args)
+//! ```
+//!
+//! The selected test is an ordinary `#[test]` that returns at once when
+//! [`other_process_args`] is `None` (every normal run).
+
+#![allow(dead_code)] // each test file uses what it needs
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const VARIABLE: &str = "SOKKEL_TEST_OTHER_PROCESS";
+
+/// Run the test `name` of this binary in a second process with `args`, and
+/// return what it printed on stdout; panics, with its output, if it fails or
+/// takes more than a minute.
+pub fn run(name: &str, args: &[&str]) -> String {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(VARIABLE, args.join("\n"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "the other process ({name} {args:?}) failed: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// In the second process: the arguments it was given. `None` in a normal
+/// run of the test.
+pub fn other_process_args() -> Option<Vec<String>> {
+    let args = std::env::var(VARIABLE).ok()?;
+    Some(args.split('\n').map(str::to_owned).collect())
+}
+
+/// What the second process prints for the first to read back: one line
+/// `ANSWER value` (the test harness prints its own lines around it).
+pub fn answer(value: impl std::fmt::Display) {
+    println!("ANSWER {value}");
+}
+
+/// The value of the `ANSWER` line in `stdout`.
+pub fn answer_in(stdout: &str) -> &str {
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("ANSWER "))
+        .unwrap_or_else(|| panic!("no answer in:\n{stdout}"))
+}
