@@ -139,6 +139,9 @@ pub(crate) struct LogStats {
 pub(crate) struct Log {
     shared: Arc<Shared>,
     appender: Appender,
+    /// The `flock` that makes this process the owner; let go of last, after
+    /// the appender's thread (and any spare being made) is done.
+    _lock: File,
 }
 
 impl std::fmt::Debug for Log {
@@ -219,10 +222,13 @@ impl Log {
                 hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 2)
                     .expect("valid histogram bounds"),
             ),
-            _lock: lock,
         });
         let appender = Appender::spawn(Arc::clone(&shared), fail_syncs)?;
-        Ok(Some(Log { shared, appender }))
+        Ok(Some(Log {
+            shared,
+            appender,
+            _lock: lock,
+        }))
     }
 
     /// Append `message` and resolve once it is durable, with the id it was

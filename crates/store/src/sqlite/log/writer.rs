@@ -122,8 +122,6 @@ pub(super) struct Shared {
     pub(super) options: LogOptions,
     /// The ack waits, in microseconds.
     pub(super) acks: Mutex<hdrhistogram::Histogram<u64>>,
-    /// Held for the log's lifetime: the `flock` that makes this process the owner.
-    pub(super) _lock: File,
 }
 
 impl Shared {
