@@ -13,7 +13,9 @@ use sokkel_net::stats::SmtpCounters;
 use sokkel_smtp::server::session::{BareLf, SessionConfig};
 use sokkel_smtp::server::shell::{Listeners, ServerConfig, serve};
 use sokkel_store::tags::Tagging;
-use sokkel_store::{Location, Pruner, Retention, Store, StoreEvent, StoreOptions};
+use sokkel_store::{
+    Location, Ownership, Pruner, Retention, Store, StoreError, StoreEvent, StoreOptions,
+};
 use sokkel_web::webhook::{Webhook, WebhookConfig};
 use sokkel_web::{AppState, HostPolicy, SendLimits, ServeLimits, WebConfig};
 
@@ -107,6 +109,9 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
             plus_addresses: !args.tags.tags_disable.contains(&TagSource::PlusAddresses),
             rules: args.tags.rules.clone(),
         },
+        // Only one process takes in a SQLite store's mail; a server started
+        // just as another stops gets the store once that one lets go.
+        ownership: Ownership::Required(OWNER_WAIT),
         ..StoreOptions::default()
     };
     let Some(store) = open_store(location, options, &mut stop).await? else {
@@ -296,6 +301,10 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
 /// How often `serve` tries again to reach a database that is down at start.
 const OPEN_RETRY: Duration = Duration::from_secs(2);
 
+/// How long `serve` waits for another process that serves the same SQLite
+/// store to let go of it before it gives up.
+const OWNER_WAIT: Duration = Duration::from_secs(10);
+
 /// Opens the store at `location`. A database that cannot be reached (a
 /// PostgreSQL server down or still starting) is tried again every
 /// [`OPEN_RETRY`], with one log line per interval, until it answers or `stop`
@@ -323,6 +332,12 @@ async fn open_store(
                         OPEN_RETRY.as_secs()
                     );
                 }
+            }
+            Err(StoreError::Served { pid }) => {
+                let who = pid.map_or_else(String::new, |pid| format!(" (pid {pid})"));
+                anyhow::bail!(
+                    "another sokkel{who} serves the mail store {location}; stop it first, or pass another --db"
+                );
             }
             Err(error) => {
                 return Err(error)

@@ -30,7 +30,12 @@ pub(super) fn wait_for_owner(conn: &Connection, dir: &Path, need: Need) -> Resul
     let mut position = stored_position(conn)?;
     let target = log::scan_end(dir, position)?;
     while position < target {
-        wait_a_little(dir, deadline)?;
+        if !owned(dir) {
+            return Err(StoreError::unavailable(
+                "the process that served this store ended before it stored its last messages; they are stored when the store is next opened",
+            ));
+        }
+        wait_a_little(deadline)?;
         position = stored_position(conn)?;
     }
     if need == Need::Index {
@@ -44,39 +49,36 @@ pub(super) fn wait_for_owner(conn: &Connection, dir: &Path, need: Need) -> Resul
         let mut waiting =
             conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM unindexed WHERE id <= ?1)")?;
         while waiting.query_row([newest], |row| row.get::<_, bool>(0))? {
-            wait_a_little(dir, deadline)?;
+            if !owned(dir) {
+                // Nobody indexes until the next owner opens the store:
+                // answer from the index as it is.
+                break;
+            }
+            wait_a_little(deadline)?;
         }
     }
     Ok(())
 }
 
-/// Sleep one poll, unless the deadline has passed or the owner is gone (its
-/// records wait for the next process that opens the store as owner).
-fn wait_a_little(dir: &Path, deadline: Instant) -> Result<(), StoreError> {
+/// Sleep one poll, unless the deadline has passed.
+fn wait_a_little(deadline: Instant) -> Result<(), StoreError> {
     if Instant::now() >= deadline {
         return Err(behind());
-    }
-    if let Some(pid) = log::owner_pid(dir)
-        && !alive(pid)
-    {
-        return Err(StoreError::unavailable(format!(
-            "the process that served this store (pid {pid}) ended before writing its last messages; they are written when the store is next opened"
-        )));
     }
     std::thread::sleep(POLL);
     Ok(())
 }
 
-fn alive(pid: u32) -> bool {
-    let Some(pid) = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    else {
+/// Whether a process holds the log in `dir`: its lock is taken. Asked with a
+/// shared lock that is let go at once (an owner's exclusive lock is what
+/// makes it wait; a process that ended, even one not yet reaped, holds none).
+fn owned(dir: &Path) -> bool {
+    use rustix::fs::{FlockOperation, flock};
+    let Ok(file) = std::fs::File::open(dir.join("lock")) else {
         return false;
     };
-    // Permission denied means it is there.
-    !matches!(
-        rustix::process::test_kill_process(pid),
-        Err(rustix::io::Errno::SRCH)
+    matches!(
+        flock(&file, FlockOperation::NonBlockingLockShared),
+        Err(rustix::io::Errno::WOULDBLOCK)
     )
 }

@@ -66,6 +66,12 @@ const RETRY_MAX: Duration = Duration::from_secs(1);
 /// gives up (what is left stays in the log for the next open).
 const FINAL_ATTEMPTS: usize = 3;
 
+/// How long the thread goes on indexing when the store closes: a server
+/// stopped after a burst leaves the index whole (other processes' searches
+/// have no one to wait for after it), but does not take long to stop; what
+/// is left is indexed at the next open.
+const FINAL_INDEXING: Duration = Duration::from_secs(2);
+
 /// How long a reader waits for the materialiser before it answers
 /// [`StoreError::Unavailable`].
 pub(super) const BARRIER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -147,6 +153,8 @@ impl Shared {
     pub(super) fn new(position: Position) -> Shared {
         let shared = Shared::default();
         shared.lock_reached().rows = position;
+        // What the log held at open (a crash's leftovers) is written first.
+        shared.lock_inbox().poked = true;
         shared
     }
 
@@ -365,6 +373,7 @@ impl Materialiser {
             index_lag: (0, 0),
             index_retry: None,
             older: OlderMessages::default(),
+            paused: paused_for_tests(),
         };
         let thread = std::thread::Builder::new()
             .name("sokkel-store-materialiser".into())
@@ -433,6 +442,11 @@ impl Drop for Materialiser {
 fn log_closing(shared: &Shared, log: &Log) {
     let stats = shared.stats();
     let log = log.stats();
+    // A command-line reader that took no mail has nothing to report.
+    if log.messages == 0 {
+        tracing::debug!(materialised = stats.messages, "mail store closed");
+        return;
+    }
     tracing::info!(
         materialised = stats.messages,
         transactions = stats.transactions,
@@ -506,6 +520,17 @@ pub(super) struct Worker {
     /// After an indexing failure, when to try again.
     index_retry: Option<Instant>,
     older: OlderMessages,
+    /// Debug builds: write no rows (`SOKKEL_TEST_MATERIALISE=off`), so that
+    /// a test can leave messages in the log alone and check recovery.
+    paused: bool,
+}
+
+/// Whether `SOKKEL_TEST_MATERIALISE=off` asks (debug builds only) for a
+/// materialiser that writes nothing: deliveries are acknowledged and stay in
+/// the log, as a crash right after their 250 leaves them.
+fn paused_for_tests() -> bool {
+    cfg!(debug_assertions)
+        && std::env::var("SOKKEL_TEST_MATERIALISE").is_ok_and(|value| value == "off")
 }
 
 impl Worker {
@@ -601,8 +626,13 @@ impl Worker {
     /// [`READ_BYTES`]; between them, index a batch if the index lags too far
     /// or a reader waits for it, and run the jobs queued (`run_jobs`).
     fn catch_up(&mut self, run_jobs: bool) -> Result<(), StoreError> {
+        if self.paused {
+            return Ok(());
+        }
         loop {
-            if self.index_due() {
+            // Each batch either shrinks the queue or, failing, sets a time
+            // to try again: this ends.
+            while self.index_due() {
                 self.index_batch();
             }
             if !self.materialise_some()? {
@@ -830,6 +860,14 @@ impl Worker {
         }
         if let Err(error) = self.make_durable() {
             tracing::warn!(%error, "the mail store's last rows were not committed durably; the log keeps their messages");
+        }
+        let deadline = Instant::now() + FINAL_INDEXING;
+        while !self.paused
+            && !self.unindexed.is_empty()
+            && self.index_retry.is_none()
+            && Instant::now() < deadline
+        {
+            self.index_batch();
         }
     }
 

@@ -13,7 +13,7 @@
 
 #![allow(dead_code)] // each test file uses what it needs
 
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const VARIABLE: &str = "SOKKEL_TEST_OTHER_PROCESS";
@@ -25,8 +25,8 @@ pub fn run(name: &str, args: &[&str]) -> String {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
         .env(VARIABLE, args.join("\n"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -48,6 +48,25 @@ pub fn run(name: &str, args: &[&str]) -> String {
     stdout
 }
 
+/// Start the test `name` of this binary in a second process with `args` (and
+/// the environment `env` besides), its stdout piped: for a part that runs
+/// alongside the test, which reads its lines as they come. The caller waits
+/// for it (or kills it).
+pub fn spawn(name: &str, args: &[&str]) -> Child {
+    spawn_with(name, args, &[])
+}
+
+/// [`spawn`] with environment variables of its own.
+pub fn spawn_with(name: &str, args: &[&str], env: &[(&str, &str)]) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(VARIABLE, args.join("\n"))
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// In the second process: the arguments it was given. `None` in a normal
 /// run of the test.
 pub fn other_process_args() -> Option<Vec<String>> {
@@ -65,6 +84,12 @@ pub fn answer(value: impl std::fmt::Display) {
 pub fn answer_in(stdout: &str) -> &str {
     stdout
         .lines()
-        .find_map(|line| line.strip_prefix("ANSWER "))
+        .find_map(|line| after_marker(line, "ANSWER "))
         .unwrap_or_else(|| panic!("no answer in:\n{stdout}"))
+}
+
+/// What follows `marker` in `line`: the harness may have begun the line
+/// (`test NAME ... `) before the test printed its own.
+pub fn after_marker<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
+    line.find(marker).map(|at| &line[at + marker.len()..])
 }
