@@ -17,6 +17,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::Position;
 use super::record::{self, HEADER};
@@ -76,7 +77,17 @@ pub(super) fn spare_path(dir: &Path, number: u64) -> PathBuf {
 /// Make a new file of `size` zero bytes at `path`, durably (data, then the
 /// directory entry), so that writing records into it later changes no
 /// metadata and each `fdatasync` flushes data alone.
-pub(super) fn create_zeroed(dir: &Path, path: &Path, size: u64) -> io::Result<()> {
+///
+/// With `pace`, each megabyte is synced on its own and followed by that
+/// pause: a spare made while deliveries go on then never puts more than a
+/// megabyte of writes in the disk's queue ahead of the appender's sync (16 MiB
+/// at once held the 250s back by 10–20 ms).
+pub(super) fn create_zeroed(
+    dir: &Path,
+    path: &Path,
+    size: u64,
+    pace: Option<Duration>,
+) -> io::Result<()> {
     let partial = path.with_extension("new");
     let file = OpenOptions::new()
         .write(true)
@@ -89,6 +100,10 @@ pub(super) fn create_zeroed(dir: &Path, path: &Path, size: u64) -> io::Result<()
         let n = zeros.len().min((size - written) as usize);
         file.write_all_at(&zeros[..n], written)?;
         written += n as u64;
+        if let Some(pause) = pace {
+            file.sync_data()?;
+            std::thread::sleep(pause);
+        }
     }
     file.sync_all()?;
     fs::rename(&partial, path)?;

@@ -20,7 +20,7 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -33,6 +33,10 @@ use crate::{MessageId, NewMessage, StoreError};
 /// up to [`LogOptions::segment_size`]: a store that gets a few messages (every
 /// test) costs little disk, one that gets many soon has full-size segments.
 pub(super) const FIRST_SEGMENT_SIZE: u64 = 256 << 10;
+
+/// The pause after each synced megabyte of a spare segment being made
+/// beside deliveries (see [`segment::create_zeroed`]).
+const SPARE_PACE: Duration = Duration::from_millis(2);
 
 /// Freed segments kept for reuse; more are deleted.
 const MAX_SPARES: usize = 2;
@@ -558,7 +562,7 @@ impl Thread {
         if let Some(spare) = spare {
             fs::rename(&spare, &path)?;
         } else {
-            segment::create_zeroed(dir, &path, wanted)?;
+            segment::create_zeroed(dir, &path, wanted, None)?;
             made = true;
         }
         let file = OpenOptions::new().read(true).write(true).open(&path)?;
@@ -603,7 +607,7 @@ impl Thread {
                 let path = shared
                     .dir
                     .join(format!("spare-new-{}.seg", std::process::id()));
-                let made = segment::create_zeroed(&shared.dir, &path, size);
+                let made = segment::create_zeroed(&shared.dir, &path, size, Some(SPARE_PACE));
                 let mut state = shared.lock();
                 match made {
                     Ok(()) => state.spares.push(path),
