@@ -816,7 +816,7 @@ fn open_log(
         max_batch: options.max_batch.max(1),
         max_lag_bytes: LogOptions::MAX_LAG_BYTES,
         admit: admission(path, options.max_size, &shared),
-        on_synced: Box::new(move |_| poked.poke()),
+        on_synced: Box::new(move |at| poked.synced(at)),
         fail_syncs: Vec::new(),
     };
     let wait = match options.ownership {
@@ -855,8 +855,8 @@ fn next_id(conn: &Connection) -> rusqlite::Result<i64> {
 /// (`max_size`) leaves room for it. It is applied at the log, not to the
 /// rows, because a message acknowledged must never fail to materialise for
 /// want of room: the database's pages in use (free pages inside the file,
-/// left by deletes, are room) plus the bytes acknowledged but not yet
-/// materialised plus the batch must fit.
+/// left by deletes, are room) plus what the messages acknowledged but not
+/// yet materialised will take plus the batch must fit.
 fn admission(
     path: &Path,
     max_size: Option<u64>,
@@ -874,14 +874,25 @@ fn admission(
         if conn.is_none() {
             *conn = Some(open_connection(&path, false)?);
         }
-        let used = conn.as_ref().map_or(Ok(0), pages_in_use)?;
-        if used + shared.pending_bytes() + batch > max_size {
-            Err(StoreError::Full)
-        } else {
-            Ok(())
+        let fits = || -> Result<bool, StoreError> {
+            let used = conn.as_ref().map_or(Ok(0), pages_in_use)?;
+            Ok(used + shared.pending_room() + batch <= max_size)
+        };
+        if fits()? {
+            return Ok(());
         }
+        // Near the limit the estimate is not good enough: have the rows
+        // written, and count the pages.
+        if shared.pending_room() > 0 && shared.wait_for_rows(ADMISSION_WAIT).is_ok() && fits()? {
+            return Ok(());
+        }
+        Err(StoreError::Full)
     })
 }
+
+/// How long the log's admission waits for the rows of what is acknowledged
+/// before it decides on a batch near the size limit.
+const ADMISSION_WAIT: Duration = Duration::from_secs(1);
 
 /// The bytes of the database's pages that hold something (not free ones).
 fn pages_in_use(conn: &Connection) -> Result<u64, StoreError> {

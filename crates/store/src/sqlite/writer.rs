@@ -4,14 +4,17 @@
 //! (summary, recipients, tags, bytes) are written here afterwards, many
 //! messages to a transaction, on one connection that commits without waiting
 //! for the disk (`synchronous=NORMAL`): the log is what makes a message
-//! durable. The position in the log up to which rows exist is kept in
+//! durable. Records read from the log wait in memory until a transaction is
+//! worth it ([`COMMIT_MESSAGES`], [`COMMIT_BYTES`]) or [`COMMIT_DELAY`] has
+//! passed, unless somebody needs the rows now: a reader at the barrier, a
+//! job, the close. The position in the log up to which rows exist is kept in
 //! `store_state`, in the same transaction as the rows, so a crash at any point
 //! replays exactly what is missing. Only a commit that passes into a later
 //! segment waits for the disk (`synchronous=FULL`), after which the log may
 //! recycle the segments before it.
 //!
 //! ```text
-//! appender ──on_synced──▶ poke ─▶ read(position, 4 MiB) ─▶ one transaction ─▶ materialised(pos)
+//! appender ──on_synced──▶ poke ─▶ read ─▶ pending (≤ 2,000 / 8 MiB, ≤ 100 ms) ─▶ one transaction ─▶ materialised(pos)
 //!                                  ▲                             │ (FULL into a new segment: durable(pos))
 //!          readers wait for ───────┴── Progress ◀────────────────┘
 //!          jobs (prune, import, APPEND) run between transactions
@@ -43,9 +46,16 @@ use crate::store::{StoreEvent, WriterStats};
 use crate::tags::{TagRule, Tagging};
 use crate::{MessageId, StoreError};
 
-/// How many bytes of messages one read of the log takes, and so about how
-/// much one transaction writes.
-const READ_BYTES: usize = 4 << 20;
+/// A transaction writes the rows of this many messages, or of
+/// [`COMMIT_BYTES`] of them, whichever comes first: the cost of a commit
+/// (pages of several b-trees, WAL frames) is spread over many messages.
+const COMMIT_MESSAGES: usize = 2000;
+const COMMIT_BYTES: usize = 8 << 20;
+
+/// Records wait at most this long after they were read from the log before
+/// their rows are committed, when nobody asks for them sooner (a reader at
+/// the barrier, a job, the close).
+const COMMIT_DELAY: Duration = Duration::from_millis(100);
 
 /// The most messages that may have rows but no index entries before the
 /// materialiser indexes a batch ahead of the next transaction: searches lag
@@ -111,11 +121,24 @@ struct Reached {
     rows: Position,
     /// Every record before it has rows and index entries.
     index: Position,
+    /// Where the log's durable records end, as last heard.
+    synced: Position,
+    /// Readers waiting for rows: the thread commits what it holds at once.
+    rows_waiters: usize,
     /// Readers waiting for the index: the thread indexes before it writes
     /// more rows while there are any.
     index_waiters: usize,
     /// The thread has ended.
     closed: bool,
+}
+
+impl Reached {
+    fn waiters(&mut self, need: Need) -> &mut usize {
+        match need {
+            Need::Rows => &mut self.rows_waiters,
+            Need::Index => &mut self.index_waiters,
+        }
+    }
 }
 
 /// What the materialiser and the store's handles share.
@@ -158,9 +181,25 @@ impl Shared {
         shared
     }
 
-    /// The log has made more records durable (the appender's `on_synced`).
-    /// Cheap: a flag and a notify.
-    pub(super) fn poke(&self) {
+    /// The log has made the records before `at` durable (the appender's
+    /// `on_synced`). Cheap: a flag and a notify.
+    pub(super) fn synced(&self, at: Position) {
+        let mut reached = self.lock_reached();
+        reached.synced = reached.synced.max(at);
+        drop(reached);
+        self.poke();
+    }
+
+    /// Wait (at most `timeout`) until every record the log has made durable
+    /// has rows: for the size limit's admission, which then counts pages
+    /// rather than estimates.
+    pub(super) fn wait_for_rows(&self, timeout: Duration) -> Result<(), StoreError> {
+        let synced = self.lock_reached().synced;
+        self.wait_for(synced, Need::Rows, timeout)
+    }
+
+    /// Wake the thread.
+    fn poke(&self) {
         self.lock_inbox().poked = true;
         self.wake.notify_one();
     }
@@ -179,11 +218,19 @@ impl Shared {
         self.counters.failed.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The raw bytes of messages acknowledged but not yet materialised.
-    pub(super) fn pending_bytes(&self) -> u64 {
-        let counters = &self.counters;
-        let accepted = counters.accepted_bytes.load(Ordering::Relaxed);
-        accepted.saturating_sub(counters.live_bytes.load(Ordering::Relaxed))
+    /// About how many bytes of the database the messages acknowledged but
+    /// not yet materialised will take, erring high: their raw bytes twice
+    /// (the bytes, the summary and the index entries) and 1 KiB each (rows
+    /// and b-tree pages).
+    pub(super) fn pending_room(&self) -> u64 {
+        let c = &self.counters;
+        let behind = |accepted: &AtomicU64, done: &AtomicU64| {
+            let accepted = accepted.load(Ordering::Relaxed);
+            accepted.saturating_sub(done.load(Ordering::Relaxed))
+        };
+        let messages = behind(&c.accepted_messages, &c.live_messages);
+        let bytes = behind(&c.accepted_bytes, &c.live_bytes);
+        bytes.saturating_mul(2).saturating_add(messages << 10)
     }
 
     pub(super) fn stats(&self) -> WriterStats {
@@ -226,14 +273,12 @@ impl Shared {
         if there(&reached) {
             return Ok(());
         }
-        if need == Need::Index {
-            // Ask for the index first (see Reached::index_waiters); the lock
-            // is let go before the poke, which takes the other one.
-            reached.index_waiters += 1;
-            drop(reached);
-            self.poke();
-            reached = self.lock_reached();
-        }
+        // Ask for it (see Reached::rows_waiters); the lock is let go before
+        // the poke, which takes the other one.
+        *reached.waiters(need) += 1;
+        drop(reached);
+        self.poke();
+        reached = self.lock_reached();
         let deadline = Instant::now() + timeout;
         let result = loop {
             if there(&reached) {
@@ -252,14 +297,18 @@ impl Shared {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         };
-        if need == Need::Index {
-            reached.index_waiters -= 1;
-        }
+        *reached.waiters(need) -= 1;
         result
     }
 
     fn index_wanted(&self) -> bool {
         self.lock_reached().index_waiters > 0
+    }
+
+    /// Whether a reader waits for rows or index: commit what is held now.
+    fn wanted(&self) -> bool {
+        let reached = self.lock_reached();
+        reached.rows_waiters > 0 || reached.index_waiters > 0
     }
 
     /// Rows reach `rows`, the index `index`; wake the readers.
@@ -367,6 +416,10 @@ impl Materialiser {
             tagging: setup.tagging,
             failures: RepeatedLog::new(REPEAT_INTERVAL),
             position: setup.position,
+            pending: VecDeque::new(),
+            pending_bytes: 0,
+            pending_since: None,
+            read_to: setup.position,
             durable: setup.position,
             unindexed: VecDeque::new(),
             indexed_to: Position::START,
@@ -505,6 +558,14 @@ pub(super) struct Worker {
     failures: RepeatedLog,
     /// Where the committed rows end in the log (`store_state`'s position).
     position: Position,
+    /// Records read from the log, waiting for their transaction.
+    pending: VecDeque<Logged>,
+    /// Their raw bytes.
+    pending_bytes: usize,
+    /// When the oldest of them was read.
+    pending_since: Option<Instant>,
+    /// Where the records read end (`position` when none wait).
+    read_to: Position,
     /// Where the rows durably committed end (the last commit with FULL).
     durable: Position,
     /// Where the records the log held at open end: those were acknowledged
@@ -544,10 +605,12 @@ impl Worker {
         self.find_unindexed();
         let mut retry: Option<(Instant, Duration)> = None;
         loop {
-            let wait = match retry {
-                Some((at, _)) => Some(at.saturating_duration_since(Instant::now())),
-                None if self.background_pending() => Some(Duration::ZERO),
-                None => None,
+            let now = Instant::now();
+            let wait = match (retry, self.pending_since) {
+                (Some((at, _)), _) => Some(at.saturating_duration_since(now)),
+                (None, Some(since)) => Some((since + COMMIT_DELAY).saturating_duration_since(now)),
+                (None, None) if self.background_pending() => Some(Duration::ZERO),
+                (None, None) => None,
             };
             let inbox = self.shared.take(wait);
             for job in inbox.jobs {
@@ -559,16 +622,14 @@ impl Worker {
             if retry.is_some_and(|(at, _)| Instant::now() < at) {
                 continue;
             }
-            match self.catch_up(true) {
+            match self.step() {
                 Ok(()) => retry = None,
                 Err(error) => {
                     let delay = retry.map_or(RETRY_FIRST, |(_, delay)| (delay * 2).min(RETRY_MAX));
                     self.failed(&error);
                     retry = Some((Instant::now() + delay, delay));
-                    continue;
                 }
             }
-            self.background_step();
         }
         self.finish();
     }
@@ -622,10 +683,9 @@ impl Worker {
         self.publish_rows(self.position);
     }
 
-    /// Write the rows of everything the log holds, in transactions of about
-    /// [`READ_BYTES`]; between them, index a batch if the index lags too far
-    /// or a reader waits for it, and run the jobs queued (`run_jobs`).
-    fn catch_up(&mut self, run_jobs: bool) -> Result<(), StoreError> {
+    /// Read what the log has, commit what is due (running the jobs that
+    /// arrive between transactions), and index when nothing waits for rows.
+    fn step(&mut self) -> Result<(), StoreError> {
         if self.paused {
             return Ok(());
         }
@@ -635,37 +695,97 @@ impl Worker {
             while self.index_due() {
                 self.index_batch();
             }
-            if !self.materialise_some()? {
+            self.fill()?;
+            if !self.due() {
+                break;
+            }
+            self.commit()?;
+            for job in self.shared.take_jobs() {
+                job(self);
+            }
+        }
+        if self.pending.is_empty() {
+            self.background_step();
+        }
+        Ok(())
+    }
+
+    /// Write the rows of everything the log holds now, at once (a job that
+    /// inserts, the close).
+    fn flush(&mut self) -> Result<(), StoreError> {
+        if self.paused {
+            return Ok(());
+        }
+        loop {
+            self.fill()?;
+            if self.pending.is_empty() {
                 return Ok(());
             }
-            if run_jobs {
-                for job in self.shared.take_jobs() {
-                    job(self);
-                }
-            }
+            self.commit()?;
         }
     }
 
-    /// One transaction of records from the log; `false` if there were none.
-    fn materialise_some(&mut self) -> Result<bool, StoreError> {
-        let synced = self.log.synced();
-        let records = self.log.read(self.position, READ_BYTES)?;
+    /// Read records from the log into `pending`, up to a transaction's worth.
+    /// With nothing pending and nothing new, the rows have caught up with
+    /// what was durable before the read: readers waiting for that go on.
+    fn fill(&mut self) -> Result<(), StoreError> {
+        while self.pending.len() < COMMIT_MESSAGES && self.pending_bytes < COMMIT_BYTES {
+            let synced = self.log.synced();
+            let records = self
+                .log
+                .read(self.read_to, COMMIT_BYTES - self.pending_bytes)?;
+            let Some(end) = records.last().map(|record| record.end) else {
+                if self.pending.is_empty() {
+                    self.publish_rows(synced.max(self.position));
+                }
+                return Ok(());
+            };
+            self.read_to = end;
+            self.pending_since.get_or_insert_with(Instant::now);
+            self.pending_bytes += records.iter().map(|r| r.message.raw.len()).sum::<usize>();
+            self.pending.extend(records);
+        }
+        Ok(())
+    }
+
+    /// Whether the records pending should be committed now.
+    fn due(&self) -> bool {
+        !self.pending.is_empty()
+            && (self.pending.len() >= COMMIT_MESSAGES
+                || self.pending_bytes >= COMMIT_BYTES
+                || self
+                    .pending_since
+                    .is_some_and(|since| since.elapsed() >= COMMIT_DELAY)
+                || self.shared.wanted())
+    }
+
+    /// One transaction with the rows of the oldest pending records (at most
+    /// [`COMMIT_MESSAGES`]).
+    fn commit(&mut self) -> Result<(), StoreError> {
+        let count = self.pending.len().min(COMMIT_MESSAGES);
+        self.pending.make_contiguous();
+        let records = &self.pending.as_slices().0[..count];
         let Some(end) = records.last().map(|record| record.end) else {
-            // Nothing between the rows and what was durable before the read.
-            self.publish_rows(synced.max(self.position));
-            return Ok(false);
+            return Ok(());
         };
-        self.note_lag(&records);
+        self.note_lag(records);
         // Into a later segment: this commit waits for the disk, so that the
         // log can recycle the segments the rows are now durably out of.
         let durably = end.segment > self.durable.segment;
-        let written = match self.write_rows(&records, end, durably) {
+        let listening = self.announcer.listening();
+        let written = self.write_rows(count, end, durably, listening);
+        let written = match written {
             Ok(written) => written,
             Err(error) => {
                 self.shared.counters.failed.fetch_add(1, Ordering::Relaxed);
                 return Err(error);
             }
         };
+        let records: Vec<Logged> = self.pending.drain(..count).collect();
+        self.pending_bytes -= records.iter().map(|r| r.message.raw.len()).sum::<usize>();
+        if self.pending.is_empty() {
+            self.pending_since = None;
+        }
         self.count(&records, &written);
         self.position = end;
         self.log.materialised(end);
@@ -686,7 +806,7 @@ impl Worker {
         // message and subscribes after does not hear of it as new.
         self.announce(&records, written);
         self.publish();
-        Ok(true)
+        Ok(())
     }
 
     /// The lag before `records` are written: messages acknowledged through
@@ -732,19 +852,20 @@ impl Worker {
         }
     }
 
-    /// Insert the rows of `records` (skipping any whose id has rows: replay
-    /// is idempotent) and move `store_state`'s position to `end`, in one
-    /// transaction, `durably` or not.
+    /// Insert the rows of the first `count` pending records (skipping any
+    /// whose id has rows: replay is idempotent) and move `store_state`'s
+    /// position to `end`, in one transaction, `durably` or not.
     fn write_rows(
         &mut self,
-        records: &[Logged],
+        count: usize,
         end: Position,
         durably: bool,
+        listening: bool,
     ) -> Result<Written, StoreError> {
         if durably {
             self.conn.pragma_update(None, "synchronous", "FULL")?;
         }
-        let listening = self.announcer.listening();
+        let records = &self.pending.as_slices().0[..count];
         let result = insert_records(&mut self.conn, &self.tagging, records, end, listening);
         if durably {
             self.conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -848,7 +969,7 @@ impl Worker {
     /// so that the log can let its segments go.
     fn finish(&mut self) {
         for attempt in 1..=FINAL_ATTEMPTS {
-            match self.catch_up(false) {
+            match self.flush() {
                 Ok(()) => break,
                 Err(error) => {
                     self.failed(&error);
@@ -900,10 +1021,10 @@ impl Worker {
     ) -> Result<T, StoreError> {
         // Most of the lag first, so that the hold, which stops deliveries,
         // is short.
-        self.catch_up(false)?;
+        self.flush()?;
         let log = Arc::clone(&self.log);
         let mut hold = log.hold_ids();
-        self.catch_up(false)?;
+        self.flush()?;
         let mut ids = NewIds {
             next: hold.next_id(),
         };
