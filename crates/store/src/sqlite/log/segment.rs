@@ -89,11 +89,21 @@ pub(super) fn create_zeroed(
     pace: Option<Duration>,
 ) -> io::Result<()> {
     let partial = path.with_extension("new");
+    let made = write_zeros(&partial, size, pace).and_then(|()| fs::rename(&partial, path));
+    if made.is_err() {
+        // On a full disk a partial file would hold on to what room is left.
+        let _ = fs::remove_file(&partial);
+    }
+    made?;
+    sync_dir(dir)
+}
+
+fn write_zeros(path: &Path, size: u64, pace: Option<Duration>) -> io::Result<()> {
     let file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
-        .open(&partial)?;
+        .open(path)?;
     let zeros = vec![0; (1 << 20).min(size as usize).max(1)];
     let mut written = 0;
     while written < size {
@@ -105,9 +115,7 @@ pub(super) fn create_zeroed(
             std::thread::sleep(pause);
         }
     }
-    file.sync_all()?;
-    fs::rename(&partial, path)?;
-    sync_dir(dir)
+    file.sync_all()
 }
 
 pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {

@@ -552,9 +552,6 @@ impl Thread {
         }
         let spare = state.spares.pop();
         let prepare = state.spares.is_empty() && !state.preparing;
-        if prepare {
-            state.preparing = true;
-        }
         let next_size = (state.next_size * 2).min(self.shared.options.segment_size);
         drop(state);
         let path = segment::path_of(dir, number);
@@ -600,7 +597,13 @@ impl Thread {
     /// segment change does not wait for zeros to be written.
     fn prepare_spare(&self) {
         let shared = Arc::clone(&self.shared);
-        let size = shared.lock().next_size;
+        let mut state = shared.lock();
+        if state.preparing || !state.spares.is_empty() {
+            return;
+        }
+        state.preparing = true;
+        let size = state.next_size;
+        drop(state);
         let spawned = std::thread::Builder::new()
             .name("sokkel-store-log-prepare".into())
             .spawn(move || {
