@@ -894,6 +894,9 @@ impl Worker {
 
     /// Whether there is indexing to do when the rows are caught up.
     fn background_pending(&self) -> bool {
+        if self.paused {
+            return false;
+        }
         let index =
             !self.unindexed.is_empty() && self.index_retry.is_none_or(|at| Instant::now() >= at);
         index || self.older.pending()
