@@ -4,17 +4,18 @@
 //! (summary, recipients, tags, bytes) are written here afterwards, many
 //! messages to a transaction, on one connection that commits without waiting
 //! for the disk (`synchronous=NORMAL`): the log is what makes a message
-//! durable. Records read from the log wait in memory until a transaction is
-//! worth it ([`COMMIT_MESSAGES`], [`COMMIT_BYTES`]) or [`COMMIT_DELAY`] has
-//! passed, unless somebody needs the rows now: a reader at the barrier, a
-//! job, the close. The position in the log up to which rows exist is kept in
+//! durable. New records wait in the log for [`COMMIT_DELAY`] (the thread
+//! does not read them at every batch the log syncs), unless somebody needs
+//! their rows now: a reader at the barrier, a job, the close; then they are
+//! read and written in transactions of up to [`COMMIT_MESSAGES`] or
+//! [`COMMIT_BYTES`]. The position in the log up to which rows exist is kept in
 //! `store_state`, in the same transaction as the rows, so a crash at any point
 //! replays exactly what is missing. Only a commit that passes into a later
 //! segment waits for the disk (`synchronous=FULL`), after which the log may
 //! recycle the segments before it.
 //!
 //! ```text
-//! appender ──on_synced──▶ poke ─▶ read ─▶ pending (≤ 2,000 / 8 MiB, ≤ 100 ms) ─▶ one transaction ─▶ materialised(pos)
+//! appender ──on_synced──▶ poke ─▶ (100 ms, or a reader/job asks) ─▶ read ≤ 2,000 / 8 MiB ─▶ one transaction ─▶ materialised(pos)
 //!                                  ▲                             │ (FULL into a new segment: durable(pos))
 //!          readers wait for ───────┴── Progress ◀────────────────┘
 //!          jobs (prune, import, APPEND) run between transactions
@@ -110,6 +111,8 @@ struct Inbox {
     jobs: VecDeque<Job>,
     /// The log has new records (coalesced: one flag for many batches).
     poked: bool,
+    /// A reader waits for rows or index: commit now.
+    wanted: bool,
     stopping: bool,
 }
 
@@ -277,7 +280,8 @@ impl Shared {
         // the poke, which takes the other one.
         *reached.waiters(need) += 1;
         drop(reached);
-        self.poke();
+        self.lock_inbox().wanted = true;
+        self.wake.notify_one();
         reached = self.lock_reached();
         let deadline = Instant::now() + timeout;
         let result = loop {
@@ -326,11 +330,15 @@ impl Shared {
     }
 
     /// Wait until there is something to do, at most `wait` (`None`: no
-    /// limit), and take it.
-    fn take(&self, wait: Option<Duration>) -> Inbox {
+    /// limit), and take it. New records in the log count only if
+    /// `log_pokes` (the thread is not already gathering them).
+    fn take(&self, wait: Option<Duration>, log_pokes: bool) -> Inbox {
         let deadline = wait.map(|wait| Instant::now() + wait);
         let mut inbox = self.lock_inbox();
-        while inbox.jobs.is_empty() && !inbox.poked && !inbox.stopping {
+        let ready = |inbox: &Inbox| {
+            !inbox.jobs.is_empty() || inbox.wanted || inbox.stopping || (log_pokes && inbox.poked)
+        };
+        while !ready(&inbox) {
             inbox = match deadline {
                 None => self
                     .wake
@@ -418,7 +426,7 @@ impl Materialiser {
             position: setup.position,
             pending: VecDeque::new(),
             pending_bytes: 0,
-            pending_since: None,
+            dirty_since: None,
             read_to: setup.position,
             durable: setup.position,
             unindexed: VecDeque::new(),
@@ -562,8 +570,9 @@ pub(super) struct Worker {
     pending: VecDeque<Logged>,
     /// Their raw bytes.
     pending_bytes: usize,
-    /// When the oldest of them was read.
-    pending_since: Option<Instant>,
+    /// Since when the log has had records without rows: they are read and
+    /// committed [`COMMIT_DELAY`] after (or at once if somebody needs them).
+    dirty_since: Option<Instant>,
     /// Where the records read end (`position` when none wait).
     read_to: Position,
     /// Where the rows durably committed end (the last commit with FULL).
@@ -606,18 +615,21 @@ impl Worker {
         let mut retry: Option<(Instant, Duration)> = None;
         loop {
             let now = Instant::now();
-            let wait = match (retry, self.pending_since) {
+            let wait = match (retry, self.dirty_since) {
                 (Some((at, _)), _) => Some(at.saturating_duration_since(now)),
                 (None, Some(since)) => Some((since + COMMIT_DELAY).saturating_duration_since(now)),
                 (None, None) if self.background_pending() => Some(Duration::ZERO),
                 (None, None) => None,
             };
-            let inbox = self.shared.take(wait);
+            let inbox = self.shared.take(wait, self.dirty_since.is_none());
             for job in inbox.jobs {
                 job(&mut self);
             }
             if inbox.stopping {
                 break;
+            }
+            if inbox.poked && !self.paused {
+                self.dirty_since.get_or_insert(now);
             }
             if retry.is_some_and(|(at, _)| Instant::now() < at) {
                 continue;
@@ -683,28 +695,40 @@ impl Worker {
         self.publish_rows(self.position);
     }
 
-    /// Read what the log has, commit what is due (running the jobs that
-    /// arrive between transactions), and index when nothing waits for rows.
+    /// If the records gathered are due, write the rows of what the log held
+    /// when this began (running the jobs that arrive between transactions);
+    /// index when nothing waits for rows.
     fn step(&mut self) -> Result<(), StoreError> {
         if self.paused {
             return Ok(());
         }
-        loop {
-            // Each batch either shrinks the queue or, failing, sets a time
-            // to try again: this ends.
-            while self.index_due() {
-                self.index_batch();
-            }
-            self.fill()?;
-            if !self.due() {
-                break;
-            }
-            self.commit()?;
-            for job in self.shared.take_jobs() {
-                job(self);
-            }
+        // Each batch either shrinks the queue or, failing, sets a time to
+        // try again: this ends.
+        while self.index_due() {
+            self.index_batch();
         }
-        if self.pending.is_empty() {
+        if self.due() {
+            let target = self.log.synced();
+            loop {
+                self.fill()?;
+                if self.pending.is_empty() {
+                    break;
+                }
+                self.commit()?;
+                for job in self.shared.take_jobs() {
+                    job(self);
+                }
+                while self.index_due() {
+                    self.index_batch();
+                }
+                if self.position >= target && !self.shared.wanted() {
+                    break;
+                }
+            }
+            // Records read past the target wait for the next round.
+            self.dirty_since = (!self.pending.is_empty()).then(Instant::now);
+        }
+        if self.dirty_since.is_none() {
             self.background_step();
         }
         Ok(())
@@ -741,22 +765,18 @@ impl Worker {
                 return Ok(());
             };
             self.read_to = end;
-            self.pending_since.get_or_insert_with(Instant::now);
             self.pending_bytes += records.iter().map(|r| r.message.raw.len()).sum::<usize>();
             self.pending.extend(records);
         }
         Ok(())
     }
 
-    /// Whether the records pending should be committed now.
+    /// Whether the records the log gathered should be committed now: they
+    /// have waited long enough, or somebody needs them.
     fn due(&self) -> bool {
-        !self.pending.is_empty()
-            && (self.pending.len() >= COMMIT_MESSAGES
-                || self.pending_bytes >= COMMIT_BYTES
-                || self
-                    .pending_since
-                    .is_some_and(|since| since.elapsed() >= COMMIT_DELAY)
-                || self.shared.wanted())
+        self.dirty_since
+            .is_some_and(|since| since.elapsed() >= COMMIT_DELAY)
+            || self.shared.wanted()
     }
 
     /// One transaction with the rows of the oldest pending records (at most
@@ -783,9 +803,6 @@ impl Worker {
         };
         let records: Vec<Logged> = self.pending.drain(..count).collect();
         self.pending_bytes -= records.iter().map(|r| r.message.raw.len()).sum::<usize>();
-        if self.pending.is_empty() {
-            self.pending_since = None;
-        }
         self.count(&records, &written);
         self.position = end;
         self.log.materialised(end);
