@@ -4,7 +4,7 @@ catcher (storing every message durably) and smtp-sink (storing nothing), alterna
 in the same run, round after round.
 
     python3 bench/ingest.py --sokkel target/release/sokkel            # 5 rounds
-    python3 bench/ingest.py --sokkel /tmp/sokkel-old --rounds 3
+    python3 bench/ingest.py --sokkel new=target/release/sokkel --sokkel old=/tmp/sokkel-old
 
 Each round measures both servers in three ways, each on a fresh server process
 (and, for sokkel, a fresh store in a temporary directory):
@@ -15,7 +15,9 @@ Each round measures both servers in three ways, each on a fresh server process
   RCPT and DATA in one write and 1 KiB bodies (bench/pipeline_send.c, compiled
   here with cc), which also times the wait from the end of DATA to the 250.
 
-Which server goes first alternates from round to round. For sokkel it also takes:
+Several sokkel builds (`--sokkel NAME=PATH`, repeated) are measured in the same
+rounds, each against the same smtp-sink figure. The order of the servers rotates
+from round to round. For sokkel it also takes:
 CPU per message by thread (/proc/PID/task/*/stat around the load, threads of one
 name summed), peak RSS, the time from the end of the load until the web API lists
 every message (materialised) and until a search for a word only the last message
@@ -130,15 +132,16 @@ class Server:
 
     def __init__(self, name, args, work):
         self.name = name
+        binary = args.sokkel.get(name)
         self.smtp = free_port()
         self.http = None
         self.store = None
         env = {k: v for k, v in os.environ.items() if not k.startswith("SOKKEL_")}
         env.pop("RUST_LOG", None)
-        if name == "sokkel":
+        if binary:
             self.http = free_port()
             self.store = tempfile.mkdtemp(dir=work, prefix="store.")
-            command = [args.sokkel, "mail", "serve", "--smtp", f"127.0.0.1:{self.smtp}",
+            command = [binary, "mail", "serve", "--smtp", f"127.0.0.1:{self.smtp}",
                        "--http", f"127.0.0.1:{self.http}", "--no-pop3", "--no-imap",
                        "--db", os.path.join(self.store, "mail.db")]
         else:
@@ -241,16 +244,17 @@ def close_fields(stderr):
 
 def measure(name, phase, args, work, round_no):
     server = Server(name, args, work)
+    ours = name in args.sokkel
     try:
-        before = thread_ticks(server.proc.pid) if name == "sokkel" else {}
+        before = thread_ticks(server.proc.pid) if ours else {}
         before_total = process_ticks(server.proc.pid)
         seconds, extra = run_load(phase, server, args)
-        after = thread_ticks(server.proc.pid) if name == "sokkel" else {}
+        after = thread_ticks(server.proc.pid) if ours else {}
         after_total = process_ticks(server.proc.pid)
         count = args.pipe_messages if phase == "pipe" else args.messages
         result = {"rate": count / seconds, "cpu_us": (after_total - before_total) / HZ / count * 1e6}
         result.update(extra)
-        if name == "sokkel":
+        if ours:
             result["threads_us"] = {
                 t: (after.get(t, 0) - before.get(t, 0)) / HZ / count * 1e6
                 for t in after if after.get(t, 0) > before.get(t, 0)}
@@ -259,7 +263,7 @@ def measure(name, phase, args, work, round_no):
             result["rss_mb"] = peak_rss_mb(server.proc.pid)
     finally:
         stderr = server.close()
-    if name == "sokkel":
+    if ours:
         result["close_line"], result["close"] = close_fields(stderr)
     return result
 
@@ -278,71 +282,78 @@ def spread(values, fmt):
 def report(args, rounds, load_before, load_after, started):
     commit = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
+    builds = ", ".join(f"{name} = {path}" for name, path in args.sokkel.items())
     print()
-    print(f"{started} UTC, {os.cpu_count()} cores, {os.uname().release}, "
-          f"sokkel {args.sokkel} (work tree at {commit}); load average before "
-          f"{load_before}, after {load_after}")
+    print(f"{started} UTC, {os.cpu_count()} cores, {os.uname().release}, work tree at "
+          f"{commit}; {builds}; load average before {load_before}, after {load_after}")
     print(f"new/reused: smtp-source -s {args.sessions} -m {args.messages} -l {args.size} "
           f"[-d]; pipe: one connection, {args.pipe_messages} messages of {args.pipe_size} B "
           f"bodies, MAIL+RCPT+DATA in one write")
     print()
-    print("| round | smtp-sink new / reused / pipe (msg/s) | sokkel new / reused / pipe (msg/s) "
-          "| sokkel / smtp-sink new / reused / pipe |")
-    print("|---:|---:|---:|---|")
-    ratios = {p: [] for p in PHASES}
-    for n, r in enumerate(rounds, 1):
-        for p in PHASES:
-            ratios[p].append(r["sokkel"][p]["rate"] / r["smtp-sink"][p]["rate"])
-        sink = " / ".join(f"{r['smtp-sink'][p]['rate']:,.0f}" for p in PHASES)
-        ours = " / ".join(f"{r['sokkel'][p]['rate']:,.0f}" for p in PHASES)
-        ratio = " / ".join(f"{ratios[p][-1]:.2f}×" for p in PHASES)
-        print(f"| {n} | {sink} | {ours} | {ratio} |")
+    names = ["smtp-sink", *args.sokkel]
+    print("| round | " + " | ".join(f"{n} new / reused / pipe (msg/s)" for n in names) + " | "
+          + " | ".join(f"{n} / smtp-sink" for n in args.sokkel) + " |")
+    print("|---:|" + "---:|" * len(names) + "---|" * len(args.sokkel))
+    ratios = {(n, p): [] for n in args.sokkel for p in PHASES}
+    for number, r in enumerate(rounds, 1):
+        for n in args.sokkel:
+            for p in PHASES:
+                ratios[n, p].append(r[n][p]["rate"] / r["smtp-sink"][p]["rate"])
+        rates = [" / ".join(f"{r[n][p]['rate']:,.0f}" for p in PHASES) for n in names]
+        shown = [" / ".join(f"{ratios[n, p][-1]:.2f}×" for p in PHASES) for n in args.sokkel]
+        print(f"| {number} | " + " | ".join(rates + shown) + " |")
     print()
     x = lambda v: f"{v:.2f}×"  # noqa: E731
-    for p in PHASES:
-        print(f"- {p}: sokkel / smtp-sink median {spread(ratios[p], x)} over {len(rounds)} rounds")
     us = lambda v: f"{v:.0f} µs"  # noqa: E731
     secs = lambda v: f"{v:.2f} s"  # noqa: E731
-    print()
-    print("sokkel, each figure the median over rounds (min–max):")
-    print()
-    print("| | new | reused | pipe |")
-    print("|---|---|---|---|")
-    def row(label, get, fmt):
-        cells = []
-        for p in PHASES:
-            values = [v for v in (get(r["sokkel"][p]) for r in rounds) if v is not None]
-            cells.append(spread(values, fmt))
-        print(f"| {label} | " + " | ".join(cells) + " |")
-    row("server CPU per message", lambda m: m["cpu_us"], us)
-    names = sorted({t for r in rounds for p in PHASES for t in r["sokkel"][p]["threads_us"]})
-    for t in names:
-        row(f"thread `{t}` CPU per message", lambda m, t=t: m["threads_us"].get(t, 0.0), us)
-    row("from the end of the load until listed", lambda m: m["listed_s"], secs)
-    row("... until a search finds the last message", lambda m: m["indexed_s"], secs)
-    row("peak RSS (MB)", lambda m: m["rss_mb"], lambda v: f"{v:.1f}")
-    keys = sorted({k for r in rounds for p in PHASES for k in r["sokkel"][p]["close"]})
-    for k in keys:
-        row(f"close line `{k}`", lambda m, k=k: m["close"].get(k),
-            lambda v: f"{v:,.0f}" if v >= 10 else f"{v:.2f}")
+    for n in args.sokkel:
+        print(f"- {n} / smtp-sink over {len(rounds)} rounds, median (min–max): "
+              + "; ".join(f"{p} {spread(ratios[n, p], x)}" for p in PHASES))
+    for n in args.sokkel:
+        print()
+        print(f"{n}, each figure the median over rounds (min–max):")
+        print()
+        print("| | new | reused | pipe |")
+        print("|---|---|---|---|")
+
+        def row(label, get, fmt):
+            cells = []
+            for p in PHASES:
+                values = [v for v in (get(r[n][p]) for r in rounds) if v is not None]
+                cells.append(spread(values, fmt))
+            print(f"| {label} | " + " | ".join(cells) + " |")
+        row("server CPU per message", lambda m: m["cpu_us"], us)
+        threads = sorted({t for r in rounds for p in PHASES for t in r[n][p]["threads_us"]})
+        for t in threads:
+            row(f"thread `{t}` CPU per message", lambda m, t=t: m["threads_us"].get(t, 0.0), us)
+        row("end of the load until listed", lambda m: m["listed_s"], secs)
+        row("... until a search finds the last message", lambda m: m["indexed_s"], secs)
+        row("peak RSS (MB)", lambda m: m["rss_mb"], lambda v: f"{v:.1f}")
+        keys = sorted({k for r in rounds for p in PHASES for k in r[n][p]["close"]})
+        for k in keys:
+            row(f"close line `{k}`", lambda m, k=k: m["close"].get(k),
+                lambda v: f"{v:,.0f}" if v >= 10 else f"{v:.2f}")
     print()
     sink_cpu = {p: [r["smtp-sink"][p]["cpu_us"] for r in rounds] for p in PHASES}
     print("smtp-sink CPU per message: " + ", ".join(f"{p} {spread(sink_cpu[p], us)}" for p in PHASES))
-    waits = lambda name, key: [r[name]["pipe"][key] for r in rounds]  # noqa: E731
-    for name in ("sokkel", "smtp-sink"):
-        print(f"{name}, pipe, end of DATA to 250 at the client: p50 "
-              f"{spread(waits(name, 'wait_p50_us'), us)}, p99 {spread(waits(name, 'wait_p99_us'), us)}")
-    lines = [r["sokkel"][p]["close_line"] for r in rounds for p in PHASES if r["sokkel"][p]["close_line"]]
-    if lines:
-        print()
-        print("the store's close line, last round's pipe phase:")
-        print()
-        print(f"    {lines[-1]}")
+    for n in names:
+        waits = lambda key: [r[n]["pipe"][key] for r in rounds]  # noqa: E731
+        print(f"{n}, pipe, end of DATA to 250 at the client: p50 "
+              f"{spread(waits('wait_p50_us'), us)}, p99 {spread(waits('wait_p99_us'), us)}")
+    for n in args.sokkel:
+        lines = [r[n][p]["close_line"] for r in rounds for p in PHASES if r[n][p]["close_line"]]
+        if lines:
+            print()
+            print(f"{n}: the store's close line, last round's pipe phase:")
+            print()
+            print(f"    {lines[-1]}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sokkel", required=True, help="the sokkel binary (a release build)")
+    parser.add_argument("--sokkel", required=True, action="append",
+                        help="a sokkel binary (a release build), as PATH or NAME=PATH; repeat "
+                             "to measure several builds in the same rounds")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--messages", type=int, default=20000)
@@ -355,7 +366,13 @@ def main():
     for program in (SOURCE, SINK):
         if not os.access(program, os.X_OK):
             raise Fatal(f"{program} missing: apt-get install -y postfix")
-    args.sokkel = os.path.abspath(args.sokkel)
+    builds = {}
+    for given in args.sokkel:
+        name, _, path = given.rpartition("=")
+        builds[name or "sokkel"] = os.path.abspath(path)
+    if "smtp-sink" in builds or len(builds) != len(args.sokkel):
+        raise Fatal("give each --sokkel a name of its own (NAME=PATH), not smtp-sink")
+    args.sokkel = builds
     work = tempfile.mkdtemp(dir=args.dir, prefix="ingest.")
     try:
         args.pipeline_send = os.path.join(work, "pipeline_send")
@@ -365,7 +382,8 @@ def main():
         load_before = open("/proc/loadavg").read().split()[0:3]
         rounds = []
         for n in range(1, args.rounds + 1):
-            order = ("smtp-sink", "sokkel") if n % 2 else ("sokkel", "smtp-sink")
+            servers = ["smtp-sink", *args.sokkel]
+            order = servers[(n - 1) % len(servers):] + servers[:(n - 1) % len(servers)]
             result = {name: {} for name in order}
             for phase in PHASES:
                 for name in order:
@@ -373,7 +391,7 @@ def main():
                     result[name][phase] = m
                     log(f"round {n} {phase:6} {name:9} {m['rate']:8,.0f} msg/s"
                         + (f"  listed after {m['listed_s']:.2f} s, indexed after {m['indexed_s']:.2f} s"
-                           if name == "sokkel" else ""))
+                           if name in args.sokkel else ""))
             rounds.append(result)
         load_after = open("/proc/loadavg").read().split()[0:3]
         if args.json:
