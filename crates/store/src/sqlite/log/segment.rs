@@ -17,6 +17,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::Position;
 use super::record::{self, HEADER};
@@ -76,23 +77,45 @@ pub(super) fn spare_path(dir: &Path, number: u64) -> PathBuf {
 /// Make a new file of `size` zero bytes at `path`, durably (data, then the
 /// directory entry), so that writing records into it later changes no
 /// metadata and each `fdatasync` flushes data alone.
-pub(super) fn create_zeroed(dir: &Path, path: &Path, size: u64) -> io::Result<()> {
+///
+/// With `pace`, each megabyte is synced on its own and followed by that
+/// pause: a spare made while deliveries go on then never puts more than a
+/// megabyte of writes in the disk's queue ahead of the appender's sync (16 MiB
+/// at once held the 250s back by 10–20 ms).
+pub(super) fn create_zeroed(
+    dir: &Path,
+    path: &Path,
+    size: u64,
+    pace: Option<Duration>,
+) -> io::Result<()> {
     let partial = path.with_extension("new");
+    let made = write_zeros(&partial, size, pace).and_then(|()| fs::rename(&partial, path));
+    if made.is_err() {
+        // On a full disk a partial file would hold on to what room is left.
+        let _ = fs::remove_file(&partial);
+    }
+    made?;
+    sync_dir(dir)
+}
+
+fn write_zeros(path: &Path, size: u64, pace: Option<Duration>) -> io::Result<()> {
     let file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
-        .open(&partial)?;
+        .open(path)?;
     let zeros = vec![0; (1 << 20).min(size as usize).max(1)];
     let mut written = 0;
     while written < size {
         let n = zeros.len().min((size - written) as usize);
         file.write_all_at(&zeros[..n], written)?;
         written += n as u64;
+        if let Some(pause) = pace {
+            file.sync_data()?;
+            std::thread::sleep(pause);
+        }
     }
-    file.sync_all()?;
-    fs::rename(&partial, path)?;
-    sync_dir(dir)
+    file.sync_all()
 }
 
 pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {

@@ -20,7 +20,7 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -33,6 +33,10 @@ use crate::{MessageId, NewMessage, StoreError};
 /// up to [`LogOptions::segment_size`]: a store that gets a few messages (every
 /// test) costs little disk, one that gets many soon has full-size segments.
 pub(super) const FIRST_SEGMENT_SIZE: u64 = 256 << 10;
+
+/// The pause after each synced megabyte of a spare segment being made
+/// beside deliveries (see [`segment::create_zeroed`]).
+const SPARE_PACE: Duration = Duration::from_millis(2);
 
 /// Freed segments kept for reuse; more are deleted.
 const MAX_SPARES: usize = 2;
@@ -548,9 +552,6 @@ impl Thread {
         }
         let spare = state.spares.pop();
         let prepare = state.spares.is_empty() && !state.preparing;
-        if prepare {
-            state.preparing = true;
-        }
         let next_size = (state.next_size * 2).min(self.shared.options.segment_size);
         drop(state);
         let path = segment::path_of(dir, number);
@@ -558,7 +559,7 @@ impl Thread {
         if let Some(spare) = spare {
             fs::rename(&spare, &path)?;
         } else {
-            segment::create_zeroed(dir, &path, wanted)?;
+            segment::create_zeroed(dir, &path, wanted, None)?;
             made = true;
         }
         let file = OpenOptions::new().read(true).write(true).open(&path)?;
@@ -596,14 +597,20 @@ impl Thread {
     /// segment change does not wait for zeros to be written.
     fn prepare_spare(&self) {
         let shared = Arc::clone(&self.shared);
-        let size = shared.lock().next_size;
+        let mut state = shared.lock();
+        if state.preparing || !state.spares.is_empty() {
+            return;
+        }
+        state.preparing = true;
+        let size = state.next_size;
+        drop(state);
         let spawned = std::thread::Builder::new()
             .name("sokkel-store-log-prepare".into())
             .spawn(move || {
                 let path = shared
                     .dir
                     .join(format!("spare-new-{}.seg", std::process::id()));
-                let made = segment::create_zeroed(&shared.dir, &path, size);
+                let made = segment::create_zeroed(&shared.dir, &path, size, Some(SPARE_PACE));
                 let mut state = shared.lock();
                 match made {
                     Ok(()) => state.spares.push(path),
