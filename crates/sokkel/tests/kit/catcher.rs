@@ -37,6 +37,7 @@ pub struct CatcherBuilder {
     args: Vec<String>,
     db: Option<PathBuf>,
     users: Option<String>,
+    env: Vec<(String, String)>,
 }
 
 impl CatcherBuilder {
@@ -60,6 +61,14 @@ impl CatcherBuilder {
     /// The store at `db` (existing or new); the caller keeps its directory.
     pub fn db(mut self, db: &Path) -> Self {
         self.db = Some(db.to_owned());
+        self
+    }
+
+    /// An environment variable for the server (every other `SOKKEL_*` variable of
+    /// the test's own environment is removed), such as the debug builds' test hooks
+    /// `SOKKEL_TEST_FAIL_SYNC` and `SOKKEL_TEST_SEGMENT_SIZE`.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
         self
     }
 
@@ -110,10 +119,12 @@ impl CatcherBuilder {
         }
         args.extend(self.args);
 
-        let (process, stdout, stderr) = spawn_collected(
-            sokkel_command().args(&args),
-            format!("sokkel {}", args.join(" ")),
-        );
+        let mut command = sokkel_command();
+        command
+            .args(&args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        let (process, stdout, stderr) =
+            spawn_collected(&mut command, format!("sokkel {}", args.join(" ")));
         let Some(lines) = stdout.wait_until(PROMPT, |lines| {
             lines.iter().any(|l| l.starts_with("mail is kept in "))
         }) else {

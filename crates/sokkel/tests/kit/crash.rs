@@ -160,7 +160,7 @@ fn send_until_error(
 
 /// Message `n` of sender `sender`: 200 bytes to about 8 KiB, with a line starting with
 /// a dot, so a lost or mangled byte anywhere shows up in the comparison.
-fn crash_message(sender: usize, n: usize) -> Vec<u8> {
+pub fn crash_message(sender: usize, n: usize) -> Vec<u8> {
     let mut content = format!(
         "From: s{sender}@crash.test\r\nTo: t@crash.test\r\nSubject: crash {sender}-{n}\r\n\
          Message-ID: <{sender}.{n}@crash.test>\r\n\r\n.leading dot {sender}-{n}\r\n"
