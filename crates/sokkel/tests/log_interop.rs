@@ -77,7 +77,13 @@ fn kill_9_eight_times_under_smtp_source_loses_no_acknowledged_message() {
     let mut acked: Vec<Acked> = Vec::new();
 
     for round in 1..=ROUNDS {
-        let mut catcher = Catcher::builder().db(&db).http().start();
+        // Every other round on 64 KiB segments, so that kills land while
+        // segments are changed, recycled and made under load.
+        let mut builder = Catcher::builder().db(&db).http();
+        if round % 2 == 0 {
+            builder = builder.env("SOKKEL_TEST_SEGMENT_SIZE", "65536");
+        }
+        let mut catcher = builder.start();
         // What the previous round acknowledged, now read through the restarted server.
         let earlier = acked.len();
         assert_kept(&catcher, &acked, round);
