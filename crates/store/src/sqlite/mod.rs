@@ -851,8 +851,9 @@ fn next_id(conn: &Connection) -> rusqlite::Result<i64> {
     )
 }
 
-/// What the log asks before each batch: whether the store's size limit
-/// (`max_size`) leaves room for it. It is applied at the log, not to the
+/// What the log asks before each batch: whether the materialiser still runs
+/// (else nobody would write the batch's rows), and whether the store's size
+/// limit (`max_size`) leaves room for it. It is applied at the log, not to the
 /// rows, because a message acknowledged must never fail to materialise for
 /// want of room: the database's pages in use (free pages inside the file,
 /// left by deletes, are room) plus what the messages acknowledged but not
@@ -862,14 +863,19 @@ fn admission(
     max_size: Option<u64>,
     shared: &Arc<Shared>,
 ) -> Box<dyn Fn(u64) -> Result<(), StoreError> + Send + Sync> {
-    let Some(max_size) = max_size else {
-        return Box::new(|_| Ok(()));
-    };
     let (path, shared) = (path.to_path_buf(), Arc::clone(shared));
     // Opened at the first batch, so that a store that never takes mail
     // (a follower) does not open it.
     let conn: Mutex<Option<Connection>> = Mutex::new(None);
     Box::new(move |batch| {
+        if shared.is_broken() {
+            return Err(StoreError::unavailable(
+                "the mail store stopped writing the rows of new messages; restart sokkel",
+            ));
+        }
+        let Some(max_size) = max_size else {
+            return Ok(());
+        };
         let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
         if conn.is_none() {
             *conn = Some(open_connection(&path, false)?);
