@@ -272,6 +272,16 @@ fn a_follower_reads_what_the_owner_acknowledged_under_load() {
     };
     assert_eq!(next(), None, "the owner opens the store first");
     let store = open(&path);
+    // Open here as a follower: a server's open of the same file fails at
+    // once, not at its first delivery.
+    let server = StoreOptions {
+        ownership: Ownership::Required(Duration::from_millis(100)),
+        ..StoreOptions::default()
+    };
+    assert!(matches!(
+        Store::open(&path, server),
+        Err(StoreError::Served { pid: Some(_) })
+    ));
     let mut seen = 0;
     while let Some((id, n)) = next() {
         // Every other one, so that the owner gets ahead in between.
@@ -567,6 +577,26 @@ async fn a_schema_8_store_gains_the_log_and_goes_on_with_its_ids() {
     assert!(segment > 0, "the position moved into the log");
     let store = open(&path);
     assert_eq!(store.count().unwrap().total, 3);
+}
+
+/// The store's size on disk counts its log's segments too.
+#[tokio::test]
+async fn the_size_on_disk_counts_the_log() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("mail.db");
+    let store = open(&path);
+    store.deliver(message(1)).await.unwrap();
+    store.count().unwrap();
+    let size = |path: &Path| std::fs::metadata(path).map_or(0, |meta| meta.len());
+    let log: u64 = std::fs::read_dir(dir.path().join("mail.db-log"))
+        .unwrap()
+        .map(|entry| size(&entry.unwrap().path()))
+        .sum();
+    assert!(log > 0);
+    let files = size(&path) + size(&dir.path().join("mail.db-wal")) + log;
+    // Spares may come or go meanwhile: about, not exactly.
+    let reported = store.size_on_disk();
+    assert!(reported >= size(&path) + log / 2, "{reported} < {files}");
 }
 
 /// Opening a store that holds messages stays cheap for a command: the log's

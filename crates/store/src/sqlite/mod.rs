@@ -164,9 +164,15 @@ impl SqliteStore {
             std::fs::create_dir_all(parent)
                 .map_err(|error| StoreError::io("creating the directory", parent, error))?;
         }
+        let required = matches!(options.ownership, Ownership::Required(_));
         let inner = registry::open_once(registry::key(path), |registration| {
             open_inner(path, options, registration).map(Arc::new)
         })?;
+        // Open already in this process, as a follower: a server must not
+        // start as one.
+        if let (true, Role::Follower { dir }) = (required, &inner.role) {
+            return Err(Role::served(dir));
+        }
         Ok(SqliteStore { inner })
     }
 
@@ -174,11 +180,19 @@ impl SqliteStore {
         &self.inner.path
     }
 
+    /// The database, its WAL and its log's segments (the log's current
+    /// segment, its spares, and what waits to be materialised).
     pub(crate) fn size_on_disk(&self) -> u64 {
         let size = |path: &Path| std::fs::metadata(path).map_or(0, |meta| meta.len());
         let mut wal = self.inner.path.as_os_str().to_owned();
         wal.push("-wal");
-        size(&self.inner.path) + size(Path::new(&wal))
+        let log = std::fs::read_dir(log::dir_for(&self.inner.path))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.metadata().map_or(0, |meta| meta.len()))
+            .sum::<u64>();
+        size(&self.inner.path) + size(Path::new(&wal)) + log
     }
 
     pub(crate) fn list(&self, query: &ListQuery) -> Result<Vec<Summary>, StoreError> {

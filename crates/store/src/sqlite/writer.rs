@@ -1071,8 +1071,9 @@ impl Worker {
         }
     }
 
-    /// At close: the rows of everything in the log, then one durable commit,
-    /// so that the log can let its segments go.
+    /// At close: the rows of everything in the log, made durable by a
+    /// checkpoint so that the log can let its segments go; then some
+    /// indexing.
     fn finish(&mut self) {
         for attempt in 1..=FINAL_ATTEMPTS {
             match self.flush() {
@@ -1098,20 +1099,25 @@ impl Worker {
         }
     }
 
-    /// Commit with `synchronous=FULL` so that every row written so far is
-    /// durable, and tell the log.
+    /// Make every row written so far durable and tell the log: a
+    /// checkpoint that copies the whole WAL into the database syncs the WAL
+    /// before and the database after (`synchronous=NORMAL` does that much).
+    /// A commit with nothing to write would sync nothing, so this is not
+    /// one. When readers keep part of the WAL from being copied, the log is
+    /// not told; the next owner's first commit into a new segment does it.
     fn make_durable(&mut self) -> Result<(), StoreError> {
         if self.durable >= self.position {
             return Ok(());
         }
-        self.conn.pragma_update(None, "synchronous", "FULL")?;
-        // Writing the position again gives the commit a page to sync, and
-        // with it everything committed before.
-        let committed = save_position(&self.conn, self.position);
-        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
-        committed?;
-        self.durable = self.position;
-        self.log.durable(self.position);
+        let (busy, frames, copied): (i64, i64, i64) =
+            self.conn
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })?;
+        if busy == 0 && frames >= 0 && copied == frames {
+            self.durable = self.position;
+            self.log.durable(self.position);
+        }
         Ok(())
     }
 
@@ -1141,9 +1147,6 @@ impl Worker {
         cap_pages(&self.conn, None)?;
         let value = result?;
         hold.advance_to(ids.next);
-        // A durable commit covers every row committed before it.
-        self.durable = self.position;
-        self.log.durable(self.position);
         Ok(value)
     }
 }
@@ -1223,12 +1226,6 @@ fn set_position(conn: &Connection, at: Position) -> rusqlite::Result<()> {
     conn.prepare_cached("UPDATE store_state SET log_segment = ?1, log_offset = ?2")?
         .execute(params![to_sql(at.segment), to_sql(at.offset)])?;
     Ok(())
-}
-
-fn save_position(conn: &Connection, at: Position) -> rusqlite::Result<()> {
-    let tx = conn.unchecked_transaction()?;
-    set_position(&tx, at)?;
-    tx.commit()
 }
 
 fn to_sql(value: u64) -> i64 {
