@@ -548,6 +548,7 @@ async fn a_schema_8_store_gains_the_log_and_goes_on_with_its_ids() {
     conn.execute_batch(
         "ALTER TABLE store_state DROP COLUMN log_segment;
          ALTER TABLE store_state DROP COLUMN log_offset;
+         ALTER TABLE store_state DROP COLUMN log_id;
          PRAGMA user_version = 8;",
     )
     .unwrap();

@@ -60,8 +60,8 @@ use crate::{
 };
 use changes::{Announcer, ChangeLog, Watcher, commit_change};
 use connection::{
-    FTS5_DELETE_MERGE, Room, compact, open_connection, open_writer_connection, restart_wal,
-    set_delete_merge, warn_reserve_released,
+    FTS5_DELETE_MERGE, Room, compact, open_connection, open_writer_connection, reclaim,
+    restart_wal, set_delete_merge, warn_reserve_released,
 };
 use log::{Log, LogOptions};
 use queries::{
@@ -427,6 +427,8 @@ impl SqliteStore {
                     })?;
                 if empty {
                     compact(conn);
+                } else {
+                    reclaim(conn);
                 }
                 Ok(())
             });
@@ -822,6 +824,7 @@ fn open_log(
 ) -> Result<Opened, StoreError> {
     let position = stored_position(&conn)?;
     let next_id = next_id(&conn)?;
+    let store_id = log_id(&conn)?;
     let dir = log::dir_for(path);
     let shared = Arc::new(Shared::new(position));
     let poked = Arc::clone(&shared);
@@ -832,6 +835,7 @@ fn open_log(
         admit: admission(path, options.max_size, &shared),
         on_synced: Box::new(move |at| poked.synced(at)),
         fail_syncs: Vec::new(),
+        store_id,
     };
     let wait = match options.ownership {
         Ownership::IfFree => Duration::ZERO,
@@ -852,6 +856,14 @@ fn open_log(
             Ownership::IfFree => Ok(Opened::Follower(dir, conn)),
         },
     }
+}
+
+/// The id that ties the store's log to this database file (schema 9).
+pub(super) fn log_id(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT log_id FROM store_state", [], |row| {
+        row.get::<_, i64>(0)
+    })
+    .map(|id| id as u64)
 }
 
 /// The lowest id the log may give: above every id SQLite has ever given
