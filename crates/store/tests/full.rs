@@ -263,7 +263,10 @@ async fn a_store_that_filled_the_disk_can_be_emptied() {
     let cli = Store::open(&path, StoreOptions::default()).unwrap();
     // POP3's DELE + QUIT, the API's delete by ids, delete by search.
     assert_eq!(store.delete(&ids[..1]).unwrap(), 1);
-    assert_eq!(store.delete(&ids[1..300]).unwrap(), 299);
+    // (How many fit depends on the room the log keeps for rows it has not
+    // written yet; a half of them is deleted here.)
+    let half = ids.len() / 2;
+    assert_eq!(store.delete(&ids[1..half]).unwrap(), half as u64 - 1);
     let beta = search_count(&store, "beta");
     assert_eq!(
         cli.delete_matching(&SearchQuery::parse("beta").unwrap())

@@ -899,6 +899,7 @@ fn admission(
                 "the mail store stopped writing the rows of new messages; restart sokkel",
             ));
         }
+        disk_admits(&path, &shared, batch)?;
         let Some(max_size) = max_size else {
             return Ok(());
         };
@@ -921,6 +922,44 @@ fn admission(
         Err(StoreError::Full)
     })
 }
+
+/// Whether the disk under the store at `path` has room for the rows of a
+/// batch of `batch` bytes beside those of what is acknowledged but not yet
+/// written: an acknowledged message must never fail to get its rows for want
+/// of disk. Rows take about twice the message (the WAL, then the database
+/// file), plus [`DISK_MARGIN`]. The disk reserve is a file already written,
+/// so it is not counted as free: it stays for deletes.
+fn disk_admits(path: &Path, shared: &Shared, batch: u64) -> Result<(), StoreError> {
+    let need = || {
+        shared
+            .pending_room()
+            .saturating_add(batch.saturating_mul(2))
+            .saturating_mul(2)
+            .saturating_add(DISK_MARGIN)
+    };
+    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty());
+    let free_bytes = || {
+        rustix::fs::statvfs(dir.unwrap_or(Path::new(".")))
+            .ok()
+            .map(|stat| stat.f_bavail.saturating_mul(stat.f_frsize))
+    };
+    match free_bytes() {
+        Some(free) if free < need() => {
+            // What is pending takes its room as it is written; then look again.
+            if shared.pending_room() > 0 {
+                let _ = shared.wait_for_rows(ADMISSION_WAIT);
+            }
+            match free_bytes() {
+                Some(free) if free < need() => Err(StoreError::Full),
+                _ => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Room the disk keeps free beyond what the rows need (4 MiB).
+const DISK_MARGIN: u64 = 4 << 20;
 
 /// How long the log's admission waits for the rows of what is acknowledged
 /// before it decides on a batch near the size limit.

@@ -454,6 +454,8 @@ impl Materialiser {
         let worker = Worker {
             recovered_to: log.synced(),
             conn,
+            reserve: super::reserve::Reserve::of(path),
+            db: path.to_path_buf(),
             log: Arc::clone(&log),
             shared: Arc::clone(&shared),
             announcer: setup.announcer,
@@ -596,6 +598,10 @@ impl NewIds {
 /// The thread's state: its connection and how far it got.
 pub(super) struct Worker {
     conn: Connection,
+    /// The disk kept for deletes: given up if rows of acknowledged messages
+    /// would otherwise not fit (they must be stored; deletes then make room).
+    reserve: super::reserve::Reserve,
+    db: std::path::PathBuf,
     log: Arc<Log>,
     shared: Arc<Shared>,
     announcer: Announcer,
@@ -845,6 +851,12 @@ impl Worker {
             Ok(written) => written,
             Err(error) => {
                 self.shared.counters.failed.fetch_add(1, Ordering::Relaxed);
+                if matches!(error, StoreError::Full) && self.reserve.release() {
+                    // The log admits only what the free disk can take, but
+                    // another program may have taken it since.
+                    super::connection::warn_reserve_released(&self.db);
+                    return Err(error);
+                }
                 self.bisect(count, end, &error);
                 return Err(error);
             }
