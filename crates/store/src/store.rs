@@ -25,8 +25,9 @@ use crate::{
 /// How [`Store::open`] sets up the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
-    /// The most the database may grow to, in bytes (rounded down to whole pages;
-    /// the WAL file comes on top). A delivery that would exceed it fails with
+    /// The most the database may grow to, in bytes (the WAL file and, on
+    /// SQLite, the log's segments come on top: a few MiB, more while rows
+    /// lag behind a burst). A delivery that would exceed it fails with
     /// [`StoreError::Full`] until messages are deleted. `None` means only the disk
     /// limits it. On PostgreSQL it is the raw size of the stored messages
     /// (the database's files keep their size when messages are deleted, and
@@ -295,8 +296,8 @@ impl Store {
         }
     }
 
-    /// How many bytes the store takes on disk (for SQLite, the database file and
-    /// its write-ahead log).
+    /// How many bytes the store takes on disk (for SQLite, the database file,
+    /// its write-ahead log and the log of arriving messages, `mail.db-log/`).
     pub fn size_on_disk(&self) -> u64 {
         match &self.backend {
             Backend::Sqlite(store) => store.size_on_disk(),

@@ -120,6 +120,7 @@ fn migration_caps_old_address_lists_and_keeps_every_message() {
         conn.execute_batch(
             "ALTER TABLE store_state DROP COLUMN log_segment;
              ALTER TABLE store_state DROP COLUMN log_offset;
+             ALTER TABLE store_state DROP COLUMN log_id;
              DROP TABLE relays;
              DROP TABLE sent_raw;
              DROP TABLE sent;

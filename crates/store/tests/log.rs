@@ -272,6 +272,16 @@ fn a_follower_reads_what_the_owner_acknowledged_under_load() {
     };
     assert_eq!(next(), None, "the owner opens the store first");
     let store = open(&path);
+    // Open here as a follower: a server's open of the same file fails at
+    // once, not at its first delivery.
+    let server = StoreOptions {
+        ownership: Ownership::Required(Duration::from_millis(100)),
+        ..StoreOptions::default()
+    };
+    assert!(matches!(
+        Store::open(&path, server),
+        Err(StoreError::Served { pid: Some(_) })
+    ));
     let mut seen = 0;
     while let Some((id, n)) = next() {
         // Every other one, so that the owner gets ahead in between.
@@ -294,9 +304,10 @@ fn a_follower_reads_what_the_owner_acknowledged_under_load() {
 
 const OWNER: &str = "the_owner_process";
 
-/// The other process of the tests here: `PATH COUNT`: open the store (as
-/// its owner), say `READY`, deliver `COUNT` messages one after another and
-/// say `ACK ID N` for each as soon as it is acknowledged.
+/// The other process of the tests here: `PATH COUNT [settle]`: open the
+/// store (as its owner), say `READY`, deliver `COUNT` messages one after
+/// another and say `ACK ID N` for each as soon as it is acknowledged; with
+/// `settle`, wait for their rows before ending.
 #[tokio::test]
 async fn the_owner_process() {
     let Some(args) = process::other_process_args() else {
@@ -308,6 +319,9 @@ async fn the_owner_process() {
     for n in 0..count {
         let id = store.deliver(message(n)).await.unwrap();
         println!("ACK {id} {n}");
+    }
+    if args.get(2).is_some_and(|arg| arg == "settle") {
+        assert_eq!(store.count().unwrap().total, count);
     }
 }
 
@@ -534,6 +548,7 @@ async fn a_schema_8_store_gains_the_log_and_goes_on_with_its_ids() {
     conn.execute_batch(
         "ALTER TABLE store_state DROP COLUMN log_segment;
          ALTER TABLE store_state DROP COLUMN log_offset;
+         ALTER TABLE store_state DROP COLUMN log_id;
          PRAGMA user_version = 8;",
     )
     .unwrap();
@@ -565,6 +580,26 @@ async fn a_schema_8_store_gains_the_log_and_goes_on_with_its_ids() {
     assert_eq!(store.count().unwrap().total, 3);
 }
 
+/// The store's size on disk counts its log's segments too.
+#[tokio::test]
+async fn the_size_on_disk_counts_the_log() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("mail.db");
+    let store = open(&path);
+    store.deliver(message(1)).await.unwrap();
+    store.count().unwrap();
+    let size = |path: &Path| std::fs::metadata(path).map_or(0, |meta| meta.len());
+    let log: u64 = std::fs::read_dir(dir.path().join("mail.db-log"))
+        .unwrap()
+        .map(|entry| size(&entry.unwrap().path()))
+        .sum();
+    assert!(log > 0);
+    let files = size(&path) + size(&dir.path().join("mail.db-wal")) + log;
+    // Spares may come or go meanwhile: about, not exactly.
+    let reported = store.size_on_disk();
+    assert!(reported >= size(&path) + log / 2, "{reported} < {files}");
+}
+
 /// Opening a store that holds messages stays cheap for a command: the log's
 /// segments are made at the first delivery, not at open.
 #[test]
@@ -586,4 +621,71 @@ fn opening_writes_no_segment_until_the_first_delivery() {
         })
         .count();
     assert_eq!(segments, 0);
+}
+
+/// Issue #16 review: a record whose rows cannot be written whole (a debug
+/// hook poisons one) does not stop the store: the transactions around it
+/// shrink until it is alone, and it is stored without its summary; every
+/// other message is stored whole.
+#[test]
+fn a_record_the_rows_cannot_take_is_stored_bare_and_the_rest_go_on() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("mail.db");
+    let mut owner = process::spawn_with(
+        OWNER,
+        &[path.to_str().unwrap(), "40", "settle"],
+        &[("SOKKEL_TEST_POISON", "17")],
+    );
+    let acked = acknowledged(&mut owner);
+    assert!(owner.wait().unwrap().success());
+    assert_eq!(acked.len(), 40);
+    let store = open(&path);
+    for (id, n) in &acked {
+        let stored = store.get(*id).unwrap().expect("stored");
+        assert_eq!(stored.raw, message(*n).raw);
+        assert_eq!(stored.summary.parsed, id.0 != 17, "{id}");
+    }
+    assert_eq!(search_ids(&store, &word(30)), [acked[30].0]);
+}
+
+/// Issue #16 review: when the materialiser's thread dies, deliveries are
+/// refused at once (451) and reads fail at once, instead of waiting; what
+/// was acknowledged is stored at the next open.
+#[test]
+fn a_dead_materialiser_refuses_deliveries_and_fails_reads_at_once() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("mail.db");
+    let answer = process::run_with(
+        BROKEN,
+        &[path.to_str().unwrap()],
+        &[("SOKKEL_TEST_POISON", "3:panic")],
+    );
+    assert_eq!(process::answer_in(&answer), "refused and failed fast");
+    let store = open(&path);
+    assert_eq!(store.count().unwrap().total, 3);
+}
+
+const BROKEN: &str = "the_broken_materialiser_process";
+
+/// The other process of the test above: `PATH`.
+#[tokio::test]
+async fn the_broken_materialiser_process() {
+    let Some(args) = process::other_process_args() else {
+        return;
+    };
+    let store = open(Path::new(&args[0]));
+    for n in 0..3 {
+        store.deliver(message(n)).await.unwrap();
+    }
+    // The third's rows make the thread panic.
+    let started = Instant::now();
+    assert!(store.count().is_err(), "a read after the panic");
+    let refused = store.deliver(message(3)).await;
+    assert!(
+        matches!(refused, Err(DeliverError::Unavailable(_))),
+        "{refused:?}"
+    );
+    assert!(store.import(vec![message(4)]).is_err());
+    assert!(started.elapsed() < Duration::from_secs(10), "waited");
+    process::answer("refused and failed fast");
 }

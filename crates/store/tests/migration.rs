@@ -263,6 +263,7 @@ fn a_schema_7_store_gains_relay_attempts() {
         "DROP TABLE relays;
          ALTER TABLE store_state DROP COLUMN log_segment;
          ALTER TABLE store_state DROP COLUMN log_offset;
+             ALTER TABLE store_state DROP COLUMN log_id;
          PRAGMA user_version = 7;",
     )
     .unwrap();

@@ -26,6 +26,11 @@ pub(super) const COMPACT_BUSY_TIMEOUT: Duration = Duration::from_secs(1);
 /// materialiser's work, in the background.
 pub(super) fn open_writer_connection(path: &Path, created: bool) -> Result<Connection, StoreError> {
     let mut conn = open_connection(path, true)?;
+    if created {
+        // Before the first table, or it is too late: a map of the pages lets
+        // `reclaim` give space freed by deletes back to the disk.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    }
     // WAL lets readers in other processes work while the materialiser commits.
     let journal_mode: String =
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
@@ -133,6 +138,62 @@ pub(super) fn compact(conn: &Connection) {
     let result = steps();
     if let Err(error) = conn.busy_timeout(BUSY_TIMEOUT).and(result) {
         tracing::debug!(%error, "could not give the emptied mail store's space back to the disk");
+    }
+}
+
+/// Free pages are given back to the disk once they are more than this share
+/// of the file ([`reclaim`])...
+const RECLAIM_ABOVE: i64 = 4;
+/// ...down to this share...
+const RECLAIM_TO: i64 = 8;
+/// ...and only once they are at least this many (4 MiB of 4 KiB pages).
+const RECLAIM_MIN_PAGES: i64 = 1024;
+/// Pages moved per step: each is a write transaction of its own, so deliveries
+/// and other writers get their turn in between.
+const RECLAIM_STEP: i64 = 4096;
+
+/// Give the space that deletes freed back to the disk when it has grown to a
+/// quarter of the file, so that the store stays within about 8/7 of what its
+/// messages take rather than at the most it ever held. `PRAGMA
+/// incremental_vacuum` moves pages from the end of the file into the free
+/// ones and cuts the end off (at the next checkpoint, in WAL mode). Stores
+/// made before schema 9 have no page map (`auto_vacuum` cannot be switched
+/// on without rewriting the file): they keep reusing their free pages for
+/// new mail, as they always did.
+pub(super) fn reclaim(conn: &Connection) {
+    let value = |pragma: &str| conn.query_row(&format!("PRAGMA {pragma}"), [], |row| row.get(0));
+    let steps = || -> rusqlite::Result<bool> {
+        if value("auto_vacuum")? != 2_i64 {
+            return Ok(false);
+        }
+        let mut moved = false;
+        loop {
+            let free: i64 = value("freelist_count")?;
+            let pages: i64 = value("page_count")?;
+            if free < RECLAIM_MIN_PAGES || free * RECLAIM_ABOVE <= pages && !moved {
+                break;
+            }
+            let excess = free - pages / RECLAIM_TO;
+            if excess <= 0 {
+                break;
+            }
+            conn.execute_batch(&format!(
+                "PRAGMA incremental_vacuum({})",
+                excess.min(RECLAIM_STEP)
+            ))?;
+            moved = true;
+        }
+        if moved {
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        }
+        Ok(moved)
+    };
+    match steps() {
+        Ok(true) => tracing::debug!("gave the space of deleted messages back to the disk"),
+        Ok(false) => {}
+        Err(error) => {
+            tracing::debug!(%error, "could not give deleted messages' space back to the disk")
+        }
     }
 }
 

@@ -28,7 +28,7 @@ const POLL: Duration = Duration::from_millis(2);
 pub(super) fn wait_for_owner(conn: &Connection, dir: &Path, need: Need) -> Result<(), StoreError> {
     let deadline = Instant::now() + BARRIER_TIMEOUT;
     let mut position = stored_position(conn)?;
-    let target = log::scan_end(dir, position)?;
+    let target = log::scan_end(dir, super::log_id(conn)?, position)?;
     while position < target {
         if !owned(dir) {
             return Err(StoreError::unavailable(

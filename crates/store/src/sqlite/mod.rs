@@ -60,8 +60,8 @@ use crate::{
 };
 use changes::{Announcer, ChangeLog, Watcher, commit_change};
 use connection::{
-    FTS5_DELETE_MERGE, Room, compact, open_connection, open_writer_connection, restart_wal,
-    set_delete_merge, warn_reserve_released,
+    FTS5_DELETE_MERGE, Room, compact, open_connection, open_writer_connection, reclaim,
+    restart_wal, set_delete_merge, warn_reserve_released,
 };
 use log::{Log, LogOptions};
 use queries::{
@@ -164,9 +164,15 @@ impl SqliteStore {
             std::fs::create_dir_all(parent)
                 .map_err(|error| StoreError::io("creating the directory", parent, error))?;
         }
+        let required = matches!(options.ownership, Ownership::Required(_));
         let inner = registry::open_once(registry::key(path), |registration| {
             open_inner(path, options, registration).map(Arc::new)
         })?;
+        // Open already in this process, as a follower: a server must not
+        // start as one.
+        if let (true, Role::Follower { dir }) = (required, &inner.role) {
+            return Err(Role::served(dir));
+        }
         Ok(SqliteStore { inner })
     }
 
@@ -174,11 +180,19 @@ impl SqliteStore {
         &self.inner.path
     }
 
+    /// The database, its WAL and its log's segments (the log's current
+    /// segment, its spares, and what waits to be materialised).
     pub(crate) fn size_on_disk(&self) -> u64 {
         let size = |path: &Path| std::fs::metadata(path).map_or(0, |meta| meta.len());
         let mut wal = self.inner.path.as_os_str().to_owned();
         wal.push("-wal");
-        size(&self.inner.path) + size(Path::new(&wal))
+        let log = std::fs::read_dir(log::dir_for(&self.inner.path))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.metadata().map_or(0, |meta| meta.len()))
+            .sum::<u64>();
+        size(&self.inner.path) + size(Path::new(&wal)) + log
     }
 
     pub(crate) fn list(&self, query: &ListQuery) -> Result<Vec<Summary>, StoreError> {
@@ -413,6 +427,8 @@ impl SqliteStore {
                     })?;
                 if empty {
                     compact(conn);
+                } else {
+                    reclaim(conn);
                 }
                 Ok(())
             });
@@ -808,6 +824,7 @@ fn open_log(
 ) -> Result<Opened, StoreError> {
     let position = stored_position(&conn)?;
     let next_id = next_id(&conn)?;
+    let store_id = log_id(&conn)?;
     let dir = log::dir_for(path);
     let shared = Arc::new(Shared::new(position));
     let poked = Arc::clone(&shared);
@@ -818,6 +835,7 @@ fn open_log(
         admit: admission(path, options.max_size, &shared),
         on_synced: Box::new(move |at| poked.synced(at)),
         fail_syncs: Vec::new(),
+        store_id,
     };
     let wait = match options.ownership {
         Ownership::IfFree => Duration::ZERO,
@@ -840,6 +858,14 @@ fn open_log(
     }
 }
 
+/// The id that ties the store's log to this database file (schema 9).
+pub(super) fn log_id(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT log_id FROM store_state", [], |row| {
+        row.get::<_, i64>(0)
+    })
+    .map(|id| id as u64)
+}
+
 /// The lowest id the log may give: above every id SQLite has ever given
 /// (deleted ones too: ids are never reused, they are POP3 and IMAP UIDs).
 fn next_id(conn: &Connection) -> rusqlite::Result<i64> {
@@ -851,8 +877,9 @@ fn next_id(conn: &Connection) -> rusqlite::Result<i64> {
     )
 }
 
-/// What the log asks before each batch: whether the store's size limit
-/// (`max_size`) leaves room for it. It is applied at the log, not to the
+/// What the log asks before each batch: whether the materialiser still runs
+/// (else nobody would write the batch's rows), and whether the store's size
+/// limit (`max_size`) leaves room for it. It is applied at the log, not to the
 /// rows, because a message acknowledged must never fail to materialise for
 /// want of room: the database's pages in use (free pages inside the file,
 /// left by deletes, are room) plus what the messages acknowledged but not
@@ -862,14 +889,19 @@ fn admission(
     max_size: Option<u64>,
     shared: &Arc<Shared>,
 ) -> Box<dyn Fn(u64) -> Result<(), StoreError> + Send + Sync> {
-    let Some(max_size) = max_size else {
-        return Box::new(|_| Ok(()));
-    };
     let (path, shared) = (path.to_path_buf(), Arc::clone(shared));
     // Opened at the first batch, so that a store that never takes mail
     // (a follower) does not open it.
     let conn: Mutex<Option<Connection>> = Mutex::new(None);
     Box::new(move |batch| {
+        if shared.is_broken() {
+            return Err(StoreError::unavailable(
+                "the mail store stopped writing the rows of new messages; restart sokkel",
+            ));
+        }
+        let Some(max_size) = max_size else {
+            return Ok(());
+        };
         let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
         if conn.is_none() {
             *conn = Some(open_connection(&path, false)?);

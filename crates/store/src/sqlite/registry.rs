@@ -5,8 +5,8 @@
 //! process would find the log taken by its own process and follow itself. So
 //! every [`super::SqliteStore::open`] of a file goes through here: the second
 //! one gets the first one's store (its log, materialiser and announcer),
-//! whatever options it passed; the file is closed when the last handle of all
-//! drops.
+//! whatever options it passed (but one that must own the log fails if the
+//! first one follows); the file is closed when the last handle of all drops.
 //!
 //! ```text
 //! open(a/mail.db) ─▶ registry: none ─▶ Opening ─▶ open it ─▶ Open(1, weak)
@@ -111,21 +111,43 @@ pub(super) fn open_once(
             .unwrap_or_else(PoisonError::into_inner);
     };
     drop(registry);
+    // Until it is open, the slot says `Opening`; if `open` fails or panics,
+    // the slot goes, so that the next open of the file tries again.
+    let mut opening = Opening { key, done: false };
     let opened = open(Registration {
-        key: key.clone(),
+        key: opening.key.clone(),
         number,
-    });
+    })?;
     let mut registry = lock();
     let stores = &mut registry.get_or_insert_with(Registry::default).stores;
-    match &opened {
-        Ok(inner) => {
-            stores.insert(key, Slot::Open(number, Arc::downgrade(inner)));
-        }
-        Err(_) => {
-            stores.remove(&key);
-        }
-    }
+    stores.insert(
+        opening.key.clone(),
+        Slot::Open(number, Arc::downgrade(&opened)),
+    );
+    opening.done = true;
     drop(registry);
     CHANGED.notify_all();
-    opened
+    Ok(opened)
+}
+
+/// A file's `Opening` slot while [`open_once`] opens it: removed when it
+/// drops unless the store opened.
+struct Opening {
+    key: PathBuf,
+    done: bool,
+}
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let mut registry = lock();
+        let stores = &mut registry.get_or_insert_with(Registry::default).stores;
+        if matches!(stores.get(&self.key), Some(Slot::Opening)) {
+            stores.remove(&self.key);
+        }
+        drop(registry);
+        CHANGED.notify_all();
+    }
 }

@@ -289,10 +289,15 @@ const MIGRATIONS: &[&str] = &[
     // rows afterwards and keeps here, in the same transaction as the rows, the
     // position in the log up to which it has (`sqlite/log`'s `Position`:
     // segment number and byte offset). A store from before the log has none
-    // to replay: 0, 0 is the start of an empty log.
+    // to replay: 0, 0 is the start of an empty log. `log_id` ties the log to
+    // this file: the log's segments carry it, so a database made anew beside
+    // an old log (or an old backup put back) does not take the old log's
+    // records for its own.
     r#"
     ALTER TABLE store_state ADD COLUMN log_segment INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE store_state ADD COLUMN log_offset INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE store_state ADD COLUMN log_id INTEGER NOT NULL DEFAULT 0;
+    UPDATE store_state SET log_id = random();
     "#,
 ];
 

@@ -13,7 +13,9 @@
 
 #![allow(dead_code)] // each test file uses what it needs
 
+use std::io::Read;
 use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 const VARIABLE: &str = "SOKKEL_TEST_OTHER_PROCESS";
@@ -22,30 +24,50 @@ const VARIABLE: &str = "SOKKEL_TEST_OTHER_PROCESS";
 /// return what it printed on stdout; panics, with its output, if it fails or
 /// takes more than a minute.
 pub fn run(name: &str, args: &[&str]) -> String {
+    run_with(name, args, &[])
+}
+
+/// [`run`] with environment variables of its own.
+pub fn run_with(name: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
         .env(VARIABLE, args.join("\n"))
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Read while it runs: a child that fills a pipe would wait for us.
+    let stdout = read_all(child.stdout.take().unwrap());
+    let stderr = read_all(child.stderr.take().unwrap());
     let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
         if Instant::now() > deadline {
             let _ = child.kill();
-            break;
+            let _ = child.wait();
+            break None;
         }
         std::thread::sleep(Duration::from_millis(5));
-    }
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    };
+    let stdout = stdout.join().unwrap();
+    let stderr = stderr.join().unwrap();
     assert!(
-        output.status.success(),
-        "the other process ({name} {args:?}) failed: {}\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
+        status.is_some_and(|status| status.success()),
+        "the other process ({name} {args:?}) failed ({status:?}):\n{stdout}\n{stderr}"
     );
     stdout
+}
+
+/// Everything `pipe` gives until it closes, read on a thread of its own.
+fn read_all(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
 }
 
 /// Start the test `name` of this binary in a second process with `args` (and

@@ -103,6 +103,9 @@ pub(crate) struct LogOptions {
     /// Test hook: the batch syncs (1-based) that fail as if the disk had
     /// failed them. Empty in production; see also `SOKKEL_TEST_FAIL_SYNC`.
     pub(crate) fail_syncs: Vec<u64>,
+    /// The database's log id (`store_state.log_id`): segments and records
+    /// of another store's log are not this one's.
+    pub(crate) store_id: u64,
 }
 
 impl LogOptions {
@@ -175,8 +178,9 @@ impl Log {
         else {
             return Ok(None);
         };
-        let scan =
-            segment::scan(dir, materialised).map_err(|error| io("reading the log in", error))?;
+        segment::remove_partial(dir);
+        let scan = segment::scan(dir, options.store_id, materialised)
+            .map_err(|error| io("reading the log in", error))?;
         if scan.records > 0 {
             tracing::info!(
                 messages = scan.records,
@@ -203,7 +207,7 @@ impl Log {
             materialised,
             durable: materialised,
             next_id: next_id.max(scan.max_id + 1).max(1),
-            first_number: materialised.segment + 1,
+            first_number: (materialised.segment + 1).max(scan.max_number + 1),
             held: false,
             in_flight: false,
             live,
@@ -288,7 +292,11 @@ impl Log {
             let file = File::open(&live.path)
                 .map_err(|error| StoreError::io("reading the log segment", &live.path, error))?;
             let mut offset = start;
-            let end = segment::walk(&file, live.number, start, Some(limit), |id, record| {
+            let key = record::Key {
+                store_id: self.shared.options.store_id,
+                segment: live.number,
+            };
+            let end = segment::walk(&file, key, start, Some(limit), |id, record| {
                 offset += record.len() as u64;
                 let end = Position {
                     segment: live.number,
@@ -446,7 +454,11 @@ fn test_hooks(options: &mut LogOptions) -> Vec<u64> {
 
 /// The log's directory for the SQLite database at `db`: `mail.db` →
 /// `mail.db-log`.
+///
+/// The path is resolved first (when the file exists), so that a database
+/// reached through a symbolic link has one log, not one per link.
 pub(crate) fn dir_for(db: &Path) -> PathBuf {
+    let db = fs::canonicalize(db).unwrap_or_else(|_| db.to_path_buf());
     let mut dir = db.as_os_str().to_owned();
     dir.push("-log");
     PathBuf::from(dir)
@@ -463,8 +475,8 @@ pub(crate) fn owner_pid(dir: &Path) -> Option<u32> {
 /// For a process that does not own the log: the end of the valid records in
 /// `dir` from `from` on (`from` itself if there are none, or no log). A
 /// reader waits until the owner's materialised position reaches it.
-pub(crate) fn scan_end(dir: &Path, from: Position) -> Result<Position, StoreError> {
-    segment::scan(dir, from)
+pub(crate) fn scan_end(dir: &Path, store_id: u64, from: Position) -> Result<Position, StoreError> {
+    segment::scan(dir, store_id, from)
         .map(|scan| scan.end)
         .map_err(|error| StoreError::io("reading the log in", dir, error))
 }

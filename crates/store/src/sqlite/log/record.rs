@@ -2,15 +2,15 @@
 //!
 //! ```text
 //! record  = len:u32  crc:u32  id:i64  payload[len]          (little-endian)
-//! crc     = CRC-32 of (segment number:u64, id, payload)
+//! crc     = CRC-32 of (store id:u64, segment number:u64, id, payload)
 //! payload = version:u8  flags:u8  received_ms:i64
 //!           mail_from  helo  client_addr  [auth_user]  [tls_version  tls_cipher]
 //!           rcpt_count:u32  rcpt_to...  raw                   (each text or bytes: len:u32 + bytes)
 //! ```
 //!
-//! The checksum covers the segment number, so the records a recycled segment
-//! still holds from its earlier life fail it and end the scan, like zeros or a
-//! torn write.
+//! The checksum covers the store's id and the segment number, so the records a
+//! recycled segment still holds from its earlier life (or from another
+//! store's log) fail it and end the scan, like zeros or a torn write.
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,8 +28,37 @@ const SMTPUTF8: u8 = 2;
 const AUTH: u8 = 4;
 const TLS: u8 = 8;
 
+/// What a record's checksum is salted with: the store's log id and the
+/// segment the record is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Key {
+    pub(super) store_id: u64,
+    pub(super) segment: u64,
+}
+
+/// The bytes [`encode`] writes for `message`, header included.
+pub(super) fn encoded_len(message: &NewMessage) -> u64 {
+    let envelope = &message.envelope;
+    let text = |text: &str| 4 + text.len();
+    let mut len = HEADER + 2 + 8;
+    len += text(&envelope.mail_from) + text(&envelope.helo);
+    len += text(&envelope.client_addr.to_string());
+    len += envelope.auth_user.as_deref().map_or(0, text);
+    len += envelope
+        .tls
+        .as_ref()
+        .map_or(0, |tls| text(&tls.version) + text(&tls.cipher));
+    len += 4 + envelope
+        .rcpt_to
+        .iter()
+        .map(|rcpt| text(rcpt))
+        .sum::<usize>();
+    len += 4 + message.raw.len();
+    len as u64
+}
+
 /// Append the record of message `id` to `out`.
-pub(super) fn encode(segment: u64, id: i64, message: &NewMessage, out: &mut Vec<u8>) {
+pub(super) fn encode(key: Key, id: i64, message: &NewMessage, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER]);
     let envelope = &message.envelope;
@@ -63,7 +92,7 @@ pub(super) fn encode(segment: u64, id: i64, message: &NewMessage, out: &mut Vec<
     }
     put(out, &message.raw);
     let len = (out.len() - start - HEADER) as u32;
-    let crc = checksum(segment, id, &out[start + HEADER..]);
+    let crc = checksum(key, id, &out[start + HEADER..]);
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
     out[start + 8..start + 16].copy_from_slice(&id.to_le_bytes());
@@ -87,18 +116,19 @@ impl Header {
         }
     }
 
-    /// Whether `payload` is this header's, written in segment `segment`.
-    pub(super) fn matches(&self, segment: u64, payload: &[u8]) -> bool {
+    /// Whether `payload` is this header's, written under `key`.
+    pub(super) fn matches(&self, key: Key, payload: &[u8]) -> bool {
         self.len != 0
             && self.id > 0
             && payload.len() == self.len as usize
-            && checksum(segment, self.id, payload) == self.crc
+            && checksum(key, self.id, payload) == self.crc
     }
 }
 
-fn checksum(segment: u64, id: i64, payload: &[u8]) -> u32 {
+fn checksum(key: Key, id: i64, payload: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&segment.to_le_bytes());
+    hasher.update(&key.store_id.to_le_bytes());
+    hasher.update(&key.segment.to_le_bytes());
     hasher.update(&id.to_le_bytes());
     hasher.update(payload);
     hasher.finalize()
@@ -221,6 +251,11 @@ mod tests {
         }
     }
 
+    const KEY: Key = Key {
+        store_id: 7,
+        segment: 3,
+    };
+
     #[test]
     fn a_record_reads_back_as_written() {
         let mut plain = message("Subject: hi\r\n\r\nbody\r\n");
@@ -229,11 +264,12 @@ mod tests {
         plain.envelope.mail_from = String::new();
         for original in [message("Subject: hi\r\n\r\nbody\r\n"), plain] {
             let mut out = vec![7, 7];
-            encode(3, 42, &original, &mut out);
+            encode(KEY, 42, &original, &mut out);
+            assert_eq!(out.len() as u64 - 2, encoded_len(&original));
             let header = Header::parse(out[2..2 + HEADER].try_into().unwrap());
             assert_eq!(header.id, 42);
             let payload = &out[2 + HEADER..];
-            assert!(header.matches(3, payload));
+            assert!(header.matches(KEY, payload));
             assert_eq!(decode(payload).unwrap(), original);
         }
     }
@@ -241,19 +277,22 @@ mod tests {
     #[test]
     fn the_checksum_covers_segment_id_and_every_byte() {
         let mut out = Vec::new();
-        encode(3, 42, &message("x"), &mut out);
+        encode(KEY, 42, &message("x"), &mut out);
         let header = Header::parse(out[..HEADER].try_into().unwrap());
         let payload = out[HEADER..].to_vec();
+        let recycled = Key { segment: 4, ..KEY };
         assert!(
-            !header.matches(4, &payload),
+            !header.matches(recycled, &payload),
             "a recycled segment's old record"
         );
-        assert!(!Header { id: 43, ..header }.matches(3, &payload));
+        let other = Key { store_id: 8, ..KEY };
+        assert!(!header.matches(other, &payload), "another store's record");
+        assert!(!Header { id: 43, ..header }.matches(KEY, &payload));
         for at in 0..payload.len() {
             let mut flipped = payload.clone();
             flipped[at] ^= 0x10;
-            assert!(!header.matches(3, &flipped), "byte {at} flipped");
+            assert!(!header.matches(KEY, &flipped), "byte {at} flipped");
         }
-        assert!(!Header::parse(&[0; HEADER]).matches(3, &[]), "zeros");
+        assert!(!Header::parse(&[0; HEADER]).matches(KEY, &[]), "zeros");
     }
 }

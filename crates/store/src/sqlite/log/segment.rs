@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! segment = header[32]  record*  (zeros or stale bytes to the preallocated size)
-//! header  = "SOKKLOG1"  number:u64  prev_end:u64  crc:u32  zero:u32
+//! header  = "SOKKLOG1"  number:u64  prev_end:u64  store_id:u64  crc:u32  zero[12]
 //! ```
 //!
 //! `prev_end` is where the records of segment `number - 1` end: the appender
@@ -12,6 +12,12 @@
 //! restart at the end the scan found. The scan trusts it over what the older
 //! segment seems to hold, so records that never got a 250 are not brought
 //! back by a later segment being read.
+//!
+//! `store_id` ties the log to its database (a random number in the
+//! database's `store_state`): segments of another store's log, or of a log
+//! whose database was deleted and made anew beside it, are spares, and their
+//! records fail the checksum, which the store id salts. Segment numbers are
+//! never reused within a log directory.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind};
@@ -20,10 +26,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::Position;
-use super::record::{self, HEADER};
+use super::record::{self, HEADER, Key};
 
 /// Bytes of a segment's header; its first record starts there.
-pub(super) const SEGMENT_HEADER: u64 = 32;
+pub(super) const SEGMENT_HEADER: u64 = 48;
 
 const MAGIC: &[u8; 8] = b"SOKKLOG1";
 
@@ -33,6 +39,7 @@ pub(super) struct SegmentHeader {
     pub(super) number: u64,
     /// Where the previous segment's records end; 0 if this is the first.
     pub(super) prev_end: u64,
+    pub(super) store_id: u64,
 }
 
 impl SegmentHeader {
@@ -41,19 +48,21 @@ impl SegmentHeader {
         out[..8].copy_from_slice(MAGIC);
         out[8..16].copy_from_slice(&self.number.to_le_bytes());
         out[16..24].copy_from_slice(&self.prev_end.to_le_bytes());
-        let crc = crc32fast::hash(&out[..24]);
-        out[24..28].copy_from_slice(&crc.to_le_bytes());
+        out[24..32].copy_from_slice(&self.store_id.to_le_bytes());
+        let crc = crc32fast::hash(&out[..32]);
+        out[32..36].copy_from_slice(&crc.to_le_bytes());
         out
     }
 
     fn parse(bytes: &[u8; SEGMENT_HEADER as usize]) -> Option<SegmentHeader> {
-        let crc = u32::from_le_bytes(bytes[24..28].try_into().ok()?);
-        if &bytes[..8] != MAGIC || crc32fast::hash(&bytes[..24]) != crc {
+        let crc = u32::from_le_bytes(bytes[32..36].try_into().ok()?);
+        if &bytes[..8] != MAGIC || crc32fast::hash(&bytes[..32]) != crc {
             return None;
         }
         Some(SegmentHeader {
             number: u64::from_le_bytes(bytes[8..16].try_into().ok()?),
             prev_end: u64::from_le_bytes(bytes[16..24].try_into().ok()?),
+            store_id: u64::from_le_bytes(bytes[24..32].try_into().ok()?),
         })
     }
 
@@ -118,6 +127,19 @@ fn write_zeros(path: &Path, size: u64, pace: Option<Duration>) -> io::Result<()>
     file.sync_all()
 }
 
+/// Remove what a process that died while making a spare left half made.
+pub(super) fn remove_partial(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|ext| ext == "new") {
+            let _ = fs::remove_file(&path);
+        }
+    }
+}
+
 pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -145,13 +167,16 @@ pub(super) struct Scan {
     pub(super) max_id: i64,
     /// Records after the starting position.
     pub(super) records: u64,
+    /// The highest segment number this store's log has used (in a live
+    /// segment or a spare): new segments are numbered above it.
+    pub(super) max_number: u64,
 }
 
 /// Scan the log in `dir` from `from` (where the store's rows end): every
 /// segment file's header, then the records of the segments numbered
 /// `from.segment` and up, each until the first record that is incomplete or
 /// fails its checksum, or until where the next segment says it ends.
-pub(super) fn scan(dir: &Path, from: Position) -> io::Result<Scan> {
+pub(super) fn scan(dir: &Path, store_id: u64, from: Position) -> io::Result<Scan> {
     let mut live = Vec::new();
     let mut scan = Scan {
         end: from,
@@ -171,18 +196,28 @@ pub(super) fn scan(dir: &Path, from: Position) -> io::Result<Scan> {
             .ok()
             .and_then(|file| SegmentHeader::read(&file));
         match header {
-            Some(header) if header.number >= from.segment.max(1) => live.push((header, path)),
+            Some(header) if header.store_id == store_id => {
+                scan.max_number = scan.max_number.max(header.number);
+                if header.number >= from.segment.max(1) {
+                    live.push((header, path));
+                } else {
+                    scan.spares.push(path);
+                }
+            }
             _ => scan.spares.push(path),
         }
     }
     live.sort_by_key(|(header, _)| header.number);
     // Only an unbroken run counts: a gap means a segment was lost (the
     // records after it cannot be trusted to follow on), and a segment whose
-    // number repeats is a copy.
+    // number repeats is a copy. The run may start above `from.segment`: the
+    // owner recycles a segment once its rows are durable, so a follower that
+    // read `from` just before may find it gone, and what it waits for is in
+    // the segments after.
     let mut run: Vec<(SegmentHeader, PathBuf)> = Vec::new();
     for (header, path) in live {
         let follows = match run.last() {
-            None => from.segment == 0 || header.number == from.segment,
+            None => true,
             Some((last, _)) => header.number == last.number + 1,
         };
         if follows {
@@ -203,7 +238,11 @@ pub(super) fn scan(dir: &Path, from: Position) -> io::Result<Scan> {
             SEGMENT_HEADER
         };
         let file = File::open(path)?;
-        let end = walk(&file, header.number, start, limit, |id, _| {
+        let key = Key {
+            store_id,
+            segment: header.number,
+        };
+        let end = walk(&file, key, start, limit, |id, _| {
             scan.max_id = scan.max_id.max(id);
             scan.records += 1;
             true
@@ -221,12 +260,12 @@ pub(super) fn scan(dir: &Path, from: Position) -> io::Result<Scan> {
     Ok(scan)
 }
 
-/// Walk the valid records of segment `number` in `file` from `start`, up to
+/// Walk the valid records (sealed with `key`) in `file` from `start`, up to
 /// `limit` if given, calling `each(id, record bytes)` until it answers
 /// `false`; where the records walked end.
 pub(super) fn walk(
     file: &File,
-    number: u64,
+    key: Key,
     start: u64,
     limit: Option<u64>,
     mut each: impl FnMut(i64, &[u8]) -> bool,
@@ -252,7 +291,7 @@ pub(super) fn walk(
                     // One record bigger than the chunk.
                     let mut whole = vec![0; total as usize];
                     file.read_exact_at(&mut whole, at)?;
-                    if !header.matches(number, &whole[HEADER..]) {
+                    if !header.matches(key, &whole[HEADER..]) {
                         return Ok(at);
                     }
                     if !each(header.id, &whole) {
@@ -263,7 +302,7 @@ pub(super) fn walk(
                 break;
             }
             let bytes = &chunk[used..used + total as usize];
-            if !header.matches(number, &bytes[HEADER..]) {
+            if !header.matches(key, &bytes[HEADER..]) {
                 return Ok(at + used as u64);
             }
             used += total as usize;

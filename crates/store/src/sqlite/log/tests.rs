@@ -38,8 +38,11 @@ fn options(segment_size: u64) -> LogOptions {
         admit: Box::new(|_| Ok(())),
         on_synced: Box::new(|_| {}),
         fail_syncs: Vec::new(),
+        store_id: STORE,
     }
 }
+
+const STORE: u64 = 0x5eed;
 
 fn open(dir: &Path, from: Position, options: LogOptions) -> Log {
     Log::open(dir, from, 1, Duration::ZERO, options)
@@ -262,6 +265,72 @@ fn a_failed_sync_refuses_its_batch_and_it_never_comes_back() {
     );
 }
 
+/// The batch that fails last, with nothing after it (the record stays in the
+/// file with a valid checksum unless it is cut at once), and the first batch
+/// of a fresh segment (its header must come back too), and a shorter message
+/// after a longer refused one: none of the refused come back, after a
+/// restart either.
+#[test]
+fn refused_batches_are_cut_at_once_wherever_they_are() {
+    for (fail, sizes) in [
+        (vec![3], vec![50, 50, 50]),
+        (vec![1], vec![50, 50]),
+        (vec![2], vec![50, 900, 10, 10]),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut failing = options(1 << 20);
+        failing.fail_syncs = fail.clone();
+        let log = Arc::new(open(dir.path(), Position::START, failing));
+        let mut kept = Vec::new();
+        for (n, size) in sizes.iter().enumerate() {
+            let sent = message(n, *size);
+            let result = append_all(&log, vec![sent.clone()]).remove(0);
+            if fail.contains(&(n as u64 + 1)) {
+                assert!(result.is_err(), "sync {} fails", n + 1);
+            } else {
+                result.unwrap();
+                kept.push(sent);
+            }
+        }
+        drop(log);
+        let log = open(dir.path(), Position::START, options(1 << 20));
+        let read: Vec<NewMessage> = read_all(&log, Position::START)
+            .into_iter()
+            .map(|logged| logged.message)
+            .collect();
+        assert_eq!(
+            read, kept,
+            "failing sync {fail:?} of {sizes:?}, after a restart"
+        );
+    }
+}
+
+/// A database made anew beside an old log (`rm mail.db`), or another
+/// store's log: its records are not this store's.
+#[test]
+fn a_log_of_another_database_is_not_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(open(dir.path(), Position::START, options(1 << 20)));
+    append_all(&log, (0..5).map(|n| message(n, 100)).collect());
+    drop(log);
+    let mut other = options(1 << 20);
+    other.store_id = STORE + 1;
+    let log = Arc::new(open(dir.path(), Position::START, other));
+    assert!(
+        read_all(&log, Position::START).is_empty(),
+        "nothing of the old log"
+    );
+    assert_eq!(
+        scan_end(dir.path(), STORE + 1, Position::START).unwrap(),
+        Position::START
+    );
+    let id = append_all(&log, vec![message(9, 10)]).remove(0).unwrap();
+    assert_eq!(id, MessageId(1), "ids start where the database says");
+    let read = read_all(&log, Position::START);
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].message, message(9, 10));
+}
+
 #[test]
 fn segments_are_recycled_behind_the_durable_position_and_disk_stays_bounded() {
     let dir = tempfile::tempdir().unwrap();
@@ -384,18 +453,24 @@ fn a_follower_finds_where_the_records_end() {
     let dir = tempfile::tempdir().unwrap();
     let log = Arc::new(open(dir.path(), Position::START, options(1 << 20)));
     assert_eq!(
-        scan_end(dir.path(), Position::START).unwrap(),
+        scan_end(dir.path(), STORE, Position::START).unwrap(),
         Position::START
     );
     append_all(&log, (0..5).map(|n| message(n, 10)).collect());
-    assert_eq!(scan_end(dir.path(), Position::START).unwrap(), log.synced());
+    assert_eq!(
+        scan_end(dir.path(), STORE, Position::START).unwrap(),
+        log.synced()
+    );
     let _ = SystemTime::now();
     let missing = dir.path().join("nothing-here");
     assert_eq!(
-        scan_end(&missing, Position::START).unwrap(),
+        scan_end(&missing, STORE, Position::START).unwrap(),
         Position::START
     );
     let mut lock = fs::File::create(dir.path().join("unrelated.txt")).unwrap();
     lock.write_all(b"x").unwrap();
-    assert_eq!(scan_end(dir.path(), Position::START).unwrap(), log.synced());
+    assert_eq!(
+        scan_end(dir.path(), STORE, Position::START).unwrap(),
+        log.synced()
+    );
 }

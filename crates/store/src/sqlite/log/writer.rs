@@ -38,6 +38,15 @@ pub(super) const FIRST_SEGMENT_SIZE: u64 = 256 << 10;
 /// beside deliveries (see [`segment::create_zeroed`]).
 const SPARE_PACE: Duration = Duration::from_millis(2);
 
+/// How long a batch waits for the materialiser to come within
+/// [`LogOptions::max_lag_bytes`] before it is refused (451): a database that
+/// cannot take rows (locked, broken) refuses mail rather than holding every
+/// session and its message in memory.
+const LAG_WAIT: Duration = Duration::from_secs(30);
+
+/// The encoding buffer is given back after a batch that made it bigger.
+const BUF_KEEP: usize = 1 << 20;
+
 /// Freed segments kept for reuse; more are deleted.
 const MAX_SPARES: usize = 2;
 
@@ -171,7 +180,11 @@ impl Shared {
         for live in freed {
             let spare = segment::spare_path(&self.dir, live.number);
             let mut state = self.lock();
-            let keep = state.spares.len() < MAX_SPARES;
+            // Small early segments are not worth keeping once segments are
+            // bigger: a spare is reused only if it is of today's size.
+            let big_enough =
+                fs::metadata(&live.path).is_ok_and(|meta| meta.len() >= state.next_size);
+            let keep = state.spares.len() < MAX_SPARES && big_enough;
             drop(state);
             let result = if keep {
                 fs::rename(&live.path, &spare).map(|()| Some(spare))
@@ -297,6 +310,9 @@ impl Thread {
             }
             self.batch(&mut waiting, max_batch);
         }
+        if let Err(error) = self.repair() {
+            tracing::error!(%error, "the log still holds a batch that was refused; the next start may store it");
+        }
         let mut state = self.shared.lock();
         state.closed = true;
         drop(state);
@@ -322,7 +338,14 @@ impl Thread {
             self.fail(waiting.drain(..take), &error);
             return;
         }
-        let first_id = self.take_ids(take);
+        let Some(first_id) = self.take_ids(take) else {
+            let error = StoreError::unavailable(
+                "the store's database has fallen too far behind its log; try again",
+            );
+            tracing::warn!(%error, messages = take, "refused a batch while the database catches up");
+            self.fail(waiting.drain(..take), &error);
+            return;
+        };
         match self.write(waiting, take, first_id) {
             Ok((written, end)) => {
                 let answered: Vec<Append> = waiting.drain(..written).collect();
@@ -338,24 +361,42 @@ impl Thread {
                 } else {
                     StoreError::io("writing the mail store's log in", &self.shared.dir, error)
                 };
-                tracing::error!(%error, messages = written, "the log's fdatasync failed; the batch was refused with 451 and is cut off the log");
+                // Cut the batch off the log before anyone hears it was
+                // refused: a refused message must not come back at the next
+                // start, whatever happens after this answer.
+                let cut = self.repair();
+                if let Err(cut) = &cut {
+                    tracing::error!(error = %cut, "cannot cut a refused batch off the log; refusing everything until it is");
+                }
+                tracing::error!(%error, messages = written, "writing the log failed; the batch was refused (451) and cut off the log");
                 self.fail(waiting.drain(..written), &error);
             }
         }
     }
 
     /// Wait while the materialiser lags too far or ids are held (unless the
-    /// log is closing: what is queued is still written), then give `n` ids.
-    fn take_ids(&self, n: usize) -> i64 {
+    /// log is closing: what is queued is still written), then give `n` ids;
+    /// `None` if the materialiser has not caught up within [`LAG_WAIT`].
+    fn take_ids(&self, n: usize) -> Option<i64> {
         let max_lag = self.shared.options.max_lag_bytes;
+        let deadline = Instant::now() + LAG_WAIT;
         let mut state = self.shared.lock();
         while (state.held || state.lag() > max_lag) && !state.closed {
-            state = self.shared.wait(state);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() && !state.held {
+                return None;
+            }
+            state = self
+                .shared
+                .changed
+                .wait_timeout(state, left.max(Duration::from_millis(10)))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
         let first = state.next_id;
         state.next_id += n as i64;
         state.in_flight = true;
-        first
+        Some(first)
     }
 
     /// The batch is over: durable up to `end` (or failed), `unused` of its ids
@@ -410,7 +451,7 @@ impl Thread {
     ) -> Result<(usize, Position), (usize, io::Error)> {
         let first_len = waiting
             .front()
-            .map_or(0, |append| record_len(&append.message));
+            .map_or(0, |append| record::encoded_len(&append.message));
         let fresh = match self.room() {
             Some(room) if room >= first_len => false,
             _ => {
@@ -420,16 +461,19 @@ impl Thread {
             }
         };
         let current = self.current.as_mut().expect("a segment is open");
+        let key = record::Key {
+            store_id: self.shared.options.store_id,
+            segment: current.number,
+        };
+        // A batch of big messages leaves a big buffer: give it back.
+        if self.buf.capacity() > BUF_KEEP {
+            self.buf = Vec::with_capacity(BUF_KEEP);
+        }
         self.buf.clear();
         let mut written = 0;
         for (n, append) in waiting.iter().take(take).enumerate() {
             let before = self.buf.len();
-            record::encode(
-                current.number,
-                first_id + n as i64,
-                &append.message,
-                &mut self.buf,
-            );
+            record::encode(key, first_id + n as i64, &append.message, &mut self.buf);
             if current.offset + self.buf.len() as u64 > current.size && n > 0 {
                 self.buf.truncate(before);
                 break;
@@ -483,16 +527,21 @@ impl Thread {
             .current
             .as_ref()
             .expect("damage is in the current segment");
+        let header = SegmentHeader {
+            number: current.number,
+            prev_end: self.prev_end,
+            store_id: self.shared.options.store_id,
+        };
         let result = (|| {
+            let zeros = vec![0; len.min(1 << 20)];
+            let mut done = 0;
+            while done < len {
+                let n = zeros.len().min(len - done);
+                current.file.write_all_at(&zeros[..n], at + done as u64)?;
+                done += n;
+            }
             if at == 0 {
-                current.file.write_all_at(&vec![0; len], 0)?;
-                let header = SegmentHeader {
-                    number: current.number,
-                    prev_end: self.prev_end,
-                };
                 current.file.write_all_at(&header.bytes(), 0)?;
-            } else {
-                current.file.write_all_at(&vec![0; len], at)?;
             }
             current.file.sync_data()
         })();
@@ -552,28 +601,26 @@ impl Thread {
         }
         let spare = state.spares.pop();
         let prepare = state.spares.is_empty() && !state.preparing;
-        let next_size = (state.next_size * 2).min(self.shared.options.segment_size);
+        // Segments grow from small to full size as the log is used; spares
+        // are made at the size the next segment will have.
+        state.next_size = (state.next_size * 2).min(self.shared.options.segment_size);
         drop(state);
         let path = segment::path_of(dir, number);
-        let mut made = false;
         if let Some(spare) = spare {
             fs::rename(&spare, &path)?;
         } else {
             segment::create_zeroed(dir, &path, wanted, None)?;
-            made = true;
         }
         let file = OpenOptions::new().read(true).write(true).open(&path)?;
         let size = file.metadata()?.len().max(need + SEGMENT_HEADER);
         let header = SegmentHeader {
             number,
             prev_end: self.prev_end,
+            store_id: self.shared.options.store_id,
         };
         // Written now, made durable by the first batch's sync.
         file.write_all_at(&header.bytes(), 0)?;
         let mut state = self.shared.lock();
-        if made {
-            state.next_size = next_size;
-        }
         state.live.push_back(super::writer::Live {
             number,
             path,
@@ -627,19 +674,4 @@ impl Thread {
             self.shared.lock().preparing = false;
         }
     }
-}
-
-/// The bytes a record of `message` takes, about (for choosing a segment).
-fn record_len(message: &NewMessage) -> u64 {
-    let envelope = &message.envelope;
-    (record::HEADER
-        + 256
-        + envelope.mail_from.len()
-        + envelope.helo.len()
-        + envelope
-            .rcpt_to
-            .iter()
-            .map(|rcpt| rcpt.len() + 4)
-            .sum::<usize>()
-        + message.raw.len()) as u64
 }
