@@ -155,15 +155,32 @@ class Server:
         if self.http:
             wait_listening(self.http, self.proc, name)
 
+    def disk(self):
+        """Bytes on disk (allocated) of mail.db, its WAL and its log directory."""
+        def size(path):
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                return 0
+            return max(st.st_blocks * 512, st.st_size)
+        db = os.path.join(self.store, "mail.db")
+        log_dir = db + "-log"
+        logged = sum(size(os.path.join(log_dir, f)) for f in os.listdir(log_dir)) \
+            if os.path.isdir(log_dir) else 0
+        return {"db": size(db), "wal": size(db + "-wal"), "log": logged}
+
     def close(self):
-        """SIGTERM and wait; returns what it wrote to stderr."""
+        """SIGTERM and wait; returns what it wrote to stderr, and the store's size
+        on disk after it closed."""
         stop(self.proc)
         self.stderr.close()
         with open(self.stderr_path) as f:
             text = f.read()
+        disk = None
         if self.store:
+            disk = self.disk()
             shutil.rmtree(self.store, ignore_errors=True)
-        return text
+        return text, disk
 
 
 def api_get(port, path, timeout=CATCH_UP_LIMIT):
@@ -232,6 +249,18 @@ def catch_up(server, expected, marker_word):
     return listed, indexed
 
 
+def stored_bytes(server):
+    """The sum of the stored messages' sizes, from the web API's pages."""
+    total, before = 0, None
+    while True:
+        page = api_get(server.http, "/api/v1/messages?limit=1000"
+                       + (f"&before={before}" if before else ""))["messages"]
+        if not page:
+            return total
+        total += sum(m["Size"] for m in page)
+        before = page[-1]["ID"]
+
+
 def close_fields(stderr):
     """The `key=number` fields of the store's close line: the last stderr line that
     has the log's ack wait in it (the line's wording is the store's)."""
@@ -261,10 +290,13 @@ def measure(name, phase, args, work, round_no):
             listed, indexed = catch_up(server, count, f"zqmark{round_no}{phase}x")
             result["listed_s"], result["indexed_s"] = listed, indexed
             result["rss_mb"] = peak_rss_mb(server.proc.pid)
+            result["raw_bytes"] = stored_bytes(server)
+            result["disk_serving"] = server.disk()
     finally:
-        stderr = server.close()
+        stderr, disk = server.close()
     if ours:
         result["close_line"], result["close"] = close_fields(stderr)
+        result["disk_closed"] = disk
     return result
 
 
@@ -329,6 +361,14 @@ def report(args, rounds, load_before, load_after, started):
         row("end of the load until listed", lambda m: m["listed_s"], secs)
         row("... until a search finds the last message", lambda m: m["indexed_s"], secs)
         row("peak RSS (MB)", lambda m: m["rss_mb"], lambda v: f"{v:.1f}")
+        mb = lambda v: f"{v / 1e6:.1f} MB"  # noqa: E731
+        row("messages' raw bytes", lambda m: m["raw_bytes"], mb)
+        for when in ("serving", "closed"):
+            for part in ("db", "wal", "log"):
+                row(f"on disk {when}: {part}", lambda m, w=when, p=part: m[f"disk_{w}"][p], mb)
+            row(f"on disk {when}: all / raw bytes",
+                lambda m, w=when: sum(m[f"disk_{w}"].values()) / m["raw_bytes"],
+                lambda v: f"{v:.2f}×")
         keys = sorted({k for r in rounds for p in PHASES for k in r[n][p]["close"]})
         for k in keys:
             row(f"close line `{k}`", lambda m, k=k: m["close"].get(k),

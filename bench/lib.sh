@@ -25,3 +25,16 @@ import sqlite3, sys
 print(sqlite3.connect(sys.argv[1]).execute("select count(*) from messages").fetchone()[0])
 PY
 }
+
+# Waits up to 60 s until the store at DB holds COUNT messages (with the log in
+# front of SQLite, issue #16, rows are written a moment after the 250); prints
+# what it holds then.
+wait_stored() {  # db count
+    local stored
+    for _ in $(seq 600); do
+        stored=$(count_stored "$1")
+        [ "$stored" -ge "$2" ] && break
+        sleep 0.1
+    done
+    echo "$stored"
+}

@@ -97,7 +97,7 @@ for server in $SERVERS; do
     RATE[$server,new]=$(run_source "$port")
     RATE[$server,reused]=$(run_source "$port" -d)
     if [[ $server == sokkel* ]]; then
-        stored=$(count_stored "$DB")
+        stored=$(wait_stored "$DB" $((2 * MESSAGES)))
         [ "$stored" -eq $((2 * MESSAGES)) ] || die "sokkel stored $stored of $((2 * MESSAGES)) messages"
         RSS[$server]=$(awk '/VmHWM/ {printf "%.1f MB", $2/1024}' "/proc/$SERVER_PID/status")
         if [ "$server" = sokkel ] && [ "$LIST_FILL" -gt 0 ]; then
@@ -113,8 +113,10 @@ for _ in range(20):
     subprocess.run([sys.argv[1], "mail", "list", "--limit", "50", "--db", sys.argv[2]],
                    check=True, stdout=subprocess.DEVNULL)
     times.append((time.perf_counter() - t) * 1000)
-times.sort()
-print(f"median {times[len(times)//2]:.1f} ms, max {times[-1]:.1f} ms")
+# The first run starts right after the fill, so with the log (issue #16) it waits
+# for the rows of the last messages to be written: shown apart.
+first, rest = times[0], sorted(times[1:])
+print(f"first run {first:.1f} ms, then median {rest[len(rest)//2]:.1f} ms, max {rest[-1]:.1f} ms")
 PY
 )
             LIST_COUNT=$(count_stored "$DB")
@@ -130,7 +132,7 @@ echo
 echo "| server | new connection per message (msg/s) | reused connections, -d (msg/s) | stores |"
 echo "|---|---:|---:|---|"
 for server in $SERVERS; do
-    case $server in sokkel*) stores="durably (SQLite, fsync before 250)" ;; *) stores="nothing" ;; esac
+    case $server in sokkel*) stores="durably (fsync before 250)" ;; *) stores="nothing" ;; esac
     echo "| $server | ${RATE[$server,new]} | ${RATE[$server,reused]} | $stores |"
 done
 if [[ " $SERVERS " == *" sokkel "* && " $SERVERS " == *" smtp-sink "* ]]; then

@@ -1,20 +1,23 @@
 //! The log in front of the SQLite store (issue #16), through the binary: a failed
 //! `fdatasync` answers its batch with 451 and the message never appears, not even
-//! after a restart; a second `mail serve` on a served store says who serves it;
-//! small segments are recycled while a store fills, empties and fills again, and a
-//! kill -9 after that loses nothing; and every read that starts after a 250 sees the
+//! after a restart, also when it was the last delivery before a stop or a crash, or
+//! the first of a new log; a new `mail.db` beside an old `mail.db-log/` starts
+//! empty; a second `mail serve` on a served store says who serves it; small
+//! segments are recycled while a store fills, empties and fills again, and a kill
+//! -9 after that loses nothing; and every read that starts after a 250 sees the
 //! message, through the web API, a search, POP3, IMAP and the CLI as a second
-//! process.
+//! process, also while small segments are recycled under load.
 //!
-//! Two tests use the debug builds' hooks (`SOKKEL_TEST_FAIL_SYNC`,
+//! Several tests use the debug builds' hooks (`SOKKEL_TEST_FAIL_SYNC`,
 //! `SOKKEL_TEST_SEGMENT_SIZE`), which a release build leaves out: under
-//! `cargo test --release` they are ignored. The kill -9 loop under Postfix's
-//! smtp-source is in `log_interop.rs`.
+//! `cargo test --release` they are ignored. The kill -9 loops under Postfix's
+//! smtp-source are in `log_interop.rs`.
 
 mod kit;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -35,79 +38,37 @@ const SYNC_FAILED: &str = "451 4.3.0 ";
 fn a_failed_fdatasync_answers_451_and_that_message_never_appears() {
     let dir = tempdir();
     let db = dir.path().join("mail.db");
-    let start = || {
-        Catcher::builder()
-            .db(&db)
-            .env("SOKKEL_TEST_FAIL_SYNC", "3")
-            .start()
-    };
-    let mut catcher = start();
+    let mut catcher = Catcher::builder()
+        .db(&db)
+        .env("SOKKEL_TEST_FAIL_SYNC", "3")
+        .start();
 
     // One message at a time on one session: each batch holds one message, so the
     // third sync of the log is the third delivery's, or an earlier one's if the log
     // syncs more than once per batch at first. Exactly one delivery fails.
-    let mut smtp = Smtp::ehlo(catcher.addr());
-    let mut replies = Vec::new();
-    for n in 0..8 {
-        let content = message(&format!("sync {n}"), &format!("delivery number {n}"));
-        let reply = smtp.send_message("a@sync.test", &["b@sync.test"], &content);
-        replies.push((content, reply[0].clone()));
-    }
-    let failed: Vec<usize> = (0..replies.len())
-        .filter(|&n| replies[n].1.starts_with(SYNC_FAILED))
-        .collect();
-    let shown: Vec<&str> = replies.iter().map(|(_, reply)| reply.as_str()).collect();
+    let replies = deliver_one_by_one(&catcher, 0..8, |_| false);
+    let failed = refused(&replies);
     assert_eq!(
         failed.len(),
         1,
-        "want exactly one `{SYNC_FAILED}...` with SOKKEL_TEST_FAIL_SYNC=3; replies: {shown:#?}"
+        "want exactly one `{SYNC_FAILED}...` with SOKKEL_TEST_FAIL_SYNC=3: {replies:#?}"
     );
     assert!(
         failed[0] <= 2,
-        "the third sync failed after the third delivery: {shown:#?}"
+        "the third sync failed after the third delivery: {replies:#?}"
     );
-    let mut kept: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
-    for (n, (content, reply)) in replies.iter().enumerate() {
-        if n != failed[0] {
-            kept.insert(queued_id(reply), content.clone());
-        }
-    }
+    let mut kept = acknowledged(&replies);
     assert_eq!(kept.len(), 7, "every other delivery has an id of its own");
-    // The session goes on after the 451, and so does the server.
-    smtp.quit();
+    // The server goes on: a new session delivers too.
     let after = message("sync after", "a new session after the failure");
     kept.insert(catcher.send(&after), after);
-
-    let lost_subject = format!("sync {}", failed[0]);
-    let check = |catcher: &Catcher, when: &str| {
-        let listed = catcher.list();
-        let subjects: Vec<&str> = listed
-            .iter()
-            .map(|m| m["subject"].as_str().unwrap_or(""))
-            .collect();
-        assert!(
-            !subjects.contains(&lost_subject.as_str()),
-            "{when}: the message answered 451 is stored: {subjects:?}"
-        );
-        let stored: BTreeSet<u64> = ids(&listed).into_iter().collect();
-        let acked: BTreeSet<u64> = kept.keys().copied().collect();
-        assert_eq!(stored, acked, "{when}: stored ids against the 250s");
-        for (&id, content) in &kept {
-            let raw = catcher.raw(id);
-            assert!(
-                &raw == content,
-                "{when}: message {id} differs: {:?}",
-                show(&raw)
-            );
-        }
-    };
-    check(&catcher, "while serving");
+    let lost = [sync_subject(failed[0])];
+    assert_holds_exactly(&catcher, &kept, &lost, "while serving");
 
     catcher.kill_hard();
-    let mut restarted = start();
-    check(&restarted, "after kill -9 and a restart");
-    let last = message("sync last", "after the restart");
-    let last_id = restarted.send(&last);
+    let mut restarted = Catcher::builder().db(&db).start();
+    assert_holds_exactly(&restarted, &kept, &lost, "after kill -9 and a restart");
+    let last_id = restarted.send(&message("sync last", "after the restart"));
     assert!(
         kept.keys().all(|&id| id < last_id),
         "id {last_id} after the restart is not above every earlier one: {:?}",
@@ -115,6 +76,207 @@ fn a_failed_fdatasync_answers_451_and_that_message_never_appears() {
     );
     sigterm(restarted.pid());
     assert_eq!(restarted.wait_exit(PROMPT).code(), Some(0));
+}
+
+/// How a test stops a server.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    /// SIGTERM: the store closes as it should.
+    Term,
+    /// SIGKILL: a crash.
+    Kill,
+}
+
+impl Stop {
+    fn stop(self, catcher: &mut Catcher) {
+        match self {
+            Stop::Term => {
+                sigterm(catcher.pid());
+                assert_eq!(catcher.wait_exit(PROMPT).code(), Some(0));
+            }
+            Stop::Kill => catcher.kill_hard(),
+        }
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "SOKKEL_TEST_FAIL_SYNC is a debug build's hook"
+)]
+fn a_refused_last_delivery_stays_refused_after_a_stop_or_a_kill() {
+    // Nothing is delivered after the 451, so nothing overwrites the refused
+    // record before the server goes away: only the log itself can cut it off.
+    let dir = tempdir();
+    let db = dir.path().join("mail.db");
+    let mut kept = BTreeMap::new();
+    let mut lost = Vec::new();
+    let mut next = 0;
+    for stop in [Stop::Term, Stop::Kill] {
+        let mut catcher = Catcher::builder()
+            .db(&db)
+            .env("SOKKEL_TEST_FAIL_SYNC", "3")
+            .start();
+        let replies = deliver_one_by_one(&catcher, next..next + 3, |reply| {
+            reply.starts_with(SYNC_FAILED)
+        });
+        let failed = refused(&replies);
+        assert_eq!(failed.len(), 1, "want one 451 in three: {replies:#?}");
+        assert_eq!(failed[0], replies.len() - 1, "delivery stopped at the 451");
+        kept.extend(acknowledged(&replies));
+        lost.push(sync_subject(next + failed[0]));
+        next += 3;
+        stop.stop(&mut catcher);
+        let restarted = Catcher::builder().db(&db).start();
+        assert_holds_exactly(
+            &restarted,
+            &kept,
+            &lost,
+            &format!("after {stop:?} right after the 451 and a restart"),
+        );
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "SOKKEL_TEST_FAIL_SYNC is a debug build's hook"
+)]
+fn a_failed_first_sync_of_a_new_log_answers_451_and_the_log_goes_on() {
+    let dir = tempdir();
+    let db = dir.path().join("mail.db");
+    let mut catcher = Catcher::builder()
+        .db(&db)
+        .env("SOKKEL_TEST_FAIL_SYNC", "1")
+        .start();
+    let replies = deliver_one_by_one(&catcher, 0..4, |_| false);
+    assert_eq!(
+        refused(&replies),
+        vec![0],
+        "the first batch of a new segment fails with SOKKEL_TEST_FAIL_SYNC=1: {replies:#?}"
+    );
+    let kept = acknowledged(&replies);
+    let lost = [sync_subject(0)];
+    assert_holds_exactly(&catcher, &kept, &lost, "while serving");
+    catcher.kill_hard();
+    let restarted = Catcher::builder().db(&db).start();
+    assert_holds_exactly(&restarted, &kept, &lost, "after kill -9 and a restart");
+}
+
+/// Subject of message `n` of the fdatasync tests.
+fn sync_subject(n: usize) -> String {
+    format!("sync {n}")
+}
+
+/// Message `n` of the fdatasync tests. Each is shorter than the one before, so a
+/// record written where a refused one was does not cover it byte for byte.
+fn sync_message(n: usize) -> Vec<u8> {
+    let body = "a line that shrinks\r\n".repeat(40_usize.saturating_sub(n * 3).max(1));
+    message(&sync_subject(n), body.trim_end())
+}
+
+/// Delivers message `n` for each of `numbers` one at a time on one session, so that
+/// each batch of the log holds one message, until `last` holds for a reply; each
+/// message's bytes and the first line of its reply.
+fn deliver_one_by_one(
+    catcher: &Catcher,
+    numbers: std::ops::Range<usize>,
+    last: impl Fn(&str) -> bool,
+) -> Vec<(usize, Vec<u8>, String)> {
+    let mut smtp = Smtp::ehlo(catcher.addr());
+    let mut replies = Vec::new();
+    for n in numbers {
+        let content = sync_message(n);
+        let reply = smtp.send_message("a@sync.test", &["b@sync.test"], &content);
+        let done = last(&reply[0]);
+        replies.push((n, content, reply[0].clone()));
+        if done {
+            break;
+        }
+    }
+    smtp.quit();
+    replies
+}
+
+/// Where in `replies` the deliveries answered `451 4.3.0` are.
+fn refused(replies: &[(usize, Vec<u8>, String)]) -> Vec<usize> {
+    (0..replies.len())
+        .filter(|&i| replies[i].2.starts_with(SYNC_FAILED))
+        .collect()
+}
+
+/// The deliveries answered 250, by id; panics on any reply but 250 and 451.
+fn acknowledged(replies: &[(usize, Vec<u8>, String)]) -> BTreeMap<u64, Vec<u8>> {
+    replies
+        .iter()
+        .filter(|(_, _, reply)| !reply.starts_with(SYNC_FAILED))
+        .map(|(_, content, reply)| (queued_id(reply), content.clone()))
+        .collect()
+}
+
+/// The store holds exactly the messages `kept` (by id, byte for byte) and none
+/// with a subject in `lost`.
+#[track_caller]
+fn assert_holds_exactly(
+    catcher: &Catcher,
+    kept: &BTreeMap<u64, Vec<u8>>,
+    lost: &[String],
+    when: &str,
+) {
+    let listed = catcher.list();
+    let subjects: Vec<&str> = listed
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap_or(""))
+        .collect();
+    for subject in lost {
+        assert!(
+            !subjects.contains(&subject.as_str()),
+            "{when}: {subject:?} was answered 451 but is stored: {subjects:?}"
+        );
+    }
+    let stored: BTreeSet<u64> = ids(&listed).into_iter().collect();
+    let acked: BTreeSet<u64> = kept.keys().copied().collect();
+    assert_eq!(stored, acked, "{when}: stored ids against the 250s");
+    for (&id, content) in kept {
+        let raw = catcher.raw(id);
+        assert!(
+            &raw == content,
+            "{when}: message {id} differs: {:?}",
+            show(&raw)
+        );
+    }
+}
+
+#[test]
+fn a_new_store_next_to_an_old_log_does_not_bring_back_its_messages() {
+    // `rm mail.db*` resets a catcher: it removes the database and its WAL and
+    // fails on the log's directory, which stays.
+    for stop in [Stop::Term, Stop::Kill] {
+        let dir = tempdir();
+        let db = dir.path().join("mail.db");
+        let mut old = Catcher::builder().db(&db).start();
+        for n in 0..20 {
+            old.send(&message(&format!("old {n}"), "from before the reset"));
+        }
+        stop.stop(&mut old);
+        for file in ["mail.db", "mail.db-wal", "mail.db-shm"] {
+            let _ = std::fs::remove_file(dir.path().join(file));
+        }
+        assert!(
+            log_dir(&db).is_dir(),
+            "the store has no log to leave behind"
+        );
+        let new = Catcher::builder().db(&db).start();
+        let listed = new.list();
+        assert!(
+            listed.is_empty(),
+            "after {stop:?} and removing mail.db, the new store holds {} old messages: {:?}",
+            listed.len(),
+            listed.iter().map(|m| &m["subject"]).collect::<Vec<_>>()
+        );
+        let id = new.send(&message("new", "after the reset"));
+        assert_eq!(ids(&new.list()), vec![id], "after {stop:?}");
+    }
 }
 
 #[test]
@@ -304,14 +466,79 @@ fn file_size(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
 }
 
+#[test]
+fn every_read_that_starts_after_a_250_sees_the_message() {
+    let catcher = Catcher::builder().http().start();
+    assert_reads_after_250_see_it(&catcher, 8, 20);
+    assert_eq!(catcher.list().len(), 8 * 20);
+}
+
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "SOKKEL_TEST_SEGMENT_SIZE is a debug build's hook"
+)]
+fn every_read_after_a_250_sees_the_message_while_small_segments_are_recycled() {
+    // Segments of 64 KiB and a steady load beside the readers: the log changes
+    // segment and recycles old ones all the time, also while a second process
+    // (the CLI) looks for the end of the log to wait for.
+    let catcher = Catcher::builder()
+        .http()
+        .env("SOKKEL_TEST_SEGMENT_SIZE", &SMALL_SEGMENT.to_string())
+        .start();
+    let stop = AtomicBool::new(false);
+    let loaded = thread::scope(|scope| {
+        let load: Vec<_> = (0..2)
+            .map(|session| {
+                let (catcher, stop) = (&catcher, &stop);
+                scope.spawn(move || {
+                    let mut smtp = Smtp::ehlo(catcher.addr());
+                    let filler = "filler line to fill segments quickly\r\n".repeat(100);
+                    let mut sent = 0;
+                    // Paced, so that the readers are not starved on a debug build.
+                    while !stop.load(Ordering::Relaxed) && sent < 3_000 {
+                        let subject = format!("load {session}-{sent}");
+                        smtp.deliver("l@load.test", &["r@load.test"], &message(&subject, &filler));
+                        sent += 1;
+                        thread::sleep(Duration::from_millis(2));
+                    }
+                    smtp.quit();
+                    sent
+                })
+            })
+            .collect();
+        let _stop_load = StopOnDrop(&stop);
+        assert_reads_after_250_see_it(&catcher, 6, 15);
+        drop(_stop_load);
+        load.into_iter()
+            .map(|l| l.join().expect("a load session panicked"))
+            .sum::<usize>()
+    });
+    eprintln!("{loaded} messages of load beside the readers");
+    assert!(
+        loaded * 4000 > 8 * SMALL_SEGMENT as usize,
+        "the load ({loaded} messages) did not fill eight segments"
+    );
+}
+
+/// Sets the flag when dropped, so that the load stops even when the readers' check
+/// panics.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// The send-then-read barrier's client, in Python (smtplib, http.client, poplib,
 /// imaplib, and the CLI run as a second process).
 const READ_AFTER_250: &str = include_str!("kit/py/read_after_250.py");
 
-#[test]
-fn every_read_that_starts_after_a_250_sees_the_message() {
-    let catcher = Catcher::builder().http().start();
-    let (senders, per_sender) = (8, 20);
+/// `senders` smtplib senders deliver `per_sender` messages each; every read that
+/// starts after a 250 (API, search, POP3, IMAP, the CLI) finds the message.
+#[track_caller]
+fn assert_reads_after_250_see_it(catcher: &Catcher, senders: usize, per_sender: usize) {
     let port = |addr: std::net::SocketAddr| addr.port().to_string();
     let out = python3(
         READ_AFTER_250,
@@ -341,6 +568,4 @@ fn every_read_that_starts_after_a_250_sees_the_message() {
         senders * per_sender,
         "every delivery is checked: {report}"
     );
-    let stored = catcher.list();
-    assert_eq!(stored.len(), senders * per_sender);
 }

@@ -71,19 +71,35 @@ fn smtp_source(catcher: &Catcher) -> ChildGuard {
 #[test]
 #[ignore = "interop: needs postfix (smtp-source); .ci/run installs it and runs cargo test -- --ignored"]
 fn kill_9_eight_times_under_smtp_source_loses_no_acknowledged_message() {
+    kill_loop(None);
+}
+
+#[test]
+#[ignore = "interop: needs postfix (smtp-source); .ci/run installs it and runs cargo test -- --ignored"]
+fn kill_9_eight_times_with_64_kib_segments_loses_no_acknowledged_message() {
+    // About 16 messages to a segment: the kills land during segment changes,
+    // spare making and recycling. Release builds have no segment-size hook and
+    // run this with the default segments.
+    kill_loop(Some(64 << 10));
+}
+
+/// Eight rounds of: start on the store, load, kill -9 at a random moment, check.
+fn kill_loop(segment_size: Option<u64>) {
     let dir = tempdir();
     let db = dir.path().join("mail.db");
     let mut moments = Moments::new();
     let mut acked: Vec<Acked> = Vec::new();
+    let start = || {
+        let builder = Catcher::builder().db(&db).http();
+        match segment_size {
+            Some(size) => builder.env("SOKKEL_TEST_SEGMENT_SIZE", &size.to_string()),
+            None => builder,
+        }
+        .start()
+    };
 
     for round in 1..=ROUNDS {
-        // Every other round on 64 KiB segments, so that kills land while
-        // segments are changed, recycled and made under load.
-        let mut builder = Catcher::builder().db(&db).http();
-        if round % 2 == 0 {
-            builder = builder.env("SOKKEL_TEST_SEGMENT_SIZE", "65536");
-        }
-        let mut catcher = builder.start();
+        let mut catcher = start();
         // What the previous round acknowledged, now read through the restarted server.
         let earlier = acked.len();
         assert_kept(&catcher, &acked, round);
@@ -129,7 +145,7 @@ fn kill_9_eight_times_under_smtp_source_loses_no_acknowledged_message() {
         );
     }
 
-    let catcher = Catcher::builder().db(&db).http().start();
+    let catcher = start();
     assert_kept(&catcher, &acked, ROUNDS + 1);
     assert_all_complete(&catcher, &db);
 }
