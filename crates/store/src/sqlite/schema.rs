@@ -306,6 +306,14 @@ pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Bring the database to [`VERSION`], or refuse a file from a newer build.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    // Most opens find the schema current: that is a read, which must not wait
+    // for the write lock (the materialiser's and the indexer's transactions
+    // take hundreds of milliseconds under load, and every `mail` command
+    // opens the store).
+    let current: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if current == VERSION {
+        return Ok(());
+    }
     // The version the file had when this call first looked.
     let mut started_at = None;
     loop {
