@@ -237,7 +237,15 @@ pub(super) fn scan(dir: &Path, store_id: u64, from: Position) -> io::Result<Scan
         } else {
             SEGMENT_HEADER
         };
-        let file = File::open(path)?;
+        let file = match File::open(path) {
+            Ok(file) => file,
+            // Only a process that does not own the log scans while it
+            // changes: the owner recycled this segment after reading the
+            // directory, which it does once the segment's rows are stored,
+            // so nothing in it is waited for.
+            Err(error) if error.kind() == ErrorKind::NotFound => continue,
+            Err(error) => return Err(error),
+        };
         let key = Key {
             store_id,
             segment: header.number,
