@@ -83,6 +83,15 @@ pub struct MessageCounts {
     pub unread: u64,
 }
 
+/// A tag in use and how many messages have it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagCount {
+    /// The tag's name, as it was first written.
+    pub name: String,
+    /// The messages that have it, and how many of them are unread.
+    pub counts: MessageCounts,
+}
+
 /// A change to the flags of messages; `None` leaves that flag as it is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FlagChange {
@@ -593,8 +602,8 @@ impl Store {
     }
 
     /// Every tag in use, sorted by name (ignoring case), with how many messages
-    /// have it.
-    pub fn tags(&self) -> Result<Vec<(String, u64)>, StoreError> {
+    /// have it and how many of those are unread.
+    pub fn tags(&self) -> Result<Vec<TagCount>, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => store.tags(),
             Backend::Postgres(store) => store.tags(),

@@ -78,6 +78,7 @@ macro_rules! cases {
 }
 
 cases!(sqlite:
+    each_tag_counts_its_unread_messages,
     set_add_remove_and_unused_tags_disappear,
     rename_merges_and_delete_removes_everywhere,
     bad_names_are_refused_with_the_reason_and_change_nothing,
@@ -90,6 +91,7 @@ cases!(sqlite:
 );
 
 cases!(interop postgres:
+    each_tag_counts_its_unread_messages,
     set_add_remove_and_unused_tags_disappear,
     rename_merges_and_delete_removes_everywhere,
     bad_names_are_refused_with_the_reason_and_change_nothing,
@@ -141,7 +143,12 @@ fn tags_of(store: &Store, id: MessageId) -> Vec<String> {
 }
 
 fn all_tags(store: &Store) -> Vec<(String, u64)> {
-    store.tags().unwrap()
+    store
+        .tags()
+        .unwrap()
+        .into_iter()
+        .map(|tag| (tag.name, tag.counts.total))
+        .collect()
 }
 
 fn pairs(list: &[(&str, u64)]) -> Vec<(String, u64)> {
@@ -200,6 +207,31 @@ fn set_add_remove_and_unused_tags_disappear(open: Open) {
     // Deleting the message leaves no tag in use.
     store.delete(&[ids[0]]).unwrap();
     assert!(all_tags(store).is_empty());
+}
+
+fn each_tag_counts_its_unread_messages(open: Open) {
+    let Opened { store, .. } = &open(Tagging::default());
+    let ids = deliver(store, 4);
+    store.set_tags(&ids[..3], &["work"]).unwrap();
+    store.set_tags(&ids[3..], &["home"]).unwrap();
+    store.set_read(&ids[..2], true).unwrap();
+    let counts = |store: &Store| {
+        store
+            .tags()
+            .unwrap()
+            .into_iter()
+            .map(|tag| (tag.name, tag.counts.total, tag.counts.unread))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        counts(store),
+        [("home".to_string(), 1, 1), ("work".to_string(), 3, 1)]
+    );
+    store.set_read(&ids, true).unwrap();
+    assert_eq!(
+        counts(store),
+        [("home".to_string(), 1, 0), ("work".to_string(), 3, 0)]
+    );
 }
 
 fn rename_merges_and_delete_removes_everywhere(open: Open) {

@@ -725,7 +725,11 @@ pub(crate) async fn info(State(state): State<AppState>) -> Result<Response, ApiE
             database_size: store.size_on_disk(),
             messages: counts.total,
             unread: counts.unread,
-            tags: store.tags()?.into_iter().collect(),
+            tags: store
+                .tags()?
+                .into_iter()
+                .map(|tag| (tag.name, tag.counts.total))
+                .collect(),
             runtime_stats: RuntimeStatsJson {
                 uptime,
                 memory: resident_memory(),

@@ -59,6 +59,7 @@ mod serve;
 mod tags;
 mod ui;
 pub mod webhook;
+mod webui;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -146,6 +147,9 @@ pub struct WebConfig {
     /// What `POST /api/v1/send` accepts: SMTP's message size and recipient
     /// limits.
     pub send: SendLimits,
+    /// The addresses the SMTP server beside this one listens on, as
+    /// `host:port`, for the page to say where to send mail; empty if unknown.
+    pub smtp_addresses: Vec<String>,
 }
 
 impl Default for WebConfig {
@@ -161,6 +165,7 @@ impl Default for WebConfig {
             release: None,
             smtp_counters: Arc::default(),
             send: SendLimits::default(),
+            smtp_addresses: Vec::new(),
         }
     }
 }
@@ -323,7 +328,9 @@ fn route_table() -> RouteTable {
             "/api/v1/message/{ID}/release",
             release::release,
         )
+        .add(Method::GET, "/api/v1/webui", webui::webui)
         .add(Method::GET, "/api/v1/tags", tags::list)
+        .add(Method::GET, "/api/v1/tag-counts", tags::counts)
         .add(Method::PUT, "/api/v1/tags", tags::set)
         .add(Method::PUT, "/api/v1/tags/{Tag}", tags::rename)
         .add(Method::DELETE, "/api/v1/tags/{Tag}", tags::delete)

@@ -63,8 +63,24 @@ pub enum ReleaseError {
 /// A release in progress.
 pub type ReleaseFuture = Pin<Box<dyn Future<Output = Result<(), ReleaseError>> + Send>>;
 
+/// How the relay is set up, as `GET /api/v1/webui` shows it (no secrets).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RelaySettings {
+    /// The relay server and how it is reached, e.g. `smtp.example.com:587 (STARTTLS)`.
+    pub server: String,
+    /// The pattern a recipient must match, if any.
+    pub allowed: Option<String>,
+    /// The pattern no recipient may match, if any.
+    pub blocked: Option<String>,
+    /// The envelope sender every relayed message gets, if set.
+    pub override_from: Option<String>,
+}
+
 /// What the binary implements to release messages through its relay.
 pub trait Release: Send + Sync + fmt::Debug {
+    /// The relay's settings, for the page's release dialog.
+    fn settings(&self) -> RelaySettings;
+
     /// The addresses of `to` (`a@b` or `Name <a@b>`) as they would be sent
     /// in RCPT TO, or why the release may not go to them.
     fn recipients(&self, to: &[String]) -> Result<Vec<String>, RecipientError>;

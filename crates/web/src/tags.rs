@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! GET    /api/v1/tags         → ["a", "b"]
+//! GET    /api/v1/tag-counts   → [{"Name": "a", "Total": 3, "Unread": 1}, …]  (sokkel's own)
 //! PUT    /api/v1/tags         {"IDs": ["1", "2"], "Tags": ["a"]}   → ok
 //! PUT    /api/v1/tags/{Tag}   {"Name": "new"}                      → ok
 //! DELETE /api/v1/tags/{Tag}                                        → ok
@@ -18,7 +19,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::api::{blocking, ok, parse_ids};
 use crate::{ApiError, AppState};
@@ -27,6 +28,29 @@ use crate::{ApiError, AppState};
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
     let names = blocking(&state, |store| Ok(store.tag_names()?)).await?;
     Ok(Json(names).into_response())
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct TagCountJson {
+    name: String,
+    total: u64,
+    unread: u64,
+}
+
+/// `GET /api/v1/tag-counts`: every tag in use, sorted by name, with how many
+/// messages have it and how many of those are unread (the page's sidebar).
+pub(crate) async fn counts(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let tags = blocking(&state, |store| Ok(store.tags()?)).await?;
+    let tags: Vec<_> = tags
+        .into_iter()
+        .map(|tag| TagCountJson {
+            name: tag.name,
+            total: tag.counts.total,
+            unread: tag.counts.unread,
+        })
+        .collect();
+    Ok(Json(tags).into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -105,7 +105,8 @@ pub(crate) async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Respo
 }
 
 /// `GET /view/{ID}.html` (the HTML body, sandboxed; `?remote=1` allows remote
-/// images) and `GET /view/{ID}.txt` (the text body), as Mailpit names them.
+/// images) and `GET /view/{ID}.txt` (the text body), as Mailpit names them;
+/// `GET /view/{ID}` and `/view/latest`, the page opened on that message.
 pub(crate) async fn view(
     State(state): State<AppState>,
     Path(file): Path<String>,
@@ -117,9 +118,14 @@ pub(crate) async fn view(
     let (id, html) = match (file.strip_suffix(".html"), file.strip_suffix(".txt")) {
         (Some(id), _) => (id, true),
         (None, Some(id)) => (id, false),
+        // `/view/{ID}` and `/view/latest` are the page itself, opened on
+        // that message (a link to paste to a colleague).
+        _ if file == "latest" || file.bytes().all(|b| b.is_ascii_digit()) && !file.is_empty() => {
+            return Ok(serve_asset(&INDEX, &headers));
+        }
         _ => {
             return Err(ApiError::NotFound(format!(
-                "no view {file:?}; ask for ID.html or ID.txt"
+                "no view {file:?}; ask for ID, latest, ID.html or ID.txt"
             )));
         }
     };

@@ -1055,6 +1055,54 @@ async fn page_is_cached_by_etag_and_locked_down() {
 }
 
 #[tokio::test]
+async fn a_message_link_opens_the_page() {
+    let (_dir, store) = store_with(&[]);
+    let router = router(&store);
+    let page = get(&router, "/").await;
+    for uri in ["/view/7", "/view/latest"] {
+        let linked = get(&router, uri).await;
+        assert_eq!(linked.status, StatusCode::OK, "{uri}");
+        assert_eq!(linked.body, page.body, "{uri} is the page");
+        assert_eq!(
+            linked.header(header::CONTENT_SECURITY_POLICY),
+            page.header(header::CONTENT_SECURITY_POLICY)
+        );
+    }
+    for uri in ["/view/7x", "/view/", "/view/..%2Fetc"] {
+        assert_eq!(
+            get(&router, uri).await.status,
+            StatusCode::NOT_FOUND,
+            "{uri}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn webui_says_where_to_send_and_whether_release_works() {
+    let (_dir, store) = store_with(&[]);
+    let config = WebConfig {
+        smtp_addresses: vec!["127.0.0.1:2525".into()],
+        ..WebConfig::default()
+    };
+    let router = app(AppState::new(store.clone(), config));
+    let webui = get(&router, "/api/v1/webui").await.json();
+    assert_eq!(
+        webui["SMTPAddresses"],
+        serde_json::json!(["127.0.0.1:2525"])
+    );
+    assert_eq!(webui["MessageRelay"]["Enabled"], false);
+    assert_eq!(webui["ChaosEnabled"], false);
+    for key in [
+        "Label",
+        "SpamAssassin",
+        "DuplicatesIgnored",
+        "HideDeleteAllButton",
+    ] {
+        assert!(webui.get(key).is_some(), "Mailpit's {key}");
+    }
+}
+
+#[tokio::test]
 async fn message_html_is_served_sandboxed_without_scripts() {
     let (_dir, store) = store_with(&[MIXED]);
     let router = router(&store);

@@ -189,6 +189,41 @@ async fn set_list_rename_delete_in_mailpit_shapes() {
 }
 
 #[tokio::test]
+async fn tag_counts_give_each_tags_total_and_unread() {
+    let (_dir, store) = store_with(&["one", "two", "three"]);
+    let router = app(AppState::new(store, WebConfig::default()));
+    assert_eq!(json_of(&router, "/api/v1/tag-counts").await, json!([]));
+    ok(
+        &router,
+        Method::PUT,
+        "/api/v1/tags",
+        Some(json!({"IDs": ["1", "2"], "Tags": ["work"]})),
+    )
+    .await;
+    ok(
+        &router,
+        Method::PUT,
+        "/api/v1/tags",
+        Some(json!({"IDs": ["3"], "Tags": ["Home"]})),
+    )
+    .await;
+    ok(
+        &router,
+        Method::PUT,
+        "/api/v1/messages",
+        Some(json!({"IDs": ["1"], "Read": true})),
+    )
+    .await;
+    assert_eq!(
+        json_of(&router, "/api/v1/tag-counts").await,
+        json!([
+            {"Name": "Home", "Total": 1, "Unread": 1},
+            {"Name": "work", "Total": 2, "Unread": 1},
+        ])
+    );
+}
+
+#[tokio::test]
 async fn bad_names_and_missing_tags_are_4xx_with_the_reason() {
     let (_dir, store) = store_with(&["one"]);
     let router = app(AppState::new(store, WebConfig::default()));

@@ -219,6 +219,12 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
                 max_message_size: args.max_message_size,
                 max_recipients: args.max_recipients as usize,
             },
+            smtp_addresses: listeners
+                .smtp
+                .iter()
+                .filter_map(|listener| listener.local_addr().ok())
+                .map(|addr| addr.to_string())
+                .collect(),
             ..WebConfig::default()
         };
         let max_connections = u32::try_from(web_config.max_connections).unwrap_or(u32::MAX);

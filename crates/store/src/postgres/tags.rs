@@ -21,7 +21,7 @@ use super::{Notice, PgStore, ids_of, next_seq, publish};
 use crate::sqlite::TagEdit;
 use crate::store::{StoreEvent, TagChange};
 use crate::tags::{TagName, TagRule};
-use crate::{ListQuery, MessageId, StoreError, Summary};
+use crate::{ListQuery, MessageCounts, MessageId, StoreError, Summary, TagCount};
 
 /// More messages than this changed by one tag change are announced as
 /// [`StoreEvent::Changed`] (reload) rather than one by one, as on SQLite.
@@ -142,22 +142,32 @@ enum Retag<'a> {
 }
 
 impl PgStore {
-    pub(crate) fn tags(&self) -> Result<Vec<(String, u64)>, StoreError> {
+    pub(crate) fn tags(&self) -> Result<Vec<TagCount>, StoreError> {
         self.run(async {
             let client = self.shared().client().await?;
             let statement = client
                 .prepare_cached(
-                    "SELECT t.name, count(*) FROM tags AS t
-                     JOIN message_tags AS mt ON mt.tag_id = t.id GROUP BY t.id",
+                    "SELECT t.name, count(*), count(*) FILTER (WHERE NOT m.read) FROM tags AS t
+                     JOIN message_tags AS mt ON mt.tag_id = t.id
+                     JOIN messages AS m ON m.id = mt.message_id
+                     GROUP BY t.id",
                 )
                 .await?;
             let mut tags = client
                 .query(&statement, &[])
                 .await?
                 .iter()
-                .map(|row| Ok((row.try_get(0)?, row.try_get::<_, i64>(1)?.max(0) as u64)))
-                .collect::<Result<Vec<(String, u64)>, StoreError>>()?;
-            tags.sort_unstable_by_key(|(name, _)| name.to_lowercase());
+                .map(|row| {
+                    Ok(TagCount {
+                        name: row.try_get(0)?,
+                        counts: MessageCounts {
+                            total: row.try_get::<_, i64>(1)?.max(0) as u64,
+                            unread: row.try_get::<_, i64>(2)?.max(0) as u64,
+                        },
+                    })
+                })
+                .collect::<Result<Vec<TagCount>, StoreError>>()?;
+            tags.sort_unstable_by_key(|tag| tag.name.to_lowercase());
             Ok(tags)
         })
     }

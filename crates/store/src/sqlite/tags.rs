@@ -19,7 +19,7 @@ use super::search_sql::{matching_clauses, matching_from, to_sql};
 use super::{SqliteStore, to_i64, unique};
 use crate::store::{StoreEvent, TagChange};
 use crate::tags::{TagName, TagRule};
-use crate::{ListQuery, MessageId, StoreError, Summary};
+use crate::{ListQuery, MessageCounts, MessageId, StoreError, Summary, TagCount};
 
 /// The id of the tag called `name` (ignoring case), creating it if `create`.
 pub(super) fn tag_id(
@@ -177,22 +177,27 @@ pub(crate) enum Edit {
 }
 
 impl SqliteStore {
-    pub(crate) fn tags(&self) -> Result<Vec<(String, u64)>, StoreError> {
+    pub(crate) fn tags(&self) -> Result<Vec<TagCount>, StoreError> {
         // A --tag rule tags a message when it is indexed.
         self.after(self.tags_need(), |conn| {
             let mut statement = conn.prepare_cached(
-                "SELECT t.name, count(*) FROM tags AS t JOIN message_tags AS mt ON mt.tag_id = t.id
+                "SELECT t.name, count(*), sum(m.read = 0) FROM tags AS t
+                 JOIN message_tags AS mt ON mt.tag_id = t.id
+                 JOIN messages AS m ON m.id = mt.message_id
                  GROUP BY t.id",
             )?;
             let mut tags = statement
                 .query_map([], |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, i64>(1)?.max(0) as u64,
-                    ))
+                    Ok(TagCount {
+                        name: row.get(0)?,
+                        counts: MessageCounts {
+                            total: row.get::<_, i64>(1)?.max(0) as u64,
+                            unread: row.get::<_, i64>(2)?.max(0) as u64,
+                        },
+                    })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            tags.sort_unstable_by_key(|(name, _)| name.to_lowercase());
+            tags.sort_unstable_by_key(|tag| tag.name.to_lowercase());
             Ok(tags)
         })
     }

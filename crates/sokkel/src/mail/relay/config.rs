@@ -222,6 +222,14 @@ impl RelayConfig {
         })
     }
 
+    /// The `allowed-recipients` and `blocked-recipients` patterns, as written.
+    pub fn patterns(&self) -> (Option<&str>, Option<&str>) {
+        (
+            self.allowed.as_ref().map(Regex::as_str),
+            self.blocked.as_ref().map(Regex::as_str),
+        )
+    }
+
     /// Whether the policy lets a message go to `address`: not matched by
     /// `blocked-recipients`, and matched by `allowed-recipients` if there is
     /// one. Blocked wins.

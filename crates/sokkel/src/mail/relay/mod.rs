@@ -24,7 +24,7 @@ use sokkel_smtp::client::session::{
     AuthMechanism, ClientConfig, Credentials, Envelope, Silent, SmtpClient, TlsMode,
 };
 use sokkel_store::{MessageId, RelayAttempt, Store, StoredMessage};
-use sokkel_web::release::{RecipientError, Release, ReleaseError, ReleaseFuture};
+use sokkel_web::release::{RecipientError, RelaySettings, Release, ReleaseError, ReleaseFuture};
 
 pub use cli::{ServeRelay, release, write_attempts};
 pub use config::RelayConfig;
@@ -215,6 +215,17 @@ impl Relay {
 }
 
 impl Release for Relay {
+    fn settings(&self) -> RelaySettings {
+        let config = self.config();
+        let (allowed, blocked) = config.patterns();
+        RelaySettings {
+            server: self.describe(),
+            allowed: allowed.map(str::to_owned),
+            blocked: blocked.map(str::to_owned),
+            override_from: config.override_from.clone(),
+        }
+    }
+
     fn recipients(&self, to: &[String]) -> Result<Vec<String>, RecipientError> {
         let addresses = to
             .iter()
