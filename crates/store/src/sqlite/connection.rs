@@ -123,8 +123,9 @@ pub(super) fn restart_wal(conn: &Connection) {
 /// and truncate it, rebuild the file (`VACUUM`: cheap, there are no messages to
 /// copy; the schema, the id counter and the settings stay), and truncate again so
 /// the smaller file is what stays. The rebuild happens in memory, so it needs no
-/// temporary file on a disk that may be full.
-pub(super) fn compact(conn: &Connection) {
+/// temporary file, but its pages go through the WAL: on a full disk it fails
+/// (`Err`, with nothing changed) until some room is made.
+pub(super) fn compact(conn: &Connection) -> Result<(), StoreError> {
     let steps = || -> rusqlite::Result<()> {
         conn.busy_timeout(COMPACT_BUSY_TIMEOUT)?;
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
@@ -136,9 +137,8 @@ pub(super) fn compact(conn: &Connection) {
         Ok(())
     };
     let result = steps();
-    if let Err(error) = conn.busy_timeout(BUSY_TIMEOUT).and(result) {
-        tracing::debug!(%error, "could not give the emptied mail store's space back to the disk");
-    }
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(result?)
 }
 
 /// Free pages are given back to the disk once they are more than this share
@@ -170,7 +170,7 @@ pub(super) fn reclaim(conn: &Connection) {
         loop {
             let free: i64 = value("freelist_count")?;
             let pages: i64 = value("page_count")?;
-            if free < RECLAIM_MIN_PAGES || free * RECLAIM_ABOVE <= pages && !moved {
+            if !moved && (free < RECLAIM_MIN_PAGES || free * RECLAIM_ABOVE <= pages) {
                 break;
             }
             let excess = free - pages / RECLAIM_TO;

@@ -426,7 +426,19 @@ impl SqliteStore {
                         row.get(0)
                     })?;
                 if empty {
-                    compact(conn);
+                    let compacted = match compact(conn) {
+                        // The rebuild goes through the WAL: on a full disk the
+                        // reserve is what lets it run, and it is written again
+                        // below once the emptied file has given its space back.
+                        Err(error) if error.may_be_disk_full() && self.inner.reserve.release() => {
+                            warn_reserve_released(&self.inner.path);
+                            compact(conn)
+                        }
+                        result => result,
+                    };
+                    if let Err(error) = compacted {
+                        tracing::debug!(%error, "could not give the emptied mail store's space back to the disk");
+                    }
                 } else {
                     reclaim(conn);
                 }
