@@ -232,10 +232,11 @@ function setQuery(query, mode) {
 
 // ---- the list -------------------------------------------------------------
 
+/// A row's tags. Spans, not a list: `#list li` are the rows only.
 function chipList(tags) {
-  const ul = el("ul", "chips");
-  for (const tag of tags || []) ul.append(el("li", "chip", tag));
-  return ul;
+  const box = el("span", "chips");
+  for (const tag of tags || []) box.append(el("span", "chip", tag));
+  return box;
 }
 
 function row(summary) {
@@ -1049,7 +1050,8 @@ function onKey(event) {
   if (event.target.closest && event.target.closest("dialog")) return;
   const typing = event.target.matches("input, textarea, select");
   if (typing) {
-    if (event.key === "Escape") { event.target.blur(); $("list").focus(); }
+    // Esc leaves the box for the list (and does not clear a search box).
+    if (event.key === "Escape") { event.preventDefault(); event.target.blur(); $("list").focus(); }
     return;
   }
   if (event.ctrlKey || event.metaKey || event.altKey) return;
@@ -1155,6 +1157,8 @@ function start() {
     if (query !== state.query) setQuery(query, "push");
   });
   $("list").addEventListener("click", onListClick);
+  // Shift-click selects rows, not the text between two clicks.
+  $("list").addEventListener("mousedown", (event) => { if (event.shiftKey) event.preventDefault(); });
   $("back").addEventListener("click", () => closeMessage());
   $("delete").addEventListener("click", () => state.open && deleteIds([state.open]));
   $("toggle-read").addEventListener("click", () => state.open && toggleReadOf([state.open]));
