@@ -233,7 +233,7 @@ fn relay_config(port: u16) -> (tempfile::TempDir, String) {
 
 #[test]
 #[ignore = "interop: needs chromium, node and `npm ci` in tests/web_js"]
-fn browser_page_links_tags_selection_stars_theme_and_notifications() {
+fn browser_page_links_tags_selection_stars_theme_notifications_and_previews() {
     let (catcher, base) = catcher_with_web();
     let out = run_page_script(
         "page_features.mjs",
@@ -247,6 +247,10 @@ fn browser_page_links_tags_selection_stars_theme_and_notifications() {
         "star from the list and the view",
         "dark mode",
         "notification for new mail",
+        "empty state",
+        "previews",
+        "thumbnails",
+        "tabs added later",
     ] {
         assert!(
             text.contains(&format!("feature ok: {feature}")),

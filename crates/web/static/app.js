@@ -416,7 +416,8 @@ function toggleSelected(id, on = !state.selected.has(id)) {
 
 /// Ticks every row between the last ticked one and `id`, both included.
 function selectRange(id) {
-  const ids = [...state.rows.keys()];
+  // The list's order, not the map's: live rows are prepended.
+  const ids = [...$("list").children].map((li) => li.dataset.id);
   const from = ids.indexOf(state.anchor ?? id);
   const to = ids.indexOf(id);
   if (from < 0 || to < 0) { toggleSelected(id, true); return; }

@@ -3,6 +3,7 @@
 // dark mode and notifications, each as a user meets it; the API is read back to
 // check that what the page shows is what the server holds. Prints "ok".
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import {
   WAIT_MS, allMessages, feature, getJson, idOf, launch, openPage, putJson, row, rowCount, sendMail,
 } from "./page_kit.mjs";
@@ -322,6 +323,119 @@ try {
     await page.reload();
     await page.waitForSelector("#live.on");
     assert.equal(await page.getAttribute("#notify", "aria-pressed"), "true");
+    await context.close();
+  });
+  await feature("empty state: the real SMTP address, copy buttons, and the example works", async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: new URL(base).origin });
+    const page = await openPage(context, base);
+    await page.locator("#welcome .smtp-address", { hasText: `127.0.0.1:${smtpPort}` }).waitFor();
+    await page.getByRole("button", { name: "Copy the smtplib example" }).click();
+    await page.locator("#copied", { hasText: "Copied" }).waitFor();
+    const copied = await page.evaluate(() => navigator.clipboard.readText());
+    assert.equal(copied, await page.textContent("#howto-python"));
+    assert.ok(copied.includes(`smtplib.SMTP('127.0.0.1', ${smtpPort})`), copied);
+    // What the page tells a user to paste does deliver mail here.
+    execFileSync("sh", ["-c", copied], { timeout: 30000 });
+    await row(page, "Hello").waitFor();
+    await page.getByRole("button", { name: "Copy the swaks example" }).click();
+    const swaks = await page.evaluate(() => navigator.clipboard.readText());
+    assert.ok(swaks.startsWith(`swaks --server 127.0.0.1 --port ${smtpPort} `), swaks);
+    await context.close();
+  });
+
+  await feature("previews: phone, tablet and desktop widths, remembered", async () => {
+    const context = await browser.newContext({ viewport: { width: 1700, height: 900 } });
+    let page = await openPage(context, base);
+    const width = () => page.locator("#html-frame").evaluate((f) => Math.round(f.getBoundingClientRect().width));
+    const showAlpha = async () => {
+      await row(page, "Alpha one").click();
+      await page.frameLocator("#html-frame").locator("b", { hasText: "Alpha one" }).waitFor();
+    };
+    await showAlpha();
+    const full = await width();
+    assert.ok(full > 800, `desktop fills the pane: ${full}`);
+    await page.click("button.preview[data-preview=phone]");
+    assert.equal(await width(), 375);
+    await page.click("button.preview[data-preview=tablet]");
+    assert.equal(await width(), 768);
+    await page.click("button.preview[data-preview=desktop]");
+    assert.equal(await width(), full);
+    await page.click("button.preview[data-preview=phone]");
+    await page.reload();
+    await page.waitForSelector("#live.on");
+    await showAlpha();
+    assert.equal(await width(), 375, "phone width remembered");
+    assert.equal(await page.getAttribute("button.preview[data-preview=phone]", "aria-pressed"), "true");
+    await page.click("button.preview[data-preview=desktop]");
+    await context.close();
+  });
+
+  await feature("thumbnails of image attachments", async () => {
+    sendMail(smtpPort, "--png", "With a picture");
+    const id = await idOf(base, "With a picture");
+    const part = (await message(id)).Attachments.find((a) => a.FileName === "pixel.png");
+    assert.ok(part, "the PNG is an attachment");
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = await openPage(context, base);
+    await row(page, "With a picture").click();
+    await page.locator("#subject", { hasText: "With a picture" }).waitFor();
+    const img = page.locator("#attachments a.attachment img.thumb");
+    await img.waitFor({ state: "attached" });
+    assert.equal(await img.getAttribute("alt"), "pixel.png");
+    assert.equal(await img.getAttribute("loading"), "lazy");
+    assert.equal(new URL(await img.getAttribute("src"), base).pathname, `/api/v1/message/${id}/part/${part.PartID}/thumb`);
+    // Shown once the thumbnail loads; hidden, not broken, where it cannot.
+    await page.waitForFunction(() => {
+      const i = document.querySelector("#attachments img.thumb");
+      return i.hidden || (i.complete && i.naturalWidth > 0);
+    });
+    const shown = await img.evaluate((i) => !i.hidden);
+    console.log(`thumbnail ${shown ? "shown" : "hidden (the endpoint did not answer an image)"}`);
+    await page.locator("a.attachment", { hasText: "pixel.png" }).waitFor();
+    await context.close();
+  });
+
+  await feature("tabs added later (checks.js) switch like ours and hear the events", async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = await openPage(context, base);
+    const alpha = await idOf(base, "Alpha one");
+    await page.evaluate(() => {
+      window.heard = [];
+      for (const name of ["sokkel:message", "sokkel:closed", "sokkel:tab"]) {
+        document.addEventListener(name, (e) => window.heard.push({
+          name, id: e.detail && e.detail.id, tab: e.detail && e.detail.tab,
+          subject: e.detail && e.detail.message && e.detail.message.Subject,
+        }));
+      }
+      const button = document.createElement("button");
+      button.type = "button";
+      button.setAttribute("role", "tab");
+      button.dataset.tab = "extra";
+      button.textContent = "Extra";
+      document.getElementById("tabs").append(button);
+      const panel = document.createElement("div");
+      panel.id = "panel-extra";
+      panel.className = "panel";
+      panel.textContent = "extra panel";
+      document.getElementById("panels").append(panel);
+    });
+    await row(page, "Alpha one").click();
+    await page.locator("#subject", { hasText: "Alpha one" }).waitFor();
+    await page.click("#tabs button[data-tab=extra]");
+    await page.locator("#panel-extra").waitFor();
+    assert.equal(await page.locator("#panel-html").isHidden(), true);
+    assert.equal(await page.getAttribute("#tabs button[data-tab=extra]", "aria-selected"), "true");
+    await page.click("#tab-text");
+    await page.locator("#panel-extra").waitFor({ state: "hidden" });
+    await page.locator("#list").focus();
+    await page.keyboard.press("Escape");
+    await page.waitForFunction(() => window.heard.some((h) => h.name === "sokkel:closed"));
+    const heard = await page.evaluate(() => window.heard);
+    assert.deepEqual(heard.find((h) => h.name === "sokkel:message"),
+      { name: "sokkel:message", id: alpha, tab: undefined, subject: "Alpha one" });
+    assert.ok(heard.some((h) => h.name === "sokkel:tab" && h.tab === "extra" && h.id === alpha), JSON.stringify(heard));
+    assert.ok(heard.some((h) => h.name === "sokkel:tab" && h.tab === "text"), JSON.stringify(heard));
     await context.close();
   });
   console.log("ok");
