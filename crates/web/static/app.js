@@ -647,8 +647,11 @@ async function deleteIds(ids) {
   while (next && ids.includes(next)) next = neighbour(next, 1);
   try {
     await send("DELETE", "/api/v1/messages", { IDs: ids });
+    const focusLost = $("message").contains(document.activeElement) || $("list-pane").contains(document.activeElement);
     for (const id of ids) removeRow(id);
     if (state.open && ids.includes(state.open)) closeMessage("replace");
+    // The button pressed may be gone: keep the keyboard in the list.
+    if (focusLost || document.activeElement === document.body) $("list").focus();
     if (next) setCursor(next);
     refreshTags();
   } catch (error) {
@@ -1160,7 +1163,7 @@ function start() {
   $("list").addEventListener("click", onListClick);
   // Shift-click selects rows, not the text between two clicks.
   $("list").addEventListener("mousedown", (event) => { if (event.shiftKey) event.preventDefault(); });
-  $("back").addEventListener("click", () => closeMessage());
+  $("back").addEventListener("click", () => { closeMessage(); $("list").focus(); });
   $("delete").addEventListener("click", () => state.open && deleteIds([state.open]));
   $("toggle-read").addEventListener("click", () => state.open && toggleReadOf([state.open]));
   $("star").addEventListener("click", () => toggleStar(state.open));

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import {
-  WAIT_MS, allMessages, feature, getJson, idOf, launch, openPage, putJson, row, rowCount, sendMail,
+  WAIT_MS, assertNoCspViolations, allMessages, feature, getJson, idOf, launch, openPage, putJson, row, rowCount, sendMail,
 } from "./page_kit.mjs";
 
 const [base, smtpPort] = process.argv.slice(2);
@@ -438,6 +438,7 @@ try {
     assert.ok(heard.some((h) => h.name === "sokkel:tab" && h.tab === "text"), JSON.stringify(heard));
     await context.close();
   });
+  assertNoCspViolations();
   console.log("ok");
 } finally {
   await browser.close();

@@ -62,10 +62,22 @@ export async function feature(name, body) {
   }
 }
 
+/// What the page's Content-Security-Policy refused, on every page openPage made:
+/// the page itself must need nothing its policy forbids (no inline style or
+/// script), or it breaks in ways a screenshot does not show.
+export const cspViolations = [];
+
+export function assertNoCspViolations() {
+  assert.deepEqual(cspViolations, [], "the page broke its own Content-Security-Policy");
+}
+
 /// A new page in `context` on `path`, live.
 export async function openPage(context, base, path = "") {
   const page = await context.newPage();
   page.setDefaultTimeout(WAIT_MS);
+  page.on("console", (message) => {
+    if (/Content Security Policy/i.test(message.text())) cspViolations.push(`${page.url()}: ${message.text()}`);
+  });
   await page.goto(new URL(path, base).href);
   await page.waitForSelector("#live.on");
   return page;

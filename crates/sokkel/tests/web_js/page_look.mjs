@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { feature, here, launch, openPage, row, rowCount, sendMail } from "./page_kit.mjs";
+import { assertNoCspViolations, feature, here, launch, openPage, row, rowCount, sendMail } from "./page_kit.mjs";
 
 const [base, smtpPort, artifacts] = process.argv.slice(2);
 mkdirSync(artifacts, { recursive: true });
@@ -115,6 +115,7 @@ try {
       await context.close();
     }
   });
+  assertNoCspViolations();
   console.log("ok");
 } finally {
   await browser.close();

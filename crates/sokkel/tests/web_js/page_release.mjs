@@ -4,7 +4,7 @@
 // allowed one is sent and the dialog says so; a selection of two sends each.
 // The Rust test then checks what aiosmtpd got. Prints "ok".
 import assert from "node:assert/strict";
-import { feature, launch, openPage, row, rowCount, sendMail } from "./page_kit.mjs";
+import { assertNoCspViolations, feature, launch, openPage, row, rowCount, sendMail } from "./page_kit.mjs";
 
 const [base, smtpPort, relay] = process.argv.slice(2);
 
@@ -63,6 +63,7 @@ try {
     await page.waitForFunction(() => document.querySelectorAll("#release-outcome li.ok").length === 2);
     assert.equal(releases.length, 3);
   });
+  assertNoCspViolations();
   console.log("ok");
 } finally {
   await browser.close();
