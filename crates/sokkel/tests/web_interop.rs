@@ -251,6 +251,7 @@ fn browser_page_links_tags_selection_stars_theme_notifications_and_previews() {
         "previews",
         "thumbnails",
         "tabs added later",
+        "paging",
     ] {
         assert!(
             text.contains(&format!("feature ok: {feature}")),

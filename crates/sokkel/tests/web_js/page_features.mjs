@@ -438,6 +438,28 @@ try {
     assert.ok(heard.some((h) => h.name === "sokkel:tab" && h.tab === "text"), JSON.stringify(heard));
     await context.close();
   });
+  await feature("paging: one page at first, the rest as the list scrolls", async () => {
+    sendMail(smtpPort, ...Array.from({ length: 110 }, (_, i) => `Bulk ${i}`));
+    const total = (await getJson(base, "api/v1/messages?limit=1")).total;
+    assert.ok(total > 110, `total ${total}`);
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = await openPage(context, base);
+    const requests = [];
+    page.on("request", (r) => { if (r.url().includes("/api/v1/messages?")) requests.push(r.url()); });
+    await rowCount(page, 50);
+    await page.waitForTimeout(300);
+    assert.equal(await page.locator("#list li").count(), 50, "only the first page, not everything");
+    for (let i = 0; i < 20 && await page.locator("#list li").count() < total; i++) {
+      await page.locator("#list-pane").evaluate((pane) => { pane.scrollTop = pane.scrollHeight; });
+      await page.waitForTimeout(150);
+    }
+    assert.equal(await page.locator("#list li").count(), total, "scrolling loads every page");
+    const ids = await page.$$eval("#list li", (lis) => lis.map((li) => Number(li.dataset.id)));
+    assert.deepEqual(ids, [...ids].sort((a, b) => b - a), "newest first, no repeats");
+    assert.equal(new Set(ids).size, ids.length);
+    assert.ok(requests.every((url) => url.includes("before=")), "later pages by cursor");
+    await context.close();
+  });
   assertNoCspViolations();
   console.log("ok");
 } finally {
