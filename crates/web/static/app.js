@@ -16,8 +16,8 @@
 "use strict";
 
 const PAGE = 50;
-/// The most messages one action of the selection touches at once (requests in
-/// flight for per-message loops such as tags and release).
+/// The most requests one action on a selection has in flight at once (tags,
+/// release), so a large selection does not flood the server.
 const PARALLEL = 4;
 /// Tag counts are fetched again at most this often while events arrive.
 const TAG_REFRESH_MS = 500;
@@ -577,10 +577,12 @@ function markActiveTag() {
 
 // ---- tags, stars, read -------------------------------------------------------------
 
-async function setTags(id, tags) {
-  await send("PUT", "/api/v1/tags", { IDs: [id], Tags: tags });
-  updateSummary(id, { Tags: [...tags].sort() });
-  if (state.open === id && state.message) { state.message.Tags = [...tags].sort(); paintMessageTags(); }
+/// Gives every message in `ids` exactly `tags` (PUT /api/v1/tags replaces).
+async function setTags(ids, tags) {
+  await send("PUT", "/api/v1/tags", { IDs: ids, Tags: tags });
+  const sorted = [...tags].sort();
+  for (const id of ids) updateSummary(id, { Tags: sorted });
+  if (state.message && ids.includes(state.open)) { state.message.Tags = sorted; paintMessageTags(); }
 }
 
 function tagsOf(id) {
@@ -588,15 +590,20 @@ function tagsOf(id) {
   return (state.summaries.get(id) || {}).Tags || [];
 }
 
-/// Adds or removes one tag on messages; each message gets its full new set
-/// (PUT /api/v1/tags replaces), messages that already agree are left alone.
+/// Adds or removes one tag on messages. Each message gets its full new set;
+/// messages whose new sets are equal share one request, messages that already
+/// agree are left alone, so a selection costs one request per distinct set.
 async function changeTag(ids, name, add) {
-  const work = ids.filter((id) => tagsOf(id).includes(name) !== add);
-  const results = await eachLimited(work, (id) => {
+  const groups = new Map(); // the new set, as JSON -> IDs
+  for (const id of ids) {
+    if (tagsOf(id).includes(name) === add) continue;
     const now = tagsOf(id).filter((t) => t !== name);
     if (add) now.push(name);
-    return setTags(id, now);
-  });
+    const key = JSON.stringify(now.sort());
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push(id);
+  }
+  const results = await eachLimited([...groups], ([key, group]) => setTags(group, JSON.parse(key)));
   const failed = results.find((r) => !r.ok);
   if (failed) throw failed.error;
 }
@@ -946,6 +953,8 @@ async function dialogChange(name, add) {
   }
   paintSelectionTags(ids);
   refreshTags();
+  // The × pressed is gone with the old chips: stay in the dialog.
+  if (!$("tag-dialog").contains(document.activeElement)) $("tag-dialog-input").focus();
 }
 
 function relayEnabled() {
@@ -1051,7 +1060,8 @@ function toggleReadOf(ids) {
 
 function onKey(event) {
   if (event.defaultPrevented) return;
-  if (event.target.closest && event.target.closest("dialog")) return;
+  // An open dialog has the keys (Esc closes it), wherever focus is.
+  if (document.querySelector("dialog[open]")) return;
   const typing = event.target.matches("input, textarea, select");
   if (typing) {
     // Esc leaves the box for the list (and does not clear a search box).

@@ -208,6 +208,19 @@ try {
     assert.deepEqual((await summary(ids.B)).Tags, [], "Sel B untagged");
     await tagLabel(page, "batch", "batch: 3 unread of 3");
 
+    // A mixed selection: C has batch, B not; × removes it where it is.
+    await page.click("#sel-clear");
+    await row(page, "Sel B").locator(".check").click();
+    await row(page, "Sel C").locator(".check").click();
+    await page.click("#sel-tag");
+    await page.locator("#selection-tags .chip", { hasText: "batch (1 of 2)" }).waitFor();
+    await page.locator("#tag-dialog").getByRole("button", { name: "Remove tag batch" }).click();
+    await page.locator("#selection-tags .chip").waitFor({ state: "detached" });
+    await page.keyboard.press("Escape");
+    assert.deepEqual((await summary(ids.C)).Tags, [], "Sel C untagged");
+    assert.deepEqual((await summary(ids.D)).Tags, ["batch"], "Sel D keeps its tag");
+    await tagLabel(page, "batch", "batch: 2 unread of 2");
+
     await page.click("#sel-clear");
     await page.locator("#sel-count", { hasText: "0 selected" }).waitFor();
 
