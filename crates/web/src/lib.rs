@@ -50,6 +50,7 @@ mod events;
 pub mod fuzzing;
 mod guard;
 mod health;
+mod htmlcheck;
 mod json;
 mod openapi;
 pub mod release;
@@ -323,6 +324,11 @@ fn route_table() -> RouteTable {
         .add(Method::GET, "/api/v1/message/{ID}/headers", api::headers)
         .add(Method::GET, "/api/v1/message/{ID}/envelope", api::envelope)
         .add(Method::GET, "/api/v1/message/{ID}/part/{PartID}", api::part)
+        .add(
+            Method::GET,
+            "/api/v1/message/{ID}/html-check",
+            htmlcheck::html_check,
+        )
         .add(
             Method::POST,
             "/api/v1/message/{ID}/release",
