@@ -1351,26 +1351,26 @@ fn css_value(found: &mut Found, value: &str, line: u32) {
 
 /// A start tag, its name in lower case.
 #[derive(Debug)]
-struct Tag<'h> {
-    name: String,
-    line: u32,
-    attributes: Vec<Attribute<'h>>,
+pub(crate) struct Tag<'h> {
+    pub(crate) name: String,
+    pub(crate) line: u32,
+    pub(crate) attributes: Vec<Attribute<'h>>,
 }
 
 #[derive(Debug)]
-struct Attribute<'h> {
+pub(crate) struct Attribute<'h> {
     /// In lower case.
-    name: String,
+    pub(crate) name: String,
     /// As written, entities not decoded.
-    value: &'h str,
+    pub(crate) value: &'h str,
     /// Where the name is.
-    line: u32,
+    pub(crate) line: u32,
     /// Where the value starts (for `style=""` spread over lines).
-    value_line: u32,
+    pub(crate) value_line: u32,
 }
 
 #[derive(Debug)]
-enum Token<'h> {
+pub(crate) enum Token<'h> {
     Start(Tag<'h>),
     /// The contents of a `<style>` element and the line they start on.
     Style {
@@ -1392,7 +1392,7 @@ const RAW_TEXT: &[&str] = &[
 /// doctypes) is stepped over. Like a browser it never fails: whatever is not
 /// a tag is text.
 #[derive(Debug)]
-struct Tokens<'h> {
+pub(crate) struct Tokens<'h> {
     html: &'h str,
     pos: usize,
     line: u32,
@@ -1401,7 +1401,7 @@ struct Tokens<'h> {
 }
 
 impl<'h> Tokens<'h> {
-    fn new(html: &'h str) -> Tokens<'h> {
+    pub(crate) fn new(html: &'h str) -> Tokens<'h> {
         Tokens {
             html,
             pos: 0,
@@ -1419,7 +1419,7 @@ impl<'h> Tokens<'h> {
         self.pos = to;
     }
 
-    fn next_token(&mut self) -> Option<Token<'h>> {
+    pub(crate) fn next_token(&mut self) -> Option<Token<'h>> {
         if let Some(element) = self.raw_text.take() {
             let start = self.pos;
             let line = self.line;

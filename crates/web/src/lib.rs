@@ -52,6 +52,7 @@ mod guard;
 mod health;
 mod htmlcheck;
 mod json;
+pub mod linkcheck;
 mod openapi;
 pub mod release;
 mod search;
@@ -151,6 +152,15 @@ pub struct WebConfig {
     /// The addresses the SMTP server beside this one listens on, as
     /// `host:port`, for the page to say where to send mail; empty if unknown.
     pub smtp_addresses: Vec<String>,
+    /// How long the link check (`GET /api/v1/message/{ID}/link-check`) waits
+    /// for one link, from its DNS look-up to its status line; default
+    /// [`linkcheck::DEFAULT_TIMEOUT`].
+    pub link_check_timeout: std::time::Duration,
+    /// Whether the link check refuses links that resolve to loopback,
+    /// private or link-local addresses (answering 451, as Mailpit does);
+    /// default false, since a catcher's mail often links to the developer's
+    /// own machine.
+    pub link_check_block_private: bool,
 }
 
 impl Default for WebConfig {
@@ -167,6 +177,8 @@ impl Default for WebConfig {
             smtp_counters: Arc::default(),
             send: SendLimits::default(),
             smtp_addresses: Vec::new(),
+            link_check_timeout: linkcheck::DEFAULT_TIMEOUT,
+            link_check_block_private: false,
         }
     }
 }
@@ -328,6 +340,11 @@ fn route_table() -> RouteTable {
             Method::GET,
             "/api/v1/message/{ID}/html-check",
             htmlcheck::html_check,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/message/{ID}/link-check",
+            linkcheck::link_check,
         )
         .add(
             Method::POST,

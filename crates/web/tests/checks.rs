@@ -2,7 +2,7 @@
 //! caniemail data, the link check against a real HTTP server on 127.0.0.1, and
 //! the thumbnails of image attachments.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
@@ -214,7 +214,10 @@ async fn html_check_names_unsupported_features_clients_and_lines() {
         (supported + partial + unsupported - 100.0).abs() < 0.01,
         "{total}"
     );
-    assert!(unsupported > 1.0 && supported < 95.0, "a form and flex cost: {total}");
+    assert!(
+        unsupported > 1.0 && supported < 95.0,
+        "a form and flex cost: {total}"
+    );
     // html, head, body not counted: style, 2 div, form, input, table, tr, td.
     assert_eq!(total["Nodes"], 8, "{total}");
     assert!(total["Tests"].as_u64().unwrap() > 100, "{total}");
@@ -290,4 +293,256 @@ async fn html_check_of_a_hostile_10_mb_body_answers() {
     let flex = warning(&check, "css-display-flex");
     assert!(flex["Score"]["Found"].as_u64().unwrap() > 10_000);
     assert!(flex["Lines"].as_array().unwrap().len() <= 20);
+}
+
+// ---- link check ----------------------------------------------------------------
+
+/// A real HTTP server on 127.0.0.1: `/ok` 200, `/missing` 404, `/moved` a 302
+/// to `/ok`, `/nohead` 405 to HEAD and 200 to GET, `/loop` a redirect to
+/// itself, and `/hang` never answers. It counts the requests it reads.
+struct Site {
+    addr: std::net::SocketAddr,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Site {
+    async fn start() -> Site {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = std::sync::Arc::clone(&requests);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let seen = std::sync::Arc::clone(&seen);
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buffer = [0_u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 << 10 {
+                        match socket.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buffer[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let line = head.lines().next().unwrap_or_default().to_string();
+                    let user_agent = head
+                        .lines()
+                        .find_map(|l| {
+                            l.strip_prefix("user-agent: ")
+                                .or(l.strip_prefix("User-Agent: "))
+                        })
+                        .unwrap_or_default()
+                        .to_string();
+                    seen.lock().unwrap().push(format!("{line} | {user_agent}"));
+                    let mut parts = line.split(' ');
+                    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                    let status = match (method, path) {
+                        (_, "/ok") => "200 OK\r\nContent-Length: 2",
+                        (_, "/missing") => "404 Not Found\r\nContent-Length: 0",
+                        (_, "/moved") => "302 Found\r\nLocation: /ok\r\nContent-Length: 0",
+                        (_, "/loop") => "302 Found\r\nLocation: /loop\r\nContent-Length: 0",
+                        ("HEAD", "/nohead") => "405 Method Not Allowed\r\nContent-Length: 0",
+                        ("GET", "/nohead") => "200 OK\r\nContent-Length: 1000000",
+                        (_, "/hang") => {
+                            tokio::time::sleep(Duration::from_secs(60)).await;
+                            return;
+                        }
+                        _ => "500 Internal Server Error\r\nContent-Length: 0",
+                    };
+                    let _ = socket
+                        .write_all(
+                            format!("HTTP/1.1 {status}\r\nConnection: close\r\n\r\n").as_bytes(),
+                        )
+                        .await;
+                    if method == "GET" && path == "/ok" {
+                        let _ = socket.write_all(b"ok").await;
+                    }
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        Site {
+            addr,
+            requests,
+            task,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn link(check: &Value, url: &str) -> (u64, String) {
+    let link = check["Links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|link| link["URL"] == url)
+        .unwrap_or_else(|| panic!("{url} not checked: {check:#}"));
+    (
+        link["StatusCode"].as_u64().unwrap(),
+        link["Status"].as_str().unwrap().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn link_check_reports_statuses_timeouts_and_follows_redirects_when_asked() {
+    let site = Site::start().await;
+    let html = format!(
+        "<p><a href=\"{ok}\">ok</a> <a href=\"{missing}\">gone</a>\n<img src=\"{hang}\">\
+         <a href=\"{moved}\">moved</a> <a href=\"{nohead}\">nohead</a> <a href=\"{ok}\">again</a>\
+         <a href=\"mailto:x@example.com\">mail</a> <a href=\"#top\">top</a></p>",
+        ok = site.url("/ok"),
+        missing = site.url("/missing"),
+        hang = site.url("/hang"),
+        moved = site.url("/moved"),
+        nohead = site.url("/nohead"),
+    );
+    let refused = {
+        // A port nobody listens on: bound, then closed.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        format!("http://{addr}/")
+    };
+    let message = format!(
+        "From: a@example.com\nTo: b@example.com\nSubject: links\nMIME-Version: 1.0\n\
+         Content-Type: multipart/alternative; boundary=b\n\n--b\nContent-Type: text/plain\n\n\
+         Text links: {refused} and {loop_} and {ok}.\n--b\nContent-Type: text/html\n\n{html}\n--b--\n",
+        ok = site.url("/ok"),
+        loop_ = site.url("/loop"),
+    );
+    let (_dir, store) = store_with(&[message]);
+    let config = WebConfig {
+        link_check_timeout: Duration::from_millis(700),
+        ..WebConfig::default()
+    };
+    let router = router_with(&store, config);
+    assert!(site.requests().is_empty(), "nothing asked before the check");
+
+    let started = std::time::Instant::now();
+    let answer = get(&router, "/api/v1/message/1/link-check").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let check = answer.json();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let urls: Vec<&str> = check["Links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|link| link["URL"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        urls,
+        [
+            site.url("/ok"),
+            site.url("/missing"),
+            site.url("/hang"),
+            site.url("/moved"),
+            site.url("/nohead"),
+            refused.clone(),
+            site.url("/loop"),
+        ],
+        "unique http links, HTML first, then text"
+    );
+    assert_eq!(link(&check, &site.url("/ok")), (200, "OK".into()));
+    assert_eq!(
+        link(&check, &site.url("/missing")),
+        (404, "Not Found".into())
+    );
+    assert_eq!(link(&check, &site.url("/hang")), (0, "timeout".into()));
+    assert_eq!(link(&check, &site.url("/moved")), (302, "Found".into()));
+    assert_eq!(link(&check, &site.url("/nohead")), (200, "OK".into()));
+    assert_eq!(link(&check, &refused), (0, "connection refused".into()));
+    assert_eq!(link(&check, &site.url("/loop")), (302, "Found".into()));
+    // 404, the timeout and the refused connection.
+    assert_eq!(check["Errors"], 3, "{check:#}");
+    assert_eq!(check["LinksCut"], 0);
+    let requests = site.requests();
+    assert!(
+        requests.iter().all(|r| r.contains("| sokkel/")),
+        "a User-Agent naming sokkel: {requests:?}"
+    );
+    assert!(
+        requests.iter().any(|r| r.starts_with("HEAD /ok ")),
+        "{requests:?}"
+    );
+    assert!(
+        requests.iter().any(|r| r.starts_with("GET /nohead ")),
+        "{requests:?}"
+    );
+    assert!(
+        !requests.iter().any(|r| r.starts_with("GET /ok ")),
+        "{requests:?}"
+    );
+
+    let followed = get(&router, "/api/v1/message/1/link-check?follow=true")
+        .await
+        .json();
+    assert_eq!(link(&followed, &site.url("/moved")), (200, "OK".into()));
+    assert_eq!(
+        link(&followed, &site.url("/loop")),
+        (0, "more than 5 redirects".into())
+    );
+    assert_eq!(followed["Errors"], 4, "{followed:#}");
+    let loops = site
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("HEAD /loop "))
+        .count();
+    assert_eq!(
+        loops,
+        1 + 6,
+        "once unfollowed, then the first ask and 5 hops"
+    );
+
+    assert_eq!(
+        get(&router, "/api/v1/message/1/link-check?follow=maybe")
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        get(&router, "/api/v1/message/7/link-check").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn link_check_can_refuse_private_addresses() {
+    let site = Site::start().await;
+    let (_dir, store) = store_with(&[text_message(&format!("Go to {}", site.url("/ok")))]);
+    let config = WebConfig {
+        link_check_block_private: true,
+        ..WebConfig::default()
+    };
+    let router = router_with(&store, config);
+    let check = get(&router, "/api/v1/message/latest/link-check")
+        .await
+        .json();
+    assert_eq!(
+        link(&check, &site.url("/ok")),
+        (451, "Blocked private/reserved address".into())
+    );
+    assert_eq!(check["Errors"], 1);
+    assert!(site.requests().is_empty());
 }
