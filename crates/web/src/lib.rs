@@ -59,6 +59,7 @@ mod search;
 mod send;
 mod serve;
 mod tags;
+mod thumb;
 mod ui;
 pub mod webhook;
 mod webui;
@@ -336,6 +337,11 @@ fn route_table() -> RouteTable {
         .add(Method::GET, "/api/v1/message/{ID}/headers", api::headers)
         .add(Method::GET, "/api/v1/message/{ID}/envelope", api::envelope)
         .add(Method::GET, "/api/v1/message/{ID}/part/{PartID}", api::part)
+        .add(
+            Method::GET,
+            "/api/v1/message/{ID}/part/{PartID}/thumb",
+            thumb::thumb,
+        )
         .add(
             Method::GET,
             "/api/v1/message/{ID}/html-check",

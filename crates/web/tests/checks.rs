@@ -546,3 +546,176 @@ async fn link_check_can_refuse_private_addresses() {
     assert_eq!(check["Errors"], 1);
     assert!(site.requests().is_empty());
 }
+
+// ---- thumbnails ----------------------------------------------------------------
+
+/// A message with `parts` as attachments: (content type, file name, bytes).
+fn with_attachments(parts: &[(&str, &str, &[u8])]) -> String {
+    use base64::Engine;
+    let mut message = String::from(
+        "From: a@example.com\nTo: b@example.com\nSubject: files\nMIME-Version: 1.0\n\
+         Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nSee attached.\n",
+    );
+    for (content_type, name, bytes) in parts {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+        message.push_str(&format!(
+            "--b\nContent-Type: {content_type}; name=\"{name}\"\nContent-Disposition: attachment; filename=\"{name}\"\n\
+             Content-Transfer-Encoding: base64\n\n"
+        ));
+        for line in encoded.as_bytes().chunks(76) {
+            message.push_str(std::str::from_utf8(line).unwrap());
+            message.push('\n');
+        }
+    }
+    message.push_str("--b--\n");
+    message
+}
+
+/// A PNG of `width` x `height`: red on the left half, blue on the right.
+fn png(width: u32, height: u32) -> Vec<u8> {
+    let image = image::RgbImage::from_fn(width, height, |x, _| {
+        if x < width / 2 {
+            image::Rgb([255, 0, 0])
+        } else {
+            image::Rgb([0, 0, 255])
+        }
+    });
+    let mut bytes = Vec::new();
+    image
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+    bytes
+}
+
+/// A valid PNG signature and header chunk claiming `width` x `height`, and no
+/// pixels: a few bytes that would decode to gigabytes.
+fn png_bomb(width: u32, height: u32) -> Vec<u8> {
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0_u32;
+        for &byte in bytes {
+            crc ^= u32::from(byte);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xedb8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut chunk = |kind: &[u8], data: &[u8]| {
+        png.extend_from_slice(&u32::try_from(data.len()).unwrap().to_be_bytes());
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        png.extend_from_slice(&body);
+        png.extend_from_slice(&crc32(&body).to_be_bytes());
+    };
+    let mut header = width.to_be_bytes().to_vec();
+    header.extend_from_slice(&height.to_be_bytes());
+    header.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(b"IHDR", &header);
+    // The start of a zlib stream of zeros: what a real bomb carries.
+    chunk(b"IDAT", &[0x78, 0x9c, 0xed, 0xc1, 0x01, 0x0d, 0x00, 0x00, 0x00]);
+    chunk(b"IEND", &[]);
+    png
+}
+
+fn decode_jpeg(answer: &Answer) -> image::RgbImage {
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(answer.header(header::CONTENT_TYPE), "image/jpeg");
+    image::load_from_memory_with_format(&answer.body, image::ImageFormat::Jpeg)
+        .unwrap()
+        .to_rgb8()
+}
+
+#[tokio::test]
+async fn thumbnails_fill_180x120_blank_for_non_images_and_refuse_bombs() {
+    let large = png(600, 200);
+    let small = png(40, 20);
+    let bomb = png_bomb(100_000, 100_000);
+    let (_dir, store) = store_with(&[with_attachments(&[
+        ("image/png", "wide.png", &large),
+        ("image/png", "small.png", &small),
+        ("application/pdf", "doc.pdf", b"%PDF-1.4\n"),
+        ("image/png", "bomb.png", &bomb),
+        ("image/png", "broken.png", b"not a png at all"),
+    ])]);
+    let router = router_with(&store, WebConfig::default());
+    let message = get(&router, "/api/v1/message/1").await.json();
+    let part = |name: &str| {
+        message["Attachments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|part| part["FileName"] == name)
+            .unwrap_or_else(|| panic!("{name} in {message:#}"))["PartID"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let thumb = |name: &str| format!("/api/v1/message/1/part/{}/thumb", part(name));
+
+    // 600x200 filled into 180x120: cropped to the middle 300x200, so both
+    // halves show, red left and blue right, edge to edge.
+    let answer = get(&router, &thumb("wide.png")).await;
+    assert!(answer.header(header::CACHE_CONTROL).contains("max-age"));
+    let wide = decode_jpeg(&answer);
+    assert_eq!(wide.dimensions(), (180, 120));
+    let red = wide.get_pixel(5, 60).0;
+    let blue = wide.get_pixel(174, 60).0;
+    assert!(red[0] > 200 && red[2] < 60, "{red:?}");
+    assert!(blue[2] > 200 && blue[0] < 60, "{blue:?}");
+
+    // 40x20 is not enlarged: centred on white.
+    let small = decode_jpeg(&get(&router, &thumb("small.png")).await);
+    assert_eq!(small.dimensions(), (180, 120));
+    let corner = small.get_pixel(2, 2).0;
+    assert!(corner.iter().all(|&c| c > 240), "white padding: {corner:?}");
+    let centre = small.get_pixel(80, 60).0;
+    assert!(
+        centre[0] > 200 && centre[1] < 60,
+        "the image in the middle: {centre:?}"
+    );
+
+    for blank in ["doc.pdf", "broken.png"] {
+        let image = decode_jpeg(&get(&router, &thumb(blank)).await);
+        assert_eq!(image.dimensions(), (180, 120), "{blank}");
+        assert!(
+            image.pixels().all(|p| p.0.iter().all(|&c| c > 240)),
+            "{blank} is blank"
+        );
+    }
+
+    let started = std::time::Instant::now();
+    let refused = get(&router, &thumb("bomb.png")).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.text()
+    );
+    assert!(
+        refused.text().contains("100000 x 100000"),
+        "{}",
+        refused.text()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    assert_eq!(
+        get(&router, "/api/v1/message/1/part/99/thumb").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&router, "/api/v1/message/1/part/x/thumb").await.status,
+        StatusCode::BAD_REQUEST
+    );
+}
