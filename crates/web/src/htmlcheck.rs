@@ -148,10 +148,13 @@ impl Data {
                         families.push(family_name.clone());
                     }
                     for (version, support) in versions {
-                        let (kind, note) = match support.split_once('#') {
-                            Some((kind, note)) => (kind.trim(), note.trim()),
-                            None => (support.trim(), ""),
-                        };
+                        // `a #1 #6`: the support, then its notes.
+                        let mut words = support.split_ascii_whitespace();
+                        let kind = words.next().unwrap_or_default();
+                        let note = words
+                            .filter_map(|word| word.strip_prefix('#'))
+                            .collect::<Vec<_>>()
+                            .join(",");
                         let support = match kind {
                             "y" => {
                                 yes += 1;
@@ -177,7 +180,7 @@ impl Data {
                             platform: platform.clone(),
                             version: version.clone(),
                             support,
-                            note_number: note.to_string(),
+                            note_number: note,
                         });
                     }
                 }
@@ -339,6 +342,8 @@ struct ResultJson {
     version: String,
     #[serde(rename = "Support")]
     support: &'static str,
+    /// The note (a key of `NotesByNumber`), or, when caniemail gives several,
+    /// their numbers joined by commas (`1,6`).
     #[serde(rename = "NoteNumber")]
     note_number: String,
 }
@@ -1599,6 +1604,11 @@ mod tests {
         let (yes, partial, no) = flex.score;
         assert!((yes + partial + no - 100.0).abs() < 0.01);
         assert!(data.platforms.contains_key("windows"));
+        let position = &data.features["css-position"];
+        assert!(
+            position.results.iter().any(|r| r.note_number == "1,6"),
+            "several notes are all kept"
+        );
         assert!(data.platforms["windows"].contains(&"Outlook".to_string()));
         // Every slug the detector knows is in the data, so none is silently lost.
         for slug in [

@@ -620,7 +620,10 @@ fn png_bomb(width: u32, height: u32) -> Vec<u8> {
     header.extend_from_slice(&[8, 2, 0, 0, 0]);
     chunk(b"IHDR", &header);
     // The start of a zlib stream of zeros: what a real bomb carries.
-    chunk(b"IDAT", &[0x78, 0x9c, 0xed, 0xc1, 0x01, 0x0d, 0x00, 0x00, 0x00]);
+    chunk(
+        b"IDAT",
+        &[0x78, 0x9c, 0xed, 0xc1, 0x01, 0x0d, 0x00, 0x00, 0x00],
+    );
     chunk(b"IEND", &[]);
     png
 }
@@ -718,4 +721,30 @@ async fn thumbnails_fill_180x120_blank_for_non_images_and_refuse_bombs() {
         get(&router, "/api/v1/message/1/part/x/thumb").await.status,
         StatusCode::BAD_REQUEST
     );
+}
+
+#[tokio::test]
+async fn the_page_loads_the_checks_script_and_style() {
+    let (_dir, store) = store_with(&[]);
+    let router = router_with(&store, WebConfig::default());
+    let page = get(&router, "/").await.text();
+    assert!(page.contains("<link rel=\"stylesheet\" href=\"/static/checks.css\">"));
+    assert!(page.contains("<script src=\"/static/checks.js\" defer></script>"));
+    for (path, content_type, needle) in [
+        (
+            "/static/checks.css",
+            "text/css; charset=utf-8",
+            "var(--bad, #b00020)",
+        ),
+        (
+            "/static/checks.js",
+            "text/javascript; charset=utf-8",
+            "link-check",
+        ),
+    ] {
+        let asset = get(&router, path).await;
+        assert_eq!(asset.status, StatusCode::OK, "{path}");
+        assert_eq!(asset.header(header::CONTENT_TYPE), content_type, "{path}");
+        assert!(asset.text().contains(needle), "{path}");
+    }
 }
