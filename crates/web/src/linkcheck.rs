@@ -16,7 +16,8 @@
 //! line, with a `User-Agent` naming sokkel; no body is read: the connection
 //! closes after the status line and headers. Redirects are followed, at most
 //! [`MAX_REDIRECTS`], only with `follow=true`. At most [`MAX_CHECKS`] checks run
-//! at once in the server; more are answered 503.
+//! at once in the server; more are answered 503. One check takes at most
+//! [`MAX_CHECK_TIME`]; links not asked by then say so.
 //!
 //! `Status` is the reason phrase of the status (`OK`, `Not Found`), or, with
 //! `StatusCode` 0, what went wrong: `timeout`, `connection refused`, `dns
@@ -62,6 +63,15 @@ pub const MAX_CHECKS: usize = 4;
 
 /// The default of [`crate::WebConfig::link_check_timeout`].
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest one check may take, all links together (and at most half the
+/// server's idle timeout, which closes a connection whose client has sent
+/// nothing, as one waiting for this answer has not): links not asked by then
+/// are answered "not checked" rather than the client's connection dropped.
+pub const MAX_CHECK_TIME: Duration = Duration::from_secs(60);
+
+/// What a link not asked within [`MAX_CHECK_TIME`] says.
+const OUT_OF_TIME: &str = "not checked: the whole check took too long";
 
 /// The most distinct links remembered while counting those past [`MAX_LINKS`].
 const MAX_SEEN: usize = 10_000;
@@ -130,7 +140,9 @@ pub(crate) async fn link_check(
     })
     .await?;
     drop(parsing);
+    let budget = MAX_CHECK_TIME.min(state.config().idle_timeout / 2);
     let checker = Arc::new(Checker {
+        deadline: tokio::time::Instant::now() + budget,
         timeout: state.config().link_check_timeout,
         block_private: state.config().link_check_block_private,
         user_agent: format!("sokkel/{} (link check)", state.config().version),
@@ -297,6 +309,8 @@ fn decode_entities(value: &str) -> std::borrow::Cow<'_, str> {
 /// How each link is asked.
 #[derive(Debug)]
 struct Checker {
+    /// When the whole check ends, whatever is left.
+    deadline: tokio::time::Instant,
     timeout: Duration,
     block_private: bool,
     user_agent: String,
@@ -317,7 +331,16 @@ static TLS: LazyLock<Result<tokio_rustls::TlsConnector, String>> = LazyLock::new
 
 impl Checker {
     async fn check(&self, url: String) -> LinkJson {
-        let outcome = tokio::time::timeout(self.timeout, self.follow_chain(&url)).await;
+        let now = tokio::time::Instant::now();
+        if now >= self.deadline {
+            return LinkJson {
+                url,
+                status_code: 0,
+                status: OUT_OF_TIME.to_string(),
+            };
+        }
+        let until = self.deadline.min(now + self.timeout);
+        let outcome = tokio::time::timeout_at(until, self.follow_chain(&url)).await;
         let (status_code, status) = match outcome {
             Ok(Ok(status)) => (
                 status.as_u16(),

@@ -340,7 +340,8 @@ impl Site {
                         .to_string();
                     seen.lock().unwrap().push(format!("{line} | {user_agent}"));
                     let mut parts = line.split(' ');
-                    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                    let method = parts.next().unwrap_or("");
+                    let path = parts.next().unwrap_or("").split('?').next().unwrap_or("");
                     let status = match (method, path) {
                         (_, "/ok") => "200 OK\r\nContent-Length: 2",
                         (_, "/missing") => "404 Not Found\r\nContent-Length: 0",
@@ -747,4 +748,42 @@ async fn the_page_loads_the_checks_script_and_style() {
         assert_eq!(asset.header(header::CONTENT_TYPE), content_type, "{path}");
         assert!(asset.text().contains(needle), "{path}");
     }
+}
+
+#[tokio::test]
+async fn link_check_ends_within_its_budget_whatever_the_links() {
+    let site = Site::start().await;
+    // Seven links that never answer, five asked at once; the budget is half
+    // the idle timeout, 1 s, well under the 5 s a link may take.
+    let text: String = (0..7)
+        .map(|n| format!("{} ", site.url(&format!("/hang?{n}"))))
+        .collect();
+    let (_dir, store) = store_with(&[text_message(&text)]);
+    let config = WebConfig {
+        idle_timeout: Duration::from_secs(2),
+        ..WebConfig::default()
+    };
+    let router = router_with(&store, config);
+    let started = std::time::Instant::now();
+    let check = get(&router, "/api/v1/message/1/link-check").await.json();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let statuses: Vec<&str> = check["Links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|link| link["Status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses.len(), 7);
+    assert_eq!(&statuses[..5], ["timeout"; 5], "{statuses:?}");
+    assert!(
+        statuses[5..]
+            .iter()
+            .all(|status| status.starts_with("not checked")),
+        "{statuses:?}"
+    );
+    assert_eq!(check["Errors"], 7);
 }
