@@ -1688,6 +1688,102 @@ mod tests {
         }
     }
 
+    /// Random documents from the pieces markup is made of: no panic, every
+    /// line listed is a line of the input, in order, and the scores stay in
+    /// range.
+    #[test]
+    fn random_markup_keeps_the_promises() {
+        const PIECES: &[&str] = &[
+            "<",
+            ">",
+            "</",
+            "/>",
+            "<!--",
+            "-->",
+            "<!",
+            "\n",
+            " ",
+            "=",
+            "\"",
+            "'",
+            "{",
+            "}",
+            ";",
+            ":",
+            "::",
+            "(",
+            ")",
+            "@media",
+            "@import",
+            "style",
+            "<style>",
+            "</style>",
+            "<script>",
+            "</script>",
+            "<div",
+            "<a",
+            "<img",
+            "href",
+            "src=",
+            "style=\"",
+            "display:flex",
+            "hover",
+            "url(",
+            "/*",
+            "*/",
+            "!important",
+            "10rem",
+            "é",
+            "\u{0}",
+            "[x]",
+            "+",
+            ">",
+            "*",
+            "--v",
+            "rgb(",
+            "<form",
+            "<STYLE>",
+            "</STYLE >",
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..2000 {
+            let len = (next() % 200) as usize;
+            let html: String = (0..len)
+                .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+                .collect();
+            let total_lines = html.matches('\n').count() as u32 + 1;
+            let check = check(&html);
+            let total = &check.total;
+            for share in [total.supported, total.partial, total.unsupported] {
+                assert!((0.0..=100.0).contains(&share), "{total:?} for {html:?}");
+            }
+            for warning in &check.warnings {
+                assert!(warning.score.found >= warning.lines.len(), "{html:?}");
+                assert!(warning.lines.len() <= MAX_LINES);
+                assert!(
+                    warning.lines.windows(2).all(|pair| pair[0] < pair[1]),
+                    "{:?} {html:?}",
+                    warning.lines
+                );
+                assert!(
+                    warning
+                        .lines
+                        .iter()
+                        .all(|&line| line >= 1 && line <= total_lines),
+                    "{} {:?} of {total_lines} in {html:?}",
+                    warning.slug,
+                    warning.lines
+                );
+            }
+        }
+    }
+
     #[test]
     fn markdown_is_escaped_with_code_and_links() {
         assert_eq!(
