@@ -113,6 +113,18 @@ try {
   assert.ok(await siteRequests() >= 3, "the links were requested after the press");
   await shot(page, "checks-2-link-check");
 
+  // A narrow window: the results wrap instead of running off the side.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.waitForTimeout(200);
+  const overflow = await links.evaluate((panel) => panel.scrollWidth - panel.clientWidth);
+  assert.ok(overflow <= 1, `the link table overflows a narrow window by ${overflow}px`);
+  await shot(page, "checks-3-link-check-narrow");
+  await htmlTab.click();
+  const htmlOverflow = await panel.evaluate((p) => p.scrollWidth - p.clientWidth);
+  assert.ok(htmlOverflow <= 1, `the HTML check overflows a narrow window by ${htmlOverflow}px`);
+  await shot(page, "checks-4-html-check-narrow");
+  await page.setViewportSize({ width: 1280, height: 900 });
+
   // A text-only message has no HTML check tab.
   const text = await fetch(new URL("api/v1/send", base), {
     method: "POST",
