@@ -787,3 +787,37 @@ async fn link_check_ends_within_its_budget_whatever_the_links() {
     );
     assert_eq!(check["Errors"], 7);
 }
+
+#[tokio::test]
+async fn link_check_speaks_tls_and_refuses_a_certificate_nobody_signed() {
+    // An https server on 127.0.0.1 with a self-signed certificate for
+    // localhost: the handshake is made and the certificate refused.
+    let tls = sokkel_net::tls::ServerTls::self_signed(&["localhost".into()]).unwrap();
+    let acceptor = tls.acceptor();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handshakes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&handshakes);
+    let server = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), acceptor.accept(tcp)).await;
+            });
+        }
+    });
+    let url = format!("https://localhost:{port}/ok");
+    let (_dir, store) = store_with(&[text_message(&format!("Secure: {url}"))]);
+    let router = router_with(&store, WebConfig::default());
+    let check = get(&router, "/api/v1/message/1/link-check").await.json();
+    server.abort();
+    let (code, status) = link(&check, &url);
+    assert_eq!(code, 0, "{status}");
+    assert!(
+        status.starts_with("tls error: ") && status.contains("certificate"),
+        "{status}"
+    );
+    assert!(handshakes.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert_eq!(check["Errors"], 1);
+}
