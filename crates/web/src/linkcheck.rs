@@ -15,9 +15,10 @@
 //! [`crate::WebConfig::link_check_timeout`] from the DNS look-up to the status
 //! line, with a `User-Agent` naming sokkel; no body is read: the connection
 //! closes after the status line and headers. Redirects are followed, at most
-//! [`MAX_REDIRECTS`], only with `follow=true`. At most [`MAX_CHECKS`] checks run
-//! at once in the server; more are answered 503. One check takes at most
-//! [`MAX_CHECK_TIME`]; links not asked by then say so.
+//! [`MAX_REDIRECTS`], only with `follow=true`. One check takes at most
+//! [`MAX_CHECK_TIME`]; links not asked by then say so. At most [`MAX_CHECKS`]
+//! checks run at once; more wait their turn (503 if it does not come within
+//! [`MAX_CHECK_TIME`]).
 //!
 //! `Status` is the reason phrase of the status (`OK`, `Not Found`), or, with
 //! `StatusCode` 0, what went wrong: `timeout`, `connection refused`, `dns
@@ -57,8 +58,9 @@ pub const CONCURRENCY: usize = 5;
 /// The most redirects followed for one link with `follow=true`.
 pub const MAX_REDIRECTS: usize = 5;
 
-/// The most link checks running at once in the server (each up to
-/// [`CONCURRENCY`] connections); more are answered 503.
+/// The most link checks running at once in the process (each up to
+/// [`CONCURRENCY`] connections); more wait their turn, and are answered 503
+/// if it does not come within [`MAX_CHECK_TIME`].
 pub const MAX_CHECKS: usize = 4;
 
 /// The default of [`crate::WebConfig::link_check_timeout`].
@@ -117,11 +119,16 @@ pub(crate) async fn link_check(
         }
     };
     let reference = MessageRef::parse(&id)?;
-    let _check = CHECKS.try_acquire().map_err(|_| {
-        ApiError::Unavailable(format!(
-            "{MAX_CHECKS} link checks are running already; try again when one is done"
-        ))
-    })?;
+    // A turn among the MAX_CHECKS, waited for as long as one check may take.
+    let _check = match tokio::time::timeout(MAX_CHECK_TIME, CHECKS.acquire()).await {
+        Ok(Ok(permit)) => permit,
+        Ok(Err(_)) => return Err(ApiError::ShuttingDown),
+        Err(_) => {
+            return Err(ApiError::Unavailable(format!(
+                "{MAX_CHECKS} link checks have been running for a minute; try again later"
+            )));
+        }
+    };
     let parsing = state.parse_permit().await?;
     let found = blocking(&state, move |store| {
         let id = reference.resolve(store)?;
