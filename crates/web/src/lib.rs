@@ -50,13 +50,16 @@ mod events;
 pub mod fuzzing;
 mod guard;
 mod health;
+mod htmlcheck;
 mod json;
+pub mod linkcheck;
 mod openapi;
 pub mod release;
 mod search;
 mod send;
 mod serve;
 mod tags;
+mod thumb;
 mod ui;
 pub mod webhook;
 mod webui;
@@ -150,6 +153,15 @@ pub struct WebConfig {
     /// The addresses the SMTP server beside this one listens on, as
     /// `host:port`, for the page to say where to send mail; empty if unknown.
     pub smtp_addresses: Vec<String>,
+    /// How long the link check (`GET /api/v1/message/{ID}/link-check`) waits
+    /// for one link, from its DNS look-up to its status line; default
+    /// [`linkcheck::DEFAULT_TIMEOUT`].
+    pub link_check_timeout: std::time::Duration,
+    /// Whether the link check refuses links that resolve to loopback,
+    /// private or link-local addresses (answering 451, as Mailpit does);
+    /// default false, since a catcher's mail often links to the developer's
+    /// own machine.
+    pub link_check_block_private: bool,
 }
 
 impl Default for WebConfig {
@@ -166,6 +178,8 @@ impl Default for WebConfig {
             smtp_counters: Arc::default(),
             send: SendLimits::default(),
             smtp_addresses: Vec::new(),
+            link_check_timeout: linkcheck::DEFAULT_TIMEOUT,
+            link_check_block_private: false,
         }
     }
 }
@@ -323,6 +337,21 @@ fn route_table() -> RouteTable {
         .add(Method::GET, "/api/v1/message/{ID}/headers", api::headers)
         .add(Method::GET, "/api/v1/message/{ID}/envelope", api::envelope)
         .add(Method::GET, "/api/v1/message/{ID}/part/{PartID}", api::part)
+        .add(
+            Method::GET,
+            "/api/v1/message/{ID}/part/{PartID}/thumb",
+            thumb::thumb,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/message/{ID}/html-check",
+            htmlcheck::html_check,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/message/{ID}/link-check",
+            linkcheck::link_check,
+        )
         .add(
             Method::POST,
             "/api/v1/message/{ID}/release",

@@ -46,6 +46,7 @@ static INDEX: Asset = asset!("../static/index.html", "text/html; charset=utf-8")
 static APP_JS: Asset = asset!("../static/app.js", "text/javascript; charset=utf-8");
 static CHECKS_JS: Asset = asset!("../static/checks.js", "text/javascript; charset=utf-8");
 static APP_CSS: Asset = asset!("../static/app.css", "text/css; charset=utf-8");
+static CHECKS_CSS: Asset = asset!("../static/checks.css", "text/css; charset=utf-8");
 static FAVICON: Asset = asset!("../static/favicon.svg", "image/svg+xml");
 
 /// A strong ETag from the bytes (64-bit FNV-1a: not for security, only to tell
@@ -98,6 +99,7 @@ pub(crate) async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Respo
         "app.js" => &APP_JS,
         "checks.js" => &CHECKS_JS,
         "app.css" => &APP_CSS,
+        "checks.css" => &CHECKS_CSS,
         "favicon.svg" => &FAVICON,
         _ => {
             return ApiError::NotFound(format!("no static file {file:?}")).into_response();

@@ -494,7 +494,7 @@ where
 }
 
 /// The system's trusted CAs (`SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured).
-fn tls_connector() -> Result<tokio_rustls::TlsConnector, WebhookError> {
+pub(crate) fn tls_connector() -> Result<tokio_rustls::TlsConnector, WebhookError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(cert);
