@@ -65,8 +65,9 @@ pub(crate) async fn html_check(
         let raw = store
             .raw(id)?
             .ok_or_else(|| ApiError::NotFound(format!("message {id} not found")))?;
+        // Mailpit answers 400 here too.
         let html = mime::parse(&raw).html.ok_or_else(|| {
-            ApiError::NotFound(format!(
+            ApiError::BadRequest(format!(
                 "message {id} has no HTML part, so there is no HTML to check"
             ))
         })?;

@@ -2,10 +2,8 @@
 //
 // app.js owns the list, the message view and the tab bar; this file adds two
 // tabs to #tabs and their panels to #panels, and learns which message is open
-// from app.js's events (sokkel:message, sokkel:closed, sokkel:tab). With an
-// app.js that does not send them yet, it watches the view instead (the raw
-// download link names the message; the HTML tab is disabled without HTML) and
-// switches to its own tabs itself.
+// from app.js's events (sokkel:message, sokkel:closed, sokkel:tab); app.js
+// switches to these tabs as to its own.
 //
 // Nothing is fetched until its tab is shown, and the link check, the one
 // thing that makes the server reach outside, runs only when the user presses
@@ -15,7 +13,8 @@
   "use strict";
 
   const tabs = document.getElementById("tabs");
-  if (!tabs) return;
+  const panels = document.getElementById("panels");
+  if (!tabs || !panels) return;
 
   // caniemail's names for its platforms (its nicenames).
   const PLATFORMS = {
@@ -70,13 +69,6 @@
 
   // ---- tabs and panels ----------------------------------------------------------
 
-  function panelsHome() {
-    const wrapper = document.getElementById("panels");
-    if (wrapper) return wrapper;
-    const panel = document.querySelector(".panel");
-    return panel ? panel.parentElement : tabs.parentElement;
-  }
-
   function addTab(name, label) {
     const button = el("button", "check-tab", label);
     button.type = "button";
@@ -91,16 +83,7 @@
     panel.setAttribute("role", "tabpanel");
     panel.setAttribute("aria-labelledby", button.id);
     panel.hidden = true;
-    panelsHome().append(panel);
-    // Until app.js switches tabs by delegation, switch to ours here; with
-    // delegation both run, and both do the same.
-    button.addEventListener("click", () => {
-      for (const other of tabs.querySelectorAll("[data-tab]")) {
-        other.setAttribute("aria-selected", String(other === button));
-      }
-      for (const other of document.querySelectorAll(".panel")) other.hidden = other !== panel;
-      shown(name);
-    });
+    panels.append(panel);
     return { button, panel };
   }
 
@@ -459,10 +442,7 @@
     if (name === "html-check") runHtmlCheck();
   }
 
-  // Once app.js has said which message is open, its word is the one taken.
-  let told = false;
   document.addEventListener("sokkel:message", (event) => {
-    told = true;
     const detail = event.detail || {};
     const message = detail.message || {};
     onMessage(detail.id || message.ID, Boolean(message.HTML));
@@ -473,22 +453,4 @@
     if (detail.id && String(detail.id) !== state.id) return;
     shown(detail.tab);
   });
-
-  // Fallback for an app.js without the events: the raw download link names
-  // the open message, and the HTML tab is disabled when it has no HTML.
-  const raw = document.getElementById("download-raw");
-  const view = document.getElementById("view");
-  const htmlTab = document.getElementById("tab-html");
-  if (raw && view) {
-    const watch = () => {
-      if (told) return;
-      if (view.hidden) return onClosed();
-      const match = /\/api\/v1\/message\/([^/]+)\/raw/.exec(raw.getAttribute("href") || "");
-      if (match) onMessage(decodeURIComponent(match[1]), htmlTab ? !htmlTab.disabled : true);
-    };
-    const observer = new MutationObserver(watch);
-    observer.observe(raw, { attributes: true, attributeFilter: ["href"] });
-    observer.observe(view, { attributes: true, attributeFilter: ["hidden"] });
-    if (htmlTab) observer.observe(htmlTab, { attributes: true, attributeFilter: ["disabled"] });
-  }
 })();

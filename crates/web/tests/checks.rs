@@ -234,7 +234,7 @@ async fn html_check_names_unsupported_features_clients_and_lines() {
 }
 
 #[tokio::test]
-async fn html_check_of_plain_html_scores_high_and_text_only_is_404() {
+async fn html_check_of_plain_html_scores_high_and_text_only_is_400_as_in_mailpit() {
     let plain = "<p>Hello <b>there</b>,</p>\n<p>see <a href=\"https://example.com/\">this</a>.</p>";
     let (_dir, store) = store_with(&[html_message(plain), text_message("no html here")]);
     let router = router_with(&store, WebConfig::default());
@@ -242,7 +242,7 @@ async fn html_check_of_plain_html_scores_high_and_text_only_is_404() {
     let supported = number(&check["Total"]["Supported"]);
     assert!(supported > 95.0, "{:#}", check["Total"]);
     let none = get(&router, "/api/v1/message/2/html-check").await;
-    assert_eq!(none.status, StatusCode::NOT_FOUND);
+    assert_eq!(none.status, StatusCode::BAD_REQUEST);
     assert!(none.text().contains("no HTML"), "{}", none.text());
     assert_eq!(
         get(&router, "/api/v1/message/9/html-check").await.status,
@@ -257,7 +257,7 @@ async fn html_check_of_plain_html_scores_high_and_text_only_is_404() {
         get(&router, "/api/v1/message/latest/html-check")
             .await
             .status,
-        StatusCode::NOT_FOUND
+        StatusCode::BAD_REQUEST
     );
 }
 
