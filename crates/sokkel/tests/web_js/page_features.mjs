@@ -398,13 +398,13 @@ try {
     assert.equal(await img.getAttribute("alt"), "pixel.png");
     assert.equal(await img.getAttribute("loading"), "lazy");
     assert.equal(new URL(await img.getAttribute("src"), base).pathname, `/api/v1/message/${id}/part/${part.PartID}/thumb`);
-    // Shown once the thumbnail loads; hidden, not broken, where it cannot.
+    // Shown once the server's 180x120 JPEG loads.
     await page.waitForFunction(() => {
       const i = document.querySelector("#attachments img.thumb");
       return i.hidden || (i.complete && i.naturalWidth > 0);
     });
-    const shown = await img.evaluate((i) => !i.hidden);
-    console.log(`thumbnail ${shown ? "shown" : "hidden (the endpoint did not answer an image)"}`);
+    const size = await img.evaluate((i) => (i.hidden ? "hidden" : `${i.naturalWidth}x${i.naturalHeight}`));
+    assert.equal(size, "180x120", "the thumbnail shows");
     await page.locator("a.attachment", { hasText: "pixel.png" }).waitFor();
     await context.close();
   });
