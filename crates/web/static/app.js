@@ -367,6 +367,7 @@ function sentinelVisible() {
 
 function reload() {
   state.generation += 1;
+  newRows = [];
   state.rows.clear();
   state.summaries.clear();
   state.selected.clear();
@@ -383,9 +384,14 @@ function reload() {
 
 // ---- the cursor and the selection ------------------------------------------------
 
+/// The row marked as the cursor, so that moving the mark touches two rows
+/// rather than scanning a list that may hold tens of thousands.
+let markedRow = null;
+
 function markCursor() {
-  for (const li of $("list").querySelectorAll("li.current")) li.classList.remove("current");
   const li = state.cursor && state.rows.get(state.cursor);
+  if (markedRow && markedRow !== li) markedRow.classList.remove("current");
+  markedRow = li || null;
   if (li) {
     li.classList.add("current");
     $("list").setAttribute("aria-activedescendant", li.id);
@@ -457,11 +463,30 @@ function connect() {
   });
 }
 
+/// New rows wait here a moment and go into the list together: at hundreds of
+/// messages a second, one insertion (and one style and layout pass) per
+/// message would keep the page's thread busy and the list would fall behind.
+const NEW_ROWS_FLUSH_MS = 50;
+let newRows = [];
+let newRowsTimer = null;
+
+function queueNewRow(summary) {
+  newRows.push(summary);
+  if (!newRowsTimer) newRowsTimer = setTimeout(flushNewRows, NEW_ROWS_FLUSH_MS);
+}
+
+function flushNewRows() {
+  newRowsTimer = null;
+  const batch = newRows.reverse(); // newest first, as the list shows them
+  newRows = [];
+  if (!state.query && batch.length) addRows(batch, true);
+}
+
 function handleEvent(type, data) {
   switch (type) {
     case "new":
       // A search shows what matched when it ran; the plain list grows live.
-      if (!state.query) addRows([data], true);
+      if (!state.query) queueNewRow(data);
       notifyNew(data);
       if (data.Tags && data.Tags.length) refreshTags();
       break;
