@@ -136,6 +136,7 @@ CURSOR=$(api "api/v1/messages?limit=1&start=$DEEP" 'j["messages"][0]["ID"]')
 RARE=$(api 'api/v1/search?query=zanzibar&limit=1' 'j["messages_count"]')
 COMMON=$(api 'api/v1/search?query=quarterly&limit=1' 'j["messages_count"]')
 [ "$RARE" -gt 0 ] || die "the search for zanzibar found nothing"
+TAGGED=$(api 'api/v1/tag-counts' 'sum(t["Total"] for t in j)')
 
 # kind | path | matches | target p99 (ms, empty: for information)
 CASES=(
@@ -144,6 +145,7 @@ CASES=(
     "list, cursor at offset $DEEP|api/v1/messages?limit=50&before=$CURSOR|$FILL|20"
     "search, rare word|api/v1/search?query=zanzibar&limit=50|$RARE|50"
     "search, common word|api/v1/search?query=quarterly&limit=50|$COMMON|"
+    "tag counts (the page's sidebar)|api/v1/tag-counts|$TAGGED|"
 )
 
 run_wrk() {  # path duration -> RESULT line

@@ -6,7 +6,8 @@
         each connection reused for its whole share. Subjects and bodies vary; exactly
         RARE_COUNT of them (spread evenly) carry the rare word "zanzibar", and about half
         carry the common word "quarterly", so a search can match a few hundred or
-        tens of thousands. Prints "filled COUNT in SECONDS s: RATE msg/s".
+        tens of thousands; every fourth carries one of eight tags (X-Tags). Prints
+        "filled COUNT in SECONDS s: RATE msg/s".
 
     python3 bench/web_fill.py pace PORT RATE SECONDS [CONNS] [LAST_SUBJECT_FILE]
         RATE messages per second for SECONDS seconds, paced (each connection sends on
@@ -26,6 +27,7 @@ import time
 RARE_WORD = "zanzibar"
 COMMON_WORD = "quarterly"
 RARE_COUNT = 300
+TAGS = ["signup", "invoices", "password-reset", "newsletter", "alerts", "orders", "support", "billing"]
 TIMEOUT = 30
 
 ADJECTIVES = ["urgent", "weekly", "final", "revised", "pending", "shared", "late",
@@ -60,7 +62,11 @@ def message(n, total, tag=""):
         words.append(COMMON_WORD)
     lines = [" ".join(words[i:i + 12]) for i in range(0, len(words), 12)]
     body = "\r\n".join(lines)
+    # Every fourth message carries one of TAGS, so the page's tag sidebar
+    # (/api/v1/tag-counts) counts a quarter of the store.
+    tags = f"X-Tags: {TAGS[(n // 4) % len(TAGS)]}\r\n" if n % 4 == 0 else ""
     data = (f"From: {sender.split('@')[0].title()} <{sender}>\r\n"
+            f"{tags}"
             f"To: <{rcpt}>\r\n"
             f"Subject: {subject}\r\n"
             f"Message-ID: <bench-{n}{tag}@web.bench.test>\r\n"
