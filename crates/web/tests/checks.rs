@@ -89,10 +89,16 @@ impl Answer {
 }
 
 async fn get(router: &Router, uri: &str) -> Answer {
-    let request = Request::get(uri)
-        .header(header::HOST, HOST)
-        .body(Body::empty())
-        .unwrap();
+    get_with(router, uri, &[]).await
+}
+
+/// A GET with extra headers, as a browser would send them.
+async fn get_with(router: &Router, uri: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut request = Request::get(uri).header(header::HOST, HOST);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Body::empty()).unwrap();
     let response = router.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
@@ -667,7 +673,23 @@ async fn thumbnails_fill_180x120_blank_for_non_images_and_refuse_bombs() {
     // 600x200 filled into 180x120: cropped to the middle 300x200, so both
     // halves show, red left and blue right, edge to edge.
     let answer = get(&router, &thumb("wide.png")).await;
-    assert!(answer.header(header::CACHE_CONTROL).contains("max-age"));
+    // IDs start again with a new store: the browser must ask each time, and
+    // an unchanged thumbnail costs it a 304.
+    assert_eq!(answer.header(header::CACHE_CONTROL), "private, no-cache");
+    let etag = answer.header(header::ETAG).to_string();
+    assert!(etag.starts_with('"') && etag.len() > 2, "{etag:?}");
+    let again = get_with(&router, &thumb("wide.png"), &[("if-none-match", &etag)]).await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+    assert!(again.body.is_empty());
+    assert_eq!(again.header(header::ETAG), etag);
+    let other = get(&router, &thumb("small.png")).await;
+    assert_ne!(other.header(header::ETAG), etag);
+    let stale = get_with(&router, &thumb("small.png"), &[("if-none-match", &etag)]).await;
+    assert_eq!(
+        stale.status,
+        StatusCode::OK,
+        "another image's ETag is stale"
+    );
     let wide = decode_jpeg(&answer);
     assert_eq!(wide.dimensions(), (180, 120));
     let red = wide.get_pixel(5, 60).0;
