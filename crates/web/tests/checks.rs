@@ -270,7 +270,9 @@ async fn html_check_of_plain_html_scores_high_and_text_only_is_400_as_in_mailpit
 #[tokio::test]
 async fn html_check_of_a_hostile_10_mb_body_answers() {
     // Unclosed tags, attribute storms, a style sheet of braces and a huge
-    // style attribute: every construct the tokenizer steps through.
+    // style attribute: every construct the tokenizer steps through, and one
+    // link past them all but before the unclosed comments, for the link finder.
+    let site = Site::start().await;
     let mut html = String::with_capacity(11 << 20);
     html.push_str("<style>");
     while html.len() < 2 << 20 {
@@ -288,6 +290,7 @@ async fn html_check_of_a_hostile_10_mb_body_answers() {
     while html.len() < 8 << 20 {
         html.push_str("<div><span <i\n");
     }
+    html.push_str(&format!("><a href=\"{}\">end</a>", site.url("/ok")));
     while html.len() < 10 << 20 {
         html.push_str("<!-- <");
     }
@@ -299,6 +302,12 @@ async fn html_check_of_a_hostile_10_mb_body_answers() {
     let flex = warning(&check, "css-display-flex");
     assert!(flex["Score"]["Found"].as_u64().unwrap() > 10_000);
     assert!(flex["Lines"].as_array().unwrap().len() <= 20);
+    // The link finder steps through the same body and finds its one link.
+    let answer = get(&router, "/api/v1/message/1/link-check").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let check = answer.json();
+    assert_eq!(check["Links"].as_array().unwrap().len(), 1, "{check:#}");
+    assert_eq!(link(&check, &site.url("/ok")), (200, "OK".into()));
 }
 
 // ---- link check ----------------------------------------------------------------
