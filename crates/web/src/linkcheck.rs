@@ -16,9 +16,17 @@
 //! line, with a `User-Agent` naming sokkel; no body is read: the connection
 //! closes after the status line and headers. Redirects are followed, at most
 //! [`MAX_REDIRECTS`], only with `follow=true`. One check takes at most
-//! [`MAX_CHECK_TIME`]; links not asked by then say so. At most [`MAX_CHECKS`]
-//! checks run at once; more wait their turn (503 if it does not come within
-//! [`MAX_CHECK_TIME`]).
+//! [`MAX_CHECK_TIME`] (and half the server's idle timeout), counted from the
+//! moment the request arrives: waiting for a turn spends the same budget, and
+//! links not asked by then say so. At most [`MAX_CHECKS`] checks run at once;
+//! more wait their turn (503 if it does not come within the budget).
+//!
+//! Only the page itself or a client that is not a browser may start a check:
+//! it is a GET, so any web page could otherwise make the browser call it (an
+//! `<img src>` pointing at it), and make sokkel request every URL of the
+//! latest message. A request whose `Sec-Fetch-Site` says it comes from
+//! another site, or whose `Origin` is not the server's own (a sandboxed frame
+//! sends `Origin: null`), is refused with 403 before anything is read.
 //!
 //! `Status` is the reason phrase of the status (`OK`, `Not Found`), or, with
 //! `StatusCode` 0, what went wrong: `timeout`, `connection refused`, `dns
@@ -36,7 +44,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{Method, Request, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, Request, StatusCode, Uri, header};
 use axum::response::Response;
 use futures_util::StreamExt;
 use hyper_util::rt::TokioIo;
@@ -60,7 +68,7 @@ pub const MAX_REDIRECTS: usize = 5;
 
 /// The most link checks running at once in the process (each up to
 /// [`CONCURRENCY`] connections); more wait their turn, and are answered 503
-/// if it does not come within [`MAX_CHECK_TIME`].
+/// if it does not come within their own time budget.
 pub const MAX_CHECKS: usize = 4;
 
 /// The default of [`crate::WebConfig::link_check_timeout`].
@@ -106,8 +114,20 @@ struct LinkJson {
 pub(crate) async fn link_check(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    // The whole check, waiting included, ends before the server's idle
+    // timeout would close the connection of the client waiting for it.
+    let deadline =
+        tokio::time::Instant::now() + MAX_CHECK_TIME.min(state.config().idle_timeout / 2);
+    if !crate::guard::own_page_or_no_browser(&headers) {
+        return Err(ApiError::Forbidden(
+            "link check requested by another site refused: sokkel checks links only when \
+             its own page or a client that is not a browser asks"
+                .to_string(),
+        ));
+    }
     let query = query_map(query)?;
     let follow = match query.get("follow").map(|value| value.trim()) {
         None | Some("" | "false" | "0") => false,
@@ -119,17 +139,21 @@ pub(crate) async fn link_check(
         }
     };
     let reference = MessageRef::parse(&id)?;
-    // A turn among the MAX_CHECKS, waited for as long as one check may take.
-    let _check = match tokio::time::timeout(MAX_CHECK_TIME, CHECKS.acquire()).await {
+    let busy = || {
+        ApiError::Unavailable(format!(
+            "{MAX_CHECKS} link checks are running and none ended within this check's time; \
+             try again later"
+        ))
+    };
+    // A turn among the MAX_CHECKS, waited for within the check's budget.
+    let _check = match tokio::time::timeout_at(deadline, CHECKS.acquire()).await {
         Ok(Ok(permit)) => permit,
         Ok(Err(_)) => return Err(ApiError::ShuttingDown),
-        Err(_) => {
-            return Err(ApiError::Unavailable(format!(
-                "{MAX_CHECKS} link checks have been running for a minute; try again later"
-            )));
-        }
+        Err(_) => return Err(busy()),
     };
-    let parsing = state.parse_permit().await?;
+    let parsing = tokio::time::timeout_at(deadline, state.parse_permit())
+        .await
+        .map_err(|_| busy())??;
     let found = blocking(&state, move |store| {
         let id = reference.resolve(store)?;
         let raw = store
@@ -147,22 +171,27 @@ pub(crate) async fn link_check(
     })
     .await?;
     drop(parsing);
-    let budget = MAX_CHECK_TIME.min(state.config().idle_timeout / 2);
     let checker = Arc::new(Checker {
-        deadline: tokio::time::Instant::now() + budget,
+        deadline,
         timeout: state.config().link_check_timeout,
         block_private: state.config().link_check_block_private,
         user_agent: format!("sokkel/{} (link check)", state.config().version),
         follow,
     });
-    let links: Vec<LinkJson> = futures_util::stream::iter(found.links)
-        .map(|url| {
-            let checker = Arc::clone(&checker);
-            async move { checker.check(url).await }
-        })
-        .buffered(CONCURRENCY)
-        .collect()
-        .await;
+    // Unordered, so that one slow link holds one of the CONCURRENCY places
+    // and not, with the finished links queued behind it, all of them; the
+    // answer is put back in the links' order after.
+    let mut links: Vec<(usize, LinkJson)> =
+        futures_util::stream::iter(found.links.into_iter().enumerate())
+            .map(|(index, url)| {
+                let checker = Arc::clone(&checker);
+                async move { (index, checker.check(url).await) }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+    links.sort_unstable_by_key(|(index, _)| *index);
+    let links: Vec<LinkJson> = links.into_iter().map(|(_, link)| link).collect();
     let answer = LinkCheckJson {
         errors: links
             .iter()

@@ -563,6 +563,85 @@ async fn link_check_can_refuse_private_addresses() {
     assert!(site.requests().is_empty());
 }
 
+#[tokio::test]
+async fn link_check_from_another_site_is_refused_and_fetches_nothing() {
+    let site = Site::start().await;
+    let (_dir, store) = store_with(&[text_message(&format!("Go to {}", site.url("/ok")))]);
+    let router = router_with(&store, WebConfig::default());
+    // What an <img src> on another site, a sandboxed frame (the message's own
+    // HTML) and a foreign page's fetch send.
+    for headers in [
+        &[
+            ("sec-fetch-site", "cross-site"),
+            ("sec-fetch-dest", "image"),
+        ][..],
+        &[("sec-fetch-site", "same-site")],
+        &[("origin", "null")],
+        &[("origin", "http://evil.example")],
+        &[("sec-fetch-site", "cross-site"), ("origin", "null")],
+    ] {
+        let answer = get_with(&router, "/api/v1/message/latest/link-check", headers).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{headers:?}");
+        assert!(answer.text().contains("another site"), "{}", answer.text());
+    }
+    assert!(
+        site.requests().is_empty(),
+        "nothing fetched for a foreign request: {:?}",
+        site.requests()
+    );
+    // The page (same origin) and clients that are not browsers (curl) may.
+    for headers in [
+        &[
+            ("sec-fetch-site", "same-origin"),
+            ("origin", "http://127.0.0.1:8025"),
+        ][..],
+        &[("sec-fetch-site", "same-origin")],
+        &[],
+    ] {
+        let answer = get_with(&router, "/api/v1/message/latest/link-check", headers).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "{headers:?}: {}",
+            answer.text()
+        );
+        assert_eq!(link(&answer.json(), &site.url("/ok")), (200, "OK".into()));
+    }
+    assert_eq!(site.requests().len(), 3, "{:?}", site.requests());
+}
+
+#[tokio::test]
+async fn one_hanging_link_does_not_hold_up_the_others() {
+    let site = Site::start().await;
+    // The hanging link first, then more /ok links than are asked at once: all
+    // of them must be answered while it hangs, within the check's budget (1 s,
+    // half the idle timeout; the link timeout is longer).
+    let mut text = format!("{} ", site.url("/hang"));
+    for n in 0..12 {
+        text.push_str(&format!("{} ", site.url(&format!("/ok?{n}"))));
+    }
+    text.push_str(&site.url("/missing"));
+    let (_dir, store) = store_with(&[text_message(&text)]);
+    let config = WebConfig {
+        idle_timeout: Duration::from_secs(2),
+        link_check_timeout: Duration::from_secs(10),
+        ..WebConfig::default()
+    };
+    let router = router_with(&store, config);
+    let check = get(&router, "/api/v1/message/1/link-check").await.json();
+    let links = check["Links"].as_array().unwrap();
+    assert_eq!(links.len(), 14, "{check:#}");
+    // In the message's order, whatever order they were answered in.
+    assert_eq!(links[0]["URL"], site.url("/hang"));
+    assert_eq!(links[0]["Status"], "timeout", "{check:#}");
+    for (n, link) in links[1..13].iter().enumerate() {
+        assert_eq!(link["URL"], site.url(&format!("/ok?{n}")));
+        assert_eq!(link["StatusCode"], 200, "{check:#}");
+    }
+    assert_eq!(links[13]["StatusCode"], 404, "{check:#}");
+    assert_eq!(check["Errors"], 2);
+}
+
 // ---- thumbnails ----------------------------------------------------------------
 
 /// A message with `parts` as attachments: (content type, file name, bytes).
