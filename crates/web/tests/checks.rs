@@ -642,6 +642,63 @@ async fn one_hanging_link_does_not_hold_up_the_others() {
     assert_eq!(check["Errors"], 2);
 }
 
+#[tokio::test]
+async fn link_check_follows_relative_redirects_and_decodes_numeric_references() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // /a/b/start redirects to "?x=1" (the same path, a new query), that to
+    // "../c" (/a/c), that to /a/c/./../done, answered 200.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = std::sync::Arc::clone(&seen);
+    let server = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut head = Vec::new();
+            let mut buffer = [0_u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 << 10 {
+                match socket.read(&mut buffer).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buffer[..n]),
+                }
+            }
+            let line = String::from_utf8_lossy(&head)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let target = line.split(' ').nth(1).unwrap_or_default().to_string();
+            log.lock().unwrap().push(target.clone());
+            let answer = match target.as_str() {
+                "/a/b/start?y=2" => "302 Found\r\nLocation: ?x=1",
+                "/a/b/start?x=1" => "302 Found\r\nLocation: ../c",
+                "/a/c" => "302 Found\r\nLocation: /a/c/./../done",
+                "/a/done" => "200 OK",
+                _ => "404 Not Found",
+            };
+            let _ = socket
+                .write_all(
+                    format!("HTTP/1.1 {answer}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
+                )
+                .await;
+        }
+    });
+    // The link is written with numeric references, as some mailers do.
+    let href = format!("http://{addr}/a/b/start&#63;y&#x3D;2");
+    let (_dir, store) = store_with(&[html_message(&format!("<a href=\"{href}\">go</a>"))]);
+    let router = router_with(&store, WebConfig::default());
+    let check = get(&router, "/api/v1/message/1/link-check?follow=true")
+        .await
+        .json();
+    server.abort();
+    let url = format!("http://{addr}/a/b/start?y=2");
+    assert_eq!(link(&check, &url), (200, "OK".into()), "{check:#}");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["/a/b/start?y=2", "/a/b/start?x=1", "/a/c", "/a/done"]
+    );
+}
+
 // ---- thumbnails ----------------------------------------------------------------
 
 /// A message with `parts` as attachments: (content type, file name, bytes).
