@@ -356,6 +356,21 @@ pub struct MailServeArgs {
     pub tags: TagsArgs,
     #[command(flatten)]
     pub webhook: WebhookArgs,
+    #[command(flatten)]
+    pub link_check: LinkCheckArgs,
+}
+
+/// The page's link check (`GET /api/v1/message/{ID}/link-check`), the one
+/// thing that makes sokkel request URLs from mail, and only when asked.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Link check")]
+pub struct LinkCheckArgs {
+    /// How long the link check waits for one link, from its DNS look-up to its status line, in seconds (1 to 60).
+    #[arg(long, value_name = "SECS", default_value_t = 5, env = "SOKKEL_LINK_CHECK_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub link_check_timeout: u64,
+    /// Refuse to check links whose host resolves to a loopback, private, link-local or other reserved address (answered 451, as Mailpit does); by default they are checked, since mail caught in development often links to the developer's own machine.
+    #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_LINK_CHECK_BLOCK_PRIVATE")]
+    pub link_check_block_private: bool,
 }
 
 /// Parses `--webhook-url` without repeating a refused value in the error, as

@@ -78,6 +78,22 @@ pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
     matches!((origin_host, host), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b))
 }
 
+/// Whether a request that makes sokkel act (without changing anything, so
+/// [`check_origin`] lets it through as a GET) comes from sokkel's own page or
+/// from a client that is not a browser: refused when the browser's
+/// `Sec-Fetch-Site` says another site (or a sandboxed frame, which is
+/// `cross-site`) sent it, or when it carries an `Origin` other than the
+/// server's own (`Origin: null` included). Browsers too old for
+/// `Sec-Fetch-Site` send `Origin` with cross-origin fetches, but not with an
+/// `<img src>`; the first check covers those in every browser sokkel's page
+/// runs in.
+pub(crate) fn own_page_or_no_browser(headers: &HeaderMap) -> bool {
+    let site_ok = headers
+        .get("sec-fetch-site")
+        .is_none_or(|site| matches!(site.as_bytes(), b"same-origin" | b"none"));
+    site_ok && same_origin(headers)
+}
+
 /// `localhost`, `*.localhost`, or a loopback IP, each with or without a port.
 pub(crate) fn is_loopback_host(host: &str) -> bool {
     let name = match host.strip_prefix('[') {
@@ -173,6 +189,40 @@ mod tests {
                 !same_origin(&headers(Some(foreign), "127.0.0.1:8025")),
                 "{foreign}"
             );
+        }
+    }
+
+    #[test]
+    fn acting_requests_come_from_the_page_or_no_browser() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            map.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8025"));
+            for (name, value) in pairs {
+                map.insert(*name, HeaderValue::from_static(value));
+            }
+            map
+        };
+        assert!(own_page_or_no_browser(&headers(&[])));
+        assert!(own_page_or_no_browser(&headers(&[(
+            "sec-fetch-site",
+            "same-origin"
+        )])));
+        assert!(own_page_or_no_browser(&headers(&[(
+            "sec-fetch-site",
+            "none"
+        )])));
+        assert!(own_page_or_no_browser(&headers(&[
+            ("sec-fetch-site", "same-origin"),
+            ("origin", "http://127.0.0.1:8025"),
+        ])));
+        for refused in [
+            &[("sec-fetch-site", "cross-site")][..],
+            &[("sec-fetch-site", "same-site")],
+            &[("origin", "null")],
+            &[("origin", "http://evil.example")],
+            &[("sec-fetch-site", "same-origin"), ("origin", "null")],
+        ] {
+            assert!(!own_page_or_no_browser(&headers(refused)), "{refused:?}");
         }
     }
 

@@ -29,8 +29,9 @@
 //!   of the message's elements use it, pseudo-classes and at-rules at 5 %),
 //!   so the API and the page agree; Mailpit's API can answer more than 100 %.
 //! - Each warning has `Lines` (sokkel's own): where the feature is used.
-//! - A message without HTML is a 404 (Mailpit answers 400 "message does not
-//!   contain HTML").
+//!
+//! A message without HTML is a 400, as in Mailpit (whose text is "message does
+//! not contain HTML"); 404 is kept for a message that does not exist.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;

@@ -16,9 +16,17 @@
 //! line, with a `User-Agent` naming sokkel; no body is read: the connection
 //! closes after the status line and headers. Redirects are followed, at most
 //! [`MAX_REDIRECTS`], only with `follow=true`. One check takes at most
-//! [`MAX_CHECK_TIME`]; links not asked by then say so. At most [`MAX_CHECKS`]
-//! checks run at once; more wait their turn (503 if it does not come within
-//! [`MAX_CHECK_TIME`]).
+//! [`MAX_CHECK_TIME`] (and half the server's idle timeout), counted from the
+//! moment the request arrives: waiting for a turn spends the same budget, and
+//! links not asked by then say so. At most [`MAX_CHECKS`] checks run at once;
+//! more wait their turn (503 if it does not come within the budget).
+//!
+//! Only the page itself or a client that is not a browser may start a check:
+//! it is a GET, so any web page could otherwise make the browser call it (an
+//! `<img src>` pointing at it), and make sokkel request every URL of the
+//! latest message. A request whose `Sec-Fetch-Site` says it comes from
+//! another site, or whose `Origin` is not the server's own (a sandboxed frame
+//! sends `Origin: null`), is refused with 403 before anything is read.
 //!
 //! `Status` is the reason phrase of the status (`OK`, `Not Found`), or, with
 //! `StatusCode` 0, what went wrong: `timeout`, `connection refused`, `dns
@@ -30,13 +38,13 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{Method, Request, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, Request, StatusCode, Uri, header};
 use axum::response::Response;
 use futures_util::StreamExt;
 use hyper_util::rt::TokioIo;
@@ -60,7 +68,7 @@ pub const MAX_REDIRECTS: usize = 5;
 
 /// The most link checks running at once in the process (each up to
 /// [`CONCURRENCY`] connections); more wait their turn, and are answered 503
-/// if it does not come within [`MAX_CHECK_TIME`].
+/// if it does not come within their own time budget.
 pub const MAX_CHECKS: usize = 4;
 
 /// The default of [`crate::WebConfig::link_check_timeout`].
@@ -106,8 +114,20 @@ struct LinkJson {
 pub(crate) async fn link_check(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    // The whole check, waiting included, ends before the server's idle
+    // timeout would close the connection of the client waiting for it.
+    let deadline =
+        tokio::time::Instant::now() + MAX_CHECK_TIME.min(state.config().idle_timeout / 2);
+    if !crate::guard::own_page_or_no_browser(&headers) {
+        return Err(ApiError::Forbidden(
+            "link check requested by another site refused: sokkel checks links only when \
+             its own page or a client that is not a browser asks"
+                .to_string(),
+        ));
+    }
     let query = query_map(query)?;
     let follow = match query.get("follow").map(|value| value.trim()) {
         None | Some("" | "false" | "0") => false,
@@ -119,17 +139,21 @@ pub(crate) async fn link_check(
         }
     };
     let reference = MessageRef::parse(&id)?;
-    // A turn among the MAX_CHECKS, waited for as long as one check may take.
-    let _check = match tokio::time::timeout(MAX_CHECK_TIME, CHECKS.acquire()).await {
+    let busy = || {
+        ApiError::Unavailable(format!(
+            "{MAX_CHECKS} link checks are running and none ended within this check's time; \
+             try again later"
+        ))
+    };
+    // A turn among the MAX_CHECKS, waited for within the check's budget.
+    let _check = match tokio::time::timeout_at(deadline, CHECKS.acquire()).await {
         Ok(Ok(permit)) => permit,
         Ok(Err(_)) => return Err(ApiError::ShuttingDown),
-        Err(_) => {
-            return Err(ApiError::Unavailable(format!(
-                "{MAX_CHECKS} link checks have been running for a minute; try again later"
-            )));
-        }
+        Err(_) => return Err(busy()),
     };
-    let parsing = state.parse_permit().await?;
+    let parsing = tokio::time::timeout_at(deadline, state.parse_permit())
+        .await
+        .map_err(|_| busy())??;
     let found = blocking(&state, move |store| {
         let id = reference.resolve(store)?;
         let raw = store
@@ -147,22 +171,27 @@ pub(crate) async fn link_check(
     })
     .await?;
     drop(parsing);
-    let budget = MAX_CHECK_TIME.min(state.config().idle_timeout / 2);
     let checker = Arc::new(Checker {
-        deadline: tokio::time::Instant::now() + budget,
+        deadline,
         timeout: state.config().link_check_timeout,
         block_private: state.config().link_check_block_private,
         user_agent: format!("sokkel/{} (link check)", state.config().version),
         follow,
     });
-    let links: Vec<LinkJson> = futures_util::stream::iter(found.links)
-        .map(|url| {
-            let checker = Arc::clone(&checker);
-            async move { checker.check(url).await }
-        })
-        .buffered(CONCURRENCY)
-        .collect()
-        .await;
+    // Unordered, so that one slow link holds one of the CONCURRENCY places
+    // and not, with the finished links queued behind it, all of them; the
+    // answer is put back in the links' order after.
+    let mut links: Vec<(usize, LinkJson)> =
+        futures_util::stream::iter(found.links.into_iter().enumerate())
+            .map(|(index, url)| {
+                let checker = Arc::clone(&checker);
+                async move { (index, checker.check(url).await) }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+    links.sort_unstable_by_key(|(index, _)| *index);
+    let links: Vec<LinkJson> = links.into_iter().map(|(_, link)| link).collect();
     let answer = LinkCheckJson {
         errors: links
             .iter()
@@ -296,19 +325,70 @@ fn find_ascii_case(haystack: &str, needle: &str) -> Option<usize> {
         .position(|window| window.eq_ignore_ascii_case(needle))
 }
 
-/// The entities that appear in URLs written in HTML (`&amp;` above all).
+/// Character references in an attribute value: numeric ones (`&#61;`,
+/// `&#x3D;`, with or without the `;`) and the named ones that appear in URLs
+/// (`&amp;` above all); any other `&` stays as written, as a browser leaves
+/// an unknown name.
 fn decode_entities(value: &str) -> std::borrow::Cow<'_, str> {
+    const NAMED: [(&str, char); 9] = [
+        ("amp", '&'),
+        ("quot", '"'),
+        ("apos", '\''),
+        ("lt", '<'),
+        ("gt", '>'),
+        ("equals", '='),
+        ("quest", '?'),
+        ("sol", '/'),
+        ("num", '#'),
+    ];
     if !value.contains('&') {
         return value.into();
     }
-    value
-        .replace("&amp;", "&")
-        .replace("&#38;", "&")
-        .replace("&#x26;", "&")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&apos;", "'")
-        .into()
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let decoded = if let Some(number) = after.strip_prefix('#') {
+            let (digits, radix, skip) = match number.strip_prefix(['x', 'X']) {
+                Some(hex) => (hex, 16, 2),
+                None => (number, 10, 1),
+            };
+            let len = digits
+                .bytes()
+                .take_while(|&b| char::from(b).is_digit(radix))
+                .count();
+            (len > 0 && len <= 8)
+                .then(|| u32::from_str_radix(&digits[..len], radix).ok())
+                .flatten()
+                .map(|code| {
+                    let ch = char::from_u32(code)
+                        .filter(|&ch| ch != '\0')
+                        .unwrap_or('\u{fffd}');
+                    let semicolon = usize::from(digits[len..].starts_with(';'));
+                    (ch, skip + len + semicolon)
+                })
+        } else {
+            NAMED.iter().find_map(|(name, ch)| {
+                after
+                    .strip_prefix(name)
+                    .and_then(|tail| tail.strip_prefix(';'))
+                    .map(|_| (*ch, name.len() + 1))
+            })
+        };
+        match decoded {
+            Some((ch, used)) => {
+                out.push(ch);
+                rest = &after[used..];
+            }
+            None => {
+                out.push('&');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out.into()
 }
 
 // ---- asking --------------------------------------------------------------------
@@ -329,12 +409,27 @@ struct Checker {
 struct Failure(String);
 
 /// The system's CAs for https links, loaded on the first https link.
-static TLS: LazyLock<Result<tokio_rustls::TlsConnector, String>> = LazyLock::new(|| {
-    crate::webhook::tls_connector().map_err(|_| {
-            "tls error: no trusted CA certificates found (install ca-certificates, or set SSL_CERT_FILE)"
-                .to_string()
+static TLS: OnceLock<Result<tokio_rustls::TlsConnector, String>> = OnceLock::new();
+
+/// [`TLS`], loaded the first time on the blocking pool: reading the system's
+/// CA files is file I/O that must not hold a runtime worker.
+async fn tls_connector() -> Result<&'static tokio_rustls::TlsConnector, Failure> {
+    let loaded = match TLS.get() {
+        Some(loaded) => loaded,
+        None => tokio::task::spawn_blocking(|| {
+            TLS.get_or_init(|| {
+                crate::webhook::tls_connector().map_err(|_| {
+                    "tls error: no trusted CA certificates found (install ca-certificates, \
+                         or set SSL_CERT_FILE)"
+                        .to_string()
+                })
+            })
         })
-});
+        .await
+        .map_err(|_| Failure("tls error: loading the CA certificates failed".to_string()))?,
+    };
+    loaded.as_ref().map_err(|error| Failure(error.clone()))
+}
 
 impl Checker {
     async fn check(&self, url: String) -> LinkJson {
@@ -412,15 +507,26 @@ impl Checker {
         if self.block_private && addresses.iter().any(|address| is_private(address.ip())) {
             return Err(Failure(BLOCKED.to_string()));
         }
+        // Up to MAX_ADDRESSES addresses, one after another, each within its
+        // share of the link's timeout, so that one address that swallows the
+        // SYN does not leave the others no time.
+        let tried = addresses.len().min(MAX_ADDRESSES);
+        let per_address = self.timeout / u32::try_from(tried).unwrap_or(1);
         let mut last_error = None;
         let mut tcp = None;
-        for address in addresses.iter().take(4) {
-            match TcpStream::connect(address).await {
-                Ok(stream) => {
+        for address in addresses.iter().take(tried) {
+            match tokio::time::timeout(per_address, TcpStream::connect(address)).await {
+                Ok(Ok(stream)) => {
                     tcp = Some(stream);
                     break;
                 }
-                Err(error) => last_error = Some(error),
+                Ok(Err(error)) => last_error = Some(error),
+                Err(_) => {
+                    last_error = Some(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("{address} did not answer"),
+                    ));
+                }
             }
         }
         let tcp = tcp.ok_or_else(|| {
@@ -445,7 +551,7 @@ impl Checker {
         if !target.https {
             return exchange(tcp, request).await;
         }
-        let connector = TLS.as_ref().map_err(|error| Failure(error.clone()))?;
+        let connector = tls_connector().await?;
         let name = rustls::pki_types::ServerName::try_from(target.host.clone())
             .map_err(|error| Failure(format!("tls error: {error}")))?;
         let tls = connector
@@ -458,24 +564,47 @@ impl Checker {
 
 const BLOCKED: &str = "Blocked private/reserved address";
 
+/// The most resolved addresses of one host tried, one after another.
+const MAX_ADDRESSES: usize = 4;
+
+/// Whether `ip` is not a public unicast address: loopback, private, shared
+/// (CGNAT), link-local, "this network", benchmarking, broadcast, unique-local,
+/// or an IPv6 address that carries an IPv4 one (mapped, compatible, NAT64,
+/// 6to4) which is itself not public.
 fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(ip) => {
+            let [a, b, ..] = ip.octets();
             ip.is_loopback()
                 || ip.is_private()
                 || ip.is_link_local()
-                || ip.is_unspecified()
                 || ip.is_broadcast()
-                || ip.octets()[0] == 100 && (ip.octets()[1] & 0xc0) == 64
+                // 0.0.0.0/8: "this network"; connecting to it reaches this host.
+                || a == 0
+                // 100.64.0.0/10: shared address space (CGNAT).
+                || a == 100 && (b & 0xc0) == 64
+                // 198.18.0.0/15: benchmarking.
+                || a == 198 && (b & 0xfe) == 18
         }
         IpAddr::V6(ip) => {
+            let segments = ip.segments();
+            let embedded = |high: u16, low: u16| {
+                std::net::Ipv4Addr::new((high >> 8) as u8, high as u8, (low >> 8) as u8, low as u8)
+            };
             ip.is_loopback()
                 || ip.is_unspecified()
-                || (ip.segments()[0] & 0xfe00) == 0xfc00
-                || (ip.segments()[0] & 0xffc0) == 0xfe80
+                || (segments[0] & 0xfe00) == 0xfc00
+                || (segments[0] & 0xffc0) == 0xfe80
                 || ip
                     .to_ipv4_mapped()
                     .is_some_and(|v4| is_private(IpAddr::V4(v4)))
+                // ::a.b.c.d, IPv4-compatible (deprecated, still routed by some stacks).
+                || segments[..6] == [0; 6] && is_private(IpAddr::V4(embedded(segments[6], segments[7])))
+                // 64:ff9b::/96, NAT64: the IPv4 address in the last 32 bits.
+                || segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+                    && is_private(IpAddr::V4(embedded(segments[6], segments[7])))
+                // 2002::/16, 6to4: the IPv4 address in bits 16..48.
+                || segments[0] == 0x2002 && is_private(IpAddr::V4(embedded(segments[1], segments[2])))
         }
     }
 }
@@ -556,29 +685,79 @@ impl Target {
     }
 }
 
-/// `location` (absolute, scheme-relative, absolute-path or relative) against
-/// `base`.
+/// `location` (absolute, scheme-relative, absolute-path, query-only or
+/// relative) against `base`, as RFC 3986 section 5.2.2 says, with the dot
+/// segments removed (5.2.4). A fragment is dropped: it is never sent.
 fn resolve(base: &str, location: &str) -> Option<String> {
     let location = location.trim();
+    let location = location.split('#').next().unwrap_or_default();
     if is_http(location) {
         return Some(location.to_string());
     }
     let scheme_end = base.find("://")? + 3;
+    let base = base.split('#').next().unwrap_or_default();
     if let Some(rest) = location.strip_prefix("//") {
         return Some(format!("{}{rest}", &base[..scheme_end]));
     }
     let origin_end = base[scheme_end..]
-        .find(['/', '?', '#'])
+        .find(['/', '?'])
         .map_or(base.len(), |end| scheme_end + end);
-    if location.starts_with('/') {
-        return Some(format!("{}{location}", &base[..origin_end]));
+    let origin = &base[..origin_end];
+    let (base_path, base_query) = match base[origin_end..].split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (&base[origin_end..], None),
+    };
+    let (path, query) = match location.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (location, None),
+    };
+    let path = if path.is_empty() {
+        // "" or "?x=1": the base's path, with the base's query unless one is given.
+        let query = query.or(base_query);
+        return Some(match query {
+            Some(query) => format!("{origin}{}?{query}", or_slash(base_path)),
+            None => format!("{origin}{}", or_slash(base_path)),
+        });
+    } else if path.starts_with('/') {
+        remove_dot_segments(path)
+    } else {
+        // Merge: the base's directory, then the reference.
+        let directory = base_path
+            .rfind('/')
+            .map_or("/", |slash| &base_path[..=slash]);
+        remove_dot_segments(&format!("{directory}{path}"))
+    };
+    Some(match query {
+        Some(query) => format!("{origin}{path}?{query}"),
+        None => format!("{origin}{path}"),
+    })
+}
+
+fn or_slash(path: &str) -> &str {
+    if path.is_empty() { "/" } else { path }
+}
+
+/// RFC 3986 section 5.2.4 on an absolute path: `.` segments go, `..` takes
+/// the one before it with it, never above the root.
+fn remove_dot_segments(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    for (at, segment) in segments.iter().enumerate() {
+        let last = at + 1 == segments.len();
+        match *segment {
+            "." | ".." => {
+                if *segment == ".." {
+                    out.pop();
+                }
+                // "/a/b/.." is "/a/": the directory stays a directory.
+                if last {
+                    out.push("");
+                }
+            }
+            other => out.push(other),
+        }
     }
-    let path = base[origin_end..]
-        .split(['?', '#'])
-        .next()
-        .unwrap_or_default();
-    let directory = path.rfind('/').map_or("/", |slash| &path[..=slash]);
-    Some(format!("{}{directory}{location}", &base[..origin_end]))
+    format!("/{}", out.join("/"))
 }
 
 #[cfg(test)]
@@ -642,6 +821,100 @@ mod tests {
             resolve("http://h.example", "c").unwrap(),
             "http://h.example/c"
         );
+        // RFC 3986 5.2.2: a query-only reference keeps the base's path.
+        assert_eq!(
+            resolve(base, "?x=1").unwrap(),
+            "http://h.example:8080/a/b?x=1"
+        );
+        assert_eq!(resolve(base, "").unwrap(), base);
+        assert_eq!(
+            resolve("http://h.example", "?x").unwrap(),
+            "http://h.example/?x"
+        );
+        // Dot segments, never above the root.
+        assert_eq!(resolve(base, "../a").unwrap(), "http://h.example:8080/a");
+        assert_eq!(
+            resolve(base, "./c?d").unwrap(),
+            "http://h.example:8080/a/c?d"
+        );
+        assert_eq!(
+            resolve(base, "../../../x").unwrap(),
+            "http://h.example:8080/x"
+        );
+        assert_eq!(
+            resolve(base, "/p/./q/../r").unwrap(),
+            "http://h.example:8080/p/r"
+        );
+        assert_eq!(resolve(base, "..").unwrap(), "http://h.example:8080/");
+        assert_eq!(
+            resolve(base, "c#frag").unwrap(),
+            "http://h.example:8080/a/c"
+        );
+    }
+
+    #[test]
+    fn numeric_and_named_references_in_links_are_decoded() {
+        assert_eq!(
+            decode_entities("http://h.example/?a&#61;1&#x3D;2&#X3d;3&amp;b=&#38;&#x26"),
+            "http://h.example/?a=1=2=3&b=&&"
+        );
+        assert_eq!(
+            decode_entities("&#104;ttp&colon;x&quest;&sol;"),
+            "http&colon;x?/"
+        );
+        assert_eq!(
+            decode_entities("a&b&#;&#x;&#0;&#99999999999;"),
+            "a&b&#;&#x;\u{fffd}&#99999999999;"
+        );
+        let mut links = Links::default();
+        links.read_html("<a href=\"&#104;&#x74;tp://h.example/p?q&#61;1\">x</a>");
+        assert_eq!(links.links, ["http://h.example/p?q=1"]);
+    }
+
+    #[test]
+    fn private_and_reserved_ranges() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.1.1",
+            "100.64.0.1",
+            "100.127.255.255",
+            "0.0.0.0",
+            "0.1.2.3",
+            "198.18.0.1",
+            "198.19.255.255",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12::1",
+            "fe80::1",
+            "::ffff:192.168.1.1",
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a00:1",
+            "2002:7f00:1::",
+            "2002:c0a8:101::1",
+        ] {
+            assert!(is_private(private.parse().unwrap()), "{private}");
+        }
+        for public in [
+            "93.184.216.34",
+            "100.128.0.1",
+            "100.63.255.255",
+            "198.20.0.1",
+            "198.17.255.255",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "64:ff9b::5db8:d822",
+            "2002:5db8:d822::1",
+            "::ffff:93.184.216.34",
+        ] {
+            assert!(!is_private(public.parse().unwrap()), "{public}");
+        }
     }
 
     #[test]

@@ -8,14 +8,21 @@
 //! 100,000 x 100,000 pixels. The header is read first and an image of more
 //! than [`MAX_PIXELS`] is refused (422) before anything is allocated for it;
 //! decoding runs under [`image::Limits`] of [`MAX_DECODE_BYTES`]; and it runs
-//! on the blocking pool under a parse permit ([`crate::MAX_PARSES`] at once).
+//! on the blocking pool, at most [`MAX_THUMBS`] at once (and under a parse
+//! permit), so thumbnails together take at most about
+//! `MAX_THUMBS * MAX_DECODE_BYTES` (128 MiB) however many the page asks for.
 //! Mailpit answers a blank image for an image too large; sokkel says so.
+//!
+//! Answers carry `Cache-Control: private, no-cache` and a strong `ETag` of the
+//! JPEG, and a matching `If-None-Match` is answered 304: message IDs start
+//! again at 1 with `--ephemeral` or a new database on the same address, so a
+//! browser must ask each time, and asking costs one decode but no transfer.
 
 use std::io::Cursor;
 use std::sync::LazyLock;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use image::{DynamicImage, ImageError, ImageReader, Limits, RgbImage};
 use sokkel_store::mime;
@@ -29,24 +36,31 @@ pub const WIDTH: u32 = 180;
 /// The thumbnail's height, as Mailpit's.
 pub const HEIGHT: u32 = 120;
 
-/// The most pixels an image may claim (64 megapixels: 8000 x 8000).
-pub const MAX_PIXELS: u64 = 64_000_000;
+/// The most pixels an image may claim (16 megapixels: 4000 x 4000), so that
+/// its RGBA decoding fits in [`MAX_DECODE_BYTES`].
+pub const MAX_PIXELS: u64 = 16_000_000;
 
-/// The most memory decoding one image may take (256 MiB).
-pub const MAX_DECODE_BYTES: u64 = 256 << 20;
+/// The most memory decoding one image may take (64 MiB).
+pub const MAX_DECODE_BYTES: u64 = 64 << 20;
+
+/// The most thumbnails made at once in the process.
+pub const MAX_THUMBS: usize = 2;
+
+static THUMBS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_THUMBS);
 
 /// JPEG quality, as Mailpit's.
 const QUALITY: u8 = 70;
 
-/// Thumbnails do not change: a message's parts never do.
-const CACHE_CONTROL: &str = "private, max-age=86400";
+/// A message's parts never change, but the message an ID names does (IDs
+/// start again with a new store): revalidate every time, by ETag.
+const CACHE_CONTROL: &str = "private, no-cache";
 
 /// Why there is no thumbnail.
 #[derive(Debug, thiserror::Error)]
 enum ThumbError {
-    #[error("the image is {0} x {1} pixels; thumbnails are made of images up to 64 megapixels")]
+    #[error("the image is {0} x {1} pixels; thumbnails are made of images up to 16 megapixels")]
     TooManyPixels(u32, u32),
-    #[error("decoding the image would take more than 256 MiB")]
+    #[error("decoding the image would take more than 64 MiB")]
     TooLarge,
 }
 
@@ -54,6 +68,7 @@ enum ThumbError {
 pub(crate) async fn thumb(
     State(state): State<AppState>,
     Path((id, part_id)): Path<(String, String)>,
+    request_headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let reference = MessageRef::parse(&id)?;
     if part_id.is_empty() || !part_id.bytes().all(|b| b.is_ascii_digit()) {
@@ -61,6 +76,7 @@ pub(crate) async fn thumb(
             "part ID must be a number from the message's Attachments or Inline, not {part_id:?}"
         )));
     }
+    let _thumb = THUMBS.acquire().await.map_err(|_| ApiError::ShuttingDown)?;
     let _parsing = state.parse_permit().await?;
     let (file_name, jpeg) = blocking(&state, move |store| {
         let id = reference.resolve(store)?;
@@ -77,9 +93,26 @@ pub(crate) async fn thumb(
         Ok(jpeg) => jpeg,
         Err(error) => return Ok(text(StatusCode::UNPROCESSABLE_ENTITY, error.to_string())),
     };
-    let mut response = jpeg.into_response();
+    let etag = crate::ui::etag_of(&jpeg);
+    let fresh = request_headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            value
+                .split(',')
+                .any(|tag| tag.trim() == "*" || tag.trim().as_bytes() == etag.as_bytes())
+        });
+    let mut response = if fresh {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut response = jpeg.into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+        response
+    };
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+    headers.insert(header::ETAG, etag);
     headers.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static(CACHE_CONTROL),

@@ -51,7 +51,7 @@ static FAVICON: Asset = asset!("../static/favicon.svg", "image/svg+xml");
 
 /// A strong ETag from the bytes (64-bit FNV-1a: not for security, only to tell
 /// versions apart).
-fn etag_of(bytes: &[u8]) -> HeaderValue {
+pub(crate) fn etag_of(bytes: &[u8]) -> HeaderValue {
     let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, &byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
     });

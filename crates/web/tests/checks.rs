@@ -89,10 +89,16 @@ impl Answer {
 }
 
 async fn get(router: &Router, uri: &str) -> Answer {
-    let request = Request::get(uri)
-        .header(header::HOST, HOST)
-        .body(Body::empty())
-        .unwrap();
+    get_with(router, uri, &[]).await
+}
+
+/// A GET with extra headers, as a browser would send them.
+async fn get_with(router: &Router, uri: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut request = Request::get(uri).header(header::HOST, HOST);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Body::empty()).unwrap();
     let response = router.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
@@ -264,7 +270,9 @@ async fn html_check_of_plain_html_scores_high_and_text_only_is_400_as_in_mailpit
 #[tokio::test]
 async fn html_check_of_a_hostile_10_mb_body_answers() {
     // Unclosed tags, attribute storms, a style sheet of braces and a huge
-    // style attribute: every construct the tokenizer steps through.
+    // style attribute: every construct the tokenizer steps through, and one
+    // link past them all but before the unclosed comments, for the link finder.
+    let site = Site::start().await;
     let mut html = String::with_capacity(11 << 20);
     html.push_str("<style>");
     while html.len() < 2 << 20 {
@@ -282,6 +290,7 @@ async fn html_check_of_a_hostile_10_mb_body_answers() {
     while html.len() < 8 << 20 {
         html.push_str("<div><span <i\n");
     }
+    html.push_str(&format!("><a href=\"{}\">end</a>", site.url("/ok")));
     while html.len() < 10 << 20 {
         html.push_str("<!-- <");
     }
@@ -293,6 +302,12 @@ async fn html_check_of_a_hostile_10_mb_body_answers() {
     let flex = warning(&check, "css-display-flex");
     assert!(flex["Score"]["Found"].as_u64().unwrap() > 10_000);
     assert!(flex["Lines"].as_array().unwrap().len() <= 20);
+    // The link finder steps through the same body and finds its one link.
+    let answer = get(&router, "/api/v1/message/1/link-check").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let check = answer.json();
+    assert_eq!(check["Links"].as_array().unwrap().len(), 1, "{check:#}");
+    assert_eq!(link(&check, &site.url("/ok")), (200, "OK".into()));
 }
 
 // ---- link check ----------------------------------------------------------------
@@ -548,6 +563,142 @@ async fn link_check_can_refuse_private_addresses() {
     assert!(site.requests().is_empty());
 }
 
+#[tokio::test]
+async fn link_check_from_another_site_is_refused_and_fetches_nothing() {
+    let site = Site::start().await;
+    let (_dir, store) = store_with(&[text_message(&format!("Go to {}", site.url("/ok")))]);
+    let router = router_with(&store, WebConfig::default());
+    // What an <img src> on another site, a sandboxed frame (the message's own
+    // HTML) and a foreign page's fetch send.
+    for headers in [
+        &[
+            ("sec-fetch-site", "cross-site"),
+            ("sec-fetch-dest", "image"),
+        ][..],
+        &[("sec-fetch-site", "same-site")],
+        &[("origin", "null")],
+        &[("origin", "http://evil.example")],
+        &[("sec-fetch-site", "cross-site"), ("origin", "null")],
+    ] {
+        let answer = get_with(&router, "/api/v1/message/latest/link-check", headers).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{headers:?}");
+        assert!(answer.text().contains("another site"), "{}", answer.text());
+    }
+    assert!(
+        site.requests().is_empty(),
+        "nothing fetched for a foreign request: {:?}",
+        site.requests()
+    );
+    // The page (same origin) and clients that are not browsers (curl) may.
+    for headers in [
+        &[
+            ("sec-fetch-site", "same-origin"),
+            ("origin", "http://127.0.0.1:8025"),
+        ][..],
+        &[("sec-fetch-site", "same-origin")],
+        &[],
+    ] {
+        let answer = get_with(&router, "/api/v1/message/latest/link-check", headers).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "{headers:?}: {}",
+            answer.text()
+        );
+        assert_eq!(link(&answer.json(), &site.url("/ok")), (200, "OK".into()));
+    }
+    assert_eq!(site.requests().len(), 3, "{:?}", site.requests());
+}
+
+#[tokio::test]
+async fn one_hanging_link_does_not_hold_up_the_others() {
+    let site = Site::start().await;
+    // The hanging link first, then more /ok links than are asked at once: all
+    // of them must be answered while it hangs, within the check's budget (1 s,
+    // half the idle timeout; the link timeout is longer).
+    let mut text = format!("{} ", site.url("/hang"));
+    for n in 0..12 {
+        text.push_str(&format!("{} ", site.url(&format!("/ok?{n}"))));
+    }
+    text.push_str(&site.url("/missing"));
+    let (_dir, store) = store_with(&[text_message(&text)]);
+    let config = WebConfig {
+        idle_timeout: Duration::from_secs(2),
+        link_check_timeout: Duration::from_secs(10),
+        ..WebConfig::default()
+    };
+    let router = router_with(&store, config);
+    let check = get(&router, "/api/v1/message/1/link-check").await.json();
+    let links = check["Links"].as_array().unwrap();
+    assert_eq!(links.len(), 14, "{check:#}");
+    // In the message's order, whatever order they were answered in.
+    assert_eq!(links[0]["URL"], site.url("/hang"));
+    assert_eq!(links[0]["Status"], "timeout", "{check:#}");
+    for (n, link) in links[1..13].iter().enumerate() {
+        assert_eq!(link["URL"], site.url(&format!("/ok?{n}")));
+        assert_eq!(link["StatusCode"], 200, "{check:#}");
+    }
+    assert_eq!(links[13]["StatusCode"], 404, "{check:#}");
+    assert_eq!(check["Errors"], 2);
+}
+
+#[tokio::test]
+async fn link_check_follows_relative_redirects_and_decodes_numeric_references() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // /a/b/start redirects to "?x=1" (the same path, a new query), that to
+    // "../c" (/a/c), that to /a/c/./../done, answered 200.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = std::sync::Arc::clone(&seen);
+    let server = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut head = Vec::new();
+            let mut buffer = [0_u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 << 10 {
+                match socket.read(&mut buffer).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buffer[..n]),
+                }
+            }
+            let line = String::from_utf8_lossy(&head)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let target = line.split(' ').nth(1).unwrap_or_default().to_string();
+            log.lock().unwrap().push(target.clone());
+            let answer = match target.as_str() {
+                "/a/b/start?y=2" => "302 Found\r\nLocation: ?x=1",
+                "/a/b/start?x=1" => "302 Found\r\nLocation: ../c",
+                "/a/c" => "302 Found\r\nLocation: /a/c/./../done",
+                "/a/done" => "200 OK",
+                _ => "404 Not Found",
+            };
+            let _ = socket
+                .write_all(
+                    format!("HTTP/1.1 {answer}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
+                )
+                .await;
+        }
+    });
+    // The link is written with numeric references, as some mailers do.
+    let href = format!("http://{addr}/a/b/start&#63;y&#x3D;2");
+    let (_dir, store) = store_with(&[html_message(&format!("<a href=\"{href}\">go</a>"))]);
+    let router = router_with(&store, WebConfig::default());
+    let check = get(&router, "/api/v1/message/1/link-check?follow=true")
+        .await
+        .json();
+    server.abort();
+    let url = format!("http://{addr}/a/b/start?y=2");
+    assert_eq!(link(&check, &url), (200, "OK".into()), "{check:#}");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["/a/b/start?y=2", "/a/b/start?x=1", "/a/c", "/a/done"]
+    );
+}
+
 // ---- thumbnails ----------------------------------------------------------------
 
 /// A message with `parts` as attachments: (content type, file name, bytes).
@@ -667,7 +818,23 @@ async fn thumbnails_fill_180x120_blank_for_non_images_and_refuse_bombs() {
     // 600x200 filled into 180x120: cropped to the middle 300x200, so both
     // halves show, red left and blue right, edge to edge.
     let answer = get(&router, &thumb("wide.png")).await;
-    assert!(answer.header(header::CACHE_CONTROL).contains("max-age"));
+    // IDs start again with a new store: the browser must ask each time, and
+    // an unchanged thumbnail costs it a 304.
+    assert_eq!(answer.header(header::CACHE_CONTROL), "private, no-cache");
+    let etag = answer.header(header::ETAG).to_string();
+    assert!(etag.starts_with('"') && etag.len() > 2, "{etag:?}");
+    let again = get_with(&router, &thumb("wide.png"), &[("if-none-match", &etag)]).await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+    assert!(again.body.is_empty());
+    assert_eq!(again.header(header::ETAG), etag);
+    let other = get(&router, &thumb("small.png")).await;
+    assert_ne!(other.header(header::ETAG), etag);
+    let stale = get_with(&router, &thumb("small.png"), &[("if-none-match", &etag)]).await;
+    assert_eq!(
+        stale.status,
+        StatusCode::OK,
+        "another image's ETag is stale"
+    );
     let wide = decode_jpeg(&answer);
     assert_eq!(wide.dimensions(), (180, 120));
     let red = wide.get_pixel(5, 60).0;

@@ -225,6 +225,8 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
                 .filter_map(|listener| listener.local_addr().ok())
                 .map(|addr| addr.to_string())
                 .collect(),
+            link_check_timeout: Duration::from_secs(args.link_check.link_check_timeout),
+            link_check_block_private: args.link_check.link_check_block_private,
             ..WebConfig::default()
         };
         let max_connections = u32::try_from(web_config.max_connections).unwrap_or(u32::MAX);
