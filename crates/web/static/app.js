@@ -721,8 +721,10 @@ async function openMessage(id, mode = "push") {
     showMessage(message, envelope);
     updateSummary(id, { Read: true, Flagged: message.Flagged, Tags: message.Tags || [] });
     updateTitle();
-    document.dispatchEvent(new CustomEvent("sokkel:message", { detail: { id, message } }));
+    // The tab first, then the news: a tab of checks.js that was showing is
+    // hidden by then, so it does not fetch a check for a panel nobody sees.
     showTab(message.HTML ? "html" : "text");
+    document.dispatchEvent(new CustomEvent("sokkel:message", { detail: { id, message } }));
   } catch (error) {
     if (state.open === id) showError(error);
   }
