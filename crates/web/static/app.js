@@ -615,10 +615,22 @@ function tagsOf(id) {
   return (state.summaries.get(id) || {}).Tags || [];
 }
 
-/// Adds or removes one tag on messages. Each message gets its full new set;
-/// messages whose new sets are equal share one request, messages that already
-/// agree are left alone, so a selection costs one request per distinct set.
-async function changeTag(ids, name, add) {
+/// Tag changes run one after another: PUT /api/v1/tags replaces the whole set,
+/// so each change computes its set from what the one before it left (not from
+/// the moment it was asked for), or two quick edits would undo each other.
+let tagQueue = Promise.resolve();
+
+/// Adds or removes one tag on messages, after every change asked for before.
+function changeTag(ids, name, add) {
+  const step = tagQueue.then(() => changeTagNow(ids, name, add));
+  tagQueue = step.catch(() => {});
+  return step;
+}
+
+/// Each message gets its full new set; messages whose new sets are equal share
+/// one request, messages that already agree are left alone, so a selection
+/// costs one request per distinct set.
+async function changeTagNow(ids, name, add) {
   const groups = new Map(); // the new set, as JSON -> IDs
   for (const id of ids) {
     if (tagsOf(id).includes(name) === add) continue;
@@ -1221,19 +1233,24 @@ function start() {
     event.preventDefault();
     const name = $("tag-input").value.trim();
     if (!name || !state.message) return;
+    // Cleared at once, so the next tag can be typed while this one is saved.
+    $("tag-input").value = "";
     try {
       await changeTag([state.message.ID], name, true);
-      $("tag-input").value = "";
       refreshTags();
-    } catch (error) { showError(error); }
+    } catch (error) {
+      showError(error);
+      if (!$("tag-input").value) $("tag-input").value = name;
+    }
   });
   $("tag-dialog-input").addEventListener("keydown", async (event) => {
     if (event.key !== "Enter") return;
     event.preventDefault();
     const name = $("tag-dialog-input").value.trim();
     if (!name) return;
+    $("tag-dialog-input").value = "";
     await dialogChange(name, true);
-    if (!$("tag-dialog-error").textContent) $("tag-dialog-input").value = "";
+    if ($("tag-dialog-error").textContent && !$("tag-dialog-input").value) $("tag-dialog-input").value = name;
   });
   for (const button of document.querySelectorAll("button.copy")) {
     button.addEventListener("click", () => copyText(button.dataset.copy));
