@@ -1112,8 +1112,15 @@ function onKey(event) {
   switch (event.key) {
     case "/": event.preventDefault(); $("search").focus(); break;
     case "?": event.preventDefault(); showHelp(); break;
-    case "j": case "ArrowDown": event.preventDefault(); move(1); break;
-    case "k": case "ArrowUp": event.preventDefault(); move(-1); break;
+    case "j": event.preventDefault(); move(1); break;
+    case "k": event.preventDefault(); move(-1); break;
+    case "ArrowDown": case "ArrowUp":
+      // Arrows scroll whatever has the focus (the text and raw panels are
+      // focusable for that); they move the cursor only from the list itself.
+      if (event.target !== $("list") && event.target !== document.body) return;
+      event.preventDefault();
+      move(event.key === "ArrowDown" ? 1 : -1);
+      break;
     case "Enter": case "o":
       if (onControl && event.key === "Enter") return;
       if (state.cursor) openMessage(state.cursor);
