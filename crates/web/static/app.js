@@ -17,8 +17,15 @@
 
 const PAGE = 50;
 /// The most requests one action on a selection has in flight at once (tags,
-/// release), so a large selection does not flood the server.
-const PARALLEL = 4;
+/// release), so a large selection does not flood the server. Below the
+/// server's four release slots (MAX_RELEASES), so one page's release leaves
+/// room for another; a 503 (all slots busy) is tried again a few times.
+const PARALLEL = 2;
+const BUSY_RETRIES = 4;
+const BUSY_WAIT_MS = 500;
+/// New-mail notifications: at most one this often; the ones between are
+/// counted into the next ("5 new messages").
+const NOTIFY_MS = 1000;
 /// Tag counts are fetched again at most this often while events arrive.
 const TAG_REFRESH_MS = 500;
 const $ = (id) => document.getElementById(id);
@@ -45,7 +52,9 @@ async function api(path, options = {}) {
   const response = await fetch(path, options);
   if (!response.ok) {
     const text = (await response.text()).trim();
-    throw new Error(text || `${response.status} ${response.statusText}`);
+    const error = new Error(text || `${response.status} ${response.statusText}`);
+    error.status = response.status;
+    throw error;
   }
   const type = response.headers.get("content-type") || "";
   return type.startsWith("application/json") ? response.json() : response.text();
@@ -73,6 +82,19 @@ async function eachLimited(items, work) {
   };
   await Promise.all(Array.from({ length: Math.min(PARALLEL, items.length) }, worker));
   return results;
+}
+
+/// `work()`, tried again after a short wait while the server answers 503
+/// (busy), a bounded number of times.
+async function retryBusy(work) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await work();
+    } catch (error) {
+      if (error.status !== 503 || attempt >= BUSY_RETRIES) throw error;
+      await new Promise((resolve) => setTimeout(resolve, BUSY_WAIT_MS * (attempt + 1)));
+    }
+  }
 }
 
 function showError(error) {
@@ -1007,20 +1029,49 @@ function paintRelay() {
   }
 }
 
-/// The relay's recipient patterns as JS regular expressions; a pattern JS
-/// cannot compile is left to the server (its 400 says why).
+/// The relay's recipient patterns as JS regular expressions. They are Rust
+/// regex syntax: a leading inline flag group such as `(?i)` becomes JS flags;
+/// a pattern JS still cannot compile is left to the server (its 400 says why).
 function relayRules() {
   const relay = (state.webui && state.webui.MessageRelay) || {};
   const compile = (source) => {
     if (!source) return null;
-    try { return new RegExp(source, "u"); } catch { return undefined; }
+    const inline = /^\(\?([ims]+)\)/.exec(source);
+    const flags = inline ? [...new Set(inline[1])].join("") : "";
+    try { return new RegExp(inline ? source.slice(inline[0].length) : source, `u${flags}`); } catch { return undefined; }
   };
   return { allowed: compile(relay.AllowedRecipients), blocked: compile(relay.BlockedRecipients), relay };
 }
 
-function openReleaseDialog() {
+/// The recipients typed, split on the commas between them: a comma inside
+/// quotes ("Doe, John" <j@x>) or angle brackets is part of a name.
+function splitRecipients(text) {
+  const out = [];
+  let current = "";
+  let quoted = false;
+  let angle = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === "\\" && quoted && i + 1 < text.length) { current += c + text[++i]; continue; }
+    if (c === '"' && !angle) quoted = !quoted;
+    else if (c === "<" && !quoted) angle = true;
+    else if (c === ">" && !quoted) angle = false;
+    if (c === "," && !quoted && !angle) { out.push(current); current = ""; continue; }
+    current += c;
+  }
+  out.push(current);
+  return out.map((s) => s.trim()).filter(Boolean);
+}
+
+/// The address in an entry, as the server takes it (address_of): the part in
+/// the last <...> if the entry ends with one, else the whole entry.
+function addressOf(entry) {
+  const match = /<([^>]*)>\s*$/.exec(entry);
+  return (match ? match[1] : entry).trim();
+}
+
+function openReleaseDialog(ids) {
   if (!relayEnabled()) return;
-  const ids = targets();
   if (!ids.length) return;
   const { relay } = relayRules();
   $("release-dialog").dataset.ids = ids.join(",");
@@ -1033,6 +1084,7 @@ function openReleaseDialog() {
   if (relay.BlockedRecipients) rules.push(`Blocked: ${relay.BlockedRecipients}`);
   $("release-rules").textContent = rules.join(" · ");
   $("release-check").textContent = "";
+  $("release-dialog").dataset.warned = "";
   $("release-outcome").replaceChildren();
   $("release-send").disabled = false;
   $("release-dialog").showModal();
@@ -1042,19 +1094,31 @@ function openReleaseDialog() {
 async function sendRelease(event) {
   event.preventDefault();
   const ids = ($("release-dialog").dataset.ids || "").split(",").filter(Boolean);
-  const to = $("release-to").value.split(",").map((s) => s.trim()).filter(Boolean);
+  const typed = $("release-to").value;
+  const to = splitRecipients(typed);
   $("release-outcome").replaceChildren();
   if (!to.length) { $("release-check").textContent = "Name at least one recipient."; return; }
+  // The page's reading of the rules is a warning, not the last word: the
+  // patterns are Rust regex syntax, which JS may read differently. The server
+  // checks every recipient before it sends anything, and its 400 is shown.
+  // So a first Send with a recipient the page thinks refused only warns; a
+  // second Send of the same recipients goes to the server.
   const { allowed, blocked } = relayRules();
-  const refused = to.filter((address) =>
-    (blocked && blocked.test(address)) || (allowed && !allowed.test(address)));
-  if (refused.length) {
-    $("release-check").textContent = `Not allowed by the relay's rules: ${refused.join(", ")}. Nothing was sent.`;
+  const refused = to.filter((entry) => {
+    const address = addressOf(entry);
+    return (blocked && blocked.test(address)) || (allowed && !allowed.test(address));
+  });
+  const dialog = $("release-dialog");
+  if (refused.length && dialog.dataset.warned !== typed) {
+    dialog.dataset.warned = typed;
+    $("release-check").textContent = `Not allowed by the relay's rules: ${refused.join(", ")}. Nothing was sent; press Send again to let the server decide.`;
     return;
   }
+  dialog.dataset.warned = "";
   $("release-check").textContent = "";
   $("release-send").disabled = true;
-  const results = await eachLimited(ids, (id) => send("POST", `/api/v1/message/${id}/release`, { To: to }));
+  const results = await eachLimited(ids, (id) =>
+    retryBusy(() => send("POST", `/api/v1/message/${id}/release`, { To: to })));
   $("release-send").disabled = false;
   $("release-outcome").replaceChildren(...results.map((result, i) => {
     const text = result.ok
@@ -1223,12 +1287,8 @@ function start() {
   $("delete").addEventListener("click", () => state.open && deleteIds([state.open]));
   $("toggle-read").addEventListener("click", () => state.open && toggleReadOf([state.open]));
   $("star").addEventListener("click", () => toggleStar(state.open));
-  $("release").addEventListener("click", () => {
-    if (!state.open) return;
-    state.selected.clear();
-    paintSelection();
-    openReleaseDialog();
-  });
+  // The view's Release is for the open message; the selection stays as it was.
+  $("release").addEventListener("click", () => { if (state.open) openReleaseDialog([state.open]); });
   $("load-remote").addEventListener("click", () => frameHtml(true));
   $("tabs").addEventListener("click", onTabs);
   $("tabs").addEventListener("keydown", onTabs);
@@ -1278,7 +1338,7 @@ function start() {
   $("sel-read").addEventListener("click", () => setRead([...state.selected], true).catch(showError));
   $("sel-unread").addEventListener("click", () => setRead([...state.selected], false).catch(showError));
   $("sel-tag").addEventListener("click", openTagDialog);
-  $("sel-release").addEventListener("click", openReleaseDialog);
+  $("sel-release").addEventListener("click", () => openReleaseDialog([...state.selected]));
   $("release-form").addEventListener("submit", sendRelease);
   $("release-close").addEventListener("click", () => $("release-dialog").close());
 
