@@ -542,10 +542,11 @@ function handleEvent(type, data) {
 
 // ---- notifications -------------------------------------------------------------
 
-/// Notifications are opt-in and remembered. They show for every new message
-/// while on, also when this page has the focus: the page often sits beside the
-/// program under test, and a notification is how one sees mail arrive there.
-/// One `tag` makes a burst replace its notification instead of piling up.
+/// Notifications are opt-in and remembered. They show for new mail while on,
+/// also when this page has the focus: the page often sits beside the program
+/// under test, and a notification is how one sees mail arrive there. A burst
+/// makes one notification a second at most ("5 new messages"), never one per
+/// message, and one `tag` makes each replace the last instead of piling up.
 function paintNotify() {
   const supported = "Notification" in window;
   const on = supported && state.notify && Notification.permission === "granted";
@@ -569,16 +570,31 @@ async function toggleNotify() {
   paintNotify();
 }
 
+/// New mail not yet notified: how many, and the newest. O(1) per message.
+const pendingNote = { count: 0, newest: null, timer: null };
+
+/// Counts a new message into the next notification, which shows NOTIFY_MS
+/// after the first message of a burst, so the burst's later messages join it.
 function notifyNew(summary) {
   if (!state.notify || !("Notification" in window) || Notification.permission !== "granted") return;
-  const sender = formatAddress(summary.From) || "(no sender)";
+  pendingNote.count += 1;
+  pendingNote.newest = summary;
+  if (!pendingNote.timer) pendingNote.timer = setTimeout(showNote, NOTIFY_MS);
+}
+
+function showNote() {
+  const { count, newest } = pendingNote;
+  pendingNote.count = 0;
+  pendingNote.newest = null;
+  pendingNote.timer = null;
+  if (!count || !newest || !state.notify) return;
+  const sender = formatAddress(newest.From) || "(no sender)";
+  const subject = newest.Subject || "(no subject)";
+  const title = count === 1 ? subject : `${count} new messages`;
+  const body = count === 1 ? `From ${sender}` : `Newest: ${subject}, from ${sender}`;
   try {
-    const note = new Notification(summary.Subject || "(no subject)", {
-      body: `From ${sender}`,
-      tag: "sokkel-new",
-      icon: "/static/favicon.svg",
-    });
-    note.addEventListener("click", () => { window.focus(); openMessage(summary.ID, "push"); note.close(); });
+    const note = new Notification(title, { body, tag: "sokkel-new", icon: "/static/favicon.svg" });
+    note.addEventListener("click", () => { window.focus(); openMessage(newest.ID, "push"); note.close(); });
   } catch {
     // Some browsers allow notifications only from a service worker.
   }
@@ -586,11 +602,19 @@ function notifyNew(summary) {
 
 // ---- the tag sidebar ------------------------------------------------------------
 
+/// Tag counts asked for and painted, numbered: a slow answer that arrives after
+/// a newer one is dropped rather than painting older counts last.
+const tagCounts = { asked: 0, painted: 0 };
+
 const refreshTags = throttle(async () => {
+  const seq = ++tagCounts.asked;
   try {
-    paintTags(await api("/api/v1/tag-counts"));
+    const tags = await api("/api/v1/tag-counts");
+    if (seq < tagCounts.painted) return;
+    tagCounts.painted = seq;
+    paintTags(tags);
   } catch (error) {
-    showError(error);
+    if (seq > tagCounts.painted) showError(error);
   }
 }, TAG_REFRESH_MS);
 
