@@ -627,9 +627,14 @@ function paintTags(tags) {
     button.dataset.query = tagQuery(tag.Name);
     button.dataset.tag = tag.Name;
     const count = el("span", tag.Unread ? "count unread" : "count", tag.Unread ? String(tag.Unread) : String(tag.Total));
+    // The words that make the number make sense are in the button's text for
+    // a screen reader, not in an aria-label: a label that left out the visible
+    // text would not match what a voice-control user says.
+    const words = tag.Unread
+      ? ` unread of ${tag.Total}`
+      : ` message${tag.Total === 1 ? "" : "s"}, none unread`;
     count.title = tag.Unread ? `${tag.Unread} unread of ${tag.Total}` : `${tag.Total} messages, none unread`;
-    button.append(el("span", "name", tag.Name), count);
-    button.setAttribute("aria-label", `${tag.Name}: ${tag.Unread} unread of ${tag.Total}`);
+    button.append(el("span", "name", tag.Name), " ", count, el("span", "visually-hidden", words));
     const li = el("li");
     li.append(button);
     return li;
