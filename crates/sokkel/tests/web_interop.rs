@@ -252,6 +252,8 @@ fn browser_page_links_tags_selection_stars_theme_notifications_and_previews() {
         "thumbnails",
         "tabs added later",
         "paging",
+        "tags: rapid repeated edits all count",
+        "keys: arrows scroll a focused panel",
     ] {
         assert!(
             text.contains(&format!("feature ok: {feature}")),
