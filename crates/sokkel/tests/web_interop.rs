@@ -252,6 +252,8 @@ fn browser_page_links_tags_selection_stars_theme_notifications_and_previews() {
         "thumbnails",
         "tabs added later",
         "paging",
+        "tags: rapid repeated edits all count",
+        "keys: arrows scroll a focused panel",
     ] {
         assert!(
             text.contains(&format!("feature ok: {feature}")),
@@ -281,17 +283,23 @@ fn browser_release_dialog_checks_recipients_and_sends_through_aiosmtpd() {
         &[&base, &catcher.addr().port().to_string(), &server.server()],
     );
     // The refused recipient never reached the relay: one message for the
-    // single release, two for the selection of two, all to the allowed address.
+    // single release, two for the selection of two, all to the allowed
+    // address, then one to the two "Name <addr>" entries.
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut saved = server.messages();
-    while saved.len() < 3 && Instant::now() < deadline {
+    while saved.len() < 4 && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(50));
         saved = server.messages();
     }
-    assert_eq!(saved.len(), 3, "messages aiosmtpd got");
-    for got in &saved {
+    assert_eq!(saved.len(), 4, "messages aiosmtpd got");
+    for got in &saved[..3] {
         assert_eq!(got.rcpt_tos, ["qa@allowed.test"]);
     }
+    assert_eq!(
+        saved[3].rcpt_tos,
+        ["bob@allowed.test", "j@allowed.test"],
+        "the addresses out of `Bob <...>` and `\"Doe, John\" <...>`"
+    );
     let subjects: Vec<String> = saved
         .iter()
         .map(|got| {
@@ -303,9 +311,10 @@ fn browser_release_dialog_checks_recipients_and_sends_through_aiosmtpd() {
         })
         .collect();
     assert_eq!(subjects[0], "Release me", "{subjects:?}");
-    let mut rest = subjects[1..].to_vec();
+    let mut rest = subjects[1..3].to_vec();
     rest.sort();
     assert_eq!(rest, ["Batch one", "Batch two"]);
+    assert_eq!(subjects[3], "Named recipients", "{subjects:?}");
     let list = catcher.get_json("/api/v1/messages");
     let id = list["messages"]
         .as_array()

@@ -45,6 +45,7 @@ macro_rules! asset {
 static INDEX: Asset = asset!("../static/index.html", "text/html; charset=utf-8");
 static APP_JS: Asset = asset!("../static/app.js", "text/javascript; charset=utf-8");
 static CHECKS_JS: Asset = asset!("../static/checks.js", "text/javascript; charset=utf-8");
+static THEME_JS: Asset = asset!("../static/theme.js", "text/javascript; charset=utf-8");
 static APP_CSS: Asset = asset!("../static/app.css", "text/css; charset=utf-8");
 static CHECKS_CSS: Asset = asset!("../static/checks.css", "text/css; charset=utf-8");
 static FAVICON: Asset = asset!("../static/favicon.svg", "image/svg+xml");
@@ -98,6 +99,7 @@ pub(crate) async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Respo
     let asset = match file.as_str() {
         "app.js" => &APP_JS,
         "checks.js" => &CHECKS_JS,
+        "theme.js" => &THEME_JS,
         "app.css" => &APP_CSS,
         "checks.css" => &CHECKS_CSS,
         "favicon.svg" => &FAVICON,

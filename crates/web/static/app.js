@@ -17,8 +17,15 @@
 
 const PAGE = 50;
 /// The most requests one action on a selection has in flight at once (tags,
-/// release), so a large selection does not flood the server.
-const PARALLEL = 4;
+/// release), so a large selection does not flood the server. Below the
+/// server's four release slots (MAX_RELEASES), so one page's release leaves
+/// room for another; a 503 (all slots busy) is tried again a few times.
+const PARALLEL = 2;
+const BUSY_RETRIES = 4;
+const BUSY_WAIT_MS = 500;
+/// New-mail notifications: at most one this often; the ones between are
+/// counted into the next ("5 new messages").
+const NOTIFY_MS = 1000;
 /// Tag counts are fetched again at most this often while events arrive.
 const TAG_REFRESH_MS = 500;
 const $ = (id) => document.getElementById(id);
@@ -45,7 +52,9 @@ async function api(path, options = {}) {
   const response = await fetch(path, options);
   if (!response.ok) {
     const text = (await response.text()).trim();
-    throw new Error(text || `${response.status} ${response.statusText}`);
+    const error = new Error(text || `${response.status} ${response.statusText}`);
+    error.status = response.status;
+    throw error;
   }
   const type = response.headers.get("content-type") || "";
   return type.startsWith("application/json") ? response.json() : response.text();
@@ -73,6 +82,19 @@ async function eachLimited(items, work) {
   };
   await Promise.all(Array.from({ length: Math.min(PARALLEL, items.length) }, worker));
   return results;
+}
+
+/// `work()`, tried again after a short wait while the server answers 503
+/// (busy), a bounded number of times.
+async function retryBusy(work) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await work();
+    } catch (error) {
+      if (error.status !== 503 || attempt >= BUSY_RETRIES) throw error;
+      await new Promise((resolve) => setTimeout(resolve, BUSY_WAIT_MS * (attempt + 1)));
+    }
+  }
 }
 
 function showError(error) {
@@ -520,10 +542,11 @@ function handleEvent(type, data) {
 
 // ---- notifications -------------------------------------------------------------
 
-/// Notifications are opt-in and remembered. They show for every new message
-/// while on, also when this page has the focus: the page often sits beside the
-/// program under test, and a notification is how one sees mail arrive there.
-/// One `tag` makes a burst replace its notification instead of piling up.
+/// Notifications are opt-in and remembered. They show for new mail while on,
+/// also when this page has the focus: the page often sits beside the program
+/// under test, and a notification is how one sees mail arrive there. A burst
+/// makes one notification a second at most ("5 new messages"), never one per
+/// message, and one `tag` makes each replace the last instead of piling up.
 function paintNotify() {
   const supported = "Notification" in window;
   const on = supported && state.notify && Notification.permission === "granted";
@@ -547,16 +570,31 @@ async function toggleNotify() {
   paintNotify();
 }
 
+/// New mail not yet notified: how many, and the newest. O(1) per message.
+const pendingNote = { count: 0, newest: null, timer: null };
+
+/// Counts a new message into the next notification, which shows NOTIFY_MS
+/// after the first message of a burst, so the burst's later messages join it.
 function notifyNew(summary) {
   if (!state.notify || !("Notification" in window) || Notification.permission !== "granted") return;
-  const sender = formatAddress(summary.From) || "(no sender)";
+  pendingNote.count += 1;
+  pendingNote.newest = summary;
+  if (!pendingNote.timer) pendingNote.timer = setTimeout(showNote, NOTIFY_MS);
+}
+
+function showNote() {
+  const { count, newest } = pendingNote;
+  pendingNote.count = 0;
+  pendingNote.newest = null;
+  pendingNote.timer = null;
+  if (!count || !newest || !state.notify) return;
+  const sender = formatAddress(newest.From) || "(no sender)";
+  const subject = newest.Subject || "(no subject)";
+  const title = count === 1 ? subject : `${count} new messages`;
+  const body = count === 1 ? `From ${sender}` : `Newest: ${subject}, from ${sender}`;
   try {
-    const note = new Notification(summary.Subject || "(no subject)", {
-      body: `From ${sender}`,
-      tag: "sokkel-new",
-      icon: "/static/favicon.svg",
-    });
-    note.addEventListener("click", () => { window.focus(); openMessage(summary.ID, "push"); note.close(); });
+    const note = new Notification(title, { body, tag: "sokkel-new", icon: "/static/favicon.svg" });
+    note.addEventListener("click", () => { window.focus(); openMessage(newest.ID, "push"); note.close(); });
   } catch {
     // Some browsers allow notifications only from a service worker.
   }
@@ -564,11 +602,19 @@ function notifyNew(summary) {
 
 // ---- the tag sidebar ------------------------------------------------------------
 
+/// Tag counts asked for and painted, numbered: a slow answer that arrives after
+/// a newer one is dropped rather than painting older counts last.
+const tagCounts = { asked: 0, painted: 0 };
+
 const refreshTags = throttle(async () => {
+  const seq = ++tagCounts.asked;
   try {
-    paintTags(await api("/api/v1/tag-counts"));
+    const tags = await api("/api/v1/tag-counts");
+    if (seq < tagCounts.painted) return;
+    tagCounts.painted = seq;
+    paintTags(tags);
   } catch (error) {
-    showError(error);
+    if (seq > tagCounts.painted) showError(error);
   }
 }, TAG_REFRESH_MS);
 
@@ -581,9 +627,14 @@ function paintTags(tags) {
     button.dataset.query = tagQuery(tag.Name);
     button.dataset.tag = tag.Name;
     const count = el("span", tag.Unread ? "count unread" : "count", tag.Unread ? String(tag.Unread) : String(tag.Total));
+    // The words that make the number make sense are in the button's text for
+    // a screen reader, not in an aria-label: a label that left out the visible
+    // text would not match what a voice-control user says.
+    const words = tag.Unread
+      ? ` unread of ${tag.Total}`
+      : ` message${tag.Total === 1 ? "" : "s"}, none unread`;
     count.title = tag.Unread ? `${tag.Unread} unread of ${tag.Total}` : `${tag.Total} messages, none unread`;
-    button.append(el("span", "name", tag.Name), count);
-    button.setAttribute("aria-label", `${tag.Name}: ${tag.Unread} unread of ${tag.Total}`);
+    button.append(el("span", "name", tag.Name), " ", count, el("span", "visually-hidden", words));
     const li = el("li");
     li.append(button);
     return li;
@@ -615,10 +666,22 @@ function tagsOf(id) {
   return (state.summaries.get(id) || {}).Tags || [];
 }
 
-/// Adds or removes one tag on messages. Each message gets its full new set;
-/// messages whose new sets are equal share one request, messages that already
-/// agree are left alone, so a selection costs one request per distinct set.
-async function changeTag(ids, name, add) {
+/// Tag changes run one after another: PUT /api/v1/tags replaces the whole set,
+/// so each change computes its set from what the one before it left (not from
+/// the moment it was asked for), or two quick edits would undo each other.
+let tagQueue = Promise.resolve();
+
+/// Adds or removes one tag on messages, after every change asked for before.
+function changeTag(ids, name, add) {
+  const step = tagQueue.then(() => changeTagNow(ids, name, add));
+  tagQueue = step.catch(() => {});
+  return step;
+}
+
+/// Each message gets its full new set; messages whose new sets are equal share
+/// one request, messages that already agree are left alone, so a selection
+/// costs one request per distinct set.
+async function changeTagNow(ids, name, add) {
   const groups = new Map(); // the new set, as JSON -> IDs
   for (const id of ids) {
     if (tagsOf(id).includes(name) === add) continue;
@@ -721,8 +784,10 @@ async function openMessage(id, mode = "push") {
     showMessage(message, envelope);
     updateSummary(id, { Read: true, Flagged: message.Flagged, Tags: message.Tags || [] });
     updateTitle();
-    document.dispatchEvent(new CustomEvent("sokkel:message", { detail: { id, message } }));
+    // The tab first, then the news: a tab of checks.js that was showing is
+    // hidden by then, so it does not fetch a check for a panel nobody sees.
     showTab(message.HTML ? "html" : "text");
+    document.dispatchEvent(new CustomEvent("sokkel:message", { detail: { id, message } }));
   } catch (error) {
     if (state.open === id) showError(error);
   }
@@ -993,20 +1058,49 @@ function paintRelay() {
   }
 }
 
-/// The relay's recipient patterns as JS regular expressions; a pattern JS
-/// cannot compile is left to the server (its 400 says why).
+/// The relay's recipient patterns as JS regular expressions. They are Rust
+/// regex syntax: a leading inline flag group such as `(?i)` becomes JS flags;
+/// a pattern JS still cannot compile is left to the server (its 400 says why).
 function relayRules() {
   const relay = (state.webui && state.webui.MessageRelay) || {};
   const compile = (source) => {
     if (!source) return null;
-    try { return new RegExp(source, "u"); } catch { return undefined; }
+    const inline = /^\(\?([ims]+)\)/.exec(source);
+    const flags = inline ? [...new Set(inline[1])].join("") : "";
+    try { return new RegExp(inline ? source.slice(inline[0].length) : source, `u${flags}`); } catch { return undefined; }
   };
   return { allowed: compile(relay.AllowedRecipients), blocked: compile(relay.BlockedRecipients), relay };
 }
 
-function openReleaseDialog() {
+/// The recipients typed, split on the commas between them: a comma inside
+/// quotes ("Doe, John" <j@x>) or angle brackets is part of a name.
+function splitRecipients(text) {
+  const out = [];
+  let current = "";
+  let quoted = false;
+  let angle = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === "\\" && quoted && i + 1 < text.length) { current += c + text[++i]; continue; }
+    if (c === '"' && !angle) quoted = !quoted;
+    else if (c === "<" && !quoted) angle = true;
+    else if (c === ">" && !quoted) angle = false;
+    if (c === "," && !quoted && !angle) { out.push(current); current = ""; continue; }
+    current += c;
+  }
+  out.push(current);
+  return out.map((s) => s.trim()).filter(Boolean);
+}
+
+/// The address in an entry, as the server takes it (address_of): the part in
+/// the last <...> if the entry ends with one, else the whole entry.
+function addressOf(entry) {
+  const match = /<([^>]*)>\s*$/.exec(entry);
+  return (match ? match[1] : entry).trim();
+}
+
+function openReleaseDialog(ids) {
   if (!relayEnabled()) return;
-  const ids = targets();
   if (!ids.length) return;
   const { relay } = relayRules();
   $("release-dialog").dataset.ids = ids.join(",");
@@ -1019,6 +1113,7 @@ function openReleaseDialog() {
   if (relay.BlockedRecipients) rules.push(`Blocked: ${relay.BlockedRecipients}`);
   $("release-rules").textContent = rules.join(" · ");
   $("release-check").textContent = "";
+  $("release-dialog").dataset.warned = "";
   $("release-outcome").replaceChildren();
   $("release-send").disabled = false;
   $("release-dialog").showModal();
@@ -1028,19 +1123,31 @@ function openReleaseDialog() {
 async function sendRelease(event) {
   event.preventDefault();
   const ids = ($("release-dialog").dataset.ids || "").split(",").filter(Boolean);
-  const to = $("release-to").value.split(",").map((s) => s.trim()).filter(Boolean);
+  const typed = $("release-to").value;
+  const to = splitRecipients(typed);
   $("release-outcome").replaceChildren();
   if (!to.length) { $("release-check").textContent = "Name at least one recipient."; return; }
+  // The page's reading of the rules is a warning, not the last word: the
+  // patterns are Rust regex syntax, which JS may read differently. The server
+  // checks every recipient before it sends anything, and its 400 is shown.
+  // So a first Send with a recipient the page thinks refused only warns; a
+  // second Send of the same recipients goes to the server.
   const { allowed, blocked } = relayRules();
-  const refused = to.filter((address) =>
-    (blocked && blocked.test(address)) || (allowed && !allowed.test(address)));
-  if (refused.length) {
-    $("release-check").textContent = `Not allowed by the relay's rules: ${refused.join(", ")}. Nothing was sent.`;
+  const refused = to.filter((entry) => {
+    const address = addressOf(entry);
+    return (blocked && blocked.test(address)) || (allowed && !allowed.test(address));
+  });
+  const dialog = $("release-dialog");
+  if (refused.length && dialog.dataset.warned !== typed) {
+    dialog.dataset.warned = typed;
+    $("release-check").textContent = `Not allowed by the relay's rules: ${refused.join(", ")}. Nothing was sent; press Send again to let the server decide.`;
     return;
   }
+  dialog.dataset.warned = "";
   $("release-check").textContent = "";
   $("release-send").disabled = true;
-  const results = await eachLimited(ids, (id) => send("POST", `/api/v1/message/${id}/release`, { To: to }));
+  const results = await eachLimited(ids, (id) =>
+    retryBusy(() => send("POST", `/api/v1/message/${id}/release`, { To: to })));
   $("release-send").disabled = false;
   $("release-outcome").replaceChildren(...results.map((result, i) => {
     const text = result.ok
@@ -1098,8 +1205,15 @@ function onKey(event) {
   switch (event.key) {
     case "/": event.preventDefault(); $("search").focus(); break;
     case "?": event.preventDefault(); showHelp(); break;
-    case "j": case "ArrowDown": event.preventDefault(); move(1); break;
-    case "k": case "ArrowUp": event.preventDefault(); move(-1); break;
+    case "j": event.preventDefault(); move(1); break;
+    case "k": event.preventDefault(); move(-1); break;
+    case "ArrowDown": case "ArrowUp":
+      // Arrows scroll whatever has the focus (the text and raw panels are
+      // focusable for that); they move the cursor only from the list itself.
+      if (event.target !== $("list") && event.target !== document.body) return;
+      event.preventDefault();
+      move(event.key === "ArrowDown" ? 1 : -1);
+      break;
     case "Enter": case "o":
       if (onControl && event.key === "Enter") return;
       if (state.cursor) openMessage(state.cursor);
@@ -1202,12 +1316,8 @@ function start() {
   $("delete").addEventListener("click", () => state.open && deleteIds([state.open]));
   $("toggle-read").addEventListener("click", () => state.open && toggleReadOf([state.open]));
   $("star").addEventListener("click", () => toggleStar(state.open));
-  $("release").addEventListener("click", () => {
-    if (!state.open) return;
-    state.selected.clear();
-    paintSelection();
-    openReleaseDialog();
-  });
+  // The view's Release is for the open message; the selection stays as it was.
+  $("release").addEventListener("click", () => { if (state.open) openReleaseDialog([state.open]); });
   $("load-remote").addEventListener("click", () => frameHtml(true));
   $("tabs").addEventListener("click", onTabs);
   $("tabs").addEventListener("keydown", onTabs);
@@ -1219,19 +1329,24 @@ function start() {
     event.preventDefault();
     const name = $("tag-input").value.trim();
     if (!name || !state.message) return;
+    // Cleared at once, so the next tag can be typed while this one is saved.
+    $("tag-input").value = "";
     try {
       await changeTag([state.message.ID], name, true);
-      $("tag-input").value = "";
       refreshTags();
-    } catch (error) { showError(error); }
+    } catch (error) {
+      showError(error);
+      if (!$("tag-input").value) $("tag-input").value = name;
+    }
   });
   $("tag-dialog-input").addEventListener("keydown", async (event) => {
     if (event.key !== "Enter") return;
     event.preventDefault();
     const name = $("tag-dialog-input").value.trim();
     if (!name) return;
+    $("tag-dialog-input").value = "";
     await dialogChange(name, true);
-    if (!$("tag-dialog-error").textContent) $("tag-dialog-input").value = "";
+    if ($("tag-dialog-error").textContent && !$("tag-dialog-input").value) $("tag-dialog-input").value = name;
   });
   for (const button of document.querySelectorAll("button.copy")) {
     button.addEventListener("click", () => copyText(button.dataset.copy));
@@ -1252,7 +1367,7 @@ function start() {
   $("sel-read").addEventListener("click", () => setRead([...state.selected], true).catch(showError));
   $("sel-unread").addEventListener("click", () => setRead([...state.selected], false).catch(showError));
   $("sel-tag").addEventListener("click", openTagDialog);
-  $("sel-release").addEventListener("click", openReleaseDialog);
+  $("sel-release").addEventListener("click", () => openReleaseDialog([...state.selected]));
   $("release-form").addEventListener("submit", sendRelease);
   $("release-close").addEventListener("click", () => $("release-dialog").close());
 

@@ -36,7 +36,10 @@
     check: null, // {id, data} of the last HTML check
     checking: null, // the id whose HTML check is being fetched
     platform: "", // the HTML check's platform filter, "" for all
-    linksRunning: false,
+    // The running link check's AbortController: a new message or a closed
+    // view aborts it, so its request stops holding one of the server's check
+    // slots and the button is free for the next message.
+    links: null,
   };
 
   function el(tag, className, text) {
@@ -58,8 +61,8 @@
     return `${rounded}%`;
   }
 
-  async function getJson(path) {
-    const response = await fetch(path, { headers: { Accept: "application/json" } });
+  async function getJson(path, signal) {
+    const response = await fetch(path, { headers: { Accept: "application/json" }, signal });
     if (!response.ok) {
       const text = (await response.text()).trim();
       throw new Error(text || `${response.status} ${response.statusText}`);
@@ -368,10 +371,19 @@
     linkParts.table.hidden = true;
   }
 
+  function stopLinkCheck() {
+    if (state.links) state.links.abort();
+    state.links = null;
+    links.panel.setAttribute("aria-busy", "false");
+    linkParts.run.disabled = false;
+    linkParts.run.textContent = "Check links";
+  }
+
   async function runLinkCheck() {
     const id = state.id;
-    if (!id || state.linksRunning) return;
-    state.linksRunning = true;
+    if (!id || state.links) return;
+    const controller = new AbortController();
+    state.links = controller;
     resetLinkCheck();
     links.panel.setAttribute("aria-busy", "true");
     linkParts.run.disabled = true;
@@ -379,16 +391,15 @@
     linkParts.status.textContent = "Checking links…";
     const follow = linkParts.follow.checked ? "true" : "false";
     try {
-      const data = await getJson(`/api/v1/message/${encodeURIComponent(id)}/link-check?follow=${follow}`);
-      if (state.id !== id) return;
+      const data = await getJson(`/api/v1/message/${encodeURIComponent(id)}/link-check?follow=${follow}`,
+        controller.signal);
+      if (state.links !== controller) return;
       renderLinks(data);
     } catch (error) {
-      if (state.id === id) linkParts.status.textContent = `The link check failed: ${error.message}`;
+      if (state.links === controller) linkParts.status.textContent = `The link check failed: ${error.message}`;
     } finally {
-      state.linksRunning = false;
-      links.panel.setAttribute("aria-busy", "false");
-      linkParts.run.disabled = false;
-      linkParts.run.textContent = "Check links";
+      // An aborted run was already reset by whoever aborted it.
+      if (state.links === controller) stopLinkCheck();
     }
   }
 
@@ -422,18 +433,20 @@
     state.id = id;
     state.hasHtml = Boolean(hasHtml);
     state.check = null;
+    stopLinkCheck();
     resetHtmlCheck();
     resetLinkCheck();
     html.button.hidden = !state.hasHtml;
     // A tab of ours left showing a message it does not fit (no HTML) falls
-    // back to app.js's choice when it opens the next message.
+    // back to app.js's choice when it opens the next message. Nothing is
+    // fetched here: only sokkel:tab, when our tab shows, fetches.
     if (!state.hasHtml && !html.panel.hidden) html.panel.hidden = true;
-    if (!html.panel.hidden) runHtmlCheck();
   }
 
   function onClosed() {
     state.id = null;
     state.check = null;
+    stopLinkCheck();
     resetHtmlCheck();
     resetLinkCheck();
   }

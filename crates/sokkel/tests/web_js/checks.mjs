@@ -143,6 +143,25 @@ try {
   await htmlTab.waitFor({ state: "visible" });
   await htmlTab.click();
   await panel.locator(".hc-warning .hc-title", { hasText: "display:flex" }).waitFor();
+
+  // Another message opened during a link check (the /hang link keeps it
+  // running): the check is dropped and the button works for the new message.
+  const runButton = page.locator("#link-check-run");
+  await linkTab.click();
+  await runButton.click();
+  await page.locator("#link-check-run", { hasText: "Checking…" }).waitFor();
+  await page.locator("#list li", { hasText: "Only words" }).click();
+  await page.locator("#subject", { hasText: "Only words" }).waitFor();
+  await linkTab.click();
+  await links.waitFor({ state: "visible" });
+  assert.equal(await runButton.textContent(), "Check links", "the button is reset on the next message");
+  assert.equal(await runButton.isEnabled(), true);
+  assert.equal(await links.getAttribute("aria-busy"), "false");
+  assert.equal(await links.locator("tbody tr").count(), 0, "no rows of the other message");
+  await runButton.click();
+  await links.locator("[role=status]", { hasText: "no http or https links" }).waitFor();
+  console.log("feature ok: link check resets when another message opens");
+
   await page.locator("#list").focus();
   await page.keyboard.press("Escape");
   await page.waitForFunction(() => !document.querySelector("#panel-html-check .hc-warning"));

@@ -13,12 +13,17 @@ const path = (page) => { const url = new URL(page.url()); return url.pathname + 
 const waitPath = (page, want) => page.waitForFunction((w) => location.pathname + location.search === w, want);
 const subject = (page, text) => page.locator("#subject", { hasText: text }).waitFor();
 const sidebarTag = (page, name) => page.locator(`#tag-list button[data-tag="${name}"]`);
+/// The sidebar button of tag `name` reads `label` (its text, as a screen reader
+/// says it: name, count and the hidden words around the count).
 const tagLabel = (page, name, label) => page.waitForFunction(
-  ([n, l]) => document.querySelector(`#tag-list button[data-tag="${n}"]`)?.getAttribute("aria-label") === l,
+  ([n, l]) => document.querySelector(`#tag-list button[data-tag="${n}"]`)?.textContent.replace(/\s+/g, " ").trim() === l,
   [name, label]);
 const message = (id) => getJson(base, `api/v1/message/${id}`);
 /// Summaries (not the full message: reading that would mark it read).
 const summary = async (id) => (await allMessages(base)).find((m) => m.ID === id);
+
+/// A wait that says what it waited for when it times out.
+const labelled = (what, wait) => wait.catch((error) => { throw new Error(`${what}: ${error.message}`, { cause: error }); });
 
 const browser = await launch();
 try {
@@ -120,7 +125,7 @@ try {
     const page = await openPage(context, base);
     await rowCount(page, 4);
     // The sidebar came with the page: urgent is on Gamma, read by now.
-    await tagLabel(page, "urgent", "urgent: 0 unread of 1");
+    await tagLabel(page, "urgent", "urgent 1 message, none unread");
 
     // On the open message: t focuses the editor, Enter adds.
     await row(page, "Alpha one").click();
@@ -131,7 +136,7 @@ try {
     await page.keyboard.type("invoices");
     await page.keyboard.press("Enter");
     await page.locator("#message-tags .chip", { hasText: "invoices" }).waitFor();
-    await tagLabel(page, "invoices", "invoices: 0 unread of 1");
+    await tagLabel(page, "invoices", "invoices 1 message, none unread");
     assert.deepEqual((await summary(alpha)).Tags, ["invoices"]);
     await row(page, "Alpha one").locator(".chip", { hasText: "invoices" }).waitFor();
 
@@ -144,7 +149,7 @@ try {
     await page.press("#tag-dialog-input", "Enter");
     await page.locator("#selection-tags .chip", { hasText: "invoices" }).waitFor();
     await page.locator("#tag-dialog").getByRole("button", { name: "Close" }).click();
-    await tagLabel(page, "invoices", "invoices: 1 unread of 2");
+    await tagLabel(page, "invoices", "invoices 1 unread of 2");
     assert.deepEqual((await summary(delta)).Tags, ["invoices"]);
     assert.equal((await summary(delta)).Read, false);
 
@@ -152,11 +157,11 @@ try {
     await page.evaluate(() => { window.sameDocument = true; });
     await row(page, "Delta four").click();
     await subject(page, "Delta four");
-    await tagLabel(page, "invoices", "invoices: 0 unread of 2");
+    await tagLabel(page, "invoices", "invoices 2 messages, none unread");
 
     // A change made elsewhere (the API) reaches the sidebar live.
     await putJson(base, "api/v1/tags", { IDs: [beta], Tags: ["elsewhere"] });
-    await tagLabel(page, "elsewhere", "elsewhere: 0 unread of 1");
+    await tagLabel(page, "elsewhere", "elsewhere 1 message, none unread");
     await row(page, "Beta two").locator(".chip", { hasText: "elsewhere" }).waitFor();
 
     // Click a tag: only its messages.
@@ -169,7 +174,7 @@ try {
     // Remove with ×.
     await page.getByRole("button", { name: "Remove tag invoices" }).click();
     await page.locator("#message-tags .chip").waitFor({ state: "detached" });
-    await tagLabel(page, "invoices", "invoices: 0 unread of 1");
+    await tagLabel(page, "invoices", "invoices 1 message, none unread");
     assert.deepEqual((await summary(delta)).Tags, []);
     assert.equal(await page.evaluate(() => window.sameDocument), true, "no reload");
     await context.close();
@@ -206,7 +211,7 @@ try {
     await page.locator("#tag-dialog").waitFor({ state: "hidden" });
     for (const name of ["C", "D", "E"]) assert.deepEqual((await summary(ids[name])).Tags, ["batch"], `Sel ${name} tagged`);
     assert.deepEqual((await summary(ids.B)).Tags, [], "Sel B untagged");
-    await tagLabel(page, "batch", "batch: 3 unread of 3");
+    await tagLabel(page, "batch", "batch 3 unread of 3");
 
     // A mixed selection: C has batch, B not; × removes it where it is.
     await page.click("#sel-clear");
@@ -219,7 +224,7 @@ try {
     await page.keyboard.press("Escape");
     assert.deepEqual((await summary(ids.C)).Tags, [], "Sel C untagged");
     assert.deepEqual((await summary(ids.D)).Tags, ["batch"], "Sel D keeps its tag");
-    await tagLabel(page, "batch", "batch: 2 unread of 2");
+    await tagLabel(page, "batch", "batch 2 unread of 2");
 
     await page.click("#sel-clear");
     await page.locator("#sel-count", { hasText: "0 selected" }).waitFor();
@@ -298,12 +303,20 @@ try {
     await page.waitForSelector("#live.on");
     assert.equal(await background(page), "rgb(255, 255, 255)", "light after a reload");
     assert.equal(await page.inputValue("#theme"), "light");
+    // The saved choice is applied by theme.js in <head>, before the first
+    // paint: it holds even when app.js (deferred) never runs.
+    const early = await context.newPage();
+    await early.route("**/static/app.js", (route) => route.abort());
+    await early.goto(base);
+    assert.equal(await early.evaluate(() => document.documentElement.dataset.theme), "light");
+    assert.equal(await background(early), "rgb(255, 255, 255)", "light before app.js");
+    await early.close();
     await page.selectOption("#theme", "auto");
     assert.equal(await background(page), "rgb(20, 24, 31)", "auto follows the system again");
     await context.close();
   });
 
-  await feature("notification for new mail, opt-in", async () => {
+  await feature("notification for new mail, opt-in; a burst makes one", async () => {
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     await context.grantPermissions(["notifications"], { origin: new URL(base).origin });
     // Record each Notification the page constructs (the real one still runs).
@@ -336,6 +349,17 @@ try {
     await page.reload();
     await page.waitForSelector("#live.on");
     assert.equal(await page.getAttribute("#notify", "aria-pressed"), "true");
+
+    // A burst: one notification that counts it, named by the newest message.
+    sendMail(smtpPort, "Burst 1", "Burst 2", "Burst 3", "Burst 4", "Burst 5");
+    await row(page, "Burst 5").waitFor();
+    await page.waitForFunction(() => window.notes.length >= 1, null, { timeout: WAIT_MS });
+    // Long enough for a second notification, were the burst split.
+    await page.waitForTimeout(1500);
+    const burst = await page.evaluate(() => window.notes);
+    assert.equal(burst.length, 1, `one notification for the burst: ${JSON.stringify(burst)}`);
+    assert.equal(burst[0].title, "5 new messages");
+    assert.ok(burst[0].body.includes("Burst 5") && burst[0].body.includes("summer@example.com"), burst[0].body);
     await context.close();
   });
   await feature("empty state: the real SMTP address, copy buttons, and the example works", async () => {
@@ -473,6 +497,96 @@ try {
     assert.ok(requests.every((url) => url.includes("before=")), "later pages by cursor");
     await context.close();
   });
+  await feature("tags: rapid repeated edits all count", async () => {
+    sendMail(smtpPort, "Quick tags");
+    const id = await idOf(base, "Quick tags");
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = await openPage(context, base);
+    // Each tag request is held back a moment on its way, so the second edit
+    // is made while the first is still unanswered, as with a slow server.
+    const puts = [];
+    await page.route("**/api/v1/tags", async (route) => {
+      puts.push(route.request().postDataJSON());
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await route.continue();
+    });
+    await row(page, "Quick tags").click();
+    await subject(page, "Quick tags");
+    await page.fill("#tag-input", "a");
+    await page.press("#tag-input", "Enter");
+    await page.fill("#tag-input", "b");
+    await page.press("#tag-input", "Enter");
+    await page.locator("#message-tags .chip", { hasText: "b" }).waitFor();
+    await page.waitForFunction(() => document.querySelectorAll("#message-tags .chip").length === 2);
+    await page.waitForFunction(() => document.getElementById("tag-input").value === "");
+    assert.deepEqual((await summary(id)).Tags, ["a", "b"], `Enter a, Enter b: ${JSON.stringify(puts)}`);
+
+    // Two × in a row, the second before the first is answered.
+    puts.length = 0;
+    await page.getByRole("button", { name: "Remove tag a" }).click();
+    await page.getByRole("button", { name: "Remove tag b" }).click();
+    await page.locator("#message-tags .chip").first().waitFor({ state: "detached" });
+    for (let i = 0; i < 50 && (await summary(id)).Tags.length; i++) await page.waitForTimeout(100);
+    assert.deepEqual((await summary(id)).Tags, [], `two × clicks: ${JSON.stringify(puts)}`);
+    assert.equal(await page.locator("#message-tags .chip").count(), 0);
+    assert.ok(puts.length >= 2, `the second × waited for the first: ${JSON.stringify(puts)}`);
+    await context.close();
+  });
+
+  await feature("keys: arrows scroll a focused panel, j and k move the list", async () => {
+    const lines = Array.from({ length: 400 }, (_, i) => `Line ${i} of a long message.`).join("\n");
+    const sent = await fetch(new URL("api/v1/send", base), {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ From: { Email: "summer@example.com" }, To: [{ Email: "beth@example.com" }],
+        Subject: "Long raw", Text: lines }),
+    });
+    assert.equal(sent.status, 200, await sent.text());
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = await openPage(context, base);
+    await row(page, "Long raw").click();
+    await subject(page, "Long raw");
+    const id = await idOf(base, "Long raw");
+    const cursor = () => page.evaluate(() => document.querySelector("#list li.current")?.dataset.id);
+    assert.equal(await cursor(), id);
+    await page.click("#tab-raw");
+    await page.locator("#panel-raw", { hasText: "Line 399 of a long message." }).waitFor();
+    await page.locator("#panel-raw").focus();
+    // The raw panel is not a scroll box itself: the message pane around it scrolls.
+    const scrolled = () => page.evaluate(() => document.getElementById("view").scrollTop);
+    const start = await scrolled(); // focusing may have scrolled the panel into view
+    for (let i = 0; i < 5; i++) await page.keyboard.press("ArrowDown");
+    await labelled("the arrows scroll the message pane", page.waitForFunction((s) => document.getElementById("view").scrollTop > s, start));
+    assert.equal(await cursor(), id, "ArrowDown in the raw panel left the list cursor alone");
+    assert.equal(await page.evaluate(() => document.activeElement.id), "panel-raw");
+    // Keyboard scrolling is smooth: the pane's position once it stops moving.
+    const settled = () => page.evaluate(() => new Promise((resolve) => {
+      const view = document.getElementById("view");
+      let last = -1;
+      let same = 0;
+      const frame = () => {
+        same = view.scrollTop === last ? same + 1 : 0;
+        last = view.scrollTop;
+        if (same >= 5) resolve(last); else requestAnimationFrame(frame);
+      };
+      requestAnimationFrame(frame);
+    }));
+    const down = await settled();
+    await page.keyboard.press("ArrowUp");
+    await labelled("ArrowUp scrolls back up", page.waitForFunction((d) => document.getElementById("view").scrollTop < d, down));
+    assert.equal(await cursor(), id, "ArrowUp in the raw panel left the list cursor alone");
+    // j still moves the list from anywhere that is not a text box.
+    await page.keyboard.press("j");
+    await labelled("j moves the cursor from the raw panel", page.waitForFunction((was) => document.querySelector("#list li.current")?.dataset.id !== was, id));
+    // And the arrows move it from the list itself.
+    await page.locator("#list").focus();
+    const before = await cursor();
+    await page.keyboard.press("ArrowUp");
+    await labelled("ArrowUp moves the cursor from the list", page.waitForFunction((was) => document.querySelector("#list li.current")?.dataset.id !== was, before));
+    assert.equal(await cursor(), id);
+    await context.close();
+  });
+
   assertNoCspViolations();
   console.log("ok");
 } finally {

@@ -2,12 +2,15 @@
 // node page_look.mjs BASE_URL SMTP_PORT ARTIFACTS.
 // Screenshots of the empty state, the list and a message at 375, 768 and 1280 px
 // in light and dark go to ARTIFACTS as VIEW-WIDTH-THEME.png; axe-core checks the
-// list, a message, the help dialog and the release dialog in both themes and
-// fails on any serious or critical violation. Prints "ok".
+// list with tags in the sidebar, a message, its HTML check and link check
+// panels, the help dialog and the release dialog in both themes at 1280 and
+// 390 px, and fails on any serious or critical violation. Prints "ok".
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { assertNoCspViolations, feature, here, launch, openPage, row, rowCount, sendMail } from "./page_kit.mjs";
+import {
+  assertNoCspViolations, feature, here, idOf, launch, openPage, putJson, row, rowCount, sendMail,
+} from "./page_kit.mjs";
 
 const [base, smtpPort, artifacts] = process.argv.slice(2);
 mkdirSync(artifacts, { recursive: true });
@@ -89,30 +92,63 @@ try {
     await context.close();
   });
 
+  // For the checks below: tags in the sidebar (one unread), and a message
+  // whose links point back at this catcher, so the link check has a result
+  // table (one good row, one bad) without reaching outside.
+  await putJson(base, "api/v1/tags", { IDs: [await idOf(base, "Quarterly numbers")], Tags: ["finance"] });
+  await putJson(base, "api/v1/tags", { IDs: [await idOf(base, "Lunch on Friday")], Tags: ["team", "food"] });
+  const sent = await fetch(new URL("api/v1/send", base), {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({
+      From: { Email: "summer@example.com", Name: "Summer Smith" }, To: [{ Email: "beth@example.com" }],
+      Subject: "Links to check", Text: "Links.",
+      HTML: `<p><b>Links to check</b>: <a href="${new URL("api/v1/webui", base)}">the API</a>,
+        <a href="${new URL("no-such-page", base)}">a missing page</a>.</p>
+        <div style="display: flex">Flex</div>`,
+    }),
+  });
+  assert.equal(sent.status, 200, await sent.text());
+
   await feature("accessibility (axe-core): no serious or critical violations", async () => {
-    for (const theme of THEMES) {
-      // bypassCSP only here: the page's policy (script-src 'self') would block
-      // the injected axe script; the features are tested under the real policy.
-      const { context, page } = await pageAt(1280, theme, { bypassCSP: true });
-      await rowCount(page, 3);
-      await page.addScriptTag({ path: join(here, "node_modules/axe-core/axe.min.js") });
-      await axe(page, `the list (${theme})`);
-      await row(page, "Your build is green").click();
-      await page.frameLocator("#html-frame").locator("b", { hasText: "Your build is green" }).waitFor();
-      await axe(page, `a message (${theme})`);
-      await page.locator("#list").focus();
-      await page.keyboard.press("?");
-      await page.locator("#help-dialog[open]").waitFor();
-      await axe(page, `the help dialog (${theme})`);
-      await page.keyboard.press("Escape");
-      await page.locator("#help-dialog").waitFor({ state: "hidden" });
-      await page.click("#release");
-      await page.locator("#release-dialog[open]").waitFor();
-      await page.fill("#release-to", "someone@elsewhere.test");
-      await page.click("#release-send");
-      await page.locator("#release-check", { hasText: "Not allowed" }).waitFor();
-      await axe(page, `the release dialog (${theme})`);
-      await context.close();
+    for (const width of [1280, 390]) {
+      for (const theme of THEMES) {
+        const at = `${width} px, ${theme}`;
+        // bypassCSP only here: the page's policy (script-src 'self') would block
+        // the injected axe script; the features are tested under the real policy.
+        const { context, page } = await pageAt(width, theme, { bypassCSP: true });
+        await rowCount(page, 4);
+        await page.locator('#tag-list button[data-tag="finance"]').waitFor({ state: "attached" });
+        await page.locator('#tag-list button[data-tag="team"]').waitFor({ state: "attached" });
+        await page.addScriptTag({ path: join(here, "node_modules/axe-core/axe.min.js") });
+        await axe(page, `the list with tags in the sidebar (${at})`);
+        await row(page, "Links to check").click();
+        await page.frameLocator("#html-frame").locator("b", { hasText: "Links to check" }).waitFor();
+        await axe(page, `a message (${at})`);
+        await page.click('#tabs [data-tab="html-check"]');
+        await page.locator("#panel-html-check .hc-headline").waitFor();
+        await page.locator("#panel-html-check .hc-warning").first().waitFor();
+        await axe(page, `the HTML check panel (${at})`);
+        await page.click('#tabs [data-tab="link-check"]');
+        await page.click("#link-check-run");
+        await page.waitForFunction(() => document.querySelectorAll("#panel-link-check tbody tr").length === 2
+          && document.querySelector("#panel-link-check").getAttribute("aria-busy") === "false");
+        await page.locator("#panel-link-check tr.lc-bad").waitFor();
+        await axe(page, `the link check panel with results (${at})`);
+        await page.locator("#list").focus();
+        await page.keyboard.press("?");
+        await page.locator("#help-dialog[open]").waitFor();
+        await axe(page, `the help dialog (${at})`);
+        await page.keyboard.press("Escape");
+        await page.locator("#help-dialog").waitFor({ state: "hidden" });
+        await page.click("#release");
+        await page.locator("#release-dialog[open]").waitFor();
+        await page.fill("#release-to", "someone@elsewhere.test");
+        await page.click("#release-send");
+        await page.locator("#release-check", { hasText: "Not allowed" }).waitFor();
+        await axe(page, `the release dialog (${at})`);
+        await context.close();
+      }
     }
   });
   assertNoCspViolations();

@@ -1,7 +1,9 @@
 // The release dialog in headless Chromium: node page_release.mjs BASE_URL SMTP_PORT RELAY.
 // The catcher relays to aiosmtpd at RELAY and allows only @allowed.test. A
-// recipient outside that is refused in the dialog before any request; an
-// allowed one is sent and the dialog says so; a selection of two sends each.
+// recipient outside that is warned about in the dialog before any request, and
+// a second Send lets the server refuse it; an allowed one is sent and the
+// dialog says so; a selection of two sends each; "Name <addr>" entries and a
+// quoted name with a comma pass the check as the server reads them.
 // The Rust test then checks what aiosmtpd got. Prints "ok".
 import assert from "node:assert/strict";
 import { assertNoCspViolations, feature, launch, openPage, row, rowCount, sendMail } from "./page_kit.mjs";
@@ -33,6 +35,14 @@ try {
     await page.waitForTimeout(300);
     assert.deepEqual(releases, [], "nothing was sent");
     assert.equal(await page.locator("#release-outcome li").count(), 0);
+    // Send again: the page's reading was a warning; the server has the last
+    // word, refuses, and says why. aiosmtpd gets nothing (the Rust test).
+    await page.click("#release-send");
+    const refused = page.locator("#release-outcome li.failed");
+    await refused.waitFor();
+    assert.ok((await refused.textContent()).includes("boss@elsewhere.test"), await refused.textContent());
+    assert.equal(releases.length, 1, "the second Send asked the server");
+    releases.length = 0;
   });
 
   await feature("release dialog sends to an allowed recipient and shows the outcome", async () => {
@@ -62,6 +72,29 @@ try {
     await page.click("#release-send");
     await page.waitForFunction(() => document.querySelectorAll("#release-outcome li.ok").length === 2);
     assert.equal(releases.length, 3);
+    await page.click("#release-close");
+  });
+
+  await feature("release dialog reads \"Name <addr>\" entries as the server does", async () => {
+    await page.click("#sel-clear");
+    sendMail(smtpPort, "Named recipients");
+    await row(page, "Named recipients").click();
+    await page.locator("#subject", { hasText: "Named recipients" }).waitFor();
+    // A selection made before stays when the view's Release is used.
+    await row(page, "Batch one").locator(".check").click();
+    await page.locator("#sel-count", { hasText: "1 selected" }).waitFor();
+    await page.click("#release");
+    await page.locator("#release-dialog[open]").waitFor();
+    assert.ok((await page.textContent("#release-what")).includes("Named recipients"), "the open message, not the selection");
+    await page.fill("#release-to", 'Bob <bob@allowed.test>, "Doe, John" <j@allowed.test>');
+    await page.click("#release-send");
+    const outcome = page.locator("#release-outcome li.ok");
+    await outcome.waitFor();
+    assert.equal(await page.textContent("#release-check"), "", "no warning for allowed addresses in names");
+    assert.equal(await page.locator("#release-outcome li").count(), 1);
+    assert.equal(releases.length, 4);
+    await page.click("#release-close");
+    assert.equal(await page.textContent("#sel-count"), "1 selected", "the selection was kept");
   });
   assertNoCspViolations();
   console.log("ok");
