@@ -1031,7 +1031,9 @@ async fn page_is_cached_by_etag_and_locked_down() {
         csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
         "{csp}"
     );
-    assert!(page.text().contains("/static/app.js"));
+    for script in ["/static/theme.js", "/static/app.js", "/static/checks.js"] {
+        assert!(page.text().contains(script), "the page loads {script}");
+    }
     let etag = page.header(header::ETAG).to_string();
     assert!(etag.starts_with('"'));
     let request = Request::get("/")
@@ -1044,7 +1046,10 @@ async fn page_is_cached_by_etag_and_locked_down() {
     assert!(again.body.is_empty());
     for (file, content_type) in [
         ("app.js", "text/javascript; charset=utf-8"),
+        ("theme.js", "text/javascript; charset=utf-8"),
+        ("checks.js", "text/javascript; charset=utf-8"),
         ("app.css", "text/css; charset=utf-8"),
+        ("checks.css", "text/css; charset=utf-8"),
         ("favicon.svg", "image/svg+xml"),
     ] {
         let asset = get(&router, &format!("/static/{file}")).await;

@@ -385,6 +385,13 @@ try {
     const context = await browser.newContext({ viewport: { width: 1700, height: 900 } });
     let page = await openPage(context, base);
     const width = () => page.locator("#html-frame").evaluate((f) => Math.round(f.getBoundingClientRect().width));
+    // The frame's width once layout has settled on `want` (the page may still be
+    // laying out on a busy machine); the assertion then says what it was.
+    const settled = async (want) => {
+      await page.waitForFunction((w) => Math.round(document.getElementById("html-frame")
+        .getBoundingClientRect().width) === w, want, { timeout: 5000 }).catch(() => {});
+      return width();
+    };
     const showAlpha = async () => {
       await row(page, "Alpha one").click();
       await page.frameLocator("#html-frame").locator("b", { hasText: "Alpha one" }).waitFor();
@@ -393,16 +400,16 @@ try {
     const full = await width();
     assert.ok(full > 800, `desktop fills the pane: ${full}`);
     await page.click("button.preview[data-preview=phone]");
-    assert.equal(await width(), 375);
+    assert.equal(await settled(375), 375);
     await page.click("button.preview[data-preview=tablet]");
-    assert.equal(await width(), 768);
+    assert.equal(await settled(768), 768);
     await page.click("button.preview[data-preview=desktop]");
-    assert.equal(await width(), full);
+    assert.equal(await settled(full), full);
     await page.click("button.preview[data-preview=phone]");
     await page.reload();
     await page.waitForSelector("#live.on");
     await showAlpha();
-    assert.equal(await width(), 375, "phone width remembered");
+    assert.equal(await settled(375), 375, "phone width remembered");
     assert.equal(await page.getAttribute("button.preview[data-preview=phone]", "aria-pressed"), "true");
     await page.click("button.preview[data-preview=desktop]");
     await context.close();
