@@ -839,41 +839,46 @@ const ANCHOR_LINKS: &str = "html-anchor-links";
 const MAILTO_LINKS: &str = "html-mailto-links";
 const IMAGE_BASE64: &str = "image-base64";
 
+/// Every slug the detector can report (with repeats): the tables' and the
+/// single checks'.
+fn detector_slugs() -> impl Iterator<Item = &'static str> {
+    [
+        ELEMENTS,
+        ATTRIBUTES,
+        IMAGE_EXTENSIONS,
+        PROPERTIES,
+        FUNCTIONS,
+        KEYWORDS,
+        UNITS,
+        AT_RULES,
+        MEDIA_FEATURES,
+        PSEUDOS,
+    ]
+    .into_iter()
+    .flat_map(|table| table.iter().map(|&(_, slug)| slug))
+    .chain(INPUT_TYPES.iter().map(|&(_, _, slug)| slug))
+    .chain([
+        SELECTOR_ATTRIBUTE,
+        SELECTOR_ADJACENT,
+        SELECTOR_GENERAL,
+        SELECTOR_CHILD,
+        SELECTOR_UNIVERSAL,
+        DISPLAY_FLEX,
+        DISPLAY_GRID,
+        DISPLAY_NONE,
+        IMPORTANT,
+        VARIABLES,
+        ANCHOR_LINKS,
+        MAILTO_LINKS,
+        IMAGE_BASE64,
+        SCRIPT_SLUG,
+    ])
+}
+
 /// How many features are looked for (Mailpit's `Total.Tests`).
 fn tests_count() -> usize {
     static COUNT: LazyLock<usize> = LazyLock::new(|| {
-        let mut slugs: Vec<&str> = [
-            ELEMENTS,
-            ATTRIBUTES,
-            IMAGE_EXTENSIONS,
-            PROPERTIES,
-            FUNCTIONS,
-            KEYWORDS,
-            UNITS,
-            AT_RULES,
-            MEDIA_FEATURES,
-            PSEUDOS,
-        ]
-        .iter()
-        .flat_map(|table| table.iter().map(|&(_, slug)| slug))
-        .chain(INPUT_TYPES.iter().map(|&(_, _, slug)| slug))
-        .chain([
-            SELECTOR_ATTRIBUTE,
-            SELECTOR_ADJACENT,
-            SELECTOR_GENERAL,
-            SELECTOR_CHILD,
-            SELECTOR_UNIVERSAL,
-            DISPLAY_FLEX,
-            DISPLAY_GRID,
-            DISPLAY_NONE,
-            IMPORTANT,
-            VARIABLES,
-            ANCHOR_LINKS,
-            MAILTO_LINKS,
-            IMAGE_BASE64,
-            SCRIPT_SLUG,
-        ])
-        .collect();
+        let mut slugs: Vec<&str> = detector_slugs().collect();
         slugs.sort_unstable();
         slugs.dedup();
         slugs.len()
@@ -1612,23 +1617,9 @@ mod tests {
             "several notes are all kept"
         );
         assert!(data.platforms["windows"].contains(&"Outlook".to_string()));
-        // Every slug the detector knows is in the data, so none is silently lost.
-        for slug in [
-            ELEMENTS,
-            ATTRIBUTES,
-            PROPERTIES,
-            FUNCTIONS,
-            KEYWORDS,
-            UNITS,
-            AT_RULES,
-            MEDIA_FEATURES,
-            PSEUDOS,
-            IMAGE_EXTENSIONS,
-        ]
-        .iter()
-        .flat_map(|table| table.iter().map(|&(_, slug)| slug))
-        .chain(INPUT_TYPES.iter().map(|&(_, _, slug)| slug))
-        {
+        // Every slug the detector knows is in the data, so none is silently
+        // lost; <script> is sokkel's own warning, which caniemail has no entry for.
+        for slug in detector_slugs().filter(|&slug| slug != SCRIPT_SLUG) {
             assert!(data.features.contains_key(slug), "{slug}");
         }
     }

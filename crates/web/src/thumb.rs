@@ -94,15 +94,7 @@ pub(crate) async fn thumb(
         Err(error) => return Ok(text(StatusCode::UNPROCESSABLE_ENTITY, error.to_string())),
     };
     let etag = crate::ui::etag_of(&jpeg);
-    let fresh = request_headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| {
-            value
-                .split(',')
-                .any(|tag| tag.trim() == "*" || tag.trim().as_bytes() == etag.as_bytes())
-        });
-    let mut response = if fresh {
+    let mut response = if crate::ui::still_fresh(&request_headers, &etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         let mut response = jpeg.into_response();

@@ -59,17 +59,22 @@ pub(crate) fn etag_of(bytes: &[u8]) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{hash:016x}\"")).expect("hex is a valid header value")
 }
 
-fn serve_asset(asset: &Asset, request_headers: &HeaderMap) -> Response {
-    let etag = &*asset.etag;
-    let fresh = request_headers
+/// Whether the request's `If-None-Match` names `etag` (or `*`): the client's
+/// copy is current, and a 304 answers it.
+pub(crate) fn still_fresh(request_headers: &HeaderMap, etag: &HeaderValue) -> bool {
+    request_headers
         .get(header::IF_NONE_MATCH)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| {
             value
                 .split(',')
                 .any(|tag| tag.trim() == "*" || tag.trim().as_bytes() == etag.as_bytes())
-        });
-    let mut response = if fresh {
+        })
+}
+
+fn serve_asset(asset: &Asset, request_headers: &HeaderMap) -> Response {
+    let etag = &*asset.etag;
+    let mut response = if still_fresh(request_headers, etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         let mut response = asset.bytes.into_response();
