@@ -9,6 +9,7 @@ use sokkel_echo::Framing;
 use sokkel_net::{HostPort, ResolveOverride};
 use sokkel_store::MaxAge;
 
+use crate::listen::{ListenAddr, parse_listen};
 use crate::units::{parse_duration, parse_size, parse_size_at_least, parse_timeout};
 
 /// Network tools from the course, grown up: an echo server, client and load generator,
@@ -256,24 +257,26 @@ pub struct StoreArgs {
 
 #[derive(Debug, Args)]
 pub struct MailServeArgs {
-    /// Address for SMTP (repeatable): host:port, [::1]:port, [::]:port.
+    /// Address for SMTP (repeatable): host:port, [::1]:port, or :port for every address (IPv4 and IPv6).
     #[arg(
         long = "smtp",
         value_name = "ADDR",
         default_value = "127.0.0.1:1025",
+        value_parser = |s: &str| parse_listen(s, 1025),
         env = "SOKKEL_SMTP_LISTEN",
         value_delimiter = ','
     )]
-    pub smtp: Vec<String>,
-    /// Address for the web page and API (repeatable): host:port, [::1]:port.
+    pub smtp: Vec<ListenAddr>,
+    /// Address for the web page and API (repeatable): host:port, [::1]:port, or :port for every address.
     #[arg(
         long = "http",
         value_name = "ADDR",
         default_value = "127.0.0.1:8025",
+        value_parser = |s: &str| parse_listen(s, 8025),
         env = "SOKKEL_HTTP_LISTEN",
         value_delimiter = ','
     )]
-    pub http: Vec<String>,
+    pub http: Vec<ListenAddr>,
     /// Serve no web page and no API, only SMTP.
     #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_NO_HTTP")]
     pub no_http: bool,
@@ -475,18 +478,20 @@ pub struct Pop3Args {
         long = "pop3",
         value_name = "ADDR",
         default_value = "127.0.0.1:1110",
+        value_parser = |s: &str| parse_listen(s, 1110),
         env = "SOKKEL_POP3_LISTEN",
         value_delimiter = ','
     )]
-    pub pop3: Vec<String>,
+    pub pop3: Vec<ListenAddr>,
     /// Address for POP3S, TLS from the first byte (repeatable); needs a certificate.
     #[arg(
         long,
         value_name = "ADDR",
         env = "SOKKEL_POP3S_LISTEN",
+        value_parser = |s: &str| parse_listen(s, 1995),
         value_delimiter = ','
     )]
-    pub pop3s: Vec<String>,
+    pub pop3s: Vec<ListenAddr>,
     /// Serve no POP3 at all.
     #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_NO_POP3", conflicts_with = "pop3s")]
     pub no_pop3: bool,
@@ -522,18 +527,20 @@ pub struct ImapArgs {
         long = "imap",
         value_name = "ADDR",
         default_value = "127.0.0.1:1143",
+        value_parser = |s: &str| parse_listen(s, 1143),
         env = "SOKKEL_IMAP_LISTEN",
         value_delimiter = ','
     )]
-    pub imap: Vec<String>,
+    pub imap: Vec<ListenAddr>,
     /// Address for IMAPS, TLS from the first byte (repeatable, usually port 1993); needs a certificate.
     #[arg(
         long,
         value_name = "ADDR",
         env = "SOKKEL_IMAPS_LISTEN",
+        value_parser = |s: &str| parse_listen(s, 1993),
         value_delimiter = ','
     )]
-    pub imaps: Vec<String>,
+    pub imaps: Vec<ListenAddr>,
     /// Serve no IMAP at all.
     #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_NO_IMAP", conflicts_with = "imaps")]
     pub no_imap: bool,
@@ -554,9 +561,10 @@ pub struct SecurityArgs {
         long,
         value_name = "ADDR",
         env = "SOKKEL_SMTPS_LISTEN",
+        value_parser = |s: &str| parse_listen(s, 1465),
         value_delimiter = ','
     )]
-    pub smtps: Vec<String>,
+    pub smtps: Vec<ListenAddr>,
     /// The certificate chain (PEM) for STARTTLS and SMTPS; with --tls-key.
     #[arg(
         long,
@@ -722,15 +730,16 @@ pub enum EchoCommand {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on (repeatable): host:port, 0.0.0.0:port, [::1]:port, [::]:port (dual stack).
+    /// Address to listen on (repeatable): host:port, 0.0.0.0:port, [::1]:port, [::]:port or :port (every address, IPv4 and IPv6).
     #[arg(
         long = "listen",
         value_name = "ADDR",
         default_value = "127.0.0.1:10000",
         env = "SOKKEL_ECHO_LISTEN",
+        value_parser = |s: &str| parse_listen(s, 10000),
         value_delimiter = ','
     )]
-    pub listen: Vec<String>,
+    pub listen: Vec<ListenAddr>,
     /// Serve UDP on the same addresses as well.
     #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_ECHO_UDP", conflicts_with = "udp_only")]
     pub udp: bool,

@@ -208,9 +208,12 @@ fn a_bad_http_address_is_one_clear_line() {
         ("127.0.0.1:99999", "from 0 to 65535"),
         ("", "it is empty"),
     ] {
-        let line = serve_fails(value).one_error_line();
+        // A usage error, as clap reports one: exit 2, the flag and what is wrong.
+        let out = serve_fails(value);
+        assert_eq!(out.code(), Some(2), "--http {value:?}: {}", out.describe());
+        let line = out.stderr.lines().next().unwrap_or_default();
         assert!(
-            line.contains("--http takes host:port") && line.contains(says),
+            line.contains("'--http <ADDR>'") && line.contains(says),
             "--http {value:?}: {line}"
         );
     }

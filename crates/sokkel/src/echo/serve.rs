@@ -30,7 +30,7 @@ async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<ExitCode> {
             args.max_conns
         );
     }
-    let addrs = listen_addresses(&args.listen, "--listen", "127.0.0.1:10000").await?;
+    let addrs = listen_addresses(&args.listen).await?;
     let (mut tcp, mut udp) = (Vec::new(), Vec::new());
     for addr in &addrs {
         if !args.udp_only {

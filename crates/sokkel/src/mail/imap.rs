@@ -12,7 +12,8 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 
 use crate::cli::{ImapArgs, MailServeArgs};
-use crate::mail::listeners::{Addresses, Protocol, ProtocolListeners};
+use crate::listen::{Binding, Bound};
+use crate::mail::listeners::{Addresses, Protocol, ProtocolListeners, Slots};
 use crate::mail::security::Security;
 
 /// IMAP's names and ports.
@@ -34,9 +35,19 @@ impl ImapListeners {
         IMAP.addresses(&args.imap, &args.imaps, args.no_imap).await
     }
 
-    /// Binds `addrs` (from [`ImapListeners::addresses`]); IMAPS needs a certificate.
-    pub fn bind(addrs: Addresses, security: &Security) -> anyhow::Result<ImapListeners> {
-        ProtocolListeners::bind(IMAP, addrs, security).map(ImapListeners)
+    /// Adds `addrs` (from [`ImapListeners::addresses`]) to `binding`; the TLS ones
+    /// need a certificate.
+    pub fn add(
+        binding: &mut Binding,
+        addrs: Addresses,
+        security: &Security,
+    ) -> anyhow::Result<Slots> {
+        IMAP.add(binding, addrs, security)
+    }
+
+    /// The listeners `slots` got.
+    pub fn take(bound: &mut Bound, slots: Slots) -> ImapListeners {
+        ImapListeners(ProtocolListeners::take(bound, slots))
     }
 
     /// Prints `listening on imap ADDR` (and imaps) like the SMTP lines.

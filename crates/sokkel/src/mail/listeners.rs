@@ -1,6 +1,6 @@
 //! The listeners of a mail reading protocol (POP3, IMAP): a plain and an
-//! implicit-TLS set, bound before the store opens so a port in use is reported
-//! first, and announced with the other startup lines.
+//! implicit-TLS set, bound with every other listener before the store opens so
+//! every port in use is reported first, and announced with the other startup lines.
 
 use std::net::{SocketAddr, TcpListener};
 
@@ -8,7 +8,7 @@ use anyhow::bail;
 use sokkel_net::auth::Credentials;
 
 use crate::hints::announce;
-use crate::listen::{bind_all, listen_addresses};
+use crate::listen::{Binding, Bound, ListenAddr, Slot, listen_addresses};
 use crate::mail::security::Security;
 
 /// How a protocol's flags and startup lines name it.
@@ -29,23 +29,47 @@ impl Protocol {
     /// the protocol is `off`.
     pub async fn addresses(
         &self,
-        plain: &[String],
-        tls: &[String],
+        plain: &[ListenAddr],
+        tls: &[ListenAddr],
         off: bool,
     ) -> anyhow::Result<Addresses> {
         if off {
             return Ok(Addresses::default());
         }
-        let flag = format!("--{}", self.plain);
-        let plain = listen_addresses(plain, &flag, &format!("127.0.0.1:{}", self.port)).await?;
-        let tls = if tls.is_empty() {
-            Vec::new()
-        } else {
-            let flag = format!("--{}", self.tls);
-            listen_addresses(tls, &flag, &format!("127.0.0.1:{}", self.tls_port)).await?
-        };
-        Ok(Addresses { plain, tls })
+        Ok(Addresses {
+            plain: listen_addresses(plain).await?,
+            tls: listen_addresses(tls).await?,
+        })
     }
+
+    /// Adds the addresses to `binding`, to be bound with every other
+    /// listener; implicit TLS needs a certificate.
+    pub fn add(
+        self,
+        binding: &mut Binding,
+        addrs: Addresses,
+        security: &Security,
+    ) -> anyhow::Result<Slots> {
+        if !addrs.tls.is_empty() && security.tls.is_none() {
+            bail!(
+                "--{} needs a certificate: add --tls-cert FILE --tls-key FILE, or --tls-self-signed",
+                self.tls
+            );
+        }
+        Ok(Slots {
+            protocol: self,
+            plain: binding.add(&format!("--{}", self.plain), self.port, addrs.plain),
+            tls: binding.add(&format!("--{}", self.tls), self.tls_port, addrs.tls),
+        })
+    }
+}
+
+/// Where a protocol's listeners are in a [`Binding`].
+#[derive(Debug, Clone, Copy)]
+pub struct Slots {
+    protocol: Protocol,
+    plain: Slot,
+    tls: Slot,
 }
 
 /// The addresses a protocol listens on, resolved but not bound yet.
@@ -64,23 +88,13 @@ pub struct ProtocolListeners {
 }
 
 impl ProtocolListeners {
-    /// Binds `addrs`; implicit TLS needs a certificate.
-    pub fn bind(
-        protocol: Protocol,
-        addrs: Addresses,
-        security: &Security,
-    ) -> anyhow::Result<ProtocolListeners> {
-        if !addrs.tls.is_empty() && security.tls.is_none() {
-            bail!(
-                "--{} needs a certificate: add --tls-cert FILE --tls-key FILE, or --tls-self-signed",
-                protocol.tls
-            );
+    /// The listeners `slots` got when everything was bound.
+    pub fn take(bound: &mut Bound, slots: Slots) -> ProtocolListeners {
+        ProtocolListeners {
+            protocol: slots.protocol,
+            plain: bound.take(slots.plain),
+            implicit_tls: bound.take(slots.tls),
         }
-        Ok(ProtocolListeners {
-            protocol,
-            plain: bind_all(addrs.plain, &format!("--{}", protocol.plain), protocol.port)?,
-            implicit_tls: bind_all(addrs.tls, &format!("--{}", protocol.tls), protocol.tls_port)?,
-        })
     }
 
     /// Whether the protocol is off (nothing to serve).

@@ -9,7 +9,8 @@ use sokkel_pop3::{Pop3Config, Pop3Summary};
 use sokkel_store::Store;
 
 use crate::cli::{MailServeArgs, Pop3Args};
-use crate::mail::listeners::{Addresses, Protocol, ProtocolListeners};
+use crate::listen::{Binding, Bound};
+use crate::mail::listeners::{Addresses, Protocol, ProtocolListeners, Slots};
 use crate::mail::security::Security;
 
 /// The POP3 and POP3S listeners, bound before the store opens so a port in use is
@@ -31,9 +32,19 @@ impl Pop3Listeners {
         POP3.addresses(&args.pop3, &args.pop3s, args.no_pop3).await
     }
 
-    /// Binds `addrs` (from [`Pop3Listeners::addresses`]); POP3S needs a certificate.
-    pub fn bind(addrs: Addresses, security: &Security) -> anyhow::Result<Pop3Listeners> {
-        ProtocolListeners::bind(POP3, addrs, security).map(Pop3Listeners)
+    /// Adds `addrs` (from [`Pop3Listeners::addresses`]) to `binding`; the TLS ones
+    /// need a certificate.
+    pub fn add(
+        binding: &mut Binding,
+        addrs: Addresses,
+        security: &Security,
+    ) -> anyhow::Result<Slots> {
+        POP3.add(binding, addrs, security)
+    }
+
+    /// The listeners `slots` got.
+    pub fn take(bound: &mut Bound, slots: Slots) -> Pop3Listeners {
+        Pop3Listeners(ProtocolListeners::take(bound, slots))
     }
 
     /// Prints `listening on pop3 ADDR` (and pop3s) like the SMTP lines.

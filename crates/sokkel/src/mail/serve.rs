@@ -21,7 +21,7 @@ use sokkel_web::{AppState, HostPolicy, SendLimits, ServeLimits, WebConfig};
 
 use crate::cli::{ChaosArgs, MailServeArgs, TagSource};
 use crate::hints::announce;
-use crate::listen::{bind_all, listen_addresses};
+use crate::listen::{Binding, command_line, listen_addresses, warn_if_exposed};
 use crate::mail::imap::ImapListeners;
 use crate::mail::pop3::Pop3Listeners;
 use crate::mail::relay::ServeRelay;
@@ -57,11 +57,12 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     // a new store behind.
     let hostname = args.hostname.clone().unwrap_or_else(super::send::host_name);
     let relay = ServeRelay::from_args(&args.relay)?;
-    let smtp_addrs = listen_addresses(&args.smtp, "--smtp", "127.0.0.1:1025").await?;
-    let smtps_addrs = if args.security.smtps.is_empty() {
+    let smtp_addrs = listen_addresses(&args.smtp).await?;
+    let smtps_addrs = listen_addresses(&args.security.smtps).await?;
+    let http_addrs = if args.no_http {
         Vec::new()
     } else {
-        listen_addresses(&args.security.smtps, "--smtps", "127.0.0.1:1465").await?
+        listen_addresses(&args.http).await?
     };
     let pop3_addrs = Pop3Listeners::addresses(&args.pop3).await?;
     let imap_addrs = ImapListeners::addresses(&args.imap).await?;
@@ -75,18 +76,31 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
         .copied()
         .collect();
     let security = Security::from_args(&args.security, &hostname, &all_addrs)?;
+    // Every listener is tried before any failure is reported: a second
+    // catcher started beside a first one hears of every port it holds at once.
+    let mut binding = Binding::default();
+    let smtp_slot = binding.add("--smtp", 1025, smtp_addrs);
+    let smtps_slot = binding.add("--smtps", 1465, smtps_addrs);
+    let http_slot = binding.add("--http", 8025, http_addrs);
+    let pop3_slots = Pop3Listeners::add(&mut binding, pop3_addrs, &security)?;
+    let imap_slots = ImapListeners::add(&mut binding, imap_addrs, &security)?;
+    let mut bound = match binding.bind() {
+        Ok(bound) => bound,
+        Err(failures) => {
+            let remedy = match binding.remedy(&failures) {
+                Some(set) => Some(remedy_command(&args, &set).await),
+                None => None,
+            };
+            return Err(failures.explain(remedy));
+        }
+    };
     let listeners = Listeners {
-        smtp: bind_all(smtp_addrs, "--smtp", 1025)?,
-        smtps: bind_all(smtps_addrs, "--smtps", 1465)?,
+        smtp: bound.take(smtp_slot),
+        smtps: bound.take(smtps_slot),
     };
-    let http_listeners = if args.no_http {
-        Vec::new()
-    } else {
-        let addrs = listen_addresses(&args.http, "--http", "127.0.0.1:8025").await?;
-        bind_all(addrs, "--http", 8025)?
-    };
-    let pop3 = Pop3Listeners::bind(pop3_addrs, &security)?;
-    let imap = ImapListeners::bind(imap_addrs, &security)?;
+    let http_listeners = bound.take(http_slot);
+    let pop3 = Pop3Listeners::take(&mut bound, pop3_slots);
+    let imap = ImapListeners::take(&mut bound, imap_slots);
 
     let ephemeral = if args.ephemeral {
         Some(
@@ -135,6 +149,14 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     }
     pop3.announce()?;
     imap.announce()?;
+    warn_if_exposed(&listeners.smtp, "SMTP", "--smtp", "send mail to it");
+    warn_if_exposed(&listeners.smtps, "SMTPS", "--smtps", "send mail to it");
+    warn_if_exposed(
+        &http_listeners,
+        "the web page",
+        "--http",
+        "read and delete the mail it caught",
+    );
     security.announce(&args.security);
     let kept = if ephemeral.is_some() {
         " (temporary, removed at exit)"
@@ -304,6 +326,44 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(sessions = summary.sessions, "stopped");
     drop(ephemeral);
     Ok(ExitCode::SUCCESS)
+}
+
+/// What to run instead of this command when some ports could not be bound:
+/// the same command line, with `set` replacing those flags' values. When the store is one another
+/// sokkel serves, free ports alone would not do: the command then keeps its
+/// mail in a temporary store (`--ephemeral`) instead.
+async fn remedy_command(args: &MailServeArgs, set: &[(String, String)]) -> String {
+    let served = !args.ephemeral && store_is_served(&args.store).await;
+    if served {
+        let mut command = command_line(set, &[("--db", true)], &["--ephemeral"]);
+        // --ephemeral cannot go with a store named by the environment either.
+        if std::env::var_os("SOKKEL_DB").is_some() {
+            command.insert_str(0, "env -u SOKKEL_DB ");
+        }
+        format!(
+            "another sokkel serves the same store; to run a second one beside it, on free ports with a temporary store: {command}"
+        )
+    } else {
+        let command = command_line(set, &[], &[]);
+        format!("to run on free ports instead: {command}")
+    }
+}
+
+/// Whether another process serves the SQLite store `args` names; a store
+/// that does not exist yet is not created.
+async fn store_is_served(args: &crate::cli::StoreArgs) -> bool {
+    let Ok(location) = super::store_location(args) else {
+        return false;
+    };
+    if !matches!(&location, Location::File(path) if path.exists()) {
+        return false;
+    }
+    let options = StoreOptions {
+        ownership: Ownership::Required(Duration::ZERO),
+        ..StoreOptions::default()
+    };
+    let opened = tokio::task::spawn_blocking(move || Store::open_at(&location, options)).await;
+    matches!(opened, Ok(Err(StoreError::Served { .. })))
 }
 
 /// How often `serve` tries again to reach a database that is down at start.
