@@ -394,3 +394,32 @@ pub fn warn_if_exposed(listeners: &[TcpListener], what: &str, flag: &str, reach:
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses_read_as_typed() {
+        for (input, shown) in [
+            ("127.0.0.1:1025", "127.0.0.1:1025"),
+            (" [::1]:2525 ", "[::1]:2525"),
+            ("localhost:0", "localhost:0"),
+            (":1025", ":1025"),
+            (":0", ":0"),
+        ] {
+            let parsed = parse_listen(input, 1025).unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!(parsed.to_string(), shown);
+        }
+        assert_eq!(parse_listen(":1025", 1).unwrap(), ListenAddr::Every(1025));
+    }
+
+    #[test]
+    fn words_a_shell_would_change_are_quoted() {
+        assert_eq!(shell_quote("127.0.0.1:1026"), "127.0.0.1:1026");
+        assert_eq!(shell_quote("[::1]:1026"), "'[::1]:1026'");
+        assert_eq!(shell_quote("my mail.db"), "'my mail.db'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}
