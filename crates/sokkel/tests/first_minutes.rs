@@ -124,6 +124,50 @@ fn mail_list_fits_the_terminal_cuts_subjects_not_ids_and_says_how_many_more() {
     );
 }
 
+/// Runs ARGV with stdout on a pseudo-terminal 70 columns wide and no `COLUMNS`;
+/// prints what it wrote there, line ends as `\n`.
+const ON_A_TERMINAL: &str = r#"
+import fcntl, os, pty, struct, subprocess, sys, termios
+master, slave = pty.openpty()
+fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 70, 0, 0))
+env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+child = subprocess.Popen(sys.argv[1:], stdout=slave, stdin=subprocess.DEVNULL, env=env)
+os.close(slave)
+out = b""
+while True:
+    try:
+        chunk = os.read(master, 65536)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+sys.stdout.buffer.write(out.replace(b"\r\n", b"\n"))
+sys.exit(child.wait())
+"#;
+
+#[test]
+fn mail_list_fits_the_terminal_it_writes_to() {
+    let catcher = Catcher::start();
+    let subject = "A subject much longer than what a 70 column terminal has room for";
+    catcher.send(&message(subject, "body"));
+    let db = catcher.db.display().to_string();
+    let out = python3(
+        ON_A_TERMINAL,
+        &[kit::process::SOKKEL, "mail", "list", "--db", &db],
+    )
+    .run()
+    .assert_success("mail list on a terminal");
+    let text = out.stdout_text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", out.describe());
+    for line in &lines {
+        assert!(columns(line) <= 70, "{} columns: {line:?}", columns(line));
+    }
+    assert!(lines[1].contains("A subject"), "{text}");
+    assert!(!lines[1].contains(subject), "cut: {text}");
+}
+
 #[test]
 fn mail_show_marks_the_message_read_unless_asked_not_to() {
     let catcher = Catcher::start();
