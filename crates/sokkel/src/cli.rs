@@ -36,7 +36,7 @@ pub enum Command {
     Mail(MailCommand),
     /// Read a message on stdin and send it, as sendmail does (server: SOKKEL_SMTP_SERVER).
     #[command(
-        after_help = "Examples:\n  printf 'To: you@example.com\\nSubject: hi\\n\\nhello\\n' | sokkel sendmail -t\n  sokkel sendmail -i -f me@example.com you@example.com < message.eml\n\nPoint PHP at it with sendmail_path = \"/path/to/sokkel sendmail -t -i\", or link it as\n`sendmail`: called by that name, sokkel acts as this command.\n\nExit codes are those of `sokkel mail send`."
+        after_help = "Examples:\n  printf 'To: you@example.com\\nSubject: hi\\n\\nhello\\n' | sokkel sendmail -t\n  sokkel sendmail -i -f me@example.com you@example.com < message.eml\n\nPoint PHP at it with sendmail_path = \"/path/to/sokkel sendmail -t -i\", or\nlink it as `sendmail`: called by that name, sokkel acts as this command.\n\nExit codes are those of `sokkel mail send`."
     )]
     Sendmail(SendmailArgs),
 }
@@ -46,7 +46,7 @@ pub enum Command {
 pub enum MailCommand {
     /// Run the mail catcher: accept every message over SMTP, relay none, keep them unless --max/--max-age.
     #[command(
-        after_help = "Examples:\n  sokkel mail serve                          SMTP on 127.0.0.1:1025, web page and API on http://127.0.0.1:8025/\n  sokkel mail serve --ephemeral              a throwaway store, removed at exit\n  sokkel mail serve --smtp [::1]:2525 --db ./mail.db\n  sokkel mail serve --http 127.0.0.1:8026    the web page on another port; --no-http for none\n  sokkel mail serve --max 500 --max-age 7d   keep the newest 500 messages, none older than a week\n  sokkel mail serve --chaos recipient:451:50 --chaos disconnect:data:10 --chaos-seed 1\n\nThen send to it, e.g. from Python:\n  smtplib.SMTP('localhost', 1025).sendmail('a@example.com', 'b@example.com', 'Subject: hi\\r\\n\\r\\nhello')\n\nA message gets its 250 only once it is committed and synced to disk."
+        after_help = SERVE_HELP
     )]
     Serve(MailServeArgs),
     /// List caught messages, newest first.
@@ -81,34 +81,58 @@ pub enum MailCommand {
     Send(SendArgs),
     /// Send a caught message, byte for byte, to real recipients through the relay (--relay-config).
     #[command(
-        after_help = "Examples:\n  sokkel mail release latest --to me@example.com --relay-config relay.toml\n  SOKKEL_RELAY_CONFIG=relay.toml sokkel mail release 42 --to a@example.com,b@example.com\n\nThe attempt is recorded with the message: `sokkel mail show ID` lists it.\nWorks while `sokkel mail serve` runs on the same store."
+        after_help = "Examples:\n  sokkel mail release latest --to me@example.com --relay-config relay.toml\n  SOKKEL_RELAY_CONFIG=relay.toml sokkel mail release 42 --to a@x.test,b@x.test\n\nThe attempt is recorded with the message: `sokkel mail show ID` lists it.\nWorks while `sokkel mail serve` runs on the same store."
     )]
     Release(ReleaseArgs),
     /// Write a message interactively (or from piped answers) and send it.
     #[command(
-        after_help = "Asks From (remembering the last one), To, Cc, Subject, the body (end it with a line\nholding a single '.' or with Ctrl-D) and attachments, shows a summary and asks whether\nto send, edit or cancel. Takes the same connection options as `mail send`.\n\nExamples:\n  sokkel mail compose\n  sokkel mail compose --server smtp.example.com:587 --tls starttls --user me"
+        after_help = "Asks From (remembering the last one), To, Cc, Subject, the body (end it with\na line holding a single '.' or with Ctrl-D) and attachments, shows a summary\nand asks whether to send, edit or cancel. Takes the same connection options as `mail send`.\n\nExamples:\n  sokkel mail compose\n  sokkel mail compose --server smtp.example.com:587 --tls starttls --user me"
     )]
     Compose(ComposeArgs),
 }
 
+const SERVE_HELP: &str = "Examples:
+  sokkel mail serve              SMTP on 127.0.0.1:1025, the web page and API
+                                 on http://127.0.0.1:8025/
+  sokkel mail serve --ephemeral  a throwaway store, removed at exit
+  sokkel mail serve --smtp [::1]:2525 --db ./mail.db
+  sokkel mail serve --http 127.0.0.1:8026    the web page on another port
+  sokkel mail serve --no-http                no web page and no API
+  sokkel mail serve --max 500 --max-age 7d   the newest 500, none over 7 days
+  sokkel mail serve --chaos recipient:451:50 --chaos-seed 1
+
+Then send to it, e.g. from Python:
+  import smtplib
+  smtp = smtplib.SMTP('localhost', 1025)
+  smtp.sendmail('a@example.com', 'b@example.com', 'Subject: hi\\r\\n\\r\\nhello')
+
+A message gets its 250 only once it is committed and synced to disk.";
+
 const SEND_HELP: &str = "Examples:
   sokkel mail send --to you@example.com --subject hi --body 'hello'
-  sokkel mail send --to a@x.test,b@x.test --attach report.pdf --html-file body.html < body.txt
-  sokkel mail send --server smtp.example.com:587 --tls starttls --user me --to you@example.com -v
+  sokkel mail send --to a@x.test,b@x.test --attach report.pdf < body.txt
+  sokkel mail send --to you@example.com --html-file body.html < body.txt
+  sokkel mail send --server smtp.example.com:587 --tls starttls --user me \\
+      --to you@example.com -v
   sokkel mail send --data message.eml --to you@example.com
   sokkel mail send --to you@example.com --dry-run
 
-The password comes from SOKKEL_SMTP_PASSWORD or a prompt, never from the command line.
+The password comes from SOKKEL_SMTP_PASSWORD or a prompt, never from the
+command line.
 
 Exit codes:
    0  sent to every recipient
    1  another error (unreadable file, bad option value ...)
    2  usage error
    3  sent, but some recipients were refused
-  20  connecting failed          21  the greeting was refused or never came
-  22  EHLO/HELO refused           23  MAIL FROM refused (or the message is over the server's SIZE)
-  24  no recipient accepted       25  DATA refused
-  26  refused after the final dot 28  AUTH failed
+  20  connecting failed
+  21  the greeting was refused or never came
+  22  EHLO and HELO refused
+  23  MAIL FROM refused, or the message is over the server's SIZE
+  24  no recipient accepted
+  25  DATA refused
+  26  refused after the final dot
+  28  AUTH failed
   29  TLS failed";
 
 #[derive(Debug, Args, Clone)]
@@ -147,6 +171,9 @@ pub struct ConnectionArgs {
     pub verbose: u8,
 }
 
+/// The subject of `mail send` without `--subject` (or with an empty one).
+pub const DEFAULT_SUBJECT: &str = "Test message from sokkel";
+
 #[derive(Debug, Args)]
 pub struct SendArgs {
     /// Recipient (repeatable, or comma-separated).
@@ -162,7 +189,7 @@ pub struct SendArgs {
     #[arg(long, value_name = "ADDR", env = "SOKKEL_SMTP_FROM")]
     pub from: Option<String>,
     /// Subject line (UTF-8 is fine).
-    #[arg(long, value_name = "TEXT", default_value = "")]
+    #[arg(long, value_name = "TEXT", default_value = DEFAULT_SUBJECT)]
     pub subject: String,
     /// The text body (default: read from stdin when it is not a terminal).
     #[arg(long, value_name = "TEXT", conflicts_with_all = ["body_file", "data"])]
@@ -670,6 +697,9 @@ pub struct ShowArgs {
     /// Print the SMTP envelope.
     #[arg(long, group = "part")]
     pub envelope: bool,
+    /// Leave the message unread (showing it marks it read, except --raw and --envelope).
+    #[arg(long)]
+    pub keep_unread: bool,
 }
 
 #[derive(Debug, Args)]
@@ -713,12 +743,12 @@ pub struct MarkArgs {
 pub enum EchoCommand {
     /// Run an echo server that prints who connected and what they sent.
     #[command(
-        after_help = "Examples:\n  sokkel echo serve                                   127.0.0.1:10000, TCP\n  sokkel echo serve --listen [::]:10000 --udp         all addresses, IPv4 and IPv6, TCP and UDP\n  sokkel echo serve --framing ascii-length            the course's 4-digit length header\n  sokkel echo serve --quiet --listen 127.0.0.1:7      no line per message\n\nOutput (stdout), one line per event:\n  tcp 127.0.0.1:50312 connected to 127.0.0.1:10000\n  tcp 127.0.0.1:50312 12 bytes: hello world\\n\n  tcp 127.0.0.1:50312 left after 3.20 s, sent 12 bytes in 1 message"
+        after_help = "Examples:\n  sokkel echo serve                               127.0.0.1:10000, TCP\n  sokkel echo serve --listen [::]:10000 --udp     every address, TCP and UDP\n  sokkel echo serve --framing ascii-length        the course's 4-digit header\n  sokkel echo serve --quiet --listen 127.0.0.1:7  no line per message\n\nOutput (stdout), one line per event:\n  tcp 127.0.0.1:50312 connected to 127.0.0.1:10000\n  tcp 127.0.0.1:50312 12 bytes: hello world\\n\n  tcp 127.0.0.1:50312 left after 3.20 s, sent 12 bytes in 1 message"
     )]
     Serve(ServeArgs),
     /// Talk to an echo server: type a line, see its echo and the round-trip time.
     #[command(
-        after_help = "Examples:\n  sokkel echo client 127.0.0.1:10000\n  printf 'one\\ntwo\\n' | sokkel echo client localhost:10000     prints each reply on its own line\n  sokkel echo client --udp [::1]:10000\n  sokkel echo client --framing ascii-length 127.0.0.1:10000\n\nOn a terminal: line editing and history; Ctrl-D closes the sending side, waits for\nanything still coming and exits."
+        after_help = "Examples:\n  sokkel echo client 127.0.0.1:10000\n  printf 'one\\ntwo\\n' | sokkel echo client localhost:10000   each reply a line\n  sokkel echo client --udp [::1]:10000\n  sokkel echo client --framing ascii-length 127.0.0.1:10000\n\nOn a terminal: line editing and history; Ctrl-D closes the sending side,\nwaits for anything still coming and exits."
     )]
     Client(ClientArgs),
     /// Load-test any echo server: many connections, every echo verified, latency percentiles.

@@ -8,6 +8,10 @@ use rusqlite::ErrorCode;
 
 /// An error from the store.
 ///
+/// Each variant's text is whole: it names its cause (the operating system's or
+/// the database engine's words) itself, and `source()` gives none, so that a
+/// chain printed as `a: b: c` (anyhow's `{:#}`) says each cause once.
+///
 /// Every variant a delivery can meet is transient from SMTP's point of view
 /// (`451 4.3.0`): the message was not stored, and nothing of it was. The error is `Clone` because one failed
 /// group commit answers every delivery in the batch with the same error.
@@ -23,20 +27,19 @@ pub enum StoreError {
     Busy,
     /// A file system operation around the database failed, such as creating its
     /// directory.
-    #[error("{action} {}: {source}", path.display())]
+    #[error("{action} {}: {cause}", path.display())]
     Io {
         /// What the store was doing.
         action: &'static str,
         /// The path it was doing it to.
         path: PathBuf,
-        /// The operating system's error.
-        #[source]
-        source: Arc<io::Error>,
+        /// The operating system's error (in the text, not `source()`).
+        cause: Arc<io::Error>,
     },
     /// Any other failure of the database behind the store: an I/O error while
     /// writing, a corrupt file, a file that is not a database.
     #[error("mail store database error: {0}")]
-    Database(#[source] DatabaseError),
+    Database(DatabaseError),
     /// The database was written by a newer sokkel whose schema this one does not
     /// know; opening it could damage it.
     #[error(
@@ -191,13 +194,14 @@ impl StoreError {
         StoreError::Io {
             action,
             path: path.into(),
-            source: Arc::new(source),
+            cause: Arc::new(source),
         }
     }
 }
 
 /// A failure the database engine reported, as it described it. Opaque, so that
-/// no backend's types show in the store's API.
+/// no backend's types show in the store's API. Its text is the engine's error
+/// and each cause under it, once: `source()` is `None`.
 #[derive(Debug, Clone)]
 pub struct DatabaseError {
     source: Arc<dyn std::error::Error + Send + Sync>,
@@ -218,12 +222,22 @@ impl DatabaseError {
 
 impl std::fmt::Display for DatabaseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(&self.source, f)
+        std::fmt::Display::fmt(&self.source, f)?;
+        // rusqlite's text already holds its cause's: SQLite's message for a
+        // failure says what its result code's own text says again ("file is
+        // not a database", then "Error code 26: file is not a database").
+        if self.source.is::<rusqlite::Error>() {
+            return Ok(());
+        }
+        // tokio-postgres' text does not ("db error", then the server's
+        // message as its source), nor does an I/O error's.
+        let mut cause = self.source.source();
+        while let Some(error) = cause {
+            write!(f, ": {error}")?;
+            cause = error.source();
+        }
+        Ok(())
     }
 }
 
-impl std::error::Error for DatabaseError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.source()
-    }
-}
+impl std::error::Error for DatabaseError {}

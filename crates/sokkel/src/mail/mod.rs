@@ -52,16 +52,44 @@ fn store_location(args: &StoreArgs) -> anyhow::Result<Location> {
     }
 }
 
+/// Where `mail serve` keeps mail. The store creates the default location's
+/// directories; a path the user gave (`--db`, `SOKKEL_DB`) must be in a directory
+/// that exists, so that a typo does not quietly start an empty store elsewhere.
+fn serve_location(args: &StoreArgs) -> anyhow::Result<Location> {
+    let location = store_location(args)?;
+    if let (Some(_), Location::File(path)) = (&args.db, &location)
+        && let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        bail!(
+            "--db {}: the directory {} does not exist; create it first (`mkdir -p {}`)",
+            path.display(),
+            dir.display(),
+            dir.display()
+        );
+    }
+    Ok(location)
+}
+
 /// Opens an existing store for the reading commands; never creates a file.
 fn open_existing(args: &StoreArgs) -> anyhow::Result<Store> {
     let location = store_location(args)?;
     if let Location::File(path) = &location
         && !path.exists()
     {
-        bail!(
-            "no mail store at {}; start `sokkel mail serve` first, or pass --db PATH",
-            path.display()
-        );
+        // With --db (or SOKKEL_DB) given, the path is the user's: say so
+        // rather than suggest the flag they used.
+        match &args.db {
+            Some(_) => bail!(
+                "no mail store at {}; check the path, or start `sokkel mail serve --db {}` first",
+                path.display(),
+                path.display()
+            ),
+            None => bail!(
+                "no mail store at {}; start `sokkel mail serve` first, or pass --db PATH",
+                path.display()
+            ),
+        }
     }
     Store::open_at(&location, StoreOptions::default())
         .with_context(|| format!("cannot open the mail store {location}"))

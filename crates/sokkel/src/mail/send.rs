@@ -413,7 +413,7 @@ fn build_message(
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let subject = if args.subject.is_empty() {
-        "Test message from sokkel".to_owned()
+        crate::cli::DEFAULT_SUBJECT.to_owned()
     } else {
         args.subject.clone()
     };

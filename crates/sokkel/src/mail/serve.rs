@@ -114,7 +114,7 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     };
     let location = match &ephemeral {
         Some(dir) => Location::File(dir.path().join("mail.db")),
-        None => super::store_location(&args.store)?,
+        None => super::serve_location(&args.store)?,
     };
     let options = StoreOptions {
         max_size: args.max_store_size.map(|s| s as u64),

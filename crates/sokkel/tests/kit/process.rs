@@ -135,15 +135,16 @@ pub fn signal(pid: u32, name: &str) {
     assert!(status.success(), "kill -{name} {pid} failed: {status}");
 }
 
-/// Removes every `SOKKEL_*` and `RUST_LOG` setting inherited from the environment of
-/// whoever runs the tests, so flags and defaults are what the test says.
+/// Removes every `SOKKEL_*`, `RUST_LOG` and `COLUMNS` setting inherited from the
+/// environment of whoever runs the tests, so flags and defaults are what the test
+/// says (`COLUMNS` sets the width of `mail list` and of help texts).
 pub fn without_sokkel_env(command: &mut Command) -> &mut Command {
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("SOKKEL_") {
             command.env_remove(name);
         }
     }
-    command.env_remove("RUST_LOG")
+    command.env_remove("RUST_LOG").env_remove("COLUMNS")
 }
 
 /// A `sokkel` command with a clean environment (see [`without_sokkel_env`]) and stdin
