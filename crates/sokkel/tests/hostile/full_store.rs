@@ -130,8 +130,24 @@ const RETRIES: usize = 2000;
 #[test]
 fn a_client_retrying_against_a_full_store_makes_a_handful_of_log_lines() {
     let catcher = start();
-    // Filling logs every stored message and the first refusal.
-    fill(&catcher, "fill");
+    // Filling logs every stored message and the first refusal; the lines reach
+    // the pipe a moment after the replies, so wait for both before counting.
+    let filled = fill(&catcher, "fill");
+    let last = format!(
+        "message {} from",
+        filled.last().expect("the store took some mail")
+    );
+    let logged = catcher.stderr.wait_until(Duration::from_secs(30), |lines| {
+        lines.iter().any(|line| line.contains(&last))
+            && lines
+                .iter()
+                .any(|line| line.contains("storing a message failed"))
+    });
+    assert!(
+        logged.is_some(),
+        "the fill's last message or its refusal was never logged:\n{}",
+        catcher.stderr.text()
+    );
     let before = catcher.stderr.snapshot().len();
 
     let mut smtp = Smtp::ehlo(catcher.addr());
