@@ -39,6 +39,16 @@ pub enum Command {
         after_help = "Examples:\n  printf 'To: you@example.com\\nSubject: hi\\n\\nhello\\n' | sokkel sendmail -t\n  sokkel sendmail -i -f me@example.com you@example.com < message.eml\n\nPoint PHP at it with sendmail_path = \"/path/to/sokkel sendmail -t -i\", or\nlink it as `sendmail`: called by that name, sokkel acts as this command.\n\nExit codes are those of `sokkel mail send`."
     )]
     Sendmail(SendmailArgs),
+    /// Print a shell completion script (bash, zsh or fish) on stdout.
+    #[command(
+        after_help = "Examples:\n  sokkel completions bash > ~/.local/share/bash-completion/completions/sokkel\n  sokkel completions zsh > ~/.zfunc/_sokkel        (with fpath+=~/.zfunc in ~/.zshrc)\n  sokkel completions fish > ~/.config/fish/completions/sokkel.fish"
+    )]
+    Completions(crate::install::CompletionsArgs),
+    /// Print the man page of sokkel or one of its commands (roff), or write them all.
+    #[command(
+        after_help = "Examples:\n  sokkel man | man -l -\n  sokkel man mail serve | man -l -\n  sokkel man --dir ~/.local/share/man/man1     then: man sokkel-mail-serve"
+    )]
+    Man(crate::install::ManArgs),
 }
 
 #[allow(clippy::large_enum_variant)]

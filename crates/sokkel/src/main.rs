@@ -4,6 +4,7 @@
 mod cli;
 mod echo;
 mod hints;
+mod install;
 mod listen;
 mod mail;
 mod runtime;
@@ -31,6 +32,8 @@ fn main() -> ExitCode {
         Command::Echo(echo) => echo::run(echo),
         Command::Mail(mail) => mail::run(mail),
         Command::Sendmail(args) => mail::sendmail::run(args),
+        Command::Completions(args) => install::completions(args),
+        Command::Man(args) => install::man(args),
     };
     match result {
         Ok(code) => code,
