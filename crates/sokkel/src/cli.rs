@@ -108,6 +108,8 @@ const SERVE_HELP: &str = "Examples:
   sokkel mail serve --smtp [::1]:2525 --db ./mail.db
   sokkel mail serve --http 127.0.0.1:8026    the web page on another port
   sokkel mail serve --no-http                no web page and no API
+  sokkel mail serve --webroot /mail/ --http-allow-host mail.example.com
+                                 behind a reverse proxy: see the README
   sokkel mail serve --max 500 --max-age 7d   the newest 500, none over 7 days
   sokkel mail serve --chaos recipient:451:50 --chaos-seed 1
 
@@ -317,6 +319,12 @@ pub struct MailServeArgs {
     /// Serve no web page and no API, only SMTP.
     #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_NO_HTTP")]
     pub no_http: bool,
+    /// Serve the web page, the API and the WebSocket under this path, for a reverse proxy that forwards it unchanged: mail, /mail and /mail/ all mean /mail/.
+    #[arg(long, value_name = "PATH", default_value = "/", value_parser = sokkel_web::WebRoot::parse, env = "SOKKEL_WEBROOT")]
+    pub webroot: sokkel_web::WebRoot,
+    /// Also answer web requests for this host name (any port) while listening on loopback only, such as the public name a reverse proxy passes on (repeatable).
+    #[arg(long = "http-allow-host", value_name = "NAME", value_parser = sokkel_web::parse_allowed_host, env = "SOKKEL_HTTP_ALLOW_HOST", value_delimiter = ',')]
+    pub http_allow_host: Vec<String>,
     #[command(flatten)]
     pub store: StoreArgs,
     /// Keep mail in a temporary store that is removed at exit.

@@ -17,19 +17,24 @@ use axum::response::{IntoResponse, Response};
 
 use crate::{ApiError, AppState, HostPolicy};
 
-/// Refuses requests for foreign host names with 403 under [`HostPolicy::Loopback`].
+/// Refuses requests for foreign host names with 403 under [`HostPolicy::Loopback`]:
+/// only loopback names and [`crate::WebConfig::allowed_hosts`] pass.
 pub(crate) async fn check_host(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
+    let allowed = &state.config().allowed_hosts;
     if state.config().host_policy == HostPolicy::Loopback
         && let Some(host) = request.headers().get(header::HOST)
-        && !host.to_str().is_ok_and(is_loopback_host)
+        && !host
+            .to_str()
+            .is_ok_and(|host| is_loopback_host(host) || is_allowed_host(host, allowed))
     {
         return ApiError::Forbidden(
-            "sokkel answers only requests for localhost, 127.0.0.1 or [::1] while it listens \
-             on loopback; open it by one of those names"
+            "sokkel answers only requests for localhost, 127.0.0.1, [::1] and the names given \
+             with --http-allow-host while it listens on loopback; open it by one of those \
+             names, or allow this one with --http-allow-host NAME"
                 .to_string(),
         )
         .into_response();
@@ -96,6 +101,24 @@ pub(crate) fn own_page_or_no_browser(headers: &HeaderMap) -> bool {
 
 /// `localhost`, `*.localhost`, or a loopback IP, each with or without a port.
 pub(crate) fn is_loopback_host(host: &str) -> bool {
+    let Some(name) = host_name(host) else {
+        return false;
+    };
+    if name == "localhost" || name.ends_with(".localhost") {
+        return true;
+    }
+    name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// One of `allowed` (lowercase names, as `parse_allowed_host` reads them), with
+/// or without a port.
+fn is_allowed_host(host: &str, allowed: &[String]) -> bool {
+    host_name(host).is_some_and(|name| allowed.contains(&name))
+}
+
+/// The name in a `Host` header, lowercase and without its port and trailing
+/// dot; an IPv6 address without its brackets. `None` if the port is not one.
+fn host_name(host: &str) -> Option<String> {
     let name = match host.strip_prefix('[') {
         // [::1]:8025
         Some(rest) => match rest.split_once(']') {
@@ -104,19 +127,15 @@ pub(crate) fn is_loopback_host(host: &str) -> bool {
             {
                 inside
             }
-            _ => return false,
+            _ => return None,
         },
         None => match host.rsplit_once(':') {
             Some((name, port)) if is_port(port) => name,
-            Some(_) => return false,
+            Some(_) => return None,
             None => host,
         },
     };
-    let name = name.trim_end_matches('.').to_ascii_lowercase();
-    if name == "localhost" || name.ends_with(".localhost") {
-        return true;
-    }
-    name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    Some(name.trim_end_matches('.').to_ascii_lowercase())
 }
 
 fn is_port(text: &str) -> bool {
@@ -124,10 +143,11 @@ fn is_port(text: &str) -> bool {
 }
 
 /// The page's own policy: its scripts and styles come from sokkel only, message
-/// HTML appears only in frames sokkel serves, and nobody may frame the page.
+/// HTML appears only in frames sokkel serves, and nobody may frame the page. Its
+/// `<base href>` (the web root) may name only sokkel itself.
 pub(crate) const APP_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
     img-src 'self' data:; connect-src 'self'; frame-src 'self'; form-action 'none'; \
-    base-uri 'none'; frame-ancestors 'none'";
+    base-uri 'self'; frame-ancestors 'none'";
 
 /// The policy for answers that are not pages (JSON, text, downloads).
 const DATA_CSP: &str = "default-src 'none'; frame-ancestors 'none'; sandbox";
@@ -223,6 +243,27 @@ mod tests {
             &[("sec-fetch-site", "same-origin"), ("origin", "null")],
         ] {
             assert!(!own_page_or_no_browser(&headers(refused)), "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn allowed_hosts_pass_with_any_port() {
+        let allowed = ["mail.test".to_string(), "fe80::1".to_string()];
+        for host in [
+            "mail.test",
+            "mail.test:8080",
+            "MAIL.TEST.:443",
+            "[fe80::1]:80",
+        ] {
+            assert!(is_allowed_host(host, &allowed), "{host}");
+        }
+        for host in [
+            "evil.test",
+            "mail.test.evil.test",
+            "mail.test:port",
+            "sub.mail.test",
+        ] {
+            assert!(!is_allowed_host(host, &allowed), "{host}");
         }
     }
 

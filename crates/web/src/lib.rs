@@ -24,7 +24,10 @@
 //! - `POST /api/v1/send` (Mailpit's send API) builds a message and hands it to
 //!   the store's delivery, as SMTP does ([`SendLimits`]); [`webhook`] posts
 //!   each new message's summary to a URL, fed by `Store::subscribe()`.
-//! - Requests whose `Host` is not a loopback name are refused while sokkel listens
+//! - Every path here is under [`WebConfig::web_root`]: `/` by default, `/mail/`
+//!   behind a reverse proxy that forwards that path (`proxy`).
+//! - Requests whose `Host` is not a loopback name (or one of
+//!   [`WebConfig::allowed_hosts`]) are refused while sokkel listens
 //!   on loopback only ([`HostPolicy`]): that stops DNS-rebinding pages from reading
 //!   caught mail through a victim's browser. Requests that change something (any
 //!   method but GET, HEAD, OPTIONS) with an `Origin` other than the server's own
@@ -54,6 +57,7 @@ mod htmlcheck;
 mod json;
 pub mod linkcheck;
 mod openapi;
+mod proxy;
 pub mod release;
 mod search;
 mod send;
@@ -71,7 +75,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
 use axum::http::Method;
-use axum::routing::{MethodFilter, on};
+use axum::routing::{MethodFilter, get, on};
 use sokkel_net::stats::SmtpCounters;
 use sokkel_store::Store;
 use tokio::sync::watch;
@@ -80,6 +84,7 @@ pub use api::{MAX_HEADER_CONTENT_TYPE, MAX_HEADER_FILE_NAME};
 pub use error::{ApiError, WebError};
 pub use events::CLIENT_BACKLOG_BYTES;
 pub use json::{MESSAGE_ADDRESSES, MESSAGE_BODY_BYTES};
+pub use proxy::{WebRoot, parse_allowed_host};
 pub use send::{SEND_HELO, SendLimits};
 pub use serve::{ServeLimits, serve, serve_with};
 
@@ -124,6 +129,13 @@ pub enum HostPolicy {
 pub struct WebConfig {
     /// Which `Host` headers to answer.
     pub host_policy: HostPolicy,
+    /// Host names [`HostPolicy::Loopback`] answers besides the loopback ones,
+    /// with any port, as [`parse_allowed_host`] reads them: the public names a
+    /// reverse proxy on this machine passes on.
+    pub allowed_hosts: Vec<String>,
+    /// The path the page, the API, the WebSocket and the health checks are
+    /// served under; anything outside it is 404. Default `/`.
+    pub web_root: WebRoot,
     /// The SMTP server's chaos triggers, for `GET`/`PUT /api/v1/chaos`; `None`
     /// (the default, chaos not enabled) answers them 400 as Mailpit does.
     pub chaos: Option<Arc<sokkel_net::chaos::Chaos>>,
@@ -168,6 +180,8 @@ impl Default for WebConfig {
     fn default() -> Self {
         WebConfig {
             host_policy: HostPolicy::Loopback,
+            allowed_hosts: Vec::new(),
+            web_root: WebRoot::default(),
             chaos: None,
             version: env!("CARGO_PKG_VERSION").to_string(),
             max_websockets: 128,
@@ -197,6 +211,8 @@ struct Inner {
     config: WebConfig,
     started: Instant,
     hub: events::Hub,
+    /// The page, with the web root filled in.
+    page: ui::Page,
     websockets: Arc<tokio::sync::Semaphore>,
     parses: Arc<tokio::sync::Semaphore>,
     /// `POST /api/v1/send` requests reading their bodies and storing their
@@ -218,6 +234,7 @@ impl AppState {
         AppState {
             inner: Arc::new(Inner {
                 hub: events::Hub::new(store.clone(), config.version.clone()),
+                page: ui::Page::new(&config.web_root),
                 store,
                 config,
                 started: Instant::now(),
@@ -274,11 +291,19 @@ impl AppState {
     }
 }
 
-/// The router with every route sokkel serves, its limits and its guards.
+/// The router with every route sokkel serves under the web root, its limits
+/// and its guards.
 pub fn app(state: AppState) -> Router {
-    let table = route_table();
-    table
-        .router
+    let root = state.config().web_root.clone();
+    let mut router = route_table(&root).router;
+    if !root.is_top() {
+        let target = root.clone();
+        router = router.route(
+            root.as_str().trim_end_matches('/'),
+            get(move |uri| proxy::redirect_into(target.clone(), uri)),
+        );
+    }
+    router
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(guard::check_origin))
@@ -293,12 +318,13 @@ pub fn app(state: AppState) -> Router {
 /// Every `(method, path)` the router serves, in the order they were added, with
 /// paths as in the OpenAPI description (`/api/v1/message/{ID}`).
 pub fn routes() -> Vec<(Method, &'static str)> {
-    route_table().routes
+    route_table(&WebRoot::default()).routes
 }
 
 /// The router and the list of what it serves, built together so that they cannot
 /// disagree.
 struct RouteTable {
+    root: WebRoot,
     router: Router<AppState>,
     routes: Vec<(Method, &'static str)>,
 }
@@ -310,14 +336,17 @@ impl RouteTable {
         T: 'static,
     {
         let filter = MethodFilter::try_from(method.clone()).expect("a standard method");
-        self.router = self.router.route(path, on(filter, handler));
+        self.router = self
+            .router
+            .route(&self.root.join(path), on(filter, handler));
         self.routes.push((method, path));
         self
     }
 }
 
-fn route_table() -> RouteTable {
+fn route_table(root: &WebRoot) -> RouteTable {
     let table = RouteTable {
+        root: root.clone(),
         router: Router::new(),
         routes: Vec::new(),
     };

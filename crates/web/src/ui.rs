@@ -1,6 +1,10 @@
 //! The web page: static files embedded in the binary, and the documents that show
 //! a message's HTML inside a sandboxed frame.
 //!
+//! The page (index.html) is served with its `<base href>` set to the web root,
+//! and names every other URL relative to it, so it works under `/mail/` as
+//! under `/`.
+//!
 //! The files are served with `Cache-Control: no-cache` and an `ETag` computed from
 //! their bytes, so a browser revalidates with one cheap 304 and never runs an old
 //! script after an upgrade.
@@ -15,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
+use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -23,7 +28,7 @@ use sokkel_store::mime;
 
 use crate::api::{MessageRef, blocking, query_map};
 use crate::guard::APP_CSP;
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, WebRoot};
 
 /// One embedded file.
 struct Asset {
@@ -72,16 +77,62 @@ pub(crate) fn still_fresh(request_headers: &HeaderMap, etag: &HeaderValue) -> bo
         })
 }
 
+/// The page as served under one web root: index.html with its `<base href>`
+/// set to the root.
+#[derive(Debug)]
+pub(crate) struct Page {
+    bytes: Bytes,
+    etag: HeaderValue,
+}
+
+/// The `<base>` element of index.html, which [`Page::new`] points at the root.
+const BASE: &str = "<base href=\"/\">";
+
+impl Page {
+    pub(crate) fn new(root: &WebRoot) -> Page {
+        let html = std::str::from_utf8(INDEX.bytes).expect("index.html is UTF-8");
+        assert!(html.contains(BASE), "index.html has {BASE}");
+        // The root holds only URL-safe characters (WebRoot::parse), none that
+        // HTML would read.
+        let html = html.replacen(BASE, &format!("<base href=\"{root}\">"), 1);
+        Page {
+            etag: etag_of(html.as_bytes()),
+            bytes: Bytes::from(html),
+        }
+    }
+
+    fn serve(&self, request_headers: &HeaderMap) -> Response {
+        serve_bytes(
+            self.bytes.clone(),
+            INDEX.content_type,
+            &self.etag,
+            request_headers,
+        )
+    }
+}
+
 fn serve_asset(asset: &Asset, request_headers: &HeaderMap) -> Response {
-    let etag = &*asset.etag;
+    serve_bytes(
+        Bytes::from_static(asset.bytes),
+        asset.content_type,
+        &asset.etag,
+        request_headers,
+    )
+}
+
+fn serve_bytes(
+    bytes: Bytes,
+    content_type: &'static str,
+    etag: &HeaderValue,
+    request_headers: &HeaderMap,
+) -> Response {
     let mut response = if still_fresh(request_headers, etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let mut response = asset.bytes.into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(asset.content_type),
-        );
+        let mut response = bytes.into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         response
     };
     let headers = response.headers_mut();
@@ -95,8 +146,8 @@ fn serve_asset(asset: &Asset, request_headers: &HeaderMap) -> Response {
 }
 
 /// `GET /`: the page.
-pub(crate) async fn index(headers: HeaderMap) -> Response {
-    serve_asset(&INDEX, &headers)
+pub(crate) async fn index(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    state.inner.page.serve(&headers)
 }
 
 /// `GET /static/{file}`: the page's script, style and icon.
@@ -132,7 +183,7 @@ pub(crate) async fn view(
         // `/view/{ID}` and `/view/latest` are the page itself, opened on
         // that message (a link to paste to a colleague).
         _ if file == "latest" || file.bytes().all(|b| b.is_ascii_digit()) && !file.is_empty() => {
-            return Ok(serve_asset(&INDEX, &headers));
+            return Ok(state.inner.page.serve(&headers));
         }
         _ => {
             return Err(ApiError::NotFound(format!(
@@ -173,7 +224,10 @@ pub(crate) async fn view(
         .and_then(|host| host.to_str().ok())
         .filter(|host| host.bytes().all(|b| b.is_ascii_graphic()) && !host.contains([';', ',']))
         .map(|host| format!("http://{host}"));
-    let parts_url = format!("/api/v1/message/{id}/part/");
+    let parts_url = state
+        .config()
+        .web_root
+        .join(&format!("/api/v1/message/{id}/part/"));
     let document = format!(
         "<base target=\"_blank\">{}",
         link_inline_parts(&body, &parts_url, &parsed.attachments)
@@ -271,6 +325,15 @@ mod tests {
             &parts,
         );
         assert_eq!(html, "<img src=\"/p/2\"><img src='/p/2'>");
+    }
+
+    #[test]
+    fn the_page_names_its_root() {
+        let page = Page::new(&WebRoot::parse("/mail/").unwrap());
+        let html = std::str::from_utf8(&page.bytes).unwrap();
+        assert!(html.contains("<base href=\"/mail/\">"));
+        assert!(!html.contains(BASE));
+        assert_ne!(page.etag, Page::new(&WebRoot::default()).etag);
     }
 
     #[test]

@@ -9,6 +9,10 @@
 // the newest message (replaced by its ID once known). Navigation pushes history
 // entries and popstate restores them.
 //
+// The server may serve all of it under a web root (`--webroot /mail/`, behind a
+// reverse proxy); the page's `<base href>` names it. So every URL here is
+// relative (`api/v1/...`, resolved against the base) or starts with ROOT.
+//
 // checks.js adds tabs beside ours; it learns what happens here from events on
 // `document`: `sokkel:message` {id, message} when a message opens,
 // `sokkel:closed` when the view closes and `sokkel:tab` {tab, id} when a tab
@@ -29,6 +33,8 @@ const NOTIFY_MS = 1000;
 /// Tag counts are fetched again at most this often while events arrive.
 const TAG_REFRESH_MS = 500;
 const $ = (id) => document.getElementById(id);
+/// The web root the server fills into `<base href>`: "/" or "/mail/".
+const ROOT = new URL(document.baseURI).pathname;
 
 const state = {
   query: "",         // the active search, "" for the plain list
@@ -178,7 +184,7 @@ function storage(key, value) {
 // ---- links and history --------------------------------------------------------
 
 function urlFor(id, query) {
-  const path = id ? `/view/${id}` : "/";
+  const path = id ? `${ROOT}view/${id}` : ROOT;
   return query ? `${path}?q=${encodeURIComponent(query)}` : path;
 }
 
@@ -215,7 +221,8 @@ function syncUrl(mode) {
 }
 
 function route() {
-  const match = /^\/view\/(\d+|latest)\/?$/.exec(location.pathname);
+  const inRoot = location.pathname.startsWith(ROOT) ? location.pathname.slice(ROOT.length) : "";
+  const match = /^view\/(\d+|latest)\/?$/.exec(inRoot);
   const query = (new URLSearchParams(location.search).get("q") || "").trim();
   return { id: match ? match[1] : null, query };
 }
@@ -230,7 +237,7 @@ async function applyRoute() {
   let id = wanted.id;
   if (id === "latest") {
     try {
-      const latest = await api("/api/v1/message/latest");
+      const latest = await api("api/v1/message/latest");
       id = latest.ID;
       history.replaceState(null, "", urlFor(id, state.query));
     } catch (error) {
@@ -352,9 +359,9 @@ function pagePath() {
   if (state.oldest) params.set("before", state.oldest);
   if (state.query) {
     params.set("query", state.query);
-    return `/api/v1/search?${params}`;
+    return `api/v1/search?${params}`;
   }
-  return `/api/v1/messages?${params}`;
+  return `api/v1/messages?${params}`;
 }
 
 async function loadPage() {
@@ -465,8 +472,9 @@ function targets() {
 // ---- live events ------------------------------------------------------------
 
 function connect() {
-  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const socket = new WebSocket(`${scheme}//${location.host}/api/events`);
+  const url = new URL("api/events", document.baseURI);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  const socket = new WebSocket(url);
   socket.addEventListener("open", () => {
     $("live").classList.add("on");
     $("live").title = "live: new mail appears by itself";
@@ -593,7 +601,7 @@ function showNote() {
   const title = count === 1 ? subject : `${count} new messages`;
   const body = count === 1 ? `From ${sender}` : `Newest: ${subject}, from ${sender}`;
   try {
-    const note = new Notification(title, { body, tag: "sokkel-new", icon: "/static/favicon.svg" });
+    const note = new Notification(title, { body, tag: "sokkel-new", icon: new URL("static/favicon.svg", document.baseURI).href });
     note.addEventListener("click", () => { window.focus(); openMessage(newest.ID, "push"); note.close(); });
   } catch {
     // Some browsers allow notifications only from a service worker.
@@ -609,7 +617,7 @@ const tagCounts = { asked: 0, painted: 0 };
 const refreshTags = throttle(async () => {
   const seq = ++tagCounts.asked;
   try {
-    const tags = await api("/api/v1/tag-counts");
+    const tags = await api("api/v1/tag-counts");
     if (seq < tagCounts.painted) return;
     tagCounts.painted = seq;
     paintTags(tags);
@@ -655,7 +663,7 @@ function markActiveTag() {
 
 /// Gives every message in `ids` exactly `tags` (PUT /api/v1/tags replaces).
 async function setTags(ids, tags) {
-  await send("PUT", "/api/v1/tags", { IDs: ids, Tags: tags });
+  await send("PUT", "api/v1/tags", { IDs: ids, Tags: tags });
   const sorted = [...tags].sort();
   for (const id of ids) updateSummary(id, { Tags: sorted });
   if (state.message && ids.includes(state.open)) { state.message.Tags = sorted; paintMessageTags(); }
@@ -714,13 +722,13 @@ function paintMessageTags() {
 }
 
 async function setFlagged(ids, flagged) {
-  await send("PUT", "/api/v1/messages", { IDs: ids, Flagged: flagged });
+  await send("PUT", "api/v1/messages", { IDs: ids, Flagged: flagged });
   for (const id of ids) updateSummary(id, { Flagged: flagged });
   if (state.message && ids.includes(state.message.ID)) setStarButton(flagged);
 }
 
 async function setRead(ids, read) {
-  await send("PUT", "/api/v1/messages", { IDs: ids, Read: read });
+  await send("PUT", "api/v1/messages", { IDs: ids, Read: read });
   for (const id of ids) updateSummary(id, { Read: read });
   if (state.message && ids.includes(state.message.ID)) setReadButton(read);
 }
@@ -741,7 +749,7 @@ async function deleteIds(ids) {
   let next = neighbour(last, 1) || neighbour(ids[0], -1);
   while (next && ids.includes(next)) next = neighbour(next, 1);
   try {
-    await send("DELETE", "/api/v1/messages", { IDs: ids });
+    await send("DELETE", "api/v1/messages", { IDs: ids });
     const focusLost = $("message").contains(document.activeElement) || $("list-pane").contains(document.activeElement);
     for (const id of ids) removeRow(id);
     if (state.open && ids.includes(state.open)) closeMessage("replace");
@@ -775,8 +783,8 @@ async function openMessage(id, mode = "push") {
   syncUrl(mode);
   try {
     const [message, envelope] = await Promise.all([
-      api(`/api/v1/message/${id}`),
-      api(`/api/v1/message/${id}/envelope`),
+      api(`api/v1/message/${id}`),
+      api(`api/v1/message/${id}/envelope`),
     ]);
     if (state.open !== id) return;
     showError(null);
@@ -815,13 +823,13 @@ function showMessage(m, envelope) {
   setReadButton(true);
   setStarButton(Boolean(m.Flagged));
   paintMessageTags();
-  $("download-raw").href = `/api/v1/message/${m.ID}/raw?dl=1`;
+  $("download-raw").href = `api/v1/message/${m.ID}/raw?dl=1`;
 
   const list = $("attachments");
   list.replaceChildren();
   for (const part of [...m.Attachments, ...m.Inline]) {
     const a = el("a", "attachment");
-    a.href = `/api/v1/message/${m.ID}/part/${part.PartID}`;
+    a.href = `api/v1/message/${m.ID}/part/${part.PartID}`;
     a.download = part.FileName;
     a.dataset.part = part.PartID;
     if ((part.ContentType || "").toLowerCase().startsWith("image/")) {
@@ -833,7 +841,7 @@ function showMessage(m, envelope) {
       img.width = 180;
       img.height = 120;
       img.addEventListener("error", () => { img.hidden = true; });
-      img.src = `/api/v1/message/${m.ID}/part/${part.PartID}/thumb`;
+      img.src = `api/v1/message/${m.ID}/part/${part.PartID}/thumb`;
       a.append(img);
     }
     a.append(el("span", "name", `${part.FileName} `), el("span", "type", `${part.ContentType}, ${formatSize(part.Size)}`));
@@ -887,7 +895,7 @@ function newFrame(src) {
 function frameHtml(remote) {
   const m = state.message;
   if (!m || !m.HTML) return;
-  newFrame(`/view/${m.ID}.html${remote ? "?remote=1" : ""}`);
+  newFrame(`view/${m.ID}.html${remote ? "?remote=1" : ""}`);
   $("remote-bar").hidden = remote;
 }
 
@@ -918,12 +926,12 @@ async function showTab(name) {
   try {
     if (name === "html" && !$("html-frame").getAttribute("src")) frameHtml(false);
     if (name === "raw" && !$("panel-raw").textContent) {
-      const raw = await api(`/api/v1/message/${m.ID}/raw`);
+      const raw = await api(`api/v1/message/${m.ID}/raw`);
       if (state.message === m) $("panel-raw").textContent = raw;
     }
     const body = $("header-table").tBodies[0];
     if (name === "headers" && !body.childElementCount) {
-      const headers = await api(`/api/v1/message/${m.ID}/headers`);
+      const headers = await api(`api/v1/message/${m.ID}/headers`);
       if (state.message !== m) return;
       for (const [key, values] of Object.entries(headers)) {
         for (const value of values) {
@@ -1147,7 +1155,7 @@ async function sendRelease(event) {
   $("release-check").textContent = "";
   $("release-send").disabled = true;
   const results = await eachLimited(ids, (id) =>
-    retryBusy(() => send("POST", `/api/v1/message/${id}/release`, { To: to })));
+    retryBusy(() => send("POST", `api/v1/message/${id}/release`, { To: to })));
   $("release-send").disabled = false;
   $("release-outcome").replaceChildren(...results.map((result, i) => {
     const text = result.ok
@@ -1263,7 +1271,7 @@ function onListClick(event) {
 
 async function loadWebui() {
   try {
-    state.webui = await api("/api/v1/webui");
+    state.webui = await api("api/v1/webui");
   } catch (error) {
     showError(error);
   }
@@ -1374,7 +1382,7 @@ function start() {
   $("delete-all").addEventListener("click", async () => {
     if (!confirm("Delete every message?")) return;
     try {
-      await api("/api/v1/messages", { method: "DELETE" });
+      await api("api/v1/messages", { method: "DELETE" });
       closeMessage("replace");
       reload();
       refreshTags();
@@ -1382,7 +1390,7 @@ function start() {
   });
   $("read-all").addEventListener("click", async () => {
     try {
-      await send("PUT", "/api/v1/messages", { Read: true });
+      await send("PUT", "api/v1/messages", { Read: true });
       for (const id of state.rows.keys()) updateSummary(id, { Read: true });
       refreshTags();
     } catch (error) { showError(error); }

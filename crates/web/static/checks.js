@@ -139,7 +139,7 @@
     html.panel.setAttribute("aria-busy", "true");
     htmlParts.status.textContent = "Checking the HTML…";
     try {
-      const data = await getJson(`/api/v1/message/${encodeURIComponent(id)}/html-check`);
+      const data = await getJson(`api/v1/message/${encodeURIComponent(id)}/html-check`);
       if (state.id !== id) return;
       state.check = { id, data };
       fillPlatforms(data.Platforms || {});
@@ -391,7 +391,7 @@
     linkParts.status.textContent = "Checking links…";
     const follow = linkParts.follow.checked ? "true" : "false";
     try {
-      const data = await getJson(`/api/v1/message/${encodeURIComponent(id)}/link-check?follow=${follow}`,
+      const data = await getJson(`api/v1/message/${encodeURIComponent(id)}/link-check?follow=${follow}`,
         controller.signal);
       if (state.links !== controller) return;
       renderLinks(data);

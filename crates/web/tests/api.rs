@@ -1031,7 +1031,7 @@ async fn page_is_cached_by_etag_and_locked_down() {
         csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
         "{csp}"
     );
-    for script in ["/static/theme.js", "/static/app.js", "/static/checks.js"] {
+    for script in ["static/theme.js", "static/app.js", "static/checks.js"] {
         assert!(page.text().contains(script), "the page loads {script}");
     }
     let etag = page.header(header::ETAG).to_string();

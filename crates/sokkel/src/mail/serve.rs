@@ -143,8 +143,9 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     }
     for listener in &http_listeners {
         announce(format_args!(
-            "listening on http http://{}/",
-            listener.local_addr()?
+            "listening on http http://{}{}",
+            listener.local_addr()?,
+            args.webroot
         ));
     }
     pop3.announce()?;
@@ -233,6 +234,8 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
             } else {
                 HostPolicy::Any
             },
+            allowed_hosts: args.http_allow_host.clone(),
+            web_root: args.webroot.clone(),
             release: relay
                 .clone()
                 .map(|relay| Arc::new(relay) as Arc<dyn sokkel_web::release::Release>),

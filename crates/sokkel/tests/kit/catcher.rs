@@ -148,9 +148,11 @@ impl CatcherBuilder {
             pop3: announced(&lines, "listening on pop3 ", ""),
             imap: announced(&lines, "listening on imap ", ""),
             imaps: announced(&lines, "listening on imaps ", ""),
-            http: announced(&lines, "listening on http http://", "/")
-                .first()
-                .copied(),
+            // http://ADDR/ or, under a web root, http://ADDR/ROOT/
+            http: lines
+                .iter()
+                .filter_map(|l| l.strip_prefix("listening on http http://"))
+                .find_map(|url| url.split('/').next()?.parse().ok()),
             process,
             stdout,
             stderr,

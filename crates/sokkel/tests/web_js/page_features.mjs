@@ -9,8 +9,11 @@ import {
 } from "./page_kit.mjs";
 
 const [base, smtpPort] = process.argv.slice(2);
-const path = (page) => { const url = new URL(page.url()); return url.pathname + url.search; };
-const waitPath = (page, want) => page.waitForFunction((w) => location.pathname + location.search === w, want);
+/// The web root BASE_URL names: "/", or "/mail/" behind a reverse proxy. The
+/// paths below are written as under "/".
+const root = new URL(base).pathname;
+const path = (page) => { const url = new URL(page.url()); return `/${url.pathname.slice(root.length)}${url.search}`; };
+const waitPath = (page, want) => page.waitForFunction((w) => location.pathname + location.search === w, root + want.slice(1));
 const subject = (page, text) => page.locator("#subject", { hasText: text }).waitFor();
 const sidebarTag = (page, name) => page.locator(`#tag-list button[data-tag="${name}"]`);
 /// The sidebar button of tag `name` reads `label` (its text, as a screen reader
@@ -428,7 +431,7 @@ try {
     await img.waitFor({ state: "attached" });
     assert.equal(await img.getAttribute("alt"), "pixel.png");
     assert.equal(await img.getAttribute("loading"), "lazy");
-    assert.equal(new URL(await img.getAttribute("src"), base).pathname, `/api/v1/message/${id}/part/${part.PartID}/thumb`);
+    assert.equal(new URL(await img.getAttribute("src"), base).pathname, `${root}api/v1/message/${id}/part/${part.PartID}/thumb`);
     // Shown once the server's 180x120 JPEG loads.
     await page.waitForFunction(() => {
       const i = document.querySelector("#attachments img.thumb");
