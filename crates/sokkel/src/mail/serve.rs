@@ -257,6 +257,7 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
                 as usize,
             header_timeout: args.http_header_timeout,
             body_timeout: args.http_body_timeout,
+            tls: None,
         };
         let state = AppState::new(store.clone(), web_config);
         Some(tokio::spawn(sokkel_web::serve_with(
