@@ -383,6 +383,31 @@ fn printed_fingerprint(catcher: &Catcher, prefix: &str) -> String {
         .unwrap_or_else(|| panic!("no line {prefix}...:\n{}", lines.join("\n")))
 }
 
+#[test]
+fn the_https_port_tells_plain_http_clients_and_closes_silent_ones() {
+    let catcher = Catcher::builder()
+        .http()
+        .args(&["--ui-tls-self-signed", "--http-header-timeout", "1s"])
+        .start();
+    let web = https_addr(&catcher);
+    catcher.stdout.expect_line_where("the fingerprint", |l| {
+        l.starts_with("HTTPS self-signed certificate, SHA-256 fingerprint ")
+    });
+
+    let answer = get(web, "/", None);
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    assert!(answer.text().contains("speaks HTTPS"), "{}", answer.text());
+
+    // A client that connects and never starts the handshake does not keep
+    // its connection.
+    let mut silent = kit::net::connect(web);
+    kit::net::read_until_closed(&mut silent, PROMPT);
+
+    // The server goes on answering.
+    let again = get(web, "/livez", None);
+    assert_eq!(again.status, 400, "{}", again.text());
+}
+
 /// curl with `args`, printing the status code last on its own line.
 fn curl(args: &[&str]) -> (u16, String) {
     let curl = require_program("curl", "curl");
@@ -437,12 +462,10 @@ fn curl_speaks_https_with_a_login_to_a_certificate_it_trusts() {
     let (code, _) = curl(&["--cacert", &cacert, &url("/livez")]);
     assert_eq!(code, 200);
 
-    // Plain HTTP to the HTTPS port: a clear answer, and the server goes on.
+    // curl told to use plain HTTP on the HTTPS port hears why it fails.
     let (code, body) = curl(&[&format!("http://localhost:{}/", web.port())]);
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("speaks HTTPS"), "{body}");
-    let (code, _) = curl(&["--cacert", &cacert, "--user", &login, &url("/")]);
-    assert_eq!(code, 200);
 }
 
 #[test]
