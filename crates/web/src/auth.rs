@@ -82,7 +82,7 @@ pub(crate) struct Gate {
 struct GateInner {
     credentials: Credentials,
     failure_delay: Duration,
-    verifiers: Semaphore,
+    verifiers: Arc<Semaphore>,
     /// Keys the cache, so it holds no hash an attacker could test guesses against.
     cache_key: hmac::Key,
     /// A keyed hash of each recently verified header, and until when it stands.
@@ -116,7 +116,7 @@ impl Gate {
             inner: Arc::new(GateInner {
                 credentials,
                 failure_delay,
-                verifiers: Semaphore::new(VERIFIERS),
+                verifiers: Arc::new(Semaphore::new(VERIFIERS)),
                 cache_key,
                 verified: Mutex::new(HashMap::new()),
                 failures: Mutex::new(HashMap::new()),
@@ -197,15 +197,20 @@ impl Gate {
     }
 
     /// Checks `user` and `password` on the blocking pool, at most
-    /// [`VERIFIERS`] at once.
+    /// [`VERIFIERS`] at once. A check that panicked is a wrong login.
     async fn verify(&self, user: String, password: String) -> bool {
-        let Ok(_turn) = self.inner.verifiers.acquire().await else {
+        let Ok(turn) = Arc::clone(&self.inner.verifiers).acquire_owned().await else {
             return false;
         };
-        self.inner
-            .credentials
-            .verify_off_thread(user, password)
-            .await
+        let credentials = self.inner.credentials.clone();
+        // The turn goes with the check: a client that hangs up does not free
+        // it while its hash still runs.
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            credentials.verify(&user, &password)
+        })
+        .await
+        .unwrap_or(false)
     }
 }
 
