@@ -110,6 +110,8 @@ const SERVE_HELP: &str = "Examples:
   sokkel mail serve --no-http                no web page and no API
   sokkel mail serve --webroot /mail/ --http-allow-host mail.example.com
                                  behind a reverse proxy: see the README
+  sokkel mail serve --http :8025 --ui-auth-file users --ui-tls-self-signed
+                                 the page for a team: a login, over HTTPS
   sokkel mail serve --max 500 --max-age 7d   the newest 500, none over 7 days
   sokkel mail serve --chaos recipient:451:50 --chaos-seed 1
 
@@ -393,6 +395,8 @@ pub struct MailServeArgs {
     #[command(flatten)]
     pub security: SecurityArgs,
     #[command(flatten)]
+    pub web_login: WebLoginArgs,
+    #[command(flatten)]
     pub chaos: ChaosArgs,
     #[command(flatten)]
     pub pop3: Pop3Args,
@@ -641,12 +645,46 @@ pub struct SecurityArgs {
     /// Offer AUTH on connections without TLS too (passwords then cross in clear text).
     #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_ALLOW_INSECURE_AUTH")]
     pub allow_insecure_auth: bool,
-    /// How long a client waits after wrong credentials.
+    /// How long a client waits after wrong credentials; after a wrong web login (--ui-auth-file) it doubles with each further failure from the same address, up to 30 s.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration, env = "SOKKEL_AUTH_FAILURE_DELAY")]
     pub auth_failure_delay: Duration,
     /// Failed logins in one session before it is closed.
     #[arg(long, value_name = "N", default_value_t = 3, env = "SOKKEL_MAX_AUTH_FAILURES", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_auth_failures: u32,
+}
+
+/// A login and HTTPS for the web page, the API and the WebSocket (`--http`).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Web login and HTTPS")]
+pub struct WebLoginArgs {
+    /// Users who may open the web page, the API and the WebSocket (HTTP Basic): lines of user:password, as for --auth-file (clear, bcrypt or argon2 hash). /livez, /readyz and /metrics stay open.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "SOKKEL_UI_AUTH_FILE",
+        conflicts_with = "no_http"
+    )]
+    pub ui_auth_file: Option<std::path::PathBuf>,
+    /// The certificate chain (PEM) to speak HTTPS with on --http; with --ui-tls-key.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "SOKKEL_UI_TLS_CERT",
+        requires = "ui_tls_key",
+        conflicts_with = "no_http"
+    )]
+    pub ui_tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --ui-tls-cert.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "SOKKEL_UI_TLS_KEY",
+        requires = "ui_tls_cert"
+    )]
+    pub ui_tls_key: Option<std::path::PathBuf>,
+    /// Speak HTTPS on --http with a self-signed certificate made at start (the one --tls-self-signed makes, when given too) and print its fingerprint.
+    #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_UI_TLS_SELF_SIGNED", conflicts_with_all = ["ui_tls_cert", "no_http"])]
+    pub ui_tls_self_signed: bool,
 }
 
 /// SMTP faults on purpose, for testing how an application copes; off by default.

@@ -26,6 +26,9 @@
 //!   each new message's summary to a URL, fed by `Store::subscribe()`.
 //! - Every path here is under [`WebConfig::web_root`]: `/` by default, `/mail/`
 //!   behind a reverse proxy that forwards that path (`proxy`).
+//! - With [`WebConfig::login`], every request but the health checks needs an
+//!   HTTP Basic login ([`auth`]); [`ServeLimits::tls`] makes the listener speak
+//!   HTTPS.
 //! - Requests whose `Host` is not a loopback name (or one of
 //!   [`WebConfig::allowed_hosts`]) are refused while sokkel listens
 //!   on loopback only ([`HostPolicy`]): that stops DNS-rebinding pages from reading
@@ -46,6 +49,7 @@
 #![warn(missing_docs)]
 
 mod api;
+mod auth;
 mod chaos;
 mod error;
 mod events;
@@ -174,6 +178,12 @@ pub struct WebConfig {
     /// default false, since a catcher's mail often links to the developer's
     /// own machine.
     pub link_check_block_private: bool,
+    /// Who may use the page, the API and the WebSocket (HTTP Basic, see
+    /// [`auth`]); `None` (the default) lets anyone in.
+    pub login: Option<sokkel_net::auth::Credentials>,
+    /// How long the answer to a wrong login waits; it doubles with each further
+    /// failure from the same address, up to 30 s.
+    pub login_failure_delay: std::time::Duration,
 }
 
 impl Default for WebConfig {
@@ -194,6 +204,8 @@ impl Default for WebConfig {
             smtp_addresses: Vec::new(),
             link_check_timeout: linkcheck::DEFAULT_TIMEOUT,
             link_check_block_private: false,
+            login: None,
+            login_failure_delay: std::time::Duration::from_secs(1),
         }
     }
 }
@@ -303,10 +315,11 @@ pub fn app(state: AppState) -> Router {
             get(move |uri| proxy::redirect_into(target.clone(), uri)),
         );
     }
-    router
+    let router = router
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(guard::check_origin))
+        .layer(axum::middleware::from_fn(guard::check_origin));
+    auth::require_login_on(router, state.config())
         .layer(axum::middleware::from_fn(guard::security_headers))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

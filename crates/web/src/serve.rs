@@ -5,6 +5,8 @@
 //! ```text
 //! accept ─▶ a slot under the cap (else wait: new clients stay in the backlog)
 //!        ─▶ the address's share   (else 503 and close)
+//!        ─▶ with a certificate: the TLS handshake within `header_timeout`
+//!           (a request in plain HTTP gets a 400 saying to use https://)
 //!        ─▶ hyper HTTP/1: the whole header block within `header_timeout`,
 //!           the whole body within `body_timeout`, nothing at all for
 //!           `idle_timeout` closes it; upgrades to WebSocket carry on
@@ -30,7 +32,8 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use sokkel_net::server::{ConnectionLimit, Slot, is_per_connection};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use sokkel_net::tls::ServerTls;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -38,6 +41,12 @@ use crate::{AppState, WebError, app};
 
 /// The answer to a client whose address already holds its share of connections.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 52\r\nRetry-After: 5\r\nConnection: close\r\n\r\nToo many connections from your address; try again.\r\n";
+
+/// The answer to a plain-HTTP request on a listener that speaks HTTPS.
+const PLAIN_ON_TLS: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 61\r\nConnection: close\r\n\r\nThis port speaks HTTPS: open it with https://, not http://.\r\n";
+
+/// The first byte of a TLS handshake record (RFC 8446, 5.1: ContentType handshake).
+const TLS_HANDSHAKE: u8 = 0x16;
 
 /// How [`serve`] treats each connection, beyond [`crate::WebConfig`].
 #[derive(Debug, Clone)]
@@ -53,6 +62,9 @@ pub struct ServeLimits {
     /// How long a client may take to send a request's whole body, from the end of
     /// its header block.
     pub body_timeout: Duration,
+    /// The certificate to speak HTTPS with; `None` (the default) speaks plain
+    /// HTTP. The handshake must be done within `header_timeout`.
+    pub tls: Option<ServerTls>,
 }
 
 impl Default for ServeLimits {
@@ -61,6 +73,7 @@ impl Default for ServeLimits {
             max_connections_per_address: 128,
             header_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(60),
+            tls: None,
         }
     }
 }
@@ -185,14 +198,56 @@ async fn serve_connection(
     peer: SocketAddr,
     slot: Slot,
     shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    let io = TokioIo::new(CappedStream {
+    let capped = CappedStream {
         stream,
         _slot: slot,
         idle_timeout: shared.idle_timeout,
         idle: Box::pin(tokio::time::sleep(shared.idle_timeout)),
-    });
+    };
+    let Some(tls) = &shared.limits.tls else {
+        return serve_http(capped, peer, &shared, stop).await;
+    };
+    // A client that connects and sends nothing must not hold its slot for ever.
+    let handshake = tokio::time::timeout(shared.limits.header_timeout, accept_tls(capped, tls));
+    match handshake.await {
+        Ok(Ok(Some(stream))) => serve_http(stream, peer, &shared, stop).await,
+        Ok(Ok(None)) => {}
+        Ok(Err(error)) => tracing::debug!(%error, %peer, "HTTPS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "no HTTPS handshake within the header timeout"),
+    }
+}
+
+/// The TLS side of a connection to a listener that speaks HTTPS, or `None` when
+/// the client closed at once or spoke plain HTTP (it was told to use https://).
+async fn accept_tls(
+    mut capped: CappedStream,
+    tls: &ServerTls,
+) -> io::Result<Option<tokio_rustls::server::TlsStream<CappedStream>>> {
+    let mut first = [0u8; 1];
+    if capped.stream.peek(&mut first).await? == 0 {
+        return Ok(None);
+    }
+    if first[0] != TLS_HANDSHAKE {
+        // Read what came, so that closing does not reset the connection before
+        // the client reads the answer.
+        let mut request = [0u8; 4096];
+        let _ = capped.read(&mut request).await?;
+        capped.write_all(PLAIN_ON_TLS).await?;
+        capped.shutdown().await?;
+        return Ok(None);
+    }
+    Ok(Some(tls.acceptor().accept(capped).await?))
+}
+
+/// Serves HTTP/1 on `io` (a connection, or the TLS stream over it) until the
+/// client leaves or the server stops.
+async fn serve_http<I>(io: I, peer: SocketAddr, shared: &Shared, mut stop: watch::Receiver<bool>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(io);
     let router = TowerToHyperService::new(shared.router.clone());
     let body_timeout = shared.limits.body_timeout;
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {

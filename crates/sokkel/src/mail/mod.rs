@@ -11,6 +11,7 @@ mod send;
 pub mod sendmail;
 mod serve;
 mod tag;
+mod web_login;
 
 use std::process::ExitCode;
 

@@ -26,6 +26,7 @@ use crate::mail::imap::ImapListeners;
 use crate::mail::pop3::Pop3Listeners;
 use crate::mail::relay::ServeRelay;
 use crate::mail::security::Security;
+use crate::mail::web_login::WebLogin;
 
 /// The chaos `--enable-chaos` and `--chaos` ask for (a `--chaos` setting implies
 /// `--enable-chaos`), with one log line saying so: it changes what clients see.
@@ -76,6 +77,13 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
         .copied()
         .collect();
     let security = Security::from_args(&args.security, &hostname, &all_addrs)?;
+    let web_login = WebLogin::from_args(
+        &args.web_login,
+        &security,
+        args.security.tls_self_signed,
+        &hostname,
+        &http_addrs,
+    )?;
     // Every listener is tried before any failure is reported: a second
     // catcher started beside a first one hears of every port it holds at once.
     let mut binding = Binding::default();
@@ -141,9 +149,10 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
             listener.local_addr()?
         ));
     }
+    let scheme = web_login.scheme();
     for listener in &http_listeners {
         announce(format_args!(
-            "listening on http http://{}{}",
+            "listening on {scheme} {scheme}://{}{}",
             listener.local_addr()?,
             args.webroot
         ));
@@ -152,13 +161,11 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     imap.announce()?;
     warn_if_exposed(&listeners.smtp, "SMTP", "--smtp", "send mail to it");
     warn_if_exposed(&listeners.smtps, "SMTPS", "--smtps", "send mail to it");
-    warn_if_exposed(
-        &http_listeners,
-        "the web page",
-        "--http",
-        "read and delete the mail it caught",
-    );
+    web_login.warn_if_exposed(&http_listeners);
     security.announce(&args.security);
+    if !http_listeners.is_empty() {
+        web_login.announce();
+    }
     let kept = if ephemeral.is_some() {
         " (temporary, removed at exit)"
     } else {
@@ -252,6 +259,8 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
                 .collect(),
             link_check_timeout: Duration::from_secs(args.link_check.link_check_timeout),
             link_check_block_private: args.link_check.link_check_block_private,
+            login: web_login.credentials.clone(),
+            login_failure_delay: args.security.auth_failure_delay,
             ..WebConfig::default()
         };
         let max_connections = u32::try_from(web_config.max_connections).unwrap_or(u32::MAX);
@@ -260,6 +269,7 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
                 as usize,
             header_timeout: args.http_header_timeout,
             body_timeout: args.http_body_timeout,
+            tls: web_login.tls.clone(),
         };
         let state = AppState::new(store.clone(), web_config);
         Some(tokio::spawn(sokkel_web::serve_with(
