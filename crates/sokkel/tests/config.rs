@@ -353,3 +353,25 @@ fn other_commands_read_their_tables_and_the_shared_store_from_a_parent_table() {
     let (_, to) = catcher.envelope("latest");
     assert_eq!(to, ["one@example.test", "two@example.test"]);
 }
+
+#[test]
+fn the_example_file_in_packaging_is_one_every_command_it_names_accepts() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/sokkel.toml");
+    let printed = print_config(&["--config", &example.display().to_string()], &[]);
+    assert!(
+        printed
+            .lines()
+            .any(|l| l.starts_with("db = \"/var/lib/sokkel/mail.db\" ")),
+        "{printed}"
+    );
+    for command in [
+        &["mail", "send", "--to", "a@example.test"][..],
+        &["mail", "list"],
+    ] {
+        sokkel(command)
+            .args(["--print-config", "--config"])
+            .arg(&example)
+            .run()
+            .assert_success("--print-config with the example");
+    }
+}
