@@ -97,7 +97,11 @@ pub fn parse(args: Vec<OsString>) -> Result<Request, Refusal> {
                 ))
             })?;
             let settings = Settings::read(file, &text, &built)?;
-            settings.arguments(&path, command, first_leaf)?
+            let applied = settings.arguments(&path, command, first_leaf)?;
+            if settings.holds_secret.get() {
+                warn_if_readable(file);
+            }
+            applied
         }
         None => (Vec::new(), BTreeMap::new()),
     };
@@ -201,6 +205,8 @@ struct Settings<'t> {
     file: &'t Path,
     text: &'t str,
     root: Spanned<DeTable<'t>>,
+    /// Whether a value applied holds something `--print-config` would mask.
+    holds_secret: std::cell::Cell<bool>,
 }
 
 impl<'t> Settings<'t> {
@@ -210,6 +216,7 @@ impl<'t> Settings<'t> {
         let settings = Settings {
             file,
             text,
+            holds_secret: std::cell::Cell::new(false),
             root: DeTable::parse(text).map_err(|error| {
                 Refusal::File(format!(
                     "{}:{}: {}",
@@ -412,6 +419,9 @@ impl<'t> Settings<'t> {
                             self.refuse(item.span(), format!("`{key}`: {}", clap_reason(&error)))
                         );
                     }
+                    if masked(arg, &text) != text {
+                        self.holds_secret.set(true);
+                    }
                     words.push(word);
                 }
                 Ok(words)
@@ -419,6 +429,24 @@ impl<'t> Settings<'t> {
             _ => Err(refuse("cannot be set in a file".into())),
         }
     }
+}
+
+/// A secret in a file others can read is a secret others know.
+fn warn_if_readable(file: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(file)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                "{} holds a secret (a password in a URL, a token) and other users can read it; `chmod 600` it",
+                file.display()
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = file;
 }
 
 /// Parses `word` (`--flag=value`) as its command would, but alone: the flag's own

@@ -6,6 +6,7 @@
 mod kit;
 
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use kit::net::free_tcp_port;
@@ -182,6 +183,8 @@ fn print_config_says_where_each_value_comes_from_masks_secrets_and_reads_back_th
          tls-self-signed = true\nephemeral = false\n",
     );
     let file = config.display().to_string();
+    // A password in a file others can read is warned about (below); this one is private.
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
     let printed = print_config(
         &["--config", &file, "--max-errors", "7"],
         &[
@@ -215,6 +218,19 @@ fn print_config_says_where_each_value_comes_from_masks_secrets_and_reads_back_th
     for secret in ["hunter2", "s3cret", "XYZ", "token=abc"] {
         assert!(!printed.contains(secret), "{secret} in:\n{printed}");
     }
+
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let done = sokkel(["mail", "serve", "--print-config", "--config"])
+        .arg(&config)
+        .run()
+        .assert_success("--print-config");
+    assert!(
+        done.stderr.contains(&format!(
+            "{file} holds a secret (a password in a URL, a token) and other users can read it; `chmod 600` it"
+        )),
+        "{}",
+        done.describe()
+    );
 
     // Fed back as the file, the same settings come out.
     let again = write(dir.path(), "printed.toml", &printed);
