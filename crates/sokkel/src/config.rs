@@ -107,7 +107,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Request, Refusal> {
     };
 
     let mut args = args;
-    let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    let at = after_command(&args, &built, &path);
     args.splice(at..at, extra);
     let matches = strict.try_get_matches_from(&args).map_err(Refusal::Clap)?;
     let (_, leaf_matches) = leaf(&matches);
@@ -151,6 +151,27 @@ fn relaxed(cmd: Command) -> Command {
         });
     }
     cmd.mut_subcommands(relaxed)
+}
+
+/// Where the file's words go: right after the name of the command that runs,
+/// before anything of the user's that a list of values could take (`mail import
+/// PATH...`). Only global flags and command names come before it.
+fn after_command(args: &[OsString], root: &Command, path: &[String]) -> usize {
+    let mut at = 1;
+    let mut cmd = root;
+    for name in path {
+        let sub = cmd.find_subcommand(name).expect("a parsed command exists");
+        let named = |a: &OsString| {
+            a.to_str()
+                .is_some_and(|a| a == sub.get_name() || sub.get_all_aliases().any(|x| x == a))
+        };
+        match args.iter().skip(at).position(named) {
+            Some(found) => at += found + 1,
+            None => return args.iter().position(|a| a == "--").unwrap_or(args.len()),
+        }
+        cmd = sub;
+    }
+    at
 }
 
 /// The names of the subcommands that run (`["mail", "serve"]`) and their matches.

@@ -368,6 +368,17 @@ fn other_commands_read_their_tables_and_the_shared_store_from_a_parent_table() {
     assert_eq!(list[0]["subject"], "from the file", "{list:#}");
     let (_, to) = catcher.envelope("latest");
     assert_eq!(to, ["one@example.test", "two@example.test"]);
+    // --config before the command, and a command with an argument of its own.
+    let done = sokkel(["--config"])
+        .arg(&config)
+        .args(["mail", "show", "latest", "--keep-unread"])
+        .run()
+        .assert_success("mail show --config");
+    assert!(
+        done.stdout_text().contains("from the file"),
+        "{}",
+        done.describe()
+    );
 }
 
 #[test]
