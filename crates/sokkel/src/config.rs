@@ -73,12 +73,16 @@ pub fn parse(args: Vec<OsString>) -> Result<Request, Refusal> {
     let strict = Cli::command();
     // Pass 1. A failure here is the user's own command line: clap's strict
     // parse reports it (the relaxed one would show a relaxed usage line).
-    let Ok(first) = relaxed(strict.clone()).try_get_matches_from(&args) else {
-        return Err(Refusal::Clap(
-            strict
-                .try_get_matches_from(&args)
-                .expect_err("what the relaxed parse refuses, the strict one refuses"),
-        ));
+    let first = match relaxed(strict.clone()).try_get_matches_from(&args) {
+        Ok(first) => first,
+        Err(relaxed_error) => {
+            return Err(Refusal::Clap(
+                strict
+                    .try_get_matches_from(&args)
+                    .err()
+                    .unwrap_or(relaxed_error),
+            ));
+        }
     };
     let mut built = strict.clone();
     built.build();
