@@ -22,6 +22,12 @@ use crate::units::{parse_duration, parse_size, parse_size_at_least, parse_timeou
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Read settings from this TOML file: a table per command ([mail.serve]), keys named as the long flags; the command line and SOKKEL_* variables win over it (README, "Configuration file").
+    #[arg(long, global = true, value_name = "FILE", env = "SOKKEL_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+    /// Print the settings the command would run with, and where each comes from, as a file --config takes (secrets masked); then exit.
+    #[arg(long, global = true)]
+    pub print_config: bool,
 }
 
 // Parsed once at start: the size of the largest variant does not matter.

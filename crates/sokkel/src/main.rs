@@ -2,6 +2,7 @@
 //! hands typed configuration to the library crates. Errors reach the user as one line.
 
 mod cli;
+mod config;
 mod echo;
 mod hints;
 mod install;
@@ -13,9 +14,7 @@ mod units;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use cli::{Cli, Command};
+use cli::Command;
 
 fn main() -> ExitCode {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -26,8 +25,16 @@ fn main() -> ExitCode {
     if called_as.is_some_and(|name| name == "sendmail") {
         args.insert(1, "sendmail".into());
     }
-    let cli = Cli::parse_from(args);
     init_logging();
+    let cli = match config::parse(args) {
+        Ok(config::Request::Run(cli)) => cli,
+        Ok(config::Request::Printed) => return ExitCode::SUCCESS,
+        Err(config::Refusal::Clap(error)) => error.exit(),
+        Err(config::Refusal::File(mistake)) => {
+            eprintln!("sokkel: {mistake}");
+            return ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
         Command::Echo(echo) => echo::run(echo),
         Command::Mail(mail) => mail::run(mail),

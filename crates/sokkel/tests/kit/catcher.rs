@@ -38,6 +38,7 @@ pub struct CatcherBuilder {
     db: Option<PathBuf>,
     users: Option<String>,
     env: Vec<(String, String)>,
+    from_config: bool,
 }
 
 impl CatcherBuilder {
@@ -72,6 +73,16 @@ impl CatcherBuilder {
         self
     }
 
+    /// `--config FILE`, with the listeners and the store left to the file: the
+    /// builder adds no `--smtp`, `--http`, `--no-http`, `--pop3`, `--imap` or
+    /// `--db` (the file must name the store, or say `ephemeral = true`). POP3 and
+    /// IMAP stay off their default ports through the kit's SOKKEL_* variables,
+    /// which win over a file.
+    pub fn config(mut self, file: &Path) -> Self {
+        self.from_config = true;
+        self.arg("--config").arg(file.display().to_string())
+    }
+
     /// An auth file (`--auth-file`) with these lines (`user:password`), written
     /// next to the store.
     pub fn users(mut self, lines: &str) -> Self {
@@ -82,7 +93,9 @@ impl CatcherBuilder {
     /// Starts the catcher and waits until it says where it keeps mail, the last line
     /// it prints when ready; panics, showing its output, if that does not come.
     pub fn start(self) -> Catcher {
-        let named = |flag: &str| self.args.iter().any(|a| a == flag);
+        let given = |flag: &str| self.args.iter().any(|a| a == flag);
+        // With `config`, the file names the listeners and the store.
+        let named = |flag: &str| self.from_config || given(flag);
         let mut args: Vec<String> = vec!["mail".into(), "serve".into()];
         if !named("--smtp") {
             args.extend(["--smtp".into(), "127.0.0.1:0".into()]);
@@ -98,7 +111,7 @@ impl CatcherBuilder {
         if !named("--imap") && !named("--no-imap") {
             args.extend(["--imap".into(), "127.0.0.1:0".into()]);
         }
-        if !named("--hostname") {
+        if !given("--hostname") {
             args.extend(["--hostname".into(), HOST.into()]);
         }
         let dir = tempdir();
