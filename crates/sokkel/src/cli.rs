@@ -7,7 +7,7 @@ use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 use sokkel_echo::Framing;
 use sokkel_net::{HostPort, ResolveOverride};
-use sokkel_store::MaxAge;
+use sokkel_store::{MaxAge, SearchQuery};
 
 use crate::listen::{ListenAddr, parse_listen};
 use crate::units::{parse_duration, parse_size, parse_size_at_least, parse_timeout};
@@ -105,7 +105,38 @@ pub enum MailCommand {
         after_help = "Asks From (remembering the last one), To, Cc, Subject, the body (end it with\na line holding a single '.' or with Ctrl-D) and attachments, shows a summary\nand asks whether to send, edit or cancel. Takes the same connection options as `mail send`.\n\nExamples:\n  sokkel mail compose\n  sokkel mail compose --server smtp.example.com:587 --tls starttls --user me"
     )]
     Compose(ComposeArgs),
+    /// Add the messages of mbox files, Maildir folders and .eml files to the store (as Mailpit's ingest).
+    #[command(after_help = IMPORT_HELP)]
+    Import(ImportArgs),
+    /// Write the messages a search selects, oldest first, as an mbox file, a Maildir or .eml files.
+    #[command(after_help = EXPORT_HELP)]
+    Export(ExportArgs),
 }
+
+const IMPORT_HELP: &str = "Examples:
+  sokkel mail import ~/old.mbox                an mbox file (mboxrd or mboxo)
+  sokkel mail import ~/Maildir                 a Maildir, with its Maildir++ folders
+  sokkel mail import saved/*.eml saved-dir/    messages, or directories of them
+
+A Maildir message's S and F flags become read and starred. The envelope comes
+from the mbox From_ line, else from Return-Path, Sender or From, and from
+Delivered-To or X-Original-To, else To, Cc and Bcc.
+
+While `sokkel mail serve` serves the same SQLite store, import hands each
+message to it over SMTP (BDAT, byte for byte) at --smtp. A file that is not
+mail is skipped with a note; the exit code is then 1.";
+
+const EXPORT_HELP: &str = "Examples:
+  sokkel mail export --format mbox all.mbox
+  sokkel mail export --format mbox - | gzip > all.mbox.gz
+  sokkel mail export --format maildir --query 'from:alice is:unread' ~/Maildir
+  sokkel mail export --format eml --query 'after:2026-11-01' saved/
+
+mbox is written as mboxrd: lines starting with From or >From get one more >,
+which import takes away again; each message ends in a line break. Maildir
+and .eml keep each message byte for byte: Maildir names carry the read (S)
+and starred (F) flags, .eml files are named ID.eml. Files are never
+overwritten without --force. Works while `sokkel mail serve` runs.";
 
 const SERVE_HELP: &str = "Examples:
   sokkel mail serve              SMTP on 127.0.0.1:1025, the web page and API
@@ -726,6 +757,55 @@ pub struct ListArgs {
     /// Only messages with this tag (any case).
     #[arg(long, value_name = "TAG")]
     pub tag: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// mbox files, Maildir folders, .eml files, or directories holding them.
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<std::path::PathBuf>,
+    /// The SMTP address of the `mail serve` that serves the store, for an import while it runs.
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        default_value = "127.0.0.1:1025",
+        env = "SOKKEL_IMPORT_SMTP"
+    )]
+    pub smtp: String,
+    /// Skip messages larger than this.
+    #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = parse_size, env = "SOKKEL_MAX_MESSAGE_SIZE")]
+    pub max_message_size: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// mbox (one file; - for stdout), maildir (a directory with cur/, new/ and tmp/), or eml (a directory of ID.eml files).
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// Only the messages this search finds, as in the web page's search box (dates in UTC); default: all.
+    #[arg(long, value_name = "QUERY", value_parser = parse_query, allow_hyphen_values = true)]
+    pub query: Option<SearchQuery>,
+    /// Overwrite files that exist.
+    #[arg(long)]
+    pub force: bool,
+    /// The mbox file, or the directory to write (made if missing).
+    #[arg(value_name = "DEST")]
+    pub dest: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Mbox,
+    Maildir,
+    Eml,
+}
+
+fn parse_query(text: &str) -> Result<SearchQuery, String> {
+    SearchQuery::parse(text).map_err(|error| error.to_string())
 }
 
 #[derive(Debug, Args)]

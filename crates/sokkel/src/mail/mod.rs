@@ -1,8 +1,12 @@
-//! `sokkel mail serve | list | show | delete | flag | read | unread | tag | send | release | compose`.
+//! `sokkel mail serve | list | show | delete | flag | read | unread | tag | send | release | compose
+//! | import | export`.
 
 mod compose;
+mod export;
 mod imap;
+mod import;
 mod listeners;
+mod mailbox;
 mod pop3;
 mod read;
 mod relay;
@@ -33,6 +37,8 @@ pub fn run(command: MailCommand) -> anyhow::Result<ExitCode> {
         MailCommand::Send(args) => send::run(args),
         MailCommand::Release(args) => relay::release(args),
         MailCommand::Compose(args) => compose::run(args),
+        MailCommand::Import(args) => import::run(args),
+        MailCommand::Export(args) => export::run(args),
     }
 }
 

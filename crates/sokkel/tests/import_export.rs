@@ -1,0 +1,380 @@
+//! `sokkel mail import` and `mail export` (issue #18), through the binary:
+//! mbox files and Maildirs written by Python's `mailbox` module and `.eml`
+//! files go in, and come back out byte for byte as `mailbox` reads them (the
+//! helper `mailbox_roundtrip.py` writes and compares them); `--query` selects
+//! what a search finds; a file that is not mail is named in one line while the
+//! rest is imported; and an import while `mail serve` runs on the same store
+//! reaches it over SMTP, byte for byte.
+
+mod kit;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use kit::catcher::{ids, list_json, mail_cli, raw};
+use kit::{Catcher, Finished, python3, tempdir};
+use serde_json::Value;
+
+const HELPER: &str = include_str!("mailbox_roundtrip.py");
+
+/// `mailbox_roundtrip.py ARGS`; panics unless it succeeds. Its stdout.
+#[track_caller]
+fn helper(args: &[&str]) -> String {
+    python3(HELPER, args)
+        .run()
+        .assert_success("mailbox_roundtrip.py")
+        .stdout_text()
+}
+
+fn text(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 temporary path")
+}
+
+/// Panics unless `out` exited 0 and printed `summary` as its only line.
+#[track_caller]
+fn expect_summary(out: Finished, summary: &str) {
+    let out = out.assert_success("sokkel mail import/export");
+    assert_eq!(out.stdout_text().trim_end(), summary, "{}", out.describe());
+}
+
+#[test]
+fn an_mbox_from_python_round_trips_as_python_reads_it() {
+    let dir = tempdir();
+    let (mbox, db, out) = (
+        dir.path().join("in.mbox"),
+        dir.path().join("mail.db"),
+        dir.path().join("out.mbox"),
+    );
+    helper(&["write-mbox", text(&mbox)]);
+    expect_summary(
+        mail_cli(&db, &["import", text(&mbox)]),
+        "imported 6 messages from 1 file",
+    );
+    let list = list_json(&db, 50);
+    // The envelope sender and time come from the From_ lines.
+    let oldest = list.last().expect("messages");
+    assert_eq!(oldest["mail_from"], "alice@example.com", "{oldest}");
+    assert_eq!(oldest["received"], "2026-11-30T10:00:00Z", "{oldest}");
+    assert_eq!(oldest["rcpt_to"], serde_json::json!(["bob@example.com"]));
+    // Python quoted the body's From lines (mboxo); the store has them unquoted.
+    let stored = raw(&db, ids(&list)[list.len() - 1]);
+    assert!(
+        stored.ends_with(
+            b"\n\nFrom the start of a line.\nFrom quoted already.\n>From twice.\nFrom\n\nend\n"
+        ),
+        "{}",
+        String::from_utf8_lossy(&stored)
+    );
+    expect_summary(
+        mail_cli(&db, &["export", "--format", "mbox", text(&out)]),
+        &format!("exported 6 messages to {}", out.display()),
+    );
+    assert_eq!(
+        helper(&["compare-mbox", text(&mbox), text(&out)]).trim(),
+        "6"
+    );
+    // The file is there now: not overwritten unless asked.
+    let refused = mail_cli(&db, &["export", "--format", "mbox", text(&out)]);
+    assert_eq!(refused.code(), Some(1), "{}", refused.describe());
+    assert!(
+        refused.one_error_line().contains("--force"),
+        "{}",
+        refused.describe()
+    );
+    mail_cli(&db, &["export", "--format", "mbox", "--force", text(&out)])
+        .assert_success("export --force");
+    assert_eq!(
+        helper(&["compare-mbox", text(&mbox), text(&out)]).trim(),
+        "6"
+    );
+}
+
+#[test]
+fn a_maildir_from_python_round_trips_with_its_seen_flags() {
+    let dir = tempdir();
+    let (maildir, db, out) = (
+        dir.path().join("Maildir"),
+        dir.path().join("mail.db"),
+        dir.path().join("out"),
+    );
+    helper(&["write-maildir", text(&maildir)]);
+    // Three in the Maildir, one in its Maildir++ folder .Archive.
+    expect_summary(
+        mail_cli(&db, &["import", text(&maildir)]),
+        "imported 4 messages from 4 files",
+    );
+    let list = list_json(&db, 50);
+    let read: HashMap<String, bool> = list
+        .iter()
+        .map(|m| {
+            (
+                m["subject"].as_str().unwrap_or_default().to_owned(),
+                m["read"].as_bool().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let want: HashMap<String, bool> = [
+        ("new one", false),
+        ("seen one", true),
+        ("seen, 8-bit", true),
+        ("archived", false),
+    ]
+    .into_iter()
+    .map(|(s, r)| (s.to_owned(), r))
+    .collect();
+    assert_eq!(read, want);
+    expect_summary(
+        mail_cli(&db, &["export", "--format", "maildir", text(&out)]),
+        &format!("exported 4 messages to {}", out.display()),
+    );
+    assert_eq!(
+        helper(&["compare-maildir", text(&maildir), text(&out)]).trim(),
+        "4"
+    );
+    // Exporting again would write the same messages twice.
+    let again = mail_cli(&db, &["export", "--format", "maildir", text(&out)]);
+    assert!(
+        again.one_error_line().contains("--force"),
+        "{}",
+        again.describe()
+    );
+    mail_cli(
+        &db,
+        &["export", "--format", "maildir", "--force", text(&out)],
+    )
+    .assert_success("export --force");
+    assert_eq!(
+        helper(&["compare-maildir", text(&maildir), text(&out)]).trim(),
+        "4"
+    );
+}
+
+/// The messages of the .eml test, by file name: CRLF without a final line
+/// break, bare LF, 8-bit bytes, a dot line.
+const EMLS: [(&str, &[u8]); 3] = [
+    (
+        "a.eml",
+        b"From: Alice <alice@example.com>\r\nTo: bob@example.com\r\nSubject: first\r\n\r\nno final line break",
+    ),
+    (
+        "dir/b.eml",
+        b"Return-Path: <bounces@example.net>\nFrom: Bob <bob@example.com>\nTo: carol@example.com\nSubject: second\n\n.\nbare LF\n",
+    ),
+    (
+        "dir/c.eml",
+        b"From: alice@example.com\nTo: dave@example.com\nSubject: third\n\ncaf\xe9 \xff\n",
+    ),
+];
+
+#[test]
+fn eml_files_round_trip_byte_for_byte_and_a_bad_file_is_named_in_one_line() {
+    let dir = tempdir();
+    let root = dir.path();
+    std::fs::create_dir(root.join("dir")).expect("mkdir");
+    for (name, bytes) in EMLS {
+        std::fs::write(root.join(name), bytes).expect("write an .eml");
+    }
+    std::fs::write(root.join("notes.txt"), "just some notes\n").expect("write");
+    let db = root.join("mail.db");
+    let out = mail_cli(
+        &db,
+        &[
+            "import",
+            text(&root.join("a.eml")),
+            text(&root.join("notes.txt")),
+            text(&root.join("dir")),
+        ],
+    );
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    let line = out.one_error_line();
+    assert!(
+        line.starts_with("sokkel: ") && line.contains("notes.txt") && line.contains("not an mbox"),
+        "{line}"
+    );
+    assert_eq!(
+        out.stdout_text().trim_end(),
+        "imported 3 messages from 3 files; skipped 1 not mail"
+    );
+    let list = list_json(&db, 50);
+    let bob = list
+        .iter()
+        .find(|m| m["subject"] == "second")
+        .expect("b.eml");
+    assert_eq!(bob["mail_from"], "bounces@example.net", "{bob}");
+    assert_eq!(bob["rcpt_to"], serde_json::json!(["carol@example.com"]));
+
+    let exported = root.join("exported");
+    expect_summary(
+        mail_cli(&db, &["export", "--format", "eml", text(&exported)]),
+        &format!("exported 3 messages to {}", exported.display()),
+    );
+    let subjects: HashMap<&str, &[u8]> = [
+        ("first", EMLS[0].1),
+        ("second", EMLS[1].1),
+        ("third", EMLS[2].1),
+    ]
+    .into_iter()
+    .collect();
+    for message in &list {
+        let id = message["id"].as_u64().expect("an id");
+        let file = exported.join(format!("{id}.eml"));
+        let bytes = std::fs::read(&file).expect("an exported .eml");
+        let subject = message["subject"].as_str().expect("a subject");
+        assert_eq!(bytes, subjects[subject], "{}", file.display());
+    }
+    let again = mail_cli(&db, &["export", "--format", "eml", text(&exported)]);
+    assert!(
+        again.one_error_line().contains("--force"),
+        "{}",
+        again.describe()
+    );
+}
+
+#[test]
+fn export_query_selects_what_a_search_finds_and_a_bad_query_is_a_usage_error() {
+    let dir = tempdir();
+    let root = dir.path();
+    std::fs::create_dir(root.join("dir")).expect("mkdir");
+    for (name, bytes) in EMLS {
+        std::fs::write(root.join(name), bytes).expect("write an .eml");
+    }
+    let db = root.join("mail.db");
+    mail_cli(
+        &db,
+        &["import", text(&root.join("a.eml")), text(&root.join("dir"))],
+    )
+    .assert_success("import");
+    let out = root.join("alice");
+    expect_summary(
+        mail_cli(
+            &db,
+            &[
+                "export",
+                "--format",
+                "eml",
+                "--query",
+                "from:alice",
+                text(&out),
+            ],
+        ),
+        &format!("exported 2 messages to {}", out.display()),
+    );
+    let mut written: Vec<Vec<u8>> = std::fs::read_dir(&out)
+        .expect("the directory export made")
+        .map(|entry| std::fs::read(entry.expect("an entry").path()).expect("read"))
+        .collect();
+    written.sort();
+    let mut want = vec![EMLS[0].1.to_vec(), EMLS[2].1.to_vec()];
+    want.sort();
+    assert_eq!(written, want);
+    // To stdout, oldest first: only the summary goes to stderr.
+    let stdout = mail_cli(
+        &db,
+        &[
+            "export",
+            "--format",
+            "mbox",
+            "--query",
+            "subject:second",
+            "-",
+        ],
+    )
+    .assert_success("export to stdout");
+    let mbox = stdout.stdout_text();
+    assert!(mbox.starts_with("From bounces@example.net "), "{mbox}");
+    assert!(mbox.ends_with("\n.\nbare LF\n\n"), "{mbox:?}");
+    assert_eq!(stdout.stderr.trim(), "exported 1 message to stdout");
+
+    let bad = mail_cli(
+        &db,
+        &[
+            "export",
+            "--format",
+            "eml",
+            "--query",
+            "frm:alice",
+            text(&out),
+        ],
+    );
+    assert_eq!(bad.code(), Some(2), "{}", bad.describe());
+    assert!(
+        bad.stderr.contains("unknown filter \"frm:\""),
+        "{}",
+        bad.describe()
+    );
+}
+
+#[test]
+fn import_while_serve_runs_delivers_over_smtp_byte_for_byte() {
+    let dir = tempdir();
+    let root = dir.path();
+    let db = root.join("mail.db");
+    let catcher = Catcher::builder().db(&db).start();
+    let (mbox, maildir) = (root.join("in.mbox"), root.join("Maildir"));
+    helper(&["write-mbox", text(&mbox)]);
+    helper(&["write-maildir", text(&maildir)]);
+
+    // Without --smtp it would look at 127.0.0.1:1025; here nothing listens
+    // on this port, and the one line says what to do.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let nobody = closed.local_addr().expect("addr").to_string();
+    drop(closed);
+    let refused = mail_cli(&db, &["import", "--smtp", &nobody, text(&mbox)]);
+    let line = refused.one_error_line();
+    assert!(line.contains("serves") && line.contains("--smtp"), "{line}");
+    assert!(catcher.list().is_empty());
+
+    let smtp = catcher.addr().to_string();
+    expect_summary(
+        mail_cli(
+            &db,
+            &["import", "--smtp", &smtp, text(&mbox), text(&maildir)],
+        ),
+        "imported 10 messages from 5 files",
+    );
+    let list = catcher.list();
+    assert_eq!(list.len(), 10, "{list:?}");
+    // Byte for byte: the same bytes as a direct import into another store.
+    let direct = root.join("direct.db");
+    mail_cli(&direct, &["import", text(&mbox), text(&maildir)]).assert_success("direct import");
+    let by_subject =
+        |list: &[Value], get: &dyn Fn(u64) -> Vec<u8>| -> HashMap<String, (Vec<u8>, bool)> {
+            list.iter()
+                .map(|m| {
+                    let id = m["id"].as_u64().expect("an id");
+                    (
+                        m["subject"].as_str().expect("a subject").to_owned(),
+                        (get(id), m["read"].as_bool().expect("read")),
+                    )
+                })
+                .collect()
+        };
+    let served = by_subject(&list, &|id| catcher.raw(id));
+    let direct_list = list_json(&direct, 50);
+    let imported = by_subject(&direct_list, &|id| raw(&direct, id));
+    assert_eq!(served.len(), 10);
+    assert!(
+        served == imported,
+        "the served store's messages differ from a direct import's"
+    );
+    assert!(served["seen one"].1 && !served["new one"].1);
+
+    // Export reads the served store too; Python reads it back as it wrote it.
+    let out = root.join("out.mbox");
+    mail_cli(
+        &db,
+        &[
+            "export",
+            "--format",
+            "mbox",
+            "--query",
+            "-subject:seen -subject:new -subject:archived",
+            text(&out),
+        ],
+    )
+    .assert_success("export while serving");
+    assert_eq!(
+        helper(&["compare-mbox", text(&mbox), text(&out)]).trim(),
+        "6"
+    );
+}
