@@ -114,17 +114,18 @@ pub enum MailCommand {
 }
 
 const IMPORT_HELP: &str = "Examples:
-  sokkel mail import ~/old.mbox                an mbox file (mboxrd or mboxo)
-  sokkel mail import ~/Maildir                 a Maildir, with its Maildir++ folders
-  sokkel mail import saved/*.eml saved-dir/    messages, or directories of them
+  sokkel mail import ~/old.mbox              an mbox file (mboxrd or mboxo)
+  sokkel mail import ~/Maildir               a Maildir and its Maildir++ folders
+  sokkel mail import saved/*.eml saved-dir/  messages, or directories of them
 
 A Maildir message's S and F flags become read and starred. The envelope comes
 from the mbox From_ line, else from Return-Path, Sender or From, and from
-Delivered-To or X-Original-To, else To, Cc and Bcc.
+Delivered-To or X-Original-To, else To, Cc and Bcc; the received time from the
+From_ line, a Maildir file's time, or the Date header.
 
 While `sokkel mail serve` serves the same SQLite store, import hands each
-message to it over SMTP (BDAT, byte for byte) at --smtp. A file that is not
-mail is skipped with a note; the exit code is then 1.";
+message to it over SMTP at --smtp (BDAT: byte for byte; received now). A file
+that is not mail is skipped with a note, and the exit code is then 1.";
 
 const EXPORT_HELP: &str = "Examples:
   sokkel mail export --format mbox all.mbox

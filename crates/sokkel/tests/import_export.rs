@@ -231,6 +231,54 @@ fn eml_files_round_trip_byte_for_byte_and_a_bad_file_is_named_in_one_line() {
 }
 
 #[test]
+fn a_message_over_the_limit_is_skipped_with_a_note_and_the_rest_imported() {
+    let dir = tempdir();
+    let mbox = dir.path().join("in.mbox");
+    let big = format!("Subject: big\n\n{}", "x".repeat(2000));
+    let content = format!(
+        "From a@example.com Mon Nov 30 10:00:00 2026\n{big}\n\n\
+         From b@example.com Mon Nov 30 10:01:00 2026\nSubject: small\n\nhi\n"
+    );
+    std::fs::write(&mbox, content).expect("write the mbox");
+    let db = dir.path().join("mail.db");
+    let out = mail_cli(&db, &["import", "--max-message-size", "1KiB", text(&mbox)]);
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    let line = out.one_error_line();
+    assert!(
+        line.contains("in.mbox: message 1: 2015 bytes, over --max-message-size"),
+        "{line}"
+    );
+    assert_eq!(
+        out.stdout_text().trim_end(),
+        "imported 1 message from 1 file; skipped 1 too big"
+    );
+    let list = list_json(&db, 10);
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["subject"], "small");
+}
+
+/// The examples paste: not wrapped on an 80-column terminal.
+#[test]
+fn import_and_export_help_examples_fit_80_columns() {
+    for command in ["import", "export"] {
+        let help = kit::sokkel(["mail", command, "--help"])
+            .env("COLUMNS", "80")
+            .run()
+            .assert_success("--help")
+            .stdout_text();
+        let examples = &help[help.find("Examples:").expect("examples")..];
+        assert!(examples.lines().all(|l| l.chars().count() <= 80), "{help}");
+        assert!(
+            examples
+                .lines()
+                .filter(|l| l.starts_with("  sokkel mail"))
+                .count()
+                >= 3
+        );
+    }
+}
+
+#[test]
 fn export_query_selects_what_a_search_finds_and_a_bad_query_is_a_usage_error() {
     let dir = tempdir();
     let root = dir.path();

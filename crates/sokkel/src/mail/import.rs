@@ -432,6 +432,9 @@ impl Importer {
     fn add(&mut self, pending: Pending) -> anyhow::Result<()> {
         self.batch_bytes += pending.message.raw.len();
         self.batch.push(pending);
+        let read = self.imported + self.batch.len() as u64;
+        self.bar
+            .set_message(format!("{read} message{}", plural(read)));
         if self.batch.len() >= BATCH_MESSAGES || self.batch_bytes >= BATCH_BYTES {
             self.flush()?;
         }
