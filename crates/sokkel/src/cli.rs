@@ -124,8 +124,9 @@ Delivered-To or X-Original-To, else To, Cc and Bcc; the received time from the
 From_ line, a Maildir file's time, or the Date header.
 
 While `sokkel mail serve` serves the same SQLite store, import hands each
-message to it over SMTP at --smtp (BDAT: byte for byte; received now). A file
-that is not mail is skipped with a note, and the exit code is then 1.";
+message to it over SMTP (BDAT: byte for byte; received now), at the address
+it recorded in the store's log directory or at --smtp. A file that is not
+mail is skipped with a note, and the exit code is then 1.";
 
 const EXPORT_HELP: &str = "Examples:
   sokkel mail export --format mbox all.mbox
@@ -767,14 +768,9 @@ pub struct ImportArgs {
     /// mbox files, Maildir folders, .eml files, or directories holding them.
     #[arg(value_name = "PATH", required = true)]
     pub paths: Vec<std::path::PathBuf>,
-    /// The SMTP address of the `mail serve` that serves the store, for an import while it runs.
-    #[arg(
-        long,
-        value_name = "HOST:PORT",
-        default_value = "127.0.0.1:1025",
-        env = "SOKKEL_IMPORT_SMTP"
-    )]
-    pub smtp: String,
+    /// The SMTP address of the `mail serve` that serves the store, for an import while it runs (default: the address it recorded, else 127.0.0.1:1025).
+    #[arg(long, value_name = "HOST:PORT", env = "SOKKEL_IMPORT_SMTP")]
+    pub smtp: Option<String>,
     /// Skip messages larger than this.
     #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = parse_size, env = "SOKKEL_MAX_MESSAGE_SIZE")]
     pub max_message_size: usize,

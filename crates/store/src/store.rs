@@ -540,6 +540,29 @@ impl Store {
         }
     }
 
+    /// Record where this process takes mail over SMTP (`mail serve`, once it
+    /// listens), so that another process, which cannot add messages to a
+    /// SQLite store it does not own ([`StoreError::Served`]), can hand them
+    /// to it instead: [`Store::served_smtp_addresses`]. SQLite keeps them in
+    /// `mail.db-log/smtp`; only the owner may write it. PostgreSQL keeps
+    /// nothing: every process adds messages itself there.
+    pub fn record_smtp_addresses(&self, addrs: &[std::net::SocketAddr]) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.record_smtp_addresses(addrs),
+            Backend::Postgres(_) => Ok(()),
+        }
+    }
+
+    /// The SMTP addresses the process that serves this store recorded
+    /// ([`Store::record_smtp_addresses`]); empty if it recorded none. They may
+    /// be stale (a server that was killed): check what a delivery there did.
+    pub fn served_smtp_addresses(&self) -> Vec<std::net::SocketAddr> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.smtp_addresses(),
+            Backend::Postgres(_) => Vec::new(),
+        }
+    }
+
     /// What the group-commit writer has done since this store was opened.
     pub fn writer_stats(&self) -> WriterStats {
         match &self.backend {

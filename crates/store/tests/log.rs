@@ -689,3 +689,22 @@ async fn the_broken_materialiser_process() {
     assert!(started.elapsed() < Duration::from_secs(10), "waited");
     process::answer("refused and failed fast");
 }
+
+/// `mail serve` records where it takes mail, for `mail import` in another
+/// process (issue #18); the record replaces the last one.
+#[test]
+fn the_owner_records_its_smtp_addresses_in_the_log_directory() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("mail.db");
+    let store = open(&path);
+    assert!(store.served_smtp_addresses().is_empty());
+    let addrs: Vec<std::net::SocketAddr> = vec![
+        "127.0.0.1:2525".parse().unwrap(),
+        "[::1]:2525".parse().unwrap(),
+    ];
+    store.record_smtp_addresses(&addrs).unwrap();
+    assert_eq!(store.served_smtp_addresses(), addrs);
+    assert!(dir.path().join("mail.db-log/smtp").is_file());
+    store.record_smtp_addresses(&addrs[1..]).unwrap();
+    assert_eq!(store.served_smtp_addresses(), addrs[1..]);
+}

@@ -10,14 +10,16 @@
 //! and [`BATCH_BYTES`] bytes, so memory stays bounded whatever the input.
 //! When another process serves the SQLite store, only it may add messages
 //! ([`StoreError::Served`]): the batch then goes to that server's SMTP
-//! listener, one message per BDAT (byte for byte: no dot-stuffing, no line
-//! ending rewritten), and the first message delivered is looked up in the
-//! store, so mail never lands in another server's store by mistake.
+//! listener (at `--smtp`, else where it recorded it in the store's log
+//! directory, [`Store::served_smtp_addresses`]), one message per BDAT (byte
+//! for byte: no dot-stuffing, no line ending rewritten), and the first message
+//! delivered is looked up in the store, so mail never lands in another
+//! server's store by mistake.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, IsTerminal, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
@@ -40,6 +42,8 @@ const BATCH_BYTES: usize = 64 << 20;
 const HEAD_BYTES: usize = 8192;
 /// The HELO an imported message is stored with (no SMTP client sent it).
 const IMPORT_HELO: &str = "import";
+/// Where `mail serve` takes mail unless told otherwise (and Mailpit too).
+const DEFAULT_SMTP: &str = "127.0.0.1:1025";
 /// The longest wait for the server's reply to an SMTP command.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -59,7 +63,8 @@ pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     }
     let mut import = Importer {
         store,
-        smtp_addr: args.smtp.clone(),
+        smtp_flag: args.smtp.clone(),
+        smtp_addr: String::new(),
         direct: None,
         smtp: None,
         batch: Vec::new(),
@@ -322,6 +327,9 @@ struct Pending {
 
 struct Importer {
     store: Store,
+    /// --smtp, if given.
+    smtp_flag: Option<String>,
+    /// Where the messages go over SMTP, once connected.
     smtp_addr: String,
     /// Whether this process may add messages itself; `None` until asked.
     direct: Option<bool>,
@@ -336,6 +344,47 @@ struct Importer {
 }
 
 impl Importer {
+    /// Connects to the server that serves the store: at --smtp, else at
+    /// the addresses it recorded (its wildcard addresses as loopback), else
+    /// at Mailpit's and sokkel's default.
+    fn connect(&mut self) -> anyhow::Result<Smtp> {
+        let targets: Vec<String> = match &self.smtp_flag {
+            Some(addr) => vec![addr.clone()],
+            None => {
+                let recorded: Vec<String> = self
+                    .store
+                    .served_smtp_addresses()
+                    .into_iter()
+                    .map(|mut addr| {
+                        if addr.ip().is_unspecified() {
+                            addr.set_ip(match addr {
+                                SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                                SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+                            });
+                        }
+                        addr.to_string()
+                    })
+                    .collect();
+                if recorded.is_empty() {
+                    vec![DEFAULT_SMTP.to_owned()]
+                } else {
+                    recorded
+                }
+            }
+        };
+        let mut failures = Vec::new();
+        for target in targets {
+            match Smtp::connect(&target) {
+                Ok(smtp) => {
+                    self.smtp_addr = target;
+                    return Ok(smtp);
+                }
+                Err(error) => failures.push(format!("at {target}: {error:#}")),
+            }
+        }
+        bail!("{}", failures.join("; "))
+    }
+
     fn note(&self, text: &str) {
         self.bar.suspend(|| eprintln!("sokkel: {text}"));
     }
@@ -457,13 +506,12 @@ impl Importer {
                         Some(pid) => format!("another sokkel process (pid {pid})"),
                         None => "another sokkel process".to_owned(),
                     };
-                    let smtp = Smtp::connect(&self.smtp_addr).map_err(|error| {
+                    let smtp = self.connect().map_err(|error| {
                         anyhow!(
-                            "{who} serves {}, so import hands the messages to its SMTP listener, \
-                             but at {}: {error:#}; pass --smtp with the address that \
+                            "{who} serves {}, so import hands the messages to its SMTP \
+                             listener, but {error:#}; pass --smtp with the address that \
                              `sokkel mail serve` listens on",
                             self.store.location(),
-                            self.smtp_addr
                         )
                     })?;
                     self.smtp = Some(smtp);

@@ -140,8 +140,14 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
 
+    let mut smtp_addrs = Vec::new();
     for listener in &listeners.smtp {
+        smtp_addrs.push(listener.local_addr()?);
         announce(format_args!("listening on smtp {}", listener.local_addr()?));
+    }
+    // For `mail import` in another process, which hands messages over here.
+    if let Err(error) = store.record_smtp_addresses(&smtp_addrs) {
+        tracing::warn!("`mail import` will need --smtp: {error}");
     }
     for listener in &listeners.smtps {
         announce(format_args!(

@@ -180,6 +180,24 @@ impl SqliteStore {
         &self.inner.path
     }
 
+    /// Records where this process, the owner, takes mail over SMTP.
+    pub(crate) fn record_smtp_addresses(
+        &self,
+        addrs: &[std::net::SocketAddr],
+    ) -> Result<(), StoreError> {
+        let dir = log::dir_for(&self.inner.path);
+        match &self.inner.role {
+            Role::Owner(_) => log::write_smtp_addresses(&dir, addrs)
+                .map_err(|error| StoreError::io("writing the SMTP addresses in", &dir, error)),
+            Role::Follower { dir } => Err(Role::served(dir)),
+        }
+    }
+
+    /// Where the owner said it takes mail over SMTP.
+    pub(crate) fn smtp_addresses(&self) -> Vec<std::net::SocketAddr> {
+        log::smtp_addresses(&log::dir_for(&self.inner.path))
+    }
+
     /// The database, its WAL and its log's segments (the log's current
     /// segment, its spares, and what waits to be materialised).
     pub(crate) fn size_on_disk(&self) -> u64 {

@@ -20,6 +20,9 @@
 //!   holds that process's id, for error messages). Only the owner appends and
 //!   materialises; other processes read SQLite and wait for the owner
 //!   ([`scan_end`]).
+//! - `smtp`: the SMTP addresses the owner takes mail on, one a line, if it
+//!   said ([`write_smtp_addresses`]): where `mail import` in another process
+//!   hands messages over, since it cannot add them itself.
 //! - `NNNNNNNNNNNNNNNN.seg`: segments. A segment's identity is the number in
 //!   its header, not its name: a recycled segment gets a new number in its
 //!   header, and a record is valid only if its checksum, which covers the
@@ -470,6 +473,24 @@ pub(crate) fn owner_pid(dir: &Path) -> Option<u32> {
     std::fs::read_to_string(dir.join("lock"))
         .ok()
         .and_then(|text| text.trim().parse().ok())
+}
+
+/// Write `addrs` to `smtp` in the log's `dir` (replacing what was there, at
+/// once: through `smtp.new`, which a crash leaves for [`segment::remove_partial`]).
+pub(crate) fn write_smtp_addresses(dir: &Path, addrs: &[std::net::SocketAddr]) -> io::Result<()> {
+    let text: String = addrs.iter().map(|addr| format!("{addr}\n")).collect();
+    let new = dir.join("smtp.new");
+    fs::write(&new, text)?;
+    fs::rename(&new, dir.join("smtp"))
+}
+
+/// The addresses in `smtp` in the log's `dir`; none if it is missing.
+pub(crate) fn smtp_addresses(dir: &Path) -> Vec<std::net::SocketAddr> {
+    fs::read_to_string(dir.join("smtp"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .collect()
 }
 
 /// For a process that does not own the log: the end of the valid records in
