@@ -422,3 +422,24 @@ fn import_while_serve_runs_delivers_over_smtp_byte_for_byte() {
         "6"
     );
 }
+
+/// `--smtp` naming a server that keeps another store: the first message
+/// shows it, and import stops there with one line instead of filling the
+/// wrong store.
+#[test]
+fn import_refuses_to_go_on_into_another_servers_store() {
+    let dir = tempdir();
+    let db = dir.path().join("mail.db");
+    let ours = Catcher::builder().db(&db).start();
+    let other = Catcher::start();
+    let mbox = dir.path().join("in.mbox");
+    helper(&["write-mbox", text(&mbox)]);
+    let out = mail_cli(&db, &["import", "--smtp", &other.server(), text(&mbox)]);
+    let line = out.one_error_line();
+    assert!(
+        line.contains("keeps another store") && line.contains("--smtp"),
+        "{line}"
+    );
+    assert!(ours.list().is_empty());
+    assert_eq!(other.list().len(), 1, "only the first message went astray");
+}

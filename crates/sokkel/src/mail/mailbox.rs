@@ -603,6 +603,29 @@ From MAILER-DAEMON Thu Jan  1 00:00:00 1970\nSubject: three\n\nends in a blank l
         assert!(!entries[1].too_big(16));
     }
 
+    /// Hostile input: one endless line, or only `>`s, is measured, not held.
+    #[test]
+    fn a_huge_line_is_measured_not_held() {
+        let mut mbox = b"From a x\nSubject: s\n\n".to_vec();
+        mbox.extend(std::iter::repeat_n(b'>', 100_000));
+        mbox.extend_from_slice(b"From \nFrom b x\nSubject: t\n\n>From\n");
+        let mut reader = MboxReader::new(&mbox[..], 1000);
+        let first = reader.next().unwrap().unwrap();
+        assert!(first.too_big(1000) && first.raw.is_empty());
+        // (A cut line is not unquoted: its size may be one byte over.)
+        assert!((100_017..=100_018).contains(&first.size), "{}", first.size);
+        assert!(
+            reader.line.capacity() < 100_000,
+            "{}",
+            reader.line.capacity()
+        );
+        assert_eq!(
+            reader.next().unwrap().unwrap().raw,
+            b"Subject: t\n\n>From\n"
+        );
+        assert!(reader.next().is_none());
+    }
+
     /// Whatever the message and however it is cut into chunks, writing and
     /// reading it back gives its bytes (with a line break at the end).
     #[test]
