@@ -4,7 +4,13 @@
 //! helper `mailbox_roundtrip.py` writes and compares them); `--query` selects
 //! what a search finds; a file that is not mail is named in one line while the
 //! rest is imported; and an import while `mail serve` runs on the same store
-//! reaches it over SMTP, byte for byte, at the address it recorded.
+//! reaches it over SMTP, byte for byte, at the address it recorded. On
+//! PostgreSQL (interop) every process imports itself, while nodes serve it.
+
+// Its watchdog shell outlives the test process on purpose (see cluster.rs).
+#[allow(clippy::zombie_processes)]
+#[path = "../../store/tests/pg/mod.rs"]
+mod pg;
 
 mod kit;
 
@@ -442,4 +448,48 @@ fn import_refuses_to_go_on_into_another_servers_store() {
     );
     assert!(ours.list().is_empty());
     assert_eq!(other.list().len(), 1, "only the first message went astray");
+}
+
+/// On PostgreSQL every process adds messages itself: an import while a node
+/// serves the database needs no SMTP, and the node shows what came in.
+#[test]
+#[ignore = "interop: needs PostgreSQL's server programs"]
+fn on_postgresql_import_goes_straight_into_the_database_while_a_node_serves_it() {
+    let db = pg::fresh_database();
+    let node = Catcher::builder().http().args(&["--db", &db]).start();
+    let dir = tempdir();
+    let (mbox, out) = (dir.path().join("in.mbox"), dir.path().join("out.mbox"));
+    helper(&["write-mbox", text(&mbox)]);
+    let imported = kit::sokkel([
+        "mail",
+        "import",
+        "--db",
+        &db,
+        "--smtp",
+        "127.0.0.1:9",
+        text(&mbox),
+    ])
+    .run()
+    .assert_success("import into PostgreSQL");
+    assert_eq!(
+        imported.stdout_text().trim(),
+        "imported 6 messages from 1 file"
+    );
+    let listed = node.get_json("/api/v1/messages?limit=50");
+    assert_eq!(listed["total"], 6, "{listed}");
+    kit::sokkel([
+        "mail",
+        "export",
+        "--db",
+        &db,
+        "--format",
+        "mbox",
+        text(&out),
+    ])
+    .run()
+    .assert_success("export from PostgreSQL");
+    assert_eq!(
+        helper(&["compare-mbox", text(&mbox), text(&out)]).trim(),
+        "6"
+    );
 }
