@@ -18,7 +18,11 @@
 //!   way that can fail.
 //! - [`Folders`]: what the IMAP shell reads and changes, the store as
 //!   [`Folder`]s of [`FolderMessage`]s with [`Flags`].
+//! - [`mailbox`]: messages in files, as mbox and Maildir keep them (for
+//!   `mail import` and `mail export`).
 #![warn(missing_docs)]
+
+pub mod mailbox;
 
 use std::fmt;
 use std::future::Future;

@@ -22,7 +22,9 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use sokkel_store::{ListQuery, MessageId, RAW_CHUNK_BYTES, SearchQuery, Store};
 
-use super::mailbox::{FromQuoter, MaildirFlags, asctime, maildir_unique};
+use sokkel_message::mailbox::{FromQuoter, MaildirFlags, maildir_unique};
+
+use super::mailbox::asctime;
 use crate::cli::{ExportArgs, ExportFormat};
 
 /// How many summaries one search page reads.

@@ -29,9 +29,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sokkel_smtp::client::reply::{ServerReply, parse_reply};
 use sokkel_store::{Envelope, FlagChange, MessageId, NewMessage, Store, StoreError, StoreOptions};
 
-use super::mailbox::{
-    FileKind, MaildirFlags, MboxReader, file_kind, header_envelope, parse_from_line,
-};
+use sokkel_message::mailbox::{FileKind, MaildirFlags, MboxReader, file_kind};
+
+use super::mailbox::{header_envelope, parse_from_line};
 use crate::cli::ImportArgs;
 
 /// The most messages one batch holds.
