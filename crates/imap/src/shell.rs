@@ -26,6 +26,7 @@ use sokkel_message::{Folders, MailboxError};
 use sokkel_net::auth::Credentials;
 use sokkel_net::driver::{self, Link, Protocol, Security, Service, Settings};
 use sokkel_net::server::{ConnectionLimit, UnitDeadline, output_backed_up};
+use sokkel_net::stats::{OpenSessions, SessionGuard};
 use sokkel_net::tls::ServerTls;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -78,6 +79,9 @@ pub struct ImapConfig {
     /// balancer, whose source address is then the client's
     /// ([`sokkel_net::proxy`]); a connection without one is closed.
     pub proxy_protocol: bool,
+    /// The sessions open now, for `sokkel_sessions{protocol="imap"}`
+    /// (the binary hands the same gauge to the web side).
+    pub sessions: Arc<OpenSessions>,
 }
 
 impl Default for ImapConfig {
@@ -97,6 +101,7 @@ impl Default for ImapConfig {
             allow_insecure_auth: false,
             shutdown_grace: Duration::from_secs(5),
             proxy_protocol: false,
+            sessions: Arc::default(),
         }
     }
 }
@@ -216,6 +221,7 @@ impl Service for Shared {
             core: Session::new(self.session.clone(), Peer { tls, loopback }),
             shared: self.clone(),
             peer,
+            _open: self.config.sessions.open(),
             idle_since: None,
             continued_at: None,
         }
@@ -231,6 +237,8 @@ struct ImapSession {
     core: Session,
     shared: Arc<Shared>,
     peer: SocketAddr,
+    /// Counts the session in `sokkel_sessions` while it lives.
+    _open: SessionGuard,
     /// When the IDLE in progress began.
     idle_since: Option<Instant>,
     /// The core's count of ended commands when it last asked the client to go

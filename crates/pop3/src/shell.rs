@@ -20,6 +20,7 @@ use sokkel_message::{Mailbox, MessageId};
 use sokkel_net::auth::Credentials;
 use sokkel_net::driver::{self, Link, Protocol, Security, Service, Settings};
 use sokkel_net::server::ConnectionLimit;
+use sokkel_net::stats::{OpenSessions, SessionGuard};
 use sokkel_net::tls::ServerTls;
 use tokio_rustls::TlsAcceptor;
 
@@ -67,6 +68,9 @@ pub struct Pop3Config {
     /// balancer, whose source address is then the client's
     /// ([`sokkel_net::proxy`]); a connection without one is closed.
     pub proxy_protocol: bool,
+    /// The sessions open now, for `sokkel_sessions{protocol="pop3"}`
+    /// (the binary hands the same gauge to the web side).
+    pub sessions: Arc<OpenSessions>,
 }
 
 impl Default for Pop3Config {
@@ -84,6 +88,7 @@ impl Default for Pop3Config {
             allow_insecure_auth: false,
             shutdown_grace: Duration::from_secs(5),
             proxy_protocol: false,
+            sessions: Arc::default(),
         }
     }
 }
@@ -181,6 +186,7 @@ impl Service for Shared {
             core: Session::new(self.session.clone(), Peer { tls, loopback }),
             shared: self.clone(),
             peer,
+            _open: self.config.sessions.open(),
             read: ReadMarks::default(),
         }
     }
@@ -191,6 +197,8 @@ struct Pop3Session {
     core: Session,
     shared: Arc<Shared>,
     peer: SocketAddr,
+    /// Counts the session in `sokkel_sessions` while it lives.
+    _open: SessionGuard,
     read: ReadMarks,
 }
 

@@ -523,7 +523,10 @@ async fn info_has_mailpit_shape_and_counts() {
     use sokkel_store::Deliver;
     let (_dir, store) = store_with(&[&plain("imported", "x")]);
     let config = WebConfig::default();
-    config.smtp_counters.add_rejected(3);
+    // Mailpit's one number adds up every reason.
+    use sokkel_net::stats::RejectReason;
+    config.smtp_counters.add_rejected(RejectReason::Size, 2);
+    config.smtp_counters.add_rejected(RejectReason::Syntax, 1);
     let router = app(AppState::new(store.clone(), config));
     let raw = plain("delivered", "y");
     let size = raw.replace('\n', "\r\n").len() as u64;

@@ -9,6 +9,7 @@
 //! against the registry and its class against the reply code.
 
 use sokkel_net::chaos::Point;
+use sokkel_net::stats::RejectReason;
 
 use crate::reply::Reply;
 
@@ -345,6 +346,50 @@ impl Refusal {
             | ShuttingDown
             | Chaos { .. } => false,
         }
+    }
+
+    /// Why a transaction command or a message was refused, for
+    /// `sokkel_smtp_messages_rejected_total{reason}`; `None` for the refusals
+    /// that never answer MAIL, RCPT, DATA, BDAT or a message's end (STARTTLS,
+    /// AUTH and the 421s that end a session).
+    pub fn reason(&self) -> Option<RejectReason> {
+        use Refusal::*;
+        Some(match self {
+            SizeExceeded | MessageTooBig => RejectReason::Size,
+            TooManyRecipients => RejectReason::Recipients,
+            InsufficientStorage => RejectReason::Memory,
+            BareLfContent => RejectReason::BareLf,
+            StoreFailed => RejectReason::Store,
+            Chaos { .. } => RejectReason::Chaos,
+            MustStartTls => RejectReason::TlsRequired,
+            LineTooLong
+            | BareLfCommand
+            | NotUtf8
+            | EmptyCommand
+            | Unrecognized
+            | NotImplemented(_)
+            | HeloSyntax { .. }
+            | MailSyntax
+            | RcptSyntax
+            | DataSyntax
+            | BdatSyntax
+            | RsetSyntax
+            | VrfySyntax
+            | StartTlsSyntax
+            | AuthSyntax
+            | SizeSyntax
+            | BodySyntax
+            | ParametersNeedEhlo
+            | UnsupportedParameter(_)
+            | BadAddress { .. }
+            | NonAsciiAddress(_) => RejectReason::Syntax,
+            NeedHelo | NeedEhlo | NestedMail | NeedMailBeforeRcpt | NeedMail | NeedRcpt
+            | DataAfterBdat => RejectReason::Sequence,
+            AuthLineTooLong | StartTlsNotEnabled | TlsActive | AuthNotEnabled
+            | EncryptionRequired | AlreadyAuthenticated | AuthInTransaction | UnknownMechanism
+            | AuthCancelled | CannotDecode(_) | AuthFailed | TooManyConnections
+            | TooManyAuthFailures | TooManyErrors | TimedOut | ShuttingDown => return None,
+        })
     }
 
     /// Whether a BDAT chunk refused with this ends the whole transaction (RFC 3030:

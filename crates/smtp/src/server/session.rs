@@ -40,6 +40,7 @@ use std::sync::Arc;
 use sokkel_net::chaos::{Chaos, Point, Stage};
 use sokkel_net::lines::{Line, LineSplitter};
 use sokkel_net::server::output_backed_up;
+use sokkel_net::stats::RejectReason;
 
 use super::replies::{AddressKind, Answer, Refusal};
 use super::request::{
@@ -276,8 +277,9 @@ pub struct Session {
     /// The server's budget for messages in flight is spent: new DATA and BDAT get
     /// 452 4.3.1 (set by the shell with [`Session::set_memory_low`]).
     memory_low: bool,
-    /// MAIL, RCPT, DATA and BDAT refused, and messages refused at their end.
-    refusals: u64,
+    /// MAIL, RCPT, DATA and BDAT refused, and messages refused at their end,
+    /// by reason ([`RejectReason::ALL`]'s order).
+    refusals: [u64; RejectReason::ALL.len()],
 }
 
 impl Session {
@@ -295,7 +297,7 @@ impl Session {
             auth_user: None,
             auth_failures: 0,
             memory_low: false,
-            refusals: 0,
+            refusals: [0; RejectReason::ALL.len()],
         }
     }
 
@@ -303,7 +305,12 @@ impl Session {
     /// 4xx or 5xx reply, counting messages refused at their end (too big, no
     /// memory, bare LF, not stored): the server's `SMTPRejected` statistic.
     pub fn refusals(&self) -> u64 {
-        self.refusals
+        self.refusals.iter().sum()
+    }
+
+    /// [`Session::refusals`] by reason, in [`RejectReason::ALL`]'s order.
+    pub fn refusals_by_reason(&self) -> &[u64; RejectReason::ALL.len()] {
+        &self.refusals
     }
 
     /// A session on a connection that is TLS from the start (SMTPS, RFC 8314):
@@ -521,13 +528,13 @@ impl Session {
                         if refusal.ends_transaction() {
                             self.tx = None;
                         }
-                        self.refusals += 1;
+                        self.count_refusal(&refusal);
                         self.refuse(refusal, out);
                     } else if self.tx.as_ref().is_some_and(|tx| tx.over_budget) {
                         if last {
                             self.tx = None;
                         }
-                        self.refusals += 1;
+                        self.count_refusal(&Refusal::InsufficientStorage);
                         self.refuse(Refusal::InsufficientStorage, out);
                     } else if last {
                         if let Some(step) = self.finish_message(out) {
@@ -553,7 +560,7 @@ impl Session {
         match outcome {
             Delivery::Stored(id) => self.answer(Answer::Queued { id }, out),
             Delivery::Failed => {
-                self.refusals += 1;
+                self.count_refusal(&Refusal::StoreFailed);
                 self.refuse(Refusal::StoreFailed, out);
             }
         }
@@ -600,6 +607,13 @@ impl Session {
         answer.reply(&self.config).write_to(out);
     }
 
+    /// Counts a refused transaction command or message under its reason.
+    fn count_refusal(&mut self, refusal: &Refusal) {
+        if let Some(reason) = refusal.reason() {
+            self.refusals[reason.index()] += 1;
+        }
+    }
+
     /// Appends a refusal, closing the session after a 421 and counting protocol
     /// errors; past their limit, adds a 421 and closes.
     fn refuse(&mut self, refusal: Refusal, out: &mut Vec<u8>) {
@@ -622,7 +636,7 @@ impl Session {
             Err(error) => {
                 let refusal = self.syntax_refusal(error);
                 if error.command.is_some_and(Command::is_transaction) {
-                    self.refusals += 1;
+                    self.count_refusal(&refusal);
                 }
                 self.refuse(refusal, out);
                 return None;
@@ -671,7 +685,7 @@ impl Session {
             Ok(answer) => self.answer(answer, out),
             Err(refusal) => {
                 if transaction {
-                    self.refusals += 1;
+                    self.count_refusal(&refusal);
                 }
                 self.refuse(refusal, out);
             }
@@ -938,18 +952,18 @@ impl Session {
     fn finish_message(&mut self, out: &mut Vec<u8>) -> Option<Step> {
         let tx = self.tx.take()?;
         self.state = State::Command;
-        if tx.over_budget || tx.too_big || (tx.bare_lf && self.config.bare_lf == BareLf::Reject) {
-            self.refusals += 1;
-        }
         if tx.over_budget {
+            self.count_refusal(&Refusal::InsufficientStorage);
             self.refuse(Refusal::InsufficientStorage, out);
             return None;
         }
         if tx.too_big {
+            self.count_refusal(&Refusal::MessageTooBig);
             self.refuse(Refusal::MessageTooBig, out);
             return None;
         }
         if tx.bare_lf && self.config.bare_lf == BareLf::Reject {
+            self.count_refusal(&Refusal::BareLfContent);
             self.refuse(Refusal::BareLfContent, out);
             self.state = State::Closed;
             return Some(Step::Close);

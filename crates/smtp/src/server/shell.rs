@@ -24,7 +24,7 @@ use sokkel_net::auth::Credentials;
 use sokkel_net::driver::{self, Link, Protocol, Security, Service, Settings};
 use sokkel_net::repeated::{REPEAT_INTERVAL, RepeatedLog};
 use sokkel_net::server::{ConnectionLimit, MemoryBudget, Reservation, UnitDeadline};
-use sokkel_net::stats::SmtpCounters;
+use sokkel_net::stats::{RejectReason, SessionGuard, SmtpCounters};
 use sokkel_net::tls::ServerTls;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -72,8 +72,9 @@ pub struct ServerConfig {
     pub credentials: Option<Credentials>,
     /// How long a client waits after wrong credentials before it may try again.
     pub auth_failure_delay: Duration,
-    /// Where the server counts what it refuses ([`Session::refusals`]), for
-    /// the web API's statistics.
+    /// Where the server counts what it accepts and refuses
+    /// ([`Session::refusals_by_reason`]) and its open sessions, for the web
+    /// API's statistics and `/metrics`.
     pub counters: Arc<SmtpCounters>,
     /// Whether every connection starts with a PROXY protocol header from a load
     /// balancer, whose source address is then the client's
@@ -185,6 +186,7 @@ impl<D: Deliver> Service for Shared<D> {
             reserved: Reservation::new(self.budget.clone()),
             refusals: Refusals::default(),
             transfer_started: None,
+            _open: self.config.counters.sessions().open(),
         }
     }
 }
@@ -200,6 +202,8 @@ struct SmtpSession<D> {
     /// The transfer (by [`Session::transfers_started`]) whose whole-message
     /// deadline runs, and when it started.
     transfer_started: Option<(u64, Instant)>,
+    /// Counts the session in `sokkel_sessions{protocol="smtp"}` while it lives.
+    _open: SessionGuard,
 }
 
 /// What the SMTP core asks of the shell.
@@ -249,11 +253,23 @@ impl<D: Deliver> Protocol for SmtpSession<D> {
     async fn act(&mut self, action: Action, link: &mut Link<'_>) -> io::Result<()> {
         match action {
             Action::Deliver(received) => {
+                // The message ended when the core handed it over.
+                let ended = std::time::Instant::now();
+                let bytes = received.data.len();
                 let outcome = self.deliver(received, link).await;
+                let stored = matches!(outcome, Delivery::Stored(_));
                 self.core.delivered(outcome, link.out());
-                self.refusals
-                    .count(&self.core, &self.shared.config.counters);
+                let counters = &self.shared.config.counters;
+                self.refusals.count(&self.core, counters);
                 self.reserved.resize(self.core.content_held());
+                if stored {
+                    // The 250 goes out now rather than with the replies to
+                    // whatever the client pipelined behind the message: it
+                    // waits for nothing else, and its time is what
+                    // sokkel_smtp_ack_seconds measures.
+                    link.flush().await?;
+                    counters.add_accepted(bytes, ended.elapsed());
+                }
             }
             Action::Authenticate(given) => {
                 let config = &self.shared.config;
@@ -358,16 +374,20 @@ impl<D: Deliver> SmtpSession<D> {
     }
 }
 
-/// How many of a session's refusals are in the server's counters already.
+/// How many of a session's refusals, by reason, are in the server's
+/// counters already.
 #[derive(Default)]
-struct Refusals(u64);
+struct Refusals([u64; RejectReason::ALL.len()]);
 
 impl Refusals {
     fn count(&mut self, session: &Session, counters: &SmtpCounters) {
-        let now = session.refusals();
-        if now > self.0 {
-            counters.add_rejected(now - self.0);
-            self.0 = now;
+        let now = session.refusals_by_reason();
+        for reason in RejectReason::ALL {
+            let (counted, seen) = (&mut self.0[reason.index()], now[reason.index()]);
+            if seen > *counted {
+                counters.add_rejected(reason, seen - *counted);
+                *counted = seen;
+            }
         }
     }
 }
