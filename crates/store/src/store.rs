@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime};
 
+use sokkel_net::stats::StoreCounters;
 use tokio::sync::broadcast;
 
 use crate::postgres::{PgConfig, PgConfigError, PgStore, is_postgres};
@@ -458,9 +459,20 @@ impl Store {
         now: SystemTime,
         stop: &AtomicBool,
     ) -> Result<PruneReport, StoreError> {
-        match &self.backend {
+        let report = match &self.backend {
             Backend::Sqlite(store) => store.prune(policy, now, stop),
             Backend::Postgres(store) => store.prune(policy, now, stop),
+        }?;
+        self.counters().add_pruned(report.total());
+        Ok(report)
+    }
+
+    /// What this store counts for `/metrics`: its commit times and the
+    /// messages retention deleted. Handles on one store share them.
+    pub fn counters(&self) -> &Arc<StoreCounters> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.counters(),
+            Backend::Postgres(store) => store.counters(),
         }
     }
 

@@ -47,6 +47,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use sokkel_net::stats::StoreCounters;
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::broadcast;
 
@@ -144,6 +145,8 @@ pub(crate) struct Shared {
     pub(crate) deleted: AtomicU64,
     /// The retention lock, once this node holds it (`retention.rs`).
     pub(crate) retention: retention::RetentionLock,
+    /// Commit times and pruned messages, for `/metrics`.
+    pub(crate) counters: Arc<StoreCounters>,
     pub(crate) handle: Handle,
 }
 
@@ -236,6 +239,7 @@ impl PgStore {
             node: node_name(),
             deleted: AtomicU64::new(0),
             retention: retention::RetentionLock::default(),
+            counters: Arc::default(),
             handle: handle.clone(),
         });
         let writer = handle.block_on(async {
@@ -257,6 +261,10 @@ impl PgStore {
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.inner.shared
+    }
+
+    pub(crate) fn counters(&self) -> &Arc<StoreCounters> {
+        &self.inner.shared.counters
     }
 
     /// Where the store lives, without secrets.

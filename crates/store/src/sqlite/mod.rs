@@ -48,6 +48,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use sokkel_net::stats::StoreCounters;
 use tokio::sync::broadcast;
 
 use crate::delivery::prepare_import;
@@ -124,6 +125,8 @@ struct Inner {
     role: Role,
     /// Messages deleted through this handle since it was opened.
     deleted: AtomicU64,
+    /// Commit times and pruned messages, for `/metrics`.
+    counters: Arc<StoreCounters>,
     /// Last: the file's place in this process's registry goes once the log
     /// (in `role`) is let go.
     _registration: Registration,
@@ -196,6 +199,10 @@ impl SqliteStore {
     /// Where the owner said it takes mail over SMTP.
     pub(crate) fn smtp_addresses(&self) -> Vec<std::net::SocketAddr> {
         log::smtp_addresses(&log::dir_for(&self.inner.path))
+    }
+
+    pub(crate) fn counters(&self) -> &Arc<StoreCounters> {
+        &self.inner.counters
     }
 
     /// The database, its WAL and its log's segments (the log's current
@@ -812,7 +819,8 @@ fn open_inner(
     let (events, _) = broadcast::channel(EVENT_CAPACITY);
     let announcer = Announcer::new(Arc::new(ChangeLog::default()), events);
     let mut readers = ReaderPool::default();
-    let role = match open_log(path, conn, &options, &announcer)? {
+    let counters = Arc::new(StoreCounters::default());
+    let role = match open_log(path, conn, &options, &announcer, &counters)? {
         Opened::Owner(materialiser) => Role::Owner(materialiser),
         Opened::Follower(dir, conn) => {
             // The connection that migrated serves reads.
@@ -831,6 +839,7 @@ fn open_inner(
         reserve,
         role,
         deleted: AtomicU64::new(0),
+        counters,
         _registration: registration,
     })
 }
@@ -851,6 +860,7 @@ fn open_log(
     conn: Connection,
     options: &StoreOptions,
     announcer: &Announcer,
+    counters: &Arc<StoreCounters>,
 ) -> Result<Opened, StoreError> {
     let position = stored_position(&conn)?;
     let next_id = next_id(&conn)?;
@@ -866,6 +876,7 @@ fn open_log(
         on_synced: Box::new(move |at| poked.synced(at)),
         fail_syncs: Vec::new(),
         store_id,
+        counters: Arc::clone(counters),
     };
     let wait = match options.ownership {
         Ownership::IfFree => Duration::ZERO,

@@ -847,8 +847,12 @@ impl Worker {
         let durably = end.segment > self.durable.segment;
         let listening = self.announcer.listening();
         let whole = self.single_failures < POISON_TRIES;
+        let began = Instant::now();
         let written = match self.write_rows(count, end, durably, listening, whole) {
-            Ok(written) => written,
+            Ok(written) => {
+                self.log.counters().commit().observe(began.elapsed());
+                written
+            }
             Err(error) => {
                 self.shared.counters.failed.fetch_add(1, Ordering::Relaxed);
                 if matches!(error, StoreError::Full) && self.reserve.release() {

@@ -50,6 +50,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use sokkel_net::stats::StoreCounters;
 use tokio::sync::oneshot;
 
 use crate::{MessageId, NewMessage, StoreError};
@@ -109,6 +110,8 @@ pub(crate) struct LogOptions {
     /// The database's log id (`store_state.log_id`): segments and records
     /// of another store's log are not this one's.
     pub(crate) store_id: u64,
+    /// Where each batch's write and sync time is counted.
+    pub(crate) counters: Arc<StoreCounters>,
 }
 
 impl LogOptions {
@@ -255,6 +258,11 @@ impl Log {
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Where the store's times are counted.
+    pub(crate) fn counters(&self) -> &StoreCounters {
+        &self.shared.options.counters
     }
 
     /// The end of the last durable record: every delivery answered `Ok` so

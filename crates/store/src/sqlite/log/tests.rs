@@ -39,6 +39,7 @@ fn options(segment_size: u64) -> LogOptions {
         on_synced: Box::new(|_| {}),
         fail_syncs: Vec::new(),
         store_id: STORE,
+        counters: Default::default(),
     }
 }
 

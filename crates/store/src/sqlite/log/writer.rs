@@ -481,6 +481,7 @@ impl Thread {
             written += 1;
         }
         let start = current.offset;
+        let began = Instant::now();
         let result = current.file.write_all_at(&self.buf, start).and_then(|()| {
             self.syncs += 1;
             if self.fail_syncs.contains(&self.syncs) {
@@ -492,6 +493,11 @@ impl Thread {
         });
         match result {
             Ok(()) => {
+                self.shared
+                    .options
+                    .counters
+                    .log_sync()
+                    .observe(began.elapsed());
                 current.offset += self.buf.len() as u64;
                 let mut state = self.shared.lock();
                 state.stats.bytes += self.buf.len() as u64;
