@@ -21,6 +21,8 @@
 //! - Every store call blocks on SQLite, so handlers run them in `spawn_blocking`.
 //! - `GET /livez` and `GET /readyz` are for load balancers ([`health`]): the
 //!   second says whether the node can reach its store.
+//! - `GET /metrics` is for Prometheus ([`metrics`]): counters the servers keep,
+//!   and the store's message counts.
 //! - `POST /api/v1/send` (Mailpit's send API) builds a message and hands it to
 //!   the store's delivery, as SMTP does ([`SendLimits`]); [`webhook`] posts
 //!   each new message's summary to a URL, fed by `Store::subscribe()`.
@@ -60,6 +62,7 @@ mod health;
 mod htmlcheck;
 mod json;
 pub mod linkcheck;
+mod metrics;
 mod openapi;
 mod proxy;
 pub mod release;
@@ -88,6 +91,7 @@ pub use api::{MAX_HEADER_CONTENT_TYPE, MAX_HEADER_FILE_NAME};
 pub use error::{ApiError, WebError};
 pub use events::CLIENT_BACKLOG_BYTES;
 pub use json::{MESSAGE_ADDRESSES, MESSAGE_BODY_BYTES};
+pub use metrics::MetricSources;
 pub use proxy::{WebRoot, parse_allowed_host};
 pub use send::{SEND_HELO, SendLimits};
 pub use serve::{ServeLimits, serve, serve_with};
@@ -184,6 +188,9 @@ pub struct WebConfig {
     /// How long the answer to a wrong login waits; it doubles with each further
     /// failure from the same address, up to 30 s.
     pub login_failure_delay: std::time::Duration,
+    /// What the POP3 and IMAP servers, the relay and the webhook count, for
+    /// `GET /metrics`; fresh zeros by default.
+    pub metrics: MetricSources,
 }
 
 impl Default for WebConfig {
@@ -206,6 +213,7 @@ impl Default for WebConfig {
             link_check_block_private: false,
             login: None,
             login_failure_delay: std::time::Duration::from_secs(1),
+            metrics: MetricSources::default(),
         }
     }
 }
@@ -370,6 +378,7 @@ fn route_table(root: &WebRoot) -> RouteTable {
         .add(Method::GET, "/api/events", events::websocket)
         .add(Method::GET, "/livez", health::livez)
         .add(Method::GET, "/readyz", health::readyz)
+        .add(Method::GET, "/metrics", metrics::metrics)
         .add(Method::GET, "/api/v1/info", api::info)
         .add(Method::GET, "/api/v1/messages", api::list)
         .add(Method::PUT, "/api/v1/messages", api::set_read)

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use sokkel_imap::{ImapConfig, ImapSummary};
 use sokkel_net::server::address_share;
+use sokkel_net::stats::OpenSessions;
 use sokkel_store::Store;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
@@ -62,6 +63,7 @@ impl ImapListeners {
         hostname: String,
         security: &Security,
         store: Store,
+        sessions: Arc<OpenSessions>,
         stop: impl Future<Output = ()>,
     ) -> anyhow::Result<Option<ImapSummary>> {
         if self.0.is_empty() {
@@ -85,6 +87,7 @@ impl ImapListeners {
             allow_insecure_auth: args.security.allow_insecure_auth,
             shutdown_grace: args.shutdown_timeout,
             proxy_protocol: args.proxy_protocol,
+            sessions,
             ..ImapConfig::default()
         };
         let changes = follow_changes(store.clone()).await?;

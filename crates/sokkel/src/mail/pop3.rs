@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use sokkel_net::server::address_share;
+use sokkel_net::stats::OpenSessions;
 use sokkel_pop3::{Pop3Config, Pop3Summary};
 use sokkel_store::Store;
 
@@ -59,6 +60,7 @@ impl Pop3Listeners {
         hostname: String,
         security: &Security,
         store: Store,
+        sessions: Arc<OpenSessions>,
         stop: impl Future<Output = ()>,
     ) -> anyhow::Result<Option<Pop3Summary>> {
         if self.0.is_empty() {
@@ -82,6 +84,7 @@ impl Pop3Listeners {
             allow_insecure_auth: args.security.allow_insecure_auth,
             shutdown_grace: args.shutdown_timeout,
             proxy_protocol: args.proxy_protocol,
+            sessions,
             ..Pop3Config::default()
         };
         let summary = sokkel_pop3::serve(

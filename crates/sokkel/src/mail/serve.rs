@@ -17,7 +17,7 @@ use sokkel_store::{
     Location, Ownership, Pruner, Retention, Store, StoreError, StoreEvent, StoreOptions,
 };
 use sokkel_web::webhook::{Webhook, WebhookConfig};
-use sokkel_web::{AppState, HostPolicy, SendLimits, ServeLimits, WebConfig};
+use sokkel_web::{AppState, HostPolicy, MetricSources, SendLimits, ServeLimits, WebConfig};
 
 use crate::cli::{ChaosArgs, MailServeArgs, TagSource};
 use crate::hints::announce;
@@ -191,8 +191,20 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     let webhook = start_webhook(&args, &store)?;
     let pruner = Pruner::spawn(store.clone(), retention);
 
-    // What SMTP refuses, counted by its server and shown by the web API.
+    // What the servers count, shown by the web API and /metrics.
     let smtp_counters = Arc::new(SmtpCounters::default());
+    let metrics = MetricSources {
+        relay: relay
+            .as_ref()
+            .map(|relay| Arc::clone(relay.counters()))
+            .unwrap_or_default(),
+        webhook: webhook.clone(),
+        ..MetricSources::default()
+    };
+    let (pop3_sessions, imap_sessions) = (
+        Arc::clone(&metrics.pop3_sessions),
+        Arc::clone(&metrics.imap_sessions),
+    );
     let session = SessionConfig {
         hostname: hostname.clone(),
         max_message_size: args.max_message_size,
@@ -267,6 +279,7 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
             link_check_block_private: args.link_check.link_check_block_private,
             login: web_login.credentials.clone(),
             login_failure_delay: args.security.auth_failure_delay,
+            metrics,
             ..WebConfig::default()
         };
         let max_connections = u32::try_from(web_config.max_connections).unwrap_or(u32::MAX);
@@ -302,8 +315,22 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
             .await
             .context("the SMTP server failed")
     };
-    let pop3 = pop3.serve(&args, hostname.clone(), &security, store.clone(), stopped());
-    let imap = imap.serve(&args, hostname, &security, store.clone(), stopped());
+    let pop3 = pop3.serve(
+        &args,
+        hostname.clone(),
+        &security,
+        store.clone(),
+        pop3_sessions,
+        stopped(),
+    );
+    let imap = imap.serve(
+        &args,
+        hostname,
+        &security,
+        store.clone(),
+        imap_sessions,
+        stopped(),
+    );
     let served = tokio::try_join!(smtp, pop3, imap);
     // Before the store closes: a run in progress ends with the batch it is on.
     pruner.stop().await;

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::Context;
+use sokkel_net::stats::{RelayCounters, RelayOutcome};
 use sokkel_smtp::client::session::{
     AuthMechanism, ClientConfig, Credentials, Envelope, Silent, SmtpClient, TlsMode,
 };
@@ -49,6 +50,8 @@ struct Inner {
     /// The name given in EHLO.
     ehlo_name: String,
     releases: Arc<tokio::sync::Semaphore>,
+    /// Attempts by outcome, for `/metrics`.
+    counters: Arc<RelayCounters>,
 }
 
 impl Relay {
@@ -59,6 +62,7 @@ impl Relay {
                 store,
                 ehlo_name,
                 releases: Arc::new(tokio::sync::Semaphore::new(MAX_RELEASES)),
+                counters: Arc::default(),
             }),
         }
     }
@@ -69,6 +73,11 @@ impl Relay {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Relay attempts by outcome so far.
+    pub fn counters(&self) -> &Arc<RelayCounters> {
+        &self.inner.counters
     }
 
     /// "host:port (STARTTLS)", for the start-up line and the log.
@@ -141,6 +150,13 @@ impl Relay {
             .await
             .context("the store task failed")?
             .context("cannot record the relay attempt")?;
+        self.inner.counters.add(if attempt.ok {
+            RelayOutcome::Sent
+        } else if attempt.recipients.is_empty() {
+            RelayOutcome::Blocked
+        } else {
+            RelayOutcome::Failed
+        });
         let to = attempt.recipients.join(", ");
         let skipped = if attempt.skipped.is_empty() {
             String::new()
