@@ -15,8 +15,9 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use kit::cluster::EventSocket;
+use kit::net::free_tcp_port;
 use kit::smtp::message;
-use kit::{Catcher, PROMPT, python3};
+use kit::{Catcher, PROMPT, python3, tempdir};
 use serde_json::{Value, json};
 
 /// Every family `/metrics` has, named as in its TYPE line, with that type.
@@ -351,6 +352,49 @@ fn metrics_count_mail_sessions_and_pages() {
 #[ignore = "interop: needs python3 and the pip package prometheus_client; .ci/run installs it and runs cargo test -- --ignored"]
 fn prometheus_python_client_reads_the_metrics() {
     counters_follow_the_mail(parse_python);
+}
+
+/// Retention (`--max 1`), an auto-relay to a server that is down and a
+/// webhook nobody receives: what each did is counted.
+#[test]
+fn pruned_relayed_and_posted_messages_are_counted() {
+    let dir = tempdir();
+    let relay = dir.path().join("relay.toml");
+    let config = format!(
+        "host = \"127.0.0.1\"\nport = {}\ntimeout = 5\n",
+        free_tcp_port()
+    );
+    std::fs::write(&relay, config).unwrap();
+    let relay = relay.to_str().expect("a UTF-8 temporary path");
+    let hook = format!("http://127.0.0.1:{}/hook", free_tcp_port());
+    let catcher = Catcher::builder()
+        .http()
+        .args(&["--max", "1", "--relay-config", relay, "--relay-all"])
+        .args(&["--webhook-url", &hook, "--webhook-limit", "0"])
+        .start();
+    catcher.send(&message("metrics pruned", "first"));
+    catcher.send(&message("metrics kept", "second"));
+    let failed_relays =
+        |s: &Exposition| s.value("sokkel_relay_messages_total", &[("outcome", "failed")]);
+    let posts = |s: &Exposition, outcome: &str| {
+        s.value("sokkel_webhook_requests_total", &[("outcome", outcome)])
+    };
+    let scrape = scrape_until(&catcher, parse_here, "retention, relay and webhook", |s| {
+        s.get("sokkel_store_pruned_messages_total") == 1.0
+            && failed_relays(s) >= 1.0
+            && posts(s, "failed") == 2.0
+    });
+    assert_eq!(scrape.get("sokkel_messages"), 1.0);
+    // The first message may be pruned before the relay gets to it; the
+    // second is relayed (and fails), never sent.
+    assert!(failed_relays(&scrape) <= 2.0, "{}", scrape.text);
+    for outcome in ["sent", "blocked"] {
+        let relayed = scrape.value("sokkel_relay_messages_total", &[("outcome", outcome)]);
+        assert_eq!(relayed, 0.0, "{outcome}");
+    }
+    for outcome in ["sent", "skipped", "dropped"] {
+        assert_eq!(posts(&scrape, outcome), 0.0, "{outcome}");
+    }
 }
 
 /// `/metrics` is open like `/livez` but answers only loopback names while
