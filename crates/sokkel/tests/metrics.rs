@@ -8,6 +8,8 @@
 //! own parser (`prometheus_client`, from PyPI; `.ci/run` installs it).
 
 mod kit;
+#[path = "../../store/tests/pg/mod.rs"]
+mod pg;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -395,6 +397,23 @@ fn pruned_relayed_and_posted_messages_are_counted() {
     for outcome in ["sent", "skipped", "dropped"] {
         assert_eq!(posts(&scrape, outcome), 0.0, "{outcome}");
     }
+}
+
+/// On PostgreSQL the 250 waits for the insert transaction: that is the
+/// commit counted, and there is no SQLite log to sync.
+#[test]
+#[ignore = "interop: needs PostgreSQL's server programs; .ci/run installs them and runs cargo test -- --ignored"]
+fn on_postgresql_the_commit_is_the_insert_transaction() {
+    let db = pg::fresh_database();
+    let catcher = Catcher::builder().http().args(&["--db", &db]).start();
+    catcher.send(&message("metrics on postgres", "hi"));
+    let scrape = scrape_until(&catcher, parse_here, "the message acknowledged", |s| {
+        s.get("sokkel_smtp_ack_seconds_count") == 1.0
+    });
+    assert!(scrape.get("sokkel_store_commit_seconds_count") >= 1.0);
+    assert_eq!(scrape.get("sokkel_store_log_sync_seconds_count"), 0.0);
+    assert_eq!(scrape.get("sokkel_messages"), 1.0);
+    assert_eq!(scrape.get("sokkel_messages_unread"), 1.0);
 }
 
 /// `/metrics` is open like `/livez` but answers only loopback names while
