@@ -120,16 +120,20 @@ impl SmtpCounters {
         self.rejected[reason.index()].load(Ordering::Relaxed)
     }
 
-    /// Count a message stored and acknowledged: its `bytes` as received, and
-    /// how long the client waited for the 250 after its end.
-    pub fn add_accepted(&self, bytes: usize, ack: Duration) {
+    /// Count a message stored, its `bytes` as received.
+    pub fn add_accepted(&self, bytes: usize) {
         self.accepted.fetch_add(1, Ordering::Relaxed);
         self.received_bytes
             .fetch_add(bytes as u64, Ordering::Relaxed);
-        self.ack.observe(ack);
     }
 
-    /// Messages stored and acknowledged so far.
+    /// Count how long a client waited from the end of its message to the
+    /// 250 written to it.
+    pub fn add_ack(&self, waited: Duration) {
+        self.ack.observe(waited);
+    }
+
+    /// Messages stored so far.
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed)
     }

@@ -154,7 +154,7 @@ impl Collector for Scrape {
         counter(
             &mut encoder,
             "sokkel_smtp_messages_accepted",
-            "Messages the SMTP server stored and acknowledged with a 250.",
+            "Messages the SMTP server stored (and answered 250).",
             self.accepted,
         )?;
         labelled_counters(

@@ -263,12 +263,13 @@ impl<D: Deliver> Protocol for SmtpSession<D> {
                 self.refusals.count(&self.core, counters);
                 self.reserved.resize(self.core.content_held());
                 if stored {
+                    counters.add_accepted(bytes);
                     // The 250 goes out now rather than with the replies to
                     // whatever the client pipelined behind the message: it
                     // waits for nothing else, and its time is what
                     // sokkel_smtp_ack_seconds measures.
                     link.flush().await?;
-                    counters.add_accepted(bytes, ended.elapsed());
+                    counters.add_ack(ended.elapsed());
                 }
             }
             Action::Authenticate(given) => {
