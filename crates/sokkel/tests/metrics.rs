@@ -416,6 +416,29 @@ fn on_postgresql_the_commit_is_the_insert_transaction() {
     assert_eq!(scrape.get("sokkel_messages_unread"), 1.0);
 }
 
+/// With a login for the page (`--ui-auth-file`) and under a web root
+/// (`--webroot`), Prometheus scrapes `/mail/metrics` without credentials, as
+/// a load balancer checks `/mail/livez`; the API still asks for them.
+#[test]
+fn metrics_need_no_login_and_live_under_the_web_root() {
+    let dir = tempdir();
+    let users = dir.path().join("ui-users");
+    std::fs::write(&users, "admin:secret\n").unwrap();
+    let users = users.to_str().expect("a UTF-8 temporary path");
+    let catcher = Catcher::builder()
+        .http()
+        .args(&["--ui-auth-file", users, "--webroot", "/mail/"])
+        .start();
+    let scrape = catcher.get("/mail/metrics");
+    assert_eq!(scrape.status, 200, "{}", scrape.text());
+    let scrape = parse_here(&scrape.text());
+    assert_eq!(scrape.get("sokkel_messages"), 0.0);
+    assert_eq!(catcher.get("/mail/api/v1/messages").status, 401);
+    // Outside the root there is nothing to scrape (the login answers first).
+    let outside = catcher.get("/metrics");
+    assert_ne!(outside.status, 200, "{}", outside.text());
+}
+
 /// `/metrics` is open like `/livez` but answers only loopback names while
 /// sokkel listens on loopback, as the rest of the web side does.
 #[test]
