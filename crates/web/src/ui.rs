@@ -219,11 +219,10 @@ pub(crate) async fn view(
     };
     // The Host was checked by the guard (or any host is allowed); it names this
     // server as the browser sees it.
-    let origin = headers
+    let host = headers
         .get(header::HOST)
         .and_then(|host| host.to_str().ok())
-        .filter(|host| host.bytes().all(|b| b.is_ascii_graphic()) && !host.contains([';', ',']))
-        .map(|host| format!("http://{host}"));
+        .filter(|host| host.bytes().all(|b| b.is_ascii_graphic()) && !host.contains([';', ',']));
     let parts_url = state
         .config()
         .web_root
@@ -232,7 +231,7 @@ pub(crate) async fn view(
         "<base target=\"_blank\">{}",
         link_inline_parts(&body, &parts_url, &parsed.attachments)
     );
-    let policy = view_policy(origin.as_deref(), &parts_url, remote);
+    let policy = view_policy(host, &parts_url, remote);
     let mut response = crate::api::buffered(&state, document.into())?.into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -249,17 +248,31 @@ pub(crate) async fn view(
 
 /// The policy of a message's HTML document: no script in any form, styles only
 /// inline, images from `data:` and this message's parts (and the web only when
-/// the user allowed remote images), nothing else at all.
-fn view_policy(origin: Option<&str>, parts_url: &str, remote: bool) -> String {
+/// the user allowed remote images), nothing else at all; only the page on
+/// `host` (the request's `Host`) may frame it.
+///
+/// The browser may have reached `host` over HTTP or HTTPS: sokkel's own TLS
+/// (`--ui-tls-*`) or a proxy's in front of plain HTTP, which sokkel cannot tell
+/// apart from a browser's plain request. Both schemes name the same host and
+/// port, so the policy lists both rather than trusting `X-Forwarded-Proto`.
+fn view_policy(host: Option<&str>, parts_url: &str, remote: bool) -> String {
     let mut images = vec!["data:".to_string()];
-    if let Some(origin) = origin {
-        images.push(format!("{origin}{parts_url}"));
+    let mut ancestors = Vec::new();
+    for scheme in ["http", "https"] {
+        if let Some(host) = host {
+            images.push(format!("{scheme}://{host}{parts_url}"));
+            ancestors.push(format!("{scheme}://{host}"));
+        }
     }
     if remote {
         images.push("http:".into());
         images.push("https:".into());
     }
-    let ancestors = origin.unwrap_or("'self'");
+    let ancestors = if ancestors.is_empty() {
+        "'self'".to_string()
+    } else {
+        ancestors.join(" ")
+    };
     format!(
         "default-src 'none'; style-src 'unsafe-inline'; img-src {}; font-src data:; \
          form-action 'none'; base-uri 'none'; frame-ancestors {ancestors}; \
@@ -292,21 +305,34 @@ mod tests {
 
     #[test]
     fn view_policy_blocks_remote_until_allowed() {
+        let policy = view_policy(Some("127.0.0.1:8025"), "/api/v1/message/3/part/", false);
+        assert!(policy.contains(
+            "img-src data: http://127.0.0.1:8025/api/v1/message/3/part/ \
+             https://127.0.0.1:8025/api/v1/message/3/part/;"
+        ));
+        assert!(policy.contains("default-src 'none'"));
+        assert!(!policy.contains(" https:;"));
+        assert!(!policy.contains("script"));
+        let policy = view_policy(Some("127.0.0.1:8025"), "/api/v1/message/3/part/", true);
+        assert!(policy.contains(" http: https:;"));
+    }
+
+    /// Issue #18: behind HTTPS (sokkel's own or a proxy's) on any port, the
+    /// page may still frame the message.
+    #[test]
+    fn view_policy_lets_the_page_frame_it_over_either_scheme() {
         let policy = view_policy(
-            Some("http://127.0.0.1:8025"),
-            "/api/v1/message/3/part/",
+            Some("mail.test:18933"),
+            "/mail/api/v1/message/3/part/",
             false,
         );
-        assert!(policy.contains("img-src data: http://127.0.0.1:8025/api/v1/message/3/part/;"));
-        assert!(policy.contains("default-src 'none'"));
-        assert!(!policy.contains("https:"));
-        assert!(!policy.contains("script"));
-        let policy = view_policy(
-            Some("http://127.0.0.1:8025"),
-            "/api/v1/message/3/part/",
-            true,
+        assert!(
+            policy.contains("frame-ancestors http://mail.test:18933 https://mail.test:18933;"),
+            "{policy}"
         );
-        assert!(policy.contains(" http: https:;"));
+        let policy = view_policy(None, "/api/v1/message/3/part/", false);
+        assert!(policy.contains("img-src data:;"), "{policy}");
+        assert!(policy.contains("frame-ancestors 'self';"), "{policy}");
     }
 
     #[test]
