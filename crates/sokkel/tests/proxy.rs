@@ -24,15 +24,15 @@ use kit::{Catcher, Finished, program, sokkel, tempdir};
 /// How long one node script may take.
 const SCRIPT_LIMIT: Duration = Duration::from_secs(120);
 
-/// A catcher with its web side under `root` on a free loopback port, and the
-/// page's URL as it announced it.
+/// A catcher with its web side under `root` (one path name, with or without
+/// slashes) on a free loopback port, and the page's URL.
 fn catcher_under(root: &str, extra: &[&str]) -> (Catcher, String) {
     let catcher = Catcher::builder()
         .http()
         .args(&["--webroot", root])
         .args(extra)
         .start();
-    let url = format!("http://{}/mail/", catcher.http());
+    let url = format!("http://{}/{}/", catcher.http(), root.trim_matches('/'));
     (catcher, url)
 }
 
@@ -129,7 +129,11 @@ fn webroot_serves_the_page_api_websocket_and_health_under_the_path_only() {
         "{}",
         view.head
     );
+    assert_eq!(get(http, "/mail/livez").status, 200);
     assert_eq!(get(http, "/mail/readyz").status, 200);
+    // An API explorer or a generated client prefixes the root.
+    let openapi = get_json(http, "/mail/api/v1/openapi.json");
+    assert_eq!(openapi["servers"], serde_json::json!([{"url": "/mail"}]));
     assert_eq!(
         websocket_status(http, "/mail/api/events"),
         "HTTP/1.1 101 Switching Protocols"
@@ -146,6 +150,13 @@ fn webroot_serves_the_page_api_websocket_and_health_under_the_path_only() {
         assert_eq!(get(http, outside).status, 404, "{outside}");
     }
     assert!(websocket_status(http, "/api/events").contains(" 404 "));
+    // Who opens the server's address without the root learns where the page is.
+    let top = get(http, "/");
+    assert!(
+        top.text().contains("the page is at /mail/"),
+        "{}",
+        top.text()
+    );
 
     // The root without its slash leads to the page, keeping a search.
     let moved = get(http, "/mail?q=subject:root");
@@ -162,6 +173,65 @@ fn webroot_serves_the_page_api_websocket_and_health_under_the_path_only() {
         "{}",
         moved.head
     );
+}
+
+#[test]
+fn sokkel_webroot_sets_the_root_and_openapi_stays_plain_at_the_top() {
+    let catcher = Catcher::builder()
+        .http()
+        .env("SOKKEL_WEBROOT", "/tools/mail")
+        .start();
+    let http = catcher.http();
+    catcher
+        .stdout
+        .expect_line(&format!("listening on http http://{http}/tools/mail/"));
+    assert_eq!(get(http, "/tools/mail/livez").status, 200);
+    assert_eq!(get(http, "/livez").status, 404);
+    let top = Catcher::builder().http().start();
+    let openapi = get_json(top.http(), "/api/v1/openapi.json");
+    assert!(openapi.get("servers").is_none(), "{}", openapi["servers"]);
+    let missing = get(top.http(), "/nothing/here");
+    assert_eq!(missing.status, 404);
+    assert!(
+        !missing.text().contains("the page is at"),
+        "{}",
+        missing.text()
+    );
+}
+
+#[test]
+fn start_up_lines_name_the_root_and_an_allowed_host_that_does_nothing() {
+    let catcher = Catcher::builder()
+        .args(&[
+            "--http",
+            "0.0.0.0:0",
+            "--webroot",
+            "/mail/",
+            "--http-allow-host",
+            "mail.test",
+            "--enable-chaos",
+        ])
+        .start();
+    catcher
+        .stderr
+        .expect_line_where("the chaos hint under the root", |line| {
+            line.contains("WARN") && line.contains("PUT /mail/api/v1/chaos")
+        });
+    catcher
+        .stderr
+        .expect_line_where("--http-allow-host ignored beyond loopback", |line| {
+            line.contains("WARN")
+                && line.contains("--http-allow-host has no effect")
+                && line.contains("--http 127.0.0.1:PORT")
+        });
+    // It answers any name indeed, so the warning is true.
+    let answer = request_with(
+        SocketAddr::from(([127, 0, 0, 1], catcher.http().port())),
+        "GET",
+        "/mail/api/v1/info",
+        &["Host: evil.test"],
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text());
 }
 
 #[test]
@@ -190,10 +260,21 @@ fn webroot_and_allowed_hosts_that_make_no_sense_are_usage_errors() {
 fn http_allow_host_admits_the_proxy_name_and_still_refuses_others() {
     let catcher = Catcher::builder()
         .http()
-        .args(&["--http-allow-host", "mail.test"])
+        .args(&[
+            "--http-allow-host",
+            "mail.test",
+            "--http-allow-host",
+            "[fe80::1]",
+        ])
         .start();
     let http = catcher.http();
-    for host in ["mail.test:8080", "MAIL.test", "mail.test.:443", "127.0.0.1"] {
+    for host in [
+        "mail.test:8080",
+        "MAIL.test",
+        "mail.test.:443",
+        "127.0.0.1",
+        "[FE80:0::1]:8025",
+    ] {
         let answer = request_with(http, "GET", "/api/v1/info", &[&format!("Host: {host}")]);
         assert_eq!(answer.status, 200, "Host: {host}: {}", answer.text());
     }
@@ -202,6 +283,9 @@ fn http_allow_host_admits_the_proxy_name_and_still_refuses_others() {
         "evil.test:8080",
         "mail.test.evil.test",
         "sub.mail.test",
+        "[mail.test]",
+        "mail.test..",
+        "[localhost]:8025",
     ] {
         let answer = request_with(http, "GET", "/api/v1/info", &[&format!("Host: {host}")]);
         assert_eq!(answer.status, 403, "Host: {host}");
