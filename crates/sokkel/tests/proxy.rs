@@ -106,17 +106,20 @@ fn webroot_serves_the_page_api_websocket_and_health_under_the_path_only() {
     let page = get(http, "/mail/");
     assert_eq!(page.status, 200, "{}", page.text());
     assert!(
-        page.text().contains("<base href=\"/mail/\">"),
+        page.text().contains("data-root=\"/mail/\"")
+            && page.text().contains("src=\"/mail/static/app.js\""),
         "the page does not name its root: {}",
         page.text()
     );
+    // The root is written into the page, so no <base> may move its URLs.
+    assert!(page.head.contains("base-uri 'none'"), "{}", page.head);
     // The page's script and icon, relative to that base.
     for asset in ["/mail/static/app.js", "/mail/static/favicon.svg"] {
         assert_eq!(get(http, asset).status, 200, "{asset}");
     }
     // A deep link is the page too.
     let deep = get(http, &format!("/mail/view/{id}"));
-    assert!(deep.text().contains("<base href=\"/mail/\">"));
+    assert!(deep.text().contains("data-root=\"/mail/\""));
 
     let list = get_json(http, "/mail/api/v1/messages");
     assert_eq!(list["total"], 1);
@@ -541,7 +544,7 @@ fn nginx_passes_the_allowed_name_and_the_page_origin_through() {
     let origin = format!("Origin: http://{host}");
     let page = request_with(nginx.addr, "GET", "/mail/", &[&format!("Host: {host}")]);
     assert_eq!(page.status, 200, "{}\n{}", page.text(), nginx.errors());
-    assert!(page.text().contains("<base href=\"/mail/\">"));
+    assert!(page.text().contains("data-root=\"/mail/\""));
     let deleted = request_with(
         nginx.addr,
         "DELETE",

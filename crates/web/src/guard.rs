@@ -166,11 +166,12 @@ fn is_port(text: &str) -> bool {
 }
 
 /// The page's own policy: its scripts and styles come from sokkel only, message
-/// HTML appears only in frames sokkel serves, and nobody may frame the page. Its
-/// `<base href>` (the web root) may name only sokkel itself.
+/// HTML appears only in frames sokkel serves, nobody may frame the page, and
+/// no `<base>` may move its relative URLs (it needs none: the web root is
+/// written into it).
 pub(crate) const APP_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
     img-src 'self' data:; connect-src 'self'; frame-src 'self'; form-action 'none'; \
-    base-uri 'self'; frame-ancestors 'none'";
+    base-uri 'none'; frame-ancestors 'none'";
 
 /// The policy for answers that are not pages (JSON, text, downloads).
 const DATA_CSP: &str = "default-src 'none'; frame-ancestors 'none'; sandbox";

@@ -10,8 +10,8 @@
 //! ```
 //!
 //! [`crate::app`] mounts every route under the root, answers the root without
-//! its slash with a redirect to it, and everything else with 404. The page
-//! learns the root from its `<base href>`, filled in when it is served.
+//! its slash with a redirect to it, and everything else with 404. The root is
+//! written into the page when it is served (`ui::Page`).
 
 use std::net::Ipv6Addr;
 

@@ -1,9 +1,10 @@
 //! The web page: static files embedded in the binary, and the documents that show
 //! a message's HTML inside a sandboxed frame.
 //!
-//! The page (index.html) is served with its `<base href>` set to the web root,
-//! and names every other URL relative to it, so it works under `/mail/` as
-//! under `/`.
+//! The page (index.html) is served with the web root written into it: its
+//! root-absolute URLs (`/static/app.js`) and `<html data-root>`, from which
+//! its script builds every other URL; so it works under `/mail/` as under `/`,
+//! without a `<base>` element (the page's policy has `base-uri 'none'`).
 //!
 //! The files are served with `Cache-Control: no-cache` and an `ETag` computed from
 //! their bytes, so a browser revalidates with one cheap 304 and never runs an old
@@ -77,24 +78,31 @@ pub(crate) fn still_fresh(request_headers: &HeaderMap, etag: &HeaderValue) -> bo
         })
 }
 
-/// The page as served under one web root: index.html with its `<base href>`
-/// set to the root.
+/// The page as served under one web root: index.html with the root written
+/// into its URLs and `<html data-root>`.
 #[derive(Debug)]
 pub(crate) struct Page {
     bytes: Bytes,
     etag: HeaderValue,
 }
 
-/// The `<base>` element of index.html, which [`Page::new`] points at the root.
-const BASE: &str = "<base href=\"/\">";
+/// Where index.html names the root: the attribute the script reads, and the
+/// start of every root-absolute URL in an attribute. [`Page::new`] puts the
+/// web root in place of each `/`.
+const ROOT_MARKS: [&str; 3] = ["data-root=\"/", "href=\"/", "src=\"/"];
 
 impl Page {
     pub(crate) fn new(root: &WebRoot) -> Page {
-        let html = std::str::from_utf8(INDEX.bytes).expect("index.html is UTF-8");
-        assert!(html.contains(BASE), "index.html has {BASE}");
-        // The root holds only URL-safe characters (WebRoot::parse), none that
-        // HTML would read.
-        let html = html.replacen(BASE, &format!("<base href=\"{root}\">"), 1);
+        let mut html = std::str::from_utf8(INDEX.bytes)
+            .expect("index.html is UTF-8")
+            .to_string();
+        for mark in ROOT_MARKS {
+            assert!(html.contains(mark), "index.html has {mark}");
+            // The root holds only URL-safe characters (WebRoot::parse), none
+            // that HTML would read.
+            let rooted = format!("{}{root}", mark.trim_end_matches('/'));
+            html = html.replace(mark, &rooted);
+        }
         Page {
             etag: etag_of(html.as_bytes()),
             bytes: Bytes::from(html),
@@ -357,9 +365,15 @@ mod tests {
     fn the_page_names_its_root() {
         let page = Page::new(&WebRoot::parse("/mail/").unwrap());
         let html = std::str::from_utf8(&page.bytes).unwrap();
-        assert!(html.contains("<base href=\"/mail/\">"));
-        assert!(!html.contains(BASE));
-        assert_ne!(page.etag, Page::new(&WebRoot::default()).etag);
+        assert!(html.contains("<html lang=\"en\" data-root=\"/mail/\">"));
+        assert!(html.contains("<script src=\"/mail/static/app.js\" defer>"));
+        assert!(html.contains("<a href=\"/mail/\" id=\"home\">"));
+        for outside in ["=\"/static", "=\"/\"", "<base"] {
+            assert!(!html.contains(outside), "{outside}");
+        }
+        let top = Page::new(&WebRoot::default());
+        assert_eq!(top.bytes, INDEX.bytes);
+        assert_ne!(page.etag, top.etag);
     }
 
     #[test]

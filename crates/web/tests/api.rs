@@ -1028,7 +1028,9 @@ async fn page_is_cached_by_etag_and_locked_down() {
     assert_eq!(page.header(header::X_CONTENT_TYPE_OPTIONS), "nosniff");
     let csp = page.header(header::CONTENT_SECURITY_POLICY);
     assert!(
-        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        csp.contains("script-src 'self'")
+            && csp.contains("frame-ancestors 'none'")
+            && csp.contains("base-uri 'none'"),
         "{csp}"
     );
     for script in ["static/theme.js", "static/app.js", "static/checks.js"] {
