@@ -766,12 +766,15 @@ fn resident_memory() -> u64 {
         .map_or(0, |kib| kib * 1024)
 }
 
-/// Any path the router does not know.
-pub(crate) async fn not_found(uri: Uri) -> Response {
-    text(
-        StatusCode::NOT_FOUND,
-        format!("404 page not found: {}", uri.path()),
-    )
+/// Any path the router does not know. Outside the web root it says where the
+/// page is, for the user who opened the server's address without the root.
+pub(crate) async fn not_found(State(state): State<AppState>, uri: Uri) -> Response {
+    let root = &state.config().web_root;
+    let mut message = format!("404 page not found: {}", uri.path());
+    if !uri.path().starts_with(root.as_str()) {
+        message.push_str(&format!("; the page is at {root}"));
+    }
+    text(StatusCode::NOT_FOUND, message)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! knows). Refusing foreign `Host` names while sokkel listens on loopback only
 //! closes that hole; a listener on another address answers any host.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -101,41 +101,64 @@ pub(crate) fn own_page_or_no_browser(headers: &HeaderMap) -> bool {
 
 /// `localhost`, `*.localhost`, or a loopback IP, each with or without a port.
 pub(crate) fn is_loopback_host(host: &str) -> bool {
-    let Some(name) = host_name(host) else {
-        return false;
-    };
-    if name == "localhost" || name.ends_with(".localhost") {
-        return true;
+    match host_name(host) {
+        Some(HostName::Ip(ip)) => ip.is_loopback(),
+        Some(HostName::Name(name)) => name == "localhost" || name.ends_with(".localhost"),
+        None => false,
     }
-    name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// One of `allowed` (lowercase names, as `parse_allowed_host` reads them), with
-/// or without a port.
+/// One of `allowed` (as `parse_allowed_host` reads them: lowercase names, IP
+/// addresses without brackets), with or without a port. Addresses compare as
+/// addresses, so `[FE80:0::1]` is `fe80::1`.
 fn is_allowed_host(host: &str, allowed: &[String]) -> bool {
-    host_name(host).is_some_and(|name| allowed.contains(&name))
+    match host_name(host) {
+        Some(HostName::Ip(ip)) => allowed
+            .iter()
+            .any(|allowed| allowed.parse::<IpAddr>() == Ok(ip)),
+        Some(HostName::Name(name)) => allowed.contains(&name),
+        None => false,
+    }
 }
 
-/// The name in a `Host` header, lowercase and without its port and trailing
-/// dot; an IPv6 address without its brackets. `None` if the port is not one.
-fn host_name(host: &str) -> Option<String> {
-    let name = match host.strip_prefix('[') {
+/// What a `Host` header names, without its port.
+#[derive(Debug, PartialEq, Eq)]
+enum HostName {
+    /// An IPv4 address, or an IPv6 address that was in brackets.
+    Ip(IpAddr),
+    /// A name, lowercase, without the one trailing dot a fully qualified name
+    /// may have.
+    Name(String),
+}
+
+/// Reads a `Host` header: `name`, `name:port`, `[IPv6]` or `[IPv6]:port`.
+/// `None` if the port is not one, brackets hold anything but an IPv6 address,
+/// or the name has an empty label (`mail.test..`, `a..b`).
+fn host_name(host: &str) -> Option<HostName> {
+    if let Some(rest) = host.strip_prefix('[') {
         // [::1]:8025
-        Some(rest) => match rest.split_once(']') {
-            Some((inside, after))
-                if after.is_empty() || after.strip_prefix(':').is_some_and(is_port) =>
-            {
-                inside
-            }
-            _ => return None,
-        },
-        None => match host.rsplit_once(':') {
-            Some((name, port)) if is_port(port) => name,
-            Some(_) => return None,
-            None => host,
-        },
+        let (inside, after) = rest.split_once(']')?;
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
+            return None;
+        }
+        return inside
+            .parse::<Ipv6Addr>()
+            .ok()
+            .map(|ip| HostName::Ip(IpAddr::V6(ip)));
+    }
+    let name = match host.split_once(':') {
+        Some((name, port)) if is_port(port) => name,
+        Some(_) => return None,
+        None => host,
     };
-    Some(name.trim_end_matches('.').to_ascii_lowercase())
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.split('.').any(str::is_empty) {
+        return None;
+    }
+    Some(match name.parse::<Ipv4Addr>() {
+        Ok(ip) => HostName::Ip(IpAddr::V4(ip)),
+        Err(_) => HostName::Name(name.to_ascii_lowercase()),
+    })
 }
 
 fn is_port(text: &str) -> bool {
@@ -143,11 +166,12 @@ fn is_port(text: &str) -> bool {
 }
 
 /// The page's own policy: its scripts and styles come from sokkel only, message
-/// HTML appears only in frames sokkel serves, and nobody may frame the page. Its
-/// `<base href>` (the web root) may name only sokkel itself.
+/// HTML appears only in frames sokkel serves, nobody may frame the page, and
+/// no `<base>` may move its relative URLs (it needs none: the web root is
+/// written into it).
 pub(crate) const APP_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
     img-src 'self' data:; connect-src 'self'; frame-src 'self'; form-action 'none'; \
-    base-uri 'self'; frame-ancestors 'none'";
+    base-uri 'none'; frame-ancestors 'none'";
 
 /// The policy for answers that are not pages (JSON, text, downloads).
 const DATA_CSP: &str = "default-src 'none'; frame-ancestors 'none'; sandbox";
@@ -265,6 +289,47 @@ mod tests {
         ] {
             assert!(!is_allowed_host(host, &allowed), "{host}");
         }
+    }
+
+    /// Issue #18 review: brackets only around an IPv6 address, addresses
+    /// compared as addresses, one trailing dot at most.
+    #[test]
+    fn host_headers_are_read_strictly() {
+        let allowed = ["mail.test".to_string(), "fe80::1".to_string()];
+        for host in [
+            "[FE80:0::1]",
+            "[fe80:0:0:0:0:0:0:1]:8025",
+            "mail.test.",
+            "mail.test.:80",
+        ] {
+            assert!(is_allowed_host(host, &allowed), "{host}");
+        }
+        for host in [
+            "[mail.test]",
+            "[mail.test]:80",
+            "mail.test..",
+            "mail.test..:80",
+            ".mail.test",
+            "mail..test",
+            "[fe80::1]x",
+            "fe80::1",
+            "[fe80::2]",
+            ":80",
+            "",
+        ] {
+            assert!(!is_allowed_host(host, &allowed), "{host}");
+        }
+        for host in ["[localhost]", "[127.0.0.1]", "localhost..", "[::1]]"] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+        assert_eq!(
+            host_name("[0:0::1]:1"),
+            Some(HostName::Ip(IpAddr::V6(Ipv6Addr::LOCALHOST)))
+        );
+        assert_eq!(
+            host_name("Mail.Test.:8025"),
+            Some(HostName::Name("mail.test".to_string()))
+        );
     }
 
     #[test]

@@ -10,8 +10,8 @@
 //! ```
 //!
 //! [`crate::app`] mounts every route under the root, answers the root without
-//! its slash with a redirect to it, and everything else with 404. The page
-//! learns the root from its `<base href>`, filled in when it is served.
+//! its slash with a redirect to it, and everything else with 404. The root is
+//! written into the page when it is served (`ui::Page`).
 
 use std::net::Ipv6Addr;
 
@@ -84,8 +84,8 @@ pub(crate) async fn redirect_into(root: WebRoot, uri: Uri) -> Response {
 }
 
 /// Reads a host name for `--http-allow-host` as the guard compares it:
-/// lowercase, without a trailing dot; an IPv6 address with or without its
-/// brackets. A port is refused, since every port is allowed.
+/// lowercase, without its one trailing dot; an IPv6 address with or without
+/// its brackets. A port is refused, since every port is allowed.
 pub fn parse_allowed_host(text: &str) -> Result<String, String> {
     let text = text.trim();
     let bare = text
@@ -95,7 +95,7 @@ pub fn parse_allowed_host(text: &str) -> Result<String, String> {
     if let Ok(ip) = bare.parse::<Ipv6Addr>() {
         return Ok(ip.to_string());
     }
-    let name = text.trim_end_matches('.').to_ascii_lowercase();
+    let name = text.strip_suffix('.').unwrap_or(text).to_ascii_lowercase();
     if name.contains(':') {
         return Err(format!(
             "{text:?}: give the host name without a port (every port is allowed)"
@@ -160,7 +160,17 @@ mod tests {
         ] {
             assert_eq!(parse_allowed_host(typed).unwrap(), name, "{typed:?}");
         }
-        for bad in ["mail.test:8080", "", ".", "a..b", "evil.test/x", "a b"] {
+        for bad in [
+            "mail.test:8080",
+            "",
+            ".",
+            "a..b",
+            "mail.test..",
+            "[mail.test]",
+            "[127.0.0.1]",
+            "evil.test/x",
+            "a b",
+        ] {
             assert!(parse_allowed_host(bad).is_err(), "{bad:?}");
         }
     }

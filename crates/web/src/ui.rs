@@ -1,9 +1,10 @@
 //! The web page: static files embedded in the binary, and the documents that show
 //! a message's HTML inside a sandboxed frame.
 //!
-//! The page (index.html) is served with its `<base href>` set to the web root,
-//! and names every other URL relative to it, so it works under `/mail/` as
-//! under `/`.
+//! The page (index.html) is served with the web root written into it: its
+//! root-absolute URLs (`/static/app.js`) and `<html data-root>`, from which
+//! its script builds every other URL; so it works under `/mail/` as under `/`,
+//! without a `<base>` element (the page's policy has `base-uri 'none'`).
 //!
 //! The files are served with `Cache-Control: no-cache` and an `ETag` computed from
 //! their bytes, so a browser revalidates with one cheap 304 and never runs an old
@@ -77,24 +78,31 @@ pub(crate) fn still_fresh(request_headers: &HeaderMap, etag: &HeaderValue) -> bo
         })
 }
 
-/// The page as served under one web root: index.html with its `<base href>`
-/// set to the root.
+/// The page as served under one web root: index.html with the root written
+/// into its URLs and `<html data-root>`.
 #[derive(Debug)]
 pub(crate) struct Page {
     bytes: Bytes,
     etag: HeaderValue,
 }
 
-/// The `<base>` element of index.html, which [`Page::new`] points at the root.
-const BASE: &str = "<base href=\"/\">";
+/// Where index.html names the root: the attribute the script reads, and the
+/// start of every root-absolute URL in an attribute. [`Page::new`] puts the
+/// web root in place of each `/`.
+const ROOT_MARKS: [&str; 3] = ["data-root=\"/", "href=\"/", "src=\"/"];
 
 impl Page {
     pub(crate) fn new(root: &WebRoot) -> Page {
-        let html = std::str::from_utf8(INDEX.bytes).expect("index.html is UTF-8");
-        assert!(html.contains(BASE), "index.html has {BASE}");
-        // The root holds only URL-safe characters (WebRoot::parse), none that
-        // HTML would read.
-        let html = html.replacen(BASE, &format!("<base href=\"{root}\">"), 1);
+        let mut html = std::str::from_utf8(INDEX.bytes)
+            .expect("index.html is UTF-8")
+            .to_string();
+        for mark in ROOT_MARKS {
+            assert!(html.contains(mark), "index.html has {mark}");
+            // The root holds only URL-safe characters (WebRoot::parse), none
+            // that HTML would read.
+            let rooted = format!("{}{root}", mark.trim_end_matches('/'));
+            html = html.replace(mark, &rooted);
+        }
         Page {
             etag: etag_of(html.as_bytes()),
             bytes: Bytes::from(html),
@@ -219,11 +227,10 @@ pub(crate) async fn view(
     };
     // The Host was checked by the guard (or any host is allowed); it names this
     // server as the browser sees it.
-    let origin = headers
+    let host = headers
         .get(header::HOST)
         .and_then(|host| host.to_str().ok())
-        .filter(|host| host.bytes().all(|b| b.is_ascii_graphic()) && !host.contains([';', ',']))
-        .map(|host| format!("http://{host}"));
+        .filter(|host| host.bytes().all(|b| b.is_ascii_graphic()) && !host.contains([';', ',']));
     let parts_url = state
         .config()
         .web_root
@@ -232,7 +239,7 @@ pub(crate) async fn view(
         "<base target=\"_blank\">{}",
         link_inline_parts(&body, &parts_url, &parsed.attachments)
     );
-    let policy = view_policy(origin.as_deref(), &parts_url, remote);
+    let policy = view_policy(host, &parts_url, remote);
     let mut response = crate::api::buffered(&state, document.into())?.into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -249,17 +256,31 @@ pub(crate) async fn view(
 
 /// The policy of a message's HTML document: no script in any form, styles only
 /// inline, images from `data:` and this message's parts (and the web only when
-/// the user allowed remote images), nothing else at all.
-fn view_policy(origin: Option<&str>, parts_url: &str, remote: bool) -> String {
+/// the user allowed remote images), nothing else at all; only the page on
+/// `host` (the request's `Host`) may frame it.
+///
+/// The browser may have reached `host` over HTTP or HTTPS: sokkel's own TLS
+/// (`--ui-tls-*`) or a proxy's in front of plain HTTP, which sokkel cannot tell
+/// apart from a browser's plain request. Both schemes name the same host and
+/// port, so the policy lists both rather than trusting `X-Forwarded-Proto`.
+fn view_policy(host: Option<&str>, parts_url: &str, remote: bool) -> String {
     let mut images = vec!["data:".to_string()];
-    if let Some(origin) = origin {
-        images.push(format!("{origin}{parts_url}"));
+    let mut ancestors = Vec::new();
+    for scheme in ["http", "https"] {
+        if let Some(host) = host {
+            images.push(format!("{scheme}://{host}{parts_url}"));
+            ancestors.push(format!("{scheme}://{host}"));
+        }
     }
     if remote {
         images.push("http:".into());
         images.push("https:".into());
     }
-    let ancestors = origin.unwrap_or("'self'");
+    let ancestors = if ancestors.is_empty() {
+        "'self'".to_string()
+    } else {
+        ancestors.join(" ")
+    };
     format!(
         "default-src 'none'; style-src 'unsafe-inline'; img-src {}; font-src data:; \
          form-action 'none'; base-uri 'none'; frame-ancestors {ancestors}; \
@@ -292,21 +313,34 @@ mod tests {
 
     #[test]
     fn view_policy_blocks_remote_until_allowed() {
+        let policy = view_policy(Some("127.0.0.1:8025"), "/api/v1/message/3/part/", false);
+        assert!(policy.contains(
+            "img-src data: http://127.0.0.1:8025/api/v1/message/3/part/ \
+             https://127.0.0.1:8025/api/v1/message/3/part/;"
+        ));
+        assert!(policy.contains("default-src 'none'"));
+        assert!(!policy.contains(" https:;"));
+        assert!(!policy.contains("script"));
+        let policy = view_policy(Some("127.0.0.1:8025"), "/api/v1/message/3/part/", true);
+        assert!(policy.contains(" http: https:;"));
+    }
+
+    /// Issue #18: behind HTTPS (sokkel's own or a proxy's) on any port, the
+    /// page may still frame the message.
+    #[test]
+    fn view_policy_lets_the_page_frame_it_over_either_scheme() {
         let policy = view_policy(
-            Some("http://127.0.0.1:8025"),
-            "/api/v1/message/3/part/",
+            Some("mail.test:18933"),
+            "/mail/api/v1/message/3/part/",
             false,
         );
-        assert!(policy.contains("img-src data: http://127.0.0.1:8025/api/v1/message/3/part/;"));
-        assert!(policy.contains("default-src 'none'"));
-        assert!(!policy.contains("https:"));
-        assert!(!policy.contains("script"));
-        let policy = view_policy(
-            Some("http://127.0.0.1:8025"),
-            "/api/v1/message/3/part/",
-            true,
+        assert!(
+            policy.contains("frame-ancestors http://mail.test:18933 https://mail.test:18933;"),
+            "{policy}"
         );
-        assert!(policy.contains(" http: https:;"));
+        let policy = view_policy(None, "/api/v1/message/3/part/", false);
+        assert!(policy.contains("img-src data:;"), "{policy}");
+        assert!(policy.contains("frame-ancestors 'self';"), "{policy}");
     }
 
     #[test]
@@ -331,9 +365,15 @@ mod tests {
     fn the_page_names_its_root() {
         let page = Page::new(&WebRoot::parse("/mail/").unwrap());
         let html = std::str::from_utf8(&page.bytes).unwrap();
-        assert!(html.contains("<base href=\"/mail/\">"));
-        assert!(!html.contains(BASE));
-        assert_ne!(page.etag, Page::new(&WebRoot::default()).etag);
+        assert!(html.contains("<html lang=\"en\" data-root=\"/mail/\">"));
+        assert!(html.contains("<script src=\"/mail/static/app.js\" defer>"));
+        assert!(html.contains("<a href=\"/mail/\" id=\"home\">"));
+        for outside in ["=\"/static", "=\"/\"", "<base"] {
+            assert!(!html.contains(outside), "{outside}");
+        }
+        let top = Page::new(&WebRoot::default());
+        assert_eq!(top.bytes, INDEX.bytes);
+        assert_ne!(page.etag, top.etag);
     }
 
     #[test]

@@ -10,8 +10,10 @@
 // entries and popstate restores them.
 //
 // The server may serve all of it under a web root (`--webroot /mail/`, behind a
-// reverse proxy); the page's `<base href>` names it. So every URL here is
-// relative (`api/v1/...`, resolved against the base) or starts with ROOT.
+// reverse proxy) and writes it into the page (`<html data-root>`, and the
+// root-absolute URLs of index.html). Every URL here is written relative
+// (`api/v1/...`) and goes through `at`, or starts with ROOT. No `<base>`: the
+// page's policy forbids one (base-uri 'none').
 //
 // checks.js adds tabs beside ours; it learns what happens here from events on
 // `document`: `sokkel:message` {id, message} when a message opens,
@@ -33,8 +35,11 @@ const NOTIFY_MS = 1000;
 /// Tag counts are fetched again at most this often while events arrive.
 const TAG_REFRESH_MS = 500;
 const $ = (id) => document.getElementById(id);
-/// The web root the server fills into `<base href>`: "/" or "/mail/".
-const ROOT = new URL(document.baseURI).pathname;
+/// The web root the server writes into `<html data-root>`: "/" or "/mail/".
+const ROOT = document.documentElement.dataset.root || "/";
+/// A URL written relative to the root (`api/v1/info`) as this page must ask
+/// for it: on a deep link (/mail/view/3) it would resolve against /mail/view/.
+const at = (path) => new URL(path, location.origin + ROOT).href;
 
 const state = {
   query: "",         // the active search, "" for the plain list
@@ -55,7 +60,7 @@ const state = {
 };
 
 async function api(path, options = {}) {
-  const response = await fetch(path, options);
+  const response = await fetch(at(path), options);
   if (!response.ok) {
     const text = (await response.text()).trim();
     const error = new Error(text || `${response.status} ${response.statusText}`);
@@ -472,7 +477,7 @@ function targets() {
 // ---- live events ------------------------------------------------------------
 
 function connect() {
-  const url = new URL("api/events", document.baseURI);
+  const url = new URL(at("api/events"));
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
   const socket = new WebSocket(url);
   socket.addEventListener("open", () => {
@@ -601,7 +606,7 @@ function showNote() {
   const title = count === 1 ? subject : `${count} new messages`;
   const body = count === 1 ? `From ${sender}` : `Newest: ${subject}, from ${sender}`;
   try {
-    const note = new Notification(title, { body, tag: "sokkel-new", icon: new URL("static/favicon.svg", document.baseURI).href });
+    const note = new Notification(title, { body, tag: "sokkel-new", icon: at("static/favicon.svg") });
     note.addEventListener("click", () => { window.focus(); openMessage(newest.ID, "push"); note.close(); });
   } catch {
     // Some browsers allow notifications only from a service worker.
@@ -823,13 +828,13 @@ function showMessage(m, envelope) {
   setReadButton(true);
   setStarButton(Boolean(m.Flagged));
   paintMessageTags();
-  $("download-raw").href = `api/v1/message/${m.ID}/raw?dl=1`;
+  $("download-raw").href = at(`api/v1/message/${m.ID}/raw?dl=1`);
 
   const list = $("attachments");
   list.replaceChildren();
   for (const part of [...m.Attachments, ...m.Inline]) {
     const a = el("a", "attachment");
-    a.href = `api/v1/message/${m.ID}/part/${part.PartID}`;
+    a.href = at(`api/v1/message/${m.ID}/part/${part.PartID}`);
     a.download = part.FileName;
     a.dataset.part = part.PartID;
     if ((part.ContentType || "").toLowerCase().startsWith("image/")) {
@@ -841,7 +846,7 @@ function showMessage(m, envelope) {
       img.width = 180;
       img.height = 120;
       img.addEventListener("error", () => { img.hidden = true; });
-      img.src = `api/v1/message/${m.ID}/part/${part.PartID}/thumb`;
+      img.src = at(`api/v1/message/${m.ID}/part/${part.PartID}/thumb`);
       a.append(img);
     }
     a.append(el("span", "name", `${part.FileName} `), el("span", "type", `${part.ContentType}, ${formatSize(part.Size)}`));
@@ -895,7 +900,7 @@ function newFrame(src) {
 function frameHtml(remote) {
   const m = state.message;
   if (!m || !m.HTML) return;
-  newFrame(`view/${m.ID}.html${remote ? "?remote=1" : ""}`);
+  newFrame(at(`view/${m.ID}.html${remote ? "?remote=1" : ""}`));
   $("remote-bar").hidden = remote;
 }
 

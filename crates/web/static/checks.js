@@ -61,8 +61,12 @@
     return `${rounded}%`;
   }
 
+  /// `path` (relative, `api/v1/...`) under the web root the server wrote into
+  /// `<html data-root>`, whatever the page's own URL (a deep link).
+  const root = new URL(document.documentElement.dataset.root || "/", location.origin);
+
   async function getJson(path, signal) {
-    const response = await fetch(path, { headers: { Accept: "application/json" }, signal });
+    const response = await fetch(new URL(path, root), { headers: { Accept: "application/json" }, signal });
     if (!response.ok) {
       const text = (await response.text()).trim();
       throw new Error(text || `${response.status} ${response.statusText}`);

@@ -884,8 +884,8 @@ async fn the_page_loads_the_checks_script_and_style() {
     let (_dir, store) = store_with(&[]);
     let router = router_with(&store, WebConfig::default());
     let page = get(&router, "/").await.text();
-    assert!(page.contains("<link rel=\"stylesheet\" href=\"static/checks.css\">"));
-    assert!(page.contains("<script src=\"static/checks.js\" defer></script>"));
+    assert!(page.contains("<link rel=\"stylesheet\" href=\"/static/checks.css\">"));
+    assert!(page.contains("<script src=\"/static/checks.js\" defer></script>"));
     for (path, content_type, needle) in [
         (
             "/static/checks.css",

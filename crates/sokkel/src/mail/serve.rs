@@ -17,7 +17,9 @@ use sokkel_store::{
     Location, Ownership, Pruner, Retention, Store, StoreError, StoreEvent, StoreOptions,
 };
 use sokkel_web::webhook::{Webhook, WebhookConfig};
-use sokkel_web::{AppState, HostPolicy, MetricSources, SendLimits, ServeLimits, WebConfig};
+use sokkel_web::{
+    AppState, HostPolicy, MetricSources, SendLimits, ServeLimits, WebConfig, WebRoot,
+};
 
 use crate::cli::{ChaosArgs, MailServeArgs, TagSource};
 use crate::hints::announce;
@@ -29,8 +31,9 @@ use crate::mail::security::Security;
 use crate::mail::web_login::WebLogin;
 
 /// The chaos `--enable-chaos` and `--chaos` ask for (a `--chaos` setting implies
-/// `--enable-chaos`), with one log line saying so: it changes what clients see.
-fn chaos(args: &ChaosArgs) -> anyhow::Result<Option<Arc<Chaos>>> {
+/// `--enable-chaos`), with one log line saying so: it changes what clients see,
+/// and where under the web root `root` to change it.
+fn chaos(args: &ChaosArgs, root: &WebRoot) -> anyhow::Result<Option<Arc<Chaos>>> {
     if !args.enable_chaos && sokkel_net::chaos::settings(&args.chaos).next().is_none() {
         return Ok(None);
     }
@@ -40,7 +43,7 @@ fn chaos(args: &ChaosArgs) -> anyhow::Result<Option<Arc<Chaos>>> {
         .chaos_seed
         .unwrap_or_else(sokkel_net::chaos::random_seed);
     tracing::warn!(
-        "chaos is enabled: SMTP clients get faults on purpose ({triggers}; seed {seed}); change them with PUT /api/v1/chaos"
+        "chaos is enabled: SMTP clients get faults on purpose ({triggers}; seed {seed}); change them with PUT {root}api/v1/chaos"
     );
     Ok(Some(Arc::new(Chaos::new(triggers, seed))))
 }
@@ -53,7 +56,7 @@ pub fn run(args: MailServeArgs) -> anyhow::Result<ExitCode> {
 async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     let mut stop = Box::pin(sokkel_net::shutdown_signal());
     sokkel_net::raise_open_file_limit();
-    let chaos = chaos(&args.chaos)?;
+    let chaos = chaos(&args.chaos, &args.webroot)?;
     // Bind first: a port in use is the most likely mistake, and it should not leave
     // a new store behind.
     let hostname = args.hostname.clone().unwrap_or_else(super::send::host_name);
@@ -252,6 +255,13 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
         let loopback_only = http_listeners
             .iter()
             .all(|l| l.local_addr().is_ok_and(|a| a.ip().is_loopback()));
+        if !loopback_only && !args.http_allow_host.is_empty() {
+            // The names are for the DNS-rebinding guard, which only a loopback
+            // listener needs: beyond loopback every Host is answered.
+            tracing::warn!(
+                "--http-allow-host has no effect: the HTTP listener listens beyond loopback, so it answers every host name; give --http 127.0.0.1:PORT to answer only loopback names and these"
+            );
+        }
         let web_config = WebConfig {
             chaos,
             host_policy: if loopback_only {

@@ -6,7 +6,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { CONTEXT, assertStayedInRoot, launch, nodeUrl, openPage } from "./page_kit.mjs";
 
 const [base, smtpPort, trapPort, artifacts] = process.argv.slice(2);
 const here = dirname(fileURLToPath(import.meta.url));
@@ -15,17 +15,10 @@ const send = (...args) =>
   execFileSync("python3", [join(here, "send_mail.py"), smtpPort, ...args], { timeout: 30000 });
 const shot = (page, name) => page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
 
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run"],
-});
+const browser = await launch();
 try {
-  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 800 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(15000);
-  await page.goto(base);
-  await page.waitForSelector("#live.on");
+  const context = await browser.newContext({ ...CONTEXT, acceptDownloads: true, viewport: { width: 1280, height: 800 } });
+  const page = await openPage(context, base);
   await page.evaluate(() => { window.sameDocument = true; });
 
   // Live: the row appears in this very document.
@@ -81,11 +74,12 @@ try {
   await page.locator("#list").focus();
   await page.keyboard.press("Delete");
   await page.waitForFunction(() => document.querySelectorAll("#list li").length === 1);
-  const left = await (await fetch(`${base}api/v1/messages`)).json();
+  const left = await (await fetch(nodeUrl("api/v1/messages", base))).json();
   assert.equal(left.total, 1);
   assert.equal(left.messages[0].Subject, "Totally harmless");
   await page.setViewportSize({ width: 420, height: 800 });
   await shot(page, "5-narrow");
+  assertStayedInRoot();
   console.log("ok");
 } finally {
   await browser.close();

@@ -5,7 +5,8 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import {
-  WAIT_MS, assertNoCspViolations, allMessages, feature, getJson, idOf, launch, openPage, putJson, row, rowCount, sendMail,
+  CONTEXT, WAIT_MS, assertNoCspViolations, assertStayedInRoot, allMessages, feature, getJson, idOf, launch, nodeUrl, openPage,
+  putJson, row, rowCount, sendMail,
 } from "./page_kit.mjs";
 
 const [base, smtpPort] = process.argv.slice(2);
@@ -35,7 +36,7 @@ try {
   await putJson(base, "api/v1/tags", { IDs: [gamma], Tags: ["urgent"] });
 
   await feature("deep links and history", async () => {
-    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const context = await browser.newContext({ ...CONTEXT, viewport: { width: 1280, height: 800 } });
     const page = await openPage(context, base);
     await rowCount(page, 3);
     const beta = await idOf(base, "Beta two");
@@ -124,7 +125,7 @@ try {
     const delta = await idOf(base, "Delta four");
     const alpha = await idOf(base, "Alpha one");
     const beta = await idOf(base, "Beta two");
-    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const context = await browser.newContext({ ...CONTEXT, viewport: { width: 1280, height: 800 } });
     const page = await openPage(context, base);
     await rowCount(page, 4);
     // The sidebar came with the page: urgent is on Gamma, read by now.
@@ -187,7 +188,7 @@ try {
     sendMail(smtpPort, "Sel A", "Sel B", "Sel C", "Sel D", "Sel E");
     const ids = {};
     for (const name of ["A", "B", "C", "D", "E"]) ids[name] = await idOf(base, `Sel ${name}`);
-    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const context = await browser.newContext({ ...CONTEXT, viewport: { width: 1280, height: 800 } });
     const page = await openPage(context, base);
     await rowCount(page, 9);
     // Newest first: E D C B A. Click E's box, shift-click C's: E, D, C.
@@ -252,7 +253,7 @@ try {
   });
 
   await feature("star from the list and the view", async () => {
-    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const context = await browser.newContext({ ...CONTEXT, viewport: { width: 1280, height: 800 } });
     let page = await openPage(context, base);
     const a = await idOf(base, "Sel A");
     const c = await idOf(base, "Sel C");
@@ -293,7 +294,7 @@ try {
 
   await feature("dark mode: system setting, toggle, remembered", async () => {
     const background = (page) => page.evaluate(() => getComputedStyle(document.body).backgroundColor);
-    const context = await browser.newContext({ colorScheme: "dark", viewport: { width: 1280, height: 800 } });
+    const context = await browser.newContext({ ...CONTEXT, colorScheme: "dark", viewport: { width: 1280, height: 800 } });
     const page = await openPage(context, base);
     assert.equal(await background(page), "rgb(20, 24, 31)", "dark by the system setting");
     await row(page, "Alpha one").click();
@@ -320,7 +321,7 @@ try {
   });
 
   await feature("notification for new mail, opt-in; a burst makes one", async () => {
-    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const context = await browser.newContext({ ...CONTEXT, viewport: { width: 1280, height: 800 } });
     await context.grantPermissions(["notifications"], { origin: new URL(base).origin });
     // Record each Notification the page constructs (the real one still runs).
     await context.addInitScript(() => {
@@ -366,7 +367,7 @@ try {
     await context.close();
   });
   await feature("empty state: the real SMTP address, copy buttons, and the example works", async () => {
-    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const context = await browser.newContext({ ...CONTEXT, viewport: { width: 1280, height: 800 } });
     await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: new URL(base).origin });
     const page = await openPage(context, base);
     await page.locator("#welcome .smtp-address", { hasText: `127.0.0.1:${smtpPort}` }).waitFor();
@@ -385,7 +386,7 @@ try {
   });
 
   await feature("previews: phone, tablet and desktop widths, remembered", async () => {
-    const context = await browser.newContext({ viewport: { width: 1700, height: 900 } });
+    const context = await browser.newContext({ ...CONTEXT, viewport: { width: 1700, height: 900 } });
     let page = await openPage(context, base);
     const width = () => page.locator("#html-frame").evaluate((f) => Math.round(f.getBoundingClientRect().width));
     // The frame's width once layout has settled on `want` (the page may still be
@@ -423,7 +424,7 @@ try {
     const id = await idOf(base, "With a picture");
     const part = (await message(id)).Attachments.find((a) => a.FileName === "pixel.png");
     assert.ok(part, "the PNG is an attachment");
-    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const context = await browser.newContext({ ...CONTEXT, viewport: { width: 1280, height: 800 } });
     const page = await openPage(context, base);
     await row(page, "With a picture").click();
     await page.locator("#subject", { hasText: "With a picture" }).waitFor();
@@ -444,7 +445,7 @@ try {
   });
 
   await feature("tabs added later (checks.js) switch like ours and hear the events", async () => {
-    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const context = await browser.newContext({ ...CONTEXT, viewport: { width: 1280, height: 800 } });
     const page = await openPage(context, base);
     const alpha = await idOf(base, "Alpha one");
     await page.evaluate(() => {
@@ -489,7 +490,7 @@ try {
     sendMail(smtpPort, ...Array.from({ length: 110 }, (_, i) => `Bulk ${i}`));
     const total = (await getJson(base, "api/v1/messages?limit=1")).total;
     assert.ok(total > 110, `total ${total}`);
-    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const context = await browser.newContext({ ...CONTEXT, viewport: { width: 1280, height: 800 } });
     const page = await openPage(context, base);
     const requests = [];
     page.on("request", (r) => { if (r.url().includes("/api/v1/messages?")) requests.push(r.url()); });
@@ -510,7 +511,7 @@ try {
   await feature("tags: rapid repeated edits all count", async () => {
     sendMail(smtpPort, "Quick tags");
     const id = await idOf(base, "Quick tags");
-    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const context = await browser.newContext({ ...CONTEXT, viewport: { width: 1280, height: 800 } });
     const page = await openPage(context, base);
     // Each tag request is held back a moment on its way, so the second edit
     // is made while the first is still unanswered, as with a slow server.
@@ -545,14 +546,14 @@ try {
 
   await feature("keys: arrows scroll a focused panel, j and k move the list", async () => {
     const lines = Array.from({ length: 400 }, (_, i) => `Line ${i} of a long message.`).join("\n");
-    const sent = await fetch(new URL("api/v1/send", base), {
+    const sent = await fetch(nodeUrl("api/v1/send", base), {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ From: { Email: "summer@example.com" }, To: [{ Email: "beth@example.com" }],
         Subject: "Long raw", Text: lines }),
     });
     assert.equal(sent.status, 200, await sent.text());
-    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const context = await browser.newContext({ ...CONTEXT, viewport: { width: 1280, height: 800 } });
     const page = await openPage(context, base);
     await row(page, "Long raw").click();
     await subject(page, "Long raw");
@@ -598,6 +599,7 @@ try {
   });
 
   assertNoCspViolations();
+  assertStayedInRoot();
   console.log("ok");
 } finally {
   await browser.close();

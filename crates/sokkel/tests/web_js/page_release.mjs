@@ -6,7 +6,9 @@
 // quoted name with a comma pass the check as the server reads them.
 // The Rust test then checks what aiosmtpd got. Prints "ok".
 import assert from "node:assert/strict";
-import { assertNoCspViolations, feature, launch, openPage, row, rowCount, sendMail } from "./page_kit.mjs";
+import {
+  assertNoCspViolations, assertStayedInRoot, feature, launch, openPage, row, rowCount, sendMail,
+} from "./page_kit.mjs";
 
 const [base, smtpPort, relay] = process.argv.slice(2);
 
@@ -97,6 +99,8 @@ try {
     assert.equal(await page.textContent("#sel-count"), "1 selected", "the selection was kept");
   });
   assertNoCspViolations();
+  // The server refuses the recipient the relay does not allow, on purpose.
+  assertStayedInRoot([/^400 POST \S+\/api\/v1\/message\/\d+\/release$/]);
   console.log("ok");
 } finally {
   await browser.close();

@@ -1,7 +1,7 @@
 // The page behind a login over HTTPS (issue #18): node ui_auth.mjs BASE SMTP_PORT USER PASSWORD.
 // BASE is https:// with a self-signed certificate. Without credentials the page is a
 // 401; with them it loads, its WebSocket (wss, with the login) goes live, and a mail
-// sent over SMTP appears without a reload. Prints "ok".
+// sent over SMTP appears without a reload, and its HTML shows in its frame. Prints "ok".
 import assert from "node:assert/strict";
 import { launch, row, sendMail, WAIT_MS } from "./page_kit.mjs";
 
@@ -51,6 +51,9 @@ try {
   assert.equal(await page.evaluate(() => window.sameDocument), true, "no reload");
   await row(page, "Behind the login").click();
   await page.locator("#subject", { hasText: "Behind the login" }).waitFor();
+  // The message's HTML frame may be framed by the page over https too
+  // (issue #18: its policy named only http://, and Chromium blocked it).
+  await page.frameLocator("#html-frame").locator("b", { hasText: "Behind the login" }).waitFor();
   console.log("ok");
 } finally {
   await browser.close();
