@@ -653,6 +653,32 @@ mod tests {
         assert!(matches!(waiting.await.unwrap(), Verdict::Penalised(_)));
     }
 
+    /// A login that cannot have its group's turn or a verifier within
+    /// [`CHECK_WAIT`] is answered 503, not queued for ever.
+    #[tokio::test]
+    async fn a_login_waits_for_its_turn_and_a_verifier_within_a_deadline() {
+        tokio::time::pause();
+        let gate = gate(Duration::from_secs(1));
+        let check = |from: &str| gate.check(ip(from), b"header".to_vec(), "u".into(), "p".into());
+        // Its group's turn is taken (by a check that does not end).
+        let (_, turn) = gate.enter(ip("192.0.2.1"), Instant::now());
+        let _held = turn.unwrap().lock_owned().await;
+        assert!(matches!(check("192.0.2.1").await.1, Verdict::Busy));
+        // Every verifier is taken.
+        let _verifiers = Arc::clone(&gate.inner.verifiers)
+            .acquire_many_owned(VERIFIERS as u32)
+            .await
+            .unwrap();
+        assert!(matches!(check("192.0.2.2").await.1, Verdict::Busy));
+
+        let answer = busy();
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(answer.headers()[header::RETRY_AFTER], "5");
+        let answer = too_many_failures(Duration::from_millis(2100));
+        assert_eq!(answer.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(answer.headers()[header::RETRY_AFTER], "3", "rounded up");
+    }
+
     #[tokio::test]
     async fn the_right_login_gets_in_once_the_penalty_is_over() {
         let delay = Duration::from_millis(20);
