@@ -5,6 +5,10 @@
 //! on logging in, tests that do not care) or checks a file of `user:password` lines
 //! (`--auth-file`), where the password may be written in clear or as a bcrypt
 //! (`$2b$...`) or Argon2 (`$argon2id$...`) hash.
+//!
+//! A user name that is not in the file costs a hash all the same (against a
+//! dummy of the file's strongest kind), so the time a wrong login takes does not
+//! tell which names exist.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -24,7 +28,12 @@ pub struct Credentials {
 
 enum Accepted {
     Any,
-    Users(HashMap<String, Secret>),
+    Users {
+        users: HashMap<String, Secret>,
+        /// What an unknown user's password is checked against: a hash of a
+        /// random password, made like the file's costliest one.
+        dummy: Secret,
+    },
 }
 
 /// One user's password as the file gives it.
@@ -39,7 +48,7 @@ impl fmt::Debug for Credentials {
         // Never the passwords, not even hashed.
         match &*self.inner {
             Accepted::Any => f.write_str("Credentials(any)"),
-            Accepted::Users(users) => write!(f, "Credentials({} users)", users.len()),
+            Accepted::Users { users, .. } => write!(f, "Credentials({} users)", users.len()),
         }
     }
 }
@@ -119,8 +128,9 @@ impl Credentials {
         if users.is_empty() {
             return Err("it lists no user (expected lines of user:password)".into());
         }
+        let dummy = dummy_like(users.values());
         Ok(Credentials {
-            inner: Arc::new(Accepted::Users(users)),
+            inner: Arc::new(Accepted::Users { users, dummy }),
         })
     }
 
@@ -140,17 +150,37 @@ impl Credentials {
     }
 
     /// Whether `password` is right for `user`. Blocking: bcrypt and Argon2 are slow
-    /// on purpose, so async callers use [`Credentials::verify_off_thread`].
+    /// on purpose, so async callers use [`Credentials::verify_off_thread`]. An
+    /// unknown user costs as much as the costliest known one.
     pub fn verify(&self, user: &str, password: &str) -> bool {
-        let users = match &*self.inner {
-            Accepted::Any => return true,
-            Accepted::Users(users) => users,
+        let Some((secret, known)) = self.secret_for(user) else {
+            return true;
         };
-        match users.get(user) {
-            None => false,
-            Some(Secret::Clear(expected)) => same_bytes(expected.as_bytes(), password.as_bytes()),
-            Some(Secret::Bcrypt(hash)) => bcrypt::verify(password, hash).unwrap_or(false),
-            Some(Secret::Argon2(hash)) => {
+        // An unknown user's check is for the time it takes: its answer is no
+        // whatever the dummy says.
+        std::hint::black_box(secret.matches(password)) && known
+    }
+
+    /// What `user`'s password is checked against (the dummy for an unknown
+    /// user), and whether the user exists; `None` when any login is accepted.
+    fn secret_for(&self, user: &str) -> Option<(&Secret, bool)> {
+        match &*self.inner {
+            Accepted::Any => None,
+            Accepted::Users { users, dummy } => Some(match users.get(user) {
+                Some(secret) => (secret, true),
+                None => (dummy, false),
+            }),
+        }
+    }
+}
+
+impl Secret {
+    /// Whether `password` is this one.
+    fn matches(&self, password: &str) -> bool {
+        match self {
+            Secret::Clear(expected) => same_bytes(expected.as_bytes(), password.as_bytes()),
+            Secret::Bcrypt(hash) => bcrypt::verify(password, hash).unwrap_or(false),
+            Secret::Argon2(hash) => {
                 use argon2::PasswordVerifier;
                 argon2::PasswordHash::new(hash).is_ok_and(|parsed| {
                     argon2::Argon2::default()
@@ -160,6 +190,72 @@ impl Credentials {
             }
         }
     }
+
+    /// How costly a check against it is, to pick the costliest kind: Argon2
+    /// above bcrypt above clear text, and within a kind by its cost parameters.
+    fn cost(&self) -> (u8, u64) {
+        match self {
+            Secret::Clear(_) => (0, 0),
+            Secret::Bcrypt(hash) => (
+                1,
+                hash.parse::<bcrypt::HashParts>()
+                    .map_or(0, |parts| u64::from(parts.get_cost())),
+            ),
+            Secret::Argon2(hash) => (
+                2,
+                argon2::PasswordHash::new(hash)
+                    .ok()
+                    .and_then(|parsed| argon2::Params::try_from(&parsed).ok())
+                    .map_or(0, |params| {
+                        u64::from(params.m_cost()) * u64::from(params.t_cost())
+                    }),
+            ),
+        }
+    }
+}
+
+/// A secret of the costliest kind among `secrets`, with its cost parameters, for
+/// a random password nobody knows.
+fn dummy_like<'a>(secrets: impl Iterator<Item = &'a Secret>) -> Secret {
+    let mut random = [0u8; 32];
+    // Failing randomness leaves zeros: the dummy is never a reason to let in.
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random);
+    let password = base64::engine::general_purpose::STANDARD_NO_PAD.encode(&random[..16]);
+    let salt: [u8; 16] = random[16..].try_into().expect("16 bytes");
+    let Some(template) = secrets.max_by_key(|secret| secret.cost()) else {
+        return Secret::Clear(password);
+    };
+    match template {
+        Secret::Clear(_) => Secret::Clear(password),
+        Secret::Bcrypt(hash) => hash
+            .parse::<bcrypt::HashParts>()
+            .and_then(|parts| bcrypt::hash_with_salt(&password, parts.get_cost(), salt))
+            .map(|parts| Secret::Bcrypt(parts.to_string()))
+            // Checked at parse time, so this cannot fail; if it did, the user's
+            // own hash costs the same (and an unknown user is refused anyway).
+            .unwrap_or_else(|_| Secret::Bcrypt(hash.clone())),
+        Secret::Argon2(hash) => argon2_like(hash, password.as_bytes(), &salt)
+            .map_or_else(|| Secret::Argon2(hash.clone()), Secret::Argon2),
+    }
+}
+
+/// An Argon2 hash of `password` with the algorithm, version and parameters of
+/// `template`.
+fn argon2_like(template: &str, password: &[u8], salt: &[u8]) -> Option<String> {
+    use argon2::PasswordHasher;
+    let parsed = argon2::PasswordHash::new(template).ok()?;
+    let params = argon2::Params::try_from(&parsed).ok()?;
+    let salt = argon2::password_hash::SaltString::encode_b64(salt).ok()?;
+    argon2::Argon2::default()
+        .hash_password_customized(
+            password,
+            Some(parsed.algorithm),
+            parsed.version,
+            params,
+            &salt,
+        )
+        .ok()
+        .map(|hash| hash.to_string())
 }
 
 /// Compare without stopping at the first difference, so the time taken does not
@@ -233,6 +329,60 @@ mod tests {
         assert!(!creds.verify("argo", "a:secrets"));
         assert!(!creds.verify("nobody", "pa:ss"));
         assert_eq!(format!("{creds:?}"), "Credentials(3 users)");
+    }
+
+    /// An unknown user name is checked against a dummy of the costliest kind
+    /// in the file (with its cost), so its answer takes as long as a known one's.
+    #[test]
+    fn unknown_users_cost_a_hash_of_the_strongest_kind() {
+        use argon2::PasswordHasher;
+        let bcrypt_4 = bcrypt::hash("four", 4).unwrap();
+        let bcrypt_5 = bcrypt::hash("five", 5).unwrap();
+        let cost = |secret: &Secret| match secret {
+            Secret::Bcrypt(hash) => hash.parse::<bcrypt::HashParts>().unwrap().get_cost(),
+            _ => panic!("not bcrypt"),
+        };
+
+        let creds = Credentials::parse(&format!("a:{bcrypt_4}\nb:{bcrypt_5}\nc:clear\n")).unwrap();
+        let (dummy, known) = creds.secret_for("nobody").unwrap();
+        assert!(!known);
+        assert_eq!(cost(dummy), 5, "the costliest bcrypt hash's cost");
+        assert!(!creds.verify("nobody", "five"));
+        assert!(creds.verify("b", "five"));
+        // Not even the dummy's own password would let an unknown user in: it
+        // is random, and the answer is no anyway.
+        assert!(!creds.verify("nobody", ""));
+
+        let salt = argon2::password_hash::SaltString::from_b64("c2FsdHNhbHRzYWx0").unwrap();
+        let params = argon2::Params::new(8 * 1024, 1, 1, None).unwrap();
+        let argon_hash =
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+                .hash_password(b"argo", &salt)
+                .unwrap()
+                .to_string();
+        let creds = Credentials::parse(&format!("a:{bcrypt_4}\nz:{argon_hash}\n")).unwrap();
+        let (dummy, known) = creds.secret_for("nobody").unwrap();
+        assert!(!known);
+        let Secret::Argon2(dummy) = dummy else {
+            panic!("the dummy is not Argon2 when the file has an Argon2 hash");
+        };
+        assert_ne!(dummy, &argon_hash, "a hash of its own");
+        let parsed = argon2::PasswordHash::new(dummy).unwrap();
+        assert_eq!(parsed.algorithm.as_str(), "argon2id");
+        assert_eq!(
+            argon2::Params::try_from(&parsed).unwrap().m_cost(),
+            8 * 1024
+        );
+        assert!(!creds.verify("nobody", "argo"));
+        assert!(creds.verify("z", "argo"));
+
+        let clear = Credentials::parse("a:1\n").unwrap();
+        assert!(matches!(
+            clear.secret_for("b"),
+            Some((Secret::Clear(_), false))
+        ));
+        assert!(!clear.verify("b", "1"));
+        assert!(Credentials::accept_any().secret_for("b").is_none());
     }
 
     #[test]

@@ -684,7 +684,7 @@ pub struct SecurityArgs {
     /// Offer AUTH on connections without TLS too (passwords then cross in clear text).
     #[arg(value_parser = BoolishValueParser::new(), long, env = "SOKKEL_ALLOW_INSECURE_AUTH")]
     pub allow_insecure_auth: bool,
-    /// How long a client waits after wrong credentials; after a wrong web login (--ui-auth-file) it doubles with each further failure from the same address, up to 30 s.
+    /// How long a client waits after wrong credentials; after a wrong web login (--ui-auth-file) no login from that address (IPv6: /64) is checked meanwhile, and it doubles with each further failure from there, up to 30 s.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration, env = "SOKKEL_AUTH_FAILURE_DELAY")]
     pub auth_failure_delay: Duration,
     /// Failed logins in one session before it is closed.

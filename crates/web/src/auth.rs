@@ -12,16 +12,32 @@
 //!            verified recently? (keyed hash of the header) ──yes──▶ handler
 //!              │ no
 //!              ▼
-//!            Credentials::verify on the blocking pool, at most VERIFIERS at once
+//!            the address group penalised? ──yes──▶ 429 + Retry-After, unchecked
+//!              │ no
+//!              ▼
+//!            the group's turn (one check at a time per group), then a verifier
+//!            (at most VERIFIERS at once), within CHECK_WAIT ─ not in time ─▶ 503
+//!              │
+//!              ▼
+//!            Credentials::verify on the blocking pool
 //!              ├─ right ─▶ remembered for CACHE_FOR ─▶ handler
-//!              └─ wrong ─▶ logged (user name and address, never the password)
-//!                          ─▶ this address's delay ─▶ 401
+//!              └─ wrong ─▶ the group penalised for its delay; logged (user name
+//!                          and address, never the password) ─▶ the delay ─▶ 401
 //! ```
 //!
 //! bcrypt and Argon2 are slow on purpose, so a page's burst of requests would
 //! cost one hash each without the cache, and a flood of guesses would take every
-//! core without the cap on verifiers. The delay after a failure grows with the
-//! failures from the same address and does not touch other clients.
+//! core without the cap on verifiers.
+//!
+//! The delay after a failure is a penalty on the client's address group (an IPv4
+//! address, an IPv6 /64): until it ends, no login from the group is checked, the
+//! right one included, so sending guesses without waiting for the answers gains
+//! nothing. A client that waits for its 401 is never refused: the answer comes
+//! when the penalty ends. The delay grows with the group's failures, which are
+//! forgotten one a minute rather than cleared by a right login, since a right
+//! login from a shared address (a proxy, a NAT) need not be the guesser's. Behind
+//! a reverse proxy every client is the proxy's address, one group: the proxy has
+//! to limit logins per client itself.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -65,11 +81,20 @@ const MAX_CACHED: usize = 256;
 /// (unless the configured delay itself is longer).
 const MAX_FAILURE_DELAY: Duration = Duration::from_secs(30);
 
-/// How long an address's failures count after its last one.
-const FAILURES_KEPT: Duration = Duration::from_secs(15 * 60);
+/// How long a group's failure counts: one is forgotten after each such
+/// stretch without a new one.
+const FORGET_ONE_AFTER: Duration = Duration::from_secs(60);
 
-/// The most client addresses whose failures are counted at once.
+/// The most address groups whose failures are counted at once; beyond that,
+/// new groups share one count and one turn ([`Origin::Overflow`]).
 const MAX_TRACKED: usize = 4096;
+
+/// How long a login may wait for its group's turn and a verifier before the
+/// answer is 503: the wait is bounded even when guesses from many groups queue.
+const CHECK_WAIT: Duration = Duration::from_secs(10);
+
+/// When a client whose login could not be checked in time may try again.
+const RETRY_BUSY_AFTER: Duration = Duration::from_secs(5);
 
 /// The most characters of a user name a log line shows.
 const MAX_LOGGED_NAME: usize = 64;
@@ -88,16 +113,126 @@ struct GateInner {
     cache_key: hmac::Key,
     /// A keyed hash of each recently verified header, and until when it stands.
     verified: Mutex<HashMap<Vec<u8>, Instant>>,
-    failures: Mutex<HashMap<IpAddr, Failures>>,
+    groups: Mutex<Groups>,
     /// [`OPEN_PATHS`] under the web root.
     open_paths: Vec<String>,
 }
 
-/// Wrong logins from one address.
-#[derive(Debug, Clone, Copy)]
-struct Failures {
+/// Where a login comes from, as far as its failures are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Origin {
+    /// An IPv4 address, or an IPv6 /64 (one host may pick addresses from a whole
+    /// /64, as `sokkel_net::server::address_group` groups them too).
+    Group(IpAddr),
+    /// Every client met while [`MAX_TRACKED`] groups were already counted (or
+    /// whose address is unknown): a client cannot escape its count by using
+    /// ever-new addresses.
+    Overflow,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Group(IpAddr::V6(prefix)) => write!(f, "{prefix}/64"),
+            Origin::Group(ip) => write!(f, "{ip}"),
+            Origin::Overflow => f.write_str("addresses beyond the counted ones"),
+        }
+    }
+}
+
+/// The origin of a client at `ip`.
+fn origin_of(ip: IpAddr) -> Origin {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => Origin::Group(IpAddr::V4(v4)),
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            Origin::Group(IpAddr::V6(prefix.into()))
+        }
+    }
+}
+
+/// The failures counted per origin.
+struct Groups {
+    tracked: HashMap<IpAddr, Group>,
+    overflow: Group,
+}
+
+/// One origin's wrong logins, its penalty, and its turn to be checked.
+#[derive(Default)]
+struct Group {
+    /// Failures not yet forgotten, as of `last_failure`.
     count: u32,
-    last: Instant,
+    last_failure: Option<Instant>,
+    /// No login from the group is checked before then.
+    penalised_until: Option<Instant>,
+    /// Held while one of the group's logins is checked.
+    turn: Turn,
+}
+
+/// An origin's turn to have a login checked.
+type Turn = Arc<tokio::sync::Mutex<()>>;
+
+impl Group {
+    /// The failures still counted at `now`: one is forgotten per
+    /// [`FORGET_ONE_AFTER`] since the last.
+    fn count_at(&self, now: Instant) -> u32 {
+        let Some(last) = self.last_failure else {
+            return 0;
+        };
+        let forgotten = now.saturating_duration_since(last).as_secs() / FORGET_ONE_AFTER.as_secs();
+        self.count
+            .saturating_sub(u32::try_from(forgotten).unwrap_or(u32::MAX))
+    }
+
+    /// How much of its penalty is left at `now`, if any.
+    fn penalty_left(&self, now: Instant) -> Option<Duration> {
+        self.penalised_until
+            .map(|until| until.saturating_duration_since(now))
+            .filter(|left| !left.is_zero())
+    }
+
+    /// Whether forgetting the group loses nothing: no failure counted, no
+    /// penalty, no login checked or waiting.
+    fn idle(&self, now: Instant) -> bool {
+        self.count_at(now) == 0
+            && self.penalty_left(now).is_none()
+            && Arc::strong_count(&self.turn) == 1
+    }
+}
+
+impl Groups {
+    fn get(&mut self, origin: Origin) -> &mut Group {
+        match origin {
+            Origin::Group(ip) => self.tracked.entry(ip).or_default(),
+            Origin::Overflow => &mut self.overflow,
+        }
+    }
+
+    /// Where a client at `ip` counts: its own group while there is room (idle
+    /// groups make room), the shared overflow otherwise.
+    fn origin(&mut self, ip: Option<IpAddr>, now: Instant) -> Origin {
+        let Some(origin @ Origin::Group(group)) = ip.map(origin_of) else {
+            return Origin::Overflow;
+        };
+        if self.tracked.len() >= MAX_TRACKED && !self.tracked.contains_key(&group) {
+            self.tracked.retain(|_, g| !g.idle(now));
+            if self.tracked.len() >= MAX_TRACKED {
+                return Origin::Overflow;
+            }
+        }
+        origin
+    }
+}
+
+/// What came of a login the gate took up.
+enum Verdict {
+    Right,
+    /// Wrong; the answer waits this long.
+    Wrong(Duration),
+    /// Its group is penalised for this much longer: not checked.
+    Penalised(Duration),
+    /// No turn or verifier within [`CHECK_WAIT`]: not checked.
+    Busy,
 }
 
 impl std::fmt::Debug for Gate {
@@ -122,7 +257,10 @@ impl Gate {
                 verifiers: Arc::new(Semaphore::new(VERIFIERS)),
                 cache_key,
                 verified: Mutex::new(HashMap::new()),
-                failures: Mutex::new(HashMap::new()),
+                groups: Mutex::new(Groups {
+                    tracked: HashMap::new(),
+                    overflow: Group::default(),
+                }),
                 open_paths: OPEN_PATHS.iter().map(|path| root.join(path)).collect(),
             }),
         }
@@ -156,69 +294,98 @@ impl Gate {
         verified.insert(tag, now + CACHE_FOR);
     }
 
-    /// Counts a wrong login from `ip` and says how long its answer waits: the
-    /// configured delay, doubled with each further failure from the same address
-    /// up to [`MAX_FAILURE_DELAY`].
-    fn failed_from(&self, ip: Option<IpAddr>, now: Instant) -> Duration {
-        let base = self.inner.failure_delay;
-        let Some(ip) = ip else {
-            return base;
-        };
-        let mut failures = self
-            .inner
-            .failures
+    fn groups(&self) -> std::sync::MutexGuard<'_, Groups> {
+        self.inner
+            .groups
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let fresh = |f: &Failures| now.duration_since(f.last) < FAILURES_KEPT;
-        if failures.len() >= MAX_TRACKED && !failures.contains_key(&ip) {
-            failures.retain(|_, f| fresh(f));
-            if failures.len() >= MAX_TRACKED {
-                return base;
-            }
-        }
-        let entry = failures.entry(ip).or_insert(Failures {
-            count: 0,
-            last: now,
-        });
-        if !fresh(entry) {
-            entry.count = 0;
-        }
-        entry.count = entry.count.saturating_add(1);
-        entry.last = now;
-        failure_delay(base, entry.count)
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A right login from `ip` clears its failures.
-    fn succeeded_from(&self, ip: Option<IpAddr>) {
-        if let Some(ip) = ip {
-            let mut failures = self
-                .inner
-                .failures
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            failures.remove(&ip);
-        }
-    }
-
-    /// Checks `user` and `password` on the blocking pool, at most
-    /// [`VERIFIERS`] at once. A check that panicked is a wrong login.
-    async fn verify(&self, user: String, password: String) -> bool {
-        let Ok(turn) = Arc::clone(&self.inner.verifiers).acquire_owned().await else {
-            return false;
+    /// Where a login from `ip` counts, and its group's turn, or instead how
+    /// much of the group's penalty is left.
+    fn enter(&self, ip: Option<IpAddr>, now: Instant) -> (Origin, Result<Turn, Duration>) {
+        let mut groups = self.groups();
+        let origin = groups.origin(ip, now);
+        let group = groups.get(origin);
+        let turn = match group.penalty_left(now) {
+            Some(left) => Err(left),
+            None => Ok(Arc::clone(&group.turn)),
         };
-        let credentials = self.inner.credentials.clone();
-        // The turn goes with the check: a client that hangs up does not free
-        // it while its hash still runs.
-        tokio::task::spawn_blocking(move || {
-            let _turn = turn;
-            credentials.verify(&user, &password)
+        (origin, turn)
+    }
+
+    /// How much of `origin`'s penalty is left at `now`, if any.
+    fn penalty_left(&self, origin: Origin, now: Instant) -> Option<Duration> {
+        self.groups().get(origin).penalty_left(now)
+    }
+
+    /// Counts a wrong login from `origin` and penalises the group: the
+    /// configured delay, doubled with each further failure not yet forgotten,
+    /// up to [`MAX_FAILURE_DELAY`]. Returns the delay.
+    fn failed_from(&self, origin: Origin, now: Instant) -> Duration {
+        let mut groups = self.groups();
+        let group = groups.get(origin);
+        group.count = group.count_at(now).saturating_add(1);
+        group.last_failure = Some(now);
+        let delay = failure_delay(self.inner.failure_delay, group.count);
+        group.penalised_until = Some(now + delay);
+        delay
+    }
+
+    /// Checks the login with the authorization header `tag`ged so, one at a
+    /// time per origin and at most [`VERIFIERS`] at once, waiting at most
+    /// [`CHECK_WAIT`] for both.
+    async fn check(
+        &self,
+        ip: Option<IpAddr>,
+        tag: Vec<u8>,
+        user: String,
+        password: String,
+    ) -> (Origin, Verdict) {
+        let (origin, turn) = self.enter(ip, Instant::now());
+        let turn = match turn {
+            Ok(turn) => turn,
+            Err(left) => return (origin, Verdict::Penalised(left)),
+        };
+        let deadline = tokio::time::Instant::now() + CHECK_WAIT;
+        let Ok(turn) = tokio::time::timeout_at(deadline, turn.lock_owned()).await else {
+            return (origin, Verdict::Busy);
+        };
+        // While this waited, the group may have got in with the same header,
+        // or failed.
+        let now = Instant::now();
+        if self.recently_verified(&tag, now) {
+            return (origin, Verdict::Right);
+        }
+        if let Some(left) = self.penalty_left(origin, now) {
+            return (origin, Verdict::Penalised(left));
+        }
+        let verifier = Arc::clone(&self.inner.verifiers).acquire_owned();
+        let Ok(Ok(verifier)) = tokio::time::timeout_at(deadline, verifier).await else {
+            return (origin, Verdict::Busy);
+        };
+        let gate = self.clone();
+        // The turn and the verifier go with the check, and the failure is
+        // counted there: a client that hangs up frees neither early, nor
+        // escapes its penalty.
+        let checked = tokio::task::spawn_blocking(move || {
+            let _held = (turn, verifier);
+            if gate.inner.credentials.verify(&user, &password) {
+                gate.remember_verified(tag, Instant::now());
+                Verdict::Right
+            } else {
+                Verdict::Wrong(gate.failed_from(origin, Instant::now()))
+            }
         })
-        .await
-        .unwrap_or(false)
+        .await;
+        // A check that panicked is a wrong login.
+        let verdict =
+            checked.unwrap_or_else(|_| Verdict::Wrong(self.failed_from(origin, Instant::now())));
+        (origin, verdict)
     }
 }
 
-/// The delay after the `count`th failure in a row from one address.
+/// The delay after the `count`th failure counted for one origin.
 fn failure_delay(base: Duration, count: u32) -> Duration {
     let doublings = count.saturating_sub(1).min(16);
     base.saturating_mul(1 << doublings)
@@ -278,23 +445,57 @@ pub(crate) async fn require_login(
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| *addr);
-    if gate.verify(user.clone(), password).await {
-        gate.remember_verified(tag.as_ref().to_vec(), Instant::now());
-        gate.succeeded_from(peer.map(|addr| addr.ip()));
-        return next.run(request).await;
-    }
-    let delay = gate.failed_from(peer.map(|addr| addr.ip()), Instant::now());
+        .map(|ConnectInfo(addr)| addr.ip());
+    let (origin, verdict) = gate
+        .check(peer, tag.as_ref().to_vec(), user.clone(), password)
+        .await;
+    let delay = match verdict {
+        Verdict::Right => return next.run(request).await,
+        Verdict::Penalised(left) => return too_many_failures(left),
+        Verdict::Busy => return busy(),
+        Verdict::Wrong(delay) => delay,
+    };
+    // One key per origin: a client rotating user names gets no more lines.
     static FAILED: RepeatedLog = RepeatedLog::new(REPEAT_INTERVAL);
-    let from = peer.map_or_else(|| "an unknown address".to_string(), |a| a.ip().to_string());
+    let from = peer.map_or_else(|| "an unknown address".to_string(), |ip| ip.to_string());
     // The name is the client's to choose: bounded in the log.
     let user: String = user.chars().take(MAX_LOGGED_NAME).collect();
-    let repeat = FAILED.occurrence(&format!("{user}\0{from}"));
+    let repeat = FAILED.occurrence(&origin.to_string());
     if repeat.should_log() {
         tracing::warn!("failed web login for user {user:?} from {from}{repeat}");
     }
+    // The penalty ends as this answer goes out: a client that waits for it
+    // may try again at once.
     tokio::time::sleep(delay).await;
     challenge("wrong user name or password")
+}
+
+/// 429 for a login from a penalised group, with when to try again.
+fn too_many_failures(left: Duration) -> Response {
+    let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+    let mut response = (
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("too many wrong logins from this address; try again in {seconds} s\n"),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
+/// 503 for a login that could not be checked in time.
+fn busy() -> Response {
+    let seconds = RETRY_BUSY_AFTER.as_secs();
+    let mut response = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("too many logins are being checked; try again in {seconds} s\n"),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
 }
 
 /// 401 with the Basic challenge, so browsers ask for a login.
@@ -325,28 +526,174 @@ mod tests {
         assert_eq!(failure_delay(second, u32::MAX).as_secs(), 30);
     }
 
-    #[test]
-    fn failures_count_per_address() {
-        let gate = Gate::new(
+    fn gate(delay: Duration) -> Gate {
+        Gate::new(
             Credentials::parse("u:p\n").unwrap(),
-            Duration::from_secs(1),
+            delay,
             &WebRoot::default(),
-        );
+        )
+    }
+
+    fn ip(text: &str) -> Option<IpAddr> {
+        Some(text.parse().unwrap())
+    }
+
+    #[test]
+    fn addresses_are_grouped_as_the_connection_limit_groups_them() {
+        let origin = |text: &str| origin_of(text.parse().unwrap()).to_string();
+        assert_eq!(origin("192.0.2.1"), "192.0.2.1");
+        assert_eq!(origin("::ffff:192.0.2.1"), "192.0.2.1");
+        // Loopback counts too: behind a proxy, it is every client.
+        assert_eq!(origin("127.0.0.1"), "127.0.0.1");
+        assert_eq!(origin("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(origin("2001:db8:1:2:bbbb::9"), "2001:db8:1:2::/64");
+        assert_eq!(origin("2001:db8:1:3::1"), "2001:db8:1:3::/64");
+    }
+
+    #[test]
+    fn a_failure_penalises_its_group_alone_and_grows() {
+        let gate = gate(Duration::from_secs(1));
         let now = Instant::now();
-        let a = Some(IpAddr::from([192, 0, 2, 1]));
-        let b = Some(IpAddr::from([192, 0, 2, 2]));
-        assert_eq!(gate.failed_from(a, now).as_secs(), 1);
-        assert_eq!(gate.failed_from(a, now).as_secs(), 2);
-        assert_eq!(gate.failed_from(a, now).as_secs(), 4);
-        assert_eq!(gate.failed_from(b, now).as_secs(), 1, "others unaffected");
-        gate.succeeded_from(a);
+        let second = |n| Duration::from_secs(n);
+        let (a, _) = gate.enter(ip("2001:db8::1"), now);
+        assert_eq!(gate.failed_from(a, now), second(1));
+        // Another address in the same /64 is under the same penalty.
+        let (same, turn) = gate.enter(ip("2001:db8::2"), now);
+        assert_eq!(same, a);
+        assert_eq!(turn.err(), Some(second(1)));
+        // Another /64 is not.
+        let (b, turn) = gate.enter(ip("2001:db8:0:1::1"), now);
+        assert_ne!(b, a);
+        assert!(turn.is_ok());
+        // The penalty ends with the delay; the next failure doubles it.
+        assert_eq!(gate.penalty_left(a, now + second(1)), None);
+        assert_eq!(gate.failed_from(a, now + second(1)), second(2));
+        assert_eq!(gate.failed_from(a, now + second(3)), second(4));
         assert_eq!(
-            gate.failed_from(a, now).as_secs(),
-            1,
-            "a right login clears"
+            gate.penalty_left(a, now + second(4)),
+            Some(second(3)),
+            "penalised until 7 s"
         );
-        let later = now + FAILURES_KEPT;
-        assert_eq!(gate.failed_from(b, later).as_secs(), 1, "old failures fade");
+    }
+
+    #[test]
+    fn failures_are_forgotten_one_a_minute_not_cleared_by_a_right_login() {
+        let gate = gate(Duration::from_secs(1));
+        let now = Instant::now();
+        let (a, _) = gate.enter(ip("192.0.2.1"), now);
+        for _ in 0..3 {
+            gate.failed_from(a, now);
+        }
+        // Three counted; a minute later two, so the next is the third again.
+        let later = now + FORGET_ONE_AFTER;
+        assert_eq!(gate.failed_from(a, later), Duration::from_secs(4));
+        // Ten minutes later, none.
+        let much_later = later + 10 * FORGET_ONE_AFTER;
+        assert_eq!(gate.failed_from(a, much_later), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn beyond_the_tracked_groups_new_addresses_share_one_count() {
+        let gate = gate(Duration::from_secs(1));
+        let now = Instant::now();
+        for n in 0..MAX_TRACKED as u32 {
+            let (origin, _) = gate.enter(Some(IpAddr::from((0x0a00_0000 + n).to_be_bytes())), now);
+            assert!(matches!(origin, Origin::Group(_)));
+            gate.failed_from(origin, now);
+        }
+        // A new address does not get a fresh count for free.
+        let (origin, turn) = gate.enter(ip("192.0.2.1"), now);
+        assert_eq!(origin, Origin::Overflow);
+        assert!(turn.is_ok());
+        gate.failed_from(Origin::Overflow, now);
+        let (origin, turn) = gate.enter(ip("192.0.2.2"), now);
+        assert_eq!(origin, Origin::Overflow);
+        assert_eq!(turn.err(), Some(Duration::from_secs(1)), "penalised");
+        // Once the counted groups have gone quiet, there is room again.
+        let quiet = now + 2 * FORGET_ONE_AFTER;
+        let (origin, _) = gate.enter(ip("192.0.2.3"), quiet);
+        assert_eq!(origin, origin_of("192.0.2.3".parse().unwrap()));
+        assert!(gate.groups().tracked.len() <= MAX_TRACKED);
+    }
+
+    #[tokio::test]
+    async fn a_penalised_group_is_not_checked_even_with_the_right_password() {
+        let gate = gate(Duration::from_secs(3600));
+        let tag = |text: &str| text.as_bytes().to_vec();
+        let right = |gate: &Gate, from: &str, header: &str| {
+            let gate = gate.clone();
+            let from = ip(from);
+            let header = tag(header);
+            async move { gate.check(from, header, "u".into(), "p".into()).await.1 }
+        };
+        let (origin, verdict) = gate
+            .check(ip("192.0.2.1"), tag("wrong"), "u".into(), "x".into())
+            .await;
+        assert!(matches!(verdict, Verdict::Wrong(d) if d == Duration::from_secs(3600)));
+        assert_eq!(origin, origin_of("192.0.2.1".parse().unwrap()));
+        assert!(matches!(
+            right(&gate, "192.0.2.1", "right").await,
+            Verdict::Penalised(_)
+        ));
+        // Another address gets in.
+        assert!(matches!(
+            right(&gate, "192.0.2.2", "right").await,
+            Verdict::Right
+        ));
+
+        // A login waiting for its group's turn while the check ahead of it
+        // fails is not checked either (a header not verified before: one that
+        // was is let in from the cache, penalty or not).
+        let (origin, turn) = gate.enter(ip("192.0.2.3"), Instant::now());
+        let held = turn.unwrap().lock_owned().await;
+        let waiting = tokio::spawn(right(&gate, "192.0.2.3", "right, another header"));
+        tokio::task::yield_now().await;
+        gate.failed_from(origin, Instant::now());
+        drop(held);
+        assert!(matches!(waiting.await.unwrap(), Verdict::Penalised(_)));
+    }
+
+    /// A login that cannot have its group's turn or a verifier within
+    /// [`CHECK_WAIT`] is answered 503, not queued for ever.
+    #[tokio::test]
+    async fn a_login_waits_for_its_turn_and_a_verifier_within_a_deadline() {
+        tokio::time::pause();
+        let gate = gate(Duration::from_secs(1));
+        let check = |from: &str| gate.check(ip(from), b"header".to_vec(), "u".into(), "p".into());
+        // Its group's turn is taken (by a check that does not end).
+        let (_, turn) = gate.enter(ip("192.0.2.1"), Instant::now());
+        let _held = turn.unwrap().lock_owned().await;
+        assert!(matches!(check("192.0.2.1").await.1, Verdict::Busy));
+        // Every verifier is taken.
+        let _verifiers = Arc::clone(&gate.inner.verifiers)
+            .acquire_many_owned(VERIFIERS as u32)
+            .await
+            .unwrap();
+        assert!(matches!(check("192.0.2.2").await.1, Verdict::Busy));
+
+        let answer = busy();
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(answer.headers()[header::RETRY_AFTER], "5");
+        let answer = too_many_failures(Duration::from_millis(2100));
+        assert_eq!(answer.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(answer.headers()[header::RETRY_AFTER], "3", "rounded up");
+    }
+
+    #[tokio::test]
+    async fn the_right_login_gets_in_once_the_penalty_is_over() {
+        let delay = Duration::from_millis(20);
+        let gate = gate(delay);
+        let from = ip("192.0.2.1");
+        let (_, verdict) = gate
+            .check(from, b"wrong".to_vec(), "u".into(), "x".into())
+            .await;
+        assert!(matches!(verdict, Verdict::Wrong(d) if d == delay));
+        // As the 401 would: wait the delay out.
+        tokio::time::sleep(delay).await;
+        let (_, verdict) = gate
+            .check(from, b"right".to_vec(), "u".into(), "p".into())
+            .await;
+        assert!(matches!(verdict, Verdict::Right));
     }
 
     #[test]

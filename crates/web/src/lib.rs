@@ -185,8 +185,9 @@ pub struct WebConfig {
     /// Who may use the page, the API and the WebSocket (HTTP Basic, see
     /// [`auth`]); `None` (the default) lets anyone in.
     pub login: Option<sokkel_net::auth::Credentials>,
-    /// How long the answer to a wrong login waits; it doubles with each further
-    /// failure from the same address, up to 30 s.
+    /// How long the answer to a wrong login waits, and no login from the same
+    /// address (IPv6: /64) is checked; it doubles with each further failure from
+    /// there, up to 30 s.
     pub login_failure_delay: std::time::Duration,
     /// What the POP3 and IMAP servers, the relay and the webhook count, for
     /// `GET /metrics`; fresh zeros by default.

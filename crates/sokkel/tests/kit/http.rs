@@ -3,7 +3,7 @@
 //! block and body (de-chunked).
 
 use std::io::{Read, Write};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -40,7 +40,11 @@ impl Response {
 /// Sends `request` (a whole HTTP/1.1 request that says `Connection: close`) on a new
 /// connection and reads the whole answer.
 pub fn exchange(addr: SocketAddr, request: &[u8]) -> Response {
-    let mut stream = connect(addr);
+    exchange_on(connect(addr), request)
+}
+
+/// [`exchange`] on a stream already connected (from a chosen address, say).
+pub fn exchange_on(mut stream: TcpStream, request: &[u8]) -> Response {
     stream.set_read_timeout(Some(ANSWER_WITHIN)).unwrap();
     stream.write_all(request).unwrap_or_else(|e| {
         panic!(

@@ -3,7 +3,7 @@
 //! timeout or a reset from other errors.
 
 use std::io::{self, Read};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,30 @@ pub fn free_udp_port() -> u16 {
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect_timeout(&addr, PROMPT)
         .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
+    stream.set_nodelay(true).expect("TCP_NODELAY");
+    stream.set_read_timeout(Some(PROMPT)).expect("read timeout");
+    stream
+        .set_write_timeout(Some(PROMPT))
+        .expect("write timeout");
+    stream
+}
+
+/// [`connect`] from `local` (another loopback address, `127.0.0.2`, to be
+/// another client to the server).
+pub fn connect_from(local: IpAddr, addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .expect("a TCP socket");
+    socket
+        .bind(&SocketAddr::new(local, 0).into())
+        .unwrap_or_else(|e| panic!("cannot bind {local}: {e}"));
+    socket
+        .connect_timeout(&addr.into(), PROMPT)
+        .unwrap_or_else(|e| panic!("cannot connect to {addr} from {local}: {e}"));
+    let stream = TcpStream::from(socket);
     stream.set_nodelay(true).expect("TCP_NODELAY");
     stream.set_read_timeout(Some(PROMPT)).expect("read timeout");
     stream
