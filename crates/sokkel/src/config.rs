@@ -465,7 +465,7 @@ fn warn_if_readable(file: &Path) {
             && meta.permissions().mode() & 0o077 != 0
         {
             tracing::warn!(
-                "{} holds a secret (a password in a URL, a token) and other users can read it; `chmod 600` it",
+                "{} holds a secret (a password in a URL, a token, a credential header) and other users can read it; `chmod 600` it",
                 file.display()
             );
         }
@@ -782,38 +782,53 @@ fn toml_value(text: &str) -> String {
 }
 
 /// `value` with its secrets masked: all of it for a flag named for a password,
-/// secret or token; in a URL, the password and the query; and the path too of an
-/// http(s) URL whose flag hides its variable's value from `--help` (a webhook's
-/// path is often its secret).
+/// secret or token; the value of a header (a flag whose values are `HEADER`s)
+/// that carries credentials; in a URL, the password and the query; and the path
+/// too of an http(s) URL whose flag hides its variable's value from `--help` (a
+/// webhook's path is often its secret).
 fn masked(arg: &Arg, value: &str) -> String {
     let long = arg.get_long().unwrap_or_default();
-    if ["password", "secret", "token"]
-        .iter()
-        .any(|word| long.contains(word))
-    {
+    if SECRET_WORDS.iter().any(|word| long.contains(word)) {
         return MASK.into();
+    }
+    let headers = arg
+        .get_value_names()
+        .is_some_and(|names| names.iter().any(|n| n.as_str() == "HEADER"));
+    if headers
+        && let Some((name, _)) = value.split_once(':')
+        && secret_header(name.trim())
+    {
+        return format!("{name}: {MASK}");
     }
     let Some((scheme, rest)) = value.split_once("://") else {
         return value.into();
+    };
+    // Readers of URLs disagree on where a password that holds `/`, `?` or `#`
+    // ends (at the last `@`, or at the first `/`): all up to the last `@` is
+    // masked unless it is a plain user name.
+    let (userinfo, rest) = match rest.rsplit_once('@') {
+        Some((userinfo, rest)) => {
+            let plain = |text: &str| !text.contains(['/', '?', '#']);
+            let shown = match userinfo.split_once(':') {
+                Some((user, _)) if plain(user) => format!("{user}:{MASK}@"),
+                None if plain(userinfo) => format!("{userinfo}@"),
+                _ => format!("{MASK}@"),
+            };
+            (shown, rest)
+        }
+        None => (String::new(), rest),
     };
     let (rest, fragment) = match rest.split_once('#') {
         Some((rest, _)) => (rest, format!("#{MASK}")),
         None => (rest, String::new()),
     };
-    let (rest, query) = match rest.split_once('?') {
+    let (host, query) = match rest.split_once('?') {
         Some((rest, _)) => (rest, format!("?{MASK}")),
         None => (rest, String::new()),
     };
-    let (authority, path) = match rest.find('/') {
-        Some(at) => rest.split_at(at),
-        None => (rest, ""),
-    };
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:{MASK}@{host}"),
-            None => format!("{userinfo}@{host}"),
-        },
-        None => authority.into(),
+    let (host, path) = match host.find('/') {
+        Some(at) => host.split_at(at),
+        None => (host, ""),
     };
     let web = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
     let path = if web && arg.is_hide_env_values_set() && path.len() > 1 {
@@ -821,7 +836,27 @@ fn masked(arg: &Arg, value: &str) -> String {
     } else {
         path.into()
     };
-    format!("{scheme}://{authority}{path}{query}{fragment}")
+    format!("{scheme}://{userinfo}{host}{path}{query}{fragment}")
+}
+
+/// Words that make a flag, or a header, a secret.
+const SECRET_WORDS: [&str; 3] = ["password", "secret", "token"];
+
+/// Whether a header of this name carries credentials: `X-Api-Key` does, but a
+/// flag named for a key (`--tls-key`) names a file, which is no secret.
+fn secret_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+    ]
+    .contains(&name.as_str())
+        || SECRET_WORDS
+            .iter()
+            .chain(&["key"])
+            .any(|word| name.contains(word))
 }
 
 #[cfg(test)]
@@ -889,9 +924,70 @@ mod tests {
                 "smtp://me:********@host#********",
             ),
             (&plain, "localhost:25", "localhost:25"),
+            // Where URL readers disagree on the password's end, all of it goes.
+            (
+                &db,
+                "postgresql://u:hun/ter2@db/mail",
+                "postgresql://u:********@db/mail",
+            ),
+            (
+                &db,
+                "postgres://u:pa#ss@db/mail",
+                "postgres://u:********@db/mail",
+            ),
+            (
+                &db,
+                "postgres://u:pa?ss@db/mail",
+                "postgres://u:********@db/mail",
+            ),
+            (
+                &db,
+                "postgres://u:p@ss@db/mail",
+                "postgres://u:********@db/mail",
+            ),
+            (&db, "postgres://a/b@db/mail", "postgres://********@db/mail"),
+            // An `@` in a query hides the host too: more than needed, never less.
+            (
+                &plain,
+                "https://hooks.example/x?to=a@b.example",
+                "https://********@b.example",
+            ),
         ] {
             assert_eq!(masked(arg, value), want, "{value}");
         }
+    }
+
+    #[test]
+    fn headers_that_carry_credentials_are_masked() {
+        let header = Arg::new("header").long("header").value_name("HEADER");
+        let other = Arg::new("subject").long("subject").value_name("TEXT");
+        for (arg, value, want) in [
+            (
+                &header,
+                "Authorization: Bearer abc",
+                "Authorization: ********",
+            ),
+            (
+                &header,
+                "proxy-authorization:Basic eA==",
+                "proxy-authorization: ********",
+            ),
+            (&header, "Cookie: session=abc", "Cookie: ********"),
+            (&header, "X-Api-Key: abc", "X-Api-Key: ********"),
+            (&header, "X-Auth-Token: abc", "X-Auth-Token: ********"),
+            (&header, "X-Client-Secret: abc", "X-Client-Secret: ********"),
+            (&header, "X-Mailer: sokkel", "X-Mailer: sokkel"),
+            (&header, "no colon", "no colon"),
+            (
+                &other,
+                "Authorization: Bearer abc",
+                "Authorization: Bearer abc",
+            ),
+        ] {
+            assert_eq!(masked(arg, value), want, "{value}");
+        }
+        let key_file = Arg::new("tls_key").long("tls-key").value_name("FILE");
+        assert_eq!(masked(&key_file, "/etc/key.pem"), "/etc/key.pem");
     }
 
     #[test]

@@ -226,7 +226,7 @@ fn print_config_says_where_each_value_comes_from_masks_secrets_and_reads_back_th
         .assert_success("--print-config");
     assert!(
         done.stderr.contains(&format!(
-            "{file} holds a secret (a password in a URL, a token) and other users can read it; `chmod 600` it"
+            "{file} holds a secret (a password in a URL, a token, a credential header) and other users can read it; `chmod 600` it"
         )),
         "{}",
         done.describe()
