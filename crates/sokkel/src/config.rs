@@ -159,23 +159,58 @@ fn relaxed(cmd: Command) -> Command {
 
 /// Where the file's words go: right after the name of the command that runs,
 /// before anything of the user's that a list of values could take (`mail import
-/// PATH...`). Only global flags and command names come before it.
+/// PATH...`). Only global flags and command names come before it; a flag's value
+/// that is spelt as a command's name (`--config serve`) is not one.
 fn after_command(args: &[OsString], root: &Command, path: &[String]) -> usize {
     let mut at = 1;
     let mut cmd = root;
     for name in path {
         let sub = cmd.find_subcommand(name).expect("a parsed command exists");
-        let named = |a: &OsString| {
-            a.to_str()
-                .is_some_and(|a| a == sub.get_name() || sub.get_all_aliases().any(|x| x == a))
-        };
-        match args.iter().skip(at).position(named) {
-            Some(found) => at += found + 1,
-            None => return args.iter().position(|a| a == "--").unwrap_or(args.len()),
+        loop {
+            let Some(word) = args.get(at) else {
+                return args.iter().position(|a| a == "--").unwrap_or(args.len());
+            };
+            at += 1;
+            let Some(word) = word.to_str() else { continue };
+            if word == "--" {
+                return at - 1;
+            }
+            if word == sub.get_name() || sub.get_all_aliases().any(|alias| alias == word) {
+                break;
+            }
+            if takes_next_word(cmd, word) {
+                at += 1;
+            }
         }
         cmd = sub;
     }
     at
+}
+
+/// Whether `word`, an argument of `cmd`, is a flag whose value is the next word
+/// (`--config FILE`, `-c FILE`, `-qc FILE`, not `--config=FILE` or `-cFILE`).
+fn takes_next_word(cmd: &Command, word: &str) -> bool {
+    let takes_value = |arg: &Arg| matches!(arg.get_action(), ArgAction::Set | ArgAction::Append);
+    if let Some(long) = word.strip_prefix("--") {
+        return !long.contains('=')
+            && cmd.get_arguments().any(|a| {
+                takes_value(a)
+                    && (a.get_long() == Some(long)
+                        || a.get_all_aliases().is_some_and(|all| all.contains(&long)))
+            });
+    }
+    let Some(shorts) = word.strip_prefix('-') else {
+        return false;
+    };
+    for (i, c) in shorts.char_indices() {
+        let Some(arg) = cmd.get_arguments().find(|a| a.get_short() == Some(c)) else {
+            return false;
+        };
+        if takes_value(arg) {
+            return i + c.len_utf8() == shorts.len();
+        }
+    }
+    false
 }
 
 /// The names of the subcommands that run (`["mail", "serve"]`) and their matches.
@@ -988,6 +1023,28 @@ mod tests {
         }
         let key_file = Arg::new("tls_key").long("tls-key").value_name("FILE");
         assert_eq!(masked(&key_file, "/etc/key.pem"), "/etc/key.pem");
+    }
+
+    #[test]
+    fn the_files_flags_go_after_the_command_not_after_a_value_spelt_like_it() {
+        let mut root = Cli::command();
+        root.build();
+        let path = ["mail".to_owned(), "serve".to_owned()];
+        for (args, want) in [
+            (&["sokkel", "mail", "serve"][..], 3),
+            (
+                &[
+                    "sokkel", "mail", "--config", "serve", "serve", "--smtp", "x",
+                ],
+                5,
+            ),
+            (&["sokkel", "--config", "mail", "mail", "serve"], 5),
+            (&["sokkel", "--config=mail", "mail", "serve"], 4),
+            (&["sokkel", "mail", "--print-config", "serve"], 4),
+        ] {
+            let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+            assert_eq!(after_command(&args, &root, &path), want, "{args:?}");
+        }
     }
 
     #[test]

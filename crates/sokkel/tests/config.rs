@@ -402,3 +402,20 @@ fn the_example_file_in_packaging_is_one_every_command_it_names_accepts() {
             .assert_success("--print-config with the example");
     }
 }
+
+#[test]
+fn a_config_file_named_like_a_command_is_read() {
+    let dir = tempdir();
+    write(dir.path(), "serve", "[mail.serve]\nmax-recipients = 321\n");
+    let done = sokkel(["mail", "--config", "serve", "serve", "--print-config"])
+        .current_dir(dir.path())
+        .run()
+        .assert_success("--config serve");
+    assert!(
+        done.stdout_text()
+            .lines()
+            .any(|l| l.starts_with("max-recipients = 321 ") && l.ends_with("# serve:2")),
+        "{}",
+        done.describe()
+    );
+}
