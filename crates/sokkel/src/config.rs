@@ -317,6 +317,26 @@ impl<'t> Settings<'t> {
                 self.check(inner, sub, &inner_path)?;
                 continue;
             }
+            if let DeValue::Array(items) = value.get_ref()
+                && !items.is_empty()
+                && items.iter().all(|item| item.get_ref().is_table())
+            {
+                let mut here = path.to_vec();
+                here.push(name);
+                let what = match cmd.get_subcommands().find(|c| c.get_name() == name) {
+                    Some(sub) => format!(
+                        "[[{}]]: arrays of tables are not supported; write the settings of `{}` in one [{}] table",
+                        here.join("."),
+                        command_name(sub),
+                        here.join(".")
+                    ),
+                    None => format!(
+                        "`{name}` in {}: arrays of tables are not supported; a setting is `key = value`",
+                        table_name(path)
+                    ),
+                };
+                return Err(self.refuse(key.span(), what));
+            }
             let having: Vec<(&Command, &Arg)> = leaves(cmd)
                 .into_iter()
                 .filter_map(|c| find_flag(c, name).map(|a| (c, a)))
@@ -464,14 +484,16 @@ impl<'t> Settings<'t> {
                 let mut words = Vec::new();
                 for item in values {
                     let text = scalar(item.get_ref()).ok_or_else(|| {
-                        self.refuse(
-                            item.span(),
+                        let what = if item.get_ref().is_integer() {
+                            format!("{} is too large a number", &self.text[item.span()])
+                        } else {
                             format!(
-                                "`{key}`: {} {} is not a value for --{long}; write a string or a number",
+                                "{} {} is not a value for --{long}; write a string or a number",
                                 article(item.get_ref()),
                                 item.get_ref().type_str()
-                            ),
-                        )
+                            )
+                        };
+                        self.refuse(item.span(), format!("`{key}`: {what}"))
                     })?;
                     let word = OsString::from(format!("--{long}={text}"));
                     if let Err(error) = check_value(arg, &word) {
@@ -552,12 +574,14 @@ fn conflict(command: &Command, a: &Arg, b: &Arg) -> bool {
         })
 }
 
-/// A string, number or date as the command line would take it.
+/// A string, number or date as the command line would take it; none for a
+/// list, a table, or a number too large for any flag.
 fn scalar(value: &DeValue<'_>) -> Option<String> {
     match value {
         DeValue::String(s) => Some(s.to_string()),
         DeValue::Integer(n) if n.radix() == 10 => Some(n.as_str().replace('_', "")),
-        DeValue::Integer(n) => i64::from_str_radix(&n.as_str().replace('_', ""), n.radix())
+        // In decimal, for the flag's own parser to judge its range.
+        DeValue::Integer(n) => u128::from_str_radix(&n.as_str().replace('_', ""), n.radix())
             .ok()
             .map(|n| n.to_string()),
         DeValue::Float(f) => Some(f.as_str().replace('_', "")),

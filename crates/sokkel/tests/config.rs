@@ -327,6 +327,18 @@ fn mistakes_in_the_file_are_one_line_naming_the_file_and_line_exit_2() {
         &[":1:", "`timeout`", "means different things", "own table"],
     );
     check("[mail.serve\n", &[":1:"]);
+    check(
+        "[[mail.serve]]\nsmtp = \"127.0.0.1:0\"\n",
+        &[
+            ":1:",
+            "[[mail.serve]]: arrays of tables are not supported",
+            "[mail.serve]",
+        ],
+    );
+    check(
+        "[mail.serve]\nmax = 0x1_0000_0000_0000_0000_0000_0000_0000_0000\n",
+        &[":2:", "`max`: 0x1_0000", "is too large a number"],
+    );
 
     let missing = dir.path().join("nothing-here.toml");
     let done = sokkel(["mail", "list", "--config"]).arg(&missing).run();
