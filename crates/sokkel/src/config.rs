@@ -70,7 +70,7 @@ pub enum Request {
 /// Parses `args` (the program name first) with the configuration file applied, or
 /// prints the settings for `--print-config`.
 pub fn parse(args: Vec<OsString>) -> Result<Request, Refusal> {
-    let strict = Cli::command();
+    let strict = empty_config_unset(Cli::command());
     // Pass 1. A failure here is the user's own command line: clap's strict
     // parse reports it (the relaxed one would show a relaxed usage line).
     let first = match relaxed(strict.clone()).try_get_matches_from(&args) {
@@ -132,6 +132,22 @@ pub fn parse(args: Vec<OsString>) -> Result<Request, Refusal> {
     Cli::from_arg_matches(&matches)
         .map(Request::Run)
         .map_err(Refusal::Clap)
+}
+
+/// An empty SOKKEL_CONFIG names no file: a blank `SOKKEL_CONFIG=` line in the
+/// unit's EnvironmentFile must not stop every command.
+fn empty_config_unset(cmd: Command) -> Command {
+    let empty = cmd
+        .get_arguments()
+        .find(|a| a.get_id() == CONFIG_ID)
+        .and_then(Arg::get_env)
+        .and_then(std::env::var_os)
+        .is_some_and(|value| value.is_empty());
+    if empty {
+        cmd.mut_arg(CONFIG_ID, |a| a.env(None::<&str>))
+    } else {
+        cmd
+    }
 }
 
 /// The command as clap defines it, without the checks that the file may satisfy

@@ -431,3 +431,22 @@ fn a_config_file_named_like_a_command_is_read() {
         done.describe()
     );
 }
+
+#[test]
+fn an_empty_sokkel_config_names_no_file() {
+    // A blank `SOKKEL_CONFIG=` in the unit's EnvironmentFile.
+    sokkel(["completions", "bash"])
+        .env("SOKKEL_CONFIG", "")
+        .run()
+        .assert_success("completions with SOKKEL_CONFIG empty");
+    let done = sokkel(["mail", "list", "--print-config"])
+        .env("SOKKEL_CONFIG", "")
+        .run()
+        .assert_success("mail list with SOKKEL_CONFIG empty");
+    assert!(
+        done.stdout_text()
+            .contains("which win over a file (--config)"),
+        "{}",
+        done.describe()
+    );
+}
