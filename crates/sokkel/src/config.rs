@@ -21,9 +21,14 @@
 //!    the command line or the environment set.
 //! 2. Each file setting those did not set becomes `--flag=value` after the user's
 //!    arguments, and clap parses everything again with all its checks, as if the
-//!    user had typed them.
+//!    user had typed them. A file setting that cannot go with a flag the user gave
+//!    is left out, with a warning. A switch its variable turns off
+//!    (`SOKKEL_NO_HTTP=false`) is not given: it wins over the file's value of the
+//!    same switch, but excludes nothing.
 //!
-//! A mistake in the file is one line, `FILE:LINE: what`, exit 2 (a usage error).
+//! A mistake in the file is one line, `FILE:LINE: what`, exit 2 (a usage error),
+//! also when clap only finds it in the second parse (`ui-tls-cert` without
+//! `ui-tls-key`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
@@ -32,6 +37,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use clap::builder::Resettable;
+use clap::error::{ContextKind, ContextValue};
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches};
 use toml::Spanned;
@@ -92,7 +98,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Request, Refusal> {
     });
 
     let file = first_leaf.get_one::<PathBuf>(CONFIG_ID).cloned();
-    let (extra, from_file) = match &file {
+    let applied = match &file {
         Some(file) => {
             let text = std::fs::read_to_string(file).map_err(|error| {
                 Refusal::File(format!(
@@ -107,15 +113,45 @@ pub fn parse(args: Vec<OsString>) -> Result<Request, Refusal> {
             }
             applied
         }
-        None => (Vec::new(), BTreeMap::new()),
+        None => Vec::new(),
     };
 
-    let mut args = args;
+    // Pass 2. A switch its variable turns off (SOKKEL_NO_HTTP=false) is as good
+    // as not given: clap would count it as given, and refuse what it excludes.
+    let off: Vec<&str> = command
+        .get_arguments()
+        .filter(|arg| {
+            !arg.is_global_set()
+                && first_leaf.value_source(arg.get_id().as_str()) == Some(ValueSource::EnvVariable)
+                && !given_on(first_leaf, arg)
+        })
+        .map(|arg| arg.get_id().as_str())
+        .collect();
+    let strict = without_env(strict, &path, &off);
     let at = after_command(&args, &built, &path);
-    args.splice(at..at, extra);
-    let matches = strict.try_get_matches_from(&args).map_err(Refusal::Clap)?;
+    let with_file = |leave_out: Option<usize>| {
+        let mut args = args.clone();
+        let words = applied
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != leave_out)
+            .flat_map(|(_, a)| a.words.iter().cloned());
+        args.splice(at..at, words);
+        args
+    };
+    let matches = strict
+        .clone()
+        .try_get_matches_from(with_file(None))
+        .map_err(|error| {
+            blame(error, &applied, file.as_deref(), |leave_out| {
+                strict
+                    .clone()
+                    .try_get_matches_from(with_file(Some(leave_out)))
+            })
+        })?;
     let (_, leaf_matches) = leaf(&matches);
     if leaf_matches.get_flag(PRINT_ID) {
+        let from_file = applied.iter().map(|a| (a.id.clone(), a.line)).collect();
         let text = print(
             &path,
             command,
@@ -148,6 +184,106 @@ fn empty_config_unset(cmd: Command) -> Command {
     } else {
         cmd
     }
+}
+
+/// `cmd` with the flags `ids` of the command at `path` reading no variable.
+fn without_env(cmd: Command, path: &[String], ids: &[&str]) -> Command {
+    match path.split_first() {
+        Some((name, rest)) => cmd.mut_subcommand(name, |sub| without_env(sub, rest, ids)),
+        None => ids
+            .iter()
+            .fold(cmd, |cmd, id| cmd.mut_arg(*id, |a| a.env(None::<&str>))),
+    }
+}
+
+/// Whether the command line or the environment gave `arg`: a switch only when
+/// it is on, since `SOKKEL_NO_HTTP=false` says no more than leaving it out.
+fn given_on(given: &ArgMatches, arg: &Arg) -> bool {
+    let id = arg.get_id().as_str();
+    let explicit = matches!(
+        given.value_source(id),
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    );
+    explicit
+        && match switch_on(arg) {
+            Some(on) => given.try_get_one::<bool>(id).ok().flatten() == Some(&on),
+            None => true,
+        }
+}
+
+/// For a switch, the value that means it is given (`--no-http`: true).
+fn switch_on(arg: &Arg) -> Option<bool> {
+    match arg.get_action() {
+        ArgAction::SetTrue => Some(true),
+        ArgAction::SetFalse => Some(false),
+        _ => None,
+    }
+}
+
+/// The second parse's refusal, for settings from the file that only fail
+/// together with others (`ui-tls-cert` without `ui-tls-key`): the file's line of
+/// each setting whose removal ends the refusal, or some of it; clap's own error
+/// when the file is not to blame. `without(i)` parses again leaving out setting
+/// `i`.
+fn blame(
+    error: clap::Error,
+    applied: &[Applied],
+    file: Option<&Path>,
+    without: impl Fn(usize) -> Result<ArgMatches, clap::Error>,
+) -> Refusal {
+    let Some(file) = file else {
+        return Refusal::Clap(error);
+    };
+    let (kind, flags, said) = (error.kind(), refused_flags(&error), clap_reason(&error));
+    let culprits: Vec<&Applied> = applied
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| {
+            !a.words.is_empty()
+                && match without(*i) {
+                    Ok(_) => true,
+                    Err(other) if other.kind() != kind => true,
+                    // Leaving out `tls-key` of a good pair adds a missing flag,
+                    // but takes none away: it is not to blame.
+                    Err(other) if !flags.is_empty() => {
+                        let left = refused_flags(&other);
+                        flags.iter().any(|flag| !left.contains(flag))
+                    }
+                    Err(other) => clap_reason(&other) != said,
+                }
+        })
+        .map(|(_, a)| a)
+        .collect();
+    let Some((first, others)) = culprits.split_first() else {
+        return Refusal::Clap(error);
+    };
+    let mut keys = format!("`{}`", first.key);
+    if !others.is_empty() {
+        let others: Vec<String> = others
+            .iter()
+            .map(|o| format!("`{}` on line {}", o.key, o.line))
+            .collect();
+        keys.push_str(&format!(" (with {})", others.join(", ")));
+    }
+    Refusal::File(format!(
+        "{}:{}: {keys}: {}",
+        file.display(),
+        first.line,
+        clap_reason(&error)
+    ))
+}
+
+/// The flags a clap error names as missing or in conflict.
+fn refused_flags(error: &clap::Error) -> Vec<String> {
+    [ContextKind::InvalidArg, ContextKind::PriorArg]
+        .into_iter()
+        .filter_map(|kind| error.get(kind))
+        .flat_map(|value| match value {
+            ContextValue::String(one) => vec![one.clone()],
+            ContextValue::Strings(many) => many.clone(),
+            _ => Vec::new(),
+        })
+        .collect()
 }
 
 /// The command as clap defines it, without the checks that the file may satisfy
@@ -276,6 +412,19 @@ struct Setting<'t> {
     value: &'t Spanned<DeValue<'t>>,
 }
 
+/// A setting of the file that the command runs with.
+#[derive(Debug)]
+struct Applied {
+    /// The flag's clap id.
+    id: String,
+    /// The key as the file spells it.
+    key: String,
+    /// Its line in the file.
+    line: usize,
+    /// The arguments that say it (none for a switch set to false).
+    words: Vec<OsString>,
+}
+
 /// The file, parsed and checked against the whole command tree.
 struct Settings<'t> {
     file: &'t Path,
@@ -402,27 +551,19 @@ impl<'t> Settings<'t> {
         found
     }
 
-    /// The `--flag=value` arguments for the settings the command line and the
-    /// environment left to the file, and the flags the file decides (by clap id:
-    /// the file's line, for `--print-config`).
+    /// The settings the command line and the environment left to the file, as
+    /// `--flag=value` arguments, in the file's order of keys.
     fn arguments(
         &self,
         path: &[String],
         command: &Command,
         given: &ArgMatches,
-    ) -> Result<(Vec<OsString>, BTreeMap<String, usize>), Refusal> {
-        let explicit = |id: &str| {
-            matches!(
-                given.value_source(id),
-                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-            )
-        };
+    ) -> Result<Vec<Applied>, Refusal> {
         let set_by_user: Vec<&Arg> = command
             .get_arguments()
-            .filter(|a| explicit(a.get_id().as_str()))
+            .filter(|a| given_on(given, a))
             .collect();
-        let mut extra = Vec::new();
-        let mut decided = BTreeMap::new();
+        let mut applied = Vec::new();
         // The file's flags that are given (a switch set to false is not), each
         // with its line, to find two that cannot go together.
         let mut present: Vec<(usize, &Arg)> = Vec::new();
@@ -431,14 +572,45 @@ impl<'t> Settings<'t> {
                 .get_arguments()
                 .find(|a| a.get_id() == id.as_str())
                 .expect("applying() found it in this command");
-            // The command line and the environment win, over the flag itself and
-            // over a flag that cannot go with it.
-            if explicit(&id) || set_by_user.iter().any(|u| conflict(command, arg, u)) {
+            // A secret in the file is one, whether or not this run uses it.
+            let value = setting.value.get_ref();
+            let items = match value {
+                DeValue::Array(items) => items.iter().map(Spanned::get_ref).collect(),
+                _ => vec![value],
+            };
+            if items
+                .into_iter()
+                .filter_map(scalar)
+                .any(|text| masked(arg, &text) != text)
+            {
+                self.holds_secret.set(true);
+            }
+            // The command line and the environment win over the flag itself,
+            // even to turn a switch off.
+            if matches!(
+                given.value_source(&id),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            ) {
                 continue;
             }
+            let key: &str = setting.key.get_ref();
             let line = line_of(self.text, Some(setting.key.span()));
-            let words = self.words(arg, &setting)?;
+            let words = self.words(command, arg, &setting)?;
+            if words.is_empty() && setting.value.get_ref().as_array().is_some() {
+                // An empty list of a flag without a default: nothing is set.
+                continue;
+            }
             if !words.is_empty() {
+                // ... and over a flag that cannot go with it, but not in silence:
+                // a dropped `ui-auth-file` is a web page without a login.
+                if let Some(user) = set_by_user.iter().find(|u| conflict(command, arg, u)) {
+                    tracing::warn!(
+                        "{}:{line}: `{key}` is not used: {} cannot go with it",
+                        self.file.display(),
+                        given_by(user, given)
+                    );
+                    continue;
+                }
                 if let Some((other_line, other)) = present
                     .iter()
                     .find(|(_, other)| conflict(command, arg, other))
@@ -446,23 +618,32 @@ impl<'t> Settings<'t> {
                     return Err(self.refuse(
                         setting.key.span(),
                         format!(
-                            "`{}` cannot be used with `{}` (line {other_line}); keep one",
-                            setting.key.get_ref(),
+                            "`{key}` cannot be used with `{}` (line {other_line}); keep one",
                             other.get_long().unwrap_or_default(),
                         ),
                     ));
                 }
                 present.push((line, arg));
             }
-            extra.extend(words);
-            decided.insert(id, line);
+            applied.push(Applied {
+                id,
+                key: key.to_owned(),
+                line,
+                words,
+            });
         }
-        Ok((extra, decided))
+        applied.sort_by_key(|a| a.line);
+        Ok(applied)
     }
 
     /// The arguments that say what `setting` says, each value checked by the
     /// flag's own parser so that a mistake names the file's line.
-    fn words(&self, arg: &Arg, setting: &Setting<'_>) -> Result<Vec<OsString>, Refusal> {
+    fn words(
+        &self,
+        command: &Command,
+        arg: &Arg,
+        setting: &Setting<'_>,
+    ) -> Result<Vec<OsString>, Refusal> {
         let key: &str = setting.key.get_ref();
         let long = arg.get_long().expect("settable flags have a long name");
         let value = setting.value.get_ref();
@@ -489,6 +670,11 @@ impl<'t> Settings<'t> {
             }
             ArgAction::Set | ArgAction::Append => {
                 let values: Vec<&Spanned<DeValue<'_>>> = match value {
+                    DeValue::Array(items)
+                        if items.is_empty() && !arg.get_default_values().is_empty() =>
+                    {
+                        return Err(refuse(empty_list(command, arg)));
+                    }
                     DeValue::Array(items) if matches!(arg.get_action(), ArgAction::Append) => {
                         items.iter().collect()
                     }
@@ -517,9 +703,6 @@ impl<'t> Settings<'t> {
                             self.refuse(item.span(), format!("`{key}`: {}", clap_reason(&error)))
                         );
                     }
-                    if masked(arg, &text) != text {
-                        self.holds_secret.set(true);
-                    }
                     words.push(word);
                 }
                 Ok(words)
@@ -527,6 +710,40 @@ impl<'t> Settings<'t> {
             _ => Err(refuse("cannot be set in a file".into())),
         }
     }
+}
+
+/// `--db on the command line`, or `SOKKEL_DB`: who gave `arg`.
+fn given_by(arg: &Arg, given: &ArgMatches) -> String {
+    let flag = format!("--{}", arg.get_long().unwrap_or(arg.get_id().as_str()));
+    match (given.value_source(arg.get_id().as_str()), arg.get_env()) {
+        (Some(ValueSource::EnvVariable), Some(name)) => {
+            format!("{} (which sets {flag})", name.to_string_lossy())
+        }
+        _ => format!("{flag} on the command line"),
+    }
+}
+
+/// Why `key = []` is refused for a flag with a default: it would not clear the
+/// default, which a reader of the file would expect.
+fn empty_list(command: &Command, arg: &Arg) -> String {
+    let long = arg.get_long().unwrap_or_default();
+    let defaults: Vec<String> = arg
+        .get_default_values()
+        .iter()
+        .map(|v| v.to_string_lossy().into_owned())
+        .collect();
+    let mut what = format!(
+        "an empty list keeps the default ({}); leave the line out for that",
+        defaults.join(", ")
+    );
+    let off = format!("no-{long}");
+    if command
+        .get_arguments()
+        .any(|a| a.get_long() == Some(off.as_str()) && switch_on(a).is_some())
+    {
+        what.push_str(&format!(", or turn it off with {off} = true"));
+    }
+    what
 }
 
 /// A secret in a file others can read is a secret others know.
@@ -614,14 +831,16 @@ fn article(value: &DeValue<'_>) -> &'static str {
     }
 }
 
-/// clap's reason for refusing a value, on one line, without its `error: ` and
-/// its `--help` hint.
+/// clap's reason for refusing a value, on one line, without its `error: `, its
+/// usage line and its `--help` hint.
 fn clap_reason(error: &clap::Error) -> String {
     let text = error.to_string();
     let mut lines: Vec<&str> = text
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:")
+        })
         .collect();
     if let Some(first) = lines.first_mut() {
         *first = first.strip_prefix("error: ").unwrap_or(first);
