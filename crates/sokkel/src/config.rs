@@ -21,9 +21,14 @@
 //!    the command line or the environment set.
 //! 2. Each file setting those did not set becomes `--flag=value` after the user's
 //!    arguments, and clap parses everything again with all its checks, as if the
-//!    user had typed them.
+//!    user had typed them. A file setting that cannot go with a flag the user gave
+//!    is left out, with a warning. A switch its variable turns off
+//!    (`SOKKEL_NO_HTTP=false`) is not given: it wins over the file's value of the
+//!    same switch, but excludes nothing.
 //!
-//! A mistake in the file is one line, `FILE:LINE: what`, exit 2 (a usage error).
+//! A mistake in the file is one line, `FILE:LINE: what`, exit 2 (a usage error),
+//! also when clap only finds it in the second parse (`ui-tls-cert` without
+//! `ui-tls-key`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
@@ -32,6 +37,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use clap::builder::Resettable;
+use clap::error::{ContextKind, ContextValue};
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches};
 use toml::Spanned;
@@ -70,7 +76,7 @@ pub enum Request {
 /// Parses `args` (the program name first) with the configuration file applied, or
 /// prints the settings for `--print-config`.
 pub fn parse(args: Vec<OsString>) -> Result<Request, Refusal> {
-    let strict = Cli::command();
+    let strict = empty_config_unset(Cli::command());
     // Pass 1. A failure here is the user's own command line: clap's strict
     // parse reports it (the relaxed one would show a relaxed usage line).
     let first = match relaxed(strict.clone()).try_get_matches_from(&args) {
@@ -92,7 +98,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Request, Refusal> {
     });
 
     let file = first_leaf.get_one::<PathBuf>(CONFIG_ID).cloned();
-    let (extra, from_file) = match &file {
+    let applied = match &file {
         Some(file) => {
             let text = std::fs::read_to_string(file).map_err(|error| {
                 Refusal::File(format!(
@@ -107,15 +113,45 @@ pub fn parse(args: Vec<OsString>) -> Result<Request, Refusal> {
             }
             applied
         }
-        None => (Vec::new(), BTreeMap::new()),
+        None => Vec::new(),
     };
 
-    let mut args = args;
+    // Pass 2. A switch its variable turns off (SOKKEL_NO_HTTP=false) is as good
+    // as not given: clap would count it as given, and refuse what it excludes.
+    let off: Vec<&str> = command
+        .get_arguments()
+        .filter(|arg| {
+            !arg.is_global_set()
+                && first_leaf.value_source(arg.get_id().as_str()) == Some(ValueSource::EnvVariable)
+                && !given_on(first_leaf, arg)
+        })
+        .map(|arg| arg.get_id().as_str())
+        .collect();
+    let strict = without_env(strict, &path, &off);
     let at = after_command(&args, &built, &path);
-    args.splice(at..at, extra);
-    let matches = strict.try_get_matches_from(&args).map_err(Refusal::Clap)?;
+    let with_file = |leave_out: Option<usize>| {
+        let mut args = args.clone();
+        let words = applied
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != leave_out)
+            .flat_map(|(_, a)| a.words.iter().cloned());
+        args.splice(at..at, words);
+        args
+    };
+    let matches = strict
+        .clone()
+        .try_get_matches_from(with_file(None))
+        .map_err(|error| {
+            blame(error, &applied, file.as_deref(), |leave_out| {
+                strict
+                    .clone()
+                    .try_get_matches_from(with_file(Some(leave_out)))
+            })
+        })?;
     let (_, leaf_matches) = leaf(&matches);
     if leaf_matches.get_flag(PRINT_ID) {
+        let from_file = applied.iter().map(|a| (a.id.clone(), a.line)).collect();
         let text = print(
             &path,
             command,
@@ -132,6 +168,122 @@ pub fn parse(args: Vec<OsString>) -> Result<Request, Refusal> {
     Cli::from_arg_matches(&matches)
         .map(Request::Run)
         .map_err(Refusal::Clap)
+}
+
+/// An empty SOKKEL_CONFIG names no file: a blank `SOKKEL_CONFIG=` line in the
+/// unit's EnvironmentFile must not stop every command.
+fn empty_config_unset(cmd: Command) -> Command {
+    let empty = cmd
+        .get_arguments()
+        .find(|a| a.get_id() == CONFIG_ID)
+        .and_then(Arg::get_env)
+        .and_then(std::env::var_os)
+        .is_some_and(|value| value.is_empty());
+    if empty {
+        cmd.mut_arg(CONFIG_ID, |a| a.env(None::<&str>))
+    } else {
+        cmd
+    }
+}
+
+/// `cmd` with the flags `ids` of the command at `path` reading no variable.
+fn without_env(cmd: Command, path: &[String], ids: &[&str]) -> Command {
+    match path.split_first() {
+        Some((name, rest)) => cmd.mut_subcommand(name, |sub| without_env(sub, rest, ids)),
+        None => ids
+            .iter()
+            .fold(cmd, |cmd, id| cmd.mut_arg(*id, |a| a.env(None::<&str>))),
+    }
+}
+
+/// Whether the command line or the environment gave `arg`: a switch only when
+/// it is on, since `SOKKEL_NO_HTTP=false` says no more than leaving it out.
+fn given_on(given: &ArgMatches, arg: &Arg) -> bool {
+    let id = arg.get_id().as_str();
+    let explicit = matches!(
+        given.value_source(id),
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    );
+    explicit
+        && match switch_on(arg) {
+            Some(on) => given.try_get_one::<bool>(id).ok().flatten() == Some(&on),
+            None => true,
+        }
+}
+
+/// For a switch, the value that means it is given (`--no-http`: true).
+fn switch_on(arg: &Arg) -> Option<bool> {
+    match arg.get_action() {
+        ArgAction::SetTrue => Some(true),
+        ArgAction::SetFalse => Some(false),
+        _ => None,
+    }
+}
+
+/// The second parse's refusal, for settings from the file that only fail
+/// together with others (`ui-tls-cert` without `ui-tls-key`): the file's line of
+/// each setting whose removal ends the refusal, or some of it; clap's own error
+/// when the file is not to blame. `without(i)` parses again leaving out setting
+/// `i`.
+fn blame(
+    error: clap::Error,
+    applied: &[Applied],
+    file: Option<&Path>,
+    without: impl Fn(usize) -> Result<ArgMatches, clap::Error>,
+) -> Refusal {
+    let Some(file) = file else {
+        return Refusal::Clap(error);
+    };
+    let (kind, flags, said) = (error.kind(), refused_flags(&error), clap_reason(&error));
+    let culprits: Vec<&Applied> = applied
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| {
+            !a.words.is_empty()
+                && match without(*i) {
+                    Ok(_) => true,
+                    Err(other) if other.kind() != kind => true,
+                    // Leaving out `tls-key` of a good pair adds a missing flag,
+                    // but takes none away: it is not to blame.
+                    Err(other) if !flags.is_empty() => {
+                        let left = refused_flags(&other);
+                        flags.iter().any(|flag| !left.contains(flag))
+                    }
+                    Err(other) => clap_reason(&other) != said,
+                }
+        })
+        .map(|(_, a)| a)
+        .collect();
+    let Some((first, others)) = culprits.split_first() else {
+        return Refusal::Clap(error);
+    };
+    let mut keys = format!("`{}`", first.key);
+    if !others.is_empty() {
+        let others: Vec<String> = others
+            .iter()
+            .map(|o| format!("`{}` on line {}", o.key, o.line))
+            .collect();
+        keys.push_str(&format!(" (with {})", others.join(", ")));
+    }
+    Refusal::File(format!(
+        "{}:{}: {keys}: {}",
+        file.display(),
+        first.line,
+        clap_reason(&error)
+    ))
+}
+
+/// The flags a clap error names as missing or in conflict.
+fn refused_flags(error: &clap::Error) -> Vec<String> {
+    [ContextKind::InvalidArg, ContextKind::PriorArg]
+        .into_iter()
+        .filter_map(|kind| error.get(kind))
+        .flat_map(|value| match value {
+            ContextValue::String(one) => vec![one.clone()],
+            ContextValue::Strings(many) => many.clone(),
+            _ => Vec::new(),
+        })
+        .collect()
 }
 
 /// The command as clap defines it, without the checks that the file may satisfy
@@ -159,23 +311,58 @@ fn relaxed(cmd: Command) -> Command {
 
 /// Where the file's words go: right after the name of the command that runs,
 /// before anything of the user's that a list of values could take (`mail import
-/// PATH...`). Only global flags and command names come before it.
+/// PATH...`). Only global flags and command names come before it; a flag's value
+/// that is spelt as a command's name (`--config serve`) is not one.
 fn after_command(args: &[OsString], root: &Command, path: &[String]) -> usize {
     let mut at = 1;
     let mut cmd = root;
     for name in path {
         let sub = cmd.find_subcommand(name).expect("a parsed command exists");
-        let named = |a: &OsString| {
-            a.to_str()
-                .is_some_and(|a| a == sub.get_name() || sub.get_all_aliases().any(|x| x == a))
-        };
-        match args.iter().skip(at).position(named) {
-            Some(found) => at += found + 1,
-            None => return args.iter().position(|a| a == "--").unwrap_or(args.len()),
+        loop {
+            let Some(word) = args.get(at) else {
+                return args.iter().position(|a| a == "--").unwrap_or(args.len());
+            };
+            at += 1;
+            let Some(word) = word.to_str() else { continue };
+            if word == "--" {
+                return at - 1;
+            }
+            if word == sub.get_name() || sub.get_all_aliases().any(|alias| alias == word) {
+                break;
+            }
+            if takes_next_word(cmd, word) {
+                at += 1;
+            }
         }
         cmd = sub;
     }
     at
+}
+
+/// Whether `word`, an argument of `cmd`, is a flag whose value is the next word
+/// (`--config FILE`, `-c FILE`, `-qc FILE`, not `--config=FILE` or `-cFILE`).
+fn takes_next_word(cmd: &Command, word: &str) -> bool {
+    let takes_value = |arg: &Arg| matches!(arg.get_action(), ArgAction::Set | ArgAction::Append);
+    if let Some(long) = word.strip_prefix("--") {
+        return !long.contains('=')
+            && cmd.get_arguments().any(|a| {
+                takes_value(a)
+                    && (a.get_long() == Some(long)
+                        || a.get_all_aliases().is_some_and(|all| all.contains(&long)))
+            });
+    }
+    let Some(shorts) = word.strip_prefix('-') else {
+        return false;
+    };
+    for (i, c) in shorts.char_indices() {
+        let Some(arg) = cmd.get_arguments().find(|a| a.get_short() == Some(c)) else {
+            return false;
+        };
+        if takes_value(arg) {
+            return i + c.len_utf8() == shorts.len();
+        }
+    }
+    false
 }
 
 /// The names of the subcommands that run (`["mail", "serve"]`) and their matches.
@@ -223,6 +410,19 @@ fn leaves(cmd: &Command) -> Vec<&Command> {
 struct Setting<'t> {
     key: &'t Spanned<std::borrow::Cow<'t, str>>,
     value: &'t Spanned<DeValue<'t>>,
+}
+
+/// A setting of the file that the command runs with.
+#[derive(Debug)]
+struct Applied {
+    /// The flag's clap id.
+    id: String,
+    /// The key as the file spells it.
+    key: String,
+    /// Its line in the file.
+    line: usize,
+    /// The arguments that say it (none for a switch set to false).
+    words: Vec<OsString>,
 }
 
 /// The file, parsed and checked against the whole command tree.
@@ -282,6 +482,26 @@ impl<'t> Settings<'t> {
                 self.check(inner, sub, &inner_path)?;
                 continue;
             }
+            if let DeValue::Array(items) = value.get_ref()
+                && !items.is_empty()
+                && items.iter().all(|item| item.get_ref().is_table())
+            {
+                let mut here = path.to_vec();
+                here.push(name);
+                let what = match cmd.get_subcommands().find(|c| c.get_name() == name) {
+                    Some(sub) => format!(
+                        "[[{}]]: arrays of tables are not supported; write the settings of `{}` in one [{}] table",
+                        here.join("."),
+                        command_name(sub),
+                        here.join(".")
+                    ),
+                    None => format!(
+                        "`{name}` in {}: arrays of tables are not supported; a setting is `key = value`",
+                        table_name(path)
+                    ),
+                };
+                return Err(self.refuse(key.span(), what));
+            }
             let having: Vec<(&Command, &Arg)> = leaves(cmd)
                 .into_iter()
                 .filter_map(|c| find_flag(c, name).map(|a| (c, a)))
@@ -331,27 +551,19 @@ impl<'t> Settings<'t> {
         found
     }
 
-    /// The `--flag=value` arguments for the settings the command line and the
-    /// environment left to the file, and the flags the file decides (by clap id:
-    /// the file's line, for `--print-config`).
+    /// The settings the command line and the environment left to the file, as
+    /// `--flag=value` arguments, in the file's order of keys.
     fn arguments(
         &self,
         path: &[String],
         command: &Command,
         given: &ArgMatches,
-    ) -> Result<(Vec<OsString>, BTreeMap<String, usize>), Refusal> {
-        let explicit = |id: &str| {
-            matches!(
-                given.value_source(id),
-                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-            )
-        };
+    ) -> Result<Vec<Applied>, Refusal> {
         let set_by_user: Vec<&Arg> = command
             .get_arguments()
-            .filter(|a| explicit(a.get_id().as_str()))
+            .filter(|a| given_on(given, a))
             .collect();
-        let mut extra = Vec::new();
-        let mut decided = BTreeMap::new();
+        let mut applied = Vec::new();
         // The file's flags that are given (a switch set to false is not), each
         // with its line, to find two that cannot go together.
         let mut present: Vec<(usize, &Arg)> = Vec::new();
@@ -360,14 +572,45 @@ impl<'t> Settings<'t> {
                 .get_arguments()
                 .find(|a| a.get_id() == id.as_str())
                 .expect("applying() found it in this command");
-            // The command line and the environment win, over the flag itself and
-            // over a flag that cannot go with it.
-            if explicit(&id) || set_by_user.iter().any(|u| conflict(command, arg, u)) {
+            // A secret in the file is one, whether or not this run uses it.
+            let value = setting.value.get_ref();
+            let items = match value {
+                DeValue::Array(items) => items.iter().map(Spanned::get_ref).collect(),
+                _ => vec![value],
+            };
+            if items
+                .into_iter()
+                .filter_map(scalar)
+                .any(|text| masked(arg, &text) != text)
+            {
+                self.holds_secret.set(true);
+            }
+            // The command line and the environment win over the flag itself,
+            // even to turn a switch off.
+            if matches!(
+                given.value_source(&id),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            ) {
                 continue;
             }
+            let key: &str = setting.key.get_ref();
             let line = line_of(self.text, Some(setting.key.span()));
-            let words = self.words(arg, &setting)?;
+            let words = self.words(command, arg, &setting)?;
+            if words.is_empty() && setting.value.get_ref().as_array().is_some() {
+                // An empty list of a flag without a default: nothing is set.
+                continue;
+            }
             if !words.is_empty() {
+                // ... and over a flag that cannot go with it, but not in silence:
+                // a dropped `ui-auth-file` is a web page without a login.
+                if let Some(user) = set_by_user.iter().find(|u| conflict(command, arg, u)) {
+                    tracing::warn!(
+                        "{}:{line}: `{key}` is not used: {} cannot go with it",
+                        self.file.display(),
+                        given_by(user, given)
+                    );
+                    continue;
+                }
                 if let Some((other_line, other)) = present
                     .iter()
                     .find(|(_, other)| conflict(command, arg, other))
@@ -375,23 +618,32 @@ impl<'t> Settings<'t> {
                     return Err(self.refuse(
                         setting.key.span(),
                         format!(
-                            "`{}` cannot be used with `{}` (line {other_line}); keep one",
-                            setting.key.get_ref(),
+                            "`{key}` cannot be used with `{}` (line {other_line}); keep one",
                             other.get_long().unwrap_or_default(),
                         ),
                     ));
                 }
                 present.push((line, arg));
             }
-            extra.extend(words);
-            decided.insert(id, line);
+            applied.push(Applied {
+                id,
+                key: key.to_owned(),
+                line,
+                words,
+            });
         }
-        Ok((extra, decided))
+        applied.sort_by_key(|a| a.line);
+        Ok(applied)
     }
 
     /// The arguments that say what `setting` says, each value checked by the
     /// flag's own parser so that a mistake names the file's line.
-    fn words(&self, arg: &Arg, setting: &Setting<'_>) -> Result<Vec<OsString>, Refusal> {
+    fn words(
+        &self,
+        command: &Command,
+        arg: &Arg,
+        setting: &Setting<'_>,
+    ) -> Result<Vec<OsString>, Refusal> {
         let key: &str = setting.key.get_ref();
         let long = arg.get_long().expect("settable flags have a long name");
         let value = setting.value.get_ref();
@@ -418,6 +670,11 @@ impl<'t> Settings<'t> {
             }
             ArgAction::Set | ArgAction::Append => {
                 let values: Vec<&Spanned<DeValue<'_>>> = match value {
+                    DeValue::Array(items)
+                        if items.is_empty() && !arg.get_default_values().is_empty() =>
+                    {
+                        return Err(refuse(empty_list(command, arg)));
+                    }
                     DeValue::Array(items) if matches!(arg.get_action(), ArgAction::Append) => {
                         items.iter().collect()
                     }
@@ -429,23 +686,22 @@ impl<'t> Settings<'t> {
                 let mut words = Vec::new();
                 for item in values {
                     let text = scalar(item.get_ref()).ok_or_else(|| {
-                        self.refuse(
-                            item.span(),
+                        let what = if item.get_ref().is_integer() {
+                            format!("{} is too large a number", &self.text[item.span()])
+                        } else {
                             format!(
-                                "`{key}`: {} {} is not a value for --{long}; write a string or a number",
+                                "{} {} is not a value for --{long}; write a string or a number",
                                 article(item.get_ref()),
                                 item.get_ref().type_str()
-                            ),
-                        )
+                            )
+                        };
+                        self.refuse(item.span(), format!("`{key}`: {what}"))
                     })?;
                     let word = OsString::from(format!("--{long}={text}"));
                     if let Err(error) = check_value(arg, &word) {
                         return Err(
                             self.refuse(item.span(), format!("`{key}`: {}", clap_reason(&error)))
                         );
-                    }
-                    if masked(arg, &text) != text {
-                        self.holds_secret.set(true);
                     }
                     words.push(word);
                 }
@@ -454,6 +710,40 @@ impl<'t> Settings<'t> {
             _ => Err(refuse("cannot be set in a file".into())),
         }
     }
+}
+
+/// `--db on the command line`, or `SOKKEL_DB`: who gave `arg`.
+fn given_by(arg: &Arg, given: &ArgMatches) -> String {
+    let flag = format!("--{}", arg.get_long().unwrap_or(arg.get_id().as_str()));
+    match (given.value_source(arg.get_id().as_str()), arg.get_env()) {
+        (Some(ValueSource::EnvVariable), Some(name)) => {
+            format!("{} (which sets {flag})", name.to_string_lossy())
+        }
+        _ => format!("{flag} on the command line"),
+    }
+}
+
+/// Why `key = []` is refused for a flag with a default: it would not clear the
+/// default, which a reader of the file would expect.
+fn empty_list(command: &Command, arg: &Arg) -> String {
+    let long = arg.get_long().unwrap_or_default();
+    let defaults: Vec<String> = arg
+        .get_default_values()
+        .iter()
+        .map(|v| v.to_string_lossy().into_owned())
+        .collect();
+    let mut what = format!(
+        "an empty list keeps the default ({}); leave the line out for that",
+        defaults.join(", ")
+    );
+    let off = format!("no-{long}");
+    if command
+        .get_arguments()
+        .any(|a| a.get_long() == Some(off.as_str()) && switch_on(a).is_some())
+    {
+        what.push_str(&format!(", or turn it off with {off} = true"));
+    }
+    what
 }
 
 /// A secret in a file others can read is a secret others know.
@@ -465,7 +755,7 @@ fn warn_if_readable(file: &Path) {
             && meta.permissions().mode() & 0o077 != 0
         {
             tracing::warn!(
-                "{} holds a secret (a password in a URL, a token) and other users can read it; `chmod 600` it",
+                "{} holds a secret (a password in a URL, a token, a credential header) and other users can read it; `chmod 600` it",
                 file.display()
             );
         }
@@ -517,12 +807,14 @@ fn conflict(command: &Command, a: &Arg, b: &Arg) -> bool {
         })
 }
 
-/// A string, number or date as the command line would take it.
+/// A string, number or date as the command line would take it; none for a
+/// list, a table, or a number too large for any flag.
 fn scalar(value: &DeValue<'_>) -> Option<String> {
     match value {
         DeValue::String(s) => Some(s.to_string()),
         DeValue::Integer(n) if n.radix() == 10 => Some(n.as_str().replace('_', "")),
-        DeValue::Integer(n) => i64::from_str_radix(&n.as_str().replace('_', ""), n.radix())
+        // In decimal, for the flag's own parser to judge its range.
+        DeValue::Integer(n) => u128::from_str_radix(&n.as_str().replace('_', ""), n.radix())
             .ok()
             .map(|n| n.to_string()),
         DeValue::Float(f) => Some(f.as_str().replace('_', "")),
@@ -539,14 +831,16 @@ fn article(value: &DeValue<'_>) -> &'static str {
     }
 }
 
-/// clap's reason for refusing a value, on one line, without its `error: ` and
-/// its `--help` hint.
+/// clap's reason for refusing a value, on one line, without its `error: `, its
+/// usage line and its `--help` hint.
 fn clap_reason(error: &clap::Error) -> String {
     let text = error.to_string();
     let mut lines: Vec<&str> = text
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:")
+        })
         .collect();
     if let Some(first) = lines.first_mut() {
         *first = first.strip_prefix("error: ").unwrap_or(first);
@@ -782,38 +1076,53 @@ fn toml_value(text: &str) -> String {
 }
 
 /// `value` with its secrets masked: all of it for a flag named for a password,
-/// secret or token; in a URL, the password and the query; and the path too of an
-/// http(s) URL whose flag hides its variable's value from `--help` (a webhook's
-/// path is often its secret).
+/// secret or token; the value of a header (a flag whose values are `HEADER`s)
+/// that carries credentials; in a URL, the password and the query; and the path
+/// too of an http(s) URL whose flag hides its variable's value from `--help` (a
+/// webhook's path is often its secret).
 fn masked(arg: &Arg, value: &str) -> String {
     let long = arg.get_long().unwrap_or_default();
-    if ["password", "secret", "token"]
-        .iter()
-        .any(|word| long.contains(word))
-    {
+    if SECRET_WORDS.iter().any(|word| long.contains(word)) {
         return MASK.into();
+    }
+    let headers = arg
+        .get_value_names()
+        .is_some_and(|names| names.iter().any(|n| n.as_str() == "HEADER"));
+    if headers
+        && let Some((name, _)) = value.split_once(':')
+        && secret_header(name.trim())
+    {
+        return format!("{name}: {MASK}");
     }
     let Some((scheme, rest)) = value.split_once("://") else {
         return value.into();
+    };
+    // Readers of URLs disagree on where a password that holds `/`, `?` or `#`
+    // ends (at the last `@`, or at the first `/`): all up to the last `@` is
+    // masked unless it is a plain user name.
+    let (userinfo, rest) = match rest.rsplit_once('@') {
+        Some((userinfo, rest)) => {
+            let plain = |text: &str| !text.contains(['/', '?', '#']);
+            let shown = match userinfo.split_once(':') {
+                Some((user, _)) if plain(user) => format!("{user}:{MASK}@"),
+                None if plain(userinfo) => format!("{userinfo}@"),
+                _ => format!("{MASK}@"),
+            };
+            (shown, rest)
+        }
+        None => (String::new(), rest),
     };
     let (rest, fragment) = match rest.split_once('#') {
         Some((rest, _)) => (rest, format!("#{MASK}")),
         None => (rest, String::new()),
     };
-    let (rest, query) = match rest.split_once('?') {
+    let (host, query) = match rest.split_once('?') {
         Some((rest, _)) => (rest, format!("?{MASK}")),
         None => (rest, String::new()),
     };
-    let (authority, path) = match rest.find('/') {
-        Some(at) => rest.split_at(at),
-        None => (rest, ""),
-    };
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:{MASK}@{host}"),
-            None => format!("{userinfo}@{host}"),
-        },
-        None => authority.into(),
+    let (host, path) = match host.find('/') {
+        Some(at) => host.split_at(at),
+        None => (host, ""),
     };
     let web = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
     let path = if web && arg.is_hide_env_values_set() && path.len() > 1 {
@@ -821,7 +1130,27 @@ fn masked(arg: &Arg, value: &str) -> String {
     } else {
         path.into()
     };
-    format!("{scheme}://{authority}{path}{query}{fragment}")
+    format!("{scheme}://{userinfo}{host}{path}{query}{fragment}")
+}
+
+/// Words that make a flag, or a header, a secret.
+const SECRET_WORDS: [&str; 3] = ["password", "secret", "token"];
+
+/// Whether a header of this name carries credentials: `X-Api-Key` does, but a
+/// flag named for a key (`--tls-key`) names a file, which is no secret.
+fn secret_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+    ]
+    .contains(&name.as_str())
+        || SECRET_WORDS
+            .iter()
+            .chain(&["key"])
+            .any(|word| name.contains(word))
 }
 
 #[cfg(test)]
@@ -889,8 +1218,91 @@ mod tests {
                 "smtp://me:********@host#********",
             ),
             (&plain, "localhost:25", "localhost:25"),
+            // Where URL readers disagree on the password's end, all of it goes.
+            (
+                &db,
+                "postgresql://u:hun/ter2@db/mail",
+                "postgresql://u:********@db/mail",
+            ),
+            (
+                &db,
+                "postgres://u:pa#ss@db/mail",
+                "postgres://u:********@db/mail",
+            ),
+            (
+                &db,
+                "postgres://u:pa?ss@db/mail",
+                "postgres://u:********@db/mail",
+            ),
+            (
+                &db,
+                "postgres://u:p@ss@db/mail",
+                "postgres://u:********@db/mail",
+            ),
+            (&db, "postgres://a/b@db/mail", "postgres://********@db/mail"),
+            // An `@` in a query hides the host too: more than needed, never less.
+            (
+                &plain,
+                "https://hooks.example/x?to=a@b.example",
+                "https://********@b.example",
+            ),
         ] {
             assert_eq!(masked(arg, value), want, "{value}");
+        }
+    }
+
+    #[test]
+    fn headers_that_carry_credentials_are_masked() {
+        let header = Arg::new("header").long("header").value_name("HEADER");
+        let other = Arg::new("subject").long("subject").value_name("TEXT");
+        for (arg, value, want) in [
+            (
+                &header,
+                "Authorization: Bearer abc",
+                "Authorization: ********",
+            ),
+            (
+                &header,
+                "proxy-authorization:Basic eA==",
+                "proxy-authorization: ********",
+            ),
+            (&header, "Cookie: session=abc", "Cookie: ********"),
+            (&header, "X-Api-Key: abc", "X-Api-Key: ********"),
+            (&header, "X-Auth-Token: abc", "X-Auth-Token: ********"),
+            (&header, "X-Client-Secret: abc", "X-Client-Secret: ********"),
+            (&header, "X-Mailer: sokkel", "X-Mailer: sokkel"),
+            (&header, "no colon", "no colon"),
+            (
+                &other,
+                "Authorization: Bearer abc",
+                "Authorization: Bearer abc",
+            ),
+        ] {
+            assert_eq!(masked(arg, value), want, "{value}");
+        }
+        let key_file = Arg::new("tls_key").long("tls-key").value_name("FILE");
+        assert_eq!(masked(&key_file, "/etc/key.pem"), "/etc/key.pem");
+    }
+
+    #[test]
+    fn the_files_flags_go_after_the_command_not_after_a_value_spelt_like_it() {
+        let mut root = Cli::command();
+        root.build();
+        let path = ["mail".to_owned(), "serve".to_owned()];
+        for (args, want) in [
+            (&["sokkel", "mail", "serve"][..], 3),
+            (
+                &[
+                    "sokkel", "mail", "--config", "serve", "serve", "--smtp", "x",
+                ],
+                5,
+            ),
+            (&["sokkel", "--config", "mail", "mail", "serve"], 5),
+            (&["sokkel", "--config=mail", "mail", "serve"], 4),
+            (&["sokkel", "mail", "--print-config", "serve"], 4),
+        ] {
+            let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+            assert_eq!(after_command(&args, &root, &path), want, "{args:?}");
         }
     }
 

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use kit::http::exchange;
 use kit::net::free_tcp_port;
 use kit::smtp::{Smtp, message};
 use kit::{Catcher, Finished, sokkel, tempdir};
@@ -226,7 +227,7 @@ fn print_config_says_where_each_value_comes_from_masks_secrets_and_reads_back_th
         .assert_success("--print-config");
     assert!(
         done.stderr.contains(&format!(
-            "{file} holds a secret (a password in a URL, a token) and other users can read it; `chmod 600` it"
+            "{file} holds a secret (a password in a URL, a token, a credential header) and other users can read it; `chmod 600` it"
         )),
         "{}",
         done.describe()
@@ -327,6 +328,35 @@ fn mistakes_in_the_file_are_one_line_naming_the_file_and_line_exit_2() {
         &[":1:", "`timeout`", "means different things", "own table"],
     );
     check("[mail.serve\n", &[":1:"]);
+    check(
+        "[mail.serve]\nhttp = []\n",
+        &[
+            ":2:",
+            "`http`: an empty list keeps the default (127.0.0.1:8025)",
+            "no-http = true",
+        ],
+    );
+    check(
+        "[[mail.serve]]\nsmtp = \"127.0.0.1:0\"\n",
+        &[
+            ":1:",
+            "[[mail.serve]]: arrays of tables are not supported",
+            "[mail.serve]",
+        ],
+    );
+    check(
+        "[mail.serve]\nmax = 0x1_0000_0000_0000_0000_0000_0000_0000_0000\n",
+        &[":2:", "`max`: 0x1_0000", "is too large a number"],
+    );
+    // Flags that only fail together, found by clap after the file is applied.
+    check(
+        "[mail.serve]\nephemeral = true\nui-tls-cert = \"cert.pem\"\n",
+        &[
+            ":3:",
+            "`ui-tls-cert`",
+            "the following required arguments were not provided: --ui-tls-key",
+        ],
+    );
 
     let missing = dir.path().join("nothing-here.toml");
     let done = sokkel(["mail", "list", "--config"]).arg(&missing).run();
@@ -401,4 +431,223 @@ fn the_example_file_in_packaging_is_one_every_command_it_names_accepts() {
             .run()
             .assert_success("--print-config with the example");
     }
+}
+
+/// `GET /api/v1/messages` on `http`, with `authorization` if given; its status.
+fn messages_status(http: SocketAddr, authorization: Option<&str>) -> u16 {
+    let mut request =
+        format!("GET /api/v1/messages HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n");
+    if let Some(value) = authorization {
+        request.push_str(&format!("Authorization: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    exchange(http, request.as_bytes()).status
+}
+
+#[test]
+fn switches_their_variables_turn_off_leave_the_files_login_and_store_in_place() {
+    // /etc/default/sokkel often says SOKKEL_NO_HTTP=false: that must not drop
+    // the file's ui-auth-file (issue #18, review), which --no-http excludes, nor
+    // its db, which --ephemeral excludes.
+    let dir = tempdir();
+    let users = write(dir.path(), "web-users", "alice:Open-Sesame-42\n");
+    let db = dir.path().join("from-the-file.db");
+    let config = write(
+        dir.path(),
+        "sokkel.toml",
+        &format!(
+            "[mail.serve]\nsmtp = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nui-auth-file = \"{}\"\ndb = \"{}\"\n",
+            users.display(),
+            db.display()
+        ),
+    );
+    let catcher = Catcher::builder()
+        .config(&config)
+        .env("SOKKEL_NO_HTTP", "false")
+        .env("SOKKEL_EPHEMERAL", "false")
+        .start();
+    assert_eq!(messages_status(catcher.http(), None), 401);
+    // alice:Open-Sesame-42
+    let alice = "Basic YWxpY2U6T3Blbi1TZXNhbWUtNDI=";
+    assert_eq!(messages_status(catcher.http(), Some(alice)), 200);
+    assert_eq!(catcher.db, db);
+    catcher.send(&message("kept", "where the file says"));
+    assert!(db.is_file());
+    drop(catcher);
+
+    // And likewise for the SMTP login: SOKKEL_AUTH_ACCEPT_ANY=false keeps auth-file.
+    let auth = write(
+        dir.path(),
+        "auth.toml",
+        &format!("[mail.serve]\nauth-file = \"{}\"\n", users.display()),
+    );
+    let printed = print_config(
+        &["--config", &auth.display().to_string()],
+        &[("SOKKEL_AUTH_ACCEPT_ANY", "false")],
+    );
+    assert!(
+        printed
+            .lines()
+            .any(|l| l.starts_with("auth-file = ")
+                && l.ends_with(&format!("# {}:2", auth.display()))),
+        "{printed}"
+    );
+
+    // On the command line too, a switch that is off excludes nothing.
+    let done = sokkel(["mail", "serve", "--print-config", "--ui-auth-file"])
+        .arg(&users)
+        .env("SOKKEL_NO_HTTP", "false")
+        .run()
+        .assert_success("--ui-auth-file with SOKKEL_NO_HTTP=false");
+    assert!(
+        done.stdout_text().contains("no-http = false"),
+        "{}",
+        done.describe()
+    );
+}
+
+#[test]
+fn a_file_setting_the_command_line_overrules_is_named_on_stderr() {
+    let dir = tempdir();
+    let users = write(dir.path(), "web-users", "alice:Open-Sesame-42\n");
+    let config = write(
+        dir.path(),
+        "sokkel.toml",
+        &format!(
+            "[mail.serve]\nephemeral = true\nui-auth-file = \"{}\"\n",
+            users.display()
+        ),
+    );
+    let done = sokkel(["mail", "serve", "--print-config", "--no-http", "--config"])
+        .arg(&config)
+        .run()
+        .assert_success("--print-config");
+    assert!(
+        done.stderr.contains(&format!(
+            "{}:3: `ui-auth-file` is not used: --no-http on the command line cannot go with it",
+            config.display()
+        )),
+        "{}",
+        done.describe()
+    );
+    let done = sokkel(["mail", "serve", "--print-config", "--config"])
+        .arg(&config)
+        .env("SOKKEL_DB", dir.path().join("mail.db"))
+        .run()
+        .assert_success("--print-config");
+    assert!(
+        done.stderr.contains(&format!(
+            "{}:2: `ephemeral` is not used: SOKKEL_DB (which sets --db) cannot go with it",
+            config.display()
+        )),
+        "{}",
+        done.describe()
+    );
+}
+
+#[test]
+fn print_config_masks_credential_headers_and_passwords_url_readers_split_differently() {
+    let dir = tempdir();
+    let config = write(
+        dir.path(),
+        "sokkel.toml",
+        "[mail.send]\nheader = [\"X-Api-Key: k-Quokka-77\", \"X-Mailer: sokkel\"]\n",
+    );
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let done = sokkel(["mail", "send", "--to", "a@example.test", "--print-config"])
+        .args([
+            "--header",
+            "Authorization: Bearer tok-Walrus-31",
+            "--config",
+        ])
+        .arg(&config)
+        .run()
+        .assert_success("--print-config");
+    let printed = done.stdout_text();
+    assert!(
+        printed.contains("header = [\"Authorization: ********\"]  # command line"),
+        "{printed}"
+    );
+    assert!(!printed.contains("Walrus"), "{printed}");
+    // The file's headers give way to the command line's; a secret in them is
+    // still a secret in a file others can read.
+    assert!(
+        done.stderr
+            .contains("other users can read it; `chmod 600` it"),
+        "{}",
+        done.describe()
+    );
+    let done = sokkel(["mail", "send", "--to", "a@example.test", "--print-config"])
+        .arg("--config")
+        .arg(&config)
+        .run()
+        .assert_success("--print-config");
+    let printed = done.stdout_text();
+    assert!(
+        printed.contains("header = [\"X-Api-Key: ********\", \"X-Mailer: sokkel\"]"),
+        "{printed}"
+    );
+    assert!(!printed.contains("Quokka"), "{printed}");
+
+    for db in [
+        "postgresql://u:hun/ter2@db.example/mail",
+        "postgresql://u:hun#ter2@db.example/mail",
+        "postgresql://u:hun?ter2@db.example/mail",
+    ] {
+        let printed = print_config(&["--db", db], &[]);
+        assert!(
+            printed.contains("db = \"postgresql://u:********@db.example/mail\""),
+            "{printed}"
+        );
+        assert!(!printed.contains("hun"), "{printed}");
+    }
+}
+
+#[test]
+fn a_config_file_named_like_a_command_is_read() {
+    let dir = tempdir();
+    write(dir.path(), "serve", "[mail.serve]\nmax-recipients = 321\n");
+    let done = sokkel(["mail", "--config", "serve", "serve", "--print-config"])
+        .current_dir(dir.path())
+        .run()
+        .assert_success("--config serve");
+    assert!(
+        done.stdout_text()
+            .lines()
+            .any(|l| l.starts_with("max-recipients = 321 ") && l.ends_with("# serve:2")),
+        "{}",
+        done.describe()
+    );
+}
+
+#[test]
+fn an_empty_sokkel_config_names_no_file() {
+    // A blank `SOKKEL_CONFIG=` in the unit's EnvironmentFile.
+    sokkel(["completions", "bash"])
+        .env("SOKKEL_CONFIG", "")
+        .run()
+        .assert_success("completions with SOKKEL_CONFIG empty");
+    let done = sokkel(["mail", "list", "--print-config"])
+        .env("SOKKEL_CONFIG", "")
+        .run()
+        .assert_success("mail list with SOKKEL_CONFIG empty");
+    assert!(
+        done.stdout_text()
+            .contains("which win over a file (--config)"),
+        "{}",
+        done.describe()
+    );
+}
+
+#[test]
+fn an_empty_list_for_a_flag_without_a_default_sets_nothing() {
+    let dir = tempdir();
+    let config = write(
+        dir.path(),
+        "sokkel.toml",
+        "[mail.serve]\ntag = []\nmax-recipients = 200\n",
+    );
+    let printed = print_config(&["--config", &config.display().to_string()], &[]);
+    assert!(printed.contains("# tag: not set"), "{printed}");
+    assert!(printed.contains("max-recipients = 200"), "{printed}");
 }
