@@ -605,3 +605,33 @@ fn on_postgresql_import_goes_straight_into_the_database_while_a_node_serves_it()
         "6"
     );
 }
+
+/// `mail import <(zcat all.mbox.gz)` or `/dev/stdin`: a pipe is read once,
+/// from its first byte, however long (the first 8 KiB were lost once).
+#[test]
+fn an_mbox_from_a_pipe_is_imported_whole() {
+    let dir = tempdir();
+    let db = dir.path().join("mail.db");
+    let mut mbox = Vec::new();
+    for n in 0..300 {
+        mbox.extend_from_slice(
+            format!(
+                "From a@x.test Tue Dec  1 07:29:09 2026\nFrom: a@x.test\nTo: b@y.test\n\
+                 Subject: piped {n}\n\nbody {n}\n\n"
+            )
+            .as_bytes(),
+        );
+    }
+    assert!(mbox.len() > 3 * 8192);
+    let out = kit::sokkel(["mail", "import", "--db", text(&db), "/dev/stdin"])
+        .stdin(mbox)
+        .run();
+    expect_summary(out, "imported 300 messages from 1 file");
+    let list = list_json(&db, 500);
+    assert_eq!(list.len(), 300);
+    assert_eq!(list.last().unwrap()["subject"], "piped 0", "{}", list[299]);
+    assert_eq!(
+        raw(&db, ids(&list)[299]),
+        b"From: a@x.test\nTo: b@y.test\nSubject: piped 0\n\nbody 0\n"
+    );
+}

@@ -72,7 +72,7 @@ pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
         bar,
     };
     let files = sources.len();
-    for source in &sources {
+    for source in sources {
         import.source(source)?;
     }
     import.flush()?;
@@ -127,6 +127,20 @@ struct Source {
     path: PathBuf,
     kind: SourceKind,
     bytes: u64,
+    /// A pipe or device (`<(zcat x.mbox.gz)`, `/dev/stdin`), open, with the
+    /// bytes already read from it to tell what it is: it cannot be opened
+    /// again from the start.
+    stream: Option<(Vec<u8>, File)>,
+}
+
+impl Source {
+    /// The source's bytes from the start.
+    fn open(&mut self) -> std::io::Result<Box<dyn Read>> {
+        Ok(match self.stream.take() {
+            Some((head, file)) => Box::new(std::io::Cursor::new(head).chain(file)),
+            None => Box::new(File::open(&self.path)?),
+        })
+    }
 }
 
 enum SourceKind {
@@ -180,6 +194,7 @@ fn find_sources(path: &Path, sources: &mut Vec<Source>, skipped: &mut Skipped, d
                         path: file,
                         kind: SourceKind::Message(Some(flags)),
                         bytes,
+                        stream: None,
                     });
                 }
             }
@@ -214,8 +229,8 @@ fn find_sources(path: &Path, sources: &mut Vec<Source>, skipped: &mut Skipped, d
         }
         return;
     }
-    let head = match read_head(path) {
-        Ok(head) => head,
+    let (head, file) = match read_head(path) {
+        Ok(read) => read,
         Err(error) => {
             skipped.add(
                 "unreadable",
@@ -244,6 +259,7 @@ fn find_sources(path: &Path, sources: &mut Vec<Source>, skipped: &mut Skipped, d
         path: path.to_path_buf(),
         kind,
         bytes: metadata.len(),
+        stream: (!metadata.is_file()).then_some((head, file)),
     });
 }
 
@@ -297,12 +313,24 @@ fn dirs_in(dir: &Path, skipped: &mut Skipped) -> Vec<PathBuf> {
     }
 }
 
-fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
+/// The first bytes of the file at `path`, and the file, open after them.
+fn read_head(path: &Path) -> std::io::Result<(Vec<u8>, File)> {
     let mut head = Vec::with_capacity(HEAD_BYTES);
-    File::open(path)?
-        .take(HEAD_BYTES as u64)
-        .read_to_end(&mut head)?;
-    Ok(head)
+    let mut file = File::open(path)?;
+    (&mut file).take(HEAD_BYTES as u64).read_to_end(&mut head)?;
+    Ok((head, file))
+}
+
+/// Reads one message from `input`, at most `max` bytes of it: `Ok(Err(size))`
+/// when it is bigger (the rest is counted, not kept).
+fn read_message(input: &mut dyn Read, max: u64) -> std::io::Result<Result<Vec<u8>, u64>> {
+    let mut raw = Vec::new();
+    input.take(max.saturating_add(1)).read_to_end(&mut raw)?;
+    if raw.len() as u64 <= max {
+        return Ok(Ok(raw));
+    }
+    let rest = std::io::copy(input, &mut std::io::sink())?;
+    Ok(Err(raw.len() as u64 + rest))
 }
 
 /// The operating system's words, without Rust's "(os error 2)".
@@ -399,36 +427,37 @@ impl Importer {
         *self.skipped.reasons.entry(reason).or_default() += 1;
     }
 
-    fn source(&mut self, source: &Source) -> anyhow::Result<()> {
+    fn source(&mut self, mut source: Source) -> anyhow::Result<()> {
         let shown = source.path.display().to_string();
         match source.kind {
-            SourceKind::Mbox => self.mbox(source, &shown),
+            SourceKind::Mbox => self.mbox(&mut source, &shown),
             SourceKind::Message(flags) => {
-                let metadata = std::fs::metadata(&source.path);
-                match metadata.as_ref().map(|m| m.len()) {
-                    Ok(size) if size > self.max => {
+                let read = source
+                    .open()
+                    .and_then(|mut input| read_message(&mut input, self.max));
+                self.bar.inc(source.bytes);
+                let raw = match read {
+                    Ok(Ok(raw)) => raw,
+                    Ok(Err(size)) => {
                         let note = format!("{shown}: {}", too_big_text(size, self.max));
                         self.skip("too big", note);
-                        self.bar.inc(source.bytes);
                         return Ok(());
                     }
-                    _ => {}
-                }
-                let raw = match std::fs::read(&source.path) {
-                    Ok(raw) => raw,
                     Err(error) => {
                         self.skip("unreadable", format!("{shown}: {}", io_text(&error)));
                         return Ok(());
                     }
                 };
                 let headers = header_envelope(&raw);
-                let modified = metadata.ok().and_then(|m| m.modified().ok());
+                let modified = std::fs::metadata(&source.path)
+                    .ok()
+                    .filter(|m| m.is_file())
+                    .and_then(|m| m.modified().ok());
                 // Maildir: the file's time is its delivery; a saved .eml: its Date.
                 let received = match flags {
                     Some(_) => modified.or(headers.date),
                     None => headers.date.or(modified),
                 };
-                self.bar.inc(source.bytes);
                 self.add(Pending {
                     message: new_message(headers.mail_from, headers.rcpt_to, received, raw),
                     flags: flags.unwrap_or_default(),
@@ -438,8 +467,8 @@ impl Importer {
         }
     }
 
-    fn mbox(&mut self, source: &Source, shown: &str) -> anyhow::Result<()> {
-        let file = match File::open(&source.path) {
+    fn mbox(&mut self, source: &mut Source, shown: &str) -> anyhow::Result<()> {
+        let file = match source.open() {
             Ok(file) => file,
             Err(error) => {
                 self.skip("unreadable", format!("{shown}: {}", io_text(&error)));
