@@ -168,6 +168,8 @@ impl<R: BufRead> MboxReader<R> {
         };
         let mut raw = Vec::new();
         let mut size = 0u64;
+        // Over the limit at some point: `raw` is dropped for good.
+        let mut discarded = false;
         let mut last_was_empty = false;
         loop {
             let length = self.read_line()?;
@@ -185,18 +187,23 @@ impl<R: BufRead> MboxReader<R> {
                 (&self.line[..], length)
             };
             size += length;
-            if size <= self.max {
-                raw.extend_from_slice(line);
-            } else if !raw.is_empty() {
-                raw = Vec::new();
+            // One byte over is kept: it may be the separator's blank line.
+            if !discarded {
+                if size <= self.max.saturating_add(1) {
+                    raw.extend_from_slice(line);
+                } else {
+                    raw = Vec::new();
+                    discarded = true;
+                }
             }
         }
         // The blank line before the next From_ line (or the end) separates.
         if last_was_empty {
             size -= 1;
-            if size <= self.max {
-                raw.pop();
-            }
+            raw.pop();
+        }
+        if size > self.max {
+            raw = Vec::new();
         }
         Ok(Some(MboxEntry {
             from_line,
@@ -229,9 +236,13 @@ fn is_quoted_from(line: &[u8]) -> bool {
 
 /// Quotes a message for mboxrd as it is written in chunks: every line that
 /// starts with `>`s and `From ` (or `From ` itself) gets one more `>`.
+///
+/// The `>`s at a line's start are written at once (the added one is a `>`
+/// like them, so it may go after them): only the bytes of a possible `From `
+/// wait, so the work is linear however long a run of `>`s is.
 #[derive(Debug)]
 pub struct FromQuoter {
-    /// The start of a line that may still turn out to be `>*From `.
+    /// The start of a line, after its `>`s, that may still turn out to be `From `.
     held: Vec<u8>,
     line_start: bool,
     last: Option<u8>,
@@ -251,7 +262,7 @@ impl FromQuoter {
     /// Appends `chunk`, quoted, to `out`; the start of a line that cannot be
     /// judged yet waits for the next chunk.
     pub fn push(&mut self, mut chunk: &[u8], out: &mut Vec<u8>) {
-        while !chunk.is_empty() {
+        while let Some((&byte, rest)) = chunk.split_first() {
             if !self.line_start {
                 let (line, more) = match memchr::memchr(b'\n', chunk) {
                     Some(at) => (&chunk[..=at], true),
@@ -263,28 +274,27 @@ impl FromQuoter {
                 self.line_start = more;
                 continue;
             }
-            self.held.push(chunk[0]);
-            chunk = &chunk[1..];
-            let rest = &self.held[self.held.iter().take_while(|&&b| b == b'>').count()..];
-            let quote = rest.starts_with(b"From ");
-            if quote || !b"From ".starts_with(rest) {
-                if quote {
-                    out.push(b'>');
-                }
-                out.append(&mut self.held);
-                self.last = out.last().copied();
-                self.line_start = self.last == Some(b'\n');
+            chunk = rest;
+            self.last = Some(byte);
+            if self.held.is_empty() && byte == b'>' {
+                out.push(byte);
+                continue;
             }
+            self.held.push(byte);
+            if self.held == b"From " {
+                out.push(b'>');
+            } else if b"From ".starts_with(&self.held) {
+                continue;
+            }
+            out.append(&mut self.held);
+            self.line_start = byte == b'\n';
         }
     }
 
     /// Writes what is held and ends the message with a line break if it has
     /// none, then the blank line that separates it from the next.
     pub fn finish(mut self, out: &mut Vec<u8>) {
-        if !self.held.is_empty() {
-            self.last = self.held.last().copied();
-            out.append(&mut self.held);
-        }
+        out.append(&mut self.held);
         if self.last.is_some_and(|b| b != b'\n') {
             out.push(b'\n');
         }
@@ -411,6 +421,26 @@ From MAILER-DAEMON Thu Jan  1 00:00:00 1970\nSubject: three\n\nends in a blank l
         assert!(!entries[1].too_big(16));
     }
 
+    /// A message of exactly the limit is kept whole, the blank separator
+    /// after it notwithstanding; one byte more is measured, not kept.
+    #[test]
+    fn an_mbox_message_at_the_limit_is_kept() {
+        let message = b"Subject: s\n\n0123\n";
+        let max = message.len() as u64;
+        for (limit, kept) in [(max - 1, false), (max, true), (max + 1, true)] {
+            for tail in [&b"\nFrom b x\nSubject: t\n\n"[..], b"\n", b""] {
+                let mut mbox = b"From a x\n".to_vec();
+                mbox.extend_from_slice(message);
+                mbox.extend_from_slice(tail);
+                let first = &read(&mbox, limit)[0];
+                assert_eq!(first.size, max, "limit {limit}, tail {tail:?}");
+                assert_eq!(first.too_big(limit), !kept, "limit {limit}, tail {tail:?}");
+                let want: &[u8] = if kept { message } else { b"" };
+                assert_eq!(first.raw, want, "limit {limit}, tail {tail:?}");
+            }
+        }
+    }
+
     /// Hostile input: one endless line, or only `>`s, is measured, not held.
     #[test]
     fn a_huge_line_is_measured_not_held() {
@@ -468,6 +498,20 @@ From MAILER-DAEMON Thu Jan  1 00:00:00 1970\nSubject: three\n\nends in a blank l
             write(&[b""], 4),
             b"From a@x.test Tue Dec  1 07:29:09 2026\n\n"
         );
+    }
+
+    /// A run of `>`s costs linear work (a quadratic quoter took minutes on
+    /// a few MiB of them, and export hung).
+    #[test]
+    fn a_long_run_of_quotes_is_written_at_once() {
+        let mut message = vec![b'>'; 4 << 20];
+        message.extend_from_slice(b"From x\n");
+        let mbox = write(&[&message], 4096);
+        let body = &mbox[b"From a@x.test Tue Dec  1 07:29:09 2026\n".len()..];
+        assert_eq!(body.len(), message.len() + 2);
+        assert_eq!(&body[..1], b">");
+        assert_eq!(&body[1..=message.len()], &message[..]);
+        assert_eq!(read(&mbox, 8 << 20)[0].raw, message);
     }
 
     #[test]

@@ -125,7 +125,8 @@ From_ line, a Maildir file's time, or the Date header.
 
 While `sokkel mail serve` serves the same SQLite store, import hands each
 message to it over SMTP (BDAT: byte for byte; received now), at the address
-it recorded in the store's log directory or at --smtp. A file that is not
+it recorded in the store's log directory or at --smtp, once its EHLO reply
+names the store's token: no other server gets any message. A file that is not
 mail is skipped with a note, and the exit code is then 1.";
 
 const EXPORT_HELP: &str = "Examples:
@@ -768,7 +769,7 @@ pub struct ImportArgs {
     /// mbox files, Maildir folders, .eml files, or directories holding them.
     #[arg(value_name = "PATH", required = true)]
     pub paths: Vec<std::path::PathBuf>,
-    /// The SMTP address of the `mail serve` that serves the store, for an import while it runs (default: the address it recorded, else 127.0.0.1:1025).
+    /// The SMTP address of the `mail serve` that serves the store, for an import while it runs (default: the address it recorded); it must name the store's token in its EHLO reply.
     #[arg(long, value_name = "HOST:PORT", env = "SOKKEL_IMPORT_SMTP")]
     pub smtp: Option<String>,
     /// Skip messages larger than this.

@@ -80,8 +80,8 @@ pub use sokkel_message::{
 };
 pub use sqlite::RAW_CHUNK_BYTES;
 pub use store::{
-    FlagChange, Location, MessageCounts, Ownership, RuntimeStats, Store, StoreEvent, StoreOptions,
-    TagChange, TagCount, WriterStats,
+    FlagChange, Location, MessageCounts, Ownership, RuntimeStats, SmtpRecord, Store, StoreEvent,
+    StoreOptions, TagChange, TagCount, WriterStats,
 };
 pub use summary::{
     SUMMARY_ADDRESS_BYTES, SUMMARY_ADDRESSES, SUMMARY_FIELD_BYTES, SUMMARY_RECIPIENT_BYTES,

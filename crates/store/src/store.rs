@@ -55,6 +55,18 @@ impl Default for StoreOptions {
     }
 }
 
+/// Where the process that owns a SQLite store takes mail over SMTP
+/// ([`Store::record_smtp`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpRecord {
+    /// The owner's process id.
+    pub pid: u32,
+    /// What its SMTP server names in its EHLO reply (`XSOKKEL-STORE <token>`).
+    pub token: String,
+    /// Its SMTP listeners' addresses.
+    pub addrs: Vec<std::net::SocketAddr>,
+}
+
 /// Who takes in a SQLite store's mail. One process at a time owns the store's
 /// log (`mail.db-log/`): it appends arriving messages to it and writes their
 /// rows into the database. Any other process that opens the store follows:
@@ -553,25 +565,43 @@ impl Store {
     }
 
     /// Record where this process takes mail over SMTP (`mail serve`, once it
-    /// listens), so that another process, which cannot add messages to a
-    /// SQLite store it does not own ([`StoreError::Served`]), can hand them
-    /// to it instead: [`Store::served_smtp_addresses`]. SQLite keeps them in
-    /// `mail.db-log/smtp`; only the owner may write it. PostgreSQL keeps
-    /// nothing: every process adds messages itself there.
-    pub fn record_smtp_addresses(&self, addrs: &[std::net::SocketAddr]) -> Result<(), StoreError> {
+    /// listens) and the token its server names in EHLO, so that another
+    /// process, which cannot add messages to a SQLite store it does not own
+    /// ([`StoreError::Served`]), can hand them to it instead:
+    /// [`Store::served_smtp`]. SQLite keeps them in `mail.db-log/smtp`; only
+    /// the owner may write it. PostgreSQL keeps nothing: every process adds
+    /// messages itself there.
+    pub fn record_smtp(
+        &self,
+        addrs: &[std::net::SocketAddr],
+        token: &str,
+    ) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Sqlite(store) => store.record_smtp_addresses(addrs),
+            Backend::Sqlite(store) => store.record_smtp(&SmtpRecord {
+                pid: std::process::id(),
+                token: token.to_owned(),
+                addrs: addrs.to_vec(),
+            }),
             Backend::Postgres(_) => Ok(()),
         }
     }
 
-    /// The SMTP addresses the process that serves this store recorded
-    /// ([`Store::record_smtp_addresses`]); empty if it recorded none. They may
-    /// be stale (a server that was killed): check what a delivery there did.
-    pub fn served_smtp_addresses(&self) -> Vec<std::net::SocketAddr> {
+    /// Removes what [`Store::record_smtp`] recorded (the server stops).
+    pub fn forget_smtp(&self) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Sqlite(store) => store.smtp_addresses(),
-            Backend::Postgres(_) => Vec::new(),
+            Backend::Sqlite(store) => store.forget_smtp(),
+            Backend::Postgres(_) => Ok(()),
+        }
+    }
+
+    /// What the process that owns this store now recorded with
+    /// [`Store::record_smtp`]; `None` if it recorded nothing (it is no server)
+    /// or the record is an earlier owner's. The server there must still name
+    /// the token before it gets a message: a process id may be reused.
+    pub fn served_smtp(&self) -> Option<SmtpRecord> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.smtp_record(),
+            Backend::Postgres(_) => None,
         }
     }
 

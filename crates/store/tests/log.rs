@@ -690,21 +690,45 @@ async fn the_broken_materialiser_process() {
     process::answer("refused and failed fast");
 }
 
-/// `mail serve` records where it takes mail, for `mail import` in another
-/// process (issue #18); the record replaces the last one.
+/// `mail serve` records where it takes mail and the token its server names,
+/// for `mail import` in another process (issue #18); the record replaces the
+/// last one, is removed when the server stops or a new owner takes the log,
+/// and counts only while the process that wrote it owns the log.
 #[test]
 fn the_owner_records_its_smtp_addresses_in_the_log_directory() {
     let dir = TempDir::new().unwrap();
     let path = dir.path().join("mail.db");
+    let file = dir.path().join("mail.db-log/smtp");
     let store = open(&path);
-    assert!(store.served_smtp_addresses().is_empty());
+    assert_eq!(store.served_smtp(), None);
     let addrs: Vec<std::net::SocketAddr> = vec![
         "127.0.0.1:2525".parse().unwrap(),
         "[::1]:2525".parse().unwrap(),
     ];
-    store.record_smtp_addresses(&addrs).unwrap();
-    assert_eq!(store.served_smtp_addresses(), addrs);
-    assert!(dir.path().join("mail.db-log/smtp").is_file());
-    store.record_smtp_addresses(&addrs[1..]).unwrap();
-    assert_eq!(store.served_smtp_addresses(), addrs[1..]);
+    store.record_smtp(&addrs, "t1").unwrap();
+    let record = store.served_smtp().expect("the record");
+    assert_eq!(
+        (record.pid, record.token.as_str(), record.addrs),
+        (std::process::id(), "t1", addrs.clone())
+    );
+    store.record_smtp(&addrs[1..], "t2").unwrap();
+    assert_eq!(store.served_smtp().unwrap().addrs, addrs[1..]);
+    // An earlier owner's record is not the owner's.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let other = text.replacen(
+        &format!("pid {}", std::process::id()),
+        &format!("pid {}", std::process::id() + 1),
+        1,
+    );
+    std::fs::write(&file, other).unwrap();
+    assert_eq!(store.served_smtp(), None);
+    store.forget_smtp().unwrap();
+    assert!(!file.exists());
+    std::fs::write(&file, text).unwrap();
+    drop(store);
+    let _store = open(&path);
+    assert!(
+        !file.exists(),
+        "a new owner keeps an earlier owner's record"
+    );
 }

@@ -279,6 +279,9 @@ fn ehlo(config: &SessionConfig, client: &str, starttls: bool, auth: bool) -> Rep
     if auth {
         lines.push("AUTH PLAIN LOGIN".into());
     }
+    if let Some(token) = &config.store_token {
+        lines.push(format!("XSOKKEL-STORE {token}"));
+    }
     Reply {
         code: 250,
         enhanced: "",

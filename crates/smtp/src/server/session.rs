@@ -86,6 +86,10 @@ pub struct SessionConfig {
     /// Faults to inject on purpose (`--chaos`): refusals at MAIL, RCPT and AUTH,
     /// hanging up at a stage. `None`, the default: none ever.
     pub chaos: Option<Arc<Chaos>>,
+    /// The token of the store this server fills, advertised in the EHLO reply
+    /// as `XSOKKEL-STORE <token>`: `sokkel mail import` in another process
+    /// hands messages over only to a server that names its store's token.
+    pub store_token: Option<String>,
 }
 
 impl Default for SessionConfig {
@@ -103,6 +107,7 @@ impl Default for SessionConfig {
             allow_insecure_auth: false,
             max_auth_failures: 3,
             chaos: None,
+            store_token: None,
         }
     }
 }

@@ -11,10 +11,10 @@
 //! When another process serves the SQLite store, only it may add messages
 //! ([`StoreError::Served`]): the batch then goes to that server's SMTP
 //! listener (at `--smtp`, else where it recorded it in the store's log
-//! directory, [`Store::served_smtp_addresses`]), one message per BDAT (byte
-//! for byte: no dot-stuffing, no line ending rewritten), and the first message
-//! delivered is looked up in the store, so mail never lands in another
-//! server's store by mistake.
+//! directory, [`Store::served_smtp`]), one message per BDAT (byte for byte:
+//! no dot-stuffing, no line ending rewritten). Only a server whose EHLO reply
+//! names the token the store's owner recorded (`XSOKKEL-STORE`) gets any
+//! message, so mail never goes to a stale address or another server.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -42,8 +42,6 @@ const BATCH_BYTES: usize = 64 << 20;
 const HEAD_BYTES: usize = 8192;
 /// The HELO an imported message is stored with (no SMTP client sent it).
 const IMPORT_HELO: &str = "import";
-/// Where `mail serve` takes mail unless told otherwise (and Mailpit too).
-const DEFAULT_SMTP: &str = "127.0.0.1:1025";
 /// The longest wait for the server's reply to an SMTP command.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -64,7 +62,6 @@ pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let mut import = Importer {
         store,
         smtp_flag: args.smtp.clone(),
-        smtp_addr: String::new(),
         direct: None,
         smtp: None,
         batch: Vec::new(),
@@ -75,7 +72,7 @@ pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
         bar,
     };
     let files = sources.len();
-    for source in &sources {
+    for source in sources {
         import.source(source)?;
     }
     import.flush()?;
@@ -130,6 +127,20 @@ struct Source {
     path: PathBuf,
     kind: SourceKind,
     bytes: u64,
+    /// A pipe or device (`<(zcat x.mbox.gz)`, `/dev/stdin`), open, with the
+    /// bytes already read from it to tell what it is: it cannot be opened
+    /// again from the start.
+    stream: Option<(Vec<u8>, File)>,
+}
+
+impl Source {
+    /// The source's bytes from the start.
+    fn open(&mut self) -> std::io::Result<Box<dyn Read>> {
+        Ok(match self.stream.take() {
+            Some((head, file)) => Box::new(std::io::Cursor::new(head).chain(file)),
+            None => Box::new(File::open(&self.path)?),
+        })
+    }
 }
 
 enum SourceKind {
@@ -183,6 +194,7 @@ fn find_sources(path: &Path, sources: &mut Vec<Source>, skipped: &mut Skipped, d
                         path: file,
                         kind: SourceKind::Message(Some(flags)),
                         bytes,
+                        stream: None,
                     });
                 }
             }
@@ -217,8 +229,8 @@ fn find_sources(path: &Path, sources: &mut Vec<Source>, skipped: &mut Skipped, d
         }
         return;
     }
-    let head = match read_head(path) {
-        Ok(head) => head,
+    let (head, file) = match read_head(path) {
+        Ok(read) => read,
         Err(error) => {
             skipped.add(
                 "unreadable",
@@ -247,6 +259,7 @@ fn find_sources(path: &Path, sources: &mut Vec<Source>, skipped: &mut Skipped, d
         path: path.to_path_buf(),
         kind,
         bytes: metadata.len(),
+        stream: (!metadata.is_file()).then_some((head, file)),
     });
 }
 
@@ -300,12 +313,24 @@ fn dirs_in(dir: &Path, skipped: &mut Skipped) -> Vec<PathBuf> {
     }
 }
 
-fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
+/// The first bytes of the file at `path`, and the file, open after them.
+fn read_head(path: &Path) -> std::io::Result<(Vec<u8>, File)> {
     let mut head = Vec::with_capacity(HEAD_BYTES);
-    File::open(path)?
-        .take(HEAD_BYTES as u64)
-        .read_to_end(&mut head)?;
-    Ok(head)
+    let mut file = File::open(path)?;
+    (&mut file).take(HEAD_BYTES as u64).read_to_end(&mut head)?;
+    Ok((head, file))
+}
+
+/// Reads one message from `input`, at most `max` bytes of it: `Ok(Err(size))`
+/// when it is bigger (the rest is counted, not kept).
+fn read_message(input: &mut dyn Read, max: u64) -> std::io::Result<Result<Vec<u8>, u64>> {
+    let mut raw = Vec::new();
+    input.take(max.saturating_add(1)).read_to_end(&mut raw)?;
+    if raw.len() as u64 <= max {
+        return Ok(Ok(raw));
+    }
+    let rest = std::io::copy(input, &mut std::io::sink())?;
+    Ok(Err(raw.len() as u64 + rest))
 }
 
 /// The operating system's words, without Rust's "(os error 2)".
@@ -329,8 +354,6 @@ struct Importer {
     store: Store,
     /// --smtp, if given.
     smtp_flag: Option<String>,
-    /// Where the messages go over SMTP, once connected.
-    smtp_addr: String,
     /// Whether this process may add messages itself; `None` until asked.
     direct: Option<bool>,
     /// Connected once the store turned out to be served by another process.
@@ -344,45 +367,55 @@ struct Importer {
 }
 
 impl Importer {
-    /// Connects to the server that serves the store: at --smtp, else at
-    /// the addresses it recorded (its wildcard addresses as loopback), else
-    /// at Mailpit's and sokkel's default.
-    fn connect(&mut self) -> anyhow::Result<Smtp> {
+    /// Connects to the server that serves the store, held by process `pid`:
+    /// at --smtp, else at the addresses it recorded (its wildcard addresses
+    /// as loopback). Only a server whose EHLO names the token the owner
+    /// recorded gets messages: one at a stale address, or another program
+    /// listening there, gets none.
+    fn connect(&mut self, pid: Option<u32>) -> anyhow::Result<Smtp> {
+        let holder = holder_text(pid);
+        let Some(record) = self.store.served_smtp() else {
+            bail!(
+                "{holder} holds {} and takes no mail for it over SMTP; try again when it ends",
+                self.store.location()
+            );
+        };
         let targets: Vec<String> = match &self.smtp_flag {
             Some(addr) => vec![addr.clone()],
-            None => {
-                let recorded: Vec<String> = self
-                    .store
-                    .served_smtp_addresses()
-                    .into_iter()
-                    .map(|mut addr| {
-                        if addr.ip().is_unspecified() {
-                            addr.set_ip(match addr {
-                                SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
-                                SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
-                            });
-                        }
-                        addr.to_string()
-                    })
-                    .collect();
-                if recorded.is_empty() {
-                    vec![DEFAULT_SMTP.to_owned()]
-                } else {
-                    recorded
-                }
-            }
+            None => record
+                .addrs
+                .iter()
+                .map(|&addr| {
+                    let mut addr = addr;
+                    if addr.ip().is_unspecified() {
+                        addr.set_ip(match addr {
+                            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+                        });
+                    }
+                    addr.to_string()
+                })
+                .collect(),
         };
+        if targets.is_empty() {
+            bail!(
+                "{holder} serves {} but listens on no SMTP address; pass --smtp with one",
+                self.store.location()
+            );
+        }
         let mut failures = Vec::new();
         for target in targets {
-            match Smtp::connect(&target) {
-                Ok(smtp) => {
-                    self.smtp_addr = target;
-                    return Ok(smtp);
-                }
-                Err(error) => failures.push(format!("at {target}: {error:#}")),
+            match Smtp::connect(&target, &record.token) {
+                Ok(smtp) => return Ok(smtp),
+                Err(error) => failures.push(format!("{error:#}")),
             }
         }
-        bail!("{}", failures.join("; "))
+        bail!(
+            "{holder} serves {}, so import hands the messages to its SMTP listener, but {}; \
+             pass --smtp with the address that `sokkel mail serve` listens on",
+            self.store.location(),
+            failures.join("; ")
+        )
     }
 
     fn note(&self, text: &str) {
@@ -394,36 +427,37 @@ impl Importer {
         *self.skipped.reasons.entry(reason).or_default() += 1;
     }
 
-    fn source(&mut self, source: &Source) -> anyhow::Result<()> {
+    fn source(&mut self, mut source: Source) -> anyhow::Result<()> {
         let shown = source.path.display().to_string();
         match source.kind {
-            SourceKind::Mbox => self.mbox(source, &shown),
+            SourceKind::Mbox => self.mbox(&mut source, &shown),
             SourceKind::Message(flags) => {
-                let metadata = std::fs::metadata(&source.path);
-                match metadata.as_ref().map(|m| m.len()) {
-                    Ok(size) if size > self.max => {
+                let read = source
+                    .open()
+                    .and_then(|mut input| read_message(&mut input, self.max));
+                self.bar.inc(source.bytes);
+                let raw = match read {
+                    Ok(Ok(raw)) => raw,
+                    Ok(Err(size)) => {
                         let note = format!("{shown}: {}", too_big_text(size, self.max));
                         self.skip("too big", note);
-                        self.bar.inc(source.bytes);
                         return Ok(());
                     }
-                    _ => {}
-                }
-                let raw = match std::fs::read(&source.path) {
-                    Ok(raw) => raw,
                     Err(error) => {
                         self.skip("unreadable", format!("{shown}: {}", io_text(&error)));
                         return Ok(());
                     }
                 };
                 let headers = header_envelope(&raw);
-                let modified = metadata.ok().and_then(|m| m.modified().ok());
+                let modified = std::fs::metadata(&source.path)
+                    .ok()
+                    .filter(|m| m.is_file())
+                    .and_then(|m| m.modified().ok());
                 // Maildir: the file's time is its delivery; a saved .eml: its Date.
                 let received = match flags {
                     Some(_) => modified.or(headers.date),
                     None => headers.date.or(modified),
                 };
-                self.bar.inc(source.bytes);
                 self.add(Pending {
                     message: new_message(headers.mail_from, headers.rcpt_to, received, raw),
                     flags: flags.unwrap_or_default(),
@@ -433,8 +467,8 @@ impl Importer {
         }
     }
 
-    fn mbox(&mut self, source: &Source, shown: &str) -> anyhow::Result<()> {
-        let file = match File::open(&source.path) {
+    fn mbox(&mut self, source: &mut Source, shown: &str) -> anyhow::Result<()> {
+        let file = match source.open() {
             Ok(file) => file,
             Err(error) => {
                 self.skip("unreadable", format!("{shown}: {}", io_text(&error)));
@@ -502,19 +536,7 @@ impl Importer {
             self.direct = Some(match self.store.import(Vec::new()) {
                 Ok(_) => true,
                 Err(StoreError::Served { pid }) => {
-                    let who = match pid {
-                        Some(pid) => format!("another sokkel process (pid {pid})"),
-                        None => "another sokkel process".to_owned(),
-                    };
-                    let smtp = self.connect().map_err(|error| {
-                        anyhow!(
-                            "{who} serves {}, so import hands the messages to its SMTP \
-                             listener, but {error:#}; pass --smtp with the address that \
-                             `sokkel mail serve` listens on",
-                            self.store.location(),
-                        )
-                    })?;
-                    self.smtp = Some(smtp);
+                    self.smtp = Some(self.connect(pid)?);
                     false
                 }
                 Err(error) => {
@@ -542,12 +564,7 @@ impl Importer {
         let mut refused = Vec::new();
         for (message, (flags, origin)) in messages.iter().zip(flags) {
             match smtp.deliver(message)? {
-                Ok(id) => {
-                    if self.imported == 0 && delivered.is_empty() {
-                        check_same_store(&self.store, &self.smtp_addr, id, message.raw.len())?;
-                    }
-                    delivered.push((id, flags));
-                }
+                Ok(id) => delivered.push((id, flags)),
                 Err(reason) => refused.push(format!("{origin}: the server refused it: {reason}")),
             }
         }
@@ -596,19 +613,37 @@ impl Importer {
     }
 }
 
-/// The message the server stored as `id` is in this store, with this size:
-/// the server at `addr` serves this store, not another.
-fn check_same_store(store: &Store, addr: &str, id: MessageId, size: usize) -> anyhow::Result<()> {
-    let found = store.raw_len(id).context("cannot read the mail store")?;
-    if found != Some(size as u64) {
-        bail!(
-            "the SMTP server at {addr} stored the first message as {id}, but {} has no such \
-             message of {size} bytes: that server keeps another store; pass --smtp with the \
-             address of the `sokkel mail serve` that serves this one (the rest was not sent)",
-            store.location()
-        );
+/// Names the process that holds a store, with its command line when the
+/// system shows it: "process 4242 (sokkel mail list)".
+fn holder_text(pid: Option<u32>) -> String {
+    let Some(pid) = pid else {
+        return "another sokkel process".to_owned();
+    };
+    let command = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .ok()
+        .map(|line| {
+            let words: Vec<String> = line
+                .split(|&b| b == 0)
+                .filter(|word| !word.is_empty())
+                .map(|word| String::from_utf8_lossy(word).into_owned())
+                .collect();
+            let mut words = words.into_iter();
+            let program = words.next().map(|p| {
+                Path::new(&p)
+                    .file_name()
+                    .map_or(p.clone(), |n| n.to_string_lossy().into_owned())
+            });
+            program
+                .into_iter()
+                .chain(words.take(3))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|command| !command.is_empty());
+    match command {
+        Some(command) => format!("process {pid} ({command} …)"),
+        None => format!("process {pid}"),
     }
-    Ok(())
 }
 
 fn too_big_text(size: u64, max: u64) -> String {
@@ -650,14 +685,27 @@ struct Smtp {
 }
 
 impl Smtp {
-    fn connect(addr: &str) -> anyhow::Result<Smtp> {
-        let target = addr
+    /// Connects to `addr` (each address it resolves to in turn) and greets
+    /// it; fails unless its EHLO reply names `token` (`XSOKKEL-STORE`).
+    fn connect(addr: &str, token: &str) -> anyhow::Result<Smtp> {
+        let targets: Vec<SocketAddr> = addr
             .to_socket_addrs()
             .with_context(|| format!("cannot resolve {addr}"))?
-            .next()
-            .ok_or_else(|| anyhow!("{addr} has no address"))?;
-        let stream = TcpStream::connect_timeout(&target, SMTP_TIMEOUT)
-            .map_err(|error| anyhow!("{}", io_text(&error)))?;
+            .collect();
+        let mut failures = Vec::new();
+        for target in &targets {
+            match TcpStream::connect_timeout(target, SMTP_TIMEOUT) {
+                Ok(stream) => return Smtp::greet(stream, addr, token),
+                Err(error) => failures.push(format!("at {target}: {}", io_text(&error))),
+            }
+        }
+        if failures.is_empty() {
+            bail!("{addr} has no address");
+        }
+        bail!("{}", failures.join("; "))
+    }
+
+    fn greet(stream: TcpStream, addr: &str, token: &str) -> anyhow::Result<Smtp> {
         stream.set_read_timeout(Some(SMTP_TIMEOUT))?;
         stream.set_write_timeout(Some(SMTP_TIMEOUT))?;
         let mut smtp = Smtp {
@@ -668,12 +716,24 @@ impl Smtp {
         smtp.expect(220, "the greeting")?;
         smtp.send(b"EHLO sokkel-import\r\n")?;
         let ehlo = smtp.expect(250, "EHLO")?;
-        let chunking = ehlo
+        let keywords: Vec<Vec<&str>> = ehlo
             .lines
             .iter()
             .skip(1)
-            .any(|line| line.split_whitespace().next() == Some("CHUNKING"));
-        if !chunking {
+            .map(|line| line.split_whitespace().collect())
+            .collect();
+        let offers = |keyword: &str| keywords.iter().any(|words| words.first() == Some(&keyword));
+        let serves_store = keywords
+            .iter()
+            .any(|words| words[..] == ["XSOKKEL-STORE", token]);
+        if !serves_store {
+            smtp.quit();
+            bail!(
+                "the SMTP server at {addr} is not the `sokkel mail serve` that serves this store \
+                 (its EHLO reply does not name the store's token); nothing was sent to it"
+            );
+        }
+        if !offers("CHUNKING") {
             bail!(
                 "the SMTP server at {addr} does not offer CHUNKING (BDAT), which import needs to send messages byte for byte"
             );

@@ -148,8 +148,10 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
         smtp_addrs.push(listener.local_addr()?);
         announce(format_args!("listening on smtp {}", listener.local_addr()?));
     }
-    // For `mail import` in another process, which hands messages over here.
-    if let Err(error) = store.record_smtp_addresses(&smtp_addrs) {
+    // For `mail import` in another process, which hands messages over here
+    // once this server's EHLO names the token.
+    let store_token = store_token();
+    if let Err(error) = store.record_smtp(&smtp_addrs, &store_token) {
         tracing::warn!("`mail import` will need --smtp: {error}");
     }
     for listener in &listeners.smtps {
@@ -225,6 +227,7 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
         allow_insecure_auth: args.security.allow_insecure_auth,
         max_auth_failures: args.security.max_auth_failures,
         chaos: chaos.clone(),
+        store_token: Some(store_token),
     };
     let config = ServerConfig {
         session: Arc::new(session),
@@ -344,6 +347,9 @@ async fn serve_until_stopped(args: MailServeArgs) -> anyhow::Result<ExitCode> {
     let served = tokio::try_join!(smtp, pop3, imap);
     // Before the store closes: a run in progress ends with the batch it is on.
     pruner.stop().await;
+    if let Err(error) = store.forget_smtp() {
+        tracing::warn!("{error}");
+    }
     let (summary, pop3_summary, imap_summary) = served?;
     if let Some(web) = web {
         match web.await {
@@ -403,6 +409,15 @@ async fn remedy_command(args: &MailServeArgs, set: &[(String, String)]) -> Strin
         let command = command_line(set, &[], &[]);
         format!("to run on free ports instead: {command}")
     }
+}
+
+/// A token no other run of `mail serve` has: 128 bits from the standard
+/// library's per-process random hash keys (which the operating system seeds).
+fn store_token() -> String {
+    use std::hash::{BuildHasher, RandomState};
+    let seed = (std::process::id(), std::time::SystemTime::now());
+    let halves = [RandomState::new(), RandomState::new()].map(|keys| keys.hash_one(seed));
+    format!("{:016x}{:016x}", halves[0], halves[1])
 }
 
 /// Whether another process serves the SQLite store `args` names; a store

@@ -258,7 +258,7 @@ pub fn greeting() -> String {
     format!("220 {HOST} ESMTP sokkel mail catcher")
 }
 
-/// The whole EHLO reply for a client calling itself `name`.
+/// The whole EHLO reply of `mail serve` for a client calling itself `name`.
 pub fn ehlo_reply(name: &str, size: usize) -> Vec<String> {
     vec![
         format!("250-{HOST} greets {name}"),
@@ -267,7 +267,9 @@ pub fn ehlo_reply(name: &str, size: usize) -> Vec<String> {
         "250-8BITMIME".into(),
         "250-SMTPUTF8".into(),
         "250-ENHANCEDSTATUSCODES".into(),
-        "250 CHUNKING".into(),
+        "250-CHUNKING".into(),
+        // The store's token, for `mail import` in another process.
+        "250 XSOKKEL-STORE *".into(),
     ]
 }
 

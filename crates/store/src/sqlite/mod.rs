@@ -54,7 +54,8 @@ use tokio::sync::broadcast;
 use crate::delivery::prepare_import;
 use crate::relay::RelayAttempt;
 use crate::store::{
-    FlagChange, MessageCounts, Ownership, RuntimeStats, StoreEvent, StoreOptions, WriterStats,
+    FlagChange, MessageCounts, Ownership, RuntimeStats, SmtpRecord, StoreEvent, StoreOptions,
+    WriterStats,
 };
 use crate::{
     ListQuery, MessageId, NewMessage, SearchPage, SearchQuery, StoreError, StoredMessage, Summary,
@@ -183,22 +184,30 @@ impl SqliteStore {
         &self.inner.path
     }
 
-    /// Records where this process, the owner, takes mail over SMTP.
-    pub(crate) fn record_smtp_addresses(
-        &self,
-        addrs: &[std::net::SocketAddr],
-    ) -> Result<(), StoreError> {
+    /// Records where this process, the owner, takes mail over SMTP, and the
+    /// token its server names.
+    pub(crate) fn record_smtp(&self, record: &SmtpRecord) -> Result<(), StoreError> {
         let dir = log::dir_for(&self.inner.path);
         match &self.inner.role {
-            Role::Owner(_) => log::write_smtp_addresses(&dir, addrs)
+            Role::Owner(_) => log::write_smtp_record(&dir, record)
                 .map_err(|error| StoreError::io("writing the SMTP addresses in", &dir, error)),
             Role::Follower { dir } => Err(Role::served(dir)),
         }
     }
 
-    /// Where the owner said it takes mail over SMTP.
-    pub(crate) fn smtp_addresses(&self) -> Vec<std::net::SocketAddr> {
-        log::smtp_addresses(&log::dir_for(&self.inner.path))
+    /// Removes what [`SqliteStore::record_smtp`] wrote, if this process owns the log.
+    pub(crate) fn forget_smtp(&self) -> Result<(), StoreError> {
+        let dir = log::dir_for(&self.inner.path);
+        match &self.inner.role {
+            Role::Owner(_) => log::remove_smtp_record(&dir)
+                .map_err(|error| StoreError::io("removing the SMTP addresses in", &dir, error)),
+            Role::Follower { .. } => Ok(()),
+        }
+    }
+
+    /// Where the process that owns the log now said it takes mail over SMTP.
+    pub(crate) fn smtp_record(&self) -> Option<SmtpRecord> {
+        log::smtp_record(&log::dir_for(&self.inner.path))
     }
 
     pub(crate) fn counters(&self) -> &Arc<StoreCounters> {
@@ -884,6 +893,9 @@ fn open_log(
     };
     match Log::open(&dir, position, next_id, wait, log_options)? {
         Some(log) => {
+            // Where an earlier owner took mail is not where this one does.
+            log::remove_smtp_record(&dir)
+                .map_err(|error| StoreError::io("removing the SMTP addresses in", &dir, error))?;
             let setup = Setup {
                 position,
                 announcer: announcer.clone(),

@@ -118,6 +118,23 @@ fn greeting_and_ehlo_advertise_the_extensions() {
     );
 }
 
+/// `mail import` in another process proves with it that it reached the server
+/// of its store (issue #18).
+#[test]
+fn ehlo_names_the_store_token_when_given_one() {
+    let config = SessionConfig {
+        store_token: Some("0123abcd".into()),
+        ..SessionConfig::default()
+    };
+    let r = run_with(config, &[EHLO]);
+    assert!(
+        r.out
+            .ends_with("250-CHUNKING\r\n250 XSOKKEL-STORE 0123abcd\r\n"),
+        "{}",
+        r.out
+    );
+}
+
 #[test]
 fn every_command_in_every_state() {
     // (writes, expected reply codes after the greeting)

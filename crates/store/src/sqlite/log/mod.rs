@@ -20,9 +20,10 @@
 //!   holds that process's id, for error messages). Only the owner appends and
 //!   materialises; other processes read SQLite and wait for the owner
 //!   ([`scan_end`]).
-//! - `smtp`: the SMTP addresses the owner takes mail on, one a line, if it
-//!   said ([`write_smtp_addresses`]): where `mail import` in another process
-//!   hands messages over, since it cannot add them itself.
+//! - `smtp`: the owner's pid, the token its SMTP server names in EHLO and the
+//!   addresses it takes mail on, if it said ([`write_smtp_record`]): where
+//!   `mail import` in another process hands messages over, since it cannot add
+//!   them itself. Removed when that server stops or a new owner takes the log.
 //! - `NNNNNNNNNNNNNNNN.seg`: segments. A segment's identity is the number in
 //!   its header, not its name: a recycled segment gets a new number in its
 //!   header, and a record is valid only if its checksum, which covers the
@@ -53,7 +54,7 @@ use std::time::{Duration, Instant};
 use sokkel_net::stats::StoreCounters;
 use tokio::sync::oneshot;
 
-use crate::{MessageId, NewMessage, StoreError};
+use crate::{MessageId, NewMessage, SmtpRecord, StoreError};
 use segment::SEGMENT_HEADER;
 use writer::{Append, Appender, Counters, Live, Shared, State};
 
@@ -483,22 +484,46 @@ pub(crate) fn owner_pid(dir: &Path) -> Option<u32> {
         .and_then(|text| text.trim().parse().ok())
 }
 
-/// Write `addrs` to `smtp` in the log's `dir` (replacing what was there, at
-/// once: through `smtp.new`, which a crash leaves for [`segment::remove_partial`]).
-pub(crate) fn write_smtp_addresses(dir: &Path, addrs: &[std::net::SocketAddr]) -> io::Result<()> {
-    let text: String = addrs.iter().map(|addr| format!("{addr}\n")).collect();
+/// Write the owner's `smtp` record in the log's `dir` (replacing what was
+/// there, at once: through `smtp.new`, which a crash leaves for
+/// [`segment::remove_partial`]):
+///
+/// ```text
+/// pid 4242                 the owner's process id, as in `lock`
+/// token 9f0c...            what its SMTP server names in its EHLO reply
+/// 127.0.0.1:1025           one address a line
+/// ```
+pub(crate) fn write_smtp_record(dir: &Path, record: &SmtpRecord) -> io::Result<()> {
+    let mut text = format!("pid {}\ntoken {}\n", record.pid, record.token);
+    for addr in &record.addrs {
+        text.push_str(&format!("{addr}\n"));
+    }
     let new = dir.join("smtp.new");
     fs::write(&new, text)?;
     fs::rename(&new, dir.join("smtp"))
 }
 
-/// The addresses in `smtp` in the log's `dir`; none if it is missing.
-pub(crate) fn smtp_addresses(dir: &Path) -> Vec<std::net::SocketAddr> {
-    fs::read_to_string(dir.join("smtp"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| line.trim().parse().ok())
-        .collect()
+/// The `smtp` record in the log's `dir`, if the process that owns the log now
+/// wrote it (a record left by an earlier owner is not its).
+pub(crate) fn smtp_record(dir: &Path) -> Option<SmtpRecord> {
+    let text = fs::read_to_string(dir.join("smtp")).ok()?;
+    let mut lines = text.lines();
+    let pid: u32 = lines.next()?.strip_prefix("pid ")?.trim().parse().ok()?;
+    let token = lines.next()?.strip_prefix("token ")?.trim().to_owned();
+    if token.is_empty() || owner_pid(dir) != Some(pid) {
+        return None;
+    }
+    let addrs = lines.filter_map(|line| line.trim().parse().ok()).collect();
+    Some(SmtpRecord { pid, token, addrs })
+}
+
+/// Removes the `smtp` record in the log's `dir` (the server that wrote it
+/// stops, or a new owner took the log).
+pub(crate) fn remove_smtp_record(dir: &Path) -> io::Result<()> {
+    match fs::remove_file(dir.join("smtp")) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
+    }
 }
 
 /// For a process that does not own the log: the end of the valid records in
