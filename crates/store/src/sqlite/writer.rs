@@ -38,10 +38,11 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 
 use super::changes::{Announcer, commit_change};
 use super::connection::cap_pages;
-use super::index::{OlderMessages, index_queued};
+use super::index::{IndexTexts, OlderMessages, index_queued};
 use super::log::{Log, Logged, Position};
 use super::queries::{Indexing, insert_message, pending_seq, summary_of, touch};
 use super::tags::{apply_rules, tag_event, tag_message};
+use crate::index_text::IndexText;
 use crate::mime::{self, Digest};
 use crate::repeated::{REPEAT_INTERVAL, RepeatedLog};
 use crate::store::{StoreEvent, WriterStats};
@@ -471,6 +472,7 @@ impl Materialiser {
             indexed_to: Position::START,
             index_lag: (0, 0),
             index_retry: None,
+            index_texts: IndexTexts::default(),
             older: OlderMessages::default(),
             paused: paused_for_tests(),
             limit: COMMIT_MESSAGES,
@@ -634,6 +636,8 @@ pub(super) struct Worker {
     index_lag: (u64, u64),
     /// After an indexing failure, when to try again.
     index_retry: Option<Instant>,
+    /// The search text of messages written and not yet indexed.
+    index_texts: IndexTexts,
     older: OlderMessages,
     /// Debug builds: write no rows (`SOKKEL_TEST_MATERIALISE=off`), so that
     /// a test can leave messages in the log alone and check recovery.
@@ -848,7 +852,7 @@ impl Worker {
         let listening = self.announcer.listening();
         let whole = self.single_failures < POISON_TRIES;
         let began = Instant::now();
-        let written = match self.write_rows(count, end, durably, listening, whole) {
+        let mut written = match self.write_rows(count, end, durably, listening, whole) {
             Ok(written) => {
                 self.log.counters().commit().observe(began.elapsed());
                 written
@@ -877,6 +881,11 @@ impl Worker {
         }
         let records: Vec<Logged> = self.pending.drain(..count).collect();
         self.pending_bytes -= records.iter().map(|r| r.message.raw.len()).sum::<usize>();
+        for row in &mut written.rows {
+            if let Some(text) = row.index_text.take() {
+                self.index_texts.keep(records[row.record].id.0, text);
+            }
+        }
         self.count(&records, &written);
         self.position = end;
         self.log.materialised(end);
@@ -1041,7 +1050,7 @@ impl Worker {
     /// waits for the index).
     fn index_batch(&mut self) {
         let (rules, announcer) = (&self.tagging.rules, &self.announcer);
-        let result = index_queued(&mut self.conn, |tx, ids| {
+        let result = index_queued(&mut self.conn, &mut self.index_texts, |tx, ids| {
             tag_by_rules(tx, ids, rules, announcer)
         });
         match result {
@@ -1184,6 +1193,8 @@ struct Row {
     tags: Vec<crate::tags::TagName>,
     /// Its summary's makings, kept for the announcement if anybody listens.
     digest: Option<Digest>,
+    /// Its search text, for the index (none if it was not parsed).
+    index_text: Option<IndexText>,
 }
 
 /// How [`insert_records`] treats the messages.
@@ -1217,16 +1228,18 @@ fn insert_records(
         if exists {
             continue;
         }
-        let (digest, tags) = if parse.whole {
+        let (digest, tags, index_text) = if parse.whole {
             let digest = mime::digest(&record.message.raw);
             // Tagging reads headers again; a panic there costs the tags only.
             let tags = catch_unwind(AssertUnwindSafe(|| {
                 tagging.at_delivery(&record.message, &digest)
             }))
             .unwrap_or_default();
-            (digest, tags)
+            let envelope = &record.message.envelope;
+            let text = IndexText::new(&envelope.mail_from, &envelope.rcpt_to, &digest);
+            (digest, tags, Some(text))
         } else {
-            (Digest::default(), Vec::new())
+            (Digest::default(), Vec::new(), None)
         };
         insert_message(&tx, record.id, &record.message, &digest, Indexing::Deferred)?;
         tag_message(&tx, record.id, &tags)?;
@@ -1234,6 +1247,7 @@ fn insert_records(
             record: index,
             tags,
             digest: parse.listening.then_some(digest),
+            index_text,
         });
     }
     set_position(&tx, end)?;
