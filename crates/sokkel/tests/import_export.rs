@@ -635,3 +635,24 @@ fn an_mbox_from_a_pipe_is_imported_whole() {
         b"From: a@x.test\nTo: b@y.test\nSubject: piped 0\n\nbody 0\n"
     );
 }
+
+/// A symlinked directory (`self -> .`, a link back to a parent) is read once:
+/// it once gave 16 copies of every message, and three such links never ended
+/// (issue #18).
+#[cfg(unix)]
+#[test]
+fn a_directory_linked_to_itself_is_imported_once() {
+    let dir = tempdir();
+    let mail = dir.path().join("mail");
+    std::fs::create_dir_all(mail.join("sub")).expect("mkdir");
+    std::fs::write(mail.join("a.eml"), EMLS[0].1).expect("write an .eml");
+    std::os::unix::fs::symlink(".", mail.join("self")).expect("symlink");
+    std::os::unix::fs::symlink(".", mail.join("same")).expect("symlink");
+    std::os::unix::fs::symlink("..", mail.join("sub").join("back")).expect("symlink");
+    let db = dir.path().join("mail.db");
+    expect_summary(
+        mail_cli(&db, &["import", text(&mail)]),
+        "imported 1 message from 1 file",
+    );
+    assert_eq!(list_json(&db, 50).len(), 1);
+}
