@@ -656,3 +656,45 @@ fn a_directory_linked_to_itself_is_imported_once() {
     );
     assert_eq!(list_json(&db, 50).len(), 1);
 }
+
+/// `export --format mbox` writes a temporary file beside DEST and renames it
+/// over DEST when done: an existing file is kept without --force, replaced
+/// whole with it, and nothing else is left in the directory (issue #18: the
+/// old file was truncated before the export began).
+#[test]
+fn an_mbox_export_replaces_a_file_whole_and_only_when_told() {
+    let dir = tempdir();
+    let (eml, db, out) = (
+        dir.path().join("in").join("a.eml"),
+        dir.path().join("mail.db"),
+        dir.path().join("out").join("all.mbox"),
+    );
+    std::fs::create_dir_all(eml.parent().unwrap()).expect("mkdir");
+    std::fs::create_dir_all(out.parent().unwrap()).expect("mkdir");
+    std::fs::write(&eml, EMLS[1].1).expect("write an .eml");
+    std::fs::write(&out, "old mbox\n").expect("write");
+    expect_summary(
+        mail_cli(&db, &["import", text(&eml)]),
+        "imported 1 message from 1 file",
+    );
+    let refused = mail_cli(&db, &["export", "--format", "mbox", text(&out)]);
+    assert_eq!(refused.code(), Some(1), "{}", refused.describe());
+    assert!(
+        refused.one_error_line().contains("exists; pass --force"),
+        "{}",
+        refused.describe()
+    );
+    assert_eq!(std::fs::read(&out).expect("the old file"), b"old mbox\n");
+    expect_summary(
+        mail_cli(&db, &["export", "--format", "mbox", "--force", text(&out)]),
+        &format!("exported 1 message to {}", out.display()),
+    );
+    let written = std::fs::read(&out).expect("the new file");
+    assert!(written.starts_with(b"From bounces@example.net "));
+    assert!(written.ends_with(b"\nSubject: second\n\n.\nbare LF\n\n"));
+    let names: Vec<_> = std::fs::read_dir(out.parent().unwrap())
+        .expect("ls")
+        .map(|e| e.expect("an entry").file_name())
+        .collect();
+    assert_eq!(names, ["all.mbox"]);
+}

@@ -50,16 +50,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         ExportFormat::Mbox if to_stdout => {
             write_mbox(&store, &selected, &mut std::io::stdout().lock(), &bar)?
         }
-        ExportFormat::Mbox => {
-            refuse_existing_file(&args.dest, args.force)?;
-            let file = File::create(&args.dest)
-                .with_context(|| format!("cannot create {}", args.dest.display()))?;
-            let mut out = BufWriter::with_capacity(1 << 16, file);
-            let written = write_mbox(&store, &selected, &mut out, &bar)?;
-            out.flush()
-                .with_context(|| format!("cannot write {}", args.dest.display()))?;
-            written
-        }
+        ExportFormat::Mbox => write_mbox_file(&store, &selected, &args.dest, args.force, &bar)?,
         ExportFormat::Maildir => write_maildir(&store, &selected, &args.dest, args.force, &bar)?,
         ExportFormat::Eml => write_eml(&store, &selected, &args.dest, args.force, &bar)?,
     };
@@ -201,14 +192,50 @@ fn write_mbox(
     Ok(written)
 }
 
-fn refuse_existing_file(dest: &Path, force: bool) -> anyhow::Result<()> {
-    if !force && dest.exists() {
-        bail!(
-            "{} exists; pass --force to overwrite it, or name another file",
-            dest.display()
-        );
+/// An mbox file at `dest`, written to `DEST.PID.tmp` beside it and renamed
+/// over it once complete, so a failed export leaves an old file as it was.
+/// Without `force`, `dest` is made first, only if it does not exist
+/// (`create_new`): a file that exists, or appears meanwhile, is never replaced.
+fn write_mbox_file(
+    store: &Store,
+    selected: &[Selected],
+    dest: &Path,
+    force: bool,
+    bar: &ProgressBar,
+) -> anyhow::Result<u64> {
+    if !force {
+        match File::options().write(true).create_new(true).open(dest) {
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => bail!(
+                "{} exists; pass --force to overwrite it, or name another file",
+                dest.display()
+            ),
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot create {}", dest.display()));
+            }
+        }
     }
-    Ok(())
+    let mut tmp = dest.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let written = (|| {
+        let file =
+            File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let mut out = BufWriter::with_capacity(1 << 16, file);
+        let written = write_mbox(store, selected, &mut out, bar)?;
+        out.flush()
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, dest)
+            .with_context(|| format!("cannot move {} to {}", tmp.display(), dest.display()))?;
+        Ok(written)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        if !force {
+            let _ = std::fs::remove_file(dest);
+        }
+    }
+    written
 }
 
 /// `path` made, with its parents, if missing.
