@@ -118,6 +118,7 @@ const IMPORT_HELP: &str = "Examples:
   sokkel mail import ~/Maildir               a Maildir and its Maildir++ folders
   sokkel mail import saved/*.eml saved-dir/  messages, or directories of them
 
+A .eml file is one message, even one that starts with From or is empty.
 A Maildir message's S and F flags become read and starred. The envelope comes
 from the mbox From_ line, else from Return-Path, Sender or From, and from
 Delivered-To or X-Original-To, else To, Cc and Bcc; the received time from the

@@ -698,3 +698,37 @@ fn an_mbox_export_replaces_a_file_whole_and_only_when_told() {
         .collect();
     assert_eq!(names, ["all.mbox"]);
 }
+
+/// An `.eml` file is one message, whatever its first bytes: an exported
+/// message that begins with "From " is not read as an mbox, and an empty
+/// message comes back empty (issue #18).
+#[test]
+fn an_eml_file_is_one_message_even_when_it_looks_like_an_mbox_or_is_empty() {
+    let dir = tempdir();
+    let (input, db) = (dir.path().join("in"), dir.path().join("mail.db"));
+    std::fs::create_dir(&input).expect("mkdir");
+    let from_first: &[u8] =
+        b"From someone on a line of its own\nFrom: a@x.test\nSubject: odd\n\nbody\n";
+    std::fs::write(input.join("a.eml"), from_first).expect("write");
+    std::fs::write(input.join("b.EML"), b"").expect("write");
+    expect_summary(
+        mail_cli(&db, &["import", text(&input)]),
+        "imported 2 messages from 2 files",
+    );
+    let exported = dir.path().join("out");
+    expect_summary(
+        mail_cli(&db, &["export", "--format", "eml", text(&exported)]),
+        &format!("exported 2 messages to {}", exported.display()),
+    );
+    let db2 = dir.path().join("again.db");
+    expect_summary(
+        mail_cli(&db2, &["import", text(&exported)]),
+        "imported 2 messages from 2 files",
+    );
+    let mut raws: Vec<Vec<u8>> = ids(&list_json(&db2, 50))
+        .into_iter()
+        .map(|id| raw(&db2, id))
+        .collect();
+    raws.sort();
+    assert_eq!(raws, [b"".to_vec(), from_first.to_vec()]);
+}

@@ -267,7 +267,13 @@ fn find_sources(
             return;
         }
     };
+    // An `.eml` file holds one message, whatever it starts with: an exported
+    // message may begin with "From ", or be empty.
+    let eml = path
+        .extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("eml"));
     let kind = match file_kind(&head) {
+        _ if eml => SourceKind::Message(None),
         FileKind::Mbox => SourceKind::Mbox,
         FileKind::Message => SourceKind::Message(None),
         FileKind::Empty => {
