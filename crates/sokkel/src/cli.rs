@@ -120,9 +120,10 @@ const IMPORT_HELP: &str = "Examples:
 
 A .eml file is one message, even one that starts with From or is empty.
 A Maildir message's S and F flags become read and starred. The envelope comes
-from the mbox From_ line, else from Return-Path, Sender or From, and from
-Delivered-To or X-Original-To, else To, Cc and Bcc; the received time from the
-From_ line, a Maildir file's time, or the Date header.
+from the mbox From_ line if it names an address (not Thunderbird's -), else
+from Return-Path, Sender or From, and from Delivered-To or X-Original-To,
+else To, Cc and Bcc; the received time from the From_ line, a Maildir file's
+time, or the Date header.
 
 While `sokkel mail serve` serves the same SQLite store, import hands each
 message to it over SMTP (BDAT: byte for byte; received now), at the address

@@ -732,3 +732,36 @@ fn an_eml_file_is_one_message_even_when_it_looks_like_an_mbox_or_is_empty() {
     raws.sort();
     assert_eq!(raws, [b"".to_vec(), from_first.to_vec()]);
 }
+
+/// Thunderbird writes "From - DATE": the envelope sender "-" (or any without
+/// an @) is unknown, so it comes from the headers, as for MAILER-DAEMON, and
+/// the time still from the From_ line (issue #18).
+#[test]
+fn a_thunderbird_mbox_takes_the_sender_from_the_headers() {
+    let dir = tempdir();
+    let (mbox, db) = (dir.path().join("Inbox"), dir.path().join("mail.db"));
+    std::fs::write(
+        &mbox,
+        "From - Tue Dec  1 07:29:09 2026\nX-Mozilla-Status: 0001\n\
+         Return-Path: <alice@example.com>\nFrom: Alice <alice@example.com>\n\
+         To: bob@example.com\nSubject: from thunderbird\n\nhi\n\n\
+         From root Tue Dec  1 07:30:00 2026\nFrom: carol@example.com\n\
+         To: bob@example.com\nSubject: local\n\nhi\n",
+    )
+    .expect("write an mbox");
+    expect_summary(
+        mail_cli(&db, &["import", text(&mbox)]),
+        "imported 2 messages from 1 file",
+    );
+    let list = list_json(&db, 50);
+    let thunderbird = list.last().expect("messages");
+    assert_eq!(
+        thunderbird["mail_from"], "alice@example.com",
+        "{thunderbird}"
+    );
+    assert_eq!(
+        thunderbird["received"], "2026-12-01T07:29:09Z",
+        "{thunderbird}"
+    );
+    assert_eq!(list[0]["mail_from"], "carol@example.com", "{}", list[0]);
+}
