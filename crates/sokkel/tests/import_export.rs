@@ -765,3 +765,34 @@ fn a_thunderbird_mbox_takes_the_sender_from_the_headers() {
     );
     assert_eq!(list[0]["mail_from"], "carol@example.com", "{}", list[0]);
 }
+
+/// What an mbox round trip changes, as README and --help say (issue #18): a
+/// message without a final line break gets one, and nothing else.
+#[test]
+fn an_mbox_round_trip_adds_only_a_final_line_break_as_the_help_says() {
+    let dir = tempdir();
+    let (eml, db, mbox, db2) = (
+        dir.path().join("a.eml"),
+        dir.path().join("mail.db"),
+        dir.path().join("all.mbox"),
+        dir.path().join("again.db"),
+    );
+    let message: &[u8] = b"From: a@x.test\r\nSubject: s\r\n\r\nFrom here\r\n>From there\r\nlast";
+    std::fs::write(&eml, message).expect("write an .eml");
+    expect_summary(
+        mail_cli(&db, &["import", text(&eml)]),
+        "imported 1 message from 1 file",
+    );
+    mail_cli(&db, &["export", "--format", "mbox", text(&mbox)]).assert_success("export");
+    expect_summary(
+        mail_cli(&db2, &["import", text(&mbox)]),
+        "imported 1 message from 1 file",
+    );
+    let list = list_json(&db2, 5);
+    assert_eq!(raw(&db2, ids(&list)[0]), [message, b"\n"].concat());
+    let help = kit::sokkel(["mail", "export", "--help"])
+        .run()
+        .assert_success("export --help")
+        .stdout_text();
+    assert!(help.contains("adds\na final line break"), "{help}");
+}
