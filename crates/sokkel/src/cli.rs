@@ -118,10 +118,14 @@ const IMPORT_HELP: &str = "Examples:
   sokkel mail import ~/Maildir               a Maildir and its Maildir++ folders
   sokkel mail import saved/*.eml saved-dir/  messages, or directories of them
 
+A .eml file is one message, even one that starts with From or is empty.
+mbox is read as mboxrd: one > goes from each line starting with >From, so in
+an mboxo file (only From quoted) a body line >From comes in as From.
 A Maildir message's S and F flags become read and starred. The envelope comes
-from the mbox From_ line, else from Return-Path, Sender or From, and from
-Delivered-To or X-Original-To, else To, Cc and Bcc; the received time from the
-From_ line, a Maildir file's time, or the Date header.
+from the mbox From_ line if it names an address (not Thunderbird's -), else
+from Return-Path, Sender or From, and from Delivered-To or X-Original-To,
+else To, Cc and Bcc; the received time from the From_ line, a Maildir file's
+time, or the Date header.
 
 While `sokkel mail serve` serves the same SQLite store, import hands each
 message to it over SMTP (BDAT: byte for byte; received now), at the address
@@ -136,10 +140,11 @@ const EXPORT_HELP: &str = "Examples:
   sokkel mail export --format eml --query 'after:2026-11-01' saved/
 
 mbox is written as mboxrd: lines starting with From or >From get one more >,
-which import takes away again; each message ends in a line break. Maildir
-and .eml keep each message byte for byte: Maildir names carry the read (S)
-and starred (F) flags, .eml files are named ID.eml. Files are never
-overwritten without --force. Works while `sokkel mail serve` runs.";
+which import takes away again. An mbox round trip keeps each message but adds
+a final line break to one without it. Maildir and .eml keep each message
+byte for byte: Maildir names carry the read (S) and starred (F) flags, .eml
+files are named ID.eml. Files are never overwritten without --force. Works
+while `sokkel mail serve` runs.";
 
 const SERVE_HELP: &str = "Examples:
   sokkel mail serve              SMTP on 127.0.0.1:1025, the web page and API

@@ -635,3 +635,164 @@ fn an_mbox_from_a_pipe_is_imported_whole() {
         b"From: a@x.test\nTo: b@y.test\nSubject: piped 0\n\nbody 0\n"
     );
 }
+
+/// A symlinked directory (`self -> .`, a link back to a parent) is read once:
+/// it once gave 16 copies of every message, and three such links never ended
+/// (issue #18).
+#[cfg(unix)]
+#[test]
+fn a_directory_linked_to_itself_is_imported_once() {
+    let dir = tempdir();
+    let mail = dir.path().join("mail");
+    std::fs::create_dir_all(mail.join("sub")).expect("mkdir");
+    std::fs::write(mail.join("a.eml"), EMLS[0].1).expect("write an .eml");
+    std::os::unix::fs::symlink(".", mail.join("self")).expect("symlink");
+    std::os::unix::fs::symlink(".", mail.join("same")).expect("symlink");
+    std::os::unix::fs::symlink("..", mail.join("sub").join("back")).expect("symlink");
+    let db = dir.path().join("mail.db");
+    expect_summary(
+        mail_cli(&db, &["import", text(&mail)]),
+        "imported 1 message from 1 file",
+    );
+    assert_eq!(list_json(&db, 50).len(), 1);
+}
+
+/// `export --format mbox` writes a temporary file beside DEST and renames it
+/// over DEST when done: an existing file is kept without --force, replaced
+/// whole with it, and nothing else is left in the directory (issue #18: the
+/// old file was truncated before the export began).
+#[test]
+fn an_mbox_export_replaces_a_file_whole_and_only_when_told() {
+    let dir = tempdir();
+    let (eml, db, out) = (
+        dir.path().join("in").join("a.eml"),
+        dir.path().join("mail.db"),
+        dir.path().join("out").join("all.mbox"),
+    );
+    std::fs::create_dir_all(eml.parent().unwrap()).expect("mkdir");
+    std::fs::create_dir_all(out.parent().unwrap()).expect("mkdir");
+    std::fs::write(&eml, EMLS[1].1).expect("write an .eml");
+    std::fs::write(&out, "old mbox\n").expect("write");
+    expect_summary(
+        mail_cli(&db, &["import", text(&eml)]),
+        "imported 1 message from 1 file",
+    );
+    let refused = mail_cli(&db, &["export", "--format", "mbox", text(&out)]);
+    assert_eq!(refused.code(), Some(1), "{}", refused.describe());
+    assert!(
+        refused.one_error_line().contains("exists; pass --force"),
+        "{}",
+        refused.describe()
+    );
+    assert_eq!(std::fs::read(&out).expect("the old file"), b"old mbox\n");
+    expect_summary(
+        mail_cli(&db, &["export", "--format", "mbox", "--force", text(&out)]),
+        &format!("exported 1 message to {}", out.display()),
+    );
+    let written = std::fs::read(&out).expect("the new file");
+    assert!(written.starts_with(b"From bounces@example.net "));
+    assert!(written.ends_with(b"\nSubject: second\n\n.\nbare LF\n\n"));
+    let names: Vec<_> = std::fs::read_dir(out.parent().unwrap())
+        .expect("ls")
+        .map(|e| e.expect("an entry").file_name())
+        .collect();
+    assert_eq!(names, ["all.mbox"]);
+}
+
+/// An `.eml` file is one message, whatever its first bytes: an exported
+/// message that begins with "From " is not read as an mbox, and an empty
+/// message comes back empty (issue #18).
+#[test]
+fn an_eml_file_is_one_message_even_when_it_looks_like_an_mbox_or_is_empty() {
+    let dir = tempdir();
+    let (input, db) = (dir.path().join("in"), dir.path().join("mail.db"));
+    std::fs::create_dir(&input).expect("mkdir");
+    let from_first: &[u8] =
+        b"From someone on a line of its own\nFrom: a@x.test\nSubject: odd\n\nbody\n";
+    std::fs::write(input.join("a.eml"), from_first).expect("write");
+    std::fs::write(input.join("b.EML"), b"").expect("write");
+    expect_summary(
+        mail_cli(&db, &["import", text(&input)]),
+        "imported 2 messages from 2 files",
+    );
+    let exported = dir.path().join("out");
+    expect_summary(
+        mail_cli(&db, &["export", "--format", "eml", text(&exported)]),
+        &format!("exported 2 messages to {}", exported.display()),
+    );
+    let db2 = dir.path().join("again.db");
+    expect_summary(
+        mail_cli(&db2, &["import", text(&exported)]),
+        "imported 2 messages from 2 files",
+    );
+    let mut raws: Vec<Vec<u8>> = ids(&list_json(&db2, 50))
+        .into_iter()
+        .map(|id| raw(&db2, id))
+        .collect();
+    raws.sort();
+    assert_eq!(raws, [b"".to_vec(), from_first.to_vec()]);
+}
+
+/// Thunderbird writes "From - DATE": the envelope sender "-" (or any without
+/// an @) is unknown, so it comes from the headers, as for MAILER-DAEMON, and
+/// the time still from the From_ line (issue #18).
+#[test]
+fn a_thunderbird_mbox_takes_the_sender_from_the_headers() {
+    let dir = tempdir();
+    let (mbox, db) = (dir.path().join("Inbox"), dir.path().join("mail.db"));
+    std::fs::write(
+        &mbox,
+        "From - Tue Dec  1 07:29:09 2026\nX-Mozilla-Status: 0001\n\
+         Return-Path: <alice@example.com>\nFrom: Alice <alice@example.com>\n\
+         To: bob@example.com\nSubject: from thunderbird\n\nhi\n\n\
+         From root Tue Dec  1 07:30:00 2026\nFrom: carol@example.com\n\
+         To: bob@example.com\nSubject: local\n\nhi\n",
+    )
+    .expect("write an mbox");
+    expect_summary(
+        mail_cli(&db, &["import", text(&mbox)]),
+        "imported 2 messages from 1 file",
+    );
+    let list = list_json(&db, 50);
+    let thunderbird = list.last().expect("messages");
+    assert_eq!(
+        thunderbird["mail_from"], "alice@example.com",
+        "{thunderbird}"
+    );
+    assert_eq!(
+        thunderbird["received"], "2026-12-01T07:29:09Z",
+        "{thunderbird}"
+    );
+    assert_eq!(list[0]["mail_from"], "carol@example.com", "{}", list[0]);
+}
+
+/// What an mbox round trip changes, as README and --help say (issue #18): a
+/// message without a final line break gets one, and nothing else.
+#[test]
+fn an_mbox_round_trip_adds_only_a_final_line_break_as_the_help_says() {
+    let dir = tempdir();
+    let (eml, db, mbox, db2) = (
+        dir.path().join("a.eml"),
+        dir.path().join("mail.db"),
+        dir.path().join("all.mbox"),
+        dir.path().join("again.db"),
+    );
+    let message: &[u8] = b"From: a@x.test\r\nSubject: s\r\n\r\nFrom here\r\n>From there\r\nlast";
+    std::fs::write(&eml, message).expect("write an .eml");
+    expect_summary(
+        mail_cli(&db, &["import", text(&eml)]),
+        "imported 1 message from 1 file",
+    );
+    mail_cli(&db, &["export", "--format", "mbox", text(&mbox)]).assert_success("export");
+    expect_summary(
+        mail_cli(&db2, &["import", text(&mbox)]),
+        "imported 1 message from 1 file",
+    );
+    let list = list_json(&db2, 5);
+    assert_eq!(raw(&db2, ids(&list)[0]), [message, b"\n"].concat());
+    let help = kit::sokkel(["mail", "export", "--help"])
+        .run()
+        .assert_success("export --help")
+        .stdout_text();
+    assert!(help.contains("adds\na final line break"), "{help}");
+}

@@ -8,8 +8,10 @@
 //! ```
 //!
 //! Memory holds the selected ids and one chunk of one message
-//! ([`sokkel_store::RAW_CHUNK_BYTES`]), never a whole store. A store served by
-//! another process reads fine: export only reads.
+//! ([`sokkel_store::RAW_CHUNK_BYTES`]) for a Maildir or `.eml` files, one
+//! whole message for mbox (so a message deleted while it is read is never
+//! written in part), never a whole store. A store served by another process
+//! reads fine: export only reads.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -48,16 +50,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         ExportFormat::Mbox if to_stdout => {
             write_mbox(&store, &selected, &mut std::io::stdout().lock(), &bar)?
         }
-        ExportFormat::Mbox => {
-            refuse_existing_file(&args.dest, args.force)?;
-            let file = File::create(&args.dest)
-                .with_context(|| format!("cannot create {}", args.dest.display()))?;
-            let mut out = BufWriter::with_capacity(1 << 16, file);
-            let written = write_mbox(&store, &selected, &mut out, &bar)?;
-            out.flush()
-                .with_context(|| format!("cannot write {}", args.dest.display()))?;
-            written
-        }
+        ExportFormat::Mbox => write_mbox_file(&store, &selected, &args.dest, args.force, &bar)?,
         ExportFormat::Maildir => write_maildir(&store, &selected, &args.dest, args.force, &bar)?,
         ExportFormat::Eml => write_eml(&store, &selected, &args.dest, args.force, &bar)?,
     };
@@ -127,20 +120,33 @@ fn progress_bar(total: u64) -> ProgressBar {
     bar
 }
 
+/// Where export reads messages' bytes: the store, or a unit test's stand-in
+/// that deletes a message while it is read.
+trait RawChunks {
+    /// [`RAW_CHUNK_BYTES`] of message `id` from `offset`, as
+    /// [`Store::raw_chunk`] reads them: `None` once it is deleted.
+    fn raw_chunk(&self, id: MessageId, offset: u64) -> anyhow::Result<Option<Vec<u8>>>;
+}
+
+impl RawChunks for Store {
+    fn raw_chunk(&self, id: MessageId, offset: u64) -> anyhow::Result<Option<Vec<u8>>> {
+        Store::raw_chunk(self, id, offset, RAW_CHUNK_BYTES)
+            .with_context(|| format!("cannot read message {id}"))
+    }
+}
+
 /// Hands message `id`'s bytes to `each`, a chunk at a time; `false` if it was
-/// deleted before its first chunk.
+/// deleted before its last chunk (each chunk is read on its own), so the
+/// caller drops what `each` got.
 fn each_chunk(
-    store: &Store,
+    store: &impl RawChunks,
     id: MessageId,
     mut each: impl FnMut(&[u8]) -> anyhow::Result<()>,
 ) -> anyhow::Result<bool> {
     let mut offset = 0u64;
     loop {
-        let Some(chunk) = store
-            .raw_chunk(id, offset, RAW_CHUNK_BYTES)
-            .with_context(|| format!("cannot read message {id}"))?
-        else {
-            return Ok(offset > 0);
+        let Some(chunk) = store.raw_chunk(id, offset)? else {
+            return Ok(false);
         };
         if chunk.is_empty() {
             return Ok(true);
@@ -154,13 +160,13 @@ fn each_chunk(
 }
 
 fn write_mbox(
-    store: &Store,
+    store: &impl RawChunks,
     selected: &[Selected],
     out: &mut impl Write,
     bar: &ProgressBar,
 ) -> anyhow::Result<u64> {
     let mut written = 0;
-    let mut buf = Vec::with_capacity(RAW_CHUNK_BYTES + 1024);
+    let mut buf = Vec::new();
     for message in selected {
         let sender = match message.mail_from.as_str() {
             "" => "MAILER-DAEMON",
@@ -171,10 +177,9 @@ fn write_mbox(
             format!("From {sender} {}\n", asctime(message.received_at)).as_bytes(),
         );
         let mut quoter = FromQuoter::default();
+        // Written whole or not at all: the message may be deleted meanwhile.
         let found = each_chunk(store, message.id, |chunk| {
             quoter.push(chunk, &mut buf);
-            out.write_all(&buf)?;
-            buf.clear();
             Ok(())
         })?;
         if found {
@@ -187,14 +192,50 @@ fn write_mbox(
     Ok(written)
 }
 
-fn refuse_existing_file(dest: &Path, force: bool) -> anyhow::Result<()> {
-    if !force && dest.exists() {
-        bail!(
-            "{} exists; pass --force to overwrite it, or name another file",
-            dest.display()
-        );
+/// An mbox file at `dest`, written to `DEST.PID.tmp` beside it and renamed
+/// over it once complete, so a failed export leaves an old file as it was.
+/// Without `force`, `dest` is made first, only if it does not exist
+/// (`create_new`): a file that exists, or appears meanwhile, is never replaced.
+fn write_mbox_file(
+    store: &Store,
+    selected: &[Selected],
+    dest: &Path,
+    force: bool,
+    bar: &ProgressBar,
+) -> anyhow::Result<u64> {
+    if !force {
+        match File::options().write(true).create_new(true).open(dest) {
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => bail!(
+                "{} exists; pass --force to overwrite it, or name another file",
+                dest.display()
+            ),
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot create {}", dest.display()));
+            }
+        }
     }
-    Ok(())
+    let mut tmp = dest.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let written = (|| {
+        let file =
+            File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let mut out = BufWriter::with_capacity(1 << 16, file);
+        let written = write_mbox(store, selected, &mut out, bar)?;
+        out.flush()
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, dest)
+            .with_context(|| format!("cannot move {} to {}", tmp.display(), dest.display()))?;
+        Ok(written)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        if !force {
+            let _ = std::fs::remove_file(dest);
+        }
+    }
+    written
 }
 
 /// `path` made, with its parents, if missing.
@@ -316,4 +357,82 @@ fn write_eml(
         bar.inc(1);
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Messages by id; `vanishing` is deleted once its first chunk is read.
+    struct Messages {
+        raw: HashMap<MessageId, Vec<u8>>,
+        vanishing: MessageId,
+    }
+
+    impl RawChunks for Messages {
+        fn raw_chunk(&self, id: MessageId, offset: u64) -> anyhow::Result<Option<Vec<u8>>> {
+            if id == self.vanishing && offset > 0 {
+                return Ok(None);
+            }
+            Ok(self.raw.get(&id).map(|raw| {
+                let start = (offset as usize).min(raw.len());
+                let end = (start + RAW_CHUNK_BYTES).min(raw.len());
+                raw[start..end].to_vec()
+            }))
+        }
+    }
+
+    fn selected(id: i64) -> Selected {
+        Selected {
+            id: MessageId(id),
+            received_at: UNIX_EPOCH,
+            mail_from: format!("{id}@x.test"),
+            flags: MaildirFlags::default(),
+        }
+    }
+
+    /// Issue #18: a message deleted between two chunks was written cut off,
+    /// and counted as exported.
+    #[test]
+    fn an_mbox_leaves_out_a_message_deleted_while_it_is_read() {
+        let big = format!("Subject: big\n\n{}\n", "x".repeat(2 * RAW_CHUNK_BYTES));
+        let messages = Messages {
+            raw: HashMap::from([
+                (MessageId(1), b"Subject: one\n\n1\n".to_vec()),
+                (MessageId(2), big.into_bytes()),
+                (MessageId(3), b"Subject: three\n\n3\n".to_vec()),
+            ]),
+            vanishing: MessageId(2),
+        };
+        let mut out = Vec::new();
+        let written = write_mbox(
+            &messages,
+            &[selected(1), selected(2), selected(3)],
+            &mut out,
+            &ProgressBar::hidden(),
+        )
+        .expect("an mbox in memory");
+        assert_eq!(written, 2);
+        assert_eq!(
+            String::from_utf8(out).expect("ASCII"),
+            "From 1@x.test Thu Jan  1 00:00:00 1970\nSubject: one\n\n1\n\n\
+             From 3@x.test Thu Jan  1 00:00:00 1970\nSubject: three\n\n3\n\n"
+        );
+    }
+
+    #[test]
+    fn a_message_deleted_after_its_first_chunk_counts_as_deleted() {
+        let messages = Messages {
+            raw: HashMap::from([(MessageId(2), vec![b'x'; RAW_CHUNK_BYTES + 1])]),
+            vanishing: MessageId(2),
+        };
+        let mut read = 0;
+        let found = each_chunk(&messages, MessageId(2), |chunk| {
+            read += chunk.len();
+            Ok(())
+        })
+        .expect("no error");
+        assert!(!found);
+        assert_eq!(read, RAW_CHUNK_BYTES);
+    }
 }

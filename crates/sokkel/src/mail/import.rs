@@ -16,7 +16,7 @@
 //! names the token the store's owner recorded (`XSOKKEL-STORE`) gets any
 //! message, so mail never goes to a stale address or another server.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, IsTerminal, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
@@ -51,8 +51,9 @@ pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot open the mail store {location}"))?;
     let mut sources = Vec::new();
     let mut skipped = Skipped::default();
+    let mut visited = HashSet::new();
     for path in &args.paths {
-        find_sources(path, &mut sources, &mut skipped, 0);
+        find_sources(path, &mut sources, &mut skipped, &mut visited, 0);
     }
     let total_bytes: u64 = sources.iter().map(|s| s.bytes).sum();
     let bar = progress_bar(total_bytes);
@@ -165,12 +166,36 @@ impl Skipped {
     }
 }
 
-/// How deep directories are followed (a link loop ends here).
+/// How deep directories are followed.
 const MAX_DEPTH: usize = 16;
+
+/// A directory's identity whatever the path to it, so a symlinked directory
+/// (`self -> .`, a link to a parent) is read once and a link loop ends.
+type DirKey = (u64, u64);
+
+#[cfg(unix)]
+fn dir_key(metadata: &std::fs::Metadata) -> Option<DirKey> {
+    use std::os::unix::fs::MetadataExt;
+    Some((metadata.dev(), metadata.ino()))
+}
+
+/// No stable identity here: [`MAX_DEPTH`] alone ends a link loop.
+#[cfg(not(unix))]
+fn dir_key(_: &std::fs::Metadata) -> Option<DirKey> {
+    None
+}
 
 /// Adds what `path` holds to `sources`: a Maildir's messages (and those of
 /// its Maildir++ folders), every file of another directory, or the file.
-fn find_sources(path: &Path, sources: &mut Vec<Source>, skipped: &mut Skipped, depth: usize) {
+/// A directory in `visited` was read already (through another path): it adds
+/// nothing again.
+fn find_sources(
+    path: &Path,
+    sources: &mut Vec<Source>,
+    skipped: &mut Skipped,
+    visited: &mut HashSet<DirKey>,
+    depth: usize,
+) {
     let metadata = match std::fs::metadata(path) {
         Ok(metadata) => metadata,
         Err(error) => {
@@ -180,6 +205,9 @@ fn find_sources(path: &Path, sources: &mut Vec<Source>, skipped: &mut Skipped, d
         }
     };
     if metadata.is_dir() {
+        if dir_key(&metadata).is_some_and(|key| !visited.insert(key)) {
+            return;
+        }
         if depth >= MAX_DEPTH {
             let note = format!("{}: more than {MAX_DEPTH} directories deep", path.display());
             skipped.add("too deep", note);
@@ -204,7 +232,7 @@ fn find_sources(path: &Path, sources: &mut Vec<Source>, skipped: &mut Skipped, d
                     .file_name()
                     .is_some_and(|n| n.to_string_lossy().starts_with('.'));
                 if dotted && is_maildir(&folder) {
-                    find_sources(&folder, sources, skipped, depth + 1);
+                    find_sources(&folder, sources, skipped, visited, depth + 1);
                 }
             }
             return;
@@ -225,7 +253,7 @@ fn find_sources(path: &Path, sources: &mut Vec<Source>, skipped: &mut Skipped, d
                 .is_some_and(|n| n.to_string_lossy().starts_with('.'))
         });
         for entry in entries {
-            find_sources(&entry, sources, skipped, depth + 1);
+            find_sources(&entry, sources, skipped, visited, depth + 1);
         }
         return;
     }
@@ -239,7 +267,13 @@ fn find_sources(path: &Path, sources: &mut Vec<Source>, skipped: &mut Skipped, d
             return;
         }
     };
+    // An `.eml` file holds one message, whatever it starts with: an exported
+    // message may begin with "From ", or be empty.
+    let eml = path
+        .extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("eml"));
     let kind = match file_kind(&head) {
+        _ if eml => SourceKind::Message(None),
         FileKind::Mbox => SourceKind::Mbox,
         FileKind::Message => SourceKind::Message(None),
         FileKind::Empty => {

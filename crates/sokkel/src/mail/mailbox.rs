@@ -9,18 +9,17 @@ use mail_parser::MessageParser;
 use sokkel_store::time::{civil_from_days, days_from_civil};
 
 /// The envelope sender and the time a From_ line (after `From `) names. A
-/// sender of `MAILER-DAEMON` (what writers put when they do not know) is none;
-/// `<>` is the null sender.
+/// sender without `@` is none (the caller takes the headers' envelope): what
+/// writers put when they do not know, such as `MAILER-DAEMON` or Thunderbird's
+/// `-`. `<>` is the null sender.
 pub fn parse_from_line(text: &[u8]) -> (Option<String>, Option<SystemTime>) {
     let text = String::from_utf8_lossy(text);
     let mut words = text.split_whitespace();
-    let sender = words
-        .next()
-        .filter(|s| !s.eq_ignore_ascii_case("MAILER-DAEMON"))
-        .map(|s| match s {
-            "<>" => String::new(),
-            s => s.trim_start_matches('<').trim_end_matches('>').to_owned(),
-        });
+    let sender = words.next().and_then(|s| match s {
+        "<>" => Some(String::new()),
+        s if s.contains('@') => Some(s.trim_start_matches('<').trim_end_matches('>').to_owned()),
+        _ => None,
+    });
     let rest: Vec<&str> = words.collect();
     (sender, parse_asctime(&rest))
 }
@@ -185,8 +184,9 @@ fn header_values(raw: &[u8], name: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
-    /// The sender and time of a From_ line (after `From `): `MAILER-DAEMON`
-    /// means unknown, `<>` the null sender.
+    /// The sender and time of a From_ line (after `From `): `MAILER-DAEMON`,
+    /// Thunderbird's `-` or any word without `@` means unknown, `<>` the null
+    /// sender.
     #[test]
     fn from_lines() {
         let line = |text: &str| parse_from_line(text.as_bytes());
@@ -204,7 +204,9 @@ mod tests {
             line("MAILER-DAEMON Thu Jan  1 00:00:00 1970"),
             (None, Some(UNIX_EPOCH))
         );
-        assert_eq!(line("someone"), (Some("someone".into()), None));
+        assert_eq!(line("- Tue Dec  1 07:29:09 2026"), (None, Some(december)));
+        assert_eq!(line("someone"), (None, None));
+        assert_eq!(line("<a@x>").0, Some("a@x".into()));
     }
 
     #[test]
