@@ -29,19 +29,7 @@ pub(crate) struct IndexText {
 impl IndexText {
     /// The bytes of text it holds.
     pub(crate) fn len(&self) -> usize {
-        [
-            &self.subject,
-            &self.sender,
-            &self.recipients,
-            &self.body,
-            &self.cc,
-            &self.bcc,
-            &self.reply_to,
-            &self.message_id,
-        ]
-        .iter()
-        .map(|text| text.len())
-        .sum()
+        self.columns().iter().map(|text| text.len()).sum()
     }
 
     pub(crate) fn new(mail_from: &str, rcpt_to: &[String], digest: &Digest) -> IndexText {
