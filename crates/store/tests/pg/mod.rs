@@ -179,9 +179,16 @@ impl Cluster {
     }
 
     /// Start the server (again) and wait until it accepts connections.
+    ///
+    /// Durability is off (these clusters die with the test) and the WAL is
+    /// kept small: every `CREATE DATABASE` writes its template's pages to the
+    /// WAL, and with the default `max_wal_size` of 1 GB a cluster grew by
+    /// that much before its first checkpoint.
     pub fn start_server(&self) {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 \
+             -c wal_level=minimal -c max_wal_senders=0 -c full_page_writes=off \
+             -c min_wal_size=32MB -c max_wal_size=64MB",
             self.port,
             self.dir.display()
         );
