@@ -4,8 +4,11 @@
 //! (summary, recipients, tags, bytes) are written here afterwards, many
 //! messages to a transaction, on one connection that commits without waiting
 //! for the disk (`synchronous=NORMAL`): the log is what makes a message
-//! durable. New records wait in the log for [`COMMIT_DELAY`] (the thread
-//! does not read them at every batch the log syncs), unless somebody needs
+//! durable. New records wait in the log while deliveries keep coming: until
+//! the log has had no new batch for [`LULL`], or the oldest has waited
+//! [`MAX_DELAY`], or they come to half the log's lag limit (the thread does
+//! not read them at every batch the log syncs, and a burst of deliveries is
+//! not slowed by the rows' writes to the same disk), unless somebody needs
 //! their rows now: a reader at the barrier, a job, the close; then they are
 //! read and written in transactions of up to [`COMMIT_MESSAGES`] or
 //! [`COMMIT_BYTES`]. The position in the log up to which rows exist is kept in
@@ -15,7 +18,7 @@
 //! recycle the segments before it.
 //!
 //! ```text
-//! appender ──on_synced──▶ poke ─▶ (100 ms, or a reader/job asks) ─▶ read ≤ 2,000 / 4 MiB ─▶ one transaction ─▶ materialised(pos)
+//! appender ──on_synced──▶ poke ─▶ (a 50 ms lull, 10 s, half the lag limit, or a reader/job asks) ─▶ read ≤ 2,000 / 4 MiB ─▶ one transaction ─▶ materialised(pos)
 //!                                  ▲                             │ (FULL into a new segment: durable(pos))
 //!          readers wait for ───────┴── Progress ◀────────────────┘
 //!          jobs (prune, import, APPEND) run between transactions
@@ -58,10 +61,24 @@ use crate::{MessageId, StoreError};
 const COMMIT_MESSAGES: usize = 2000;
 const COMMIT_BYTES: usize = 4 << 20;
 
-/// Records wait at most this long after they were read from the log before
-/// their rows are committed, when nobody asks for them sooner (a reader at
-/// the barrier, a job, the close).
-const COMMIT_DELAY: Duration = Duration::from_millis(100);
+/// Records durable in the log get their rows once the log has had no new
+/// batch for this long: a burst of deliveries is over. During one, the rows'
+/// writes (SQLite's WAL, its checkpoints) would share the disk with the
+/// log's `fdatasync`, which every 250 waits for: measured with 20 sessions of
+/// `smtp-source -d`, 0.59× smtp-sink's rate with rows written throughout,
+/// 0.76× with them written after (docs/benchmarks.md, "Log-first ingest").
+/// Nobody waits for them meanwhile: a reader asks for them at the barrier.
+const LULL: Duration = Duration::from_millis(50);
+
+/// Under a stream of deliveries with no lull, records wait at most this long
+/// (rows are then written beside deliveries, as when the lag grows to
+/// `1 / LAG_SHARE` of the log's limit).
+const MAX_DELAY: Duration = Duration::from_secs(10);
+
+/// The rows are written at once when the records waiting for them come to
+/// this share of [`super::log::LogOptions::max_lag_bytes`] (half: 128 MiB by
+/// default, where deliveries would wait at 256 MiB).
+const LAG_SHARE: u64 = 2;
 
 /// The most messages that may have rows but no index entries before the
 /// materialiser indexes a batch ahead of the next transaction: searches lag
@@ -137,6 +154,8 @@ struct Reached {
     index: Position,
     /// Where the log's durable records end, as last heard.
     synced: Position,
+    /// When that was heard (the end of the log's last batch).
+    synced_at: Option<Instant>,
     /// Readers waiting for rows: the thread commits what it holds at once.
     rows_waiters: usize,
     /// Readers waiting for the index: the thread indexes before it writes
@@ -202,8 +221,14 @@ impl Shared {
     pub(super) fn synced(&self, at: Position) {
         let mut reached = self.lock_reached();
         reached.synced = reached.synced.max(at);
+        reached.synced_at = Some(Instant::now());
         drop(reached);
         self.poke();
+    }
+
+    /// When the log last made a batch durable.
+    fn last_synced(&self) -> Option<Instant> {
+        self.lock_reached().synced_at
     }
 
     /// Wait (at most `timeout`) until every record the log has made durable
@@ -618,7 +643,8 @@ pub(super) struct Worker {
     /// Their raw bytes.
     pending_bytes: usize,
     /// Since when the log has had records without rows: they are read and
-    /// committed [`COMMIT_DELAY`] after (or at once if somebody needs them).
+    /// committed when due (see [`Worker::due`]), or at once if somebody
+    /// needs them.
     dirty_since: Option<Instant>,
     /// Where the records read end (`position` when none wait).
     read_to: Position,
@@ -674,7 +700,7 @@ impl Worker {
             let now = Instant::now();
             let wait = match (retry, self.dirty_since) {
                 (Some((at, _)), _) => Some(at.saturating_duration_since(now)),
-                (None, Some(since)) => Some((since + COMMIT_DELAY).saturating_duration_since(now)),
+                (None, Some(since)) => Some(self.until_due(since, now)),
                 (None, None) if self.background_pending() => Some(Duration::ZERO),
                 (None, None) => None,
             };
@@ -828,12 +854,26 @@ impl Worker {
         Ok(())
     }
 
-    /// Whether the records the log gathered should be committed now: they
-    /// have waited long enough, or somebody needs them.
+    /// Whether the records the log gathered should be committed now: the
+    /// deliveries paused ([`LULL`]), they have waited long enough
+    /// ([`MAX_DELAY`]), there are many of them ([`LAG_SHARE`]), or somebody
+    /// needs them.
     fn due(&self) -> bool {
+        let now = Instant::now();
         self.dirty_since
-            .is_some_and(|since| since.elapsed() >= COMMIT_DELAY)
+            .is_some_and(|since| self.until_due(since, now).is_zero())
             || self.shared.wanted()
+    }
+
+    /// How long records waiting since `since` may go on waiting: until the
+    /// next lull or [`MAX_DELAY`], whichever comes first; at most [`LULL`],
+    /// so that the lag is looked at that often. Zero when they are due.
+    fn until_due(&self, since: Instant, now: Instant) -> Duration {
+        if self.log.lag_past(LAG_SHARE) {
+            return Duration::ZERO;
+        }
+        let lull = self.shared.last_synced().unwrap_or(since) + LULL;
+        lull.min(since + MAX_DELAY).saturating_duration_since(now)
     }
 
     /// One transaction with the rows of the oldest pending records (at most

@@ -350,6 +350,12 @@ impl Log {
         Ok(out)
     }
 
+    /// Whether the records durable but not yet materialised have come to
+    /// `1 / fraction` of [`LogOptions::max_lag_bytes`].
+    pub(crate) fn lag_past(&self, fraction: u64) -> bool {
+        self.shared.lock().lag() >= self.shared.options.max_lag_bytes / fraction.max(1)
+    }
+
     /// The materialiser has committed the rows of every record before `at`
     /// (not necessarily durably): appends held back by the lag limit go on.
     pub(crate) fn materialised(&self, at: Position) {
