@@ -139,6 +139,9 @@ struct Inbox {
     jobs: VecDeque<Job>,
     /// The log has new records (coalesced: one flag for many batches).
     poked: bool,
+    /// The thread waits and would act on `poked`: only then does a poke wake
+    /// it (not at every batch the log syncs while records wait their turn).
+    listening: bool,
     /// A reader waits for rows or index: commit now.
     wanted: bool,
     stopping: bool,
@@ -263,10 +266,15 @@ impl Shared {
         );
     }
 
-    /// Wake the thread.
+    /// Tell the thread the log has new records; wake it if it waits for them.
     fn poke(&self) {
-        self.lock_inbox().poked = true;
-        self.wake.notify_one();
+        let mut inbox = self.lock_inbox();
+        inbox.poked = true;
+        if inbox.listening {
+            inbox.listening = false;
+            drop(inbox);
+            self.wake.notify_one();
+        }
     }
 
     /// A delivery of `bytes` was acknowledged.
@@ -401,6 +409,7 @@ impl Shared {
             !inbox.jobs.is_empty() || inbox.wanted || inbox.stopping || (log_pokes && inbox.poked)
         };
         while !ready(&inbox) {
+            inbox.listening = log_pokes;
             inbox = match deadline {
                 None => self
                     .wake

@@ -217,6 +217,7 @@ impl Log {
             first_number: (materialised.segment + 1).max(scan.max_number + 1),
             held: false,
             in_flight: false,
+            waiting: 0,
             live,
             spares: scan.spares,
             preparing: false,

@@ -86,6 +86,9 @@ pub(super) struct State {
     pub(super) held: bool,
     /// The appender has given ids whose batch is not yet durable or failed.
     pub(super) in_flight: bool,
+    /// Threads in [`Shared::wait`]: the end of a batch wakes them only if
+    /// there are any (a notify is a system call even with nobody to wake).
+    pub(super) waiting: usize,
     pub(super) live: VecDeque<Live>,
     pub(super) spares: Vec<PathBuf>,
     /// A spare segment is being made on a thread of its own.
@@ -142,10 +145,14 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(super) fn wait<'a>(&self, guard: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-        self.changed
+    pub(super) fn wait<'a>(&self, mut guard: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        guard.waiting += 1;
+        let mut guard = self
+            .changed
             .wait(guard)
-            .unwrap_or_else(PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner);
+        guard.waiting -= 1;
+        guard
     }
 
     pub(super) fn stats(&self) -> LogStats {
@@ -416,8 +423,11 @@ impl Thread {
             state.stats.failed_syncs += 1;
         }
         state.in_flight = false;
+        let waiting = state.waiting > 0;
         drop(state);
-        self.shared.changed.notify_all();
+        if waiting {
+            self.shared.changed.notify_all();
+        }
     }
 
     fn answer(&self, answered: Vec<Append>, first_id: i64) {
